@@ -291,6 +291,10 @@ type MMapOpts struct {
 	// Force skips RLIMIT_AS and RLIMIT_DATA checks (for kernel-made
 	// mappings such as the AIO ring).
 	Force bool
+	// SharedAnonymous is true for shared anonymous memory
+	// (MAP_SHARED|MAP_ANONYMOUS): Mappable is its shared-memory object,
+	// and /proc/PID/maps names it like anonymous memory.
+	SharedAnonymous bool
 	// SentryOwnedContent is true if the application cannot write the
 	// content except through this mapping.
 	SentryOwnedContent bool
