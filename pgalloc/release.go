@@ -1,0 +1,184 @@
+package pgalloc
+
+import (
+	"cmp"
+	"slices"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/segment"
+)
+
+// kickLocked wakes the releaser goroutine, if there is one. Preconditions:
+// mu held (not strictly needed, but callers that just queued work hold it).
+func (f *MemoryFile) kickLocked() {
+	if f.kick == nil {
+		return
+	}
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+// releaser is the body of the releaser goroutine: on each kick it releases
+// pending ranges until there are none, until Close stops it.
+func (f *MemoryFile) releaser() {
+	defer close(f.releaserDone)
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-f.kick:
+		}
+		for f.releaseBatch() {
+		}
+	}
+}
+
+// releaseBatch takes every pending range, returns its host memory, and then
+// makes it free. It reports whether there was anything to release.
+//
+// Preconditions: mu not held.
+func (f *MemoryFile) releaseBatch() bool {
+	f.mu.Lock()
+	if len(f.pending) == 0 || f.closed {
+		f.mu.Unlock()
+		return false
+	}
+	batch := f.pending
+	f.pending = nil
+	f.releasing++
+	f.mu.Unlock()
+
+	// Return the memory with as few system calls as possible: freed
+	// ranges are often adjacent.
+	batch = coalesce(batch)
+	for _, fr := range batch {
+		f.punch(fr)
+	}
+
+	f.mu.Lock()
+	for _, fr := range batch {
+		f.used.RemoveRange(segment.Range[uint64](fr))
+	}
+	f.releasing--
+	f.released.Broadcast()
+	f.mu.Unlock()
+	return true
+}
+
+// coalesce sorts the disjoint ranges rs and merges adjacent ones, in place.
+func coalesce(rs []memmap.FileRange) []memmap.FileRange {
+	if len(rs) < 2 {
+		return rs
+	}
+	slices.SortFunc(rs, func(a, b memmap.FileRange) int { return cmp.Compare(a.Start, b.Start) })
+	out := rs[:1]
+	for _, r := range rs[1:] {
+		if last := &out[len(out)-1]; last.End == r.Start {
+			last.End = r.End
+		} else {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WaitReleased waits until every page freed so far has been released (its
+// host memory returned, and the page free for reuse). It returns at once
+// after Close.
+func (f *MemoryFile) WaitReleased() {
+	f.mu.Lock()
+	for !f.closed && (len(f.pending) > 0 || f.releasing > 0) {
+		f.kickLocked()
+		f.released.Wait()
+	}
+	f.mu.Unlock()
+}
+
+// punch returns the host memory of fr, which then reads as zero. Should the
+// host refuse (no known cause for a memfd), it zeroes fr through the
+// internal mapping instead, so that the pages read as zero all the same.
+//
+// Preconditions: mu not held; nobody else accesses fr.
+func (f *MemoryFile) punch(fr memmap.FileRange) {
+	for {
+		err := unix.Fallocate(f.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(fr.Start), int64(fr.Length()))
+		if err == nil {
+			return
+		}
+		if err != unix.EINTR {
+			break
+		}
+	}
+	bs, err := f.MapInternal(fr, hostarch.Write)
+	if err != nil {
+		panic("pgalloc: cannot return host memory nor map " + fr.String() + " to zero it: " + err.Error())
+	}
+	for b := range bs.All {
+		clear(b.ToSlice())
+	}
+}
+
+// populate commits host memory for fr in one batch: MADV_POPULATE_WRITE on
+// the internal mapping, which also maps the pages there so that later
+// accesses through it do not fault; or, on kernels without it, fallocate.
+//
+// Preconditions: mu not held; the caller holds a reference on fr.
+func (f *MemoryFile) populate(fr memmap.FileRange) error {
+	if !f.noPopulateWrite.Load() {
+		bs, err := f.MapInternal(fr, hostarch.Write)
+		if err != nil {
+			return err
+		}
+		done := uint64(0)
+		for b := range bs.All {
+			for {
+				err = unix.Madvise(b.ToSlice(), unix.MADV_POPULATE_WRITE)
+				if err != unix.EINTR {
+					break
+				}
+			}
+			if err == unix.EINVAL && done == 0 {
+				// Not supported (Linux < 5.14): fall back to fallocate.
+				f.noPopulateWrite.Store(true)
+				break
+			}
+			if err != nil {
+				return &populateError{fr: fr, err: err}
+			}
+			done += uint64(b.Len())
+		}
+		if !f.noPopulateWrite.Load() || done != 0 {
+			return nil
+		}
+	}
+	for {
+		err := unix.Fallocate(f.fd, 0, int64(fr.Start), int64(fr.Length()))
+		if err == nil {
+			return nil
+		}
+		if err != unix.EINTR {
+			return &populateError{fr: fr, err: err}
+		}
+	}
+}
+
+// populateError reports that host memory could not be committed.
+type populateError struct {
+	// fr is the range being populated.
+	fr memmap.FileRange
+	// err is the host's error (ENOMEM when out of memory).
+	err error
+}
+
+// Error implements error.
+func (e *populateError) Error() string {
+	return "pgalloc: committing host memory for " + e.fr.String() + ": " + e.err.Error()
+}
+
+// Unwrap returns the host's error.
+func (e *populateError) Unwrap() error { return e.err }
