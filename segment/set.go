@@ -15,31 +15,44 @@ import (
 // The zero value is an empty set. A Set is not safe for concurrent
 // mutation; concurrent reads are safe when nothing mutates.
 type Set[K Key, V any, F Functions[K, V]] struct {
-	// ranges are the segments' ranges, sorted and non-overlapping.
-	ranges []Range[K]
-	// values[i] is the value of ranges[i].
-	values []V
+	// root is the root of the tree, or nil when the tree is a single leaf
+	// (first) or empty.
+	root *inner[K, V, F]
+	// first and last are the first and last leaves, nil if the set is
+	// empty.
+	first, last *leaf[K, V, F]
+	// len is the number of segments.
+	len int
 }
 
 // Iterator points at a segment of a Set, or is terminal (!Ok()). Any
 // mutation of the set invalidates all iterators except those returned by the
-// mutation. The zero Iterator is terminal. Iterators are comparable: two
-// valid iterators into one set are equal iff they point at the same segment.
+// mutation; changing a segment's range or value through an iterator is not
+// a mutation in this sense. The zero Iterator is terminal. Iterators are
+// comparable: two valid iterators into one set are equal iff they point at
+// the same segment.
 type Iterator[K Key, V any, F Functions[K, V]] struct {
-	// s is the set, or nil for a terminal iterator.
-	s *Set[K, V, F]
-	// i is the index of the segment in s.
+	// l is the leaf holding the segment, or nil for a terminal iterator.
+	l *leaf[K, V, F]
+	// i is the index of the segment in l.
 	i int
 }
+
+// emptySetGap is GapIterator.i for the only gap of an empty set, whose l is
+// nil.
+const emptySetGap = -1
 
 // GapIterator points at a gap of a Set: the space between two adjacent
 // segments, before the first segment (from MinKey) or after the last (to
 // MaxKey). Gaps may be empty. The zero GapIterator is terminal (!Ok()).
 // Invalidation and comparison are as for Iterator.
 type GapIterator[K Key, V any, F Functions[K, V]] struct {
-	// s is the set, or nil for a terminal iterator.
-	s *Set[K, V, F]
-	// i is the index of the segment after the gap (len for the last gap).
+	// l is the leaf owning the gap: the gap is before l's entry i, or, for
+	// the last gap of the set, i == l.n and l is the last leaf. l is nil
+	// for a terminal iterator (i == 0) and for the gap of an empty set (i
+	// == emptySetGap).
+	l *leaf[K, V, F]
+	// i is the gap's index in l, as above.
 	i int
 }
 
@@ -54,21 +67,28 @@ func maxKey[K Key, V any, F Functions[K, V]]() K {
 }
 
 // Ok reports whether it points at a segment.
-func (it Iterator[K, V, F]) Ok() bool { return it.s != nil }
+func (it Iterator[K, V, F]) Ok() bool { return it.l != nil }
 
 // Range returns the segment's range.
-func (it Iterator[K, V, F]) Range() Range[K] { return it.s.ranges[it.i] }
+func (it Iterator[K, V, F]) Range() Range[K] { return it.l.keys[it.i] }
 
 // Start returns the segment's start.
-func (it Iterator[K, V, F]) Start() K { return it.s.ranges[it.i].Start }
+func (it Iterator[K, V, F]) Start() K { return it.l.keys[it.i].Start }
 
 // End returns the segment's end.
-func (it Iterator[K, V, F]) End() K { return it.s.ranges[it.i].End }
+func (it Iterator[K, V, F]) End() K { return it.l.keys[it.i].End }
 
 // SetRangeUnchecked changes the segment's range. The caller guarantees that r
 // is non-empty, within [MinKey, MaxKey), and does not overlap or reorder
 // with the neighbouring segments. It does not invalidate iterators.
-func (it Iterator[K, V, F]) SetRangeUnchecked(r Range[K]) { it.s.ranges[it.i] = r }
+func (it Iterator[K, V, F]) SetRangeUnchecked(r Range[K]) {
+	l := it.l
+	l.keys[it.i] = r
+	l.fix()
+	if it.i == l.n-1 {
+		l.fixNext()
+	}
+}
 
 // SetRange changes the segment's range. It panics if r is empty or
 // malformed, leaves [MinKey, MaxKey), or overlaps a neighbouring segment.
@@ -77,13 +97,7 @@ func (it Iterator[K, V, F]) SetRange(r Range[K]) {
 	if r.Start >= r.End {
 		panic(fmt.Sprintf("segment: SetRange(%v): empty or malformed range", r))
 	}
-	lo, hi := minKey[K, V, F](), maxKey[K, V, F]()
-	if prev := it.PrevSegment(); prev.Ok() {
-		lo = prev.End()
-	}
-	if next := it.NextSegment(); next.Ok() {
-		hi = next.Start()
-	}
+	lo, hi := it.PrevGap().Start(), it.NextGap().End()
 	if r.Start < lo || r.End > hi {
 		panic(fmt.Sprintf("segment: SetRange(%v): outside the space [%#x, %#x) between neighbours", r, uint64(lo), uint64(hi)))
 	}
@@ -103,40 +117,51 @@ func (it Iterator[K, V, F]) SetEndUnchecked(k K) { it.SetRangeUnchecked(Range[K]
 func (it Iterator[K, V, F]) SetEnd(k K) { it.SetRange(Range[K]{it.Start(), k}) }
 
 // Value returns a copy of the segment's value.
-func (it Iterator[K, V, F]) Value() V { return it.s.values[it.i] }
+func (it Iterator[K, V, F]) Value() V { return it.l.vals[it.i] }
 
 // ValuePtr returns a pointer to the segment's value, valid until the next
-// mutation of the set (other than through the pointer or SetValue).
-func (it Iterator[K, V, F]) ValuePtr() *V { return &it.s.values[it.i] }
+// mutation of the set (other than through the pointer or the iterator).
+func (it Iterator[K, V, F]) ValuePtr() *V { return &it.l.vals[it.i] }
 
 // SetValue replaces the segment's value. ClearValue is not called on the old
 // value.
-func (it Iterator[K, V, F]) SetValue(v V) { it.s.values[it.i] = v }
+func (it Iterator[K, V, F]) SetValue(v V) { it.l.vals[it.i] = v }
 
 // PrevSegment returns the segment before it, or a terminal iterator.
 func (it Iterator[K, V, F]) PrevSegment() Iterator[K, V, F] {
-	if it.i == 0 {
-		return Iterator[K, V, F]{}
+	if it.i > 0 {
+		return Iterator[K, V, F]{it.l, it.i - 1}
 	}
-	return Iterator[K, V, F]{it.s, it.i - 1}
+	if p := it.l.prev; p != nil {
+		return Iterator[K, V, F]{p, p.n - 1}
+	}
+	return Iterator[K, V, F]{}
 }
 
 // NextSegment returns the segment after it, or a terminal iterator.
 func (it Iterator[K, V, F]) NextSegment() Iterator[K, V, F] {
-	if it.i+1 >= len(it.s.ranges) {
-		return Iterator[K, V, F]{}
+	if it.i+1 < it.l.n {
+		return Iterator[K, V, F]{it.l, it.i + 1}
 	}
-	return Iterator[K, V, F]{it.s, it.i + 1}
+	if n := it.l.next; n != nil {
+		return Iterator[K, V, F]{n, 0}
+	}
+	return Iterator[K, V, F]{}
 }
 
-// PrevGap returns the gap just before it (possibly empty). It is always Ok.
+// PrevGap returns the gap just before it (possibly empty). It is Ok if it
+// is.
 func (it Iterator[K, V, F]) PrevGap() GapIterator[K, V, F] {
-	return GapIterator[K, V, F]{it.s, it.i}
+	return GapIterator[K, V, F]{it.l, it.i}
 }
 
-// NextGap returns the gap just after it (possibly empty). It is always Ok.
+// NextGap returns the gap just after it (possibly empty). It is Ok if it
+// is.
 func (it Iterator[K, V, F]) NextGap() GapIterator[K, V, F] {
-	return GapIterator[K, V, F]{it.s, it.i + 1}
+	if it.l == nil {
+		return GapIterator[K, V, F]{}
+	}
+	return gapAt(it.l, it.i+1)
 }
 
 // PrevNonEmpty returns the previous segment if it is adjacent to it (the gap
@@ -163,25 +188,25 @@ func (it Iterator[K, V, F]) NextNonEmpty() (Iterator[K, V, F], GapIterator[K, V,
 }
 
 // Ok reports whether g points at a gap.
-func (g GapIterator[K, V, F]) Ok() bool { return g.s != nil }
+func (g GapIterator[K, V, F]) Ok() bool { return g.l != nil || g.i == emptySetGap }
 
 // Range returns the gap's range.
 func (g GapIterator[K, V, F]) Range() Range[K] { return Range[K]{g.Start(), g.End()} }
 
 // Start returns the gap's start: the end of the previous segment, or MinKey.
 func (g GapIterator[K, V, F]) Start() K {
-	if g.i == 0 {
+	if g.l == nil {
 		return minKey[K, V, F]()
 	}
-	return g.s.ranges[g.i-1].End
+	return g.l.gapStart(g.i)
 }
 
 // End returns the gap's end: the start of the next segment, or MaxKey.
 func (g GapIterator[K, V, F]) End() K {
-	if g.i == len(g.s.ranges) {
+	if g.l == nil || g.i == g.l.n {
 		return maxKey[K, V, F]()
 	}
-	return g.s.ranges[g.i].Start
+	return g.l.keys[g.i].Start
 }
 
 // IsEmpty reports whether the gap has length 0.
@@ -189,62 +214,66 @@ func (g GapIterator[K, V, F]) IsEmpty() bool { return g.Start() == g.End() }
 
 // PrevSegment returns the segment before g, or a terminal iterator.
 func (g GapIterator[K, V, F]) PrevSegment() Iterator[K, V, F] {
-	if g.i == 0 {
+	if g.l == nil {
 		return Iterator[K, V, F]{}
 	}
-	return Iterator[K, V, F]{g.s, g.i - 1}
+	if g.i > 0 {
+		return Iterator[K, V, F]{g.l, g.i - 1}
+	}
+	if p := g.l.prev; p != nil {
+		return Iterator[K, V, F]{p, p.n - 1}
+	}
+	return Iterator[K, V, F]{}
 }
 
 // NextSegment returns the segment after g, or a terminal iterator.
 func (g GapIterator[K, V, F]) NextSegment() Iterator[K, V, F] {
-	if g.i == len(g.s.ranges) {
+	if g.l == nil || g.i == g.l.n {
 		return Iterator[K, V, F]{}
 	}
-	return Iterator[K, V, F]{g.s, g.i}
+	return Iterator[K, V, F]{g.l, g.i}
 }
 
 // PrevGap returns the gap before g (across one segment), or a terminal
 // iterator.
 func (g GapIterator[K, V, F]) PrevGap() GapIterator[K, V, F] {
-	if g.i == 0 {
+	seg := g.PrevSegment()
+	if !seg.Ok() {
 		return GapIterator[K, V, F]{}
 	}
-	return GapIterator[K, V, F]{g.s, g.i - 1}
+	return seg.PrevGap()
 }
 
 // NextGap returns the gap after g (across one segment), or a terminal
 // iterator.
 func (g GapIterator[K, V, F]) NextGap() GapIterator[K, V, F] {
-	if g.i == len(g.s.ranges) {
+	seg := g.NextSegment()
+	if !seg.Ok() {
 		return GapIterator[K, V, F]{}
 	}
-	return GapIterator[K, V, F]{g.s, g.i + 1}
+	return seg.NextGap()
 }
 
 // NextLargeEnoughGap returns the first gap after g whose length is at least
-// minSize, or a terminal iterator.
+// minSize, or a terminal iterator. It takes O(log n) time.
 func (g GapIterator[K, V, F]) NextLargeEnoughGap(minSize K) GapIterator[K, V, F] {
-	for g = g.NextGap(); g.Ok(); g = g.NextGap() {
-		if g.End()-g.Start() >= minSize {
-			return g
-		}
+	if g.l == nil || g.i == g.l.n {
+		return GapIterator[K, V, F]{}
 	}
-	return g
+	return nextLargeGap(g.l, g.i, minSize)
 }
 
 // PrevLargeEnoughGap returns the last gap before g whose length is at least
-// minSize, or a terminal iterator.
+// minSize, or a terminal iterator. It takes O(log n) time.
 func (g GapIterator[K, V, F]) PrevLargeEnoughGap(minSize K) GapIterator[K, V, F] {
-	for g = g.PrevGap(); g.Ok(); g = g.PrevGap() {
-		if g.End()-g.Start() >= minSize {
-			return g
-		}
+	if g.l == nil {
+		return GapIterator[K, V, F]{}
 	}
-	return g
+	return prevLargeGap(g.l, g.i, minSize)
 }
 
 // IsEmpty reports whether the set has no segments.
-func (s *Set[K, V, F]) IsEmpty() bool { return len(s.ranges) == 0 }
+func (s *Set[K, V, F]) IsEmpty() bool { return s.len == 0 }
 
 // IsEmptyRange reports whether no segment overlaps r. An empty r overlaps
 // nothing.
@@ -256,11 +285,13 @@ func (s *Set[K, V, F]) IsEmptyRange(r Range[K]) bool {
 	return !seg.Ok() || seg.Start() >= r.End
 }
 
-// Span returns the total length of all segments.
+// Span returns the total length of all segments. It takes O(n) time.
 func (s *Set[K, V, F]) Span() K {
 	var n K
-	for _, r := range s.ranges {
-		n += r.Length()
+	for l := s.first; l != nil; l = l.next {
+		for i := 0; i < l.n; i++ {
+			n += l.keys[i].Length()
+		}
 	}
 	return n
 }
@@ -276,48 +307,42 @@ func (s *Set[K, V, F]) SpanRange(r Range[K]) K {
 }
 
 // Len returns the number of segments.
-func (s *Set[K, V, F]) Len() int { return len(s.ranges) }
+func (s *Set[K, V, F]) Len() int { return s.len }
 
 // FirstSegment returns the first segment, or a terminal iterator if the set
 // is empty.
 func (s *Set[K, V, F]) FirstSegment() Iterator[K, V, F] {
-	if len(s.ranges) == 0 {
+	if s.first == nil {
 		return Iterator[K, V, F]{}
 	}
-	return Iterator[K, V, F]{s, 0}
+	return Iterator[K, V, F]{s.first, 0}
 }
 
 // LastSegment returns the last segment, or a terminal iterator if the set is
 // empty.
 func (s *Set[K, V, F]) LastSegment() Iterator[K, V, F] {
-	if len(s.ranges) == 0 {
+	if s.last == nil {
 		return Iterator[K, V, F]{}
 	}
-	return Iterator[K, V, F]{s, len(s.ranges) - 1}
+	return Iterator[K, V, F]{s.last, s.last.n - 1}
 }
 
 // FirstGap returns the first gap, [MinKey, first segment's start). It is
 // always Ok.
-func (s *Set[K, V, F]) FirstGap() GapIterator[K, V, F] { return GapIterator[K, V, F]{s, 0} }
+func (s *Set[K, V, F]) FirstGap() GapIterator[K, V, F] {
+	if s.first == nil {
+		return GapIterator[K, V, F]{nil, emptySetGap}
+	}
+	return GapIterator[K, V, F]{s.first, 0}
+}
 
 // LastGap returns the last gap, [last segment's end, MaxKey). It is always
 // Ok.
 func (s *Set[K, V, F]) LastGap() GapIterator[K, V, F] {
-	return GapIterator[K, V, F]{s, len(s.ranges)}
-}
-
-// upper returns the number of segments with Start <= key.
-func (s *Set[K, V, F]) upper(key K) int {
-	lo, hi := 0, len(s.ranges)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if s.ranges[m].Start <= key {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+	if s.last == nil {
+		return GapIterator[K, V, F]{nil, emptySetGap}
 	}
-	return lo
+	return GapIterator[K, V, F]{s.last, s.last.n}
 }
 
 // Find returns the segment containing key, or else the gap containing key.
@@ -327,17 +352,23 @@ func (s *Set[K, V, F]) Find(key K) (Iterator[K, V, F], GapIterator[K, V, F]) {
 	if key < minKey[K, V, F]() || key >= maxKey[K, V, F]() {
 		return Iterator[K, V, F]{}, GapIterator[K, V, F]{}
 	}
-	i := s.upper(key)
-	if i > 0 && key < s.ranges[i-1].End {
-		return Iterator[K, V, F]{s, i - 1}, GapIterator[K, V, F]{}
+	l, i := s.search(key)
+	if l == nil {
+		return Iterator[K, V, F]{}, GapIterator[K, V, F]{nil, emptySetGap}
 	}
-	return Iterator[K, V, F]{}, GapIterator[K, V, F]{s, i}
+	if i > 0 && key < l.keys[i-1].End {
+		return Iterator[K, V, F]{l, i - 1}, GapIterator[K, V, F]{}
+	}
+	return Iterator[K, V, F]{}, gapAt(l, i)
 }
 
 // FindSegment returns the segment containing key, or a terminal iterator.
 func (s *Set[K, V, F]) FindSegment(key K) Iterator[K, V, F] {
-	seg, _ := s.Find(key)
-	return seg
+	l, i := s.search(key)
+	if i > 0 && key < l.keys[i-1].End {
+		return Iterator[K, V, F]{l, i - 1}
+	}
+	return Iterator[K, V, F]{}
 }
 
 // FindGap returns the gap containing key, or a terminal iterator if a
@@ -352,25 +383,31 @@ func (s *Set[K, V, F]) FindGap(key K) GapIterator[K, V, F] {
 // containing min, or else the first segment after min. It is terminal if
 // there is none.
 func (s *Set[K, V, F]) LowerBoundSegment(min K) Iterator[K, V, F] {
-	i := s.upper(min)
-	if i > 0 && min < s.ranges[i-1].End {
-		i--
-	}
-	if i == len(s.ranges) {
+	l, i := s.search(min)
+	if l == nil {
 		return Iterator[K, V, F]{}
 	}
-	return Iterator[K, V, F]{s, i}
+	if i > 0 && min < l.keys[i-1].End {
+		return Iterator[K, V, F]{l, i - 1}
+	}
+	if i < l.n {
+		return Iterator[K, V, F]{l, i}
+	}
+	if l.next != nil {
+		return Iterator[K, V, F]{l.next, 0}
+	}
+	return Iterator[K, V, F]{}
 }
 
 // UpperBoundSegment returns the last segment with Start <= max: the segment
 // containing max, or else the last segment before max. It is terminal if
 // there is none.
 func (s *Set[K, V, F]) UpperBoundSegment(max K) Iterator[K, V, F] {
-	i := s.upper(max)
+	l, i := s.search(max)
 	if i == 0 {
 		return Iterator[K, V, F]{}
 	}
-	return Iterator[K, V, F]{s, i - 1}
+	return Iterator[K, V, F]{l, i - 1}
 }
 
 // LowerBoundGap returns the first gap, in order and counting empty gaps,
@@ -380,8 +417,12 @@ func (s *Set[K, V, F]) LowerBoundGap(min K) GapIterator[K, V, F] {
 	if min >= maxKey[K, V, F]() {
 		return GapIterator[K, V, F]{}
 	}
-	// Gap i ends at ranges[i].Start; the first with ranges[i].Start > min.
-	return GapIterator[K, V, F]{s, s.upper(min)}
+	l, i := s.search(min)
+	if l == nil {
+		return GapIterator[K, V, F]{nil, emptySetGap}
+	}
+	// The gap before entry i is the first to end after min.
+	return gapAt(l, i)
 }
 
 // UpperBoundGap returns the last gap, in order and counting empty gaps, with
@@ -391,17 +432,16 @@ func (s *Set[K, V, F]) UpperBoundGap(max K) GapIterator[K, V, F] {
 	if max < minKey[K, V, F]() {
 		return GapIterator[K, V, F]{}
 	}
-	// Gap i starts at ranges[i-1].End; the last with ranges[i-1].End <= max.
-	lo, hi := 0, len(s.ranges)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if s.ranges[m].End <= max {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+	l, i := s.search(max)
+	if l == nil {
+		return GapIterator[K, V, F]{nil, emptySetGap}
 	}
-	return GapIterator[K, V, F]{s, lo}
+	// Every segment before entry i-1 ends before max; so does entry i-1 if
+	// its end is at most max, in which case the gap after it is the one.
+	if i > 0 && l.keys[i-1].End > max {
+		i--
+	}
+	return gapAt(l, i)
 }
 
 // LowerBoundSegmentSplitBefore is LowerBoundSegment(min), except that if the
@@ -418,9 +458,8 @@ func (s *Set[K, V, F]) LowerBoundSegmentSplitBefore(min K) Iterator[K, V, F] {
 // UpperBoundSegmentSplitAfter returns the last segment with Start < max
 // (that is, the last segment overlapping [MinKey, max)), split at max if it
 // extends past max, so that the result ends at or before max. It is terminal
-// if there is none. Note that unlike UpperBoundSegment(max) it does not
-// return a segment starting exactly at max, which would have nothing to
-// keep.
+// if there is none. Unlike UpperBoundSegment(max) it never returns a segment
+// starting exactly at max, which would have nothing before max to keep.
 func (s *Set[K, V, F]) UpperBoundSegmentSplitAfter(max K) Iterator[K, V, F] {
 	if max == 0 {
 		return Iterator[K, V, F]{}
@@ -494,30 +533,29 @@ func (s *Set[K, V, F]) Insert(gap GapIterator[K, V, F], r Range[K], v V) Iterato
 	prev, next := gap.PrevSegment(), gap.NextSegment()
 	if prev.Ok() && prev.End() == r.Start {
 		if mv, ok := f.Merge(prev.Range(), prev.Value(), r, v); ok {
-			prev.SetRangeUnchecked(Range[K]{prev.Start(), r.End})
-			prev.SetValue(mv)
 			if next.Ok() && next.Start() == r.End {
-				return s.Merge(prev, next).orElse(prev)
+				if mv2, ok := f.Merge(Range[K]{prev.Start(), r.End}, mv, next.Range(), next.Value()); ok {
+					// prev absorbs r and next.
+					end := next.End()
+					prev = s.Remove(next).PrevSegment()
+					prev.l.vals[prev.i] = mv2
+					prev.SetEndUnchecked(end)
+					return prev
+				}
 			}
+			prev.l.vals[prev.i] = mv
+			prev.SetEndUnchecked(r.End)
 			return prev
 		}
 	}
 	if next.Ok() && next.Start() == r.End {
 		if mv, ok := f.Merge(r, v, next.Range(), next.Value()); ok {
-			next.SetRangeUnchecked(Range[K]{r.Start, next.End()})
-			next.SetValue(mv)
+			next.l.vals[next.i] = mv
+			next.SetStartUnchecked(r.Start)
 			return next
 		}
 	}
 	return s.InsertWithoutMergingUnchecked(gap, r, v)
-}
-
-// orElse returns it if it is Ok, else other.
-func (it Iterator[K, V, F]) orElse(other Iterator[K, V, F]) Iterator[K, V, F] {
-	if it.Ok() {
-		return it
-	}
-	return other
 }
 
 // InsertWithoutMerging inserts r with value v into gap, which must contain
@@ -532,16 +570,13 @@ func (s *Set[K, V, F]) InsertWithoutMerging(gap GapIterator[K, V, F], r Range[K]
 // its preconditions: the caller guarantees that gap is Ok and r is
 // non-empty and lies within gap.
 func (s *Set[K, V, F]) InsertWithoutMergingUnchecked(gap GapIterator[K, V, F], r Range[K], v V) Iterator[K, V, F] {
-	i := gap.i
-	var zr Range[K]
-	var zv V
-	s.ranges = append(s.ranges, zr)
-	s.values = append(s.values, zv)
-	copy(s.ranges[i+1:], s.ranges[i:])
-	copy(s.values[i+1:], s.values[i:])
-	s.ranges[i] = r
-	s.values[i] = v
-	return Iterator[K, V, F]{s, i}
+	l, i := gap.l, gap.i
+	if i == 0 && l != nil && l.prev != nil && l.prev.n < leafCap {
+		// Prefer appending to the previous leaf to shifting l.
+		l = l.prev
+		i = l.n
+	}
+	return s.insertAt(l, i, r, v)
 }
 
 // Remove removes seg, calling ClearValue on its value, and returns the gap
@@ -550,33 +585,26 @@ func (s *Set[K, V, F]) Remove(seg Iterator[K, V, F]) GapIterator[K, V, F] {
 	if !seg.Ok() {
 		panic("segment: Remove of a terminal iterator")
 	}
-	var f F
-	i := seg.i
-	f.ClearValue(&s.values[i])
-	copy(s.ranges[i:], s.ranges[i+1:])
-	copy(s.values[i:], s.values[i+1:])
-	var zv V
-	s.values[len(s.values)-1] = zv
-	s.ranges = s.ranges[:len(s.ranges)-1]
-	s.values = s.values[:len(s.values)-1]
-	return GapIterator[K, V, F]{s, i}
+	return s.removeAt(seg.l, seg.i)
 }
 
 // RemoveAll removes every segment, calling ClearValue on each value.
 func (s *Set[K, V, F]) RemoveAll() {
 	var f F
-	for i := range s.values {
-		f.ClearValue(&s.values[i])
+	for l := s.first; l != nil; l = l.next {
+		for i := 0; i < l.n; i++ {
+			f.ClearValue(&l.vals[i])
+		}
 	}
-	s.ranges = nil
-	s.values = nil
+	*s = Set[K, V, F]{}
 }
 
 // RemoveRange removes every part of every segment that lies within r,
 // splitting segments that straddle r's bounds and calling ClearValue on the
-// values removed. It returns the gap that now contains r; if r is empty it
-// removes nothing and returns FindGap(r.Start) (terminal if a segment
-// contains r.Start). It panics if r is malformed.
+// values removed. It returns the gap that now contains r, that is
+// LowerBoundGap(r.Start) after the removal (terminal if r.Start >= MaxKey).
+// If r is empty it removes nothing and returns FindGap(r.Start) (terminal if
+// a segment contains r.Start). It panics if r is malformed.
 func (s *Set[K, V, F]) RemoveRange(r Range[K]) GapIterator[K, V, F] {
 	if r.Start > r.End {
 		panic(fmt.Sprintf("segment: RemoveRange(%v): malformed range", r))
@@ -585,11 +613,19 @@ func (s *Set[K, V, F]) RemoveRange(r Range[K]) GapIterator[K, V, F] {
 		return s.FindGap(r.Start)
 	}
 	seg := s.LowerBoundSegment(r.Start)
-	for seg.Ok() && seg.Start() < r.End {
-		seg = s.Isolate(seg, r)
-		seg = s.Remove(seg).NextSegment()
+	if !seg.Ok() || seg.Start() >= r.End {
+		return s.LowerBoundGap(r.Start)
 	}
-	return s.LowerBoundGap(r.Start)
+	seg = s.Isolate(seg, r)
+	var g GapIterator[K, V, F]
+	for {
+		g = s.Remove(seg)
+		seg = g.NextSegment()
+		if !seg.Ok() || seg.Start() >= r.End {
+			return g
+		}
+		seg = s.Isolate(seg, r)
+	}
 }
 
 // RemoveFullRange is RemoveRange for an r that splits no segment: every
@@ -599,17 +635,12 @@ func (s *Set[K, V, F]) RemoveFullRange(r Range[K]) GapIterator[K, V, F] {
 	if r.Start > r.End {
 		panic(fmt.Sprintf("segment: RemoveFullRange(%v): malformed range", r))
 	}
-	if r.Start == r.End {
-		return s.FindGap(r.Start)
-	}
-	seg := s.LowerBoundSegment(r.Start)
-	for seg.Ok() && seg.Start() < r.End {
+	for seg := range s.Segments(r) {
 		if !r.IsSupersetOf(seg.Range()) {
 			panic(fmt.Sprintf("segment: RemoveFullRange(%v) would split segment %v", r, seg.Range()))
 		}
-		seg = s.Remove(seg).NextSegment()
 	}
-	return s.LowerBoundGap(r.Start)
+	return s.RemoveRange(r)
 }
 
 // Merge merges first and second, which must be consecutive segments
@@ -631,9 +662,9 @@ func (s *Set[K, V, F]) Merge(first, second Iterator[K, V, F]) Iterator[K, V, F] 
 		return Iterator[K, V, F]{}
 	}
 	end := second.End()
-	s.Remove(second)
-	first.SetRangeUnchecked(Range[K]{first.Start(), end})
-	first.SetValue(mv)
+	first = s.Remove(second).PrevSegment()
+	first.l.vals[first.i] = mv
+	first.SetEndUnchecked(end)
 	return first
 }
 
@@ -706,11 +737,13 @@ func (s *Set[K, V, F]) Split(seg Iterator[K, V, F], split K) (Iterator[K, V, F],
 		panic(fmt.Sprintf("segment: Split at %#x outside the segment", uint64(split)))
 	}
 	var f F
-	r := seg.Range()
-	v1, v2 := f.Split(r, seg.Value(), split)
-	seg.SetRangeUnchecked(Range[K]{r.Start, split})
-	seg.SetValue(v1)
-	second := s.InsertWithoutMergingUnchecked(seg.NextGap(), Range[K]{split, r.End}, v2)
+	l, i := seg.l, seg.i
+	r := l.keys[i]
+	v1, v2 := f.Split(r, l.vals[i], split)
+	// insertAt brings the gaps up to date for the shortened segment too.
+	l.keys[i].End = split
+	l.vals[i] = v1
+	second := s.insertAt(l, i+1, Range[K]{split, r.End}, v2)
 	return second.PrevSegment(), second
 }
 
@@ -816,10 +849,16 @@ func checkGapArgs[K Key](length, align K) {
 // of two (alignment 1 means none).
 func (s *Set[K, V, F]) FindLowestGap(bounds Range[K], length, align K) (K, bool) {
 	checkGapArgs(length, align)
-	if bounds.Start >= bounds.End {
+	if bounds.Start >= bounds.End || bounds.End-bounds.Start < length {
 		return 0, false
 	}
-	for g := s.LowerBoundGap(bounds.Start); g.Ok() && g.Start() < bounds.End; g = g.NextGap() {
+	g := s.LowerBoundGap(bounds.Start)
+	if g.Ok() && g.End()-g.Start() < length {
+		g = g.NextLargeEnoughGap(length)
+	}
+	// Every gap visited is at least length long; alignment or bounds may
+	// still rule it out.
+	for ; g.Ok() && g.Start() < bounds.End; g = g.NextLargeEnoughGap(length) {
 		if a, ok := fitLow(g.Range().Intersect(bounds), length, align); ok {
 			return a, true
 		}
@@ -833,10 +872,14 @@ func (s *Set[K, V, F]) FindLowestGap(bounds Range[K], length, align K) (K, bool)
 // of two.
 func (s *Set[K, V, F]) FindHighestGap(bounds Range[K], length, align K) (K, bool) {
 	checkGapArgs(length, align)
-	if bounds.Start >= bounds.End {
+	if bounds.Start >= bounds.End || bounds.End-bounds.Start < length {
 		return 0, false
 	}
-	for g := s.UpperBoundGap(bounds.End - 1); g.Ok() && g.End() > bounds.Start; g = g.PrevGap() {
+	g := s.UpperBoundGap(bounds.End - 1)
+	if g.Ok() && g.End()-g.Start() < length {
+		g = g.PrevLargeEnoughGap(length)
+	}
+	for ; g.Ok() && g.End() > bounds.Start; g = g.PrevLargeEnoughGap(length) {
 		if a, ok := fitHigh(g.Range().Intersect(bounds), length, align); ok {
 			return a, true
 		}
@@ -846,7 +889,13 @@ func (s *Set[K, V, F]) FindHighestGap(bounds Range[K], length, align K) (K, bool
 
 // ExportSlices returns the segments' ranges and values in ascending order.
 func (s *Set[K, V, F]) ExportSlices() (ranges []Range[K], values []V) {
-	return append([]Range[K](nil), s.ranges...), append([]V(nil), s.values...)
+	ranges = make([]Range[K], 0, s.len)
+	values = make([]V, 0, s.len)
+	for l := s.first; l != nil; l = l.next {
+		ranges = append(ranges, l.keys[:l.n]...)
+		values = append(values, l.vals[:l.n]...)
+	}
+	return ranges, values
 }
 
 // Errors returned by ImportSortedSlices.
@@ -867,8 +916,60 @@ func (s *Set[K, V, F]) ImportSortedSlices(ranges []Range[K], values []V) error {
 	if err := checkImport[K, V, F](s.Len(), ranges, values); err != nil {
 		return err
 	}
-	s.ranges = append([]Range[K](nil), ranges...)
-	s.values = append([]V(nil), values...)
+	n := len(ranges)
+	if n == 0 {
+		return nil
+	}
+	// Fill as few leaves as will hold everything, sharing the segments
+	// evenly so that every leaf is at least half full.
+	nLeaves := (n + leafCap - 1) / leafCap
+	leaves := make([]*leaf[K, V, F], nLeaves)
+	var prev *leaf[K, V, F]
+	for j := range leaves {
+		lo, hi := j*n/nLeaves, (j+1)*n/nLeaves
+		l := &leaf[K, V, F]{n: hi - lo, prev: prev}
+		copy(l.keys[:], ranges[lo:hi])
+		copy(l.vals[:], values[lo:hi])
+		if prev != nil {
+			prev.next = l
+		}
+		l.maxGap = l.computeMaxGap()
+		leaves[j] = l
+		prev = l
+	}
+	s.first, s.last, s.len = leaves[0], leaves[nLeaves-1], n
+	if nLeaves == 1 {
+		return nil
+	}
+	// Build the inner levels the same way, bottom up.
+	var level []*inner[K, V, F]
+	for len(level) != 1 {
+		count := len(level)
+		if level == nil {
+			count = nLeaves
+		}
+		nNodes := (count + innerCap - 1) / innerCap
+		next := make([]*inner[K, V, F], nNodes)
+		for j := range next {
+			lo, hi := j*count/nNodes, (j+1)*count/nNodes
+			p := &inner[K, V, F]{n: hi - lo, leafKids: level == nil}
+			for c := lo; c < hi; c++ {
+				if level == nil {
+					l := leaves[c]
+					p.leaves[c-lo] = l
+					p.gaps[c-lo], p.starts[c-lo] = l.maxGap, l.keys[0].Start
+				} else {
+					k := level[c]
+					p.kids[c-lo] = k
+					p.gaps[c-lo], p.starts[c-lo] = k.summary()
+				}
+			}
+			p.relink(0)
+			next[j] = p
+		}
+		level = next
+	}
+	s.root = level[0]
 	return nil
 }
 
@@ -895,11 +996,11 @@ func checkImport[K Key, V any, F Functions[K, V]](n int, ranges []Range[K], valu
 func (s *Set[K, V, F]) String() string {
 	var b strings.Builder
 	b.WriteString("{")
-	for i, r := range s.ranges {
-		if i > 0 {
+	for seg := s.FirstSegment(); seg.Ok(); seg = seg.NextSegment() {
+		if seg != s.FirstSegment() {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%v: %v", r, s.values[i])
+		fmt.Fprintf(&b, "%v: %v", seg.Range(), seg.Value())
 	}
 	b.WriteString("}")
 	return b.String()
