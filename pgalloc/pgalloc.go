@@ -131,8 +131,10 @@ type AllocOpts struct {
 	// Dir is where to look for free space.
 	Dir Direction
 	// Populate commits host memory for the whole range now, in one batch
-	// (madvise(MADV_POPULATE_WRITE) on the internal mapping), so that later
-	// writes through the internal mapping take no host fault per page.
+	// (fallocate, then madvise(MADV_POPULATE_WRITE) on the internal
+	// mapping), so that later writes through the internal mapping take no
+	// host fault per page. Mappings of the file in other address spaces
+	// still take one (cheaper, minor) fault per page.
 	Populate bool
 }
 
@@ -198,7 +200,7 @@ type MemoryFile struct {
 	size atomic.Uint64
 
 	// noPopulateWrite is set once madvise(MADV_POPULATE_WRITE) has been
-	// found unsupported (Linux < 5.14); populate then uses fallocate.
+	// found unsupported (Linux < 5.14); populate then uses fallocate only.
 	noPopulateWrite atomic.Bool
 
 	// mu guards the fields below.

@@ -123,48 +123,57 @@ func (f *MemoryFile) punch(fr memmap.FileRange) {
 	}
 }
 
-// populate commits host memory for fr in one batch: MADV_POPULATE_WRITE on
-// the internal mapping, which also maps the pages there so that later
-// accesses through it do not fault; or, on kernels without it, fallocate.
+// populate commits host memory for fr in one batch. It first allocates the
+// pages with fallocate, which the host does in one loop without a fault per
+// page, and then maps them into the internal mapping with
+// madvise(MADV_POPULATE_WRITE), so that later accesses through it do not
+// fault either. (Measured on a 6.18 kernel: 1.9 µs per page for both, against
+// 2.2 µs for MADV_POPULATE_WRITE alone, which allocates page by page.)
+// Kernels before 5.14 lack MADV_POPULATE_WRITE; there populate stops after
+// fallocate.
 //
 // Preconditions: mu not held; the caller holds a reference on fr.
 func (f *MemoryFile) populate(fr memmap.FileRange) error {
-	if !f.noPopulateWrite.Load() {
-		bs, err := f.MapInternal(fr, hostarch.Write)
-		if err != nil {
-			return err
-		}
-		done := uint64(0)
-		for b := range bs.All {
-			for {
-				err = unix.Madvise(b.ToSlice(), unix.MADV_POPULATE_WRITE)
-				if err != unix.EINTR {
-					break
-				}
-			}
-			if err == unix.EINVAL && done == 0 {
-				// Not supported (Linux < 5.14): fall back to fallocate.
-				f.noPopulateWrite.Store(true)
-				break
-			}
-			if err != nil {
-				return &populateError{fr: fr, err: err}
-			}
-			done += uint64(b.Len())
-		}
-		if !f.noPopulateWrite.Load() || done != 0 {
-			return nil
-		}
-	}
 	for {
 		err := unix.Fallocate(f.fd, 0, int64(fr.Start), int64(fr.Length()))
 		if err == nil {
-			return nil
+			break
+		}
+		if err == unix.ENOSPC {
+			// shmem's way of saying it is out of memory.
+			err = unix.ENOMEM
 		}
 		if err != unix.EINTR {
 			return &populateError{fr: fr, err: err}
 		}
 	}
+	if f.noPopulateWrite.Load() {
+		return nil
+	}
+	bs, err := f.MapInternal(fr, hostarch.Write)
+	if err != nil {
+		return err
+	}
+	first := true
+	for b := range bs.All {
+		for {
+			err = unix.Madvise(b.ToSlice(), unix.MADV_POPULATE_WRITE)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err == unix.EINVAL && first {
+			// Not supported (Linux < 5.14); the memory is committed
+			// all the same.
+			f.noPopulateWrite.Store(true)
+			return nil
+		}
+		if err != nil {
+			return &populateError{fr: fr, err: err}
+		}
+		first = false
+	}
+	return nil
 }
 
 // populateError reports that host memory could not be committed.
