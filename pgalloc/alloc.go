@@ -113,7 +113,7 @@ func (f *MemoryFile) IncRef(fr memmap.FileRange) {
 		return
 	}
 	if !checkPageRange(fr) {
-		panic(fmt.Sprintf("pgalloc: IncRef(%v): not a page-aligned range", fr))
+		panic(fmt.Sprintf("pgalloc: IncRef(%v): not a page-aligned range within the file", fr))
 	}
 	r := segment.Range[uint64](fr)
 	f.mu.Lock()
@@ -150,7 +150,7 @@ func (f *MemoryFile) DecRef(fr memmap.FileRange) {
 		return
 	}
 	if !checkPageRange(fr) {
-		panic(fmt.Sprintf("pgalloc: DecRef(%v): not a page-aligned range", fr))
+		panic(fmt.Sprintf("pgalloc: DecRef(%v): not a page-aligned range within the file", fr))
 	}
 	r := segment.Range[uint64](fr)
 	f.mu.Lock()

@@ -35,8 +35,8 @@
 //
 // MemoryFile.mu guards the allocation state (the used set, the list of
 // pages awaiting release, the file size and the usage counters). mapMu
-// serialises the creation of chunk mappings. mu may be held while taking
-// mapMu, never the reverse. Both are leaves in the system's lock order: they
+// serialises the creation of chunk mappings. Neither is ever held while
+// taking the other. Both are leaves in the system's lock order: they
 // come after every memory manager and platform lock (see mm's package
 // documentation), and the memory file never calls out of the package while
 // holding them. The system calls that return memory (fallocate) and populate
@@ -273,13 +273,14 @@ func New(opts Options) (*MemoryFile, error) {
 	return f, nil
 }
 
-// Close releases everything the MemoryFile holds: it stops the releaser,
-// unmaps the internal mappings and closes the memfd. Allocations still
-// referenced die with the file; no mapping obtained from MapInternal may be
-// used afterwards, and the caller must make sure that no other method is
-// running. After Close, Allocate, MapInternal and the other methods with an
-// error result return ErrClosed, and IncRef and DecRef do nothing. Closing
-// twice is harmless.
+// Close releases everything the MemoryFile holds: it stops the releaser
+// goroutine, unmaps the internal mappings and closes the memfd. Every
+// MemoryFile must be closed; until then it keeps all three. Allocations
+// still referenced die with the file; no mapping obtained from MapInternal
+// may be used afterwards, and the caller must make sure that no other
+// method is running. After Close, Allocate, MapInternal and the other
+// methods with an error result return ErrClosed, and IncRef and DecRef do
+// nothing. Closing twice is harmless.
 func (f *MemoryFile) Close() error {
 	f.mu.Lock()
 	if f.closed {

@@ -865,6 +865,7 @@ func TestConcurrent(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	name := "pgalloc-test-close-leak-check"
+	goroutines := runtime.NumGoroutine()
 	f, err := New(Options{Name: name})
 	if err != nil {
 		t.Fatal(err)
@@ -894,6 +895,9 @@ func TestClose(t *testing.T) {
 	}
 	if n := mapped(); n != 0 {
 		t.Errorf("%d internal mappings left after Close", n)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines {
+		t.Errorf("%d goroutines after Close, %d before New: the releaser leaked", n, goroutines)
 	}
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != unix.EBADF {
 		t.Errorf("fd %d still open after Close (fcntl: %v)", fd, err)
