@@ -1,0 +1,81 @@
+package mm
+
+import (
+	"context"
+)
+
+// Activate makes the platform AddressSpace available for the application
+// to run in, creating it on first use. Each Activate needs a matching
+// Deactivate.
+func (mm *MemoryManager) Activate(ctx context.Context) error {
+	for {
+		a := mm.active.Load()
+		if a == 0 {
+			break
+		}
+		if mm.active.CompareAndSwap(a, a+1) {
+			return nil
+		}
+	}
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	if a := mm.active.Load(); a != 0 {
+		mm.active.Add(1)
+		return nil
+	}
+	if mm.as == nil {
+		// Making an AddressSpace may block for a long time (starting a
+		// stub process); tell watchdogs this is expected.
+		mm.sleepForActivation.Store(true)
+		as, err := mm.p.NewAddressSpace()
+		mm.sleepForActivation.Store(false)
+		if err != nil {
+			return err
+		}
+		mm.as = as
+		mm.unmapAllOnActivate = false
+	} else if mm.unmapAllOnActivate {
+		mm.as.Unmap(0, uint64(mm.p.MaxUserAddress()))
+		mm.unmapAllOnActivate = false
+	}
+	mm.active.Store(1)
+	return nil
+}
+
+// Deactivate undoes one Activate. The AddressSpace is kept (and kept up to
+// date) until the last user goes.
+func (mm *MemoryManager) Deactivate() {
+	for {
+		a := mm.active.Load()
+		if a <= 0 {
+			panic("mm: Deactivate without Activate")
+		}
+		if a > 1 {
+			if mm.active.CompareAndSwap(a, a-1) {
+				return
+			}
+			continue
+		}
+		mm.activeMu.Lock()
+		if mm.active.CompareAndSwap(1, 0) {
+			mm.activeMu.Unlock()
+			return
+		}
+		mm.activeMu.Unlock()
+	}
+}
+
+// SleepingForActivation reports whether a goroutine is blocked creating the
+// AddressSpace, which a watchdog should not count as stuck.
+func (mm *MemoryManager) SleepingForActivation() bool { return mm.sleepForActivation.Load() }
+
+// AddressSpace returns the platform AddressSpace, or nil before the first
+// Activate.
+func (mm *MemoryManager) AddressSpace() interface{ Release() } {
+	mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock()
+	if mm.as == nil {
+		return nil
+	}
+	return mm.as
+}

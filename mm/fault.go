@@ -1,0 +1,212 @@
+package mm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/segment"
+	"golang.org/x/sys/unix"
+)
+
+// AccessError reports an access the application would take a signal for:
+// SIGSEGV for an address with no mapping or without the permission, SIGBUS
+// for a file page past end-of-file or memory that could not be allocated.
+// It unwraps to EFAULT, the error a system call reports for such a buffer.
+type AccessError struct {
+	// Addr is the first address that could not be accessed.
+	Addr hostarch.Addr
+	// Signal is unix.SIGSEGV or unix.SIGBUS.
+	Signal unix.Signal
+	// Cause says why, for diagnostics.
+	Cause error
+}
+
+// Error implements error.
+func (e *AccessError) Error() string {
+	return fmt.Sprintf("%v at %v: %v", unix.SignalName(e.Signal), e.Addr, e.Cause)
+}
+
+// Unwrap returns EFAULT.
+func (e *AccessError) Unwrap() error { return unix.EFAULT }
+
+var (
+	errNoVMA      = errors.New("no mapping")
+	errPerms      = errors.New("permission denied")
+	errGuard      = errors.New("guard page")
+	errStackLimit = errors.New("stack cannot grow")
+)
+
+func segv(addr hostarch.Addr, cause error) *AccessError {
+	return &AccessError{Addr: addr, Signal: unix.SIGSEGV, Cause: cause}
+}
+
+// accessErrorFor turns an error from getPMAsLocked at addr into an
+// AccessError: bus errors and memory exhaustion are SIGBUS, others SIGSEGV.
+func accessErrorFor(addr hostarch.Addr, err error) *AccessError {
+	var ae *AccessError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	if memmap.IsBusError(err) || errors.Is(err, errMemoryExhausted) {
+		return &AccessError{Addr: addr, Signal: unix.SIGBUS, Cause: err}
+	}
+	return segv(addr, err)
+}
+
+// HandleUserFault handles an application page fault at addr for access at,
+// with the faulting thread's stack pointer sp (unused on x86-64: Linux
+// grows a stack for any fault below it within the limits). On success the
+// page is mapped in the AddressSpace, if active. On failure it returns an
+// *AccessError saying which signal the application gets.
+func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr, at hostarch.AccessType, sp hostarch.Addr) error {
+	ar := hostarch.AddrRange{Start: addr.RoundDown(), End: addr.RoundDown() + hostarch.PageSize}
+	if ar.End < ar.Start || ar.End > mm.p.MaxUserAddress() {
+		return segv(addr, errNoVMA)
+	}
+	mm.mappingMu.RLock()
+	vseg := mm.vmas.FindSegment(addr)
+	if !vseg.Ok() {
+		mm.mappingMu.RUnlock()
+		mm.mappingMu.Lock()
+		err := mm.growStackLocked(ctx, addr)
+		mm.mappingMu.Unlock()
+		if err != nil {
+			return err
+		}
+		mm.mappingMu.RLock()
+		vseg = mm.vmas.FindSegment(addr)
+		if !vseg.Ok() {
+			mm.mappingMu.RUnlock()
+			return segv(addr, errNoVMA)
+		}
+	}
+	defer mm.mappingMu.RUnlock()
+	v := vseg.ValuePtr()
+	if !v.effectivePerms().SupersetOf(at) {
+		return segv(addr, errPerms)
+	}
+	if mm.isGuardLocked(addr) {
+		return segv(addr, errGuard)
+	}
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	if _, err := mm.getPMAsLocked(ctx, vseg, ar, at); err != nil {
+		return accessErrorFor(addr, err)
+	}
+	mm.faults.Add(1)
+	if mm.as != nil {
+		if err := mm.mapASLocked(ar, false); err != nil {
+			return accessErrorFor(addr, err)
+		}
+	}
+	return nil
+}
+
+// growStackLocked extends the growsdown vma above addr down to addr's page,
+// as Linux's expand_downwards, or returns the SIGSEGV the application gets.
+// Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr) error {
+	next := mm.vmas.LowerBoundSegment(addr)
+	if !next.Ok() || next.Start() <= addr || !next.ValuePtr().growsDown() {
+		return segv(addr, errNoVMA)
+	}
+	newStart := addr.RoundDown()
+	if newStart < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+		return segv(addr, errStackLimit)
+	}
+	if prev := next.PrevSegment(); prev.Ok() {
+		pv := prev.ValuePtr()
+		if newStart < prev.End() {
+			return segv(addr, errStackLimit)
+		}
+		if !pv.growsDown() && pv.effectivePerms().Any() && newStart-prev.End() < stackGuardGap {
+			return segv(addr, errStackLimit)
+		}
+	}
+	v := next.ValuePtr()
+	grow := uint64(next.Start() - newStart)
+	if uint64(next.End()-newStart) > mm.limits.Stack.Cur {
+		return segv(addr, errStackLimit)
+	}
+	if err := mm.mayExpandLocked(v, grow, 0); err != nil {
+		return segv(addr, errStackLimit)
+	}
+	if v.locked() && !mm.mlockFutureOKLocked(grow) {
+		return segv(addr, errStackLimit)
+	}
+	if v.mappable != nil {
+		// Growing a file mapping would need a new AddMapping; Linux only
+		// grows anonymous stacks in practice.
+		return segv(addr, errStackLimit)
+	}
+	mm.accountVMA(v, grow, +1)
+	v.off -= grow
+	next.SetStartUnchecked(newStart)
+	return nil
+}
+
+// mapASLocked maps the pmas overlapping ar into the AddressSpace.
+// Preconditions: activeMu held for writing; mm.as != nil; pmas cover ar.
+func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) error {
+	unit := mm.p.MapUnit()
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		p := pseg.ValuePtr()
+		mr := hostarch.AddrRange(pseg.Range())
+		if unit != 0 {
+			start := hostarch.Addr(uint64(ar.Start) &^ (unit - 1))
+			end := hostarch.Addr(uint64(ar.End+hostarch.Addr(unit)-1) &^ (unit - 1))
+			if end < ar.End {
+				end = ar.End
+			}
+			mr = mr.Intersect(hostarch.AddrRange{Start: start, End: end})
+		}
+		if !p.effectivePerms.Any() {
+			continue
+		}
+		if err := mm.as.MapFile(mr.Start, p.file, pmaRef{pseg}.fileRange(mr), p.effectivePerms, precommit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// guardSet records guard regions (MADV_GUARD_INSTALL): pages that fault
+// with SIGSEGV whatever their vma allows, without splitting vmas.
+type guardSet = segment.Set[hostarch.Addr, struct{}, guardFunctions]
+
+type guardFunctions struct{}
+
+func (guardFunctions) MinKey() hostarch.Addr { return 0 }
+func (guardFunctions) MaxKey() hostarch.Addr { return ^hostarch.Addr(0) }
+func (guardFunctions) ClearValue(*struct{})  {}
+func (guardFunctions) Merge(addrSegRange, struct{}, addrSegRange, struct{}) (struct{}, bool) {
+	return struct{}{}, true
+}
+func (guardFunctions) Split(addrSegRange, struct{}, hostarch.Addr) (struct{}, struct{}) {
+	return struct{}{}, struct{}{}
+}
+
+// isGuardLocked reports whether addr is in a guard region. Preconditions:
+// mappingMu held.
+func (mm *MemoryManager) isGuardLocked(addr hostarch.Addr) bool {
+	if mm.guards.IsEmpty() {
+		return false
+	}
+	return mm.guards.FindSegment(addr).Ok()
+}
+
+// firstGuardLocked returns the start of the first guard region in ar, or
+// ar.End. Preconditions: mappingMu held.
+func (mm *MemoryManager) firstGuardLocked(ar hostarch.AddrRange) hostarch.Addr {
+	if mm.guards.IsEmpty() {
+		return ar.End
+	}
+	g := mm.guards.LowerBoundSegment(ar.Start)
+	if g.Ok() && g.Start() < ar.End {
+		return max(g.Start(), ar.Start)
+	}
+	return ar.End
+}

@@ -1,0 +1,183 @@
+package mm
+
+import (
+	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+)
+
+// Fork returns a copy of the address space, as fork(2) makes for the child:
+// vmas are copied except MADV_DONTFORK ones, without mlock; private memory
+// is shared copy-on-write (the pmas of both sides need COW, and the parent's
+// AddressSpace loses write access to it); MADV_WIPEONFORK ranges are empty
+// (zero-filled) in the child; shared mappings are shared.
+func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+
+	mm2 := &MemoryManager{
+		p:             mm.p,
+		mf:            mm.mf,
+		haveASIO:      mm.haveASIO,
+		privateRefs:   mm.privateRefs,
+		layout:        mm.layout,
+		brk:           mm.brk,
+		dataSegment:   mm.dataSegment,
+		limits:        mm.limits,
+		argv:          mm.argv,
+		envv:          mm.envv,
+		auxv:          append([]AuxEntry(nil), mm.auxv...),
+		executable:    mm.executable,
+		dumpability:   mm.dumpability,
+		vdsoSigReturn: mm.vdsoSigReturn,
+	}
+	mm2.users.Store(1)
+	if mm2.executable != nil {
+		mm2.executable.IncRef()
+	}
+
+	// Invalidations that arrive while the vmas are copied (Mappable locks
+	// are taken by CopyMapping, so activeMu cannot be held across it) are
+	// captured and applied to the child afterwards.
+	mm.activeMu.Lock()
+	mm.captureInvalidations = true
+	mm.activeMu.Unlock()
+
+	var err error
+	gap := mm2.vmas.FirstGap()
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		v := vseg.Value()
+		if v.flags.has(vmaDontFork) {
+			continue
+		}
+		vr := hostarch.AddrRange(vseg.Range())
+		v.mlockMode = memmap.MLockNone
+		if v.mappable != nil {
+			if err = v.mappable.CopyMapping(ctx, mm2, vr, vr, v.off, v.canWriteMappable()); err != nil {
+				break
+			}
+		}
+		if v.id != nil {
+			v.id.IncRef()
+		}
+		mm2.accountVMA(&v, vr.Length(), +1)
+		gap = mm2.vmas.InsertWithoutMergingUnchecked(gap, addrSegRange(vr), v).NextGap()
+	}
+	// Guard regions are kept in the child within the vmas it inherited.
+	for g := mm.guards.FirstSegment(); g.Ok(); g = g.NextSegment() {
+		for vseg := range mm2.vmas.Segments(g.Range()) {
+			mm2.guards.Add(g.Range().Intersect(vseg.Range()), struct{}{})
+		}
+	}
+
+	mm.activeMu.Lock()
+	mm.captureInvalidations = false
+	captured := mm.capturedInvalidations
+	mm.capturedInvalidations = nil
+	if err != nil {
+		mm.activeMu.Unlock()
+		mm2.DecUsers(ctx)
+		return nil, err
+	}
+
+	// Copy the pmas of inherited vmas.
+	var lostWrite []hostarch.AddrRange
+	pgap := mm2.pmas.FirstGap()
+	mm.privateRefs.mu.Lock()
+	for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
+		vseg := mm2.vmas.FindSegment(pseg.Start())
+		// pmas lie within vmas, but a parent vma may be split in several
+		// pmas; walk the pma range piecewise against the child's vmas.
+		pr := hostarch.AddrRange(pseg.Range())
+		for addr := pr.Start; addr < pr.End; {
+			vseg = mm2.vmas.FindSegment(addr)
+			if !vseg.Ok() {
+				// Not inherited (MADV_DONTFORK): skip to the next vma.
+				next := mm2.vmas.LowerBoundSegment(addr)
+				if !next.Ok() || next.Start() >= pr.End {
+					break
+				}
+				addr = next.Start()
+				continue
+			}
+			r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), pr.End)}
+			addr = r.End
+			v := vseg.ValuePtr()
+			if v.flags.has(vmaWipeOnFork) {
+				continue
+			}
+			if r != pr {
+				pseg = mm.pmas.Isolate(pseg, addrSegRange(r))
+				pr = hostarch.AddrRange(pseg.Range())
+				addr = pr.End
+			}
+			p := pseg.ValuePtr()
+			fr := pmaRef{pseg}.fileRange(pr)
+			if v.private() {
+				if p.private {
+					mm.privateRefs.incRefLocked(fr)
+				} else {
+					p.file.IncRef(fr)
+				}
+				if p.effectivePerms.Write {
+					lostWrite = append(lostWrite, pr)
+				}
+				p.needCOW = true
+				p.effectivePerms.Write = false
+			} else {
+				p.file.IncRef(fr)
+			}
+			pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(pr), *p).NextGap()
+			mm2.curRSS += pr.Length()
+		}
+	}
+	mm.privateRefs.mu.Unlock()
+	mm2.maxRSS = mm2.curRSS
+	if mm.as != nil {
+		for _, r := range lostWrite {
+			mm.as.Unmap(r.Start, r.Length())
+		}
+	} else if len(lostWrite) > 0 {
+		mm.unmapAllOnActivate = true
+	}
+	mm.activeMu.Unlock()
+
+	for _, inv := range captured {
+		mm2.Invalidate(inv.ar, inv.opts)
+	}
+	return mm2, nil
+}
+
+// Invalidate implements memmap.MappingSpace: it drops the pmas in ar that
+// translate Mappables (and, with opts.InvalidatePrivate, private copies of
+// them), so that the next access translates again.
+func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.InvalidateOpts) {
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	if mm.captureInvalidations {
+		mm.capturedInvalidations = append(mm.capturedInvalidations, invalidateArgs{ar, opts})
+	}
+	ctx := context.Background()
+	pseg := mm.pmas.LowerBoundSegment(ar.Start)
+	for pseg.Ok() && pseg.Start() < ar.End {
+		p := pseg.ValuePtr()
+		if p.private && !opts.InvalidatePrivate {
+			pseg = pseg.NextSegment()
+			continue
+		}
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
+		r := hostarch.AddrRange(pseg.Range())
+		if mm.as != nil {
+			mm.as.Unmap(r.Start, r.Length())
+		} else {
+			mm.unmapAllOnActivate = true
+		}
+		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
+		mm.curRSS -= r.Length()
+		pseg = mm.pmas.Remove(pseg).NextSegment()
+	}
+	_ = ctx
+}

@@ -1,0 +1,304 @@
+package mm
+
+import (
+	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/safemem"
+	"golang.org/x/sys/unix"
+)
+
+// IOOpts qualify I/O into the address space.
+type IOOpts struct {
+	// IgnorePermissions makes the access succeed where the vma's
+	// permissions forbid it, as ptrace(PTRACE_POKEDATA) and
+	// /proc/PID/mem do (writes to private mappings still copy on write).
+	IgnorePermissions bool
+
+	// AsApplication makes the access behave as the application's own
+	// instructions would: a fault below a growsdown vma grows it. System
+	// calls copying a user buffer leave it false, as Linux's
+	// copy_{to,from}_user do not grow stacks.
+	AsApplication bool
+}
+
+// CopyOut copies src to the application's memory at addr, as the
+// application writing it. It returns the number of bytes copied; if that
+// is short, the error is an *AccessError at the first byte not copied.
+func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []byte, opts IOOpts) (int, error) {
+	if len(src) == 0 {
+		return 0, nil
+	}
+	end := addr + hostarch.Addr(len(src))
+	if end > addr && !opts.IgnorePermissions {
+		mm.activeMu.RLock()
+		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
+			p := pseg.ValuePtr()
+			if p.effectivePerms.Write && !p.internalMappings.IsEmpty() {
+				off := uint64(addr - pseg.Start())
+				if b := p.internalMappings.Head(); p.internalMappings.NumBlocks() == 1 {
+					n, err := safemem.Copy(b.DropFirst64(off), safemem.BlockFromSafeSlice(src))
+					mm.activeMu.RUnlock()
+					if err != nil {
+						return n, segv(addr+hostarch.Addr(n), err)
+					}
+					return n, nil
+				}
+			}
+		}
+		mm.activeMu.RUnlock()
+	}
+	n, err := mm.withInternalMappings(ctx, addr, uint64(len(src)), hostarch.Write, opts, func(ims safemem.BlockSeq, done uint64) (uint64, error) {
+		return safemem.CopySeq(ims, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(src[done:])))
+	})
+	return int(n), err
+}
+
+// CopyIn copies the application's memory at addr into dst, as the
+// application reading it. It returns the number of bytes copied; if that is
+// short, the error is an *AccessError at the first byte not copied.
+func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []byte, opts IOOpts) (int, error) {
+	if len(dst) == 0 {
+		return 0, nil
+	}
+	end := addr + hostarch.Addr(len(dst))
+	if end > addr && !opts.IgnorePermissions {
+		mm.activeMu.RLock()
+		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
+			p := pseg.ValuePtr()
+			if p.effectivePerms.Read && !p.internalMappings.IsEmpty() {
+				off := uint64(addr - pseg.Start())
+				if b := p.internalMappings.Head(); p.internalMappings.NumBlocks() == 1 {
+					n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), b.DropFirst64(off))
+					mm.activeMu.RUnlock()
+					if err != nil {
+						return n, segv(addr+hostarch.Addr(n), err)
+					}
+					return n, nil
+				}
+			}
+		}
+		mm.activeMu.RUnlock()
+	}
+	n, err := mm.withInternalMappings(ctx, addr, uint64(len(dst)), hostarch.Read, opts, func(ims safemem.BlockSeq, done uint64) (uint64, error) {
+		return safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(dst[done:])), ims)
+	})
+	return int(n), err
+}
+
+// ZeroOut writes length zero bytes at addr, as the application would.
+func (mm *MemoryManager) ZeroOut(ctx context.Context, addr hostarch.Addr, length uint64, opts IOOpts) (uint64, error) {
+	return mm.withInternalMappings(ctx, addr, length, hostarch.Write, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
+		return safemem.ZeroSeq(ims)
+	})
+}
+
+// CopyOutFrom writes to the application's memory in the ranges ars, in
+// order, reading from src; it returns the number of bytes written. It stops
+// at the first range that cannot be written in full.
+func (mm *MemoryManager) CopyOutFrom(ctx context.Context, ars []hostarch.AddrRange, src safemem.Reader, opts IOOpts) (uint64, error) {
+	var total uint64
+	for _, ar := range ars {
+		if ar.Length() == 0 {
+			continue
+		}
+		n, err := mm.withInternalMappings(ctx, ar.Start, ar.Length(), hostarch.Write, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
+			return src.ReadToBlocks(ims)
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < ar.Length() {
+			return total, nil
+		}
+	}
+	return total, nil
+}
+
+// CopyInTo reads the application's memory in the ranges ars, in order,
+// writing it to dst; it returns the number of bytes read.
+func (mm *MemoryManager) CopyInTo(ctx context.Context, ars []hostarch.AddrRange, dst safemem.Writer, opts IOOpts) (uint64, error) {
+	var total uint64
+	for _, ar := range ars {
+		if ar.Length() == 0 {
+			continue
+		}
+		n, err := mm.withInternalMappings(ctx, ar.Start, ar.Length(), hostarch.Read, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
+			return dst.WriteFromBlocks(ims)
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < ar.Length() {
+			return total, nil
+		}
+	}
+	return total, nil
+}
+
+// SwapUint32 atomically stores new at addr (4-byte aligned) and returns the
+// old value.
+func (mm *MemoryManager) SwapUint32(ctx context.Context, addr hostarch.Addr, new uint32, opts IOOpts) (uint32, error) {
+	var old uint32
+	err := mm.atomicAt(ctx, addr, hostarch.ReadWrite, opts, func(b safemem.Block) error {
+		var err error
+		old, err = safemem.SwapUint32(b, new)
+		return err
+	})
+	return old, err
+}
+
+// CompareAndSwapUint32 atomically replaces old by new at addr and returns
+// the value found.
+func (mm *MemoryManager) CompareAndSwapUint32(ctx context.Context, addr hostarch.Addr, old, new uint32, opts IOOpts) (uint32, error) {
+	var prev uint32
+	err := mm.atomicAt(ctx, addr, hostarch.ReadWrite, opts, func(b safemem.Block) error {
+		var err error
+		prev, err = safemem.CompareAndSwapUint32(b, old, new)
+		return err
+	})
+	return prev, err
+}
+
+// LoadUint32 atomically loads the value at addr.
+func (mm *MemoryManager) LoadUint32(ctx context.Context, addr hostarch.Addr, opts IOOpts) (uint32, error) {
+	var v uint32
+	err := mm.atomicAt(ctx, addr, hostarch.Read, opts, func(b safemem.Block) error {
+		var err error
+		v, err = safemem.LoadUint32(b)
+		return err
+	})
+	return v, err
+}
+
+// atomicAt runs f on the 4 bytes at addr. An unaligned addr is EINVAL.
+func (mm *MemoryManager) atomicAt(ctx context.Context, addr hostarch.Addr, at hostarch.AccessType, opts IOOpts, f func(safemem.Block) error) error {
+	if addr&3 != 0 {
+		return unix.EINVAL
+	}
+	var ferr error
+	_, err := mm.withInternalMappings(ctx, addr, 4, at, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
+		ferr = f(ims.Head())
+		if ferr != nil {
+			return 0, ferr
+		}
+		return 4, nil
+	})
+	if err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// withInternalMappings is the slow path of I/O: it makes sure pmas with
+// permission at cover [addr, addr+length), as far as possible, and calls f
+// on the host mappings of each pma's part in address order, with done, the
+// number of bytes handled so far. f returns how much it handled. It
+// returns the total, and an *AccessError if the range could not all be
+// handled because of a fault.
+func (mm *MemoryManager) withInternalMappings(ctx context.Context, addr hostarch.Addr, length uint64, at hostarch.AccessType, opts IOOpts, f func(ims safemem.BlockSeq, done uint64) (uint64, error)) (uint64, error) {
+	if length == 0 {
+		return 0, nil
+	}
+	ar, ok := addr.ToRange(length)
+	maxAddr := mm.p.MaxUserAddress()
+	var rangeErr *AccessError
+	if !ok || ar.End > maxAddr {
+		if addr >= maxAddr {
+			return 0, segv(addr, errNoVMA)
+		}
+		rangeErr = segv(maxAddr, errNoVMA)
+		ar.End = maxAddr
+	}
+	var done uint64
+	for {
+		n, err, grow := mm.ioOnce(ctx, hostarch.AddrRange{Start: ar.Start + hostarch.Addr(done), End: ar.End}, at, opts, done, f)
+		done += n
+		if grow == 0 {
+			if err == nil && rangeErr != nil {
+				err = rangeErr
+			}
+			return done, err
+		}
+		// A fault below a stack: grow it, then go on.
+		mm.mappingMu.Lock()
+		gerr := mm.growStackLocked(ctx, grow)
+		mm.mappingMu.Unlock()
+		if gerr != nil {
+			return done, gerr
+		}
+	}
+}
+
+// ioOnce does as much of withInternalMappings as it can under one lock
+// acquisition. If it stops at an unmapped address where the application
+// would grow a stack, it returns that address as grow.
+func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at hostarch.AccessType, opts IOOpts, done uint64, f func(safemem.BlockSeq, uint64) (uint64, error)) (uint64, error, hostarch.Addr) {
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	var n uint64
+	addr := ar.Start
+	for addr < ar.End {
+		vseg := mm.vmas.FindSegment(addr)
+		if !vseg.Ok() {
+			if opts.AsApplication {
+				if next := mm.vmas.LowerBoundSegment(addr); next.Ok() && next.ValuePtr().growsDown() {
+					return n, nil, addr
+				}
+			}
+			return n, segv(addr, errNoVMA), 0
+		}
+		v := vseg.ValuePtr()
+		if !opts.IgnorePermissions && !v.effectivePerms().SupersetOf(at) {
+			return n, segv(addr, errPerms), 0
+		}
+		r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), ar.End)}
+		guard := mm.firstGuardLocked(r)
+		r.End = guard
+		if r.Length() == 0 {
+			return n, segv(addr, errGuard), 0
+		}
+		_, perr := mm.getPMAsLocked(ctx, vseg, r, at)
+		// Copy through whatever pmas cover a prefix of r.
+		for pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.Start() < r.End && addr < r.End; pseg = pseg.NextSegment() {
+			if pseg.Start() > addr {
+				break
+			}
+			p := pseg.ValuePtr()
+			if at.Write && p.needCOW {
+				break
+			}
+			if _, err := mm.internalMappingsLocked(pseg); err != nil {
+				return n, accessErrorFor(addr, err), 0
+			}
+			sub := hostarch.AddrRange{Start: addr, End: min(pseg.End(), r.End)}
+			ims := internalMappingsOf(pseg, sub)
+			m, err := f(ims, done+n)
+			n += m
+			addr += hostarch.Addr(m)
+			if err != nil {
+				if ae, ok := err.(*safemem.FaultError); ok {
+					return n, segv(addr, ae), 0
+				}
+				return n, err, 0
+			}
+			if m < sub.Length() {
+				return n, nil, 0
+			}
+		}
+		if addr < r.End {
+			if perr == nil {
+				perr = errNoVMA
+			}
+			return n, accessErrorFor(addr, perr), 0
+		}
+		if guard < min(vseg.End(), ar.End) {
+			return n, segv(addr, errGuard), 0
+		}
+	}
+	return n, nil, 0
+}

@@ -1,0 +1,116 @@
+package mm
+
+import (
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/vmspace/vmspace/hostarch"
+)
+
+// RLimInfinity is RLIM_INFINITY.
+const RLimInfinity = math.MaxUint64
+
+// RLimit is a soft (Cur) and hard (Max) resource limit, as getrlimit(2).
+type RLimit struct {
+	Cur uint64
+	Max uint64
+}
+
+// Limits are the resource limits, privileges and tunables that memory
+// system calls consult. A sandbox sets them from the process it emulates.
+type Limits struct {
+	// AS limits the address space size (RLIMIT_AS).
+	AS RLimit
+	// Data limits private writable memory and the heap (RLIMIT_DATA).
+	Data RLimit
+	// MemLock limits locked memory (RLIMIT_MEMLOCK).
+	MemLock RLimit
+	// Stack limits the main stack (RLIMIT_STACK); it also sets the gap
+	// between the stack and the top of the mmap area.
+	Stack RLimit
+	// CapIPCLock is true if the process has CAP_IPC_LOCK: memory locks are
+	// then not limited by MemLock.
+	CapIPCLock bool
+	// CapSysRawIO is true if the process may map below MinMmapAddr.
+	CapSysRawIO bool
+	// MinMmapAddr is vm.mmap_min_addr: unprivileged processes cannot map
+	// below it.
+	MinMmapAddr hostarch.Addr
+	// MaxMapCount is vm.max_map_count: the most vmas a process may have.
+	MaxMapCount int
+}
+
+// Linux's defaults.
+const (
+	// DefaultMinMmapAddr is Linux's default vm.mmap_min_addr on x86-64.
+	DefaultMinMmapAddr hostarch.Addr = 0x10000
+	// DefaultMaxMapCount is Linux's default vm.max_map_count.
+	DefaultMaxMapCount = 65530
+	// DefaultStackLimit is the usual soft RLIMIT_STACK (8 MiB).
+	DefaultStackLimit = 8 << 20
+	// DefaultMemLockLimit is Linux's default RLIMIT_MEMLOCK (8 MiB since
+	// Linux 5.16).
+	DefaultMemLockLimit = 8 << 20
+)
+
+// DefaultLimits returns Linux's defaults for an unprivileged process.
+func DefaultLimits() Limits {
+	return Limits{
+		AS:          RLimit{RLimInfinity, RLimInfinity},
+		Data:        RLimit{RLimInfinity, RLimInfinity},
+		MemLock:     RLimit{DefaultMemLockLimit, DefaultMemLockLimit},
+		Stack:       RLimit{DefaultStackLimit, RLimInfinity},
+		MinMmapAddr: DefaultMinMmapAddr,
+		MaxMapCount: DefaultMaxMapCount,
+	}
+}
+
+// HostLimits returns the limits of the calling process and the host's
+// vm.mmap_min_addr and vm.max_map_count, as vmscript requires ("vmspace
+// starts each script with the limits of the process that replays it").
+// Privileges are not inherited: the result describes an unprivileged
+// process.
+func HostLimits() Limits {
+	l := DefaultLimits()
+	for _, r := range []struct {
+		res int
+		dst *RLimit
+	}{{rlimitAS, &l.AS}, {rlimitData, &l.Data}, {rlimitMemLock, &l.MemLock}, {rlimitStack, &l.Stack}} {
+		if cur, max, err := getrlimit(r.res); err == nil {
+			*r.dst = RLimit{cur, max}
+		}
+	}
+	if v, ok := readSysctl("/proc/sys/vm/mmap_min_addr"); ok {
+		l.MinMmapAddr = hostarch.Addr(v)
+	}
+	if v, ok := readSysctl("/proc/sys/vm/max_map_count"); ok && v > 0 && v < math.MaxInt32 {
+		l.MaxMapCount = int(v)
+	}
+	return l
+}
+
+func readSysctl(path string) (uint64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v, err == nil
+}
+
+// Limits returns the manager's current limits.
+func (mm *MemoryManager) Limits() Limits {
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	return mm.limits
+}
+
+// SetLimits replaces the manager's limits. Lowering a limit below current
+// usage does not change existing mappings, as in Linux.
+func (mm *MemoryManager) SetLimits(l Limits) {
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	mm.limits = l
+}

@@ -1,0 +1,342 @@
+// Package mm implements MemoryManager, an application's virtual address space
+// with Linux's semantics.
+//
+// An address space is two ordered range sets:
+//
+//   - vmas (virtual memory areas) record what the application mapped: each
+//     vma has permissions, sharing, flags and an optional Mappable with an
+//     offset. vmas change only through memory system calls.
+//
+//   - pmas (platform mapping areas) record which range of which File backs a
+//     range of addresses, with the permissions the platform may map it with.
+//     pmas are created lazily, by faults and I/O, and are a cache: any pma
+//     can be dropped and rebuilt from the vmas, except that private
+//     (copied-on-write or anonymous) memory lives only in its pma.
+//
+// Private memory is allocated from a shared pgalloc.MemoryFile. The pages of
+// a private pma may be shared copy-on-write with forked MemoryManagers; a
+// privateRefs (shared by all managers forked from one another) counts the
+// pmas that refer to each page, so a write to a page whose only sharer is the
+// writer takes the page over without copying.
+//
+// # Lock order
+//
+// Outermost first. A goroutine holding a lock may take only locks below it.
+//
+//	file-system locks (except a Mappable's)
+//	  MemoryManager.metadataMu
+//	    MemoryManager.mappingMu (RW)
+//	      Mappable locks, other than those taken by Translate
+//	        MemoryManager.activeMu (RW)
+//	          locks taken by Mappable.Translate
+//	            privateRefs.mu
+//	              platform AddressSpace locks
+//	                pgalloc.MemoryFile locks
+//	                  AIO manager mutex
+//	                    AIO context mutex
+//
+// Only Fork holds the activeMu of two MemoryManagers at once: the child's
+// first (the child is not yet visible to anyone else, so this cannot
+// deadlock), then the parent's.
+//
+// Why this order: mappingMu guards the vmas, which every operation consults
+// first; activeMu guards the pmas and the AddressSpace, which faults and I/O
+// change under only a read lock of mappingMu, so that page faults of many
+// threads proceed together and only system calls that change vmas exclude
+// them. Mappables call back into MappingSpace.Invalidate with their own locks
+// held, so Invalidate takes only activeMu. The memory file is a leaf: it
+// never calls out while holding its locks.
+package mm
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/pgalloc"
+	"github.com/vmspace/vmspace/platform"
+)
+
+// MemoryManager is an application's virtual address space.
+type MemoryManager struct {
+	// p is the platform whose AddressSpaces hold the application's
+	// mappings. Immutable.
+	p platform.Platform
+
+	// mf is the memory file private memory is allocated from. Immutable.
+	mf *pgalloc.MemoryFile
+
+	// haveASIO caches p.SupportsAddressSpaceIO(). Immutable.
+	haveASIO bool
+
+	// privateRefs counts the pmas (of this manager and every manager
+	// forked from it or from which it was forked) that refer to each page
+	// of private memory. The pointer is immutable; the object has its own
+	// mutex.
+	privateRefs *privateRefs
+
+	// users is the number of references keeping the address space alive
+	// (threads, and transient users such as /proc readers). When it drops
+	// to zero, all mappings are released. Accessed atomically.
+	users atomic.Int32
+
+	// mappingMu protects the vmas and everything decided by them. It is
+	// taken for writing by operations that change vmas and for reading by
+	// faults and I/O.
+	mappingMu sync.RWMutex
+
+	// vmas are the application's mappings. Protected by mappingMu.
+	vmas vmaSet
+
+	// layout is where mappings are placed. Protected by mappingMu.
+	layout MmapLayout
+
+	// brk is the program break's range: [brk.Start, brk.End) is the heap,
+	// brk.End the current break. brk.Start == 0 until BrkSetup.
+	// Protected by mappingMu.
+	brk hostarch.AddrRange
+
+	// usageAS is the total size of the vmas, the address-space usage
+	// RLIMIT_AS limits (VmSize). Invariant: usageAS == vmas.Span().
+	// Protected by mappingMu.
+	usageAS uint64
+
+	// peakAS is the largest usageAS has been (VmPeak). Protected by
+	// mappingMu.
+	peakAS uint64
+
+	// lockedAS is the total size of vmas with an mlock mode other than
+	// MLockNone (VmLck). Protected by mappingMu.
+	lockedAS uint64
+
+	// dataAS is the total size of private, writable, non-stack vmas, which
+	// RLIMIT_DATA limits (VmData). Protected by mappingMu.
+	dataAS uint64
+
+	// stackAS is the total size of growsdown vmas (VmStk). Protected by
+	// mappingMu.
+	stackAS uint64
+
+	// execAS is the total size of executable, non-writable, non-stack
+	// vmas (VmExe). Protected by mappingMu.
+	execAS uint64
+
+	// dataSegment is the program's data segment, which counts against
+	// RLIMIT_DATA with the heap. Protected by mappingMu.
+	dataSegment hostarch.AddrRange
+
+	// guards are the guard regions (MADV_GUARD_INSTALL). Invariant: every
+	// guard region lies within vmas. Protected by mappingMu.
+	guards guardSet
+
+	// defMLockMode is the mlock mode new vmas get: mlockall(MCL_FUTURE)
+	// sets it. Protected by mappingMu.
+	defMLockMode memmap.MLockMode
+
+	// sharedAnon makes shared anonymous memory. Protected by mappingMu.
+	sharedAnon SharedAnonFactory
+
+	// limits are the process's resource limits and privileges that memory
+	// system calls consult. Protected by mappingMu.
+	limits Limits
+
+	// activeMu protects pmas, the AddressSpace and the RSS figures.
+	activeMu sync.RWMutex
+
+	// pmas are the cached translations of the vmas. Invariant: every pma
+	// lies within a vma. Protected by activeMu; changing the set of pmas
+	// also requires mappingMu (read or write), so that the vmas a pma
+	// belongs to cannot change meanwhile.
+	pmas pmaSet
+
+	// curRSS is the total size of the pmas (our resident set).
+	// Invariant: curRSS == pmas.Span(). Protected by activeMu.
+	curRSS uint64
+
+	// maxRSS is the largest curRSS has been (VmHWM). Protected by
+	// activeMu.
+	maxRSS uint64
+
+	// as is the platform AddressSpace while the manager is active, else
+	// nil. Protected by activeMu.
+	as platform.AddressSpace
+
+	// active is the number of goroutines that have called Activate and not
+	// Deactivate. Changed with activeMu held for writing; read atomically.
+	active atomic.Int32
+
+	// unmapAllOnActivate is true if the next Activate must clear the
+	// AddressSpace before use, because mappings changed while it was
+	// inactive and could not be unmapped then. Protected by activeMu.
+	unmapAllOnActivate bool
+
+	// captureInvalidations is true while Fork copies this manager's pmas:
+	// invalidations from Mappables are then recorded in
+	// capturedInvalidations and applied to the child after the copy.
+	// Protected by activeMu.
+	captureInvalidations bool
+
+	// capturedInvalidations: see captureInvalidations. Protected by
+	// activeMu.
+	capturedInvalidations []invalidateArgs
+
+	// sleepForActivation is true if Activate may block (creating a
+	// platform address space can be slow); a watchdog should not report
+	// a goroutine blocked there. Accessed atomically.
+	sleepForActivation atomic.Bool
+
+	// faults counts HandleUserFault calls that succeeded. Accessed
+	// atomically.
+	faults atomic.Uint64
+
+	// aio holds the AIO contexts; it has its own mutex.
+	aio aioManager
+
+	// metadataMu protects the metadata below.
+	metadataMu sync.Mutex
+
+	// argv, envv are the ranges of the initial stack holding the argument
+	// and environment strings. Protected by metadataMu.
+	argv, envv hostarch.AddrRange
+
+	// auxv is the ELF auxiliary vector. Protected by metadataMu.
+	auxv []AuxEntry
+
+	// executable is the program's file identity, or nil. The manager
+	// holds a reference. Protected by metadataMu.
+	executable memmap.MappingIdentity
+
+	// dumpability is the process's dumpable state (prctl PR_SET_DUMPABLE).
+	// Protected by metadataMu.
+	dumpability Dumpability
+
+	// vdsoSigReturn is the address of the vDSO's signal-return trampoline,
+	// or 0. Protected by metadataMu.
+	vdsoSigReturn uint64
+}
+
+// invalidateArgs records one captured Invalidate call.
+type invalidateArgs struct {
+	ar   hostarch.AddrRange
+	opts memmap.InvalidateOpts
+}
+
+// AuxEntry is one entry of the ELF auxiliary vector.
+type AuxEntry struct {
+	Key   uint64
+	Value uint64
+}
+
+// Dumpability is the process's core-dump and ptrace-access state, as
+// prctl(PR_SET_DUMPABLE) sets it.
+type Dumpability int
+
+const (
+	// NotDumpable: no core dumps, no ptrace access by others.
+	NotDumpable Dumpability = iota
+	// UserDumpable: the default.
+	UserDumpable
+	// RootDumpable: dumps readable by root only.
+	RootDumpable
+)
+
+// Options configure a new MemoryManager.
+type Options struct {
+	// Platform makes the AddressSpace; nil means platform.NoPlatform.
+	Platform platform.Platform
+	// MemoryFile is where private memory is allocated. Required.
+	MemoryFile *pgalloc.MemoryFile
+	// Limits are the initial resource limits; the zero value means
+	// DefaultLimits().
+	Limits *Limits
+}
+
+// New returns a MemoryManager with no mappings and one user. The caller
+// must call SetMmapLayout (or accept the default layout) before mapping
+// without a fixed address.
+func New(opts Options) *MemoryManager {
+	p := opts.Platform
+	if p == nil {
+		p = platform.NoPlatform{}
+	}
+	if opts.MemoryFile == nil {
+		panic("mm.New: nil MemoryFile")
+	}
+	lim := DefaultLimits()
+	if opts.Limits != nil {
+		lim = *opts.Limits
+	}
+	mm := &MemoryManager{
+		p:           p,
+		mf:          opts.MemoryFile,
+		haveASIO:    p.SupportsAddressSpaceIO(),
+		privateRefs: newPrivateRefs(),
+		limits:      lim,
+		dumpability: UserDumpable,
+	}
+	mm.layout = DefaultMmapLayout(p.MinUserAddress(), p.MaxUserAddress(), lim.MinMmapAddr)
+	mm.users.Store(1)
+	return mm
+}
+
+// MemoryFile returns the memory file private memory is allocated from.
+func (mm *MemoryManager) MemoryFile() *pgalloc.MemoryFile { return mm.mf }
+
+// Platform returns the manager's platform.
+func (mm *MemoryManager) Platform() platform.Platform { return mm.p }
+
+// IncUsers takes a user reference, unless the address space has already
+// been released; it reports whether it did.
+func (mm *MemoryManager) IncUsers() bool {
+	for {
+		u := mm.users.Load()
+		if u == 0 {
+			return false
+		}
+		if mm.users.CompareAndSwap(u, u+1) {
+			return true
+		}
+	}
+}
+
+// DecUsers drops a user reference. When the last one goes, every mapping
+// is removed and all memory is returned to the memory file.
+func (mm *MemoryManager) DecUsers(ctx context.Context) {
+	u := mm.users.Add(-1)
+	if u > 0 {
+		return
+	}
+	if u < 0 {
+		panic("mm: DecUsers without a matching IncUsers")
+	}
+	mm.destroyAllAIOContexts()
+	mm.metadataMu.Lock()
+	exe := mm.executable
+	mm.executable = nil
+	mm.metadataMu.Unlock()
+	if exe != nil {
+		exe.DecRef(ctx)
+	}
+
+	mm.activeMu.Lock()
+	if mm.active.Load() != 0 {
+		panic("mm: last user released while the address space is active")
+	}
+	if mm.as != nil {
+		mm.as.Release()
+		mm.as = nil
+	}
+	mm.activeMu.Unlock()
+
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	mm.activeMu.Lock()
+	mm.removePMAsLocked(ctx, hostarch.AddrRange{Start: 0, End: ^hostarch.Addr(0) &^ hostarch.PageMask})
+	mm.activeMu.Unlock()
+	mm.removeAllVMAsLocked(ctx)
+}
+
+// Users returns the number of user references.
+func (mm *MemoryManager) Users() int32 { return mm.users.Load() }

@@ -1,0 +1,327 @@
+package mm
+
+import (
+	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"golang.org/x/sys/unix"
+)
+
+// MRemapOpts are mremap(2)'s flags.
+type MRemapOpts struct {
+	// MayMove: MREMAP_MAYMOVE.
+	MayMove bool
+	// Fixed: MREMAP_FIXED; the mapping moves to NewAddr.
+	Fixed bool
+	// DontUnmap: MREMAP_DONTUNMAP; the old range stays mapped, empty.
+	DontUnmap bool
+	// NewAddr is the new address with Fixed, or a hint with DontUnmap.
+	NewAddr hostarch.Addr
+}
+
+// MRemap implements mremap(2) with Linux's checks and errnos: it shrinks,
+// grows in place or moves the mapping at oldAddr, and returns its new
+// address.
+func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (hostarch.Addr, error) {
+	if opts.Fixed && !opts.MayMove {
+		return 0, unix.EINVAL
+	}
+	if opts.DontUnmap && (!opts.MayMove || oldSize != newSize) {
+		return 0, unix.EINVAL
+	}
+	if !oldAddr.IsPageAligned() {
+		return 0, unix.EINVAL
+	}
+	oldSize, _ = hostarch.PageRoundUp(oldSize) // wraps to 0 like PAGE_ALIGN
+	newSize, _ = hostarch.PageRoundUp(newSize)
+	if newSize == 0 {
+		return 0, unix.EINVAL
+	}
+
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	if opts.Fixed || opts.DontUnmap {
+		return mm.mremapToLocked(ctx, oldAddr, oldSize, newSize, opts)
+	}
+	if !mm.vmas.FindSegment(oldAddr).Ok() {
+		return 0, unix.EFAULT
+	}
+	if oldSize >= newSize {
+		if oldSize == newSize {
+			return oldAddr, nil
+		}
+		if err := mm.munmapLocked(ctx, oldAddr+hostarch.Addr(newSize), oldSize-newSize); err != nil {
+			return 0, err
+		}
+		return oldAddr, nil
+	}
+	vseg, err := mm.vmaToResizeLocked(oldAddr, oldSize, newSize, opts)
+	if err != nil {
+		return 0, err
+	}
+	// Grow in place if the old range ends the vma and the space after it
+	// is free.
+	if oldAddr+hostarch.Addr(oldSize) == vseg.End() {
+		delta := newSize - oldSize
+		newEnd, ok := vseg.End().AddLength(delta)
+		next := vseg.NextSegment()
+		if ok && newEnd <= mm.layout.MaxAddr && (!next.Ok() || next.Start() >= newEnd) {
+			v := vseg.ValuePtr()
+			if v.mappable != nil {
+				ar := hostarch.AddrRange{Start: vseg.End(), End: newEnd}
+				if err := v.mappable.AddMapping(ctx, mm, ar, v.off+uint64(ar.Start-vseg.Start()), v.canWriteMappable()); err != nil {
+					return 0, err
+				}
+			}
+			mm.accountVMA(v, delta, +1)
+			oldEnd := vseg.End()
+			vseg.SetEndUnchecked(newEnd)
+			mm.vmas.MergeAdjacent(addrSegRange(hostarch.AddrRange{Start: oldEnd, End: newEnd}))
+			if v := mm.vmas.FindSegment(oldEnd).ValuePtr(); v.mlockMode == memmap.MLockEager {
+				mm.populateLocked(ctx, hostarch.AddrRange{Start: oldEnd, End: newEnd})
+			}
+			return oldAddr, nil
+		}
+	}
+	if !opts.MayMove {
+		return 0, unix.ENOMEM
+	}
+	v := vseg.ValuePtr()
+	newAddr, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize})
+	if err != nil {
+		return 0, err
+	}
+	_ = v
+	return mm.moveVMALocked(ctx, vseg, oldAddr, oldSize, newAddr, newSize, false)
+}
+
+// mremapToLocked is mremap with MREMAP_FIXED or MREMAP_DONTUNMAP (Linux's
+// mremap_to). Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (hostarch.Addr, error) {
+	newAddr := opts.NewAddr
+	if !newAddr.IsPageAligned() {
+		return 0, unix.EINVAL
+	}
+	maxAddr := mm.layout.MaxAddr
+	if newSize > uint64(maxAddr) || uint64(newAddr) > uint64(maxAddr)-newSize {
+		return 0, unix.EINVAL
+	}
+	if uint64(oldAddr)+oldSize > uint64(newAddr) && uint64(newAddr)+newSize > uint64(oldAddr) {
+		return 0, unix.EINVAL
+	}
+	if mm.vmas.Len()+2 >= mm.limits.MaxMapCount-3 {
+		return 0, unix.ENOMEM
+	}
+	if opts.Fixed {
+		if err := mm.munmapLocked(ctx, newAddr, newSize); err != nil {
+			return 0, err
+		}
+	}
+	if oldSize > newSize {
+		if err := mm.munmapLocked(ctx, oldAddr+hostarch.Addr(newSize), oldSize-newSize); err != nil {
+			return 0, err
+		}
+		oldSize = newSize
+	}
+	if first := mm.vmas.FindSegment(oldAddr); opts.Fixed && !opts.DontUnmap && oldSize == newSize && oldSize != 0 &&
+		first.Ok() && uint64(first.End()-oldAddr) < oldSize {
+		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr)
+	}
+	vseg, err := mm.vmaToResizeLocked(oldAddr, oldSize, newSize, opts)
+	if err != nil {
+		return 0, err
+	}
+	if opts.DontUnmap {
+		if err := mm.mayExpandLocked(vseg.ValuePtr(), oldSize, 0); err != nil {
+			return 0, err
+		}
+	}
+	if !opts.Fixed {
+		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize, Addr: newAddr})
+		if err != nil {
+			return 0, err
+		}
+		newAddr = a
+	} else if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+		return 0, unix.EPERM
+	}
+	return mm.moveVMALocked(ctx, vseg, oldAddr, oldSize, newAddr, newSize, opts.DontUnmap)
+}
+
+// moveVMAsLocked moves every vma in [oldAddr, oldAddr+size) to the same
+// offset from newAddr, keeping the gaps between them (Linux 6.17 and later
+// allow this for MREMAP_FIXED moves that do not resize). Preconditions:
+// mappingMu held for writing; a vma starts at or contains oldAddr; the
+// destination is unmapped and does not overlap the source.
+func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Addr, size uint64, newAddr hostarch.Addr) (hostarch.Addr, error) {
+	oldAR := hostarch.AddrRange{Start: oldAddr, End: oldAddr + hostarch.Addr(size)}
+	var pieces []hostarch.AddrRange
+	for vseg := range mm.vmas.Segments(addrSegRange(oldAR)) {
+		pieces = append(pieces, hostarch.AddrRange(vseg.Range()).Intersect(oldAR))
+	}
+	for _, r := range pieces {
+		if _, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), MRemapOpts{}); err != nil {
+			return 0, err
+		}
+	}
+	for _, r := range pieces {
+		vseg := mm.vmas.FindSegment(r.Start)
+		if _, err := mm.moveVMALocked(ctx, vseg, r.Start, r.Length(), newAddr+(r.Start-oldAddr), r.Length(), false); err != nil {
+			return 0, err
+		}
+	}
+	return newAddr, nil
+}
+
+// vmaToResizeLocked is Linux's vma_to_resize: the vma at oldAddr, which
+// must hold the whole old range, and the limits growing it must respect.
+// Preconditions: mappingMu held.
+func (mm *MemoryManager) vmaToResizeLocked(oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (vmaIterator, error) {
+	vseg := mm.vmas.FindSegment(oldAddr)
+	if !vseg.Ok() {
+		return vseg, unix.EFAULT
+	}
+	v := vseg.ValuePtr()
+	if v.flags.has(vmaSealed) {
+		return vseg, unix.EPERM
+	}
+	if oldSize == 0 && v.private() {
+		return vseg, unix.EINVAL
+	}
+	if opts.DontUnmap && v.flags.has(vmaDontExpand) {
+		return vseg, unix.EINVAL
+	}
+	if oldSize > uint64(vseg.End()-oldAddr) {
+		return vseg, unix.EFAULT
+	}
+	if newSize == oldSize {
+		return vseg, nil
+	}
+	pgoff := v.off + uint64(oldAddr-vseg.Start())
+	if pgoff+newSize < pgoff {
+		return vseg, unix.EINVAL
+	}
+	if v.flags.has(vmaDontExpand) {
+		return vseg, unix.EFAULT
+	}
+	if newSize > oldSize {
+		if v.locked() && !mm.mlockFutureOKLocked(newSize-oldSize) {
+			return vseg, unix.EAGAIN
+		}
+		if err := mm.mayExpandLocked(v, newSize-oldSize, 0); err != nil {
+			return vseg, err
+		}
+	}
+	return vseg, nil
+}
+
+// munmapLocked is MUnmap's work with mappingMu held for writing.
+func (mm *MemoryManager) munmapLocked(ctx context.Context, addr hostarch.Addr, length uint64) error {
+	ar, err := mm.unmapRange(addr, length)
+	if err != nil {
+		return err
+	}
+	if mm.vmas.IsEmptyRange(addrSegRange(ar)) {
+		return nil
+	}
+	if err := mm.checkUnmapLocked(ar); err != nil {
+		return err
+	}
+	mm.removeVMAsLocked(ctx, ar)
+	return nil
+}
+
+// moveVMALocked moves [oldAddr, oldAddr+oldSize) of vseg's vma, with its
+// pages, to [newAddr, newAddr+newSize), growing it if newSize > oldSize
+// (Linux's move_vma). With dontUnmap the old range stays mapped, empty, and
+// unlocked. Preconditions: mappingMu held for writing; the new range is
+// free (or may be replaced: a fixed destination was unmapped already).
+func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, oldAddr hostarch.Addr, oldSize uint64, newAddr hostarch.Addr, newSize uint64, dontUnmap bool) (hostarch.Addr, error) {
+	if mm.vmas.Len() >= mm.limits.MaxMapCount-3 {
+		return 0, unix.ENOMEM
+	}
+	oldAR := hostarch.AddrRange{Start: oldAddr, End: oldAddr + hostarch.Addr(oldSize)}
+	newAR := hostarch.AddrRange{Start: newAddr, End: newAddr + hostarch.Addr(newSize)}
+	v := vseg.Value()
+	off := v.off + uint64(oldAddr-vseg.Start())
+	nv := v
+	nv.off = off
+	if v.mappable != nil {
+		if err := v.mappable.CopyMapping(ctx, mm, oldAR, newAR, off, v.canWriteMappable()); err != nil {
+			return 0, err
+		}
+	}
+	if nv.id != nil {
+		nv.id.IncRef()
+	}
+
+	if oldSize == 0 {
+		// Duplicating a shared mapping: nothing moves.
+		gap := mm.removeVMAsLocked(ctx, newAR)
+		mm.accountVMA(&nv, newAR.Length(), +1)
+		mm.vmas.Insert(gap, addrSegRange(newAR), nv)
+		return newAddr, nil
+	}
+
+	// Move the pmas and guard regions of the old range.
+	mm.activeMu.Lock()
+	type moved struct {
+		r hostarch.AddrRange
+		p pma
+	}
+	var ms []moved
+	for pseg := mm.pmas.LowerBoundSegment(oldAR.Start); pseg.Ok() && pseg.Start() < oldAR.End; {
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(oldAR))
+		ms = append(ms, moved{hostarch.AddrRange(pseg.Range()), pseg.Value()})
+		pseg = mm.pmas.Remove(pseg).NextSegment()
+	}
+	if len(ms) > 0 && mm.as != nil {
+		mm.as.Unmap(oldAR.Start, oldAR.Length())
+	} else if len(ms) > 0 {
+		mm.unmapAllOnActivate = true
+	}
+	mm.activeMu.Unlock()
+	var guards []hostarch.AddrRange
+	for g := range mm.guards.Segments(addrSegRange(oldAR)) {
+		guards = append(guards, hostarch.AddrRange(g.Range().Intersect(addrSegRange(oldAR))))
+	}
+
+	// Remove the old range (its pmas are gone: nothing is released).
+	if dontUnmap {
+		if v.locked() {
+			ov := vseg
+			ov, _ = mm.isolateVMALocked(ov, oldAR)
+			lv := ov.Value()
+			lv.mlockMode = memmap.MLockNone
+			mm.setVMAValueLocked(ov, lv)
+		}
+		if len(guards) > 0 {
+			mm.guards.RemoveRange(addrSegRange(oldAR))
+		}
+	} else {
+		mm.removeVMAsLocked(ctx, oldAR)
+	}
+
+	// Insert the new vma (replacing anything in a fixed destination) and
+	// its pmas.
+	gap := mm.removeVMAsLocked(ctx, newAR)
+	mm.accountVMA(&nv, newAR.Length(), +1)
+	mm.vmas.Insert(gap, addrSegRange(newAR), nv)
+	mm.activeMu.Lock()
+	for _, m := range ms {
+		r := hostarch.AddrRange{Start: m.r.Start - oldAddr + newAddr, End: m.r.End - oldAddr + newAddr}
+		mm.pmas.Insert(mm.pmas.FindGap(r.Start), addrSegRange(r), m.p)
+	}
+	if dontUnmap {
+		// The pages left with the old range: account only the move.
+	}
+	mm.activeMu.Unlock()
+	for _, g := range guards {
+		mm.guards.Add(addrSegRange(hostarch.AddrRange{Start: g.Start - oldAddr + newAddr, End: g.End - oldAddr + newAddr}), struct{}{})
+	}
+	if nv.mlockMode == memmap.MLockEager && newSize > oldSize {
+		mm.populateLocked(ctx, hostarch.AddrRange{Start: newAddr + hostarch.Addr(oldSize), End: newAR.End})
+	}
+	return newAddr, nil
+}

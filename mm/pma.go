@@ -1,0 +1,503 @@
+package mm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/pgalloc"
+	"github.com/vmspace/vmspace/safemem"
+	"github.com/vmspace/vmspace/segment"
+	"golang.org/x/sys/unix"
+)
+
+// pma is one platform mapping area: a range of addresses backed by a range
+// of a File. A pma's range is its key in MemoryManager.pmas; all fields are
+// protected by activeMu (the pma set's lock).
+type pma struct {
+	// file backs the pma. A non-private pma holds a reference on its file
+	// range (file.IncRef); a private pma's pages are counted in
+	// privateRefs instead, which holds one memory-file reference per page
+	// while any pma refers to it.
+	file memmap.File
+
+	// off is the offset into file of the pma's start.
+	off uint64
+
+	// translatePerms are the accesses the Translation allowed (AnyAccess for
+	// private memory).
+	translatePerms hostarch.AccessType
+
+	// effectivePerms are the accesses the platform may map the pma with:
+	// the vma's effective permissions, less what translatePerms forbid, less
+	// Write while needCOW.
+	effectivePerms hostarch.AccessType
+
+	// maxPerms are the vma's maximum permissions, less what translatePerms
+	// forbid.
+	maxPerms hostarch.AccessType
+
+	// needCOW is true if a write must copy the pma's pages first: a private
+	// mapping of a file, or private memory shared with a fork.
+	needCOW bool
+
+	// private is true if file is the memory file and the pages are private
+	// memory counted in privateRefs.
+	private bool
+
+	// internalMappings caches file.MapInternal of the pma's range; empty
+	// until first needed.
+	internalMappings safemem.BlockSeq
+}
+
+type pmaSetFunctions struct{}
+
+type (
+	pmaSet         = segment.Set[hostarch.Addr, pma, pmaSetFunctions]
+	pmaIterator    = segment.Iterator[hostarch.Addr, pma, pmaSetFunctions]
+	pmaGapIterator = segment.GapIterator[hostarch.Addr, pma, pmaSetFunctions]
+)
+
+func (pmaSetFunctions) MinKey() hostarch.Addr { return 0 }
+func (pmaSetFunctions) MaxKey() hostarch.Addr { return ^hostarch.Addr(0) }
+func (pmaSetFunctions) ClearValue(p *pma)     { *p = pma{} }
+
+func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (pma, bool) {
+	if p1.file != p2.file ||
+		p1.off+uint64(r1.Length()) != p2.off ||
+		p1.translatePerms != p2.translatePerms ||
+		p1.effectivePerms != p2.effectivePerms ||
+		p1.maxPerms != p2.maxPerms ||
+		p1.needCOW != p2.needCOW ||
+		p1.private != p2.private {
+		return pma{}, false
+	}
+	// Keep the cached internal mapping only when the two are contiguous in
+	// one block.
+	if !p1.internalMappings.IsEmpty() && !p2.internalMappings.IsEmpty() &&
+		p1.internalMappings.NumBlocks() == 1 && p2.internalMappings.NumBlocks() == 1 {
+		b1, b2 := p1.internalMappings.Head(), p2.internalMappings.Head()
+		if b1.Addr()+uintptr(b1.Len()) == b2.Addr() {
+			p1.internalMappings = safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(b1.Pointer(), b1.Len()+b2.Len()))
+			return p1, true
+		}
+	}
+	p1.internalMappings = safemem.BlockSeq{}
+	return p1, true
+}
+
+func (pmaSetFunctions) Split(r addrSegRange, p pma, split hostarch.Addr) (pma, pma) {
+	n := uint64(split - r.Start)
+	p2 := p
+	p2.off += n
+	if !p.internalMappings.IsEmpty() {
+		p.internalMappings = p.internalMappings.TakeFirst64(n)
+		p2.internalMappings = p2.internalMappings.DropFirst64(n)
+	}
+	return p, p2
+}
+
+// fileRange returns the file range backing ar, a sub-range of pseg.
+func (pseg pmaRef) fileRange(ar hostarch.AddrRange) memmap.FileRange {
+	p := pseg.ValuePtr()
+	start := p.off + uint64(ar.Start-pseg.Start())
+	return memmap.FileRange{Start: start, End: start + ar.Length()}
+}
+
+// pmaRef wraps a pmaIterator to add helpers.
+type pmaRef struct{ pmaIterator }
+
+// internalMappingsLocked returns the host mapping of pseg's whole range,
+// computing and caching it if needed. Preconditions: activeMu held for
+// writing, or for reading if the mapping is already cached.
+func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.BlockSeq, error) {
+	p := pseg.ValuePtr()
+	if p.internalMappings.IsEmpty() {
+		ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.maxPerms.Union(hostarch.Read))
+		if err != nil {
+			return safemem.BlockSeq{}, err
+		}
+		p.internalMappings = ims
+	}
+	return p.internalMappings, nil
+}
+
+// internalMappingsOf returns the host mapping of ar within pseg.
+func internalMappingsOf(pseg pmaIterator, ar hostarch.AddrRange) safemem.BlockSeq {
+	ims := pseg.ValuePtr().internalMappings
+	return ims.DropFirst64(uint64(ar.Start - pseg.Start())).TakeFirst64(ar.Length())
+}
+
+// allocUnit returns the range of private memory to allocate for a fault at
+// addr inside vseg and the gap pgap: the huge-page-aligned range around
+// addr, clipped to the vma and the gap, and extended to cover required.
+func allocUnit(vseg vmaIterator, pgap pmaGapIterator, addr hostarch.Addr, required hostarch.AddrRange) hostarch.AddrRange {
+	v := vseg.ValuePtr()
+	bound := hostarch.AddrRange(vseg.Range()).Intersect(hostarch.AddrRange(pgap.Range()))
+	if v.flags.has(vmaNoHugePage) {
+		return required.Intersect(bound)
+	}
+	start := addr.HugeRoundDown()
+	end, ok := addr.HugeRoundUp()
+	if !ok || end == addr {
+		end, ok = (addr + 1).HugeRoundUp()
+		if !ok {
+			end = bound.End
+		}
+	}
+	unit := hostarch.AddrRange{Start: start, End: end}
+	if required.End > unit.End {
+		unit.End = required.End
+	}
+	return unit.Intersect(bound)
+}
+
+// errMemoryExhausted is returned, wrapped, when the memory file refuses an
+// allocation; syscalls report it as ENOMEM, faults as SIGBUS.
+var errMemoryExhausted = fmt.Errorf("memory file exhausted: %w", unix.ENOMEM)
+
+// allocatePrivate allocates length bytes of private memory counted once in
+// privateRefs.
+func (mm *MemoryManager) allocatePrivate(length uint64, huge, populate bool) (memmap.FileRange, error) {
+	fr, err := mm.mf.Allocate(length, pgalloc.AllocOpts{Huge: huge, Populate: populate})
+	if err != nil {
+		if errors.Is(err, pgalloc.ErrLimit) {
+			return fr, errMemoryExhausted
+		}
+		return fr, err
+	}
+	mm.privateRefs.newRange(fr)
+	return fr, nil
+}
+
+// getPMAsLocked makes sure that pmas cover ar, which lies within vseg's
+// vma, with at least the permissions at (breaking copy-on-write for writes).
+// It returns the first pma covering ar.Start. On an error, pmas cover a
+// prefix of ar (possibly empty), and the error says why the rest could not
+// be covered.
+//
+// Preconditions: mappingMu held (read or write); activeMu held for writing;
+// vseg's vma permits at.
+func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar hostarch.AddrRange, at hostarch.AccessType) (pmaIterator, error) {
+	v := vseg.ValuePtr()
+	addr := ar.Start
+	var first pmaIterator
+	for addr < ar.End {
+		pseg, pgap := mm.pmas.Find(addr)
+		if pgap.Ok() {
+			var err error
+			pseg, err = mm.fillGapLocked(ctx, vseg, pgap, addr, ar, at)
+			if err != nil {
+				return first, err
+			}
+		}
+		p := pseg.ValuePtr()
+		if at.Write && p.needCOW {
+			var err error
+			pseg, err = mm.breakCOWLocked(ctx, vseg, pseg, addr, ar)
+			if err != nil {
+				return first, err
+			}
+		}
+		if !first.Ok() || first.Start() > addr {
+			first = pseg
+		}
+		addr = pseg.End()
+		_ = v
+	}
+	// Iterators may have been invalidated by later insertions; look the
+	// first one up again.
+	return mm.pmas.FindSegment(ar.Start), nil
+}
+
+// fillGapLocked creates pmas for part of pgap starting at addr, and returns
+// the one that covers addr. Preconditions: as for getPMAsLocked; addr lies
+// in pgap and in ar.
+func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pgap pmaGapIterator, addr hostarch.Addr, ar hostarch.AddrRange, at hostarch.AccessType) (pmaIterator, error) {
+	v := vseg.ValuePtr()
+	required := hostarch.AddrRange{Start: addr, End: ar.End}.Intersect(hostarch.AddrRange(pgap.Range()))
+	if v.mappable == nil {
+		unit := allocUnit(vseg, pgap, addr, required)
+		huge := unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned()
+		fr, err := mm.allocatePrivate(unit.Length(), huge, at.Write && huge)
+		if err != nil {
+			return pmaIterator{}, err
+		}
+		eff := v.effectivePerms()
+		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), pma{
+			file:           mm.mf,
+			off:            fr.Start,
+			translatePerms: hostarch.AnyAccess,
+			effectivePerms: eff,
+			maxPerms:       v.maxPerms,
+			private:        true,
+		})
+		mm.addRSSLocked(unit.Length())
+		return mm.pmas.FindSegment(addr), checkSeg(pseg)
+	}
+
+	// A Mappable: translate the required range and as much of the
+	// allocation unit as is cheap.
+	optAR := allocUnit(vseg, pgap, addr, required)
+	translateAt := at
+	if v.private() {
+		// Private mappings read the file and copy on write.
+		translateAt.Write = false
+		translateAt.Read = true
+	}
+	reqMR := mappableRangeOf(vseg, required)
+	optMR := mappableRangeOf(vseg, optAR)
+	ts, terr := v.mappable.Translate(ctx, reqMR, optMR, translateAt)
+	eff := v.effectivePerms()
+	bound := hostarch.AddrRange(pgap.Range()).Intersect(hostarch.AddrRange(vseg.Range()))
+	boundMR := mappableRangeOf(vseg, bound)
+	for _, t := range ts {
+		src := t.Source.Intersect(boundMR)
+		if src.Length() == 0 {
+			continue
+		}
+		tar := hostarch.AddrRange{
+			Start: vseg.Start() + hostarch.Addr(src.Start-v.off),
+			End:   vseg.Start() + hostarch.Addr(src.End-v.off),
+		}
+		fr := memmap.FileRange{Start: t.Offset + (src.Start - t.Source.Start)}
+		fr.End = fr.Start + src.Length()
+		t.File.IncRef(fr)
+		p := pma{
+			file:           t.File,
+			off:            fr.Start,
+			translatePerms: t.Perms,
+			effectivePerms: eff.Intersect(t.Perms),
+			maxPerms:       v.maxPerms.Intersect(t.Perms),
+			needCOW:        v.private(),
+		}
+		if v.private() {
+			p.effectivePerms.Write = false
+			p.maxPerms = v.maxPerms
+		}
+		mm.pmas.Insert(mm.pmas.FindGap(tar.Start), addrSegRange(tar), p)
+		mm.addRSSLocked(tar.Length())
+	}
+	pseg := mm.pmas.FindSegment(addr)
+	if !pseg.Ok() {
+		if terr == nil {
+			terr = fmt.Errorf("mm: Translate of %v returned no translation for %#x", reqMR, addr)
+		}
+		return pmaIterator{}, terr
+	}
+	// Translations covering addr were made; a failure further on is
+	// reported when the loop reaches it.
+	return pseg, nil
+}
+
+func checkSeg(pseg pmaIterator) error {
+	if !pseg.Ok() {
+		return errors.New("mm: pma insertion failed")
+	}
+	return nil
+}
+
+// breakCOWLocked gives the caller a private, writable copy of the part of
+// pseg that the allocation unit around addr covers within ar's unit, and
+// returns the pma now covering addr. Preconditions: as for getPMAsLocked;
+// pseg covers addr and needs copy-on-write.
+func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, pseg pmaIterator, addr hostarch.Addr, ar hostarch.AddrRange) (pmaIterator, error) {
+	v := vseg.ValuePtr()
+	// The range to copy: the allocation unit around addr, within the pma,
+	// extended over the rest of ar inside the pma.
+	unit := hostarch.AddrRange{Start: addr.HugeRoundDown(), End: addr.HugeRoundDown() + hostarch.HugePageSize}
+	if unit.End < unit.Start { // overflow at the very top
+		unit.End = ^hostarch.Addr(0) &^ hostarch.PageMask
+	}
+	if ar.End > unit.End {
+		unit.End = ar.End
+	}
+	if v.flags.has(vmaNoHugePage) {
+		unit = hostarch.AddrRange{Start: addr, End: ar.End}
+	}
+	unit = unit.Intersect(hostarch.AddrRange(pseg.Range())).Intersect(hostarch.AddrRange(vseg.Range()))
+	pseg = mm.pmas.Isolate(pseg, addrSegRange(unit))
+	p := pseg.ValuePtr()
+	fr := pmaRef{pseg}.fileRange(unit)
+
+	if p.private && mm.privateRefs.soleOwner(fr) {
+		// Nobody else refers to these pages: take them over.
+		p.needCOW = false
+		p.effectivePerms = v.effectivePerms().Intersect(p.translatePerms)
+		mm.pmas.MergeAdjacent(addrSegRange(unit))
+		return mm.pmas.FindSegment(addr), nil
+	}
+
+	// Copy.
+	src, err := mm.internalMappingsLocked(pseg)
+	if err != nil {
+		return pmaIterator{}, err
+	}
+	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), false)
+	if err != nil {
+		return pmaIterator{}, err
+	}
+	dst, err := mm.mf.MapInternal(nfr, hostarch.ReadWrite)
+	if err == nil {
+		_, err = safemem.CopySeq(dst, src)
+	}
+	if err != nil {
+		mm.privateRefs.decRef(mm.mf, nfr)
+		return pmaIterator{}, err
+	}
+	// Drop the old pages and install the copy.
+	mm.releasePMAPages(p, fr)
+	*p = pma{
+		file:             mm.mf,
+		off:              nfr.Start,
+		translatePerms:   hostarch.AnyAccess,
+		effectivePerms:   v.effectivePerms(),
+		maxPerms:         v.maxPerms,
+		private:          true,
+		internalMappings: dst,
+	}
+	if mm.as != nil {
+		mm.as.Unmap(unit.Start, unit.Length())
+	}
+	mm.pmas.MergeAdjacent(addrSegRange(unit))
+	return mm.pmas.FindSegment(addr), nil
+}
+
+// releasePMAPages drops the reference that p holds on fr.
+func (mm *MemoryManager) releasePMAPages(p *pma, fr memmap.FileRange) {
+	if p.private {
+		mm.privateRefs.decRef(mm.mf, fr)
+	} else {
+		p.file.DecRef(fr)
+	}
+}
+
+// removePMAsLocked removes every pma in ar, unmapping it from the
+// AddressSpace and dropping its pages. Preconditions: mappingMu held for
+// writing, or for reading by a caller that has made sure no vma can
+// change; activeMu held for writing.
+func (mm *MemoryManager) removePMAsLocked(ctx context.Context, ar hostarch.AddrRange) {
+	pseg := mm.pmas.LowerBoundSegment(ar.Start)
+	if !pseg.Ok() || pseg.Start() >= ar.End {
+		return
+	}
+	if mm.as != nil {
+		mm.as.Unmap(ar.Start, ar.Length())
+	} else {
+		mm.unmapAllOnActivate = true
+	}
+	for pseg.Ok() && pseg.Start() < ar.End {
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
+		r := hostarch.AddrRange(pseg.Range())
+		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
+		mm.curRSS -= r.Length()
+		pseg = mm.pmas.Remove(pseg).NextSegment()
+	}
+}
+
+// addRSSLocked accounts for new pmas. Preconditions: activeMu held for
+// writing.
+func (mm *MemoryManager) addRSSLocked(n uint64) {
+	mm.curRSS += n
+	if mm.curRSS > mm.maxRSS {
+		mm.maxRSS = mm.curRSS
+	}
+}
+
+// privateRefs counts, for each page of private memory, the pmas referring
+// to it, across every MemoryManager forked from one another. While a page's
+// count is positive, privateRefs holds one reference on it in the memory
+// file.
+type privateRefs struct {
+	// mu protects refs. It comes after activeMu in the lock order.
+	mu sync.Mutex
+	// refs maps memory-file ranges to their positive counts; pages not in
+	// refs have no private pma.
+	refs segment.Set[uint64, int32, refsFunctions]
+}
+
+func newPrivateRefs() *privateRefs { return &privateRefs{} }
+
+type refsFunctions struct{}
+
+func (refsFunctions) MinKey() uint64    { return 0 }
+func (refsFunctions) MaxKey() uint64    { return ^uint64(0) }
+func (refsFunctions) ClearValue(*int32) {}
+func (refsFunctions) Merge(_ segment.Range[uint64], a int32, _ segment.Range[uint64], b int32) (int32, bool) {
+	return a, a == b
+}
+func (refsFunctions) Split(_ segment.Range[uint64], v int32, _ uint64) (int32, int32) { return v, v }
+
+// newRange records a newly allocated range with a count of 1; the memory
+// file's reference from Allocate becomes privateRefs'.
+func (r *privateRefs) newRange(fr memmap.FileRange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.refs.Add(segment.Range[uint64](fr), 1) {
+		panic(fmt.Sprintf("mm: private range %v already counted", fr))
+	}
+}
+
+// incRef adds one to the count of every page of fr, which must all be
+// counted already.
+func (r *privateRefs) incRef(fr memmap.FileRange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.incRefLocked(fr)
+}
+
+// incRefLocked is incRef with r.mu held.
+func (r *privateRefs) incRefLocked(fr memmap.FileRange) {
+	sr := segment.Range[uint64](fr)
+	for seg := r.refs.LowerBoundSegmentSplitBefore(fr.Start); seg.Ok() && seg.Start() < fr.End; seg = seg.NextSegment() {
+		seg = r.refs.Isolate(seg, sr)
+		*seg.ValuePtr()++
+	}
+	r.refs.MergeRange(sr)
+	r.refs.MergeAdjacent(sr)
+}
+
+// decRef subtracts one from the count of every page of fr, and returns
+// pages whose count reaches zero to the memory file.
+func (r *privateRefs) decRef(f memmap.File, fr memmap.FileRange) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sr := segment.Range[uint64](fr)
+	seg := r.refs.LowerBoundSegment(fr.Start)
+	for seg.Ok() && seg.Start() < fr.End {
+		seg = r.refs.Isolate(seg, sr)
+		if *seg.ValuePtr()--; *seg.ValuePtr() == 0 {
+			f.DecRef(memmap.FileRange(seg.Range()))
+			seg = r.refs.Remove(seg).NextSegment()
+			continue
+		}
+		seg = seg.NextSegment()
+	}
+	r.refs.MergeRange(sr)
+	r.refs.MergeAdjacent(sr)
+}
+
+// soleOwner reports whether every page of fr has a count of exactly 1.
+func (r *privateRefs) soleOwner(fr memmap.FileRange) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for seg := range r.refs.Segments(segment.Range[uint64](fr)) {
+		if seg.Value() != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// count returns the count of the page at off (0 if none).
+func (r *privateRefs) count(off uint64) int32 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if seg := r.refs.FindSegment(off); seg.Ok() {
+		return seg.Value()
+	}
+	return 0
+}

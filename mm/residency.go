@@ -1,0 +1,104 @@
+package mm
+
+import (
+	"context"
+	"unsafe"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"golang.org/x/sys/unix"
+)
+
+// Residency is implemented by Mappables that know which of their pages are
+// in memory (a page cache, a shm segment): mincore reports their residency
+// whether or not this address space has touched the pages, as Linux does
+// for file and shared-memory mappings.
+type Residency interface {
+	// Resident sets out[i] to 1 if page i of mr is in memory, else 0.
+	// len(out) == mr.Length() / page size.
+	Resident(mr memmap.MappableRange, out []byte)
+}
+
+// touchLocked commits host memory for the pages of the pmas covering r, as
+// an application access would: pages a program has touched are resident.
+// Preconditions: activeMu held for writing; pmas cover r.
+func (mm *MemoryManager) touchLocked(r hostarch.AddrRange, at hostarch.AccessType) {
+	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
+		if _, err := mm.internalMappingsLocked(pseg); err != nil {
+			return
+		}
+		p := pseg.ValuePtr()
+		advice := unix.MADV_POPULATE_READ
+		if at.Write && p.effectivePerms.Write {
+			advice = unix.MADV_POPULATE_WRITE
+		}
+		sub := hostarch.AddrRange(pseg.Range()).Intersect(r)
+		for b := range internalMappingsOf(pseg, sub).All {
+			_ = unix.Madvise(b.ToSlice(), advice)
+		}
+	}
+}
+
+// MInCore implements mincore(2): one byte per page of [addr, addr+length),
+// 1 if the page is resident. EINVAL for an unaligned addr, ENOMEM if the
+// range is not wholly mapped.
+func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length uint64) ([]byte, error) {
+	if !addr.IsPageAligned() {
+		return nil, unix.EINVAL
+	}
+	la, ok := hostarch.PageRoundUp(length)
+	end := addr + hostarch.Addr(la)
+	if !ok || end < addr || end > mm.p.MaxUserAddress() {
+		return nil, unix.ENOMEM
+	}
+	ar := hostarch.AddrRange{Start: addr, End: end}
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	// The whole range must be mapped.
+	for a := ar.Start; a < ar.End; {
+		vseg := mm.vmas.FindSegment(a)
+		if !vseg.Ok() {
+			return nil, unix.ENOMEM
+		}
+		a = vseg.End()
+	}
+	out := make([]byte, la>>hostarch.PageShift)
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	for vseg := mm.vmas.FindSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		vr := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		v := vseg.ValuePtr()
+		vout := out[(vr.Start-ar.Start)>>hostarch.PageShift : (vr.End-ar.Start)>>hostarch.PageShift]
+		if res, ok := v.mappable.(Residency); ok && v.mappable != nil && !v.private() {
+			res.Resident(mappableRangeOf(vseg, vr), vout)
+			continue
+		}
+		for pseg := mm.pmas.LowerBoundSegment(vr.Start); pseg.Ok() && pseg.Start() < vr.End; pseg = pseg.NextSegment() {
+			pr := hostarch.AddrRange(pseg.Range()).Intersect(vr)
+			if _, err := mm.internalMappingsLocked(pseg); err != nil {
+				continue
+			}
+			pout := vout[(pr.Start-vr.Start)>>hostarch.PageShift : (pr.End-vr.Start)>>hostarch.PageShift]
+			i := 0
+			for b := range internalMappingsOf(pseg, pr).All {
+				n := b.Len() >> hostarch.PageShift
+				hostMincore(b.Pointer(), b.Len(), pout[i:i+n])
+				i += n
+			}
+		}
+	}
+	return out, nil
+}
+
+// hostMincore reports the host residency of n bytes at p into vec, one byte
+// (0 or 1) per page.
+func hostMincore(p unsafe.Pointer, n int, vec []byte) {
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(p), uintptr(n), uintptr(unsafe.Pointer(&vec[0])))
+	if errno != 0 {
+		clear(vec)
+		return
+	}
+	for i := range vec {
+		vec[i] &= 1
+	}
+}

@@ -1,0 +1,538 @@
+package mm
+
+import (
+	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"golang.org/x/sys/unix"
+)
+
+// MMap creates a mapping as mmap(2) does, after the system-call layer has
+// checked the flags and the file (see MMapSys for the whole system call).
+// It returns the mapping's address.
+//
+// Checks are made in Linux's order (do_mmap, mmap_region): zero length
+// EINVAL; length overflow ENOMEM; offset overflow EOVERFLOW; map count
+// ENOMEM; placement (ENOMEM, EINVAL, EPERM); MAP_FIXED_NOREPLACE EEXIST;
+// mlock EPERM/EAGAIN; seals EPERM; RLIMIT_AS and RLIMIT_DATA ENOMEM.
+func (mm *MemoryManager) MMap(ctx context.Context, opts memmap.MMapOpts) (hostarch.Addr, error) {
+	return mm.mmap(ctx, opts, nil, 0)
+}
+
+// mmap is MMap with extra vma flags and an optional configure step, called where Linux checks
+// the file (after placement and mlock checks, before replacing anything):
+// it may fail, or fill in opts.Mappable and opts.MappingIdentity.
+func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configure func(*memmap.MMapOpts) error, extra vmaFlags) (hostarch.Addr, error) {
+	if opts.Length == 0 {
+		return 0, unix.EINVAL
+	}
+	length, ok := hostarch.PageRoundUp(opts.Length)
+	if !ok || length == 0 {
+		return 0, unix.ENOMEM
+	}
+	opts.Length = length
+	if opts.Mappable != nil || configure != nil {
+		if !hostarch.IsPageAligned(opts.Offset) {
+			return 0, unix.EINVAL
+		}
+		if opts.Offset+length < opts.Offset {
+			return 0, unix.EOVERFLOW
+		}
+	}
+
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	if mm.vmas.Len() > mm.limits.MaxMapCount {
+		return 0, unix.ENOMEM
+	}
+	addr, err := mm.findMMapAddrLocked(opts)
+	if err != nil {
+		return 0, err
+	}
+	ar := hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(length)}
+	if opts.Fixed && !opts.Unmap && !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
+		return 0, unix.EEXIST
+	}
+	mode := opts.MLockMode
+	if mode != memmap.MLockNone && !mm.canDoMLockLocked() {
+		return 0, unix.EPERM
+	}
+	if mode == memmap.MLockNone {
+		mode = mm.defMLockMode
+	}
+	if mode != memmap.MLockNone && !mm.mlockFutureOKLocked(length) {
+		return 0, unix.EAGAIN
+	}
+	opts.Addr = addr
+	if configure != nil {
+		if err := configure(&opts); err != nil {
+			return 0, err
+		}
+		if opts.MappingIdentity != nil {
+			// configure's reference is ours to drop; the vma takes its
+			// own.
+			defer opts.MappingIdentity.DecRef(ctx)
+		}
+	}
+	v := vma{
+		mappable:  opts.Mappable,
+		off:       opts.Offset,
+		realPerms: opts.Perms,
+		maxPerms:  opts.MaxPerms,
+		mlockMode: mode,
+		id:        opts.MappingIdentity,
+		name:      opts.Hint,
+	}
+	if opts.Mappable == nil {
+		v.off = uint64(addr)
+	}
+	if opts.Private {
+		v.flags |= vmaPrivate
+	}
+	if opts.GrowsDown {
+		v.flags |= vmaGrowsDown
+	}
+	if opts.Stack {
+		v.flags |= vmaNoHugePage
+	}
+	if opts.SharedAnonymous {
+		v.flags |= vmaAnonShared
+	}
+	v.flags |= extra
+	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force); err != nil {
+		return 0, err
+	}
+
+	// Populate as asked; failures do not fail the mmap.
+	if mode == memmap.MLockEager || opts.PlatformEffect != memmap.MMapPlatformEffectDefault {
+		mm.populateLocked(ctx, ar)
+	}
+	return addr, nil
+}
+
+// mapRegionLocked replaces whatever is mapped in ar by a new vma v (Linux's
+// mmap_region): it checks seals and split limits of what it replaces, and
+// RLIMIT_AS and RLIMIT_DATA, then removes the old vmas and inserts v, taking
+// a reference on v.id and registering the mapping with v.mappable.
+// Preconditions: mappingMu held for writing; ar page-aligned and non-empty.
+func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, force bool) error {
+	replaced := uint64(0)
+	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
+		if err := mm.checkUnmapLocked(ar); err != nil {
+			return err
+		}
+		replaced = mm.vmaSizeInLocked(ar)
+	}
+	if !force {
+		if err := mm.mayExpandLocked(v, ar.Length(), replaced); err != nil {
+			return err
+		}
+	}
+	if v.mappable != nil {
+		if err := v.mappable.AddMapping(ctx, mm, ar, v.off, v.canWriteMappable()); err != nil {
+			return err
+		}
+	}
+	if v.id != nil {
+		v.id.IncRef()
+	}
+	gap := mm.removeVMAsLocked(ctx, ar)
+	mm.accountVMA(v, ar.Length(), +1)
+	mm.vmas.Insert(gap, addrSegRange(ar), *v)
+	return nil
+}
+
+// checkUnmapLocked returns the error unmapping ar would fail with: ENOMEM
+// if it must split a vma in the middle while at the map count, EPERM if a
+// vma in ar is sealed. Preconditions: mappingMu held; ar page-aligned.
+func (mm *MemoryManager) checkUnmapLocked(ar hostarch.AddrRange) error {
+	if vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.Start && vseg.End() > ar.End &&
+		mm.vmas.Len() >= mm.limits.MaxMapCount {
+		return unix.ENOMEM
+	}
+	if mm.sealedInLocked(ar) {
+		return unix.EPERM
+	}
+	return nil
+}
+
+// mayExpandLocked is Linux's may_expand_vm: adding v's length bytes while
+// replacing replaced bytes of existing vmas must stay within RLIMIT_AS and,
+// for data mappings, RLIMIT_DATA. Preconditions: mappingMu held.
+func (mm *MemoryManager) mayExpandLocked(v *vma, length, replaced uint64) error {
+	delta := int64(length) - int64(replaced)
+	if delta <= 0 {
+		return nil
+	}
+	asPages := (mm.usageAS >> hostarch.PageShift) + uint64(delta)>>hostarch.PageShift
+	if asPages > mm.limits.AS.Cur>>hostarch.PageShift {
+		return unix.ENOMEM
+	}
+	if v.isData() {
+		dataPages := (mm.dataAS >> hostarch.PageShift) + uint64(delta)>>hostarch.PageShift
+		if dataPages > mm.limits.Data.Cur>>hostarch.PageShift {
+			if !(mm.limits.Data.Cur == 0 && dataPages <= mm.limits.Data.Max>>hostarch.PageShift) {
+				return unix.ENOMEM
+			}
+		}
+	}
+	return nil
+}
+
+// findMMapAddrLocked chooses the address of a new mapping, as Linux's
+// get_unmapped_area. Preconditions: mappingMu held; opts.Length is
+// page-aligned and non-zero.
+func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts) (hostarch.Addr, error) {
+	length := opts.Length
+	l := &mm.layout
+	if length > uint64(l.MaxAddr) {
+		return 0, unix.ENOMEM
+	}
+	if opts.Fixed {
+		if uint64(opts.Addr) > uint64(l.MaxAddr)-length {
+			return 0, unix.ENOMEM
+		}
+		if !opts.Addr.IsPageAligned() {
+			return 0, unix.EINVAL
+		}
+		if opts.Addr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+			return 0, unix.EPERM
+		}
+		return opts.Addr, nil
+	}
+	minAddr := l.MinAddr
+	if minAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+		minAddr = mm.limits.MinMmapAddr
+	}
+	if minAddr < hostarch.PageSize {
+		minAddr = hostarch.PageSize
+	}
+	if opts.Map32Bit {
+		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: max(map32Start, minAddr), End: map32End}, length, false); ok {
+			return a, nil
+		}
+		return 0, unix.ENOMEM
+	}
+	if hint := opts.Addr.RoundDown(); opts.Addr != 0 {
+		if hint < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+			hint = mm.limits.MinMmapAddr.MustRoundUp()
+		}
+		if end, ok := hint.AddLength(length); ok && end <= l.MaxAddr && hint >= minAddr && mm.fitsLocked(hostarch.AddrRange{Start: hint, End: end}) {
+			return hint, nil
+		}
+	}
+	if l.DefaultDirection == MmapTopDown {
+		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: minAddr, End: l.TopDownBase}, length, true); ok {
+			return a, nil
+		}
+	}
+	if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: max(l.BottomUpBase, minAddr), End: l.MaxAddr}, length, false); ok {
+		return a, nil
+	}
+	return 0, unix.ENOMEM
+}
+
+// fitsLocked reports whether ar is free and keeps the stack guard gap below
+// a growsdown vma above it. Preconditions: mappingMu held.
+func (mm *MemoryManager) fitsLocked(ar hostarch.AddrRange) bool {
+	next := mm.vmas.LowerBoundSegment(ar.Start)
+	if !next.Ok() {
+		return true
+	}
+	return ar.End <= startGap(next)
+}
+
+// startGap returns the lowest address a mapping below vseg may end at: its
+// start, less the guard gap for a growsdown vma (Linux's vm_start_gap).
+func startGap(vseg vmaIterator) hostarch.Addr {
+	s := vseg.Start()
+	if vseg.ValuePtr().growsDown() {
+		if s > stackGuardGap {
+			return s - stackGuardGap
+		}
+		return 0
+	}
+	return s
+}
+
+// findGapLocked finds length free bytes in bounds, highest first if
+// topDown, respecting stack guard gaps. Preconditions: mappingMu held.
+func (mm *MemoryManager) findGapLocked(bounds hostarch.AddrRange, length uint64, topDown bool) (hostarch.Addr, bool) {
+	for bounds.Start < bounds.End && bounds.Length() >= length {
+		var a hostarch.Addr
+		var ok bool
+		sb := addrSegRange(bounds)
+		if topDown {
+			a, ok = mm.vmas.FindHighestGap(sb, hostarch.Addr(length), hostarch.PageSize)
+		} else {
+			a, ok = mm.vmas.FindLowestGap(sb, hostarch.Addr(length), hostarch.PageSize)
+		}
+		if !ok {
+			return 0, false
+		}
+		end := a + hostarch.Addr(length)
+		next := mm.vmas.LowerBoundSegment(end)
+		if !next.Ok() || end <= startGap(next) {
+			return a, true
+		}
+		// Too close below a stack: the part of this gap within the guard
+		// gap is unusable.
+		if topDown {
+			g := startGap(next)
+			if g < bounds.End {
+				bounds.End = g
+			} else {
+				bounds.End = a
+			}
+		} else {
+			bounds.Start = next.End()
+		}
+	}
+	return 0, false
+}
+
+// MUnmap removes the mappings in [addr, addr+length), as munmap(2).
+func (mm *MemoryManager) MUnmap(ctx context.Context, addr hostarch.Addr, length uint64) error {
+	ar, err := mm.unmapRange(addr, length)
+	if err != nil {
+		return err
+	}
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	if mm.vmas.IsEmptyRange(addrSegRange(ar)) {
+		return nil
+	}
+	if err := mm.checkUnmapLocked(ar); err != nil {
+		return err
+	}
+	mm.removeVMAsLocked(ctx, ar)
+	return nil
+}
+
+// unmapRange validates munmap's arguments: addr page-aligned, length
+// non-zero, and the range within the user address space; EINVAL otherwise.
+func (mm *MemoryManager) unmapRange(addr hostarch.Addr, length uint64) (hostarch.AddrRange, error) {
+	maxAddr := mm.p.MaxUserAddress()
+	if !addr.IsPageAligned() || addr > maxAddr || length > uint64(maxAddr-addr) {
+		return hostarch.AddrRange{}, unix.EINVAL
+	}
+	la, ok := hostarch.PageRoundUp(length)
+	if !ok || la == 0 {
+		return hostarch.AddrRange{}, unix.EINVAL
+	}
+	return hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(la)}, nil
+}
+
+// MProtectOpts are mprotect's PROT_GROWSDOWN and PROT_GROWSUP.
+type MProtectOpts struct {
+	GrowsDown bool
+	GrowsUp   bool
+}
+
+// MProtect changes the permissions of [addr, addr+length) to perms, as
+// mprotect(2). Like Linux it changes vmas in address order and stops at the
+// first failure, leaving earlier vmas changed.
+func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, length uint64, perms hostarch.AccessType, opts MProtectOpts) error {
+	if opts.GrowsDown && opts.GrowsUp {
+		return unix.EINVAL
+	}
+	if !addr.IsPageAligned() {
+		return unix.EINVAL
+	}
+	if length == 0 {
+		return nil
+	}
+	la, ok := hostarch.PageRoundUp(length)
+	end := addr + hostarch.Addr(la)
+	if !ok || end <= addr {
+		return unix.ENOMEM
+	}
+	start := addr
+
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	vseg := mm.vmas.LowerBoundSegment(start)
+	if !vseg.Ok() || vseg.Start() >= end {
+		return unix.ENOMEM
+	}
+	if opts.GrowsDown {
+		start = vseg.Start()
+		if !vseg.ValuePtr().growsDown() {
+			return unix.EINVAL
+		}
+	} else {
+		if vseg.Start() > start {
+			return unix.ENOMEM
+		}
+		if opts.GrowsUp {
+			return unix.EINVAL
+		}
+	}
+	tmp := vseg.Start()
+	nstart := start
+	var err error
+	for vseg.Ok() && vseg.Start() < end {
+		if vseg.Start() != tmp {
+			err = unix.ENOMEM
+			break
+		}
+		v := vseg.ValuePtr()
+		if !v.maxPerms.SupersetOf(perms) {
+			err = unix.EACCES
+			break
+		}
+		segEnd := min(vseg.End(), end)
+		r := hostarch.AddrRange{Start: nstart, End: segEnd}
+		vseg, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) { nv.realPerms = perms })
+		if err != nil {
+			break
+		}
+		tmp = segEnd
+		nstart = tmp
+		vseg = mm.vmas.LowerBoundSegment(nstart)
+	}
+	if err == nil && tmp < end {
+		err = unix.ENOMEM
+	}
+	mm.vmas.MergeRange(addrSegRange(hostarch.AddrRange{Start: start, End: end}))
+	mm.vmas.MergeAdjacent(addrSegRange(hostarch.AddrRange{Start: start, End: end}))
+	return err
+}
+
+// modifyVMALocked applies change to the part r of vseg's vma, as Linux's
+// vma_modify: if checkSeal, sealed vmas refuse (EPERM); an unchanged vma is left alone;
+// otherwise the vma is split at r's bounds (ENOMEM at the map count) and its
+// pmas are brought in line with the new attributes. It returns the segment
+// now covering r.Start. Preconditions: mappingMu held for writing; r lies
+// within vseg.
+func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, checkSeal bool, change func(*vma)) (vmaIterator, error) {
+	old := vseg.Value()
+	if checkSeal && old.flags.has(vmaSealed) {
+		return vseg, unix.EPERM
+	}
+	nv := old
+	change(&nv)
+	if vmaEqual(&old, &nv) {
+		return vseg, nil
+	}
+	if vseg.Start() < r.Start {
+		if mm.vmas.Len() >= mm.limits.MaxMapCount {
+			return vseg, unix.ENOMEM
+		}
+		_, vseg = mm.vmas.Split(vseg, r.Start)
+	}
+	if vseg.End() > r.End {
+		if mm.vmas.Len() >= mm.limits.MaxMapCount {
+			return vseg, unix.ENOMEM
+		}
+		vseg, _ = mm.vmas.Split(vseg, r.End)
+	}
+	// The split's second half took its own id reference; nv shares the
+	// one vseg holds now.
+	nv.id = vseg.ValuePtr().id
+	nv.off = vseg.ValuePtr().off
+	mm.setVMAValueLocked(vseg, nv)
+	mm.updatePMAsLocked(ctx, vseg, &old, &nv)
+	return vseg, nil
+}
+
+// vmaEqual reports whether two vmas have the same attributes.
+func vmaEqual(a, b *vma) bool {
+	return a.mappable == b.mappable && a.off == b.off && a.realPerms == b.realPerms &&
+		a.maxPerms == b.maxPerms && a.flags == b.flags && a.mlockMode == b.mlockMode &&
+		a.numaPolicy == b.numaPolicy && a.numaNodemask == b.numaNodemask && a.id == b.id && a.name == b.name
+}
+
+// updatePMAsLocked brings the pmas of vseg in line with its vma's new
+// permissions. Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) updatePMAsLocked(ctx context.Context, vseg vmaIterator, old, nv *vma) {
+	if old.realPerms == nv.realPerms && old.maxPerms == nv.maxPerms {
+		return
+	}
+	ar := hostarch.AddrRange(vseg.Range())
+	eff := nv.effectivePerms()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	reduced := false
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
+		p := pseg.ValuePtr()
+		ne := eff.Intersect(p.translatePerms)
+		if p.needCOW {
+			ne.Write = false
+		}
+		if !ne.SupersetOf(p.effectivePerms) {
+			reduced = true
+		}
+		p.effectivePerms = ne
+		p.maxPerms = nv.maxPerms.Intersect(p.translatePerms)
+		if p.needCOW {
+			p.maxPerms = nv.maxPerms
+		}
+	}
+	if reduced {
+		if mm.as != nil {
+			mm.as.Unmap(ar.Start, ar.Length())
+		} else {
+			mm.unmapAllOnActivate = true
+		}
+	}
+	mm.pmas.MergeRange(addrSegRange(ar))
+	mm.pmas.MergeAdjacent(addrSegRange(ar))
+}
+
+// canDoMLockLocked is Linux's can_do_mlock: a process may lock memory if it
+// has CAP_IPC_LOCK or a non-zero RLIMIT_MEMLOCK. Preconditions: mappingMu
+// held.
+func (mm *MemoryManager) canDoMLockLocked() bool {
+	return mm.limits.CapIPCLock || mm.limits.MemLock.Cur != 0
+}
+
+// mlockFutureOKLocked is Linux's mlock_future_ok: locking length more bytes
+// keeps within RLIMIT_MEMLOCK. Preconditions: mappingMu held.
+func (mm *MemoryManager) mlockFutureOKLocked(length uint64) bool {
+	if mm.limits.CapIPCLock {
+		return true
+	}
+	locked := mm.lockedAS + length
+	return locked >= mm.lockedAS && locked <= mm.limits.MemLock.Cur
+}
+
+// populateLocked faults in every accessible page of ar, as MAP_POPULATE
+// and mlock do: for writing in private writable vmas, else for reading.
+// Errors stop the population silently. Preconditions: mappingMu held for
+// writing.
+func (mm *MemoryManager) populateLocked(ctx context.Context, ar hostarch.AddrRange) {
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		v := vseg.ValuePtr()
+		eff := v.effectivePerms()
+		if !eff.Any() {
+			continue
+		}
+		at := hostarch.Read
+		if v.private() && eff.Write {
+			at = hostarch.Write
+		}
+		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		if err := mm.populateRangeLocked(ctx, vseg, r, at); err != nil {
+			return
+		}
+		vseg = mm.vmas.FindSegment(r.Start)
+	}
+}
+
+// populateRangeLocked creates pmas for r within vseg and marks its pages
+// accessed. Preconditions: mappingMu held; activeMu held for writing.
+func (mm *MemoryManager) populateRangeLocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, at hostarch.AccessType) error {
+	if _, err := mm.getPMAsLocked(ctx, vseg, r, at); err != nil {
+		return err
+	}
+	mm.touchLocked(r, at)
+	if mm.as != nil {
+		return mm.mapASLocked(r, true)
+	}
+	return nil
+}

@@ -1,0 +1,318 @@
+package mm
+
+import (
+	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/segment"
+)
+
+// vma is one virtual memory area: a range of addresses the application
+// mapped, with uniform attributes. A vma's range is its key in
+// MemoryManager.vmas; all fields are protected by mappingMu (the vma set's
+// lock).
+type vma struct {
+	// mappable is what the vma maps, or nil for private anonymous memory.
+	mappable memmap.Mappable
+
+	// off is the offset into mappable of the vma's start. For private
+	// anonymous memory, it is the address the memory had when first mapped
+	// (Linux's anonymous vm_pgoff, in bytes), which mremap preserves; it
+	// decides which neighbours a vma can merge with.
+	off uint64
+
+	// realPerms are the permissions the application asked for (mmap,
+	// mprotect); the hardware grants realPerms.Effective().
+	realPerms hostarch.AccessType
+
+	// maxPerms bound realPerms: mprotect to more is EACCES.
+	maxPerms hostarch.AccessType
+
+	// flags holds the boolean attributes (vmaFlag bits).
+	flags vmaFlags
+
+	// mlockMode is the vma's mlock state.
+	mlockMode memmap.MLockMode
+
+	// numaPolicy and numaNodemask are the mbind(2) policy (MPOL_*) and node
+	// mask.
+	numaPolicy   int32
+	numaNodemask uint64
+
+	// id names the mapping in /proc/PID/maps; the vma holds a reference.
+	// nil for anonymous memory.
+	id memmap.MappingIdentity
+
+	// name is a special mapping's name ("[heap]", "[vdso]", ...) when id is
+	// nil, or the anonymous name set with PR_SET_VMA_ANON_NAME when
+	// flags has vmaAnonName.
+	name string
+}
+
+// vmaFlags are a vma's boolean attributes.
+type vmaFlags uint32
+
+const (
+	// vmaPrivate: copy-on-write mapping (MAP_PRIVATE).
+	vmaPrivate vmaFlags = 1 << iota
+	// vmaGrowsDown: grows down on faults below (MAP_GROWSDOWN), VmFlags gd.
+	vmaGrowsDown
+	// vmaDontFork: not inherited by fork (MADV_DONTFORK), VmFlags dc.
+	vmaDontFork
+	// vmaWipeOnFork: zero-filled in the child (MADV_WIPEONFORK), wf.
+	vmaWipeOnFork
+	// vmaDontDump: excluded from core dumps (MADV_DONTDUMP), dd.
+	vmaDontDump
+	// vmaHugePage: MADV_HUGEPAGE, hg.
+	vmaHugePage
+	// vmaNoHugePage: MADV_NOHUGEPAGE or MAP_STACK, nh.
+	vmaNoHugePage
+	// vmaSealed: mseal(2)ed, sl.
+	vmaSealed
+	// vmaSeqRead: MADV_SEQUENTIAL, sr.
+	vmaSeqRead
+	// vmaRandRead: MADV_RANDOM, rr.
+	vmaRandRead
+	// vmaMergeable: MADV_MERGEABLE, mg.
+	vmaMergeable
+	// vmaAnonName: name is an anonymous name ([anon:NAME]).
+	vmaAnonName
+	// vmaDontExpand: mremap may not grow it (special mappings).
+	vmaDontExpand
+	// vmaShm: a System V shm attachment (shmdt finds it).
+	vmaShm
+	// vmaAnonShared: shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS),
+	// which can be named like private anonymous memory.
+	vmaAnonShared
+	// vmaStackMain: the initial thread's stack, named [stack].
+	vmaStackMain
+)
+
+func (f vmaFlags) has(b vmaFlags) bool { return f&b != 0 }
+
+func (v *vma) private() bool   { return v.flags.has(vmaPrivate) }
+func (v *vma) growsDown() bool { return v.flags.has(vmaGrowsDown) }
+
+// effectivePerms returns the access the hardware grants.
+func (v *vma) effectivePerms() hostarch.AccessType { return v.realPerms.Effective() }
+
+// isPrivateAnon reports whether v is private anonymous memory.
+func (v *vma) isPrivateAnon() bool { return v.mappable == nil }
+
+// canWriteMappableLocked reports whether writes through v reach its
+// Mappable (a shared writable mapping).
+func (v *vma) canWriteMappable() bool {
+	return !v.private() && v.maxPerms.Write
+}
+
+// isData reports whether v counts toward VmData and RLIMIT_DATA: private,
+// writable and not a stack (Linux's is_data_mapping).
+func (v *vma) isData() bool {
+	return v.realPerms.Write && v.private() && !v.growsDown()
+}
+
+// isExec reports whether v counts toward VmExe (executable, not writable,
+// not a stack).
+func (v *vma) isExec() bool {
+	return v.realPerms.Execute && !v.realPerms.Write && !v.growsDown()
+}
+
+// locked reports whether v is mlocked.
+func (v *vma) locked() bool { return v.mlockMode != memmap.MLockNone }
+
+type vmaSetFunctions struct{}
+
+type (
+	vmaSet         = segment.Set[hostarch.Addr, vma, vmaSetFunctions]
+	vmaIterator    = segment.Iterator[hostarch.Addr, vma, vmaSetFunctions]
+	vmaGapIterator = segment.GapIterator[hostarch.Addr, vma, vmaSetFunctions]
+	addrSegRange   = segment.Range[hostarch.Addr]
+)
+
+func (vmaSetFunctions) MinKey() hostarch.Addr { return 0 }
+func (vmaSetFunctions) MaxKey() hostarch.Addr { return ^hostarch.Addr(0) }
+func (vmaSetFunctions) ClearValue(v *vma) {
+	// References are dropped by the code that removes vmas (it has a
+	// context); ClearValue only forgets them.
+	*v = vma{}
+}
+
+// Merge merges two adjacent vmas when nothing observable differs: the same
+// attributes, and contiguous offsets into the same Mappable (or, for
+// anonymous memory, contiguous anonymous offsets).
+func (vmaSetFunctions) Merge(r1 addrSegRange, v1 vma, r2 addrSegRange, v2 vma) (vma, bool) {
+	if v1.mappable != v2.mappable ||
+		v1.off+uint64(r1.Length()) != v2.off ||
+		v1.realPerms != v2.realPerms ||
+		v1.maxPerms != v2.maxPerms ||
+		v1.flags != v2.flags ||
+		v1.mlockMode != v2.mlockMode ||
+		v1.numaPolicy != v2.numaPolicy ||
+		v1.numaNodemask != v2.numaNodemask ||
+		v1.id != v2.id ||
+		v1.name != v2.name {
+		return vma{}, false
+	}
+	if v2.id != nil {
+		// The merged vma keeps v1's reference; drop v2's.
+		v2.id.DecRef(context.Background())
+	}
+	return v1, true
+}
+
+// Split splits a vma; the second half takes its own reference on id.
+func (vmaSetFunctions) Split(r addrSegRange, v vma, split hostarch.Addr) (vma, vma) {
+	v2 := v
+	v2.off += uint64(split - r.Start)
+	if v2.id != nil {
+		v2.id.IncRef()
+	}
+	return v, v2
+}
+
+// mappableRangeOf returns the Mappable range that ar maps in vseg.
+func mappableRangeOf(vseg vmaIterator, ar hostarch.AddrRange) memmap.MappableRange {
+	v := vseg.ValuePtr()
+	start := v.off + uint64(ar.Start-vseg.Start())
+	return memmap.MappableRange{Start: start, End: start + ar.Length()}
+}
+
+// accountVMA adds (sign +1) or removes (sign -1) v's size of length bytes
+// from the manager's usage figures. Preconditions: mappingMu held for
+// writing.
+func (mm *MemoryManager) accountVMA(v *vma, length uint64, sign int) {
+	d := length
+	add := func(x *uint64) {
+		if sign > 0 {
+			*x += d
+		} else {
+			*x -= d
+		}
+	}
+	add(&mm.usageAS)
+	if v.locked() {
+		add(&mm.lockedAS)
+	}
+	if v.isData() {
+		add(&mm.dataAS)
+	}
+	if v.growsDown() {
+		add(&mm.stackAS)
+	}
+	if v.isExec() {
+		add(&mm.execAS)
+	}
+	if mm.usageAS > mm.peakAS {
+		mm.peakAS = mm.usageAS
+	}
+}
+
+// setVMAValueLocked replaces vseg's value by nv, keeping the accounting
+// true. Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) setVMAValueLocked(vseg vmaIterator, nv vma) {
+	l := uint64(vseg.Range().Length())
+	mm.accountVMA(vseg.ValuePtr(), l, -1)
+	mm.accountVMA(&nv, l, +1)
+	vseg.SetValue(nv)
+}
+
+// isolateVMALocked splits vseg so that the result lies within ar, and
+// reports false if that would exceed the map count. Preconditions:
+// mappingMu held for writing; vseg overlaps ar.
+func (mm *MemoryManager) isolateVMALocked(vseg vmaIterator, ar hostarch.AddrRange) (vmaIterator, bool) {
+	splits := 0
+	if vseg.Start() < ar.Start {
+		splits++
+	}
+	if vseg.End() > ar.End {
+		splits++
+	}
+	if splits > 0 && mm.vmas.Len()+splits > mm.limits.MaxMapCount {
+		return vseg, false
+	}
+	return mm.vmas.Isolate(vseg, addrSegRange(ar)), true
+}
+
+// removeVMAsLocked removes all vmas in ar (splitting those that straddle
+// its bounds) and their pmas, and returns the gap left. Preconditions:
+// mappingMu held for writing; ar is page-aligned; the caller has checked
+// the map count and seals.
+func (mm *MemoryManager) removeVMAsLocked(ctx context.Context, ar hostarch.AddrRange) vmaGapIterator {
+	vseg, vgap := mm.vmas.Find(ar.Start)
+	if vgap.Ok() {
+		vseg = vgap.NextSegment()
+	}
+	if !vseg.Ok() || vseg.Start() >= ar.End {
+		return mm.vmas.FindGap(ar.Start)
+	}
+	mm.activeMu.Lock()
+	mm.removePMAsLocked(ctx, ar)
+	mm.activeMu.Unlock()
+	mm.guards.RemoveRange(segment.Range[hostarch.Addr](ar))
+	for vseg.Ok() && vseg.Start() < ar.End {
+		vseg = mm.vmas.Isolate(vseg, addrSegRange(ar))
+		vr := hostarch.AddrRange(vseg.Range())
+		v := vseg.ValuePtr()
+		mm.accountVMA(v, vr.Length(), -1)
+		if v.mappable != nil {
+			v.mappable.RemoveMapping(ctx, mm, vr, v.off, v.canWriteMappable())
+		}
+		if v.id != nil {
+			v.id.DecRef(ctx)
+		}
+		vgap = mm.vmas.Remove(vseg)
+		vseg = vgap.NextSegment()
+	}
+	return vgap
+}
+
+// removeAllVMAsLocked removes every vma. Preconditions: mappingMu held for
+// writing; no pmas remain.
+func (mm *MemoryManager) removeAllVMAsLocked(ctx context.Context) {
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		v := vseg.ValuePtr()
+		if v.mappable != nil {
+			v.mappable.RemoveMapping(ctx, mm, hostarch.AddrRange(vseg.Range()), v.off, v.canWriteMappable())
+		}
+		if v.id != nil {
+			v.id.DecRef(ctx)
+			v.id = nil
+		}
+	}
+	mm.vmas.RemoveAll()
+	mm.guards.RemoveAll()
+	mm.usageAS, mm.lockedAS, mm.dataAS, mm.stackAS, mm.execAS = 0, 0, 0, 0, 0
+}
+
+// countSplitsLocked returns how many vmas removing or changing ar would add
+// by splitting (0, 1 or 2). Preconditions: mappingMu held.
+func (mm *MemoryManager) countSplitsLocked(ar hostarch.AddrRange) int {
+	n := 0
+	if vseg := mm.vmas.FindSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.Start && vseg.End() > ar.Start {
+		n++
+	}
+	if ar.End > 0 {
+		if vseg := mm.vmas.FindSegment(ar.End - 1); vseg.Ok() && vseg.End() > ar.End {
+			n++
+		}
+	}
+	return n
+}
+
+// sealedInLocked reports whether any vma overlapping ar is sealed.
+// Preconditions: mappingMu held.
+func (mm *MemoryManager) sealedInLocked(ar hostarch.AddrRange) bool {
+	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		if vseg.ValuePtr().flags.has(vmaSealed) {
+			return true
+		}
+	}
+	return false
+}
+
+// vmaSizeInLocked returns the total size of vmas within ar. Preconditions:
+// mappingMu held.
+func (mm *MemoryManager) vmaSizeInLocked(ar hostarch.AddrRange) uint64 {
+	return uint64(mm.vmas.SpanRange(addrSegRange(ar)))
+}
