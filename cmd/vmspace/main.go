@@ -5,14 +5,18 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/vmspace/vmspace/bench"
 )
 
 const usage = `usage: vmspace COMMAND [ARGS]
 
 commands:
   run [-- PROGRAM ARGS]   run a program with its address space managed by vmspace
-  replay SCRIPT...        run vmscripts on vmspace (--native: on Linux; --diff: both)
-  bench [--json]          run the benchmark workloads
+  replay [--native|--diff] [SCRIPT...]
+                          run vmscripts on vmspace, on Linux, or both and compare
+  bench [--json] [-w NAME,...]
+                          run the benchmark workloads of shared/spec/workloads.md
 `
 
 func main() {
@@ -20,9 +24,14 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+	args := os.Args[2:]
 	switch os.Args[1] {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
+	case "bench":
+		os.Exit(bench.Main(args, os.Stdout, os.Stderr))
+	case "replay":
+		os.Exit(replayMain(args))
 	default:
 		fmt.Fprintf(os.Stderr, "vmspace: %q is not available yet\n%s", os.Args[1], usage)
 		os.Exit(2)
