@@ -1,0 +1,486 @@
+package vmscript
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/pgalloc"
+	"golang.org/x/sys/unix"
+)
+
+// VmspaceBrk is where the vmspace executor puts p0's program break.
+const VmspaceBrk = 0x555555600000
+
+// Objects is what a vmspace executor needs beyond the memory manager:
+// files, memfds, System V segments and shared anonymous memory. Package
+// vmscript is above hostfile in the layering only through this interface,
+// which the command wires to hostfile.
+type Objects interface {
+	// NewFile makes a temporary host file (see Proc.File) and returns an
+	// open handle.
+	NewFile(ctx context.Context, size uint64, ro bool, seed uint64) (FileObject, error)
+	// NewMemfd makes a memfd of size zero bytes.
+	NewMemfd(ctx context.Context, name string, size uint64) (FileObject, error)
+	// NewShm makes a System V segment of size bytes.
+	NewShm(ctx context.Context, size uint64) (ShmObject, error)
+	// SharedAnon makes MAP_SHARED|MAP_ANONYMOUS memory.
+	SharedAnon(ctx context.Context, size uint64) (mm.MappableFile, error)
+}
+
+// FileObject is an open file of the vmspace executor.
+type FileObject interface {
+	mm.MappableFile
+	Truncate(ctx context.Context, size uint64) error
+	WriteAt(ctx context.Context, p []byte, off uint64) (int, error)
+	ReadAt(ctx context.Context, p []byte, off uint64) (int, error)
+	// Close drops the handle; mappings keep the file alive.
+	Close(ctx context.Context) error
+}
+
+// ShmObject is a System V segment of the vmspace executor.
+type ShmObject interface {
+	mm.ShmSegment
+	// Remove marks the segment for removal (IPC_RMID): it goes when the
+	// last attachment does; Removed reports whether it is gone, so new
+	// attachments fail.
+	Remove(ctx context.Context)
+	Removed() bool
+}
+
+// NewVmspace returns an Executor that runs scripts on vmspace's
+// MemoryManager. objs provides files and shared memory; nil makes those
+// statements fail as executor errors.
+func NewVmspace(objs Objects) Executor { return &vmspaceExec{objs: objs} }
+
+type vmspaceExec struct {
+	objs  Objects
+	mf    *pgalloc.MemoryFile
+	procs map[*vproc]struct{}
+	// files are every open file handle, closed at the end.
+	files []FileObject
+}
+
+// vproc is one process: a MemoryManager and its named objects (shared with
+// forks, like descriptors).
+type vproc struct {
+	ex    *vmspaceExec
+	mm    *mm.MemoryManager
+	files map[string]FileObject
+	shms  map[string]ShmObject
+	aios  map[string]uint64
+}
+
+var errNoObjects = errors.New("vmspace executor: no file and shared-memory provider")
+
+func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
+	mf, err := pgalloc.New(pgalloc.Options{Name: "vmscript"})
+	if err != nil {
+		return nil, err
+	}
+	e.mf = mf
+	e.procs = map[*vproc]struct{}{}
+	lim := mm.HostLimits()
+	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim})
+	m.BrkSetup(ctx, VmspaceBrk)
+	if e.objs != nil {
+		m.SetSharedAnonFactory(e.objs.SharedAnon)
+	}
+	p := &vproc{ex: e, mm: m, files: map[string]FileObject{}, shms: map[string]ShmObject{}, aios: map[string]uint64{}}
+	e.procs[p] = struct{}{}
+	return p, nil
+}
+
+func (e *vmspaceExec) Checkpoint(ctx context.Context) error {
+	return errors.New("vmspace executor: checkpoint is not implemented yet")
+}
+
+func (e *vmspaceExec) Close() error {
+	ctx := context.Background()
+	for p := range e.procs {
+		p.mm.DecUsers(ctx)
+	}
+	e.procs = nil
+	for _, f := range e.files {
+		f.Close(ctx)
+	}
+	e.files = nil
+	if e.mf != nil {
+		e.mf.Destroy()
+	}
+	return nil
+}
+
+func (p *vproc) Fork(ctx context.Context) (Proc, error) {
+	m, err := p.mm.Fork(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &vproc{ex: p.ex, mm: m, files: map[string]FileObject{}, shms: map[string]ShmObject{}, aios: map[string]uint64{}}
+	for k, v := range p.files {
+		c.files[k] = v
+	}
+	for k, v := range p.shms {
+		c.shms[k] = v
+	}
+	for k, v := range p.aios {
+		c.aios[k] = v
+	}
+	p.ex.procs[c] = struct{}{}
+	return c, nil
+}
+
+func (p *vproc) Exit(ctx context.Context) error {
+	if _, ok := p.ex.procs[p]; ok {
+		delete(p.ex.procs, p)
+		p.mm.DecUsers(ctx)
+	}
+	return nil
+}
+
+func (p *vproc) Mmap(ctx context.Context, a MmapArgs) (uint64, error) {
+	var f mm.MappableFile
+	if a.File != "" {
+		if fo, ok := p.files[a.File]; ok {
+			f = fo
+		}
+	}
+	addr, err := p.mm.MMapSys(ctx, hostarch.Addr(a.Addr), a.Len, int(a.Prot), int(a.Flags), f, a.Off)
+	return uint64(addr), err
+}
+
+func (p *vproc) Munmap(ctx context.Context, addr, length uint64) error {
+	return p.mm.MUnmap(ctx, hostarch.Addr(addr), length)
+}
+
+func (p *vproc) Mprotect(ctx context.Context, addr, length uint64, prot Prot) error {
+	if prot&^(ProtRead|ProtWrite|ProtExec|ProtGrowsDown|ProtGrowsUp|mm.ProtSem) != 0 {
+		return unix.EINVAL
+	}
+	return p.mm.MProtect(ctx, hostarch.Addr(addr), length, hostarch.AccessTypeFromProt(int(prot)), mm.MProtectOpts{
+		GrowsDown: prot&ProtGrowsDown != 0,
+		GrowsUp:   prot&ProtGrowsUp != 0,
+	})
+}
+
+func (p *vproc) Mremap(ctx context.Context, addr, oldLen, newLen uint64, flags MremapFlags, newAddr uint64) (uint64, error) {
+	if flags&^(MremapMaymove|MremapFixed|MremapDontunmap) != 0 {
+		return 0, unix.EINVAL
+	}
+	a, err := p.mm.MRemap(ctx, hostarch.Addr(addr), oldLen, newLen, mm.MRemapOpts{
+		MayMove:   flags&MremapMaymove != 0,
+		Fixed:     flags&MremapFixed != 0,
+		DontUnmap: flags&MremapDontunmap != 0,
+		NewAddr:   hostarch.Addr(newAddr),
+	})
+	return uint64(a), err
+}
+
+func (p *vproc) Madvise(ctx context.Context, addr, length uint64, advice Advice) error {
+	return p.mm.MAdvise(ctx, hostarch.Addr(addr), length, mm.Advice(advice))
+}
+
+func (p *vproc) Mlock(ctx context.Context, addr, length uint64, onFault bool) error {
+	mode := memmap.MLockEager
+	if onFault {
+		mode = memmap.MLockLazy
+	}
+	return p.mm.MLock(ctx, hostarch.Addr(addr), length, mode)
+}
+
+func (p *vproc) Munlock(ctx context.Context, addr, length uint64) error {
+	return p.mm.MLock(ctx, hostarch.Addr(addr), length, memmap.MLockNone)
+}
+
+func (p *vproc) Mlockall(ctx context.Context, flags MlockallFlags) error {
+	if flags&^(MclCurrent|MclFuture|MclOnfault) != 0 {
+		return unix.EINVAL
+	}
+	return p.mm.MLockAll(ctx, mm.MLockAllOpts{
+		Current: flags&MclCurrent != 0,
+		Future:  flags&MclFuture != 0,
+		OnFault: flags&MclOnfault != 0,
+	})
+}
+
+func (p *vproc) Munlockall(ctx context.Context) error { return p.mm.MUnlockAll(ctx) }
+
+func (p *vproc) Msync(ctx context.Context, addr, length uint64, flags MsyncFlags) error {
+	if flags&^(MsAsync|MsSync|MsInvalidate) != 0 {
+		return unix.EINVAL
+	}
+	return p.mm.MSync(ctx, hostarch.Addr(addr), length, mm.MSyncOpts{
+		Sync:       flags&MsSync != 0,
+		Async:      flags&MsAsync != 0,
+		Invalidate: flags&MsInvalidate != 0,
+	})
+}
+
+func (p *vproc) Mincore(ctx context.Context, addr, length uint64) ([]byte, error) {
+	return p.mm.MInCore(ctx, hostarch.Addr(addr), length)
+}
+
+func (p *vproc) Mseal(ctx context.Context, addr, length uint64) error {
+	return p.mm.MSeal(ctx, hostarch.Addr(addr), length, 0)
+}
+
+func (p *vproc) SetAnonName(ctx context.Context, addr, length uint64, name string, clear bool) error {
+	if clear {
+		name = ""
+	}
+	return p.mm.SetVMAName(ctx, hostarch.Addr(addr), length, name)
+}
+
+func (p *vproc) Brk(ctx context.Context, addr uint64) (uint64, error) {
+	a, err := p.mm.Brk(ctx, hostarch.Addr(addr))
+	return uint64(a), err
+}
+
+func (p *vproc) Setrlimit(ctx context.Context, res Resource, soft uint64) error {
+	l := p.mm.Limits()
+	var r *mm.RLimit
+	switch res {
+	case RlimitAS:
+		r = &l.AS
+	case RlimitData:
+		r = &l.Data
+	case RlimitMemlock:
+		r = &l.MemLock
+	case RlimitStack:
+		r = &l.Stack
+	default:
+		return unix.EINVAL
+	}
+	if soft > r.Max {
+		return unix.EINVAL
+	}
+	r.Cur = soft
+	p.mm.SetLimits(l)
+	return nil
+}
+
+func (p *vproc) Usage(ctx context.Context) (Usage, error) {
+	s := p.mm.Stats()
+	return Usage{VmSize: s.VmSize >> 10, VmLck: s.VmLck >> 10, VmData: s.VmData >> 10, VmStk: s.VmStk >> 10}, nil
+}
+
+// faultOf converts the manager's access error after n bytes into a Fault.
+func faultOf(n int, err error) (Fault, error) {
+	if err == nil {
+		return Fault{}, nil
+	}
+	var ae *mm.AccessError
+	if !errors.As(err, &ae) {
+		return Fault{}, fmt.Errorf("vmspace access: %v", err)
+	}
+	k := FaultSEGV
+	if ae.Signal == unix.SIGBUS {
+		k = FaultBUS
+	}
+	return Fault{Kind: k, Off: uint64(n)}, nil
+}
+
+// appIO is how script accesses reach memory: as the application's own.
+var appIO = mm.IOOpts{AsApplication: true}
+
+func (p *vproc) Write(ctx context.Context, addr uint64, data []byte) (Fault, error) {
+	n, err := p.mm.CopyOut(ctx, hostarch.Addr(addr), data, appIO)
+	return faultOf(n, err)
+}
+
+// chunk is how much Fill and Sum move per call.
+const chunk = 1 << 20
+
+func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, error) {
+	buf := make([]byte, min(length, chunk))
+	for i := range buf {
+		buf[i] = b
+	}
+	var done uint64
+	for done < length {
+		n := min(length-done, chunk)
+		m, err := p.mm.CopyOut(ctx, hostarch.Addr(addr+done), buf[:n], appIO)
+		if err != nil {
+			return faultOf(int(done)+m, err)
+		}
+		done += n
+	}
+	return Fault{}, nil
+}
+
+func (p *vproc) Read(ctx context.Context, addr, length uint64) ([]byte, Fault, error) {
+	buf := make([]byte, length)
+	n, err := p.mm.CopyIn(ctx, hostarch.Addr(addr), buf, appIO)
+	f, err := faultOf(n, err)
+	return buf[:n], f, err
+}
+
+func (p *vproc) Sum(ctx context.Context, addr, length uint64) (uint64, Fault, error) {
+	h := fnvOffset
+	buf := make([]byte, min(length, chunk))
+	var done uint64
+	for done < length {
+		n := min(length-done, chunk)
+		m, err := p.mm.CopyIn(ctx, hostarch.Addr(addr+done), buf[:n], appIO)
+		h = fnv1a(h, buf[:m])
+		if err != nil {
+			f, err := faultOf(int(done)+m, err)
+			return h, f, err
+		}
+		done += n
+	}
+	return h, Fault{}, nil
+}
+
+func (p *vproc) File(ctx context.Context, name string, size uint64, ro bool, seed uint64) error {
+	if p.ex.objs == nil {
+		return errNoObjects
+	}
+	f, err := p.ex.objs.NewFile(ctx, size, ro, seed)
+	if err != nil {
+		return err
+	}
+	p.ex.files = append(p.ex.files, f)
+	p.files[name] = f
+	return nil
+}
+
+func (p *vproc) Memfd(ctx context.Context, name string, size uint64) error {
+	if p.ex.objs == nil {
+		return errNoObjects
+	}
+	f, err := p.ex.objs.NewMemfd(ctx, name, size)
+	if err != nil {
+		return err
+	}
+	p.ex.files = append(p.ex.files, f)
+	p.files[name] = f
+	return nil
+}
+
+func (p *vproc) Ftruncate(ctx context.Context, name string, size uint64) error {
+	f, ok := p.files[name]
+	if !ok {
+		return unix.EBADF
+	}
+	if !f.Writable() {
+		return unix.EINVAL
+	}
+	return f.Truncate(ctx, size)
+}
+
+func (p *vproc) Pwrite(ctx context.Context, name string, off uint64, data []byte) error {
+	f, ok := p.files[name]
+	if !ok {
+		return unix.EBADF
+	}
+	if !f.Writable() {
+		return unix.EBADF
+	}
+	_, err := f.WriteAt(ctx, data, off)
+	return err
+}
+
+func (p *vproc) Psum(ctx context.Context, name string, off, length uint64) (uint64, uint64, error) {
+	f, ok := p.files[name]
+	if !ok {
+		return 0, 0, unix.EBADF
+	}
+	h := fnvOffset
+	buf := make([]byte, min(length, chunk))
+	var done uint64
+	for done < length {
+		n := min(length-done, chunk)
+		m, err := f.ReadAt(ctx, buf[:n], off+done)
+		h = fnv1a(h, buf[:m])
+		done += uint64(m)
+		if err != nil || uint64(m) < n {
+			break
+		}
+	}
+	return h, done, nil
+}
+
+func (p *vproc) Close(ctx context.Context, name string) error {
+	if _, ok := p.files[name]; !ok {
+		return unix.EBADF
+	}
+	delete(p.files, name)
+	return nil
+}
+
+func (p *vproc) Shmget(ctx context.Context, name string, size uint64) error {
+	if p.ex.objs == nil {
+		return errNoObjects
+	}
+	s, err := p.ex.objs.NewShm(ctx, size)
+	if err != nil {
+		return err
+	}
+	p.shms[name] = s
+	return nil
+}
+
+func (p *vproc) Shmat(ctx context.Context, name string, addr uint64, rdonly bool) (uint64, error) {
+	s, ok := p.shms[name]
+	if !ok || s.Removed() {
+		return 0, unix.EINVAL
+	}
+	a, err := p.mm.AttachShm(ctx, s, hostarch.Addr(addr), rdonly)
+	return uint64(a), err
+}
+
+func (p *vproc) Shmdt(ctx context.Context, addr uint64) error {
+	return p.mm.DetachShm(ctx, hostarch.Addr(addr))
+}
+
+func (p *vproc) Shmrm(ctx context.Context, name string) error {
+	s, ok := p.shms[name]
+	if !ok || s.Removed() {
+		return unix.EINVAL
+	}
+	s.Remove(ctx)
+	return nil
+}
+
+func (p *vproc) IoSetup(ctx context.Context, name string, nr uint32) (uint64, error) {
+	id, err := p.mm.NewAIOContext(ctx, nr)
+	if err != nil {
+		return 0, err
+	}
+	p.aios[name] = id
+	return id, nil
+}
+
+func (p *vproc) IoDestroy(ctx context.Context, name string) error {
+	id, ok := p.aios[name]
+	if !ok {
+		return unix.EINVAL
+	}
+	if p.mm.DestroyAIOContext(ctx, id) == nil {
+		return unix.EINVAL
+	}
+	return nil
+}
+
+func (p *vproc) State(ctx context.Context, addr, length uint64) ([]Region, error) {
+	end := addr + length
+	if end < addr {
+		end = ^uint64(0)
+	}
+	var out []Region
+	for _, r := range p.mm.Regions(hostarch.AddrRange{Start: hostarch.Addr(addr), End: hostarch.Addr(end)}) {
+		if !r.Mapped {
+			continue
+		}
+		var fl VMFlags
+		for _, f := range r.Flags {
+			fl |= VMFlagByName(f)
+		}
+		out = append(out, Region{Start: uint64(r.Range.Start), End: uint64(r.Range.End), Perms: r.Perms, Flags: fl})
+	}
+	return out, nil
+}
