@@ -32,14 +32,14 @@ func checkTree[K Key, V comparable, F Functions[K, V]](s *Set[K, V, F]) error {
 			return fmt.Errorf("leaf %d: no parent in a tree with root %p", len(order), s.root)
 		}
 		for i := 0; i < l.n; i++ {
-			r := l.keys[i]
+			r := l.rng(i)
 			if r.Start >= r.End || r.Start < end || r.End > f.MaxKey() {
 				return fmt.Errorf("leaf %d entry %d: range %v after end %#x", len(order), i, r, uint64(end))
 			}
 			end = r.End
 		}
 		for i := l.n; i < leafCap; i++ {
-			if l.keys[i] != (Range[K]{}) || l.vals[i] != zv {
+			if l.rng(i) != (Range[K]{noKey[K](), 0}) || l.vals[i] != zv {
 				return fmt.Errorf("leaf %d: slot %d not cleared", len(order), i)
 			}
 		}
@@ -77,7 +77,7 @@ func checkTree[K Key, V comparable, F Functions[K, V]](s *Set[K, V, F]) error {
 			return 0, 0, fmt.Errorf("inner at depth %d: n = %d", d, p.n)
 		}
 		for j := p.n; j < innerCap; j++ {
-			if p.starts[j] != 0 || p.gaps[j] != 0 || p.kids[j] != nil || p.leaves[j] != nil {
+			if p.starts[j] != noKey[K]() || p.gaps[j] != 0 || p.kids[j] != nil || p.leaves[j] != nil {
 				return 0, 0, fmt.Errorf("inner at depth %d: slot %d not cleared", d, j)
 			}
 		}
@@ -94,7 +94,7 @@ func checkTree[K Key, V comparable, F Functions[K, V]](s *Set[K, V, F]) error {
 					return 0, 0, fmt.Errorf("leaves at depths %d and %d", depth, d)
 				}
 				inTree = append(inTree, l)
-				g, st = l.maxGap, l.keys[0].Start
+				g, st = l.maxGap, l.starts[0]
 			} else {
 				k := p.kids[j]
 				if k == nil || p.leaves[j] != nil || k.parent != p || k.pidx != j {

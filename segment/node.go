@@ -19,10 +19,18 @@ package segment
 // leaf is a leaf node: up to leafCap segments with their values inline.
 // Nodes belong to one Set and are protected by whatever serialises that
 // Set's mutations.
+//
+// The fields a key search reads (n, then starts) come first, and starts are
+// kept apart from ends so that a search touches as few cache lines as
+// possible.
 type leaf[K Key, V any, F Functions[K, V]] struct {
-	// n is the number of segments in keys[:n] and vals[:n]; 1 <= n <=
-	// leafCap except transiently inside a mutation.
+	// n is the number of segments, in starts[:n], ends[:n] and vals[:n];
+	// 1 <= n <= leafCap except transiently inside a mutation.
 	n int
+	// starts[i] and ends[i] are the bounds of segment i. The segments are
+	// sorted, non-empty and non-overlapping. Entries at n and above are
+	// noKey in starts (so that searches need not look at n) and 0 in ends.
+	starts, ends [leafCap]K
 	// pidx is the index of this leaf in parent's children; 0 if parent is
 	// nil.
 	pidx int
@@ -33,15 +41,18 @@ type leaf[K Key, V any, F Functions[K, V]] struct {
 	// parents), or nil at the ends.
 	prev, next *leaf[K, V, F]
 	// maxGap is the length of the largest gap this leaf owns: the gaps
-	// before each of keys[:n].
+	// before each of its segments.
 	maxGap K
-	// keys are the segments' ranges, sorted, non-empty and non-overlapping;
-	// entries at n and above are zero.
-	keys [leafCap]Range[K]
-	// vals[i] is the value of keys[i]; entries at n and above are zero so
+	// vals[i] is the value of segment i; entries at n and above are zero so
 	// that they hold no references.
 	vals [leafCap]V
 }
+
+// rng returns the range of segment i of l.
+func (l *leaf[K, V, F]) rng(i int) Range[K] { return Range[K]{l.starts[i], l.ends[i]} }
+
+// setRng sets the range of segment i of l.
+func (l *leaf[K, V, F]) setRng(i int, r Range[K]) { l.starts[i], l.ends[i] = r.Start, r.End }
 
 // inner is an inner node: up to innerCap children, all leaves or all inner
 // nodes.
@@ -57,7 +68,8 @@ type inner[K Key, V any, F Functions[K, V]] struct {
 	// leafKids is true if the children are leaves[:n], false if they are
 	// kids[:n].
 	leafKids bool
-	// starts[i] is the start of the first segment beneath child i.
+	// starts[i] is the start of the first segment beneath child i;
+	// entries at n and above are noKey.
 	starts [innerCap]K
 	// gaps[i] is the largest gap owned by a leaf beneath child i.
 	gaps [innerCap]K
@@ -67,22 +79,41 @@ type inner[K Key, V any, F Functions[K, V]] struct {
 	leaves [innerCap]*leaf[K, V, F]
 }
 
-// prevEnd returns the end of the segment before keys[0]: the previous leaf's
+// noKey is the start recorded in unused slots: greater than any key a
+// search looks for (search never looks for noKey itself).
+func noKey[K Key]() K { return ^K(0) }
+
+// newLeaf returns an empty leaf.
+func newLeaf[K Key, V any, F Functions[K, V]]() *leaf[K, V, F] {
+	l := &leaf[K, V, F]{}
+	l.clearTail(0)
+	return l
+}
+
+// newInner returns an empty inner node whose children will be leaves if
+// leafKids.
+func newInner[K Key, V any, F Functions[K, V]](leafKids bool) *inner[K, V, F] {
+	p := &inner[K, V, F]{leafKids: leafKids}
+	p.clearTail(0)
+	return p
+}
+
+// prevEnd returns the end of the segment before segment 0: the previous leaf's
 // last segment's end, or MinKey.
 func (l *leaf[K, V, F]) prevEnd() K {
 	if p := l.prev; p != nil {
-		return p.keys[p.n-1].End
+		return p.ends[p.n-1]
 	}
 	var f F
 	return f.MinKey()
 }
 
-// gapStart returns the start of the gap before keys[i] (i <= n).
+// gapStart returns the start of the gap before segment i (i <= n).
 func (l *leaf[K, V, F]) gapStart(i int) K {
 	if i == 0 {
 		return l.prevEnd()
 	}
-	return l.keys[i-1].End
+	return l.ends[i-1]
 }
 
 // computeMaxGap returns the largest gap l owns.
@@ -90,10 +121,10 @@ func (l *leaf[K, V, F]) computeMaxGap() K {
 	end := l.prevEnd()
 	var m K
 	for i := 0; i < l.n; i++ {
-		if g := l.keys[i].Start - end; g > m {
+		if g := l.starts[i] - end; g > m {
 			m = g
 		}
-		end = l.keys[i].End
+		end = l.ends[i]
 	}
 	return m
 }
@@ -102,7 +133,7 @@ func (l *leaf[K, V, F]) computeMaxGap() K {
 // date. l must be non-empty and its neighbours linked.
 func (l *leaf[K, V, F]) fix() {
 	l.maxGap = l.computeMaxGap()
-	propagate(l.parent, l.pidx, l.maxGap, l.keys[0].Start)
+	propagate(l.parent, l.pidx, l.maxGap, l.starts[0])
 }
 
 // fixNext fixes l's next leaf, if any: needed when l's last segment's end
@@ -150,35 +181,42 @@ func (p *inner[K, V, F]) fix() {
 // insertEntry inserts r with value v at index i of l, which must not be
 // full.
 func (l *leaf[K, V, F]) insertEntry(i int, r Range[K], v V) {
-	copy(l.keys[i+1:l.n+1], l.keys[i:l.n])
+	copy(l.starts[i+1:l.n+1], l.starts[i:l.n])
+	copy(l.ends[i+1:l.n+1], l.ends[i:l.n])
 	copy(l.vals[i+1:l.n+1], l.vals[i:l.n])
-	l.keys[i] = r
+	l.setRng(i, r)
 	l.vals[i] = v
 	l.n++
 }
 
 // removeEntry removes entry i of l, zeroing the slot it vacates.
 func (l *leaf[K, V, F]) removeEntry(i int) {
-	copy(l.keys[i:l.n-1], l.keys[i+1:l.n])
+	copy(l.starts[i:l.n-1], l.starts[i+1:l.n])
+	copy(l.ends[i:l.n-1], l.ends[i+1:l.n])
 	copy(l.vals[i:l.n-1], l.vals[i+1:l.n])
 	l.n--
 	var zv V
-	l.keys[l.n] = Range[K]{}
+	l.starts[l.n], l.ends[l.n] = noKey[K](), 0
 	l.vals[l.n] = zv
 }
 
-// clearTail zeroes l's entries from i to the end.
+// clearTail empties l's entries from i to the end.
 func (l *leaf[K, V, F]) clearTail(i int) {
-	clear(l.keys[i:])
+	for j := i; j < leafCap; j++ {
+		l.starts[j] = noKey[K]()
+	}
+	clear(l.ends[i:])
 	clear(l.vals[i:])
 }
 
 // moveLeafLeft moves the first m entries of src to the end of dst.
 func moveLeafLeft[K Key, V any, F Functions[K, V]](dst, src *leaf[K, V, F], m int) {
-	copy(dst.keys[dst.n:dst.n+m], src.keys[:m])
+	copy(dst.starts[dst.n:dst.n+m], src.starts[:m])
+	copy(dst.ends[dst.n:dst.n+m], src.ends[:m])
 	copy(dst.vals[dst.n:dst.n+m], src.vals[:m])
 	dst.n += m
-	copy(src.keys[:src.n-m], src.keys[m:src.n])
+	copy(src.starts[:src.n-m], src.starts[m:src.n])
+	copy(src.ends[:src.n-m], src.ends[m:src.n])
 	copy(src.vals[:src.n-m], src.vals[m:src.n])
 	src.n -= m
 	src.clearTail(src.n)
@@ -186,9 +224,11 @@ func moveLeafLeft[K Key, V any, F Functions[K, V]](dst, src *leaf[K, V, F], m in
 
 // moveLeafRight moves the last m entries of src to the front of dst.
 func moveLeafRight[K Key, V any, F Functions[K, V]](src, dst *leaf[K, V, F], m int) {
-	copy(dst.keys[m:dst.n+m], dst.keys[:dst.n])
+	copy(dst.starts[m:dst.n+m], dst.starts[:dst.n])
+	copy(dst.ends[m:dst.n+m], dst.ends[:dst.n])
 	copy(dst.vals[m:dst.n+m], dst.vals[:dst.n])
-	copy(dst.keys[:m], src.keys[src.n-m:src.n])
+	copy(dst.starts[:m], src.starts[src.n-m:src.n])
+	copy(dst.ends[:m], src.ends[src.n-m:src.n])
 	copy(dst.vals[:m], src.vals[src.n-m:src.n])
 	dst.n += m
 	src.n -= m
@@ -237,9 +277,11 @@ func (p *inner[K, V, F]) removeChildAt(j int) {
 	p.relink(j)
 }
 
-// clearTail zeroes p's entries from i to the end.
+// clearTail empties p's entries from i to the end.
 func (p *inner[K, V, F]) clearTail(i int) {
-	clear(p.starts[i:])
+	for j := i; j < innerCap; j++ {
+		p.starts[j] = noKey[K]()
+	}
 	clear(p.gaps[i:])
 	clear(p.kids[i:])
 	clear(p.leaves[i:])
@@ -301,8 +343,9 @@ func splitPoint(i, cap, min int) int {
 func (s *Set[K, V, F]) insertAt(l *leaf[K, V, F], i int, r Range[K], v V) Iterator[K, V, F] {
 	s.len++
 	if l == nil {
-		l = &leaf[K, V, F]{n: 1}
-		l.keys[0] = r
+		l = newLeaf[K, V, F]()
+		l.n = 1
+		l.setRng(0, r)
 		l.vals[0] = v
 		s.root, s.first, s.last = nil, l, l
 		l.fix()
@@ -359,7 +402,7 @@ func (s *Set[K, V, F]) insertFull(l *leaf[K, V, F], i int, r Range[K], v V) Iter
 	}
 
 	// Split l, moving its upper part to a new leaf nl after it.
-	nl := &leaf[K, V, F]{}
+	nl := newLeaf[K, V, F]()
 	k := splitPoint(i, leafCap, leafMin)
 	var pos Iterator[K, V, F]
 	if i < k {
@@ -381,14 +424,15 @@ func (s *Set[K, V, F]) insertFull(l *leaf[K, V, F], i int, r Range[K], v V) Iter
 	l.maxGap = l.computeMaxGap()
 	nl.maxGap = nl.computeMaxGap()
 	if p == nil {
-		root := &inner[K, V, F]{n: 2, leafKids: true}
+		root := newInner[K, V, F](true)
+		root.n = 2
 		root.leaves[0], root.leaves[1] = l, nl
-		root.starts[0], root.gaps[0] = l.keys[0].Start, l.maxGap
-		root.starts[1], root.gaps[1] = nl.keys[0].Start, nl.maxGap
+		root.starts[0], root.gaps[0] = l.starts[0], l.maxGap
+		root.starts[1], root.gaps[1] = nl.starts[0], nl.maxGap
 		root.relink(0)
 		s.root = root
 	} else {
-		s.insertChild(p, l.pidx+1, nl.maxGap, nl.keys[0].Start, nil, nl)
+		s.insertChild(p, l.pidx+1, nl.maxGap, nl.starts[0], nil, nl)
 	}
 	l.fix()
 	nl.fix()
@@ -405,7 +449,7 @@ func (s *Set[K, V, F]) insertChild(p *inner[K, V, F], j int, g, st K, kid *inner
 		p.fix()
 		return
 	}
-	np := &inner[K, V, F]{leafKids: p.leafKids}
+	np := newInner[K, V, F](p.leafKids)
 	k := splitPoint(j, innerCap, innerMin)
 	if j < k {
 		moveInnerRight(p, np, innerCap-(k-1))
@@ -415,7 +459,8 @@ func (s *Set[K, V, F]) insertChild(p *inner[K, V, F], j int, g, st K, kid *inner
 		np.insertChildAt(j-k, g, st, kid, lf)
 	}
 	if p.parent == nil {
-		root := &inner[K, V, F]{n: 2}
+		root := newInner[K, V, F](false)
+		root.n = 2
 		root.kids[0], root.kids[1] = p, np
 		root.gaps[0], root.starts[0] = p.summary()
 		root.gaps[1], root.starts[1] = np.summary()
@@ -461,10 +506,11 @@ func gapAt[K Key, V any, F Functions[K, V]](l *leaf[K, V, F], i int) GapIterator
 }
 
 // rebalanceLeaf is called after entry i of l, a non-root leaf, was
-// removed. If l and a sibling together fit in leafMerge entries, or l fell
-// below leafMin and they fit in leafCap, it merges them; otherwise, if l
-// fell below leafMin, it borrows from a sibling. It brings the gaps up to
-// date and returns where position i of l ended up.
+// removed. It merges l with a sibling if together they fit in leafMerge
+// entries, or shares l out between both siblings if the three fit in
+// leafDissolve; failing that, if l fell below leafMin, it merges with a
+// sibling if they fit in leafCap or else borrows from one. It brings the
+// gaps up to date and returns where position i of l ended up.
 func (s *Set[K, V, F]) rebalanceLeaf(l *leaf[K, V, F], i int) (*leaf[K, V, F], int) {
 	p := l.parent
 	var left, right *leaf[K, V, F]
@@ -494,6 +540,30 @@ func (s *Set[K, V, F]) rebalanceLeaf(l *leaf[K, V, F], i int) (*leaf[K, V, F], i
 		l.fix()
 		l.fixNext()
 		return l, i
+	case left != nil && right != nil && left.n+l.n+right.n <= leafDissolve:
+		// Send l's first a entries to left and the rest to right, evening
+		// out the two.
+		total := left.n + l.n + right.n
+		a := min(l.n, max(0, total/2-left.n))
+		if over := right.n + l.n - a - leafCap; over > 0 {
+			a += over
+		}
+		inLeft := i <= a
+		if inLeft {
+			i += left.n
+		} else {
+			i -= a
+		}
+		moveLeafLeft(left, l, a)
+		moveLeafRight(l, right, l.n)
+		s.unlinkLeaf(l)
+		s.removeChild(p, l.pidx)
+		left.fix()
+		right.fix()
+		if inLeft {
+			return left, i
+		}
+		return right, i
 	case l.n >= leafMin:
 		l.fix()
 		if i == l.n {
@@ -593,13 +663,15 @@ func (s *Set[K, V, F]) removeChild(p *inner[K, V, F], j int) {
 // number of its entries that start at or before key. Only the first leaf
 // can return 0. It returns nil for an empty set.
 func (s *Set[K, V, F]) search(key K) (*leaf[K, V, F], int) {
+	if key == noKey[K]() {
+		// No segment starts at noKey, so this finds the same entries
+		// without counting unused slots.
+		key--
+	}
 	l := s.first
 	if p := s.root; p != nil {
 		for {
-			j := 0
-			for j+1 < p.n && p.starts[j+1] <= key {
-				j++
-			}
+			j := lastInner(&p.starts, key)
 			if p.leafKids {
 				l = p.leaves[j]
 				break
@@ -609,15 +681,20 @@ func (s *Set[K, V, F]) search(key K) (*leaf[K, V, F], int) {
 	} else if l == nil {
 		return nil, 0
 	}
-	i := 0
-	for i < l.n && l.keys[i].Start <= key {
-		i++
-	}
-	return l, i
+	return l, lastLeaf(&l.starts, key) + b2i(l.starts[0] <= key)
 }
 
-// lastLeaf returns the last leaf beneath p.
-func lastLeaf[K Key, V any, F Functions[K, V]](p *inner[K, V, F]) *leaf[K, V, F] {
+// b2i returns 1 for true and 0 for false, without a branch.
+func b2i(b bool) int {
+	x := 0
+	if b {
+		x = 1
+	}
+	return x
+}
+
+// rightmostLeaf returns the last leaf beneath p.
+func rightmostLeaf[K Key, V any, F Functions[K, V]](p *inner[K, V, F]) *leaf[K, V, F] {
 	for !p.leafKids {
 		p = p.kids[p.n-1]
 	}
@@ -629,10 +706,10 @@ func lastLeaf[K Key, V any, F Functions[K, V]](p *inner[K, V, F]) *leaf[K, V, F]
 func (l *leaf[K, V, F]) firstGapFrom(from int, minSize K) int {
 	end := l.gapStart(from)
 	for j := from; j < l.n; j++ {
-		if l.keys[j].Start-end >= minSize {
+		if l.starts[j]-end >= minSize {
 			return j
 		}
-		end = l.keys[j].End
+		end = l.ends[j]
 	}
 	return -1
 }
@@ -641,7 +718,7 @@ func (l *leaf[K, V, F]) firstGapFrom(from int, minSize K) int {
 // from (from < l.n) whose length is at least minSize, or -1.
 func (l *leaf[K, V, F]) lastGapBefore(from int, minSize K) int {
 	for j := from; j >= 0; j-- {
-		if l.keys[j].Start-l.gapStart(j) >= minSize {
+		if l.starts[j]-l.gapStart(j) >= minSize {
 			return j
 		}
 	}
@@ -684,10 +761,10 @@ func nextLargeGap[K Key, V any, F Functions[K, V]](l *leaf[K, V, F], i int, minS
 	// No leaf after l owns a large enough gap; try the last gap.
 	last := l
 	if c != nil {
-		last = lastLeaf(c)
+		last = rightmostLeaf(c)
 	}
 	var f F
-	if f.MaxKey()-last.keys[last.n-1].End >= minSize {
+	if f.MaxKey()-last.ends[last.n-1] >= minSize {
 		return GapIterator[K, V, F]{last, last.n}
 	}
 	return GapIterator[K, V, F]{}

@@ -70,20 +70,20 @@ func maxKey[K Key, V any, F Functions[K, V]]() K {
 func (it Iterator[K, V, F]) Ok() bool { return it.l != nil }
 
 // Range returns the segment's range.
-func (it Iterator[K, V, F]) Range() Range[K] { return it.l.keys[it.i] }
+func (it Iterator[K, V, F]) Range() Range[K] { return it.l.rng(it.i) }
 
 // Start returns the segment's start.
-func (it Iterator[K, V, F]) Start() K { return it.l.keys[it.i].Start }
+func (it Iterator[K, V, F]) Start() K { return it.l.starts[it.i] }
 
 // End returns the segment's end.
-func (it Iterator[K, V, F]) End() K { return it.l.keys[it.i].End }
+func (it Iterator[K, V, F]) End() K { return it.l.ends[it.i] }
 
 // SetRangeUnchecked changes the segment's range. The caller guarantees that r
 // is non-empty, within [MinKey, MaxKey), and does not overlap or reorder
 // with the neighbouring segments. It does not invalidate iterators.
 func (it Iterator[K, V, F]) SetRangeUnchecked(r Range[K]) {
 	l := it.l
-	l.keys[it.i] = r
+	l.setRng(it.i, r)
 	l.fix()
 	if it.i == l.n-1 {
 		l.fixNext()
@@ -206,7 +206,7 @@ func (g GapIterator[K, V, F]) End() K {
 	if g.l == nil || g.i == g.l.n {
 		return maxKey[K, V, F]()
 	}
-	return g.l.keys[g.i].Start
+	return g.l.starts[g.i]
 }
 
 // IsEmpty reports whether the gap has length 0.
@@ -290,7 +290,7 @@ func (s *Set[K, V, F]) Span() K {
 	var n K
 	for l := s.first; l != nil; l = l.next {
 		for i := 0; i < l.n; i++ {
-			n += l.keys[i].Length()
+			n += l.ends[i] - l.starts[i]
 		}
 	}
 	return n
@@ -356,7 +356,7 @@ func (s *Set[K, V, F]) Find(key K) (Iterator[K, V, F], GapIterator[K, V, F]) {
 	if l == nil {
 		return Iterator[K, V, F]{}, GapIterator[K, V, F]{nil, emptySetGap}
 	}
-	if i > 0 && key < l.keys[i-1].End {
+	if i > 0 && key < l.ends[i-1] {
 		return Iterator[K, V, F]{l, i - 1}, GapIterator[K, V, F]{}
 	}
 	return Iterator[K, V, F]{}, gapAt(l, i)
@@ -365,7 +365,7 @@ func (s *Set[K, V, F]) Find(key K) (Iterator[K, V, F], GapIterator[K, V, F]) {
 // FindSegment returns the segment containing key, or a terminal iterator.
 func (s *Set[K, V, F]) FindSegment(key K) Iterator[K, V, F] {
 	l, i := s.search(key)
-	if i > 0 && key < l.keys[i-1].End {
+	if i > 0 && key < l.ends[i-1] {
 		return Iterator[K, V, F]{l, i - 1}
 	}
 	return Iterator[K, V, F]{}
@@ -387,7 +387,7 @@ func (s *Set[K, V, F]) LowerBoundSegment(min K) Iterator[K, V, F] {
 	if l == nil {
 		return Iterator[K, V, F]{}
 	}
-	if i > 0 && min < l.keys[i-1].End {
+	if i > 0 && min < l.ends[i-1] {
 		return Iterator[K, V, F]{l, i - 1}
 	}
 	if i < l.n {
@@ -438,7 +438,7 @@ func (s *Set[K, V, F]) UpperBoundGap(max K) GapIterator[K, V, F] {
 	}
 	// Every segment before entry i-1 ends before max; so does entry i-1 if
 	// its end is at most max, in which case the gap after it is the one.
-	if i > 0 && l.keys[i-1].End > max {
+	if i > 0 && l.ends[i-1] > max {
 		i--
 	}
 	return gapAt(l, i)
@@ -738,10 +738,10 @@ func (s *Set[K, V, F]) Split(seg Iterator[K, V, F], split K) (Iterator[K, V, F],
 	}
 	var f F
 	l, i := seg.l, seg.i
-	r := l.keys[i]
+	r := l.rng(i)
 	v1, v2 := f.Split(r, l.vals[i], split)
 	// insertAt brings the gaps up to date for the shortened segment too.
-	l.keys[i].End = split
+	l.ends[i] = split
 	l.vals[i] = v1
 	second := s.insertAt(l, i+1, Range[K]{split, r.End}, v2)
 	return second.PrevSegment(), second
@@ -892,7 +892,9 @@ func (s *Set[K, V, F]) ExportSlices() (ranges []Range[K], values []V) {
 	ranges = make([]Range[K], 0, s.len)
 	values = make([]V, 0, s.len)
 	for l := s.first; l != nil; l = l.next {
-		ranges = append(ranges, l.keys[:l.n]...)
+		for i := 0; i < l.n; i++ {
+			ranges = append(ranges, l.rng(i))
+		}
 		values = append(values, l.vals[:l.n]...)
 	}
 	return ranges, values
@@ -927,8 +929,11 @@ func (s *Set[K, V, F]) ImportSortedSlices(ranges []Range[K], values []V) error {
 	var prev *leaf[K, V, F]
 	for j := range leaves {
 		lo, hi := j*n/nLeaves, (j+1)*n/nLeaves
-		l := &leaf[K, V, F]{n: hi - lo, prev: prev}
-		copy(l.keys[:], ranges[lo:hi])
+		l := newLeaf[K, V, F]()
+		l.n, l.prev = hi-lo, prev
+		for i, r := range ranges[lo:hi] {
+			l.setRng(i, r)
+		}
 		copy(l.vals[:], values[lo:hi])
 		if prev != nil {
 			prev.next = l
@@ -952,12 +957,13 @@ func (s *Set[K, V, F]) ImportSortedSlices(ranges []Range[K], values []V) error {
 		next := make([]*inner[K, V, F], nNodes)
 		for j := range next {
 			lo, hi := j*count/nNodes, (j+1)*count/nNodes
-			p := &inner[K, V, F]{n: hi - lo, leafKids: level == nil}
+			p := newInner[K, V, F](level == nil)
+			p.n = hi - lo
 			for c := lo; c < hi; c++ {
 				if level == nil {
 					l := leaves[c]
 					p.leaves[c-lo] = l
-					p.gaps[c-lo], p.starts[c-lo] = l.maxGap, l.keys[0].Start
+					p.gaps[c-lo], p.starts[c-lo] = l.maxGap, l.starts[0]
 				} else {
 					k := level[c]
 					p.kids[c-lo] = k

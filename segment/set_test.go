@@ -28,7 +28,7 @@ func TestAgainstModel(t *testing.T) {
 	}
 	// Fewer, longer runs in a wide key space grow trees several levels
 	// deep.
-	for seed := range uint64(seeds / 8) {
+	for seed := range uint64(max(1, seeds/8)) {
 		runOps[uint64, wideFns](t, randomOps(seed+2000, 30*n), wideSpace{})
 	}
 }
