@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -105,6 +106,31 @@ func touch(ctx context.Context, m *mm.MemoryManager, addr hostarch.Addr, pages i
 	return nil
 }
 
+// region marks a timed region for CPU profiles: while it is on, the
+// goroutine carries the pprof label timed=<output name>, so that
+// "go tool pprof -tagfocus timed=fork_256m" shows only what was timed.
+// Switching is one pointer store, cheap enough to do around each timed
+// call.
+type region struct {
+	// on and off are the label sets inside and outside the region.
+	// Immutable.
+	on, off context.Context
+}
+
+// timed returns the region of output name.
+func (e *env) timed(name string) region {
+	return region{on: pprof.WithLabels(e.ctx, pprof.Labels("timed", name)), off: e.ctx}
+}
+
+// untimed returns a region that labels nothing (for warm-ups).
+func (e *env) untimed() region { return region{on: e.ctx, off: e.ctx} }
+
+// start enters the region.
+func (r region) start() { pprof.SetGoroutineLabels(r.on) }
+
+// stop leaves the region.
+func (r region) stop() { pprof.SetGoroutineLabels(r.off) }
+
 // nsPer returns d in nanoseconds divided by n.
 func nsPer(d time.Duration, n int) float64 { return float64(d.Nanoseconds()) / float64(n) }
 
@@ -165,13 +191,17 @@ func runMmapMunmap(e *env) ([]measure, error) {
 		}
 	}
 	n := e.n(20000)
+	reg := e.timed("mmap_munmap_64k")
+	reg.start()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if err := iter(); err != nil {
+			reg.stop()
 			return nil, err
 		}
 	}
 	d := time.Since(start)
+	reg.stop()
 	return []measure{{nsPer(d, n), n}}, nil
 }
 
@@ -187,9 +217,12 @@ func runPopulate(e *env) ([]measure, error) {
 	if err != nil {
 		return nil, err
 	}
+	reg := e.timed("populate_256m")
+	reg.start()
 	start := time.Now()
 	err = touch(e.ctx, m, a, pages)
 	d := time.Since(start)
+	reg.stop()
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +242,7 @@ func runFault(e *env) ([]measure, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := faultPages(e.ctx, m, a, pages)
+	d, err := faultPages(e.ctx, m, a, pages, e.timed("fault_256m"))
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +251,9 @@ func runFault(e *env) ([]measure, error) {
 
 // faultPages calls HandleUserFault(write) on each of pages pages from a,
 // ascending, and returns the time that took.
-func faultPages(ctx context.Context, m *mm.MemoryManager, a hostarch.Addr, pages int) (time.Duration, error) {
+func faultPages(ctx context.Context, m *mm.MemoryManager, a hostarch.Addr, pages int, reg region) (time.Duration, error) {
+	reg.start()
+	defer reg.stop()
 	start := time.Now()
 	for i := 0; i < pages; i++ {
 		p := a + hostarch.Addr(i)*pageSize
@@ -229,8 +264,10 @@ func faultPages(ctx context.Context, m *mm.MemoryManager, a hostarch.Addr, pages
 	return time.Since(start), nil
 }
 
-// copyLoop calls f n times and returns the time that took.
-func copyLoop(n int, f func() error) (time.Duration, error) {
+// copyLoop calls f n times in region reg and returns the time that took.
+func copyLoop(n int, f func() error, reg region) (time.Duration, error) {
+	reg.start()
+	defer reg.stop()
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		if err := f(); err != nil {
@@ -277,11 +314,11 @@ func runCopyin8(e *env) ([]measure, error) {
 	}
 	buf := make([]byte, 8)
 	f := copyIn(e.ctx, m, a, buf)
-	if _, err := copyLoop(e.n(10000), f); err != nil {
+	if _, err := copyLoop(e.n(10000), f, e.untimed()); err != nil {
 		return nil, err
 	}
 	n := e.n(500000)
-	d, err := copyLoop(n, f)
+	d, err := copyLoop(n, f, e.timed("copyin_8"))
 	if err != nil {
 		return nil, err
 	}
@@ -308,11 +345,11 @@ func runCopyout4k(e *env) ([]measure, error) {
 		buf[i] = byte(i & 0xff)
 	}
 	f := copyOut(e.ctx, m, a, buf)
-	if _, err := copyLoop(e.n(1000), f); err != nil {
+	if _, err := copyLoop(e.n(1000), f, e.untimed()); err != nil {
 		return nil, err
 	}
 	n := e.n(200000)
-	d, err := copyLoop(n, f)
+	d, err := copyLoop(n, f, e.timed("copyout_4k"))
 	if err != nil {
 		return nil, err
 	}
@@ -340,11 +377,11 @@ func runCopyin1m(e *env) ([]measure, error) {
 		buf[i] = byte(i)
 	}
 	f := copyIn(e.ctx, m, a, buf)
-	if _, err := copyLoop(e.n(10), f); err != nil {
+	if _, err := copyLoop(e.n(10), f, e.untimed()); err != nil {
 		return nil, err
 	}
 	n := e.n(2000)
-	d, err := copyLoop(n, f)
+	d, err := copyLoop(n, f, e.timed("copyin_1m"))
 	if err != nil {
 		return nil, err
 	}
@@ -374,19 +411,25 @@ func runMprotectFrag(e *env) ([]measure, error) {
 	rounds := 5
 	split := make([]time.Duration, rounds)
 	merge := make([]time.Duration, rounds)
+	splitReg, mergeReg := e.timed("mprotect_split_4096"), e.timed("mprotect_merge_4096")
 	for r := 0; r < rounds; r++ {
+		splitReg.start()
 		start := time.Now()
 		for i := 0; i < pages; i += 2 {
 			if err := m.MProtect(ctx, a+hostarch.Addr(i)*pageSize, pageSize, hostarch.Read, mm.MProtectOpts{}); err != nil {
+				splitReg.stop()
 				return nil, fmt.Errorf("round %d: MProtect(page %d, Read): %w", r, i, err)
 			}
 		}
 		split[r] = time.Since(start)
+		mergeReg.start()
 		start = time.Now()
-		if err := m.MProtect(ctx, a, length, hostarch.ReadWrite, mm.MProtectOpts{}); err != nil {
+		err := m.MProtect(ctx, a, length, hostarch.ReadWrite, mm.MProtectOpts{})
+		merge[r] = time.Since(start)
+		mergeReg.stop()
+		if err != nil {
 			return nil, fmt.Errorf("round %d: MProtect(all, ReadWrite): %w", r, err)
 		}
-		merge[r] = time.Since(start)
 	}
 	return []measure{{medianDur(split), rounds}, {medianDur(merge), rounds}}, nil
 }
@@ -452,14 +495,18 @@ func runVMALookup(e *env) ([]measure, error) {
 	bytesPerVMA := (float64(h1) - float64(h0)) / float64(nvmas)
 
 	n := e.n(500000)
+	reg := e.timed("vma_lookup_100k")
+	reg.start()
 	start := time.Now()
 	for k := 0; k < n; k++ {
 		p := a + hostarch.Addr(idx[k&65535])*pageSize
 		if c, err := m.CopyIn(ctx, p, buf, mm.IOOpts{}); err != nil || c != 8 {
+			reg.stop()
 			return nil, fmt.Errorf("CopyIn(%v, 8) = %d, %v", p, c, err)
 		}
 	}
 	d := time.Since(start)
+	reg.stop()
 	return []measure{{nsPer(d, n), n}, {bytesPerVMA, nvmas}}, nil
 }
 
@@ -496,19 +543,24 @@ func runFork(e *env) ([]measure, error) {
 	const rounds = 5
 	forks := make([]time.Duration, rounds)
 	var cow time.Duration
+	forkReg, cowReg := e.timed("fork_256m"), e.timed("fork_cow_break")
 	for r := 0; r < rounds; r++ {
 		if err := touchAll(m); err != nil {
 			return nil, fmt.Errorf("round %d: parent: %w", r, err)
 		}
+		forkReg.start()
 		start := time.Now()
 		child, err := m.Fork(ctx)
 		forks[r] = time.Since(start)
+		forkReg.stop()
 		if err != nil {
 			return nil, fmt.Errorf("round %d: Fork: %w", r, err)
 		}
+		cowReg.start()
 		start = time.Now()
 		err = touchAll(child)
 		cow += time.Since(start)
+		cowReg.stop()
 		child.DecUsers(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("round %d: child: %w", r, err)
@@ -534,15 +586,19 @@ func runBrk(e *env) ([]measure, error) {
 	const passes = 3
 	steps := e.n(16384)
 	var total time.Duration
+	reg := e.timed("brk_grow_64m")
 	for p := 0; p < passes; p++ {
+		reg.start()
 		start := time.Now()
 		for k := 1; k <= steps; k++ {
 			want := brkBase + hostarch.Addr(k)*pageSize
 			if got, err := m.Brk(ctx, want); err != nil || got != want {
+				reg.stop()
 				return nil, fmt.Errorf("pass %d: Brk(%v) = %v, %v", p, want, got, err)
 			}
 		}
 		total += time.Since(start)
+		reg.stop()
 		if got, err := m.Brk(ctx, brkBase); err != nil || got != brkBase {
 			return nil, fmt.Errorf("pass %d: Brk(%v) = %v, %v", p, brkBase, got, err)
 		}
@@ -564,6 +620,7 @@ func runMremap(e *env) ([]measure, error) {
 	const doublings = 14
 	var total time.Duration
 	moved, calls := 0, 0
+	reg := e.timed("mremap_grow")
 	for r := 0; r < rounds; r++ {
 		a, err := mapAnon(ctx, m, 2*pageSize)
 		if err != nil {
@@ -581,9 +638,11 @@ func runMremap(e *env) ([]measure, error) {
 		}
 		size := uint64(pageSize)
 		for i := 0; i < doublings; i++ {
+			reg.start()
 			start := time.Now()
 			na, err := m.MRemap(ctx, a, size, 2*size, mm.MRemapOpts{MayMove: true})
 			total += time.Since(start)
+			reg.stop()
 			if err != nil {
 				return nil, fmt.Errorf("round %d: MRemap(%v, %d, %d, MAYMOVE): %w", r, a, size, 2*size, err)
 			}
@@ -634,15 +693,16 @@ func runParallelCopyin(e *env) ([]measure, error) {
 	errs := make([]error, threads)
 	ready.Add(threads)
 	finished.Add(threads)
+	reg := e.timed("parallel_copyin_8")
 	for t := 0; t < threads; t++ {
 		go func() {
 			defer finished.Done()
 			f := copyIn(ctx, m, a+hostarch.Addr(t)*pageSize, make([]byte, 8))
-			_, errs[t] = copyLoop(warm, f)
+			_, errs[t] = copyLoop(warm, f, e.untimed())
 			ready.Done()
 			<-startCh
 			if errs[t] == nil {
-				_, errs[t] = copyLoop(n, f)
+				_, errs[t] = copyLoop(n, f, reg)
 			}
 		}()
 	}
@@ -700,7 +760,7 @@ func runFaultAS(e *env) ([]measure, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := faultPages(ctx, m, a, pages)
+		d, err := faultPages(ctx, m, a, pages, e.timed("fault_as"))
 		if err != nil {
 			return nil, fmt.Errorf("pass %d: %w", i, err)
 		}
