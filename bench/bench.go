@@ -145,12 +145,12 @@ type Options struct {
 }
 
 // DefaultPlatform makes the real platform for fault_as when
-// Options.NewPlatform is nil. It is nil until a real platform is linked in:
-// fault_as then reports an error line.
+// Options.NewPlatform is nil: the ptrace platform (platform/ptrace). If it
+// is set to nil, fault_as reports an error line.
 var DefaultPlatform func() (platform.Platform, error)
 
 // errNoPlatform is fault_as's error when there is no real platform.
-var errNoPlatform = errors.New("no real platform available (the ptrace platform is not linked in)")
+var errNoPlatform = errors.New("no real platform available")
 
 // Run runs the named workloads (all if names is empty) with the spec's
 // figures, in the canonical order, writing progress to progress (if not

@@ -8,11 +8,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 )
 
 // usage is Main's help text.
-const usage = `usage: vmspace bench [--json] [-w NAME,...] [--scale F] [--no-pin]
+const usage = `usage: vmspace bench [--json] [-w NAME,...] [--scale F] [--no-pin] [--cpuprofile FILE]
 
 Runs the benchmark workloads of shared/spec/workloads.md on vmspace, in
 canonical order (all of them unless -w names some), and prints a table
@@ -48,6 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	scale := fs.Float64("scale", 1, "shrink iteration counts and sizes by this factor (quick checks; results do not compare with the references)")
 	noPin := fs.Bool("no-pin", false, "do not pin the process to CPU 0 for fault_as")
 	list := fs.Bool("list", false, "list the workload names and exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file; timed regions carry the label timed=NAME (pprof -tagfocus timed=NAME)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
@@ -77,6 +79,25 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmspace bench: unknown workload(s): %s (valid: %s)\n",
 			strings.Join(unknown, ", "), strings.Join(Workloads(), ", "))
 		return 2
+	}
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
+			}
+		}()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
