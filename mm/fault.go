@@ -66,6 +66,18 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 	if ar.End < ar.Start || ar.End > mm.p.MaxUserAddress() {
 		return segv(addr, errNoVMA)
 	}
+	// Fast path: a pma already grants the access and there is no
+	// AddressSpace to map it into.
+	mm.activeMu.RLock()
+	if mm.as == nil {
+		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.ValuePtr().effectivePerms.SupersetOf(at) {
+			mm.activeMu.RUnlock()
+			mm.faults.Add(1)
+			return nil
+		}
+	}
+	mm.activeMu.RUnlock()
+
 	mm.mappingMu.RLock()
 	vseg := mm.vmas.FindSegment(addr)
 	if !vseg.Ok() {

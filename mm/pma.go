@@ -182,7 +182,9 @@ func (mm *MemoryManager) allocatePrivate(length uint64, huge, populate bool) (me
 // Preconditions: mappingMu held (read or write); activeMu held for writing;
 // vseg's vma permits at.
 func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar hostarch.AddrRange, at hostarch.AccessType) (pmaIterator, error) {
-	v := vseg.ValuePtr()
+	// pmas, like Translations, cover whole pages.
+	ar.Start = ar.Start.RoundDown()
+	ar.End = ar.End.MustRoundUp()
 	addr := ar.Start
 	var first pmaIterator
 	for addr < ar.End {
@@ -206,7 +208,6 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 			first = pseg
 		}
 		addr = pseg.End()
-		_ = v
 	}
 	// Iterators may have been invalidated by later insertions; look the
 	// first one up again.

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/hostfile"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
@@ -15,53 +18,18 @@ import (
 // VmspaceBrk is where the vmspace executor puts p0's program break.
 const VmspaceBrk = 0x555555600000
 
-// Objects is what a vmspace executor needs beyond the memory manager:
-// files, memfds, System V segments and shared anonymous memory. Package
-// vmscript is above hostfile in the layering only through this interface,
-// which the command wires to hostfile.
-type Objects interface {
-	// NewFile makes a temporary host file (see Proc.File) and returns an
-	// open handle.
-	NewFile(ctx context.Context, size uint64, ro bool, seed uint64) (FileObject, error)
-	// NewMemfd makes a memfd of size zero bytes.
-	NewMemfd(ctx context.Context, name string, size uint64) (FileObject, error)
-	// NewShm makes a System V segment of size bytes.
-	NewShm(ctx context.Context, size uint64) (ShmObject, error)
-	// SharedAnon makes MAP_SHARED|MAP_ANONYMOUS memory.
-	SharedAnon(ctx context.Context, size uint64) (mm.MappableFile, error)
-}
-
-// FileObject is an open file of the vmspace executor.
-type FileObject interface {
-	mm.MappableFile
-	Truncate(ctx context.Context, size uint64) error
-	WriteAt(ctx context.Context, p []byte, off uint64) (int, error)
-	ReadAt(ctx context.Context, p []byte, off uint64) (int, error)
-	// Close drops the handle; mappings keep the file alive.
-	Close(ctx context.Context) error
-}
-
-// ShmObject is a System V segment of the vmspace executor.
-type ShmObject interface {
-	mm.ShmSegment
-	// Remove marks the segment for removal (IPC_RMID): it goes when the
-	// last attachment does; Removed reports whether it is gone, so new
-	// attachments fail.
-	Remove(ctx context.Context)
-	Removed() bool
-}
-
 // NewVmspace returns an Executor that runs scripts on vmspace's
-// MemoryManager. objs provides files and shared memory; nil makes those
-// statements fail as executor errors.
-func NewVmspace(objs Objects) Executor { return &vmspaceExec{objs: objs} }
+// MemoryManager, with files, memfds and shared memory from package
+// hostfile, all in one memory file per run.
+func NewVmspace() Executor { return &vmspaceExec{} }
 
 type vmspaceExec struct {
-	objs  Objects
 	mf    *pgalloc.MemoryFile
 	procs map[*vproc]struct{}
 	// files are every open file handle, closed at the end.
-	files []FileObject
+	files []*hostfile.FD
+	// dir holds the temporary files.
+	dir string
 }
 
 // vproc is one process: a MemoryManager and its named objects (shared with
@@ -69,12 +37,10 @@ type vmspaceExec struct {
 type vproc struct {
 	ex    *vmspaceExec
 	mm    *mm.MemoryManager
-	files map[string]FileObject
-	shms  map[string]ShmObject
+	files map[string]*hostfile.FD
+	shms  map[string]*shmSegment
 	aios  map[string]uint64
 }
-
-var errNoObjects = errors.New("vmspace executor: no file and shared-memory provider")
 
 func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 	mf, err := pgalloc.New(pgalloc.Options{Name: "vmscript"})
@@ -86,12 +52,23 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 	lim := mm.HostLimits()
 	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim})
 	m.BrkSetup(ctx, VmspaceBrk)
-	if e.objs != nil {
-		m.SetSharedAnonFactory(e.objs.SharedAnon)
+	e.setup(m)
+	dir, err := os.MkdirTemp("", "vmscript-")
+	if err != nil {
+		return nil, err
 	}
-	p := &vproc{ex: e, mm: m, files: map[string]FileObject{}, shms: map[string]ShmObject{}, aios: map[string]uint64{}}
+	e.dir = dir
+	p := &vproc{ex: e, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*shmSegment{}, aios: map[string]uint64{}}
 	e.procs[p] = struct{}{}
 	return p, nil
+}
+
+// setup gives a new manager its shared anonymous memory.
+func (e *vmspaceExec) setup(m *mm.MemoryManager) {
+	mk := hostfile.SharedAnonFactory(e.mf)
+	m.SetSharedAnonFactory(func(ctx context.Context, n uint64) (mm.MappableFile, error) {
+		return mk(ctx, n)
+	})
 }
 
 func (e *vmspaceExec) Checkpoint(ctx context.Context) error {
@@ -108,6 +85,9 @@ func (e *vmspaceExec) Close() error {
 		f.Close(ctx)
 	}
 	e.files = nil
+	if e.dir != "" {
+		os.RemoveAll(e.dir)
+	}
 	if e.mf != nil {
 		e.mf.Destroy()
 	}
@@ -119,7 +99,8 @@ func (p *vproc) Fork(ctx context.Context) (Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &vproc{ex: p.ex, mm: m, files: map[string]FileObject{}, shms: map[string]ShmObject{}, aios: map[string]uint64{}}
+	p.ex.setup(m)
+	c := &vproc{ex: p.ex, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*shmSegment{}, aios: map[string]uint64{}}
 	for k, v := range p.files {
 		c.files[k] = v
 	}
@@ -336,28 +317,51 @@ func (p *vproc) Sum(ctx context.Context, addr, length uint64) (uint64, Fault, er
 }
 
 func (p *vproc) File(ctx context.Context, name string, size uint64, ro bool, seed uint64) error {
-	if p.ex.objs == nil {
-		return errNoObjects
-	}
-	f, err := p.ex.objs.NewFile(ctx, size, ro, seed)
+	f, err := os.CreateTemp(p.ex.dir, "file-")
 	if err != nil {
 		return err
 	}
-	p.ex.files = append(p.ex.files, f)
-	p.files[name] = f
+	path := f.Name()
+	buf := make([]byte, min(size, chunk))
+	for off := uint64(0); off < size; off += uint64(len(buf)) {
+		n := min(size-off, uint64(len(buf)))
+		for i := uint64(0); i < n; i++ {
+			buf[i] = FileByte(off+i, seed)
+		}
+		if _, err := f.Write(buf[:n]); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	flags := unix.O_RDWR
+	if ro {
+		flags = unix.O_RDONLY
+	}
+	fd, err := hostfile.OpenFile(p.ex.mf, path, flags, 0)
+	os.Remove(path)
+	if err != nil {
+		return err
+	}
+	p.ex.files = append(p.ex.files, fd)
+	p.files[name] = fd
 	return nil
 }
 
 func (p *vproc) Memfd(ctx context.Context, name string, size uint64) error {
-	if p.ex.objs == nil {
-		return errNoObjects
-	}
-	f, err := p.ex.objs.NewMemfd(ctx, name, size)
+	f, err := hostfile.NewMemfd(p.ex.mf, name, size)
 	if err != nil {
 		return err
 	}
-	p.ex.files = append(p.ex.files, f)
-	p.files[name] = f
+	fd, err := hostfile.NewFD(f, true, true)
+	f.DecRef(ctx)
+	if err != nil {
+		return err
+	}
+	p.ex.files = append(p.ex.files, fd)
+	p.files[name] = fd
 	return nil
 }
 
@@ -366,27 +370,24 @@ func (p *vproc) Ftruncate(ctx context.Context, name string, size uint64) error {
 	if !ok {
 		return unix.EBADF
 	}
-	if !f.Writable() {
+	if !f.Writable() || int64(size) < 0 {
 		return unix.EINVAL
 	}
-	return f.Truncate(ctx, size)
+	return f.Truncate(ctx, int64(size))
 }
 
 func (p *vproc) Pwrite(ctx context.Context, name string, off uint64, data []byte) error {
 	f, ok := p.files[name]
-	if !ok {
+	if !ok || !f.Writable() {
 		return unix.EBADF
 	}
-	if !f.Writable() {
-		return unix.EBADF
-	}
-	_, err := f.WriteAt(ctx, data, off)
+	_, err := f.WriteAt(data, int64(off))
 	return err
 }
 
 func (p *vproc) Psum(ctx context.Context, name string, off, length uint64) (uint64, uint64, error) {
 	f, ok := p.files[name]
-	if !ok {
+	if !ok || !f.Readable() {
 		return 0, 0, unix.EBADF
 	}
 	h := fnvOffset
@@ -394,7 +395,7 @@ func (p *vproc) Psum(ctx context.Context, name string, off, length uint64) (uint
 	var done uint64
 	for done < length {
 		n := min(length-done, chunk)
-		m, err := f.ReadAt(ctx, buf[:n], off+done)
+		m, err := f.ReadAt(buf[:n], int64(off+done))
 		h = fnv1a(h, buf[:m])
 		done += uint64(m)
 		if err != nil || uint64(m) < n {
@@ -413,10 +414,7 @@ func (p *vproc) Close(ctx context.Context, name string) error {
 }
 
 func (p *vproc) Shmget(ctx context.Context, name string, size uint64) error {
-	if p.ex.objs == nil {
-		return errNoObjects
-	}
-	s, err := p.ex.objs.NewShm(ctx, size)
+	s, err := newShmSegment(p.ex.mf, size)
 	if err != nil {
 		return err
 	}
@@ -426,7 +424,7 @@ func (p *vproc) Shmget(ctx context.Context, name string, size uint64) error {
 
 func (p *vproc) Shmat(ctx context.Context, name string, addr uint64, rdonly bool) (uint64, error) {
 	s, ok := p.shms[name]
-	if !ok || s.Removed() {
+	if !ok || s.gone() {
 		return 0, unix.EINVAL
 	}
 	a, err := p.mm.AttachShm(ctx, s, hostarch.Addr(addr), rdonly)
@@ -439,10 +437,10 @@ func (p *vproc) Shmdt(ctx context.Context, addr uint64) error {
 
 func (p *vproc) Shmrm(ctx context.Context, name string) error {
 	s, ok := p.shms[name]
-	if !ok || s.Removed() {
+	if !ok || s.gone() {
 		return unix.EINVAL
 	}
-	s.Remove(ctx)
+	s.remove(ctx)
 	return nil
 }
 
@@ -483,4 +481,140 @@ func (p *vproc) State(ctx context.Context, addr, length uint64) ([]Region, error
 		out = append(out, Region{Start: uint64(r.Range.Start), End: uint64(r.Range.End), Perms: r.Perms, Flags: fl})
 	}
 	return out, nil
+}
+
+// Linux's System V shared memory limits (x86-64 defaults).
+const (
+	shmMin = 1
+	shmMax = ^uint64(0) - (1 << 24)
+)
+
+// shmSegment is a System V segment: a memfd whose identity lives until it
+// is removed (IPC_RMID) and no longer attached.
+type shmSegment struct {
+	size uint64
+	file *hostfile.File
+	fd   *hostfile.FD
+
+	// mu protects removed and attached.
+	mu sync.Mutex
+	// removed is true after IPC_RMID.
+	removed bool
+	// attached counts bytes mapped (AddMapping less RemoveMapping), so
+	// that split attachments are counted right.
+	attached uint64
+}
+
+func newShmSegment(mf *pgalloc.MemoryFile, size uint64) (*shmSegment, error) {
+	if size < shmMin || size > shmMax {
+		return nil, unix.EINVAL
+	}
+	rounded, ok := hostarch.PageRoundUp(size)
+	if !ok {
+		return nil, unix.EINVAL
+	}
+	f, err := hostfile.NewMemfd(mf, "SYSV00000000", rounded)
+	if err != nil {
+		return nil, unix.ENOMEM
+	}
+	fd, err := hostfile.NewFD(f, true, true)
+	f.DecRef(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return &shmSegment{size: size, file: f, fd: fd}, nil
+}
+
+// Size implements mm.ShmSegment.
+func (s *shmSegment) Size() uint64 { return s.size }
+
+// Readable implements mm.MappableFile.
+func (s *shmSegment) Readable() bool { return true }
+
+// Writable implements mm.MappableFile.
+func (s *shmSegment) Writable() bool { return true }
+
+// ConfigureMMap implements mm.MappableFile: the segment's mappings go
+// through a counting wrapper of its memfd.
+func (s *shmSegment) ConfigureMMap(ctx context.Context, opts *memmap.MMapOpts) error {
+	if err := s.fd.ConfigureMMap(ctx, opts); err != nil {
+		return err
+	}
+	opts.Mappable = shmMappable{opts.Mappable, s}
+	opts.MappingIdentity = shmIdentity{opts.MappingIdentity}
+	return nil
+}
+
+// gone reports whether the segment was removed and is attached nowhere,
+// so its id is invalid.
+func (s *shmSegment) gone() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.removed && s.attached == 0
+}
+
+func (s *shmSegment) remove(ctx context.Context) {
+	s.mu.Lock()
+	first := !s.removed
+	s.removed = true
+	s.mu.Unlock()
+	if first {
+		s.fd.Close(ctx)
+	}
+}
+
+// shmMappable counts a segment's attachments.
+type shmMappable struct {
+	memmap.Mappable
+	s *shmSegment
+}
+
+func (m shmMappable) AddMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, off uint64, w bool) error {
+	if err := m.Mappable.AddMapping(ctx, ms, ar, off, w); err != nil {
+		return err
+	}
+	m.s.mu.Lock()
+	m.s.attached += ar.Length()
+	m.s.mu.Unlock()
+	return nil
+}
+
+func (m shmMappable) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, off uint64, w bool) {
+	m.Mappable.RemoveMapping(ctx, ms, ar, off, w)
+	m.s.mu.Lock()
+	m.s.attached -= ar.Length()
+	m.s.mu.Unlock()
+}
+
+func (m shmMappable) CopyMapping(ctx context.Context, ms memmap.MappingSpace, src, dst hostarch.AddrRange, off uint64, w bool) error {
+	if err := m.Mappable.CopyMapping(ctx, ms, src, dst, off, w); err != nil {
+		return err
+	}
+	m.s.mu.Lock()
+	m.s.attached += dst.Length()
+	m.s.mu.Unlock()
+	return nil
+}
+
+// Size lets mm.DetachShm find the segment's size through the vma.
+func (m shmMappable) Size() uint64 { return m.s.size }
+
+// shmIdentity names a segment as Linux does.
+type shmIdentity struct{ memmap.MappingIdentity }
+
+func (shmIdentity) MappedName(context.Context) string { return "/SYSV00000000 (deleted)" }
+
+// Resident implements mm.Residency for the segment's memfd.
+func (m shmMappable) Resident(mr memmap.MappableRange, out []byte) {
+	if r, ok := m.Mappable.(mm.Residency); ok {
+		r.Resident(mr, out)
+	}
+}
+
+// Punch implements mm.Puncher for the segment's memfd.
+func (m shmMappable) Punch(ctx context.Context, mr memmap.MappableRange) error {
+	if p, ok := m.Mappable.(mm.Puncher); ok {
+		return p.Punch(ctx, mr)
+	}
+	return unix.EINVAL
 }
