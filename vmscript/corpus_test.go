@@ -1,0 +1,268 @@
+package vmscript
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+var (
+	update    = flag.Bool("update", false, "rewrite testdata/*.out with the native transcripts (each script is run twice and must agree)")
+	corpusAll = flag.Bool("corpus.all", false, "run every corpus script natively, not a sample")
+)
+
+// sampleEvery: without -corpus.all, every sampleEvery-th script runs.
+const sampleEvery = 5
+
+// A script may say, in a comment, which kernel features it needs:
+//
+//	# requires: mseal guard
+//
+// It is skipped with a message when the running kernel lacks one.
+func scriptRequires(src []byte) []string {
+	var out []string
+	for _, line := range strings.Split(string(src), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "# requires:"); ok {
+			out = append(out, strings.Fields(rest)...)
+		}
+	}
+	return out
+}
+
+var (
+	featuresOnce sync.Once
+	features     map[string]string // feature -> "" if present, else why not
+)
+
+// probeFeatures checks, in this process, the kernel features scripts may
+// require.
+func probeFeatures() map[string]string {
+	featuresOnce.Do(func() {
+		features = map[string]string{}
+		mem, err := unix.Mmap(-1, 0, 4*4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			panic(err)
+		}
+		defer unix.Munmap(mem)
+		addr := uintptr(unsafe.Pointer(&mem[0]))
+		probe := func(name string, err error) {
+			if err != nil {
+				features[name] = err.Error()
+			} else {
+				features[name] = ""
+			}
+		}
+		_, _, e := unix.Syscall(462, addr+3*4096, 4096, 0) // mseal
+		probe("mseal", errnoOrNil(e))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr, 4096, uintptr(MadvGuardInstall))
+		probe("guard", errnoOrNil(e))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr, 4096, uintptr(MadvGuardRemove))
+		name := []byte("x\x00")
+		_, _, e = unix.Syscall6(unix.SYS_PRCTL, 0x53564d41, 0, addr, 4096, uintptr(unsafe.Pointer(&name[0])), 0)
+		probe("anonname", errnoOrNil(e))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+4096, 4096, uintptr(MadvHugepage))
+		probe("thp", errnoOrNil(e))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+2*4096, 4096, uintptr(MadvMergeable))
+		probe("ksm", errnoOrNil(e))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+2*4096, 4096, uintptr(MadvUnmergeable))
+		var ctxID uint64
+		_, _, e = unix.Syscall(unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&ctxID)), 0)
+		probe("aio", errnoOrNil(e))
+		if e == 0 {
+			unix.Syscall(unix.SYS_IO_DESTROY, uintptr(ctxID), 0, 0)
+		}
+		id, err := unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
+		probe("shm", err)
+		if err == nil {
+			unix.SysvShmCtl(id, unix.IPC_RMID, nil)
+		}
+		if b, err := os.ReadFile("/proc/sys/vm/overcommit_memory"); err != nil || strings.TrimSpace(string(b)) == "2" {
+			features["overcommit"] = "vm.overcommit_memory is 2 (strict)"
+		} else {
+			features["overcommit"] = ""
+		}
+		var rl unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); rl.Max < 1<<20 {
+			features["memlock1m"] = "hard RLIMIT_MEMLOCK below 1 MiB"
+		} else {
+			features["memlock1m"] = ""
+		}
+	})
+	return features
+}
+
+func errnoOrNil(e unix.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// runNativeScript runs one script natively and returns its transcript.
+func runNativeScript(t *testing.T, s *Script) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var buf bytes.Buffer
+	if err := Run(ctx, s, NewNative(NativeOptions{TempDir: t.TempDir()}), &buf); err != nil {
+		t.Fatalf("native run: %v\ntranscript so far:\n%s", err, buf.String())
+	}
+	return buf.Bytes()
+}
+
+// TestCorpusNative runs corpus scripts natively and requires the stored
+// transcripts (all scripts with -corpus.all or -update, a sample otherwise).
+func TestCorpusNative(t *testing.T) {
+	files := corpusFiles(t)
+	if len(files) == 0 {
+		t.Fatal("no corpus scripts in testdata")
+	}
+	feats := probeFeatures()
+	for i, f := range files {
+		if !*update && !*corpusAll && i%sampleEvery != 0 {
+			continue
+		}
+		name := strings.TrimSuffix(filepath.Base(f), ".vms")
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			src := readFile(t, f)
+			for _, req := range scriptRequires(src) {
+				why, known := feats[req]
+				if !known {
+					t.Fatalf("unknown feature %q in # requires:", req)
+				}
+				if why != "" {
+					t.Skipf("kernel lacks %s: %s", req, why)
+				}
+			}
+			s, err := Parse(f, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := runNativeScript(t, s)
+			outPath := strings.TrimSuffix(f, ".vms") + ".out"
+			if *update {
+				again := runNativeScript(t, s)
+				if d := Diff(s, got, again); d != nil {
+					t.Fatalf("two native runs differ (the script depends on something nondeterministic):\n%s", d.Format("run 1", "run 2"))
+				}
+				if err := os.WriteFile(outPath, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want := readFile(t, outPath)
+			if d := Diff(s, want, got); d != nil {
+				t.Errorf("%s differs from the stored transcript:\n%s", f, d.Format("stored", "native"))
+			}
+		})
+	}
+}
+
+// TestCorpusComplete checks that the corpus is well formed and covers every
+// statement, flag, advice and resource of the spec.
+func TestCorpusComplete(t *testing.T) {
+	files := corpusFiles(t)
+	seen := map[string]bool{}
+	for _, f := range files {
+		src := readFile(t, f)
+		s, err := Parse(f, src)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		out, err := os.ReadFile(strings.TrimSuffix(f, ".vms") + ".out")
+		if err != nil {
+			t.Errorf("%s: no transcript: %v", f, err)
+			continue
+		}
+		if n := bytes.Count(out, []byte("\n")); n != len(s.Stmts) {
+			t.Errorf("%s: transcript has %d lines for %d statements", f, n, len(s.Stmts))
+		}
+		for _, st := range s.Stmts {
+			seen["op "+st.Op.String()] = true
+			for _, w := range mapFlagWords {
+				if st.Op == OpMmap && st.MapFlags&w.val == w.val && w.val != 0 {
+					seen["mmap "+w.name] = true
+				}
+			}
+			for _, w := range mremapFlagWords {
+				if st.Op == OpMremap && st.MremapFlags&w.val != 0 {
+					seen["mremap "+w.name] = true
+				}
+			}
+			for _, w := range mlockallFlagWords {
+				if st.Op == OpMlockall && st.MlockallFlags&w.val != 0 {
+					seen["mlockall "+w.name] = true
+				}
+			}
+			for _, w := range msyncFlagWords {
+				if st.Op == OpMsync && st.MsyncFlags&w.val != 0 {
+					seen["msync "+w.name] = true
+				}
+			}
+			switch st.Op {
+			case OpMadvise:
+				seen["madvise "+st.Advice.String()] = true
+			case OpSetrlimit:
+				seen["setrlimit "+st.Resource.String()] = true
+			case OpMprotect:
+				if st.Prot&ProtGrowsDown != 0 {
+					seen["mprotect +growsdown"] = true
+				}
+				if st.Prot&ProtGrowsUp != 0 {
+					seen["mprotect +growsup"] = true
+				}
+			}
+			if st.Addr.Kind == AddrBrk || st.NewAddr.Kind == AddrBrk {
+				seen["addr brk"] = true
+			}
+			if st.Prefixed {
+				seen["prefix"] = true
+			}
+		}
+	}
+	var want []string
+	for o := OpFork; o < numOps; o++ {
+		want = append(want, "op "+o.String())
+	}
+	for _, w := range mapFlagWords {
+		want = append(want, "mmap "+w.name)
+	}
+	for _, w := range mremapFlagWords {
+		want = append(want, "mremap "+w.name)
+	}
+	for _, w := range mlockallFlagWords {
+		want = append(want, "mlockall "+w.name)
+	}
+	for _, w := range msyncFlagWords {
+		want = append(want, "msync "+w.name)
+	}
+	for _, w := range adviceWords {
+		want = append(want, "madvise "+w.name)
+	}
+	for _, w := range resourceWords {
+		want = append(want, "setrlimit "+w.name)
+	}
+	want = append(want, "mprotect +growsdown", "mprotect +growsup", "addr brk", "prefix")
+	var missing []string
+	for _, w := range want {
+		if !seen[w] {
+			missing = append(missing, w)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Errorf("the corpus never uses: %s", strings.Join(missing, ", "))
+	}
+}
