@@ -15,7 +15,6 @@ package segment
 // node other than the root holds at least leafMin segments or innerMin
 // children respectively. All leaves are at the same depth.
 
-
 // leaf is a leaf node: up to leafCap segments with their values inline.
 // Nodes belong to one Set and are protected by whatever serialises that
 // Set's mutations.

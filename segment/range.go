@@ -26,7 +26,10 @@ func (r Range[K]) WellFormed() bool { return r.Start <= r.End }
 // Contains reports whether r contains x.
 func (r Range[K]) Contains(x K) bool { return r.Start <= x && x < r.End }
 
-// Overlaps reports whether r and o share at least one key.
+// Overlaps reports whether r.Start < o.End and o.Start < r.End, as
+// hostarch.AddrRange.Overlaps does. For non-empty ranges this means they
+// share a key; an empty range counts as overlapping a range it lies strictly
+// inside.
 func (r Range[K]) Overlaps(o Range[K]) bool { return r.Start < o.End && o.Start < r.End }
 
 // IsSupersetOf reports whether r contains every key of o. Every range is a
