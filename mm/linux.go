@@ -51,6 +51,9 @@ const (
 		MapPopulate | MapNonBlock | MapStack | MapHugeTLB
 )
 
+// maxLFSFileSize is Linux's MAX_LFS_FILESIZE on 64-bit.
+const maxLFSFileSize = 1<<63 - 1
+
 // Linux's protection bits.
 const (
 	ProtRead      = 0x1
@@ -111,6 +114,11 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 	var configure func(*memmap.MMapOpts) error
 	if !anon {
 		configure = func(o *memmap.MMapOpts) error {
+			// Linux's file_mmap_ok: the mapping must end within
+			// MAX_LFS_FILESIZE.
+			if o.Length > maxLFSFileSize || o.Offset>>hostarch.PageShift > (maxLFSFileSize-o.Length)>>hostarch.PageShift {
+				return unix.EOVERFLOW
+			}
 			switch typ {
 			case MapShared, MapSharedValidate:
 				if typ == MapSharedValidate && flags&^legacyMapMask != 0 {

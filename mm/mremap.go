@@ -24,12 +24,7 @@ type MRemapOpts struct {
 // grows in place or moves the mapping at oldAddr, and returns its new
 // address.
 func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (hostarch.Addr, error) {
-	if opts.Fixed && !opts.MayMove {
-		return 0, unix.EINVAL
-	}
-	if opts.DontUnmap && (!opts.MayMove || oldSize != newSize) {
-		return 0, unix.EINVAL
-	}
+	// Linux's check_mremap_params, in its order.
 	if !oldAddr.IsPageAligned() {
 		return 0, unix.EINVAL
 	}
@@ -37,6 +32,21 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 	newSize, _ = hostarch.PageRoundUp(newSize)
 	if newSize == 0 {
 		return 0, unix.EINVAL
+	}
+	taskSize := uint64(mm.p.MaxUserAddress())
+	if newSize > taskSize || uint64(opts.NewAddr) > taskSize-newSize {
+		return 0, unix.EINVAL
+	}
+	if opts.Fixed || opts.DontUnmap {
+		if !opts.NewAddr.IsPageAligned() || !opts.MayMove {
+			return 0, unix.EINVAL
+		}
+		if opts.DontUnmap && oldSize != newSize {
+			return 0, unix.EINVAL
+		}
+		if uint64(oldAddr)+oldSize > uint64(opts.NewAddr) && uint64(opts.NewAddr)+newSize > uint64(oldAddr) {
+			return 0, unix.EINVAL
+		}
 	}
 
 	mm.mappingMu.Lock()
@@ -100,16 +110,6 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 // mremap_to). Preconditions: mappingMu held for writing.
 func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (hostarch.Addr, error) {
 	newAddr := opts.NewAddr
-	if !newAddr.IsPageAligned() {
-		return 0, unix.EINVAL
-	}
-	maxAddr := mm.layout.MaxAddr
-	if newSize > uint64(maxAddr) || uint64(newAddr) > uint64(maxAddr)-newSize {
-		return 0, unix.EINVAL
-	}
-	if uint64(oldAddr)+oldSize > uint64(newAddr) && uint64(newAddr)+newSize > uint64(oldAddr) {
-		return 0, unix.EINVAL
-	}
 	if mm.vmas.Len()+2 >= mm.limits.MaxMapCount-3 {
 		return 0, unix.ENOMEM
 	}

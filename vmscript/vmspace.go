@@ -15,6 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// libsSize is the size of the stand-in for a process's libraries.
+const libsSize = 2 << 20
+
 // VmspaceBrk is where the vmspace executor puts p0's program break.
 const VmspaceBrk = 0x555555600000
 
@@ -53,6 +56,14 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim})
 	m.BrkSetup(ctx, VmspaceBrk)
 	e.setup(m)
+	// A real process has its libraries right below mmap_base, so the
+	// first mapping placed top-down has a neighbour above it (and cannot
+	// grow in place). Stand in for them.
+	top := m.MmapLayout().TopDownBase
+	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: libsSize, Addr: top - libsSize, Fixed: true, Unmap: true,
+		Private: true, Perms: hostarch.ReadExecute, MaxPerms: hostarch.AnyAccess}); err != nil {
+		return nil, fmt.Errorf("mapping the stand-in libraries: %w", err)
+	}
 	dir, err := os.MkdirTemp("", "vmscript-")
 	if err != nil {
 		return nil, err
