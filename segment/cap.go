@@ -31,30 +31,10 @@ const (
 	innerMerge = innerCap * 3 / 4
 )
 
-// The searches below are written for 16 slots.
-var (
-	_ [leafCap - 16]struct{}
-	_ [16 - leafCap]struct{}
-	_ [innerCap - 16]struct{}
-	_ [16 - innerCap]struct{}
-)
+// fixed16 is true when both capacities are 16, so that search can use its
+// four-step branchless form.
+const fixed16 = leafCap == 16 && innerCap == 16
 
-// lastLeaf returns the largest j with a[j] <= key, or 0 if there is none
-// (a[0] is not looked at). a must be sorted, and key less than noKey. It
-// takes four steps and no unpredictable branches.
-func lastLeaf[K Key](a *[leafCap]K, key K) int {
-	return last16((*[16]K)(a), key)
-}
-
-// lastInner is lastLeaf for an inner node's starts.
-func lastInner[K Key](a *[innerCap]K, key K) int {
-	return last16((*[16]K)(a), key)
-}
-
-func last16[K Key](a *[16]K, key K) int {
-	j := b2i(a[8] <= key) << 3
-	j += b2i(a[j+4] <= key) << 2
-	j += b2i(a[(j+2)&15] <= key) << 1
-	j += b2i(a[(j+1)&15] <= key)
-	return j
-}
+// Searches in small nodes are not needed with these capacities.
+func lastLeaf[K Key](a *[leafCap]K, key K) int   { panic("unreachable") }
+func lastInner[K Key](a *[innerCap]K, key K) int { panic("unreachable") }

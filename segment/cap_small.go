@@ -12,6 +12,7 @@ const (
 	innerCap     = 5
 	innerMin     = 2
 	innerMerge   = 3
+	fixed16      = false
 )
 
 // lastLeaf returns the largest j with a[j] <= key, or 0 if there is none

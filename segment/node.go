@@ -670,7 +670,19 @@ func (s *Set[K, V, F]) search(key K) (*leaf[K, V, F], int) {
 	l := s.first
 	if p := s.root; p != nil {
 		for {
-			j := lastInner(&p.starts, key)
+			// j is the last child whose first start is at or before key,
+			// or 0.
+			var j int
+			if fixed16 {
+				// A branchless binary search: four dependent steps.
+				a := (*[16]K)(p.starts[:])
+				j = b2i(a[8] <= key) << 3
+				j += b2i(a[(j+4)&15] <= key) << 2
+				j += b2i(a[(j+2)&15] <= key) << 1
+				j += b2i(a[(j+1)&15] <= key)
+			} else {
+				j = lastInner(&p.starts, key)
+			}
 			if p.leafKids {
 				l = p.leaves[j]
 				break
@@ -680,7 +692,19 @@ func (s *Set[K, V, F]) search(key K) (*leaf[K, V, F], int) {
 	} else if l == nil {
 		return nil, 0
 	}
-	return l, lastLeaf(&l.starts, key) + b2i(l.starts[0] <= key)
+	// Count the entries that start at or before key: find the last, as
+	// above, then add one unless there is none.
+	var j int
+	if fixed16 {
+		a := (*[16]K)(l.starts[:])
+		j = b2i(a[8] <= key) << 3
+		j += b2i(a[(j+4)&15] <= key) << 2
+		j += b2i(a[(j+2)&15] <= key) << 1
+		j += b2i(a[(j+1)&15] <= key)
+	} else {
+		j = lastLeaf(&l.starts, key)
+	}
+	return l, j + b2i(l.starts[0] <= key)
 }
 
 // b2i returns 1 for true and 0 for false, without a branch.
