@@ -385,8 +385,8 @@ func (f *File) zeroCachedLocked(start, end uint64) error {
 		if err != nil {
 			return err
 		}
-		for b := range bs.All {
-			clear(b.ToSlice())
+		if _, err := safemem.ZeroSeq(bs); err != nil {
+			return fmt.Errorf("hostfile: zeroing cached pages of %q: %w", f.name, err)
 		}
 	}
 	return nil

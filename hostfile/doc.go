@@ -47,9 +47,16 @@
 // ReadAt reads cached pages from the cache (seeing writes through shared
 // mappings) and the rest from the host file. Writes through shared mappings
 // reach the host file only when written back: by Sync (msync through
-// MappingIdentity.Msync), and when the last reference goes. A page stays
-// dirty after Sync while a shared writable mapping covers it, since it may be
-// written again without a new Translate.
+// MappingIdentity.Msync), and when the last reference goes.
+//
+// Dirty tracking is conservative. A page is dirty once translated writable;
+// it stays dirty after Sync while a shared writable mapping covers it, since
+// it may be written again without a new Translate; every cached page under a
+// shared writable mapping counts as dirty at Sync, and removing a shared
+// writable mapping marks the cached pages it covered dirty, whatever
+// translations were made: a memory manager may write through a read-only
+// translation of a shared mapping's page (internal copies), and such writes
+// must not be lost.
 //
 // Host-side system calls on the same host file that bypass this package (a
 // read(2) by the host kernel on behalf of a sandboxed program) do not see

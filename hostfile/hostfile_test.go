@@ -953,3 +953,54 @@ func TestResident(t *testing.T) {
 		}
 	}
 }
+
+// TestWritesThroughReadTranslationOfSharedMapping: a memory manager may copy
+// into a shared mapping's page through a read-only translation (its internal
+// mapping is writable). Such writes must reach the host file: at Sync while
+// mapped, and at release after the mapping is removed.
+func TestWritesThroughReadTranslationOfSharedMapping(t *testing.T) {
+	mf := newMF(t)
+	data := pattern(2*pg, 23)
+	path := tempFile(t, data)
+	for _, tc := range []struct {
+		name string
+		// sync: Sync while mapped; else remove the mapping and release.
+		sync bool
+	}{
+		{"msync while mapped", true},
+		{"munmap then close", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f := openHostFile(t, mf, path, os.O_RDWR)
+			ms := &fakeMS{}
+			mapAR := ar(0x100000, 0x100000+2*pg)
+			if err := f.AddMapping(ctx, ms, mapAR, 0, true); err != nil {
+				t.Fatal(err)
+			}
+			ts, err := f.Translate(ctx, mr(0, 2*pg), mr(0, 2*pg), hostarch.Read)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeTranslated(t, ts, pg+8, []byte("sneaky"))
+			want := append([]byte(nil), data...)
+			copy(want[pg+8:], "sneaky")
+			if tc.sync {
+				if err := f.Sync(ctx, mr(0, 2*pg)); err != nil {
+					t.Fatal(err)
+				}
+				host, _ := os.ReadFile(path)
+				mustEqual(t, "host file after Sync", host, want)
+				f.RemoveMapping(ctx, ms, mapAR, 0, true)
+				f.DecRef(ctx)
+				return
+			}
+			f.RemoveMapping(ctx, ms, mapAR, 0, true)
+			f.DecRef(ctx)
+			host, _ := os.ReadFile(path)
+			mustEqual(t, "host file after release", host, want)
+		})
+	}
+}

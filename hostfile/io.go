@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/safemem"
 	"github.com/vmspace/vmspace/segment"
 )
 
@@ -44,9 +45,8 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 			if err != nil {
 				return n - len(buf), err
 			}
-			done := 0
-			for b := range bs.All {
-				done += copy(buf[done:m], b.ToSlice())
+			if _, err := safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(buf[:m])), bs); err != nil {
+				return n - len(buf), fmt.Errorf("hostfile: reading cached pages of %q: %w", f.name, err)
 			}
 		} else {
 			m = int(min(gap.End()-pos, uint64(len(buf))))
@@ -177,8 +177,8 @@ func (f *File) copyToCacheLocked(p []byte, off uint64) error {
 			return err
 		}
 		src := p[q.Start-off : q.End-off]
-		for b := range bs.All {
-			src = src[copy(b.ToSlice(), src):]
+		if _, err := safemem.CopySeq(bs, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(src))); err != nil {
+			return fmt.Errorf("hostfile: writing cached pages of %q: %w", f.name, err)
 		}
 	}
 	return nil
@@ -267,7 +267,9 @@ type dirtyPiece struct {
 
 // writeBack writes the dirty cached pages of mr back to the host file and
 // marks them clean, or, if keepMapped, clean except where a shared writable
-// mapping covers them. It stops at the first error, which it returns.
+// mapping covers them. Cached pages that a shared writable mapping covers
+// count as dirty whatever their dirty bit. It stops at the first error,
+// which it returns.
 func (f *File) writeBack(ctx context.Context, mr memmap.MappableRange, keepMapped bool) error {
 	if f.kind != hostKind {
 		return nil
@@ -280,6 +282,11 @@ func (f *File) writeBack(ctx context.Context, mr memmap.MappableRange, keepMappe
 		return nil
 	}
 	r := segRange(mr).Intersect(segment.Range[uint64]{Start: 0, End: pageRoundUpSize(f.size)})
+	// Pages under a shared writable mapping may have been written through
+	// it whatever their translation said: count them dirty.
+	for _, w := range f.writableMappedLocked(memmap.MappableRange(r)) {
+		f.setDirtyLocked(w, true)
+	}
 	var pieces []dirtyPiece
 	for seg := range f.cache.Segments(r) {
 		if !seg.Value().dirty {

@@ -103,7 +103,9 @@ func (f *File) addMappingLocked(mr memmap.MappableRange, key mappingKey) {
 }
 
 // RemoveMapping implements memmap.Mappable.RemoveMapping. Removing a
-// mapping that was never added does nothing.
+// mapping that was never added does nothing. Removing a shared writable
+// mapping of a host file marks the cached pages it covered dirty, since it
+// may have written them.
 //
 // Preconditions (memory manager): mappingMu held.
 func (f *File) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, offset uint64, writable bool) {
@@ -115,12 +117,14 @@ func (f *File) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hos
 	r := segRange(mr)
 	f.mapsMu.Lock()
 	defer f.mapsMu.Unlock()
+	found := false
 	seg := f.mappings.LowerBoundSegment(r.Start)
 	for seg.Ok() && seg.Start() < r.End {
 		if _, ok := seg.Value()[key]; !ok {
 			seg = seg.NextSegment()
 			continue
 		}
+		found = true
 		seg = f.mappings.Isolate(seg, r)
 		m := *seg.ValuePtr()
 		delete(m, key)
@@ -132,6 +136,13 @@ func (f *File) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hos
 	}
 	f.mappings.MergeRange(r)
 	f.mappings.MergeAdjacent(r)
+	if found && writable && f.kind == hostKind {
+		// Whatever the mapping wrote must reach the host file, even
+		// through a translation that did not ask for write access.
+		f.dataMu.Lock()
+		f.setDirtyLocked(mr, true)
+		f.dataMu.Unlock()
+	}
 }
 
 // CopyMapping implements memmap.Mappable.CopyMapping: the copy is a new
