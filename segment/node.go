@@ -11,9 +11,16 @@ package segment
 // leaf owns exactly one gap per segment, the first of which runs from the end
 // of the previous leaf's last segment (or MinKey).
 //
-// Balance: every leaf holds 1..leafCap segments, and every leaf or inner
-// node other than the root holds at least leafMin segments or innerMin
-// children respectively. All leaves are at the same depth.
+// Balance: all leaves are at the same depth. Every leaf holds at most
+// leafCap segments and, unless it is the root, at least leafMin; every inner
+// node holds at most innerCap children and at least innerMin (2 for the
+// root). Insertion into a full leaf first shifts entries into a sibling with
+// room, and otherwise splits the leaf, unevenly when appending at either end
+// so that ordered insertion leaves full leaves behind. Removal merges a leaf
+// into a sibling when the two fit in leafMerge entries, shares it out
+// between both siblings when the three fit in leafDissolve, and otherwise
+// restores leafMin by merging or borrowing; inner nodes likewise, without
+// the sharing out.
 
 // leaf is a leaf node: up to leafCap segments with their values inline.
 // Nodes belong to one Set and are protected by whatever serialises that
@@ -340,8 +347,11 @@ func splitPoint(i, cap, min int) int {
 // or into a new root leaf if l is nil (the set is empty), rebalancing as
 // needed, and returns the new segment.
 func (s *Set[K, V, F]) insertAt(l *leaf[K, V, F], i int, r Range[K], v V) Iterator[K, V, F] {
-	s.len++
 	if l == nil {
+		if s.first != nil {
+			panic("segment: insert through a gap iterator of the set when it was empty")
+		}
+		s.len++
 		l = newLeaf[K, V, F]()
 		l.n = 1
 		l.setRng(0, r)
@@ -350,6 +360,7 @@ func (s *Set[K, V, F]) insertAt(l *leaf[K, V, F], i int, r Range[K], v V) Iterat
 		l.fix()
 		return Iterator[K, V, F]{l, 0}
 	}
+	s.len++
 	if l.n < leafCap {
 		l.insertEntry(i, r, v)
 		l.fix()

@@ -28,9 +28,10 @@ type Set[K Key, V any, F Functions[K, V]] struct {
 // Iterator points at a segment of a Set, or is terminal (!Ok()). Any
 // mutation of the set invalidates all iterators except those returned by the
 // mutation; changing a segment's range or value through an iterator is not
-// a mutation in this sense. The zero Iterator is terminal. Iterators are
-// comparable: two valid iterators into one set are equal iff they point at
-// the same segment.
+// a mutation in this sense. The zero Iterator is terminal; of a terminal
+// iterator's methods only Ok, PrevGap and NextGap (which return terminal
+// gaps) may be called. Iterators are comparable: two valid iterators into
+// one set are equal iff they point at the same segment.
 type Iterator[K Key, V any, F Functions[K, V]] struct {
 	// l is the leaf holding the segment, or nil for a terminal iterator.
 	l *leaf[K, V, F]
@@ -44,8 +45,9 @@ const emptySetGap = -1
 
 // GapIterator points at a gap of a Set: the space between two adjacent
 // segments, before the first segment (from MinKey) or after the last (to
-// MaxKey). Gaps may be empty. The zero GapIterator is terminal (!Ok()).
-// Invalidation and comparison are as for Iterator.
+// MaxKey). Gaps may be empty. The zero GapIterator is terminal (!Ok()); of
+// a terminal gap's methods only Ok may be called. Invalidation and
+// comparison are as for Iterator.
 type GapIterator[K Key, V any, F Functions[K, V]] struct {
 	// l is the leaf owning the gap: the gap is before l's entry i, or, for
 	// the last gap of the set, i == l.n and l is the last leaf. l is nil
@@ -775,7 +777,9 @@ func (s *Set[K, V, F]) Isolate(seg Iterator[K, V, F], r Range[K]) Iterator[K, V,
 }
 
 // Segments returns an iterator over the segments overlapping r, in
-// ascending order. The set must not be mutated during the iteration.
+// ascending order; each is yielded whole, not clipped to r. The set must not
+// be mutated during the iteration (changing values through the yielded
+// iterators is allowed).
 func (s *Set[K, V, F]) Segments(r Range[K]) iter.Seq[Iterator[K, V, F]] {
 	return func(yield func(Iterator[K, V, F]) bool) {
 		if r.Start >= r.End {
@@ -790,7 +794,8 @@ func (s *Set[K, V, F]) Segments(r Range[K]) iter.Seq[Iterator[K, V, F]] {
 }
 
 // Gaps returns an iterator over the non-empty gaps overlapping r, in
-// ascending order. The set must not be mutated during the iteration.
+// ascending order; each is yielded whole, not clipped to r. The set must not
+// be mutated during the iteration.
 func (s *Set[K, V, F]) Gaps(r Range[K]) iter.Seq[GapIterator[K, V, F]] {
 	return func(yield func(GapIterator[K, V, F]) bool) {
 		if r.Start >= r.End {

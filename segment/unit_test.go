@@ -546,6 +546,10 @@ func TestPanics(t *testing.T) {
 		{"Add reversed", func(s *intSet) { s.Add(r64{6, 5}, 1) }},
 		{"Insert outside gap", func(s *intSet) { s.Insert(s.FindGap(25), r64{25, 31}, 1) }},
 		{"Insert terminal gap", func(s *intSet) { s.Insert(GapIterator[uint64, int, intFns]{}, r64{25, 26}, 1) }},
+		{"Insert through a stale empty-set gap", func(s *intSet) {
+			var empty intSet
+			s.Insert(empty.FirstGap(), r64{25, 26}, 1)
+		}},
 		{"InsertWithoutMerging empty", func(s *intSet) { s.InsertWithoutMerging(s.FindGap(25), r64{25, 25}, 1) }},
 		{"Remove terminal", func(s *intSet) { s.Remove(Iterator[uint64, int, intFns]{}) }},
 		{"RemoveRange reversed", func(s *intSet) { s.RemoveRange(r64{20, 10}) }},
