@@ -147,15 +147,19 @@ func (f *File) translateLocked(required, optional memmap.MappableRange, at hosta
 	}
 	// Fill the optional range as far as it is cheap: stop at the first
 	// failure (for example the memory file's limit), and keep what is
-	// cached.
-	if opt.Start < req.Start {
-		if err := f.fillLocked(memmap.MappableRange{Start: opt.Start, End: req.Start}); err != nil {
-			opt.Start = req.Start
+	// cached. Memory with no host file gets pages only where touched, as
+	// Linux's shmem (mincore shows it): its optional range translates
+	// only what is cached already.
+	if f.kind == hostKind {
+		if opt.Start < req.Start {
+			if err := f.fillLocked(memmap.MappableRange{Start: opt.Start, End: req.Start}); err != nil {
+				opt.Start = req.Start
+			}
 		}
-	}
-	if opt.End > req.End {
-		if err := f.fillLocked(memmap.MappableRange{Start: req.End, End: opt.End}); err != nil {
-			opt.End = req.End
+		if opt.End > req.End {
+			if err := f.fillLocked(memmap.MappableRange{Start: req.End, End: opt.End}); err != nil {
+				opt.End = req.End
+			}
 		}
 	}
 	ts = f.translationsLocked(opt, at)

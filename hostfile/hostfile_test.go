@@ -1004,3 +1004,108 @@ func TestWritesThroughReadTranslationOfSharedMapping(t *testing.T) {
 		})
 	}
 }
+
+// TestGrowKeepsOrZeroesTail: bytes written through a shared mapping past
+// end-of-file in the last page read as zero once the file grows over them
+// for a host file (as ext4), and survive for a memfd (as shmem); both for
+// ftruncate and for an extending pwrite.
+func TestGrowKeepsOrZeroesTail(t *testing.T) {
+	mf := newMF(t)
+	for _, tc := range []struct {
+		name     string
+		memfd    bool
+		truncate bool // grow by ftruncate, else by pwrite beyond
+		want     string
+	}{
+		{"host ftruncate", false, true, "ab\x00\x00"},
+		{"host pwrite", false, false, "ab\x00\x00"},
+		{"memfd ftruncate", true, true, "abcd"},
+		{"memfd pwrite", true, false, "abcd"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const size = pg + pg/2
+			var f *File
+			if tc.memfd {
+				var err error
+				if f, err = NewMemfd(mf, "g", size); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				f = openHostFile(t, mf, tempFile(t, pattern(size, 1)), os.O_RDWR)
+			}
+			defer f.DecRef(ctx)
+			ts, err := f.Translate(ctx, mr(pg, 2*pg), mr(pg, 2*pg), hostarch.ReadWrite)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writeTranslated(t, ts, size-2, []byte("abcd"))
+			if tc.truncate {
+				err = f.Truncate(ctx, 2*pg)
+			} else {
+				_, err = f.WriteAt([]byte("z"), size+100)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 4)
+			if _, err := f.ReadAt(got, size-2); err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tc.want {
+				t.Errorf("bytes around the old end = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestMemfdAllocatesOnlyTouchedPages: a fault on a memfd page allocates that
+// page only (mincore shows the others absent, as Linux's shmem), while a
+// host file's fault reads ahead over the optional range.
+func TestMemfdAllocatesOnlyTouchedPages(t *testing.T) {
+	mf := newMF(t)
+	mfd, err := NewMemfd(mf, "touch", 8*pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mfd.DecRef(ctx)
+	host := openHostFile(t, mf, tempFile(t, pattern(8*pg, 0)), os.O_RDONLY)
+	defer host.DecRef(ctx)
+	for _, tc := range []struct {
+		f    *File
+		want string
+	}{
+		{mfd, "00010000"},
+		{host, "11111111"},
+	} {
+		ts, err := tc.f.Translate(ctx, mr(3*pg, 4*pg), mr(0, 8*pg), hostarch.Read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		covered := false
+		for _, tr := range ts {
+			covered = covered || tr.Source.IsSupersetOf(mr(3*pg, 4*pg))
+		}
+		if !covered {
+			t.Errorf("%v: translations %v do not cover the fault", tc.f, ts)
+		}
+		out := make([]byte, 8)
+		tc.f.Resident(mr(0, 8*pg), out)
+		for i := range out {
+			out[i] += '0'
+		}
+		if string(out) != tc.want {
+			t.Errorf("%v: Resident = %s, want %s", tc.f, out, tc.want)
+		}
+	}
+	// Already-cached pages of the optional range are translated too.
+	if _, err := mfd.Translate(ctx, mr(5*pg, 6*pg), mr(5*pg, 6*pg), hostarch.Read); err != nil {
+		t.Fatal(err)
+	}
+	ts, err := mfd.Translate(ctx, mr(3*pg, 4*pg), mr(0, 8*pg), hostarch.Read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 2 || ts[0].Source != mr(3*pg, 4*pg) || ts[1].Source != mr(5*pg, 6*pg) {
+		t.Errorf("translations %v, want the fault's page and the cached page 5", ts)
+	}
+}

@@ -133,9 +133,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	}
 	wend := start + uint64(n)
 	if wend > oldSize {
-		// Bytes between the old end and the write read as zero, whatever
-		// a shared mapping wrote past the old end.
-		if err := f.zeroCachedLocked(oldSize, min(start, pageRoundUpSize(oldSize))); err != nil {
+		if err := f.zeroGrownTailLocked(oldSize, start); err != nil {
 			return 0, err
 		}
 		f.size = wend
@@ -144,6 +142,20 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 		return n, err
 	}
 	return n, werr
+}
+
+// zeroGrownTailLocked is called when a host file grows from oldSize: bytes
+// of the old last page from oldSize up to upTo, which a shared mapping may
+// have written past the old end, read as zero afterwards, as Linux's ext4
+// and other disk file systems do (the part past end-of-file of a page is
+// not file data, and is zeroed when written back). A memfd or shared
+// anonymous memory keeps them, as Linux's shmem does.
+// Preconditions: dataMu held for writing.
+func (f *File) zeroGrownTailLocked(oldSize, upTo uint64) error {
+	if f.kind != hostKind {
+		return nil
+	}
+	return f.zeroCachedLocked(oldSize, min(upTo, pageRoundUpSize(oldSize)))
 }
 
 // pwriteLocked writes p to the host file at off and returns how much it
@@ -188,7 +200,9 @@ func (f *File) copyToCacheLocked(p []byte, off uint64) error {
 // drops cached pages past the new end, zeroes the rest of the new last
 // page, and invalidates every mapping of the pages past the new end,
 // private copies included, so that accesses there fault with SIGBUS.
-// Growing makes pages valid again, reading as zeros. A negative size is
+// Growing makes pages valid again, reading as zeros (except, for a memfd
+// or shared anonymous memory, bytes of the old last page that a shared
+// mapping wrote past the old end, which Linux's shmem keeps). A negative size is
 // EINVAL, one beyond the maximum file size EFBIG, a file not open for
 // writing EINVAL (as Linux's ftruncate).
 func (f *File) Truncate(ctx context.Context, size int64) error {
@@ -234,7 +248,7 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 		dropped = f.dropCacheLocked(memmap.MappableRange{Start: newEnd, End: cacheMaxKey})
 		zerr = f.zeroCachedLocked(newSize, newEnd)
 	case newSize > oldSize:
-		zerr = f.zeroCachedLocked(oldSize, min(newSize, pageRoundUpSize(oldSize)))
+		zerr = f.zeroGrownTailLocked(oldSize, newSize)
 	}
 	f.dataMu.Unlock()
 
