@@ -223,7 +223,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	if v.mappable == nil {
 		unit := allocUnit(vseg, pgap, addr, required)
 		huge := unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned()
-		fr, err := mm.allocatePrivate(unit.Length(), huge, at.Write && huge)
+		fr, err := mm.allocatePrivate(unit.Length(), huge, false)
 		if err != nil {
 			return pmaIterator{}, err
 		}

@@ -395,6 +395,10 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	if err == nil && tmp < end {
 		err = unix.ENOMEM
 	}
+	// The vmas of [start, nstart) changed: update their pmas at once.
+	if changed := (hostarch.AddrRange{Start: start, End: nstart}); changed.Length() > 0 {
+		mm.updatePMAPermsLocked(changed)
+	}
 	mm.vmas.MergeRange(addrSegRange(hostarch.AddrRange{Start: start, End: end}))
 	mm.vmas.MergeAdjacent(addrSegRange(hostarch.AddrRange{Start: start, End: end}))
 	return err
@@ -433,7 +437,6 @@ func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, 
 	nv.id = vseg.ValuePtr().id
 	nv.off = vseg.ValuePtr().off
 	mm.setVMAValueLocked(vseg, nv)
-	mm.updatePMAsLocked(ctx, vseg, &old, &nv)
 	return vseg, nil
 }
 
@@ -444,32 +447,40 @@ func vmaEqual(a, b *vma) bool {
 		a.numaPolicy == b.numaPolicy && a.numaNodemask == b.numaNodemask && a.id == b.id && a.name == b.name
 }
 
-// updatePMAsLocked brings the pmas of vseg in line with its vma's new
-// permissions. Preconditions: mappingMu held for writing.
-func (mm *MemoryManager) updatePMAsLocked(ctx context.Context, vseg vmaIterator, old, nv *vma) {
-	if old.realPerms == nv.realPerms && old.maxPerms == nv.maxPerms {
-		return
-	}
-	ar := hostarch.AddrRange(vseg.Range())
-	eff := nv.effectivePerms()
+// updatePMAPermsLocked brings the permissions of the pmas in ar in line
+// with their vmas' (after mprotect), splitting pmas at vma boundaries, and
+// unmaps from the AddressSpace what lost permissions. Preconditions:
+// mappingMu held for writing; vmas cover ar wherever pmas do.
+func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	reduced := false
+	vseg := mm.vmas.LowerBoundSegment(ar.Start)
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
-		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
+		for vseg.Ok() && vseg.End() <= pseg.Start() {
+			vseg = vseg.NextSegment()
+		}
+		if !vseg.Ok() {
+			break
+		}
+		v := vseg.ValuePtr()
 		p := pseg.ValuePtr()
-		ne := eff.Intersect(p.translatePerms)
+		ne := v.effectivePerms().Intersect(p.translatePerms)
+		nm := v.maxPerms.Intersect(p.translatePerms)
 		if p.needCOW {
 			ne.Write = false
+			nm = v.maxPerms
 		}
+		if ne == p.effectivePerms && nm == p.maxPerms {
+			continue
+		}
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(hostarch.AddrRange(vseg.Range()).Intersect(ar)))
+		p = pseg.ValuePtr()
 		if !ne.SupersetOf(p.effectivePerms) {
 			reduced = true
 		}
 		p.effectivePerms = ne
-		p.maxPerms = nv.maxPerms.Intersect(p.translatePerms)
-		if p.needCOW {
-			p.maxPerms = nv.maxPerms
-		}
+		p.maxPerms = nm
 	}
 	if reduced {
 		if mm.as != nil {
