@@ -348,15 +348,24 @@ func (p *nativeProc) failure(ctx context.Context, what string, err error) error 
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
-	var ws unix.WaitStatus
-	if wpid, _ := unix.Wait4(p.pid, &ws, unix.WNOHANG|unix.WALL, nil); wpid == p.pid {
-		// Reaped here: make kill skip waiting (the pidfd stays valid).
-		switch {
-		case ws.Signaled():
-			return fmt.Errorf("agent %d died of signal %v", p.pid, ws.Signal())
-		case ws.Exited():
-			return fmt.Errorf("agent %d exited with status %d", p.pid, ws.ExitStatus())
+	// A broken connection usually means the agent died: give its exit a
+	// moment to complete and say how it ended. (Reaping it here is fine:
+	// kill's wait then fails with ECHILD and stops.)
+	for i := 0; i < 50; i++ {
+		var ws unix.WaitStatus
+		wpid, werr := unix.Wait4(p.pid, &ws, unix.WNOHANG|unix.WALL, nil)
+		if werr != nil && werr != unix.EINTR {
+			break
 		}
+		if wpid == p.pid {
+			switch {
+			case ws.Signaled():
+				return fmt.Errorf("agent %d died of signal %v (%s: %v)", p.pid, ws.Signal(), what, err.Error())
+			case ws.Exited():
+				return fmt.Errorf("agent %d exited with status %d (%s: %v)", p.pid, ws.ExitStatus(), what, err.Error())
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("agent %d: %s: %v", p.pid, what, err.Error())
 }
