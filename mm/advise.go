@@ -335,7 +335,11 @@ func (mm *MemoryManager) MLock(ctx context.Context, addr hostarch.Addr, length u
 		return unix.ENOMEM
 	}
 	if mode == memmap.MLockEager {
-		mm.populateLocked(ctx, ar)
+		// Like Linux's __mm_populate, stop at an inaccessible vma and
+		// report it (mlock's ENOMEM): the locks stay applied.
+		if !mm.populateLocked(ctx, ar, false) {
+			return unix.ENOMEM
+		}
 	}
 	return nil
 }
@@ -388,7 +392,7 @@ func (mm *MemoryManager) MLockAll(ctx context.Context, opts MLockAllOpts) error 
 	if opts.Current {
 		mm.setAllMLockLocked(ctx, mode)
 		if mode == memmap.MLockEager {
-			mm.populateLocked(ctx, hostarch.AddrRange{Start: 0, End: mm.layout.MaxAddr})
+			mm.populateLocked(ctx, hostarch.AddrRange{Start: 0, End: mm.layout.MaxAddr}, true)
 		}
 	}
 	return nil
@@ -432,9 +436,11 @@ func (mm *MemoryManager) MSync(ctx context.Context, addr hostarch.Addr, length u
 	if !addr.IsPageAligned() || (opts.Sync && opts.Async) {
 		return unix.EINVAL
 	}
+	// The length rounds up modulo 2^64, as Linux's does: a length that
+	// wraps to 0 syncs nothing.
 	la, _ := hostarch.PageRoundUp(length)
 	end := addr + hostarch.Addr(la)
-	if end < addr || (length != 0 && la == 0) {
+	if end < addr {
 		return unix.ENOMEM
 	}
 	if end == addr {

@@ -148,7 +148,8 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 	}
 	var hdr [aioRingHeader]byte
 	binary.LittleEndian.PutUint32(hdr[0:], 0) // id: the context's index
-	binary.LittleEndian.PutUint32(hdr[4:], uint32(ringEvents))
+	// Like Linux, the ring holds as many events as its pages fit.
+	binary.LittleEndian.PutUint32(hdr[4:], uint32((ring.Length()-aioRingHeader)/aioEventSize))
 	binary.LittleEndian.PutUint32(hdr[16:], aioRingMagic)
 	binary.LittleEndian.PutUint32(hdr[20:], 1) // compat_features
 	binary.LittleEndian.PutUint32(hdr[28:], aioRingHeader)

@@ -104,7 +104,7 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 	mm.vmas.Insert(mm.vmas.FindGap(oldBrk), addrSegRange(ar), v)
 	mm.brk.End = addr
 	if v.mlockMode == memmap.MLockEager {
-		mm.populateLocked(ctx, ar)
+		mm.populateLocked(ctx, ar, true)
 	}
 	return addr, nil
 }

@@ -89,7 +89,7 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 			vseg.SetEndUnchecked(newEnd)
 			mm.vmas.MergeAdjacent(addrSegRange(hostarch.AddrRange{Start: oldEnd, End: newEnd}))
 			if v := mm.vmas.FindSegment(oldEnd).ValuePtr(); v.mlockMode == memmap.MLockEager {
-				mm.populateLocked(ctx, hostarch.AddrRange{Start: oldEnd, End: newEnd})
+				mm.populateLocked(ctx, hostarch.AddrRange{Start: oldEnd, End: newEnd}, true)
 			}
 			return oldAddr, nil
 		}
@@ -321,7 +321,7 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 		mm.guards.Add(addrSegRange(hostarch.AddrRange{Start: g.Start - oldAddr + newAddr, End: g.End - oldAddr + newAddr}), struct{}{})
 	}
 	if nv.mlockMode == memmap.MLockEager && newSize > oldSize {
-		mm.populateLocked(ctx, hostarch.AddrRange{Start: newAddr + hostarch.Addr(oldSize), End: newAR.End})
+		mm.populateLocked(ctx, hostarch.AddrRange{Start: newAddr + hostarch.Addr(oldSize), End: newAR.End}, true)
 	}
 	return newAddr, nil
 }

@@ -221,7 +221,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	v := vseg.ValuePtr()
 	required := hostarch.AddrRange{Start: addr, End: ar.End}.Intersect(hostarch.AddrRange(pgap.Range()))
 	if v.mappable == nil {
-		unit := allocUnit(vseg, pgap, addr, required)
+		unit := mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr)
 		huge := unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned()
 		fr, err := mm.allocatePrivate(unit.Length(), huge, false)
 		if err != nil {
@@ -242,7 +242,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 
 	// A Mappable: translate the required range and as much of the
 	// allocation unit as is cheap.
-	optAR := allocUnit(vseg, pgap, addr, required)
+	optAR := mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr)
 	translateAt := at
 	if v.private() {
 		// Private mappings read the file and copy on write.
@@ -343,7 +343,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	}
 	dst, err := mm.mf.MapInternal(nfr, hostarch.ReadWrite)
 	if err == nil {
-		_, err = safemem.CopySeq(dst, src)
+		err = copyResident(dst, src)
 	}
 	if err != nil {
 		mm.privateRefs.decRef(mm.mf, nfr)
@@ -365,6 +365,53 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	}
 	mm.pmas.MergeAdjacent(addrSegRange(unit))
 	return mm.pmas.FindSegment(addr), nil
+}
+
+// copyResident copies src to dst page by page, skipping pages the host
+// does not hold for src: they read as zero, as dst's fresh pages do, and
+// copying them would make them resident (mincore would differ from Linux,
+// which copies only the touched page).
+func copyResident(dst, src safemem.BlockSeq) error {
+	n := src.NumBytes() >> hostarch.PageShift
+	vec := make([]byte, n)
+	i := uint64(0)
+	for b := range src.All {
+		m := uint64(b.Len()) >> hostarch.PageShift
+		hostMincore(b.Pointer(), b.Len(), vec[i:i+m])
+		i += m
+	}
+	for p := uint64(0); p < n; {
+		if vec[p] == 0 {
+			p++
+			continue
+		}
+		q := p
+		for q < n && vec[q] != 0 {
+			q++
+		}
+		off, length := p<<hostarch.PageShift, (q-p)<<hostarch.PageShift
+		if _, err := safemem.CopySeq(dst.DropFirst64(off).TakeFirst64(length), src.DropFirst64(off).TakeFirst64(length)); err != nil {
+			return err
+		}
+		p = q
+	}
+	return nil
+}
+
+// guardFreeLocked clips r, which contains addr (not in a guard region), to
+// the part around addr that no guard region interrupts. Preconditions:
+// mappingMu held.
+func (mm *MemoryManager) guardFreeLocked(r hostarch.AddrRange, addr hostarch.Addr) hostarch.AddrRange {
+	if mm.guards.IsEmpty() {
+		return r
+	}
+	if g := mm.guards.LowerBoundSegment(addr); g.Ok() && g.Start() < r.End {
+		r.End = max(g.Start(), addr)
+	}
+	if g := mm.guards.UpperBoundSegment(addr); g.Ok() && g.End() > r.Start && g.End() <= addr {
+		r.Start = g.End()
+	}
+	return r
 }
 
 // releasePMAPages drops the reference that p holds on fr.

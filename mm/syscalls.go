@@ -106,7 +106,7 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 
 	// Populate as asked; failures do not fail the mmap.
 	if mode == memmap.MLockEager || opts.PlatformEffect != memmap.MMapPlatformEffectDefault {
-		mm.populateLocked(ctx, ar)
+		mm.populateLocked(ctx, ar, true)
 	}
 	return addr, nil
 }
@@ -384,6 +384,13 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 		}
 		segEnd := min(vseg.End(), end)
 		r := hostarch.AddrRange{Start: nstart, End: segEnd}
+		if nv := (vma{realPerms: perms, flags: v.flags}); nv.isData() && !v.isData() {
+			// Turning into data: RLIMIT_DATA applies (mprotect_fixup).
+			if mm.mayExpandLocked(&nv, r.Length(), 0) != nil {
+				err = unix.ENOMEM
+				break
+			}
+		}
 		vseg, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) { nv.realPerms = perms })
 		if err != nil {
 			break
@@ -510,29 +517,39 @@ func (mm *MemoryManager) mlockFutureOKLocked(length uint64) bool {
 	return locked >= mm.lockedAS && locked <= mm.limits.MemLock.Cur
 }
 
-// populateLocked faults in every accessible page of ar, as MAP_POPULATE
-// and mlock do: for writing in private writable vmas, else for reading.
-// Errors stop the population silently. Preconditions: mappingMu held for
-// writing.
-func (mm *MemoryManager) populateLocked(ctx context.Context, ar hostarch.AddrRange) {
+// populateLocked faults in every page of ar, as MAP_POPULATE and mlock do:
+// for writing in private writable vmas, else for reading; lazily locked
+// vmas are skipped. An inaccessible (PROT_NONE) vma or an error stops it
+// with false, unless ignoreErrors (Linux's mm_populate, used by mmap, brk,
+// mremap and mlockall), which skips to the next vma. Preconditions:
+// mappingMu held for writing.
+func (mm *MemoryManager) populateLocked(ctx context.Context, ar hostarch.AddrRange, ignoreErrors bool) bool {
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
 		v := vseg.ValuePtr()
+		if v.mlockMode == memmap.MLockLazy {
+			continue
+		}
 		eff := v.effectivePerms()
 		if !eff.Any() {
-			continue
+			if ignoreErrors {
+				continue
+			}
+			return false
 		}
 		at := hostarch.Read
 		if v.private() && eff.Write {
 			at = hostarch.Write
 		}
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
-		if err := mm.populateRangeLocked(ctx, vseg, r, at); err != nil {
-			return
+		r.End = mm.firstGuardLocked(r)
+		if err := mm.populateRangeLocked(ctx, vseg, r, at); err != nil && !ignoreErrors {
+			return false
 		}
 		vseg = mm.vmas.FindSegment(r.Start)
 	}
+	return true
 }
 
 // populateRangeLocked creates pmas for r within vseg and marks its pages

@@ -15,8 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// libsSize is the size of the stand-in for a process's libraries.
-const libsSize = 2 << 20
+// libsSize and stackSize are the sizes of the stand-ins for a process's
+// libraries and main stack (132 KiB, Linux's usual initial stack).
+const (
+	libsSize  = 2 << 20
+	stackSize = 132 << 10
+)
 
 // VmspaceBrk is where the vmspace executor puts p0's program break.
 const VmspaceBrk = 0x555555600000
@@ -63,6 +67,13 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: libsSize, Addr: top - libsSize, Fixed: true, Unmap: true,
 		Private: true, Perms: hostarch.ReadExecute, MaxPerms: hostarch.AnyAccess}); err != nil {
 		return nil, fmt.Errorf("mapping the stand-in libraries: %w", err)
+	}
+	// And its stack sits at the top of the address space: VmStk, and so
+	// `setrlimit stack +N`, count it.
+	stackTop := hostarch.MaxUserAddress - 0x1000
+	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: stackSize, Addr: stackTop - stackSize, Fixed: true, Unmap: true,
+		Private: true, GrowsDown: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess}); err != nil {
+		return nil, fmt.Errorf("mapping the stand-in stack: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "vmscript-")
 	if err != nil {
@@ -548,7 +559,13 @@ func (s *shmSegment) Writable() bool { return true }
 // ConfigureMMap implements mm.MappableFile: the segment's mappings go
 // through a counting wrapper of its memfd.
 func (s *shmSegment) ConfigureMMap(ctx context.Context, opts *memmap.MMapOpts) error {
-	if err := s.fd.ConfigureMMap(ctx, opts); err != nil {
+	s.mu.Lock()
+	fd := s.fd
+	s.mu.Unlock()
+	if fd == nil {
+		return unix.EINVAL
+	}
+	if err := fd.ConfigureMMap(ctx, opts); err != nil {
 		return err
 	}
 	opts.Mappable = shmMappable{opts.Mappable, s}
@@ -564,13 +581,26 @@ func (s *shmSegment) gone() bool {
 	return s.removed && s.attached == 0
 }
 
+// remove marks the segment removed; its memory goes with the last
+// attachment (or now, if there is none).
 func (s *shmSegment) remove(ctx context.Context) {
 	s.mu.Lock()
-	first := !s.removed
 	s.removed = true
 	s.mu.Unlock()
-	if first {
-		s.fd.Close(ctx)
+	s.maybeFree(ctx)
+}
+
+// maybeFree drops the segment's own reference once it is gone.
+func (s *shmSegment) maybeFree(ctx context.Context) {
+	s.mu.Lock()
+	free := s.removed && s.attached == 0 && s.fd != nil
+	fd := s.fd
+	if free {
+		s.fd = nil
+	}
+	s.mu.Unlock()
+	if free {
+		fd.Close(ctx)
 	}
 }
 
@@ -595,6 +625,7 @@ func (m shmMappable) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, 
 	m.s.mu.Lock()
 	m.s.attached -= ar.Length()
 	m.s.mu.Unlock()
+	m.s.maybeFree(ctx)
 }
 
 func (m shmMappable) CopyMapping(ctx context.Context, ms memmap.MappingSpace, src, dst hostarch.AddrRange, off uint64, w bool) error {
