@@ -29,6 +29,8 @@
 
 #define SOCK_FD 3
 #define PAGE 4096UL
+#define WINDOW 0x200000000000UL     // W of the spec
+#define WINDOW_SIZE 0x10000000000UL // 1 TiB
 
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
@@ -670,6 +672,13 @@ static void agent_main(void) {
 	unsigned long sb = start_brk();
 	if (sb)
 		syscall(SYS_brk, sb);
+
+	// Nothing in the window: the process starts as a copy of the
+	// coordinator, whose runtime may have mapped memory there (the race
+	// detector's shadow lives at 0x200000000000 and up). The agent itself
+	// never uses it.
+	if (syscall(SYS_munmap, WINDOW, WINDOW_SIZE) < 0 && !err)
+		err = errno;
 
 	// No capabilities.
 	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};

@@ -16,12 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var (
-	update    = flag.Bool("update", false, "rewrite testdata/*.out with the native transcripts (each script is run twice and must agree)")
-	corpusAll = flag.Bool("corpus.all", false, "run every corpus script natively, not a sample")
-)
+var update = flag.Bool("update", false, "rewrite testdata/*.out with the native transcripts (each script is run twice and must agree)")
 
-// sampleEvery: without -corpus.all, every sampleEvery-th script runs.
+// sampleEvery: with -short, every sampleEvery-th script runs.
 const sampleEvery = 5
 
 // A script may say, in a comment, which kernel features it needs:
@@ -120,8 +117,8 @@ func runNativeScript(t *testing.T, s *Script) []byte {
 	return buf.Bytes()
 }
 
-// TestCorpusNative runs corpus scripts natively and requires the stored
-// transcripts (all scripts with -corpus.all or -update, a sample otherwise).
+// TestCorpusNative runs the corpus natively and requires the stored
+// transcripts (a sample with -short). With -update it rewrites them instead.
 func TestCorpusNative(t *testing.T) {
 	files := corpusFiles(t)
 	if len(files) == 0 {
@@ -129,7 +126,7 @@ func TestCorpusNative(t *testing.T) {
 	}
 	feats := probeFeatures()
 	for i, f := range files {
-		if !*update && !*corpusAll && i%sampleEvery != 0 {
+		if !*update && testing.Short() && i%sampleEvery != 0 {
 			continue
 		}
 		name := strings.TrimSuffix(filepath.Base(f), ".vms")

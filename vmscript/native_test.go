@@ -21,7 +21,8 @@ func testCtx(t *testing.T) context.Context {
 
 // TestNativeProcess checks the state the spec requires of every process: no
 // capabilities, THP disabled, nothing but the socket open, the break at the
-// heap's start; and that Close kills and reaps them all.
+// heap's start, nothing mapped in the window; and that Close kills and reaps
+// them all.
 func TestNativeProcess(t *testing.T) {
 	ctx := testCtx(t)
 	ex := NewNative(NativeOptions{TempDir: t.TempDir()})
@@ -70,6 +71,9 @@ func TestNativeProcess(t *testing.T) {
 		}
 		if brk != startBrk {
 			t.Errorf("agent %d: break %#x, heap start %#x", np.pid, brk, startBrk)
+		}
+		if rs, err := p.State(ctx, Window, WindowSize); err != nil || len(rs) != 0 {
+			t.Errorf("agent %d: window not empty at start: %+v, %v", np.pid, rs, err)
 		}
 	}
 	if err := ex.Close(); err != nil {
@@ -180,4 +184,96 @@ VmFlags: rd wr sh mr mw ms de
 	if _, err := parseStatus([]byte("VmSize:\t100 kB\n")); err == nil {
 		t.Error("parseStatus accepted a status without VmLck")
 	}
+}
+
+// TestNativeNoLeaks runs scripts that fork, make files, shm segments and AIO
+// contexts, and checks that nothing is left: no descriptors in this process,
+// no agent processes (not even zombies), no shm segments.
+func TestNativeNoLeaks(t *testing.T) {
+	src := []byte(`file f 0x2000
+memfd m 0x1000
+shmget s 0x1000
+shmat s @0x0
+shmget t 0x1000
+io_setup c 512
+fork p1
+p1: fork p2
+exit p0
+p2: mmap @0x10000 0x1000 rw shared f 0
+`)
+	s, err := Parse("leaks", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdsBefore := countFDs(t)
+	shmBefore := shmSegments(t)
+	var pids []int
+	for i := 0; i < 3; i++ {
+		var buf bytes.Buffer
+		ex := NewNative(NativeOptions{TempDir: t.TempDir()}).(*nativeExec)
+		if err := Run(testCtx(t), s, ex, &buf); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ex.procs {
+			pids = append(pids, p.pid)
+		}
+		// A failing run (the agent is killed mid-script) must clean up too.
+		ctx, cancel := context.WithCancel(context.Background())
+		ex = NewNative(NativeOptions{}).(*nativeExec)
+		p0, err := ex.Start(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p0.Shmget(ctx, "s", 4096); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p0.Fork(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		ex.Close()
+		for _, p := range ex.procs {
+			pids = append(pids, p.pid)
+		}
+	}
+	if len(pids) != 15 {
+		t.Errorf("%d agents started, want 15", len(pids))
+	}
+	for _, pid := range pids {
+		// Reaped agents are gone; a zombie or a live agent would answer.
+		if err := unix.Kill(pid, 0); err != unix.ESRCH {
+			t.Errorf("agent %d still exists (kill: %v)", pid, err)
+		}
+	}
+	if n := countFDs(t); n != fdsBefore {
+		t.Errorf("%d descriptors open, %d before", n, fdsBefore)
+	}
+	if n := shmSegments(t); n != shmBefore {
+		t.Errorf("%d shm segments, %d before", n, shmBefore)
+	}
+}
+
+func countFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// shmSegments counts the System V segments this user owns.
+func shmSegments(t *testing.T) int {
+	b, err := os.ReadFile("/proc/sysvipc/shm")
+	if err != nil {
+		t.Skipf("no /proc/sysvipc/shm: %v", err)
+	}
+	uid := strconv.Itoa(os.Getuid())
+	n := 0
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && f[7] == uid {
+			n++
+		}
+	}
+	return n
 }
