@@ -20,7 +20,8 @@
 //     without being cached: then only the host file is written).
 //   - a memfd (NewMemfd): memory with no host file, living only in the
 //     memory file; pages are allocated zero-filled on first use.
-//     /proc/PID/maps names it "/memfd:NAME (deleted)".
+//     /proc/PID/maps names it "/memfd:NAME (deleted)". It follows Linux's
+//     shmem where that differs from disk file systems.
 //   - shared anonymous memory (NewSharedAnon): as a memfd, named
 //     "/dev/zero (deleted)".
 //
@@ -35,9 +36,12 @@
 // write themselves - and writable ones (AnyAccess) for writes to shared
 // mappings, which also mark the translated pages dirty. A page wholly past
 // end-of-file is a *memmap.BusError (SIGBUS in Linux); the last, partial page
-// reads zeros past end-of-file. Read translations extend over the optional
-// range up to 2 MiB around the required range (Linux's fault-around), never
-// past end-of-file rounded up to a page.
+// reads zeros past end-of-file. Translations of a host file extend over the
+// optional range up to 2 MiB around the required range, reading it ahead,
+// never past end-of-file rounded up to a page. A memfd or shared anonymous
+// memory gets pages only where required (as Linux's shmem allocates only
+// what is touched, which mincore shows); its optional range adds only pages
+// that exist already.
 //
 // # Coherence
 //
