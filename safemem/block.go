@@ -1,7 +1,3 @@
-// Package safemem describes spans of host memory (Blocks) and copies between
-// them that survive host faults: a copy that touches a page the host refuses
-// (SIGSEGV) or a file page past end-of-file (SIGBUS) stops there and returns a
-// *FaultError instead of crashing the process.
 package safemem
 
 import (

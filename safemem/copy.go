@@ -1,127 +1,96 @@
 package safemem
 
 import (
-	"fmt"
-	"runtime"
-	"runtime/debug"
 	"syscall"
+	"unsafe"
 )
 
-// FaultError reports a host fault during a copy: Copy transferred Offset
-// bytes, then touching the host address Addr raised Signal (SIGSEGV for an
-// unmapped or protected page, SIGBUS for a file page past end-of-file).
-type FaultError struct {
-	// Signal is syscall.SIGSEGV or syscall.SIGBUS.
-	Signal syscall.Signal
-	// Addr is the host address of the first byte that could not be
-	// accessed.
-	Addr uintptr
-	// Offset is the number of bytes transferred before the fault.
-	Offset int
-}
-
-// Error implements error.
-func (e *FaultError) Error() string {
-	return fmt.Sprintf("safemem: %v at %#x after %d bytes", e.Signal, e.Addr, e.Offset)
-}
-
-// faultAddr is the interface of the runtime error raised by a fault while
-// debug.SetPanicOnFault is on.
-type faultAddr interface {
-	runtime.Error
-	Addr() uintptr
-}
-
-// guarded runs f with faults turned into a returned address instead of a
-// crash. ok is false if f faulted at addr.
-func guarded(f func()) (addr uintptr, ok bool) {
-	old := debug.SetPanicOnFault(true)
-	defer func() {
-		debug.SetPanicOnFault(old)
-		if r := recover(); r != nil {
-			fa, isFault := r.(faultAddr)
-			if !isFault {
-				panic(r)
-			}
-			addr, ok = fa.Addr(), false
-		}
-	}()
-	f()
-	return 0, true
-}
-
 // Copy copies min(dst.Len(), src.Len()) bytes from src to dst and returns
-// the number copied. If a host fault interrupts it, it returns the number
-// of bytes copied before the faulting byte and a *FaultError.
+// the number copied. dst and src may overlap; the result is then that of
+// copy().
+//
+// If a host fault stops it, Copy returns n, the number of bytes before the
+// first byte it could not load from src or store to dst, and a *FaultError
+// with Offset n. The first n bytes of dst then hold src's; later bytes of
+// dst may or may not have been written.
+//
+// When neither Block needs safecopy, Copy is a plain copy().
 func Copy(dst, src Block) (int, error) {
 	n := min(dst.length, src.length)
+	if !dst.needSafecopy && !src.needSafecopy {
+		memmove(dst.start, src.start, n)
+		return n, nil
+	}
+	return copyUnsafe(dst.start, src.start, n)
+}
+
+// copyUnsafe is Copy for memory that may fault.
+func copyUnsafe(dst, src unsafe.Pointer, n int) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if !dst.needSafecopy && !src.needSafecopy {
-		return copy(dst.ToSlice()[:n], src.ToSlice()[:n]), nil
+	if src == nil || dst == nil {
+		// The load from src comes first.
+		return 0, nilFault(src != nil)
 	}
-	d, s := dst.ToSlice()[:n], src.ToSlice()[:n]
-	if addr, ok := guarded(func() { copy(d, s) }); !ok {
-		return copyBytewise(d, s, addr)
-	}
-	return n, nil
-}
-
-// copyBytewise redoes a faulted copy byte by byte to find exactly how much
-// can be copied, and reports the fault.
-func copyBytewise(d, s []byte, faultAt uintptr) (int, error) {
-	i := 0
-	addr, ok := guarded(func() {
-		for ; i < len(d); i++ {
-			d[i] = s[i]
+	d, s := uintptr(dst), uintptr(src)
+	if d-s >= uintptr(n) && s-d >= uintptr(n) {
+		// Disjoint: copy at once, and find the exact prefix only if that
+		// faults (redoing the copy is harmless as src is unchanged).
+		if _, faulted := guardedMove(dst, src, n); !faulted {
+			return n, nil
 		}
-	})
-	if ok {
-		// The fault did not recur (the mapping changed meanwhile).
-		return len(d), nil
+		return moveForward(dst, src, n)
 	}
-	return i, &FaultError{Signal: classify(addr), Addr: addr, Offset: i}
+	// Overlapping: a faulted memmove may have overwritten source bytes, so
+	// go piecewise from the start, in the direction that reads each source
+	// byte before it is overwritten.
+	if d <= s {
+		return moveForward(dst, src, n)
+	}
+	return moveBackward(dst, src, n)
 }
 
-// Zero sets every byte of dst to zero and returns how many it zeroed.
+// Zero sets every byte of dst to zero and returns the number zeroed. If a
+// host fault stops it, it returns the number of bytes before the first byte
+// it could not store and a *FaultError with that Offset; later bytes may
+// or may not have been zeroed.
 func Zero(dst Block) (int, error) {
-	if dst.length == 0 {
-		return 0, nil
-	}
-	d := dst.ToSlice()
 	if !dst.needSafecopy {
-		clear(d)
-		return len(d), nil
+		clear(dst.ToSlice())
+		return dst.length, nil
 	}
-	if _, ok := guarded(func() { clear(d) }); ok {
-		return len(d), nil
-	}
-	i := 0
-	addr, ok := guarded(func() {
-		for ; i < len(d); i++ {
-			d[i] = 0
-		}
-	})
-	if ok {
-		return len(d), nil
-	}
-	return i, &FaultError{Signal: classify(addr), Addr: addr, Offset: i}
+	return zeroUnsafe(dst.start, dst.length)
 }
 
-// CopySeq copies from srcs to dsts, in order, until either is exhausted or
-// a fault stops it, and returns the number of bytes copied.
+// zeroUnsafe is Zero for memory that may fault.
+func zeroUnsafe(dst unsafe.Pointer, n int) (int, error) {
+	if dst == nil {
+		return 0, nilFault(true)
+	}
+	if _, faulted := guardedClear(dst, n); !faulted {
+		return n, nil
+	}
+	return moveForward(dst, nil, n)
+}
+
+// CopySeq copies min(dsts.NumBytes(), srcs.NumBytes()) bytes from srcs to
+// dsts, in order, and returns the number copied. If a host fault stops it,
+// it returns the number of bytes copied before the first byte it could not
+// transfer and a *FaultError whose Offset is that number and whose Addr is
+// the host address of that byte in the faulting Block, with the same
+// guarantees as Copy.
+//
+// Blocks of dsts may overlap Blocks of srcs only where Copy would be given
+// both: the copy runs Block pair by Block pair, and overlap between
+// different pairs gives unspecified results.
 func CopySeq(dsts, srcs BlockSeq) (uint64, error) {
 	var done uint64
 	for !dsts.IsEmpty() && !srcs.IsEmpty() {
-		d, s := dsts.Head(), srcs.Head()
-		n, err := Copy(d, s)
+		n, err := Copy(dsts.head, srcs.head)
 		done += uint64(n)
 		if err != nil {
-			if fe, ok := err.(*FaultError); ok {
-				fe.Offset = int(done)
-			}
-			return done, err
+			return done, withOffset(err, done)
 		}
 		dsts = dsts.DropFirst64(uint64(n))
 		srcs = srcs.DropFirst64(uint64(n))
@@ -129,20 +98,24 @@ func CopySeq(dsts, srcs BlockSeq) (uint64, error) {
 	return done, nil
 }
 
-// ZeroSeq zeroes every block of dsts and returns the number of bytes
-// zeroed.
+// ZeroSeq sets every byte of dsts to zero and returns the number zeroed. A
+// host fault stops it as it stops Zero, with Offset counted from the start
+// of dsts.
 func ZeroSeq(dsts BlockSeq) (uint64, error) {
 	var done uint64
-	for !dsts.IsEmpty() {
-		n, err := Zero(dsts.Head())
+	for b := range dsts.All {
+		n, err := Zero(b)
 		done += uint64(n)
 		if err != nil {
-			if fe, ok := err.(*FaultError); ok {
-				fe.Offset = int(done)
-			}
-			return done, err
+			return done, withOffset(err, done)
 		}
-		dsts = dsts.Tail()
 	}
 	return done, nil
+}
+
+// nilFault is the fault of an access to a Block at address 0 (a store if
+// write, else a load), reported without touching memory: page 0 is never
+// mapped (vm.mmap_min_addr), so the access would fault with SIGSEGV.
+func nilFault(write bool) *FaultError {
+	return &FaultError{Signal: syscall.SIGSEGV, Addr: 0, Write: write}
 }
