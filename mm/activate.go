@@ -72,8 +72,8 @@ func (mm *MemoryManager) SleepingForActivation() bool { return mm.sleepForActiva
 // AddressSpace returns the platform AddressSpace, or nil before the first
 // Activate.
 func (mm *MemoryManager) AddressSpace() interface{ Release() } {
-	mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock()
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
 	if mm.as == nil {
 		return nil
 	}

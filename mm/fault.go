@@ -68,15 +68,15 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 	}
 	// Fast path: a pma already grants the access and there is no
 	// AddressSpace to map it into.
-	mm.activeMu.RLock()
+	rt := mm.activeMu.RLock()
 	if mm.as == nil {
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.ValuePtr().effectivePerms.SupersetOf(at) {
-			mm.activeMu.RUnlock()
+			mm.activeMu.RUnlock(rt)
 			mm.faults.Add(1)
 			return nil
 		}
 	}
-	mm.activeMu.RUnlock()
+	mm.activeMu.RUnlock(rt)
 
 	mm.mappingMu.RLock()
 	vseg := mm.vmas.FindSegment(addr)

@@ -14,8 +14,8 @@ import (
 func (mm *MemoryManager) CheckInvariants() error {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock()
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
 
 	var usage, locked, data, stack, exec uint64
 	prevEnd := hostarch.Addr(0)
@@ -103,7 +103,7 @@ func CheckPrivateRefs(mms ...*MemoryManager) error {
 		if mm.privateRefs != mms[0].privateRefs {
 			return fmt.Errorf("managers do not share privateRefs")
 		}
-		mm.activeMu.RLock()
+		rt := mm.activeMu.RLock()
 		for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
 			if p := pseg.ValuePtr(); p.private {
 				fr := pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range()))
@@ -112,7 +112,7 @@ func CheckPrivateRefs(mms ...*MemoryManager) error {
 				}
 			}
 		}
-		mm.activeMu.RUnlock()
+		mm.activeMu.RUnlock(rt)
 	}
 	r := mms[0].privateRefs
 	r.mu.Lock()

@@ -31,14 +31,14 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 	}
 	end := addr + hostarch.Addr(len(src))
 	if end > addr && !opts.IgnorePermissions {
-		mm.activeMu.RLock()
+		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			p := pseg.ValuePtr()
 			if p.effectivePerms.Write && !p.internalMappings.IsEmpty() {
 				off := uint64(addr - pseg.Start())
 				if b := p.internalMappings.Head(); p.internalMappings.NumBlocks() == 1 {
 					n, err := safemem.Copy(b.DropFirst64(off), safemem.BlockFromSafeSlice(src))
-					mm.activeMu.RUnlock()
+					mm.activeMu.RUnlock(rt)
 					if err != nil {
 						return n, segv(addr+hostarch.Addr(n), err)
 					}
@@ -46,7 +46,7 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 				}
 			}
 		}
-		mm.activeMu.RUnlock()
+		mm.activeMu.RUnlock(rt)
 	}
 	n, err := mm.withInternalMappings(ctx, addr, uint64(len(src)), hostarch.Write, opts, func(ims safemem.BlockSeq, done uint64) (uint64, error) {
 		return safemem.CopySeq(ims, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(src[done:])))
@@ -63,14 +63,14 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 	}
 	end := addr + hostarch.Addr(len(dst))
 	if end > addr && !opts.IgnorePermissions {
-		mm.activeMu.RLock()
+		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			p := pseg.ValuePtr()
 			if p.effectivePerms.Read && !p.internalMappings.IsEmpty() {
 				off := uint64(addr - pseg.Start())
 				if b := p.internalMappings.Head(); p.internalMappings.NumBlocks() == 1 {
 					n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), b.DropFirst64(off))
-					mm.activeMu.RUnlock()
+					mm.activeMu.RUnlock(rt)
 					if err != nil {
 						return n, segv(addr+hostarch.Addr(n), err)
 					}
@@ -78,7 +78,7 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 				}
 			}
 		}
-		mm.activeMu.RUnlock()
+		mm.activeMu.RUnlock(rt)
 	}
 	n, err := mm.withInternalMappings(ctx, addr, uint64(len(dst)), hostarch.Read, opts, func(ims safemem.BlockSeq, done uint64) (uint64, error) {
 		return safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(dst[done:])), ims)

@@ -142,8 +142,9 @@ type MemoryManager struct {
 	// system calls consult. Protected by mappingMu.
 	limits Limits
 
-	// activeMu protects pmas, the AddressSpace and the RSS figures.
-	activeMu sync.RWMutex
+	// activeMu protects pmas, the AddressSpace and the RSS figures. It is
+	// sharded so that concurrent readers (I/O, faults) scale.
+	activeMu shardedRWMutex
 
 	// pmas are the cached translations of the vmas. Invariant: every pma
 	// lies within a vma. Protected by activeMu; changing the set of pmas

@@ -38,8 +38,8 @@ type VMAInfo struct {
 func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock()
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
 	var out []VMAInfo
 	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
 		out = append(out, mm.vmaInfoLocked(ctx, vseg))
@@ -225,8 +225,8 @@ type MemoryStats struct {
 func (mm *MemoryManager) Stats() MemoryStats {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock()
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
 	s := MemoryStats{
 		VmPeak: mm.peakAS,
 		VmSize: mm.usageAS,
@@ -273,15 +273,15 @@ func (mm *MemoryManager) VirtualMemorySize() uint64 { return mm.Stats().VmSize }
 
 // ResidentSetSize returns VmRSS in bytes.
 func (mm *MemoryManager) ResidentSetSize() uint64 {
-	mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock()
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
 	return mm.curRSS
 }
 
 // MaxResidentSetSize returns VmHWM in bytes.
 func (mm *MemoryManager) MaxResidentSetSize() uint64 {
-	mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock()
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
 	return mm.maxRSS
 }
 

@@ -1,0 +1,58 @@
+package mm
+
+import (
+	"sync"
+	"unsafe"
+)
+
+// shardedRWMutex is a reader/writer lock whose readers do not share a
+// cache line: a reader locks one of several shards, a writer locks them
+// all. Readers on different threads (the I/O fast path of CopyIn and
+// CopyOut) then scale instead of bouncing one counter between CPUs, at the
+// cost of slower writers. It is used for activeMu, which faults and I/O
+// take for reading far more often than anything takes it for writing.
+//
+// The zero value is unlocked.
+type shardedRWMutex struct {
+	shards [rwShards]paddedRWMutex
+}
+
+// rwShards is the number of shards: enough that two or three threads
+// rarely pick the same one.
+const rwShards = 8
+
+type paddedRWMutex struct {
+	sync.RWMutex
+	_ [64 - unsafe.Sizeof(sync.RWMutex{})%64]byte
+}
+
+// rtoken identifies the shard a reader locked; RUnlock needs it.
+type rtoken uint8
+
+// RLock locks one shard for reading and returns it. The shard is chosen
+// from the address of the caller's stack, which differs between
+// goroutines, so that concurrent readers usually use different shards.
+func (m *shardedRWMutex) RLock() rtoken {
+	var probe byte
+	a := uintptr(unsafe.Pointer(&probe))
+	t := rtoken((a>>13 ^ a>>17) % rwShards)
+	m.shards[t].RLock()
+	return t
+}
+
+// RUnlock unlocks the shard RLock returned.
+func (m *shardedRWMutex) RUnlock(t rtoken) { m.shards[t].RUnlock() }
+
+// Lock locks every shard for writing, in order.
+func (m *shardedRWMutex) Lock() {
+	for i := range m.shards {
+		m.shards[i].Lock()
+	}
+}
+
+// Unlock unlocks every shard.
+func (m *shardedRWMutex) Unlock() {
+	for i := len(m.shards) - 1; i >= 0; i-- {
+		m.shards[i].Unlock()
+	}
+}
