@@ -89,30 +89,30 @@ func (f *File) Translate(ctx context.Context, required, optional memmap.Mappable
 	}
 	// Fast path: everything needed is cached already.
 	f.dataMu.RLock()
-	ts, err, done := f.translateLocked(required, optional, at, false)
+	ts, done, err := f.translateLocked(required, optional, at, false)
 	f.dataMu.RUnlock()
 	if done {
 		return ts, err
 	}
 	f.dataMu.Lock()
 	defer f.dataMu.Unlock()
-	ts, err, _ = f.translateLocked(required, optional, at, true)
+	ts, _, err = f.translateLocked(required, optional, at, true)
 	return ts, err
 }
 
 // translateLocked is Translate with dataMu held: for reading if !mutate, in
 // which case it reports done == false, changing nothing, if it would have to
 // fill the cache or mark pages dirty; for writing if mutate.
-func (f *File) translateLocked(required, optional memmap.MappableRange, at hostarch.AccessType, mutate bool) (ts []memmap.Translation, err error, done bool) {
+func (f *File) translateLocked(required, optional memmap.MappableRange, at hostarch.AccessType, mutate bool) (ts []memmap.Translation, done bool, err error) {
 	if f.released {
-		return nil, fmt.Errorf("hostfile: Translate of released file: %w", unix.EBADF), true
+		return nil, true, fmt.Errorf("hostfile: Translate of released file: %w", unix.EBADF)
 	}
 	if at.Write && !f.fdWritable {
-		return nil, fmt.Errorf("hostfile: writable Translate of a file not open for writing: %w", unix.EACCES), true
+		return nil, true, fmt.Errorf("hostfile: writable Translate of a file not open for writing: %w", unix.EACCES)
 	}
 	pgend := pageRoundUpSize(f.size)
 	if required.Start >= pgend {
-		return nil, f.busError(required.Start), true
+		return nil, true, f.busError(required.Start)
 	}
 	req := required
 	var reqErr error
@@ -125,13 +125,13 @@ func (f *File) translateLocked(required, optional memmap.MappableRange, at hosta
 
 	if !mutate {
 		if !f.coveredLocked(req, markDirty) {
-			return nil, nil, false
+			return nil, false, nil
 		}
 		if markDirty {
 			// Only req is known to be dirty already.
 			opt = req
 		}
-		return f.translationsLocked(opt, at), reqErr, true
+		return f.translationsLocked(opt, at), true, reqErr
 	}
 
 	// Fill the required range; it must succeed.
@@ -143,7 +143,7 @@ func (f *File) translateLocked(required, optional memmap.MappableRange, at hosta
 				f.setDirtyLocked(t.Source, true)
 			}
 		}
-		return ts, err, true
+		return ts, true, err
 	}
 	// Fill the optional range as far as it is cheap: stop at the first
 	// failure (for example the memory file's limit), and keep what is
@@ -168,7 +168,7 @@ func (f *File) translateLocked(required, optional memmap.MappableRange, at hosta
 			f.setDirtyLocked(t.Source, true)
 		}
 	}
-	return ts, reqErr, true
+	return ts, true, reqErr
 }
 
 // busError is the error of a translation at off, past end-of-file.
