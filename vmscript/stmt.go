@@ -1,21 +1,3 @@
-// Package vmscript implements the vmscript language of
-// shared/spec/vmscript.md: a plain-text list of memory-management operations
-// that runs natively on Linux and on vmspace and prints a transcript.
-//
-// The package has three layers:
-//
-//   - Parse turns a script into typed statements (Script, Stmt), rejecting any
-//     malformed line with an error naming the line and what was expected.
-//   - Run drives a Script against an Executor and prints the transcript. All
-//     formatting (address results, fault lines, hashes, state runs, usage
-//     deltas, errno names) lives in the driver, so an executor only answers
-//     primitive questions ("mmap returned this address or this errno").
-//   - NewNative returns the Executor that runs scripts in real Linux
-//     processes (a C agent forked from the Go process); RunNative is the
-//     entry point the command calls for --native.
-//
-// Diff compares two transcripts of one script and reports the first
-// difference.
 package vmscript
 
 import (

@@ -1,0 +1,76 @@
+// Package vmscript implements the vmscript language of
+// shared/spec/vmscript.md: a plain-text list of memory-management operations
+// that runs natively on Linux and on vmspace, each printing a transcript that
+// must be identical byte for byte.
+//
+// # Layers
+//
+//   - Parse turns a script into typed statements (Script, Stmt), rejecting any
+//     malformed line with a *ParseError naming the line and what was expected.
+//     Nothing runs on a parse error.
+//   - Run drives a Script against an Executor and prints the transcript. All
+//     formatting lives in the driver (address results, fault lines, read and
+//     sum hashes, state runs, vmsize/vmlck deltas, errno names, bindings), so
+//     an executor only answers primitive questions: "mmap returned this
+//     address or this errno", "these are the mappings over this range", "this
+//     many bytes were accessed before a SIGBUS".
+//   - NewNative (and RunNative) is the Executor for Linux: every script
+//     process is a C agent (agent.c) forked from this process by cgo, that
+//     never returns to Go and serves requests over a socket with raw system
+//     calls. NewVmspace is the Executor for vmspace's mm.MemoryManager.
+//   - Diff compares two transcripts and reports the first difference.
+//
+// # The corpus
+//
+// testdata/*.vms are scripts named by topic; testdata/*.out are their Linux
+// transcripts, recorded by the native executor:
+//
+//	go test ./vmscript -run TestCorpusNative -args -update
+//
+// -update runs every script twice and refuses scripts whose two runs differ.
+// A script may require kernel features in a comment ("# requires: mseal
+// guard"); it is skipped, with the reason, on a kernel without them. The
+// anonname_* transcripts were written from the kernel source because the
+// reference machine's kernel lacks CONFIG_ANON_VMA_NAME (the spec asks vmspace
+// to behave as if it had it); -update on a kernel with it records them.
+//
+// # Decisions where the spec is silent
+//
+//   - brk, brk±OFF and the "= brk+OFF" result are relative to p0's break at
+//     script start, in every process (forked processes inherit it). The native
+//     agent first resets its break to the heap's start, as in a fresh process,
+//     so the break cannot go below brk.
+//   - A $NAME must be bound by an earlier "-> NAME" (a parse error otherwise);
+//     when the binding statement failed at run time, a statement using $NAME
+//     prints "unbound $NAME".
+//   - Processes are checked statically: PROC: must exist at that line, fork
+//     must name a new process, and use, exit and checkpoint take no PROC:
+//     prefix. A statement in a process whose fork failed prints -ESRCH.
+//   - state needs a page-aligned ADDR and a non-zero LEN (else -EINVAL); LEN
+//     is rounded up to pages. Adjacent pages with equal attributes form one
+//     run even across mappings.
+//   - mincore over zero pages prints "ok". read takes LEN 1..64.
+//   - The address 0 is the absolute address 0 (no address).
+//   - Names of files and memfds share one namespace, shm segments and AIO
+//     contexts each have their own. Making an object under a name in use
+//     rebinds the name and leaves the old object alive; close forgets the
+//     name; a failed creation leaves the names as they were. io_destroy uses
+//     the id that io_setup returned, so after the ring moved (or was
+//     unmapped) it is -EINVAL, as on Linux.
+//   - Flag words may not repeat; PROT letters come in any order, once each.
+//     '#' anywhere starts a comment.
+//
+// # The native processes
+//
+// An agent is a copy of the coordinator: outside the window it has the Go
+// runtime's, the binary's and libc's mappings, and it unmaps the whole window
+// at start (the race detector keeps shadow memory there). Deltas (vmsize,
+// vmlck) and relative limits (setrlimit RES +N) hide the difference, but two
+// things cannot: mlockall(MCL_CURRENT) compares everything mapped with
+// RLIMIT_MEMLOCK, and brk's RLIMIT_DATA check counts the binary's data
+// segment; the corpus uses the first only with limits every system fails and
+// avoids the second. Every agent is a child of the coordinator (forks use
+// CLONE_PARENT), so Close, a context cancellation or a failure kills and reaps
+// every one of them through pidfds, and removes the shm segments the script
+// made.
+package vmscript
