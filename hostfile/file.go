@@ -39,8 +39,9 @@ type File struct {
 	// kind is what the File stands for. Immutable.
 	kind kind
 
-	// name is the name shown in /proc/PID/maps: the host path (possibly
-	// empty when unknown), "/memfd:NAME (deleted)" or "/dev/zero
+	// name is the name shown in /proc/PID/maps: the host path when the
+	// File was made (possibly empty when unknown; MappedName asks the host
+	// for the current one), "/memfd:NAME (deleted)" or "/dev/zero
 	// (deleted)". Immutable.
 	name string
 
@@ -351,8 +352,22 @@ func (f *File) release(ctx context.Context) {
 	f.decRefPages(dropped)
 }
 
-// MappedName implements memmap.MappingIdentity.MappedName.
-func (f *File) MappedName(ctx context.Context) string { return f.name }
+// MappedName implements memmap.MappingIdentity.MappedName: for a host
+// file, its current path as the host shows it (with " (deleted)" once
+// unlinked, as Linux's /proc/PID/maps), else the name it was made with.
+func (f *File) MappedName(ctx context.Context) string {
+	if f.kind != hostKind {
+		return f.name
+	}
+	f.dataMu.RLock()
+	defer f.dataMu.RUnlock()
+	if f.fd >= 0 {
+		if p, err := readlink(fmt.Sprintf("/proc/self/fd/%d", f.fd)); err == nil {
+			return p
+		}
+	}
+	return f.name
+}
 
 // DeviceID implements memmap.MappingIdentity.DeviceID: the host file's
 // st_dev, or 00:01 for memfds and shared anonymous memory.

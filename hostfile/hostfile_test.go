@@ -696,6 +696,13 @@ func TestIdentity(t *testing.T) {
 	if f.DeviceID() != uint64(st.Dev) || f.InodeID() != st.Ino {
 		t.Errorf("DeviceID/InodeID = %#x/%d, want %#x/%d", f.DeviceID(), f.InodeID(), st.Dev, st.Ino)
 	}
+	// Unlinked, it shows as deleted, as in Linux.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := f.MappedName(ctx), path+" (deleted)"; got != want {
+		t.Errorf("MappedName after unlink = %q, want %q", got, want)
+	}
 	// Non-regular files cannot be mapped.
 	dir, err := os.Open(t.TempDir())
 	if err != nil {
