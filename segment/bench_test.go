@@ -309,3 +309,69 @@ func TestMemoryPerSegment(t *testing.T) {
 		}
 	}
 }
+
+// Other value sizes, for the memory report: a 4-byte count (like the memory
+// file's reference counts) and a 96-byte value (like a vma).
+type (
+	val4  struct{ n int32 }
+	val96 struct {
+		off uint64
+		pad [88]byte
+	}
+)
+
+type anyFns[V any] struct{}
+
+func (anyFns[V]) MinKey() uint64                         { return 0 }
+func (anyFns[V]) MaxKey() uint64                         { return ^uint64(0) }
+func (anyFns[V]) ClearValue(*V)                          {}
+func (anyFns[V]) Merge(_ r64, v V, _ r64, _ V) (V, bool) { return v, false }
+func (anyFns[V]) Split(_ r64, v V, _ uint64) (V, V)      { return v, v }
+
+// heapPerSegmentOf returns the heap bytes per segment of a set of n
+// segments of value type V, built in order if ordered, else at random.
+func heapPerSegmentOf[V any](n int, ordered bool) float64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := new(Set[uint64, V, anyFns[V]])
+	order := rand.New(rand.NewPCG(17, 18)).Perm(n)
+	var zero V
+	for j := range n {
+		i := j
+		if !ordered {
+			i = order[j]
+		}
+		s.Add(slot(i), zero)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(s)
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+}
+
+// TestMemoryByValueSize logs the heap bytes per segment for other value
+// sizes (see -v), and checks the overhead over the bare entry stays small
+// for ordered insertion.
+func TestMemoryByValueSize(t *testing.T) {
+	if testing.Short() || smallCaps {
+		t.Skip("builds large sets; measures the real node capacities")
+	}
+	const n = 100000
+	for _, tc := range []struct {
+		name    string
+		entry   float64 // range plus value
+		measure func(bool) float64
+	}{
+		{"4-byte value", 16 + 4, func(o bool) float64 { return heapPerSegmentOf[val4](n, o) }},
+		{"96-byte value", 16 + 96, func(o bool) float64 { return heapPerSegmentOf[val96](n, o) }},
+	} {
+		ordered, random := tc.measure(true), tc.measure(false)
+		t.Logf("%s: %.1f heap bytes per segment in order, %.1f at random (entry %.0f)", tc.name, ordered, random, tc.entry)
+		// Ordered insertion leaves leaves nearly full: allow a leaf header
+		// share, size-class rounding and inner nodes.
+		if limit := tc.entry*1.2 + 30; ordered > limit {
+			t.Errorf("%s: %.1f bytes per segment in order, want at most %.1f", tc.name, ordered, limit)
+		}
+	}
+}

@@ -762,8 +762,10 @@ func (l *leaf[K, V, F]) lastGapBefore(from int, minSize K) int {
 // nextLargeGap returns the first gap after the gap before entry i of l (i <
 // l.n) with length at least minSize, or a terminal iterator.
 func nextLargeGap[K Key, V any, F Functions[K, V]](l *leaf[K, V, F], i int, minSize K) GapIterator[K, V, F] {
-	if j := l.firstGapFrom(i+1, minSize); j >= 0 {
-		return GapIterator[K, V, F]{l, j}
+	if l.maxGap >= minSize {
+		if j := l.firstGapFrom(i+1, minSize); j >= 0 {
+			return GapIterator[K, V, F]{l, j}
+		}
 	}
 	// Climb until an ancestor has a later child with a large enough gap.
 	var c *inner[K, V, F]
@@ -807,7 +809,7 @@ func nextLargeGap[K Key, V any, F Functions[K, V]](l *leaf[K, V, F], i int, minS
 // prevLargeGap returns the last gap before the gap before entry i of l (i <=
 // l.n) with length at least minSize, or a terminal iterator.
 func prevLargeGap[K Key, V any, F Functions[K, V]](l *leaf[K, V, F], i int, minSize K) GapIterator[K, V, F] {
-	if i > 0 {
+	if i > 0 && l.maxGap >= minSize {
 		if j := l.lastGapBefore(i-1, minSize); j >= 0 {
 			return GapIterator[K, V, F]{l, j}
 		}
