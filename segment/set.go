@@ -12,7 +12,9 @@ import (
 // spaces between segments, and before the first and after the last, are
 // gaps; a set with n segments always has n+1 gaps, some possibly empty.
 //
-// The zero value is an empty set. A Set is not safe for concurrent
+// The zero value is an empty set. A Set must not be copied once it has
+// segments (copies would share nodes); use ExportSlices and
+// ImportSortedSlices to clone one. A Set is not safe for concurrent
 // mutation; concurrent reads are safe when nothing mutates.
 type Set[K Key, V any, F Functions[K, V]] struct {
 	// root is the root of the tree, or nil when the tree is a single leaf
