@@ -197,6 +197,18 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 			}
 		}
 		p := pseg.ValuePtr()
+		if at.Write && !p.needCOW && !p.translatePerms.Write && !p.private {
+			// A shared mapping first translated for reading: translate
+			// the written range again, for writing.
+			r := hostarch.AddrRange{Start: addr, End: min(ar.End, pseg.End())}
+			mm.removePMAsLocked(ctx, r)
+			var err error
+			pseg, err = mm.fillGapLocked(ctx, vseg, mm.pmas.FindGap(addr), addr, ar, at)
+			if err != nil {
+				return first, err
+			}
+			p = pseg.ValuePtr()
+		}
 		if at.Write && p.needCOW {
 			var err error
 			pseg, err = mm.breakCOWLocked(ctx, vseg, pseg, addr, ar)
@@ -316,7 +328,9 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	if ar.End > unit.End {
 		unit.End = ar.End
 	}
-	if v.flags.has(vmaNoHugePage) {
+	if v.flags.has(vmaNoHugePage) || !pseg.ValuePtr().private {
+		// Copy only what is written: the other pages of a private file
+		// mapping keep following the file, as in Linux.
 		unit = hostarch.AddrRange{Start: addr, End: ar.End}
 	}
 	unit = unit.Intersect(hostarch.AddrRange(pseg.Range())).Intersect(hostarch.AddrRange(vseg.Range()))

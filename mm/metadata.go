@@ -1,0 +1,98 @@
+package mm
+
+// This file holds what exec (the loader) sets up in a MemoryManager beyond
+// mappings: the ranges of the argument and environment strings, the
+// auxiliary vector, the executable's identity, and the main thread's stack.
+// It is owned by the loader's engineer; the mm owner may fold it into the
+// package's other files.
+
+import (
+	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"golang.org/x/sys/unix"
+)
+
+// SetArgvEnvv records where the initial stack holds the argument strings
+// (argv, Linux's [arg_start, arg_end)) and the environment strings (envv,
+// [env_start, env_end)), which /proc/PID/cmdline and /proc/PID/environ read.
+func (mm *MemoryManager) SetArgvEnvv(argv, envv hostarch.AddrRange) {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	mm.argv = argv
+	mm.envv = envv
+}
+
+// ArgvEnvv returns the ranges set by SetArgvEnvv.
+func (mm *MemoryManager) ArgvEnvv() (argv, envv hostarch.AddrRange) {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	return mm.argv, mm.envv
+}
+
+// SetAuxv records the ELF auxiliary vector given to the program: the
+// entries before AT_NULL, in the order they are on the stack
+// (/proc/PID/auxv shows them followed by AT_NULL). auxv is copied.
+func (mm *MemoryManager) SetAuxv(auxv []AuxEntry) {
+	c := append([]AuxEntry(nil), auxv...)
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	mm.auxv = c
+}
+
+// Auxv returns a copy of the auxiliary vector set by SetAuxv.
+func (mm *MemoryManager) Auxv() []AuxEntry {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	return append([]AuxEntry(nil), mm.auxv...)
+}
+
+// SetExecutable records the program's file (Linux's exe_file, what
+// /proc/PID/exe names). The manager takes its own reference on id (nil
+// clears it) and drops the one on the previous executable.
+func (mm *MemoryManager) SetExecutable(ctx context.Context, id memmap.MappingIdentity) {
+	if id != nil {
+		id.IncRef()
+	}
+	mm.metadataMu.Lock()
+	old := mm.executable
+	mm.executable = id
+	mm.metadataMu.Unlock()
+	if old != nil {
+		old.DecRef(ctx)
+	}
+}
+
+// Executable returns the program's file with a new reference that the
+// caller drops, or nil if none is set.
+func (mm *MemoryManager) Executable() memmap.MappingIdentity {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	if mm.executable != nil {
+		mm.executable.IncRef()
+	}
+	return mm.executable
+}
+
+// MapStack maps the main thread's stack as exec does: private anonymous
+// memory at exactly ar (which must be free: EEXIST otherwise, as
+// MAP_FIXED_NOREPLACE), growing down on faults below it, with permissions
+// perms (read-write, plus execute for an executable stack) and any maximum
+// permissions, named [stack] in /proc/PID/maps. ar must be page-aligned and
+// non-empty (EINVAL).
+func (mm *MemoryManager) MapStack(ctx context.Context, ar hostarch.AddrRange, perms hostarch.AccessType) error {
+	if !ar.WellFormed() || ar.Length() == 0 || !ar.IsPageAligned() {
+		return unix.EINVAL
+	}
+	_, err := mm.mmap(ctx, memmap.MMapOpts{
+		Length:    ar.Length(),
+		Addr:      ar.Start,
+		Fixed:     true,
+		Private:   true,
+		GrowsDown: true,
+		Perms:     perms,
+		MaxPerms:  hostarch.AnyAccess,
+	}, nil, vmaStackMain)
+	return err
+}
