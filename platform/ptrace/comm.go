@@ -1,0 +1,155 @@
+package ptrace
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"golang.org/x/sys/unix"
+)
+
+// commPage mirrors the head of the comm page (offsets in stub.go).
+type commPage struct {
+	state   atomic.Uint32 // commState
+	waiting atomic.Uint32 // commWaiting
+	cmd     uint64        // commCmd
+	nr      uint64        // commNr
+	args    [6]uint64     // commArgs
+	result  uint64        // commResult
+	seq     uint64        // commSeq
+}
+
+func init() {
+	var c commPage
+	if unsafe.Offsetof(c.state) != commState || unsafe.Offsetof(c.waiting) != commWaiting ||
+		unsafe.Offsetof(c.cmd) != commCmd || unsafe.Offsetof(c.nr) != commNr ||
+		unsafe.Offsetof(c.args) != commArgs || unsafe.Offsetof(c.result) != commResult ||
+		unsafe.Offsetof(c.seq) != commSeq {
+		panic("ptrace: commPage does not match the comm page layout")
+	}
+}
+
+// comm is the tracer's mapping of a stub's comm page.
+type comm struct {
+	// fd is the memfd holding the page; passed to the stub at start-up,
+	// then closed (-1). Only used during start-up.
+	fd int
+	// mem is the host mapping of the page. Immutable until unmap.
+	mem []byte
+	// page is the head of mem.
+	page *commPage
+}
+
+// newComm makes a comm page.
+func newComm() (*comm, error) {
+	fd, err := unix.MemfdCreate("vmspace-stub-comm", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("ptrace: memfd_create: %w", err)
+	}
+	if err := unix.Ftruncate(fd, hostarch.PageSize); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("ptrace: ftruncate: %w", err)
+	}
+	mem, err := unix.Mmap(fd, 0, hostarch.PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("ptrace: mapping the comm page: %w", err)
+	}
+	c := &comm{fd: fd, mem: mem, page: (*commPage)(unsafe.Pointer(&mem[0]))}
+	copy(mem[commMsghdr:], msghdrTemplate())
+	return c, nil
+}
+
+// closeFD closes the memfd once the stub has mapped it.
+func (c *comm) closeFD() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+}
+
+// release unmaps the page.
+func (c *comm) release() {
+	c.closeFD()
+	if c.mem != nil {
+		unix.Munmap(c.mem)
+		c.mem, c.page = nil, nil
+	}
+}
+
+// futexWake wakes up to n waiters on w (a shared futex: the stub is
+// another process).
+func futexWake(w *atomic.Uint32, n int) {
+	unix.RawSyscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), futexWakeOp, uintptr(n), 0, 0, 0)
+}
+
+// futexWait sleeps while *w == v, for at most d.
+func futexWait(w *atomic.Uint32, v uint32, d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), futexWaitOp, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
+}
+
+// deathPollInterval bounds how long a requester sleeps before checking
+// whether the stub died without the tracer telling it (which it always
+// should: this is a safety net).
+const deathPollInterval = 50 * time.Millisecond
+
+// request makes the parked stub run a command and, for cmdSyscall, waits
+// for its result. The caller holds the tracer's mu, so the stub is parked
+// in its serve loop (or dead). exited is closed when the tracer has gone.
+func (c *comm) request(cmd, nr uint64, args *[6]uintptr, exited <-chan struct{}) (uint64, error) {
+	p := c.page
+	p.cmd = cmd
+	p.nr = nr
+	for i, a := range args {
+		p.args[i] = uint64(a)
+	}
+	// CompareAndSwap is a locked instruction: the arguments are visible
+	// before the state.
+	if !p.state.CompareAndSwap(commIdle, commReq) {
+		return 0, errDeadComm
+	}
+	futexWake(&p.state, 1)
+	if cmd == cmdTrap {
+		return 0, nil
+	}
+	for {
+		switch s := p.state.Load(); s {
+		case commDone:
+			r := p.result
+			p.state.Store(commIdle)
+			return r, nil
+		case commDead:
+			return 0, errDeadComm
+		case commReq:
+			// Waiting is set with a locked store before the kernel
+			// compares state; the stub sets state with a locked
+			// exchange before reading waiting: one of us sees the
+			// other's write.
+			p.waiting.Store(1)
+			futexWait(&p.state, commReq, deathPollInterval)
+			p.waiting.Store(0)
+			select {
+			case <-exited:
+				if p.state.Load() == commReq {
+					return 0, errDeadComm
+				}
+			default:
+			}
+		default:
+			return 0, errDeadComm
+		}
+	}
+}
+
+// errDeadComm says the stub died during a comm request; callers replace it
+// with the tracer's account of the death.
+var errDeadComm = fmt.Errorf("%w (during a request)", ErrStubDead)
+
+// futex(2) operations (on shared futexes: no FUTEX_PRIVATE_FLAG).
+const (
+	futexWaitOp = 0
+	futexWakeOp = 1
+)

@@ -1,0 +1,478 @@
+// Package ptrace is a platform whose AddressSpaces are stub processes
+// traced with ptrace(2): MapFile and Unmap are mmap and munmap system calls
+// made by the stub on the memory manager's behalf.
+//
+// # The stub
+//
+// The stub is a tiny static x86-64 ELF that this package generates (stub.go,
+// asm.go): an ELF header, one PT_LOAD page, a few dozen instructions, no
+// library. NewAddressSpace writes it to a memfd and execs it
+// (/proc/self/fd/N) as a traced child (PTRACE_TRACEME) of a goroutine
+// locked to its own OS thread, the tracer thread: every ptrace request for
+// the stub comes from that thread. After exec, the tracer makes the stub
+// (through "syscall; int3" with registers it sets):
+//
+//   - map its code at StubCode (r-x), the last page of the user range, and
+//     its comm page at StubComm (rw-s) just below it: a page of a memfd the
+//     tracer maps too, through which requests and results pass;
+//   - unmap everything below StubStart = StubComm (the ELF image, the
+//     stack, the vdso and vvar), so that the application range
+//     [MinUserAddress, StubStart) is empty;
+//   - move its end of a descriptor-passing socket to StubSocketFD.
+//
+// # How system calls are made in the stub
+//
+// Parked (between operations), the stub runs its serve loop: it sleeps on
+// a futex in the comm page; a requester writes the system call number and
+// arguments there, wakes it, and sleeps until the stub has made the call
+// and stored the result. No ptrace stop is involved, and the requester may
+// be any goroutine (they take turns under a mutex), so MapFile costs two
+// context switches. Meanwhile the tracer goroutine sits in wait4, so it
+// learns at once of the stub's death (and fails the request) or of a
+// signal (which it suppresses, recording it for PendingSignals).
+//
+// Stopped, on the tracer thread (a function run by Do, as a sandbox's
+// fault handler would be), system calls are injected with ptrace: the
+// tracer writes the request into the comm page, points rip at the inject
+// loop (once per stop, after saving the application's registers), and
+// resumes the stub with PTRACE_CONT; the stub makes the call, stores the
+// result and stops on an int3 (a SIGTRAP signal-delivery-stop, suppressed).
+// The application's registers are put back (lazily) before it resumes.
+//
+// A goroutine needing the tracer thread while the stub is parked asks the
+// stub, through the comm page, to stop on an int3; the tracer goroutine
+// sees the stop, runs the goroutine's function, and parks the stub again.
+//
+// # Files
+//
+// MapFile maps a memmap.File through its FD. The first time a descriptor
+// is mapped, it is sent to the stub over the socket (SCM_RIGHTS) and
+// installed at StubFileFDBase+i; the stub keeps up to MaxStubFiles of them,
+// replacing the least recently used when full (a mapping does not need its
+// descriptor once made).
+//
+// # For a sandbox
+//
+// An application can run in the stub, its address space being
+// [MinUserAddress, StubStart). AddressSpace exposes the stub's Pid,
+// Syscall (any system call made by the stub), GetRegs/SetRegs (the
+// application's registers, whatever the stub's own code did meanwhile),
+// Resume (restore them, PTRACE_CONT, wait for the next stop), Do (run a
+// function on the tracer thread: AddressSpace methods it calls run
+// directly there, with ptrace injection; raw ptrace requests for Pid are
+// allowed there), ReadMemory/WriteMemory, Scratch and PendingSignals.
+//
+// A seccomp filter that returns SECCOMP_RET_TRACE for the application's
+// memory system calls must let those made by the stub's own code through:
+// allow any system call whose instruction_pointer is in [StubCode,
+// StubEnd). Install it with SECCOMP_FILTER_FLAG_SPEC_ALLOW: otherwise the
+// kernel may flush branch predictors on every switch to and from the stub,
+// which is slow.
+package ptrace
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/platform"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a Platform.
+type Options struct {
+	// Stdin, Stdout and Stderr become descriptors 0, 1 and 2 of every stub
+	// (for an application that will run in it). nil means the calling
+	// process's own.
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Platform makes ptrace AddressSpaces.
+type Platform struct {
+	// opts are the options the Platform was made with. Immutable.
+	opts Options
+	// minAddr is MinUserAddress. Immutable.
+	minAddr hostarch.Addr
+
+	// mu protects exe.
+	mu sync.Mutex
+	// exe is the stub executable shared by all stubs; nil after Close.
+	exe *stubExe
+}
+
+var (
+	_ platform.Platform     = (*Platform)(nil)
+	_ platform.AddressSpace = (*AddressSpace)(nil)
+)
+
+// New returns a Platform with default options.
+func New() (*Platform, error) { return NewWithOptions(Options{}) }
+
+// NewWithOptions returns a Platform.
+func NewWithOptions(opts Options) (*Platform, error) {
+	if opts.Stdin == nil {
+		opts.Stdin = os.Stdin
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	exe, err := newStubExe()
+	if err != nil {
+		return nil, err
+	}
+	return &Platform{opts: opts, minAddr: minUserAddress(), exe: exe}, nil
+}
+
+// minUserAddress returns the larger of 0x10000 and vm.mmap_min_addr,
+// rounded up to a page.
+func minUserAddress() hostarch.Addr {
+	min := uint64(0x10000)
+	if b, err := os.ReadFile("/proc/sys/vm/mmap_min_addr"); err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > min && v < uint64(StubStart) {
+			min = v
+		}
+	}
+	r, _ := hostarch.PageRoundUp(min)
+	return hostarch.Addr(r)
+}
+
+// Close releases the Platform's own resources (the stub executable).
+// AddressSpaces already made are unaffected; NewAddressSpace fails
+// afterwards.
+func (p *Platform) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exe == nil {
+		return nil
+	}
+	err := p.exe.close()
+	p.exe = nil
+	return err
+}
+
+// SupportsAddressSpaceIO implements platform.Platform.
+func (*Platform) SupportsAddressSpaceIO() bool { return false }
+
+// MapUnit implements platform.Platform: whole pmas are mapped at once.
+func (*Platform) MapUnit() uint64 { return 0 }
+
+// MinUserAddress implements platform.Platform: the larger of 0x10000 and
+// the host's vm.mmap_min_addr.
+func (p *Platform) MinUserAddress() hostarch.Addr { return p.minAddr }
+
+// MaxUserAddress implements platform.Platform: StubStart, where the stub's
+// own pages begin.
+func (*Platform) MaxUserAddress() hostarch.Addr { return StubStart }
+
+// NewAddressSpace implements platform.Platform: it starts a stub process.
+func (p *Platform) NewAddressSpace() (platform.AddressSpace, error) {
+	as, err := p.NewStub()
+	if err != nil {
+		return nil, err
+	}
+	return as, nil
+}
+
+// NewStub is NewAddressSpace returning the concrete type.
+func (p *Platform) NewStub() (*AddressSpace, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exe == nil {
+		return nil, fmt.Errorf("ptrace: platform closed")
+	}
+	c, err := newComm()
+	if err != nil {
+		return nil, err
+	}
+	socks, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		c.release()
+		return nil, fmt.Errorf("ptrace: socketpair: %w", err)
+	}
+	cfg := &stubConfig{
+		exe:   p.exe,
+		stdio: [3]*os.File{p.opts.Stdin, p.opts.Stdout, p.opts.Stderr},
+		sock:  socks[1],
+	}
+	t, err := startTracer(c, func(t *tracer) error { return t.startStubLocked(cfg) })
+	unix.Close(socks[1])
+	if err != nil {
+		unix.Close(socks[0])
+		c.release()
+		return nil, err
+	}
+	return &AddressSpace{
+		t:        t,
+		hostSock: socks[0],
+		files:    fileCache{byFD: make(map[int]*stubFile)},
+	}, nil
+}
+
+// AddressSpace is a stub process holding an application's mappings. Its
+// methods may be called from any goroutine, concurrently; they take turns.
+type AddressSpace struct {
+	// t is the stub and its tracer. Immutable.
+	t *tracer
+	// hostSock is our end of the descriptor-passing socket. Immutable;
+	// closed by Release.
+	hostSock int
+	// releaseOnce makes Release idempotent.
+	releaseOnce sync.Once
+	// files are the descriptors installed in the stub. Protected by t.mu
+	// (see tracer.mu).
+	files fileCache
+}
+
+// Pid returns the stub's process id.
+func (as *AddressSpace) Pid() int { return as.t.pid }
+
+// Release implements platform.AddressSpace: it kills and reaps the stub.
+// Calls made after Release fail with an error wrapping ErrStubDead. It must
+// not be called from a function run by Do.
+func (as *AddressSpace) Release() {
+	as.releaseOnce.Do(func() {
+		as.t.release()
+		as.t.mem.Close()
+		as.t.comm.release()
+		unix.Close(as.hostSock)
+	})
+}
+
+// PreFork implements platform.AddressSpace; nothing to do.
+func (*AddressSpace) PreFork() {}
+
+// PostFork implements platform.AddressSpace; nothing to do.
+func (*AddressSpace) PostFork() {}
+
+// protOf converts an AccessType to mmap protections.
+func protOf(at hostarch.AccessType) uintptr {
+	var prot uintptr
+	if at.Read {
+		prot |= unix.PROT_READ
+	}
+	if at.Write {
+		prot |= unix.PROT_WRITE
+	}
+	if at.Execute {
+		prot |= unix.PROT_EXEC
+	}
+	return prot
+}
+
+// MapFile implements platform.AddressSpace: mmap(addr, fr.Length(),
+// prot(at), MAP_SHARED|MAP_FIXED[|MAP_POPULATE if precommit], fd,
+// fr.Start) in the stub. addr and fr must be page-aligned, fr non-empty,
+// and the range within [0, StubStart); otherwise the error wraps EINVAL. A
+// failed mmap's errno is wrapped (errors.Is works); a dead stub's error
+// wraps ErrStubDead.
+func (as *AddressSpace) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
+	if f == nil || !addr.IsPageAligned() || !hostarch.IsPageAligned(fr.Start) || !hostarch.IsPageAligned(fr.End) || fr.End <= fr.Start {
+		return fmt.Errorf("ptrace: MapFile(%v, %v): %w", addr, fr, unix.EINVAL)
+	}
+	if end, ok := addr.AddLength(fr.Length()); !ok || end > StubStart || fr.Start > 1<<63-1 {
+		return fmt.Errorf("ptrace: MapFile(%v, %v): beyond the user range: %w", addr, fr, unix.EINVAL)
+	}
+	hostFD := f.FD()
+	if hostFD < 0 {
+		return fmt.Errorf("ptrace: MapFile: File has no descriptor: %w", unix.EBADF)
+	}
+	flags := uintptr(unix.MAP_SHARED | unix.MAP_FIXED)
+	if precommit {
+		flags |= unix.MAP_POPULATE
+	}
+	return as.t.with(func(s syscaller) error {
+		for attempt := 0; ; attempt++ {
+			sf, err := as.stubFD(s, f, hostFD)
+			if err != nil {
+				return err
+			}
+			args := [6]uintptr{uintptr(addr), uintptr(fr.Length()), protOf(at), flags, uintptr(StubFileFDBase + sf.slot), uintptr(fr.Start)}
+			r, err := s.raw(unix.SYS_MMAP, &args)
+			if err != nil {
+				return err
+			}
+			if r, err = errnoResult(r); err != nil {
+				if err == unix.EBADF && attempt == 0 {
+					// The application closed our descriptor:
+					// reinstall it.
+					if err := as.dropFile(s, sf); err != nil {
+						return err
+					}
+					continue
+				}
+				return fmt.Errorf("ptrace: mmap(%v, %#x) in the stub: %w", addr, fr.Length(), err)
+			}
+			if r != uintptr(addr) {
+				// MAP_FIXED cannot do this: the stub is not what we
+				// think it is.
+				return s.kill(fmt.Sprintf("killed by the tracer: mmap(%v, MAP_FIXED) returned %#x", addr, r))
+			}
+			return nil
+		}
+	})
+}
+
+// Unmap implements platform.AddressSpace: munmap in the stub. The range is
+// rounded out to pages and clipped to [0, StubStart). munmap fails only for
+// lack of memory to split a mapping; then the stub is killed rather than
+// left with mappings the memory manager believes gone, and later calls
+// fail.
+func (as *AddressSpace) Unmap(addr hostarch.Addr, length uint64) {
+	start := addr.RoundDown()
+	end, ok := addr.AddLength(length)
+	if !ok || end > StubStart {
+		end = StubStart
+	}
+	if end, ok = end.RoundUp(); !ok || end > StubStart {
+		end = StubStart
+	}
+	if start >= end {
+		return
+	}
+	_ = as.t.with(func(s syscaller) error {
+		args := [6]uintptr{uintptr(start), uintptr(end - start)}
+		r, err := s.raw(unix.SYS_MUNMAP, &args)
+		if err != nil {
+			return err // dead: nothing is mapped.
+		}
+		if _, err := errnoResult(r); err != nil {
+			return s.kill(fmt.Sprintf("killed by the tracer: munmap(%v, %#x) failed: %v", start, end-start, err))
+		}
+		return nil
+	})
+}
+
+// Syscall makes the stub make system call nr with up to 6 arguments, and
+// returns its result, or its errno as a unix.Errno. The application's
+// registers are preserved. The call must not block forever: nothing else
+// can use the stub meanwhile. It fails with an error wrapping ErrStubDead
+// if the stub is dead, and with EINVAL for more than 6 arguments.
+func (as *AddressSpace) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {
+	if len(args) > 6 {
+		return 0, unix.EINVAL
+	}
+	var a [6]uintptr
+	copy(a[:], args)
+	var r uintptr
+	if err := as.t.with(func(s syscaller) error {
+		var err error
+		r, err = s.raw(nr, &a)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	return errnoResult(r)
+}
+
+// callLocked runs fn on the tracer thread, with the stub stopped, and
+// returns its error, or the stub's death.
+func (as *AddressSpace) callLocked(fn func() error) error {
+	var err error
+	if cerr := as.t.call(func() {
+		if as.t.dead != nil {
+			err = as.t.dead
+			return
+		}
+		err = fn()
+	}); cerr != nil {
+		return cerr
+	}
+	return err
+}
+
+// GetRegs returns the application's registers: those the stub had when it
+// last stopped on its own (Resume), or as set by SetRegs since. Before the
+// first Resume or SetRegs they are the stub's at exec, which mean nothing.
+func (as *AddressSpace) GetRegs(r *unix.PtraceRegs) error {
+	return as.callLocked(func() error {
+		if err := as.t.ensureAppLocked(); err != nil {
+			return err
+		}
+		*r = as.t.app
+		return nil
+	})
+}
+
+// SetRegs sets the application's registers, which the stub gets when it
+// next resumes (Resume, or FlushRegs before resuming it by hand).
+func (as *AddressSpace) SetRegs(r *unix.PtraceRegs) error {
+	return as.callLocked(func() error {
+		as.t.app = *r
+		as.t.appValid = true
+		if as.t.regs == regsApp {
+			as.t.regs = regsOther
+		}
+		return nil
+	})
+}
+
+// FlushRegs gives the stopped stub the application's registers. A function
+// run by Do that resumes the stub with raw ptrace requests must call it
+// first, and wait for the stub to stop again before returning; Resume does
+// all this itself.
+func (as *AddressSpace) FlushRegs() error {
+	return as.callLocked(func() error { return as.t.flushLocked() })
+}
+
+// Resume gives the stub the application's registers, resumes it with
+// PTRACE_CONT delivering signal sig (0 for none), and waits for its next
+// stop, whose status it returns. If the stub dies, the error wraps
+// ErrStubDead. Other operations wait while the stub runs; called from
+// outside Do, the stub is parked again after the stop, so a fault handler
+// should rather run in a function run by Do.
+func (as *AddressSpace) Resume(sig unix.Signal) (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	err := as.callLocked(func() error {
+		var err error
+		ws, err = as.t.resumeLocked(sig)
+		return err
+	})
+	return ws, err
+}
+
+// Do runs fn on the tracer thread, the only thread that may make ptrace
+// requests for the stub, with the stub stopped, and returns fn's error.
+// AddressSpace methods that fn calls run directly on the tracer thread
+// (other goroutines' calls wait until fn returns). fn must leave the stub
+// stopped; if it resumes it with raw ptrace requests it must call FlushRegs
+// first. fn must not call Release. After fn, the stub is parked again
+// (saving the application's registers).
+func (as *AddressSpace) Do(fn func() error) error {
+	return as.callLocked(fn)
+}
+
+// PendingSignals returns and forgets the signals that arrived at the stub
+// while it was parked or making system calls for the memory manager; the
+// tracer suppressed them.
+func (as *AddressSpace) PendingSignals() []unix.Signal { return as.t.takePending() }
+
+// ReadMemory reads the stub's memory at addr into b through /proc/PID/mem
+// (which ignores page protections).
+func (as *AddressSpace) ReadMemory(addr hostarch.Addr, b []byte) (int, error) {
+	return as.t.mem.ReadAt(b, int64(addr))
+}
+
+// WriteMemory writes b into the stub's memory at addr through
+// /proc/PID/mem (which ignores page protections).
+func (as *AddressSpace) WriteMemory(addr hostarch.Addr, b []byte) (int, error) {
+	return as.t.mem.WriteAt(b, int64(addr))
+}
+
+// Scratch returns the tracer's mapping of the free part of the comm page,
+// which the stub sees at [ScratchFree, StubCode): memory for arguments of
+// Syscall that are pointers. It is valid until Release; callers must not
+// use it concurrently with each other.
+func (as *AddressSpace) Scratch() []byte {
+	m := as.t.comm.mem
+	if m == nil {
+		return nil
+	}
+	return m[ScratchFree-StubComm:]
+}

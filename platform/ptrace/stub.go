@@ -1,0 +1,259 @@
+package ptrace
+
+import (
+	"encoding/binary"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"golang.org/x/sys/unix"
+)
+
+// The stub's pages, at the top of the x86-64 user range:
+//
+//	StubStart = StubComm = 0x7fffffffd000  comm page, rw-s (a memfd page the
+//	                                       tracer maps too)
+//	StubCode             = 0x7fffffffe000  code page, r-xp
+//	StubEnd              = 0x7ffffffff000  = hostarch.MaxUserAddress
+//
+// Everything below StubStart is the application's.
+const (
+	// StubEnd is the exclusive end of the stub area: the end of the x86-64
+	// user range (TASK_SIZE_MAX).
+	StubEnd = hostarch.MaxUserAddress
+	// StubCode is the start of the stub's code page, the last user page.
+	StubCode = StubEnd - hostarch.PageSize
+	// StubComm is the start of the stub's comm page: requests and results
+	// of injected system calls, and scratch memory for their arguments. It
+	// is a shared mapping of a memfd page that the tracer maps too.
+	StubComm = StubCode - hostarch.PageSize
+	// StubStart is the start of the stub area and the end of the
+	// application's range: Platform.MaxUserAddress.
+	StubStart = StubComm
+)
+
+// stubLinkAddr is where the stub ELF is linked, so where the kernel loads it
+// at exec. The stub only makes a few system calls from there, during
+// start-up, before its code is placed at StubCode and the range is
+// emptied; the address only needs to be above any sane vm.mmap_min_addr
+// and far from the stack at the top of the range.
+const stubLinkAddr = 0x400000
+
+// Layout of the comm page (see commPage, which mirrors it).
+const (
+	commState   = 0x00 // uint32: commIdle, commReq, commDone or commDead
+	commWaiting = 0x04 // uint32: nonzero if the requester may sleep on state
+	commCmd     = 0x08 // uint64: cmdSyscall or cmdTrap
+	commNr      = 0x10 // uint64: system call number
+	commArgs    = 0x18 // [6]uint64: arguments
+	commResult  = 0x48 // uint64: raw result (rax)
+	commSeq     = 0x50 // uint64: incremented by inject after each system call
+
+	// The msghdr through which the stub receives descriptors.
+	commMsghdr = 0x80 // struct msghdr (56 bytes)
+	commIovec  = 0xc0 // struct iovec (16 bytes)
+	commByte   = 0xd0 // the data byte
+	commCmsg   = 0xe0 // control buffer, CMSG_SPACE(sizeof(int)) = 24 bytes
+	commCmsgSz = 24
+
+	// ScratchFree is the first byte of the comm page free for callers of
+	// Syscall, for arguments that are pointers (a seccomp filter, a
+	// sigaction...); it runs to StubCode (Scratch returns the tracer's view
+	// of it). The platform never touches it.
+	ScratchFree = StubComm + 0x100
+)
+
+// States of the comm page (commState).
+const (
+	commIdle = 0 // no request; the stub may sleep on state
+	commReq  = 1 // a request is ready (written by the requester)
+	commDone = 2 // the request is done, result is set (written by the stub)
+	commDead = 3 // the stub is dead (written by the tracer)
+)
+
+// Commands (commCmd).
+const (
+	cmdSyscall = 0 // make system call nr with args
+	cmdTrap    = 1 // stop with SIGTRAP for the tracer
+)
+
+// stubProgram is the stub's machine code and the offsets of its entry
+// points within the code page.
+type stubProgram struct {
+	// code is placed at codeOff in the code page.
+	code []byte
+	// Offsets in the code page:
+	entry    uint64 // exit_group(0), the ELF entry point
+	regsys   uint64 // syscall; int3 (registers set by the tracer)
+	regTrap  uint64 // rip at the stop after regsys
+	inject   uint64 // the comm page's request, then int3; loops
+	injTrap  uint64 // rip at the stop after inject's int3
+	serve    uint64 // the futex-driven request loop
+	srvTrap  uint64 // rip at the stop after a cmdTrap request
+}
+
+// codeOff is the offset of the code in the code page (and in the stub ELF,
+// whose first page the code page mirrors): after the ELF headers.
+const codeOff = 0x100
+
+// prog is the stub program for the code page at StubCode.
+var prog = buildStub(uint64(StubCode), uint64(StubComm))
+
+// buildStub assembles the stub for a code page at codeBase with the comm
+// page at commBase.
+//
+//	entry:   mov eax, 231; xor edi, edi; syscall; ud2   // exit_group(0)
+//	regsys:  syscall; int3; ud2
+//	inject:  mov rax, [nr]; mov rdi, [a0] ... mov r9, [a5]
+//	         syscall; mov [result], rax; add qword [seq], 1
+//	         int3; jmp inject
+//	serve:   mov eax, [state]; cmp eax, commReq; je run
+//	         mov edx, eax; lea rdi, [state]; xor esi, esi  // FUTEX_WAIT
+//	         xor r10d, r10d; mov eax, SYS_futex; syscall; jmp serve
+//	run:     cmp qword [cmd], cmdSyscall; jne trap
+//	         mov rax, [nr]; mov rdi, [a0] ... mov r9, [a5]; syscall
+//	         mov [result], rax
+//	         mov eax, commDone; xchg [state], eax   // full barrier
+//	         cmp dword [waiting], 0; je serve
+//	         lea rdi, [state]; mov esi, 1; mov edx, 1 // FUTEX_WAKE 1
+//	         mov eax, SYS_futex; syscall; jmp serve
+//	trap:    mov dword [state], commIdle; int3; jmp serve
+func buildStub(codeBase, commBase uint64) stubProgram {
+	a := newAsm(codeBase + codeOff)
+	c := func(off uint64) uint64 { return commBase + off }
+	var p stubProgram
+	loadRequest := func() {
+		a.movRegMem64(rAX, c(commNr))
+		for i, r := range []int{rDI, rSI, rDX, r10, r8, r9} {
+			a.movRegMem64(r, c(commArgs+8*uint64(i)))
+		}
+		a.syscall()
+		a.movMemRAX64(c(commResult))
+	}
+
+	a.label("entry")
+	a.movRegImm32(rAX, unix.SYS_EXIT_GROUP)
+	a.xorReg32(rDI)
+	a.syscall()
+	a.ud2()
+	a.align(16)
+
+	a.label("regsys")
+	a.syscall()
+	a.int3()
+	a.label("regTrap")
+	a.ud2()
+	a.align(16)
+
+	a.label("inject")
+	loadRequest()
+	a.addMem64Imm8(c(commSeq), 1)
+	a.int3()
+	a.label("injTrap")
+	a.jmp8("inject")
+	a.align(16)
+
+	a.label("serve")
+	a.movEAXMem32(c(commState))
+	a.cmpEAXImm8(commReq)
+	a.je8("run")
+	a.movEDXEAX()
+	a.leaReg(rDI, c(commState))
+	a.xorReg32(rSI) // FUTEX_WAIT
+	a.xorReg32(r10) // no timeout
+	a.movRegImm32(rAX, unix.SYS_FUTEX)
+	a.syscall()
+	a.jmp8("serve")
+	a.label("run")
+	a.cmpMem64Imm8(c(commCmd), cmdSyscall)
+	a.jne8("trap")
+	loadRequest()
+	a.movRegImm32(rAX, commDone)
+	a.xchgMem32EAX(c(commState))
+	a.cmpMem32Imm8(c(commWaiting), 0)
+	a.je8("serve")
+	a.leaReg(rDI, c(commState))
+	a.movRegImm32(rSI, futexWakeOp)
+	a.movRegImm32(rDX, 1)
+	a.movRegImm32(rAX, unix.SYS_FUTEX)
+	a.syscall()
+	a.jmp32("serve")
+	a.label("trap")
+	a.movMem32Imm32(c(commState), commIdle)
+	a.int3()
+	a.label("srvTrap")
+	a.jmp32("serve")
+
+	p.code = a.finish()
+	off := func(l string) uint64 { return codeOff + a.offset(l) }
+	p.entry = off("entry")
+	p.regsys = off("regsys")
+	p.regTrap = off("regTrap")
+	p.inject = off("inject")
+	p.injTrap = off("injTrap")
+	p.serve = off("serve")
+	p.srvTrap = off("srvTrap")
+	return p
+}
+
+// stubELF returns the stub executable: a static x86-64 ELF with one
+// read-execute PT_LOAD of its only page at stubLinkAddr, and a PT_GNU_STACK
+// asking for a non-executable stack (without it an old kernel could give
+// the process READ_IMPLIES_EXEC, making every readable mapping
+// executable). Its code is prog's, at the same offset in the page; only
+// the position-independent entry and regsys are used there.
+func stubELF() []byte {
+	const (
+		ehdrSize = 64
+		phdrSize = 56
+		phnum    = 2
+	)
+	b := make([]byte, codeOff+len(prog.code))
+	le := binary.LittleEndian
+	// ELF header.
+	copy(b[0:], []byte{0x7f, 'E', 'L', 'F', 2 /* ELFCLASS64 */, 1 /* ELFDATA2LSB */, 1 /* EV_CURRENT */, 0 /* ELFOSABI_SYSV */})
+	le.PutUint16(b[16:], 2)                         // e_type = ET_EXEC
+	le.PutUint16(b[18:], 62)                        // e_machine = EM_X86_64
+	le.PutUint32(b[20:], 1)                         // e_version
+	le.PutUint64(b[24:], stubLinkAddr+prog.entry)   // e_entry
+	le.PutUint64(b[32:], ehdrSize)                  // e_phoff
+	le.PutUint16(b[52:], ehdrSize)                  // e_ehsize
+	le.PutUint16(b[54:], phdrSize)                  // e_phentsize
+	le.PutUint16(b[56:], phnum)                     // e_phnum
+	le.PutUint16(b[58:], 64)                        // e_shentsize (no sections)
+	ph := b[ehdrSize:]                              // PT_LOAD
+	le.PutUint32(ph[0:], 1)                         // p_type = PT_LOAD
+	le.PutUint32(ph[4:], 5)                         // p_flags = PF_R|PF_X
+	le.PutUint64(ph[16:], stubLinkAddr)             // p_vaddr (p_offset = 0)
+	le.PutUint64(ph[24:], stubLinkAddr)             // p_paddr
+	le.PutUint64(ph[32:], uint64(len(b)))           // p_filesz
+	le.PutUint64(ph[40:], uint64(len(b)))           // p_memsz
+	le.PutUint64(ph[48:], hostarch.PageSize)        // p_align
+	ph = b[ehdrSize+phdrSize:]                      // PT_GNU_STACK
+	le.PutUint32(ph[0:], 0x6474e551)                // p_type = PT_GNU_STACK
+	le.PutUint32(ph[4:], 6)                         // p_flags = PF_R|PF_W
+	le.PutUint64(ph[48:], 16)                       // p_align
+	copy(b[codeOff:], prog.code)
+	return b
+}
+
+// stubCodePage returns the contents of the code page at StubCode: the stub
+// ELF's page, so that code offsets are the same there and at stubLinkAddr.
+func stubCodePage() []byte {
+	p := make([]byte, hostarch.PageSize)
+	copy(p, stubELF())
+	return p
+}
+
+// msghdrTemplate returns the bytes [commMsghdr, commCmsg+commCmsgSz) of the
+// comm page as recvmsg of one descriptor and one byte expects them.
+func msghdrTemplate() []byte {
+	b := make([]byte, commCmsg+commCmsgSz-commMsghdr)
+	le := binary.LittleEndian
+	m := b[0:]
+	le.PutUint64(m[16:], uint64(StubComm+commIovec))               // msg_iov
+	le.PutUint64(m[24:], 1)                                         // msg_iovlen
+	le.PutUint64(m[32:], uint64(StubComm+commCmsg))                // msg_control
+	le.PutUint64(m[40:], commCmsgSz)                                // msg_controllen
+	le.PutUint64(b[commIovec-commMsghdr:], uint64(StubComm+commByte)) // iov_base
+	le.PutUint64(b[commIovec-commMsghdr+8:], 1)                     // iov_len
+	return b
+}

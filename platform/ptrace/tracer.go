@@ -1,0 +1,612 @@
+package ptrace
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrStubDead is wrapped by every error from an AddressSpace whose stub
+// process has died (killed by someone, or by the tracer after it
+// misbehaved) or has been released.
+var ErrStubDead = errors.New("ptrace: stub process is dead")
+
+// regsState says what registers the stopped stub has.
+type regsState int
+
+const (
+	// regsApp: the application's (tracer.app, if appValid, equals them).
+	regsApp regsState = iota
+	// regsInject: stopped in the inject loop; PTRACE_CONT runs the comm
+	// page's request.
+	regsInject
+	// regsServeTrap: stopped at a cmdTrap; PTRACE_CONT resumes the serve
+	// loop.
+	regsServeTrap
+	// regsOther: anything else; registers must be set before resuming.
+	regsOther
+	// regsRunning: parked, running the serve loop (not stopped).
+	regsRunning
+)
+
+// tracer is a stub process and the goroutine, locked to its own OS thread
+// (the tracer thread), that traces it: every ptrace request for the stub is
+// made there.
+//
+// The stub is in one of two modes:
+//
+//   - parked: running its serve loop, sleeping on the comm page's futex
+//     between requests. Any goroutine holding mu can have it make system
+//     calls through the comm page, without ptrace. The tracer goroutine
+//     sits in wait4, to learn of the stub's death or of signals (which it
+//     suppresses and records), at once.
+//   - stopped: in a ptrace-stop, serving a function run on the tracer
+//     thread (call). System calls are injected with ptrace: the comm
+//     page's request, run by the inject loop, which ends in int3.
+//
+// A goroutine that needs the tracer thread (call) holds mu, asks the
+// parked stub to stop (cmdTrap), and hands its function to the tracer
+// goroutine, which runs it, parks the stub again and replies.
+type tracer struct {
+	// pid is the stub's process id. Immutable after start.
+	pid int
+	// tid is the thread id of the tracer thread. Immutable after start.
+	tid int
+	// comm is the comm page. Immutable after start (the page itself is
+	// shared memory with its own protocol, see comm.request).
+	comm *comm
+	// mem is the stub's /proc/PID/mem, open read-write. Immutable after
+	// start; closed by the owner after the tracer has exited.
+	mem *os.File
+
+	// inFn is nonzero while the tracer goroutine runs a function handed to
+	// it by call: only then can a caller be on the tracer thread, so
+	// onTracer skips the gettid system call when it is zero. Atomic.
+	inFn atomic.Int32
+
+	// mu gives a goroutine the stub to itself for one operation. It is
+	// held by that goroutine (never by the tracer goroutine) while the
+	// tracer thread runs a function on its behalf. Invariant: while mu is
+	// free, the stub is parked or dead. mu protects the state of the
+	// AddressSpace that operations use (its file cache); code running on
+	// the tracer thread inside call is covered by the caller's hold.
+	mu sync.Mutex
+	// reqCh carries a function from a goroutine holding mu to the tracer
+	// goroutine, after a cmdTrap request.
+	reqCh chan func()
+	// repCh says that the function received on reqCh has run and the stub
+	// is parked again (or dead).
+	repCh chan struct{}
+	// exited is closed when the tracer goroutine has returned (and with it
+	// its thread: the stub, if still alive, dies through
+	// PTRACE_O_EXITKILL and Pdeathsig).
+	exited chan struct{}
+	// deadErr is the reason the stub died (wrapping ErrStubDead), nil while
+	// it lives. Set once, by the tracer goroutine.
+	deadErr atomic.Pointer[error]
+	// killReason, if set, says why the stub was killed by another
+	// goroutine (release, or a failed operation); set before the kill.
+	killReason atomic.Pointer[string]
+
+	// sigMu protects pending.
+	sigMu sync.Mutex
+	// pending lists signals the stub received and the tracer suppressed,
+	// at most once each, for a sandbox to deliver.
+	pending []unix.Signal
+
+	// The fields below are used only on the tracer thread.
+
+	// dead is non-nil (and wraps ErrStubDead) once the stub has been
+	// reaped.
+	dead error
+	// regs says what registers the stub has.
+	regs regsState
+	// appValid is true if app holds the application's registers.
+	appValid bool
+	// app is the application's registers, if appValid.
+	app unix.PtraceRegs
+	// own is the register set for running the stub's own code: segment
+	// registers from the stub's start, eflags = IF, rip set per use.
+	own unix.PtraceRegs
+	// bootIP is the address of regsys during start-up (at stubLinkAddr,
+	// then at StubCode).
+	bootIP uint64
+}
+
+// startTracer starts the tracer goroutine, which runs start on its locked
+// thread to make the stub (setting t.pid, t.mem and t.own), parks it, and
+// then watches it. If start fails, the goroutine exits and its error is
+// returned.
+func startTracer(c *comm, start func(t *tracer) error) (*tracer, error) {
+	t := &tracer{
+		comm:   c,
+		reqCh:  make(chan func()),
+		repCh:  make(chan struct{}),
+		exited: make(chan struct{}),
+	}
+	errCh := make(chan error, 1)
+	go func() {
+		defer close(t.exited)
+		// Never unlocked: when this goroutine returns, the runtime ends
+		// the thread, and with it the ptrace relationship.
+		runtime.LockOSThread()
+		t.tid = unix.Gettid()
+		err := start(t)
+		if err == nil {
+			err = t.parkLocked()
+		}
+		if err != nil {
+			if t.pid > 0 {
+				t.killLocked("failed to start")
+			}
+			if t.mem != nil {
+				t.mem.Close()
+			}
+			errCh <- err
+			return
+		}
+		errCh <- nil
+		t.watch()
+	}()
+	if err := <-errCh; err != nil {
+		<-t.exited
+		return nil, err
+	}
+	return t, nil
+}
+
+// watch is the tracer goroutine's life while the stub is parked: wait for
+// its stops and serve calls, until it dies.
+func (t *tracer) watch() {
+	for t.dead == nil {
+		ws, err := t.waitLocked()
+		if err != nil {
+			break
+		}
+		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 {
+			var r unix.PtraceRegs
+			if err := unix.PtraceGetRegs(t.pid, &r); err != nil {
+				t.failLocked("PTRACE_GETREGS", err)
+				break
+			}
+			if r.Rip == uint64(StubCode)+prog.srvTrap {
+				t.regs = regsServeTrap
+				fn := <-t.reqCh
+				t.inFn.Add(1)
+				fn()
+				t.inFn.Add(-1)
+				if t.dead == nil {
+					t.parkLocked()
+				}
+				t.repCh <- struct{}{}
+				continue
+			}
+		}
+		t.noteSignal(ws.StopSignal())
+		if err := unix.PtraceCont(t.pid, 0); err != nil {
+			t.failLocked("PTRACE_CONT", err)
+		}
+	}
+}
+
+// onTracer reports whether the caller runs on the tracer thread (that is,
+// in a function the tracer goroutine runs).
+func (t *tracer) onTracer() bool {
+	return t.inFn.Load() != 0 && unix.Gettid() == t.tid
+}
+
+// deadError returns why the stub died, or nil.
+func (t *tracer) deadError() error {
+	if p := t.deadErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// deadErrorOr returns why the stub died if it has, else err.
+func (t *tracer) deadErrorOr(err error) error {
+	if d := t.deadError(); d != nil {
+		return d
+	}
+	select {
+	case <-t.exited:
+		if d := t.deadError(); d != nil {
+			return d
+		}
+	default:
+	}
+	return err
+}
+
+// call runs fn on the tracer thread with the stub stopped, and returns
+// when it has run. It runs fn directly if the caller is already there.
+func (t *tracer) call(fn func()) error {
+	if t.onTracer() {
+		fn()
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.deadError(); err != nil {
+		return err
+	}
+	var none [6]uintptr
+	if _, err := t.comm.request(cmdTrap, 0, &none, t.exited); err != nil {
+		return t.deadErrorOr(err)
+	}
+	select {
+	case t.reqCh <- fn:
+	case <-t.exited:
+		return t.deadErrorOr(errReleased)
+	}
+	<-t.repCh
+	return nil
+}
+
+// errReleased is returned for calls on a released AddressSpace.
+var errReleased = fmt.Errorf("%w (address space released)", ErrStubDead)
+
+// release kills the stub and waits for the tracer goroutine to reap it and
+// exit. Idempotent; must not be called on the tracer thread.
+func (t *tracer) release() {
+	t.mu.Lock()
+	if t.deadError() == nil {
+		why := "released"
+		t.killReason.Store(&why)
+		unix.Kill(t.pid, unix.SIGKILL)
+	}
+	t.mu.Unlock()
+	<-t.exited
+}
+
+// killFromOutside kills the stub from a goroutine holding mu (the stub
+// parked), and waits until the tracer has recorded its death.
+func (t *tracer) killFromOutside(why string) {
+	t.killReason.Store(&why)
+	unix.Kill(t.pid, unix.SIGKILL)
+	<-t.exited
+}
+
+// setDeadLocked records the stub's death and tells every goroutine that
+// may wait for it.
+func (t *tracer) setDeadLocked(err error) error {
+	if t.dead != nil {
+		return t.dead
+	}
+	t.dead = err
+	t.deadErr.Store(&err)
+	t.comm.page.state.Store(commDead)
+	futexWake(&t.comm.page.state, 1<<30)
+	return err
+}
+
+// killLocked kills the stub (unless it is already reaped), reaps it, and
+// records why. Idempotent.
+func (t *tracer) killLocked(why string) error {
+	if t.dead != nil {
+		return t.dead
+	}
+	// SIGKILL wakes a tracee from any ptrace-stop; the wait cannot hang
+	// unless the process is stuck in an uninterruptible sleep.
+	unix.Kill(t.pid, unix.SIGKILL)
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(t.pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || ws.Exited() || ws.Signaled() {
+			break
+		}
+	}
+	return t.setDeadLocked(fmt.Errorf("%w: pid %d %s", ErrStubDead, t.pid, why))
+}
+
+// reapedLocked records that the stub has gone, as reported by ws.
+func (t *tracer) reapedLocked(ws unix.WaitStatus) error {
+	var why string
+	switch {
+	case t.killReason.Load() != nil:
+		why = *t.killReason.Load()
+	case ws.Signaled():
+		why = fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+	default:
+		why = fmt.Sprintf("exited with status %d", ws.ExitStatus())
+	}
+	return t.setDeadLocked(fmt.Errorf("%w: pid %d %s", ErrStubDead, t.pid, why))
+}
+
+// failLocked handles an unexpected ptrace failure: the stub cannot be
+// trusted any more (a request failing with ESRCH means it is no longer
+// stopped, normally because it was killed), so it is killed and reaped,
+// and the error says why.
+func (t *tracer) failLocked(op string, err error) error {
+	if t.dead != nil {
+		return t.dead
+	}
+	// If the stub is dying (ESRCH: a killed tracee leaves its stop at
+	// once, and becomes a zombie soon after), reap it and report its
+	// death rather than err.
+	polls := 1
+	if err == unix.ESRCH {
+		polls = 100
+	}
+	for i := 0; i < polls; i++ {
+		var ws unix.WaitStatus
+		wpid, werr := unix.Wait4(t.pid, &ws, unix.WALL|unix.WNOHANG, nil)
+		if werr == nil && wpid == t.pid && (ws.Exited() || ws.Signaled()) {
+			return t.reapedLocked(ws)
+		}
+		if werr != nil && werr != unix.EINTR || wpid == t.pid {
+			break // gone, or some stop: kill it
+		}
+		if i+1 < polls {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return t.killLocked(fmt.Sprintf("killed by the tracer after %s failed: %v", op, err))
+}
+
+// waitLocked waits for the stub's next stop. It returns the status of a
+// stop, or an error (wrapping ErrStubDead) if the stub has died.
+func (t *tracer) waitLocked() (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(t.pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return ws, t.failLocked("wait4", err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			return ws, t.reapedLocked(ws)
+		}
+		if ws.Stopped() {
+			return ws, nil
+		}
+	}
+}
+
+// contLocked resumes the stopped stub, delivering sig.
+func (t *tracer) contLocked(sig unix.Signal) error {
+	if err := unix.PtraceCont(t.pid, int(sig)); err != nil {
+		return t.failLocked("PTRACE_CONT", err)
+	}
+	return nil
+}
+
+// setRegsLocked sets the stopped stub's registers.
+func (t *tracer) setRegsLocked(r *unix.PtraceRegs, state regsState) error {
+	if err := unix.PtraceSetRegs(t.pid, r); err != nil {
+		return t.failLocked("PTRACE_SETREGS", err)
+	}
+	t.regs = state
+	return nil
+}
+
+// ensureAppLocked makes t.app hold the application's registers.
+func (t *tracer) ensureAppLocked() error {
+	if t.appValid {
+		return nil
+	}
+	if t.regs != regsApp {
+		// Unreachable: registers are replaced only after saving.
+		return t.killLocked("lost the application's registers")
+	}
+	if err := unix.PtraceGetRegs(t.pid, &t.app); err != nil {
+		return t.failLocked("PTRACE_GETREGS", err)
+	}
+	t.appValid = true
+	return nil
+}
+
+// ownRegs returns t.own with rip at offset off of the code page.
+func (t *tracer) ownRegs(off uint64) *unix.PtraceRegs {
+	r := t.own
+	r.Rip = uint64(StubCode) + off
+	return &r
+}
+
+// parkLocked resumes the stopped stub in its serve loop.
+func (t *tracer) parkLocked() error {
+	if t.dead != nil {
+		return t.dead
+	}
+	if err := t.ensureAppLocked(); err != nil {
+		return err
+	}
+	if t.regs != regsServeTrap {
+		if err := t.setRegsLocked(t.ownRegs(prog.serve), regsOther); err != nil {
+			return err
+		}
+	}
+	if err := t.contLocked(0); err != nil {
+		return err
+	}
+	t.regs = regsRunning
+	return nil
+}
+
+// injectLocked makes the stopped stub run system call nr with args
+// through its inject loop and returns the raw result.
+func (t *tracer) injectLocked(nr uintptr, args *[6]uintptr) (uintptr, error) {
+	if t.dead != nil {
+		return 0, t.dead
+	}
+	if t.regs != regsInject {
+		if err := t.ensureAppLocked(); err != nil {
+			return 0, err
+		}
+		if err := t.setRegsLocked(t.ownRegs(prog.inject), regsInject); err != nil {
+			return 0, err
+		}
+	}
+	p := t.comm.page
+	p.nr = uint64(nr)
+	for i, a := range args {
+		p.args[i] = uint64(a)
+	}
+	seq := p.seq
+	if err := t.contLocked(0); err != nil {
+		return 0, err
+	}
+	for {
+		ws, err := t.waitLocked()
+		if err != nil {
+			return 0, err
+		}
+		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 && p.seq == seq+1 {
+			return uintptr(p.result), nil
+		}
+		// A signal arrived meanwhile (or a SIGTRAP from kill(2) before
+		// the system call ran): keep it for the application and go on.
+		t.noteSignal(ws.StopSignal())
+		if err := t.contLocked(0); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// regSyscallLocked makes a system call through regsys at t.bootIP, setting
+// all registers; used during start-up, before the comm page exists.
+func (t *tracer) regSyscallLocked(nr uintptr, args ...uintptr) (uintptr, error) {
+	r := t.own
+	r.Rip = t.bootIP
+	r.Rax = uint64(nr)
+	var a [6]uintptr
+	copy(a[:], args)
+	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
+	if err := t.setRegsLocked(&r, regsOther); err != nil {
+		return 0, err
+	}
+	if err := t.contLocked(0); err != nil {
+		return 0, err
+	}
+	ws, err := t.waitLocked()
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.PtraceGetRegs(t.pid, &r); err != nil {
+		return 0, t.failLocked("PTRACE_GETREGS", err)
+	}
+	if ws.StopSignal() != unix.SIGTRAP || r.Rip != t.bootIP+(prog.regTrap-prog.regsys) {
+		return 0, t.killLocked(fmt.Sprintf("stopped by %v at %#x during start-up", ws.StopSignal(), r.Rip))
+	}
+	return errnoResult(uintptr(r.Rax))
+}
+
+// flushLocked gives the stopped stub the application's registers.
+func (t *tracer) flushLocked() error {
+	if t.dead != nil {
+		return t.dead
+	}
+	if t.regs == regsApp {
+		return nil
+	}
+	if !t.appValid {
+		return t.killLocked("lost the application's registers")
+	}
+	return t.setRegsLocked(&t.app, regsApp)
+}
+
+// resumeLocked runs the application until its next stop.
+func (t *tracer) resumeLocked(sig unix.Signal) (unix.WaitStatus, error) {
+	if err := t.flushLocked(); err != nil {
+		return 0, err
+	}
+	if err := t.contLocked(sig); err != nil {
+		return 0, err
+	}
+	t.regs = regsRunning
+	ws, err := t.waitLocked()
+	if err != nil {
+		return 0, err
+	}
+	t.regs = regsApp
+	t.appValid = false
+	return ws, nil
+}
+
+// noteSignal records a suppressed signal for the application.
+func (t *tracer) noteSignal(sig unix.Signal) {
+	t.sigMu.Lock()
+	defer t.sigMu.Unlock()
+	for _, s := range t.pending {
+		if s == sig {
+			return
+		}
+	}
+	t.pending = append(t.pending, sig)
+}
+
+// takePending returns and forgets the recorded signals.
+func (t *tracer) takePending() []unix.Signal {
+	t.sigMu.Lock()
+	defer t.sigMu.Unlock()
+	p := t.pending
+	t.pending = nil
+	return p
+}
+
+// errnoResult converts a raw system call result to (value, error).
+func errnoResult(r uintptr) (uintptr, error) {
+	if r > ^uintptr(4095) {
+		return 0, unix.Errno(-r)
+	}
+	return r, nil
+}
+
+// syscaller makes system calls in a stub that the caller has to itself:
+// injected with ptrace on the tracer thread, or through the comm page by
+// a goroutine holding mu.
+type syscaller struct {
+	t      *tracer
+	direct bool
+}
+
+// raw makes system call nr and returns its raw result; the error is only
+// for a dead stub.
+func (s syscaller) raw(nr uintptr, args *[6]uintptr) (uintptr, error) {
+	if s.direct {
+		return s.t.injectLocked(nr, args)
+	}
+	r, err := s.t.comm.request(cmdSyscall, uint64(nr), args, s.t.exited)
+	if err != nil {
+		return 0, s.t.deadErrorOr(err)
+	}
+	return uintptr(r), nil
+}
+
+// kill kills the stub after it misbehaved, so that later calls fail.
+func (s syscaller) kill(why string) error {
+	if s.direct {
+		return s.t.killLocked(why)
+	}
+	s.t.killFromOutside(why)
+	return s.t.deadErrorOr(errReleased)
+}
+
+// with runs fn with the stub to the caller: directly on the tracer thread,
+// else holding mu with the stub parked. It fails without running fn if the
+// stub is dead.
+func (t *tracer) with(fn func(s syscaller) error) error {
+	if t.onTracer() {
+		if t.dead != nil {
+			return t.dead
+		}
+		return fn(syscaller{t, true})
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.deadError(); err != nil {
+		return err
+	}
+	return fn(syscaller{t, false})
+}
