@@ -81,13 +81,13 @@ type stubProgram struct {
 	// code is placed at codeOff in the code page.
 	code []byte
 	// Offsets in the code page:
-	entry    uint64 // exit_group(0), the ELF entry point
-	regsys   uint64 // syscall; int3 (registers set by the tracer)
-	regTrap  uint64 // rip at the stop after regsys
-	inject   uint64 // the comm page's request, then int3; loops
-	injTrap  uint64 // rip at the stop after inject's int3
-	serve    uint64 // the futex-driven request loop
-	srvTrap  uint64 // rip at the stop after a cmdTrap request
+	entry   uint64 // exit_group(0), the ELF entry point
+	regsys  uint64 // syscall; int3 (registers set by the tracer)
+	regTrap uint64 // rip at the stop after regsys
+	inject  uint64 // the comm page's request, then int3; loops
+	injTrap uint64 // rip at the stop after inject's int3
+	serve   uint64 // the futex-driven request loop
+	srvTrap uint64 // rip at the stop after a cmdTrap request
 }
 
 // codeOff is the offset of the code in the code page (and in the stub ELF,
@@ -210,27 +210,27 @@ func stubELF() []byte {
 	le := binary.LittleEndian
 	// ELF header.
 	copy(b[0:], []byte{0x7f, 'E', 'L', 'F', 2 /* ELFCLASS64 */, 1 /* ELFDATA2LSB */, 1 /* EV_CURRENT */, 0 /* ELFOSABI_SYSV */})
-	le.PutUint16(b[16:], 2)                         // e_type = ET_EXEC
-	le.PutUint16(b[18:], 62)                        // e_machine = EM_X86_64
-	le.PutUint32(b[20:], 1)                         // e_version
-	le.PutUint64(b[24:], stubLinkAddr+prog.entry)   // e_entry
-	le.PutUint64(b[32:], ehdrSize)                  // e_phoff
-	le.PutUint16(b[52:], ehdrSize)                  // e_ehsize
-	le.PutUint16(b[54:], phdrSize)                  // e_phentsize
-	le.PutUint16(b[56:], phnum)                     // e_phnum
-	le.PutUint16(b[58:], 64)                        // e_shentsize (no sections)
-	ph := b[ehdrSize:]                              // PT_LOAD
-	le.PutUint32(ph[0:], 1)                         // p_type = PT_LOAD
-	le.PutUint32(ph[4:], 5)                         // p_flags = PF_R|PF_X
-	le.PutUint64(ph[16:], stubLinkAddr)             // p_vaddr (p_offset = 0)
-	le.PutUint64(ph[24:], stubLinkAddr)             // p_paddr
-	le.PutUint64(ph[32:], uint64(len(b)))           // p_filesz
-	le.PutUint64(ph[40:], uint64(len(b)))           // p_memsz
-	le.PutUint64(ph[48:], hostarch.PageSize)        // p_align
-	ph = b[ehdrSize+phdrSize:]                      // PT_GNU_STACK
-	le.PutUint32(ph[0:], 0x6474e551)                // p_type = PT_GNU_STACK
-	le.PutUint32(ph[4:], 6)                         // p_flags = PF_R|PF_W
-	le.PutUint64(ph[48:], 16)                       // p_align
+	le.PutUint16(b[16:], 2)                       // e_type = ET_EXEC
+	le.PutUint16(b[18:], 62)                      // e_machine = EM_X86_64
+	le.PutUint32(b[20:], 1)                       // e_version
+	le.PutUint64(b[24:], stubLinkAddr+prog.entry) // e_entry
+	le.PutUint64(b[32:], ehdrSize)                // e_phoff
+	le.PutUint16(b[52:], ehdrSize)                // e_ehsize
+	le.PutUint16(b[54:], phdrSize)                // e_phentsize
+	le.PutUint16(b[56:], phnum)                   // e_phnum
+	le.PutUint16(b[58:], 64)                      // e_shentsize (no sections)
+	ph := b[ehdrSize:]                            // PT_LOAD
+	le.PutUint32(ph[0:], 1)                       // p_type = PT_LOAD
+	le.PutUint32(ph[4:], 5)                       // p_flags = PF_R|PF_X
+	le.PutUint64(ph[16:], stubLinkAddr)           // p_vaddr (p_offset = 0)
+	le.PutUint64(ph[24:], stubLinkAddr)           // p_paddr
+	le.PutUint64(ph[32:], uint64(len(b)))         // p_filesz
+	le.PutUint64(ph[40:], uint64(len(b)))         // p_memsz
+	le.PutUint64(ph[48:], hostarch.PageSize)      // p_align
+	ph = b[ehdrSize+phdrSize:]                    // PT_GNU_STACK
+	le.PutUint32(ph[0:], 0x6474e551)              // p_type = PT_GNU_STACK
+	le.PutUint32(ph[4:], 6)                       // p_flags = PF_R|PF_W
+	le.PutUint64(ph[48:], 16)                     // p_align
 	copy(b[codeOff:], prog.code)
 	return b
 }
@@ -249,11 +249,11 @@ func msghdrTemplate() []byte {
 	b := make([]byte, commCmsg+commCmsgSz-commMsghdr)
 	le := binary.LittleEndian
 	m := b[0:]
-	le.PutUint64(m[16:], uint64(StubComm+commIovec))               // msg_iov
-	le.PutUint64(m[24:], 1)                                         // msg_iovlen
-	le.PutUint64(m[32:], uint64(StubComm+commCmsg))                // msg_control
-	le.PutUint64(m[40:], commCmsgSz)                                // msg_controllen
+	le.PutUint64(m[16:], uint64(StubComm+commIovec))                  // msg_iov
+	le.PutUint64(m[24:], 1)                                           // msg_iovlen
+	le.PutUint64(m[32:], uint64(StubComm+commCmsg))                   // msg_control
+	le.PutUint64(m[40:], commCmsgSz)                                  // msg_controllen
 	le.PutUint64(b[commIovec-commMsghdr:], uint64(StubComm+commByte)) // iov_base
-	le.PutUint64(b[commIovec-commMsghdr+8:], 1)                     // iov_len
+	le.PutUint64(b[commIovec-commMsghdr+8:], 1)                       // iov_len
 	return b
 }
