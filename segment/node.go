@@ -352,7 +352,11 @@ func (s *Set[K, V, F]) insertAt(l *leaf[K, V, F], i int, r Range[K], v V) Iterat
 			panic("segment: insert through a gap iterator of the set when it was empty")
 		}
 		s.len++
-		l = newLeaf[K, V, F]()
+		if l = s.spare; l != nil {
+			s.spare = nil
+		} else {
+			l = newLeaf[K, V, F]()
+		}
 		l.n = 1
 		l.setRng(0, r)
 		l.vals[0] = v
@@ -493,6 +497,11 @@ func (s *Set[K, V, F]) removeAt(l *leaf[K, V, F], i int) GapIterator[K, V, F] {
 	s.len--
 	if l.n == 0 && l.parent == nil {
 		s.root, s.first, s.last = nil, nil, nil
+		// Keep the emptied leaf for the next insertion: a set that
+		// alternates between empty and one segment (an address space
+		// mapping and unmapping one region) then allocates nothing.
+		l.prev, l.next = nil, nil
+		s.spare = l
 		return GapIterator[K, V, F]{nil, emptySetGap}
 	}
 	if l.parent != nil && l.n <= leafMerge {

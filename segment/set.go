@@ -12,8 +12,8 @@ import (
 // spaces between segments, and before the first and after the last, are
 // gaps; a set with n segments always has n+1 gaps, some possibly empty.
 //
-// The zero value is an empty set. A Set must not be copied once it has
-// segments (copies would share nodes); use ExportSlices and
+// The zero value is an empty set. A Set must not be copied once it has had
+// segments (copies would share nodes, even when empty); use ExportSlices and
 // ImportSortedSlices to clone one. A Set is not safe for concurrent
 // mutation; concurrent reads are safe when nothing mutates.
 type Set[K Key, V any, F Functions[K, V]] struct {
@@ -25,6 +25,9 @@ type Set[K Key, V any, F Functions[K, V]] struct {
 	first, last *leaf[K, V, F]
 	// len is the number of segments.
 	len int
+	// spare is an empty leaf kept from the last removal that emptied the
+	// set, reused by the next insertion into the empty set; or nil.
+	spare *leaf[K, V, F]
 }
 
 // Iterator points at a segment of a Set, or is terminal (!Ok()). Any
