@@ -13,6 +13,24 @@
 // workload the harness settles: runtime.GC(), then a 100 ms sleep so that
 // the memory file's releaser finishes returning the previous workload's
 // memory.
+//
+// # Comparing commits and profiling
+//
+// Each go test benchmark runs its workload exactly as the spec says, once
+// per b.N iteration, and reports the workload's figure as ns/op (secondary
+// figures under their own units), so that
+//
+//	go test -run XXX -bench . -count 6 ./bench > new.txt
+//	benchstat old.txt new.txt
+//
+// compares commits. Timed regions carry the pprof label timed=NAME (NAME a
+// JSON workload name), so a profile of the whole run can be narrowed to
+// what a workload times:
+//
+//	go test -run XXX -bench Fork256m -benchtime 3x -cpuprofile cpu.out ./bench
+//	go tool pprof -tagfocus timed=fork_cow_break -top -cum bench.test cpu.out
+//
+// "vmspace bench --cpuprofile FILE" writes the same kind of profile.
 package bench
 
 import (
