@@ -228,9 +228,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 // back as zero, private file mappings as the file again. Preconditions:
 // mappingMu held for writing.
 func (mm *MemoryManager) dropPagesLocked(ctx context.Context, r hostarch.AddrRange) {
-	mm.activeMu.Lock()
-	mm.removePMAsLocked(ctx, r)
-	mm.activeMu.Unlock()
+	mm.removePMAsIfAnyLocked(ctx, r)
 }
 
 // madvisePopulate implements MADV_POPULATE_READ and MADV_POPULATE_WRITE:

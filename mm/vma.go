@@ -246,9 +246,7 @@ func (mm *MemoryManager) removeVMAsLocked(ctx context.Context, ar hostarch.AddrR
 	if !vseg.Ok() || vseg.Start() >= ar.End {
 		return mm.vmas.FindGap(ar.Start)
 	}
-	mm.activeMu.Lock()
-	mm.removePMAsLocked(ctx, ar)
-	mm.activeMu.Unlock()
+	mm.removePMAsIfAnyLocked(ctx, ar)
 	mm.guards.RemoveRange(segment.Range[hostarch.Addr](ar))
 	for vseg.Ok() && vseg.Start() < ar.End {
 		vseg = mm.vmas.Isolate(vseg, addrSegRange(ar))
@@ -265,6 +263,23 @@ func (mm *MemoryManager) removeVMAsLocked(ctx context.Context, ar hostarch.AddrR
 		vseg = vgap.NextSegment()
 	}
 	return vgap
+}
+
+// removePMAsIfAnyLocked removes the pmas in ar, taking activeMu for
+// writing only if there are any: no pma can appear meanwhile, because
+// making pmas needs mappingMu, which the caller holds for writing.
+// Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) removePMAsIfAnyLocked(ctx context.Context, ar hostarch.AddrRange) {
+	rt := mm.activeMu.RLock()
+	pseg := mm.pmas.LowerBoundSegment(ar.Start)
+	any := pseg.Ok() && pseg.Start() < ar.End
+	mm.activeMu.RUnlock(rt)
+	if !any {
+		return
+	}
+	mm.activeMu.Lock()
+	mm.removePMAsLocked(ctx, ar)
+	mm.activeMu.Unlock()
 }
 
 // removeAllVMAsLocked removes every vma. Preconditions: mappingMu held for
