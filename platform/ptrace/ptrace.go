@@ -233,10 +233,15 @@ type AddressSpace struct {
 // Pid returns the stub's process id.
 func (as *AddressSpace) Pid() int { return as.t.pid }
 
-// Release implements platform.AddressSpace: it kills and reaps the stub.
-// Calls made after Release fail with an error wrapping ErrStubDead. It must
-// not be called from a function run by Do.
+// Release implements platform.AddressSpace: it kills and reaps the stub and
+// frees what the AddressSpace holds. Calls made after Release fail with an
+// error wrapping ErrStubDead. Called from a function run by Do, it only
+// kills and reaps the stub; the rest waits for a Release from elsewhere.
 func (as *AddressSpace) Release() {
+	if as.t.onTracer() {
+		as.t.killLocked("released")
+		return
+	}
 	as.releaseOnce.Do(func() {
 		as.t.release()
 		as.t.mem.Close()
@@ -442,8 +447,9 @@ func (as *AddressSpace) Resume(sig unix.Signal) (unix.WaitStatus, error) {
 // AddressSpace methods that fn calls run directly on the tracer thread
 // (other goroutines' calls wait until fn returns). fn must leave the stub
 // stopped; if it resumes it with raw ptrace requests it must call FlushRegs
-// first. fn must not call Release. After fn, the stub is parked again
-// (saving the application's registers).
+// first, and it must keep PTRACE_O_EXITKILL if it sets ptrace options.
+// After fn, the stub is parked again (saving the application's
+// registers).
 func (as *AddressSpace) Do(fn func() error) error {
 	return as.callLocked(fn)
 }

@@ -539,6 +539,30 @@ func TestRelease(t *testing.T) {
 	}
 }
 
+func TestReleaseInDo(t *testing.T) {
+	as := newTestStub(t)
+	pid := as.Pid()
+	done := make(chan error, 1)
+	go func() {
+		done <- as.Do(func() error {
+			as.Release()
+			_, err := as.Syscall(unix.SYS_GETPID)
+			return err
+		})
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStubDead) {
+			t.Errorf("Syscall after Release in Do: %v, want ErrStubDead", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Release in Do hangs")
+	}
+	waitGone(t, pid)
+	checkDead(t, as, "released")
+	as.Release()
+}
+
 func TestKilledStub(t *testing.T) {
 	for _, where := range []string{"parked", "in Do", "during a request"} {
 		t.Run(where, func(t *testing.T) {
