@@ -7,6 +7,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/safemem"
 	"github.com/vmspace/vmspace/segment"
 	"golang.org/x/sys/unix"
 )
@@ -50,7 +51,8 @@ func accessErrorFor(addr hostarch.Addr, err error) *AccessError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	if memmap.IsBusError(err) || errors.Is(err, errMemoryExhausted) {
+	var fe *safemem.FaultError
+	if memmap.IsBusError(err) || errors.Is(err, errMemoryExhausted) || (errors.As(err, &fe) && fe.Signal == unix.SIGBUS) {
 		return &AccessError{Addr: addr, Signal: unix.SIGBUS, Cause: err}
 	}
 	return segv(addr, err)

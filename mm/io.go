@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/safemem"
@@ -34,16 +35,14 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			p := pseg.ValuePtr()
-			if p.effectivePerms.Write && !p.internalMappings.IsEmpty() {
-				off := uint64(addr - pseg.Start())
-				if b := p.internalMappings.Head(); p.internalMappings.NumBlocks() == 1 {
-					n, err := safemem.Copy(b.DropFirst64(off), safemem.BlockFromSafeSlice(src))
-					mm.activeMu.RUnlock(rt)
-					if err != nil {
-						return n, segv(addr+hostarch.Addr(n), err)
-					}
-					return n, nil
+			if p.effectivePerms.Write && p.imBase != nil {
+				dst := safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, addr-pseg.Start()), len(src))
+				n, err := safemem.Copy(dst, safemem.BlockFromSafeSlice(src))
+				mm.activeMu.RUnlock(rt)
+				if err != nil {
+					return n, accessErrorFor(addr+hostarch.Addr(n), err)
 				}
+				return n, nil
 			}
 		}
 		mm.activeMu.RUnlock(rt)
@@ -66,16 +65,14 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			p := pseg.ValuePtr()
-			if p.effectivePerms.Read && !p.internalMappings.IsEmpty() {
-				off := uint64(addr - pseg.Start())
-				if b := p.internalMappings.Head(); p.internalMappings.NumBlocks() == 1 {
-					n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), b.DropFirst64(off))
-					mm.activeMu.RUnlock(rt)
-					if err != nil {
-						return n, segv(addr+hostarch.Addr(n), err)
-					}
-					return n, nil
+			if p.effectivePerms.Read && p.imBase != nil {
+				src := safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, addr-pseg.Start()), len(dst))
+				n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), src)
+				mm.activeMu.RUnlock(rt)
+				if err != nil {
+					return n, accessErrorFor(addr+hostarch.Addr(n), err)
 				}
+				return n, nil
 			}
 		}
 		mm.activeMu.RUnlock(rt)
@@ -281,8 +278,8 @@ func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at h
 			n += m
 			addr += hostarch.Addr(m)
 			if err != nil {
-				if ae, ok := err.(*safemem.FaultError); ok {
-					return n, segv(addr, ae), 0
+				if _, ok := err.(*safemem.FaultError); ok {
+					return n, accessErrorFor(addr, err), 0
 				}
 				return n, err, 0
 			}

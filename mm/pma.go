@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -48,9 +49,10 @@ type pma struct {
 	// memory counted in privateRefs.
 	private bool
 
-	// internalMappings caches file.MapInternal of the pma's range; empty
-	// until first needed.
-	internalMappings safemem.BlockSeq
+	// imBase is the host address of the pma's first byte in file's
+	// internal mapping (file.MapInternal), cached when the whole range is
+	// mapped contiguously; nil until first needed, or if it is not.
+	imBase unsafe.Pointer
 }
 
 type pmaSetFunctions struct{}
@@ -75,17 +77,10 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 		p1.private != p2.private {
 		return pma{}, false
 	}
-	// Keep the cached internal mapping only when the two are contiguous in
-	// one block.
-	if !p1.internalMappings.IsEmpty() && !p2.internalMappings.IsEmpty() &&
-		p1.internalMappings.NumBlocks() == 1 && p2.internalMappings.NumBlocks() == 1 {
-		b1, b2 := p1.internalMappings.Head(), p2.internalMappings.Head()
-		if b1.Addr()+uintptr(b1.Len()) == b2.Addr() {
-			p1.internalMappings = safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(b1.Pointer(), b1.Len()+b2.Len()))
-			return p1, true
-		}
+	// Keep the cached internal mapping only when the two are contiguous.
+	if p1.imBase == nil || p2.imBase != unsafe.Add(p1.imBase, r1.Length()) {
+		p1.imBase = nil
 	}
-	p1.internalMappings = safemem.BlockSeq{}
 	return p1, true
 }
 
@@ -93,9 +88,8 @@ func (pmaSetFunctions) Split(r addrSegRange, p pma, split hostarch.Addr) (pma, p
 	n := uint64(split - r.Start)
 	p2 := p
 	p2.off += n
-	if !p.internalMappings.IsEmpty() {
-		p.internalMappings = p.internalMappings.TakeFirst64(n)
-		p2.internalMappings = p2.internalMappings.DropFirst64(n)
+	if p.imBase != nil {
+		p2.imBase = unsafe.Add(p.imBase, n)
 	}
 	return p, p2
 }
@@ -111,24 +105,34 @@ func (pseg pmaRef) fileRange(ar hostarch.AddrRange) memmap.FileRange {
 type pmaRef struct{ pmaIterator }
 
 // internalMappingsLocked returns the host mapping of pseg's whole range,
-// computing and caching it if needed. Preconditions: activeMu held for
-// writing, or for reading if the mapping is already cached.
+// caching its address in the pma when it is contiguous. Preconditions:
+// activeMu held for writing.
 func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.BlockSeq, error) {
 	p := pseg.ValuePtr()
-	if p.internalMappings.IsEmpty() {
-		ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.maxPerms.Union(hostarch.Read))
-		if err != nil {
-			return safemem.BlockSeq{}, err
-		}
-		p.internalMappings = ims
+	n := int(pseg.End() - pseg.Start())
+	if p.imBase != nil {
+		return safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(p.imBase, n)), nil
 	}
-	return p.internalMappings, nil
+	ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.maxPerms.Union(hostarch.Read))
+	if err != nil {
+		return safemem.BlockSeq{}, err
+	}
+	if ims.NumBlocks() == 1 {
+		p.imBase = ims.Head().Pointer()
+	}
+	return ims, nil
 }
 
 // internalMappingsOf returns the host mapping of ar within pseg.
+// Preconditions: internalMappingsLocked(pseg) succeeded, and activeMu is
+// held.
 func internalMappingsOf(pseg pmaIterator, ar hostarch.AddrRange) safemem.BlockSeq {
-	ims := pseg.ValuePtr().internalMappings
-	return ims.DropFirst64(uint64(ar.Start - pseg.Start())).TakeFirst64(ar.Length())
+	p := pseg.ValuePtr()
+	if p.imBase != nil {
+		return safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, ar.Start-pseg.Start()), int(ar.Length())))
+	}
+	ims, _ := p.file.MapInternal(pmaRef{pseg}.fileRange(ar), p.maxPerms.Union(hostarch.Read))
+	return ims
 }
 
 // allocUnit returns the range of private memory to allocate for a fault at
@@ -366,13 +370,15 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	// Drop the old pages and install the copy.
 	mm.releasePMAPages(p, fr)
 	*p = pma{
-		file:             mm.mf,
-		off:              nfr.Start,
-		translatePerms:   hostarch.AnyAccess,
-		effectivePerms:   v.effectivePerms(),
-		maxPerms:         v.maxPerms,
-		private:          true,
-		internalMappings: dst,
+		file:           mm.mf,
+		off:            nfr.Start,
+		translatePerms: hostarch.AnyAccess,
+		effectivePerms: v.effectivePerms(),
+		maxPerms:       v.maxPerms,
+		private:        true,
+	}
+	if dst.NumBlocks() == 1 {
+		p.imBase = dst.Head().Pointer()
 	}
 	if mm.as != nil {
 		mm.as.Unmap(unit.Start, unit.Length())
