@@ -46,10 +46,11 @@ func SwapUint32(b Block, new uint32) (uint32, error) {
 
 func swapUnsafe(p *uint32, new uint32) (old uint32, err error) {
 	var addr uintptr
-	var faulted bool
+	var done, faulted bool
 	func() {
-		defer endGuard(debug.SetPanicOnFault(true), &addr, &faulted)
-		old = atomic.SwapUint32(p, new)
+		defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
+		old = swap32(p, new)
+		done = true
 	}()
 	if faulted {
 		return 0, atomicFault(p, true)
@@ -62,8 +63,9 @@ func swapUnsafe(p *uint32, new uint32) (old uint32, err error) {
 // returns the value they held, which equals old exactly when new was
 // stored. b must be at least 4 bytes long (else ErrShort) and 4-byte
 // aligned (else ErrMisaligned). A host fault is returned as a *FaultError
-// with Write true and Offset 0; nothing was stored. (When the value differs
-// from old, only read access is needed.)
+// with Write true and Offset 0; nothing was stored. On amd64 the operation
+// needs write access even when the value differs from old (as the
+// hardware's compare-and-exchange does); elsewhere it may not.
 func CompareAndSwapUint32(b Block, old, new uint32) (prev uint32, err error) {
 	if err := check32(b); err != nil {
 		return 0, err
@@ -89,10 +91,11 @@ func cas(p *uint32, old, new uint32) uint32 {
 
 func casUnsafe(p *uint32, old, new uint32) (prev uint32, err error) {
 	var addr uintptr
-	var faulted bool
+	var done, faulted bool
 	func() {
-		defer endGuard(debug.SetPanicOnFault(true), &addr, &faulted)
-		prev = cas(p, old, new)
+		defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
+		prev = cas32(p, old, new)
+		done = true
 	}()
 	if faulted {
 		return 0, atomicFault(p, true)
@@ -117,10 +120,11 @@ func LoadUint32(b Block) (uint32, error) {
 
 func loadUnsafe(p *uint32) (v uint32, err error) {
 	var addr uintptr
-	var faulted bool
+	var done, faulted bool
 	func() {
-		defer endGuard(debug.SetPanicOnFault(true), &addr, &faulted)
-		v = atomic.LoadUint32(p)
+		defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
+		v = load32(p)
+		done = true
 	}()
 	if faulted {
 		return 0, atomicFault(p, false)

@@ -1,6 +1,7 @@
 package safemem
 
 import (
+	"runtime/debug"
 	"syscall"
 	"unsafe"
 )
@@ -24,8 +25,37 @@ func Copy(dst, src Block) (int, error) {
 	return copyUnsafe(dst.start, src.start, n)
 }
 
-// copyUnsafe is Copy for memory that may fault.
-func copyUnsafe(dst, src unsafe.Pointer, n int) (int, error) {
+// copyUnsafe is Copy for memory that may fault. The common case, disjoint
+// spans that do not fault, is one guarded memmove in this frame; the
+// deferred endCopy finds the exact prefix after a fault.
+func copyUnsafe(dst, src unsafe.Pointer, n int) (copied int, err error) {
+	d, s := uintptr(dst), uintptr(src)
+	if n == 0 || dst == nil || src == nil || d-s < uintptr(n) || s-d < uintptr(n) {
+		return copyCareful(dst, src, n)
+	}
+	done := false
+	defer endCopy(debug.SetPanicOnFault(true), &done, dst, src, n, &copied, &err)
+	memmove(dst, src, n)
+	done = true
+	return n, nil
+}
+
+// endCopy is deferred by copyUnsafe: like endGuard, and after a fault it
+// redoes the copy piecewise (harmless, as the spans are disjoint and src
+// unchanged) to find how much of it can be done, and sets copyUnsafe's
+// results.
+func endCopy(prev bool, done *bool, dst, src unsafe.Pointer, n int, copied *int, err *error) {
+	debug.SetPanicOnFault(prev)
+	if *done {
+		return
+	}
+	if _, faulted := recovered(recover()); faulted {
+		*copied, *err = moveForward(dst, src, n)
+	}
+}
+
+// copyCareful is copyUnsafe for empty, nil or overlapping spans.
+func copyCareful(dst, src unsafe.Pointer, n int) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
@@ -33,19 +63,10 @@ func copyUnsafe(dst, src unsafe.Pointer, n int) (int, error) {
 		// The load from src comes first.
 		return 0, nilFault(src != nil)
 	}
-	d, s := uintptr(dst), uintptr(src)
-	if d-s >= uintptr(n) && s-d >= uintptr(n) {
-		// Disjoint: copy at once, and find the exact prefix only if that
-		// faults (redoing the copy is harmless as src is unchanged).
-		if _, faulted := guardedMove(dst, src, n); !faulted {
-			return n, nil
-		}
-		return moveForward(dst, src, n)
-	}
 	// Overlapping: a faulted memmove may have overwritten source bytes, so
 	// go piecewise from the start, in the direction that reads each source
 	// byte before it is overwritten.
-	if d <= s {
+	if uintptr(dst) <= uintptr(src) {
 		return moveForward(dst, src, n)
 	}
 	return moveBackward(dst, src, n)

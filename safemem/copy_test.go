@@ -461,3 +461,20 @@ func TestFaultErrorString(t *testing.T) {
 	}
 	var _ error = e
 }
+
+// TestEndGuardPassesOtherPanics checks that a panic other than a memory
+// fault is not swallowed, and that the panic-on-fault setting is restored.
+func TestEndGuardPassesOtherPanics(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "boom" {
+			t.Errorf("recovered %v, want the original panic", r)
+		}
+		if debug.SetPanicOnFault(false) {
+			t.Errorf("SetPanicOnFault left enabled")
+		}
+	}()
+	var addr uintptr
+	var done, faulted bool
+	defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
+	panic("boom")
+}

@@ -77,16 +77,27 @@ type faultAddress interface {
 	Addr() uintptr
 }
 
-// endGuard is deferred by every guarded access. It restores the goroutine's
-// panic-on-fault setting to prev and, if the access faulted, stops the
-// panic and stores in *addr the faulting address the runtime gave (0 if it
-// gave none, which it does for addresses in the first 4 KiB) and sets
-// *faulted. Any panic other than a memory fault continues.
-func endGuard(prev bool, addr *uintptr, faulted *bool) {
+// endGuard is deferred by every guarded access, whose last statement sets
+// *done. It restores the goroutine's panic-on-fault setting to prev and, if
+// the access did not get to the end (it faulted), stops the panic and
+// stores what recovered says in *addr and *faulted. Testing *done first
+// keeps recover (a runtime call) off the success path.
+func endGuard(prev bool, done *bool, addr *uintptr, faulted *bool) {
 	debug.SetPanicOnFault(prev)
-	r := recover()
-	if r == nil {
+	if *done {
 		return
+	}
+	// recover works only when called by the deferred function itself.
+	*addr, *faulted = recovered(recover())
+}
+
+// recovered interprets r, the value recover returned after a guarded
+// access: faulted is true for a memory fault, with the faulting address
+// the runtime gave (0 if it gave none, which it does for addresses in the
+// first 4 KiB). A panic other than a memory fault continues.
+func recovered(r any) (addr uintptr, faulted bool) {
+	if r == nil {
+		return 0, false
 	}
 	if _, ok := r.(runtime.Error); !ok {
 		panic(r)
@@ -96,10 +107,10 @@ func endGuard(prev bool, addr *uintptr, faulted *bool) {
 	// address 0, unsafe.Slice's refusal of a nil pointer. A fault at an
 	// address below 4 KiB comes as a "nil pointer dereference" without
 	// Addr.
-	*faulted = true
 	if fa, ok := r.(faultAddress); ok {
-		*addr = fa.Addr()
+		return fa.Addr(), true
 	}
+	return 0, true
 }
 
 // memmove copies n bytes from src to dst; they may overlap.
@@ -109,16 +120,20 @@ func memmove(dst, src unsafe.Pointer, n int) {
 
 // guardedMove is memmove that reports a fault instead of crashing.
 func guardedMove(dst, src unsafe.Pointer, n int) (addr uintptr, faulted bool) {
-	defer endGuard(debug.SetPanicOnFault(true), &addr, &faulted)
+	done := false
+	defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
 	memmove(dst, src, n)
+	done = true
 	return
 }
 
 // guardedClear zeroes n bytes at dst, reporting a fault instead of
 // crashing.
 func guardedClear(dst unsafe.Pointer, n int) (addr uintptr, faulted bool) {
-	defer endGuard(debug.SetPanicOnFault(true), &addr, &faulted)
+	done := false
+	defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
 	clear(unsafe.Slice((*byte)(dst), n))
+	done = true
 	return
 }
 
@@ -126,8 +141,10 @@ func guardedClear(dst unsafe.Pointer, n int) (addr uintptr, faulted bool) {
 // The byte is returned so that the load cannot be optimized away.
 func guardedLoad(p unsafe.Pointer) (v byte, faulted bool) {
 	var addr uintptr
-	defer endGuard(debug.SetPanicOnFault(true), &addr, &faulted)
+	done := false
+	defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
 	v = *(*byte)(p)
+	done = true
 	return
 }
 
