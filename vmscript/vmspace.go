@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/hostfile"
@@ -45,7 +44,7 @@ type vproc struct {
 	ex    *vmspaceExec
 	mm    *mm.MemoryManager
 	files map[string]*hostfile.FD
-	shms  map[string]*shmSegment
+	shms  map[string]*hostfile.Shm
 	aios  map[string]uint64
 }
 
@@ -80,7 +79,7 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 		return nil, err
 	}
 	e.dir = dir
-	p := &vproc{ex: e, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*shmSegment{}, aios: map[string]uint64{}}
+	p := &vproc{ex: e, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*hostfile.Shm{}, aios: map[string]uint64{}}
 	e.procs[p] = struct{}{}
 	return p, nil
 }
@@ -122,7 +121,7 @@ func (p *vproc) Fork(ctx context.Context) (Proc, error) {
 		return nil, err
 	}
 	p.ex.setup(m)
-	c := &vproc{ex: p.ex, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*shmSegment{}, aios: map[string]uint64{}}
+	c := &vproc{ex: p.ex, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*hostfile.Shm{}, aios: map[string]uint64{}}
 	for k, v := range p.files {
 		c.files[k] = v
 	}
@@ -436,7 +435,7 @@ func (p *vproc) Close(ctx context.Context, name string) error {
 }
 
 func (p *vproc) Shmget(ctx context.Context, name string, size uint64) error {
-	s, err := newShmSegment(p.ex.mf, size)
+	s, err := hostfile.NewShm(p.ex.mf, size)
 	if err != nil {
 		return err
 	}
@@ -446,7 +445,7 @@ func (p *vproc) Shmget(ctx context.Context, name string, size uint64) error {
 
 func (p *vproc) Shmat(ctx context.Context, name string, addr uint64, rdonly bool) (uint64, error) {
 	s, ok := p.shms[name]
-	if !ok || s.gone() {
+	if !ok || s.Gone() {
 		return 0, unix.EINVAL
 	}
 	a, err := p.mm.AttachShm(ctx, s, hostarch.Addr(addr), rdonly)
@@ -459,10 +458,10 @@ func (p *vproc) Shmdt(ctx context.Context, addr uint64) error {
 
 func (p *vproc) Shmrm(ctx context.Context, name string) error {
 	s, ok := p.shms[name]
-	if !ok || s.gone() {
+	if !ok || s.Gone() {
 		return unix.EINVAL
 	}
-	s.remove(ctx)
+	s.Remove(ctx)
 	return nil
 }
 
@@ -505,158 +504,3 @@ func (p *vproc) State(ctx context.Context, addr, length uint64) ([]Region, error
 	return out, nil
 }
 
-// Linux's System V shared memory limits (x86-64 defaults).
-const (
-	shmMin = 1
-	shmMax = ^uint64(0) - (1 << 24)
-)
-
-// shmSegment is a System V segment: a memfd whose identity lives until it
-// is removed (IPC_RMID) and no longer attached.
-type shmSegment struct {
-	size uint64
-	file *hostfile.File
-	fd   *hostfile.FD
-
-	// mu protects removed and attached.
-	mu sync.Mutex
-	// removed is true after IPC_RMID.
-	removed bool
-	// attached counts bytes mapped (AddMapping less RemoveMapping), so
-	// that split attachments are counted right.
-	attached uint64
-}
-
-func newShmSegment(mf *pgalloc.MemoryFile, size uint64) (*shmSegment, error) {
-	if size < shmMin || size > shmMax {
-		return nil, unix.EINVAL
-	}
-	rounded, ok := hostarch.PageRoundUp(size)
-	if !ok {
-		return nil, unix.EINVAL
-	}
-	f, err := hostfile.NewMemfd(mf, "SYSV00000000", rounded)
-	if err != nil {
-		return nil, unix.ENOMEM
-	}
-	fd, err := hostfile.NewFD(f, true, true)
-	f.DecRef(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	return &shmSegment{size: size, file: f, fd: fd}, nil
-}
-
-// Size implements mm.ShmSegment.
-func (s *shmSegment) Size() uint64 { return s.size }
-
-// Readable implements mm.MappableFile.
-func (s *shmSegment) Readable() bool { return true }
-
-// Writable implements mm.MappableFile.
-func (s *shmSegment) Writable() bool { return true }
-
-// ConfigureMMap implements mm.MappableFile: the segment's mappings go
-// through a counting wrapper of its memfd.
-func (s *shmSegment) ConfigureMMap(ctx context.Context, opts *memmap.MMapOpts) error {
-	s.mu.Lock()
-	fd := s.fd
-	s.mu.Unlock()
-	if fd == nil {
-		return unix.EINVAL
-	}
-	if err := fd.ConfigureMMap(ctx, opts); err != nil {
-		return err
-	}
-	opts.Mappable = shmMappable{opts.Mappable, s}
-	opts.MappingIdentity = shmIdentity{opts.MappingIdentity}
-	return nil
-}
-
-// gone reports whether the segment was removed and is attached nowhere,
-// so its id is invalid.
-func (s *shmSegment) gone() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.removed && s.attached == 0
-}
-
-// remove marks the segment removed; its memory goes with the last
-// attachment (or now, if there is none).
-func (s *shmSegment) remove(ctx context.Context) {
-	s.mu.Lock()
-	s.removed = true
-	s.mu.Unlock()
-	s.maybeFree(ctx)
-}
-
-// maybeFree drops the segment's own reference once it is gone.
-func (s *shmSegment) maybeFree(ctx context.Context) {
-	s.mu.Lock()
-	free := s.removed && s.attached == 0 && s.fd != nil
-	fd := s.fd
-	if free {
-		s.fd = nil
-	}
-	s.mu.Unlock()
-	if free {
-		fd.Close(ctx)
-	}
-}
-
-// shmMappable counts a segment's attachments.
-type shmMappable struct {
-	memmap.Mappable
-	s *shmSegment
-}
-
-func (m shmMappable) AddMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, off uint64, w bool) error {
-	if err := m.Mappable.AddMapping(ctx, ms, ar, off, w); err != nil {
-		return err
-	}
-	m.s.mu.Lock()
-	m.s.attached += ar.Length()
-	m.s.mu.Unlock()
-	return nil
-}
-
-func (m shmMappable) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, off uint64, w bool) {
-	m.Mappable.RemoveMapping(ctx, ms, ar, off, w)
-	m.s.mu.Lock()
-	m.s.attached -= ar.Length()
-	m.s.mu.Unlock()
-	m.s.maybeFree(ctx)
-}
-
-func (m shmMappable) CopyMapping(ctx context.Context, ms memmap.MappingSpace, src, dst hostarch.AddrRange, off uint64, w bool) error {
-	if err := m.Mappable.CopyMapping(ctx, ms, src, dst, off, w); err != nil {
-		return err
-	}
-	m.s.mu.Lock()
-	m.s.attached += dst.Length()
-	m.s.mu.Unlock()
-	return nil
-}
-
-// Size lets mm.DetachShm find the segment's size through the vma.
-func (m shmMappable) Size() uint64 { return m.s.size }
-
-// shmIdentity names a segment as Linux does.
-type shmIdentity struct{ memmap.MappingIdentity }
-
-func (shmIdentity) MappedName(context.Context) string { return "/SYSV00000000 (deleted)" }
-
-// Resident implements mm.Residency for the segment's memfd.
-func (m shmMappable) Resident(mr memmap.MappableRange, out []byte) {
-	if r, ok := m.Mappable.(mm.Residency); ok {
-		r.Resident(mr, out)
-	}
-}
-
-// Punch implements mm.Puncher for the segment's memfd.
-func (m shmMappable) Punch(ctx context.Context, mr memmap.MappableRange) error {
-	if p, ok := m.Mappable.(mm.Puncher); ok {
-		return p.Punch(ctx, mr)
-	}
-	return unix.EINVAL
-}
