@@ -91,6 +91,10 @@ func futexWait(w *atomic.Uint32, v uint32, d time.Duration) {
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), futexWaitOp, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
 }
 
+// yieldSpins is how many times a requester yields the CPU, checking for the
+// result, before it sleeps.
+var yieldSpins = 20
+
 // deathPollInterval bounds how long a requester sleeps before checking
 // whether the stub died without the tracer telling it (which it always
 // should: this is a safety net).
@@ -115,7 +119,7 @@ func (c *comm) request(cmd, nr uint64, args *[6]uintptr, exited <-chan struct{})
 	if cmd == cmdTrap {
 		return 0, nil
 	}
-	for {
+	for spins := 0; ; spins++ {
 		switch s := p.state.Load(); s {
 		case commDone:
 			r := p.result
@@ -124,6 +128,13 @@ func (c *comm) request(cmd, nr uint64, args *[6]uintptr, exited <-chan struct{})
 		case commDead:
 			return 0, errDeadComm
 		case commReq:
+			if spins < yieldSpins {
+				// Let the stub run: on the same CPU this switches
+				// to it (and it need not wake us); on another, it
+				// is a short spin.
+				unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+				continue
+			}
 			// Waiting is set with a locked store before the kernel
 			// compares state; the stub sets state with a locked
 			// exchange before reading waiting: one of us sees the

@@ -24,10 +24,11 @@
 //
 // Parked (between operations), the stub runs its serve loop: it sleeps on
 // a futex in the comm page; a requester writes the system call number and
-// arguments there, wakes it, and sleeps until the stub has made the call
-// and stored the result. No ptrace stop is involved, and the requester may
-// be any goroutine (they take turns under a mutex), so MapFile costs two
-// context switches. Meanwhile the tracer goroutine sits in wait4, so it
+// arguments there, wakes it, and yields the CPU (a few times, then sleeps
+// on the futex) until the stub has made the call and stored the result. No
+// ptrace stop is involved, and the requester may be any goroutine (they
+// take turns under a mutex), so with the process on one CPU MapFile costs
+// two context switches and the mmap. Meanwhile the tracer goroutine sits in wait4, so it
 // learns at once of the stub's death (and fails the request) or of a
 // signal (which it suppresses, recording it for PendingSignals).
 //
