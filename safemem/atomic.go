@@ -45,16 +45,10 @@ func SwapUint32(b Block, new uint32) (uint32, error) {
 }
 
 func swapUnsafe(p *uint32, new uint32) (old uint32, err error) {
-	var addr uintptr
-	var done, faulted bool
-	func() {
-		defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
-		old = swap32(p, new)
-		done = true
-	}()
-	if faulted {
-		return 0, atomicFault(p, true)
-	}
+	done := false
+	defer endAtomic(debug.SetPanicOnFault(true), &done, p, true, &err)
+	old = swap32(p, new)
+	done = true
 	return old, nil
 }
 
@@ -90,16 +84,10 @@ func cas(p *uint32, old, new uint32) uint32 {
 }
 
 func casUnsafe(p *uint32, old, new uint32) (prev uint32, err error) {
-	var addr uintptr
-	var done, faulted bool
-	func() {
-		defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
-		prev = cas32(p, old, new)
-		done = true
-	}()
-	if faulted {
-		return 0, atomicFault(p, true)
-	}
+	done := false
+	defer endAtomic(debug.SetPanicOnFault(true), &done, p, true, &err)
+	prev = cas32(p, old, new)
+	done = true
 	return prev, nil
 }
 
@@ -119,17 +107,24 @@ func LoadUint32(b Block) (uint32, error) {
 }
 
 func loadUnsafe(p *uint32) (v uint32, err error) {
-	var addr uintptr
-	var done, faulted bool
-	func() {
-		defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
-		v = load32(p)
-		done = true
-	}()
-	if faulted {
-		return 0, atomicFault(p, false)
-	}
+	done := false
+	defer endAtomic(debug.SetPanicOnFault(true), &done, p, false, &err)
+	v = load32(p)
+	done = true
 	return v, nil
+}
+
+// endAtomic is deferred by the guarded atomics: like endGuard, and after a
+// fault it sets the atomic's error (its value result stays 0, as the
+// assignment to it did not happen).
+func endAtomic(prev bool, done *bool, p *uint32, write bool, err *error) {
+	debug.SetPanicOnFault(prev)
+	if *done {
+		return
+	}
+	if _, faulted := recovered(recover()); faulted {
+		*err = atomicFault(p, write)
+	}
 }
 
 // atomicFault builds the FaultError of a faulting atomic access to *p. A

@@ -12,11 +12,16 @@ import (
 // mapping) needs fault-tolerant access; all the copy functions of this
 // package provide it.
 //
-// The zero value is an empty Block.
+// The zero value is an empty Block. A Block is an immutable value: methods
+// return new Blocks.
 type Block struct {
-	start  unsafe.Pointer
+	// start is the host address of the first byte. Every empty Block is
+	// the zero Block, so start is nil when length is 0.
+	start unsafe.Pointer
+	// length is the number of bytes, >= 0.
 	length int
-	// needSafecopy is true if the memory may fault when accessed.
+	// needSafecopy is true if the memory may fault when accessed, so that
+	// every access must be guarded. It is false for every empty Block.
 	needSafecopy bool
 }
 

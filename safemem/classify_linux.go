@@ -45,6 +45,10 @@ var populateSupported = sync.OnceValue(func() bool {
 // in a page that just faulted for the same access has no effect that the
 // access would not have had. ok is false if the kernel cannot answer this
 // way.
+//
+// A guard region (MADV_GUARD_INSTALL, Linux 6.13) is the one known case it
+// gets wrong: accesses there raise SIGSEGV, but populating reports EFAULT,
+// so such a fault is reported as SIGBUS.
 func classifyPopulate(addr uintptr, write bool) (sig syscall.Signal, transient, ok bool) {
 	if !populateSupported() {
 		return 0, false, false

@@ -34,11 +34,25 @@
 //
 // On the success path an operation on unsafe Blocks costs one deferred
 // call and two calls of debug.SetPanicOnFault (which only touch the current
-// goroutine) around the memmove: no allocation and no system call. Only
+// goroutine) around the memmove: no allocation and no system call (about
+// 9 ns for an 8-byte Copy on the development machine, where copy() takes
+// 1.5 ns; for 4 KiB and more the copy itself dominates). Only
 // after a fault does the package do real work: redo the copy page by page,
 // allocate the *FaultError, and ask the kernel which signal it was
 // (madvise MADV_POPULATE_READ/WRITE on the faulting page, or, on kernels
 // older than 5.14, a look at /proc/self/maps).
+//
+// The 32-bit atomics (SwapUint32, CompareAndSwapUint32, LoadUint32) on
+// unsafe Blocks are guarded the same way; on amd64 they are written in
+// assembly so that a fault is recoverable even in race-detector builds.
+//
+// # Readers and Writers
+//
+// Reader and Writer move bytes into and out of BlockSeqs; BlockSeqReader
+// and BlockSeqWriter consume BlockSeqs, FromIOReader and FromIOWriter adapt
+// io.Reader and io.Writer (through a bounce buffer for unsafe Blocks, so
+// that the io side never touches memory that may fault), and ToIOReader and
+// ToIOWriter adapt the other way.
 //
 // # Concurrency
 //

@@ -16,7 +16,8 @@ import (
 // Copy, Zero, CopySeq, ZeroSeq and the Readers and Writers of this package,
 // Offset equals the count returned together with the error, and the first
 // Offset bytes of the destination hold the source's bytes. For the 32-bit
-// atomics Offset is 0.
+// atomics Offset is 0. A FaultError is not changed after it is returned
+// (functions that add to Offset return a copy).
 type FaultError struct {
 	// Signal is the signal the host raised for the faulting access:
 	// syscall.SIGSEGV for an address that is unmapped or whose protection
@@ -102,11 +103,10 @@ func recovered(r any) (addr uintptr, faulted bool) {
 	if _, ok := r.(runtime.Error); !ok {
 		panic(r)
 	}
-	// The guarded code is a single memmove, clear, load or atomic, whose
-	// only possible runtime errors are a memory fault and, for a Block at
-	// address 0, unsafe.Slice's refusal of a nil pointer. A fault at an
-	// address below 4 KiB comes as a "nil pointer dereference" without
-	// Addr.
+	// The guarded code is a single memmove, clear, load or atomic (copies
+	// of nil Blocks are refused before), whose only possible runtime error
+	// is a memory fault. A fault at an address below 4 KiB comes as a "nil
+	// pointer dereference" without Addr.
 	if fa, ok := r.(faultAddress); ok {
 		return fa.Addr(), true
 	}
@@ -156,12 +156,13 @@ func samePage(a, b uintptr) bool { return a&^(pageSize-1) == b&^(pageSize-1) }
 // under us), before reporting the fault anyway.
 const maxTransientRetries = 4
 
-// pieceFault builds the FaultError for a piece of a copy (or of a clear,
-// when src is nil) of n bytes from src to dst that faulted at the runtime's
+// pieceFault builds the FaultError for a piece of a copy from src to dst
+// (or of a clear of dst, when src is nil) that faulted at the runtime's
 // address addr (0 if unknown) after off bytes of the operation. The piece
-// lies within one host page on each side. transient reports that the
-// kernel now finds the faulting page accessible.
-func pieceFault(dst, src unsafe.Pointer, n int, addr uintptr, off uint64) (fe *FaultError, transient bool) {
+// lies within one host page on each side, so it transferred nothing, and
+// the first byte of the faulting side is the one reported. transient
+// reports that the kernel now finds the faulting page accessible.
+func pieceFault(dst, src unsafe.Pointer, addr uintptr, off uint64) (fe *FaultError, transient bool) {
 	d, s := uintptr(dst), uintptr(src)
 	var write bool
 	switch {
@@ -212,7 +213,7 @@ func moveForward(dst, src unsafe.Pointer, n int) (int, error) {
 			done += c
 			continue
 		}
-		fe, transient := pieceFault(d, s, c, addr, uint64(done))
+		fe, transient := pieceFault(d, s, addr, uint64(done))
 		if transient && retries < maxTransientRetries {
 			retries++
 			continue
@@ -249,7 +250,7 @@ func moveBackward(dst, src unsafe.Pointer, n int) (int, error) {
 				b = a
 				continue
 			}
-			f, transient := pieceFault(d, s, c, addr, uint64(a))
+			f, transient := pieceFault(d, s, addr, uint64(a))
 			if transient && retries < maxTransientRetries {
 				retries++
 				continue
