@@ -607,6 +607,33 @@ func TestKilledStub(t *testing.T) {
 	}
 }
 
+// TestStubFault: a Syscall that breaks the stub (unmapping its comm page)
+// kills it with an error saying so, in either mode.
+func TestStubFault(t *testing.T) {
+	for _, onTracer := range []bool{false, true} {
+		t.Run(fmt.Sprintf("onTracer=%v", onTracer), func(t *testing.T) {
+			as := newTestStub(t)
+			var err error
+			if onTracer {
+				err = as.Do(func() error {
+					_, err := as.Syscall(unix.SYS_MUNMAP, uintptr(StubComm), hostarch.PageSize)
+					return err
+				})
+			} else {
+				_, err = as.Syscall(unix.SYS_MUNMAP, uintptr(StubComm), hostarch.PageSize)
+			}
+			if !errors.Is(err, ErrStubDead) || !strings.Contains(err.Error(), "faulted: signal 11") && !strings.Contains(err.Error(), "faulted: segmentation fault") {
+				t.Fatalf("Syscall unmapping the comm page: %v; want ErrStubDead saying the stub faulted", err)
+			}
+			if testing.Verbose() {
+				t.Log(err)
+			}
+			checkDead(t, as, "faulted")
+			waitGone(t, as.Pid())
+		})
+	}
+}
+
 func TestSignalsSuppressed(t *testing.T) {
 	as := newTestStub(t)
 	if err := unix.Kill(as.Pid(), unix.SIGUSR1); err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -188,11 +189,50 @@ func (t *tracer) watch() {
 				continue
 			}
 		}
+		if t.faultedLocked(ws) {
+			break
+		}
 		t.noteSignal(ws.StopSignal())
 		if err := unix.PtraceCont(t.pid, 0); err != nil {
 			t.failLocked("PTRACE_CONT", err)
 		}
 	}
+}
+
+// siginfo is the head of a siginfo_t for a fault.
+type siginfo struct {
+	signo int32
+	errno int32
+	code  int32
+	_     int32
+	addr  uint64
+	_     [104]byte
+}
+
+// faultedLocked reports whether the stop ws is the stub's own code
+// faulting (a synchronous SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGTRAP, as
+// when a careless Syscall unmapped the comm page), in which case it kills
+// the stub, which cannot go on. The same signals sent by kill(2) are not
+// faults.
+func (t *tracer) faultedLocked(ws unix.WaitStatus) bool {
+	switch ws.StopSignal() {
+	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGTRAP:
+	default:
+		return false
+	}
+	var si siginfo
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(t.pid), 0, uintptr(unsafe.Pointer(&si)), 0, 0); e != 0 {
+		t.failLocked("PTRACE_GETSIGINFO", e)
+		return true
+	}
+	if si.code <= 0 {
+		return false // SI_USER, SI_TKILL, SI_QUEUE...: sent, not a fault
+	}
+	var r unix.PtraceRegs
+	unix.PtraceGetRegs(t.pid, &r)
+	t.killLocked(fmt.Sprintf("killed by the tracer: the stub's code faulted: %v (code %d, address %#x) at rip %#x",
+		ws.StopSignal(), si.code, si.addr, r.Rip))
+	return true
 }
 
 // onTracer reports whether the caller runs on the tracer thread (that is,
@@ -464,6 +504,9 @@ func (t *tracer) injectLocked(nr uintptr, args *[6]uintptr) (uintptr, error) {
 		}
 		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 && p.seq == seq+1 {
 			return uintptr(p.result), nil
+		}
+		if t.faultedLocked(ws) {
+			return 0, t.dead
 		}
 		// A signal arrived meanwhile (or a SIGTRAP from kill(2) before
 		// the system call ran): keep it for the application and go on.
