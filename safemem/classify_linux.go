@@ -19,11 +19,18 @@ import (
 // the kernel now finds the page accessible (its mapping changed since the
 // fault); sig is then SIGSEGV. This runs only after a fault.
 func classify(addr uintptr, write bool) (sig syscall.Signal, transient bool) {
+	if testClassifyHook != nil {
+		return testClassifyHook(addr, write)
+	}
 	if sig, transient, ok := classifyPopulate(addr, write); ok {
 		return sig, transient
 	}
 	return classifyMaps(addr, write), false
 }
+
+// testClassifyHook, if set (only by tests, which do not run in parallel
+// with other users of this package), replaces classify.
+var testClassifyHook func(addr uintptr, write bool) (syscall.Signal, bool)
 
 // populateProbe is a byte in a page that is surely mapped and readable, for
 // populateSupported to try MADV_POPULATE_READ on.

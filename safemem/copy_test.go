@@ -478,3 +478,73 @@ func TestEndGuardPassesOtherPanics(t *testing.T) {
 	defer endGuard(debug.SetPanicOnFault(true), &done, &addr, &faulted)
 	panic("boom")
 }
+
+// TestTransientFaults checks the retry after a fault whose page the kernel
+// then finds accessible: the mapping changed between the fault and the
+// classification.
+func TestTransientFaults(t *testing.T) {
+	defer func() { testClassifyHook = nil }()
+	for _, tc := range []struct {
+		name    string
+		overlap bool
+	}{{"disjoint", false}, {"overlapping-up", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mapAnon(t, 4)
+			protect(t, m[2*pg:3*pg], unix.PROT_NONE)
+			dst, src := unsafeBlock(m, 100, 100+3*pg), unsafeBlock(m, 0, 3*pg)
+			if !tc.overlap {
+				dst = BlockFromSafeSlice(make([]byte, 3*pg))
+			}
+			// The mapping is repaired when the fault is classified.
+			calls := 0
+			testClassifyHook = func(addr uintptr, write bool) (syscall.Signal, bool) {
+				calls++
+				protect(t, m[2*pg:3*pg], unix.PROT_READ|unix.PROT_WRITE)
+				return syscall.SIGSEGV, true
+			}
+			if n, err := Copy(dst, src); n != 3*pg || err != nil || calls != 1 {
+				t.Fatalf("Copy = %d, %v after %d classifications; want all of it after 1", n, err, calls)
+			}
+			// A page that keeps faulting although the kernel says it is
+			// fine is reported after a few retries.
+			protect(t, m[2*pg:3*pg], unix.PROT_NONE)
+			calls = 0
+			testClassifyHook = func(uintptr, bool) (syscall.Signal, bool) { calls++; return syscall.SIGSEGV, true }
+			n, err := Copy(dst, src)
+			fe := asFault(t, err)
+			wantN := 2 * pg
+			if tc.overlap {
+				wantN = 2*pg - 100 // the destination reaches the hole first
+			}
+			// (A backward copy meets more than one faulting piece.)
+			if n != wantN || fe.Signal != syscall.SIGSEGV || calls < maxTransientRetries+1 || (!tc.overlap && calls != maxTransientRetries+1) {
+				t.Fatalf("Copy = %d, %+v after %d classifications; want %d", n, fe, calls, wantN)
+			}
+		})
+	}
+}
+
+// TestNilBlocks checks Blocks at address 0, which fault without an address
+// from the runtime (or are refused before any access).
+func TestNilBlocks(t *testing.T) {
+	buf := make([]byte, 8)
+	nilBlock := BlockFromUnsafePointer(nil, 8)
+	for _, tc := range []struct {
+		name  string
+		run   func() (int, error)
+		write bool
+	}{
+		{"copy-from", func() (int, error) { return Copy(BlockFromSafeSlice(buf), nilBlock) }, false},
+		{"copy-to", func() (int, error) { return Copy(nilBlock, BlockFromSafeSlice(buf)) }, true},
+		{"copy-nil-to-nil", func() (int, error) { return Copy(nilBlock, nilBlock) }, false},
+		{"zero", func() (int, error) { return Zero(nilBlock) }, true},
+		{"load", func() (int, error) { _, err := LoadUint32(nilBlock); return 0, err }, false},
+		{"swap", func() (int, error) { _, err := SwapUint32(nilBlock, 1); return 0, err }, true},
+	} {
+		n, err := tc.run()
+		fe, ok := err.(*FaultError)
+		if n != 0 || !ok || fe.Signal != syscall.SIGSEGV || fe.Addr != 0 || fe.Write != tc.write {
+			t.Errorf("%s = %d, %v; want a SIGSEGV (write %v) at 0", tc.name, n, err, tc.write)
+		}
+	}
+}

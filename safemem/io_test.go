@@ -165,15 +165,24 @@ func TestFromIOReader(t *testing.T) {
 func TestFromIOReaderFault(t *testing.T) {
 	m := holeInMiddle(t)
 	data := pattern(3*pg, 5)
-	safe := make([]byte, 30)
-	dsts := BlockSeqFromSlice([]Block{BlockFromSafeSlice(safe), unsafeBlock(m, pg-100, pg+100)})
-	n, err := ReadFullToBlocks(FromIOReader{bytes.NewReader(data)}, dsts)
-	fe := asFault(t, err)
-	if n != 130 || fe.Offset != 130 || !fe.Write || fe.Addr != addr(m, pg) {
-		t.Fatalf("ReadFull = %d, %+v; want 130 then a fault at %#x", n, fe, addr(m, pg))
-	}
-	if !bytes.Equal(safe, data[:30]) || !bytes.Equal(m[pg-100:pg], data[30:130]) {
-		t.Errorf("bytes before the fault not stored")
+	for name, r := range map[string]func() io.Reader{
+		"plain": func() io.Reader { return bytes.NewReader(data) },
+		// The fault comes in a later read of ReadFullToBlocks, whose
+		// Offset must still count from its start.
+		"half":     func() io.Reader { return iotest.HalfReader(bytes.NewReader(data)) },
+		"one byte": func() io.Reader { return iotest.OneByteReader(bytes.NewReader(data)) },
+	} {
+		clear(m[:pg])
+		safe := make([]byte, 30)
+		dsts := BlockSeqFromSlice([]Block{BlockFromSafeSlice(safe), unsafeBlock(m, pg-100, pg+100)})
+		n, err := ReadFullToBlocks(FromIOReader{r()}, dsts)
+		fe := asFault(t, err)
+		if n != 130 || fe.Offset != 130 || !fe.Write || fe.Addr != addr(m, pg) {
+			t.Fatalf("%s: ReadFull = %d, %+v; want 130 then a fault at %#x", name, n, fe, addr(m, pg))
+		}
+		if !bytes.Equal(safe, data[:30]) || !bytes.Equal(m[pg-100:pg], data[30:130]) {
+			t.Errorf("%s: bytes before the fault not stored", name)
+		}
 	}
 }
 
