@@ -175,6 +175,9 @@ func TestStubLayout(t *testing.T) {
 		user[1].start != uint64(StubCode) || user[1].end != uint64(StubEnd) || user[1].perms != "r-xp" {
 		t.Fatalf("user mappings of a fresh stub: %+v; want only the comm and code pages", user)
 	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", as.Pid())); err != nil || string(b) != "vmspace-stub\n" {
+		t.Errorf("stub comm %q, %v; want vmspace-stub", b, err)
+	}
 	// Descriptors: stdio and the socket.
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", as.Pid()))
 	if err != nil {

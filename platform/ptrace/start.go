@@ -158,6 +158,15 @@ func (t *tracer) bootstrapLocked() error {
 		return err
 	}
 	t.bootIP = uint64(StubCode) + prog.regsys
+	// A name for ps and /proc/PID/comm (exec named it after the
+	// descriptor number of /proc/self/fd/N).
+	name := t.comm.mem[ScratchFree-StubComm:][:16]
+	copy(name, "vmspace-stub\x00")
+	err = do("prctl(PR_SET_NAME)", unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(ScratchFree))
+	clear(name)
+	if err != nil {
+		return err
+	}
 	// Everything below the stub: the ELF image, the stack, vdso, vvar.
 	if err := do("munmap", unix.SYS_MUNMAP, 0, uintptr(StubStart)); err != nil {
 		return err
