@@ -186,7 +186,7 @@ func runNative(t *testing.T, path string, argv, envv []string, stackTop hostarch
 	}
 	stat := string(read("stat"))
 	i := strings.LastIndexByte(stat, ')')
-	s.stat = append([]string{strconv.Itoa(pid), stat[strings.IndexByte(stat, '('):i+1]}, strings.Fields(stat[i+1:])...)
+	s.stat = append([]string{strconv.Itoa(pid), stat[strings.IndexByte(stat, '(') : i+1]}, strings.Fields(stat[i+1:])...)
 	for b := read("auxv"); len(b) >= 16; b = b[16:] {
 		k, v := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:])
 		if k == AT_NULL {
