@@ -2,4 +2,7 @@ module github.com/vmspace/vmspace
 
 go 1.26.0
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	github.com/klauspost/compress v1.20.4
+	golang.org/x/sys v0.50.0 // indirect
+)

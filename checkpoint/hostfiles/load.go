@@ -1,0 +1,418 @@
+package hostfiles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/vmspace/vmspace/checkpoint"
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/pgalloc"
+	"github.com/vmspace/vmspace/safemem"
+)
+
+// rFile is a File read from an image.
+type rFile struct {
+	// f is the File, with the creation reference, which is dropped when
+	// the last pending object using it is discarded.
+	f *hostfile.File
+	// users counts the pending objects using f that are not discarded.
+	users int
+	// dirty are the dirty contents of a host file, staged in the memory
+	// file until Commit: dirty[i] goes to file offset at[i].
+	dirty []staged
+	// committed is set once the dirty contents are in the cache.
+	committed bool
+}
+
+// staged is a range of dirty contents staged in the memory file.
+type staged struct {
+	// off is the file offset the contents belong at.
+	off uint64
+	// fr holds them; the rFile holds its reference until Commit or
+	// Discard.
+	fr memmap.FileRange
+}
+
+// pending is a checkpoint.PendingObject: one reference to an rFile.
+type pending struct {
+	c       *Codec
+	file    *rFile
+	hasM    bool
+	hasID   bool
+	discard bool
+}
+
+// LoadObject implements checkpoint.ObjectCodec.
+func (c *Codec) LoadObject(ctx context.Context, r *checkpoint.Reader) (checkpoint.PendingObject, error) {
+	if c.opts.MemoryFile == nil {
+		return nil, errors.New("hostfiles: restoring needs Options.MemoryFile")
+	}
+	d, err := r.Expect(recRef)
+	if err != nil {
+		return nil, err
+	}
+	fid := d.Uvarint()
+	hasM, hasID, isNew := d.Bool(), d.Bool(), d.Bool()
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if !hasM && !hasID {
+		return nil, r.Fail("hostfiles: reference to neither a mappable nor an identity")
+	}
+	var rf *rFile
+	switch {
+	case isNew && fid == uint64(len(c.loaded))+1:
+		rf, err = c.loadFile(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		c.loaded = append(c.loaded, rf)
+	case !isNew && fid >= 1 && fid <= uint64(len(c.loaded)):
+		rf = c.loaded[fid-1]
+	default:
+		return nil, r.Fail("hostfiles: file %d out of sequence", fid)
+	}
+	rf.f.IncRef()
+	rf.users++
+	return &pending{c: c, file: rf, hasM: hasM, hasID: hasID}, nil
+}
+
+// Build implements checkpoint.PendingObject.
+func (p *pending) Build(ctx context.Context) (memmap.Mappable, memmap.MappingIdentity, error) {
+	var m memmap.Mappable
+	var id memmap.MappingIdentity
+	if p.hasM {
+		m = p.file.f
+	}
+	if p.hasID {
+		id = p.file.f
+	}
+	return m, id, nil
+}
+
+// Commit implements checkpoint.PendingObject: the dirty contents of a host
+// file go into its cache, as dirty pages.
+func (p *pending) Commit(ctx context.Context) error {
+	rf := p.file
+	if rf.committed {
+		return nil
+	}
+	rf.committed = true
+	mf := p.c.opts.MemoryFile
+	for _, s := range rf.dirty {
+		mr := memmap.MappableRange{Start: s.off, End: s.off + s.fr.Length()}
+		ts, err := translations(ctx, rf.f, mr, hostarch.Write)
+		if err != nil {
+			return fmt.Errorf("hostfiles: restoring dirty pages %v of %q: %w", mr, rf.f.MappedName(ctx), err)
+		}
+		src, err := mf.MapInternal(s.fr, hostarch.Read)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			dst, err := t.File.MapInternal(t.FileRange(), hostarch.Write)
+			if err != nil {
+				return err
+			}
+			if _, err := safemem.CopySeq(dst, src.DropFirst64(t.Source.Start-s.off).TakeFirst64(t.Source.Length())); err != nil {
+				return err
+			}
+		}
+	}
+	rf.dropStaged(p.c)
+	return nil
+}
+
+// dropStaged frees the staged dirty contents.
+func (rf *rFile) dropStaged(c *Codec) {
+	for _, s := range rf.dirty {
+		c.opts.MemoryFile.DecRef(s.fr)
+	}
+	rf.dirty = nil
+}
+
+// Discard implements checkpoint.PendingObject.
+func (p *pending) Discard(ctx context.Context) {
+	if p.discard {
+		return
+	}
+	p.discard = true
+	rf := p.file
+	rf.f.DecRef(ctx)
+	if rf.users--; rf.users == 0 {
+		rf.dropStaged(p.c)
+		rf.f.DecRef(ctx)
+	}
+}
+
+// loadFile reads a new File's records and makes it.
+func (c *Codec) loadFile(ctx context.Context, r *checkpoint.Reader) (rf *rFile, err error) {
+	d, err := r.Expect(recFile)
+	if err != nil {
+		return nil, err
+	}
+	kind := d.Byte()
+	name := d.String(maxName)
+	size := d.UvarintMax(maxFileSize, "file size")
+	canWrite := d.Bool()
+	var path string
+	var stDev, stIno, stSize, mtime uint64
+	var mayWriteBack bool
+	if kind == kindHost {
+		path = d.String(maxName)
+		stDev, stIno, stSize, mtime = d.Uvarint(), d.Uvarint(), d.Uvarint(), d.Uvarint()
+		mayWriteBack = d.Bool()
+	}
+	nranges := d.Uvarint()
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if kind < kindMemfd || kind > kindGhost {
+		return nil, d.Fail("unknown file kind %d", kind)
+	}
+	pgend := pageRoundUp(size)
+	if nranges > pgend>>hostarch.PageShift {
+		return nil, d.Fail("%d cached ranges in a file of %#x bytes", nranges, size)
+	}
+	var cached []memmap.MappableRange
+	for uint64(len(cached)) < nranges {
+		d, err := r.Expect(recCached)
+		if err != nil {
+			return nil, err
+		}
+		n := d.UvarintMax(maxPerRecord, "cached ranges")
+		if n == 0 || n > nranges-uint64(len(cached)) {
+			return nil, d.Fail("bad count %d of cached ranges", n)
+		}
+		for i := uint64(0); i < n; i++ {
+			mr := memmap.MappableRange{Start: d.Uvarint(), End: d.Uvarint()}
+			if d.Err() != nil {
+				return nil, d.Err()
+			}
+			if mr.Start >= mr.End || !hostarch.IsPageAligned(mr.Start) || !hostarch.IsPageAligned(mr.End) || mr.End > pgend ||
+				(len(cached) > 0 && mr.Start < cached[len(cached)-1].End) {
+				return nil, d.Fail("bad cached range %v in a file of %#x bytes", mr, size)
+			}
+			cached = append(cached, mr)
+		}
+		if err := d.Finish(); err != nil {
+			return nil, err
+		}
+	}
+
+	rf = &rFile{}
+	defer func() {
+		if err != nil && rf.f != nil {
+			rf.dropStaged(c)
+			rf.f.DecRef(ctx)
+		}
+	}()
+	switch kind {
+	case kindMemfd, kindAnon:
+		err = c.loadMemfd(ctx, r, rf, kind, name, size, cached)
+	case kindGhost:
+		err = c.loadGhost(ctx, r, rf, name, size, canWrite, cached)
+	case kindHost:
+		err = c.loadHost(ctx, r, rf, path, size, canWrite, cached, fileID{stDev, stIno, stSize, mtime}, mayWriteBack)
+	}
+	if err != nil {
+		return rf, err
+	}
+	d, err = r.Expect(recFileEnd)
+	if err != nil {
+		return rf, err
+	}
+	return rf, d.Finish()
+}
+
+// loadMemfd makes a memfd or shared anonymous memory and loads its cache.
+func (c *Codec) loadMemfd(ctx context.Context, r *checkpoint.Reader, rf *rFile, kind byte, name string, size uint64, cached []memmap.MappableRange) error {
+	mf := c.opts.MemoryFile
+	if kind == kindAnon {
+		fd, err := hostfile.NewSharedAnon(ctx, mf, size)
+		if err != nil {
+			return err
+		}
+		var opts memmap.MMapOpts
+		// Take over the FD's reference.
+		if err := fd.ConfigureMMap(ctx, &opts); err != nil {
+			return err
+		}
+		rf.f = fd.File()
+	} else {
+		mname := strings.TrimSuffix(strings.TrimPrefix(name, memfdPrefix), deletedSuffix)
+		f, err := hostfile.NewMemfd(mf, mname, size)
+		if err != nil {
+			return err
+		}
+		rf.f = f
+	}
+	for _, mr := range cached {
+		// Translating for writing fills the cache with zero pages.
+		ts, err := translations(ctx, rf.f, mr, hostarch.Write)
+		if err != nil {
+			return fmt.Errorf("hostfiles: filling the cache of %q: %w", name, err)
+		}
+		var blocks []safemem.Block
+		for _, t := range ts {
+			ims, err := t.File.MapInternal(t.FileRange(), hostarch.Write)
+			if err != nil {
+				return err
+			}
+			for b := range ims.All {
+				blocks = append(blocks, b)
+			}
+		}
+		data, zero := checkpoint.BlockSink(safemem.BlockSeqFromSlice(blocks))
+		if err := r.ReadPages(mr.Length(), data, zero); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fileID identifies a host file's state.
+type fileID struct {
+	dev, ino, size, mtime uint64
+}
+
+// fill reads the cached ranges of a host file into its cache again.
+func fill(ctx context.Context, f *hostfile.File, cached []memmap.MappableRange) error {
+	for _, mr := range cached {
+		if _, err := translations(ctx, f, mr, hostarch.Read); err != nil {
+			return fmt.Errorf("hostfiles: reading %v of %q: %w", mr, f.MappedName(ctx), err)
+		}
+	}
+	return nil
+}
+
+// loadGhost makes a new unlinked host file with the saved contents.
+func (c *Codec) loadGhost(ctx context.Context, r *checkpoint.Reader, rf *rFile, name string, size uint64, canWrite bool, cached []memmap.MappableRange) error {
+	dir := c.opts.GhostDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		// No O_TMPFILE here: make a file and unlink it at once.
+		f, err2 := os.CreateTemp(dir, "vmspace-ghost-")
+		if err2 != nil {
+			return fmt.Errorf("hostfiles: making a file for %q: %w", name, err2)
+		}
+		os.Remove(f.Name())
+		fd, err = unix.Dup(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		return fmt.Errorf("hostfiles: sizing the file for %q: %w", name, err)
+	}
+	err = r.ReadPages(pageRoundUp(size), func(off uint64, b []byte) error {
+		if off >= size {
+			return nil
+		}
+		b = b[:min(uint64(len(b)), size-off)]
+		for len(b) > 0 {
+			n, err := unix.Pwrite(fd, b, int64(off))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("hostfiles: writing the file for %q: %w", name, err)
+			}
+			b = b[n:]
+			off += uint64(n)
+		}
+		return nil
+	}, func(uint64, uint64) error { return nil })
+	if err != nil {
+		return err
+	}
+	use := fd
+	if !canWrite {
+		ro, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("hostfiles: reopening the file for %q read-only: %w", name, err)
+		}
+		defer unix.Close(ro)
+		use = ro
+	}
+	f, err := hostfile.NewFile(c.opts.MemoryFile, use)
+	if err != nil {
+		return err
+	}
+	rf.f = f
+	return fill(ctx, f, cached)
+}
+
+// loadHost opens a host file by path, checks that it is the saved one, and
+// stages its dirty contents.
+func (c *Codec) loadHost(ctx context.Context, r *checkpoint.Reader, rf *rFile, path string, size uint64, canWrite bool, cached []memmap.MappableRange, want fileID, mayWriteBack bool) error {
+	flags := unix.O_RDONLY
+	if canWrite {
+		flags = unix.O_RDWR
+	}
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("hostfiles: opening %q: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("hostfiles: stat of %q: %w", path, err)
+	}
+	got := fileID{uint64(st.Dev), st.Ino, uint64(st.Size), uint64(st.Mtim.Nano())}
+	if got.dev != want.dev || got.ino != want.ino || got.size != want.size ||
+		(got.mtime != want.mtime && !(mayWriteBack && got.mtime > want.mtime)) {
+		return fmt.Errorf("hostfiles: %q is not the file that was saved, or changed since (device %#x inode %d size %d mtime %d, saved %#x %d %d %d)",
+			path, got.dev, got.ino, got.size, got.mtime, want.dev, want.ino, want.size, want.mtime)
+	}
+	if size != got.size {
+		return fmt.Errorf("hostfiles: %q: the saved cache was of %d bytes, the file has %d", path, size, got.size)
+	}
+	var f *hostfile.File
+	if c.opts.Table != nil {
+		f, err = c.opts.Table.File(fd)
+	} else {
+		f, err = hostfile.NewFile(c.opts.MemoryFile, fd)
+	}
+	if err != nil {
+		return err
+	}
+	rf.f = f
+	if err := fill(ctx, f, cached); err != nil {
+		return err
+	}
+	mf := c.opts.MemoryFile
+	for _, mr := range cached {
+		err := r.ReadPages(mr.Length(), func(off uint64, b []byte) error {
+			fr, err := mf.Allocate(uint64(len(b)), pgalloc.AllocOpts{})
+			if err != nil {
+				return err
+			}
+			rf.dirty = append(rf.dirty, staged{off: mr.Start + off, fr: fr})
+			ims, err := mf.MapInternal(fr, hostarch.Write)
+			if err != nil {
+				return err
+			}
+			_, err = safemem.CopySeq(ims, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(b)))
+			return err
+		}, func(off, n uint64) error {
+			return r.Fail("hostfiles: zero pages in the dirty pages of %q", path)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
