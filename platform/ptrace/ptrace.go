@@ -27,10 +27,13 @@
 // arguments there, wakes it, and yields the CPU (a few times, then sleeps
 // on the futex) until the stub has made the call and stored the result. No
 // ptrace stop is involved, and the requester may be any goroutine (they
-// take turns under a mutex), so with the process on one CPU MapFile costs
-// two context switches and the mmap. Meanwhile the tracer goroutine sits in wait4, so it
-// learns at once of the stub's death (and fails the request) or of a
-// signal (which it suppresses, recording it for PendingSignals).
+// take turns under a mutex): with the process on one CPU, a MapFile costs
+// two context switches and the mmap. Meanwhile the tracer goroutine sits
+// in wait4, so it learns at once of the stub's death (and fails the
+// request), of a signal (which it suppresses, recording it for
+// PendingSignals), or of the stub's own code faulting (say, because a
+// Syscall unmapped the comm page: the stub is killed, with an error saying
+// so).
 //
 // Stopped, on the tracer thread (a function run by Do, as a sandbox's
 // fault handler would be), system calls are injected with ptrace: the
@@ -39,10 +42,18 @@
 // resumes the stub with PTRACE_CONT; the stub makes the call, stores the
 // result and stops on an int3 (a SIGTRAP signal-delivery-stop, suppressed).
 // The application's registers are put back (lazily) before it resumes.
+// One stop per system call, and no PTRACE_SETREGS/GETREGS per call: the
+// alternatives (registers set for every call; PTRACE_SYSCALL's two stops
+// per call) measured about 1.5x and 2 to 3x slower.
 //
 // A goroutine needing the tracer thread while the stub is parked asks the
 // stub, through the comm page, to stop on an int3; the tracer goroutine
 // sees the stop, runs the goroutine's function, and parks the stub again.
+//
+// Measured on a 2-vCPU VM, process pinned to CPU 0 (bench_test.go): a
+// request from an ordinary goroutine (getppid) about 4 us, MapFile of 4 KiB
+// or 2 MiB about 8 us (of which mmap replacing a mapping is about 3.5),
+// Unmap about 5 us; injected on the tracer thread about 11 us and 16 us.
 //
 // # Files
 //
