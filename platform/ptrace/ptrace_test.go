@@ -540,6 +540,38 @@ func TestRelease(t *testing.T) {
 	if as.Scratch() != nil {
 		t.Errorf("Scratch after Release is not nil")
 	}
+
+	// Neither the tracer threads nor descriptors outlive their stubs.
+	threads := func() int {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	threads0, fds0 := threads(), fds()
+	const n = 20
+	for i := 0; i < n; i++ {
+		as, err := testPlatform.NewStub()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := as.MapFile(0x10000000, f, memmap.FileRange{Start: 0, End: hostarch.PageSize}, hostarch.Read, false); err != nil {
+			t.Fatal(err)
+		}
+		as.Release()
+		waitGone(t, as.Pid())
+	}
+	if th, fd := threads(), fds(); th >= threads0+n/2 || fd != fds0 {
+		t.Errorf("after %d stubs made and released: %d threads (from %d), %d descriptors (from %d)", n, th, threads0, fd, fds0)
+	}
 }
 
 func TestReleaseInDo(t *testing.T) {
