@@ -158,3 +158,60 @@ func (m shmMappable) Size() uint64 { return m.s.size }
 type shmIdentity struct{ memmap.MappingIdentity }
 
 func (shmIdentity) MappedName(context.Context) string { return "/SYSV00000000 (deleted)" }
+
+// The methods below let a checkpoint save and rebuild segments.
+
+// File returns the segment's memfd.
+func (s *Shm) File() *File { return s.file }
+
+// Removed reports whether IPC_RMID was done on the segment.
+func (s *Shm) Removed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.removed
+}
+
+// Mappable returns the Mappable that the segment's attachments map.
+func (s *Shm) Mappable() memmap.Mappable { return shmMappable{s.file, s} }
+
+// Identity returns the MappingIdentity of the segment's attachments (the
+// memfd, named as Linux names SysV segments); it holds no reference of its
+// own.
+func (s *Shm) Identity() memmap.MappingIdentity { return shmIdentity{s.file} }
+
+// ShmOf returns the segment whose attachments map m, if m is one.
+func ShmOf(m memmap.Mappable) (*Shm, bool) {
+	sm, ok := m.(shmMappable)
+	if !ok {
+		return nil, false
+	}
+	return sm.s, true
+}
+
+// Release drops the segment's own reference to its memory, as if it had
+// been removed and detached everywhere, without marking it removed: for a
+// checkpoint that releases everything before restoring it.
+func (s *Shm) Release(ctx context.Context) {
+	s.mu.Lock()
+	fd := s.fd
+	s.fd = nil
+	s.mu.Unlock()
+	if fd != nil {
+		fd.Close(ctx)
+	}
+}
+
+// RestoreShm rebuilds a segment of size bytes on f, a memfd holding its
+// contents, in the given removal state. The segment takes its own
+// reference on f unless removed.
+func RestoreShm(size uint64, f *File, removed bool) (*Shm, error) {
+	s := &Shm{size: size, file: f, removed: removed}
+	if !removed {
+		fd, err := NewFD(f, true, true)
+		if err != nil {
+			return nil, err
+		}
+		s.fd = fd
+	}
+	return s, nil
+}
