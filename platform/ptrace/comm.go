@@ -10,15 +10,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// commPage mirrors the head of the comm page (offsets in stub.go).
+// commPage mirrors the head of the comm page (offsets in stub.go), shared
+// with the stub process. The protocol: the requester (a goroutine holding
+// tracer.mu, or the tracer thread on its behalf) writes cmd, nr and args
+// while state is commIdle (or the stub is stopped), then sets state to
+// commReq with a locked instruction; the serve loop makes the call, writes
+// result, sets state to commDone with a locked exchange and wakes the
+// requester if waiting is set; the requester reads result and sets state
+// back to commIdle. The tracer sets commDead when the stub dies.
 type commPage struct {
-	state   atomic.Uint32 // commState
-	waiting atomic.Uint32 // commWaiting
-	cmd     uint64        // commCmd
-	nr      uint64        // commNr
-	args    [6]uint64     // commArgs
-	result  uint64        // commResult
-	seq     uint64        // commSeq
+	// state is commIdle, commReq, commDone or commDead; a futex word.
+	state atomic.Uint32
+	// waiting is nonzero while the requester may sleep on state.
+	waiting atomic.Uint32
+	// cmd is cmdSyscall or cmdTrap. Written by the requester.
+	cmd uint64
+	// nr and args are the system call. Written by the requester.
+	nr   uint64
+	args [6]uint64
+	// result is the raw result (rax). Written by the stub.
+	result uint64
+	// seq is incremented by the inject loop after each system call, so
+	// that the tracer can tell its int3 from a SIGTRAP sent by kill(2).
+	seq uint64
 }
 
 func init() {
