@@ -68,15 +68,21 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 	if ar.End < ar.Start || ar.End > mm.p.MaxUserAddress() {
 		return segv(addr, errNoVMA)
 	}
-	// Fast path: a pma already grants the access and there is no
-	// AddressSpace to map it into.
+	// Fast path: a pma already grants the access; map it (MapFile may
+	// run under the read lock: AddressSpaces serialise internally, and
+	// Unmap runs under the write lock).
 	rt := mm.activeMu.RLock()
-	if mm.as == nil {
-		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.ValuePtr().effectivePerms.SupersetOf(at) {
-			mm.activeMu.RUnlock(rt)
-			mm.faults.Add(1)
-			return nil
+	if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.ValuePtr().effectivePerms.SupersetOf(at) {
+		var err error
+		if mm.as != nil {
+			err = mm.mapASLocked(ar, false)
 		}
+		mm.activeMu.RUnlock(rt)
+		if err != nil {
+			return accessErrorFor(addr, err)
+		}
+		mm.faults.Add(1)
+		return nil
 	}
 	mm.activeMu.RUnlock(rt)
 
@@ -163,7 +169,8 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 }
 
 // mapASLocked maps the pmas overlapping ar into the AddressSpace.
-// Preconditions: activeMu held for writing; mm.as != nil; pmas cover ar.
+// Preconditions: activeMu held (for reading or writing); mm.as != nil;
+// pmas cover ar.
 func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) error {
 	unit := mm.p.MapUnit()
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
