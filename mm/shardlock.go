@@ -1,6 +1,7 @@
 package mm
 
 import (
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -17,9 +18,20 @@ type shardedRWMutex struct {
 	shards [rwShards]paddedRWMutex
 }
 
-// rwShards is the number of shards: enough that two or three threads
-// rarely pick the same one.
-const rwShards = 8
+// rwShards is the most shards a lock has; rwShardsUsed, the number used,
+// is four times the number of CPUs rounded up to a power of two, at least
+// 8: enough that
+// concurrent readers rarely pick the same shard, and no more, since a
+// writer locks them all.
+const rwShards = 16
+
+var rwShardsUsed = func() int {
+	n := 8
+	for n < 4*runtime.NumCPU() && n < rwShards {
+		n *= 2
+	}
+	return n
+}()
 
 type paddedRWMutex struct {
 	sync.RWMutex
@@ -35,7 +47,9 @@ type rtoken uint8
 func (m *shardedRWMutex) RLock() rtoken {
 	var probe byte
 	a := uintptr(unsafe.Pointer(&probe))
-	t := rtoken((a>>13 ^ a>>17) % rwShards)
+	// Goroutine stacks start 2 KiB apart: mix the 2 KiB block number so that
+	// neighbouring stacks spread over the shards.
+	t := rtoken(uint64(a>>11) * 0x9E3779B97F4A7C15 >> 60 & uint64(rwShardsUsed-1))
 	m.shards[t].RLock()
 	return t
 }
@@ -45,14 +59,14 @@ func (m *shardedRWMutex) RUnlock(t rtoken) { m.shards[t].RUnlock() }
 
 // Lock locks every shard for writing, in order.
 func (m *shardedRWMutex) Lock() {
-	for i := range m.shards {
+	for i := 0; i < rwShardsUsed; i++ {
 		m.shards[i].Lock()
 	}
 }
 
 // Unlock unlocks every shard.
 func (m *shardedRWMutex) Unlock() {
-	for i := len(m.shards) - 1; i >= 0; i-- {
+	for i := rwShardsUsed - 1; i >= 0; i-- {
 		m.shards[i].Unlock()
 	}
 }
