@@ -93,7 +93,7 @@ func (e *vmspaceExec) setup(m *mm.MemoryManager) {
 }
 
 func (e *vmspaceExec) Checkpoint(ctx context.Context) error {
-	return errors.New("vmspace executor: checkpoint is not implemented yet")
+	return e.checkpoint(ctx)
 }
 
 func (e *vmspaceExec) Close() error {

@@ -26,8 +26,17 @@
 //     they go to a new unlinked file (O_TMPFILE in Options.GhostDir), whose
 //     cached pages are read again.
 //
-// A File reached through several objects (mapped, and open by name) is
-// saved once and restored as one File.
+//   - a System V segment (hostfile.Shm), reached through the Mappable and
+//     MappingIdentity of one of its attachments: its size and its memfd's
+//     cache, as for a memfd. On restore a new segment gets the same
+//     contents; RestoredShm gives it to the caller, who knows whether it
+//     was removed (IPC_RMID) and calls Remove if so. Segments are
+//     recognised by what their attachments offer (the File's methods, a
+//     Size method, and the name /SYSV00000000 (deleted)), since hostfile
+//     does not export their types.
+//
+// A File (or segment) reached through several objects (mapped, and open by
+// name) is saved once and restored as one.
 package hostfiles
 
 import (
@@ -66,6 +75,7 @@ const (
 	kindAnon  = 2
 	kindHost  = 3
 	kindGhost = 4
+	kindShm   = 5
 )
 
 // Limits a loader enforces.
@@ -74,6 +84,7 @@ const (
 	maxPerRecord  = 4096
 	maxFileSize   = 1<<63 - 1
 	anonName      = "/dev/zero (deleted)"
+	shmName       = "/SYSV00000000 (deleted)"
 	memfdPrefix   = "/memfd:"
 	deletedSuffix = " (deleted)"
 )
@@ -97,13 +108,47 @@ type Codec struct {
 	opts Options
 	// saved maps Files saved so far to their ids (from 1).
 	saved map[*hostfile.File]uint64
+	// savedShm maps the Mappables of segments saved so far to their ids
+	// (from 1).
+	savedShm map[memmap.Mappable]uint64
 	// loaded are the Files read so far, by id-1.
 	loaded []*rFile
+	// loadedShm are the segments read so far, by id-1.
+	loadedShm []*rShm
 }
 
 // New returns a Codec.
 func New(opts Options) *Codec {
-	return &Codec{opts: opts, saved: map[*hostfile.File]uint64{}}
+	return &Codec{opts: opts, saved: map[*hostfile.File]uint64{}, savedShm: map[memmap.Mappable]uint64{}}
+}
+
+// cacheFile is what saving a page cache needs: *hostfile.File has it, and
+// so do the attachments of a hostfile.Shm, which embed their File.
+type cacheFile interface {
+	Resident(mr memmap.MappableRange, out []byte)
+	Translate(ctx context.Context, required, optional memmap.MappableRange, at hostarch.AccessType) ([]memmap.Translation, error)
+	MappedName(ctx context.Context) string
+}
+
+// shmMapping is the Mappable of a hostfile.Shm's attachment.
+type shmMapping interface {
+	memmap.Mappable
+	cacheFile
+	// Size is the segment's size.
+	Size() uint64
+	IsHostFile() bool
+}
+
+// asShm returns m as a segment's attachment, if it is one.
+func asShm(ctx context.Context, m memmap.Mappable, id memmap.MappingIdentity) (shmMapping, bool) {
+	if _, isFile := m.(*hostfile.File); isFile || m == nil {
+		return nil, false
+	}
+	sm, ok := m.(shmMapping)
+	if !ok || sm.IsHostFile() || (id != nil && id.MappedName(ctx) != shmName) {
+		return nil, false
+	}
+	return sm, true
 }
 
 var _ checkpoint.ObjectCodec = (*Codec)(nil)
@@ -138,7 +183,23 @@ func fileOf(m memmap.Mappable, id memmap.MappingIdentity) (*hostfile.File, error
 }
 
 // SaveObject implements checkpoint.ObjectCodec.
-func (c *Codec) SaveObject(ctx context.Context, w *checkpoint.Writer, m memmap.Mappable, id memmap.MappingIdentity, use checkpoint.ObjectUse) error {
+func (c *Codec) SaveObject(ctx context.Context, w *checkpoint.Writer, m memmap.Mappable, id memmap.MappingIdentity, use checkpoint.ObjectUse) (err error) {
+	if sm, ok := asShm(ctx, m, id); ok {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("hostfiles: segment mapping of type %T cannot be identified: %v", m, r)
+			}
+		}()
+		sid, seen := c.savedShm[m]
+		if !seen {
+			sid = uint64(len(c.savedShm)) + 1
+			c.savedShm[m] = sid
+		}
+		if err := writeRef(w, sid, m != nil, id != nil, !seen, true); err != nil || seen {
+			return err
+		}
+		return saveShm(ctx, w, sm)
+	}
 	f, err := fileOf(m, id)
 	if err != nil {
 		return err
@@ -148,22 +209,64 @@ func (c *Codec) SaveObject(ctx context.Context, w *checkpoint.Writer, m memmap.M
 		fid = uint64(len(c.saved)) + 1
 		c.saved[f] = fid
 	}
-	e := w.Encoder()
-	e.Uvarint(fid)
-	e.Bool(m != nil)
-	e.Bool(id != nil)
-	e.Bool(!ok)
-	if err := w.Record(recRef, e.Bytes()); err != nil {
+	if err := writeRef(w, fid, m != nil, id != nil, !ok, false); err != nil || ok {
 		return err
-	}
-	if ok {
-		return nil
 	}
 	return saveFile(ctx, w, f, use)
 }
 
+// writeRef writes a recRef.
+func writeRef(w *checkpoint.Writer, id uint64, hasM, hasID, isNew, isShm bool) error {
+	e := w.Encoder()
+	e.Uvarint(id)
+	e.Bool(hasM)
+	e.Bool(hasID)
+	e.Bool(isNew)
+	e.Bool(isShm)
+	return w.Record(recRef, e.Bytes())
+}
+
+// saveShm writes a segment's records: its size and its cache.
+func saveShm(ctx context.Context, w *checkpoint.Writer, sm shmMapping) error {
+	size := sm.Size()
+	cached := cachedRanges(sm, pageRoundUp(size))
+	e := w.Encoder()
+	e.Byte(kindShm)
+	e.String(shmName)
+	e.Uvarint(size)
+	e.Bool(true)
+	e.Uvarint(uint64(len(cached)))
+	if err := w.Record(recFile, e.Bytes()); err != nil {
+		return err
+	}
+	if err := writeCached(w, cached); err != nil {
+		return err
+	}
+	if err := saveCacheContents(ctx, w, sm, cached); err != nil {
+		return fmt.Errorf("hostfiles: saving a shm segment: %w", err)
+	}
+	return w.Record(recFileEnd, nil)
+}
+
+// writeCached writes recCached records of cached.
+func writeCached(w *checkpoint.Writer, cached []memmap.MappableRange) error {
+	for i := 0; i < len(cached); i += maxPerRecord {
+		chunk := cached[i:min(len(cached), i+maxPerRecord)]
+		e := w.Encoder()
+		e.Uvarint(uint64(len(chunk)))
+		for _, mr := range chunk {
+			e.Uvarint(mr.Start)
+			e.Uvarint(mr.End)
+		}
+		if err := w.Record(recCached, e.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // cachedRanges returns the ranges of f's cached pages below end.
-func cachedRanges(f *hostfile.File, end uint64) []memmap.MappableRange {
+func cachedRanges(f cacheFile, end uint64) []memmap.MappableRange {
 	var out []memmap.MappableRange
 	const step = 1 << 30
 	for start := uint64(0); start < end; start += step {
@@ -187,7 +290,7 @@ func cachedRanges(f *hostfile.File, end uint64) []memmap.MappableRange {
 
 // translations returns the memory-file translations of mr, which must be
 // cached, for access at, in chunks of at most 2 MiB.
-func translations(ctx context.Context, f *hostfile.File, mr memmap.MappableRange, at hostarch.AccessType) ([]memmap.Translation, error) {
+func translations(ctx context.Context, f cacheFile, mr memmap.MappableRange, at hostarch.AccessType) ([]memmap.Translation, error) {
 	var out []memmap.Translation
 	for start := mr.Start; start < mr.End; {
 		req := memmap.MappableRange{Start: start, End: min(mr.End, start+hostarch.HugePageSize)}
@@ -254,29 +357,43 @@ func saveFile(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, use c
 	if err := w.Record(recFile, e.Bytes()); err != nil {
 		return err
 	}
-	for i := 0; i < len(cached); i += maxPerRecord {
-		chunk := cached[i:min(len(cached), i+maxPerRecord)]
-		e := w.Encoder()
-		e.Uvarint(uint64(len(chunk)))
-		for _, mr := range chunk {
-			e.Uvarint(mr.Start)
-			e.Uvarint(mr.End)
-		}
-		if err := w.Record(recCached, e.Bytes()); err != nil {
-			return err
-		}
+	if err := writeCached(w, cached); err != nil {
+		return err
 	}
 	var err error
 	switch kind {
 	case kindMemfd, kindAnon:
 		err = saveCacheContents(ctx, w, f, cached)
 	case kindGhost:
+		// The contents as read through the File, then the cached pages
+		// that differ from them: the bytes of the last page past
+		// end-of-file, which only the cache holds.
 		ps := w.Pages(pageRoundUp(size))
 		if err = ps.ReaderAt(0, f, size); err == nil {
 			err = ps.End()
 		}
+		if err == nil {
+			err = saveDirty(ctx, w, f, cached, func(b []byte, off uint64) error {
+				n := uint64(0)
+				if off < size {
+					n = min(uint64(len(b)), size-off)
+				}
+				if _, err := f.ReadAt(b[:n], int64(off)); err != nil && n > 0 {
+					return err
+				}
+				clear(b[n:])
+				return nil
+			})
+		}
 	case kindHost:
-		err = saveDirty(ctx, w, f, path, cached)
+		var hfd = -1
+		if len(cached) > 0 {
+			if hfd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+				return fmt.Errorf("hostfiles: opening %q: %w", path, err)
+			}
+			defer unix.Close(hfd)
+		}
+		err = saveDirty(ctx, w, f, cached, func(b []byte, off uint64) error { return preadFull(hfd, b, off) })
 	}
 	if err != nil {
 		return fmt.Errorf("hostfiles: saving %q: %w", name, err)
@@ -286,7 +403,7 @@ func saveFile(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, use c
 
 // saveCacheContents writes, for each cached range, a page stream of its
 // contents in the memory file.
-func saveCacheContents(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, cached []memmap.MappableRange) error {
+func saveCacheContents(ctx context.Context, w *checkpoint.Writer, f cacheFile, cached []memmap.MappableRange) error {
 	for _, mr := range cached {
 		ts, err := translations(ctx, f, mr, hostarch.Read)
 		if err != nil {
@@ -306,16 +423,9 @@ func saveCacheContents(ctx context.Context, w *checkpoint.Writer, f *hostfile.Fi
 }
 
 // saveDirty writes, for each cached range of a host file, a page stream of
-// the cached pages whose contents differ from the host file at path.
-func saveDirty(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, path string, cached []memmap.MappableRange) error {
-	var hfd = -1
-	if len(cached) > 0 {
-		var err error
-		if hfd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-			return fmt.Errorf("opening %q: %w", path, err)
-		}
-		defer unix.Close(hfd)
-	}
+// the cached pages whose contents differ from what ref reads (the host
+// file, with zeros past its end).
+func saveDirty(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, cached []memmap.MappableRange, ref func(b []byte, off uint64) error) error {
 	const chunk = 1 << 20
 	cache := make([]byte, chunk)
 	host := make([]byte, chunk)
@@ -337,7 +447,7 @@ func saveDirty(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, path
 					return err
 				}
 				off := t.Source.Start + done
-				if err := preadFull(hfd, hb, off); err != nil {
+				if err := ref(hb, off); err != nil {
 					return err
 				}
 				for i := uint64(0); i < n; {

@@ -40,13 +40,52 @@ type staged struct {
 	fr memmap.FileRange
 }
 
-// pending is a checkpoint.PendingObject: one reference to an rFile.
+// rShm is a System V segment read from an image.
+type rShm struct {
+	// seg is the new segment.
+	seg *hostfile.Shm
+	// m and id are an attachment's Mappable and MappingIdentity, with
+	// the reference ConfigureMMap gave, dropped when the last pending
+	// object using them is discarded.
+	m  memmap.Mappable
+	id memmap.MappingIdentity
+	// users counts the pending objects using the segment that are not
+	// discarded.
+	users int
+	// committed is set once the restore succeeded; until then a discarded
+	// segment is removed.
+	committed bool
+}
+
+// pending is a checkpoint.PendingObject: one reference to an rFile or an
+// rShm.
 type pending struct {
 	c       *Codec
 	file    *rFile
+	shm     *rShm
 	hasM    bool
 	hasID   bool
 	discard bool
+}
+
+// RestoredShm returns the segment restored with the attachment Mappable m
+// (as Restorer.Object returns it).
+func (c *Codec) RestoredShm(m memmap.Mappable) (*hostfile.Shm, bool) {
+	for _, rs := range c.loadedShm {
+		if rs.m == m {
+			return rs.seg, true
+		}
+	}
+	return nil, false
+}
+
+// RestoredShms returns every segment restored.
+func (c *Codec) RestoredShms() []*hostfile.Shm {
+	var out []*hostfile.Shm
+	for _, rs := range c.loadedShm {
+		out = append(out, rs.seg)
+	}
+	return out
 }
 
 // LoadObject implements checkpoint.ObjectCodec.
@@ -59,12 +98,30 @@ func (c *Codec) LoadObject(ctx context.Context, r *checkpoint.Reader) (checkpoin
 		return nil, err
 	}
 	fid := d.Uvarint()
-	hasM, hasID, isNew := d.Bool(), d.Bool(), d.Bool()
+	hasM, hasID, isNew, isShm := d.Bool(), d.Bool(), d.Bool(), d.Bool()
 	if err := d.Finish(); err != nil {
 		return nil, err
 	}
 	if !hasM && !hasID {
 		return nil, r.Fail("hostfiles: reference to neither a mappable nor an identity")
+	}
+	if isShm {
+		var rs *rShm
+		switch {
+		case isNew && fid == uint64(len(c.loadedShm))+1:
+			rs, err = c.loadShm(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			c.loadedShm = append(c.loadedShm, rs)
+		case !isNew && fid >= 1 && fid <= uint64(len(c.loadedShm)):
+			rs = c.loadedShm[fid-1]
+		default:
+			return nil, r.Fail("hostfiles: segment %d out of sequence", fid)
+		}
+		rs.id.IncRef()
+		rs.users++
+		return &pending{c: c, shm: rs, hasM: hasM, hasID: hasID}, nil
 	}
 	var rf *rFile
 	switch {
@@ -88,6 +145,15 @@ func (c *Codec) LoadObject(ctx context.Context, r *checkpoint.Reader) (checkpoin
 func (p *pending) Build(ctx context.Context) (memmap.Mappable, memmap.MappingIdentity, error) {
 	var m memmap.Mappable
 	var id memmap.MappingIdentity
+	if p.shm != nil {
+		if p.hasM {
+			m = p.shm.m
+		}
+		if p.hasID {
+			id = p.shm.id
+		}
+		return m, id, nil
+	}
 	if p.hasM {
 		m = p.file.f
 	}
@@ -100,6 +166,10 @@ func (p *pending) Build(ctx context.Context) (memmap.Mappable, memmap.MappingIde
 // Commit implements checkpoint.PendingObject: the dirty contents of a host
 // file go into its cache, as dirty pages.
 func (p *pending) Commit(ctx context.Context) error {
+	if p.shm != nil {
+		p.shm.committed = true
+		return nil
+	}
 	rf := p.file
 	if rf.committed {
 		return nil
@@ -144,12 +214,135 @@ func (p *pending) Discard(ctx context.Context) {
 		return
 	}
 	p.discard = true
+	if rs := p.shm; rs != nil {
+		rs.id.DecRef(ctx)
+		if rs.users--; rs.users == 0 {
+			rs.id.DecRef(ctx)
+			if !rs.committed {
+				rs.seg.Remove(ctx)
+			}
+		}
+		return
+	}
 	rf := p.file
 	rf.f.DecRef(ctx)
 	if rf.users--; rf.users == 0 {
 		rf.dropStaged(p.c)
 		rf.f.DecRef(ctx)
 	}
+}
+
+// loadShm reads a new segment's records and makes it.
+func (c *Codec) loadShm(ctx context.Context, r *checkpoint.Reader) (*rShm, error) {
+	d, err := r.Expect(recFile)
+	if err != nil {
+		return nil, err
+	}
+	kind := d.Byte()
+	d.String(maxName)
+	size := d.UvarintMax(maxFileSize, "segment size")
+	d.Bool()
+	nranges := d.Uvarint()
+	if err := d.Finish(); err != nil {
+		return nil, err
+	}
+	if kind != kindShm {
+		return nil, d.Fail("a segment of file kind %d", kind)
+	}
+	cached, err := readCached(r, nranges, size)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := hostfile.NewShm(c.opts.MemoryFile, size)
+	if err != nil {
+		return nil, fmt.Errorf("hostfiles: restoring a segment of %d bytes: %w", size, err)
+	}
+	var opts memmap.MMapOpts
+	if err := seg.ConfigureMMap(ctx, &opts); err != nil {
+		seg.Remove(ctx)
+		return nil, err
+	}
+	rs := &rShm{seg: seg, m: opts.Mappable, id: opts.MappingIdentity}
+	cf, ok := rs.m.(cacheFile)
+	if ok {
+		err = loadCache(ctx, r, cf, shmName, cached)
+	} else {
+		err = fmt.Errorf("hostfiles: a segment's mapping of type %T", rs.m)
+	}
+	if err == nil {
+		var d *checkpoint.Decoder
+		if d, err = r.Expect(recFileEnd); err == nil {
+			err = d.Finish()
+		}
+	}
+	if err != nil {
+		rs.id.DecRef(ctx)
+		seg.Remove(ctx)
+		return nil, err
+	}
+	return rs, nil
+}
+
+// readCached reads the recCached records of nranges ranges of a file of
+// size bytes.
+func readCached(r *checkpoint.Reader, nranges, size uint64) ([]memmap.MappableRange, error) {
+	pgend := pageRoundUp(size)
+	if nranges > pgend>>hostarch.PageShift {
+		return nil, r.Fail("hostfiles: %d cached ranges in a file of %#x bytes", nranges, size)
+	}
+	var cached []memmap.MappableRange
+	for uint64(len(cached)) < nranges {
+		d, err := r.Expect(recCached)
+		if err != nil {
+			return nil, err
+		}
+		n := d.UvarintMax(maxPerRecord, "cached ranges")
+		if n == 0 || n > nranges-uint64(len(cached)) {
+			return nil, d.Fail("bad count %d of cached ranges", n)
+		}
+		for i := uint64(0); i < n; i++ {
+			mr := memmap.MappableRange{Start: d.Uvarint(), End: d.Uvarint()}
+			if d.Err() != nil {
+				return nil, d.Err()
+			}
+			if mr.Start >= mr.End || !hostarch.IsPageAligned(mr.Start) || !hostarch.IsPageAligned(mr.End) || mr.End > pgend ||
+				(len(cached) > 0 && mr.Start < cached[len(cached)-1].End) {
+				return nil, d.Fail("bad cached range %v in a file of %#x bytes", mr, size)
+			}
+			cached = append(cached, mr)
+		}
+		if err := d.Finish(); err != nil {
+			return nil, err
+		}
+	}
+	return cached, nil
+}
+
+// loadCache fills the cached ranges of f (a memfd's, or a segment's) and
+// reads their contents into them.
+func loadCache(ctx context.Context, r *checkpoint.Reader, f cacheFile, name string, cached []memmap.MappableRange) error {
+	for _, mr := range cached {
+		// Translating for writing fills the cache with zero pages.
+		ts, err := translations(ctx, f, mr, hostarch.Write)
+		if err != nil {
+			return fmt.Errorf("hostfiles: filling the cache of %q: %w", name, err)
+		}
+		var blocks []safemem.Block
+		for _, t := range ts {
+			ims, err := t.File.MapInternal(t.FileRange(), hostarch.Write)
+			if err != nil {
+				return err
+			}
+			for b := range ims.All {
+				blocks = append(blocks, b)
+			}
+		}
+		data, zero := checkpoint.BlockSink(safemem.BlockSeqFromSlice(blocks))
+		if err := r.ReadPages(mr.Length(), data, zero); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadFile reads a new File's records and makes it.
@@ -177,34 +370,9 @@ func (c *Codec) loadFile(ctx context.Context, r *checkpoint.Reader) (rf *rFile, 
 	if kind < kindMemfd || kind > kindGhost {
 		return nil, d.Fail("unknown file kind %d", kind)
 	}
-	pgend := pageRoundUp(size)
-	if nranges > pgend>>hostarch.PageShift {
-		return nil, d.Fail("%d cached ranges in a file of %#x bytes", nranges, size)
-	}
-	var cached []memmap.MappableRange
-	for uint64(len(cached)) < nranges {
-		d, err := r.Expect(recCached)
-		if err != nil {
-			return nil, err
-		}
-		n := d.UvarintMax(maxPerRecord, "cached ranges")
-		if n == 0 || n > nranges-uint64(len(cached)) {
-			return nil, d.Fail("bad count %d of cached ranges", n)
-		}
-		for i := uint64(0); i < n; i++ {
-			mr := memmap.MappableRange{Start: d.Uvarint(), End: d.Uvarint()}
-			if d.Err() != nil {
-				return nil, d.Err()
-			}
-			if mr.Start >= mr.End || !hostarch.IsPageAligned(mr.Start) || !hostarch.IsPageAligned(mr.End) || mr.End > pgend ||
-				(len(cached) > 0 && mr.Start < cached[len(cached)-1].End) {
-				return nil, d.Fail("bad cached range %v in a file of %#x bytes", mr, size)
-			}
-			cached = append(cached, mr)
-		}
-		if err := d.Finish(); err != nil {
-			return nil, err
-		}
+	cached, err := readCached(r, nranges, size)
+	if err != nil {
+		return nil, err
 	}
 
 	rf = &rFile{}
@@ -254,28 +422,7 @@ func (c *Codec) loadMemfd(ctx context.Context, r *checkpoint.Reader, rf *rFile, 
 		}
 		rf.f = f
 	}
-	for _, mr := range cached {
-		// Translating for writing fills the cache with zero pages.
-		ts, err := translations(ctx, rf.f, mr, hostarch.Write)
-		if err != nil {
-			return fmt.Errorf("hostfiles: filling the cache of %q: %w", name, err)
-		}
-		var blocks []safemem.Block
-		for _, t := range ts {
-			ims, err := t.File.MapInternal(t.FileRange(), hostarch.Write)
-			if err != nil {
-				return err
-			}
-			for b := range ims.All {
-				blocks = append(blocks, b)
-			}
-		}
-		data, zero := checkpoint.BlockSink(safemem.BlockSeqFromSlice(blocks))
-		if err := r.ReadPages(mr.Length(), data, zero); err != nil {
-			return err
-		}
-	}
-	return nil
+	return loadCache(ctx, r, rf.f, name, cached)
 }
 
 // fileID identifies a host file's state.
@@ -352,7 +499,37 @@ func (c *Codec) loadGhost(ctx context.Context, r *checkpoint.Reader, rf *rFile, 
 		return err
 	}
 	rf.f = f
-	return fill(ctx, f, cached)
+	if err := fill(ctx, f, cached); err != nil {
+		return err
+	}
+	return c.stageDirty(r, rf, name, cached)
+}
+
+// stageDirty reads the page streams of a host file's dirty pages into
+// staging memory, for Commit.
+func (c *Codec) stageDirty(r *checkpoint.Reader, rf *rFile, name string, cached []memmap.MappableRange) error {
+	mf := c.opts.MemoryFile
+	for _, mr := range cached {
+		err := r.ReadPages(mr.Length(), func(off uint64, b []byte) error {
+			fr, err := mf.Allocate(uint64(len(b)), pgalloc.AllocOpts{})
+			if err != nil {
+				return err
+			}
+			rf.dirty = append(rf.dirty, staged{off: mr.Start + off, fr: fr})
+			ims, err := mf.MapInternal(fr, hostarch.Write)
+			if err != nil {
+				return err
+			}
+			_, err = safemem.CopySeq(ims, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(b)))
+			return err
+		}, func(off, n uint64) error {
+			return r.Fail("hostfiles: zero pages in the dirty pages of %q", name)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loadHost opens a host file by path, checks that it is the saved one, and
@@ -393,26 +570,5 @@ func (c *Codec) loadHost(ctx context.Context, r *checkpoint.Reader, rf *rFile, p
 	if err := fill(ctx, f, cached); err != nil {
 		return err
 	}
-	mf := c.opts.MemoryFile
-	for _, mr := range cached {
-		err := r.ReadPages(mr.Length(), func(off uint64, b []byte) error {
-			fr, err := mf.Allocate(uint64(len(b)), pgalloc.AllocOpts{})
-			if err != nil {
-				return err
-			}
-			rf.dirty = append(rf.dirty, staged{off: mr.Start + off, fr: fr})
-			ims, err := mf.MapInternal(fr, hostarch.Write)
-			if err != nil {
-				return err
-			}
-			_, err = safemem.CopySeq(ims, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(b)))
-			return err
-		}, func(off, n uint64) error {
-			return r.Fail("hostfiles: zero pages in the dirty pages of %q", path)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return c.stageDirty(r, rf, path, cached)
 }
