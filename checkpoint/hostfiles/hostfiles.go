@@ -10,6 +10,7 @@
 //     File of the same kind, name and size gets the same cache. (Its inode
 //     number, which only /proc/PID/maps shows, is a new one: hostfile has no
 //     way to choose it.)
+//
 //   - a host file that is still linked at its path: the path, the identity
 //     of the file (device, inode, size, modification time), which pages are
 //     cached, and the cached pages whose contents differ from the host file
@@ -21,6 +22,7 @@
 //     cached pages are read again, and the dirty contents written into the
 //     cache as dirty pages, only once the whole image has been checked
 //     (Commit): a refused image never reaches the host file.
+//
 //   - a host file that is no longer linked (deleted, or another file at its
 //     path): its whole contents, as CRIU saves "ghost" files. On restore
 //     they go to a new unlinked file (O_TMPFILE in Options.GhostDir), whose
