@@ -93,7 +93,9 @@ type Result struct {
 	StartCode, EndCode, StartData, EndData hostarch.Addr
 	// Brk is the start of the program break (start_brk).
 	Brk hostarch.Addr
-	// Stack is the stack vma as mapped (before any growth).
+	// Stack is the stack vma: the argument pages plus 128 KiB (within
+	// RLIMIT_STACK), or down to the stack pointer's page if the tables
+	// need more.
 	Stack hostarch.AddrRange
 	// Argv and Envv are the ranges of the argument and environment
 	// strings (arg_start..arg_end, env_start..env_end).
@@ -268,6 +270,9 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 		return nil, wrapErr(prog.path, err, "writing the initial stack at %v", sp)
 	}
 	res.StackPointer = sp
+	if low := sp.RoundDown(); low < res.Stack.Start {
+		res.Stack.Start = low // grown by the copy, as find_extend_vma
+	}
 	res.Argv = hostarch.AddrRange{Start: args.argStart, End: args.argEnd}
 	res.Envv = hostarch.AddrRange{Start: args.argEnd, End: args.envEnd}
 

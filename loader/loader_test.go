@@ -16,7 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/hostfile"
 	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/platform"
 )
 
 // fixedRandom is a deterministic AT_RANDOM source.
@@ -733,5 +735,95 @@ func TestVDSOHook(t *testing.T) {
 	opts.VDSO = func(context.Context, *mm.MemoryManager) (hostarch.Addr, error) { return 0, unix.ENOMEM }
 	if _, err := Load(ctx, m2, nil, opts); !errors.Is(err, unix.ENOMEM) {
 		t.Errorf("Load with a failing vDSO: %v", err)
+	}
+}
+
+// limitedPlatform is NoPlatform with a lower MaxUserAddress, as the ptrace
+// platform (whose stub takes the top two pages) or a smaller one.
+type limitedPlatform struct {
+	platform.NoPlatform
+	max hostarch.Addr
+}
+
+func (p limitedPlatform) MaxUserAddress() hostarch.Addr { return p.max }
+
+// TestPlatformLimit checks the layout in managers whose platform cannot
+// map up to Linux's TASK_SIZE.
+func TestPlatformLimit(t *testing.T) {
+	dir := t.TempDir()
+	interp := writeExe(t, dir, "ld.so", interpDyn().bytes())
+	path := writeExe(t, dir, "pie", pieExec(interp).bytes())
+	for _, tc := range []struct {
+		name  string
+		max   hostarch.Addr
+		stack hostarch.AddrRange
+		bias  hostarch.Addr
+		ibase hostarch.Addr
+	}{
+		// The ptrace platform: the stack ends below the stub; mmap_base
+		// and ELF_ET_DYN_BASE are Linux's.
+		{"ptrace", 0x7fffffffd000, hostarch.AddrRange{Start: 0x7fffffffd000 - 0x21000, End: 0x7fffffffd000}, 0x555555554000, 0x7ffff7fff000 - 0x5000},
+		// A 4 GiB address space: everything scales with it.
+		{"4 GiB", 0x100000000, hostarch.AddrRange{Start: 0x100000000 - 0x21000, End: 0x100000000}, 0xaaaaa000, 0xf8000000 - 0x5000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mf := newMF(t)
+			m := mm.New(mm.Options{MemoryFile: mf, Platform: limitedPlatform{max: tc.max}})
+			defer func() {
+				m.DecUsers(ctx)
+				if n := mf.UsageAllocated(); n != 0 {
+					t.Errorf("%d bytes still allocated", n)
+				}
+			}()
+			opts := testOpts(path)
+			res, err := Load(ctx, m, nil, opts)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if res.Stack != tc.stack || res.LoadBias != tc.bias || res.InterpreterBase != tc.ibase {
+				t.Errorf("stack %v bias %v interpreter %v; want %v %v %v", res.Stack, res.LoadBias, res.InterpreterBase, tc.stack, tc.bias, tc.ibase)
+			}
+			checkStack(t, m, res, opts, 4)
+		})
+	}
+}
+
+// TestFilesTable checks that with Options.Files the program and the
+// interpreter are opened through the table, shared by two loads, and
+// leave it when both managers are gone.
+func TestFilesTable(t *testing.T) {
+	dir := t.TempDir()
+	interp := writeExe(t, dir, "ld.so", interpDyn().bytes())
+	path := writeExe(t, dir, "pie", pieExec(interp).bytes())
+	mf := newMF(t)
+	table := hostfile.NewTable(mf)
+	var ms []*mm.MemoryManager
+	for range 2 {
+		m := mm.New(mm.Options{MemoryFile: mf})
+		ms = append(ms, m)
+		opts := testOpts(path)
+		opts.Files = table
+		if _, err := Load(ctx, m, mf, opts); err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+	}
+	if n := table.Len(); n != 2 {
+		t.Errorf("table holds %d files, want 2 (program and interpreter)", n)
+	}
+	// The same page of the program is the same page of the cache in
+	// both: read it in one, it is resident for the other.
+	a := readBytes(t, ms[0], 0x555555554000, 64)
+	b := readBytes(t, ms[1], 0x555555554000, 64)
+	if !bytes.Equal(a, b) || !bytes.HasPrefix(a, []byte(elf.ELFMAG)) {
+		t.Errorf("program headers differ or are not ELF")
+	}
+	for _, m := range ms {
+		m.DecUsers(ctx)
+	}
+	if n := table.Len(); n != 0 {
+		t.Errorf("table still holds %d files", n)
+	}
+	if n := mf.UsageAllocated(); n != 0 {
+		t.Errorf("%d bytes still allocated", n)
 	}
 }

@@ -134,13 +134,16 @@ func (s *nativeState) statField(t *testing.T, n int) uint64 {
 	return v
 }
 
-// addrNoRandomize is personality(2)'s ADDR_NO_RANDOMIZE.
-const addrNoRandomize = 0x0040000
+// personality(2)'s ADDR_NO_RANDOMIZE and ADDR_COMPAT_LAYOUT.
+const (
+	addrNoRandomize  = 0x0040000
+	addrCompatLayout = 0x0200000
+)
 
 // runNative starts path with argv and envv under ptrace with ASLR off,
 // stopped at the exec, and returns its state. It skips the test if ptrace
 // is not allowed.
-func runNative(t *testing.T, path string, argv, envv []string, stackTop hostarch.Addr) *nativeState {
+func runNative(t *testing.T, path string, argv, envv []string, stackTop hostarch.Addr, persona uintptr) *nativeState {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -148,7 +151,7 @@ func runNative(t *testing.T, path string, argv, envv []string, stackTop hostarch
 	if errno != 0 {
 		t.Skipf("personality: %v", errno)
 	}
-	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, old|addrNoRandomize, 0, 0); errno != 0 {
+	if _, _, errno := unix.RawSyscall(unix.SYS_PERSONALITY, old|addrNoRandomize|persona, 0, 0); errno != 0 {
 		t.Skipf("personality(ADDR_NO_RANDOMIZE): %v", errno)
 	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: envv, Sys: &syscall.SysProcAttr{Ptrace: true}})
@@ -245,12 +248,23 @@ func newHostMM(t *testing.T) (*mm.MemoryManager, *pgalloc.MemoryFile) {
 // initial stack (16 bytes lower natively, for AT_SYSINFO_EHDR's entry).
 func compareNative(t *testing.T, path string, argv, envv []string) (*mm.MemoryManager, *Result) {
 	t.Helper()
+	return compareNativeLayout(t, path, argv, envv, false)
+}
+
+// compareNativeLayout is compareNative, with the legacy (bottom-up)
+// layout if legacy is set.
+func compareNativeLayout(t *testing.T, path string, argv, envv []string, legacy bool) (*mm.MemoryManager, *Result) {
+	t.Helper()
 	m, _ := newHostMM(t)
-	res, err := Load(ctx, m, nil, Options{Path: path, Argv: argv, Envv: envv})
+	res, err := Load(ctx, m, nil, Options{Path: path, Argv: argv, Envv: envv, LegacyLayout: legacy})
 	if err != nil {
 		t.Fatalf("Load(%s): %v", path, err)
 	}
-	nat := runNative(t, path, argv, envv, res.Stack.End)
+	var persona uintptr
+	if legacy {
+		persona = addrCompatLayout
+	}
+	nat := runNative(t, path, argv, envv, res.Stack.End, persona)
 
 	got := strings.SplitAfter(m.MapsText(ctx), "\n")
 	got = got[:len(got)-1]
@@ -264,6 +278,9 @@ func compareNative(t *testing.T, path string, argv, envv []string) (*mm.MemoryMa
 				got[i] = strings.Join(f[:5], " ") + " \n"
 			}
 		}
+	}
+	if vmas := m.VMAs(ctx); vmas[len(vmas)-1].Range != res.Stack {
+		t.Errorf("Result.Stack %v, [stack] vma %v", res.Stack, vmas[len(vmas)-1].Range)
 	}
 	if !slices.Equal(got, nat.maps) {
 		t.Errorf("maps differ:\nvmspace:\n%s\nLinux:\n%s", strings.Join(got, ""), strings.Join(nat.maps, ""))
@@ -304,7 +321,7 @@ func compareNative(t *testing.T, path string, argv, envv []string) (*mm.MemoryMa
 	// from AT_RANDOM's end to the top; zeros between the auxv and
 	// AT_RANDOM in both.
 	ours := readBytes(t, m, res.StackPointer, int(res.Stack.End-res.StackPointer))
-	items := (len(argv) + len(envv) + 3) * 8
+	items := (max(len(argv), 1) + len(envv) + 3) * 8
 	if !bytes.Equal(ours[:items], nat.stack[:items]) {
 		t.Errorf("argc/argv/envp differ")
 	}
@@ -412,6 +429,17 @@ func TestBinTrue(t *testing.T) {
 		_, res := compareNative(t, prog, []string{"true"}, envv)
 		t.Logf("%s: entry %v interpreter %q at %v, stack %v, brk %v", prog, res.Entry, res.Interpreter, res.InterpreterBase, res.StackPointer, res.Brk)
 	})
+	t.Run("no arguments", func(t *testing.T) {
+		compareNative(t, prog, nil, envv)
+	})
+	t.Run("many arguments", func(t *testing.T) {
+		// 160 KiB of pointers: the tables reach below the stack that
+		// setup_arg_pages made, which grows to hold them.
+		_, res := compareNative(t, prog, slices.Repeat([]string{"a"}, 20000), envv)
+		if res.Stack.Start != res.StackPointer.RoundDown() {
+			t.Errorf("stack %v was not grown to the stack pointer %v", res.Stack, res.StackPointer)
+		}
+	})
 	t.Run("ld.so", func(t *testing.T) {
 		f, err := elf.Open(prog)
 		if err != nil {
@@ -434,4 +462,49 @@ func TestBinTrue(t *testing.T) {
 			t.Errorf("ld.so as a program: interpreter %q, brk %v", res.Interpreter, res.Brk)
 		}
 	})
+}
+
+// TestNativeLayouts compares /bin/true and the dynamic test program with
+// Linux under other layouts: the legacy bottom-up one, and stack limits
+// that move mmap_base (RLIMIT_STACK is set on this process for the
+// duration, so that both the native child and HostLimits see it).
+func TestNativeLayouts(t *testing.T) {
+	progs := []string{"/bin/true"}
+	if _, err := exec.LookPath("gcc"); err == nil {
+		buildProgs(t)
+		if p, ok := built["nopie"]; ok {
+			progs = append(progs, p)
+		}
+		if p, ok := built["static-pie"]; ok {
+			progs = append(progs, p)
+		}
+	}
+	envv := []string{"HOME=/"}
+	for _, prog := range progs {
+		t.Run(filepath.Base(prog)+"/legacy", func(t *testing.T) {
+			_, res := compareNativeLayout(t, prog, []string{prog}, envv, true)
+			if res.Layout.DefaultDirection != mm.MmapBottomUp {
+				t.Errorf("layout %+v", res.Layout)
+			}
+		})
+		for _, lim := range []uint64{256 << 20, 4 << 30, mm.RLimInfinity} {
+			t.Run(fmt.Sprintf("%s/stack=%#x", filepath.Base(prog), lim), func(t *testing.T) {
+				var old unix.Rlimit
+				if err := unix.Getrlimit(unix.RLIMIT_STACK, &old); err != nil {
+					t.Fatal(err)
+				}
+				if lim > old.Max {
+					t.Skipf("hard RLIMIT_STACK %#x", old.Max)
+				}
+				if err := unix.Setrlimit(unix.RLIMIT_STACK, &unix.Rlimit{Cur: lim, Max: old.Max}); err != nil {
+					t.Skipf("setrlimit: %v", err)
+				}
+				defer unix.Setrlimit(unix.RLIMIT_STACK, &old)
+				_, res := compareNative(t, prog, []string{prog}, envv)
+				if want := mmapBase(DefaultMapWindow, lim); res.Layout.TopDownBase != want {
+					t.Errorf("mmap_base %v, want %v", res.Layout.TopDownBase, want)
+				}
+			})
+		}
+	}
 }
