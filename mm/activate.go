@@ -2,6 +2,8 @@ package mm
 
 import (
 	"context"
+
+	"github.com/vmspace/vmspace/hostarch"
 )
 
 // Activate makes the platform AddressSpace available for the application
@@ -35,7 +37,7 @@ func (mm *MemoryManager) Activate(ctx context.Context) error {
 		mm.as = as
 		mm.unmapAllOnActivate = false
 	} else if mm.unmapAllOnActivate {
-		mm.as.Unmap(0, uint64(mm.p.MaxUserAddress()))
+		mm.unmapASLocked(hostarch.AddrRange{Start: 0, End: mm.p.MaxUserAddress()})
 		mm.unmapAllOnActivate = false
 	}
 	mm.active.Store(1)

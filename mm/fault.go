@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -176,6 +177,11 @@ func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) erro
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
 		p := pseg.ValuePtr()
 		mr := hostarch.AddrRange(pseg.Range())
+		want := mappedValue(p.effectivePerms)
+		if unit == 0 && !precommit && atomic.LoadUint32(&p.mapped) == want {
+			// Already mapped as it should be (a spurious fault).
+			continue
+		}
 		if unit != 0 {
 			start := hostarch.Addr(uint64(ar.Start) &^ (unit - 1))
 			end := hostarch.Addr(uint64(ar.End+hostarch.Addr(unit)-1) &^ (unit - 1))
@@ -189,6 +195,9 @@ func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) erro
 		}
 		if err := mm.as.MapFile(mr.Start, p.file, pmaRef{pseg}.fileRange(mr), p.effectivePerms, precommit); err != nil {
 			return err
+		}
+		if unit == 0 {
+			atomic.StoreUint32(&p.mapped, want)
 		}
 	}
 	return nil

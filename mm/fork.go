@@ -130,18 +130,16 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 			} else {
 				p.file.IncRef(fr)
 			}
-			pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(pr), *p).NextGap()
+			cp := *p
+			cp.mapped = 0 // nothing is mapped in the child's AddressSpace
+			pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(pr), cp).NextGap()
 			mm2.curRSS += pr.Length()
 		}
 	}
 	mm.privateRefs.mu.Unlock()
 	mm2.maxRSS = mm2.curRSS
-	if mm.as != nil {
-		for _, r := range lostWrite {
-			mm.as.Unmap(r.Start, r.Length())
-		}
-	} else if len(lostWrite) > 0 {
-		mm.unmapAllOnActivate = true
+	for _, r := range lostWrite {
+		mm.unmapASLocked(r)
 	}
 	mm.activeMu.Unlock()
 
@@ -170,11 +168,7 @@ func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.Invalidat
 		}
 		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
 		r := hostarch.AddrRange(pseg.Range())
-		if mm.as != nil {
-			mm.as.Unmap(r.Start, r.Length())
-		} else {
-			mm.unmapAllOnActivate = true
-		}
+		mm.unmapASLocked(r)
 		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
 		mm.curRSS -= r.Length()
 		pseg = mm.pmas.Remove(pseg).NextSegment()

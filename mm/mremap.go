@@ -273,13 +273,13 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	var ms []moved
 	for pseg := mm.pmas.LowerBoundSegment(oldAR.Start); pseg.Ok() && pseg.Start() < oldAR.End; {
 		pseg = mm.pmas.Isolate(pseg, addrSegRange(oldAR))
-		ms = append(ms, moved{hostarch.AddrRange(pseg.Range()), pseg.Value()})
+		mp := pseg.Value()
+		mp.mapped = 0 // the pages move to addresses nothing maps yet
+		ms = append(ms, moved{hostarch.AddrRange(pseg.Range()), mp})
 		pseg = mm.pmas.Remove(pseg).NextSegment()
 	}
-	if len(ms) > 0 && mm.as != nil {
-		mm.as.Unmap(oldAR.Start, oldAR.Length())
-	} else if len(ms) > 0 {
-		mm.unmapAllOnActivate = true
+	if len(ms) > 0 {
+		mm.unmapASLocked(oldAR)
 	}
 	mm.activeMu.Unlock()
 	var guards []hostarch.AddrRange

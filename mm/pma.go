@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -53,7 +54,21 @@ type pma struct {
 	// internal mapping (file.MapInternal), cached when the whole range is
 	// mapped contiguously; nil until first needed, or if it is not.
 	imBase unsafe.Pointer
+
+	// mapped records what the AddressSpace holds for the whole pma: 0 if
+	// nothing is known to be mapped, else mappedBit | the PROT bits of the
+	// permissions it was mapped with. It lets a fault on a page that is
+	// already mapped (a spurious fault, as when two threads fault on one
+	// page) return without remapping. Accessed atomically: faults set it
+	// with activeMu held only for reading.
+	mapped uint32
 }
+
+// mappedBit marks pma.mapped as valid.
+const mappedBit = 1 << 8
+
+// mappedValue returns pma.mapped's encoding of a mapping with perms at.
+func mappedValue(at hostarch.AccessType) uint32 { return mappedBit | uint32(at.Prot()) }
 
 type pmaSetFunctions struct{}
 
@@ -80,6 +95,9 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 	// Keep the cached internal mapping only when the two are contiguous.
 	if p1.imBase == nil || p2.imBase != unsafe.Add(p1.imBase, r1.Length()) {
 		p1.imBase = nil
+	}
+	if p1.mapped != p2.mapped {
+		p1.mapped = 0
 	}
 	return p1, true
 }
@@ -380,9 +398,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	if dst.NumBlocks() == 1 {
 		p.imBase = dst.Head().Pointer()
 	}
-	if mm.as != nil {
-		mm.as.Unmap(unit.Start, unit.Length())
-	}
+	mm.unmapASLocked(unit)
 	mm.pmas.MergeAdjacent(addrSegRange(unit))
 	return mm.pmas.FindSegment(addr), nil
 }
@@ -452,17 +468,28 @@ func (mm *MemoryManager) removePMAsLocked(ctx context.Context, ar hostarch.AddrR
 	if !pseg.Ok() || pseg.Start() >= ar.End {
 		return
 	}
-	if mm.as != nil {
-		mm.as.Unmap(ar.Start, ar.Length())
-	} else {
-		mm.unmapAllOnActivate = true
-	}
+	mm.unmapASLocked(ar)
 	for pseg.Ok() && pseg.Start() < ar.End {
 		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
 		r := hostarch.AddrRange(pseg.Range())
 		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
 		mm.curRSS -= r.Length()
 		pseg = mm.pmas.Remove(pseg).NextSegment()
+	}
+}
+
+// unmapASLocked removes ar from the AddressSpace, and records that the
+// pmas overlapping it are no longer (wholly) mapped. Before the first
+// Activate there is no AddressSpace: the next Activate clears it instead.
+// Preconditions: activeMu held for writing.
+func (mm *MemoryManager) unmapASLocked(ar hostarch.AddrRange) {
+	if mm.as == nil {
+		mm.unmapAllOnActivate = true
+		return
+	}
+	mm.as.Unmap(ar.Start, ar.Length())
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		atomic.StoreUint32(&pseg.ValuePtr().mapped, 0)
 	}
 }
 

@@ -490,11 +490,7 @@ func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
 		p.maxPerms = nm
 	}
 	if reduced {
-		if mm.as != nil {
-			mm.as.Unmap(ar.Start, ar.Length())
-		} else {
-			mm.unmapAllOnActivate = true
-		}
+		mm.unmapASLocked(ar)
 	}
 	mm.pmas.MergeRange(addrSegRange(ar))
 	mm.pmas.MergeAdjacent(addrSegRange(ar))

@@ -1,0 +1,112 @@
+package mm
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/platform"
+)
+
+// recordingPlatform makes AddressSpaces that record what is mapped, page
+// by page, so tests can check the manager keeps them right.
+type recordingPlatform struct {
+	platform.NoPlatform
+	as *recordingAS
+}
+
+func (p *recordingPlatform) NewAddressSpace() (platform.AddressSpace, error) {
+	p.as = &recordingAS{pages: map[hostarch.Addr]hostarch.AccessType{}}
+	return p.as, nil
+}
+
+type recordingAS struct {
+	mu       sync.Mutex
+	pages    map[hostarch.Addr]hostarch.AccessType
+	mapFiles int
+}
+
+func (a *recordingAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.mapFiles++
+	for off := uint64(0); off < fr.Length(); off += hostarch.PageSize {
+		a.pages[addr+hostarch.Addr(off)] = at
+	}
+	return nil
+}
+
+func (a *recordingAS) Unmap(addr hostarch.Addr, length uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for off := uint64(0); off < length; off += hostarch.PageSize {
+		delete(a.pages, addr+hostarch.Addr(off))
+	}
+}
+
+func (a *recordingAS) Release()  {}
+func (a *recordingAS) PreFork()  {}
+func (a *recordingAS) PostFork() {}
+
+func (a *recordingAS) perms(addr hostarch.Addr) (hostarch.AccessType, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.pages[addr]
+	return at, ok
+}
+
+func TestAddressSpaceTracksPMAs(t *testing.T) {
+	p := &recordingPlatform{}
+	mm := New(Options{MemoryFile: newMF(t, 0), Platform: p})
+	defer mm.DecUsers(ctx)
+	if err := mm.Activate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Deactivate()
+	a := mustMap(t, mm, anon(window, 0x4000, hostarch.ReadWrite))
+	if err := mm.HandleUserFault(ctx, a, hostarch.Write, 0); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok := p.as.perms(a + 0x3000); !ok || at != hostarch.ReadWrite {
+		t.Fatalf("whole pma not mapped rw after a fault: %v %v", at, ok)
+	}
+	n := p.as.mapFiles
+	// A fault on a page that is mapped already does not map again.
+	if err := mm.HandleUserFault(ctx, a+0x2000, hostarch.Write, 0); err != nil {
+		t.Fatal(err)
+	}
+	if p.as.mapFiles != n {
+		t.Errorf("spurious fault remapped")
+	}
+	// mprotect removes write; a later fault maps read-only.
+	mm.MProtect(ctx, a, 0x4000, hostarch.Read, MProtectOpts{})
+	if _, ok := p.as.perms(a); ok {
+		t.Errorf("page still mapped after losing write")
+	}
+	mm.HandleUserFault(ctx, a, hostarch.Read, 0)
+	if at, _ := p.as.perms(a); at != hostarch.Read {
+		t.Errorf("remapped with %v, want r--", at)
+	}
+	mm.MProtect(ctx, a, 0x4000, hostarch.ReadWrite, MProtectOpts{})
+	// Fork: the parent's private memory loses write in its AddressSpace.
+	c, err := mm.Fork(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.DecUsers(ctx)
+	mm.HandleUserFault(ctx, a, hostarch.Read, 0)
+	if at, _ := p.as.perms(a); at.Write {
+		t.Errorf("parent mapped writable after fork")
+	}
+	mm.HandleUserFault(ctx, a, hostarch.Write, 0)
+	if at, _ := p.as.perms(a); !at.Write {
+		t.Errorf("write fault after fork did not map writable: %v", at)
+	}
+	// munmap removes it.
+	mm.MUnmap(ctx, a, 0x4000)
+	if _, ok := p.as.perms(a); ok {
+		t.Errorf("page mapped after munmap")
+	}
+	check(t, mm)
+}
