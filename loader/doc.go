@@ -9,13 +9,16 @@
 //  1. Opens the program (a regular file with execute permission: EACCES
 //     otherwise) and reads its first 256 bytes. Checks the ELF magic, the
 //     type (ET_EXEC or ET_DYN), the machine (EM_X86_64), and also the class
-//     (ELFCLASS64) and byte order (little-endian), which Linux leaves to the
-//     later checks to trip over. Reads the program headers: e_phentsize must
-//     be 56 and the table at most 4096 bytes (73 headers). All of these are
+//     (ELFCLASS64) and byte order (little-endian), which Linux does not
+//     check on x86-64 (it loads such a file if the rest parses as a
+//     little-endian ELF64). Reads the program headers: e_phentsize must be
+//     56 and the table at most 64 KiB (1170 headers). All of these are
 //     ENOEXEC.
 //  2. Reads the first PT_INTERP (2 to 4096 bytes, NUL-terminated: ENOEXEC),
-//     opens the interpreter (open's errno: ENOENT, EACCES, ...), reads its
-//     header and program headers; anything wrong with them is ELIBBAD.
+//     opens the interpreter (open's errno: ENOENT, EACCES, ...; an empty
+//     path is the current directory, EACCES), reads its header (a short
+//     read is EIO, as Linux's elf_read) and program headers; anything wrong
+//     with them is ELIBBAD.
 //     The last PT_GNU_STACK decides whether the stack is executable (no
 //     PT_GNU_STACK: not executable, as on x86-64 since Linux 5.8).
 //  3. Checks every PT_LOAD before mapping anything (Linux finds some of

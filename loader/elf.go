@@ -24,9 +24,9 @@ const (
 	ehdrSize = 64
 	// phdrSize is sizeof(Elf64_Phdr), the only e_phentsize accepted.
 	phdrSize = 56
-	// maxPhdrBytes bounds the program header table: Linux takes the smaller
-	// of 64 KiB and ELF_MIN_ALIGN (a page), so at most 73 headers.
-	maxPhdrBytes = hostarch.PageSize
+	// maxPhdrBytes bounds the program header table, as Linux's
+	// load_elf_phdrs: 64 KiB, so at most 1170 headers.
+	maxPhdrBytes = 65536
 	// pathMax bounds PT_INTERP (PATH_MAX).
 	pathMax = 4096
 	// maxLFSFileSize is MAX_LFS_FILESIZE: mappings must end below it.

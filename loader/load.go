@@ -337,8 +337,14 @@ func auxVector(av *AuxValues, creds *Credentials, vdso hostarch.Addr, res *Resul
 // open opens path as exec does: a regular file (EACCES otherwise, checked
 // before opening, so that a FIFO cannot block) that may be executed
 // (EACCES), read through a hostfile FD.
+//
+// An empty interpreter path names the current directory, as Linux's
+// open_exec resolves it (so it is EACCES).
 func (l *loader) open(path string, interp bool) (*image, error) {
 	img := &image{path: path, interp: interp}
+	if path == "" && interp {
+		path = "."
+	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
 		return nil, wrapErr(path, err, "open")

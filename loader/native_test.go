@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"debug/elf"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -122,6 +123,9 @@ type nativeState struct {
 	sp, pc uint64
 	// stack holds [sp, stack top).
 	stack []byte
+	// pages holds the contents of every page of every vma but the stack
+	// (nil for a page that cannot be read, such as one past end-of-file).
+	pages map[hostarch.Addr][]byte
 }
 
 // statField returns field n (1-based) of /proc/PID/stat as a number.
@@ -215,6 +219,21 @@ func runNative(t *testing.T, path string, argv, envv []string, stackTop hostarch
 	if _, err := mem.ReadAt(s.stack, int64(s.sp)); err != nil {
 		t.Fatalf("reading the native stack: %v", err)
 	}
+	s.pages = make(map[hostarch.Addr][]byte)
+	for _, l := range s.maps {
+		var start, end uint64
+		fmt.Sscanf(l, "%x-%x", &start, &end)
+		if strings.HasSuffix(l, "[stack]\n") || end-start > 16<<20 {
+			continue
+		}
+		for a := start; a < end; a += hostarch.PageSize {
+			b := make([]byte, hostarch.PageSize)
+			if _, err := mem.ReadAt(b, int64(a)); err != nil {
+				b = nil
+			}
+			s.pages[hostarch.Addr(a)] = b
+		}
+	}
 	return s
 }
 
@@ -293,6 +312,24 @@ func compareNativeLayout(t *testing.T, path string, argv, envv []string, legacy 
 	}
 	if !slices.Equal(res.Auxv, natAux) {
 		t.Errorf("auxv differs:\nvmspace: %v\nLinux:   %v", res.Auxv, natAux)
+	}
+	// Memory contents, page by page, as /proc/PID/mem reads them
+	// (ignoring permissions).
+	diff := 0
+	for a, want := range nat.pages {
+		got := make([]byte, hostarch.PageSize)
+		_, err := m.CopyIn(ctx, a, got, mm.IOOpts{IgnorePermissions: true})
+		switch {
+		case (err != nil) != (want == nil):
+			t.Errorf("page %v: vmspace read error %v, Linux readable %v", a, err, want != nil)
+			diff++
+		case want != nil && !bytes.Equal(got, want):
+			t.Errorf("page %v differs", a)
+			diff++
+		}
+		if diff > 5 {
+			t.Fatalf("too many differences")
+		}
 	}
 	if nat.pc != uint64(res.Entry) {
 		t.Errorf("entry %v, Linux's pc %#x", res.Entry, nat.pc)
@@ -505,6 +542,54 @@ func TestNativeLayouts(t *testing.T) {
 					t.Errorf("mmap_base %v, want %v", res.Layout.TopDownBase, want)
 				}
 			})
+		}
+	}
+}
+
+// TestSyntheticNative runs the synthetic programs natively (they are never
+// executed: the process is stopped before its first instruction) and
+// compares them with the loader's: the small static program, the PIE with
+// a synthetic interpreter, and the unusual segment shapes, including a
+// read-only bss that Linux leaves unzeroed and a segment past end-of-file.
+func TestSyntheticNative(t *testing.T) {
+	dir := t.TempDir()
+	interp := writeExe(t, dir, "ld.so", interpDyn().bytes())
+	progs := map[string][]byte{
+		"static": staticExec().bytes(),
+		"pie":    pieExec(interp).bytes(),
+	}
+	for _, sh := range segmentShapes {
+		progs[strings.ReplaceAll(sh.name, " ", "_")] = elfFile{hdr: header(elf.ET_EXEC, 0x400000), phdrs: sh.loads, size: sh.size, fill: 0xcd}.bytes()
+	}
+	for name, b := range progs {
+		t.Run(name, func(t *testing.T) {
+			path := writeExe(t, dir, name, b)
+			compareNative(t, path, []string{name, "x"}, []string{"A=b"})
+		})
+	}
+}
+
+// nativeExecErrno executes path natively under ptrace (stopping it at its
+// first instruction, then killing it) and returns execve's errno, or 0 if
+// the exec went through (or failed after the point of no return, killing
+// the process).
+func nativeExecErrno(t *testing.T, path string) unix.Errno {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	pid, err := syscall.ForkExec(path, []string{path}, &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Ptrace: true}})
+	if err != nil {
+		var en syscall.Errno
+		if errors.As(err, &en) {
+			return unix.Errno(en)
+		}
+		t.Fatalf("ForkExec: %v", err)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	for {
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(pid, &ws, unix.WALL, nil); err != nil || ws.Exited() || ws.Signaled() {
+			return 0
 		}
 	}
 }
