@@ -65,8 +65,17 @@
 //     AT_PAGESZ, AT_CLKTCK, AT_PHDR, AT_PHENT, AT_PHNUM, AT_BASE, AT_FLAGS,
 //     AT_ENTRY, AT_UID, AT_EUID, AT_GID, AT_EGID, AT_SECURE, AT_RANDOM,
 //     AT_HWCAP2, AT_EXECFN, AT_PLATFORM, AT_RSEQ_FEATURE_SIZE,
-//     AT_RSEQ_ALIGN, AT_NULL). It records argv/envv ranges, the auxv and the
-//     executable in the manager.
+//     AT_RSEQ_ALIGN, AT_NULL). If that reaches below the stack vma, the vma
+//     grows down to the stack pointer's page (EFAULT beyond RLIMIT_STACK).
+//     It records argv/envv ranges, the auxv and the executable in the
+//     manager.
+//
+// The tests check all of this against Linux itself (6.18 when written):
+// they start the same programs natively under ptrace with ASLR off,
+// stopped before their first instruction, and compare /proc/PID/maps, the
+// memory contents of every mapping, /proc/PID/auxv, the /proc/PID/stat
+// addresses (start_code ... env_end), the entry point, the stack pointer
+// and the initial stack, and execve's errno for malformed files.
 //
 // # Differences from Linux
 //
@@ -92,6 +101,10 @@
 //     ELIBBAD for the interpreter. A segment extending past the end of the
 //     file is accepted, as by Linux: touching its pages past EOF faults
 //     with SIGBUS (and zeroing a writable one's partial page is EFAULT).
+//   - Stricter than Linux, which would load these and let the program
+//     crash or misbehave: an otherwise valid file marked ELFCLASS32 or
+//     big-endian (ENOEXEC), PT_LOADs sharing a byte of memory (ENOEXEC), an
+//     ET_EXEC without PT_LOAD (EINVAL).
 //
 // On error, the MemoryManager may hold some of the program's mappings; the
 // caller discards it, as Linux kills a process whose exec failed after the
