@@ -43,16 +43,27 @@ const (
 )
 
 // DefaultMmapLayout returns Linux's x86-64 layout without randomization for
-// the user range [minAddr, maxAddr): top-down from maxAddr less the stack
-// gap (RLIMIT_STACK clamped to at least 128 MiB, plus the guard gap).
-func DefaultMmapLayout(minAddr, maxAddr, minMmapAddr hostarch.Addr) MmapLayout {
+// the user range [minAddr, maxAddr) and a stack limit of stackLimit bytes
+// (RLIMIT_STACK's soft value): mmap_base lies below the top by the stack
+// limit plus the guard gap, clamped to [128 MiB, 5/6 of the range], as
+// Linux's mmap_base() computes it.
+func DefaultMmapLayout(minAddr, maxAddr, minMmapAddr hostarch.Addr, stackLimit uint64) MmapLayout {
 	if minAddr < minMmapAddr {
 		minAddr = minMmapAddr
 	}
-	gap := minGap + stackGuardGap
+	gap := stackLimit
+	if pad := uint64(stackGuardGap); gap+pad > gap {
+		gap += pad
+	}
+	gapMax := uint64(maxAddr) / 6 * 5
+	if gap < uint64(minGap) {
+		gap = uint64(minGap)
+	} else if gap > gapMax {
+		gap = gapMax
+	}
 	top := maxAddr
-	if top > gap && top-gap > minAddr {
-		top -= gap
+	if uint64(top) > gap && top-hostarch.Addr(gap) > minAddr {
+		top -= hostarch.Addr(gap)
 	}
 	bottom := (maxAddr / 3).RoundDown()
 	if bottom < minAddr {

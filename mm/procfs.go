@@ -67,7 +67,7 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 		info.Name = "[anon:" + v.name + "]"
 	case v.id == nil && v.name != "":
 		info.Name = v.name
-	case v.id == nil && mm.brk.Start != 0 && r.Start <= mm.brk.End && r.End >= mm.brk.Start:
+	case v.id == nil && mm.brk.Start != 0 && r.Start < mm.brk.End && r.End > mm.brk.Start:
 		info.Name = "[heap]"
 	case v.id == nil && v.flags.has(vmaStackMain):
 		info.Name = "[stack]"

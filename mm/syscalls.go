@@ -214,7 +214,8 @@ func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts) (hostarch.Addr
 		}
 		return 0, unix.ENOMEM
 	}
-	if hint := opts.Addr.RoundDown(); opts.Addr != 0 {
+	// Linux rounds the hint down first; a hint below one page is no hint.
+	if hint := opts.Addr.RoundDown(); hint != 0 {
 		if hint < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
 			hint = mm.limits.MinMmapAddr.MustRoundUp()
 		}
