@@ -535,25 +535,45 @@ func (c *Codec) stageDirty(r *checkpoint.Reader, rf *rFile, name string, cached 
 // loadHost opens a host file by path, checks that it is the saved one, and
 // stages its dirty contents.
 func (c *Codec) loadHost(ctx context.Context, r *checkpoint.Reader, rf *rFile, path string, size uint64, canWrite bool, cached []memmap.MappableRange, want fileID, mayWriteBack bool) error {
+	// Check the file before opening it (opening some devices has effects),
+	// and again after.
+	check := func(st *unix.Stat_t) error {
+		got := fileID{uint64(st.Dev), st.Ino, uint64(st.Size), uint64(st.Mtim.Nano())}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || got.dev != want.dev || got.ino != want.ino || got.size != want.size ||
+			(got.mtime != want.mtime && !(mayWriteBack && got.mtime > want.mtime)) {
+			return fmt.Errorf("hostfiles: %q is not the file that was saved, or changed since (device %#x inode %d size %d mtime %d, saved %#x %d %d %d)",
+				path, got.dev, got.ino, got.size, got.mtime, want.dev, want.ino, want.size, want.mtime)
+		}
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("hostfiles: stat of %q: %w", path, err)
+	}
+	if err := check(&st); err != nil {
+		return err
+	}
 	flags := unix.O_RDONLY
 	if canWrite {
 		flags = unix.O_RDWR
 	}
-	fd, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return fmt.Errorf("hostfiles: opening %q: %w", path, err)
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("hostfiles: stat of %q: %w", path, err)
 	}
-	got := fileID{uint64(st.Dev), st.Ino, uint64(st.Size), uint64(st.Mtim.Nano())}
-	if got.dev != want.dev || got.ino != want.ino || got.size != want.size ||
-		(got.mtime != want.mtime && !(mayWriteBack && got.mtime > want.mtime)) {
-		return fmt.Errorf("hostfiles: %q is not the file that was saved, or changed since (device %#x inode %d size %d mtime %d, saved %#x %d %d %d)",
-			path, got.dev, got.ino, got.size, got.mtime, want.dev, want.ino, want.size, want.mtime)
+	if err := check(&st); err != nil {
+		return err
 	}
+	// The File's own descriptor is a dup, which must not be non-blocking
+	// (harmless for regular files, but clear it all the same).
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil {
+		unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	}
+	got := fileID{uint64(st.Dev), st.Ino, uint64(st.Size), uint64(st.Mtim.Nano())}
 	if size != got.size {
 		return fmt.Errorf("hostfiles: %q: the saved cache was of %d bytes, the file has %d", path, size, got.size)
 	}
