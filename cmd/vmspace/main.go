@@ -28,6 +28,8 @@ func main() {
 	switch os.Args[1] {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
+	case "run":
+		os.Exit(runMain(args))
 	case "bench":
 		os.Exit(bench.Main(args, os.Stdout, os.Stderr))
 	case "replay":

@@ -1,0 +1,254 @@
+package sandbox
+
+import (
+	"fmt"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/platform"
+	"github.com/vmspace/vmspace/platform/ptrace"
+	"github.com/vmspace/vmspace/segment"
+	"golang.org/x/sys/unix"
+)
+
+// hostMap is what the host has mapped over a range of a program process:
+// a shared mapping of the memory file with these permissions.
+type hostMap struct {
+	// perms are the mapping's host protections.
+	perms hostarch.AccessType
+}
+
+type shadowFuncs struct{}
+
+func (shadowFuncs) MinKey() hostarch.Addr { return 0 }
+func (shadowFuncs) MaxKey() hostarch.Addr { return ptrace.StubStart }
+func (shadowFuncs) ClearValue(*hostMap)   {}
+func (shadowFuncs) Merge(_ segment.Range[hostarch.Addr], a hostMap, _ segment.Range[hostarch.Addr], b hostMap) (hostMap, bool) {
+	return a, a == b
+}
+func (shadowFuncs) Split(_ segment.Range[hostarch.Addr], v hostMap, _ hostarch.Addr) (hostMap, hostMap) {
+	return v, v
+}
+
+// shadowSet records the host mappings of one program process, as made by
+// its stubAS. Ranges are page-aligned and below StubStart.
+type shadowSet = segment.Set[hostarch.Addr, hostMap, shadowFuncs]
+
+// stubAS is the platform.AddressSpace of one program process: MapFile and
+// Unmap are mmap, munmap and mprotect system calls injected into one of the
+// process's threads, which must be stopped under the tracer (the sandbox
+// holds one stopped while it runs the memory manager for it, and stops one
+// otherwise). All methods run on the tracer thread.
+//
+// It keeps a shadow of what it mapped (every host mapping below StubStart
+// was made by it), which tells the sandbox whether a user buffer is mapped
+// in the host before a passed-through system call touches it.
+type stubAS struct {
+	// s is the sandbox. Immutable.
+	s *Sandbox
+	// p is the process. Immutable.
+	p *process
+	// shadow is the host mappings made so far.
+	shadow shadowSet
+	// forking is set while the memory manager forks: its Unmap calls then
+	// only remove write permission (the pages stay readable in the host,
+	// copy-on-write now being the manager's business).
+	forking bool
+	// released is set by Release; later calls do nothing.
+	released bool
+	// mapCalls and unmapCalls count the injected calls, for statistics.
+	mapCalls, unmapCalls uint64
+}
+
+var _ platform.AddressSpace = (*stubAS)(nil)
+
+// MapFile implements platform.AddressSpace.
+func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
+	if as.released {
+		return fmt.Errorf("sandbox: MapFile on a released address space: %w", unix.ESRCH)
+	}
+	end, ok := addr.AddLength(fr.Length())
+	if !addr.IsPageAligned() || !ok || end > ptrace.StubStart || fr.Length() == 0 || !hostarch.IsPageAligned(fr.Start) {
+		return fmt.Errorf("sandbox: MapFile(%v, %v): %w", addr, fr, unix.EINVAL)
+	}
+	t, err := as.s.holder(as.p)
+	if err != nil {
+		return err
+	}
+	fd, err := as.s.stubFD(t, f)
+	if err != nil {
+		return err
+	}
+	flags := uintptr(unix.MAP_SHARED | unix.MAP_FIXED)
+	if precommit {
+		flags |= unix.MAP_POPULATE
+	}
+	prot := uintptr(at.Prot())
+	r, err := as.s.inject(t, unix.SYS_MMAP, uintptr(addr), uintptr(fr.Length()), prot, flags, uintptr(fd), uintptr(fr.Start))
+	if err == nil && r != uintptr(addr) {
+		if e, ok := errnoOf(r); ok {
+			err = fmt.Errorf("sandbox: mmap(%v, %#x) in pid %d: %w", addr, fr.Length(), as.p.pid, e)
+		} else {
+			err = fmt.Errorf("sandbox: mmap(%v, MAP_FIXED) in pid %d returned %#x", addr, as.p.pid, r)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	as.mapCalls++
+	as.record(hostarch.AddrRange{Start: addr, End: end}, hostMap{perms: at})
+	return nil
+}
+
+// record notes that ar is now mapped with m.
+func (as *stubAS) record(ar hostarch.AddrRange, m hostMap) {
+	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
+	as.shadow.Add(segment.Range[hostarch.Addr](ar), m)
+}
+
+// Unmap implements platform.AddressSpace.
+func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
+	if as.released {
+		return
+	}
+	ar, ok := clipUser(addr, length)
+	if !ok {
+		return
+	}
+	if as.shadow.IsEmptyRange(segment.Range[hostarch.Addr](ar)) {
+		return
+	}
+	if as.forking {
+		as.dropWrite(ar)
+		return
+	}
+	t, err := as.s.holder(as.p)
+	if err != nil {
+		// The process is gone (or cannot be stopped): so are its
+		// mappings.
+		as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
+		return
+	}
+	r, err := as.s.inject(t, unix.SYS_MUNMAP, uintptr(ar.Start), uintptr(ar.Length()))
+	if err == nil {
+		if e, bad := errnoOf(r); bad {
+			// munmap fails only for lack of memory to split; the
+			// process cannot be trusted with stale mappings.
+			as.s.killProcess(as.p, fmt.Sprintf("munmap(%v, %#x) failed: %v", ar.Start, ar.Length(), e))
+		}
+	}
+	as.unmapCalls++
+	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
+}
+
+// dropWrite removes write permission from the host mappings in ar.
+func (as *stubAS) dropWrite(ar hostarch.AddrRange) {
+	t, err := as.s.holder(as.p)
+	type piece struct {
+		ar hostarch.AddrRange
+		m  hostMap
+	}
+	var pieces []piece
+	for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](ar)) {
+		m := seg.Value()
+		if !m.perms.Write {
+			continue
+		}
+		r := hostarch.AddrRange(seg.Range()).Intersect(ar)
+		m.perms.Write = false
+		if n := len(pieces); n > 0 && pieces[n-1].ar.End == r.Start && pieces[n-1].m == m {
+			pieces[n-1].ar.End = r.End
+			continue
+		}
+		pieces = append(pieces, piece{r, m})
+	}
+	for _, pc := range pieces {
+		if err == nil {
+			var r uintptr
+			r, err = as.s.inject(t, unix.SYS_MPROTECT, uintptr(pc.ar.Start), uintptr(pc.ar.Length()), uintptr(pc.m.perms.Prot()))
+			if err == nil {
+				if e, bad := errnoOf(r); bad {
+					as.s.killProcess(as.p, fmt.Sprintf("mprotect(%v, %#x) failed: %v", pc.ar.Start, pc.ar.Length(), e))
+				}
+			}
+		}
+		as.unmapCalls++
+		as.record(pc.ar, pc.m)
+	}
+}
+
+// Release implements platform.AddressSpace. The host process is not
+// touched: it lives on (a new manager replaces this one at exec) or is
+// already gone.
+func (as *stubAS) Release() { as.released = true }
+
+// PreFork implements platform.AddressSpace.
+func (as *stubAS) PreFork() { as.forking = true }
+
+// PostFork implements platform.AddressSpace.
+func (as *stubAS) PostFork() { as.forking = false }
+
+// covers reports whether the host maps all of ar with at least at.
+func (as *stubAS) covers(ar hostarch.AddrRange, at hostarch.AccessType) bool {
+	if ar.Length() == 0 {
+		return true
+	}
+	next := ar.Start
+	seg := as.shadow.FindSegment(ar.Start)
+	for seg.Ok() && next < ar.End {
+		if seg.Start() > next || !seg.ValuePtr().perms.SupersetOf(at) {
+			return false
+		}
+		next = seg.End()
+		seg = seg.NextSegment()
+	}
+	return next >= ar.End
+}
+
+// clipUser page-aligns [addr, addr+length) outwards and clips it to the
+// program's range [0, StubStart).
+func clipUser(addr hostarch.Addr, length uint64) (hostarch.AddrRange, bool) {
+	start := addr.RoundDown()
+	end, ok := addr.AddLength(length)
+	if !ok || end > ptrace.StubStart {
+		end = ptrace.StubStart
+	}
+	if end, ok = end.RoundUp(); !ok || end > ptrace.StubStart {
+		end = ptrace.StubStart
+	}
+	if start >= end {
+		return hostarch.AddrRange{}, false
+	}
+	return hostarch.AddrRange{Start: start, End: end}, true
+}
+
+// errnoOf returns the errno of a raw system call result, if it is one.
+func errnoOf(r uintptr) (unix.Errno, bool) {
+	if r > ^uintptr(4095) {
+		return unix.Errno(-r), true
+	}
+	return 0, false
+}
+
+// sbPlatform is the platform of the sandbox's memory managers: the ptrace
+// platform's user range, and AddressSpaces that are stubASes of existing
+// processes, handed over through next.
+type sbPlatform struct {
+	*ptrace.Platform
+	// next is the AddressSpace the next NewAddressSpace returns (set by
+	// the sandbox right before activating a manager).
+	next *stubAS
+}
+
+// NewAddressSpace implements platform.Platform.
+func (p *sbPlatform) NewAddressSpace() (platform.AddressSpace, error) {
+	as := p.next
+	p.next = nil
+	if as == nil {
+		return nil, fmt.Errorf("sandbox: no process for a new address space: %w", unix.EAGAIN)
+	}
+	return as, nil
+}
+
+// MapUnit implements platform.Platform: whole pmas.
+func (*sbPlatform) MapUnit() uint64 { return 0 }

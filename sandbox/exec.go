@@ -1,0 +1,475 @@
+package sandbox
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/loader"
+	"github.com/vmspace/vmspace/mm"
+	"golang.org/x/sys/unix"
+)
+
+// execve, as vmspace does it:
+//
+//  1. The program's execve stops at entry. Its path, arguments and
+//     environment are read through the memory manager.
+//  2. The new program is loaded by the loader into a new memory manager
+//     ("#!" scripts are followed to their interpreter). A failure here is
+//     the errno of the program's execve, and its old image goes on.
+//  3. Point of no return: the thread is made to execute the stub image on
+//     the host. The host kernel thus does everything else exec does: other
+//     threads die, close-on-exec descriptors close, signal handlers reset,
+//     the thread becomes the thread group leader, a vfork parent resumes.
+//  4. The fresh host image is emptied (freshImage), the new manager takes
+//     over the process, and the thread starts at the program's entry with
+//     the initial stack the loader built.
+
+// execImage is a program loaded into a new manager, ready to take over a
+// process.
+type execImage struct {
+	mm  *mm.MemoryManager
+	res *loader.Result
+	// path is the host path of the program; name is the file name as
+	// given to execve.
+	path, name string
+}
+
+// maxScriptDepth bounds "#!" interpreter chains (Linux allows 5 levels of
+// binfmt recursion).
+const maxScriptDepth = 4
+
+// prepareExec loads the program at host path hostPath into a new manager.
+// execFn is the file name as given (AT_EXECFN).
+func (s *Sandbox) prepareExec(p *process, hostPath, execFn string, argv, envv []string) (*execImage, unix.Errno) {
+	name := execFn
+	for depth := 0; ; depth++ {
+		interp, arg, isScript, e := readShebang(hostPath)
+		if e != 0 {
+			return nil, e
+		}
+		if !isScript {
+			break
+		}
+		if depth >= maxScriptDepth {
+			return nil, unix.ELOOP
+		}
+		nargv := []string{interp}
+		if arg != "" {
+			nargv = append(nargv, arg)
+		}
+		nargv = append(nargv, execFn)
+		if len(argv) > 1 {
+			nargv = append(nargv, argv[1:]...)
+		}
+		argv = nargv
+		execFn = interp
+		hostPath = s.hostPath(p, interp, unix.AT_FDCWD)
+	}
+	m := s.newManager()
+	lim := m.Limits()
+	s.readLimits(p.pid, &lim)
+	m.SetLimits(lim)
+	res, err := loader.Load(s.ctx, m, s.mf, loader.Options{
+		Path:       hostPath,
+		Argv:       argv,
+		Envv:       envv,
+		ExecFn:     name,
+		Files:      s.files,
+		StackLimit: lim.Stack.Cur,
+	})
+	if err != nil {
+		m.DecUsers(s.ctx)
+		var e unix.Errno
+		if errors.As(err, &e) {
+			return nil, e
+		}
+		return nil, unix.ENOEXEC
+	}
+	return &execImage{mm: m, res: res, path: hostPath, name: name}, 0
+}
+
+// readShebang reports whether the file at path is a "#!" script and, if so,
+// its interpreter and optional argument. An unreadable file is left to the
+// loader, except for permission: a script must be executable.
+func readShebang(path string) (interp, arg string, ok bool, e unix.Errno) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", "", false, 0
+	}
+	defer unix.Close(fd)
+	var buf [256]byte
+	n, _ := unix.Pread(fd, buf[:], 0)
+	if n < 2 || buf[0] != '#' || buf[1] != '!' {
+		return "", "", false, 0
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return "", "", false, unix.EACCES
+	}
+	line := buf[2:n]
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	} else if n == len(buf) {
+		// Linux 5.1+ fails a truncated interpreter name only if it
+		// does not fit; keep what fits.
+	}
+	l := strings.Trim(string(line), " \t")
+	if l == "" {
+		return "", "", false, unix.ENOEXEC
+	}
+	interp, arg, _ = strings.Cut(l, " ")
+	if j := strings.IndexByte(interp, '\t'); j >= 0 {
+		interp, arg = interp[:j], interp[j+1:]+" "+arg
+	}
+	arg = strings.Trim(arg, " \t")
+	return interp, arg, true, 0
+}
+
+// hostPath turns a path given by process p (relative to its working
+// directory, or to directory descriptor dirfd) into one vmspace can open,
+// mapping /proc/self and /proc/PID/exe of sandboxed processes.
+func (s *Sandbox) hostPath(p *process, path string, dirfd int32) string {
+	if !strings.HasPrefix(path, "/") {
+		base := fmt.Sprintf("/proc/%d/cwd", p.pid)
+		if dirfd != unix.AT_FDCWD {
+			base = fmt.Sprintf("/proc/%d/fd/%d", p.pid, dirfd)
+		}
+		if d, err := os.Readlink(base); err == nil && strings.HasPrefix(d, "/") {
+			base = d
+		}
+		path = base + "/" + path
+	}
+	if rest, ok := strings.CutPrefix(path, "/proc/self/"); ok {
+		path = fmt.Sprintf("/proc/%d/%s", p.pid, rest)
+	} else if rest, ok := strings.CutPrefix(path, "/proc/thread-self/"); ok {
+		path = fmt.Sprintf("/proc/%d/%s", p.pid, rest)
+	}
+	clean := filepath.Clean(path)
+	if f := strings.Split(clean, "/"); len(f) == 4 && f[1] == "proc" && f[3] == "exe" {
+		if pid, err := strconv.Atoi(f[2]); err == nil {
+			if q := s.procs[pid]; q != nil && q.exe != "" {
+				return q.exe
+			}
+			if t := s.tasks[pid]; t != nil && t.p.exe != "" {
+				return t.p.exe
+			}
+		}
+	}
+	return path
+}
+
+// readString reads a NUL-terminated string of at most max bytes at addr
+// of t's address space.
+func (s *Sandbox) readString(t *task, addr uint64, max int) (string, unix.Errno) {
+	if addr == 0 {
+		return "", unix.EFAULT
+	}
+	var out []byte
+	chunk := make([]byte, 256)
+	for len(out) < max {
+		// Read up to the end of the page, so a string ending just
+		// before an unmapped page reads.
+		n := int(hostarch.PageSize - (addr+uint64(len(out)))%hostarch.PageSize)
+		n = min(n, len(chunk), max-len(out))
+		got, err := t.p.mm.CopyIn(s.ctx, hostarch.Addr(addr+uint64(len(out))), chunk[:n], mm.IOOpts{})
+		if i := bytes.IndexByte(chunk[:got], 0); i >= 0 {
+			return string(append(out, chunk[:i]...)), 0
+		}
+		out = append(out, chunk[:got]...)
+		if err != nil {
+			return "", unix.EFAULT
+		}
+	}
+	return "", unix.ENAMETOOLONG
+}
+
+// readStrings reads a NULL-terminated array of string pointers.
+func (s *Sandbox) readStrings(t *task, addr uint64) ([]string, unix.Errno) {
+	if addr == 0 {
+		return nil, 0
+	}
+	var out []string
+	total := 0
+	for i := 0; ; i++ {
+		w, ok := s.readWords(t, addr+8*uint64(i), 1)
+		if !ok {
+			return nil, unix.EFAULT
+		}
+		if w[0] == 0 {
+			return out, 0
+		}
+		str, e := s.readString(t, w[0], 32*int(hostarch.PageSize))
+		if e == unix.ENAMETOOLONG {
+			return nil, unix.E2BIG
+		}
+		if e != 0 {
+			return nil, e
+		}
+		total += len(str) + 1 + 8
+		if total > 1<<30 || i > 1<<24 {
+			return nil, unix.E2BIG
+		}
+		out = append(out, str)
+	}
+}
+
+// sysExecve serves execve and execveat.
+func (s *Sandbox) sysExecve(t *task, dirfd int32, pathp, argvp, envp uint64, flags int) sysResult {
+	p := t.p
+	if flags&^(unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW) != 0 {
+		return retErr(unix.EINVAL)
+	}
+	path, e := s.readString(t, pathp, unix.PathMax)
+	if e != 0 {
+		return retErr(e)
+	}
+	argv, e := s.readStrings(t, argvp)
+	if e != 0 {
+		return retErr(e)
+	}
+	envv, e := s.readStrings(t, envp)
+	if e != 0 {
+		return retErr(e)
+	}
+	var hp string
+	switch {
+	case path == "" && flags&unix.AT_EMPTY_PATH != 0:
+		hp = fmt.Sprintf("/proc/%d/fd/%d", p.pid, dirfd)
+		path = fmt.Sprintf("/dev/fd/%d", dirfd)
+	case path == "":
+		return retErr(unix.ENOENT)
+	default:
+		hp = s.hostPath(p, path, dirfd)
+	}
+	if flags&unix.AT_SYMLINK_NOFOLLOW != 0 {
+		if fi, err := os.Lstat(hp); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return retErr(unix.ELOOP)
+		}
+	}
+	if s.opts.Trace != nil {
+		fmt.Fprintf(s.opts.Trace, "[pid %d] execve(%q, %q) ...\n", t.tid, path, argv)
+	}
+	img, e := s.prepareExec(p, hp, path, argv, envv)
+	if e != 0 {
+		if s.opts.Trace != nil {
+			fmt.Fprintf(s.opts.Trace, "[pid %d] execve(%q) = -1 %s\n", t.tid, path, errName(e))
+		}
+		return retErr(e)
+	}
+	// The point of no return.
+	nt, err := s.hostExec(t)
+	if err != nil {
+		img.mm.DecUsers(s.ctx)
+		var e unix.Errno
+		if errors.As(err, &e) && nt != nil {
+			return retErr(e)
+		}
+		return sysResult{act: actDone}
+	}
+	if err := s.freshImage(nt, -1); err != nil {
+		img.mm.DecUsers(s.ctx)
+		s.killProcess(p, err.Error())
+		return sysResult{act: actDone}
+	}
+	if err := s.commitExec(nt, img); err != nil {
+		s.killProcess(p, err.Error())
+		return sysResult{act: actDone}
+	}
+	s.resume(nt, 0, nil)
+	return sysResult{act: actDone}
+}
+
+// errHostExec wraps the errno of a failed host exec of the stub image.
+var errHostExec = errors.New("sandbox: host exec of the stub image failed")
+
+// hostExec makes t execute the stub image on the host and returns the task,
+// now the process's only one (with the leader's id), stopped after the
+// exec. If the exec fails, the task is returned with an error wrapping the
+// errno, its process untouched.
+func (s *Sandbox) hostExec(t *task) (*task, error) {
+	p := t.p
+	// Scratch: the path, argv[0], argv, envp.
+	path := s.exe.path + "\x00"
+	argv0 := "vmspace-stub\x00"
+	buf := make([]byte, 1024+32)
+	copy(buf, path)
+	copy(buf[512:], argv0)
+	put := func(off int, v uint64) {
+		for i := 0; i < 8; i++ {
+			buf[off+i] = byte(v >> (8 * i))
+		}
+	}
+	put(1024, uint64(scratchAddr)+512)
+	put(1032, 0)
+	put(1040, 0)
+	if err := s.writeMem(p.pid, scratchAddr, buf); err != nil {
+		return t, fmt.Errorf("%w: %w", errHostExec, unix.EFAULT)
+	}
+	if err := s.fetchRegs(t); err != nil {
+		return nil, err
+	}
+	r := t.regs
+	r.Rip = t.ip
+	r.Rax = unix.SYS_EXECVE
+	r.Orig_rax = ^uint64(0)
+	r.Rdi, r.Rsi, r.Rdx = uint64(scratchAddr), uint64(scratchAddr)+1024, uint64(scratchAddr)+1040
+	r.Eflags = 0x202
+	if err := ptraceSetRegs(t.tid, &r); err != nil {
+		return nil, s.lost(t, "PTRACE_SETREGS", err)
+	}
+	t.clobbered = true
+	if err := ptraceCont(t.tid, 0); err != nil {
+		return nil, s.lost(t, "PTRACE_CONT", err)
+	}
+	for {
+		wpid, ws, err := wait4(-1, 0)
+		if err != nil {
+			return nil, err
+		}
+		q := s.tasks[wpid]
+		if wpid != t.tid && wpid != p.pid && (q == nil || q.p != p) {
+			// Someone else's news: later.
+			s.deferred = append(s.deferred, waitResult{wpid, ws})
+			continue
+		}
+		if ws.Exited() || ws.Signaled() {
+			if wpid == t.tid {
+				s.deferred = append(s.deferred, waitResult{wpid, ws})
+				t.dead = true
+				return nil, errTaskDead
+			}
+			// Another thread, killed by the exec.
+			if q != nil {
+				s.taskGone(q)
+			}
+			continue
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		if wpid != t.tid && event(ws) != eventExec {
+			// Another thread stopped on its way out: it is being
+			// killed; let it go.
+			ptraceCont(wpid, 0)
+			continue
+		}
+		switch {
+		case event(ws) == eventExec:
+			// wpid is the leader's id, which t now has.
+			for tid, q := range p.tasks {
+				if q != t {
+					s.taskGone(q)
+					_ = tid
+				}
+			}
+			if t.tid != p.pid {
+				delete(s.tasks, t.tid)
+				delete(p.tasks, t.tid)
+				t.tid = p.pid
+				s.tasks[t.tid] = t
+				p.tasks[t.tid] = t
+			}
+			t.regsValid, t.clobbered, t.changed = false, false, false
+			t.sigStop = false
+			t.pending = nil
+			p.held = t
+			return t, nil
+		case event(ws) == eventSeccomp:
+			ptraceCont(wpid, 0)
+		case ws.StopSignal() == unix.SIGTRAP && event(ws) == 0:
+			var rr unix.PtraceRegs
+			if ptraceGetRegs(t.tid, &rr) == nil && rr.Rip == t.ip+3 {
+				t.sigStop = true
+				e, bad := errnoOf(uintptr(rr.Rax))
+				if !bad {
+					e = unix.ENOEXEC
+				}
+				return t, fmt.Errorf("%w: %w", errHostExec, e)
+			}
+			s.noteSignal(t, ws)
+			ptraceCont(wpid, 0)
+		default:
+			s.noteSignal(t, ws)
+			ptraceCont(wpid, 0)
+		}
+	}
+}
+
+// taskGone forgets a task that died without (or before) a report.
+func (s *Sandbox) taskGone(q *task) {
+	q.dead = true
+	delete(s.tasks, q.tid)
+	delete(q.p.tasks, q.tid)
+	if q.p.held == q {
+		q.p.held = nil
+	}
+}
+
+// commitExec makes img the image of t's process (just emptied by
+// freshImage) and sets t up to start it.
+func (s *Sandbox) commitExec(t *task, img *execImage) error {
+	p := t.p
+	s.releaseMM(p, "exec")
+	as := &stubAS{s: s, p: p}
+	p.as, p.mm = as, img.mm
+	p.exe, p.name = img.path, img.name
+	p.held = t
+	if err := s.activate(img.mm, as); err != nil {
+		return fmt.Errorf("sandbox: activating the address space: %w", err)
+	}
+	s.stats.Execs++
+	if err := s.fetchRegs(t); err != nil {
+		return err
+	}
+	r := t.regs
+	r.Rax, r.Rbx, r.Rcx, r.Rdx, r.Rsi, r.Rdi, r.Rbp = 0, 0, 0, 0, 0, 0, 0
+	r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15 = 0, 0, 0, 0, 0, 0, 0, 0
+	r.Rip = uint64(img.res.Entry)
+	r.Rsp = uint64(img.res.StackPointer)
+	r.Eflags = 0x202
+	r.Orig_rax = ^uint64(0)
+	r.Fs_base, r.Gs_base = 0, 0
+	t.regs = r
+	t.clobbered = true
+	s.setComm(t, img.name)
+	s.populateImage(p, img.res)
+	return nil
+}
+
+// setComm sets the thread's name (/proc/PID/comm) as exec does: the last
+// component of the file name, at most 15 bytes.
+func (s *Sandbox) setComm(t *task, name string) {
+	base := filepath.Base(name)
+	if len(base) > 15 {
+		base = base[:15]
+	}
+	if s.writeMem(t.p.pid, scratchAddr, append([]byte(base), 0)) == nil {
+		s.inject(t, unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(scratchAddr))
+	}
+}
+
+// populateImage maps what the program and its interpreter need at once:
+// their file-backed segments (which the host kernel may read before the
+// program does: paths and messages in read-only data) and the initial
+// stack.
+func (s *Sandbox) populateImage(p *process, res *loader.Result) {
+	for _, seg := range res.Segments {
+		if seg.File.Length() > 0 && seg.File.Length() <= eagerFileMap {
+			s.populate(p, seg.File, false)
+		}
+	}
+	s.populate(p, res.Stack, true)
+}
+
+// errName returns the symbolic name of an errno, like strace.
+func errName(e unix.Errno) string {
+	if n := unix.ErrnoName(e); n != "" {
+		return n + " (" + e.Error() + ")"
+	}
+	return e.Error()
+}

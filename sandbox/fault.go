@@ -1,0 +1,168 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/mm"
+	"golang.org/x/sys/unix"
+)
+
+// Page faults arrive as SIGSEGV signal-delivery-stops. The host's si_code
+// says whether the host had no mapping at the address (SEGV_MAPERR) or one
+// without the needed permission (SEGV_ACCERR); ptrace does not say whether
+// the access was a read, a write or an instruction fetch, so it is
+// inferred:
+//
+//   - an address within the 16 bytes at rip (the longest instruction) is
+//     an instruction fetch first;
+//   - no host mapping: a read (a write to copy-on-write memory then faults
+//     again, with SEGV_ACCERR);
+//   - a host mapping without the permission: a write, since every mapping
+//     vmspace makes is readable.
+//
+// The manager then maps the whole pma into the process. A fault that
+// repeats at the same instruction and address without progress, or that
+// the manager refuses, becomes the signal the program gets on Linux.
+
+// faultKey identifies a fault, to notice one that repeats.
+type faultKey struct {
+	page uint64
+	ip   uint64
+	code int32
+}
+
+// maxFaultRepeats is how often the same fault may repeat before vmspace
+// gives up and delivers the signal.
+const maxFaultRepeats = 3
+
+// fault serves a SIGSEGV or SIGBUS stop of t caused by an access.
+func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
+	p := t.p
+	if sig != unix.SIGSEGV || p.mm == nil {
+		s.resume(t, sig, si)
+		return
+	}
+	if err := s.fetchRegs(t); err != nil {
+		return
+	}
+	addr := si.addr()
+	code := si.code()
+	key := faultKey{page: addr &^ (hostarch.PageSize - 1), ip: t.regs.Rip, code: code}
+	if key == t.lastFault {
+		t.faultRepeats++
+	} else {
+		t.lastFault, t.faultRepeats = key, 0
+	}
+	near := addr >= t.regs.Rip && addr-t.regs.Rip < 16
+	var tries []hostarch.AccessType
+	switch {
+	case t.faultRepeats >= maxFaultRepeats:
+		// No progress.
+	case code == segvMapErr && t.faultRepeats == 0:
+		if near {
+			tries = append(tries, hostarch.Execute)
+		}
+		tries = append(tries, hostarch.Read)
+	case code == segvMapErr:
+		// Mapped for reading, and faulting again as unmapped: try a
+		// write (which remaps).
+		tries = append(tries, hostarch.Write)
+	default:
+		if near {
+			tries = append(tries, hostarch.Execute)
+		}
+		tries = append(tries, hostarch.Write)
+	}
+	var last error
+	for _, at := range tries {
+		err := p.mm.HandleUserFault(s.ctx, hostarch.Addr(addr), at, hostarch.Addr(t.regs.Rsp))
+		if err == nil {
+			s.resume(t, 0, nil)
+			return
+		}
+		if t.dead {
+			return
+		}
+		last = err
+		var ae *mm.AccessError
+		if errors.As(err, &ae) && ae.Signal == unix.SIGBUS {
+			break
+		}
+	}
+	t.lastFault, t.faultRepeats = faultKey{}, 0
+	s.deliverFault(t, hostarch.Addr(addr), last)
+}
+
+// deliverFault gives t the signal Linux would for a refused access at
+// addr: the manager's SIGBUS or SIGSEGV, with SEGV_MAPERR if no vma
+// covers addr, else SEGV_ACCERR. Like a fault's signal in Linux, it
+// cannot be blocked or ignored: a blocked or ignored one kills.
+func (s *Sandbox) deliverFault(t *task, addr hostarch.Addr, err error) {
+	sig := unix.SIGSEGV
+	var ae *mm.AccessError
+	if errors.As(err, &ae) {
+		sig = ae.Signal
+	} else if err != nil && !errors.Is(err, errTaskDead) {
+		fmt.Fprintf(s.stderr(), "vmspace: fault at %v in process %d: %v\n", addr, t.p.pid, err)
+	}
+	var si siginfo
+	switch sig {
+	case unix.SIGBUS:
+		si.setFault(sig, busAdrErr, uint64(addr))
+	default:
+		code := int32(segvAccErr)
+		if !s.hasVMA(t.p, addr) {
+			code = segvMapErr
+		}
+		si.setFault(sig, code, uint64(addr))
+	}
+	s.force(t, sig)
+	s.resume(t, sig, &si)
+}
+
+// hasVMA reports whether a vma of p covers addr.
+func (s *Sandbox) hasVMA(p *process, addr hostarch.Addr) bool {
+	if p.mm == nil {
+		return false
+	}
+	pg := addr.RoundDown()
+	rs := p.mm.Regions(hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize})
+	return len(rs) > 0 && rs[0].Mapped
+}
+
+// force makes sig deliverable to t as Linux's force_sig_fault does: not
+// blocked, and not ignored.
+func (s *Sandbox) force(t *task, sig unix.Signal) {
+	bit := uint64(1) << (uint(sig) - 1)
+	if m, err := ptraceGetSigmask(t.tid); err == nil && m&bit != 0 {
+		ptraceSetSigmask(t.tid, m&^bit)
+	}
+	if ignored(t.p.pid, bit) {
+		// rt_sigaction(sig, {SIG_DFL}, NULL, 8) with the action in the
+		// scratch page.
+		var act [32]byte
+		if s.writeMem(t.p.pid, scratchAddr, act[:]) == nil {
+			s.inject(t, unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(scratchAddr), 0, 8)
+		}
+	}
+}
+
+// ignored reports whether process pid ignores the signals in mask.
+func ignored(pid int, mask uint64) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			ign, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && ign&mask != 0
+		}
+	}
+	return false
+}

@@ -1,0 +1,141 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Thin wrappers of the ptrace requests and waits the tracer makes. All must
+// be called on the tracer thread.
+
+// siginfo is a raw siginfo_t (128 bytes).
+type siginfo [128]byte
+
+func (s *siginfo) signo() int32 { return int32(binary.LittleEndian.Uint32(s[0:])) }
+func (s *siginfo) code() int32  { return int32(binary.LittleEndian.Uint32(s[8:])) }
+
+// addr is si_addr for SIGSEGV and SIGBUS, si_pid|si_uid for others.
+func (s *siginfo) addr() uint64 { return binary.LittleEndian.Uint64(s[16:]) }
+
+// pid is si_pid for signals sent by kill(2) and friends.
+func (s *siginfo) pid() int32 { return int32(binary.LittleEndian.Uint32(s[16:])) }
+
+// setFault makes s a kernel-generated fault signal.
+func (s *siginfo) setFault(sig unix.Signal, code int32, addr uint64) {
+	*s = siginfo{}
+	binary.LittleEndian.PutUint32(s[0:], uint32(sig))
+	binary.LittleEndian.PutUint32(s[8:], uint32(code))
+	binary.LittleEndian.PutUint64(s[16:], addr)
+}
+
+// Signal codes (si_code).
+const (
+	siUser     = 0
+	siKernel   = 0x80
+	siTkill    = -6
+	segvMapErr = 1
+	segvAccErr = 2
+	busAdrErr  = 2
+)
+
+func ptraceGetSiginfo(tid int, si *siginfo) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(tid), 0, uintptr(unsafe.Pointer(si)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func ptraceSetSiginfo(tid int, si *siginfo) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SETSIGINFO, uintptr(tid), 0, uintptr(unsafe.Pointer(si)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func ptraceGetRegs(tid int, r *unix.PtraceRegs) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGS, uintptr(tid), 0, uintptr(unsafe.Pointer(r)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func ptraceSetRegs(tid int, r *unix.PtraceRegs) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SETREGS, uintptr(tid), 0, uintptr(unsafe.Pointer(r)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func ptraceCont(tid int, sig unix.Signal) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_CONT, uintptr(tid), 0, uintptr(sig), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func ptraceEventMsg(tid int) (uint64, error) {
+	var msg uint64
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETEVENTMSG, uintptr(tid), 0, uintptr(unsafe.Pointer(&msg)), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return msg, nil
+}
+
+func ptraceGetSigmask(tid int) (uint64, error) {
+	var m uint64
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGMASK, uintptr(tid), 8, uintptr(unsafe.Pointer(&m)), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return m, nil
+}
+
+func ptraceSetSigmask(tid int, m uint64) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SETSIGMASK, uintptr(tid), 8, uintptr(unsafe.Pointer(&m)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// wait4 waits for a state change of pid (-1: any) with __WALL, retrying on
+// EINTR.
+func wait4(pid int, flags int) (int, unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		wpid, err := unix.Wait4(pid, &ws, flags|unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		return wpid, ws, err
+	}
+}
+
+// ptrace events (status >> 16 of a SIGTRAP stop).
+const (
+	eventFork    = unix.PTRACE_EVENT_FORK
+	eventVfork   = unix.PTRACE_EVENT_VFORK
+	eventClone   = unix.PTRACE_EVENT_CLONE
+	eventExec    = unix.PTRACE_EVENT_EXEC
+	eventSeccomp = unix.PTRACE_EVENT_SECCOMP
+)
+
+// event returns the ptrace event of a stop status, 0 if none.
+func event(ws unix.WaitStatus) int {
+	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		return 0
+	}
+	return int(ws>>16) & 0xff
+}
+
+// traceOptions are the ptrace options of every program task.
+const traceOptions = unix.PTRACE_O_TRACESECCOMP | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK |
+	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_EXITKILL

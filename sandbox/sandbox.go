@@ -1,0 +1,1057 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/pgalloc"
+	"github.com/vmspace/vmspace/platform/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure Run.
+type Options struct {
+	// Argv is the program and its arguments. Argv[0] is looked up in the
+	// PATH of Env if it has no slash. Required.
+	Argv []string
+	// Env is the program's environment; nil means os.Environ().
+	Env []string
+	// Stdin, Stdout and Stderr become the program's descriptors 0, 1 and
+	// 2; nil means vmspace's own.
+	Stdin, Stdout, Stderr *os.File
+	// Trace, if not nil, receives a line for each memory system call
+	// served (like strace's).
+	Trace io.Writer
+	// Maps, if not nil, receives the /proc/PID/maps text of each address
+	// space as vmspace holds it when its process exits or execs.
+	Maps io.Writer
+	// Image, if not nil, is an ELF executable to run instead of a file
+	// (the built-in demonstration): it is written to a memfd first.
+	Image []byte
+}
+
+// Stats are the figures of one Run.
+type Stats struct {
+	// PeakRSS is the largest resident set (VmHWM) any address space had.
+	PeakRSS uint64
+	// Faults is the number of page faults the memory managers served.
+	Faults uint64
+	// MemCalls is the number of memory system calls served.
+	MemCalls uint64
+	// Stops is the number of system call stops (memory calls, buffer
+	// checks, process calls).
+	Stops uint64
+	// Processes is the number of processes (the first and its forks).
+	Processes int
+	// Execs is the number of program images loaded.
+	Execs int
+	// ManagerTime is the time spent serving stops (memory managers,
+	// faults, injected system calls).
+	ManagerTime time.Duration
+	// Wall is the run's wall time.
+	Wall time.Duration
+}
+
+// memFDConst is the descriptor at which every program process holds the
+// memory file (not close-on-exec, so that it survives vmspace's own host
+// execs). The seccomp filter stops close, dup2, dup3 and close_range that
+// would take it.
+const memFDConst = 1023
+
+// ErrNoProgram is returned when Options.Argv is empty.
+var ErrNoProgram = errors.New("sandbox: no program to run")
+
+// Run runs the program and returns its exit status as a shell shows it (the
+// exit code, or 128 + the signal that killed it), once every process it
+// started has ended.
+func Run(opts Options) (int, Stats, error) {
+	if len(opts.Argv) == 0 && opts.Image == nil {
+		return 0, Stats{}, ErrNoProgram
+	}
+	type result struct {
+		status int
+		stats  Stats
+		err    error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Every ptrace request comes from this thread, the tracer of
+		// every program task; it is never unlocked, so the thread dies
+		// with the goroutine (and PTRACE_O_EXITKILL kills any task
+		// left).
+		runtime.LockOSThread()
+		s, err := newSandbox(opts)
+		if err != nil {
+			ch <- result{err: err}
+			return
+		}
+		st, err := s.run()
+		s.close()
+		ch <- result{st, s.stats, err}
+	}()
+	r := <-ch
+	return r.status, r.stats, r.err
+}
+
+// Sandbox runs one program and its descendants. It is used only by the
+// tracer goroutine.
+type Sandbox struct {
+	opts Options
+	ctx  context.Context
+	// mf is the memory file of every address space.
+	mf *pgalloc.MemoryFile
+	// files is the page cache of every host file the program maps.
+	files *hostfile.Table
+	// plat is the memory managers' platform.
+	plat *sbPlatform
+	// exe is the stub image.
+	exe *stubExe
+	// limits are the memory managers' initial limits.
+	limits mm.Limits
+	// tasks are the live program tasks by thread id.
+	tasks map[int]*task
+	// procs are the live processes by pid.
+	procs map[int]*process
+	// early holds the first stop of tasks seen before their parent's
+	// clone event.
+	early map[int]unix.WaitStatus
+	// deferred are wait results to handle before waiting again.
+	deferred []waitResult
+	// borrowed are tasks stopped to serve another process's request,
+	// to be resumed once the current stop is handled.
+	borrowed []*task
+	// root is the first process; rootStatus its exit status once known.
+	root       int
+	rootStatus int
+	rootDone   bool
+	// selfPid is vmspace's pid.
+	selfPid int
+	// shm are the System V shared memory segments.
+	shm shmRegistry
+	// stats are the running figures.
+	stats Stats
+	// start is when Run started.
+	start time.Time
+	// imageFile holds Options.Image, if any.
+	imageFile *os.File
+}
+
+// waitResult is one state change from wait4.
+type waitResult struct {
+	tid int
+	ws  unix.WaitStatus
+}
+
+// process is one program process (thread group).
+type process struct {
+	// pid is the thread group id.
+	pid int
+	// mm is the address space; as its AddressSpace.
+	mm *mm.MemoryManager
+	as *stubAS
+	// tasks are the live threads.
+	tasks map[int]*task
+	// held is the task the sandbox holds stopped for this process while
+	// it serves a stop, or nil.
+	held *task
+	// memFD is the process's descriptor of the memory file; memFDOurs is
+	// true while it is memFDConst (guarded by the seccomp filter).
+	memFD     int
+	memFDOurs bool
+	// exe is the host path of the program image (for /proc/PID/exe and
+	// messages); name is the path as the program gave it.
+	exe, name string
+	// pidfd is a pidfd of the process, or -1 until needed.
+	pidfd int
+	// fixup, if not nil, is the work to do at the first stop of a new
+	// fork child.
+	fixup *forkFixup
+	// memCalls counts memory system calls served.
+	memCalls uint64
+}
+
+// task is one program thread.
+type task struct {
+	tid int
+	p   *process
+	// regs are the application's registers at the current stop, valid if
+	// regsValid.
+	regs      unix.PtraceRegs
+	regsValid bool
+	// clobbered is true if the hardware registers are not regs (after an
+	// injected system call).
+	clobbered bool
+	// changed is true if a handler changed regs for the host to run the
+	// stopped system call with (without injecting anything).
+	changed bool
+	// sigStop is true if the current stop is a signal-delivery-stop, at
+	// which a signal can be delivered on resumption.
+	sigStop bool
+	// ip is the address of the "syscall; int3" used to inject system
+	// calls.
+	ip uint64
+	// fresh is true until the task's first stop has been seen.
+	fresh bool
+	// dead is true once it has exited.
+	dead bool
+	// pending are signals that arrived while the sandbox was injecting
+	// system calls, to deliver when the task resumes.
+	pending []pendingSignal
+	// expectStop counts SIGSTOPs the sandbox sent to stop the task, still
+	// to be suppressed.
+	expectStop int
+	// lastFault describes the last page fault, to detect one that repeats
+	// without progress.
+	lastFault faultKey
+	// faultRepeats counts consecutive repeats of lastFault.
+	faultRepeats int
+}
+
+// pendingSignal is a signal to deliver later.
+type pendingSignal struct {
+	sig unix.Signal
+	si  siginfo
+}
+
+// errTaskDead is returned when a task dies while the sandbox uses it.
+var errTaskDead = fmt.Errorf("sandbox: task died: %w", unix.ESRCH)
+
+func newSandbox(opts Options) (*Sandbox, error) {
+	s := &Sandbox{
+		opts:    opts,
+		ctx:     context.Background(),
+		tasks:   make(map[int]*task),
+		procs:   make(map[int]*process),
+		early:   make(map[int]unix.WaitStatus),
+		selfPid: unix.Getpid(),
+		start:   time.Now(),
+	}
+	s.shm.init()
+	var err error
+	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory"})
+	if err != nil {
+		return nil, err
+	}
+	s.files = hostfile.NewTable(s.mf)
+	pp, err := ptrace.New()
+	if err != nil {
+		s.mf.Destroy()
+		return nil, err
+	}
+	s.plat = &sbPlatform{Platform: pp}
+	s.exe, err = newStubExe()
+	if err != nil {
+		pp.Close()
+		s.mf.Destroy()
+		return nil, err
+	}
+	s.limits = hostLimits()
+	return s, nil
+}
+
+// hostLimits returns the limits of a process started by vmspace, with the
+// privileges vmspace has.
+func hostLimits() mm.Limits {
+	l := mm.HostLimits()
+	if caps, ok := effectiveCaps(); ok {
+		l.CapIPCLock = caps&(1<<unix.CAP_IPC_LOCK) != 0
+		l.CapSysRawIO = caps&(1<<unix.CAP_SYS_RAWIO) != 0
+	}
+	return l
+}
+
+// effectiveCaps returns the calling process's effective capabilities.
+func effectiveCaps() (uint64, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var c uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &c); err == nil {
+				return c, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// close releases what the sandbox holds.
+func (s *Sandbox) close() {
+	for _, p := range s.procs {
+		s.releaseMM(p, "killed")
+		if p.pidfd >= 0 {
+			unix.Close(p.pidfd)
+		}
+	}
+	s.exe.close()
+	s.plat.Close()
+	if s.imageFile != nil {
+		s.imageFile.Close()
+	}
+	s.mf.Destroy()
+	s.stats.Wall = time.Since(s.start)
+}
+
+// run starts the program and serves its tasks until all have ended.
+func (s *Sandbox) run() (int, error) {
+	if err := s.startRoot(); err != nil {
+		return 0, err
+	}
+	for len(s.tasks) > 0 {
+		var wr waitResult
+		if n := len(s.deferred); n > 0 {
+			wr = s.deferred[0]
+			s.deferred = s.deferred[1:]
+		} else {
+			tid, ws, err := wait4(-1, 0)
+			if err != nil {
+				if err == unix.ECHILD {
+					break
+				}
+				return 0, fmt.Errorf("sandbox: wait4: %w", err)
+			}
+			wr = waitResult{tid, ws}
+		}
+		t0 := time.Now()
+		s.handle(wr.tid, wr.ws)
+		for len(s.borrowed) > 0 {
+			t := s.borrowed[0]
+			s.borrowed = s.borrowed[1:]
+			if !t.dead && t.p.held == t {
+				s.resume(t, 0, nil)
+			}
+		}
+		s.stats.ManagerTime += time.Since(t0)
+	}
+	if !s.rootDone {
+		return 0, errors.New("sandbox: lost track of the program")
+	}
+	return s.rootStatus, nil
+}
+
+// handle serves one state change of a task.
+func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
+	t := s.tasks[tid]
+	if t == nil {
+		if ws.Stopped() {
+			// A new task whose parent's clone event has not been
+			// seen yet.
+			s.early[tid] = ws
+		}
+		return
+	}
+	if ws.Exited() || ws.Signaled() {
+		s.taskExited(t, ws)
+		return
+	}
+	if !ws.Stopped() {
+		return
+	}
+	t.regsValid = false
+	t.clobbered = false
+	t.changed = false
+	t.p.held = t
+	defer func() {
+		if t.p.held == t && !t.dead {
+			// A handler that did not resume the task: resume it as
+			// it is.
+			s.resume(t, 0, nil)
+		}
+	}()
+	if t.fresh {
+		t.fresh = false
+		t.sigStop = true
+		s.firstStop(t, ws)
+		return
+	}
+	switch event(ws) {
+	case eventSeccomp:
+		t.sigStop = false
+		s.stats.Stops++
+		s.syscall(t)
+		return
+	case eventFork, eventVfork, eventClone:
+		t.sigStop = false
+		s.cloneEvent(t, event(ws))
+		return
+	case eventExec:
+		// Only vmspace's own exec of the stub image execs, and it
+		// waits for this itself.
+		t.sigStop = false
+		s.killProcess(t.p, "exec'd behind vmspace's back")
+		return
+	}
+	t.sigStop = true
+	sig := ws.StopSignal()
+	var si siginfo
+	if err := ptraceGetSiginfo(tid, &si); err != nil {
+		// A group-stop (job control). vmspace does not support
+		// stopping the program: let it go on.
+		t.sigStop = false
+		s.resume(t, 0, nil)
+		return
+	}
+	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
+		t.expectStop--
+		s.resume(t, 0, nil)
+		return
+	}
+	if (sig == unix.SIGSEGV || sig == unix.SIGBUS) && si.code() > 0 && si.code() != siKernel {
+		s.fault(t, sig, &si)
+		return
+	}
+	s.resume(t, sig, &si)
+}
+
+// fetchRegs makes t.regs hold the application's registers.
+func (s *Sandbox) fetchRegs(t *task) error {
+	if t.regsValid {
+		return nil
+	}
+	if err := ptraceGetRegs(t.tid, &t.regs); err != nil {
+		return s.lost(t, "PTRACE_GETREGS", err)
+	}
+	t.regsValid = true
+	return nil
+}
+
+// lost handles a ptrace request that failed for t: normally t was killed
+// (ESRCH); it is reaped when its exit is reported.
+func (s *Sandbox) lost(t *task, op string, err error) error {
+	if err == unix.ESRCH {
+		return errTaskDead
+	}
+	return fmt.Errorf("sandbox: %s of task %d: %w", op, t.tid, err)
+}
+
+// resume restores t's application registers and lets it run, delivering
+// sig (with si, if not nil) or else one of its pending signals.
+func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
+	if t.p.held == t {
+		t.p.held = nil
+	}
+	if t.dead {
+		return
+	}
+	if t.clobbered {
+		if err := ptraceSetRegs(t.tid, &t.regs); err != nil {
+			return
+		}
+		t.clobbered = false
+	}
+	if sig == 0 && len(t.pending) > 0 && t.sigStop {
+		ps := t.pending[0]
+		t.pending = t.pending[1:]
+		sig, si = ps.sig, &ps.si
+	}
+	if sig != 0 && si != nil && t.sigStop {
+		ptraceSetSiginfo(t.tid, si)
+	}
+	ptraceCont(t.tid, sig)
+	t.regsValid = false
+	for _, ps := range t.pending {
+		// Only one signal can be delivered at a stop; send the others
+		// again (their sender's details are lost).
+		unix.Tgkill(t.p.pid, t.tid, ps.sig)
+	}
+	t.pending = nil
+}
+
+// inject makes t, stopped, make system call nr from the code page and
+// returns its raw result. t's application registers are kept in t.regs and
+// restored when it resumes.
+func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) {
+	if t.dead {
+		return 0, errTaskDead
+	}
+	if err := s.fetchRegs(t); err != nil {
+		return 0, err
+	}
+	r := t.regs
+	var a [6]uintptr
+	copy(a[:], args)
+	r.Rip = t.ip
+	r.Rax = uint64(nr)
+	r.Orig_rax = ^uint64(0)
+	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
+	r.Eflags = 0x202
+	if err := ptraceSetRegs(t.tid, &r); err != nil {
+		return 0, s.lost(t, "PTRACE_SETREGS", err)
+	}
+	t.clobbered = true
+	if err := ptraceCont(t.tid, 0); err != nil {
+		return 0, s.lost(t, "PTRACE_CONT", err)
+	}
+	for {
+		_, ws, err := wait4(t.tid, 0)
+		if err != nil {
+			return 0, s.lost(t, "wait4", err)
+		}
+		if ws.Exited() || ws.Signaled() {
+			s.deferred = append(s.deferred, waitResult{t.tid, ws})
+			t.dead = true
+			return 0, errTaskDead
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		if event(ws) == eventSeccomp {
+			// Made from outside the code page (at start-up, from the
+			// stub image): let it through.
+			if err := ptraceCont(t.tid, 0); err != nil {
+				return 0, s.lost(t, "PTRACE_CONT", err)
+			}
+			continue
+		}
+		if ws.StopSignal() == unix.SIGTRAP && event(ws) == 0 {
+			var rr unix.PtraceRegs
+			if err := ptraceGetRegs(t.tid, &rr); err != nil {
+				return 0, s.lost(t, "PTRACE_GETREGS", err)
+			}
+			if rr.Rip == t.ip+3 {
+				t.sigStop = true
+				return uintptr(rr.Rax), nil
+			}
+		}
+		s.noteSignal(t, ws)
+		if err := ptraceCont(t.tid, 0); err != nil {
+			return 0, s.lost(t, "PTRACE_CONT", err)
+		}
+	}
+}
+
+// noteSignal records the signal of a stop that interrupted vmspace's use of
+// t, to deliver it later.
+func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
+	if event(ws) != 0 {
+		return
+	}
+	var si siginfo
+	if err := ptraceGetSiginfo(t.tid, &si); err != nil {
+		return // group-stop
+	}
+	sig := ws.StopSignal()
+	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
+		t.expectStop--
+		return
+	}
+	t.pending = append(t.pending, pendingSignal{sig, si})
+}
+
+// holder returns a stopped task of p that the memory manager's platform
+// calls can use: the one the sandbox holds, or one it stops now (resumed
+// after the current stop is served).
+func (s *Sandbox) holder(p *process) (*task, error) {
+	if t := p.held; t != nil && !t.dead {
+		return t, nil
+	}
+	tids := make([]int, 0, len(p.tasks))
+	for tid, t := range p.tasks {
+		if !t.dead && !t.fresh {
+			tids = append(tids, tid)
+		}
+	}
+	sort.Ints(tids)
+	for _, tid := range tids {
+		t := p.tasks[tid]
+		if err := s.stopTask(t); err != nil {
+			continue
+		}
+		p.held = t
+		s.borrowed = append(s.borrowed, t)
+		return t, nil
+	}
+	return nil, fmt.Errorf("sandbox: no task of process %d can be stopped: %w", p.pid, errTaskDead)
+}
+
+// stopTask stops a running task with a SIGSTOP of its own and waits for
+// the stop. Another stop that comes first is kept for the main loop (the
+// task stays stopped, and the SIGSTOP is suppressed when it arrives).
+func (s *Sandbox) stopTask(t *task) error {
+	if err := unix.Tgkill(t.p.pid, t.tid, unix.SIGSTOP); err != nil {
+		return err
+	}
+	t.expectStop++
+	for {
+		_, ws, err := wait4(t.tid, 0)
+		if err != nil {
+			return err
+		}
+		if ws.Exited() || ws.Signaled() {
+			s.deferred = append(s.deferred, waitResult{t.tid, ws})
+			t.dead = true
+			return errTaskDead
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		t.regsValid, t.clobbered = false, false
+		var si siginfo
+		if ws.StopSignal() == unix.SIGSTOP && event(ws) == 0 && ptraceGetSiginfo(t.tid, &si) == nil &&
+			si.code() == siTkill && int(si.pid()) == s.selfPid {
+			t.expectStop--
+			t.sigStop = true
+			return nil
+		}
+		// Some other stop: use it, and let the main loop serve it
+		// afterwards (with the task's registers put back).
+		s.deferred = append(s.deferred, waitResult{t.tid, ws})
+		t.sigStop = event(ws) == 0
+		return nil
+	}
+}
+
+// taskExited records the end of a task, and of its process with the last
+// one.
+func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {
+	t.dead = true
+	delete(s.tasks, t.tid)
+	p := t.p
+	delete(p.tasks, t.tid)
+	if p.held == t {
+		p.held = nil
+	}
+	if t.tid == p.pid && p.pid == s.root {
+		s.rootDone = true
+		s.rootStatus = shellStatus(ws)
+	}
+	if len(p.tasks) == 0 {
+		s.processExited(p)
+	}
+}
+
+// shellStatus returns the exit status a shell shows for ws.
+func shellStatus(ws unix.WaitStatus) int {
+	if ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ws.ExitStatus()
+}
+
+// processExited releases a process whose tasks have all ended.
+func (s *Sandbox) processExited(p *process) {
+	delete(s.procs, p.pid)
+	s.releaseMM(p, "exit")
+	if p.pidfd >= 0 {
+		unix.Close(p.pidfd)
+		p.pidfd = -1
+	}
+}
+
+// releaseMM drops p's memory manager, printing its maps first if asked.
+func (s *Sandbox) releaseMM(p *process, why string) {
+	m := p.mm
+	if m == nil {
+		return
+	}
+	p.mm = nil
+	s.noteStats(m)
+	if s.opts.Maps != nil {
+		fmt.Fprintf(s.opts.Maps, "=== /proc/%d/maps of %s at %s ===\n%s", p.pid, p.name, why, m.MapsText(s.ctx))
+	}
+	if p.as != nil {
+		p.as.Release()
+	}
+	m.Deactivate()
+	m.DecUsers(s.ctx)
+}
+
+// noteStats adds a manager's figures to the run's.
+func (s *Sandbox) noteStats(m *mm.MemoryManager) {
+	s.stats.Faults += m.Faults()
+	if r := m.MaxResidentSetSize(); r > s.stats.PeakRSS {
+		s.stats.PeakRSS = r
+	}
+}
+
+// killProcess kills a process that vmspace cannot serve correctly, saying
+// why on the program's standard error.
+func (s *Sandbox) killProcess(p *process, why string) {
+	fmt.Fprintf(s.stderr(), "vmspace: killing process %d (%s): %s\n", p.pid, p.name, why)
+	unix.Kill(p.pid, unix.SIGKILL)
+	for _, t := range p.tasks {
+		if p.held == t {
+			p.held = nil
+		}
+	}
+}
+
+func (s *Sandbox) stderr() io.Writer {
+	if s.opts.Stderr != nil {
+		return s.opts.Stderr
+	}
+	return os.Stderr
+}
+
+// newManager returns an empty memory manager for a program image.
+func (s *Sandbox) newManager() *mm.MemoryManager {
+	lim := s.limits
+	m := mm.New(mm.Options{Platform: s.plat, MemoryFile: s.mf, Limits: &lim})
+	mk := hostfile.SharedAnonFactory(s.mf)
+	m.SetSharedAnonFactory(func(ctx context.Context, n uint64) (mm.MappableFile, error) {
+		return mk(ctx, n)
+	})
+	return m
+}
+
+// activate makes as the AddressSpace of m.
+func (s *Sandbox) activate(m *mm.MemoryManager, as *stubAS) error {
+	s.plat.next = as
+	err := m.Activate(s.ctx)
+	s.plat.next = nil
+	return err
+}
+
+// startRoot starts the first process: the stub image, traced, then the
+// program loaded into it.
+func (s *Sandbox) startRoot() error {
+	stdio := []*os.File{s.opts.Stdin, s.opts.Stdout, s.opts.Stderr}
+	def := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	files := make([]uintptr, 4)
+	for i := range stdio {
+		f := stdio[i]
+		if f == nil {
+			f = def[i]
+		}
+		files[i] = ^uintptr(0)
+		if f != nil {
+			if _, err := unix.FcntlInt(f.Fd(), unix.F_GETFD, 0); err == nil {
+				files[i] = f.Fd()
+			}
+		}
+	}
+	files[3] = uintptr(s.mf.FD())
+	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", s.exe.fd), []string{"vmspace-stub"}, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Ptrace:    true,
+			Pdeathsig: syscall.SIGKILL,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: starting the first process: %w", err)
+	}
+	s.root = pid
+	p := s.newProcess(pid)
+	t := s.newTask(p, pid)
+	t.fresh = false
+	s.stats.Processes++
+	_, ws, err := wait4(pid, 0)
+	if err != nil || !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("sandbox: the first process did not stop at exec (%v, %v)", ws, err)
+	}
+	if err := unix.PtraceSetOptions(pid, traceOptions); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("sandbox: PTRACE_SETOPTIONS: %w", err)
+	}
+	p.held = t
+	t.sigStop = true
+	if err := s.freshImage(t, 3); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return err
+	}
+	if err := s.installFilter(t); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return err
+	}
+	argv := s.opts.Argv
+	env := s.opts.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	var path string
+	if s.opts.Image != nil {
+		f, err := imageFile(s.opts.Image)
+		if err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			return err
+		}
+		s.imageFile = f
+		path = f.Name()
+		if len(argv) == 0 {
+			argv = []string{"vmspace-demo"}
+		}
+	} else {
+		path, err = lookPath(argv[0], env)
+		if err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			return fmt.Errorf("sandbox: %s: %w", argv[0], err)
+		}
+	}
+	img, errno := s.prepareExec(p, path, path, argv, env)
+	if errno != 0 {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("sandbox: cannot execute %s: %w", argv[0], errno)
+	}
+	if err := s.commitExec(t, img); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return err
+	}
+	s.resume(t, 0, nil)
+	return nil
+}
+
+// imageFile writes an executable image to a memfd and returns it open
+// (its /proc/self/fd path is its name).
+func imageFile(b []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate("vmspace-demo", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := unix.Pwrite(fd, b, 0); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), fmt.Sprintf("/proc/%d/fd/%d", unix.Getpid(), fd)), nil
+}
+
+// lookPath finds a program the way execvp does, in the PATH of env.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	var firstErr error = unix.ENOENT
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + name
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			continue
+		}
+		if err := unix.Access(p, unix.X_OK); err != nil {
+			firstErr = err
+			continue
+		}
+		return p, nil
+	}
+	return "", firstErr
+}
+
+func (s *Sandbox) newProcess(pid int) *process {
+	p := &process{pid: pid, tasks: make(map[int]*task), memFD: memFDConst, memFDOurs: true, pidfd: -1}
+	s.procs[pid] = p
+	return p
+}
+
+func (s *Sandbox) newTask(p *process, tid int) *task {
+	t := &task{tid: tid, p: p, ip: uint64(codeAddr) + sysOff, fresh: true}
+	p.tasks[tid] = t
+	s.tasks[tid] = t
+	return t
+}
+
+// freshImage prepares a process that has just executed the stub image
+// (stopped at the exec): the code and scratch pages at the top of the
+// range, nothing else mapped, the memory file at memFDConst (moved from
+// inheritedFD if that is not -1).
+func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("sandbox: preparing process %d: %s: %w", t.p.pid, what, err)
+	}
+	t.regsValid = false
+	if err := s.fetchRegs(t); err != nil {
+		return fail("registers", err)
+	}
+	t.ip = stubLinkAddr + sysOff
+	call := func(what string, nr uintptr, args ...uintptr) error {
+		r, err := s.inject(t, nr, args...)
+		if err != nil {
+			return fail(what, err)
+		}
+		if e, bad := errnoOf(r); bad {
+			return fail(what, e)
+		}
+		return nil
+	}
+	if err := call("mmap", unix.SYS_MMAP, uintptr(scratchAddr), 2*hostarch.PageSize,
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uintptr(0), 0); err != nil {
+		return err
+	}
+	if err := s.writeMem(t.p.pid, codeAddr, codePage()); err != nil {
+		return fail("writing the code page", err)
+	}
+	if err := call("mprotect", unix.SYS_MPROTECT, uintptr(codeAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+		return err
+	}
+	t.ip = uint64(codeAddr) + sysOff
+	if err := call("munmap", unix.SYS_MUNMAP, 0, uintptr(ptrace.StubStart)); err != nil {
+		return err
+	}
+	if inheritedFD >= 0 {
+		if err := call("dup3", unix.SYS_DUP3, uintptr(inheritedFD), memFDConst, 0); err != nil {
+			return err
+		}
+		if err := call("close", unix.SYS_CLOSE, uintptr(inheritedFD)); err != nil {
+			return err
+		}
+		t.p.memFD, t.p.memFDOurs = memFDConst, true
+	}
+	return nil
+}
+
+// installFilter installs the seccomp filter in t's process (inherited by
+// everything it starts).
+func (s *Sandbox) installFilter(t *task) error {
+	f, err := seccompFilter(memFDConst)
+	if err != nil {
+		return err
+	}
+	prog := filterBytes(f)
+	// struct sock_fprog at the start of the scratch page, the program
+	// after it.
+	buf := make([]byte, 16+len(prog))
+	buf[0] = byte(len(f))
+	buf[1] = byte(len(f) >> 8)
+	progAddr := uint64(scratchAddr) + 16
+	for i := 0; i < 8; i++ {
+		buf[8+i] = byte(progAddr >> (8 * i))
+	}
+	copy(buf[16:], prog)
+	if err := s.writeMem(t.p.pid, scratchAddr, buf); err != nil {
+		return fmt.Errorf("sandbox: writing the seccomp filter: %w", err)
+	}
+	install := func() (uintptr, error) {
+		return s.inject(t, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, uintptr(scratchAddr))
+	}
+	r, err := install()
+	if err != nil {
+		return err
+	}
+	if e, bad := errnoOf(r); bad && e == unix.EACCES {
+		// Without CAP_SYS_ADMIN, a filter needs no_new_privs.
+		if _, err := s.inject(t, unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return err
+		}
+		if r, err = install(); err != nil {
+			return err
+		}
+	}
+	if e, bad := errnoOf(r); bad {
+		return fmt.Errorf("sandbox: installing the seccomp filter: %w", e)
+	}
+	return nil
+}
+
+// writeMem writes b into process pid's memory at addr, which must be
+// writable there.
+func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
+	local := []unix.Iovec{{Base: &b[0]}}
+	local[0].SetLen(len(b))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}
+	n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+	if err != nil {
+		return err
+	}
+	if n != len(b) {
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// stubFD returns the descriptor of f in t's process, installing it if the
+// program took the usual one away.
+func (s *Sandbox) stubFD(t *task, f memmap.File) (int, error) {
+	if f.FD() != s.mf.FD() {
+		return -1, fmt.Errorf("sandbox: cannot map a file other than the memory file: %w", unix.EINVAL)
+	}
+	p := t.p
+	if p.memFDOurs {
+		return p.memFD, nil
+	}
+	// Not guarded by the filter: check that it is still the memory file.
+	if p.memFD >= 0 && s.isMemFD(p, p.memFD) {
+		return p.memFD, nil
+	}
+	if err := s.reinstallMemFD(t); err != nil {
+		return -1, err
+	}
+	return p.memFD, nil
+}
+
+// isMemFD reports whether descriptor fd of p is the memory file.
+func (s *Sandbox) isMemFD(p *process, fd int) bool {
+	var st, mst unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", p.pid, fd), &st) != nil || unix.Fstat(s.mf.FD(), &mst) != nil {
+		return false
+	}
+	return st.Dev == mst.Dev && st.Ino == mst.Ino
+}
+
+// reinstallMemFD opens the memory file again in t's process, at a free
+// descriptor as high as possible.
+func (s *Sandbox) reinstallMemFD(t *task) error {
+	p := t.p
+	path := fmt.Sprintf("/proc/%d/fd/%d\x00", s.selfPid, s.mf.FD())
+	if err := s.writeMem(p.pid, scratchAddr, []byte(path)); err != nil {
+		return err
+	}
+	cwd := unix.AT_FDCWD
+	r, err := s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), unix.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if e, bad := errnoOf(r); bad {
+		return fmt.Errorf("sandbox: reopening the memory file in process %d: %w", p.pid, e)
+	}
+	fd := int(r)
+	target := s.freeFD(p, fd)
+	if target != fd {
+		r, err := s.inject(t, unix.SYS_DUP3, uintptr(fd), uintptr(target), 0)
+		if err != nil {
+			return err
+		}
+		if _, bad := errnoOf(r); !bad {
+			s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+			fd = target
+		}
+	}
+	p.memFD = fd
+	p.memFDOurs = fd == memFDConst
+	return nil
+}
+
+// freeFD returns the highest free descriptor of p at or below memFDConst,
+// or def if none can be found.
+func (s *Sandbox) freeFD(p *process, def int) int {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	if err != nil {
+		return def
+	}
+	used := make(map[int]bool, len(ents))
+	for _, e := range ents {
+		var n int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &n); err == nil {
+			used[n] = true
+		}
+	}
+	for fd := memFDConst; fd > 2; fd-- {
+		if !used[fd] {
+			return fd
+		}
+	}
+	return def
+}

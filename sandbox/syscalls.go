@@ -1,0 +1,492 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/mm"
+	"golang.org/x/sys/unix"
+)
+
+// What a system call handler wants done with the stopped call.
+type sysAction int
+
+const (
+	// actReturn: skip the call; it returns val.
+	actReturn sysAction = iota
+	// actPass: let the host run the call (with the registers in t.regs,
+	// which a handler may have changed).
+	actPass
+	// actDone: the handler resumed (or replaced) the task itself.
+	actDone
+)
+
+// sysResult is a handler's decision.
+type sysResult struct {
+	act sysAction
+	val uintptr
+}
+
+func ret(v uintptr) sysResult           { return sysResult{act: actReturn, val: v} }
+func retErr(e unix.Errno) sysResult     { return sysResult{act: actReturn, val: uintptr(-int64(e))} }
+func pass() sysResult                   { return sysResult{act: actPass} }
+func retAddr(a hostarch.Addr) sysResult { return ret(uintptr(a)) }
+
+// errno converts an error from the memory manager to an errno.
+func errno(err error) unix.Errno {
+	var e unix.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	var ae *mm.AccessError
+	if errors.As(err, &ae) {
+		return unix.EFAULT
+	}
+	return unix.EINVAL
+}
+
+// retFrom returns 0 or err's errno.
+func retFrom(err error) sysResult {
+	if err != nil {
+		return retErr(errno(err))
+	}
+	return ret(0)
+}
+
+// syscall serves a system call stop of t.
+func (s *Sandbox) syscall(t *task) {
+	if err := s.fetchRegs(t); err != nil {
+		return
+	}
+	r := &t.regs
+	nr := int(r.Orig_rax)
+	a := [6]uint64{r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9}
+	res := s.dispatch(t, nr, a)
+	if t.dead {
+		return
+	}
+	switch res.act {
+	case actDone:
+		return
+	case actReturn:
+		t.regs.Orig_rax = ^uint64(0)
+		t.regs.Rax = uint64(res.val)
+		if t.clobbered {
+			s.resume(t, 0, nil)
+			return
+		}
+		if err := ptraceSetRegs(t.tid, &t.regs); err != nil {
+			return
+		}
+		s.resume(t, 0, nil)
+	case actPass:
+		if t.clobbered {
+			// Injected calls replaced the stop: run the call again
+			// from its syscall instruction.
+			t.regs.Rax = t.regs.Orig_rax
+			t.regs.Orig_rax = ^uint64(0)
+			t.regs.Rip -= 2
+			s.resume(t, 0, nil)
+			return
+		}
+		if t.changed {
+			ptraceSetRegs(t.tid, &t.regs)
+		}
+		s.resume(t, 0, nil)
+	}
+}
+
+// dispatch serves system call nr with arguments a.
+func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
+	p := t.p
+	switch nr {
+	case unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT, unix.SYS_BRK,
+		unix.SYS_MREMAP, unix.SYS_MADVISE, unix.SYS_MLOCK, unix.SYS_MUNLOCK, unix.SYS_MLOCK2,
+		unix.SYS_MLOCKALL, unix.SYS_MUNLOCKALL, unix.SYS_MSYNC, unix.SYS_MINCORE, unix.SYS_MSEAL,
+		unix.SYS_REMAP_FILE_PAGES, unix.SYS_MAP_SHADOW_STACK, unix.SYS_SHMGET, unix.SYS_SHMAT,
+		unix.SYS_SHMDT, unix.SYS_SHMCTL, unix.SYS_IO_SETUP, unix.SYS_IO_DESTROY, unix.SYS_IO_SUBMIT,
+		unix.SYS_IO_CANCEL, unix.SYS_IO_GETEVENTS, unix.SYS_IO_PGETEVENTS:
+		p.memCalls++
+		s.stats.MemCalls++
+		res := s.memCall(t, nr, a)
+		if s.opts.Trace != nil {
+			s.traceCall(t, nr, a, res)
+		}
+		return res
+	case unix.SYS_VFORK:
+		// A vfork shares the address space; vmspace gives each process
+		// its own: make it a fork that still waits for the child's
+		// exec or exit.
+		t.regs.Orig_rax = unix.SYS_CLONE
+		t.regs.Rdi = unix.CLONE_VFORK | uint64(unix.SIGCHLD)
+		t.regs.Rsi, t.regs.Rdx, t.regs.R10, t.regs.R8 = 0, 0, 0, 0
+		t.changed = true
+		return pass()
+	case unix.SYS_CLONE:
+		// Only CLONE_VM without CLONE_THREAD stops here: a process
+		// sharing memory (vfork, posix_spawn). Make it a fork.
+		t.regs.Rdi &^= unix.CLONE_VM | unix.CLONE_SIGHAND
+		t.changed = true
+		return pass()
+	case unix.SYS_CLONE3:
+		// The C libraries fall back to clone, whose flags the filter
+		// can see.
+		return retErr(unix.ENOSYS)
+	case unix.SYS_EXECVE:
+		return s.sysExecve(t, unix.AT_FDCWD, a[0], a[1], a[2], 0)
+	case unix.SYS_EXECVEAT:
+		return s.sysExecve(t, int32(a[0]), a[1], a[2], a[3], int(a[4]))
+	case unix.SYS_CLOSE:
+		if int32(a[0]) == memFDConst && p.memFDOurs {
+			return retErr(unix.EBADF)
+		}
+		return pass()
+	case unix.SYS_DUP2, unix.SYS_DUP3:
+		return s.sysDupOver(t, nr, a)
+	case unix.SYS_CLOSE_RANGE:
+		return s.sysCloseRange(t, a)
+	case unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64:
+		return s.sysRlimit(t, nr, a)
+	}
+	s.prevalidate(t, nr, a)
+	return pass()
+}
+
+// memCall serves a memory system call.
+func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
+	p := t.p
+	m := p.mm
+	ctx := s.ctx
+	switch nr {
+	case unix.SYS_MMAP:
+		return s.sysMmap(t, a)
+	case unix.SYS_MUNMAP:
+		return retFrom(m.MUnmap(ctx, hostarch.Addr(a[0]), a[1]))
+	case unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT:
+		prot := int(a[2])
+		if prot&^(unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC|mm.ProtSem|mm.ProtGrowsDown|mm.ProtGrowsUp) != 0 {
+			return retErr(unix.EINVAL)
+		}
+		if nr == unix.SYS_PKEY_MPROTECT && int32(a[3]) != -1 {
+			// Protection keys are not supported: no key can have
+			// been allocated for the manager's mappings.
+			return retErr(unix.EINVAL)
+		}
+		perms := hostarch.AccessTypeFromProt(prot & 7)
+		return retFrom(m.MProtect(ctx, hostarch.Addr(a[0]), a[1], perms, mm.MProtectOpts{
+			GrowsDown: prot&mm.ProtGrowsDown != 0,
+			GrowsUp:   prot&mm.ProtGrowsUp != 0,
+		}))
+	case unix.SYS_BRK:
+		b, _ := m.Brk(ctx, hostarch.Addr(a[0]))
+		return retAddr(b)
+	case unix.SYS_MREMAP:
+		flags := a[3]
+		if flags&^(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED|4 /* MREMAP_DONTUNMAP */) != 0 {
+			return retErr(unix.EINVAL)
+		}
+		addr, err := m.MRemap(ctx, hostarch.Addr(a[0]), a[1], a[2], mm.MRemapOpts{
+			MayMove:   flags&unix.MREMAP_MAYMOVE != 0,
+			Fixed:     flags&unix.MREMAP_FIXED != 0,
+			DontUnmap: flags&4 != 0,
+			NewAddr:   hostarch.Addr(a[4]),
+		})
+		if err != nil {
+			return retErr(errno(err))
+		}
+		return retAddr(addr)
+	case unix.SYS_MADVISE:
+		return retFrom(m.MAdvise(ctx, hostarch.Addr(a[0]), a[1], mm.Advice(int32(a[2]))))
+	case unix.SYS_MLOCK:
+		return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockEager))
+	case unix.SYS_MLOCK2:
+		switch a[2] {
+		case 0:
+			return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockEager))
+		case 1: // MLOCK_ONFAULT
+			return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockLazy))
+		}
+		return retErr(unix.EINVAL)
+	case unix.SYS_MUNLOCK:
+		return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockNone))
+	case unix.SYS_MLOCKALL:
+		f := a[0]
+		if f&^(unix.MCL_CURRENT|unix.MCL_FUTURE|unix.MCL_ONFAULT) != 0 || f == unix.MCL_ONFAULT || f == 0 {
+			return retErr(unix.EINVAL)
+		}
+		return retFrom(m.MLockAll(ctx, mm.MLockAllOpts{
+			Current: f&unix.MCL_CURRENT != 0,
+			Future:  f&unix.MCL_FUTURE != 0,
+			OnFault: f&unix.MCL_ONFAULT != 0,
+		}))
+	case unix.SYS_MUNLOCKALL:
+		return retFrom(m.MUnlockAll(ctx))
+	case unix.SYS_MSYNC:
+		f := a[2]
+		if f&^(unix.MS_ASYNC|unix.MS_INVALIDATE|unix.MS_SYNC) != 0 {
+			return retErr(unix.EINVAL)
+		}
+		return retFrom(m.MSync(ctx, hostarch.Addr(a[0]), a[1], mm.MSyncOpts{
+			Sync:       f&unix.MS_SYNC != 0,
+			Async:      f&unix.MS_ASYNC != 0,
+			Invalidate: f&unix.MS_INVALIDATE != 0,
+		}))
+	case unix.SYS_MINCORE:
+		vec, err := m.MInCore(ctx, hostarch.Addr(a[0]), a[1])
+		if err != nil {
+			return retErr(errno(err))
+		}
+		if len(vec) > 0 {
+			if _, err := m.CopyOut(ctx, hostarch.Addr(a[2]), vec, mm.IOOpts{}); err != nil {
+				return retErr(unix.EFAULT)
+			}
+		}
+		return ret(0)
+	case unix.SYS_MSEAL:
+		return retFrom(m.MSeal(ctx, hostarch.Addr(a[0]), a[1], a[2]))
+	case unix.SYS_REMAP_FILE_PAGES, unix.SYS_MAP_SHADOW_STACK:
+		return retErr(unix.ENOSYS)
+	case unix.SYS_SHMGET, unix.SYS_SHMAT, unix.SYS_SHMDT, unix.SYS_SHMCTL:
+		return s.shmCall(t, nr, a)
+	case unix.SYS_IO_SETUP, unix.SYS_IO_DESTROY, unix.SYS_IO_SUBMIT, unix.SYS_IO_CANCEL,
+		unix.SYS_IO_GETEVENTS, unix.SYS_IO_PGETEVENTS:
+		return s.aioCall(t, nr, a)
+	}
+	return retErr(unix.ENOSYS)
+}
+
+// sysMmap serves mmap(2).
+func (s *Sandbox) sysMmap(t *task, a [6]uint64) sysResult {
+	p := t.p
+	length := a[1]
+	prot, flags := int(a[2]), int(a[3])
+	fd := int32(a[4])
+	var file mm.MappableFile
+	if flags&mm.MapAnonymous == 0 {
+		mf, anon, cleanup, e := s.mappableFile(p, fd, flags)
+		if e != 0 {
+			return retErr(e)
+		}
+		if cleanup != nil {
+			defer cleanup()
+		}
+		if anon {
+			flags |= mm.MapAnonymous
+		} else {
+			file = mf
+		}
+	}
+	addr, err := p.mm.MMapSys(s.ctx, hostarch.Addr(a[0]), length, prot, flags, file, a[5])
+	if err != nil {
+		return retErr(errno(err))
+	}
+	if file != nil && length <= eagerFileMap && prot&(unix.PROT_READ|unix.PROT_EXEC) != 0 {
+		// Map small file mappings at once: the host kernel may read
+		// them (a path or a message in read-only data) before the
+		// program touches them.
+		s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(length))}, false)
+	}
+	return retAddr(addr)
+}
+
+// eagerFileMap is the largest file mapping that mmap populates at once.
+const eagerFileMap = 16 << 20
+
+func pageUp(n uint64) uint64 {
+	r, ok := hostarch.PageRoundUp(n)
+	if !ok {
+		return n &^ (hostarch.PageSize - 1)
+	}
+	return r
+}
+
+// populate faults in ar (for writing if write) and maps it in the host,
+// ignoring errors (the host kernel then fails as Linux would).
+func (s *Sandbox) populate(p *process, ar hostarch.AddrRange, write bool) {
+	if ar.Length() == 0 || p.mm == nil {
+		return
+	}
+	adv := mm.AdvPopulateRead
+	if write {
+		adv = mm.AdvPopulateWrite
+	}
+	p.mm.MAdvise(s.ctx, ar.Start, ar.Length(), adv)
+}
+
+// mappableFile returns the file behind descriptor fd of p for mmap, or
+// anon if it is /dev/zero (whose mappings are anonymous memory).
+func (s *Sandbox) mappableFile(p *process, fd int32, flags int) (mm.MappableFile, bool, func(), unix.Errno) {
+	if fd < 0 || (int(fd) == memFDConst && p.memFDOurs) {
+		return nil, false, nil, unix.EBADF
+	}
+	hfd, err := s.getFD(p, int(fd))
+	if err != nil {
+		return nil, false, nil, errno(err)
+	}
+	defer unix.Close(hfd)
+	fl, err := unix.FcntlInt(uintptr(hfd), unix.F_GETFL, 0)
+	if err != nil || fl&unix.O_PATH != 0 {
+		return nil, false, nil, unix.EBADF
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(hfd, &st); err != nil {
+		return nil, false, nil, errno(err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFCHR:
+		if unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 5 { // /dev/zero
+			if fl&unix.O_ACCMODE == unix.O_WRONLY {
+				return nil, false, nil, unix.EACCES
+			}
+			return nil, true, nil, 0
+		}
+		return nil, false, nil, unix.ENODEV
+	default:
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return nil, false, nil, unix.ENODEV
+		}
+		return nil, false, nil, unix.ENODEV
+	}
+	f, err := s.files.Import(hfd)
+	if err != nil {
+		return nil, false, nil, errno(err)
+	}
+	return f, false, func() { f.Close(s.ctx) }, 0
+}
+
+// getFD returns a duplicate, in vmspace, of descriptor fd of process p.
+func (s *Sandbox) getFD(p *process, fd int) (int, error) {
+	if p.pidfd < 0 {
+		pfd, err := unix.PidfdOpen(p.pid, 0)
+		if err != nil {
+			return -1, fmt.Errorf("sandbox: pidfd_open(%d): %w", p.pid, err)
+		}
+		p.pidfd = pfd
+	}
+	hfd, err := unix.PidfdGetfd(p.pidfd, fd, 0)
+	if err != nil {
+		return -1, err
+	}
+	return hfd, nil
+}
+
+// sysDupOver serves dup2 and dup3 whose new descriptor is memFDConst.
+func (s *Sandbox) sysDupOver(t *task, nr int, a [6]uint64) sysResult {
+	p := t.p
+	if !p.memFDOurs || int32(a[1]) != memFDConst {
+		return pass()
+	}
+	if int32(a[0]) == memFDConst {
+		return retErr(unix.EBADF) // not the program's descriptor
+	}
+	// The program wants this descriptor: move the memory file away.
+	target := s.freeFD(p, -1)
+	if target < 0 || target == memFDConst {
+		return retErr(unix.EMFILE)
+	}
+	r, err := s.inject(t, unix.SYS_DUP3, memFDConst, uintptr(target), 0)
+	if err != nil {
+		return sysResult{act: actDone}
+	}
+	if e, bad := errnoOf(r); bad {
+		return retErr(e)
+	}
+	p.memFD, p.memFDOurs = target, false
+	return pass()
+}
+
+// sysCloseRange serves close_range over memFDConst: the memory file stays.
+func (s *Sandbox) sysCloseRange(t *task, a [6]uint64) sysResult {
+	p := t.p
+	lo, hi, flags := uint32(a[0]), uint32(a[1]), uintptr(a[2])
+	if !p.memFDOurs || lo > memFDConst || hi < memFDConst {
+		return pass()
+	}
+	if flags&^(unix.CLOSE_RANGE_UNSHARE|unix.CLOSE_RANGE_CLOEXEC) != 0 {
+		return retErr(unix.EINVAL)
+	}
+	var first unix.Errno
+	f := flags
+	if lo < memFDConst {
+		r, err := s.inject(t, unix.SYS_CLOSE_RANGE, uintptr(lo), memFDConst-1, f)
+		if err != nil {
+			return sysResult{act: actDone}
+		}
+		if e, bad := errnoOf(r); bad {
+			first = e
+		}
+		f &^= unix.CLOSE_RANGE_UNSHARE
+	}
+	if hi > memFDConst {
+		r, err := s.inject(t, unix.SYS_CLOSE_RANGE, memFDConst+1, uintptr(hi), f)
+		if err != nil {
+			return sysResult{act: actDone}
+		}
+		if e, bad := errnoOf(r); bad && first == 0 {
+			first = e
+		}
+	}
+	if first != 0 {
+		return retErr(first)
+	}
+	return ret(0)
+}
+
+// sysRlimit serves setrlimit and prlimit64: limits the memory manager
+// enforces are set on the host first, then copied into the manager.
+func (s *Sandbox) sysRlimit(t *task, nr int, a [6]uint64) sysResult {
+	p := t.p
+	pid, res, newp, oldp := 0, int(a[0]), a[1], uint64(0)
+	if nr == unix.SYS_PRLIMIT64 {
+		pid, res, newp, oldp = int(int32(a[0])), int(a[1]), a[2], a[3]
+		s.ensure(t, oldp, 16, true)
+	}
+	self := pid == 0 || pid == p.pid || p.tasks[pid] != nil
+	if newp == 0 || !self || !managedLimit(res) {
+		return pass()
+	}
+	s.ensure(t, newp, 16, false)
+	r, err := s.inject(t, uintptr(nr), uintptr(a[0]), uintptr(a[1]), uintptr(a[2]), uintptr(a[3]))
+	if err != nil {
+		return sysResult{act: actDone}
+	}
+	if _, bad := errnoOf(r); !bad {
+		s.syncLimits(p)
+	}
+	return ret(r)
+}
+
+// managedLimit reports whether resource res limits the memory manager.
+func managedLimit(res int) bool {
+	switch res {
+	case unix.RLIMIT_AS, unix.RLIMIT_DATA, unix.RLIMIT_MEMLOCK, unix.RLIMIT_STACK:
+		return true
+	}
+	return false
+}
+
+// syncLimits copies p's host limits into its memory manager.
+func (s *Sandbox) syncLimits(p *process) {
+	if p.mm == nil {
+		return
+	}
+	l := p.mm.Limits()
+	s.readLimits(p.pid, &l)
+	p.mm.SetLimits(l)
+}
+
+// readLimits reads the memory limits of host process pid into l.
+func (s *Sandbox) readLimits(pid int, l *mm.Limits) {
+	for _, r := range []struct {
+		res int
+		dst *mm.RLimit
+	}{{unix.RLIMIT_AS, &l.AS}, {unix.RLIMIT_DATA, &l.Data}, {unix.RLIMIT_MEMLOCK, &l.MemLock}, {unix.RLIMIT_STACK, &l.Stack}} {
+		var lim unix.Rlimit
+		if err := unix.Prlimit(pid, r.res, nil, &lim); err == nil {
+			*r.dst = mm.RLimit{Cur: lim.Cur, Max: lim.Max}
+		}
+	}
+}
