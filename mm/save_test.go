@@ -3,6 +3,7 @@ package mm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -476,4 +477,77 @@ func TestCheckpointFiles(t *testing.T) {
 	if got := string(host[2*hostarch.PageSize : 2*hostarch.PageSize+5]); got != "dirty" {
 		t.Errorf("host file has %q where the dirty page was", got)
 	}
+}
+
+// figureSize is the address space of the checkpoint figures: 256 MiB, the
+// first half zero (written, so resident), the second half random.
+const figureSize = 256 << 20
+
+// figureManager returns a manager with the figures' address space.
+func figureManager(b testing.TB, mf *pgalloc.MemoryFile) *MemoryManager {
+	m := New(Options{MemoryFile: mf})
+	a, err := m.MMap(ctx, anon(window, figureSize, hostarch.ReadWrite))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	buf := make([]byte, 1<<20)
+	for off := uint64(0); off < figureSize; off += uint64(len(buf)) {
+		if off >= figureSize/2 {
+			for i := 0; i < len(buf); i += 8 {
+				binary.LittleEndian.PutUint64(buf[i:], r.Uint64())
+			}
+		}
+		if _, err := m.CopyOut(ctx, a+hostarch.Addr(off), buf, IOOpts{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return m
+}
+
+// BenchmarkCheckpointSave saves the figures' address space; throughput is
+// of resident memory.
+func BenchmarkCheckpointSave(b *testing.B) {
+	mf := newMF(b, 0)
+	m := figureManager(b, mf)
+	defer m.DecUsers(ctx)
+	var img bytes.Buffer
+	b.SetBytes(figureSize)
+	b.ResetTimer()
+	for b.Loop() {
+		img.Reset()
+		if err := Save(ctx, &img, []*MemoryManager{m}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(img.Len())/(1<<20), "image-MiB")
+}
+
+// BenchmarkCheckpointRestore restores the figures' address space (the
+// release of each restored manager is not timed).
+func BenchmarkCheckpointRestore(b *testing.B) {
+	mf := newMF(b, 0)
+	m := figureManager(b, mf)
+	var img bytes.Buffer
+	if err := Save(ctx, &img, []*MemoryManager{m}, nil); err != nil {
+		b.Fatal(err)
+	}
+	m.DecUsers(ctx)
+	mf.WaitReleased()
+	b.SetBytes(figureSize)
+	b.ResetTimer()
+	for b.Loop() {
+		mms, err := Restore(ctx, bytes.NewReader(img.Bytes()), RestoreOptions{MemoryFile: mf})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if got := mms[0].ResidentSetSize(); got != figureSize {
+			b.Fatalf("restored RSS %#x", got)
+		}
+		mms[0].DecUsers(ctx)
+		mf.WaitReleased()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(img.Len())/(1<<20), "image-MiB")
 }
