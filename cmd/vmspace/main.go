@@ -15,6 +15,8 @@ commands:
   run [-- PROGRAM ARGS]   run a program with its address space managed by vmspace
   replay [--native|--diff] [SCRIPT...]
                           run vmscripts on vmspace, on Linux, or both and compare
+  fuzz [--seconds N] [--seed S] [--out DIR]
+                          differential fuzzing of vmspace against Linux
   bench [--json] [-w NAME,...]
                           run the benchmark workloads of shared/spec/workloads.md
 `
@@ -34,6 +36,8 @@ func main() {
 		os.Exit(bench.Main(args, os.Stdout, os.Stderr))
 	case "replay":
 		os.Exit(replayMain(args))
+	case "fuzz":
+		os.Exit(fuzzMain(args))
 	default:
 		fmt.Fprintf(os.Stderr, "vmspace: %q is not available yet\n%s", os.Args[1], usage)
 		os.Exit(2)
