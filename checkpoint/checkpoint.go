@@ -284,7 +284,7 @@ func (r *Reader) Close() {
 // error.
 func streamError(err error, what string) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		return fmt.Errorf("%w: the stream ends in %s", ErrTruncated, what)
+		return fmt.Errorf("%w: the stream ends before the end record (reading %s)", ErrTruncated, what)
 	}
 	return fmt.Errorf("%w: decompressing %s: %v", ErrCorrupt, what, err)
 }
