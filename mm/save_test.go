@@ -551,3 +551,243 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 	}
 	b.ReportMetric(float64(img.Len())/(1<<20), "image-MiB")
 }
+
+// TestCheckpointPartialFamily: saving only some managers of a family
+// counts only their references; the restored family is consistent.
+func TestCheckpointPartialFamily(t *testing.T) {
+	mf := newMF(t, 0)
+	p := New(Options{MemoryFile: mf})
+	a := mustMap(t, p, anon(window, 8*hostarch.PageSize, hostarch.ReadWrite))
+	write(t, p, a, bytes.Repeat([]byte{9}, 8*hostarch.PageSize))
+	c1, err := p.Fork(ctx)
+	mustOK(t, "fork", err)
+	c2, err := p.Fork(ctx)
+	mustOK(t, "fork", err)
+	var img bytes.Buffer
+	mustOK(t, "Save", Save(ctx, &img, []*MemoryManager{p, c2}, nil))
+	for _, m := range []*MemoryManager{p, c1, c2} {
+		m.DecUsers(ctx)
+	}
+	mms, err := Restore(ctx, &img, RestoreOptions{MemoryFile: mf})
+	mustOK(t, "Restore", err)
+	mustOK(t, "CheckPrivateRefs", CheckPrivateRefs(mms...))
+	// Three managers shared the pages; the two saved share them now.
+	mms[1].privateRefs.mu.Lock()
+	for seg := mms[1].privateRefs.refs.FirstSegment(); seg.Ok(); seg = seg.NextSegment() {
+		if seg.Value() != 2 {
+			t.Errorf("page count %d, want 2", seg.Value())
+		}
+	}
+	mms[1].privateRefs.mu.Unlock()
+	// A write in one takes a copy; the other keeps the old contents.
+	write(t, mms[0], a, []byte{1})
+	if got := read(t, mms[1], a, 1); got[0] != 9 {
+		t.Errorf("the other manager sees %d", got[0])
+	}
+	releaseAll(t, mf, mms)
+}
+
+// TestCheckpointAIORingMoved: an AIO context whose ring was moved by mremap
+// keeps its new id across a checkpoint, and one whose ring was unmapped is
+// still counted against the system limit.
+func TestCheckpointAIORingMoved(t *testing.T) {
+	mf := newMF(t, 0)
+	m := New(Options{MemoryFile: mf})
+	id, err := m.NewAIOContext(ctx, 4)
+	mustOK(t, "io_setup", err)
+	size := m.VirtualMemorySize()
+	nid, err := m.MRemap(ctx, hostarch.Addr(id), size, size, MRemapOpts{MayMove: true, Fixed: true, NewAddr: window})
+	mustOK(t, "mremap", err)
+	id2, err := m.NewAIOContext(ctx, 3)
+	mustOK(t, "io_setup", err)
+	mustOK(t, "munmap", m.MUnmap(ctx, hostarch.Addr(id2), size))
+	aioNr.mu.Lock()
+	nrBefore := aioNr.n
+	aioNr.mu.Unlock()
+	restored, _ := checkpointCycle(t, mf, []*MemoryManager{m}, nil, nil)
+	aioNr.mu.Lock()
+	nrAfter := aioNr.n
+	aioNr.mu.Unlock()
+	if nrAfter != nrBefore {
+		t.Errorf("aio_nr %d after the checkpoint, %d before", nrAfter, nrBefore)
+	}
+	r := restored[0]
+	if _, ok := r.LookupAIOContext(ctx, uint64(nid)); !ok {
+		t.Errorf("no AIO context at the moved ring %#x", nid)
+	}
+	if _, ok := r.LookupAIOContext(ctx, id); ok {
+		t.Errorf("an AIO context at the old address")
+	}
+	// Moving the ring again after the restore moves the context.
+	nid2, err := r.MRemap(ctx, nid, size, size, MRemapOpts{MayMove: true, Fixed: true, NewAddr: window + 0x100000})
+	mustOK(t, "mremap", err)
+	if _, ok := r.LookupAIOContext(ctx, uint64(nid2)); !ok {
+		t.Errorf("the restored context did not follow its ring")
+	}
+	releaseAll(t, mf, restored)
+}
+
+// testIdentity is a MappingIdentity for the executable.
+type testIdentity struct {
+	name string
+	refs *int
+}
+
+func (i testIdentity) IncRef()                                           { *i.refs++ }
+func (i testIdentity) DecRef(context.Context)                            { *i.refs-- }
+func (i testIdentity) MappedName(context.Context) string                 { return i.name }
+func (i testIdentity) DeviceID() uint64                                  { return 0 }
+func (i testIdentity) InodeID() uint64                                   { return 0 }
+func (i testIdentity) Msync(context.Context, memmap.MappableRange) error { return nil }
+
+// testCodec saves testIdentities by name.
+type testCodec struct {
+	refs *int
+}
+
+func (c testCodec) SaveObject(ctx context.Context, w *checkpoint.Writer, m memmap.Mappable, id memmap.MappingIdentity, use checkpoint.ObjectUse) error {
+	ti, ok := id.(testIdentity)
+	if m != nil || !ok {
+		return fmt.Errorf("testCodec: cannot save (%T, %T)", m, id)
+	}
+	return w.Record(checkpoint.KindCodec, []byte(ti.name))
+}
+
+type testPending struct {
+	id testIdentity
+}
+
+func (p testPending) Build(context.Context) (memmap.Mappable, memmap.MappingIdentity, error) {
+	return nil, p.id, nil
+}
+func (p testPending) Commit(context.Context) error { return nil }
+func (p testPending) Discard(ctx context.Context)  { p.id.DecRef(ctx) }
+
+func (c testCodec) LoadObject(ctx context.Context, r *checkpoint.Reader) (checkpoint.PendingObject, error) {
+	d, err := r.Expect(checkpoint.KindCodec)
+	if err != nil {
+		return nil, err
+	}
+	id := testIdentity{name: string(d.Raw(d.Remaining())), refs: c.refs}
+	id.IncRef()
+	return testPending{id}, nil
+}
+
+// TestCheckpointMetadata: the executable, auxv, argv/envv, dumpability and
+// the vDSO signal return come back; references balance.
+func TestCheckpointMetadata(t *testing.T) {
+	mf := newMF(t, 0)
+	m := New(Options{MemoryFile: mf})
+	refs := 0
+	exe := testIdentity{name: "/bin/prog", refs: &refs}
+	exe.IncRef()
+	m.SetExecutable(ctx, exe)
+	exe.DecRef(ctx)
+	m.SetAuxv([]AuxEntry{{3, 0x400040}, {25, 0x7ffd0000}})
+	m.SetArgvEnvv(hostarch.AddrRange{Start: 0x7ffd1000, End: 0x7ffd1010}, hostarch.AddrRange{Start: 0x7ffd1010, End: 0x7ffd1100})
+	m.metadataMu.Lock()
+	m.dumpability = RootDumpable
+	m.vdsoSigReturn = 0x7fff0123
+	m.metadataMu.Unlock()
+	codec := testCodec{refs: &refs}
+	var img bytes.Buffer
+	mustOK(t, "Save", Save(ctx, &img, []*MemoryManager{m}, codec))
+	m.DecUsers(ctx)
+	if refs != 0 {
+		t.Fatalf("%d references on the executable after release", refs)
+	}
+	mms, err := Restore(ctx, &img, RestoreOptions{MemoryFile: mf, Codec: codec})
+	mustOK(t, "Restore", err)
+	r := mms[0]
+	got := r.Executable()
+	if got == nil || got.MappedName(ctx) != "/bin/prog" {
+		t.Errorf("executable %v", got)
+	}
+	if got != nil {
+		got.DecRef(ctx)
+	}
+	argv, envv := r.ArgvEnvv()
+	if argv.Start != 0x7ffd1000 || envv.End != 0x7ffd1100 || len(r.Auxv()) != 2 || r.Auxv()[1].Value != 0x7ffd0000 ||
+		r.dumpability != RootDumpable || r.vdsoSigReturn != 0x7fff0123 {
+		t.Errorf("metadata: %v %v %v %v %#x", argv, envv, r.Auxv(), r.dumpability, r.vdsoSigReturn)
+	}
+	if refs != 1 {
+		t.Errorf("%d references on the restored executable, want the manager's 1", refs)
+	}
+	r.DecUsers(ctx)
+	if refs != 0 {
+		t.Errorf("%d references after release", refs)
+	}
+}
+
+// TestSaveRefusals: what cannot be saved is an error, not a broken image.
+func TestSaveRefusals(t *testing.T) {
+	mf := newMF(t, 0)
+	m := New(Options{MemoryFile: mf})
+	defer m.DecUsers(ctx)
+	id, err := m.NewAIOContext(ctx, 2)
+	mustOK(t, "io_setup", err)
+	ac, _ := m.LookupAIOContext(ctx, id)
+	if !ac.Prepare() {
+		t.Fatal("Prepare")
+	}
+	var img bytes.Buffer
+	if err := Save(ctx, &img, []*MemoryManager{m}, nil); err == nil {
+		t.Errorf("saved an AIO context with a request in flight")
+	}
+	ac.CancelPendingRequest()
+	cw, _ := checkpoint.NewWriter(&img)
+	s := NewSaver(cw, nil)
+	mustOK(t, "SaveManagers", s.SaveManagers(ctx, m))
+	if err := s.SaveManagers(ctx, m); err == nil {
+		t.Errorf("SaveManagers twice accepted")
+	}
+	s2 := NewSaver(cw, nil)
+	if err := s2.SaveManagers(ctx, m, m); err == nil {
+		t.Errorf("a repeated manager accepted")
+	}
+	if _, err := NewSaver(cw, nil).SaveObject(ctx, nil, testIdentity{name: "x", refs: new(int)}); err == nil {
+		t.Errorf("saved an object without a codec")
+	}
+	cw.Close()
+}
+
+// TestSaveConcurrentFaults: saving while other goroutines fault and write
+// is safe (the contents are a snapshot only if the application is stopped,
+// but the structures are consistent): run with -race.
+func TestSaveConcurrentFaults(t *testing.T) {
+	mf := newMF(t, 0)
+	m := New(Options{MemoryFile: mf})
+	a := mustMap(t, m, anon(window, 256*hostarch.PageSize, hostarch.ReadWrite))
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			off := hostarch.Addr(i%256) * hostarch.PageSize
+			m.CopyOut(ctx, a+off, []byte{byte(i)}, IOOpts{})
+			if i%64 == 0 {
+				m.MAdvise(ctx, a+off, hostarch.PageSize, AdvDontNeed)
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		var img bytes.Buffer
+		mustOK(t, "Save", Save(ctx, &img, []*MemoryManager{m}, nil))
+		mms, err := Restore(ctx, &img, RestoreOptions{MemoryFile: mf})
+		mustOK(t, "Restore", err)
+		mustOK(t, "invariants", mms[0].CheckInvariants())
+		mms[0].DecUsers(ctx)
+	}
+	close(done)
+	<-stopped
+	m.DecUsers(ctx)
+	if n := mf.UsageAllocated(); n != 0 {
+		t.Errorf("%#x bytes allocated at the end", n)
+	}
+}
