@@ -124,7 +124,11 @@ func restoreAnything(t *testing.T, img []byte) (restored bool) {
 	return err == nil
 }
 
-// FuzzRestore feeds arbitrary bytes to Restore.
+// FuzzRestore feeds arbitrary bytes to Restore. The seed images are tens
+// of kilobytes, which the fuzzer's minimization of each new input takes
+// minutes over; run with a bounded minimization:
+//
+//	go test ./mm -run '^$' -fuzz '^FuzzRestore$' -fuzztime 60s -fuzzminimizetime 200x
 func FuzzRestore(f *testing.F) {
 	for _, img := range seedImages(f) {
 		f.Add(img)

@@ -520,7 +520,7 @@ func BenchmarkCheckpointSave(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(img.Len())/(1<<20), "image-MiB")
+	b.ReportMetric(float64(img.Len()), "image-bytes")
 }
 
 // BenchmarkCheckpointRestore restores the figures' address space (the
@@ -549,7 +549,7 @@ func BenchmarkCheckpointRestore(b *testing.B) {
 		mf.WaitReleased()
 		b.StartTimer()
 	}
-	b.ReportMetric(float64(img.Len())/(1<<20), "image-MiB")
+	b.ReportMetric(float64(img.Len()), "image-bytes")
 }
 
 // TestCheckpointPartialFamily: saving only some managers of a family
