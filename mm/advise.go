@@ -129,7 +129,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 	defer mm.mappingMu.Unlock()
 	err = mm.walkVMAsLocked(ar, func(vseg vmaIterator, r hostarch.AddrRange) error {
 		v := vseg.ValuePtr()
-		if adv.isDiscard() && v.flags.has(vmaSealed) && v.private() && !v.realPerms.Write {
+		if adv.isDiscard() && v.flags.has(vmaSealed) && v.mappable == nil && !v.realPerms.Write {
 			return unix.EPERM
 		}
 		setFlags := func(set, clear vmaFlags) error {
@@ -248,17 +248,25 @@ func (mm *MemoryManager) madvisePopulate(ctx context.Context, ar hostarch.AddrRa
 			return unix.ENOMEM
 		}
 		v := vseg.ValuePtr()
-		if v.flags.has(vmaDontExpand) || !v.effectivePerms().SupersetOf(at) {
-			// Incompatible mapping or permissions.
+		if !v.realPerms.SupersetOf(at) {
+			// Incompatible mapping or permissions (the requested
+			// permission itself: write does not imply read here).
 			return unix.EINVAL
 		}
 		r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), ar.End)}
-		if g := mm.firstGuardLocked(r); g < r.End {
+		guard := mm.firstGuardLocked(r)
+		r.End = guard
+		var err error
+		if r.Length() > 0 {
+			mm.activeMu.Lock()
+			err = mm.populateRangeLocked(ctx, vseg, r, at)
+			mm.activeMu.Unlock()
+		}
+		if err == nil && guard < min(vseg.End(), ar.End) {
+			// Pages before a guard region are populated; the guard
+			// faults (EFAULT), as in Linux.
 			return unix.EFAULT
 		}
-		mm.activeMu.Lock()
-		err := mm.populateRangeLocked(ctx, vseg, r, at)
-		mm.activeMu.Unlock()
 		if err != nil {
 			if errorIsNoMem(err) {
 				return unix.ENOMEM
@@ -306,31 +314,29 @@ func (mm *MemoryManager) MLock(ctx context.Context, addr hostarch.Addr, length u
 		return nil
 	}
 	ar := hostarch.AddrRange{Start: start, End: end}
-	vseg := mm.vmas.FindSegment(start)
-	if !vseg.Ok() {
+	if !mm.vmas.FindSegment(start).Ok() {
 		return unix.ENOMEM
 	}
-	tmp := vseg.Start()
 	nstart := start
-	for vseg.Ok() && vseg.Start() < end {
-		if vseg.Start() != tmp {
-			return unix.ENOMEM
+	var err error
+	for nstart < end {
+		vseg := mm.vmas.LowerBoundSegment(nstart)
+		if !vseg.Ok() || vseg.Start() > nstart {
+			err = unix.ENOMEM // a hole
+			break
 		}
 		r := hostarch.AddrRange{Start: nstart, End: min(vseg.End(), end)}
 		if !vseg.ValuePtr().flags.has(vmaDontExpand) {
-			var err error
-			if vseg, err = mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.mlockMode = mode }); err != nil {
-				return err
+			if _, err = mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.mlockMode = mode }); err != nil {
+				break
 			}
 		}
-		tmp = r.End
-		nstart = tmp
-		vseg = mm.vmas.LowerBoundSegment(nstart)
+		nstart = r.End
 	}
 	mm.vmas.MergeRange(addrSegRange(ar))
 	mm.vmas.MergeAdjacent(addrSegRange(ar))
-	if tmp < end {
-		return unix.ENOMEM
+	if err != nil {
+		return err
 	}
 	if mode == memmap.MLockEager {
 		// Like Linux's __mm_populate, stop at an inaccessible vma and

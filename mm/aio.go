@@ -52,6 +52,11 @@ type AIOContext struct {
 	// maxReqs is the number of events the caller asked for. Immutable.
 	maxReqs uint32
 
+	// index is the context's slot in its manager's table, which the
+	// ring's header records (Linux's ctx->id); io_destroy and friends
+	// find the context by reading it back from the ring. Immutable.
+	index uint32
+
 	// mu is the AIO context mutex; it protects the fields below.
 	mu sync.Mutex
 	// addr is the ring's current address (the context id), 0 once the
@@ -129,7 +134,8 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 		release()
 		return 0, unix.ENOMEM
 	}
-	ac := &AIOContext{mm: mm, ring: ring, maxReqs: events, wait: make(chan struct{}, 1)}
+	ring.msyncErr = unix.EINVAL
+	ac := &AIOContext{mm: mm, ring: ring, maxReqs: events, index: mm.aio.freeIndex(), wait: make(chan struct{}, 1)}
 	ring.onMap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
 		if ms == memmap.MappingSpace(mm) {
 			ac.mu.Lock()
@@ -147,7 +153,7 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 		}
 	}
 	var hdr [aioRingHeader]byte
-	binary.LittleEndian.PutUint32(hdr[0:], 0) // id: the context's index
+	binary.LittleEndian.PutUint32(hdr[0:], ac.index)
 	// Like Linux, the ring holds as many events as its pages fit.
 	binary.LittleEndian.PutUint32(hdr[4:], uint32((ring.Length()-aioRingHeader)/aioEventSize))
 	binary.LittleEndian.PutUint32(hdr[16:], aioRingMagic)
@@ -159,7 +165,7 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 	addr, err := mm.mmap(ctx, memmap.MMapOpts{
 		Length:          ring.Length(),
 		Perms:           hostarch.ReadWrite,
-		MaxPerms:        hostarch.AnyAccess,
+		MaxPerms:        hostarch.ReadWrite, // the ring's file is noexec
 		Mappable:        ring,
 		MappingIdentity: ring,
 	}, nil, vmaDontExpand)
@@ -177,11 +183,22 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 	return uint64(addr), nil
 }
 
-// LookupAIOContext returns the live context whose ring is at id.
+// LookupAIOContext returns the live context whose ring is at id. Like
+// Linux, it reads the context's index from the ring's header in the
+// application's memory: a ring that was unmapped or overwritten no longer
+// names its context.
 func (mm *MemoryManager) LookupAIOContext(ctx context.Context, id uint64) (*AIOContext, bool) {
+	var b [4]byte
+	if n, _ := mm.CopyIn(ctx, hostarch.Addr(id), b[:], IOOpts{}); n != len(b) {
+		return nil, false
+	}
+	index := binary.LittleEndian.Uint32(b[:])
 	mm.aio.mu.Lock()
 	defer mm.aio.mu.Unlock()
 	for ac := range mm.aio.contexts {
+		if ac.index != index {
+			continue
+		}
 		ac.mu.Lock()
 		ok := !ac.dead && ac.addr != 0 && uint64(ac.addr) == id
 		ac.mu.Unlock()
@@ -190,6 +207,24 @@ func (mm *MemoryManager) LookupAIOContext(ctx context.Context, id uint64) (*AIOC
 		}
 	}
 	return nil, false
+}
+
+// freeIndex returns the lowest index no live context uses.
+func (m *aioManager) freeIndex() uint32 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := uint32(0); ; i++ {
+		used := false
+		for ac := range m.contexts {
+			if ac.index == i {
+				used = true
+				break
+			}
+		}
+		if !used {
+			return i
+		}
+	}
 }
 
 // DestroyAIOContext implements io_destroy(2): it kills the context with

@@ -328,10 +328,8 @@ func (mm *MemoryManager) dumpSizeLocked(ctx context.Context, vseg vmaIterator) u
 	}
 	// Private memory that has been written to (Linux's anon_vma) is
 	// anonymous private memory (bit 0).
-	for pseg := mm.pmas.LowerBoundSegment(vseg.Start()); pseg.Ok() && pseg.Start() < vseg.End(); pseg = pseg.NextSegment() {
-		if pseg.ValuePtr().private {
-			return whole
-		}
+	if v.written() {
+		return whole
 	}
 	if v.mappable == nil {
 		return 0

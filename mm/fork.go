@@ -73,12 +73,17 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		}
 	}
 
+	// CopyMapping made the child visible to Mappables, which may call its
+	// Invalidate now: hold its activeMu (first, as the lock order says)
+	// while its pmas are copied.
+	mm2.activeMu.Lock()
 	mm.activeMu.Lock()
 	mm.captureInvalidations = false
 	captured := mm.capturedInvalidations
 	mm.capturedInvalidations = nil
 	if err != nil {
 		mm.activeMu.Unlock()
+		mm2.activeMu.Unlock()
 		mm2.DecUsers(ctx)
 		return nil, err
 	}
@@ -106,7 +111,10 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 			r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), pr.End)}
 			addr = r.End
 			v := vseg.ValuePtr()
-			if v.flags.has(vmaWipeOnFork) {
+			if v.flags.has(vmaWipeOnFork) || !v.written() {
+				// Like Linux, pages of a vma never written (no
+				// anon_vma) are not copied: the child faults them
+				// again, from the file or as zeros.
 				continue
 			}
 			if r != pr {
@@ -142,6 +150,7 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		mm.unmapASLocked(r)
 	}
 	mm.activeMu.Unlock()
+	mm2.activeMu.Unlock()
 
 	for _, inv := range captured {
 		mm2.Invalidate(inv.ar, inv.opts)

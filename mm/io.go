@@ -211,9 +211,9 @@ func (mm *MemoryManager) withInternalMappings(ctx context.Context, addr hostarch
 	}
 	var done uint64
 	for {
-		n, err, grow := mm.ioOnce(ctx, hostarch.AddrRange{Start: ar.Start + hostarch.Addr(done), End: ar.End}, at, opts, done, f)
+		n, err, grow, growOK := mm.ioOnce(ctx, hostarch.AddrRange{Start: ar.Start + hostarch.Addr(done), End: ar.End}, at, opts, done, f)
 		done += n
-		if grow == 0 {
+		if !growOK {
 			if err == nil && rangeErr != nil {
 				err = rangeErr
 			}
@@ -231,33 +231,32 @@ func (mm *MemoryManager) withInternalMappings(ctx context.Context, addr hostarch
 
 // ioOnce does as much of withInternalMappings as it can under one lock
 // acquisition. If it stops at an unmapped address where the application
-// would grow a stack, it returns that address as grow.
-func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at hostarch.AccessType, opts IOOpts, done uint64, f func(safemem.BlockSeq, uint64) (uint64, error)) (uint64, error, hostarch.Addr) {
+// would grow a stack, it returns that address as grow, and growOK.
+func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at hostarch.AccessType, opts IOOpts, done uint64, f func(safemem.BlockSeq, uint64) (uint64, error)) (n uint64, err error, grow hostarch.Addr, growOK bool) {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
-	var n uint64
 	addr := ar.Start
 	for addr < ar.End {
 		vseg := mm.vmas.FindSegment(addr)
 		if !vseg.Ok() {
 			if opts.AsApplication {
 				if next := mm.vmas.LowerBoundSegment(addr); next.Ok() && next.ValuePtr().growsDown() {
-					return n, nil, addr
+					return n, nil, addr, true
 				}
 			}
-			return n, segv(addr, errNoVMA), 0
+			return n, segv(addr, errNoVMA), 0, false
 		}
 		v := vseg.ValuePtr()
 		if !opts.IgnorePermissions && !v.effectivePerms().SupersetOf(at) {
-			return n, segv(addr, errPerms), 0
+			return n, segv(addr, errPerms), 0, false
 		}
 		r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), ar.End)}
 		guard := mm.firstGuardLocked(r)
 		r.End = guard
 		if r.Length() == 0 {
-			return n, segv(addr, errGuard), 0
+			return n, segv(addr, errGuard), 0, false
 		}
 		_, perr := mm.getPMAsLocked(ctx, vseg, r, at)
 		// Copy through whatever pmas cover a prefix of r.
@@ -270,7 +269,7 @@ func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at h
 				break
 			}
 			if _, err := mm.internalMappingsLocked(pseg); err != nil {
-				return n, accessErrorFor(addr, err), 0
+				return n, accessErrorFor(addr, err), 0, false
 			}
 			sub := hostarch.AddrRange{Start: addr, End: min(pseg.End(), r.End)}
 			ims := internalMappingsOf(pseg, sub)
@@ -279,23 +278,23 @@ func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at h
 			addr += hostarch.Addr(m)
 			if err != nil {
 				if _, ok := err.(*safemem.FaultError); ok {
-					return n, accessErrorFor(addr, err), 0
+					return n, accessErrorFor(addr, err), 0, false
 				}
-				return n, err, 0
+				return n, err, 0, false
 			}
 			if m < sub.Length() {
-				return n, nil, 0
+				return n, nil, 0, false
 			}
 		}
 		if addr < r.End {
 			if perr == nil {
 				perr = errNoVMA
 			}
-			return n, accessErrorFor(addr, perr), 0
+			return n, accessErrorFor(addr, perr), 0, false
 		}
 		if guard < min(vseg.End(), ar.End) {
-			return n, segv(addr, errGuard), 0
+			return n, segv(addr, errGuard), 0, false
 		}
 	}
-	return n, nil, 0
+	return n, nil, 0, false
 }

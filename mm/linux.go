@@ -48,7 +48,7 @@ const (
 	// legacyMapMask are the flags MAP_SHARED_VALIDATE accepts.
 	legacyMapMask = MapShared | MapPrivate | MapFixed | MapAnonymous | MapDenyWrite |
 		MapExecutable | MapUninitialized | MapGrowsDown | MapLocked | MapNoReserve |
-		MapPopulate | MapNonBlock | MapStack | MapHugeTLB
+		MapPopulate | MapNonBlock | MapStack | MapHugeTLB | Map32Bit
 )
 
 // maxLFSFileSize is Linux's MAX_LFS_FILESIZE on 64-bit.
@@ -96,7 +96,7 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 		Addr:      addr,
 		Offset:    offset,
 		Fixed:     flags&(MapFixed|MapFixedNoReplace) != 0,
-		Unmap:     flags&MapFixed != 0,
+		Unmap:     flags&(MapFixed|MapFixedNoReplace) == MapFixed,
 		Map32Bit:  flags&Map32Bit != 0,
 		Perms:     perms,
 		MaxPerms:  hostarch.AnyAccess,

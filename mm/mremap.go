@@ -24,7 +24,8 @@ type MRemapOpts struct {
 // grows in place or moves the mapping at oldAddr, and returns its new
 // address.
 func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (hostarch.Addr, error) {
-	// Linux's check_mremap_params, in its order.
+	// Linux's check_mremap_params, in its order. The new address matters
+	// only for MREMAP_FIXED and MREMAP_DONTUNMAP.
 	if !oldAddr.IsPageAligned() {
 		return 0, unix.EINVAL
 	}
@@ -34,16 +35,18 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 		return 0, unix.EINVAL
 	}
 	taskSize := uint64(mm.p.MaxUserAddress())
-	if newSize > taskSize || uint64(opts.NewAddr) > taskSize-newSize {
+	if newSize > taskSize {
 		return 0, unix.EINVAL
 	}
-	if opts.Fixed || opts.DontUnmap {
-		if !opts.NewAddr.IsPageAligned() || !opts.MayMove {
+	impliesNewAddr := opts.Fixed || opts.DontUnmap
+	if impliesNewAddr {
+		if uint64(opts.NewAddr) > taskSize-newSize || !opts.NewAddr.IsPageAligned() || !opts.MayMove {
 			return 0, unix.EINVAL
 		}
 		if opts.DontUnmap && oldSize != newSize {
 			return 0, unix.EINVAL
 		}
+		// Overlap, with Linux's wrapping arithmetic.
 		if uint64(oldAddr)+oldSize > uint64(opts.NewAddr) && uint64(opts.NewAddr)+newSize > uint64(oldAddr) {
 			return 0, unix.EINVAL
 		}
@@ -51,11 +54,15 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
-	if opts.Fixed || opts.DontUnmap {
-		return mm.mremapToLocked(ctx, oldAddr, oldSize, newSize, opts)
-	}
-	if !mm.vmas.FindSegment(oldAddr).Ok() {
+	// Linux looks up the vma at the old address, and checks its seal,
+	// before anything else changes.
+	if vseg := mm.vmas.FindSegment(oldAddr); !vseg.Ok() {
 		return 0, unix.EFAULT
+	} else if vseg.ValuePtr().flags.has(vmaSealed) {
+		return 0, unix.EPERM
+	}
+	if impliesNewAddr {
+		return mm.mremapToLocked(ctx, oldAddr, oldSize, newSize, opts)
 	}
 	if oldSize >= newSize {
 		if oldSize == newSize {
@@ -97,23 +104,43 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 	if !opts.MayMove {
 		return 0, unix.ENOMEM
 	}
-	v := vseg.ValuePtr()
 	newAddr, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize})
 	if err != nil {
 		return 0, err
 	}
-	_ = v
 	return mm.moveVMALocked(ctx, vseg, oldAddr, oldSize, newAddr, newSize, false)
 }
 
 // mremapToLocked is mremap with MREMAP_FIXED or MREMAP_DONTUNMAP (Linux's
-// mremap_to). Preconditions: mappingMu held for writing.
+// mremap_to): every check on the source comes before the destination is
+// unmapped. Preconditions: mappingMu held for writing; a vma contains
+// oldAddr and is not sealed.
 func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Addr, oldSize, newSize uint64, opts MRemapOpts) (hostarch.Addr, error) {
 	newAddr := opts.NewAddr
+	first := mm.vmas.FindSegment(oldAddr)
+	// Since Linux 6.17 a move that does not resize may span several vmas
+	// and the gaps between them.
+	if oldSize == newSize && oldSize != 0 && uint64(first.End()-oldAddr) < oldSize {
+		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr, opts)
+	}
+	// The source must fit its vma: the old range when growing, the new
+	// one when shrinking (the rest of the old range is unmapped).
+	vseg, err := mm.vmaToResizeLocked(oldAddr, min(oldSize, newSize), newSize, opts)
+	if err != nil {
+		return 0, err
+	}
+	if opts.DontUnmap {
+		if err := mm.mayExpandLocked(vseg.ValuePtr(), oldSize, 0); err != nil {
+			return 0, err
+		}
+	}
 	if mm.vmas.Len()+2 >= mm.limits.MaxMapCount-3 {
 		return 0, unix.ENOMEM
 	}
 	if opts.Fixed {
+		if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+			return 0, unix.EPERM
+		}
 		if err := mm.munmapLocked(ctx, newAddr, newSize); err != nil {
 			return 0, err
 		}
@@ -124,50 +151,62 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 		}
 		oldSize = newSize
 	}
-	if first := mm.vmas.FindSegment(oldAddr); opts.Fixed && !opts.DontUnmap && oldSize == newSize && oldSize != 0 &&
-		first.Ok() && uint64(first.End()-oldAddr) < oldSize {
-		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr)
-	}
-	vseg, err := mm.vmaToResizeLocked(oldAddr, oldSize, newSize, opts)
-	if err != nil {
-		return 0, err
-	}
-	if opts.DontUnmap {
-		if err := mm.mayExpandLocked(vseg.ValuePtr(), oldSize, 0); err != nil {
-			return 0, err
-		}
-	}
 	if !opts.Fixed {
 		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize, Addr: newAddr})
 		if err != nil {
 			return 0, err
 		}
 		newAddr = a
-	} else if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
-		return 0, unix.EPERM
 	}
+	vseg = mm.vmas.FindSegment(oldAddr)
 	return mm.moveVMALocked(ctx, vseg, oldAddr, oldSize, newAddr, newSize, opts.DontUnmap)
 }
 
 // moveVMAsLocked moves every vma in [oldAddr, oldAddr+size) to the same
-// offset from newAddr, keeping the gaps between them (Linux 6.17 and later
-// allow this for MREMAP_FIXED moves that do not resize). Preconditions:
-// mappingMu held for writing; a vma starts at or contains oldAddr; the
-// destination is unmapped and does not overlap the source.
-func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Addr, size uint64, newAddr hostarch.Addr) (hostarch.Addr, error) {
+// offset from newAddr (a fixed address, or a hint with DONTUNMAP), keeping
+// the gaps between them, as Linux 6.17 and later allow for moves that do
+// not resize. Every vma is checked before anything changes.
+// Preconditions: mappingMu held for writing; a vma contains oldAddr; the
+// destination does not overlap the source.
+func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Addr, size uint64, newAddr hostarch.Addr, opts MRemapOpts) (hostarch.Addr, error) {
 	oldAR := hostarch.AddrRange{Start: oldAddr, End: oldAddr + hostarch.Addr(size)}
 	var pieces []hostarch.AddrRange
 	for vseg := range mm.vmas.Segments(addrSegRange(oldAR)) {
 		pieces = append(pieces, hostarch.AddrRange(vseg.Range()).Intersect(oldAR))
 	}
 	for _, r := range pieces {
-		if _, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), MRemapOpts{}); err != nil {
+		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)
+		if err != nil {
 			return 0, err
 		}
+		if opts.DontUnmap {
+			if err := mm.mayExpandLocked(vseg.ValuePtr(), r.Length(), 0); err != nil {
+				return 0, err
+			}
+		}
 	}
+	if opts.Fixed {
+		if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+			return 0, unix.EPERM
+		}
+	} else {
+		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: size, Addr: newAddr})
+		if err != nil {
+			return 0, err
+		}
+		newAddr = a
+	}
+	// Each vma moves on its own: only its destination is unmapped, so what
+	// lies opposite the gaps stays.
 	for _, r := range pieces {
+		dst := newAddr + (r.Start - oldAddr)
+		if opts.Fixed {
+			if err := mm.munmapLocked(ctx, dst, r.Length()); err != nil {
+				return 0, err
+			}
+		}
 		vseg := mm.vmas.FindSegment(r.Start)
-		if _, err := mm.moveVMALocked(ctx, vseg, r.Start, r.Length(), newAddr+(r.Start-oldAddr), r.Length(), false); err != nil {
+		if _, err := mm.moveVMALocked(ctx, vseg, r.Start, r.Length(), dst, r.Length(), opts.DontUnmap); err != nil {
 			return 0, err
 		}
 	}

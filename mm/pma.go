@@ -204,6 +204,7 @@ func (mm *MemoryManager) allocatePrivate(length uint64, huge, populate bool) (me
 // Preconditions: mappingMu held (read or write); activeMu held for writing;
 // vseg's vma permits at.
 func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar hostarch.AddrRange, at hostarch.AccessType) (pmaIterator, error) {
+	v := vseg.ValuePtr()
 	// pmas, like Translations, cover whole pages.
 	ar.Start = ar.Start.RoundDown()
 	ar.End = ar.End.MustRoundUp()
@@ -219,6 +220,13 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 			}
 		}
 		p := pseg.ValuePtr()
+		if at.Write && v.private() {
+			v.markWritten()
+		}
+		if at.Write && p.private && !p.needCOW && !p.effectivePerms.Write {
+			// Private memory first mapped by a read: writable now.
+			p.effectivePerms = v.pmaPerms(p.translatePerms, false, true)
+		}
 		if at.Write && !p.needCOW && !p.translatePerms.Write && !p.private {
 			// A shared mapping first translated for reading: translate
 			// the written range again, for writing.
@@ -261,12 +269,14 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 		if err != nil {
 			return pmaIterator{}, err
 		}
-		eff := v.effectivePerms()
+		if at.Write {
+			v.markWritten()
+		}
 		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), pma{
 			file:           mm.mf,
 			off:            fr.Start,
 			translatePerms: hostarch.AnyAccess,
-			effectivePerms: eff,
+			effectivePerms: v.pmaPerms(hostarch.AnyAccess, false, true),
 			maxPerms:       v.maxPerms,
 			private:        true,
 		})
@@ -379,7 +389,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	}
 	dst, err := mm.mf.MapInternal(nfr, hostarch.ReadWrite)
 	if err == nil {
-		err = copyResident(dst, src)
+		err = copyData(dst, src, p.file, fr, p.private)
 	}
 	if err != nil {
 		mm.privateRefs.decRef(mm.mf, nfr)
@@ -403,33 +413,38 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	return mm.pmas.FindSegment(addr), nil
 }
 
-// copyResident copies src to dst page by page, skipping pages the host
-// does not hold for src: they read as zero, as dst's fresh pages do, and
-// copying them would make them resident (mincore would differ from Linux,
-// which copies only the touched page).
-func copyResident(dst, src safemem.BlockSeq) error {
-	n := src.NumBytes() >> hostarch.PageShift
-	vec := make([]byte, n)
-	i := uint64(0)
-	for b := range src.All {
-		m := uint64(b.Len()) >> hostarch.PageShift
-		hostMincore(b.Pointer(), b.Len(), vec[i:i+m])
-		i += m
+// copyData copies src, the host mapping of fr in file, to dst, skipping the
+// holes of a private memory-file range: they read as zero, as dst's fresh
+// pages do, and copying them would make them resident (mincore would then
+// differ from Linux, which copies only pages that exist). Holes are found
+// with lseek(SEEK_DATA/SEEK_HOLE), which, unlike mincore, also counts pages
+// swapped out as data. Other files are copied whole.
+func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, private bool) error {
+	if !private {
+		_, err := safemem.CopySeq(dst, src)
+		return err
 	}
-	for p := uint64(0); p < n; {
-		if vec[p] == 0 {
-			p++
-			continue
+	fd := file.FD()
+	off := int64(fr.Start)
+	end := int64(fr.End)
+	for off < end {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err == unix.ENXIO || (err == nil && data >= end) {
+			return nil // only holes remain
 		}
-		q := p
-		for q < n && vec[q] != 0 {
-			q++
+		if err != nil {
+			// Cannot tell holes from data: copy the rest.
+			data = off
 		}
-		off, length := p<<hostarch.PageShift, (q-p)<<hostarch.PageShift
-		if _, err := safemem.CopySeq(dst.DropFirst64(off).TakeFirst64(length), src.DropFirst64(off).TakeFirst64(length)); err != nil {
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil || hole > end {
+			hole = end
+		}
+		d, n := uint64(data)-fr.Start, uint64(hole-data)
+		if _, err := safemem.CopySeq(dst.DropFirst64(d).TakeFirst64(n), src.DropFirst64(d).TakeFirst64(n)); err != nil {
 			return err
 		}
-		p = q
+		off = hole
 	}
 	return nil
 }

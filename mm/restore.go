@@ -13,6 +13,7 @@ import (
 	"github.com/vmspace/vmspace/pgalloc"
 	"github.com/vmspace/vmspace/platform"
 	"github.com/vmspace/vmspace/segment"
+	"golang.org/x/sys/unix"
 )
 
 // RestoreOptions configure a Restorer.
@@ -140,6 +141,7 @@ type rPMA struct {
 type rAIO struct {
 	ring    uint64
 	maxReqs uint32
+	index   uint32
 	addr    hostarch.Addr
 }
 
@@ -231,6 +233,7 @@ func (rs *Restorer) loadObject(ctx context.Context, d *checkpoint.Decoder) error
 		hasID := d.Bool()
 		name := d.String(maxNameLen)
 		size := d.Uvarint()
+		errno := unix.Errno(d.UvarintMax(4095, "errno"))
 		if err := d.Finish(); err != nil {
 			return err
 		}
@@ -240,6 +243,9 @@ func (rs *Restorer) loadObject(ctx context.Context, d *checkpoint.Decoder) error
 		sm, err := NewSpecialMappable(name, rs.opts.MemoryFile, size)
 		if err != nil {
 			return fmt.Errorf("mm: restoring special mapping %q: %w", name, err)
+		}
+		if errno != 0 {
+			sm.msyncErr = errno
 		}
 		rs.objects = append(rs.objects, &rObject{special: sm, specialHasID: hasID})
 		ims, err := sm.Contents()
@@ -435,7 +441,8 @@ func (rs *Restorer) loadManager(d *checkpoint.Decoder) error {
 				}
 				m.guards = append(m.guards, g)
 			case recAIO:
-				a := rAIO{ring: d.Uvarint(), maxReqs: uint32(d.UvarintMax(aioMaxNr, "AIO events")), addr: hostarch.Addr(d.Uvarint())}
+				a := rAIO{ring: d.Uvarint(), maxReqs: uint32(d.UvarintMax(aioMaxNr, "AIO events")),
+					index: uint32(d.UvarintMax(1<<31, "AIO index")), addr: hostarch.Addr(d.Uvarint())}
 				m.aio = append(m.aio, a)
 			}
 		}
@@ -462,18 +469,23 @@ func (rs *Restorer) decodeVMA(d *checkpoint.Decoder, m *rManager) {
 	var ok1, ok2 bool
 	v.v.realPerms, ok1 = decodePerms(d.Byte())
 	v.v.maxPerms, ok2 = decodePerms(d.Byte())
-	v.v.flags = vmaFlags(d.Uvarint())
+	fl := d.Uvarint()
+	v.v.flags = vmaFlags(fl & 0xffffffff)
+	v.v.anonWritten = uint32(fl >> 32 & 1)
 	v.v.mlockMode = memmap.MLockMode(d.UvarintMax(uint64(memmap.MLockLazy), "mlock mode"))
 	v.v.numaPolicy = int32(d.UvarintMax(MPolLocal, "NUMA policy"))
 	v.v.numaNodemask = d.Uvarint()
 	v.v.name = d.String(maxNameLen)
+	if d.Bool() {
+		v.v.anonWritten = 1
+	}
 	if d.Err() != nil {
 		return
 	}
 	switch {
 	case !ok1 || !ok2:
 		d.Fail("vma %v: bad permissions", v.ar)
-	case uint64(v.v.flags)&^uint64(knownVMAFlags) != 0:
+	case uint64(v.v.flags)&^uint64(knownVMAFlags) != 0 || fl>>33 != 0:
 		d.Fail("vma %v: unknown flags %#x", v.ar, uint64(v.v.flags))
 	case v.obj > uint64(len(rs.objects)):
 		d.Fail("vma %v refers to object %d of %d", v.ar, v.obj, len(rs.objects))
@@ -557,7 +569,12 @@ func (rs *Restorer) checkManager(m *rManager, index int) error {
 			return rs.r.Fail("guard region %v is not within vmas", g)
 		}
 	}
+	indexes := map[uint32]bool{}
 	for _, a := range m.aio {
+		if indexes[a.index] {
+			return rs.r.Fail("two AIO contexts with index %d", a.index)
+		}
+		indexes[a.index] = true
 		if a.ring == 0 || a.ring > uint64(len(rs.objects)) || rs.objects[a.ring-1].special == nil {
 			return rs.r.Fail("AIO context refers to object %d, not a special mapping", a.ring)
 		}
@@ -914,7 +931,7 @@ func (mm *MemoryManager) restoreAIOContext(ring *SpecialMappable, a rAIO) error 
 	}
 	aioNr.n += uint64(a.maxReqs)
 	aioNr.mu.Unlock()
-	ac := &AIOContext{mm: mm, ring: ring, maxReqs: a.maxReqs, addr: a.addr, wait: make(chan struct{}, 1)}
+	ac := &AIOContext{mm: mm, ring: ring, maxReqs: a.maxReqs, index: a.index, addr: a.addr, wait: make(chan struct{}, 1)}
 	ring.mu.Lock()
 	ring.onMap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
 		if ms == memmap.MappingSpace(mm) {

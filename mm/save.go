@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/checkpoint"
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/segment"
+	"golang.org/x/sys/unix"
 )
 
 // Checkpoint images of address spaces.
@@ -186,6 +188,12 @@ func (s *Saver) saveObject(ctx context.Context, k objKey, use checkpoint.ObjectU
 		e.Bool(k.id != nil)
 		e.String(sm.name)
 		e.Uvarint(sm.fr.Length())
+		// What Msync returns, as an errno (0: nil).
+		var errno unix.Errno
+		if sm.msyncErr != nil && !errors.As(sm.msyncErr, &errno) {
+			errno = unix.EINVAL
+		}
+		e.Uvarint(uint64(errno))
 		if err := s.w.Record(recObject, e.Bytes()); err != nil {
 			s.err = err
 			return 0, err
@@ -310,6 +318,7 @@ func (s *Saver) SaveManagers(ctx context.Context, mms ...*MemoryManager) error {
 type aioSnapshot struct {
 	ring    *SpecialMappable
 	maxReqs uint32
+	index   uint32
 	addr    hostarch.Addr
 }
 
@@ -321,7 +330,7 @@ func aioContextsLocked(m *MemoryManager) ([]aioSnapshot, error) {
 	var out []aioSnapshot
 	for ac := range m.aio.contexts {
 		ac.mu.Lock()
-		snap := aioSnapshot{ring: ac.ring, maxReqs: ac.maxReqs, addr: ac.addr}
+		snap := aioSnapshot{ring: ac.ring, maxReqs: ac.maxReqs, index: ac.index, addr: ac.addr}
 		busy, dead := ac.outstanding != 0 || len(ac.done) != 0, ac.dead
 		ac.mu.Unlock()
 		if dead {
@@ -592,11 +601,13 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 		e.Uvarint(v.off)
 		e.Byte(encodePerms(v.realPerms))
 		e.Byte(encodePerms(v.maxPerms))
-		e.Uvarint(uint64(v.flags))
+		// Bit 32: the vma has been written (anonWritten).
+		e.Uvarint(uint64(v.flags) | uint64(atomic.LoadUint32(&v.anonWritten)&1)<<32)
 		e.Uvarint(uint64(v.mlockMode))
 		e.Uvarint(uint64(uint32(v.numaPolicy)))
 		e.Uvarint(v.numaNodemask)
 		e.String(v.name)
+		e.Bool(v.written())
 		n++
 		if err := flush(recVMAs, false); err != nil {
 			return err
@@ -656,6 +667,7 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 		}
 		e.Uvarint(oid)
 		e.Uvarint(uint64(a.maxReqs))
+		e.Uvarint(uint64(a.index))
 		e.Uvarint(uint64(a.addr))
 		n++
 		if err := flush(recAIO, false); err != nil {

@@ -32,6 +32,10 @@ type SpecialMappable struct {
 
 	// mu serialises onMap/onUnmap.
 	mu sync.Mutex
+
+	// msyncErr is what Msync returns: nil for mappings without a file,
+	// EINVAL for the AIO ring, whose file cannot be synced. Immutable.
+	msyncErr error
 }
 
 // NewSpecialMappable allocates size bytes (rounded up to pages) of zeroed
@@ -81,7 +85,7 @@ func (m *SpecialMappable) DeviceID() uint64 { return 0 }
 func (m *SpecialMappable) InodeID() uint64 { return 0 }
 
 // Msync implements memmap.MappingIdentity.
-func (m *SpecialMappable) Msync(context.Context, memmap.MappableRange) error { return nil }
+func (m *SpecialMappable) Msync(context.Context, memmap.MappableRange) error { return m.msyncErr }
 
 // AddMapping implements memmap.Mappable.
 func (m *SpecialMappable) AddMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, offset uint64, writable bool) error {

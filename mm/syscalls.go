@@ -58,7 +58,9 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 	if mode != memmap.MLockNone && !mm.canDoMLockLocked() {
 		return 0, unix.EPERM
 	}
-	if mode == memmap.MLockNone {
+	if mode == memmap.MLockNone && extra&vmaDontExpand == 0 {
+		// mlockall(MCL_FUTURE) locks new mappings, except special ones
+		// (Linux's mmap_region drops VM_LOCKED for VM_SPECIAL).
 		mode = mm.defMLockMode
 	}
 	if mode != memmap.MLockNone && !mm.mlockFutureOKLocked(length) {
@@ -158,26 +160,34 @@ func (mm *MemoryManager) checkUnmapLocked(ar hostarch.AddrRange) error {
 }
 
 // mayExpandLocked is Linux's may_expand_vm: adding v's length bytes while
-// replacing replaced bytes of existing vmas must stay within RLIMIT_AS and,
-// for data mappings, RLIMIT_DATA. Preconditions: mappingMu held.
+// replacing replaced bytes (at most length) of existing vmas must keep the
+// address space within RLIMIT_AS and, for data mappings, the data within
+// RLIMIT_DATA. Like Linux it compares even when nothing is added, so a
+// replacement fails while usage is over a lowered limit. Preconditions:
+// mappingMu held.
 func (mm *MemoryManager) mayExpandLocked(v *vma, length, replaced uint64) error {
-	delta := int64(length) - int64(replaced)
-	if delta <= 0 {
-		return nil
-	}
-	asPages := (mm.usageAS >> hostarch.PageShift) + uint64(delta)>>hostarch.PageShift
-	if asPages > mm.limits.AS.Cur>>hostarch.PageShift {
+	pages := (length - replaced) >> hostarch.PageShift
+	if !mm.asOKLocked(pages) || (v.isData() && !mm.dataOKLocked(pages)) {
 		return unix.ENOMEM
 	}
-	if v.isData() {
-		dataPages := (mm.dataAS >> hostarch.PageShift) + uint64(delta)>>hostarch.PageShift
-		if dataPages > mm.limits.Data.Cur>>hostarch.PageShift {
-			if !(mm.limits.Data.Cur == 0 && dataPages <= mm.limits.Data.Max>>hostarch.PageShift) {
-				return unix.ENOMEM
-			}
-		}
-	}
 	return nil
+}
+
+// asOKLocked reports whether pages more pages keep VmSize within
+// RLIMIT_AS.
+func (mm *MemoryManager) asOKLocked(pages uint64) bool {
+	return mm.usageAS>>hostarch.PageShift+pages <= mm.limits.AS.Cur>>hostarch.PageShift
+}
+
+// dataOKLocked reports whether pages more data pages keep VmData within
+// RLIMIT_DATA (a soft limit of 0 is not enforced below the hard limit, as
+// Linux's exception for valgrind).
+func (mm *MemoryManager) dataOKLocked(pages uint64) bool {
+	dataPages := mm.dataAS>>hostarch.PageShift + pages
+	if dataPages <= mm.limits.Data.Cur>>hostarch.PageShift {
+		return true
+	}
+	return mm.limits.Data.Cur == 0 && dataPages <= mm.limits.Data.Max>>hostarch.PageShift
 }
 
 // findMMapAddrLocked chooses the address of a new mapping, as Linux's
@@ -370,11 +380,12 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 			return unix.EINVAL
 		}
 	}
-	tmp := vseg.Start()
 	nstart := start
 	var err error
-	for vseg.Ok() && vseg.Start() < end {
-		if vseg.Start() != tmp {
+	for nstart < end {
+		vseg = mm.vmas.LowerBoundSegment(nstart)
+		if !vseg.Ok() || vseg.Start() > nstart {
+			// A hole: Linux stops here with ENOMEM.
 			err = unix.ENOMEM
 			break
 		}
@@ -386,22 +397,18 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 		segEnd := min(vseg.End(), end)
 		r := hostarch.AddrRange{Start: nstart, End: segEnd}
 		if nv := (vma{realPerms: perms, flags: v.flags}); nv.isData() && !v.isData() {
-			// Turning into data: RLIMIT_DATA applies (mprotect_fixup).
-			if mm.mayExpandLocked(&nv, r.Length(), 0) != nil {
+			// Turning into data: like mprotect_fixup, fail only when
+			// RLIMIT_DATA refuses what RLIMIT_AS allows.
+			pages := r.Length() >> hostarch.PageShift
+			if mm.asOKLocked(pages) && !mm.dataOKLocked(pages) {
 				err = unix.ENOMEM
 				break
 			}
 		}
-		vseg, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) { nv.realPerms = perms })
-		if err != nil {
+		if _, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) { nv.realPerms = perms }); err != nil {
 			break
 		}
-		tmp = segEnd
-		nstart = tmp
-		vseg = mm.vmas.LowerBoundSegment(nstart)
-	}
-	if err == nil && tmp < end {
-		err = unix.ENOMEM
+		nstart = segEnd
 	}
 	// The vmas of [start, nstart) changed: update their pmas at once.
 	if changed := (hostarch.AddrRange{Start: start, End: nstart}); changed.Length() > 0 {
@@ -473,10 +480,9 @@ func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
 		}
 		v := vseg.ValuePtr()
 		p := pseg.ValuePtr()
-		ne := v.effectivePerms().Intersect(p.translatePerms)
+		ne := v.pmaPerms(p.translatePerms, p.needCOW, p.private)
 		nm := v.maxPerms.Intersect(p.translatePerms)
 		if p.needCOW {
-			ne.Write = false
 			nm = v.maxPerms
 		}
 		if ne == p.effectivePerms && nm == p.maxPerms {
@@ -540,8 +546,16 @@ func (mm *MemoryManager) populateLocked(ctx context.Context, ar hostarch.AddrRan
 			at = hostarch.Write
 		}
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
-		r.End = mm.firstGuardLocked(r)
-		if err := mm.populateRangeLocked(ctx, vseg, r, at); err != nil && !ignoreErrors {
+		guard := mm.firstGuardLocked(r)
+		full := r.End
+		r.End = guard
+		if r.Length() > 0 {
+			if err := mm.populateRangeLocked(ctx, vseg, r, at); err != nil && !ignoreErrors {
+				return false
+			}
+		}
+		if guard < full && !ignoreErrors {
+			// A guard region faults: like any fault, it stops mlock.
 			return false
 		}
 		vseg = mm.vmas.FindSegment(r.Start)

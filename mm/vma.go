@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -43,6 +44,14 @@ type vma struct {
 	// id names the mapping in /proc/PID/maps; the vma holds a reference.
 	// nil for anonymous memory.
 	id memmap.MappingIdentity
+
+	// anonWritten is non-zero once a private page of the vma has been
+	// written (Linux's vma->anon_vma): only then does fork copy the vma's
+	// pages, and until then private anonymous pages allocated by reads
+	// are mapped without write, like Linux's zero page, so that the first
+	// write comes through a fault and sets it. Set atomically by faults,
+	// which hold mappingMu only for reading; read atomically.
+	anonWritten uint32
 
 	// name is a special mapping's name ("[heap]", "[vdso]", ...) when id is
 	// nil, or the anonymous name set with PR_SET_VMA_ANON_NAME when
@@ -97,6 +106,29 @@ func (v *vma) growsDown() bool { return v.flags.has(vmaGrowsDown) }
 // effectivePerms returns the access the hardware grants.
 func (v *vma) effectivePerms() hostarch.AccessType { return v.realPerms.Effective() }
 
+// written reports whether a private page of v has been written.
+func (v *vma) written() bool { return atomic.LoadUint32(&v.anonWritten) != 0 }
+
+// markWritten records that a private page of v is being written.
+// Preconditions: mappingMu held (for reading suffices).
+func (v *vma) markWritten() {
+	if atomic.LoadUint32(&v.anonWritten) == 0 {
+		atomic.StoreUint32(&v.anonWritten, 1)
+	}
+}
+
+// pmaPerms returns the permissions a pma with translation permissions tp
+// gets in v: the vma's effective permissions within tp, without write
+// while it needs copy-on-write, or while it is private anonymous memory of
+// a vma never written (a read maps it like Linux's zero page).
+func (v *vma) pmaPerms(tp hostarch.AccessType, needCOW, private bool) hostarch.AccessType {
+	at := v.effectivePerms().Intersect(tp)
+	if needCOW || (private && v.mappable == nil && !v.written()) {
+		at.Write = false
+	}
+	return at
+}
+
 // isPrivateAnon reports whether v is private anonymous memory.
 func (v *vma) isPrivateAnon() bool { return v.mappable == nil }
 
@@ -142,6 +174,7 @@ func (vmaSetFunctions) ClearValue(v *vma) {
 // attributes, and contiguous offsets into the same Mappable (or, for
 // anonymous memory, contiguous anonymous offsets).
 func (vmaSetFunctions) Merge(r1 addrSegRange, v1 vma, r2 addrSegRange, v2 vma) (vma, bool) {
+	v1.anonWritten |= v2.anonWritten
 	if v1.mappable != v2.mappable ||
 		v1.off+uint64(r1.Length()) != v2.off ||
 		v1.realPerms != v2.realPerms ||

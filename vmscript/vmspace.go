@@ -14,10 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// libsSize and stackSize are the sizes of the stand-ins for a process's
-// libraries and main stack (132 KiB, Linux's usual initial stack).
+// libsSize, dataSize and stackSize are the sizes of the stand-ins for a
+// process's libraries, data and main stack (132 KiB, Linux's usual
+// initial stack).
 const (
 	libsSize  = 2 << 20
+	dataSize  = 64 << 10
 	stackSize = 132 << 10
 )
 
@@ -66,6 +68,13 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: libsSize, Addr: top - libsSize, Fixed: true, Unmap: true,
 		Private: true, Perms: hostarch.ReadExecute, MaxPerms: hostarch.AnyAccess}); err != nil {
 		return nil, fmt.Errorf("mapping the stand-in libraries: %w", err)
+	}
+	// Its data segment (and libraries' data) counts in VmData, so that
+	// `setrlimit data +N` starts from a non-zero limit, as in a real
+	// process (a zero RLIMIT_DATA is not enforced).
+	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: dataSize, Addr: top - libsSize - dataSize, Fixed: true, Unmap: true,
+		Private: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess}); err != nil {
+		return nil, fmt.Errorf("mapping the stand-in data: %w", err)
 	}
 	// And its stack sits at the top of the address space: VmStk, and so
 	// `setrlimit stack +N`, count it.
