@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/platform"
 	"github.com/vmspace/vmspace/platform/ptrace"
 	"github.com/vmspace/vmspace/segment"
@@ -16,6 +17,9 @@ import (
 type hostMap struct {
 	// perms are the mapping's host protections.
 	perms hostarch.AccessType
+	// stale is true for a mapping inherited from a fork parent that must
+	// be replaced (see fork.go).
+	stale bool
 }
 
 type shadowFuncs struct{}
@@ -46,16 +50,24 @@ type shadowSet = segment.Set[hostarch.Addr, hostMap, shadowFuncs]
 type stubAS struct {
 	// s is the sandbox. Immutable.
 	s *Sandbox
-	// p is the process. Immutable.
-	p *process
+	// sp is the address space it belongs to. Immutable.
+	sp *space
 	// shadow is the host mappings made so far.
 	shadow shadowSet
-	// forking is set while the memory manager forks: its Unmap calls then
-	// only remove write permission (the pages stay readable in the host,
-	// copy-on-write now being the manager's business).
+	// forking is set while the memory manager forks: it then unmaps the
+	// parent's writable private memory, which vmspace keeps mapped (the
+	// child copies it at once; see fork.go), so Unmap does nothing.
 	forking bool
 	// released is set by Release; later calls do nothing.
 	released bool
+	// pending are ranges the manager unmapped whose host munmap is
+	// deferred until the next flush: a MapFile over them replaces them at
+	// once instead (the manager unmaps a range before mapping its new
+	// pages when it breaks copy-on-write; unmapped in between, the page
+	// holding a thread's rseq area would make the kernel's next update of
+	// it fail, killing the thread with SIGSEGV). The shadow no longer
+	// shows pending ranges.
+	pending []hostarch.AddrRange
 	// mapCalls and unmapCalls count the injected calls, for statistics.
 	mapCalls, unmapCalls uint64
 }
@@ -71,7 +83,7 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	if !addr.IsPageAligned() || !ok || end > ptrace.StubStart || fr.Length() == 0 || !hostarch.IsPageAligned(fr.Start) {
 		return fmt.Errorf("sandbox: MapFile(%v, %v): %w", addr, fr, unix.EINVAL)
 	}
-	t, err := as.s.holder(as.p)
+	t, err := as.s.holder(as.sp)
 	if err != nil {
 		return err
 	}
@@ -87,17 +99,50 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	r, err := as.s.inject(t, unix.SYS_MMAP, uintptr(addr), uintptr(fr.Length()), prot, flags, uintptr(fd), uintptr(fr.Start))
 	if err == nil && r != uintptr(addr) {
 		if e, ok := errnoOf(r); ok {
-			err = fmt.Errorf("sandbox: mmap(%v, %#x) in pid %d: %w", addr, fr.Length(), as.p.pid, e)
+			err = fmt.Errorf("sandbox: mmap(%v, %#x) in pid %d: %w", addr, fr.Length(), t.p.pid, e)
 		} else {
-			err = fmt.Errorf("sandbox: mmap(%v, MAP_FIXED) in pid %d returned %#x", addr, as.p.pid, r)
+			err = fmt.Errorf("sandbox: mmap(%v, MAP_FIXED) in pid %d returned %#x", addr, t.p.pid, r)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	as.mapCalls++
-	as.record(hostarch.AddrRange{Start: addr, End: end}, hostMap{perms: at})
+	ar := hostarch.AddrRange{Start: addr, End: end}
+	as.record(ar, hostMap{perms: at})
+	as.unpend(ar)
 	return nil
+}
+
+// unpend removes ar from the pending unmaps.
+func (as *stubAS) unpend(ar hostarch.AddrRange) {
+	if len(as.pending) == 0 {
+		return
+	}
+	out := as.pending[:0:0]
+	for _, r := range as.pending {
+		if !r.Overlaps(ar) {
+			out = append(out, r)
+			continue
+		}
+		if r.Start < ar.Start {
+			out = append(out, hostarch.AddrRange{Start: r.Start, End: ar.Start})
+		}
+		if r.End > ar.End {
+			out = append(out, hostarch.AddrRange{Start: ar.End, End: r.End})
+		}
+	}
+	as.pending = out
+}
+
+// flush makes the pending unmaps.
+func (as *stubAS) flush() {
+	for len(as.pending) > 0 && !as.released {
+		ar := as.pending[0]
+		as.pending = as.pending[1:]
+		as.munmap(ar)
+	}
+	as.pending = nil
 }
 
 // record notes that ar is now mapped with m.
@@ -119,14 +164,18 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 		return
 	}
 	if as.forking {
-		as.dropWrite(ar)
 		return
 	}
-	t, err := as.s.holder(as.p)
+	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
+	as.pending = append(as.pending, ar)
+}
+
+// munmap unmaps ar in the host.
+func (as *stubAS) munmap(ar hostarch.AddrRange) {
+	t, err := as.s.holder(as.sp)
 	if err != nil {
 		// The process is gone (or cannot be stopped): so are its
 		// mappings.
-		as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 		return
 	}
 	r, err := as.s.inject(t, unix.SYS_MUNMAP, uintptr(ar.Start), uintptr(ar.Length()))
@@ -134,47 +183,10 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 		if e, bad := errnoOf(r); bad {
 			// munmap fails only for lack of memory to split; the
 			// process cannot be trusted with stale mappings.
-			as.s.killProcess(as.p, fmt.Sprintf("munmap(%v, %#x) failed: %v", ar.Start, ar.Length(), e))
+			as.s.killProcess(t.p, fmt.Sprintf("munmap(%v, %#x) failed: %v", ar.Start, ar.Length(), e))
 		}
 	}
 	as.unmapCalls++
-	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
-}
-
-// dropWrite removes write permission from the host mappings in ar.
-func (as *stubAS) dropWrite(ar hostarch.AddrRange) {
-	t, err := as.s.holder(as.p)
-	type piece struct {
-		ar hostarch.AddrRange
-		m  hostMap
-	}
-	var pieces []piece
-	for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](ar)) {
-		m := seg.Value()
-		if !m.perms.Write {
-			continue
-		}
-		r := hostarch.AddrRange(seg.Range()).Intersect(ar)
-		m.perms.Write = false
-		if n := len(pieces); n > 0 && pieces[n-1].ar.End == r.Start && pieces[n-1].m == m {
-			pieces[n-1].ar.End = r.End
-			continue
-		}
-		pieces = append(pieces, piece{r, m})
-	}
-	for _, pc := range pieces {
-		if err == nil {
-			var r uintptr
-			r, err = as.s.inject(t, unix.SYS_MPROTECT, uintptr(pc.ar.Start), uintptr(pc.ar.Length()), uintptr(pc.m.perms.Prot()))
-			if err == nil {
-				if e, bad := errnoOf(r); bad {
-					as.s.killProcess(as.p, fmt.Sprintf("mprotect(%v, %#x) failed: %v", pc.ar.Start, pc.ar.Length(), e))
-				}
-			}
-		}
-		as.unmapCalls++
-		as.record(pc.ar, pc.m)
-	}
 }
 
 // Release implements platform.AddressSpace. The host process is not
@@ -188,6 +200,17 @@ func (as *stubAS) PreFork() { as.forking = true }
 // PostFork implements platform.AddressSpace.
 func (as *stubAS) PostFork() { as.forking = false }
 
+// stalePieces returns the stale ranges within ar.
+func (as *stubAS) stalePieces(ar hostarch.AddrRange) []hostarch.AddrRange {
+	var out []hostarch.AddrRange
+	for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](ar)) {
+		if seg.ValuePtr().stale {
+			out = append(out, hostarch.AddrRange(seg.Range()).Intersect(ar))
+		}
+	}
+	return out
+}
+
 // covers reports whether the host maps all of ar with at least at.
 func (as *stubAS) covers(ar hostarch.AddrRange, at hostarch.AccessType) bool {
 	if ar.Length() == 0 {
@@ -196,7 +219,7 @@ func (as *stubAS) covers(ar hostarch.AddrRange, at hostarch.AccessType) bool {
 	next := ar.Start
 	seg := as.shadow.FindSegment(ar.Start)
 	for seg.Ok() && next < ar.End {
-		if seg.Start() > next || !seg.ValuePtr().perms.SupersetOf(at) {
+		if seg.Start() > next || seg.ValuePtr().stale || !seg.ValuePtr().perms.SupersetOf(at) {
 			return false
 		}
 		next = seg.End()
@@ -228,6 +251,17 @@ func errnoOf(r uintptr) (unix.Errno, bool) {
 		return unix.Errno(-r), true
 	}
 	return 0, false
+}
+
+// space is one host address space and the memory manager that serves it,
+// shared by the processes created with CLONE_VM (vfork, posix_spawn) until
+// they exec.
+type space struct {
+	// mm is the memory manager; as its AddressSpace. Immutable.
+	mm *mm.MemoryManager
+	as *stubAS
+	// procs are the processes using the space.
+	procs map[*process]struct{}
 }
 
 // sbPlatform is the platform of the sandbox's memory managers: the ptrace

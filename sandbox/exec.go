@@ -360,6 +360,12 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 		}
 		switch {
 		case event(ws) == eventExec:
+			// Out of the execve system call first: nothing can be
+			// injected inside it.
+			if err := s.syscallExit(wpid); err != nil {
+				t.dead = true
+				return nil, err
+			}
 			// wpid is the leader's id, which t now has.
 			for tid, q := range p.tasks {
 				if q != t {
@@ -400,6 +406,29 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 	}
 }
 
+// syscallExit takes tid, stopped inside a system call, to its exit.
+func (s *Sandbox) syscallExit(tid int) error {
+	if err := ptraceSyscall(tid, 0); err != nil {
+		return err
+	}
+	for {
+		_, ws, err := wait4(tid, 0)
+		if err != nil {
+			return err
+		}
+		if ws.Exited() || ws.Signaled() {
+			s.deferred = append(s.deferred, waitResult{tid, ws})
+			return errTaskDead
+		}
+		if ws.Stopped() && ws.StopSignal() == sysStopSig {
+			return nil
+		}
+		if ws.Stopped() {
+			ptraceSyscall(tid, 0)
+		}
+	}
+}
+
 // taskGone forgets a task that died without (or before) a report.
 func (s *Sandbox) taskGone(q *task) {
 	q.dead = true
@@ -414,12 +443,12 @@ func (s *Sandbox) taskGone(q *task) {
 // freshImage) and sets t up to start it.
 func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	p := t.p
-	s.releaseMM(p, "exec")
-	as := &stubAS{s: s, p: p}
-	p.as, p.mm = as, img.mm
+	s.leaveSpace(p, "exec")
+	sp := s.newSpace(img.mm)
+	s.joinSpace(p, sp)
 	p.exe, p.name = img.path, img.name
 	p.held = t
-	if err := s.activate(img.mm, as); err != nil {
+	if err := s.activate(img.mm, sp.as); err != nil {
 		return fmt.Errorf("sandbox: activating the address space: %w", err)
 	}
 	s.stats.Execs++

@@ -138,4 +138,17 @@ func event(ws unix.WaitStatus) int {
 
 // traceOptions are the ptrace options of every program task.
 const traceOptions = unix.PTRACE_O_TRACESECCOMP | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK |
-	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_EXITKILL
+	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD
+
+// sysStopSig is the stop signal of a syscall-stop (PTRACE_O_TRACESYSGOOD).
+const sysStopSig = unix.SIGTRAP | 0x80
+
+// ptraceSyscall resumes tid until its next syscall-stop (from inside a
+// system call, as at a ptrace event: the system call's exit).
+func ptraceSyscall(tid int, sig unix.Signal) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SYSCALL, uintptr(tid), 0, uintptr(sig), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}

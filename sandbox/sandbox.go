@@ -158,7 +158,9 @@ type waitResult struct {
 type process struct {
 	// pid is the thread group id.
 	pid int
-	// mm is the address space; as its AddressSpace.
+	// sp is the address space, nil before the first program is loaded;
+	// mm and as are sp's (nil with it).
+	sp *space
 	mm *mm.MemoryManager
 	as *stubAS
 	// tasks are the live threads.
@@ -176,8 +178,10 @@ type process struct {
 	// pidfd is a pidfd of the process, or -1 until needed.
 	pidfd int
 	// fixup, if not nil, is the work to do at the first stop of a new
-	// fork child.
-	fixup *forkFixup
+	// fork child; forkParent is the parent's forking task, parked until
+	// then.
+	fixup      *forkFixup
+	forkParent *task
 	// memCalls counts memory system calls served.
 	memCalls uint64
 }
@@ -204,6 +208,19 @@ type task struct {
 	ip uint64
 	// fresh is true until the task's first stop has been seen.
 	fresh bool
+	// awaitExit is true while the task, stopped at a fork event, runs to
+	// the exit of its fork system call (resumed with PTRACE_SYSCALL), where
+	// its fork is finished (forkDone).
+	awaitExit bool
+	// inKernel is true while the task is stopped inside a system call
+	// (at a clone event), where no system call can be injected.
+	inKernel bool
+	// parked is true while the task is kept stopped at a fork event until
+	// the child has copied its memory.
+	parked bool
+	// reown are the parent's private ranges that the child copied at the
+	// last fork, which the parent takes back (forkDone).
+	reown []hostarch.AddrRange
 	// dead is true once it has exited.
 	dead bool
 	// pending are signals that arrived while the sandbox was injecting
@@ -292,7 +309,7 @@ func effectiveCaps() (uint64, bool) {
 // close releases what the sandbox holds.
 func (s *Sandbox) close() {
 	for _, p := range s.procs {
-		s.releaseMM(p, "killed")
+		s.leaveSpace(p, "kill")
 		if p.pidfd >= 0 {
 			unix.Close(p.pidfd)
 		}
@@ -343,9 +360,21 @@ func (s *Sandbox) run() (int, error) {
 	return s.rootStatus, nil
 }
 
+// debug enables a log of every stop on stderr (VMSPACE_DEBUG=1).
+var debug = os.Getenv("VMSPACE_DEBUG") != ""
+
 // handle serves one state change of a task.
 func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 	t := s.tasks[tid]
+	if debug {
+		var rip, orax uint64
+		var r unix.PtraceRegs
+		if ws.Stopped() && ptraceGetRegs(tid, &r) == nil {
+			rip, orax = r.Rip, r.Orig_rax
+		}
+		fmt.Fprintf(os.Stderr, "vmspace-debug: tid %d known=%v status %#x (stop %v event %d exited %v signaled %v) rip %#x orig_rax %d\n",
+			tid, t != nil, uint32(ws), ws.StopSignal(), event(ws), ws.Exited(), ws.Signaled(), rip, int64(orax))
+	}
 	if t == nil {
 		if ws.Stopped() {
 			// A new task whose parent's clone event has not been
@@ -364,6 +393,7 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 	t.regsValid = false
 	t.clobbered = false
 	t.changed = false
+	t.inKernel = false
 	t.p.held = t
 	defer func() {
 		if t.p.held == t && !t.dead {
@@ -386,6 +416,7 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		return
 	case eventFork, eventVfork, eventClone:
 		t.sigStop = false
+		t.inKernel = true
 		s.cloneEvent(t, event(ws))
 		return
 	case eventExec:
@@ -395,8 +426,17 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.killProcess(t.p, "exec'd behind vmspace's back")
 		return
 	}
-	t.sigStop = true
 	sig := ws.StopSignal()
+	if sig == sysStopSig {
+		t.sigStop = false
+		if t.awaitExit {
+			t.awaitExit = false
+			s.forkDone(t)
+		}
+		s.resume(t, 0, nil)
+		return
+	}
+	t.sigStop = true
 	var si siginfo
 	if err := ptraceGetSiginfo(tid, &si); err != nil {
 		// A group-stop (job control). vmspace does not support
@@ -441,6 +481,12 @@ func (s *Sandbox) lost(t *task, op string, err error) error {
 // resume restores t's application registers and lets it run, delivering
 // sig (with si, if not nil) or else one of its pending signals.
 func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
+	if as := t.p.as; as != nil && len(as.pending) > 0 && !t.dead && !t.inKernel {
+		if t.p.held == nil {
+			t.p.held = t
+		}
+		as.flush()
+	}
 	if t.p.held == t {
 		t.p.held = nil
 	}
@@ -461,7 +507,11 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 	if sig != 0 && si != nil && t.sigStop {
 		ptraceSetSiginfo(t.tid, si)
 	}
-	ptraceCont(t.tid, sig)
+	if t.awaitExit {
+		ptraceSyscall(t.tid, sig)
+	} else {
+		ptraceCont(t.tid, sig)
+	}
 	t.regsValid = false
 	for _, ps := range t.pending {
 		// Only one signal can be delivered at a stop; send the others
@@ -477,6 +527,9 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) {
 	if t.dead {
 		return 0, errTaskDead
+	}
+	if t.inKernel {
+		return 0, fmt.Errorf("sandbox: cannot inject a system call into task %d inside a system call: %w", t.tid, unix.EBUSY)
 	}
 	if err := s.fetchRegs(t); err != nil {
 		return 0, err
@@ -498,6 +551,9 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	}
 	for {
 		_, ws, err := wait4(t.tid, 0)
+		if debug {
+			fmt.Fprintf(os.Stderr, "vmspace-debug:   inject %d in %d: status %#x err %v\n", nr, t.tid, uint32(ws), err)
+		}
 		if err != nil {
 			return 0, s.lost(t, "wait4", err)
 		}
@@ -526,6 +582,16 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 				t.sigStop = true
 				return uintptr(rr.Rax), nil
 			}
+			if debug {
+				fmt.Fprintf(os.Stderr, "vmspace-debug:   unexpected SIGTRAP at %#x (ip %#x) rax %#x\n", rr.Rip, t.ip, rr.Rax)
+			}
+		}
+		if debug {
+			var si siginfo
+			ptraceGetSiginfo(t.tid, &si)
+			var rr unix.PtraceRegs
+			ptraceGetRegs(t.tid, &rr)
+			fmt.Fprintf(os.Stderr, "vmspace-debug:   signal %v addr %#x code %d at rip %#x\n", ws.StopSignal(), si.addr(), si.code(), rr.Rip)
 		}
 		s.noteSignal(t, ws)
 		if err := ptraceCont(t.tid, 0); err != nil {
@@ -552,30 +618,31 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 	t.pending = append(t.pending, pendingSignal{sig, si})
 }
 
-// holder returns a stopped task of p that the memory manager's platform
-// calls can use: the one the sandbox holds, or one it stops now (resumed
-// after the current stop is served).
-func (s *Sandbox) holder(p *process) (*task, error) {
-	if t := p.held; t != nil && !t.dead {
-		return t, nil
-	}
-	tids := make([]int, 0, len(p.tasks))
-	for tid, t := range p.tasks {
-		if !t.dead && !t.fresh {
-			tids = append(tids, tid)
+// holder returns a stopped task using sp that the memory manager's
+// platform calls can use: one the sandbox holds, or one it stops now
+// (resumed after the current stop is served).
+func (s *Sandbox) holder(sp *space) (*task, error) {
+	var cands []*task
+	for p := range sp.procs {
+		if t := p.held; t != nil && !t.dead && !t.inKernel {
+			return t, nil
+		}
+		for _, t := range p.tasks {
+			if !t.dead && !t.fresh && !t.parked && p.held != t {
+				cands = append(cands, t)
+			}
 		}
 	}
-	sort.Ints(tids)
-	for _, tid := range tids {
-		t := p.tasks[tid]
+	sort.Slice(cands, func(i, j int) bool { return cands[i].tid < cands[j].tid })
+	for _, t := range cands {
 		if err := s.stopTask(t); err != nil {
 			continue
 		}
-		p.held = t
+		t.p.held = t
 		s.borrowed = append(s.borrowed, t)
 		return t, nil
 	}
-	return nil, fmt.Errorf("sandbox: no task of process %d can be stopped: %w", p.pid, errTaskDead)
+	return nil, fmt.Errorf("sandbox: no task of the address space can be stopped: %w", errTaskDead)
 }
 
 // stopTask stops a running task with a SIGSTOP of its own and waits for
@@ -645,27 +712,49 @@ func shellStatus(ws unix.WaitStatus) int {
 // processExited releases a process whose tasks have all ended.
 func (s *Sandbox) processExited(p *process) {
 	delete(s.procs, p.pid)
-	s.releaseMM(p, "exit")
+	s.leaveSpace(p, "exit")
 	if p.pidfd >= 0 {
 		unix.Close(p.pidfd)
 		p.pidfd = -1
 	}
+	if par := p.forkParent; par != nil {
+		// Died before its first stop: the parent need not wait.
+		p.forkParent = nil
+		s.unpark(par)
+	}
 }
 
-// releaseMM drops p's memory manager, printing its maps first if asked.
-func (s *Sandbox) releaseMM(p *process, why string) {
-	m := p.mm
-	if m == nil {
+// joinSpace makes sp p's address space.
+func (s *Sandbox) joinSpace(p *process, sp *space) {
+	p.sp, p.mm, p.as = sp, sp.mm, sp.as
+	sp.procs[p] = struct{}{}
+}
+
+// newSpace makes an address space served by m, used by nobody yet.
+func (s *Sandbox) newSpace(m *mm.MemoryManager) *space {
+	sp := &space{mm: m, procs: make(map[*process]struct{})}
+	sp.as = &stubAS{s: s, sp: sp}
+	return sp
+}
+
+// leaveSpace takes p out of its address space, releasing the space (and
+// printing its maps, if asked) when p was its last user.
+func (s *Sandbox) leaveSpace(p *process, why string) {
+	sp := p.sp
+	if sp == nil {
 		return
 	}
-	p.mm = nil
+	p.sp, p.mm, p.as = nil, nil, nil
+	delete(sp.procs, p)
+	if len(sp.procs) > 0 {
+		return
+	}
+	m := sp.mm
 	s.noteStats(m)
 	if s.opts.Maps != nil {
 		fmt.Fprintf(s.opts.Maps, "=== /proc/%d/maps of %s at %s ===\n%s", p.pid, p.name, why, m.MapsText(s.ctx))
 	}
-	if p.as != nil {
-		p.as.Release()
-	}
+	sp.as.Release()
 	m.Deactivate()
 	m.DecUsers(s.ctx)
 }

@@ -13,8 +13,8 @@ import (
 // system calls stop for the tracer (SECCOMP_RET_TRACE):
 //
 //   - the memory system calls, which the memory manager serves;
-//   - fork-like and exec system calls (clone only when it asks for CLONE_VM
-//     without CLONE_THREAD, which vmspace turns into a fork);
+//   - exec system calls, and clone3 (refused with ENOSYS, so that the C
+//     libraries use clone, whose flags the tracer sees at the clone event);
 //   - system calls whose user buffers the host kernel reads or writes and
 //     that commonly meet memory the manager has not mapped into the host
 //     yet (read, write, getdents64, stat, wait4, ...), so that vmspace can
@@ -49,7 +49,7 @@ var trapped = []int{
 	unix.SYS_IO_DESTROY, unix.SYS_IO_SUBMIT, unix.SYS_IO_CANCEL, unix.SYS_IO_GETEVENTS,
 	unix.SYS_IO_PGETEVENTS, unix.SYS_PKEY_MPROTECT, unix.SYS_MSEAL, unix.SYS_MAP_SHADOW_STACK,
 	// Processes.
-	unix.SYS_VFORK, unix.SYS_EXECVE, unix.SYS_EXECVEAT, unix.SYS_CLONE3,
+	unix.SYS_EXECVE, unix.SYS_EXECVEAT, unix.SYS_CLONE3,
 	// Limits that the manager follows.
 	unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64,
 	// Buffers.
@@ -150,7 +150,6 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	for _, nr := range nrs {
 		b.jump(unix.BPF_JEQ, uint32(nr), "stubcheck", "")
 	}
-	b.jump(unix.BPF_JEQ, unix.SYS_CLONE, "clone", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_CLOSE, "close", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_DUP2, "dup", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_DUP3, "dup", "")
@@ -159,12 +158,6 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 
 	b.label("enosys")
 	b.ret(retENOSYS)
-
-	// clone: stop only for CLONE_VM without CLONE_THREAD.
-	b.label("clone")
-	b.load(sdArg0)
-	b.stmt(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, unix.CLONE_VM|unix.CLONE_THREAD)
-	b.jump(unix.BPF_JEQ, unix.CLONE_VM, "stubcheck", "allow")
 
 	b.label("close")
 	b.load(sdArg0)

@@ -115,21 +115,6 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 			s.traceCall(t, nr, a, res)
 		}
 		return res
-	case unix.SYS_VFORK:
-		// A vfork shares the address space; vmspace gives each process
-		// its own: make it a fork that still waits for the child's
-		// exec or exit.
-		t.regs.Orig_rax = unix.SYS_CLONE
-		t.regs.Rdi = unix.CLONE_VFORK | uint64(unix.SIGCHLD)
-		t.regs.Rsi, t.regs.Rdx, t.regs.R10, t.regs.R8 = 0, 0, 0, 0
-		t.changed = true
-		return pass()
-	case unix.SYS_CLONE:
-		// Only CLONE_VM without CLONE_THREAD stops here: a process
-		// sharing memory (vfork, posix_spawn). Make it a fork.
-		t.regs.Rdi &^= unix.CLONE_VM | unix.CLONE_SIGHAND
-		t.changed = true
-		return pass()
 	case unix.SYS_CLONE3:
 		// The C libraries fall back to clone, whose flags the filter
 		// can see.
