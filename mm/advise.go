@@ -162,6 +162,9 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			}
 			return setFlags(0, vmaDontDump)
 		case AdvMergeable:
+			if !v.private() || v.flags.has(vmaDontExpand) {
+				return nil // KSM ignores shared and special mappings
+			}
 			return setFlags(vmaMergeable, 0)
 		case AdvUnmergeable:
 			return setFlags(0, vmaMergeable)
@@ -200,6 +203,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.private() || !v.maxPerms.Write {
 				return unix.EACCES
 			}
+
 			mm.dropPagesLocked(ctx, r)
 			return p.Punch(ctx, mappableRangeOf(vseg, r))
 		case AdvGuardInstall:

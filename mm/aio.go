@@ -135,6 +135,7 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 		return 0, unix.ENOMEM
 	}
 	ring.msyncErr = unix.EINVAL
+	ring.punchErr = unix.ENODEV
 	ac := &AIOContext{mm: mm, ring: ring, maxReqs: events, index: mm.aio.freeIndex(), wait: make(chan struct{}, 1)}
 	ring.onMap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
 		if ms == memmap.MappingSpace(mm) {

@@ -120,7 +120,7 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	first := mm.vmas.FindSegment(oldAddr)
 	// Since Linux 6.17 a move that does not resize may span several vmas
 	// and the gaps between them.
-	if oldSize == newSize && oldSize != 0 && uint64(first.End()-oldAddr) < oldSize {
+	if opts.Fixed && oldSize == newSize && oldSize != 0 && uint64(first.End()-oldAddr) < oldSize {
 		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr, opts)
 	}
 	// The source must fit its vma: the old range when growing, the new
@@ -138,9 +138,6 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 		return 0, unix.ENOMEM
 	}
 	if opts.Fixed {
-		if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
-			return 0, unix.EPERM
-		}
 		if err := mm.munmapLocked(ctx, newAddr, newSize); err != nil {
 			return 0, err
 		}
@@ -150,6 +147,11 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 			return 0, err
 		}
 		oldSize = newSize
+	}
+	// Like Linux, the destination's address is checked (mmap_min_addr)
+	// only once both unmaps are done.
+	if opts.Fixed && newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+		return 0, unix.EPERM
 	}
 	if !opts.Fixed {
 		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize, Addr: newAddr})
@@ -187,6 +189,11 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 	}
 	if opts.Fixed {
 		if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+			for _, r := range pieces {
+				if err := mm.munmapLocked(ctx, newAddr+(r.Start-oldAddr), r.Length()); err != nil {
+					return 0, err
+				}
+			}
 			return 0, unix.EPERM
 		}
 	} else {

@@ -223,8 +223,11 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 		if at.Write && v.private() {
 			v.markWritten()
 		}
-		if at.Write && p.private && !p.needCOW && !p.effectivePerms.Write {
-			// Private memory first mapped by a read: writable now.
+		if at.Write && p.private && !p.needCOW && !p.effectivePerms.Write && v.effectivePerms().Write {
+			// Private memory first mapped by a read: writable now,
+			// within this vma only.
+			pseg = mm.pmas.Isolate(pseg, addrSegRange(vseg.Range()))
+			p = pseg.ValuePtr()
 			p.effectivePerms = v.pmaPerms(p.translatePerms, false, true)
 		}
 		if at.Write && !p.needCOW && !p.translatePerms.Write && !p.private {

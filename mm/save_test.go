@@ -604,6 +604,7 @@ func TestCheckpointAIORingMoved(t *testing.T) {
 	aioNr.mu.Lock()
 	nrBefore := aioNr.n
 	aioNr.mu.Unlock()
+	msyncBefore := m.MSync(ctx, nid, hostarch.PageSize, MSyncOpts{Sync: true})
 	restored, _ := checkpointCycle(t, mf, []*MemoryManager{m}, nil, nil)
 	aioNr.mu.Lock()
 	nrAfter := aioNr.n
@@ -612,6 +613,9 @@ func TestCheckpointAIORingMoved(t *testing.T) {
 		t.Errorf("aio_nr %d after the checkpoint, %d before", nrAfter, nrBefore)
 	}
 	r := restored[0]
+	if err := r.MSync(ctx, nid, hostarch.PageSize, MSyncOpts{Sync: true}); !errors.Is(err, msyncBefore) && err != msyncBefore {
+		t.Errorf("msync of the ring: %v after the checkpoint, %v before", err, msyncBefore)
+	}
 	if _, ok := r.LookupAIOContext(ctx, uint64(nid)); !ok {
 		t.Errorf("no AIO context at the moved ring %#x", nid)
 	}
@@ -789,5 +793,66 @@ func TestSaveConcurrentFaults(t *testing.T) {
 	m.DecUsers(ctx)
 	if n := mf.UsageAllocated(); n != 0 {
 		t.Errorf("%#x bytes allocated at the end", n)
+	}
+}
+
+// checkpointFields says, for each structure a checkpoint covers, what
+// happens to each field: a new field must be added here, which is the
+// reminder to save it (or to say why not).
+var checkpointFields = map[string]map[string]string{
+	"MemoryManager": {
+		"p": "RestoreOptions.Platform", "mf": "RestoreOptions.MemoryFile", "haveASIO": "from the platform",
+		"privateRefs": "per family, rebuilt from the pmas", "users": "1", "mappingMu": "lock", "vmas": "saved",
+		"layout": "saved", "brk": "saved", "usageAS": "recomputed", "peakAS": "saved", "lockedAS": "recomputed",
+		"dataAS": "recomputed", "stackAS": "recomputed", "execAS": "recomputed", "dataSegment": "saved",
+		"guards": "saved", "defMLockMode": "saved", "sharedAnon": "a function: the caller sets it again",
+		"limits": "saved", "activeMu": "lock", "pmas": "saved", "curRSS": "recomputed", "maxRSS": "saved",
+		"as": "none until Activate", "active": "0", "unmapAllOnActivate": "false without an AddressSpace",
+		"captureInvalidations": "transient (Fork)", "capturedInvalidations": "transient (Fork)",
+		"sleepForActivation": "transient", "faults": "saved", "aio": "saved", "metadataMu": "lock",
+		"argv": "saved", "envv": "saved", "auxv": "saved", "executable": "saved (codec)", "dumpability": "saved",
+		"vdsoSigReturn": "saved",
+	},
+	"vma": {
+		"mappable": "saved (object)", "off": "saved", "realPerms": "saved", "maxPerms": "saved", "flags": "saved",
+		"mlockMode": "saved", "numaPolicy": "saved", "numaNodemask": "saved", "id": "saved (object)",
+		"anonWritten": "saved", "name": "saved",
+	},
+	"pma": {
+		"file": "private: the memory file; else translated again", "off": "private: via runs; else translated",
+		"translatePerms": "saved", "effectivePerms": "saved", "maxPerms": "saved", "needCOW": "saved",
+		"private": "saved", "imBase": "cache", "mapped": "none without an AddressSpace",
+	},
+	"AIOContext": {
+		"mm": "the restored manager", "ring": "saved (special object)", "maxReqs": "saved", "index": "saved",
+		"mu": "lock", "addr": "saved", "outstanding": "must be 0 (refused otherwise)", "done": "must be empty",
+		"dead": "dead contexts are not saved", "wait": "new channel",
+	},
+	"SpecialMappable": {
+		"mf": "RestoreOptions.MemoryFile", "fr": "new allocation, contents saved", "name": "saved",
+		"refs": "references of the restored users", "onMap": "set again for AIO rings", "onUnmap": "set again for AIO rings",
+		"mu": "lock", "msyncErr": "saved",
+	},
+}
+
+// TestCheckpointCoversEveryField fails when a structure that checkpoints
+// cover gains or loses a field, so that save.go and restore.go follow.
+func TestCheckpointCoversEveryField(t *testing.T) {
+	for _, v := range []any{MemoryManager{}, vma{}, pma{}, AIOContext{}, SpecialMappable{}} {
+		ty := reflect.TypeOf(v)
+		known := checkpointFields[ty.Name()]
+		seen := map[string]bool{}
+		for i := 0; i < ty.NumField(); i++ {
+			name := ty.Field(i).Name
+			seen[name] = true
+			if _, ok := known[name]; !ok {
+				t.Errorf("%s.%s is new: save and restore it in mm/save.go and mm/restore.go (or say why not), then list it in checkpointFields", ty.Name(), name)
+			}
+		}
+		for name := range known {
+			if !seen[name] {
+				t.Errorf("%s.%s is gone: update mm/save.go, mm/restore.go and checkpointFields", ty.Name(), name)
+			}
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/pgalloc"
 	"github.com/vmspace/vmspace/safemem"
+	"golang.org/x/sys/unix"
 )
 
 // SpecialMappable is a named mapping of memory-file pages that the memory
@@ -32,6 +33,11 @@ type SpecialMappable struct {
 
 	// mu serialises onMap/onUnmap.
 	mu sync.Mutex
+
+	// punchErr is what MADV_REMOVE gets: EINVAL for mappings without a
+	// file, ENODEV for the AIO ring, whose file cannot be punched.
+	// Immutable.
+	punchErr error
 
 	// msyncErr is what Msync returns: nil for mappings without a file,
 	// EINVAL for the AIO ring, whose file cannot be synced. Immutable.
@@ -122,6 +128,14 @@ func (m *SpecialMappable) Translate(ctx context.Context, required, optional memm
 		return nil, err
 	}
 	return []memmap.Translation{{Source: src, File: m.mf, Offset: m.fr.Start + src.Start, Perms: hostarch.AnyAccess}}, err
+}
+
+// Punch implements mm's Puncher: special mappings cannot be punched.
+func (m *SpecialMappable) Punch(context.Context, memmap.MappableRange) error {
+	if m.punchErr != nil {
+		return m.punchErr
+	}
+	return unix.EINVAL
 }
 
 // InvalidateUnsavable implements memmap.Mappable.

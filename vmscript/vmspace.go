@@ -23,8 +23,10 @@ const (
 	stackSize = 132 << 10
 )
 
-// VmspaceBrk is where the vmspace executor puts p0's program break.
-const VmspaceBrk = 0x555555600000
+// VmspaceBrk is where the vmspace executor puts p0's program break: low,
+// like the break of the native agent (a non-PIE binary), so that lengths
+// relative to brk overflow, or not, as they do natively.
+const VmspaceBrk = 0x4000000
 
 // NewVmspace returns an Executor that runs scripts on vmspace's
 // MemoryManager, with files, memfds and shared memory from package
