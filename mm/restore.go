@@ -234,6 +234,7 @@ func (rs *Restorer) loadObject(ctx context.Context, d *checkpoint.Decoder) error
 		name := d.String(maxNameLen)
 		size := d.Uvarint()
 		errno := unix.Errno(d.UvarintMax(4095, "errno"))
+		perrno := unix.Errno(d.UvarintMax(4095, "errno"))
 		if err := d.Finish(); err != nil {
 			return err
 		}
@@ -246,6 +247,9 @@ func (rs *Restorer) loadObject(ctx context.Context, d *checkpoint.Decoder) error
 		}
 		if errno != 0 {
 			sm.msyncErr = errno
+		}
+		if perrno != 0 {
+			sm.punchErr = perrno
 		}
 		rs.objects = append(rs.objects, &rObject{special: sm, specialHasID: hasID})
 		ims, err := sm.Contents()

@@ -194,6 +194,12 @@ func (s *Saver) saveObject(ctx context.Context, k objKey, use checkpoint.ObjectU
 			errno = unix.EINVAL
 		}
 		e.Uvarint(uint64(errno))
+		// What MADV_REMOVE gets, likewise (0: the default, EINVAL).
+		var perrno unix.Errno
+		if sm.punchErr != nil && !errors.As(sm.punchErr, &perrno) {
+			perrno = unix.EINVAL
+		}
+		e.Uvarint(uint64(perrno))
 		if err := s.w.Record(recObject, e.Bytes()); err != nil {
 			s.err = err
 			return 0, err
