@@ -527,13 +527,13 @@ func (mm *MemoryManager) MSeal(ctx context.Context, addr hostarch.Addr, length u
 		}
 		a = vseg.End()
 	}
-	for vseg := mm.vmas.FindSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; {
+	for addr := ar.Start; addr < ar.End; {
+		vseg := mm.vmas.FindSegment(addr)
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
-		var err error
-		if vseg, err = mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.flags |= vmaSealed }); err != nil {
+		if _, err := mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.flags |= vmaSealed }); err != nil {
 			return err
 		}
-		vseg = mm.vmas.LowerBoundSegment(r.End)
+		addr = r.End
 	}
 	mm.vmas.MergeRange(addrSegRange(ar))
 	mm.vmas.MergeAdjacent(addrSegRange(ar))
@@ -614,13 +614,13 @@ func (mm *MemoryManager) SetNumaPolicy(ctx context.Context, addr hostarch.Addr, 
 		}
 		a = vseg.End()
 	}
-	for vseg := mm.vmas.FindSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; {
+	for addr := ar.Start; addr < ar.End; {
+		vseg := mm.vmas.FindSegment(addr)
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
-		var err error
-		if vseg, err = mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.numaPolicy, nv.numaNodemask = policy, nodemask }); err != nil {
+		if _, err := mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.numaPolicy, nv.numaNodemask = policy, nodemask }); err != nil {
 			return err
 		}
-		vseg = mm.vmas.LowerBoundSegment(r.End)
+		addr = r.End
 	}
 	mm.vmas.MergeRange(addrSegRange(ar))
 	mm.vmas.MergeAdjacent(addrSegRange(ar))

@@ -317,3 +317,26 @@ func TestProcfsText(t *testing.T) {
 		t.Errorf("status:\n%s", status)
 	}
 }
+
+func TestRepeatedOperationsOnPartOfAVMATerminate(t *testing.T) {
+	mm := newTestMM(t)
+	a := mustMap(t, mm, anon(window, 0x4000, hostarch.ReadWrite))
+	// Each of these changes nothing the second time, on a range inside a
+	// larger vma; they used to find the same vma again (a hole, or an
+	// endless loop).
+	for i := 0; i < 2; i++ {
+		if err := mm.MSeal(ctx, a+0x1000, 0x1000, 0); err != nil {
+			t.Fatalf("mseal #%d: %v", i, err)
+		}
+		if err := mm.SetNumaPolicy(ctx, a, 0x1000, MPolBind, 1); err != nil {
+			t.Fatalf("mbind #%d: %v", i, err)
+		}
+		if err := mm.MProtect(ctx, a+0x2000, 0x1000, hostarch.ReadWrite, MProtectOpts{}); err != nil {
+			t.Fatalf("mprotect #%d: %v", i, err)
+		}
+		if err := mm.MLock(ctx, a+0x3000, 0x1000, memmap.MLockNone); err != nil {
+			t.Fatalf("munlock #%d: %v", i, err)
+		}
+	}
+	check(t, mm)
+}
