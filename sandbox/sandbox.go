@@ -37,6 +37,8 @@ type Options struct {
 	// Maps, if not nil, receives the /proc/PID/maps text of each address
 	// space as vmspace holds it when its process exits or execs.
 	Maps io.Writer
+	// Dir is the program's working directory; "" means vmspace's.
+	Dir string
 	// Image, if not nil, is an ELF executable to run instead of a file
 	// (the built-in demonstration): it is written to a memfd first.
 	Image []byte
@@ -825,6 +827,7 @@ func (s *Sandbox) startRoot() error {
 	}
 	files[3] = uintptr(s.mf.FD())
 	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", s.exe.fd), []string{"vmspace-stub"}, &syscall.ProcAttr{
+		Dir:   s.opts.Dir,
 		Env:   []string{},
 		Files: files,
 		Sys: &syscall.SysProcAttr{
@@ -864,7 +867,7 @@ func (s *Sandbox) startRoot() error {
 	if env == nil {
 		env = os.Environ()
 	}
-	var path string
+	var path, execFn string
 	if s.opts.Image != nil {
 		f, err := imageFile(s.opts.Image)
 		if err != nil {
@@ -876,14 +879,19 @@ func (s *Sandbox) startRoot() error {
 		if len(argv) == 0 {
 			argv = []string{"vmspace-demo"}
 		}
+		execFn = argv[0]
 	} else {
 		path, err = lookPath(argv[0], env)
 		if err != nil {
 			unix.Kill(pid, unix.SIGKILL)
 			return fmt.Errorf("sandbox: %s: %w", argv[0], err)
 		}
+		execFn = path
+		if !strings.HasPrefix(path, "/") {
+			path = s.hostPath(p, path, unix.AT_FDCWD)
+		}
 	}
-	img, errno := s.prepareExec(p, path, path, argv, env)
+	img, errno := s.prepareExec(p, path, execFn, argv, env)
 	if errno != 0 {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: cannot execute %s: %w", argv[0], errno)

@@ -367,12 +367,28 @@ func (s *Sandbox) sysDupOver(t *task, nr int, a [6]uint64) sysResult {
 	if int32(a[0]) == memFDConst {
 		return retErr(unix.EBADF) // not the program's descriptor
 	}
-	// The program wants this descriptor: move the memory file away.
+	// The program wants this descriptor: move the memory file away, to
+	// a free descriptor below, or else just above the soft limit of
+	// descriptors (raised for the moment of the move).
 	target := s.freeFD(p, -1)
+	var lim unix.Rlimit
+	raised := false
 	if target < 0 || target == memFDConst {
-		return retErr(unix.EMFILE)
+		if err := unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil || lim.Max <= lim.Cur {
+			return retErr(unix.EMFILE)
+		}
+		target = int(lim.Cur)
+		nl := lim
+		nl.Cur++
+		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &nl, nil) != nil {
+			return retErr(unix.EMFILE)
+		}
+		raised = true
 	}
 	r, err := s.inject(t, unix.SYS_DUP3, memFDConst, uintptr(target), 0)
+	if raised {
+		unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &lim, nil)
+	}
 	if err != nil {
 		return sysResult{act: actDone}
 	}
