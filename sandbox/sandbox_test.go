@@ -323,20 +323,20 @@ func TestFilter(t *testing.T) {
 		arch uint32
 		want string
 	}{
-		{nr: 9, ip: app, want: "trace"},          // mmap
-		{nr: 9, ip: stub, want: "allow"},         // mmap by the stub
-		{nr: 39, ip: app, want: "allow"},         // getpid
-		{nr: 0, ip: app, want: "trace"},          // read
-		{nr: 3, ip: app, want: "allow"},          // close(0)
+		{nr: 9, ip: app, want: "trace"},  // mmap
+		{nr: 9, ip: stub, want: "allow"}, // mmap by the stub
+		{nr: 39, ip: app, want: "allow"}, // getpid
+		{nr: 0, ip: app, want: "trace"},  // read
+		{nr: 3, ip: app, want: "allow"},  // close(0)
 		{nr: 3, ip: app, args: [6]uint64{memFDConst}, want: "trace"},
 		{nr: 33, ip: app, args: [6]uint64{5, memFDConst}, want: "trace"},
 		{nr: 33, ip: app, args: [6]uint64{5, 6}, want: "allow"},
 		{nr: 436, ip: app, args: [6]uint64{3, ^uint64(0) >> 32}, want: "trace"},
 		{nr: 436, ip: app, args: [6]uint64{3, 100}, want: "allow"},
 		{nr: 436, ip: app, args: [6]uint64{memFDConst + 1, 2000}, want: "allow"},
-		{nr: 59, ip: app, want: "trace"},           // execve
+		{nr: 59, ip: app, want: "trace"},                        // execve
 		{nr: 56, ip: app, args: [6]uint64{0x11}, want: "allow"}, // clone
-		{nr: 0x40000000 + 1, ip: app, want: "errno"}, // x32
+		{nr: 0x40000000 + 1, ip: app, want: "errno"},            // x32
 		{nr: 1, ip: app, arch: 0x40000003, want: "errno"},
 	}
 	for _, c := range cases {
