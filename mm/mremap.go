@@ -160,7 +160,13 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 		}
 		newAddr = a
 	}
+	// The destination's unmapping may have taken the source with it
+	// (old size 0, destination at the same address): Linux then finds no
+	// vma to move.
 	vseg = mm.vmas.FindSegment(oldAddr)
+	if !vseg.Ok() {
+		return 0, unix.EFAULT
+	}
 	return mm.moveVMALocked(ctx, vseg, oldAddr, oldSize, newAddr, newSize, opts.DontUnmap)
 }
 
@@ -336,11 +342,13 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	// Remove the old range (its pmas are gone: nothing is released).
 	if dontUnmap {
 		if v.locked() {
-			ov := vseg
-			ov, _ = mm.isolateVMALocked(ov, oldAR)
-			lv := ov.Value()
-			lv.mlockMode = memmap.MLockNone
-			mm.setVMAValueLocked(ov, lv)
+			// Like Linux, the whole old vma loses its lock, not just
+			// the moved range.
+			if ov := mm.vmas.FindSegment(oldAR.Start); ov.Ok() {
+				lv := ov.Value()
+				lv.mlockMode = memmap.MLockNone
+				mm.setVMAValueLocked(ov, lv)
+			}
 		}
 		if len(guards) > 0 {
 			mm.guards.RemoveRange(addrSegRange(oldAR))

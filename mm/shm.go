@@ -55,34 +55,38 @@ func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hos
 	}, vmaShm)
 }
 
-// DetachShm implements shmdt(2): it unmaps the segment attached at addr
-// (every vma of it within its size). EINVAL if none is attached there.
+// DetachShm implements shmdt(2), as Linux's do_shmdt: the attachment is
+// the first vma at or above addr that maps a segment at the offset its
+// distance from addr gives (a fragment left by munmap or mprotect counts);
+// it and every other such fragment of the same segment within the
+// segment's size are unmapped. EINVAL if there is none.
 func (mm *MemoryManager) DetachShm(ctx context.Context, addr hostarch.Addr) error {
 	if !addr.IsPageAligned() {
 		return unix.EINVAL
 	}
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
-	vseg := mm.vmas.FindSegment(addr)
-	if !vseg.Ok() || vseg.Start() != addr || !vseg.ValuePtr().flags.has(vmaShm) || vseg.ValuePtr().off != 0 {
+	isFragment := func(vs vmaIterator) bool {
+		v := vs.ValuePtr()
+		return v.flags.has(vmaShm) && v.off == uint64(vs.Start()-addr)
+	}
+	vseg := mm.vmas.LowerBoundSegment(addr)
+	for vseg.Ok() && !isFragment(vseg) {
+		vseg = vseg.NextSegment()
+	}
+	if !vseg.Ok() {
 		return unix.EINVAL
 	}
 	m := vseg.ValuePtr().mappable
-	var size uint64
+	size := uint64(vseg.End() - vseg.Start())
 	if s, ok := m.(interface{ Size() uint64 }); ok {
 		size = s.Size()
-	} else {
-		size = uint64(vseg.End() - vseg.Start())
 	}
-	end, ok := addr.AddLength(size)
-	if !ok {
-		end = mm.layout.MaxAddr
-	}
-	var rs []hostarch.AddrRange
-	for vs := vseg; vs.Ok() && vs.Start() < end; vs = vs.NextSegment() {
-		v := vs.ValuePtr()
-		if v.mappable == m && v.flags.has(vmaShm) && v.off == uint64(vs.Start()-addr) {
-			rs = append(rs, hostarch.AddrRange(vs.Range()).Intersect(hostarch.AddrRange{Start: addr, End: end}))
+	size, _ = hostarch.PageRoundUp(size)
+	rs := []hostarch.AddrRange{hostarch.AddrRange(vseg.Range())}
+	for vs := vseg.NextSegment(); vs.Ok() && uint64(vs.End()-addr) <= size; vs = vs.NextSegment() {
+		if isFragment(vs) && vs.ValuePtr().mappable == m {
+			rs = append(rs, hostarch.AddrRange(vs.Range()))
 		}
 	}
 	for _, r := range rs {

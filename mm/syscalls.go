@@ -36,7 +36,8 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 		if !hostarch.IsPageAligned(opts.Offset) {
 			return 0, unix.EINVAL
 		}
-		if opts.Offset+length < opts.Offset {
+		// Linux checks in pages: pgoff + pages wrapping.
+		if pg := opts.Offset >> hostarch.PageShift; pg+length>>hostarch.PageShift < pg {
 			return 0, unix.EOVERFLOW
 		}
 	}
@@ -58,13 +59,17 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 	if mode != memmap.MLockNone && !mm.canDoMLockLocked() {
 		return 0, unix.EPERM
 	}
-	if mode == memmap.MLockNone && extra&vmaDontExpand == 0 {
-		// mlockall(MCL_FUTURE) locks new mappings, except special ones
-		// (Linux's mmap_region drops VM_LOCKED for VM_SPECIAL).
+	if mode == memmap.MLockNone {
+		// mlockall(MCL_FUTURE) locks new mappings.
 		mode = mm.defMLockMode
 	}
 	if mode != memmap.MLockNone && !mm.mlockFutureOKLocked(length) {
 		return 0, unix.EAGAIN
+	}
+	if extra&vmaDontExpand != 0 {
+		// Special mappings are never locked (Linux's mmap_region drops
+		// VM_LOCKED for VM_SPECIAL), though the limit was checked.
+		mode = memmap.MLockNone
 	}
 	opts.Addr = addr
 	if configure != nil {
@@ -128,6 +133,12 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 	}
 	if !force {
 		if err := mm.mayExpandLocked(v, ar.Length(), replaced); err != nil {
+			if replaced > 0 {
+				// Linux split the vmas it was going to replace
+				// before checking the limits, and leaves them split.
+				mm.vmas.SplitAt(ar.Start)
+				mm.vmas.SplitAt(ar.End)
+			}
 			return err
 		}
 	}
