@@ -182,6 +182,17 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 	for vseg := range mm.vmas.Segments(addrSegRange(oldAR)) {
 		pieces = append(pieces, hostarch.AddrRange(vseg.Range()).Intersect(oldAR))
 	}
+	if !opts.Fixed {
+		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: size, Addr: newAddr})
+		if err != nil {
+			return 0, err
+		}
+		newAddr = a
+	}
+	// Like Linux, each vma is checked and moved in turn: a vma that
+	// cannot move (sealed, say) stops the call with the earlier ones
+	// moved. Only each vma's own destination is unmapped, so what lies
+	// opposite the gaps stays.
 	for _, r := range pieces {
 		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)
 		if err != nil {
@@ -192,33 +203,19 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 				return 0, err
 			}
 		}
-	}
-	if opts.Fixed {
-		if newAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
-			for _, r := range pieces {
-				if err := mm.munmapLocked(ctx, newAddr+(r.Start-oldAddr), r.Length()); err != nil {
-					return 0, err
-				}
-			}
-			return 0, unix.EPERM
-		}
-	} else {
-		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: size, Addr: newAddr})
-		if err != nil {
-			return 0, err
-		}
-		newAddr = a
-	}
-	// Each vma moves on its own: only its destination is unmapped, so what
-	// lies opposite the gaps stays.
-	for _, r := range pieces {
 		dst := newAddr + (r.Start - oldAddr)
 		if opts.Fixed {
 			if err := mm.munmapLocked(ctx, dst, r.Length()); err != nil {
 				return 0, err
 			}
+			if dst < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+				return 0, unix.EPERM
+			}
 		}
-		vseg := mm.vmas.FindSegment(r.Start)
+		vseg = mm.vmas.FindSegment(r.Start)
+		if !vseg.Ok() {
+			return 0, unix.EFAULT
+		}
 		if _, err := mm.moveVMALocked(ctx, vseg, r.Start, r.Length(), dst, r.Length(), opts.DontUnmap); err != nil {
 			return 0, err
 		}
