@@ -514,4 +514,3 @@ func (p *vproc) State(ctx context.Context, addr, length uint64) ([]Region, error
 	}
 	return out, nil
 }
-
