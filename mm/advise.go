@@ -211,6 +211,8 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 				return unix.EINVAL
 			}
 			mm.dropPagesLocked(ctx, r)
+			// Part of r may be guarded already.
+			mm.guards.RemoveRange(addrSegRange(r))
 			mm.guards.Add(addrSegRange(r), struct{}{})
 			mm.guards.MergeAdjacent(addrSegRange(r))
 			return nil

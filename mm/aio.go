@@ -73,6 +73,16 @@ type AIOContext struct {
 	wait chan struct{}
 }
 
+// followRing is the ring's onMap hook: mapping the ring in the context's
+// own address space (mremap moving it) changes the context's id.
+func (ac *AIOContext) followRing(ms memmap.MappingSpace, ar hostarch.AddrRange) {
+	if ms == memmap.MappingSpace(ac.mm) {
+		ac.mu.Lock()
+		ac.addr = ar.Start
+		ac.mu.Unlock()
+	}
+}
+
 // possibleCPUs returns the number of possible CPUs, as Linux's
 // num_possible_cpus, which sizes AIO rings.
 func possibleCPUs() int {
@@ -137,22 +147,10 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 	ring.msyncErr = unix.EINVAL
 	ring.punchErr = unix.ENODEV
 	ac := &AIOContext{mm: mm, ring: ring, maxReqs: events, index: mm.aio.freeIndex(), wait: make(chan struct{}, 1)}
-	ring.onMap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-		if ms == memmap.MappingSpace(mm) {
-			ac.mu.Lock()
-			ac.addr = ar.Start
-			ac.mu.Unlock()
-		}
-	}
-	ring.onUnmap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-		if ms == memmap.MappingSpace(mm) {
-			ac.mu.Lock()
-			if ar.Contains(ac.addr) {
-				ac.addr = 0
-			}
-			ac.mu.Unlock()
-		}
-	}
+	ring.onMap = ac.followRing
+	// Unmapping the ring does not change the context: like Linux, a
+	// lookup reads the ring's header at the context's address, which
+	// then fails (or finds whatever is mapped there now).
 	var hdr [aioRingHeader]byte
 	binary.LittleEndian.PutUint32(hdr[0:], ac.index)
 	// Like Linux, the ring holds as many events as its pages fit.

@@ -194,14 +194,11 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 	// moved. Only each vma's own destination is unmapped, so what lies
 	// opposite the gaps stays.
 	for _, r := range pieces {
+		// (Linux 6.18 makes no RLIMIT_AS check for the copies a
+		// multi-vma DONTUNMAP move leaves; neither does this.)
 		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)
 		if err != nil {
 			return 0, err
-		}
-		if opts.DontUnmap {
-			if err := mm.mayExpandLocked(vseg.ValuePtr(), r.Length(), 0); err != nil {
-				return 0, err
-			}
 		}
 		dst := newAddr + (r.Start - oldAddr)
 		if opts.Fixed {

@@ -587,11 +587,11 @@ func (rs *Restorer) checkManager(m *rManager, index int) error {
 			return rs.r.Fail("AIO ring %d owned twice, or with no events", a.ring)
 		}
 		o.aioOwner = index
-		if a.addr != 0 {
-			i := m.vmaAt(a.addr)
-			if i < 0 || m.vmas[i].ar.Start != a.addr || m.vmas[i].obj != a.ring || m.vmas[i].v.off != 0 {
-				return rs.r.Fail("AIO context at %#x: no ring mapped there", uint64(a.addr))
-			}
+		// The ring need not be mapped at the context's address: like
+		// Linux, a context outlives the unmapping of its ring, and is
+		// found again if what is mapped there reads back its index.
+		if a.addr&hostarch.PageMask != 0 {
+			return rs.r.Fail("AIO context at unaligned %#x", uint64(a.addr))
 		}
 	}
 	return nil
@@ -937,22 +937,7 @@ func (mm *MemoryManager) restoreAIOContext(ring *SpecialMappable, a rAIO) error 
 	aioNr.mu.Unlock()
 	ac := &AIOContext{mm: mm, ring: ring, maxReqs: a.maxReqs, index: a.index, addr: a.addr, wait: make(chan struct{}, 1)}
 	ring.mu.Lock()
-	ring.onMap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-		if ms == memmap.MappingSpace(mm) {
-			ac.mu.Lock()
-			ac.addr = ar.Start
-			ac.mu.Unlock()
-		}
-	}
-	ring.onUnmap = func(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-		if ms == memmap.MappingSpace(mm) {
-			ac.mu.Lock()
-			if ar.Contains(ac.addr) {
-				ac.addr = 0
-			}
-			ac.mu.Unlock()
-		}
-	}
+	ring.onMap = ac.followRing
 	ring.mu.Unlock()
 	mm.aio.mu.Lock()
 	if mm.aio.contexts == nil {
