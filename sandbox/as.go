@@ -17,6 +17,9 @@ import (
 type hostMap struct {
 	// perms are the mapping's host protections.
 	perms hostarch.AccessType
+	// delta is the memory-file offset of the mapping minus its address
+	// (modulo 2^64), the same for every page of one mapping.
+	delta uint64
 	// stale is true for a mapping inherited from a fork parent that must
 	// be replaced (see fork.go).
 	stale bool
@@ -83,6 +86,40 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	if !addr.IsPageAligned() || !ok || end > ptrace.StubStart || fr.Length() == 0 || !hostarch.IsPageAligned(fr.Start) {
 		return fmt.Errorf("sandbox: MapFile(%v, %v): %w", addr, fr, unix.EINVAL)
 	}
+	ar := hostarch.AddrRange{Start: addr, End: end}
+	want := hostMap{perms: at, delta: fr.Start - uint64(addr)}
+	// Map only what the host does not already map this way: the manager
+	// maps whole pmas, most of which are often mapped already.
+	for _, r := range as.missing(ar, want) {
+		if err := as.mmap(r, want, f, precommit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// missing returns the parts of ar that the host does not map as m.
+func (as *stubAS) missing(ar hostarch.AddrRange, m hostMap) []hostarch.AddrRange {
+	var out []hostarch.AddrRange
+	next := ar.Start
+	for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](ar)) {
+		if *seg.ValuePtr() != m {
+			continue
+		}
+		r := hostarch.AddrRange(seg.Range()).Intersect(ar)
+		if r.Start > next {
+			out = append(out, hostarch.AddrRange{Start: next, End: r.Start})
+		}
+		next = r.End
+	}
+	if next < ar.End {
+		out = append(out, hostarch.AddrRange{Start: next, End: ar.End})
+	}
+	return out
+}
+
+// mmap maps ar as m in the host.
+func (as *stubAS) mmap(ar hostarch.AddrRange, m hostMap, f memmap.File, precommit bool) error {
 	t, err := as.s.holder(as.sp)
 	if err != nil {
 		return err
@@ -95,21 +132,20 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	if precommit {
 		flags |= unix.MAP_POPULATE
 	}
-	prot := uintptr(at.Prot())
-	r, err := as.s.inject(t, unix.SYS_MMAP, uintptr(addr), uintptr(fr.Length()), prot, flags, uintptr(fd), uintptr(fr.Start))
-	if err == nil && r != uintptr(addr) {
+	off := uint64(ar.Start) + m.delta
+	r, err := as.s.inject(t, unix.SYS_MMAP, uintptr(ar.Start), uintptr(ar.Length()), uintptr(m.perms.Prot()), flags, uintptr(fd), uintptr(off))
+	if err == nil && r != uintptr(ar.Start) {
 		if e, ok := errnoOf(r); ok {
-			err = fmt.Errorf("sandbox: mmap(%v, %#x) in pid %d: %w", addr, fr.Length(), t.p.pid, e)
+			err = fmt.Errorf("sandbox: mmap(%v, %#x) in pid %d: %w", ar.Start, ar.Length(), t.p.pid, e)
 		} else {
-			err = fmt.Errorf("sandbox: mmap(%v, MAP_FIXED) in pid %d returned %#x", addr, t.p.pid, r)
+			err = fmt.Errorf("sandbox: mmap(%v, MAP_FIXED) in pid %d returned %#x", ar.Start, t.p.pid, r)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	as.mapCalls++
-	ar := hostarch.AddrRange{Start: addr, End: end}
-	as.record(ar, hostMap{perms: at})
+	as.record(ar, m)
 	as.unpend(ar)
 	return nil
 }

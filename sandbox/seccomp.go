@@ -17,9 +17,9 @@ import (
 //     libraries use clone, whose flags the tracer sees at the clone event);
 //   - system calls whose user buffers the host kernel reads or writes and
 //     that commonly meet memory the manager has not mapped into the host
-//     yet (read, write, getdents64, stat, wait4, ...), so that vmspace can
-//     map those buffers before the host kernel touches them (see
-//     prevalidate.go);
+//     yet (read, getdents64, stat, wait4, ..., and write and pwrite64 of
+//     more than smallWrite bytes), so that vmspace can map those buffers
+//     before the host kernel touches them (see prevalidate.go);
 //   - close, dup2, dup3 and close_range when they would close or replace
 //     the descriptor of the memory file (memFD).
 //
@@ -36,7 +36,11 @@ const (
 	sdIPHigh = 12
 	sdArg0   = 16
 	sdArg1   = 24
+	sdArg2   = 32
 )
+
+// smallWrite is the largest write or pwrite64 that does not stop.
+const smallWrite = 64 << 10
 
 // trapped lists the system calls that always stop (unless made by the
 // stub's code).
@@ -53,7 +57,7 @@ var trapped = []int{
 	// Limits that the manager follows.
 	unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64,
 	// Buffers.
-	unix.SYS_READ, unix.SYS_WRITE, unix.SYS_PREAD64, unix.SYS_PWRITE64, unix.SYS_READV,
+	unix.SYS_READ, unix.SYS_PREAD64, unix.SYS_READV,
 	unix.SYS_WRITEV, unix.SYS_PREADV, unix.SYS_PWRITEV, unix.SYS_PREADV2, unix.SYS_PWRITEV2,
 	unix.SYS_SENDTO, unix.SYS_RECVFROM, unix.SYS_SENDMSG, unix.SYS_RECVMSG, unix.SYS_SENDMMSG,
 	unix.SYS_RECVMMSG, unix.SYS_GETDENTS, unix.SYS_GETDENTS64, unix.SYS_GETRANDOM,
@@ -150,6 +154,8 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	for _, nr := range nrs {
 		b.jump(unix.BPF_JEQ, uint32(nr), "stubcheck", "")
 	}
+	b.jump(unix.BPF_JEQ, unix.SYS_WRITE, "write", "")
+	b.jump(unix.BPF_JEQ, unix.SYS_PWRITE64, "write", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_CLOSE, "close", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_DUP2, "dup", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_DUP3, "dup", "")
@@ -158,6 +164,16 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 
 	b.label("enosys")
 	b.ret(retENOSYS)
+
+	// write and pwrite64: only large writes. The host kernel only reads
+	// the buffer, which the program has almost always written (so it is
+	// mapped); a large buffer is more likely to reach memory never
+	// touched, and costs little to check compared to the copy.
+	b.label("write")
+	b.load(sdArg2 + 4)
+	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
+	b.load(sdArg2)
+	b.jump(unix.BPF_JGT, smallWrite, "stubcheck", "allow")
 
 	b.label("close")
 	b.load(sdArg0)

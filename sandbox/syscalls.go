@@ -165,7 +165,13 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			GrowsUp:   prot&mm.ProtGrowsUp != 0,
 		}))
 	case unix.SYS_BRK:
+		old := m.BrkRange().End
 		b, _ := m.Brk(ctx, hostarch.Addr(a[0]))
+		if b > old && uint64(b-old) <= eagerBrk {
+			// A heap grows to be used at once (malloc writes its
+			// headers there): map it now, saving a fault.
+			s.populate(p, hostarch.AddrRange{Start: old.MustRoundUp(), End: b.MustRoundUp()}, true)
+		}
 		return retAddr(b)
 	case unix.SYS_MREMAP:
 		flags := a[3]
@@ -275,6 +281,9 @@ func (s *Sandbox) sysMmap(t *task, a [6]uint64) sysResult {
 	}
 	return retAddr(addr)
 }
+
+// eagerBrk is the largest heap growth that brk maps at once.
+const eagerBrk = 8 << 20
 
 // eagerFileMap is the largest file mapping that mmap populates at once.
 const eagerFileMap = 16 << 20
