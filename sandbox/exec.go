@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -466,6 +467,7 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	t.regs = r
 	t.clobbered = true
 	s.setComm(t, img.name)
+	s.setProcInfo(t, img)
 	s.populateImage(p, img.res)
 	return nil
 }
@@ -479,6 +481,71 @@ func (s *Sandbox) setComm(t *task, name string) {
 	}
 	if s.writeMem(t.p.pid, scratchAddr, append([]byte(base), 0)) == nil {
 		s.inject(t, unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(scratchAddr))
+	}
+}
+
+// setProcInfo tells the host kernel where the program's arguments,
+// environment, auxiliary vector and break are, and which file it runs, so
+// that /proc/PID/exe and auxv show the program rather than the stub image
+// (prctl PR_SET_MM_MAP; the executable needs CAP_SYS_ADMIN or
+// CAP_CHECKPOINT_RESTORE, without which only the rest is set). Failures
+// are ignored: the program runs all the same. (/proc/PID/cmdline and
+// environ stay empty: the host kernel reads them only from anonymous
+// memory, and the stack is a mapping of the memory file.)
+func (s *Sandbox) setProcInfo(t *task, img *execImage) {
+	res := img.res
+	const (
+		mapOff  = 0
+		auxOff  = 256
+		pathOff = 1024
+	)
+	buf := make([]byte, pathOff+len(img.path)+1)
+	copy(buf[pathOff:], img.path)
+	cwd := unix.AT_FDCWD
+	if s.writeMem(t.p.pid, scratchAddr, buf) != nil {
+		return
+	}
+	r, err := s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr)+pathOff, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	exeFD := ^uint32(0)
+	if _, bad := errnoOf(r); !bad {
+		exeFD = uint32(r)
+		defer s.inject(t, unix.SYS_CLOSE, r)
+	}
+	le := binary.LittleEndian
+	auxv := make([]byte, 0, 16*(len(res.Auxv)+1))
+	for _, e := range res.Auxv {
+		auxv = le.AppendUint64(le.AppendUint64(auxv, e.Key), e.Value)
+	}
+	auxv = append(auxv, make([]byte, 16)...)
+	m := make([]byte, 104)
+	for i, v := range []uint64{
+		uint64(res.StartCode), uint64(res.EndCode), uint64(res.StartData), uint64(res.EndData),
+		uint64(res.Brk), uint64(res.Brk), uint64(res.StackPointer),
+		uint64(res.Argv.Start), uint64(res.Argv.End), uint64(res.Envv.Start), uint64(res.Envv.End),
+		uint64(scratchAddr) + auxOff,
+	} {
+		le.PutUint64(m[8*i:], v)
+	}
+	le.PutUint32(m[96:], uint32(len(auxv)))
+	le.PutUint32(m[100:], exeFD)
+	if len(auxv) > pathOff-auxOff {
+		return
+	}
+	if s.writeMem(t.p.pid, scratchAddr, m) != nil || s.writeMem(t.p.pid, scratchAddr+auxOff, auxv) != nil {
+		return
+	}
+	r, err = s.inject(t, unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, uintptr(scratchAddr)+mapOff, 104, 0)
+	if err == nil && exeFD != ^uint32(0) {
+		if e, bad := errnoOf(r); bad && e == unix.EPERM {
+			// Without the right to change the executable: the rest.
+			le.PutUint32(m[100:], ^uint32(0))
+			if s.writeMem(t.p.pid, scratchAddr, m) == nil {
+				s.inject(t, unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, uintptr(scratchAddr)+mapOff, 104, 0)
+			}
+		}
 	}
 }
 

@@ -229,6 +229,29 @@ static int cow(void) {
 	return 0;
 }
 
+static void *execer(void *arg) {
+	(void)arg;
+	usleep(10000);
+	execl("/bin/echo", "echo", "exec from a second thread", NULL);
+	return NULL;
+}
+
+static void *spinner(void *arg) {
+	(void)arg;
+	for (;;) { char *p = malloc(1 << 16); memset(p, 1, 1 << 16); free(p); }
+	return NULL;
+}
+
+// threadexec: a thread other than the main one execs while others run.
+static int threadexec(void) {
+	pthread_t a, b, c;
+	pthread_create(&b, NULL, spinner, NULL);
+	pthread_create(&c, NULL, spinner, NULL);
+	pthread_create(&a, NULL, execer, NULL);
+	pthread_join(a, NULL);
+	return 1;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 100;
@@ -245,6 +268,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(c, "sigbus")) return sigbus();
 	if (!strcmp(c, "segvhandler")) return segvhandler();
 	if (!strcmp(c, "cow")) return cow();
+	if (!strcmp(c, "threadexec")) return threadexec();
 	return 101;
 }
 `

@@ -41,6 +41,9 @@ type Options struct {
 	Maps io.Writer
 	// Dir is the program's working directory; "" means vmspace's.
 	Dir string
+	// Started, if not nil, is called with the pid of the first process
+	// once it exists (for example to forward signals to it).
+	Started func(pid int)
 	// Image, if not nil, is an ELF executable to run instead of a file
 	// (the built-in demonstration): it is written to a memfd first.
 	Image []byte
@@ -875,6 +878,9 @@ func (s *Sandbox) startRoot() error {
 		return fmt.Errorf("sandbox: starting the first process: %w", err)
 	}
 	s.root = pid
+	if s.opts.Started != nil {
+		s.opts.Started(pid)
+	}
 	p := s.newProcess(pid)
 	t := s.newTask(p, pid)
 	t.fresh = false

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/vmspace/vmspace/sandbox"
 )
@@ -68,7 +71,23 @@ func runMain(args []string) int {
 	if maps {
 		opts.Maps = os.Stderr
 	}
+	// The program is in vmspace's process group: a terminal's SIGINT and
+	// SIGQUIT reach it directly, and vmspace must outlive it to report
+	// its status. Termination signals sent to vmspace alone are passed on.
+	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	var root atomic.Int64
+	opts.Started = func(pid int) { root.Store(int64(pid)) }
+	go func() {
+		for sig := range sigs {
+			if pid := root.Load(); pid > 0 {
+				syscall.Kill(int(pid), sig.(syscall.Signal))
+			}
+		}
+	}()
 	status, st, err := sandbox.Run(opts)
+	signal.Stop(sigs)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", err)
 		return 127
