@@ -252,6 +252,64 @@ static int threadexec(void) {
 	return 1;
 }
 
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <linux/aio_abi.h>
+
+static int shm(void) {
+	int id = shmget(IPC_PRIVATE, 3 * 4096 + 100, IPC_CREAT | 0600);
+	if (id < 0) die("shmget");
+	char *p = shmat(id, NULL, 0);
+	if (p == (void *)-1) die("shmat");
+	strcpy(p, "before fork");
+	pid_t pid = fork();
+	if (pid == 0) { strcpy(p + 4096, "written by the child"); _exit(0); }
+	waitpid(pid, NULL, 0);
+	char *q = shmat(id, NULL, SHM_RDONLY);
+	if (q == (void *)-1) die("shmat ro");
+	printf("%s / %s / %s\n", p, p + 4096, q + 4096);
+	struct shmid_ds ds;
+	if (shmctl(id, IPC_STAT, &ds) != 0) die("IPC_STAT");
+	printf("size %zu mode %o\n", (size_t)ds.shm_segsz, ds.shm_perm.mode & 0777);
+	if (shmdt(q) != 0 || shmdt(p) != 0) die("shmdt");
+	printf("shmdt again: %s\n", shmdt(p) ? strerror(errno) : "ok");
+	if (shmctl(id, IPC_RMID, NULL) != 0) die("IPC_RMID");
+	printf("shmat after RMID: %s\n", shmat(id, NULL, 0) == (void *)-1 ? strerror(errno) : "attached");
+	return 0;
+}
+
+static int aio(void) {
+	aio_context_t ctx = 0;
+	if (syscall(SYS_io_setup, 8, &ctx) != 0) die("io_setup");
+	int fd = open("small.txt", O_RDONLY);
+	char buf[64] = {0};
+	struct iocb cb = {0};
+	cb.aio_data = 42;
+	cb.aio_lio_opcode = IOCB_CMD_PREAD;
+	cb.aio_fildes = fd;
+	cb.aio_buf = (uint64_t)buf;
+	cb.aio_nbytes = 11;
+	struct iocb *cbs[1] = {&cb};
+	if (syscall(SYS_io_submit, ctx, 1, cbs) != 1) die("io_submit");
+	struct io_event ev[1];
+	long n = syscall(SYS_io_getevents, ctx, 1, 1, ev, NULL);
+	printf("events %ld data %llu res %lld buf %s\n", n, (unsigned long long)ev[0].data, (long long)ev[0].res, buf);
+	if (syscall(SYS_io_destroy, ctx) != 0) die("io_destroy");
+	printf("destroy again: %s\n", syscall(SYS_io_destroy, ctx) ? strerror(errno) : "ok");
+	return 0;
+}
+
+static int seal(void) {
+	char *p = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p[4096] = 1;
+	if (syscall(462, p + 4096, 4096, 0) != 0) { printf("mseal unsupported: %s\n", strerror(errno)); return 0; }
+	printf("munmap sealed: %s\n", munmap(p, 3 * 4096) ? strerror(errno) : "ok");
+	printf("mprotect sealed: %s\n", mprotect(p + 4096, 4096, PROT_READ) ? strerror(errno) : "ok");
+	printf("munmap unsealed part: %s\n", munmap(p, 4096) ? strerror(errno) : "ok");
+	printf("still there: %d\n", p[4096]);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 100;
@@ -269,6 +327,9 @@ int main(int argc, char **argv) {
 	if (!strcmp(c, "segvhandler")) return segvhandler();
 	if (!strcmp(c, "cow")) return cow();
 	if (!strcmp(c, "threadexec")) return threadexec();
+	if (!strcmp(c, "shm")) return shm();
+	if (!strcmp(c, "aio")) return aio();
+	if (!strcmp(c, "seal")) return seal();
 	return 101;
 }
 `

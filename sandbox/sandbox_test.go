@@ -114,7 +114,7 @@ func TestStaticC(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "prog", cProgram, true)
 	dir := fixtures(t)
-	for _, c := range []string{"memory", "forks", "threads", "cow", "threadexec"} {
+	for _, c := range []string{"memory", "forks", "threads", "cow", "threadexec", "shm", "aio", "seal"} {
 		t.Run(c, func(t *testing.T) { compare(t, dir, "", exe, c) })
 	}
 }
