@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -426,4 +428,37 @@ func TestExecErrors(t *testing.T) {
 	os.WriteFile(script, []byte("#!/bin/sh -e\necho script \"$0\" \"$@\"\nexit 6\n"), 0o755)
 	compare(t, dir, "", script, "a", "b")
 	compare(t, dir, "", "sh", "-c", script+" x; echo $?")
+}
+
+// TestNoLeaks: runs leave no descriptors or goroutines behind.
+func TestNoLeaks(t *testing.T) {
+	needPtrace(t)
+	need(t, "sh")
+	exe := buildC(t, "prog", cProgram, true)
+	dir := fixtures(t)
+	count := func() (int, int) {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents), runtime.NumGoroutine()
+	}
+	run := func() {
+		sandboxRun(t, dir, "", Options{}, "sh", "-c", "cat small.txt | wc -c")
+		sandboxRun(t, dir, "", Options{}, exe, "shm")
+		sandboxRun(t, dir, "", Options{}, exe, "forks")
+	}
+	run()
+	fds, gs := count()
+	for i := 0; i < 3; i++ {
+		run()
+	}
+	time.Sleep(100 * time.Millisecond)
+	fds2, gs2 := count()
+	if fds2 > fds {
+		t.Errorf("descriptors: %d before, %d after", fds, fds2)
+	}
+	if gs2 > gs+2 {
+		t.Errorf("goroutines: %d before, %d after", gs, gs2)
+	}
 }

@@ -1,0 +1,81 @@
+// Package sandbox runs unmodified Linux x86-64 programs with their entire
+// address space created and managed by mm.MemoryManager: "vmspace run".
+//
+// # Processes
+//
+// Every process of the program is a host process traced (ptrace) by one
+// thread of vmspace, the tracer, which serves all of them in one event
+// loop (Run). The first is started from the stub image, a tiny static ELF
+// that vmspace writes to a memfd (stub.go); every exec makes the exec'ing
+// thread execute the stub image again on the host. Right after the host
+// exec, vmspace maps its own two pages at the top of the user range (the
+// ptrace platform's StubComm and StubCode: a scratch page for the
+// arguments of the system calls it injects, and a code page holding
+// "syscall; int3") and unmaps everything else. From then on the program's
+// address space [MinUserAddress, StubStart) holds only what the memory
+// manager maps there: shared mappings of the memory file (descriptor
+// memFDConst in every process).
+//
+// System calls are injected into a stopped thread by pointing its rip at
+// the code page's "syscall; int3" with the arguments in its registers
+// (inject); the thread's own registers are restored when it resumes.
+// stubAS is the platform.AddressSpace of a process built on that: MapFile
+// is an injected mmap, Unmap an injected munmap. It keeps a shadow of the
+// host mappings it made, which tells the sandbox whether a buffer is mapped
+// in the host, and lets MapFile map only what is missing (the manager maps
+// whole pmas).
+//
+// # What stops
+//
+// A seccomp filter (seccomp.go) installed in the first process and
+// inherited by all returns SECCOMP_RET_TRACE only for the memory system
+// calls, exec, clone3, a set of system calls carrying user buffers, and
+// close/dup2/dup3/close_range aimed at memFDConst. Everything else runs at
+// native speed without a stop (the filter's decision for those depends
+// only on the system call number, so the kernel's seccomp cache skips it).
+//
+//   - Memory calls (mmap, munmap, mprotect, pkey_mprotect with key -1,
+//     mremap, brk, madvise, the mlock family, msync, mincore, mseal, the
+//     System V shared memory calls, the AIO calls) are served by the
+//     manager and return its result (syscalls.go, shm.go). mmap of a file
+//     takes the program's descriptor with pidfd_getfd and maps it through a
+//     hostfile.Table shared by the whole sandbox; /dev/zero is anonymous
+//     memory. System V segments and AIO are emulated inside the sandbox
+//     (not visible to host processes outside it); AIO requests run at
+//     submission as injected pread/pwrite/fsync calls.
+//   - Page faults are SIGSEGV signal-delivery-stops (fault.go): the access
+//     type is inferred from the host's si_code and rip (see fault.go), the
+//     manager serves the fault and maps the whole pma; a fault it refuses
+//     becomes the SIGSEGV or SIGBUS the program gets on Linux, which, like
+//     Linux's, cannot be blocked or ignored.
+//   - exec is served by the loader (exec.go): see there for how a program
+//     image replaces the process's address space.
+//   - fork, vfork and clone are ptrace events (fork.go): threads share
+//     their process's manager; CLONE_VM children (vfork, posix_spawn) share
+//     their parent's host address space and manager until they exec; fork
+//     children get mm.Fork's copy-on-write copy.
+//
+// # The EFAULT hazard
+//
+// The host kernel reads and writes the program's buffers itself during the
+// system calls it runs for it; a page the manager has not mapped in the
+// host would make such a call fail with EFAULT. vmspace prevents it
+// (prevalidate.go): the buffers of the system calls that commonly meet
+// fresh memory are mapped before the call runs (read and its variants,
+// recv*, getdents, stat, wait4, pipe2, writes larger than 64 KiB...);
+// brk maps the new heap at once, small file mappings and the program's
+// segments and stack are mapped at once, and forks never leave writable
+// memory read-only in the host (fork.go). A small write of memory the
+// program never touched, by a system call that does not stop, can still
+// fail with EFAULT.
+//
+// # Limits
+//
+// vmspace run is not an isolation boundary: all other system calls reach
+// the host kernel. Job control does not stop programs (group-stops are
+// resumed); programs cannot be traced (ptrace) inside the sandbox;
+// /proc/PID/maps, smaps and cmdline are the host's view (the memory file's
+// mappings); processes left running when the first one exits are waited
+// for; a shared file mapping's writes reach the host file when synced or
+// unmapped (the hostfile page cache), not at once.
+package sandbox
