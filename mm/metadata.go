@@ -96,3 +96,18 @@ func (mm *MemoryManager) MapStack(ctx context.Context, ar hostarch.AddrRange, pe
 	}, nil, vmaStackMain)
 	return err
 }
+
+// Dumpability returns the process's dumpable state (prctl PR_GET_DUMPABLE).
+func (mm *MemoryManager) Dumpability() Dumpability {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	return mm.dumpability
+}
+
+// SetDumpability sets the process's dumpable state (prctl
+// PR_SET_DUMPABLE, or exec of a set-id program).
+func (mm *MemoryManager) SetDumpability(d Dumpability) {
+	mm.metadataMu.Lock()
+	defer mm.metadataMu.Unlock()
+	mm.dumpability = d
+}

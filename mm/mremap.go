@@ -293,6 +293,11 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	off := v.off + uint64(oldAddr-vseg.Start())
 	nv := v
 	nv.off = off
+	if v.mappable == nil && !v.written() {
+		// Like Linux's copy_vma: anonymous memory never faulted takes
+		// the offset of its new place, so it can merge there.
+		nv.off = uint64(newAddr)
+	}
 	if v.mappable != nil {
 		if err := v.mappable.CopyMapping(ctx, mm, oldAR, newAR, off, v.canWriteMappable()); err != nil {
 			return 0, err
@@ -335,19 +340,9 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 
 	// Remove the old range (its pmas are gone: nothing is released).
 	if dontUnmap {
-		if v.locked() {
-			// Like Linux, the whole old vma loses its lock, not just
-			// the moved range.
-			if ov := mm.vmas.FindSegment(oldAR.Start); ov.Ok() {
-				lv := ov.Value()
-				lv.mlockMode = memmap.MLockNone
-				mm.setVMAValueLocked(ov, lv)
-			}
-		}
 		if len(guards) > 0 {
 			mm.guards.RemoveRange(addrSegRange(oldAR))
-		}
-	} else {
+		}	} else {
 		mm.removeVMAsLocked(ctx, oldAR)
 	}
 
@@ -356,6 +351,15 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	gap := mm.removeVMAsLocked(ctx, newAR)
 	mm.accountVMA(&nv, newAR.Length(), +1)
 	mm.vmas.Insert(gap, addrSegRange(newAR), nv)
+	if dontUnmap && v.locked() {
+		// Like Linux, the old vma loses its lock; if the copy merged
+		// with it, so does the copy.
+		if ov := mm.vmas.FindSegment(oldAR.Start); ov.Ok() {
+			lv := ov.Value()
+			lv.mlockMode = memmap.MLockNone
+			mm.setVMAValueLocked(ov, lv)
+		}
+	}
 	mm.activeMu.Lock()
 	for _, m := range ms {
 		r := hostarch.AddrRange{Start: m.r.Start - oldAddr + newAddr, End: m.r.End - oldAddr + newAddr}

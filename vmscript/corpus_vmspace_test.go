@@ -35,11 +35,6 @@ func TestCorpusOnVmspace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, st := range s.Stmts {
-				if st.Op == OpCheckpoint {
-					t.Skip("checkpoint is not implemented on vmspace yet (issue 8)")
-				}
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			var got bytes.Buffer
