@@ -522,23 +522,33 @@ func (mm *MemoryManager) MSeal(ctx context.Context, addr hostarch.Addr, length u
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
 	// Check first, so an error seals nothing.
+	return mm.changeMappedRangeLocked(ctx, ar, unix.ENOMEM, func(nv *vma) { nv.flags |= vmaSealed })
+}
+
+// changeMappedRangeLocked applies change to the vmas of ar, which must be
+// wholly mapped (else holeErr, and nothing changes), splitting them at ar's
+// bounds and merging afterwards. Seals do not stop it. Preconditions:
+// mappingMu held for writing.
+func (mm *MemoryManager) changeMappedRangeLocked(ctx context.Context, ar hostarch.AddrRange, holeErr error, change func(*vma)) error {
 	for a := ar.Start; a < ar.End; {
 		vseg := mm.vmas.FindSegment(a)
 		if !vseg.Ok() {
-			return unix.ENOMEM
+			return holeErr
 		}
 		a = vseg.End()
 	}
+	defer func() {
+		mm.vmas.MergeRange(addrSegRange(ar))
+		mm.vmas.MergeAdjacent(addrSegRange(ar))
+	}()
 	for addr := ar.Start; addr < ar.End; {
 		vseg := mm.vmas.FindSegment(addr)
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
-		if _, err := mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.flags |= vmaSealed }); err != nil {
+		if _, err := mm.modifyVMALocked(ctx, vseg, r, false, change); err != nil {
 			return err
 		}
 		addr = r.End
 	}
-	mm.vmas.MergeRange(addrSegRange(ar))
-	mm.vmas.MergeAdjacent(addrSegRange(ar))
 	return nil
 }
 
@@ -609,24 +619,7 @@ func (mm *MemoryManager) SetNumaPolicy(ctx context.Context, addr hostarch.Addr, 
 	}
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
-	for a := ar.Start; a < ar.End; {
-		vseg := mm.vmas.FindSegment(a)
-		if !vseg.Ok() {
-			return unix.EFAULT
-		}
-		a = vseg.End()
-	}
-	for addr := ar.Start; addr < ar.End; {
-		vseg := mm.vmas.FindSegment(addr)
-		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
-		if _, err := mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.numaPolicy, nv.numaNodemask = policy, nodemask }); err != nil {
-			return err
-		}
-		addr = r.End
-	}
-	mm.vmas.MergeRange(addrSegRange(ar))
-	mm.vmas.MergeAdjacent(addrSegRange(ar))
-	return nil
+	return mm.changeMappedRangeLocked(ctx, ar, unix.EFAULT, func(nv *vma) { nv.numaPolicy, nv.numaNodemask = policy, nodemask })
 }
 
 // NumaPolicy returns the policy and node mask of the vma containing addr

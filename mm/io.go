@@ -94,35 +94,26 @@ func (mm *MemoryManager) ZeroOut(ctx context.Context, addr hostarch.Addr, length
 // order, reading from src; it returns the number of bytes written. It stops
 // at the first range that cannot be written in full.
 func (mm *MemoryManager) CopyOutFrom(ctx context.Context, ars []hostarch.AddrRange, src safemem.Reader, opts IOOpts) (uint64, error) {
-	var total uint64
-	for _, ar := range ars {
-		if ar.Length() == 0 {
-			continue
-		}
-		n, err := mm.withInternalMappings(ctx, ar.Start, ar.Length(), hostarch.Write, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
-			return src.ReadToBlocks(ims)
-		})
-		total += n
-		if err != nil {
-			return total, err
-		}
-		if n < ar.Length() {
-			return total, nil
-		}
-	}
-	return total, nil
+	return mm.vectorIO(ctx, ars, hostarch.Write, opts, src.ReadToBlocks)
 }
 
 // CopyInTo reads the application's memory in the ranges ars, in order,
 // writing it to dst; it returns the number of bytes read.
 func (mm *MemoryManager) CopyInTo(ctx context.Context, ars []hostarch.AddrRange, dst safemem.Writer, opts IOOpts) (uint64, error) {
+	return mm.vectorIO(ctx, ars, hostarch.Read, opts, dst.WriteFromBlocks)
+}
+
+// vectorIO runs f on the internal mappings of each of ars in turn, as
+// CopyOutFrom and CopyInTo do. f runs with the manager's locks held and
+// must neither call into the manager nor block for long.
+func (mm *MemoryManager) vectorIO(ctx context.Context, ars []hostarch.AddrRange, at hostarch.AccessType, opts IOOpts, f func(safemem.BlockSeq) (uint64, error)) (uint64, error) {
 	var total uint64
 	for _, ar := range ars {
 		if ar.Length() == 0 {
 			continue
 		}
-		n, err := mm.withInternalMappings(ctx, ar.Start, ar.Length(), hostarch.Read, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
-			return dst.WriteFromBlocks(ims)
+		n, err := mm.withInternalMappings(ctx, ar.Start, ar.Length(), at, opts, func(ims safemem.BlockSeq, _ uint64) (uint64, error) {
+			return f(ims)
 		})
 		total += n
 		if err != nil {

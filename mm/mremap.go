@@ -342,7 +342,8 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	if dontUnmap {
 		if len(guards) > 0 {
 			mm.guards.RemoveRange(addrSegRange(oldAR))
-		}	} else {
+		}
+	} else {
 		mm.removeVMAsLocked(ctx, oldAR)
 	}
 
