@@ -382,6 +382,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 				p.tasks[t.tid] = t
 			}
 			t.regsValid, t.clobbered, t.changed = false, false, false
+			t.altStack = hostarch.AddrRange{}
 			t.sigStop = false
 			t.pending = nil
 			p.held = t

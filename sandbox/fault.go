@@ -95,6 +95,9 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 		}
 	}
 	t.lastFault, t.faultRepeats = faultKey{}, 0
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: fault in %d at %#x (code %d, rip %#x, repeats %d): %v\n", t.tid, addr, code, t.regs.Rip, t.faultRepeats, last)
+	}
 	s.deliverFault(t, hostarch.Addr(addr), last)
 }
 
@@ -139,6 +142,10 @@ func (s *Sandbox) hasVMA(p *process, addr hostarch.Addr) bool {
 // blocked, and not ignored.
 func (s *Sandbox) force(t *task, sig unix.Signal) {
 	bit := uint64(1) << (uint(sig) - 1)
+	if debug {
+		m, err := ptraceGetSigmask(t.tid)
+		fmt.Fprintf(os.Stderr, "vmspace-debug: force %v in %d: mask %#x (%v) ignored %v\n", sig, t.tid, m, err, ignored(t.p.pid, bit))
+	}
 	if m, err := ptraceGetSigmask(t.tid); err == nil && m&bit != 0 {
 		ptraceSetSigmask(t.tid, m&^bit)
 	}
@@ -165,4 +172,52 @@ func ignored(pid int, mask uint64) bool {
 		}
 	}
 	return false
+}
+
+// signalFrameSize is how much stack a signal frame may take below the
+// stack pointer (the red zone, the siginfo and ucontext, and the largest
+// XSAVE area).
+const signalFrameSize = 16 << 10
+
+// prepareSignalFrame makes sure that the host kernel can write the frame of
+// a signal about to be delivered to t: the stack below its stack pointer
+// and its alternate signal stack are mapped writable in the host. (If the
+// kernel could not write the frame it would kill the program with SIGSEGV
+// in place of the signal.) Stacks grow as they would on Linux.
+func (s *Sandbox) prepareSignalFrame(t *task) {
+	if err := s.fetchRegs(t); err != nil {
+		return
+	}
+	p := t.p
+	sp := hostarch.Addr(t.regs.Rsp)
+	if as := t.altStack; as.Length() > 0 && !as.Contains(sp) {
+		s.ensureStack(t, as)
+	}
+	low := sp - signalFrameSize
+	if low > sp {
+		low = 0
+	}
+	s.ensureStack(t, hostarch.AddrRange{Start: low.RoundDown(), End: sp.MustRoundUp()})
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: signal frame for %d: sp %v alt %v covered %v/%v\n", t.tid, sp, t.altStack,
+			p.as.covers(hostarch.AddrRange{Start: low.RoundDown(), End: sp.MustRoundUp()}, hostarch.Write), p.as.covers(t.altStack, hostarch.Write))
+	}
+}
+
+// ensureStack maps ar (a stack, or part of one) writable in the host,
+// faulting its pages in as writes from the top down, which grows a
+// growsdown stack as Linux's kernel accesses do.
+func (s *Sandbox) ensureStack(t *task, ar hostarch.AddrRange) {
+	p := t.p
+	if ar.Length() == 0 || p.as == nil || p.as.covers(ar, hostarch.Write) {
+		return
+	}
+	for pg := ar.End - hostarch.PageSize; pg >= ar.Start && pg < ar.End; pg -= hostarch.PageSize {
+		if p.as.covers(hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize}, hostarch.Write) {
+			continue
+		}
+		if err := p.mm.HandleUserFault(s.ctx, pg, hostarch.Write, pg); err != nil {
+			return
+		}
+	}
 }

@@ -96,6 +96,9 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 		}
 	default:
 		s.forkProcess(t, ctid)
+		if ct := s.tasks[ctid]; ct != nil {
+			ct.altStack = t.altStack // fork keeps the alternate stack
+		}
 	}
 	if ws, ok := s.early[ctid]; ok {
 		delete(s.early, ctid)

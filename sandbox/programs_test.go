@@ -206,6 +206,36 @@ static int segvhandler(void) {
 	return *(volatile int *)8;
 }
 
+static char *fresh;
+
+static void usr1(int sig) {
+	(void)sig;
+	for (int i = 0; i < 64; i++) fresh[i * 4096] = 1; // faults with every signal blocked
+}
+
+// segvblocked: faults served while SIGSEGV is blocked must not cost the
+// program its SIGSEGV handler.
+static int segvblocked(void) {
+	fresh = mmap(NULL, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct sigaction sa = {0};
+	sa.sa_sigaction = handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGSEGV, &sa, NULL);
+	struct sigaction su = {0};
+	su.sa_handler = usr1;
+	sigfillset(&su.sa_mask);
+	sigaction(SIGUSR1, &su, NULL);
+	raise(SIGUSR1);
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, NULL);
+	char *more = mmap(NULL, 64 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	for (int i = 0; i < 64; i++) more[i * 4096] = 2;
+	sigprocmask(SIG_UNBLOCK, &all, NULL);
+	printf("touched %d %d\n", fresh[4096], more[8192]);
+	return *(volatile int *)8;
+}
+
 static int cow(void) {
 	// A private file mapping written before and after fork.
 	char path[] = "/tmp/vmspace-cow-XXXXXX";
@@ -325,6 +355,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(c, "segv")) return segv();
 	if (!strcmp(c, "sigbus")) return sigbus();
 	if (!strcmp(c, "segvhandler")) return segvhandler();
+	if (!strcmp(c, "segvblocked")) return segvblocked();
 	if (!strcmp(c, "cow")) return cow();
 	if (!strcmp(c, "threadexec")) return threadexec();
 	if (!strcmp(c, "shm")) return shm();

@@ -262,6 +262,9 @@ type task struct {
 	// expectStop counts SIGSTOPs the sandbox sent to stop the task, still
 	// to be suppressed.
 	expectStop int
+	// altStack is the thread's alternate signal stack as the program set
+	// it with sigaltstack (empty if none).
+	altStack hostarch.AddrRange
 	// lastFault describes the last page fault, to detect one that repeats
 	// without progress.
 	lastFault faultKey
@@ -522,6 +525,17 @@ func (s *Sandbox) lost(t *task, op string, err error) error {
 // resume restores t's application registers and lets it run, delivering
 // sig (with si, if not nil) or else one of its pending signals.
 func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
+	if sig == 0 && len(t.pending) > 0 && t.sigStop {
+		ps := t.pending[0]
+		t.pending = t.pending[1:]
+		sig, si = ps.sig, &ps.si
+	}
+	if sig != 0 && t.sigStop && !t.dead && !t.inKernel && t.p.as != nil {
+		if t.p.held == nil {
+			t.p.held = t
+		}
+		s.prepareSignalFrame(t)
+	}
 	if as := t.p.as; as != nil && len(as.pending) > 0 && !t.dead && !t.inKernel {
 		if t.p.held == nil {
 			t.p.held = t
@@ -539,11 +553,6 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 			return
 		}
 		t.clobbered = false
-	}
-	if sig == 0 && len(t.pending) > 0 && t.sigStop {
-		ps := t.pending[0]
-		t.pending = t.pending[1:]
-		sig, si = ps.sig, &ps.si
 	}
 	if sig != 0 && si != nil && t.sigStop {
 		ptraceSetSiginfo(t.tid, si)
@@ -904,6 +913,7 @@ func (s *Sandbox) startRoot() error {
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}
+	s.unblockSEGV(t)
 	argv := s.opts.Argv
 	env := s.opts.Env
 	if env == nil {

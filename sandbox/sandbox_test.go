@@ -239,6 +239,7 @@ func TestSafety(t *testing.T) {
 		{"segv", 139},
 		{"sigbus", 135},
 		{"segvhandler", 9},
+		{"segvblocked", 9},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			want := runNative(t, dir, "", exe, c.name)

@@ -71,6 +71,8 @@ var trapped = []int{
 	unix.SYS_PROCESS_VM_WRITEV, unix.SYS_VMSPLICE, unix.SYS_MSGRCV, unix.SYS_MSGSND,
 	unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_FGETXATTR, unix.SYS_LISTXATTR,
 	unix.SYS_LLISTXATTR, unix.SYS_FLISTXATTR, unix.SYS_FSTATFS, unix.SYS_STATFS,
+	// Signal delivery: vmspace follows alternate signal stacks.
+	unix.SYS_SIGALTSTACK,
 }
 
 // isTrapped reports whether nr is in trapped (for tests and tracing).
@@ -154,6 +156,8 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	for _, nr := range nrs {
 		b.jump(unix.BPF_JEQ, uint32(nr), "stubcheck", "")
 	}
+	b.jump(unix.BPF_JEQ, unix.SYS_RT_SIGACTION, "sigaction", "")
+	b.jump(unix.BPF_JEQ, unix.SYS_RT_SIGPROCMASK, "sigprocmask", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_WRITE, "write", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_PWRITE64, "write", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_CLOSE, "close", "")
@@ -174,6 +178,22 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
 	b.load(sdArg2)
 	b.jump(unix.BPF_JGT, smallWrite, "stubcheck", "allow")
+
+	// rt_sigaction that installs an action, and rt_sigprocmask that may
+	// block signals: vmspace keeps SIGSEGV from being blocked (see
+	// signals.go).
+	b.label("sigaction")
+	b.load(sdArg1)
+	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
+	b.load(sdArg1 + 4)
+	b.jump(unix.BPF_JEQ, 0, "allow", "stubcheck")
+	b.label("sigprocmask")
+	b.load(sdArg0)
+	b.jump(unix.BPF_JEQ, unix.SIG_UNBLOCK, "allow", "")
+	b.load(sdArg1)
+	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
+	b.load(sdArg1 + 4)
+	b.jump(unix.BPF_JEQ, 0, "allow", "stubcheck")
 
 	b.label("close")
 	b.load(sdArg0)

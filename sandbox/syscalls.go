@@ -134,6 +134,12 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysCloseRange(t, a)
 	case unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64:
 		return s.sysRlimit(t, nr, a)
+	case unix.SYS_SIGALTSTACK:
+		return s.sysSigaltstack(t, a)
+	case unix.SYS_RT_SIGACTION:
+		return s.sysSigaction(t, a)
+	case unix.SYS_RT_SIGPROCMASK:
+		return s.sysSigprocmask(t, a)
 	}
 	s.prevalidate(t, nr, a)
 	return pass()
@@ -499,4 +505,27 @@ func (s *Sandbox) readLimits(pid int, l *mm.Limits) {
 			*r.dst = mm.RLimit{Cur: lim.Cur, Max: lim.Max}
 		}
 	}
+}
+
+// sysSigaltstack notes a thread's alternate signal stack (so that signal
+// frames can be mapped before delivery), and lets the host set it.
+func (s *Sandbox) sysSigaltstack(t *task, a [6]uint64) sysResult {
+	s.ensure(t, a[1], 24, true)
+	if a[0] == 0 {
+		return pass()
+	}
+	s.ensure(t, a[0], 24, false)
+	w, ok := s.readWords(t, a[0], 3)
+	if !ok {
+		return pass()
+	}
+	const ssDisable = 2
+	sp, flags, size := w[0], uint32(w[1]), w[2]
+	switch {
+	case flags&ssDisable != 0:
+		t.altStack = hostarch.AddrRange{}
+	case size >= 2048 && size <= 1<<30 && sp+size > sp:
+		t.altStack = hostarch.AddrRange{Start: hostarch.Addr(sp), End: hostarch.Addr(sp + size)}
+	}
+	return pass()
 }
