@@ -463,3 +463,40 @@ func TestNoLeaks(t *testing.T) {
 		t.Errorf("goroutines: %d before, %d after", gs, gs2)
 	}
 }
+
+// TestJava runs a JVM: implicit null checks through SIGSEGV, threads, a
+// child process.
+func TestJava(t *testing.T) {
+	needPtrace(t)
+	need(t, "java", "javac")
+	dir := t.TempDir()
+	src := `public class T {
+  public static void main(String[] a) throws Exception {
+    int n = 0;
+    for (int i = 0; i < 20000; i++) { try { String s = (i % 2 == 0) ? null : "x"; n += s.length(); } catch (NullPointerException e) { n--; } }
+    java.util.List<byte[]> l = new java.util.ArrayList<>();
+    for (int i = 0; i < 500; i++) l.add(new byte[100000]);
+    Thread[] ts = new Thread[4]; final long[] c = new long[4];
+    for (int t = 0; t < 4; t++) { final int tt = t; ts[t] = new Thread(() -> { for (int i = 0; i < 1000000; i++) c[tt] += i % 7; }); ts[t].start(); }
+    for (Thread t : ts) t.join();
+    Process p = new ProcessBuilder("echo", "from child").start();
+    System.out.println(n + " " + l.size() + " " + c[3] + " " + new String(p.getInputStream().readAllBytes()).trim() + " " + p.waitFor());
+  }
+}
+`
+	if err := os.WriteFile(filepath.Join(dir, "T.java"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("javac", "-d", dir, filepath.Join(dir, "T.java")).CombinedOutput(); err != nil {
+		t.Skipf("javac: %v\n%s", err, out)
+	}
+	compare(t, dir, "", "java", "-Xshare:auto", "-cp", dir, "T")
+}
+
+// TestNode runs a JavaScript engine (a JIT: executable memory made and
+// changed at run time).
+func TestNode(t *testing.T) {
+	needPtrace(t)
+	need(t, "node")
+	compare(t, "", "", "node", "-e", `let a = []; for (let i = 0; i < 300000; i++) a.push({i, s: "x" + i}); console.log(a.length, a[12345].s, JSON.stringify(a.slice(0, 2)))`)
+}
