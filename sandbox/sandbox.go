@@ -762,7 +762,11 @@ func shellStatus(ws unix.WaitStatus) int {
 // processExited releases a process whose tasks have all ended.
 func (s *Sandbox) processExited(p *process) {
 	delete(s.procs, p.pid)
+	t0 := time.Now()
 	s.leaveSpace(p, "exit")
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: process %d released in %v\n", p.pid, time.Since(t0))
+	}
 	if p.pidfd >= 0 {
 		unix.Close(p.pidfd)
 		p.pidfd = -1

@@ -102,7 +102,7 @@ func TestTrace(t *testing.T) {
 		t.Fatalf("demo exited %d", got.code)
 	}
 	for _, want := range []string{
-		"mmap(NULL, 4194304, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0x0) = 0x",
+		"mmap(NULL, 4194304, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x",
 		"brk(NULL) = 0x",
 		"munmap(0x",
 	} {

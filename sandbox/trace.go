@@ -56,7 +56,11 @@ func formatCall(nr int, a [6]uint64) string {
 	var args []string
 	switch nr {
 	case unix.SYS_MMAP:
-		args = []string{hex(a[0]), fmt.Sprint(a[1]), protString(a[2]), mapFlagsString(a[3]), fmt.Sprint(int32(a[4])), fmt.Sprintf("%#x", a[5])}
+		off := "0"
+		if a[5] != 0 {
+			off = fmt.Sprintf("%#x", a[5])
+		}
+		args = []string{hex(a[0]), fmt.Sprint(a[1]), protString(a[2]), mapFlagsString(a[3]), fmt.Sprint(int32(a[4])), off}
 	case unix.SYS_MPROTECT:
 		args = []string{hex(a[0]), fmt.Sprint(a[1]), protString(a[2])}
 	case unix.SYS_PKEY_MPROTECT:
