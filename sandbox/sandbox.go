@@ -115,7 +115,7 @@ func Run(opts Options) (int, Stats, error) {
 		tc := time.Now()
 		s.close()
 		if debug {
-			fmt.Fprintf(os.Stderr, "vmspace-debug: run %v, close %v, stops by nr %v\n", tc.Sub(s.start), time.Since(tc), debugCounts)
+			fmt.Fprintf(os.Stderr, "vmspace-debug: run %v, close %v, stops by nr %v\n", tc.Sub(s.start), time.Since(tc), s.debugCounts)
 		}
 		ch <- result{st, s.stats, err}
 	}()
@@ -179,6 +179,8 @@ type Sandbox struct {
 	start time.Time
 	// imageFile holds Options.Image, if any.
 	imageFile *os.File
+	// debugCounts counts system call stops by number (VMSPACE_DEBUG).
+	debugCounts map[int]int
 }
 
 // waitResult is one state change from wait4.
@@ -283,13 +285,14 @@ var errTaskDead = fmt.Errorf("sandbox: task died: %w", unix.ESRCH)
 
 func newSandbox(opts Options) (*Sandbox, error) {
 	s := &Sandbox{
-		opts:    opts,
-		ctx:     context.Background(),
-		tasks:   make(map[int]*task),
-		procs:   make(map[int]*process),
-		early:   make(map[int]unix.WaitStatus),
-		selfPid: unix.Getpid(),
-		start:   time.Now(),
+		opts:        opts,
+		ctx:         context.Background(),
+		tasks:       make(map[int]*task),
+		procs:       make(map[int]*process),
+		early:       make(map[int]unix.WaitStatus),
+		selfPid:     unix.Getpid(),
+		start:       time.Now(),
+		debugCounts: make(map[int]int),
 	}
 	s.shm.init()
 	var err error
@@ -396,9 +399,6 @@ func (s *Sandbox) run() (int, error) {
 	return s.rootStatus, nil
 }
 
-// debugCounts counts system call stops by number (VMSPACE_DEBUG).
-var debugCounts = map[int]int{}
-
 // debug enables a log of every stop on stderr (VMSPACE_DEBUG=1).
 var debug = os.Getenv("VMSPACE_DEBUG") != ""
 
@@ -419,6 +419,8 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 			// A new task whose parent's clone event has not been
 			// seen yet.
 			s.early[tid] = ws
+		} else {
+			delete(s.early, tid)
 		}
 		return
 	}
@@ -454,7 +456,7 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		if debug {
 			var r unix.PtraceRegs
 			ptraceGetRegs(t.tid, &r)
-			debugCounts[int(r.Orig_rax)]++
+			s.debugCounts[int(r.Orig_rax)]++
 		}
 		s.syscall(t)
 		return
