@@ -173,6 +173,7 @@ func (as *stubAS) unpend(ar hostarch.AddrRange) {
 
 // flush makes the pending unmaps.
 func (as *stubAS) flush() {
+	delete(as.s.unflushed, as)
 	for len(as.pending) > 0 && !as.released {
 		ar := as.pending[0]
 		as.pending = as.pending[1:]
@@ -204,6 +205,7 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 	}
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.pending = append(as.pending, ar)
+	as.s.unflushed[as] = struct{}{}
 }
 
 // munmap unmaps ar in the host.

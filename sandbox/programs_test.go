@@ -236,6 +236,39 @@ static int segvblocked(void) {
 	return *(volatile int *)8;
 }
 
+// punch: MADV_REMOVE in one process reaches another's shared mapping of
+// the file.
+static int punch(void) {
+	char path[] = "/tmp/vmspace-punch-XXXXXX";
+	int fd = mkstemp(path);
+	unlink(path);
+	ftruncate(fd, 4 * 4096);
+	int go[2], done[2];
+	pipe(go);
+	pipe(done);
+	pid_t pid = fork();
+	if (pid == 0) {
+		char *c = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		c[4096] = 'c';
+		write(done[1], "r", 1);
+		char x;
+		read(go[0], &x, 1); // the parent punched
+		printf("child after punch: %d %d\n", c[4096], c[8192]);
+		fflush(stdout);
+		_exit(0);
+	}
+	char *p = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	char x;
+	read(done[0], &x, 1);
+	p[8192] = 'p';
+	printf("parent sees %c, ", p[4096]);
+	if (madvise(p + 4096, 2 * 4096, MADV_REMOVE) != 0) die("MADV_REMOVE");
+	write(go[1], "g", 1);
+	waitpid(pid, NULL, 0);
+	printf("parent after punch: %d %d\n", p[4096], p[8192]);
+	return 0;
+}
+
 static int cow(void) {
 	// A private file mapping written before and after fork.
 	char path[] = "/tmp/vmspace-cow-XXXXXX";
@@ -357,6 +390,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(c, "segvhandler")) return segvhandler();
 	if (!strcmp(c, "segvblocked")) return segvblocked();
 	if (!strcmp(c, "cow")) return cow();
+	if (!strcmp(c, "punch")) return punch();
 	if (!strcmp(c, "threadexec")) return threadexec();
 	if (!strcmp(c, "shm")) return shm();
 	if (!strcmp(c, "aio")) return aio();

@@ -181,6 +181,9 @@ type Sandbox struct {
 	imageFile *os.File
 	// debugCounts counts system call stops by number (VMSPACE_DEBUG).
 	debugCounts map[int]int
+	// unflushed are the address spaces with pending unmaps (see
+	// stubAS.pending), made before any task using them runs on.
+	unflushed map[*stubAS]struct{}
 }
 
 // waitResult is one state change from wait4.
@@ -293,6 +296,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		selfPid:     unix.Getpid(),
 		start:       time.Now(),
 		debugCounts: make(map[int]int),
+		unflushed:   make(map[*stubAS]struct{}),
 	}
 	s.shm.init()
 	var err error
@@ -384,6 +388,12 @@ func (s *Sandbox) run() (int, error) {
 		}
 		t0 := time.Now()
 		s.handle(wr.tid, wr.ws)
+		// Another address space may have lost pages (a file hole
+		// punched through a shared mapping): unmap them before its
+		// tasks touch them again.
+		for as := range s.unflushed {
+			as.flush()
+		}
 		for len(s.borrowed) > 0 {
 			t := s.borrowed[0]
 			s.borrowed = s.borrowed[1:]

@@ -116,7 +116,7 @@ func TestStaticC(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "prog", cProgram, true)
 	dir := fixtures(t)
-	for _, c := range []string{"memory", "forks", "threads", "cow", "threadexec", "shm", "aio", "seal"} {
+	for _, c := range []string{"memory", "forks", "threads", "cow", "threadexec", "shm", "aio", "seal", "punch"} {
 		t.Run(c, func(t *testing.T) { compare(t, dir, "", exe, c) })
 	}
 }
