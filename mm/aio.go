@@ -74,13 +74,20 @@ type AIOContext struct {
 }
 
 // followRing is the ring's onMap hook: mapping the ring in the context's
-// own address space (mremap moving it) changes the context's id.
-func (ac *AIOContext) followRing(ms memmap.MappingSpace, ar hostarch.AddrRange) {
-	if ms == memmap.MappingSpace(ac.mm) {
-		ac.mu.Lock()
-		ac.addr = ar.Start
-		ac.mu.Unlock()
+// own address space (mremap moving it) changes the context's id; moving it
+// in another address space (a forked child, which has no such context) is
+// EINVAL, as Linux's aio_ring_mremap refuses it.
+func (ac *AIOContext) followRing(ms memmap.MappingSpace, src, dst hostarch.AddrRange) error {
+	if ms != memmap.MappingSpace(ac.mm) {
+		if src != dst {
+			return unix.EINVAL
+		}
+		return nil
 	}
+	ac.mu.Lock()
+	ac.addr = dst.Start
+	ac.mu.Unlock()
+	return nil
 }
 
 // possibleCPUs returns the number of possible CPUs, as Linux's

@@ -83,7 +83,7 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 		delta := newSize - oldSize
 		newEnd, ok := vseg.End().AddLength(delta)
 		next := vseg.NextSegment()
-		if ok && newEnd <= mm.layout.MaxAddr && (!next.Ok() || next.Start() >= newEnd) {
+		if ok && newEnd <= mm.layout.MaxAddr && (!next.Ok() || newEnd <= startGap(next)) {
 			v := vseg.ValuePtr()
 			if v.mappable != nil {
 				ar := hostarch.AddrRange{Start: vseg.End(), End: newEnd}

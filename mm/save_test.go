@@ -830,7 +830,7 @@ var checkpointFields = map[string]map[string]string{
 	},
 	"SpecialMappable": {
 		"mf": "RestoreOptions.MemoryFile", "fr": "new allocation, contents saved", "name": "saved",
-		"refs": "references of the restored users", "onMap": "set again for AIO rings", "onUnmap": "set again for AIO rings",
+		"refs": "references of the restored users", "onMap": "set again for AIO rings",
 		"mu": "lock", "msyncErr": "saved", "punchErr": "saved",
 	},
 }

@@ -25,13 +25,14 @@ type SpecialMappable struct {
 	// refs counts references (IncRef/DecRef); the pages are freed at zero.
 	refs atomic.Int64
 
-	// onMap is called on AddMapping/CopyMapping and onUnmap on
-	// RemoveMapping, with mu held; an AIO ring tracks its address
-	// through them. Immutable after creation.
-	onMap   func(ms memmap.MappingSpace, ar hostarch.AddrRange)
-	onUnmap func(ms memmap.MappingSpace, ar hostarch.AddrRange)
+	// onMap is called, with mu held, when ms maps the mappable at dst:
+	// a new mapping (AddMapping: src == dst), a fork's copy (CopyMapping
+	// at the same address) or an mremap move (CopyMapping elsewhere). An
+	// error refuses it. An AIO ring tracks its address through it.
+	// Immutable after creation (set before the first mapping).
+	onMap func(ms memmap.MappingSpace, src, dst hostarch.AddrRange) error
 
-	// mu serialises onMap/onUnmap.
+	// mu serialises onMap.
 	mu sync.Mutex
 
 	// punchErr is what MADV_REMOVE gets: EINVAL for mappings without a
@@ -95,26 +96,21 @@ func (m *SpecialMappable) Msync(context.Context, memmap.MappableRange) error { r
 
 // AddMapping implements memmap.Mappable.
 func (m *SpecialMappable) AddMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, offset uint64, writable bool) error {
-	if m.onMap != nil {
-		m.mu.Lock()
-		m.onMap(ms, ar)
-		m.mu.Unlock()
-	}
-	return nil
+	return m.CopyMapping(ctx, ms, ar, ar, offset, writable)
 }
 
 // RemoveMapping implements memmap.Mappable.
 func (m *SpecialMappable) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hostarch.AddrRange, offset uint64, writable bool) {
-	if m.onUnmap != nil {
-		m.mu.Lock()
-		m.onUnmap(ms, ar)
-		m.mu.Unlock()
-	}
 }
 
 // CopyMapping implements memmap.Mappable.
 func (m *SpecialMappable) CopyMapping(ctx context.Context, ms memmap.MappingSpace, srcAR, dstAR hostarch.AddrRange, offset uint64, writable bool) error {
-	return m.AddMapping(ctx, ms, dstAR, offset, writable)
+	if m.onMap == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.onMap(ms, srcAR, dstAR)
 }
 
 // Translate implements memmap.Mappable: past the end is a bus error.
