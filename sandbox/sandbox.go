@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -876,7 +877,7 @@ func (s *Sandbox) activate(m *mm.MemoryManager, as *stubAS) error {
 func (s *Sandbox) startRoot() error {
 	stdio := []*os.File{s.opts.Stdin, s.opts.Stdout, s.opts.Stderr}
 	def := []*os.File{os.Stdin, os.Stdout, os.Stderr}
-	files := make([]uintptr, 4)
+	files := make([]uintptr, 3, 4)
 	for i := range stdio {
 		f := stdio[i]
 		if f == nil {
@@ -889,8 +890,20 @@ func (s *Sandbox) startRoot() error {
 			}
 		}
 	}
-	files[3] = uintptr(s.mf.FD())
-	pid, err := syscall.ForkExec(fmt.Sprintf("/proc/self/fd/%d", s.exe.fd), []string{"vmspace-stub"}, &syscall.ProcAttr{
+	// The descriptors vmspace inherited for the program (not
+	// close-on-exec, as a shell's redirections) keep their numbers.
+	inherited := inheritedFDs()
+	for _, fd := range inherited {
+		for len(files) <= fd {
+			files = append(files, ^uintptr(0))
+		}
+		files[fd] = uintptr(fd)
+	}
+	memSlot := len(files)
+	files = append(files, uintptr(s.mf.FD()))
+	// The stub image through vmspace's own descriptor table, which the
+	// child's rearrangement of descriptors does not touch.
+	pid, err := syscall.ForkExec(s.exe.path, []string{"vmspace-stub"}, &syscall.ProcAttr{
 		Dir:   s.opts.Dir,
 		Env:   []string{},
 		Files: files,
@@ -921,7 +934,7 @@ func (s *Sandbox) startRoot() error {
 	}
 	p.held = t
 	t.sigStop = true
-	if err := s.freshImage(t, 3); err != nil {
+	if err := s.freshImage(t, memSlot); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}
@@ -975,6 +988,27 @@ func (s *Sandbox) startRoot() error {
 	}
 	s.resume(t, 0, nil)
 	return nil
+}
+
+// inheritedFDs returns vmspace's descriptors above 2 that are not
+// close-on-exec (below memFDConst): those a shell opened for the program.
+func inheritedFDs() []int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= 2 || fd >= memFDConst {
+			continue
+		}
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && fl&unix.FD_CLOEXEC == 0 {
+			out = append(out, fd)
+		}
+	}
+	sort.Ints(out)
+	return out
 }
 
 // imageFile writes an executable image to a memfd and returns it open
