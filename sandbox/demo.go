@@ -24,15 +24,23 @@ const demoBase = 0x400000
 // demoAsm is a minimal assembler: raw bytes, labels, and rel8/rel32/RIP
 // references to labels.
 type demoAsm struct {
-	b      []byte
+	// b is the code so far.
+	b []byte
+	// labels maps labels to offsets in b.
 	labels map[string]int
-	fix    []demoFix
+	// fix are the displacements to fill in by finish.
+	fix []demoFix
 }
 
+// demoFix is a displacement to a label.
 type demoFix struct {
-	at, size int // operand position and size
-	end      int // offset the displacement is relative to (end of instruction)
-	label    string
+	// at and size are the operand's offset in the code and size.
+	at, size int
+	// end is the offset the displacement is relative to (the end of the
+	// instruction).
+	end int
+	// label is the target.
+	label string
 }
 
 func (a *demoAsm) emit(b ...byte) { a.b = append(a.b, b...) }

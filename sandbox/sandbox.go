@@ -139,11 +139,14 @@ func noStopSignals() {
 	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
 }
 
-// Sandbox runs one program and its descendants. It is used only by the
-// tracer goroutine.
+// Sandbox runs one program and its descendants. It, and everything it
+// holds (processes, tasks, address spaces), is used only by the tracer
+// goroutine, locked to the tracer thread: nothing needs a lock.
 type Sandbox struct {
+	// opts are Run's options. Immutable.
 	opts Options
-	ctx  context.Context
+	// ctx is the context of memory manager calls. Immutable.
+	ctx context.Context
 	// mf is the memory file of every address space.
 	mf *pgalloc.MemoryFile
 	// files is the page cache of every host file the program maps.
@@ -166,7 +169,8 @@ type Sandbox struct {
 	// borrowed are tasks stopped to serve another process's request,
 	// to be resumed once the current stop is handled.
 	borrowed []*task
-	// root is the first process; rootStatus its exit status once known.
+	// root is the pid of the first process; rootStatus its exit status as
+	// a shell shows it, valid once rootDone.
 	root       int
 	rootStatus int
 	rootDone   bool
@@ -189,6 +193,7 @@ type Sandbox struct {
 
 // waitResult is one state change from wait4.
 type waitResult struct {
+	// tid is the task that changed state; ws how.
 	tid int
 	ws  unix.WaitStatus
 }
@@ -221,16 +226,18 @@ type process struct {
 	// then.
 	fixup      *forkFixup
 	forkParent *task
-	// memCalls counts memory system calls served.
+	// memCalls counts the memory system calls served for the process.
 	memCalls uint64
 }
 
 // task is one program thread.
 type task struct {
+	// tid is the thread id (it becomes the pid when a thread execs).
 	tid int
-	p   *process
+	// p is the task's process (the same for its whole life).
+	p *process
 	// regs are the application's registers at the current stop, valid if
-	// regsValid.
+	// regsValid (reset at every stop).
 	regs      unix.PtraceRegs
 	regsValid bool
 	// clobbered is true if the hardware registers are not regs (after an
@@ -278,7 +285,7 @@ type task struct {
 	faultRepeats int
 }
 
-// pendingSignal is a signal to deliver later.
+// pendingSignal is a signal to deliver later: its number and details.
 type pendingSignal struct {
 	sig unix.Signal
 	si  siginfo
@@ -614,7 +621,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	}
 	for {
 		_, ws, err := wait4(t.tid, 0)
-		if debug {
+		if debug && os.Getenv("VMSPACE_DEBUG") == "2" {
 			fmt.Fprintf(os.Stderr, "vmspace-debug:   inject %d in %d: status %#x err %v\n", nr, t.tid, uint32(ws), err)
 		}
 		if err != nil {

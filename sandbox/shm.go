@@ -61,7 +61,8 @@ func (r *shmRegistry) init() {
 	r.byKey = make(map[int32]*shmSeg)
 }
 
-// shmMapping is a segment as mm.ShmSegment.
+// shmMapping is a segment as mm.ShmSegment: an open FD of its File and
+// its size in pages.
 type shmMapping struct {
 	*hostfile.FD
 	size uint64
