@@ -29,7 +29,8 @@ import (
 // repeats at the same instruction and address without progress, or that
 // the manager refuses, becomes the signal the program gets on Linux.
 
-// faultKey identifies a fault, to notice one that repeats.
+// faultKey identifies a fault, to notice one that repeats: the faulting
+// page, the instruction pointer and the host's si_code.
 type faultKey struct {
 	page uint64
 	ip   uint64

@@ -52,7 +52,7 @@ type forkFixup struct {
 	keep []shadowPiece
 }
 
-// shadowPiece is one range of a shadow set.
+// shadowPiece is one range of a shadow set: the range and its mapping.
 type shadowPiece struct {
 	ar hostarch.AddrRange
 	m  hostMap
