@@ -123,8 +123,12 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	if opts.Fixed && oldSize == newSize && oldSize != 0 && uint64(first.End()-oldAddr) < oldSize {
 		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr, opts)
 	}
+	// An old range running past the top of the address space is EFAULT.
+	if end, ok := oldAddr.AddLength(oldSize); !ok || end > mm.p.MaxUserAddress() {
+		return 0, unix.EFAULT
+	}
 	// The source must fit its vma: the old range when growing, the new
-	// one when shrinking (the rest of the old range is unmapped).
+	// one when shrinking (the rest of the old range is unmapped first).
 	vseg, err := mm.vmaToResizeLocked(oldAddr, min(oldSize, newSize), newSize, opts)
 	if err != nil {
 		return 0, err
@@ -193,7 +197,12 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 	// cannot move (sealed, say) stops the call with the earlier ones
 	// moved. Only each vma's own destination is unmapped, so what lies
 	// opposite the gaps stays.
-	for _, r := range pieces {
+	for i, r := range pieces {
+		// Linux refuses to carry on over a vma whose file places its
+		// own mappings (a SysV segment), but not the first one.
+		if i > 0 && mm.vmas.FindSegment(r.Start).ValuePtr().flags.has(vmaShm) {
+			return 0, unix.EFAULT
+		}
 		// (Linux 6.18 makes no RLIMIT_AS check for the copies a
 		// multi-vma DONTUNMAP move leaves; neither does this.)
 		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)

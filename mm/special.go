@@ -126,6 +126,14 @@ func (m *SpecialMappable) Translate(ctx context.Context, required, optional memm
 	return []memmap.Translation{{Source: src, File: m.mf, Offset: m.fr.Start + src.Start, Perms: hostarch.AnyAccess}}, err
 }
 
+// Resident implements Residency: a special mapping's pages are always in
+// memory (an AIO ring's are populated when it is made).
+func (m *SpecialMappable) Resident(mr memmap.MappableRange, out []byte) {
+	for i := range out {
+		out[i] = 1
+	}
+}
+
 // Punch implements mm's Puncher: special mappings cannot be punched.
 func (m *SpecialMappable) Punch(context.Context, memmap.MappableRange) error {
 	if m.punchErr != nil {
