@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/loader"
@@ -255,7 +256,13 @@ func (s *Sandbox) sysExecve(t *task, dirfd int32, pathp, argvp, envp uint64, fla
 	if s.opts.Trace != nil {
 		fmt.Fprintf(s.opts.Trace, "[pid %d] execve(%q, %q) ...\n", t.tid, path, argv)
 	}
+	t0 := time.Now()
 	img, e := s.prepareExec(p, hp, path, argv, envv)
+	if debug {
+		defer func() {
+			fmt.Fprintf(os.Stderr, "vmspace-debug: exec %s in %v (load %v)\n", path, time.Since(t0), img != nil)
+		}()
+	}
 	if e != 0 {
 		if s.opts.Trace != nil {
 			fmt.Fprintf(s.opts.Trace, "[pid %d] execve(%q) = -1 %s\n", t.tid, path, errName(e))
