@@ -225,8 +225,6 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		}
 		return unix.EINVAL
 	})
-	mm.vmas.MergeRange(addrSegRange(ar))
-	mm.vmas.MergeAdjacent(addrSegRange(ar))
 	return err
 }
 
@@ -339,8 +337,6 @@ func (mm *MemoryManager) MLock(ctx context.Context, addr hostarch.Addr, length u
 		}
 		nstart = r.End
 	}
-	mm.vmas.MergeRange(addrSegRange(ar))
-	mm.vmas.MergeAdjacent(addrSegRange(ar))
 	if err != nil {
 		return err
 	}
@@ -537,10 +533,6 @@ func (mm *MemoryManager) changeMappedRangeLocked(ctx context.Context, ar hostarc
 		}
 		a = vseg.End()
 	}
-	defer func() {
-		mm.vmas.MergeRange(addrSegRange(ar))
-		mm.vmas.MergeAdjacent(addrSegRange(ar))
-	}()
 	for addr := ar.Start; addr < ar.End; {
 		vseg := mm.vmas.FindSegment(addr)
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
@@ -593,8 +585,6 @@ func (mm *MemoryManager) SetVMAName(ctx context.Context, addr hostarch.Addr, len
 		})
 		return err
 	})
-	mm.vmas.MergeRange(addrSegRange(ar))
-	mm.vmas.MergeAdjacent(addrSegRange(ar))
 	return err
 }
 

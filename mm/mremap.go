@@ -83,7 +83,7 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 		delta := newSize - oldSize
 		newEnd, ok := vseg.End().AddLength(delta)
 		next := vseg.NextSegment()
-		if ok && newEnd <= mm.layout.MaxAddr && (!next.Ok() || newEnd <= startGap(next)) {
+		if ok && newEnd <= mm.layout.MaxAddr && (!next.Ok() || next.Start() >= newEnd) {
 			v := vseg.ValuePtr()
 			if v.mappable != nil {
 				ar := hostarch.AddrRange{Start: vseg.End(), End: newEnd}
@@ -133,16 +133,18 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	if err != nil {
 		return 0, err
 	}
-	if opts.DontUnmap {
-		if err := mm.mayExpandLocked(vseg.ValuePtr(), oldSize, 0); err != nil {
-			return 0, err
-		}
-	}
 	if mm.vmas.Len()+2 >= mm.limits.MaxMapCount-3 {
 		return 0, unix.ENOMEM
 	}
 	if opts.Fixed {
 		if err := mm.munmapLocked(ctx, newAddr, newSize); err != nil {
+			return 0, err
+		}
+	}
+	if opts.DontUnmap {
+		// The copy adds to the address space: checked once the
+		// destination is free (it may have held part of the source).
+		if err := mm.mayExpandLocked(mm.vmas.FindSegment(oldAddr).ValuePtr(), oldSize, 0); err != nil {
 			return 0, err
 		}
 	}
@@ -203,8 +205,6 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 		if i > 0 && mm.vmas.FindSegment(r.Start).ValuePtr().flags.has(vmaShm) {
 			return 0, unix.EFAULT
 		}
-		// (Linux 6.18 makes no RLIMIT_AS check for the copies a
-		// multi-vma DONTUNMAP move leaves; neither does this.)
 		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)
 		if err != nil {
 			return 0, err
@@ -221,6 +221,11 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 		vseg = mm.vmas.FindSegment(r.Start)
 		if !vseg.Ok() {
 			return 0, unix.EFAULT
+		}
+		if opts.DontUnmap {
+			if err := mm.mayExpandLocked(vseg.ValuePtr(), r.Length(), 0); err != nil {
+				return 0, err
+			}
 		}
 		if _, err := mm.moveVMALocked(ctx, vseg, r.Start, r.Length(), dst, r.Length(), opts.DontUnmap); err != nil {
 			return 0, err

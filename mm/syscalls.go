@@ -425,16 +425,15 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	if changed := (hostarch.AddrRange{Start: start, End: nstart}); changed.Length() > 0 {
 		mm.updatePMAPermsLocked(changed)
 	}
-	mm.vmas.MergeRange(addrSegRange(hostarch.AddrRange{Start: start, End: end}))
-	mm.vmas.MergeAdjacent(addrSegRange(hostarch.AddrRange{Start: start, End: end}))
 	return err
 }
 
 // modifyVMALocked applies change to the part r of vseg's vma, as Linux's
-// vma_modify: if checkSeal, sealed vmas refuse (EPERM); an unchanged vma is left alone;
-// otherwise the vma is split at r's bounds (ENOMEM at the map count) and its
-// pmas are brought in line with the new attributes. It returns the segment
-// now covering r.Start. Preconditions: mappingMu held for writing; r lies
+// vma_modify: if checkSeal, sealed vmas refuse (EPERM); an unchanged vma is
+// left alone; otherwise the vma is split at r's bounds (ENOMEM at the map
+// count), changed, and merged with its neighbours where nothing differs.
+// Callers that change permissions bring the pmas in line afterwards. It
+// returns the segment now covering r.Start. Preconditions: mappingMu held for writing; r lies
 // within vseg.
 func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, checkSeal bool, change func(*vma)) (vmaIterator, error) {
 	old := vseg.Value()
@@ -463,7 +462,10 @@ func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, 
 	nv.id = vseg.ValuePtr().id
 	nv.off = vseg.ValuePtr().off
 	mm.setVMAValueLocked(vseg, nv)
-	return vseg, nil
+	// Like Linux's vma_modify, the changed vma merges with its neighbours
+	// where nothing differs; unchanged vmas are left as they are.
+	mm.vmas.MergeAdjacent(addrSegRange(r))
+	return mm.vmas.FindSegment(r.Start), nil
 }
 
 // vmaEqual reports whether two vmas have the same attributes.
