@@ -300,9 +300,6 @@ type space struct {
 	as *stubAS
 	// procs are the processes using the space.
 	procs map[*process]struct{}
-	// reserves counts the manager faults that vmspace made itself (see
-	// Sandbox.reserve), not to be counted as faults served.
-	reserves uint64
 }
 
 // sbPlatform is the platform of the sandbox's memory managers: the ptrace

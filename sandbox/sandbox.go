@@ -825,7 +825,6 @@ func (s *Sandbox) leaveSpace(p *process, why string) {
 	}
 	m := sp.mm
 	s.noteStats(m)
-	s.stats.Faults -= min(sp.reserves, m.Faults())
 	if s.opts.Maps != nil {
 		fmt.Fprintf(s.opts.Maps, "=== /proc/%d/maps of %s at %s ===\n%s", p.pid, p.name, why, m.MapsText(s.ctx))
 	}
