@@ -419,37 +419,52 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 // copyData copies src, the host mapping of fr in file, to dst, skipping the
 // holes of a private memory-file range: they read as zero, as dst's fresh
 // pages do, and copying them would make them resident (mincore would then
-// differ from Linux, which copies only pages that exist). Holes are found
-// with lseek(SEEK_DATA/SEEK_HOLE), which, unlike mincore, also counts pages
-// swapped out as data. Other files are copied whole.
+// differ from Linux, which copies only pages that exist). Pages the host
+// holds (mincore) are copied; a run of pages it does not hold is copied
+// only if lseek(SEEK_DATA) finds data in it (pages swapped out), which is
+// slow on shmem, so it is asked only about such runs. Other files are
+// copied whole.
 func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, private bool) error {
-	if !private {
-		_, err := safemem.CopySeq(dst, src)
+	copyRun := func(p, q uint64) error {
+		off, n := p<<hostarch.PageShift, (q-p)<<hostarch.PageShift
+		_, err := safemem.CopySeq(dst.DropFirst64(off).TakeFirst64(n), src.DropFirst64(off).TakeFirst64(n))
 		return err
 	}
-	fd := file.FD()
-	off := int64(fr.Start)
-	end := int64(fr.End)
-	for off < end {
-		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
-		if err == unix.ENXIO || (err == nil && data >= end) {
-			return nil // only holes remain
+	npages := fr.Length() >> hostarch.PageShift
+	if !private {
+		return copyRun(0, npages)
+	}
+	vec := make([]byte, npages)
+	i := uint64(0)
+	for b := range src.All {
+		m := uint64(b.Len()) >> hostarch.PageShift
+		hostMincore(b.Pointer(), b.Len(), vec[i:i+m])
+		i += m
+	}
+	for p := uint64(0); p < npages; {
+		q := p
+		resident := vec[p] != 0
+		for q < npages && (vec[q] != 0) == resident {
+			q++
 		}
-		if err != nil {
-			// Cannot tell holes from data: copy the rest.
-			data = off
+		if resident || hasData(file.FD(), fr.Start+p<<hostarch.PageShift, fr.Start+q<<hostarch.PageShift) {
+			if err := copyRun(p, q); err != nil {
+				return err
+			}
 		}
-		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
-		if err != nil || hole > end {
-			hole = end
-		}
-		d, n := uint64(data)-fr.Start, uint64(hole-data)
-		if _, err := safemem.CopySeq(dst.DropFirst64(d).TakeFirst64(n), src.DropFirst64(d).TakeFirst64(n)); err != nil {
-			return err
-		}
-		off = hole
+		p = q
 	}
 	return nil
+}
+
+// hasData reports whether the file has data (not a hole) in [start, end);
+// if it cannot tell, it says yes.
+func hasData(fd int, start, end uint64) bool {
+	data, err := unix.Seek(fd, int64(start), unix.SEEK_DATA)
+	if err == unix.ENXIO {
+		return false
+	}
+	return err != nil || uint64(data) < end
 }
 
 // guardFreeLocked clips r, which contains addr (not in a guard region), to
