@@ -386,7 +386,9 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	if err != nil {
 		return pmaIterator{}, err
 	}
-	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), false)
+	// When every source page is resident, every destination page will be
+	// written: commit them in one batch rather than one host fault each.
+	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), p.private && allResident(src))
 	if err != nil {
 		return pmaIterator{}, err
 	}
@@ -455,6 +457,20 @@ func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, 
 		p = q
 	}
 	return nil
+}
+
+// allResident reports whether the host holds every page of ims.
+func allResident(ims safemem.BlockSeq) bool {
+	for b := range ims.All {
+		vec := make([]byte, b.Len()>>hostarch.PageShift)
+		hostMincore(b.Pointer(), b.Len(), vec)
+		for _, v := range vec {
+			if v == 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // hasData reports whether the file has data (not a hole) in [start, end);
