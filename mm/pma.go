@@ -52,7 +52,8 @@ type pma struct {
 
 	// imBase is the host address of the pma's first byte in file's
 	// internal mapping (file.MapInternal), cached when the whole range is
-	// mapped contiguously; nil until first needed, or if it is not.
+	// mapped contiguously; nil until first needed, or if it is not. Set
+	// with activeMu held for writing; read with it held for reading.
 	imBase unsafe.Pointer
 
 	// mapped records what the AddressSpace holds for the whole pma: 0 if
