@@ -456,7 +456,9 @@ func TestNoLeaks(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	fds2, gs2 := count()
-	if fds2 > fds {
+	// Three more rounds of runs: a leak per run would show as at least
+	// three more descriptors; allow one for a lazily opened file.
+	if fds2 > fds+1 {
 		t.Errorf("descriptors: %d before, %d after", fds, fds2)
 	}
 	if gs2 > gs+2 {
