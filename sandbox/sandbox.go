@@ -48,6 +48,10 @@ type Options struct {
 	// Image, if not nil, is an ELF executable to run instead of a file
 	// (the built-in demonstration): it is written to a memfd first.
 	Image []byte
+	// Core, if not nil, receives an ELF core dump of the first process
+	// that dies of a core-dumping signal (SIGSEGV, SIGABRT, SIGBUS,
+	// SIGQUIT, ...), with the registers of the thread that took it.
+	Core io.Writer
 }
 
 // Stats are the figures of one Run.
@@ -180,6 +184,11 @@ type Sandbox struct {
 	shm shmRegistry
 	// stats are the running figures.
 	stats Stats
+	// coreDone is set once a core dump has been written (Options.Core);
+	// coreErr is the error writing it, if any. Used by the tracer
+	// goroutine only, like the rest of the run's state.
+	coreDone bool
+	coreErr  error
 	// start is when Run started.
 	start time.Time
 	// imageFile holds Options.Image, if any.
@@ -482,6 +491,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		t.sigStop = false
 		t.inKernel = true
 		s.cloneEvent(t, event(ws))
+		return
+	case unix.PTRACE_EVENT_EXIT:
+		t.sigStop = false
+		s.coreOnExit(t)
 		return
 	case eventExec:
 		// Only vmspace's own exec of the stub image execs, and it
@@ -935,7 +948,13 @@ func (s *Sandbox) startRoot() error {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: the first process did not stop at exec (%v, %v)", ws, err)
 	}
-	if err := unix.PtraceSetOptions(pid, traceOptions); err != nil {
+	options := traceOptions
+	if s.opts.Core != nil {
+		// Exit-stops, where a dying thread's registers and memory are
+		// still there to dump.
+		options |= unix.PTRACE_O_TRACEEXIT
+	}
+	if err := unix.PtraceSetOptions(pid, options); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: PTRACE_SETOPTIONS: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/vmspace/vmspace/sandbox"
 )
 
-const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [-- PROGRAM ARGS...]
+const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [--core FILE] [-- PROGRAM ARGS...]
 
 Runs PROGRAM with its whole address space managed by vmspace (the ptrace
 platform). Without a program, runs a built-in demonstration (a tiny
@@ -24,6 +24,9 @@ and shows its maps and statistics.
             space ends (exit or exec)
   --stats   print peak RSS, faults served, memory calls served and the
             time spent in vmspace when the program ends
+  --core FILE
+            write an ELF core dump to FILE if the program dies of a
+            core-dumping signal (SIGSEGV, SIGABRT, SIGBUS, SIGQUIT, ...)
 
 The exit status is the program's, as a shell shows it (128+N if killed by
 signal N). vmspace run is not an isolation boundary: system calls other
@@ -34,6 +37,7 @@ than the memory calls go to the host kernel.
 func runMain(args []string) int {
 	var trace, maps, stats bool
 	var prog []string
+	var corePath string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -46,6 +50,13 @@ func runMain(args []string) int {
 			maps = true
 		case a == "--stats" || a == "-stats":
 			stats = true
+		case a == "--core" || a == "-core":
+			if i+1 >= len(args) {
+				fmt.Fprintf(os.Stderr, "vmspace run: --core needs a file\n%s", runUsage)
+				return 2
+			}
+			i++
+			corePath = args[i]
 		case a == "-h" || a == "--help":
 			fmt.Print(runUsage)
 			return 0
@@ -67,6 +78,21 @@ func runMain(args []string) int {
 	}
 	if trace {
 		opts.Trace = os.Stderr
+	}
+	if corePath != "" {
+		f, err := os.Create(corePath)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vmspace run: %v\n", err)
+			return 2
+		}
+		defer func() {
+			// An empty file means no core was dumped: remove it.
+			if st, err := f.Stat(); err == nil && st.Size() == 0 {
+				os.Remove(corePath)
+			}
+			f.Close()
+		}()
+		opts.Core = f
 	}
 	if maps {
 		opts.Maps = os.Stderr

@@ -1,0 +1,55 @@
+package sandbox
+
+import (
+	"path/filepath"
+
+	"github.com/vmspace/vmspace/mm"
+	"golang.org/x/sys/unix"
+)
+
+// coreSignals are the signals whose default action dumps core.
+var coreSignals = map[unix.Signal]bool{
+	unix.SIGQUIT: true, unix.SIGILL: true, unix.SIGTRAP: true, unix.SIGABRT: true,
+	unix.SIGBUS: true, unix.SIGFPE: true, unix.SIGSEGV: true, unix.SIGXCPU: true,
+	unix.SIGXFSZ: true, unix.SIGSYS: true,
+}
+
+// coreOnExit runs at t's exit-stop (Options.Core only): if t's process is
+// dying of a core-dumping signal, it writes the core dump of its address
+// space with t's registers, once per run.
+func (s *Sandbox) coreOnExit(t *task) {
+	if s.coreDone || s.opts.Core == nil || t.p.mm == nil {
+		return
+	}
+	msg, err := unix.PtraceGetEventMsg(t.tid)
+	if err != nil {
+		return
+	}
+	ws := unix.WaitStatus(msg)
+	if !ws.Signaled() || !coreSignals[ws.Signal()] {
+		return
+	}
+	var r unix.PtraceRegs
+	if err := ptraceGetRegs(t.tid, &r); err != nil {
+		return
+	}
+	s.coreDone = true
+	notes := mm.CoreNotes{
+		Thread: mm.ThreadNotes{TID: int32(t.tid), Regs: mm.UserRegs{
+			R15: r.R15, R14: r.R14, R13: r.R13, R12: r.R12, Rbp: r.Rbp, Rbx: r.Rbx,
+			R11: r.R11, R10: r.R10, R9: r.R9, R8: r.R8, Rax: r.Rax, Rcx: r.Rcx,
+			Rdx: r.Rdx, Rsi: r.Rsi, Rdi: r.Rdi, OrigRax: r.Orig_rax, Rip: r.Rip,
+			Cs: r.Cs, Eflags: r.Eflags, Rsp: r.Rsp, Ss: r.Ss, FsBase: r.Fs_base,
+			GsBase: r.Gs_base, Ds: r.Ds, Es: r.Es, Fs: r.Fs, Gs: r.Gs,
+		}},
+		Signal: int32(ws.Signal()),
+		PID:    int32(t.p.pid),
+		PPID:   int32(unix.Getpid()),
+		UID:    uint32(unix.Getuid()),
+		GID:    uint32(unix.Getgid()),
+		Comm:   filepath.Base(t.p.name),
+	}
+	if err := t.p.mm.WriteCoreDump(s.ctx, s.opts.Core, notes); err != nil {
+		s.coreErr = err
+	}
+}
