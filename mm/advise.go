@@ -416,16 +416,18 @@ func (mm *MemoryManager) MUnlockAll(ctx context.Context) error {
 // setAllMLockLocked sets the mlock mode of every vma (special mappings
 // excepted). Preconditions: mappingMu held for writing.
 func (mm *MemoryManager) setAllMLockLocked(ctx context.Context, mode memmap.MLockMode) {
-	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); {
 		v := vseg.ValuePtr()
 		if v.flags.has(vmaDontExpand) || v.mlockMode == mode {
+			vseg = vseg.NextSegment()
 			continue
 		}
-		nv := *v
-		nv.mlockMode = mode
-		mm.setVMAValueLocked(vseg, nv)
+		// Like mlock_fixup: the changed vma merges with its neighbours;
+		// unchanged ones stay as they are.
+		r := hostarch.AddrRange(vseg.Range())
+		vseg, _ = mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.mlockMode = mode })
+		vseg = mm.vmas.LowerBoundSegment(r.End)
 	}
-	mm.vmas.MergeAll()
 }
 
 // MSyncOpts are msync(2)'s flags.

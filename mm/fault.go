@@ -165,6 +165,9 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 	}
 	mm.accountVMA(v, grow, +1)
 	v.off -= grow
+	// Linux's expand_downwards prepares the vma's anon_vma: from now on
+	// fork copies its pages.
+	v.markWritten()
 	next.SetStartUnchecked(newStart)
 	return nil
 }

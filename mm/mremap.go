@@ -123,8 +123,9 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	if opts.Fixed && oldSize == newSize && oldSize != 0 && uint64(first.End()-oldAddr) < oldSize {
 		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr, opts)
 	}
-	// An old range running past the top of the address space is EFAULT.
-	if end, ok := oldAddr.AddLength(oldSize); !ok || end > mm.p.MaxUserAddress() {
+	// An old range that wraps around the address space is EFAULT (one
+	// that only runs past the top fails later, unmapping its tail).
+	if _, ok := oldAddr.AddLength(oldSize); !ok {
 		return 0, unix.EFAULT
 	}
 	// The source must fit its vma: the old range when growing, the new
@@ -199,10 +200,10 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 	// cannot move (sealed, say) stops the call with the earlier ones
 	// moved. Only each vma's own destination is unmapped, so what lies
 	// opposite the gaps stays.
-	for i, r := range pieces {
-		// Linux refuses to carry on over a vma whose file places its
-		// own mappings (a SysV segment), but not the first one.
-		if i > 0 && mm.vmas.FindSegment(r.Start).ValuePtr().flags.has(vmaShm) {
+	for _, r := range pieces {
+		// Linux refuses a multi-vma move over a vma whose file places
+		// its own mappings (a SysV segment), before moving it.
+		if mm.vmas.FindSegment(r.Start).ValuePtr().flags.has(vmaShm) {
 			return 0, unix.EFAULT
 		}
 		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)

@@ -106,6 +106,9 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 	if opts.SharedAnonymous {
 		v.flags |= vmaAnonShared
 	}
+	if opts.NoReserve {
+		v.flags |= vmaNoReserve
+	}
 	v.flags |= extra
 	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force); err != nil {
 		return 0, err

@@ -96,6 +96,9 @@ const (
 	vmaAnonShared
 	// vmaStackMain: the initial thread's stack, named [stack].
 	vmaStackMain
+	// vmaNoReserve: MAP_NORESERVE (VmFlags nr); such a vma does not merge
+	// with an accounted one.
+	vmaNoReserve
 )
 
 func (f vmaFlags) has(b vmaFlags) bool { return f&b != 0 }
