@@ -123,11 +123,6 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	if opts.Fixed && oldSize == newSize && oldSize != 0 && uint64(first.End()-oldAddr) < oldSize {
 		return mm.moveVMAsLocked(ctx, oldAddr, oldSize, newAddr, opts)
 	}
-	// An old range that wraps around the address space is EFAULT (one
-	// that only runs past the top fails later, unmapping its tail).
-	if _, ok := oldAddr.AddLength(oldSize); !ok {
-		return 0, unix.EFAULT
-	}
 	// The source must fit its vma: the old range when growing, the new
 	// one when shrinking (the rest of the old range is unmapped first).
 	vseg, err := mm.vmaToResizeLocked(oldAddr, min(oldSize, newSize), newSize, opts)
@@ -140,6 +135,12 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	if opts.Fixed {
 		if err := mm.munmapLocked(ctx, newAddr, newSize); err != nil {
 			return 0, err
+		}
+		// The destination's unmapping may have taken the source with
+		// it (a destination overlapping the source's start): Linux then
+		// finds no vma to move.
+		if !mm.vmas.FindSegment(oldAddr).Ok() {
+			return 0, unix.EFAULT
 		}
 	}
 	if opts.DontUnmap {
