@@ -44,6 +44,11 @@ type Limits struct {
 
 // Linux's defaults.
 const (
+	// lsmMmapMinAddr is CONFIG_LSM_MMAP_MIN_ADDR as distributions build
+	// Linux: unprivileged mappings below it are refused whatever
+	// vm.mmap_min_addr says.
+	lsmMmapMinAddr hostarch.Addr = 0x10000
+
 	// DefaultMinMmapAddr is Linux's default vm.mmap_min_addr on x86-64.
 	DefaultMinMmapAddr hostarch.Addr = 0x10000
 	// DefaultMaxMapCount is Linux's default vm.max_map_count.
@@ -83,7 +88,9 @@ func HostLimits() Limits {
 		}
 	}
 	if v, ok := readSysctl("/proc/sys/vm/mmap_min_addr"); ok {
-		l.MinMmapAddr = hostarch.Addr(v)
+		// The kernel's effective floor is the larger of the sysctl and
+		// CONFIG_LSM_MMAP_MIN_ADDR (65536 on Debian's and most kernels).
+		l.MinMmapAddr = max(hostarch.Addr(v), lsmMmapMinAddr)
 	}
 	if v, ok := readSysctl("/proc/sys/vm/max_map_count"); ok && v > 0 && v < math.MaxInt32 {
 		l.MaxMapCount = int(v)

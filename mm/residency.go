@@ -69,9 +69,14 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 		vr := hostarch.AddrRange(vseg.Range()).Intersect(ar)
 		v := vseg.ValuePtr()
 		vout := out[(vr.Start-ar.Start)>>hostarch.PageShift : (vr.End-ar.Start)>>hostarch.PageShift]
-		if res, ok := v.mappable.(Residency); ok && v.mappable != nil && !v.private() {
+		res, hasRes := v.mappable.(Residency)
+		if hasRes && v.mappable != nil {
+			// File and shared memory: the page cache's residency, as
+			// Linux's mincore reports for pages without a PTE.
 			res.Resident(mappableRangeOf(vseg, vr), vout)
-			continue
+			if !v.private() {
+				continue
+			}
 		}
 		for pseg := mm.pmas.LowerBoundSegment(vr.Start); pseg.Ok() && pseg.Start() < vr.End; pseg = pseg.NextSegment() {
 			pr := hostarch.AddrRange(pseg.Range()).Intersect(vr)
@@ -79,11 +84,13 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 				continue
 			}
 			pout := vout[(pr.Start-vr.Start)>>hostarch.PageShift : (pr.End-vr.Start)>>hostarch.PageShift]
-			i := 0
-			for b := range internalMappingsOf(pseg, pr).All {
-				n := b.Len() >> hostarch.PageShift
-				hostMincore(b.Pointer(), b.Len(), pout[i:i+n])
-				i += n
+			if pseg.ValuePtr().private || !hasRes {
+				i := 0
+				for b := range internalMappingsOf(pseg, pr).All {
+					n := b.Len() >> hostarch.PageShift
+					hostMincore(b.Pointer(), b.Len(), pout[i:i+n])
+					i += n
+				}
 			}
 		}
 	}
