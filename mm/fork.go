@@ -11,7 +11,10 @@ import (
 // vmas are copied except MADV_DONTFORK ones, without mlock; private memory
 // is shared copy-on-write (the pmas of both sides need COW, and the parent's
 // AddressSpace loses write access to it); MADV_WIPEONFORK ranges are empty
-// (zero-filled) in the child; shared mappings are shared.
+// (zero-filled) in the child; shared mappings are shared. The child keeps
+// the layout, break, limits, shared-memory factory and metadata; it starts
+// without AIO contexts, mlockall(MCL_FUTURE) and fault counts (forkFields in
+// fork_test.go says what happens to every field).
 func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	mm.metadataMu.Lock()
 	defer mm.metadataMu.Unlock()
@@ -26,6 +29,7 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		layout:        mm.layout,
 		brk:           mm.brk,
 		dataSegment:   mm.dataSegment,
+		sharedAnon:    mm.sharedAnon,
 		limits:        mm.limits,
 		argv:          mm.argv,
 		envv:          mm.envv,

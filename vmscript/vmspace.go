@@ -127,11 +127,11 @@ func (e *vmspaceExec) Close() error {
 }
 
 func (p *vproc) Fork(ctx context.Context) (Proc, error) {
+	// The child inherits the shared anonymous memory factory from Fork.
 	m, err := p.mm.Fork(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p.ex.setup(m)
 	c := &vproc{ex: p.ex, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*hostfile.Shm{}, aios: map[string]uint64{}}
 	for k, v := range p.files {
 		c.files[k] = v
