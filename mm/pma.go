@@ -273,9 +273,11 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 		if err != nil {
 			return pmaIterator{}, err
 		}
-		if at.Write {
-			v.markWritten()
-		}
+		// Linux 6.18 prepares the vma's anon_vma on any fault of private
+		// anonymous memory, a read of the zero page included: from now on
+		// fork copies the vma's pages and it merges only with vmas of the
+		// same lineage.
+		v.markWritten()
 		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), pma{
 			file:           mm.mf,
 			off:            fr.Start,

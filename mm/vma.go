@@ -45,12 +45,14 @@ type vma struct {
 	// nil for anonymous memory.
 	id memmap.MappingIdentity
 
-	// anonWritten is non-zero once a private page of the vma has been
-	// written (Linux's vma->anon_vma): only then does fork copy the vma's
-	// pages, and until then private anonymous pages allocated by reads
-	// are mapped without write, like Linux's zero page, so that the first
-	// write comes through a fault and sets it. Set atomically by faults,
-	// which hold mappingMu only for reading; read atomically.
+	// anonWritten is non-zero once the vma has Linux's vma->anon_vma: a
+	// private page of it has been written, or private anonymous memory of
+	// it has been faulted in at all (Linux 6.18 prepares the anon_vma on
+	// a read of the zero page too). Only then does fork copy the vma's
+	// pages; until then private pages allocated by reads are mapped
+	// without write, so that the first write comes through a fault and
+	// sets it. Set atomically by faults, which hold mappingMu only for
+	// reading; read atomically.
 	anonWritten uint32
 
 	// name is a special mapping's name ("[heap]", "[vdso]", ...) when id is
