@@ -73,7 +73,14 @@ type stubAS struct {
 	pending []hostarch.AddrRange
 	// mapCalls and unmapCalls count the injected calls, for statistics.
 	mapCalls, unmapCalls uint64
+	// gen advances with every change to the host mappings (made, or
+	// removed from the shadow): see generation.
+	gen uint64
 }
+
+// generation returns a number that changes whenever a host mapping of the
+// address space is made or removed (the fault path's test of progress).
+func (as *stubAS) generation() uint64 { return as.gen }
 
 var _ platform.AddressSpace = (*stubAS)(nil)
 
@@ -184,6 +191,7 @@ func (as *stubAS) flush() {
 
 // record notes that ar is now mapped with m.
 func (as *stubAS) record(ar hostarch.AddrRange, m hostMap) {
+	as.gen++
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.shadow.Add(segment.Range[hostarch.Addr](ar), m)
 }
@@ -204,6 +212,7 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 		return
 	}
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
+	as.gen++
 	as.pending = append(as.pending, ar)
 	as.s.unflushed[as] = struct{}{}
 }

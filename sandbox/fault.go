@@ -25,9 +25,21 @@ import (
 //   - a host mapping without the permission: a write, since every mapping
 //     vmspace makes is readable.
 //
-// The manager then maps the whole pma into the process. A fault that
-// repeats at the same instruction and address without progress, or that
-// the manager refuses, becomes the signal the program gets on Linux.
+// The manager then maps the whole pma into the process. A fault that the
+// manager refuses becomes the signal the program gets on Linux.
+//
+// A fault the manager serves without the host mapping changing at all
+// faults again: the inferred access was wrong (a write taken for a read)
+// or the host mapping cannot satisfy it. Linux never loops on a fault it
+// serves, so vmspace must not either, yet a fault that simply happens
+// again (the same instruction touching the same page after MADV_DONTNEED
+// or munmap and mmap took it away) is progress and must be served as often
+// as it comes. The two are told apart exactly by the address space's
+// mapping generation (stubAS.generation): a repeat is the same fault (page,
+// instruction, si_code) coming back with no host mapping made or removed
+// in the address space since vmspace served it the last time. A repeat is
+// retried as a write (the only access the inference can miss), and after
+// maxFaultRepeats repeats the fault becomes the program's signal.
 
 // faultKey identifies a fault, to notice one that repeats: the faulting
 // page, the instruction pointer and the host's si_code.
@@ -37,8 +49,9 @@ type faultKey struct {
 	code int32
 }
 
-// maxFaultRepeats is how often the same fault may repeat before vmspace
-// gives up and delivers the signal.
+// maxFaultRepeats is how often the same fault may repeat without any
+// change to the host mappings before vmspace gives up and delivers the
+// signal.
 const maxFaultRepeats = 3
 
 // fault serves a SIGSEGV or SIGBUS stop of t caused by an access.
@@ -54,7 +67,7 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 	addr := si.addr()
 	code := si.code()
 	key := faultKey{page: addr &^ (hostarch.PageSize - 1), ip: t.regs.Rip, code: code}
-	if key == t.lastFault {
+	if key == t.lastFault && p.as != nil && p.as.generation() == t.lastFaultGen {
 		t.faultRepeats++
 	} else {
 		t.lastFault, t.faultRepeats = key, 0
@@ -83,6 +96,9 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 	for _, at := range tries {
 		err := p.mm.HandleUserFault(s.ctx, hostarch.Addr(addr), at, hostarch.Addr(t.regs.Rsp))
 		if err == nil {
+			if p.as != nil {
+				t.lastFaultGen = p.as.generation()
+			}
 			s.resume(t, 0, nil)
 			return
 		}

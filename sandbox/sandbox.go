@@ -287,10 +287,13 @@ type task struct {
 	// altStack is the thread's alternate signal stack as the program set
 	// it with sigaltstack (empty if none).
 	altStack hostarch.AddrRange
-	// lastFault describes the last page fault, to detect one that repeats
-	// without progress.
-	lastFault faultKey
-	// faultRepeats counts consecutive repeats of lastFault.
+	// lastFault describes the last page fault served, and lastFaultGen
+	// the generation of the address space's host mappings right after it
+	// was served, to detect one that repeats without progress (fault.go).
+	lastFault    faultKey
+	lastFaultGen uint64
+	// faultRepeats counts consecutive repeats of lastFault without
+	// progress.
 	faultRepeats int
 }
 
