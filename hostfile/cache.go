@@ -87,6 +87,9 @@ func (f *File) Translate(ctx context.Context, required, optional memmap.Mappable
 	if !checkPageRange(required) || !optional.IsSupersetOf(required) || !hostarch.IsPageAligned(optional.Start) || !hostarch.IsPageAligned(optional.End) {
 		return nil, fmt.Errorf("hostfile: Translate(%v, %v): bad ranges: %w", required, optional, unix.EINVAL)
 	}
+	if f.direct {
+		return f.translateDirect(required, optional, at)
+	}
 	// Fast path: everything needed is cached already.
 	f.dataMu.RLock()
 	ts, done, err := f.translateLocked(required, optional, at, false)
@@ -407,6 +410,10 @@ func (f *File) Resident(mr memmap.MappableRange, out []byte) {
 	out = out[:n]
 	clear(out)
 	r := segment.Range[uint64]{Start: mr.Start &^ uint64(hostarch.PageMask), End: mr.End}
+	if f.direct {
+		f.residentDirect(memmap.MappableRange(r), out)
+		return
+	}
 	f.dataMu.RLock()
 	defer f.dataMu.RUnlock()
 	for seg := range f.cache.Segments(r) {

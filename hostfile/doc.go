@@ -1,6 +1,19 @@
 // Package hostfile provides the Mappables of vmspace that stand for files: a
-// page cache for regular host files, memfds, and the objects behind shared
-// anonymous memory (MAP_SHARED|MAP_ANONYMOUS).
+// page cache for regular host files, directly mapped host files, memfds,
+// and the objects behind shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS).
+//
+// # Which to use
+//
+// Where the host kernel does the program's file I/O (vmspace run: read,
+// write, ftruncate and fallocate of a sandboxed program, and of every other
+// process, go straight to the host), use directly mapped host files
+// (NewDirectTable, NewDirectFile): their mappings map the host file itself,
+// so the host's page cache is the only one and mappings, file I/O,
+// truncation and holes agree at once, whoever makes them. Where the kernel
+// embedding vmspace does all file I/O itself, through File.ReadAt, WriteAt,
+// Truncate and Punch (vmscript, a user-space kernel with its own file
+// system), the page cache (NewTable, NewFile, OpenFile) keeps the pages in
+// the memory file, which any platform can map.
 //
 // # Files
 //
@@ -13,7 +26,8 @@
 // A File has one of three kinds:
 //
 //   - a host file (NewFile, Table.File, OpenFile): a regular host file whose
-//     pages are cached in the memory file. The File owns its own descriptor
+//     pages are cached in the memory file, or, made by NewDirectFile or a
+//     NewDirectTable, mapped directly (see "Directly mapped host files"). The File owns its own descriptor
 //     for the host file (a dup of the caller's, or a reopen when the
 //     caller's is O_APPEND). A page is read from the host file with pread
 //     the first time it is translated (or written partially by WriteAt
@@ -43,9 +57,32 @@
 // what is touched, which mincore shows); its optional range adds only pages
 // that exist already.
 //
+// # Directly mapped host files
+//
+// A directly mapped host file has no cache. Translate returns one
+// Translation whose File is the host file itself (a memmap.File whose FD is
+// the File's own descriptor and whose offsets are file offsets), covering
+// the required range and as much of the optional range as maxTranslateExtent
+// and the end of the file allow, with AnyAccess if the descriptor can write
+// (else Read|Execute); required pages wholly past the host file's end now
+// are a *memmap.BusError. A platform maps the host file shared (private
+// mappings read-only: the memory manager copies written pages into the
+// memory file), so later truncation, growth, holes and writes by anybody
+// show through, and an access past end-of-file faults with SIGBUS in the
+// host. MapInternal maps the host file into vmspace, 64 MiB at a time
+// (writable if the descriptor is), for the memory manager's own accesses,
+// which fault past end-of-file too (safemem reports SIGBUS). ReadAt,
+// WriteAt, Truncate (ftruncate, then, when shrinking, invalidation of the
+// mappings past the new end, private copies included, as Linux) and Punch
+// (fallocate) go to the host; Sync writes nothing back, Msync only flushes
+// (fdatasync); Resident is the host's mincore. The host descriptor and the
+// internal mappings live until the File's last reference and the last page
+// reference (memmap.File.IncRef, per page) have both gone.
+//
 // # Coherence
 //
-// ReadAt and WriteAt (pread and pwrite through vmspace) go through the cache:
+// This section is about the page cache. ReadAt and WriteAt (pread and
+// pwrite through vmspace) go through the cache:
 // WriteAt writes the host file and updates cached pages in place, so shared
 // mappings and private mappings that have not copied see the write at once;
 // ReadAt reads cached pages from the cache (seeing writes through shared
@@ -112,7 +149,9 @@
 //	        |                         this package calls with mapsMu held)
 //	        File.dataMu            (size, cache, host descriptor; Translate,
 //	          |                     ReadAt, WriteAt, and the data phases of the
-//	          |                     operations above)
+//	          |                     operations above; a direct File's
+//	          |                     MapInternal, FD and last page DecRef)
+//	          hostMem.mu           (a direct File's internal mappings)
 //	          pgalloc.MemoryFile locks
 //
 // Translate is called by the memory manager with activeMu held and takes

@@ -210,6 +210,10 @@ type Table struct {
 	// files maps host inodes to their Files, each with at least one
 	// reference. Guarded by mu.
 	files map[fileKey]*File
+
+	// direct is true for a NewDirectTable: its Files map host files
+	// directly. Immutable.
+	direct bool
 }
 
 // NewTable returns an empty Table whose Files cache pages in mf.
@@ -249,7 +253,7 @@ func (t *Table) File(hostFD int) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := newHostFile(t.mf, hf, st2)
+	f := newHostFile(t.mf, hf, st2, t.direct)
 	f.table = t
 	t.files[fileKey{dev: uint64(st2.Dev), ino: st2.Ino}] = f
 	return f, nil

@@ -53,6 +53,16 @@ type File struct {
 	// table is the Table this File is registered in, or nil. Immutable.
 	table *Table
 
+	// direct is true for a directly mapped host file (NewDirectFile),
+	// whose Translations name the host file itself (hm) rather than a page
+	// cache in mf; its cache stays empty and its size is the host's.
+	// Immutable.
+	direct bool
+
+	// hm is the memmap.File of a directly mapped host file, nil otherwise.
+	// Immutable.
+	hm *hostMem
+
 	// refs is the number of references. A File is released when it drops
 	// to zero and never used again; it is decremented from 1 to 0 only
 	// with table.mu held when table != nil. Atomic.
@@ -79,7 +89,8 @@ type File struct {
 	// dataMu.
 	fdReadable, fdWritable bool
 
-	// size is the file size in bytes, at most maxFileSize. Guarded by
+	// size is the file size in bytes, at most maxFileSize; unused for a
+	// directly mapped host file, whose size is the host's. Guarded by
 	// dataMu.
 	size uint64
 
@@ -121,6 +132,11 @@ func init() {
 // it is also open for writing, shared mappings may be writable. A
 // non-regular file is ENODEV (as mmap(2) of it).
 func NewFile(mf *pgalloc.MemoryFile, hostFD int) (*File, error) {
+	return newFileOf(mf, hostFD, false)
+}
+
+// newFileOf is NewFile, or NewDirectFile if direct.
+func newFileOf(mf *pgalloc.MemoryFile, hostFD int, direct bool) (*File, error) {
 	if mf == nil {
 		return nil, fmt.Errorf("hostfile: nil memory file: %w", unix.EINVAL)
 	}
@@ -128,12 +144,12 @@ func NewFile(mf *pgalloc.MemoryFile, hostFD int) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newHostFile(mf, hf, st), nil
+	return newHostFile(mf, hf, st, direct), nil
 }
 
 // newHostFile makes a File with one reference from an owned descriptor and
-// its stat.
-func newHostFile(mf *pgalloc.MemoryFile, hf ownedFD, st *unix.Stat_t) *File {
+// its stat: a page cache, or a directly mapped host file if direct.
+func newHostFile(mf *pgalloc.MemoryFile, hf ownedFD, st *unix.Stat_t, direct bool) *File {
 	f := &File{
 		mf:         mf,
 		kind:       hostKind,
@@ -144,6 +160,10 @@ func newHostFile(mf *pgalloc.MemoryFile, hf ownedFD, st *unix.Stat_t) *File {
 		fdReadable: hf.readable,
 		fdWritable: hf.writable,
 		size:       uint64(st.Size),
+		direct:     direct,
+	}
+	if direct {
+		f.hm = &hostMem{f: f}
 	}
 	f.refs.Store(1)
 	return f
@@ -267,10 +287,18 @@ func newAnonFile(mf *pgalloc.MemoryFile, k kind, name string, size uint64) (*Fil
 // memfd or shared anonymous memory).
 func (f *File) IsHostFile() bool { return f.kind == hostKind }
 
-// Size returns the file size in bytes.
+// Size returns the file size in bytes (for a directly mapped host file,
+// the host's now; 0 if it cannot be had).
 func (f *File) Size() uint64 {
 	f.dataMu.RLock()
 	defer f.dataMu.RUnlock()
+	if f.direct {
+		if f.released {
+			return 0
+		}
+		size, _ := f.hostSizeLocked()
+		return size
+	}
 	return f.size
 }
 
@@ -342,12 +370,15 @@ func (f *File) release(ctx context.Context) {
 	}
 	f.dataMu.Lock()
 	dropped := f.dropCacheLocked(memmap.MappableRange{Start: 0, End: cacheMaxKey})
-	if f.fd >= 0 {
+	f.released = true
+	if f.direct {
+		// Pages that mappings still refer to keep the descriptor.
+		f.releaseDirectLocked()
+	} else if f.fd >= 0 {
 		unix.Close(f.fd)
 		f.fd = -1
 	}
 	f.fdReadable, f.fdWritable = false, false
-	f.released = true
 	f.dataMu.Unlock()
 	f.decRefPages(dropped)
 }

@@ -22,6 +22,9 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("hostfile: ReadAt(%d): %w", off, unix.EINVAL)
 	}
+	if f.direct {
+		return f.readAtDirect(p, off)
+	}
 	f.dataMu.RLock()
 	defer f.dataMu.RUnlock()
 	if f.released || !f.fdReadable {
@@ -96,6 +99,9 @@ func (f *File) preadLocked(buf []byte, off uint64) error {
 func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("hostfile: WriteAt(%d): %w", off, unix.EINVAL)
+	}
+	if f.direct {
+		return f.writeAtDirect(p, off)
 	}
 	f.dataMu.Lock()
 	defer f.dataMu.Unlock()
@@ -215,6 +221,9 @@ func (f *File) Truncate(ctx context.Context, size int64) error {
 	newSize := uint64(size)
 	f.mapsMu.Lock()
 	defer f.mapsMu.Unlock()
+	if f.direct {
+		return f.truncateDirect(size)
+	}
 
 	f.dataMu.Lock()
 	if f.released {
@@ -285,7 +294,7 @@ type dirtyPiece struct {
 // count as dirty whatever their dirty bit. It stops at the first error,
 // which it returns.
 func (f *File) writeBack(ctx context.Context, mr memmap.MappableRange, keepMapped bool) error {
-	if f.kind != hostKind {
+	if f.kind != hostKind || f.direct {
 		return nil
 	}
 	f.mapsMu.Lock()
@@ -349,6 +358,9 @@ func (f *File) writeBack(ctx context.Context, mr memmap.MappableRange, keepMappe
 func (f *File) Punch(ctx context.Context, mr memmap.MappableRange) error {
 	if !checkPageRange(mr) {
 		return fmt.Errorf("hostfile: Punch(%v): %w", mr, unix.EINVAL)
+	}
+	if f.direct {
+		return f.punchDirect(mr)
 	}
 	f.mapsMu.Lock()
 	defer f.mapsMu.Unlock()

@@ -132,7 +132,7 @@ func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.Block
 	if p.imBase != nil {
 		return safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(p.imBase, n)), nil
 	}
-	ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.maxPerms.Union(hostarch.Read))
+	ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.internalPerms())
 	if err != nil {
 		return safemem.BlockSeq{}, err
 	}
@@ -150,8 +150,16 @@ func internalMappingsOf(pseg pmaIterator, ar hostarch.AddrRange) safemem.BlockSe
 	if p.imBase != nil {
 		return safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, ar.Start-pseg.Start()), int(ar.Length())))
 	}
-	ims, _ := p.file.MapInternal(pmaRef{pseg}.fileRange(ar), p.maxPerms.Union(hostarch.Read))
+	ims, _ := p.file.MapInternal(pmaRef{pseg}.fileRange(ar), p.internalPerms())
 	return ims
+}
+
+// internalPerms returns the accesses p's internal mapping must allow: what
+// the vma may ever allow, within what the Translation allows (a private
+// mapping of a read-only file is never written in place: writes copy), and
+// at least Read.
+func (p *pma) internalPerms() hostarch.AccessType {
+	return p.maxPerms.Intersect(p.translatePerms).Union(hostarch.Read)
 }
 
 // allocUnit returns the range of private memory to allocate for a fault at

@@ -13,12 +13,15 @@ import (
 )
 
 // hostMap is what the host has mapped over a range of a program process:
-// a shared mapping of the memory file with these permissions.
+// a shared mapping of a File (the memory file, or a host file mapped
+// directly) with these permissions.
 type hostMap struct {
+	// file is the File mapped (nil where unknown).
+	file memmap.File
 	// perms are the mapping's host protections.
 	perms hostarch.AccessType
-	// delta is the memory-file offset of the mapping minus its address
-	// (modulo 2^64), the same for every page of one mapping.
+	// delta is the file offset of the mapping minus its address (modulo
+	// 2^64), the same for every page of one mapping.
 	delta uint64
 	// stale is true for a mapping inherited from a fork parent that must
 	// be replaced (see fork.go).
@@ -94,11 +97,26 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 		return fmt.Errorf("sandbox: MapFile(%v, %v): %w", addr, fr, unix.EINVAL)
 	}
 	ar := hostarch.AddrRange{Start: addr, End: end}
-	want := hostMap{perms: at, delta: fr.Start - uint64(addr)}
+	want := hostMap{file: f, perms: at, delta: fr.Start - uint64(addr)}
 	// Map only what the host does not already map this way: the manager
 	// maps whole pmas, most of which are often mapped already.
-	for _, r := range as.missing(ar, want) {
-		if err := as.mmap(r, want, f, precommit); err != nil {
+	miss := as.missing(ar, want)
+	if len(miss) == 0 {
+		return nil
+	}
+	t, err := as.s.holder(as.sp)
+	if err != nil {
+		return err
+	}
+	fd, done, err := as.s.mapFD(t, f, at)
+	if err != nil {
+		return err
+	}
+	if done != nil {
+		defer done()
+	}
+	for _, r := range miss {
+		if err := as.mmap(t, fd, r, want, precommit); err != nil {
 			return err
 		}
 	}
@@ -125,16 +143,8 @@ func (as *stubAS) missing(ar hostarch.AddrRange, m hostMap) []hostarch.AddrRange
 	return out
 }
 
-// mmap maps ar as m in the host.
-func (as *stubAS) mmap(ar hostarch.AddrRange, m hostMap, f memmap.File, precommit bool) error {
-	t, err := as.s.holder(as.sp)
-	if err != nil {
-		return err
-	}
-	fd, err := as.s.stubFD(t, f)
-	if err != nil {
-		return err
-	}
+// mmap maps ar as m in the host, through descriptor fd of t's process.
+func (as *stubAS) mmap(t *task, fd int, ar hostarch.AddrRange, m hostMap, precommit bool) error {
 	flags := uintptr(unix.MAP_SHARED | unix.MAP_FIXED)
 	if precommit {
 		flags |= unix.MAP_POPULATE

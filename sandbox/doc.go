@@ -14,7 +14,8 @@
 // "syscall; int3") and unmaps everything else. From then on the program's
 // address space [MinUserAddress, StubStart) holds only what the memory
 // manager maps there: shared mappings of the memory file (descriptor
-// memFDConst in every process).
+// memFDConst in every process), and shared mappings of host files, which
+// are mapped directly (the host's page cache is the only one: see below).
 //
 // System calls are injected into a stopped thread by pointing its rip at
 // the code page's "syscall; int3" with the arguments in its registers
@@ -39,8 +40,16 @@
 //     System V shared memory calls, the AIO calls) are served by the
 //     manager and return its result (syscalls.go, shm.go). mmap of a file
 //     takes the program's descriptor with pidfd_getfd and maps it through a
-//     hostfile.Table shared by the whole sandbox; /dev/zero is anonymous
-//     memory. System V segments and AIO are emulated inside the sandbox
+//     direct hostfile.Table shared by the whole sandbox: since the host
+//     kernel does the program's file I/O (read, write, ftruncate,
+//     fallocate, by this process or any other), its page cache must be the
+//     one mappings see, so a host file (or a memfd of the program's) is
+//     mapped from the host file itself, read-only for private mappings
+//     until a write copies the page into the memory file. To map it, the
+//     sandbox opens /proc/<vmspace>/fd/N in the program process for the
+//     moment of the injected mmap and closes it again (mapFD). Accesses
+//     past end-of-file then fault with SIGBUS in the host, which reaches the
+//     program as Linux's would. /dev/zero is anonymous memory. System V segments and AIO are emulated inside the sandbox
 //     (not visible to host processes outside it); AIO requests run at
 //     submission as injected pread/pwrite/fsync calls.
 //   - Page faults are SIGSEGV signal-delivery-stops (fault.go): the access

@@ -324,7 +324,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.files = hostfile.NewTable(s.mf)
+	s.files = hostfile.NewDirectTable(s.mf)
 	pp, err := ptrace.New()
 	if err != nil {
 		s.mf.Destroy()
@@ -1205,12 +1205,68 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 	return nil
 }
 
-// stubFD returns the descriptor of f in t's process, installing it if the
-// program took the usual one away.
-func (s *Sandbox) stubFD(t *task, f memmap.File) (int, error) {
-	if f.FD() != s.mf.FD() {
-		return -1, fmt.Errorf("sandbox: cannot map a file other than the memory file: %w", unix.EINVAL)
+// mapFD returns the descriptor through which t's process maps f for access
+// at, and, if not nil, a function that closes it once the mappings are
+// made. It is the one place that chooses the descriptors vmspace uses in a
+// program process:
+//
+//   - the memory file: the process's memFD (stubFD);
+//   - a host file mapped directly (a hostfile.File of a direct Table): a
+//     descriptor opened for the moment through /proc/<vmspace>/fd/N (read
+//     only, or read-write for a writable mapping), closed again before the
+//     program runs on, so that the program never holds it. If the program
+//     has used up RLIMIT_NOFILE, the soft limit is raised by one for the
+//     open.
+func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
+	n := f.FD()
+	if n == s.mf.FD() {
+		fd, err := s.stubFD(t)
+		return fd, nil, err
 	}
+	if n < 0 {
+		return -1, nil, fmt.Errorf("sandbox: mapping a closed file: %w", unix.EBADF)
+	}
+	p := t.p
+	path := fmt.Sprintf("/proc/%d/fd/%d\x00", s.selfPid, n)
+	if err := s.writeMem(p.pid, scratchAddr, []byte(path)); err != nil {
+		return -1, nil, err
+	}
+	flags := uintptr(unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY)
+	if at.Write {
+		flags = unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOCTTY
+	}
+	cwd := unix.AT_FDCWD
+	open := func() (uintptr, error) {
+		return s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), flags, 0)
+	}
+	r, err := open()
+	if err != nil {
+		return -1, nil, err
+	}
+	if e, bad := errnoOf(r); bad && e == unix.EMFILE {
+		var lim unix.Rlimit
+		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim) == nil && lim.Cur < lim.Max {
+			nl := lim
+			nl.Cur++
+			if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &nl, nil) == nil {
+				r, err = open()
+				unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &lim, nil)
+				if err != nil {
+					return -1, nil, err
+				}
+			}
+		}
+	}
+	if e, bad := errnoOf(r); bad {
+		return -1, nil, fmt.Errorf("sandbox: opening %s in process %d: %w", path[:len(path)-1], p.pid, e)
+	}
+	fd := int(r)
+	return fd, func() { s.inject(t, unix.SYS_CLOSE, uintptr(fd)) }, nil
+}
+
+// stubFD returns the descriptor of the memory file in t's process,
+// installing it if the program took the usual one away.
+func (s *Sandbox) stubFD(t *task) (int, error) {
 	p := t.p
 	if p.memFDOurs {
 		return p.memFD, nil
