@@ -12,8 +12,9 @@ import (
 // is shared copy-on-write (the pmas of both sides need COW, and the parent's
 // AddressSpace loses write access to it); MADV_WIPEONFORK ranges are empty
 // (zero-filled) in the child; shared mappings are shared. The child keeps
-// the layout, break, limits, shared-memory factory and metadata; it starts
-// without AIO contexts, mlockall(MCL_FUTURE) and fault counts (forkFields in
+// the layout, break, limits, shared-memory factory, metadata and MDWE
+// (unless PR_MDWE_NO_INHERIT); it starts without AIO contexts,
+// mlockall(MCL_FUTURE) and fault counts (forkFields in
 // fork_test.go says what happens to every field).
 func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	mm.metadataMu.Lock()
@@ -31,6 +32,7 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		dataSegment:   mm.dataSegment,
 		sharedAnon:    mm.sharedAnon,
 		limits:        mm.limits,
+		mdwe:          mm.mdwe.inherited(),
 		argv:          mm.argv,
 		envv:          mm.envv,
 		auxv:          append([]AuxEntry(nil), mm.auxv...),

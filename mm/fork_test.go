@@ -53,6 +53,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"defMLockMode":          {forkZero, "mlockall(MCL_FUTURE) is not inherited"},
 	"sharedAnon":            {forkCopied, "the child can make shared anonymous memory"},
 	"limits":                {forkCopied, "rlimits and privileges are inherited"},
+	"mdwe":                  {forkCopied, "inherited, unless PR_MDWE_NO_INHERIT (TestMDWE)"},
 	"activeMu":              {forkLock, ""},
 	"pmas":                  {forkOwn, "copy-on-write copies (TestForkCopyOnWrite)"},
 	"curRSS":                {forkOwn, "the size of the child's pmas (CheckInvariants)"},
@@ -126,6 +127,7 @@ func TestForkCoversEveryField(t *testing.T) {
 	lim.MemLock = RLimit{64 << 20, 64 << 20}
 	lim.CapSysRawIO = true
 	m.SetLimits(lim)
+	mustOK(t, "PR_SET_MDWE", m.SetMDWE(uint64(MDWERefuseExecGain), 0, 0, 0))
 	m.BrkSetup(ctx, window+0x100000)
 	m.SetDataSegment(hostarch.AddrRange{Start: window + 0x80000, End: window + 0x90000})
 	refs := 0

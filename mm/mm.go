@@ -142,6 +142,11 @@ type MemoryManager struct {
 	// system calls consult. Protected by mappingMu.
 	limits Limits
 
+	// mdwe is the process's memory-deny-write-execute state (prctl
+	// PR_SET_MDWE), which mmap and mprotect consult. Protected by
+	// mappingMu.
+	mdwe MDWE
+
 	// activeMu protects pmas, the AddressSpace and the RSS figures. It is
 	// sharded so that concurrent readers (I/O, faults) scale.
 	activeMu shardedRWMutex

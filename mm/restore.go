@@ -110,6 +110,7 @@ type rManager struct {
 	executable                        uint64
 	dumpability                       Dumpability
 	vdsoSigReturn                     uint64
+	mdwe                              MDWE
 	vmas                              []rVMA
 	pmas                              []rPMA
 	guards                            []hostarch.AddrRange
@@ -391,6 +392,7 @@ func (rs *Restorer) loadManager(d *checkpoint.Decoder) error {
 	m.executable = d.Uvarint()
 	m.dumpability = Dumpability(d.UvarintMax(uint64(RootDumpable), "dumpability"))
 	m.vdsoSigReturn = d.Uvarint()
+	m.mdwe = MDWE(d.UvarintMax(uint64(MDWERefuseExecGain|MDWENoInherit), "MDWE"))
 	m.wantVMAs, m.wantPMAs = d.Uvarint(), d.Uvarint()
 	if err := d.Finish(); err != nil {
 		return err
@@ -405,6 +407,8 @@ func (rs *Restorer) loadManager(d *checkpoint.Decoder) error {
 		return d.Fail("bad brk, data, argv or envv range")
 	case m.limits.MaxMapCount < 1:
 		return d.Fail("bad max map count %d", m.limits.MaxMapCount)
+	case m.mdwe == MDWENoInherit:
+		return d.Fail("bad MDWE %#x (PR_MDWE_NO_INHERIT alone)", uint64(m.mdwe))
 	case m.executable > uint64(len(rs.objects)):
 		return d.Fail("executable refers to object %d of %d", m.executable, len(rs.objects))
 	case m.wantVMAs > uint64(m.limits.MaxMapCount):
@@ -789,6 +793,7 @@ func (rs *Restorer) buildManager(ctx context.Context, m *rManager) error {
 		auxv:          append([]AuxEntry(nil), m.auxv...),
 		dumpability:   m.dumpability,
 		vdsoSigReturn: m.vdsoSigReturn,
+		mdwe:          m.mdwe,
 	}
 	mm.users.Store(1)
 	mm.faults.Store(m.faults)

@@ -574,6 +574,7 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 	e.Uvarint(exe)
 	e.Uvarint(uint64(m.dumpability))
 	e.Uvarint(m.vdsoSigReturn)
+	e.Uvarint(uint64(m.mdwe))
 	e.Uvarint(uint64(m.vmas.Len()))
 	e.Uvarint(uint64(m.pmas.Len()))
 	if err := s.w.Record(recManager, e.Bytes()); err != nil {

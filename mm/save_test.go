@@ -116,6 +116,9 @@ func takeFingerprint(t *testing.T, mms []*MemoryManager) fingerprint {
 		fp.Aio = append(fp.Aio, strings.Join(as, " "))
 		m.metadataMu.Lock()
 		fp.Meta = append(fp.Meta, fmt.Sprintf("%v %v %v %v %v faults=%d", m.argv, m.envv, m.auxv, m.dumpability, m.vdsoSigReturn, m.Faults()))
+		m.mappingMu.RLock()
+		fp.Meta = append(fp.Meta, fmt.Sprintf("mdwe=%d", m.mdwe))
+		m.mappingMu.RUnlock()
 		m.metadataMu.Unlock()
 		m.mappingMu.RLock()
 		var gs []string
@@ -693,6 +696,7 @@ func TestCheckpointMetadata(t *testing.T) {
 	m.dumpability = RootDumpable
 	m.vdsoSigReturn = 0x7fff0123
 	m.metadataMu.Unlock()
+	mustOK(t, "PR_SET_MDWE", m.SetMDWE(uint64(MDWERefuseExecGain|MDWENoInherit), 0, 0, 0))
 	codec := testCodec{refs: &refs}
 	var img bytes.Buffer
 	mustOK(t, "Save", Save(ctx, &img, []*MemoryManager{m}, codec))
@@ -714,6 +718,9 @@ func TestCheckpointMetadata(t *testing.T) {
 	if argv.Start != 0x7ffd1000 || envv.End != 0x7ffd1100 || len(r.Auxv()) != 2 || r.Auxv()[1].Value != 0x7ffd0000 ||
 		r.dumpability != RootDumpable || r.vdsoSigReturn != 0x7fff0123 {
 		t.Errorf("metadata: %v %v %v %v %#x", argv, envv, r.Auxv(), r.dumpability, r.vdsoSigReturn)
+	}
+	if b, _ := r.GetMDWE(0, 0, 0, 0); b != MDWERefuseExecGain|MDWENoInherit {
+		t.Errorf("MDWE %#x after restore", b)
 	}
 	if refs != 1 {
 		t.Errorf("%d references on the restored executable, want the manager's 1", refs)
@@ -811,7 +818,7 @@ var checkpointFields = map[string]map[string]string{
 		"captureInvalidations": "transient (Fork)", "capturedInvalidations": "transient (Fork)",
 		"sleepForActivation": "transient", "faults": "saved", "aio": "saved", "metadataMu": "lock",
 		"argv": "saved", "envv": "saved", "auxv": "saved", "executable": "saved (codec)", "dumpability": "saved",
-		"vdsoSigReturn": "saved",
+		"vdsoSigReturn": "saved", "mdwe": "saved",
 	},
 	"vma": {
 		"mappable": "saved (object)", "off": "saved", "realPerms": "saved", "maxPerms": "saved", "flags": "saved",

@@ -16,9 +16,10 @@ type ShmSegment interface {
 }
 
 // AttachShm implements shmat(2) (without SHM_RND and SHM_REMAP): it maps
-// seg at addr (0: anywhere), read-only if readOnly, and returns the
-// address. EINVAL for an unaligned addr or one overlapping a mapping.
-func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hostarch.Addr, readOnly bool) (hostarch.Addr, error) {
+// seg at addr (0: anywhere), read-only if readOnly (SHM_RDONLY), executable
+// too if exec (SHM_EXEC), and returns the address. EINVAL for an unaligned
+// addr or one overlapping a mapping.
+func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hostarch.Addr, readOnly, exec bool) (hostarch.Addr, error) {
 	if !addr.IsPageAligned() {
 		return 0, unix.EINVAL
 	}
@@ -27,6 +28,7 @@ func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hos
 	if readOnly {
 		perms = hostarch.Read
 	}
+	perms.Execute = exec
 	opts := memmap.MMapOpts{
 		Length:   size,
 		Addr:     addr,

@@ -15,7 +15,8 @@ import (
 // Checks are made in Linux's order (do_mmap, mmap_region): zero length
 // EINVAL; length overflow ENOMEM; offset overflow EOVERFLOW; map count
 // ENOMEM; placement (ENOMEM, EINVAL, EPERM); MAP_FIXED_NOREPLACE EEXIST;
-// mlock EPERM/EAGAIN; seals EPERM; RLIMIT_AS and RLIMIT_DATA ENOMEM.
+// mlock EPERM/EAGAIN; the file's checks; MDWE EACCES; seals EPERM;
+// RLIMIT_AS and RLIMIT_DATA ENOMEM.
 func (mm *MemoryManager) MMap(ctx context.Context, opts memmap.MMapOpts) (hostarch.Addr, error) {
 	return mm.mmap(ctx, opts, nil, 0)
 }
@@ -81,6 +82,13 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 			// own.
 			defer opts.MappingIdentity.DecRef(ctx)
 		}
+	}
+	// MDWE is checked where Linux's mmap_region checks it: after the
+	// file's checks, before anything is replaced or limits are counted.
+	// (The main stack of an exec is set up without it, as Linux's
+	// setup_arg_pages.)
+	if extra&vmaStackMain == 0 && mm.denyWriteExecLocked(opts.Perms, opts.Perms) {
+		return 0, unix.EACCES
 	}
 	v := vma{
 		mappable:  opts.Mappable,
@@ -405,6 +413,10 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 		}
 		v := vseg.ValuePtr()
 		if !v.maxPerms.SupersetOf(perms) {
+			err = unix.EACCES
+			break
+		}
+		if mm.denyWriteExecLocked(v.realPerms, perms) {
 			err = unix.EACCES
 			break
 		}

@@ -30,10 +30,11 @@
 //
 // A seccomp filter (seccomp.go) installed in the first process and
 // inherited by all returns SECCOMP_RET_TRACE only for the memory system
-// calls, exec, clone3, a set of system calls carrying user buffers, and
-// close/dup2/dup3/close_range aimed at memFDConst. Everything else runs at
-// native speed without a stop (the filter's decision for those depends
-// only on the system call number, so the kernel's seccomp cache skips it).
+// calls, exec, clone3, a set of system calls carrying user buffers,
+// close/dup2/dup3/close_range aimed at memFDConst, and prctl's
+// PR_SET_MDWE and PR_GET_MDWE. Everything else runs at native speed
+// without a stop (the filter's decision for most of those depends only on
+// the system call number, so the kernel's seccomp cache skips it).
 //
 //   - Memory calls (mmap, munmap, mprotect, pkey_mprotect with key -1,
 //     mremap, brk, madvise, the mlock family, msync, mincore, mseal, the
@@ -52,6 +53,10 @@
 //     program as Linux's would. /dev/zero is anonymous memory. System V segments and AIO are emulated inside the sandbox
 //     (not visible to host processes outside it); AIO requests run at
 //     submission as injected pread/pwrite/fsync calls.
+//   - Memory-deny-write-execute (prctl PR_SET_MDWE) is the manager's state,
+//     which its mmap, mprotect and shmat enforce and fork and exec pass on;
+//     the host process never gets it (it would refuse vmspace's own
+//     mappings).
 //   - Page faults are SIGSEGV signal-delivery-stops (fault.go): the access
 //     type is inferred from the host's si_code and rip (see fault.go), the
 //     manager serves the fault and maps the whole pma; a fault it refuses

@@ -74,6 +74,9 @@ func (s *Sandbox) prepareExec(p *process, hostPath, execFn string, argv, envv []
 		hostPath = s.hostPath(p, interp, unix.AT_FDCWD)
 	}
 	m := s.newManager()
+	if p.mm != nil {
+		m.InheritMDWE(p.mm)
+	}
 	lim := m.Limits()
 	s.readLimits(p.pid, &lim)
 	m.SetLimits(lim)

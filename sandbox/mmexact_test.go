@@ -1,6 +1,9 @@
 package sandbox
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // mmexactProgram exercises process-wide memory state that a forked child
 // inherits or not; argv[1] selects a case.
@@ -11,10 +14,21 @@ const mmexactProgram = `
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#define PR_GET_MDWE 66
+#endif
+#define PG 4096
+
 static const char *err(void *p) { return p == MAP_FAILED ? strerror(errno) : "ok"; }
+static const char *rc(long r) { return r < 0 ? strerror(errno) : "ok"; }
+static void *anon(void *a, int prot, int flags) { return mmap(a, PG, prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); }
+
 
 // A child makes shared anonymous memory; its own child writes it and the
 // child sees the write; the parent hears of it through the exit status.
@@ -45,10 +59,85 @@ static int forkshared(void) {
 	return 0;
 }
 
+// Memory-deny-write-execute: what prctl(PR_SET_MDWE) refuses, and what a
+// child and an exec'd program inherit.
+static int mdwe(const char *self, int bits) {
+	char *base = mmap(NULL, 64 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("get before %d\n", prctl(PR_GET_MDWE, 0, 0, 0, 0));
+	printf("set bad bits %s\n", rc(prctl(PR_SET_MDWE, 4, 0, 0, 0)));
+	printf("set NO_INHERIT alone %s\n", rc(prctl(PR_SET_MDWE, 2, 0, 0, 0)));
+	printf("set arg3 %s\n", rc(prctl(PR_SET_MDWE, 1, 1, 0, 0)));
+	printf("get arg2 %s\n", rc(prctl(PR_GET_MDWE, 1, 0, 0, 0)));
+	char *rw = anon(base, PROT_READ | PROT_WRITE, MAP_FIXED);
+	char *r = anon(base + 2 * PG, PROT_READ, MAP_FIXED);
+	char *rx = anon(base + 4 * PG, PROT_READ | PROT_EXEC, MAP_FIXED);
+	char *rwx = anon(base + 6 * PG, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_FIXED);
+	printf("set 0 %s\n", rc(prctl(PR_SET_MDWE, 0, 0, 0, 0)));
+	printf("set %d %s\n", bits, rc(prctl(PR_SET_MDWE, bits, 0, 0, 0)));
+	printf("get %d\n", prctl(PR_GET_MDWE, 0, 0, 0, 0));
+	printf("set again %s\n", rc(prctl(PR_SET_MDWE, bits, 0, 0, 0)));
+	printf("set other %s\n", rc(prctl(PR_SET_MDWE, bits ^ 2, 0, 0, 0)));
+	printf("set 0 %s\n", rc(prctl(PR_SET_MDWE, 0, 0, 0, 0)));
+	printf("mmap rwx %s\n", err(anon(NULL, 7, 0)));
+	printf("mmap wx %s\n", err(anon(NULL, PROT_WRITE | PROT_EXEC, 0)));
+	printf("mmap rx %s\n", err(anon(NULL, 5, 0)));
+	printf("mmap x %s\n", err(anon(NULL, PROT_EXEC, 0)));
+	printf("mmap rw %s\n", err(anon(NULL, 3, 0)));
+	printf("mmap fixed rwx over rw %s\n", err(anon(rw, 7, MAP_FIXED)));
+	rw[0] = 1;
+	printf("rw kept: %d\n", rw[0]);
+	printf("mmap fixed_noreplace rwx over rw %s\n", err(anon(rw, 7, MAP_FIXED_NOREPLACE)));
+	printf("mmap 0 bytes rwx %s\n", err(mmap(NULL, 0, 7, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)));
+	printf("mmap shared rwx %s\n", err(mmap(NULL, PG, 7, MAP_SHARED | MAP_ANONYMOUS, -1, 0)));
+	printf("mmap locked rwx %s\n", err(mmap(NULL, PG, 7, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0)));
+	printf("mprotect rw->rx %s\n", rc(mprotect(rw, PG, 5)));
+	printf("mprotect r->rx %s\n", rc(mprotect(r, PG, 5)));
+	printf("mprotect r->x %s\n", rc(mprotect(r, PG, 4)));
+	printf("mprotect rx->rwx %s\n", rc(mprotect(rx, PG, 7)));
+	printf("mprotect rx->x %s\n", rc(mprotect(rx, PG, 4)));
+	printf("mprotect x->rx %s\n", rc(mprotect(rx, PG, 5)));
+	printf("mprotect rx->r %s\n", rc(mprotect(rx, PG, 1)));
+	printf("mprotect r (was rx)->rx %s\n", rc(mprotect(rx, PG, 5)));
+	printf("mprotect rwx->rwx %s\n", rc(mprotect(rwx, PG, 7)));
+	printf("mprotect rwx->rx %s\n", rc(mprotect(rwx, PG, 5)));
+	printf("mprotect rx (was rwx)->rwx %s\n", rc(mprotect(rwx, PG, 7)));
+	printf("mprotect none->none %s\n", rc(mprotect(base + 8 * PG, PG, 0)));
+	anon(base + 10 * PG, 5, MAP_FIXED);
+	anon(base + 11 * PG, 1, MAP_FIXED);
+	anon(base + 12 * PG, 5, MAP_FIXED);
+	printf("mprotect rx|r|rx -> x %s\n", rc(mprotect(base + 10 * PG, 3 * PG, 4)));
+	int id = shmget(IPC_PRIVATE, PG, 0600);
+	printf("shmat exec %s\n", err(shmat(id, NULL, SHM_EXEC)));
+	printf("shmat exec rdonly %s\n", err(shmat(id, NULL, SHM_EXEC | SHM_RDONLY)));
+	shmctl(id, IPC_RMID, 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		printf("child: get %d, mmap rwx %s\n", prctl(PR_GET_MDWE, 0, 0, 0, 0), err(anon(NULL, 7, 0)));
+		fflush(stdout);
+		_exit(0);
+	}
+	waitpid(pid, NULL, 0);
+	pid = fork();
+	if (pid == 0) {
+		execl(self, self, "mdwe-exec", NULL);
+		_exit(9);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	printf("exec'd program exited %d\n", WEXITSTATUS(st));
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 2;
 	if (!strcmp(argv[1], "forkshared")) return forkshared();
+	if (!strcmp(argv[1], "mdwe")) return mdwe(argv[0], 1);
+	if (!strcmp(argv[1], "mdwe-noinherit")) return mdwe(argv[0], 3);
+	if (!strcmp(argv[1], "mdwe-exec")) {
+		printf("exec'd: get %d, mmap rwx %s\n", prctl(PR_GET_MDWE, 0, 0, 0, 0), err(anon(NULL, 7, 0)));
+		return 0;
+	}
 	return 2;
 }
 `
@@ -59,4 +148,18 @@ func TestForkedChildSharedAnonymous(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "mmexact", mmexactProgram, true)
 	compare(t, "", "", exe, "forkshared")
+}
+
+// TestMDWE: prctl(PR_SET_MDWE) as natively: mmap and mprotect refuse what
+// memory-deny-write-execute forbids, a child and an exec'd program inherit
+// it unless PR_MDWE_NO_INHERIT.
+func TestMDWE(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "mmexact", mmexactProgram, true)
+	if r := runNative(t, "", "", exe, "mdwe"); !strings.Contains(r.stdout, "get 1\n") {
+		t.Skipf("no MDWE on this kernel:\n%s", r.stdout)
+	}
+	for _, c := range []string{"mdwe", "mdwe-noinherit"} {
+		t.Run(c, func(t *testing.T) { compare(t, "", "", exe, c) })
+	}
 }

@@ -21,7 +21,9 @@ import (
 //     more than smallWrite bytes), so that vmspace can map those buffers
 //     before the host kernel touches them (see prevalidate.go);
 //   - close, dup2, dup3 and close_range when they would close or replace
-//     the descriptor of the memory file (memFD).
+//     the descriptor of the memory file (memFD);
+//   - prctl(PR_SET_MDWE) and prctl(PR_GET_MDWE): memory-deny-write-execute
+//     is decided by the memory manager's mmap and mprotect.
 //
 // Everything else is allowed without a stop. The filter looks only at the
 // system call number and architecture for the allowed calls, so the
@@ -164,6 +166,7 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	b.jump(unix.BPF_JEQ, unix.SYS_DUP2, "dup", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_DUP3, "dup", "")
 	b.jump(unix.BPF_JEQ, unix.SYS_CLOSE_RANGE, "closerange", "")
+	b.jump(unix.BPF_JEQ, unix.SYS_PRCTL, "prctl", "")
 	b.ret(retAllow)
 
 	b.label("enosys")
@@ -208,6 +211,12 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	b.jump(unix.BPF_JGT, uint32(memFD), "allow", "")
 	b.load(sdArg1)
 	b.jump(unix.BPF_JGE, uint32(memFD), "stubcheck", "allow")
+
+	// prctl's MDWE options: the memory manager holds that state.
+	b.label("prctl")
+	b.load(sdArg0)
+	b.jump(unix.BPF_JEQ, unix.PR_SET_MDWE, "stubcheck", "")
+	b.jump(unix.BPF_JEQ, unix.PR_GET_MDWE, "stubcheck", "allow")
 
 	// System calls made by the stub's code page are vmspace's own.
 	b.label("stubcheck")

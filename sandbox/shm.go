@@ -126,7 +126,7 @@ func (s *Sandbox) shmCall(t *task, nr int, a [6]uint64) sysResult {
 			return retErr(errno(err))
 		}
 		defer fd.Close(s.ctx)
-		got, err := p.mm.AttachShm(s.ctx, shmMapping{fd, pageUp(seg.size)}, addr, flags&shmRdonly != 0)
+		got, err := p.mm.AttachShm(s.ctx, shmMapping{fd, pageUp(seg.size)}, addr, flags&shmRdonly != 0, flags&shmExec != 0)
 		if err != nil {
 			return retErr(errno(err))
 		}

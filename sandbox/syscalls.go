@@ -134,6 +134,8 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysCloseRange(t, a)
 	case unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64:
 		return s.sysRlimit(t, nr, a)
+	case unix.SYS_PRCTL:
+		return s.sysPrctl(t, a)
 	case unix.SYS_SIGALTSTACK:
 		return s.sysSigaltstack(t, a)
 	case unix.SYS_RT_SIGACTION:
@@ -528,6 +530,28 @@ func (s *Sandbox) sysSigaltstack(t *task, a [6]uint64) sysResult {
 		t.altStack = hostarch.AddrRange{}
 	case size >= 2048 && size <= 1<<30 && sp+size > sp:
 		t.altStack = hostarch.AddrRange{Start: hostarch.Addr(sp), End: hostarch.Addr(sp + size)}
+	}
+	return pass()
+}
+
+// sysPrctl serves prctl(PR_SET_MDWE) and prctl(PR_GET_MDWE), the options
+// the filter stops: memory-deny-write-execute is the memory manager's state,
+// which its mmap and mprotect consult. The host process never gets it (it
+// would refuse vmspace's own host mappings of executable pages).
+func (s *Sandbox) sysPrctl(t *task, a [6]uint64) sysResult {
+	m := t.p.mm
+	if m == nil {
+		return pass()
+	}
+	switch int32(a[0]) {
+	case unix.PR_SET_MDWE:
+		return retFrom(m.SetMDWE(a[1], a[2], a[3], a[4]))
+	case unix.PR_GET_MDWE:
+		b, err := m.GetMDWE(a[1], a[2], a[3], a[4])
+		if err != nil {
+			return retErr(errno(err))
+		}
+		return ret(uintptr(b))
 	}
 	return pass()
 }

@@ -459,7 +459,7 @@ func (p *vproc) Shmat(ctx context.Context, name string, addr uint64, rdonly bool
 	if !ok || s.Gone() {
 		return 0, unix.EINVAL
 	}
-	a, err := p.mm.AttachShm(ctx, s, hostarch.Addr(addr), rdonly)
+	a, err := p.mm.AttachShm(ctx, s, hostarch.Addr(addr), rdonly, false)
 	return uint64(a), err
 }
 
