@@ -345,12 +345,12 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 		q := s.tasks[wpid]
 		if wpid != t.tid && wpid != p.pid && (q == nil || q.p != p) {
 			// Someone else's news: later.
-			s.deferred = append(s.deferred, waitResult{wpid, ws})
+			s.keep(wpid, ws)
 			continue
 		}
 		if ws.Exited() || ws.Signaled() {
 			if wpid == t.tid {
-				s.deferred = append(s.deferred, waitResult{wpid, ws})
+				s.keep(wpid, ws)
 				t.dead = true
 				return nil, errTaskDead
 			}
@@ -429,7 +429,7 @@ func (s *Sandbox) syscallExit(tid int) error {
 			return err
 		}
 		if ws.Exited() || ws.Signaled() {
-			s.deferred = append(s.deferred, waitResult{tid, ws})
+			s.keep(tid, ws)
 			return errTaskDead
 		}
 		if ws.Stopped() && ws.StopSignal() == sysStopSig {

@@ -276,8 +276,14 @@ type task struct {
 	// reown are the parent's private ranges that the child copied at the
 	// last fork, which the parent takes back (forkDone).
 	reown []hostarch.AddrRange
-	// dead is true once it has exited.
+	// dead is true once it has exited, or has been given up for dead
+	// while being killed with its process (its exit report, still to
+	// come, is then served by the main loop).
 	dead bool
+	// stopKept is true while a stop of the task, taken by a wait for
+	// another task, waits in Sandbox.deferred: the task is stopped, and
+	// must stay so until the main loop serves that stop.
+	stopKept bool
 	// pending are signals that arrived while the sandbox was injecting
 	// system calls, to deliver when the task resumes.
 	pending []pendingSignal
@@ -396,6 +402,9 @@ func (s *Sandbox) run() (int, error) {
 		if n := len(s.deferred); n > 0 {
 			wr = s.deferred[0]
 			s.deferred = s.deferred[1:]
+			if t := s.tasks[wr.tid]; t != nil {
+				t.stopKept = false
+			}
 		} else {
 			tid, ws, err := wait4(-1, 0)
 			if err != nil {
@@ -459,6 +468,11 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		return
 	}
 	if !ws.Stopped() {
+		return
+	}
+	if t.dead {
+		// Given up for dead while being killed: let it go on dying.
+		ptraceCont(tid, 0)
 		return
 	}
 	t.regsValid = false
@@ -636,7 +650,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 		return 0, s.lost(t, "PTRACE_CONT", err)
 	}
 	for {
-		_, ws, err := wait4(t.tid, 0)
+		ws, err := s.waitFor(t)
 		if debug && os.Getenv("VMSPACE_DEBUG") == "2" {
 			fmt.Fprintf(os.Stderr, "vmspace-debug:   inject %d in %d: status %#x err %v\n", nr, t.tid, uint32(ws), err)
 		}
@@ -644,8 +658,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 			return 0, s.lost(t, "wait4", err)
 		}
 		if ws.Exited() || ws.Signaled() {
-			s.deferred = append(s.deferred, waitResult{t.tid, ws})
-			t.dead = true
+			s.keep(t.tid, ws)
 			return 0, errTaskDead
 		}
 		if !ws.Stopped() {
@@ -686,6 +699,72 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	}
 }
 
+// waitFor waits for the next report of t, which the sandbox has just
+// resumed, keeping every report of another task that comes first for the
+// main loop (keep). It never waits for t alone: a thread-group leader
+// killed with its process is reported only once every other thread of the
+// process has been reaped, which only a wait for any task does; and no
+// report of a task of t's process is left pending in a way that would hold
+// t's back (see below).
+func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
+	for {
+		if t.dead {
+			return 0, errTaskDead
+		}
+		wpid, ws, err := wait4(-1, 0)
+		if err == unix.ECHILD {
+			// Nothing left to wait for: t is gone.
+			t.dead = true
+			return 0, errTaskDead
+		}
+		if err != nil {
+			return 0, err
+		}
+		if wpid == t.tid {
+			return ws, nil
+		}
+		if u := s.tasks[wpid]; u != nil && event(ws) == unix.PTRACE_EVENT_EXIT {
+			msg, err := ptraceEventMsg(wpid)
+			if err != nil || !unix.WaitStatus(msg).Signaled() {
+				// A thread's own exit or an exit_group: nothing is
+				// done at such a stop, and holding it would hold
+				// back the report of a leader that t may be.
+				ptraceCont(wpid, 0)
+				continue
+			}
+			// Its process is dying of a signal (a core may be due:
+			// the main loop serves the stop). If that is t's
+			// process, t is being killed too, and as leader it
+			// would be reported only after this thread, held
+			// stopped here: give t up for dead now; its exit is
+			// reaped by the main loop.
+			s.keep(wpid, ws)
+			if u.p == t.p {
+				t.dead = true
+				return 0, errTaskDead
+			}
+			continue
+		}
+		s.keep(wpid, ws)
+	}
+}
+
+// keep records a report taken while waiting for another task, for the main
+// loop to serve in order. A task whose exit is kept is dead from now on
+// (reaped); one whose stop is kept stays stopped until the main loop serves
+// it (stopKept).
+func (s *Sandbox) keep(tid int, ws unix.WaitStatus) {
+	s.deferred = append(s.deferred, waitResult{tid, ws})
+	if u := s.tasks[tid]; u != nil {
+		switch {
+		case ws.Exited() || ws.Signaled():
+			u.dead = true
+		case ws.Stopped():
+			u.stopKept = true
+		}
+	}
+}
+
 // noteSignal records the signal of a stop that interrupted vmspace's use of
 // t, to deliver it later.
 func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
@@ -714,7 +793,7 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 			return t, nil
 		}
 		for _, t := range p.tasks {
-			if !t.dead && !t.fresh && !t.parked && p.held != t {
+			if !t.dead && !t.fresh && !t.parked && !t.stopKept && p.held != t {
 				cands = append(cands, t)
 			}
 		}
@@ -732,21 +811,21 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 }
 
 // stopTask stops a running task with a SIGSTOP of its own and waits for
-// the stop. Another stop that comes first is kept for the main loop (the
-// task stays stopped, and the SIGSTOP is suppressed when it arrives).
+// the stop (the SIGSTOP is suppressed when it arrives, if something else
+// came first). A stop at an event that comes first is kept for the main
+// loop, and the task is not usable (EBUSY).
 func (s *Sandbox) stopTask(t *task) error {
 	if err := unix.Tgkill(t.p.pid, t.tid, unix.SIGSTOP); err != nil {
 		return err
 	}
 	t.expectStop++
 	for {
-		_, ws, err := wait4(t.tid, 0)
+		ws, err := s.waitFor(t)
 		if err != nil {
 			return err
 		}
 		if ws.Exited() || ws.Signaled() {
-			s.deferred = append(s.deferred, waitResult{t.tid, ws})
-			t.dead = true
+			s.keep(t.tid, ws)
 			return errTaskDead
 		}
 		if !ws.Stopped() {
@@ -760,10 +839,21 @@ func (s *Sandbox) stopTask(t *task) error {
 			t.sigStop = true
 			return nil
 		}
-		// Some other stop: use it, and let the main loop serve it
-		// afterwards (with the task's registers put back).
-		s.deferred = append(s.deferred, waitResult{t.tid, ws})
-		t.sigStop = event(ws) == 0
+		if event(ws) != 0 || ws.StopSignal() == sysStopSig {
+			// Stopped at a system call or another event first: the
+			// main loop serves it; an injected call would replace
+			// it, so the task cannot be used.
+			s.keep(t.tid, ws)
+			return fmt.Errorf("sandbox: task %d stopped at an event: %w", t.tid, unix.EBUSY)
+		}
+		// A signal came first: usable. A fault is dropped (the
+		// instruction faults again when the task resumes); another
+		// signal is delivered when the task resumes.
+		sig := ws.StopSignal()
+		if !((sig == unix.SIGSEGV || sig == unix.SIGBUS) && ptraceGetSiginfo(t.tid, &si) == nil && si.code() > 0 && si.code() != siKernel) {
+			s.noteSignal(t, ws)
+		}
+		t.sigStop = true
 		return nil
 	}
 }
