@@ -27,7 +27,10 @@ import (
 // file-backed memory otherwise only by its program header. Special
 // mappings named like "[vdso]" are always dumped; MADV_DONTDUMP vmas never.
 // Pages with no memory behind them (never touched, or not resident) read as
-// zeros; reading them allocates nothing.
+// zeros; reading them allocates nothing. Like Linux's dump_user_range, which
+// skips every page get_dump_page does not return, such pages are not
+// written but skipped when the writer can seek (a hole in a regular file),
+// so a core is as large on disk as the memory the process touched.
 //
 // The notes are, in Linux's order: NT_PRSTATUS of the thread that dumps,
 // NT_PRPSINFO, NT_SIGINFO, NT_AUXV, NT_FILE, the thread's NT_FPREGSET if
@@ -137,8 +140,12 @@ type coreVMA struct {
 }
 
 // WriteCoreDump writes an ELF core file of the address space to w (see the
-// comment above). It returns ErrNotDumpable, writing nothing, if the process
-// is not dumpable. RootDumpable processes are dumped: the caller must make
+// comment above). If w is an io.Seeker, the pages with no memory behind them
+// and the padding are skipped by seeking forward from the current offset
+// (ending with one zero byte if the dump ends in a skip, so the size is
+// right): the caller gives a seeker only where skipped bytes read as zeros,
+// such as an empty regular file. It returns ErrNotDumpable, writing nothing,
+// if the process is not dumpable. RootDumpable processes are dumped: the caller must make
 // the file readable by root only, as Linux does with suid_dumpable=2.
 //
 // The caller should stop the process's threads first, so that the contents
@@ -218,6 +225,7 @@ func (mm *MemoryManager) WriteCoreDump(ctx context.Context, w io.Writer, notes C
 		le.PutUint16(hdr[60:], 1)
 	}
 	bw := &coreWriter{w: w}
+	bw.seeker, _ = w.(io.Seeker)
 	bw.write(hdr[:])
 
 	phdr := func(typ, flags uint32, off, vaddr, filesz, memsz, align uint64) {
@@ -249,17 +257,35 @@ func (mm *MemoryManager) WriteCoreDump(ctx context.Context, w io.Writer, notes C
 		segOff += v.dump
 	}
 	bw.write(noteData)
-	bw.zeros(dataOff - bw.n)
+	bw.skip(dataOff - bw.n)
 
+	// Runs of pages with memory are written together, one buffer at a
+	// time; pages without are skipped.
 	buf := make([]byte, 1<<20)
 	for _, v := range vmas {
-		for done := uint64(0); done < v.dump && bw.err == nil; {
-			n := min(uint64(len(buf)), v.dump-done)
-			b := buf[:n]
-			mm.readCoreLocked(ctx, v.ar.Start+hostarch.Addr(done), b)
-			bw.write(b)
-			done += n
+		n := 0
+		for done := uint64(0); done < v.dump && bw.err == nil; done += hostarch.PageSize {
+			if hole := mm.coreHoleLocked(v.ar.Start+hostarch.Addr(done), v.ar.Start+hostarch.Addr(v.dump)); hole > 0 {
+				bw.write(buf[:n])
+				n = 0
+				bw.skip(hole)
+				done += hole - hostarch.PageSize
+				continue
+			}
+			pg := buf[n : n+hostarch.PageSize]
+			if mm.readCorePageLocked(ctx, v.ar.Start+hostarch.Addr(done), pg) {
+				n += hostarch.PageSize
+				if n == len(buf) {
+					bw.write(buf)
+					n = 0
+				}
+				continue
+			}
+			bw.write(buf[:n])
+			n = 0
+			bw.skip(hostarch.PageSize)
 		}
+		bw.write(buf[:n])
 	}
 	if extNum && bw.err == nil {
 		// Section header 0 holds the real number of program headers.
@@ -267,34 +293,67 @@ func (mm *MemoryManager) WriteCoreDump(ctx context.Context, w io.Writer, notes C
 		le.PutUint32(sh[44:], uint32(nph)) // sh_info
 		bw.write(sh[:])
 	}
+	bw.finish()
 	if bw.err != nil {
 		return fmt.Errorf("mm: writing a core dump: %w", bw.err)
 	}
 	return nil
 }
 
-// coreWriter counts what it writes and keeps the first error.
+// coreWriter counts what it writes and keeps the first error. With a
+// seeker, zeros are skipped rather than written (Linux's dump_skip): the
+// skip is pending until the next write or finish. Used by one goroutine.
 type coreWriter struct {
-	w   io.Writer
-	n   uint64
-	err error
+	w       io.Writer
+	seeker  io.Seeker // w as a seeker, or nil
+	n       uint64    // bytes written or skipped so far
+	skipped uint64    // skipped bytes not yet sought over
+	err     error
 }
 
 func (c *coreWriter) write(b []byte) {
-	if c.err != nil {
+	if c.err != nil || len(b) == 0 {
 		return
+	}
+	if c.skipped > 0 {
+		if _, err := c.seeker.Seek(int64(c.skipped), io.SeekCurrent); err != nil {
+			c.err = err
+			return
+		}
+		c.skipped = 0
 	}
 	n, err := c.w.Write(b)
 	c.n += uint64(n)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
 	c.err = err
 }
 
-func (c *coreWriter) zeros(n uint64) {
+// skip leaves n zero bytes: a hole with a seeker, else written zeros.
+func (c *coreWriter) skip(n uint64) {
+	if c.seeker != nil {
+		if c.err == nil {
+			c.skipped += n
+			c.n += n
+		}
+		return
+	}
 	var z [hostarch.PageSize]byte
 	for n > 0 && c.err == nil {
 		k := min(n, uint64(len(z)))
 		c.write(z[:k])
 		n -= k
+	}
+}
+
+// finish ends a pending skip with one written zero byte, so that the file
+// is as long as the dump (as Linux's do_coredump does).
+func (c *coreWriter) finish() {
+	if c.skipped > 0 && c.err == nil {
+		c.skipped--
+		c.n--
+		c.write([]byte{0})
 	}
 }
 
@@ -346,49 +405,82 @@ func (mm *MemoryManager) dumpSizeLocked(ctx context.Context, vseg vmaIterator) u
 	return 0
 }
 
-// readCoreLocked reads the memory at addr into b for a core dump, as Linux's
-// get_dump_page: from the pmas, reading only pages that have memory (holes
-// and pages that are not resident read as zeros, without being allocated);
-// where there is no pma, from the vma's Mappable (which may read a file)
-// or as zeros. Permissions are ignored. Preconditions: mappingMu and
-// activeMu held for reading.
+// readCoreLocked reads the memory at addr into b for a core dump (see
+// readCorePageLocked), zeros where there is none. Preconditions: mappingMu
+// and activeMu held for reading.
 func (mm *MemoryManager) readCoreLocked(ctx context.Context, addr hostarch.Addr, b []byte) {
-	clear(b)
 	end := addr + hostarch.Addr(len(b))
 	for a := addr; a < end; {
 		next := (a + 1).MustRoundUp()
 		if next > end || next < a {
 			next = end
 		}
-		dst := b[a-addr : next-addr]
-		if pseg := mm.pmas.FindSegment(a); pseg.Ok() {
-			p := pseg.ValuePtr()
-			off := p.off + uint64(a-pseg.Start())
-			readResident(p.file, memmap.FileRange{Start: off, End: off + uint64(len(dst))}, dst)
-		} else if vseg := mm.vmas.FindSegment(a); vseg.Ok() && vseg.ValuePtr().mappable != nil {
-			v := vseg.ValuePtr()
-			pg := a.RoundDown()
-			mr := mappableRangeOf(vseg, hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize})
-			if res, ok := v.mappable.(Residency); ok && anonBacked(ctx, v) {
-				// Memory that is not a file's: a page not in memory is
-				// zero, and translating it would allocate it.
-				var vec [1]byte
-				if res.Resident(mr, vec[:]); vec[0] == 0 {
-					a = next
-					continue
-				}
-			}
-			if ts, err := v.mappable.Translate(ctx, mr, mr, hostarch.Read); err == nil {
-				for _, t := range ts {
-					if t.Source.Contains(mr.Start) {
-						off := t.Offset + (mr.Start - t.Source.Start) + uint64(a-pg)
-						readResident(t.File, memmap.FileRange{Start: off, End: off + uint64(len(dst))}, dst)
-					}
-				}
-			}
-		}
+		mm.readCorePageLocked(ctx, a, b[a-addr:next-addr])
 		a = next
 	}
+}
+
+// coreHoleLocked returns how many bytes from addr (page-aligned) up to end
+// are anonymous memory never touched: no pma in a vma with no Mappable, the
+// quick case of readCorePageLocked finding no memory. Preconditions:
+// mappingMu and activeMu held for reading.
+func (mm *MemoryManager) coreHoleLocked(addr, end hostarch.Addr) uint64 {
+	pseg, pgap := mm.pmas.Find(addr)
+	if pseg.Ok() {
+		return 0
+	}
+	vseg := mm.vmas.FindSegment(addr)
+	if !vseg.Ok() || vseg.ValuePtr().mappable != nil {
+		return 0
+	}
+	hend := min(end, vseg.End())
+	if next := pgap.NextSegment(); next.Ok() && next.Start() < hend {
+		hend = next.Start()
+	}
+	return uint64(hend - addr)
+}
+
+// readCorePageLocked reads the memory at addr into dst (within one page) for
+// a core dump, as Linux's get_dump_page: from the pmas, reading only pages
+// that have memory (holes and pages that are not resident read as zeros,
+// without being allocated); where there is no pma, from the vma's Mappable
+// (which may read a file) or as zeros. Permissions are ignored. It reports
+// whether there was memory behind the page (false: dst is zeros, and Linux
+// would leave a hole). Preconditions: mappingMu and activeMu held for
+// reading.
+func (mm *MemoryManager) readCorePageLocked(ctx context.Context, addr hostarch.Addr, dst []byte) bool {
+	clear(dst)
+	if pseg := mm.pmas.FindSegment(addr); pseg.Ok() {
+		p := pseg.ValuePtr()
+		off := p.off + uint64(addr-pseg.Start())
+		return readResident(p.file, memmap.FileRange{Start: off, End: off + uint64(len(dst))}, dst)
+	}
+	vseg := mm.vmas.FindSegment(addr)
+	if !vseg.Ok() || vseg.ValuePtr().mappable == nil {
+		return false
+	}
+	v := vseg.ValuePtr()
+	pg := addr.RoundDown()
+	mr := mappableRangeOf(vseg, hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize})
+	if res, ok := v.mappable.(Residency); ok && anonBacked(ctx, v) {
+		// Memory that is not a file's: a page not in memory is zero, and
+		// translating it would allocate it.
+		var vec [1]byte
+		if res.Resident(mr, vec[:]); vec[0] == 0 {
+			return false
+		}
+	}
+	ts, err := v.mappable.Translate(ctx, mr, mr, hostarch.Read)
+	if err != nil {
+		return false
+	}
+	for _, t := range ts {
+		if t.Source.Contains(mr.Start) {
+			off := t.Offset + (mr.Start - t.Source.Start) + uint64(addr-pg)
+			return readResident(t.File, memmap.FileRange{Start: off, End: off + uint64(len(dst))}, dst)
+		}
+	}
+	return false
 }
 
 // anonBacked reports whether v maps memory that is no file's contents: a
@@ -401,22 +493,23 @@ func anonBacked(ctx context.Context, v *vma) bool {
 	return strings.HasPrefix(name, "/memfd:") || name == "/dev/zero (deleted)" || strings.HasPrefix(name, "/SYSV")
 }
 
-// readResident copies fr (within one page) of f into dst if that page is
-// resident; else leaves dst zero.
-func readResident(f memmap.File, fr memmap.FileRange, dst []byte) {
+// readResident copies fr (within one page) of f into dst and returns true if
+// that page is resident; else leaves dst zero and returns false.
+func readResident(f memmap.File, fr memmap.FileRange, dst []byte) bool {
 	pg := memmap.FileRange{Start: fr.Start &^ uint64(hostarch.PageMask)}
 	pg.End = pg.Start + hostarch.PageSize
 	ims, err := f.MapInternal(pg, hostarch.Read)
 	if err != nil || ims.NumBlocks() != 1 {
-		return
+		return false
 	}
 	var vec [1]byte
 	hostMincore(ims.Head().Pointer(), hostarch.PageSize, vec[:])
 	if vec[0] == 0 {
-		return
+		return false
 	}
 	src := ims.DropFirst64(fr.Start - pg.Start).TakeFirst64(fr.Length())
 	safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(dst)), src)
+	return true
 }
 
 // buildCoreNotes returns the PT_NOTE segment's contents.

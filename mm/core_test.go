@@ -519,3 +519,90 @@ int main(void) { answer++; abort(); }
 		}
 	}
 }
+
+// TestCoreDumpSparse: pages never touched are holes in a core written to a
+// regular file, as Linux's dump_skip leaves them: a 64 MiB mapping with
+// two touched pages takes a few pages of disk, and the file reads the same
+// as the dump written without seeking, up to its last byte (the dump ends
+// in a skipped page here).
+func TestCoreDumpSparse(t *testing.T) {
+	m := newTestMM(t)
+	const size = 64 << 20
+	a := mustMap(t, m, anon(window, size, hostarch.ReadWrite))
+	write(t, m, a+hostarch.PageSize, []byte("first"))
+	write(t, m, a+size/2, []byte("second"))
+
+	var want bytes.Buffer
+	mustOK(t, "WriteCoreDump", m.WriteCoreDump(ctx, &want, CoreNotes{}))
+	path := filepath.Join(t.TempDir(), "core")
+	f, err := os.Create(path)
+	mustOK(t, "create", err)
+	mustOK(t, "WriteCoreDump", m.WriteCoreDump(ctx, f, CoreNotes{}))
+	mustOK(t, "close", f.Close())
+
+	var st unix.Stat_t
+	mustOK(t, "stat", unix.Stat(path, &st))
+	if st.Size != int64(want.Len()) {
+		t.Fatalf("sparse core is %d bytes, the written one %d", st.Size, want.Len())
+	}
+	if st.Size < size {
+		t.Fatalf("core of %d bytes does not hold the %d byte mapping", st.Size, size)
+	}
+	if used := st.Blocks * 512; used > 256<<10 {
+		t.Errorf("core takes %d KiB of disk for two touched pages", used>>10)
+	}
+	got, err := os.ReadFile(path)
+	mustOK(t, "read", err)
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("sparse core differs from the written one")
+	}
+	ef, err := elf.NewFile(bytes.NewReader(got))
+	mustOK(t, "elf", err)
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD && p.Vaddr == uint64(a) {
+			b := make([]byte, 6)
+			p.ReadAt(b, size/2)
+			if string(b) != "second" || p.Filesz != size {
+				t.Errorf("segment: %q, filesz %#x", b, p.Filesz)
+			}
+		}
+	}
+	if path2, err := exec.LookPath("readelf"); err == nil {
+		out, err := exec.Command(path2, "-l", path).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "LOAD") {
+			t.Errorf("readelf -l: %v\n%s", err, out)
+		}
+	}
+}
+
+// seekFailWriter is a regular file whose seeks fail after the first n.
+type seekFailWriter struct {
+	*os.File
+	n int
+}
+
+func (w *seekFailWriter) Seek(off int64, whence int) (int64, error) {
+	if w.n == 0 {
+		return 0, unix.ESPIPE
+	}
+	w.n--
+	return w.File.Seek(off, whence)
+}
+
+// TestCoreDumpSeekError: a failing seek over a hole is returned as the
+// dump's error (the dump below seeks twice: over the padding and page 0-7
+// at once, then over pages 9-15 before its last byte).
+func TestCoreDumpSeekError(t *testing.T) {
+	m := newTestMM(t)
+	a := mustMap(t, m, anon(window, 16*hostarch.PageSize, hostarch.ReadWrite))
+	write(t, m, a+8*hostarch.PageSize, []byte("x"))
+	for n := 0; n < 2; n++ {
+		f, err := os.Create(filepath.Join(t.TempDir(), "core"))
+		mustOK(t, "create", err)
+		err = m.WriteCoreDump(ctx, &seekFailWriter{f, n}, CoreNotes{})
+		f.Close()
+		if !errors.Is(err, unix.ESPIPE) {
+			t.Errorf("seek failing after %d: %v", n, err)
+		}
+	}
+}
