@@ -1,6 +1,10 @@
 package sandbox
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/vmspace/vmspace/mm"
@@ -14,11 +18,11 @@ var coreSignals = map[unix.Signal]bool{
 	unix.SIGXFSZ: true, unix.SIGSYS: true,
 }
 
-// coreOnExit runs at t's exit-stop (Options.Core only): if t's process is
-// dying of a core-dumping signal, it writes the core dump of its address
+// coreOnExit runs at t's exit-stop (Options.CoreFile only): if t's process
+// is dying of a core-dumping signal, it writes the core dump of its address
 // space with t's registers, once per run.
 func (s *Sandbox) coreOnExit(t *task) {
-	if s.coreDone || s.opts.Core == nil || t.p.mm == nil {
+	if s.coreDone || s.opts.CoreFile == "" || t.p.mm == nil {
 		return
 	}
 	msg, err := unix.PtraceGetEventMsg(t.tid)
@@ -49,7 +53,32 @@ func (s *Sandbox) coreOnExit(t *task) {
 		GID:    uint32(unix.Getgid()),
 		Comm:   filepath.Base(t.p.name),
 	}
-	if err := t.p.mm.WriteCoreDump(s.ctx, s.opts.Core, notes); err != nil {
-		s.coreErr = err
+	s.stats.CoreErr = writeCore(s.ctx, s.opts.CoreFile, t.p.mm, notes)
+	s.stats.CoreDumped = s.stats.CoreErr == nil
+}
+
+// writeCore writes m's core dump to the file at path, opened only now: a
+// regular file is truncated (or created, mode 0600) and gets holes where m
+// has no memory; anything else (a device, a pipe) is written in full from
+// where it stands. A process that is not dumpable gets no file at all.
+func writeCore(ctx context.Context, path string, m *mm.MemoryManager, notes mm.CoreNotes) error {
+	if m.Dumpability() == mm.NotDumpable {
+		return fmt.Errorf("no core dump: %w", mm.ErrNotDumpable)
 	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("core dump: %w", err)
+	}
+	var w io.Writer = struct{ io.Writer }{f} // no seeking
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		w = f
+	}
+	err = m.WriteCoreDump(ctx, w, notes)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("core dump: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("core dump %s incomplete: %w", path, err)
+	}
+	return nil
 }

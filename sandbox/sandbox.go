@@ -48,10 +48,14 @@ type Options struct {
 	// Image, if not nil, is an ELF executable to run instead of a file
 	// (the built-in demonstration): it is written to a memfd first.
 	Image []byte
-	// Core, if not nil, receives an ELF core dump of the first process
-	// that dies of a core-dumping signal (SIGSEGV, SIGABRT, SIGBUS,
-	// SIGQUIT, ...), with the registers of the thread that took it.
-	Core io.Writer
+	// CoreFile, if not "", is the file that receives an ELF core dump of
+	// the first process that dies of a core-dumping signal (SIGSEGV,
+	// SIGABRT, SIGBUS, SIGQUIT, ...), with the registers of the thread
+	// that took it. It is opened only then (created with mode 0600, or
+	// truncated if it is a regular file; a device is written as it is)
+	// and never removed; in a regular file the pages the process never
+	// touched are holes. Stats.CoreErr reports a failure to write it.
+	CoreFile string
 }
 
 // Stats are the figures of one Run.
@@ -74,6 +78,12 @@ type Stats struct {
 	ManagerTime time.Duration
 	// Wall is the run's wall time.
 	Wall time.Duration
+	// CoreDumped is set if a core dump was written whole to
+	// Options.CoreFile; CoreErr is why one was not (or only in part), if
+	// a process died of a core-dumping signal. The exit status is the
+	// program's either way, as Linux's is whether or not it dumped.
+	CoreDumped bool
+	CoreErr    error
 }
 
 // memFDConst is the descriptor at which every program process holds the
@@ -184,11 +194,10 @@ type Sandbox struct {
 	shm shmRegistry
 	// stats are the running figures.
 	stats Stats
-	// coreDone is set once a core dump has been written (Options.Core);
-	// coreErr is the error writing it, if any. Used by the tracer
+	// coreDone is set once a core dump has been attempted
+	// (Options.CoreFile); its outcome is in stats. Used by the tracer
 	// goroutine only, like the rest of the run's state.
 	coreDone bool
-	coreErr  error
 	// start is when Run started.
 	start time.Time
 	// imageFile holds Options.Image, if any.
@@ -1042,7 +1051,7 @@ func (s *Sandbox) startRoot() error {
 		return fmt.Errorf("sandbox: the first process did not stop at exec (%v, %v)", ws, err)
 	}
 	options := traceOptions
-	if s.opts.Core != nil {
+	if s.opts.CoreFile != "" {
 		// Exit-stops, where a dying thread's registers and memory are
 		// still there to dump.
 		options |= unix.PTRACE_O_TRACEEXIT

@@ -26,7 +26,11 @@ and shows its maps and statistics.
             time spent in vmspace when the program ends
   --core FILE
             write an ELF core dump to FILE if the program dies of a
-            core-dumping signal (SIGSEGV, SIGABRT, SIGBUS, SIGQUIT, ...)
+            core-dumping signal (SIGSEGV, SIGABRT, SIGBUS, SIGQUIT, ...).
+            FILE is opened only then (created, or truncated if it is a
+            regular file) and never removed; pages never touched are
+            holes. A failure to write it is reported on stderr; the exit
+            status stays the program's.
 
 The exit status is the program's, as a shell shows it (128+N if killed by
 signal N). vmspace run is not an isolation boundary: system calls other
@@ -79,21 +83,7 @@ func runMain(args []string) int {
 	if trace {
 		opts.Trace = os.Stderr
 	}
-	if corePath != "" {
-		f, err := os.Create(corePath)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "vmspace run: %v\n", err)
-			return 2
-		}
-		defer func() {
-			// An empty file means no core was dumped: remove it.
-			if st, err := f.Stat(); err == nil && st.Size() == 0 {
-				os.Remove(corePath)
-			}
-			f.Close()
-		}()
-		opts.Core = f
-	}
+	opts.CoreFile = corePath
 	if maps {
 		opts.Maps = os.Stderr
 	}
@@ -114,6 +104,9 @@ func runMain(args []string) int {
 	}()
 	status, st, err := sandbox.Run(opts)
 	signal.Stop(sigs)
+	if st.CoreErr != nil {
+		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", st.CoreErr)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", err)
 		return 127
