@@ -138,8 +138,9 @@ func (f *MemoryFile) IncRef(fr memmap.FileRange) {
 // DecRef implements memmap.File.DecRef: it drops a reference on every page
 // of fr, which must be page-aligned and hold at least one reference on every
 // page. A page whose count reaches zero is freed: its host memory is
-// released (asynchronously unless Options.DisableAsyncRelease) and it is
-// reused only after that, so it reads as zero when allocated again.
+// released (asynchronously unless Options.DisableAsyncRelease; after the
+// next ReleaseHeld with Options.HoldFreed) and it is reused only after that,
+// so it reads as zero when allocated again.
 //
 // DecRef of a page that holds no reference (never allocated, or already
 // freed) is a programming error in the caller: DecRef panics, leaving the
@@ -170,16 +171,23 @@ func (f *MemoryFile) DecRef(fr memmap.FileRange) {
 		if *v == 0 {
 			fr := memmap.FileRange(seg.Range())
 			freed += fr.Length()
-			f.pending = append(f.pending, fr)
+			if f.hold {
+				f.held = append(f.held, fr)
+				f.heldBytes += fr.Length()
+			} else {
+				f.pending = append(f.pending, fr)
+			}
 		}
 	}
 	f.used.MergeAdjacent(r)
 	if freed != 0 {
 		f.allocated.Store(f.allocated.Load() - freed)
-		f.kickLocked()
+		if !f.hold {
+			f.kickLocked()
+		}
 	}
 	f.mu.Unlock()
-	if freed != 0 && !f.async {
+	if freed != 0 && !f.async && !f.hold {
 		for f.releaseBatch() {
 		}
 	}

@@ -10,7 +10,8 @@
 // huge pages. Free space is the gaps of one segment.Set (MemoryFile.used)
 // whose segments are the pages that are not free; allocation is a gap search
 // in that set. The file is sized sparsely and grows, in 1 GiB steps, only
-// when no free range fits and no freed memory is waiting to be released.
+// when no free range fits and no freed memory is waiting to be released
+// (held pages, below, are not waited for).
 //
 // # Reference counts and release
 //
@@ -22,6 +23,18 @@
 // also makes it read as zero, and only then does it become free. Releases
 // are batched and, unless Options.DisableAsyncRelease is set, done by a
 // releaser goroutine; WaitReleased waits for it.
+//
+// # Held pages (shootdown)
+//
+// With Options.HoldFreed, a page whose count reaches zero is held instead:
+// neither released nor reusable, its contents untouched, until the owner
+// calls ReleaseHeld. A platform whose host mappings of the file can outlive
+// the memory manager's unmapping of them (vmspace run defers its host
+// munmaps, and other threads of the process run meanwhile) sets it, and
+// calls ReleaseHeld once every host mapping that existed when the pages were
+// freed is gone: a write through a stale mapping then lands in a page that
+// nobody else has, and is erased by the release. This is Linux's rule that
+// a page is freed only after the TLB shootdown of every mapping of it.
 //
 // # Internal mappings
 //
@@ -99,6 +112,11 @@ type Options struct {
 	// Name names the memfd (as shown in /proc/PID/fd); "vmspace-memory" if
 	// empty.
 	Name string
+
+	// HoldFreed makes pages whose count reaches zero wait, held, until
+	// the next ReleaseHeld, instead of being released at once (see the
+	// package documentation).
+	HoldFreed bool
 }
 
 // Direction says where Allocate looks for free space.
@@ -178,6 +196,9 @@ type MemoryFile struct {
 	// async is !Options.DisableAsyncRelease. Immutable.
 	async bool
 
+	// hold is Options.HoldFreed. Immutable.
+	hold bool
+
 	// chunks is the current chunkTable; never nil. Loaded without a lock;
 	// replaced (never modified) with mapMu held. Every mapped chunk lies
 	// wholly below the file size.
@@ -214,6 +235,13 @@ type MemoryFile struct {
 	// pending are ranges freed (count 0 in used) whose release has not yet
 	// started. Disjoint, unordered. Guarded by mu.
 	pending []memmap.FileRange
+
+	// held are ranges freed (count 0 in used) with Options.HoldFreed,
+	// waiting for ReleaseHeld to join pending; heldBytes is their total
+	// size. Disjoint from each other and from pending, unordered. Guarded
+	// by mu.
+	held      []memmap.FileRange
+	heldBytes uint64
 
 	// releasing is the number of batches being released: taken from
 	// pending but not yet removed from used. Guarded by mu.
@@ -260,6 +288,7 @@ func New(opts Options) (*MemoryFile, error) {
 		fd:    fd,
 		limit: opts.Limit,
 		async: !opts.DisableAsyncRelease,
+		hold:  opts.HoldFreed,
 	}
 	f.size.Store(chunkSize)
 	f.chunks.Store(&chunkTable{})
@@ -301,6 +330,7 @@ func (f *MemoryFile) Close() error {
 		f.released.Wait()
 	}
 	f.pending = nil
+	f.held, f.heldBytes = nil, 0
 	f.used.RemoveAll()
 	f.allocated.Store(0)
 	f.mu.Unlock()

@@ -64,10 +64,17 @@ func checkInvariants(t testing.TB, f *MemoryFile) {
 	if got := f.allocated.Load(); got != allocated {
 		t.Errorf("allocated = %#x, but segments with references span %#x", got, allocated)
 	}
-	for _, fr := range f.pending {
+	var held uint64
+	for _, fr := range f.held {
+		held += fr.Length()
+	}
+	if held != f.heldBytes {
+		t.Errorf("heldBytes = %#x, but held ranges span %#x", f.heldBytes, held)
+	}
+	for _, fr := range append(append([]memmap.FileRange(nil), f.pending...), f.held...) {
 		for seg := range f.used.Segments(segment.Range[uint64](fr)) {
 			if seg.Value() != 0 {
-				t.Errorf("pending range %v overlaps %v with count %d", fr, seg.Range(), seg.Value())
+				t.Errorf("pending or held range %v overlaps %v with count %d", fr, seg.Range(), seg.Value())
 			}
 		}
 	}
@@ -437,6 +444,20 @@ func TestRefCountModel(t *testing.T) {
 	}
 }
 
+// reuseZeroed checks that an allocation of fr's size gets fr, released
+// just before, reading as zero, and frees it again.
+func reuseZeroed(t *testing.T, f *MemoryFile, fr memmap.FileRange) {
+	t.Helper()
+	fr2 := mustAllocate(t, f, fr.Length(), AllocOpts{})
+	if fr2 != fr {
+		t.Errorf("reallocation got %v, want the released %v", fr2, fr)
+	}
+	if !isZero(mapBytes(t, f, fr2)) || !isZero(fileBytes(t, f, fr2)) {
+		t.Errorf("reused range %v does not read as zero", fr2)
+	}
+	f.DecRef(fr2)
+}
+
 func TestReuseAfterFreeReadsZero(t *testing.T) {
 	for _, async := range []bool{false, true} {
 		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
@@ -448,14 +469,7 @@ func TestReuseAfterFreeReadsZero(t *testing.T) {
 			}
 			f.DecRef(fr)
 			f.WaitReleased()
-			fr2 := mustAllocate(t, f, 4*page, AllocOpts{})
-			if fr2 != fr {
-				t.Errorf("reallocation got %v, want the freed %v", fr2, fr)
-			}
-			if !isZero(mapBytes(t, f, fr2)) || !isZero(fileBytes(t, f, fr2)) {
-				t.Errorf("reused range %v does not read as zero", fr2)
-			}
-			f.DecRef(fr2)
+			reuseZeroed(t, f, fr)
 		})
 	}
 }
@@ -484,6 +498,63 @@ func TestFreedNotReusedBeforeRelease(t *testing.T) {
 	}
 	f.DecRef(fr2)
 	f.DecRef(fr3)
+}
+
+// TestHoldFreed checks Options.HoldFreed: a freed page keeps its contents
+// and is neither released nor reused, however much is allocated meanwhile,
+// until ReleaseHeld; then it is released and reused, reading as zero.
+func TestHoldFreed(t *testing.T) {
+	for _, async := range []bool{false, true} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
+			f := newFile(t, Options{HoldFreed: true, DisableAsyncRelease: !async})
+			fr := mustAllocate(t, f, 4*page, AllocOpts{})
+			b := mapBytes(t, f, fr)
+			for i := range b {
+				b[i] = 0x5a
+			}
+			f.DecRef(fr)
+			f.WaitReleased()
+			if got := f.UsageHeld(); got != fr.Length() {
+				t.Errorf("UsageHeld = %#x, want %#x", got, fr.Length())
+			}
+			if got := f.UsageAllocated(); got != 0 {
+				t.Errorf("UsageAllocated = %#x after freeing everything", got)
+			}
+			// A write through a mapping that outlived the free stays
+			// in the held page, which nobody else gets.
+			b[7] = 0x77
+			var others []memmap.FileRange
+			for i := 0; i < 8; i++ {
+				o := mustAllocate(t, f, 4*page, AllocOpts{})
+				if o.Overlaps(fr) {
+					t.Fatalf("allocation %v reuses the held %v", o, fr)
+				}
+				if !isZero(mapBytes(t, f, o)) {
+					t.Errorf("allocation %v does not read as zero", o)
+				}
+				others = append(others, o)
+			}
+			if b[0] != 0x5a || b[7] != 0x77 {
+				t.Errorf("held page changed before ReleaseHeld: %#x %#x", b[0], b[7])
+			}
+			checkInvariants(t, f)
+			for _, o := range others {
+				f.DecRef(o)
+			}
+			f.ReleaseHeld()
+			f.WaitReleased()
+			if got := f.UsageHeld(); got != 0 {
+				t.Errorf("UsageHeld = %#x after ReleaseHeld", got)
+			}
+			reuseZeroed(t, f, fr)
+			f.ReleaseHeld()
+			f.WaitReleased()
+			if c := f.UsageCommitted(); c != 0 {
+				t.Errorf("UsageCommitted = %#x after releasing everything", c)
+			}
+			checkInvariants(t, f)
+		})
+	}
 }
 
 func TestHostMemoryReturned(t *testing.T) {

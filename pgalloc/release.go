@@ -70,6 +70,34 @@ func (f *MemoryFile) releaseBatch() bool {
 	return true
 }
 
+// ReleaseHeld releases the pages held since the last call (see
+// Options.HoldFreed): the caller declares that no mapping of them made
+// outside the memory manager's references remains anywhere. It does
+// nothing without Options.HoldFreed, or after Close.
+func (f *MemoryFile) ReleaseHeld() {
+	f.mu.Lock()
+	if len(f.held) == 0 || f.closed {
+		f.mu.Unlock()
+		return
+	}
+	f.pending = append(f.pending, f.held...)
+	f.held, f.heldBytes = nil, 0
+	f.kickLocked()
+	f.mu.Unlock()
+	if !f.async {
+		for f.releaseBatch() {
+		}
+	}
+}
+
+// UsageHeld returns the number of bytes freed and held for the next
+// ReleaseHeld.
+func (f *MemoryFile) UsageHeld() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.heldBytes
+}
+
 // coalesce sorts the disjoint ranges rs and merges adjacent ones, in place.
 func coalesce(rs []memmap.FileRange) []memmap.FileRange {
 	if len(rs) < 2 {
@@ -88,8 +116,9 @@ func coalesce(rs []memmap.FileRange) []memmap.FileRange {
 }
 
 // WaitReleased waits until every page freed so far has been released (its
-// host memory returned, and the page free for reuse). It returns at once
-// after Close.
+// host memory returned, and the page free for reuse), except held pages
+// (Options.HoldFreed), which wait for ReleaseHeld. It returns at once after
+// Close.
 func (f *MemoryFile) WaitReleased() {
 	f.mu.Lock()
 	for !f.closed && (len(f.pending) > 0 || f.releasing > 0) {

@@ -23,8 +23,10 @@ type hostMap struct {
 	// delta is the file offset of the mapping minus its address (modulo
 	// 2^64), the same for every page of one mapping.
 	delta uint64
-	// stale is true for a mapping inherited from a fork parent that must
-	// be replaced (see fork.go).
+	// stale is true for a mapping inherited from a fork parent that the
+	// process's own manager has not confirmed yet (see fork.go): MapFile
+	// maps over it, unless it is trusted (stubAS.trustStale) and maps
+	// what MapFile wants, which MapFile then only confirms.
 	stale bool
 }
 
@@ -72,8 +74,18 @@ type stubAS struct {
 	// pages when it breaks copy-on-write; unmapped in between, the page
 	// holding a thread's rseq area would make the kernel's next update of
 	// it fail, killing the thread with SIGSEGV). The shadow no longer
-	// shows pending ranges.
+	// shows pending ranges. Until they are flushed, the pages the manager
+	// freed are held by the memory file (the shootdown: see
+	// Sandbox.shootdown), since the process's other threads run on and
+	// can still write them.
 	pending []hostarch.AddrRange
+	// changes counts the changes to the host mappings (shadow and
+	// pending), so that a fork can tell whether its child inherited
+	// exactly what the shadow shows (see task.mapGen).
+	changes uint64
+	// trustStale is set while a fork child's mappings are fixed, if the
+	// child inherited exactly its parent's shadow (fork.go).
+	trustStale bool
 	// mapCalls and unmapCalls count the injected calls, for statistics.
 	mapCalls, unmapCalls uint64
 	// gen advances with every change to the host mappings (made, or
@@ -100,7 +112,10 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	want := hostMap{file: f, perms: at, delta: fr.Start - uint64(addr)}
 	// Map only what the host does not already map this way: the manager
 	// maps whole pmas, most of which are often mapped already.
-	miss := as.missing(ar, want)
+	miss, confirm := as.missing(ar, want)
+	for _, r := range confirm {
+		as.record(r, want)
+	}
 	if len(miss) == 0 {
 		return nil
 	}
@@ -123,24 +138,31 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	return nil
 }
 
-// missing returns the parts of ar that the host does not map as m.
-func (as *stubAS) missing(ar hostarch.AddrRange, m hostMap) []hostarch.AddrRange {
-	var out []hostarch.AddrRange
+// missing returns the parts of ar that the host does not map as m, and
+// the trusted stale parts that it maps as m, to confirm.
+func (as *stubAS) missing(ar hostarch.AddrRange, m hostMap) (miss, confirm []hostarch.AddrRange) {
 	next := ar.Start
 	for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](ar)) {
-		if *seg.ValuePtr() != m {
+		v := *seg.ValuePtr()
+		r := hostarch.AddrRange(seg.Range()).Intersect(ar)
+		if v.stale && as.trustStale {
+			v.stale = false
+			if v == m {
+				confirm = append(confirm, r)
+			}
+		}
+		if v != m {
 			continue
 		}
-		r := hostarch.AddrRange(seg.Range()).Intersect(ar)
 		if r.Start > next {
-			out = append(out, hostarch.AddrRange{Start: next, End: r.Start})
+			miss = append(miss, hostarch.AddrRange{Start: next, End: r.Start})
 		}
 		next = r.End
 	}
 	if next < ar.End {
-		out = append(out, hostarch.AddrRange{Start: next, End: ar.End})
+		miss = append(miss, hostarch.AddrRange{Start: next, End: ar.End})
 	}
-	return out
+	return miss, confirm
 }
 
 // mmap maps ar as m in the host, through descriptor fd of t's process.
@@ -188,15 +210,17 @@ func (as *stubAS) unpend(ar hostarch.AddrRange) {
 	as.pending = out
 }
 
-// flush makes the pending unmaps.
+// flush makes the pending unmaps. Those that cannot be made now (no task
+// of the address space can take an injected call) stay pending.
 func (as *stubAS) flush() {
-	delete(as.s.unflushed, as)
 	for len(as.pending) > 0 && !as.released {
-		ar := as.pending[0]
+		if !as.munmap(as.pending[0]) {
+			return
+		}
 		as.pending = as.pending[1:]
-		as.munmap(ar)
 	}
 	as.pending = nil
+	delete(as.s.unflushed, as)
 }
 
 // record notes that ar is now mapped with m.
@@ -204,6 +228,7 @@ func (as *stubAS) record(ar hostarch.AddrRange, m hostMap) {
 	as.gen++
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.shadow.Add(segment.Range[hostarch.Addr](ar), m)
+	as.changes++
 }
 
 // Unmap implements platform.AddressSpace.
@@ -224,16 +249,19 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.gen++
 	as.pending = append(as.pending, ar)
+	as.changes++
 	as.s.unflushed[as] = struct{}{}
 }
 
-// munmap unmaps ar in the host.
-func (as *stubAS) munmap(ar hostarch.AddrRange) {
+// munmap unmaps ar in the host. It reports false if that cannot be done
+// now although the address space lives: every live task of it is parked
+// at a fork or inside a system call.
+func (as *stubAS) munmap(ar hostarch.AddrRange) bool {
 	t, err := as.s.holder(as.sp)
 	if err != nil {
-		// The process is gone (or cannot be stopped): so are its
-		// mappings.
-		return
+		// The processes are gone (and so are their mappings), or
+		// none can be stopped now.
+		return !as.s.spaceAlive(as.sp)
 	}
 	r, err := as.s.inject(t, unix.SYS_MUNMAP, uintptr(ar.Start), uintptr(ar.Length()))
 	if err == nil {
@@ -242,8 +270,49 @@ func (as *stubAS) munmap(ar hostarch.AddrRange) {
 			// process cannot be trusted with stale mappings.
 			as.s.killProcess(t.p, fmt.Sprintf("munmap(%v, %#x) failed: %v", ar.Start, ar.Length(), e))
 		}
+	} else if as.s.spaceAlive(as.sp) {
+		return false
 	}
 	as.unmapCalls++
+	return true
+}
+
+// spaceAlive reports whether a task using sp has not exited.
+func (s *Sandbox) spaceAlive(sp *space) bool {
+	for p := range sp.procs {
+		for _, t := range p.tasks {
+			if !t.dead {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// syncRelease makes the memory file release freed pages synchronously
+// (pgalloc.Options.DisableAsyncRelease): tests set it to give a page the
+// longest life between its release and the next shootdown, when one
+// comes too late.
+var syncRelease = false
+
+// shootdown makes the deferred host unmaps of every address space and
+// then, if none is left, releases the memory-file pages freed meanwhile
+// (held by the memory file until then: pgalloc.Options.HoldFreed). This
+// is the sandbox's TLB shootdown: a page the memory manager frees may
+// still be mapped in the host, in the process that freed it (pending
+// unmaps, while its other threads run on) or in others (a shared memory
+// page invalidated in every address space mapping it), and a write
+// through such a mapping must never reach a page that someone else was
+// given since. Fork children's inherited mappings need no waiting: a
+// child does not run before fixFork has brought them in line with its
+// manager.
+func (s *Sandbox) shootdown() {
+	for as := range s.unflushed {
+		as.flush()
+	}
+	if len(s.unflushed) == 0 {
+		s.mf.ReleaseHeld()
+	}
 }
 
 // Release implements platform.AddressSpace. The host process is not

@@ -3,9 +3,12 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/platform/ptrace"
+	"github.com/vmspace/vmspace/segment"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,12 +26,23 @@ import (
 //     see each other's writes to private memory. So the parent's manager
 //     forks (mm.Fork, copy-on-write), and, with the parent still stopped in
 //     its fork, the child is brought in line with its manager (forkFixup):
-//     mappings it did not inherit (MADV_DONTFORK, MADV_WIPEONFORK) go,
-//     and the private memory the parent had mapped writable is copied at
+//     the private memory the parent had mapped writable is copied at
 //     once into the child (breaking copy-on-write in the child's manager);
-//     other private memory stays shared read-only, copied on write.
-//     Then, at the exit of its fork system call, the parent takes its
-//     pages back (sole owner again, without copying).
+//     the parent's other mappings in vmas the child inherited are kept if
+//     the child's manager maps the same pages (populating it: Linux
+//     copies no page-table entries of shared and never-written mappings,
+//     but vmspace keeps them mapped, because the host kernel reads and
+//     writes them for the program) and replaced if it does not; every
+//     other inherited host mapping goes (MADV_DONTFORK, MADV_WIPEONFORK,
+//     and whatever the parent's manager dropped since the host fork: the
+//     parent's pages may be freed and reused at once, while the child
+//     must never see them). Then, at the exit of its fork system call, the
+//     parent takes its pages back (sole owner again, without copying).
+//
+// The parent's shadow tells what the child inherited only if the parent's
+// host mappings did not change between the forking thread's last
+// resumption and its clone event (task.mapGen); otherwise no inherited
+// mapping is trusted, and everything the child keeps is mapped again.
 //
 // So no process ever has writable memory mapped read-only in the host
 // behind the program's back, which matters because the host kernel writes
@@ -42,14 +56,17 @@ import (
 
 // forkFixup is the work for a fork child's first stop.
 type forkFixup struct {
-	// unmap are the inherited host mappings the child must not have.
-	unmap []hostarch.AddrRange
-	// copy are the private ranges the parent had mapped writable, which
-	// the child copies.
-	copy []hostarch.AddrRange
-	// keep are the inherited host mappings that stay as they are, with
-	// their permissions (shared memory; read-only private memory).
+	// copy are the private ranges the parent had mapped writable, with
+	// the parent's mappings, which the child copies.
+	copy []shadowPiece
+	// keep are the inherited host mappings that may stay as they are,
+	// with their permissions (shared memory; read-only private memory),
+	// if the child's manager maps them the same way.
 	keep []shadowPiece
+	// trusted is true if the child inherited exactly the parent's shadow
+	// (the parent's host mappings did not change since the forking
+	// thread last ran).
+	trusted bool
 }
 
 // shadowPiece is one range of a shadow set: the range and its mapping.
@@ -126,6 +143,7 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 		return
 	}
 	parentMaps := p.as.pieces()
+	trusted := t.mapGen != 0 && t.mapGen == p.as.changes+1 && len(p.as.pending) == 0
 	p.as.PreFork()
 	cm, err := p.mm.Fork(s.ctx)
 	p.as.PostFork()
@@ -135,9 +153,12 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 	}
 	s.joinSpace(cp, s.newSpace(cm))
 	fx := s.planFork(cp, parentMaps)
+	fx.trusted = trusted
 	cp.fixup = fx
 	cp.forkParent = t
-	t.reown = fx.copy
+	for _, pc := range fx.copy {
+		t.reown = append(t.reown, pc.ar)
+	}
 	t.parked = true
 	p.held = nil
 }
@@ -146,13 +167,6 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 func (s *Sandbox) planFork(cp *process, parentMaps []shadowPiece) *forkFixup {
 	vmas := cp.mm.VMAs(s.ctx)
 	fx := &forkFixup{}
-	addRange := func(l *[]hostarch.AddrRange, r hostarch.AddrRange) {
-		if n := len(*l); n > 0 && (*l)[n-1].End == r.Start {
-			(*l)[n-1].End = r.End
-			return
-		}
-		*l = append(*l, r)
-	}
 	vi := 0
 	for _, pc := range parentMaps {
 		addr := pc.ar.Start
@@ -161,12 +175,10 @@ func (s *Sandbox) planFork(cp *process, parentMaps []shadowPiece) *forkFixup {
 				vi++
 			}
 			if vi >= len(vmas) || vmas[vi].Range.Start >= pc.ar.End {
-				addRange(&fx.unmap, hostarch.AddrRange{Start: addr, End: pc.ar.End})
-				break
+				break // not inherited
 			}
 			v := vmas[vi]
 			if v.Range.Start > addr {
-				addRange(&fx.unmap, hostarch.AddrRange{Start: addr, End: v.Range.Start})
 				addr = v.Range.Start
 			}
 			r := hostarch.AddrRange{Start: addr, End: min(v.Range.End, pc.ar.End)}
@@ -179,9 +191,9 @@ func (s *Sandbox) planFork(cp *process, parentMaps []shadowPiece) *forkFixup {
 			}
 			switch {
 			case private && wipe:
-				addRange(&fx.unmap, r)
+				// Not inherited: the child's range is empty.
 			case private && pc.m.perms.Write:
-				addRange(&fx.copy, r)
+				fx.copy = append(fx.copy, shadowPiece{r, pc.m})
 			default:
 				fx.keep = append(fx.keep, shadowPiece{r, pc.m})
 			}
@@ -241,7 +253,9 @@ func (s *Sandbox) forkDone(t *task) {
 	}
 }
 
-// fixFork brings a fork child's host mappings in line with its manager.
+// fixFork brings a fork child's host mappings in line with its manager:
+// afterwards every host mapping of the child maps what its manager maps
+// there (see the top of this file).
 func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 	p := t.p
 	if err := s.activate(p.mm, p.as); err != nil {
@@ -257,35 +271,67 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 		}
 		return nil
 	}
-	for _, r := range fx.unmap {
-		if debug {
-			fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: unmap %v\n", p.pid, r)
-		}
-		if err := call("munmap", unix.SYS_MUNMAP, uintptr(r.Start), uintptr(r.Length())); err != nil {
-			return err
-		}
+	// Unmap everything but what the child may keep or copies: the
+	// shadow is empty, so MapFile would not replace it.
+	var inherited []shadowPiece
+	for _, pc := range fx.copy {
+		inherited = append(inherited, pc)
 	}
 	for _, pc := range fx.keep {
-		p.as.record(pc.ar, pc.m)
+		inherited = append(inherited, pc)
 	}
-	// Copy what the parent had writable. Until copied, those pages are
-	// the parent's, still mapped writable (making them read-only first
-	// would make the kernel's own writes to the rseq area fail); whatever
-	// the manager could not copy is made read-only afterwards
-	// (copy-on-write).
-	for _, r := range fx.copy {
-		if debug {
-			fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: copy %v\n", p.pid, r)
-		}
-		p.as.record(r, hostMap{perms: hostarch.ReadWrite, stale: true})
-		s.populate(p, r, true)
-	}
-	for _, r := range fx.copy {
-		for _, pc := range p.as.stalePieces(r) {
-			if err := call("mprotect", unix.SYS_MPROTECT, uintptr(pc.Start), uintptr(pc.Length()), unix.PROT_READ); err != nil {
+	sort.Slice(inherited, func(i, j int) bool { return inherited[i].ar.Start < inherited[j].ar.Start })
+	next := hostarch.Addr(0)
+	for _, r := range append(inherited, shadowPiece{ar: hostarch.AddrRange{Start: ptrace.StubStart, End: ptrace.StubStart}}) {
+		if r.ar.Start > next {
+			if debug {
+				fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: unmap %v\n", p.pid, hostarch.AddrRange{Start: next, End: r.ar.Start})
+			}
+			if err := call("munmap", unix.SYS_MUNMAP, uintptr(next), uintptr(r.ar.Start-next)); err != nil {
 				return err
 			}
-			p.as.record(pc, hostMap{perms: hostarch.Read})
+		}
+		next = r.ar.End
+	}
+	// The rest is stale until the child's manager maps it: confirmed
+	// where it maps the same pages with the same permissions (if the
+	// child inherited exactly what the shadow shows), mapped over
+	// elsewhere. Writable private memory is copied (mapped over); until
+	// then those pages are the parent's, still mapped writable (making
+	// them read-only first would make the kernel's own writes to the rseq
+	// area fail).
+	for _, pc := range inherited {
+		m := pc.m
+		m.stale = true
+		p.as.record(pc.ar, m)
+	}
+	p.as.trustStale = fx.trusted
+	defer func() { p.as.trustStale = false }()
+	for _, pc := range fx.copy {
+		if debug {
+			fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: copy %v\n", p.pid, pc.ar)
+		}
+		s.populate(p, pc.ar, true)
+	}
+	for _, pc := range fx.keep {
+		// Shared memory the parent could write stays writable.
+		s.populate(p, pc.ar, pc.m.perms.Write)
+	}
+	// What the manager could not copy stays shared with the parent,
+	// read-only (copy-on-write).
+	for _, pc := range fx.copy {
+		for _, r := range p.as.stalePieces(pc.ar) {
+			s.populate(p, r, false)
+		}
+	}
+	// Whatever the manager does not map goes.
+	for _, pc := range inherited {
+		for _, r := range p.as.stalePieces(pc.ar) {
+			if err := call("munmap", unix.SYS_MUNMAP, uintptr(r.Start), uintptr(r.Length())); err != nil {
+				return err
+			}
+			p.as.shadow.RemoveRange(segment.Range[hostarch.Addr](r))
+			p.as.changes++
 		}
 	}
 	return nil

@@ -310,6 +310,11 @@ type task struct {
 	// faultRepeats counts consecutive repeats of lastFault without
 	// progress.
 	faultRepeats int
+	// mapGen is 1 + its address space's stubAS.changes when the task was
+	// last resumed with no unmap pending, or 0: a fork the task makes
+	// while the count is unchanged gives the child exactly the mappings
+	// the shadow shows.
+	mapGen uint64
 }
 
 // pendingSignal is a signal to deliver later: its number and details.
@@ -335,7 +340,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 	}
 	s.shm.init()
 	var err error
-	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory"})
+	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory", HoldFreed: true, DisableAsyncRelease: syncRelease})
 	if err != nil {
 		return nil, err
 	}
@@ -429,9 +434,7 @@ func (s *Sandbox) run() (int, error) {
 		// Another address space may have lost pages (a file hole
 		// punched through a shared mapping): unmap them before its
 		// tasks touch them again.
-		for as := range s.unflushed {
-			as.flush()
-		}
+		s.shootdown()
 		for len(s.borrowed) > 0 {
 			t := s.borrowed[0]
 			s.borrowed = s.borrowed[1:]
@@ -595,11 +598,21 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		}
 		s.prepareSignalFrame(t)
 	}
-	if as := t.p.as; as != nil && len(as.pending) > 0 && !t.dead && !t.inKernel {
+	if as := t.p.as; as != nil && !t.dead && !t.inKernel {
 		if t.p.held == nil {
 			t.p.held = t
 		}
-		as.flush()
+		// Every address space loses the pages the manager unmapped
+		// before t runs on: t's own, and those of the processes
+		// sharing memory with it, which must not see t's next writes
+		// to that memory in their stale pages.
+		s.shootdown()
+		t.mapGen = 0
+		if len(as.pending) == 0 {
+			t.mapGen = as.changes + 1
+		}
+	} else if len(s.unflushed) > 0 {
+		s.shootdown()
 	}
 	if t.p.held == t {
 		t.p.held = nil
