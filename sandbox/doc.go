@@ -26,6 +26,22 @@
 // in the host, and lets MapFile map only what is missing (the manager maps
 // whole pmas).
 //
+// # Freed memory (the shootdown)
+//
+// Every host mapping below StubStart is a shared mapping of the memory
+// file, so a host mapping that outlives the manager's unmapping of it sees
+// whatever is later stored in its pages. The manager's unmaps reach the
+// host late: stubAS defers them until the process's stopped task resumes,
+// its other threads run on meanwhile, and an invalidation of shared memory
+// reaches other processes' address spaces while they run. So the memory
+// file holds the pages the managers free (pgalloc.Options.HoldFreed) and
+// releases them only once every address space's deferred unmaps have been
+// made (Sandbox.shootdown, before any task resumes): a write through a
+// stale mapping lands in a page nobody else has, and is erased by its
+// release. Fork children start with copies of their parent's host
+// mappings; fixFork keeps only those that the child's own manager maps
+// the same way before the child runs (fork.go).
+//
 // # What stops
 //
 // A seccomp filter (seccomp.go) installed in the first process and
