@@ -79,17 +79,15 @@ type stubAS struct {
 	// Sandbox.shootdown), since the process's other threads run on and
 	// can still write them.
 	pending []hostarch.AddrRange
-	// changes counts the changes to the host mappings (shadow and
-	// pending), so that a fork can tell whether its child inherited
-	// exactly what the shadow shows (see task.mapGen).
-	changes uint64
 	// trustStale is set while a fork child's mappings are fixed, if the
 	// child inherited exactly its parent's shadow (fork.go).
 	trustStale bool
 	// mapCalls and unmapCalls count the injected calls, for statistics.
 	mapCalls, unmapCalls uint64
 	// gen advances with every change to the host mappings (made, or
-	// removed from the shadow): see generation.
+	// removed from the shadow): see generation. A fork also uses it to
+	// tell whether its child inherited exactly what the shadow shows
+	// (task.mapGen).
 	gen uint64
 }
 
@@ -228,7 +226,6 @@ func (as *stubAS) record(ar hostarch.AddrRange, m hostMap) {
 	as.gen++
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.shadow.Add(segment.Range[hostarch.Addr](ar), m)
-	as.changes++
 }
 
 // Unmap implements platform.AddressSpace.
@@ -249,7 +246,6 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.gen++
 	as.pending = append(as.pending, ar)
-	as.changes++
 	as.s.unflushed[as] = struct{}{}
 }
 

@@ -143,7 +143,7 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 		return
 	}
 	parentMaps := p.as.pieces()
-	trusted := t.mapGen != 0 && t.mapGen == p.as.changes+1 && len(p.as.pending) == 0
+	trusted := t.mapGen != 0 && t.mapGen == p.as.gen+1 && len(p.as.pending) == 0
 	p.as.PreFork()
 	cm, err := p.mm.Fork(s.ctx)
 	p.as.PostFork()
@@ -331,7 +331,7 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 				return err
 			}
 			p.as.shadow.RemoveRange(segment.Range[hostarch.Addr](r))
-			p.as.changes++
+			p.as.gen++
 		}
 	}
 	return nil

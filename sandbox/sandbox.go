@@ -310,7 +310,7 @@ type task struct {
 	// faultRepeats counts consecutive repeats of lastFault without
 	// progress.
 	faultRepeats int
-	// mapGen is 1 + its address space's stubAS.changes when the task was
+	// mapGen is 1 + its address space's stubAS.gen when the task was
 	// last resumed with no unmap pending, or 0: a fork the task makes
 	// while the count is unchanged gives the child exactly the mappings
 	// the shadow shows.
@@ -609,7 +609,7 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		s.shootdown()
 		t.mapGen = 0
 		if len(as.pending) == 0 {
-			t.mapGen = as.changes + 1
+			t.mapGen = as.gen + 1
 		}
 	} else if len(s.unflushed) > 0 {
 		s.shootdown()
