@@ -28,9 +28,9 @@
 //
 // # Freed memory (the shootdown)
 //
-// Every host mapping below StubStart is a shared mapping of the memory
-// file, so a host mapping that outlives the manager's unmapping of it sees
-// whatever is later stored in its pages. The manager's unmaps reach the
+// Private and shared anonymous memory (and memfds) are shared mappings of
+// the memory file in the host, so such a host mapping that outlives the
+// manager's unmapping of it sees whatever is later stored in its pages. The manager's unmaps reach the
 // host late: stubAS defers them until the process's stopped task resumes,
 // its other threads run on meanwhile, and an invalidation of shared memory
 // reaches other processes' address spaces while they run. So the memory
