@@ -61,36 +61,38 @@ type Advice int
 
 // The madvise advices (Linux's MADV_* values).
 const (
-	AdvNormal        Advice = unix.MADV_NORMAL
-	AdvRandom        Advice = unix.MADV_RANDOM
-	AdvSequential    Advice = unix.MADV_SEQUENTIAL
-	AdvWillNeed      Advice = unix.MADV_WILLNEED
-	AdvDontNeed      Advice = unix.MADV_DONTNEED
-	AdvFree          Advice = unix.MADV_FREE
-	AdvRemove        Advice = unix.MADV_REMOVE
-	AdvDontFork      Advice = unix.MADV_DONTFORK
-	AdvDoFork        Advice = unix.MADV_DOFORK
-	AdvMergeable     Advice = unix.MADV_MERGEABLE
-	AdvUnmergeable   Advice = unix.MADV_UNMERGEABLE
-	AdvHugePage      Advice = unix.MADV_HUGEPAGE
-	AdvNoHugePage    Advice = unix.MADV_NOHUGEPAGE
-	AdvDontDump      Advice = unix.MADV_DONTDUMP
-	AdvDoDump        Advice = unix.MADV_DODUMP
-	AdvWipeOnFork    Advice = unix.MADV_WIPEONFORK
-	AdvKeepOnFork    Advice = unix.MADV_KEEPONFORK
-	AdvCold          Advice = unix.MADV_COLD
-	AdvPageOut       Advice = unix.MADV_PAGEOUT
-	AdvPopulateRead  Advice = unix.MADV_POPULATE_READ
-	AdvPopulateWrite Advice = unix.MADV_POPULATE_WRITE
-	AdvGuardInstall  Advice = 102
-	AdvGuardRemove   Advice = 103
+	AdvNormal         Advice = unix.MADV_NORMAL
+	AdvRandom         Advice = unix.MADV_RANDOM
+	AdvSequential     Advice = unix.MADV_SEQUENTIAL
+	AdvWillNeed       Advice = unix.MADV_WILLNEED
+	AdvDontNeed       Advice = unix.MADV_DONTNEED
+	AdvFree           Advice = unix.MADV_FREE
+	AdvRemove         Advice = unix.MADV_REMOVE
+	AdvDontFork       Advice = unix.MADV_DONTFORK
+	AdvDoFork         Advice = unix.MADV_DOFORK
+	AdvMergeable      Advice = unix.MADV_MERGEABLE
+	AdvUnmergeable    Advice = unix.MADV_UNMERGEABLE
+	AdvHugePage       Advice = unix.MADV_HUGEPAGE
+	AdvNoHugePage     Advice = unix.MADV_NOHUGEPAGE
+	AdvDontDump       Advice = unix.MADV_DONTDUMP
+	AdvDoDump         Advice = unix.MADV_DODUMP
+	AdvWipeOnFork     Advice = unix.MADV_WIPEONFORK
+	AdvKeepOnFork     Advice = unix.MADV_KEEPONFORK
+	AdvCold           Advice = unix.MADV_COLD
+	AdvPageOut        Advice = unix.MADV_PAGEOUT
+	AdvPopulateRead   Advice = unix.MADV_POPULATE_READ
+	AdvPopulateWrite  Advice = unix.MADV_POPULATE_WRITE
+	AdvDontNeedLocked Advice = 24
+	AdvCollapse       Advice = 25
+	AdvGuardInstall   Advice = 102
+	AdvGuardRemove    Advice = 103
 )
 
 // isDiscard reports whether a advice discards data, which seals forbid on
 // read-only private memory (Linux's is_madv_discard).
 func (a Advice) isDiscard() bool {
 	switch a {
-	case AdvFree, AdvDontNeed, AdvRemove, AdvDontFork, AdvWipeOnFork, AdvGuardInstall:
+	case AdvFree, AdvDontNeed, AdvDontNeedLocked, AdvRemove, AdvDontFork, AdvWipeOnFork, AdvGuardInstall:
 		return true
 	}
 	return false
@@ -101,7 +103,8 @@ func (a Advice) valid() bool {
 	case AdvNormal, AdvRandom, AdvSequential, AdvWillNeed, AdvDontNeed, AdvFree, AdvRemove,
 		AdvDontFork, AdvDoFork, AdvMergeable, AdvUnmergeable, AdvHugePage, AdvNoHugePage,
 		AdvDontDump, AdvDoDump, AdvWipeOnFork, AdvKeepOnFork, AdvCold, AdvPageOut,
-		AdvPopulateRead, AdvPopulateWrite, AdvGuardInstall, AdvGuardRemove:
+		AdvPopulateRead, AdvPopulateWrite, AdvGuardInstall, AdvGuardRemove, AdvDontNeedLocked,
+		AdvCollapse:
 		return true
 	}
 	return false
@@ -148,7 +151,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		case AdvDoFork:
 			return setFlags(0, vmaDontFork)
 		case AdvWipeOnFork:
-			if v.mappable != nil || !v.private() {
+			if v.mappable != nil || !v.private() || v.flags.has(vmaZeroFile) {
 				return unix.EINVAL
 			}
 			return setFlags(vmaWipeOnFork, 0)
@@ -185,6 +188,17 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			}
 			mm.dropPagesLocked(ctx, r)
 			return nil
+		case AdvDontNeedLocked:
+			// MADV_DONTNEED that locked vmas allow.
+			mm.dropPagesLocked(ctx, r)
+			return nil
+		case AdvCollapse:
+			if !v.collapsible(hostarch.AddrRange(vseg.Range())) {
+				return unix.EINVAL
+			}
+			// Collapsing into huge pages changes nothing the
+			// program can see.
+			return nil
 		case AdvFree:
 			if v.mappable != nil || v.locked() {
 				return unix.EINVAL
@@ -195,6 +209,10 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		case AdvRemove:
 			if v.locked() {
 				return unix.EINVAL
+			}
+			if v.flags.has(vmaZeroFile) {
+				// A private mapping of a file.
+				return unix.EACCES
 			}
 			p, ok := v.mappable.(Puncher)
 			if v.mappable == nil || !ok {
@@ -226,6 +244,19 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		return unix.EINVAL
 	})
 	return err
+}
+
+// collapsible reports whether MADV_COLLAPSE may collapse v, whose range is
+// vr, into transparent huge pages (Linux's thp_vma_allowable_order for a
+// forced collapse): anonymous memory not marked MADV_NOHUGEPAGE (nor
+// MAP_STACK), not special, and holding at least one 2 MiB-aligned huge
+// page.
+func (v *vma) collapsible(vr hostarch.AddrRange) bool {
+	if v.flags.has(vmaNoHugePage) || v.flags.has(vmaDontExpand) || !(v.isPrivateAnon() || v.flags.has(vmaAnonShared)) {
+		return false
+	}
+	top := vr.End &^ (hugePageSize - 1)
+	return top >= hugePageSize && top-hugePageSize >= vr.Start
 }
 
 // dropPagesLocked removes the pmas of r: private anonymous memory reads

@@ -44,12 +44,92 @@ const (
 	MapSync           = 0x80000
 	MapFixedNoReplace = 0x100000
 	MapUninitialized  = 0x4000000
+	MapAbove4G        = 0x80
+	MapHuge2MB        = 21 << 26
+	MapHuge1GB        = 30 << 26
 
-	// legacyMapMask are the flags MAP_SHARED_VALIDATE accepts.
+	// legacyMapMask are the flags MAP_SHARED_VALIDATE accepts (Linux's
+	// LEGACY_MAP_MASK: MAP_FIXED_NOREPLACE and MAP_SYNC are not among
+	// them).
 	legacyMapMask = MapShared | MapPrivate | MapFixed | MapAnonymous | MapDenyWrite |
 		MapExecutable | MapUninitialized | MapGrowsDown | MapLocked | MapNoReserve |
-		MapPopulate | MapNonBlock | MapStack | MapHugeTLB | Map32Bit
+		MapPopulate | MapNonBlock | MapStack | MapHugeTLB | Map32Bit | MapAbove4G |
+		MapHuge2MB | MapHuge1GB
 )
+
+// UnmappableFile is an open file without an mmap operation (a pipe, a
+// directory, /dev/null and most devices; R and W are its open mode): mmap
+// checks its arguments as for any file, then fails with ENODEV where Linux
+// finds no f_op->mmap. Socket says it is a socket, whose mmap fails later,
+// once the place is chosen and the limits checked (sock_mmap).
+type UnmappableFile struct {
+	R, W, Socket bool
+	// NoExecMount says the file is on a noexec mount (pipes and sockets
+	// are): mapping it executable is EPERM before ENODEV.
+	NoExecMount bool
+}
+
+// NoExec reports whether the file's mount forbids execution.
+func (f UnmappableFile) NoExec() bool { return f.NoExecMount }
+
+// hugeTLBFile is the hugetlbfs file behind MAP_HUGETLB|MAP_ANONYMOUS;
+// there are no huge pages to reserve.
+type hugeTLBFile struct{}
+
+func (hugeTLBFile) Readable() bool { return true }
+func (hugeTLBFile) Writable() bool { return true }
+func (hugeTLBFile) ConfigureMMap(_ context.Context, o *memmap.MMapOpts) error {
+	if o.Offset&(hugePageSize-1) != 0 {
+		return unix.EINVAL
+	}
+	return unix.ENOMEM
+}
+
+// mapHugeShift is MAP_HUGE_SHIFT: where MAP_HUGETLB's page size log sits.
+const mapHugeShift = 26
+
+// Readable implements MappableFile.Readable.
+func (f UnmappableFile) Readable() bool { return f.R }
+
+// Writable implements MappableFile.Writable.
+func (f UnmappableFile) Writable() bool { return f.W }
+
+// ConfigureMMap implements MappableFile.ConfigureMMap.
+func (f UnmappableFile) ConfigureMMap(context.Context, *memmap.MMapOpts) error { return unix.ENODEV }
+
+// ZeroFile is /dev/zero opened with mode R, W: its mappings are anonymous
+// memory (shared anonymous memory if shared), but mmap checks them as a
+// file's, and a private one stays a file mapping to madvise (Linux keeps
+// vm_file): MADV_WIPEONFORK is EINVAL and MADV_REMOVE EACCES there, and it
+// never merges with anonymous vmas.
+type ZeroFile struct {
+	R, W bool
+}
+
+// Readable implements MappableFile.Readable.
+func (f ZeroFile) Readable() bool { return f.R }
+
+// Writable implements MappableFile.Writable.
+func (f ZeroFile) Writable() bool { return f.W }
+
+// ConfigureMMap implements MappableFile.ConfigureMMap; MMapSys maps a
+// ZeroFile itself.
+func (f ZeroFile) ConfigureMMap(context.Context, *memmap.MMapOpts) error { return unix.ENODEV }
+
+// fileMaxSize is Linux's file_mmap_size_max: how far into file a mapping
+// may reach (0 for no limit).
+func fileMaxSize(file MappableFile) uint64 {
+	switch f := file.(type) {
+	case ZeroFile:
+		return 1<<64 - 1
+	case UnmappableFile:
+		if f.Socket {
+			return maxLFSFileSize
+		}
+		return 1<<64 - 1
+	}
+	return maxLFSFileSize
+}
 
 // maxLFSFileSize is Linux's MAX_LFS_FILESIZE on 64-bit.
 const maxLFSFileSize = 1<<63 - 1
@@ -84,11 +164,22 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 		return 0, unix.EBADF
 	}
 	if flags&MapHugeTLB != 0 {
-		// No huge page pool: as Linux with none reserved.
-		if anon {
-			return 0, unix.ENOMEM
+		if !anon {
+			// Not a hugetlbfs file.
+			return 0, unix.EINVAL
 		}
-		return 0, unix.EINVAL
+		// Linux maps a new hugetlbfs file of the 2 MiB page size
+		// (the only one), checked as a file mapping; with no huge
+		// pages to reserve, it fails where hugetlbfs reserves them.
+		if sz := flags >> mapHugeShift & 0x3f; sz != 0 && sz != 21 {
+			return 0, unix.EINVAL
+		}
+		length = (length + hugePageSize - 1) &^ (hugePageSize - 1)
+		if flags&(MapFixed|MapFixedNoReplace) != 0 && length != 0 && length <= uint64(mm.layout.MaxAddr) &&
+			addr&(hugePageSize-1) != 0 && addr <= ^hostarch.Addr(maxErrno) {
+			return 0, unix.EINVAL
+		}
+		anon, file = false, hugeTLBFile{}
 	}
 	perms := hostarch.AccessTypeFromProt(prot)
 	opts := memmap.MMapOpts{
@@ -112,11 +203,22 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 	}
 	typ := flags & MapType
 	var configure func(*memmap.MMapOpts) error
+	var extra vmaFlags
+	pl := placement{above4G: flags&MapAbove4G != 0}
 	if !anon {
+		_, zero := file.(ZeroFile)
+		if zero && typ == MapPrivate {
+			// Private /dev/zero: anonymous memory that Linux still
+			// sees as a file mapping, placed by
+			// thp_get_unmapped_area with the file offset.
+			extra |= vmaZeroFile
+			pl.thp, pl.thpOff, pl.file = true, offset, true
+		}
 		configure = func(o *memmap.MMapOpts) error {
 			// Linux's file_mmap_ok: the mapping must end within
-			// MAX_LFS_FILESIZE.
-			if o.Length > maxLFSFileSize || o.Offset>>hostarch.PageShift > (maxLFSFileSize-o.Length)>>hostarch.PageShift {
+			// the file's largest size.
+			maxSize := fileMaxSize(file)
+			if o.Length > maxSize || o.Offset>>hostarch.PageShift > (maxSize-o.Length)>>hostarch.PageShift {
 				return unix.EOVERFLOW
 			}
 			switch typ {
@@ -138,8 +240,27 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 			if !file.Readable() {
 				return unix.EACCES
 			}
+			if ne, ok := file.(interface{ NoExec() bool }); ok && ne.NoExec() {
+				// A file on a noexec mount (pipes and sockets
+				// are): no execution now or later.
+				if o.Perms.Execute {
+					return unix.EPERM
+				}
+				o.MaxPerms.Execute = false
+			}
+			if u, ok := file.(UnmappableFile); ok && !u.Socket {
+				// No f_op->mmap.
+				return unix.ENODEV
+			}
 			if o.GrowsDown {
 				return unix.EINVAL
+			}
+			if zero {
+				if o.Private {
+					o.Offset = 0
+					return nil
+				}
+				return mm.sharedAnonLocked(ctx, o)
 			}
 			return file.ConfigureMMap(ctx, o)
 		}
@@ -150,24 +271,42 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 				if o.GrowsDown {
 					return unix.EINVAL
 				}
-				f := mm.sharedAnon // mmap holds mappingMu
-				if f == nil {
-					return unix.ENODEV
-				}
-				o.Offset = 0
-				mf, err := f(ctx, o.Length)
-				if err != nil {
-					return err
-				}
-				o.SharedAnonymous = true
-				return mf.ConfigureMMap(ctx, o)
+				return mm.sharedAnonLocked(ctx, o)
 			}
 		case MapPrivate:
 			opts.Private = true
 			opts.Offset = 0
+			// Linux aligns larger anonymous mappings placed
+			// without a hint for transparent huge pages.
+			pl.thp = opts.Length%hugePageSize == 0
 		default:
 			configure = func(*memmap.MMapOpts) error { return unix.EINVAL }
 		}
 	}
-	return mm.mmap(ctx, opts, configure, 0)
+	return mm.mmapPlaced(ctx, opts, configure, extra, pl)
+}
+
+// sharedAnonLocked makes o a mapping of new shared anonymous memory of
+// o.Length bytes (Linux's shmem_zero_setup). Preconditions: mappingMu held.
+func (mm *MemoryManager) sharedAnonLocked(ctx context.Context, o *memmap.MMapOpts) error {
+	f := mm.sharedAnon
+	if f == nil {
+		return unix.ENODEV
+	}
+	o.Offset = 0
+	mf, err := f(ctx, o.Length)
+	if err != nil {
+		return err
+	}
+	o.SharedAnonymous = true
+	maxWrite := o.MaxPerms.Write
+	if err := mf.ConfigureMMap(ctx, o); err != nil {
+		return err
+	}
+	if !maxWrite {
+		// Read-only /dev/zero: the shared memory may never be
+		// written through this mapping.
+		o.MaxPerms.Write = false
+	}
+	return nil
 }

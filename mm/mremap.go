@@ -104,7 +104,7 @@ func (mm *MemoryManager) MRemap(ctx context.Context, oldAddr hostarch.Addr, oldS
 	if !opts.MayMove {
 		return 0, unix.ENOMEM
 	}
-	newAddr, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize})
+	newAddr, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize}, remapPlacement(vseg.ValuePtr(), newSize))
 	if err != nil {
 		return 0, err
 	}
@@ -162,7 +162,7 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 		return 0, unix.EPERM
 	}
 	if !opts.Fixed {
-		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize, Addr: newAddr})
+		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: newSize, Addr: newAddr}, remapPlacement(mm.vmas.FindSegment(oldAddr).ValuePtr(), newSize))
 		if err != nil {
 			return 0, err
 		}
@@ -191,7 +191,7 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 		pieces = append(pieces, hostarch.AddrRange(vseg.Range()).Intersect(oldAR))
 	}
 	if !opts.Fixed {
-		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: size, Addr: newAddr})
+		a, err := mm.findMMapAddrLocked(memmap.MMapOpts{Length: size, Addr: newAddr}, remapPlacement(mm.vmas.FindSegment(oldAddr).ValuePtr(), size))
 		if err != nil {
 			return 0, err
 		}
@@ -393,4 +393,18 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 		mm.populateLocked(ctx, hostarch.AddrRange{Start: newAddr + hostarch.Addr(oldSize), End: newAR.End}, true)
 	}
 	return newAddr, nil
+}
+
+// remapPlacement is how Linux's mremap places a moved vma v of length
+// bytes (get_unmapped_area with the vma's file and sharing): private
+// anonymous memory is aligned for transparent huge pages like a new
+// mapping, and private /dev/zero as its file.
+func remapPlacement(v *vma, length uint64) placement {
+	switch {
+	case v.flags.has(vmaZeroFile):
+		return placement{thp: true, file: true}
+	case v.mappable == nil && v.private():
+		return placement{thp: length%hugePageSize == 0}
+	}
+	return placement{}
 }

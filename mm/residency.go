@@ -40,8 +40,9 @@ func (mm *MemoryManager) touchLocked(r hostarch.AddrRange, at hostarch.AccessTyp
 }
 
 // MInCore implements mincore(2): one byte per page of [addr, addr+length),
-// 1 if the page is resident. EINVAL for an unaligned addr, ENOMEM if the
-// range is not wholly mapped.
+// 1 if the page is resident. EINVAL for an unaligned addr; ENOMEM if the
+// range is not wholly mapped, with the bytes of the pages before the first
+// hole (which Linux writes out before it fails).
 func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length uint64) ([]byte, error) {
 	if !addr.IsPageAligned() {
 		return nil, unix.EINVAL
@@ -54,15 +55,22 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 	ar := hostarch.AddrRange{Start: addr, End: end}
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	// The whole range must be mapped.
+	// The range must be mapped: like Linux, report the pages up to the
+	// first hole with ENOMEM.
+	var hole error
 	for a := ar.Start; a < ar.End; {
 		vseg := mm.vmas.FindSegment(a)
 		if !vseg.Ok() {
-			return nil, unix.ENOMEM
+			if a == ar.Start {
+				return nil, unix.ENOMEM
+			}
+			hole = unix.ENOMEM
+			ar.End = a
+			break
 		}
 		a = vseg.End()
 	}
-	out := make([]byte, la>>hostarch.PageShift)
+	out := make([]byte, ar.Length()>>hostarch.PageShift)
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	for vseg := mm.vmas.FindSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
@@ -94,7 +102,7 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 			}
 		}
 	}
-	return out, nil
+	return out, hole
 }
 
 // hostMincore reports the host residency of n bytes at p into vec, one byte

@@ -18,13 +18,22 @@ import (
 // mlock EPERM/EAGAIN; the file's checks; MDWE EACCES; seals EPERM;
 // RLIMIT_AS and RLIMIT_DATA ENOMEM.
 func (mm *MemoryManager) MMap(ctx context.Context, opts memmap.MMapOpts) (hostarch.Addr, error) {
-	return mm.mmap(ctx, opts, nil, 0)
+	var pl placement
+	if opts.Mappable == nil && opts.Private && !opts.Fixed && opts.Length%hugePageSize == 0 {
+		pl.thp = true
+	}
+	return mm.mmapPlaced(ctx, opts, nil, 0, pl)
 }
 
 // mmap is MMap with extra vma flags and an optional configure step, called where Linux checks
 // the file (after placement and mlock checks, before replacing anything):
 // it may fail, or fill in opts.Mappable and opts.MappingIdentity.
 func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configure func(*memmap.MMapOpts) error, extra vmaFlags) (hostarch.Addr, error) {
+	return mm.mmapPlaced(ctx, opts, configure, extra, placement{})
+}
+
+// mmapPlaced is mmap placing the mapping as pl says (without MAP_FIXED).
+func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, configure func(*memmap.MMapOpts) error, extra vmaFlags, pl placement) (hostarch.Addr, error) {
 	if opts.Length == 0 {
 		return 0, unix.EINVAL
 	}
@@ -48,7 +57,7 @@ func (mm *MemoryManager) mmap(ctx context.Context, opts memmap.MMapOpts, configu
 	if mm.vmas.Len() > mm.limits.MaxMapCount {
 		return 0, unix.ENOMEM
 	}
-	addr, err := mm.findMMapAddrLocked(opts)
+	addr, err := mm.findMMapAddrLocked(opts, pl)
 	if err != nil {
 		return 0, err
 	}
@@ -212,17 +221,40 @@ func (mm *MemoryManager) dataOKLocked(pages uint64) bool {
 	return mm.limits.Data.Cur == 0 && dataPages <= mm.limits.Data.Max>>hostarch.PageShift
 }
 
+// placement is what decides where a new mapping goes besides its length.
+type placement struct {
+	// above4G is MAP_ABOVE4G: search only above 4 GiB.
+	above4G bool
+	// thp says the mapping is one Linux aligns for transparent huge pages
+	// (thp_get_unmapped_area): private anonymous memory placed without a
+	// hint whose length is a multiple of 2 MiB, or a private /dev/zero
+	// mapping; thpOff is the file offset the alignment follows.
+	thp    bool
+	thpOff uint64
+	// file says the mapping is a file's (private /dev/zero), which Linux
+	// aligns even with a hint.
+	file bool
+}
+
+// hugePageSize is the PMD size that THP placement aligns to.
+const hugePageSize = 2 << 20
+
 // findMMapAddrLocked chooses the address of a new mapping, as Linux's
-// get_unmapped_area. Preconditions: mappingMu held; opts.Length is
-// page-aligned and non-zero.
-func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts) (hostarch.Addr, error) {
+// __get_unmapped_area on x86-64. Preconditions: mappingMu held;
+// opts.Length is page-aligned and non-zero.
+func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts, pl placement) (hostarch.Addr, error) {
 	length := opts.Length
 	l := &mm.layout
-	if length > uint64(l.MaxAddr) {
+	if length > uint64(hostarch.MaxUserAddress) {
 		return 0, unix.ENOMEM
 	}
 	if opts.Fixed {
-		if uint64(opts.Addr) > uint64(l.MaxAddr)-length {
+		if opts.Addr > ^hostarch.Addr(maxErrno) {
+			// Linux returns the address as chosen, and an address
+			// that reads as an error value is that error.
+			return 0, unix.Errno(-uint64(opts.Addr))
+		}
+		if length > uint64(l.MaxAddr) || uint64(opts.Addr) > uint64(l.MaxAddr)-length {
 			return 0, unix.ENOMEM
 		}
 		if !opts.Addr.IsPageAligned() {
@@ -233,6 +265,67 @@ func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts) (hostarch.Addr
 		}
 		return opts.Addr, nil
 	}
+	// Linux rounds the hint down first, and up to the lowest mappable
+	// address if it is below; a hint below one page is no hint.
+	hint := opts.Addr.RoundDown()
+	if hint != 0 && hint < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+		hint = mm.limits.MinMmapAddr.MustRoundUp()
+	}
+	// Anonymous memory is aligned only without a hint; a file (private
+	// /dev/zero) is aligned unless its hint is free.
+	if pl.thp && (hint == 0 || pl.file) {
+		if a, ok := mm.thpPlaceLocked(hint, length, opts.Map32Bit, pl); ok {
+			return a, nil
+		}
+	}
+	return mm.unmappedAreaLocked(hint, length, opts.Map32Bit, pl.above4G)
+}
+
+// maxErrno is Linux's MAX_ERRNO: the top 4095 values of an address are
+// error values.
+const maxErrno = 4095
+
+// thpPlaceLocked is Linux's __thp_get_unmapped_area: it searches room for
+// length plus 2 MiB and places the mapping at the first 2 MiB boundary in
+// it that matches the file offset (the upper one when the room starts at
+// one and placement is top-down), unless the hint was free. ok is false
+// when Linux falls back to unaligned placement. Preconditions: mappingMu
+// held.
+func (mm *MemoryManager) thpPlaceLocked(hint hostarch.Addr, length uint64, map32 bool, pl placement) (hostarch.Addr, bool) {
+	off := pl.thpOff
+	offEnd := off + length
+	offAlign := (off + hugePageSize - 1) &^ (hugePageSize - 1)
+	if offAlign < off || offEnd <= offAlign || offEnd-offAlign < hugePageSize {
+		return 0, false
+	}
+	lenPad := length + hugePageSize
+	if lenPad < length || off+lenPad < off {
+		return 0, false
+	}
+	ret, err := mm.unmappedAreaLocked(hint, lenPad, map32, pl.above4G)
+	if err != nil {
+		return 0, false
+	}
+	if ret == hint {
+		return hint, true
+	}
+	sub := hostarch.Addr(off-uint64(ret)) & (hugePageSize - 1)
+	if mm.layout.DefaultDirection == MmapTopDown && sub == 0 {
+		return ret + hugePageSize, true
+	}
+	return ret + sub, true
+}
+
+// unmappedAreaLocked chooses where length bytes go without MAP_FIXED, as
+// x86-64's arch_get_unmapped_area(_topdown): at the (rounded) hint if it is
+// free, else in the first gap from the top (top-down layout) or the bottom;
+// MAP_32BIT searches bottom-up in [1 GiB, 2 GiB), MAP_ABOVE4G above 4 GiB.
+// Preconditions: mappingMu held; length page-aligned, non-zero.
+func (mm *MemoryManager) unmappedAreaLocked(hint hostarch.Addr, length uint64, map32, above4G bool) (hostarch.Addr, error) {
+	l := &mm.layout
+	if length > uint64(l.MaxAddr) {
+		return 0, unix.ENOMEM
+	}
 	minAddr := l.MinAddr
 	if minAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
 		minAddr = mm.limits.MinMmapAddr
@@ -240,20 +333,29 @@ func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts) (hostarch.Addr
 	if minAddr < hostarch.PageSize {
 		minAddr = hostarch.PageSize
 	}
-	if opts.Map32Bit {
-		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: max(map32Start, minAddr), End: map32End}, length, false); ok {
+	if map32 {
+		if length > uint64(map32End) {
+			return 0, unix.ENOMEM
+		}
+		if hint != 0 && uint64(hint) <= uint64(map32End)-length && mm.fitsLocked(hostarch.AddrRange{Start: hint, End: hint + hostarch.Addr(length)}) {
+			return hint, nil
+		}
+		low := map32Start
+		if above4G {
+			low = 4 << 30
+		}
+		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: max(low, minAddr), End: map32End}, length, false); ok {
 			return a, nil
 		}
 		return 0, unix.ENOMEM
 	}
-	// Linux rounds the hint down first; a hint below one page is no hint.
-	if hint := opts.Addr.RoundDown(); hint != 0 {
-		if hint < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
-			hint = mm.limits.MinMmapAddr.MustRoundUp()
-		}
+	if hint != 0 {
 		if end, ok := hint.AddLength(length); ok && end <= l.MaxAddr && hint >= minAddr && mm.fitsLocked(hostarch.AddrRange{Start: hint, End: end}) {
 			return hint, nil
 		}
+	}
+	if above4G {
+		minAddr = max(minAddr, 4<<30)
 	}
 	if l.DefaultDirection == MmapTopDown {
 		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: minAddr, End: l.TopDownBase}, length, true); ok {
@@ -602,4 +704,122 @@ func (mm *MemoryManager) populateRangeLocked(ctx context.Context, vseg vmaIterat
 		return mm.mapASLocked(r, true)
 	}
 	return nil
+}
+
+// MInCoreSys is the whole mincore(2) system call, writing the vector to
+// vec in the address space, in Linux's order: addr page-aligned (EINVAL);
+// the range within user addresses (ENOMEM) and then the vector (EFAULT),
+// both as x86-64's access_ok; then vma by vma, so that the vector's fault (EFAULT) for
+// mapped pages comes before a hole after them (ENOMEM).
+func (mm *MemoryManager) MInCoreSys(ctx context.Context, addr hostarch.Addr, length uint64, vec hostarch.Addr) error {
+	if !addr.IsPageAligned() {
+		return unix.EINVAL
+	}
+	if !accessOK(addr, length, hostarch.MaxUserAddress) {
+		return unix.ENOMEM
+	}
+	pages := length>>hostarch.PageShift + boolToUint64(length&hostarch.PageMask != 0)
+	if !accessOK(vec, pages, hostarch.MaxUserAddress) {
+		return unix.EFAULT
+	}
+	out, err := mm.MInCore(ctx, addr, length)
+	if len(out) > 0 {
+		if _, cerr := mm.CopyOut(ctx, vec, out, IOOpts{}); cerr != nil {
+			return unix.EFAULT
+		}
+	}
+	return err
+}
+
+// accessOK is x86-64's access_ok for a length that is not a small
+// constant: addr+length must not wrap nor pass top (TASK_SIZE, whatever
+// part of the top the platform keeps for itself).
+func accessOK(addr hostarch.Addr, length uint64, top hostarch.Addr) bool {
+	sum := uint64(addr) + length
+	return sum >= uint64(addr) && sum <= uint64(top)
+}
+
+func boolToUint64(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// RemapFilePages is remap_file_pages(2), which Linux emulates with mmap:
+// prot must be 0; [start, start+size) (both rounded down to pages) must lie
+// in contiguous shared writable mappings of one file with equal
+// attributes (EINVAL otherwise), and is mapped again, with those
+// attributes, at file page pgoff, populated (flags may only carry
+// MAP_NONBLOCK, which skips that).
+func (mm *MemoryManager) RemapFilePages(ctx context.Context, start hostarch.Addr, size, prot, pgoff, flags uint64) error {
+	if prot != 0 {
+		return unix.EINVAL
+	}
+	start = start.RoundDown()
+	size &^= hostarch.PageSize - 1
+	end := start + hostarch.Addr(size)
+	if end <= start {
+		return unix.EINVAL
+	}
+	if pgoff+size>>hostarch.PageShift < pgoff {
+		return unix.EINVAL
+	}
+	mm.mappingMu.Lock()
+	vseg := mm.vmas.FindSegment(start)
+	if !vseg.Ok() || !vseg.ValuePtr().canWriteMappable() {
+		mm.mappingMu.Unlock()
+		return unix.EINVAL
+	}
+	v := vseg.Value()
+	for prev := vseg; prev.End() < end; {
+		next := prev.NextSegment()
+		if !next.Ok() || next.Start() != prev.End() {
+			mm.mappingMu.Unlock()
+			return unix.EINVAL
+		}
+		n := next.ValuePtr()
+		if n.mappable != v.mappable || n.flags != v.flags || n.realPerms != v.realPerms ||
+			n.maxPerms != v.maxPerms || n.mlockMode != v.mlockMode {
+			mm.mappingMu.Unlock()
+			return unix.EINVAL
+		}
+		prev = next
+	}
+	if v.id != nil {
+		v.id.IncRef()
+		defer v.id.DecRef(ctx)
+	}
+	mm.mappingMu.Unlock()
+
+	opts := memmap.MMapOpts{
+		Length:          size,
+		Addr:            start,
+		Offset:          pgoff << hostarch.PageShift,
+		Fixed:           true,
+		Unmap:           true,
+		Perms:           v.realPerms,
+		MaxPerms:        v.maxPerms,
+		SharedAnonymous: v.flags.has(vmaAnonShared),
+		NoReserve:       v.flags.has(vmaNoReserve),
+	}
+	if flags&MapNonBlock == 0 {
+		opts.PlatformEffect = memmap.MMapPopulate
+	}
+	if v.locked() {
+		opts.MLockMode = memmap.MLockEager
+	}
+	_, err := mm.mmap(ctx, opts, func(o *memmap.MMapOpts) error {
+		// Linux's file_mmap_ok.
+		if pgoff > (maxLFSFileSize-size)>>hostarch.PageShift {
+			return unix.EOVERFLOW
+		}
+		o.Mappable = v.mappable
+		if v.id != nil {
+			v.id.IncRef()
+			o.MappingIdentity = v.id
+		}
+		return nil
+	}, 0)
+	return err
 }

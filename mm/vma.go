@@ -101,6 +101,11 @@ const (
 	// vmaNoReserve: MAP_NORESERVE (VmFlags nr); such a vma does not merge
 	// with an accounted one.
 	vmaNoReserve
+	// vmaZeroFile: private /dev/zero, anonymous memory that Linux keeps as
+	// a mapping of the file (vm_file set): MADV_WIPEONFORK refuses it,
+	// MADV_REMOVE finds no shared mapping, and it never merges with plain
+	// anonymous vmas.
+	vmaZeroFile
 )
 
 func (f vmaFlags) has(b vmaFlags) bool { return f&b != 0 }

@@ -235,19 +235,12 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			Invalidate: f&unix.MS_INVALIDATE != 0,
 		}))
 	case unix.SYS_MINCORE:
-		vec, err := m.MInCore(ctx, hostarch.Addr(a[0]), a[1])
-		if err != nil {
-			return retErr(errno(err))
-		}
-		if len(vec) > 0 {
-			if _, err := m.CopyOut(ctx, hostarch.Addr(a[2]), vec, mm.IOOpts{}); err != nil {
-				return retErr(unix.EFAULT)
-			}
-		}
-		return ret(0)
+		return retFrom(m.MInCoreSys(ctx, hostarch.Addr(a[0]), a[1], hostarch.Addr(a[2])))
 	case unix.SYS_MSEAL:
 		return retFrom(m.MSeal(ctx, hostarch.Addr(a[0]), a[1], a[2]))
-	case unix.SYS_REMAP_FILE_PAGES, unix.SYS_MAP_SHADOW_STACK:
+	case unix.SYS_REMAP_FILE_PAGES:
+		return retFrom(m.RemapFilePages(ctx, hostarch.Addr(a[0]), a[1], a[2], a[3], a[4]))
+	case unix.SYS_MAP_SHADOW_STACK:
 		return retErr(unix.ENOSYS)
 	case unix.SYS_SHMGET, unix.SYS_SHMAT, unix.SYS_SHMDT, unix.SYS_SHMCTL:
 		return s.shmCall(t, nr, a)
@@ -264,26 +257,26 @@ func (s *Sandbox) sysMmap(t *task, a [6]uint64) sysResult {
 	length := a[1]
 	prot, flags := int(a[2]), int(a[3])
 	fd := int32(a[4])
+	if a[5]&hostarch.PageMask != 0 {
+		// x86-64's sys_mmap checks the offset before the descriptor.
+		return retErr(unix.EINVAL)
+	}
 	var file mm.MappableFile
 	if flags&mm.MapAnonymous == 0 {
-		mf, anon, cleanup, e := s.mappableFile(p, fd, flags)
+		mf, cleanup, e := s.mappableFile(p, fd, flags)
 		if e != 0 {
 			return retErr(e)
 		}
 		if cleanup != nil {
 			defer cleanup()
 		}
-		if anon {
-			flags |= mm.MapAnonymous
-		} else {
-			file = mf
-		}
+		file = mf
 	}
 	addr, err := p.mm.MMapSys(s.ctx, hostarch.Addr(a[0]), length, prot, flags, file, a[5])
 	if err != nil {
 		return retErr(errno(err))
 	}
-	if file != nil && length <= eagerFileMap && prot&(unix.PROT_READ|unix.PROT_EXEC) != 0 {
+	if _, zero := file.(mm.ZeroFile); file != nil && !zero && length <= eagerFileMap && prot&(unix.PROT_READ|unix.PROT_EXEC) != 0 {
 		// Map small file mappings at once: the host kernel may read
 		// them (a path or a message in read-only data) before the
 		// program touches them.
@@ -319,46 +312,50 @@ func (s *Sandbox) populate(p *process, ar hostarch.AddrRange, write bool) {
 	p.mm.MAdvise(s.ctx, ar.Start, ar.Length(), adv)
 }
 
-// mappableFile returns the file behind descriptor fd of p for mmap, or
-// anon if it is /dev/zero (whose mappings are anonymous memory).
-func (s *Sandbox) mappableFile(p *process, fd int32, flags int) (mm.MappableFile, bool, func(), unix.Errno) {
+// mappableFile returns the file behind descriptor fd of p for mmap:
+// /dev/zero is an mm.ZeroFile, and files without an mmap of their own
+// (pipes, directories, sockets, other devices) are mm.UnmappableFiles, so
+// that mmap checks its arguments as Linux does before failing.
+func (s *Sandbox) mappableFile(p *process, fd int32, flags int) (mm.MappableFile, func(), unix.Errno) {
 	if fd < 0 || (int(fd) == memFDConst && p.memFDOurs) {
-		return nil, false, nil, unix.EBADF
+		return nil, nil, unix.EBADF
 	}
 	hfd, err := s.getFD(p, int(fd))
 	if err != nil {
-		return nil, false, nil, errno(err)
+		return nil, nil, errno(err)
 	}
 	defer unix.Close(hfd)
 	fl, err := unix.FcntlInt(uintptr(hfd), unix.F_GETFL, 0)
 	if err != nil || fl&unix.O_PATH != 0 {
-		return nil, false, nil, unix.EBADF
+		return nil, nil, unix.EBADF
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(hfd, &st); err != nil {
-		return nil, false, nil, errno(err)
+		return nil, nil, errno(err)
 	}
+	acc := fl & unix.O_ACCMODE
+	r, w := acc != unix.O_WRONLY, acc != unix.O_RDONLY
+	var sfs unix.Statfs_t
+	noexec := unix.Fstatfs(hfd, &sfs) == nil && sfs.Flags&unix.ST_NOEXEC != 0
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
 	case unix.S_IFCHR:
 		if unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 5 { // /dev/zero
-			if fl&unix.O_ACCMODE == unix.O_WRONLY {
-				return nil, false, nil, unix.EACCES
-			}
-			return nil, true, nil, 0
+			return mm.ZeroFile{R: r, W: w}, nil, 0
 		}
-		return nil, false, nil, unix.ENODEV
+		return mm.UnmappableFile{R: r, W: w, NoExecMount: noexec}, nil, 0
+	case unix.S_IFSOCK, unix.S_IFIFO:
+		// Pipes and sockets live on noexec pseudo file systems;
+		// sockets have an mmap that fails late.
+		return mm.UnmappableFile{R: r, W: w, Socket: st.Mode&unix.S_IFMT == unix.S_IFSOCK, NoExecMount: true}, nil, 0
 	default:
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return nil, false, nil, unix.ENODEV
-		}
-		return nil, false, nil, unix.ENODEV
+		return mm.UnmappableFile{R: r, W: w, NoExecMount: noexec}, nil, 0
 	}
 	f, err := s.files.Import(hfd)
 	if err != nil {
-		return nil, false, nil, errno(err)
+		return nil, nil, errno(err)
 	}
-	return f, false, func() { f.Close(s.ctx) }, 0
+	return f, func() { f.Close(s.ctx) }, 0
 }
 
 // getFD returns a duplicate, in vmspace, of descriptor fd of process p.
