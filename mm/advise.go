@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -178,18 +179,21 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		case AdvWillNeed:
 			return nil
 		case AdvCold, AdvPageOut:
-			if v.locked() {
+			if v.locked() || v.pfnMap() {
 				return unix.EINVAL
 			}
 			return nil
 		case AdvDontNeed:
-			if v.locked() {
+			if v.locked() || v.pfnMap() {
 				return unix.EINVAL
 			}
 			mm.dropPagesLocked(ctx, r)
 			return nil
 		case AdvDontNeedLocked:
 			// MADV_DONTNEED that locked vmas allow.
+			if v.pfnMap() {
+				return unix.EINVAL
+			}
 			mm.dropPagesLocked(ctx, r)
 			return nil
 		case AdvCollapse:
@@ -244,6 +248,13 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		return unix.EINVAL
 	})
 	return err
+}
+
+// pfnMap reports whether v is the vDSO's data ([vvar], [vvar_vclock]),
+// which Linux maps VM_PFNMAP: madvise may not drop or reclaim its pages.
+func (v *vma) pfnMap() bool {
+	sm, ok := v.mappable.(*SpecialMappable)
+	return ok && v.flags.has(vmaDontExpand) && strings.HasPrefix(sm.name, "[vvar")
 }
 
 // collapsible reports whether MADV_COLLAPSE may collapse v, whose range is

@@ -84,7 +84,7 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 	v := vma{
 		realPerms: hostarch.ReadWrite,
 		maxPerms:  hostarch.AnyAccess,
-		flags:     vmaPrivate,
+		flags:     vmaPrivate | vmaAccount,
 		off:       uint64(oldBrk),
 		mlockMode: mm.defMLockMode,
 	}
@@ -98,6 +98,9 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 		return orig, nil
 	}
 	if mm.vmas.Len() > mm.limits.MaxMapCount {
+		return orig, nil
+	}
+	if !mm.enoughMemoryLocked(ar.Length()) {
 		return orig, nil
 	}
 	mm.accountVMA(&v, ar.Length(), +1)

@@ -163,6 +163,9 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 		// grows anonymous stacks in practice.
 		return segv(addr, errStackLimit)
 	}
+	if !mm.enoughMemoryLocked(grow) {
+		return segv(addr, errStackLimit)
+	}
 	mm.accountVMA(v, grow, +1)
 	v.off -= grow
 	// Linux's expand_downwards prepares the vma's anon_vma: from now on

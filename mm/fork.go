@@ -33,6 +33,7 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		sharedAnon:    mm.sharedAnon,
 		limits:        mm.limits,
 		mdwe:          mm.mdwe.inherited(),
+		commit:        mm.commit,
 		argv:          mm.argv,
 		envv:          mm.envv,
 		auxv:          append([]AuxEntry(nil), mm.auxv...),

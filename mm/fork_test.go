@@ -52,6 +52,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"guards":                {forkOwn, "kept within the inherited vmas"},
 	"defMLockMode":          {forkZero, "mlockall(MCL_FUTURE) is not inherited"},
 	"sharedAnon":            {forkCopied, "the child can make shared anonymous memory"},
+	"commit":                {forkCopied, "the child's accounted vmas are committed where the parent's are"},
 	"limits":                {forkCopied, "rlimits and privileges are inherited"},
 	"mdwe":                  {forkCopied, "inherited, unless PR_MDWE_NO_INHERIT (TestMDWE)"},
 	"activeMu":              {forkLock, ""},
@@ -130,6 +131,7 @@ func TestForkCoversEveryField(t *testing.T) {
 	mustOK(t, "PR_SET_MDWE", m.SetMDWE(uint64(MDWERefuseExecGain), 0, 0, 0))
 	m.BrkSetup(ctx, window+0x100000)
 	m.SetDataSegment(hostarch.AddrRange{Start: window + 0x80000, End: window + 0x90000})
+	m.SetCommit(NewCommit(DefaultOvercommit(1 << 30)))
 	refs := 0
 	exe := testIdentity{name: "/bin/prog", refs: &refs}
 	exe.IncRef()

@@ -33,6 +33,9 @@ type Limits struct {
 	// CapIPCLock is true if the process has CAP_IPC_LOCK: memory locks are
 	// then not limited by MemLock.
 	CapIPCLock bool
+	// CapSysAdmin is true if the process has CAP_SYS_ADMIN: overcommit
+	// mode 2 then does not keep vm.admin_reserve_kbytes back from it.
+	CapSysAdmin bool
 	// CapSysRawIO is true if the process may map below MinMmapAddr.
 	CapSysRawIO bool
 	// MinMmapAddr is vm.mmap_min_addr: unprivileged processes cannot map

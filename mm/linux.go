@@ -94,8 +94,14 @@ func (f UnmappableFile) Readable() bool { return f.R }
 // Writable implements MappableFile.Writable.
 func (f UnmappableFile) Writable() bool { return f.W }
 
-// ConfigureMMap implements MappableFile.ConfigureMMap.
-func (f UnmappableFile) ConfigureMMap(context.Context, *memmap.MMapOpts) error { return unix.ENODEV }
+// ConfigureMMap implements MappableFile.ConfigureMMap: a socket's mmap
+// fails late (see errMapLate).
+func (f UnmappableFile) ConfigureMMap(context.Context, *memmap.MMapOpts) error {
+	if f.Socket {
+		return errMapLate
+	}
+	return unix.ENODEV
+}
 
 // ZeroFile is /dev/zero opened with mode R, W: its mappings are anonymous
 // memory (shared anonymous memory if shared), but mmap checks them as a
@@ -175,8 +181,8 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 			return 0, unix.EINVAL
 		}
 		length = (length + hugePageSize - 1) &^ (hugePageSize - 1)
-		if flags&(MapFixed|MapFixedNoReplace) != 0 && length != 0 && length <= uint64(mm.layout.MaxAddr) &&
-			addr&(hugePageSize-1) != 0 && addr <= ^hostarch.Addr(maxErrno) {
+		if flags&(MapFixed|MapFixedNoReplace) != 0 && length != 0 && length <= uint64(hostarch.MaxUserAddress) &&
+			addr&(hugePageSize-1) != 0 {
 			return 0, unix.EINVAL
 		}
 		anon, file = false, hugeTLBFile{}
@@ -193,7 +199,8 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 		MaxPerms:  hostarch.AnyAccess,
 		GrowsDown: flags&MapGrowsDown != 0,
 		Stack:     flags&MapStack != 0,
-		NoReserve: flags&MapNoReserve != 0,
+		// MAP_NORESERVE is honoured unless overcommit is never allowed.
+		NoReserve: flags&MapNoReserve != 0 && mm.Commit().Policy().Mode != OvercommitNever,
 	}
 	if flags&MapLocked != 0 {
 		opts.MLockMode = memmap.MLockEager
@@ -292,6 +299,11 @@ func (mm *MemoryManager) sharedAnonLocked(ctx context.Context, o *memmap.MMapOpt
 	f := mm.sharedAnon
 	if f == nil {
 		return unix.ENODEV
+	}
+	if !o.NoReserve && o.MaxPerms.Write && !mm.enoughMemoryLocked(o.Length) {
+		// shmem_acct_size: the new shared memory is committed whole
+		// (not for read-only /dev/zero, which Linux does not share).
+		return unix.ENOMEM
 	}
 	o.Offset = 0
 	mf, err := f(ctx, o.Length)

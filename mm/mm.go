@@ -135,6 +135,10 @@ type MemoryManager struct {
 	// sets it. Protected by mappingMu.
 	defMLockMode memmap.MLockMode
 
+	// commit is the commit accounting the accounted vmas are charged to
+	// (nil: HostCommit()). Protected by mappingMu.
+	commit *Commit
+
 	// sharedAnon makes shared anonymous memory. Protected by mappingMu.
 	sharedAnon SharedAnonFactory
 

@@ -146,8 +146,13 @@ func (mm *MemoryManager) mremapToLocked(ctx context.Context, oldAddr hostarch.Ad
 	if opts.DontUnmap {
 		// The copy adds to the address space: checked once the
 		// destination is free (it may have held part of the source).
-		if err := mm.mayExpandLocked(mm.vmas.FindSegment(oldAddr).ValuePtr(), oldSize, 0); err != nil {
+		src := mm.vmas.FindSegment(oldAddr).ValuePtr()
+		if err := mm.mayExpandLocked(src, oldSize, 0); err != nil {
 			return 0, err
+		}
+		if src.flags.has(vmaAccount) && !mm.enoughMemoryLocked(newSize) {
+			// The copy commits its whole length.
+			return 0, unix.ENOMEM
 		}
 	}
 	if oldSize > newSize {
@@ -274,6 +279,10 @@ func (mm *MemoryManager) vmaToResizeLocked(oldAddr hostarch.Addr, oldSize, newSi
 		if err := mm.mayExpandLocked(v, newSize-oldSize, 0); err != nil {
 			return vseg, err
 		}
+		if v.flags.has(vmaAccount) && !opts.DontUnmap && !mm.enoughMemoryLocked(newSize-oldSize) {
+			// An accounted vma commits what it grows by.
+			return vseg, unix.ENOMEM
+		}
 	}
 	return vseg, nil
 }
@@ -368,12 +377,14 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	gap := mm.removeVMAsLocked(ctx, newAR)
 	mm.accountVMA(&nv, newAR.Length(), +1)
 	mm.vmas.Insert(gap, addrSegRange(newAR), nv)
-	if dontUnmap && v.locked() {
-		// Like Linux, the old vma loses its lock; if the copy merged
-		// with it, so does the copy.
+	if dontUnmap && (v.locked() || v.flags.has(vmaAccount)) {
+		// Like Linux, the old vma loses its lock and its commitment
+		// (the copy holds it); if the copy merged with it, so does
+		// the copy.
 		if ov := mm.vmas.FindSegment(oldAR.Start); ov.Ok() {
 			lv := ov.Value()
 			lv.mlockMode = memmap.MLockNone
+			lv.flags &^= vmaAccount
 			mm.setVMAValueLocked(ov, lv)
 		}
 	}

@@ -132,7 +132,7 @@ func (v *vma) vmFlags() []string {
 	add(v.flags.has(vmaDontFork), "dc")
 	add(v.flags.has(vmaDontExpand), "de")
 	add(v.mlockMode == memmap.MLockLazy, "lf")
-	add(v.private() && v.realPerms.Write && !v.flags.has(vmaNoReserve), "ac")
+	add(v.flags.has(vmaAccount), "ac")
 	add(v.flags.has(vmaNoReserve), "nr")
 	add(v.flags.has(vmaWipeOnFork), "wf")
 	add(v.flags.has(vmaDontDump), "dd")

@@ -813,6 +813,7 @@ var checkpointFields = map[string]map[string]string{
 		"layout": "saved", "brk": "saved", "usageAS": "recomputed", "peakAS": "saved", "lockedAS": "recomputed",
 		"dataAS": "recomputed", "stackAS": "recomputed", "execAS": "recomputed", "dataSegment": "saved",
 		"guards": "saved", "defMLockMode": "saved", "sharedAnon": "a function: the caller sets it again",
+		"commit": "shared with other managers: the caller sets it again (restored vmas are charged to it)",
 		"limits": "saved", "activeMu": "lock", "pmas": "saved", "curRSS": "recomputed", "maxRSS": "saved",
 		"as": "none until Activate", "active": "0", "unmapAllOnActivate": "false without an AddressSpace",
 		"captureInvalidations": "transient (Fork)", "capturedInvalidations": "transient (Fork)",

@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"errors"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -82,8 +83,11 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		mode = memmap.MLockNone
 	}
 	opts.Addr = addr
+	late := false
 	if configure != nil {
-		if err := configure(&opts); err != nil {
+		if err := configure(&opts); err == errMapLate {
+			late = true
+		} else if err != nil {
 			return 0, err
 		}
 		if opts.MappingIdentity != nil {
@@ -127,6 +131,9 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		v.flags |= vmaNoReserve
 	}
 	v.flags |= extra
+	if late {
+		return 0, mm.failLateLocked(ctx, ar, &v)
+	}
 	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force); err != nil {
 		return 0, err
 	}
@@ -151,8 +158,14 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 		}
 		replaced = mm.vmaSizeInLocked(ar)
 	}
+	accountable := mm.accountableLocked(v)
 	if !force {
-		if err := mm.mayExpandLocked(v, ar.Length(), replaced); err != nil {
+		err := mm.mayExpandLocked(v, ar.Length(), replaced)
+		if err == nil && accountable && !mm.enoughMemoryLocked(ar.Length()-mm.accountedInLocked(ar)) {
+			// Commit accounting (mmap_region's accountable_mapping).
+			err = unix.ENOMEM
+		}
+		if err != nil {
 			if replaced > 0 {
 				// Linux split the vmas it was going to replace
 				// before checking the limits, and leaves them split.
@@ -161,6 +174,9 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 			}
 			return err
 		}
+	}
+	if accountable {
+		v.flags |= vmaAccount
 	}
 	if v.mappable != nil {
 		if err := v.mappable.AddMapping(ctx, mm, ar, v.off, v.canWriteMappable()); err != nil {
@@ -174,6 +190,51 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 	mm.accountVMA(v, ar.Length(), +1)
 	mm.vmas.Insert(gap, addrSegRange(ar), *v)
 	return nil
+}
+
+// errMapLate is what a configure step returns for a file whose own mmap
+// fails once the mapping's place is prepared (a socket's): mmap then fails
+// with ENODEV after the limit checks and after removing what a MAP_FIXED
+// mapping replaces, as Linux's mmap_region leaves it.
+var errMapLate = errors.New("mm: the file's mmap fails late")
+
+// failLateLocked is mapRegionLocked for a file whose mmap fails (ENODEV)
+// once the old vmas are gone. Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) failLateLocked(ctx context.Context, ar hostarch.AddrRange, v *vma) error {
+	replaced := uint64(0)
+	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
+		if err := mm.checkUnmapLocked(ar); err != nil {
+			return err
+		}
+		replaced = mm.vmaSizeInLocked(ar)
+	}
+	err := mm.mayExpandLocked(v, ar.Length(), replaced)
+	if err == nil && mm.accountableLocked(v) && !mm.enoughMemoryLocked(ar.Length()-mm.accountedInLocked(ar)) {
+		err = unix.ENOMEM
+	}
+	if err != nil {
+		if replaced > 0 {
+			mm.vmas.SplitAt(ar.Start)
+			mm.vmas.SplitAt(ar.End)
+		}
+		return err
+	}
+	if replaced > 0 {
+		mm.removeVMAsLocked(ctx, ar)
+	}
+	return unix.ENODEV
+}
+
+// accountedInLocked returns how many bytes of accounted vmas lie in ar.
+// Preconditions: mappingMu held.
+func (mm *MemoryManager) accountedInLocked(ar hostarch.AddrRange) uint64 {
+	var n uint64
+	for vseg := range mm.vmas.Segments(addrSegRange(ar)) {
+		if vseg.ValuePtr().flags.has(vmaAccount) {
+			n += hostarch.AddrRange(vseg.Range()).Intersect(ar).Length()
+		}
+	}
+	return n
 }
 
 // checkUnmapLocked returns the error unmapping ar would fail with: ENOMEM
@@ -266,9 +327,10 @@ func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts, pl placement) 
 		return opts.Addr, nil
 	}
 	// Linux rounds the hint down first, and up to the lowest mappable
-	// address if it is below; a hint below one page is no hint.
+	// address if it is below, privileged or not (round_hint_to_min); a
+	// hint below one page is no hint.
 	hint := opts.Addr.RoundDown()
-	if hint != 0 && hint < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+	if hint != 0 && hint < mm.limits.MinMmapAddr {
 		hint = mm.limits.MinMmapAddr.MustRoundUp()
 	}
 	// Anonymous memory is aligned only without a hint; a file (private
@@ -334,17 +396,14 @@ func (mm *MemoryManager) unmappedAreaLocked(hint hostarch.Addr, length uint64, m
 		minAddr = hostarch.PageSize
 	}
 	if map32 {
+		// (MAP_ABOVE4G counts only in top-down searches.)
 		if length > uint64(map32End) {
 			return 0, unix.ENOMEM
 		}
 		if hint != 0 && uint64(hint) <= uint64(map32End)-length && mm.fitsLocked(hostarch.AddrRange{Start: hint, End: hint + hostarch.Addr(length)}) {
 			return hint, nil
 		}
-		low := map32Start
-		if above4G {
-			low = 4 << 30
-		}
-		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: max(low, minAddr), End: map32End}, length, false); ok {
+		if a, ok := mm.findGapLocked(hostarch.AddrRange{Start: max(map32Start, minAddr), End: map32End}, length, false); ok {
 			return a, nil
 		}
 		return 0, unix.ENOMEM
@@ -533,7 +592,19 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 				break
 			}
 		}
-		if _, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) { nv.realPerms = perms }); err != nil {
+		account := perms.Write && v.private() && !v.flags.has(vmaAccount) && !v.realPerms.Write && !v.flags.has(vmaNoReserve)
+		if account && !v.flags.has(vmaSealed) && !mm.enoughMemoryLocked(r.Length()) {
+			// A private mapping turning writable commits its
+			// memory (mprotect_fixup).
+			err = unix.ENOMEM
+			break
+		}
+		if _, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) {
+			nv.realPerms = perms
+			if account {
+				nv.flags |= vmaAccount
+			}
+		}); err != nil {
 			break
 		}
 		nstart = segEnd
@@ -721,6 +792,9 @@ func (mm *MemoryManager) MInCoreSys(ctx context.Context, addr hostarch.Addr, len
 	pages := length>>hostarch.PageShift + boolToUint64(length&hostarch.PageMask != 0)
 	if !accessOK(vec, pages, hostarch.MaxUserAddress) {
 		return unix.EFAULT
+	}
+	if length == 0 {
+		return nil
 	}
 	out, err := mm.MInCore(ctx, addr, length)
 	if len(out) > 0 {

@@ -106,6 +106,10 @@ const (
 	// MADV_REMOVE finds no shared mapping, and it never merges with plain
 	// anonymous vmas.
 	vmaZeroFile
+	// vmaAccount: the vma's pages are committed (Linux's VM_ACCOUNT,
+	// VmFlags ac): private writable when made (or made writable by
+	// mprotect), unless MAP_NORESERVE exempted it.
+	vmaAccount
 )
 
 func (f vmaFlags) has(b vmaFlags) bool { return f&b != 0 }
@@ -245,6 +249,9 @@ func (mm *MemoryManager) accountVMA(v *vma, length uint64, sign int) {
 	}
 	if v.isExec() {
 		add(&mm.execAS)
+	}
+	if v.flags.has(vmaAccount) {
+		mm.commitLocked().add(d>>hostarch.PageShift, sign)
 	}
 	if mm.usageAS > mm.peakAS {
 		mm.peakAS = mm.usageAS

@@ -40,6 +40,7 @@ static uint64_t rnd(void) {
 	return st;
 }
 #define N(a) (sizeof(a) / sizeof((a)[0]))
+static int safe_walk(uint64_t a, uint64_t len);
 #define PICK(a) ((a)[rnd() % N(a)])
 
 struct fd {
@@ -93,6 +94,14 @@ static int safe(uint64_t a, uint64_t len) {
 	uint64_t l = (len + PG - 1) & ~(PG - 1);
 	if (len == 0 || l == 0 || a & (PG - 1)) return 1;
 	if (a + l < a || a + l > TASK_SIZE) return 1;
+	return safe_walk(a, len);
+}
+
+// safe_walk is safe for calls that walk whatever is mapped in the range,
+// however far (madvise): they must stay out of the program's own mappings.
+static int safe_walk(uint64_t a, uint64_t len) {
+	uint64_t l = (len + PG - 1) & ~(PG - 1);
+	if (len == 0 || l == 0 || a & (PG - 1) || a + l < a) return 1;
 	if (a >= S && a + l <= FEND) return 1;
 	if (a >= 0x1000 && a + l <= 0x300000) return 1;
 	return 0;
@@ -148,6 +157,12 @@ static void do_mmap(int i) {
 	// their files (a file system's own mmap), and MAP_HUGETLB with
 	// MAP_NORESERVE maps huge pages that are not there.
 	if ((flags & MAP_HUGETLB) && (flags & MAP_NORESERVE)) flags &= ~MAP_NORESERVE;
+	// Nor is ext4's placement of large file mappings at 2 MiB
+	// boundaries matching their offset.
+	if (f <= 5 && !(flags & (MAP_ANONYMOUS | MAP_FIXED)) && len >= 0x200000) len = 0x10000;
+	// (vmspace keeps the top two pages for itself: there the program
+	// cannot find what it did not map.)
+	if ((flags & MAP_FIXED_NOREPLACE) && addr >= TASK_SIZE - 2 * PG && addr < TASK_SIZE) flags &= ~MAP_FIXED_NOREPLACE;
 	if ((flags & MAP_FIXED) && !safe(addr, len)) addr = F + (rnd() % 64) * PG;
 	if ((flags & MAP_FIXED) && !safe(addr, len)) return;
 	if ((flags & MAP_32BIT) && !(flags & MAP_FIXED) && rnd() % 2) addr = 0;
@@ -175,7 +190,7 @@ static void do_madvise(int i) {
 		addr = S + (rnd() % NREG) * REGION + (rnd() % 20) * PG;
 		len = PICK(((uint64_t[]){0, 1, PG, 2 * PG, 8 * PG, 16 * PG, 20 * PG, REGION + PG}));
 	}
-	if (!safe(addr, len)) return;
+	if (!safe_walk(addr, len)) return;
 	printf("%d madvise(%#lx, %#lx, %d)", i, addr, len, adv);
 	result(sys(SYS_madvise, addr, len, adv, 0, 0, 0));
 }
@@ -185,7 +200,9 @@ static unsigned char vec[4096];
 static void do_mincore(int i) {
 	uint64_t addr = rnd() % 3 ? S + (rnd() % NREG) * REGION + (rnd() % 20) * PG : pick_addr();
 	uint64_t len = rnd() % 3 ? (rnd() % 24) * PG : pick_len();
-	uint64_t v = PICK(((uint64_t[]){(uint64_t)vec, (uint64_t)vec, 0, 8, TASK_SIZE - 1,
+	// (TASK_SIZE - 1 would be in vmspace's own top pages, which the
+	// program does not have.)
+	uint64_t v = PICK(((uint64_t[]){(uint64_t)vec, (uint64_t)vec, 0, 8, TASK_SIZE,
 		TASK_SIZE + PG, -PG, F + 0x8000000}));
 	if (v == (uint64_t)vec && (len + PG - 1) / PG > sizeof vec) return;
 	printf("%d mincore(%#lx, %#lx, %s)", i, addr, len, v == (uint64_t)vec ? "vec" : "bad");
