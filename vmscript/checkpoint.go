@@ -92,6 +92,9 @@ func (e *vmspaceExec) saveAndRelease(ctx context.Context, procs []*vproc) ([]byt
 	if err := s.SaveManagers(ctx, mms...); err != nil {
 		return nil, err
 	}
+	if err := e.injected("save"); err != nil {
+		return nil, err
+	}
 
 	named := namedObjectsOf(procs)
 	var enc checkpoint.Encoder
@@ -154,6 +157,9 @@ func (e *vmspaceExec) saveAndRelease(ctx context.Context, procs []*vproc) ([]byt
 			enc.Uvarint(named.segIndex[p.shms[name]])
 		}
 	}
+	if err := e.injected("release"); err != nil {
+		return nil, err
+	}
 	if err := w.Record(recNames, enc.Bytes()); err != nil {
 		return nil, err
 	}
@@ -189,6 +195,8 @@ func (e *vmspaceExec) restore(ctx context.Context, procs []*vproc, img []byte) (
 	}
 	if len(mms) != len(procs) {
 		err = fmt.Errorf("the image has %d processes, not %d", len(mms), len(procs))
+	} else {
+		err = e.injected("restore")
 	}
 	// On failure, everything made here goes.
 	var fds []*hostfile.FD
@@ -296,6 +304,14 @@ func (e *vmspaceExec) restore(ctx context.Context, procs []*vproc, img []byte) (
 	}
 	e.files = fds
 	return nil
+}
+
+// injected returns the failure a test injects at stage, if any.
+func (e *vmspaceExec) injected(stage string) error {
+	if e.fault == nil {
+		return nil
+	}
+	return e.fault(stage)
 }
 
 // hasKey reports whether m has key k.

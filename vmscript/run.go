@@ -73,6 +73,12 @@ func Run(ctx context.Context, s *Script, ex Executor, w io.Writer) (err error) {
 	return nil
 }
 
+// executorError marks an executor failure that must stop the script even
+// though it may wrap an errno.
+type executorError struct{ err error }
+
+func (e *executorError) Error() string { return e.err.Error() }
+
 // driver holds the state of one run.
 type driver struct {
 	ex Executor
@@ -136,6 +142,9 @@ func (d *driver) exec(ctx context.Context, st *Stmt) (string, error) {
 		}
 	}
 	res, err := d.run(ctx, st, p, addr, newAddr)
+	if ee, ok := err.(*executorError); ok {
+		return "", ee.err
+	}
 	if e, ok := asErrno(err); ok {
 		if st.Bind != "" {
 			delete(d.binds, st.Bind)
@@ -164,7 +173,13 @@ func (d *driver) run(ctx context.Context, st *Stmt, p Proc, addr, newAddr uint64
 		delete(d.procs, st.Name)
 		return okOr(q.Exit(ctx))
 	case OpCheckpoint:
-		return okOr(d.ex.Checkpoint(ctx))
+		// A checkpoint has no system answer: any failure (even one
+		// carrying an errno, such as ENOSPC from the memory file) is
+		// the executor's, and stops the script.
+		if err := d.ex.Checkpoint(ctx); err != nil {
+			return "", &executorError{err}
+		}
+		return "ok", nil
 
 	case OpMmap:
 		r, err := p.Mmap(ctx, MmapArgs{Addr: addr, Len: st.Len, Prot: st.Prot, Flags: st.MapFlags, File: fileName(st), Off: st.Off})

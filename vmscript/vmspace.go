@@ -40,6 +40,10 @@ type vmspaceExec struct {
 	files []*hostfile.FD
 	// dir holds the temporary files.
 	dir string
+	// fault, if not nil, is called at each stage of a checkpoint
+	// ("save", "release", "restore") and a non-nil result is that
+	// stage's failure: tests inject failures with it. Set before Start.
+	fault func(stage string) error
 }
 
 // vproc is one process: a MemoryManager and its named objects (shared with
@@ -110,7 +114,10 @@ func (e *vmspaceExec) Checkpoint(ctx context.Context) error {
 func (e *vmspaceExec) Close() error {
 	ctx := context.Background()
 	for p := range e.procs {
-		p.mm.DecUsers(ctx)
+		// A failed checkpoint leaves released processes (nil mm).
+		if p.mm != nil {
+			p.mm.DecUsers(ctx)
+		}
 	}
 	e.procs = nil
 	for _, f := range e.files {
