@@ -764,9 +764,36 @@ func (mm *MemoryManager) populateLocked(ctx context.Context, ar hostarch.AddrRan
 	return true
 }
 
+// populateChunk is how much populateRangeLocked populates between checks
+// of its context's cancellation (a fatal signal, in Linux's terms).
+const populateChunk = 64 << 20
+
 // populateRangeLocked creates pmas for r within vseg and marks its pages
-// accessed. Preconditions: mappingMu held; activeMu held for writing.
+// accessed. If ctx can be cancelled, it goes populateChunk-aligned chunk by
+// chunk and stops with ctx's error once it is. Preconditions: mappingMu
+// held; activeMu held for writing.
 func (mm *MemoryManager) populateRangeLocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, at hostarch.AccessType) error {
+	if ctx.Done() != nil {
+		for c := r.Start; c < r.End; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			e := (c + populateChunk) &^ (populateChunk - 1)
+			if e <= c || e > r.End {
+				e = r.End
+			}
+			if err := mm.populateOnceLocked(ctx, mm.vmas.FindSegment(c), hostarch.AddrRange{Start: c, End: e}, at); err != nil {
+				return err
+			}
+			c = e
+		}
+		return nil
+	}
+	return mm.populateOnceLocked(ctx, vseg, r, at)
+}
+
+// populateOnceLocked is populateRangeLocked without cancellation.
+func (mm *MemoryManager) populateOnceLocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, at hostarch.AccessType) error {
 	if _, err := mm.getPMAsLocked(ctx, vseg, r, at); err != nil {
 		return err
 	}

@@ -34,8 +34,10 @@ func (e *RunError) Unwrap() error { return e.Err }
 
 // Run runs s on ex and writes its transcript to w: for every statement, its
 // line number, a space and its result. It returns an error (a *RunError) only
-// when the executor fails or w cannot be written; the transcript up to the
-// failing statement has been written then. Run always calls ex.Close.
+// when the executor fails, ctx ends (checked between statements, and
+// within long ones by the executors: populating, copying, agents' calls)
+// or w cannot be written; the transcript up to the failing statement has
+// been written then. Run always calls ex.Close.
 func Run(ctx context.Context, s *Script, ex Executor, w io.Writer) (err error) {
 	bw := bufio.NewWriter(w)
 	defer func() {
@@ -62,6 +64,11 @@ func Run(ctx context.Context, s *Script, ex Executor, w io.Writer) (err error) {
 			return &RunError{Script: s.Name, Line: st.Line, Err: err}
 		}
 		res, err := d.exec(ctx, st)
+		if err == nil {
+			// A statement cut short by the deadline may have returned
+			// a result (an errno) that is not the system's answer.
+			err = ctx.Err()
+		}
 		if err != nil {
 			return &RunError{Script: s.Name, Line: st.Line, Err: err}
 		}

@@ -311,7 +311,8 @@ func (p *vproc) Write(ctx context.Context, addr uint64, data []byte) (Fault, err
 	return faultOf(n, err)
 }
 
-// chunk is how much Fill and Sum move per call.
+// chunk is how much Fill and Sum move per call (and between checks of the
+// context's cancellation).
 const chunk = 1 << 20
 
 func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, error) {
@@ -321,6 +322,9 @@ func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, e
 	}
 	var done uint64
 	for done < length {
+		if err := ctx.Err(); err != nil {
+			return Fault{}, err
+		}
 		n := min(length-done, chunk)
 		m, err := p.mm.CopyOut(ctx, hostarch.Addr(addr+done), buf[:n], appIO)
 		if err != nil {
@@ -343,6 +347,9 @@ func (p *vproc) Sum(ctx context.Context, addr, length uint64) (uint64, Fault, er
 	buf := make([]byte, min(length, chunk))
 	var done uint64
 	for done < length {
+		if err := ctx.Err(); err != nil {
+			return 0, Fault{}, err
+		}
 		n := min(length-done, chunk)
 		m, err := p.mm.CopyIn(ctx, hostarch.Addr(addr+done), buf[:n], appIO)
 		h = fnv1a(h, buf[:m])
