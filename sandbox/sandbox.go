@@ -641,7 +641,14 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		unix.Tgkill(t.p.pid, t.tid, ps.sig)
 	}
 	t.pending = nil
+	if afterResume != nil {
+		afterResume()
+	}
 }
+
+// afterResume, if not nil, is called after every resumption of a task
+// (tests widen race windows with it).
+var afterResume func()
 
 // inject makes t, stopped, make system call nr from the code page and
 // returns its raw result. t's application registers are kept in t.regs and

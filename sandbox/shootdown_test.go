@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Memory freed by one thread or process must never show up anywhere else
@@ -102,7 +103,10 @@ int main(int argc, char **argv) {
 // them (MADV_REMOVE), then the parent writes 'T' on page 1, then the child
 // prints the first byte of each page ('0' for a zero byte). Linux prints
 // 0T000000 every round. The processes wait for each other spinning on a
-// shared flag, so that the parent writes while the child runs on.
+// shared flag page (both running, neither faulting on it), so that the
+// parent writes while the child runs on; the test also makes the tracer
+// sleep after every resumption (afterResume), so that the parent writes
+// before the tracer does anything else.
 const sharedRemoveProgram = `#define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -140,6 +144,8 @@ int main(int argc, char **argv) {
 		volatile int *flag = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		pid_t pid = fork();
 		if (pid == 0) {
+			flag[48] = 1; /* no write fault later */
+			while (!__atomic_load_n(&flag[32], __ATOMIC_SEQ_CST));
 			if (madvise(p, n, MADV_REMOVE) != 0) { perror("madvise"); _exit(2); }
 			__atomic_store_n(&flag[0], 1, __ATOMIC_SEQ_CST);
 			while (!__atomic_load_n(&flag[16], __ATOMIC_SEQ_CST));
@@ -149,6 +155,7 @@ int main(int argc, char **argv) {
 			write(1, out, 9);
 			_exit(0);
 		}
+		__atomic_store_n(&flag[32], 1, __ATOMIC_SEQ_CST);
 		while (!__atomic_load_n(&flag[0], __ATOMIC_SEQ_CST));
 		p[4096] = 'T';
 		__atomic_store_n(&flag[16], 1, __ATOMIC_SEQ_CST);
@@ -258,7 +265,12 @@ func TestSharedRemoveAcrossFork(t *testing.T) {
 			if got := runNative(t, "", "", exe, kind, fmt.Sprint(rounds)); got.stdout != want {
 				t.Skipf("natively: %q", got.stdout)
 			}
+			// Give a resumed task time to run before the tracer
+			// goes on: the parent's write must come after the
+			// removal in every address space.
+			afterResume = func() { time.Sleep(2 * time.Millisecond) }
 			got, _ := sandboxRun(t, "", "", Options{}, exe, kind, fmt.Sprint(rounds))
+			afterResume = nil
 			if got.code != 0 || got.stdout != want {
 				t.Errorf("exit %d, output:\n%s%s", got.code, got.stdout, got.stderr)
 			}
