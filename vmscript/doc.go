@@ -15,9 +15,10 @@
 //     address or this errno", "these are the mappings over this range", "this
 //     many bytes were accessed before a SIGBUS".
 //   - NewNative (and RunNative) is the Executor for Linux: every script
-//     process is a C agent (agent.c) forked from this process by cgo, that
-//     never returns to Go and serves requests over a socket with raw system
-//     calls. NewVmspace is the Executor for vmspace's mm.MemoryManager.
+//     process is a C agent (agent/agent.c, built with the C compiler at
+//     first use and exec'd as a program of its own; forks are its forks)
+//     that serves requests over a socket with raw system calls. NewVmspace
+//     is the Executor for vmspace's mm.MemoryManager.
 //   - Diff compares two transcripts and reports the first difference.
 //
 // # The corpus
@@ -38,8 +39,8 @@
 //
 //   - brk, brk±OFF and the "= brk+OFF" result are relative to p0's break at
 //     script start, in every process (forked processes inherit it). The native
-//     agent first resets its break to the heap's start, as in a fresh process,
-//     so the break cannot go below brk.
+//     agent's break is at its heap's start, as in a fresh process, so the
+//     break cannot go below brk.
 //   - A $NAME must be bound by an earlier "-> NAME" (a parse error otherwise);
 //     when the binding statement failed at run time, a statement using $NAME
 //     prints "unbound $NAME".
@@ -62,14 +63,16 @@
 //
 // # The native processes
 //
-// An agent is a copy of the coordinator: outside the window it has the Go
-// runtime's, the binary's and libc's mappings, and it unmaps the whole window
-// at start (the race detector keeps shadow memory there). Deltas (vmsize,
-// vmlck) and relative limits (setrlimit RES +N) hide the difference, but two
-// things cannot: mlockall(MCL_CURRENT) compares everything mapped with
-// RLIMIT_MEMLOCK, and brk's RLIMIT_DATA check counts the binary's data
-// segment; the corpus uses the first only with limits every system fails and
-// avoids the second. Every agent is a child of the coordinator (forks use
+// An agent is a small dynamically linked C program (non-PIE, so its break
+// is low): outside the window it has its own binary, libc, the loader, its
+// static buffers and stack, a few MiB in all, as a small Linux program has,
+// and nothing of the coordinator. So mlockall(MCL_CURRENT), which compares
+// everything mapped with RLIMIT_MEMLOCK, succeeds under the usual 8 MiB limit
+// as it does for a small program (and on vmspace, whose stand-ins are
+// similar in size); deltas (vmsize, vmlck) and relative limits (setrlimit
+// RES +N) hide the remaining differences in layout, except brk's RLIMIT_DATA
+// check, which counts the binary's data segment: the corpus avoids it.
+// Every agent is a child of the coordinator (forks use
 // CLONE_PARENT), so Close, a context cancellation or a failure kills and reaps
 // every one of them through pidfds, and removes the shm segments the script
 // made.

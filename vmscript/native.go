@@ -1,29 +1,112 @@
 package vmscript
 
-/*
-#include <stdlib.h>
-#include "agent.h"
-*/
-import "C"
-
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"embed"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
+
+// agentSource is the agent's C source, built into a program of its own at
+// first use (agentProgram).
+//
+//go:embed agent/agent.c agent/agent.h
+var agentSource embed.FS
+
+var (
+	// agentOnce guards agentPath and agentErr: the agent program, built
+	// once per process.
+	agentOnce sync.Once
+	agentPath string
+	agentErr  error
+)
+
+// agentProgram returns the path of the agent program, building it with the C
+// compiler ($CC, else cc) the first time: a dynamically linked non-PIE
+// program (libc mapped, the break low), as a small C program is. It is kept
+// in the user's cache directory under a name made of its source's hash, or,
+// without one, in a temporary directory of this process.
+func agentProgram() (string, error) {
+	agentOnce.Do(func() { agentPath, agentErr = buildAgent() })
+	return agentPath, agentErr
+}
+
+func buildAgent() (string, error) {
+	src, err := agentSource.ReadFile("agent/agent.c")
+	if err != nil {
+		return "", err
+	}
+	hdr, err := agentSource.ReadFile("agent/agent.h")
+	if err != nil {
+		return "", err
+	}
+	cc := os.Getenv("CC")
+	if cc == "" {
+		cc = "cc"
+	}
+	args := []string{"-O2", "-no-pie", "-o"}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %q\n", cc, args)
+	h.Write(src)
+	h.Write(hdr)
+	name := "vmscript-agent-" + hex.EncodeToString(h.Sum(nil)[:12])
+	dir := ""
+	if cache, err := os.UserCacheDir(); err == nil {
+		dir = filepath.Join(cache, "vmspace")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			dir = ""
+		}
+	}
+	if dir != "" {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 {
+			return filepath.Join(dir, name), nil
+		}
+	}
+	tmp, err := os.MkdirTemp(dir, "vmscript-agent-build-")
+	if err != nil {
+		return "", fmt.Errorf("building the native agent: %w", err)
+	}
+	if dir != "" {
+		defer os.RemoveAll(tmp)
+	}
+	c := filepath.Join(tmp, "agent.c")
+	if err := os.WriteFile(c, src, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "agent.h"), hdr, 0o600); err != nil {
+		return "", err
+	}
+	out := filepath.Join(tmp, name)
+	if b, err := exec.Command(cc, append(args, out, c)...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the native agent with %s: %v\n%s", cc, err, b)
+	}
+	if dir == "" {
+		return out, nil
+	}
+	// Renaming is atomic: a concurrent builder's program is as good.
+	path := filepath.Join(dir, name)
+	if err := os.Rename(out, path); err != nil {
+		return "", fmt.Errorf("building the native agent: %w", err)
+	}
+	return path, nil
+}
 
 // Request opcodes, mirroring agent.h.
 const (
@@ -82,9 +165,10 @@ type NativeOptions struct {
 }
 
 // NewNative returns an Executor that runs scripts in real Linux processes:
-// each script process is an agent forked from this process (p0) or from
-// another agent (fork), without capabilities and with transparent huge pages
-// disabled. Every process is killed and reaped by Close, and on context
+// each script process is an agent, a small C program (agent/agent.c, built
+// at first use with the C compiler) started by this process (p0) or forked
+// from another agent (fork), without capabilities and with transparent huge
+// pages disabled. Every process is killed and reaped by Close, and on context
 // cancellation.
 func NewNative(opts NativeOptions) Executor {
 	if opts.TempDir == "" {
@@ -140,17 +224,31 @@ type nativeProc struct {
 }
 
 func (ex *nativeExec) Start(ctx context.Context) (Proc, error) {
+	prog, err := agentProgram()
+	if err != nil {
+		return nil, err
+	}
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %v", err)
 	}
-	cdir := C.CString(ex.opts.TempDir)
-	pid := int(C.vms_spawn(C.int(sp[1]), cdir))
-	C.free(unsafe.Pointer(cdir))
-	unix.Close(sp[1])
-	if pid < 0 {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
 		unix.Close(sp[0])
-		return nil, fmt.Errorf("spawning the agent: %v", unix.Errno(-pid))
+		unix.Close(sp[1])
+		return nil, err
+	}
+	// The agent is a program of its own, with nothing of this process
+	// but the socket (descriptor 3) and the limits.
+	pid, err := syscall.ForkExec(prog, []string{"vmscript-agent", ex.opts.TempDir}, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{null.Fd(), null.Fd(), null.Fd(), uintptr(sp[1])},
+	})
+	null.Close()
+	unix.Close(sp[1])
+	if err != nil {
+		unix.Close(sp[0])
+		return nil, fmt.Errorf("starting the agent %s: %v", prog, err)
 	}
 	p, err := ex.adopt(pid, sp[0])
 	if err != nil {

@@ -1,4 +1,4 @@
-// The vmscript agent: a pure C process, forked from the Go coordinator, that
+// The vmscript agent: a small C program, exec'd by the Go coordinator, that
 // runs memory-management requests on itself and answers over a socket.
 // The layouts below are mirrored in native.go.
 
@@ -67,9 +67,5 @@ struct vms_resp {
 	uint32_t datalen;
 	uint32_t pad;
 };
-
-// vms_spawn forks the agent p0 serving on sock, creating files in tmpdir.
-// It returns the child's pid, or -errno. The child never returns.
-long vms_spawn(int sock, const char *tmpdir);
 
 #endif

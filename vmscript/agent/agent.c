@@ -1,9 +1,9 @@
-// The vmscript agent (see agent.h). Everything here after the fork runs in a
-// process that is a copy of the Go coordinator with one thread; it must never
-// return to Go, never call malloc (the heap it inherited is abandoned, and the
-// program break is reset), and never map memory of its own while a script
-// runs (that would show in vmsize). It uses static buffers, a static stack,
-// and raw system calls so that every answer is the kernel's.
+// The vmscript agent (see agent.h): a small C program of its own, which the
+// coordinator (native.go) builds from this file and execs, one per script
+// (forked processes are its forks). It must never call malloc and never map
+// memory of its own while a script runs (that would show in vmsize). It uses
+// static buffers, a static stack, and raw system calls so that every answer
+// is the kernel's.
 
 #define _GNU_SOURCE
 #include "agent.h"
@@ -264,51 +264,6 @@ static size_t fmt_uint(char *p, unsigned long v) {
 	for (size_t i = 0; i < n; i++)
 		p[i] = tmp[n - 1 - i];
 	return n;
-}
-
-// read_proc_file reads a small /proc file into iobuf, NUL-terminated.
-static long read_proc_file(const char *path) {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	size_t n = 0;
-	while (n < sizeof iobuf - 1) {
-		ssize_t r = read(fd, iobuf + n, sizeof iobuf - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
-	close(fd);
-	iobuf[n] = 0;
-	return (long)n;
-}
-
-// start_brk returns the start of the heap (field 47 of /proc/self/stat).
-static unsigned long start_brk(void) {
-	if (read_proc_file("/proc/self/stat") <= 0)
-		return 0;
-	char *p = strrchr((char *)iobuf, ')');
-	if (!p)
-		return 0;
-	p++;
-	// Fields after the comm: the first is field 3.
-	int field = 2;
-	unsigned long v = 0;
-	while (*p) {
-		while (*p == ' ')
-			p++;
-		field++;
-		v = 0;
-		while (*p >= '0' && *p <= '9')
-			v = v * 10 + (unsigned long)(*p++ - '0');
-		while (*p && *p != ' ')
-			p++;
-		if (field == 47)
-			return v;
-	}
-	return 0;
 }
 
 // fill_pattern writes the file pattern for offsets [off, off+n) into iobuf.
@@ -666,17 +621,8 @@ static void agent_main(void) {
 	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0 && !err)
 		err = errno;
 
-	// Reset the break to the start of the heap: the abandoned heap of the
-	// coordinator's malloc is released and brk at script start is the
-	// heap's start, as in a fresh process.
-	unsigned long sb = start_brk();
-	if (sb)
-		syscall(SYS_brk, sb);
-
-	// Nothing in the window: the process starts as a copy of the
-	// coordinator, whose runtime may have mapped memory there (the race
-	// detector's shadow lives at 0x200000000000 and up). The agent itself
-	// never uses it.
+	// Nothing in the window (a fresh program has nothing there; this
+	// only makes sure). The agent itself never uses it.
 	if (syscall(SYS_munmap, WINDOW, WINDOW_SIZE) < 0 && !err)
 		err = errno;
 
@@ -709,7 +655,8 @@ static void agent_main(void) {
 static void child(int sock, const char *dir) __attribute__((noreturn));
 
 static void child(int sock, const char *dir) {
-	// First of all, no signal may reach the Go handlers we inherited.
+	// No signal handler or mask the coordinator may have passed on (an
+	// ignored signal stays ignored across exec).
 	sigset_t all;
 	sigfillset(&all);
 	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, sizeof(unsigned long));
@@ -740,14 +687,7 @@ static void child(int sock, const char *dir) {
 	die();
 }
 
-long vms_spawn(int sock, const char *dir) {
-	char d[4096];
-	strncpy(d, dir, sizeof d - 1);
-	d[sizeof d - 1] = 0;
-	long pid = syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
-	if (pid == 0)
-		child(sock, d);
-	if (pid < 0)
-		return -errno;
-	return pid;
+// main serves on the socket at descriptor 3, creating files in argv[1].
+int main(int argc, char **argv) {
+	child(SOCK_FD, argc > 1 ? argv[1] : "/tmp");
 }
