@@ -19,7 +19,11 @@
 //
 // System calls are injected into a stopped thread by pointing its rip at
 // the code page's "syscall; int3" with the arguments in its registers
-// (inject); the thread's own registers are restored when it resumes.
+// (inject); the thread's own registers are restored when it resumes. An
+// injected call always ends: a fault on the way (the kernel failing to
+// update the thread's rseq area, say) ends it with an error, and signals
+// that arrive meanwhile are kept for the thread (a standard signal once),
+// except one that would end the process, which is delivered at once.
 // stubAS is the platform.AddressSpace of a process built on that: MapFile
 // is an injected mmap, Unmap an injected munmap. It keeps a shadow of the
 // host mappings it made, which tells the sandbox whether a buffer is mapped
@@ -77,7 +81,12 @@
 //     type is inferred from the host's si_code and rip (see fault.go), the
 //     manager serves the fault and maps the whole pma; a fault it refuses
 //     becomes the SIGSEGV or SIGBUS the program gets on Linux, which, like
-//     Linux's, cannot be blocked or ignored.
+//     Linux's, cannot be blocked or ignored. A fault that comes back with
+//     no host mapping changed since it was served is retried as a write,
+//     then given to the program.
+//   - rseq, set_tid_address and set_robust_list stop so that vmspace
+//     knows the memory the host kernel writes on each thread's behalf; it
+//     keeps that memory mapped in the host (kareas.go).
 //   - exec is served by the loader (exec.go): see there for how a program
 //     image replaces the process's address space.
 //   - fork, vfork and clone are ptrace events (fork.go): threads share

@@ -20,6 +20,10 @@ const faultsProgram = `
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -56,9 +60,143 @@ static int remap(void) {
 	return 0;
 }
 
+/* Without glibc's own rseq registration (the tunable is set by running the
+   program again), the thread registers an area of its own in a page of its
+   own. */
+#define RSEQ_SIG_X86 0x53053053
+struct area { uint32_t cpu_id_start, cpu_id; uint64_t rseq_cs; uint32_t flags, pad[3]; } __attribute__((aligned(32)));
+
+static struct area *own_rseq(char **argv) {
+	if (!getenv("GLIBC_TUNABLES")) {
+		setenv("GLIBC_TUNABLES", "glibc.pthread.rseq=0", 1);
+		execv("/proc/self/exe", argv);
+		die("execv");
+	}
+	struct area *a = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (a == MAP_FAILED) die("mmap");
+	if (syscall(SYS_rseq, a, sizeof *a, 0, RSEQ_SIG_X86) != 0) die("rseq");
+	return a;
+}
+
+/* The page holding the rseq area is taken away, replaced, moved back: the
+   kernel's next update of the area faults it in again. */
+static int rseq(char **argv) {
+	struct area *a = own_rseq(argv);
+	for (int i = 0; i < 20; i++) {
+		if (madvise(a, 4096, MADV_DONTNEED) != 0) die("madvise");
+		sched_yield();
+		if (mmap(a, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != a) die("mmap fixed");
+		sched_yield();
+		if (mprotect(a, 4096, PROT_READ | PROT_WRITE) != 0) die("mprotect");
+		getppid();
+	}
+	/* An area in the page that holds this thread's stack. */
+	if (syscall(SYS_rseq, a, sizeof *a, 1, RSEQ_SIG_X86) != 0) die("rseq unregister");
+	struct area local;
+	memset(&local, 0, sizeof local);
+	if (syscall(SYS_rseq, &local, sizeof local, 0, RSEQ_SIG_X86) != 0) die("rseq stack");
+	sched_yield();
+	if (syscall(SYS_rseq, &local, sizeof local, 1, RSEQ_SIG_X86) != 0) die("rseq unregister stack");
+	puts("ok");
+	return 0;
+}
+
+static volatile int *ctid;
+static int ready[2], go[2];
+
+static void *clearer(void *arg) {
+	(void)arg;
+	syscall(SYS_set_tid_address, ctid);
+	char c = 1;
+	if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1) die("pipe");
+	return NULL;
+}
+
+/* The clear_child_tid word of a thread is in a private file page that is
+   only read (mapped read-only) when the thread exits: the kernel's write
+   of 0 copies it and wakes the waiter. */
+static int cleartid(void) {
+	int fd = memfd_create("ctid", 0);
+	int one[1024] = {1};
+	if (fd < 0 || write(fd, one, sizeof one) != sizeof one) die("memfd");
+	ctid = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (ctid == MAP_FAILED) die("mmap");
+	*ctid = 7;
+	if (pipe(ready) || pipe(go)) die("pipe");
+	pthread_t t;
+	if (pthread_create(&t, NULL, clearer, NULL) != 0) die("pthread_create");
+	pthread_detach(t);
+	char c;
+	if (read(ready[0], &c, 1) != 1) die("read");
+	if (madvise((void *)ctid, 4096, MADV_DONTNEED) != 0) die("madvise");
+	printf("before %d\n", *ctid);
+	if (write(go[1], &c, 1) != 1) die("write");
+	int v;
+	while ((v = __atomic_load_n(ctid, __ATOMIC_ACQUIRE)) != 0)
+		syscall(SYS_futex, ctid, FUTEX_WAIT, v, NULL, NULL, 0);
+	printf("after %d\n", *ctid);
+	return 0;
+}
+
+static volatile int handled;
+static void on_usr1(int sig) {
+	(void)sig;
+	handled = 1;
+}
+
+/* The alternate signal stack is taken away before a signal. */
+static int altstack(void) {
+	char *st = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (st == MAP_FAILED) die("mmap");
+	stack_t ss = { .ss_sp = st, .ss_size = 1 << 16 };
+	if (sigaltstack(&ss, NULL) != 0) die("sigaltstack");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_usr1;
+	sa.sa_flags = SA_ONSTACK;
+	sigaction(SIGUSR1, &sa, NULL);
+	for (int i = 0; i < 5; i++) {
+		memset(st, 1, 1 << 16);
+		if (madvise(st, 1 << 16, MADV_DONTNEED) != 0) die("madvise");
+		handled = 0;
+		raise(SIGUSR1);
+		if (!handled) die("not handled");
+	}
+	puts("ok");
+	return 0;
+}
+
+#define TOP 0x7ffffffff000UL
+
+/* f in a child; prints how the child ended. */
+static void child(const char *what, void (*f)(void)) {
+	pid_t pid = fork();
+	if (pid < 0) die("fork");
+	if (pid == 0) {
+		f();
+		_exit(0);
+	}
+	int st;
+	if (waitpid(pid, &st, 0) != pid) die("waitpid");
+	printf("%s: %s %d\n", what, WIFSIGNALED(st) ? "signal" : "exit", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* Every page of the user range, vmspace's own included (Linux: EINVAL for
+   the vvar pages, after zapping the rest). */
+static void zap(void) { syscall(SYS_madvise, 0, TOP, MADV_DONTNEED); }
+
+static int zapall(void) {
+	child("madvise(0, TASK_SIZE, MADV_DONTNEED)", zap);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (argc < 2) return 1;
+	if (!strcmp(argv[1], "rseq")) return rseq(argv);
+	if (!strcmp(argv[1], "cleartid")) return cleartid();
+	if (!strcmp(argv[1], "altstack")) return altstack();
+	if (!strcmp(argv[1], "zapall")) return zapall();
 	if (!strcmp(argv[1], "dontneed")) return dontneed();
 	if (!strcmp(argv[1], "remap")) return remap();
 	return 1;
@@ -72,6 +210,28 @@ func TestFaultsComeBack(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "faults", faultsProgram, false)
 	for _, c := range []string{"dontneed", "remap"} {
+		t.Run(c, func(t *testing.T) { compare(t, "", "", exe, c) })
+	}
+}
+
+// TestKernelAreas: the areas the kernel writes on a thread's behalf (the
+// rseq area, the clear_child_tid word, the signal stack) stay serviceable
+// whatever the program does to their pages.
+func TestKernelAreas(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "faults", faultsProgram, false)
+	for _, c := range []string{"rseq", "cleartid", "altstack"} {
+		t.Run(c, func(t *testing.T) { compare(t, "", "", exe, c) })
+	}
+}
+
+// TestStubOutOfReach: vmspace's own pages at the top of the user range are
+// out of the program's reach: what it does there ends as on Linux, where
+// nothing is mapped, never in a loop of vmspace.
+func TestStubOutOfReach(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "faults", faultsProgram, false)
+	for _, c := range []string{"zapall"} {
 		t.Run(c, func(t *testing.T) { compare(t, "", "", exe, c) })
 	}
 }

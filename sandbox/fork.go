@@ -117,6 +117,9 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 			ct.altStack = t.altStack // fork keeps the alternate stack
 		}
 	}
+	if ct := s.tasks[ctid]; ct != nil {
+		s.inheritKernelAreas(t, ct, flags)
+	}
 	if ws, ok := s.early[ctid]; ok {
 		delete(s.early, ctid)
 		s.deferred = append([]waitResult{{ctid, ws}}, s.deferred...)

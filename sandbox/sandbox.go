@@ -315,6 +315,9 @@ type task struct {
 	// while the count is unchanged gives the child exactly the mappings
 	// the shadow shows.
 	mapGen uint64
+	// kareas are the areas the host kernel writes or reads on the
+	// thread's behalf, kept mapped in the host (kareas.go).
+	kareas kernelAreas
 }
 
 // pendingSignal is a signal to deliver later: its number and details.
@@ -434,6 +437,7 @@ func (s *Sandbox) run() (int, error) {
 		// Another address space may have lost pages (a file hole
 		// punched through a shared mapping): unmap them before its
 		// tasks touch them again.
+		s.keepUnflushedKernelAreas()
 		s.shootdown()
 		for len(s.borrowed) > 0 {
 			t := s.borrowed[0]
@@ -605,13 +609,17 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		// Every address space loses the pages the manager unmapped
 		// before t runs on: t's own, and those of the processes
 		// sharing memory with it, which must not see t's next writes
-		// to that memory in their stale pages.
+		// to that memory in their stale pages. Pages the kernel writes
+		// for a thread are replaced in the host first, never left
+		// unmapped (kareas.go).
+		s.keepUnflushedKernelAreas()
 		s.shootdown()
 		t.mapGen = 0
 		if len(as.pending) == 0 {
 			t.mapGen = as.gen + 1
 		}
 	} else if len(s.unflushed) > 0 {
+		s.keepUnflushedKernelAreas()
 		s.shootdown()
 	}
 	if t.p.held == t {
@@ -678,6 +686,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	if err := ptraceCont(t.tid, 0); err != nil {
 		return 0, s.lost(t, "PTRACE_CONT", err)
 	}
+	stops := 0
 	for {
 		ws, err := s.waitFor(t)
 		if debug && os.Getenv("VMSPACE_DEBUG") == "2" {
@@ -714,12 +723,44 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 				fmt.Fprintf(os.Stderr, "vmspace-debug:   unexpected SIGTRAP at %#x (ip %#x) rax %#x\n", rr.Rip, t.ip, rr.Rax)
 			}
 		}
-		if debug {
-			var si siginfo
-			ptraceGetSiginfo(t.tid, &si)
-			var rr unix.PtraceRegs
-			ptraceGetRegs(t.tid, &rr)
-			fmt.Fprintf(os.Stderr, "vmspace-debug:   signal %v addr %#x code %d at rip %#x\n", ws.StopSignal(), si.addr(), si.code(), rr.Rip)
+		if stops++; stops > maxInjectStops {
+			t.sigStop = event(ws) == 0
+			return 0, fmt.Errorf("sandbox: system call %d in task %d interrupted %d times: %w", nr, t.tid, stops, unix.EINTR)
+		}
+		var si siginfo
+		sig := ws.StopSignal()
+		if event(ws) == 0 && ptraceGetSiginfo(t.tid, &si) == nil {
+			if debug {
+				var rr unix.PtraceRegs
+				ptraceGetRegs(t.tid, &rr)
+				fmt.Fprintf(os.Stderr, "vmspace-debug:   signal %v addr %#x code %d at rip %#x\n", sig, si.addr(), si.code(), rr.Rip)
+			}
+			if syncSignal(sig, &si) {
+				// The thread faulted at the code page: going back to
+				// user mode, the kernel could not write its rseq
+				// area, say. Retrying would fault again forever. The
+				// signal is not kept: the thread gets it again when
+				// it returns to its own code, as it would on Linux.
+				t.sigStop = true
+				var rr unix.PtraceRegs
+				if err := ptraceGetRegs(t.tid, &rr); err != nil {
+					return 0, s.lost(t, "PTRACE_GETREGS", err)
+				}
+				if rr.Rip == t.ip+2 {
+					// After the system call: it ran.
+					return uintptr(rr.Rax), nil
+				}
+				return 0, fmt.Errorf("%w: %v (code %d) in task %d at %#x", errInjectFault, sig, si.code(), t.tid, rr.Rip)
+			}
+			if killsNow(t.p.pid, sig) {
+				// A signal that ends the process (SIGTERM, SIGINT...
+				// with no handler): deliver it now, ending whatever
+				// the call was waiting for.
+				if err := ptraceCont(t.tid, sig); err != nil {
+					return 0, s.lost(t, "PTRACE_CONT", err)
+				}
+				continue
+			}
 		}
 		s.noteSignal(t, ws)
 		if err := ptraceCont(t.tid, 0); err != nil {
@@ -794,6 +835,56 @@ func (s *Sandbox) keep(tid int, ws unix.WaitStatus) {
 	}
 }
 
+// maxInjectStops bounds the stops (signals arriving) that one injected
+// system call may see before vmspace gives up on it.
+const maxInjectStops = 1 << 16
+
+// errInjectFault is returned when a thread faults while running an
+// injected system call (its code page, or memory the kernel accesses for
+// the thread on the way back to user mode, is not there).
+var errInjectFault = fmt.Errorf("sandbox: fault during an injected system call: %w", unix.EFAULT)
+
+// syncSignal reports whether sig, with si, was raised by the kernel for
+// what the thread was doing (a fault, a trap, a failed rseq update), not
+// sent.
+func syncSignal(sig unix.Signal, si *siginfo) bool {
+	switch sig {
+	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGTRAP:
+		return si.code() > 0
+	}
+	return false
+}
+
+// killsNow reports whether delivering sig to process pid ends it: its
+// default action terminates, and the process neither catches nor ignores
+// it.
+func killsNow(pid int, sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH,
+		unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return false
+	}
+	if sig <= 0 || sig > 64 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	bit := uint64(1) << (uint(sig) - 1)
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, field := range []string{"SigCgt:", "SigIgn:"} {
+			if v, ok := strings.CutPrefix(line, field); ok {
+				m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				if err != nil || m&bit != 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 // noteSignal records the signal of a stop that interrupted vmspace's use of
 // t, to deliver it later.
 func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
@@ -809,8 +900,27 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 		t.expectStop--
 		return
 	}
+	if len(t.pending) >= maxPendingSignals {
+		return
+	}
+	if sig < sigRTMin {
+		// A standard signal already pending is not queued twice (as
+		// in Linux).
+		for _, ps := range t.pending {
+			if ps.sig == sig {
+				return
+			}
+		}
+	}
 	t.pending = append(t.pending, pendingSignal{sig, si})
 }
+
+// sigRTMin is the first real-time signal (queued, unlike the others).
+const sigRTMin = 32
+
+// maxPendingSignals bounds the signals kept for one task while vmspace
+// uses it.
+const maxPendingSignals = 1024
 
 // holder returns a stopped task using sp that the memory manager's
 // platform calls can use: one the sandbox holds, or one it stops now
@@ -1250,6 +1360,9 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		return err
 	}
 	t.ip = uint64(codeAddr) + sysOff
+	// The host exec ended the rseq registration, clear_child_tid and the
+	// robust list.
+	t.kareas = kernelAreas{}
 	if err := call("munmap", unix.SYS_MUNMAP, 0, uintptr(ptrace.StubStart)); err != nil {
 		return err
 	}

@@ -23,7 +23,9 @@ import (
 //   - close, dup2, dup3 and close_range when they would close or replace
 //     the descriptor of the memory file (memFD);
 //   - prctl(PR_SET_MDWE) and prctl(PR_GET_MDWE): memory-deny-write-execute
-//     is decided by the memory manager's mmap and mprotect.
+//     is decided by the memory manager's mmap and mprotect;
+//   - rseq, set_tid_address and set_robust_list, which tell where the
+//     kernel will access a thread's memory by itself (kareas.go).
 //
 // Everything else is allowed without a stop. The filter looks only at the
 // system call number and architecture for the allowed calls, so the
@@ -75,6 +77,8 @@ var trapped = []int{
 	unix.SYS_LLISTXATTR, unix.SYS_FLISTXATTR, unix.SYS_FSTATFS, unix.SYS_STATFS,
 	// Signal delivery: vmspace follows alternate signal stacks.
 	unix.SYS_SIGALTSTACK,
+	// Memory the kernel accesses on a thread's behalf (kareas.go).
+	unix.SYS_RSEQ, unix.SYS_SET_TID_ADDRESS, unix.SYS_SET_ROBUST_LIST,
 }
 
 // isTrapped reports whether nr is in trapped (for tests and tracing).

@@ -111,6 +111,9 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		p.memCalls++
 		s.stats.MemCalls++
 		res := s.memCall(t, nr, a)
+		if !t.dead {
+			s.keepKernelAreas(p.sp)
+		}
 		if s.opts.Trace != nil {
 			s.traceCall(t, nr, a, res)
 		}
@@ -142,6 +145,12 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysSigaction(t, a)
 	case unix.SYS_RT_SIGPROCMASK:
 		return s.sysSigprocmask(t, a)
+	case unix.SYS_RSEQ:
+		return s.sysRseq(t, a)
+	case unix.SYS_SET_TID_ADDRESS:
+		return s.sysSetTidAddress(t, a)
+	case unix.SYS_SET_ROBUST_LIST:
+		return s.sysSetRobustList(t, a)
 	}
 	s.prevalidate(t, nr, a)
 	return pass()

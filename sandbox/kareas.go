@@ -1,0 +1,151 @@
+package sandbox
+
+import (
+	"github.com/vmspace/vmspace/hostarch"
+	"golang.org/x/sys/unix"
+)
+
+// The host kernel writes into a thread's memory by itself, at moments the
+// program does not choose: the rseq area (registered with rseq(2)) on every
+// return to user mode after a preemption, a migration or a signal; the
+// clear_child_tid word (CLONE_CHILD_CLEARTID, set_tid_address(2)) when the
+// thread exits, before it wakes the futex waiters there (pthread_join);
+// and it reads the robust futex list head (set_robust_list(2)) at thread
+// exit. On Linux such an access faults the page in like the thread's own.
+// Under vmspace the host kernel sees only the host mappings: a page the
+// memory manager has not mapped in the host, or has mapped read-only, makes
+// the rseq update fail (the kernel kills the thread with SIGSEGV, and would
+// do so at every injected system call as well), the clear_child_tid write
+// be dropped (pthread_join waits forever), the robust list be skipped.
+//
+// So vmspace tracks these areas per thread (the system calls that set them
+// stop, and clone's flags are seen at the clone event) and keeps them
+// mapped in the host with the access the kernel needs, as far as the
+// memory manager allows (keepKernelAreas): after every memory system call,
+// and before every deferred host unmap is made (so that a page taken away
+// by MADV_DONTNEED, an mmap over it or a copy-on-write break is replaced in
+// the host at once, never left unmapped while the thread runs). Where the
+// manager refuses (the program unmapped the area or made it read-only),
+// the host kernel fails as Linux's would.
+
+// kernelAreas are the memory areas the host kernel accesses on behalf of a
+// task.
+type kernelAreas struct {
+	// rseq is the registered rseq area, empty if none.
+	rseq hostarch.AddrRange
+	// ctid is the clear_child_tid address, 0 if none.
+	ctid hostarch.Addr
+	// robust is the robust list head, empty if none.
+	robust hostarch.AddrRange
+}
+
+// robustListHeadSize is sizeof(struct robust_list_head).
+const robustListHeadSize = 24
+
+// areaRange returns [addr, addr+n), or an empty range if it wraps.
+func areaRange(addr, n uint64) hostarch.AddrRange {
+	end, ok := hostarch.Addr(addr).AddLength(n)
+	if !ok || n == 0 {
+		return hostarch.AddrRange{}
+	}
+	return hostarch.AddrRange{Start: hostarch.Addr(addr), End: end}
+}
+
+// inheritKernelAreas sets the areas of child, a task made by parent's
+// clone with flags, as the kernel does: the clear_child_tid address comes
+// from CLONE_CHILD_CLEARTID, the rseq registration is kept by a fork
+// child (a thread, or a CLONE_VM child, starts without one), the robust
+// list head is never inherited.
+func (s *Sandbox) inheritKernelAreas(parent, child *task, flags uint64) {
+	child.kareas = kernelAreas{}
+	if flags&unix.CLONE_CHILD_CLEARTID != 0 && parent.regs.Orig_rax == unix.SYS_CLONE {
+		child.kareas.ctid = hostarch.Addr(parent.regs.R10)
+	}
+	if flags&unix.CLONE_VM == 0 {
+		child.kareas.rseq = parent.kareas.rseq
+	}
+}
+
+// sysRseq serves rseq(area, len, flags, sig): the area is mapped for the
+// kernel's first update, the call is made, and the registration recorded.
+func (s *Sandbox) sysRseq(t *task, a [6]uint64) sysResult {
+	const unregister = 1
+	ar := areaRange(a[0], uint64(uint32(a[1])))
+	if a[2]&unregister == 0 && ar.Length() > 0 {
+		s.keepArea(t.p, ar, hostarch.Write)
+	}
+	r, err := s.inject(t, unix.SYS_RSEQ, uintptr(a[0]), uintptr(a[1]), uintptr(a[2]), uintptr(a[3]))
+	if err != nil {
+		return sysResult{act: actDone}
+	}
+	if r == 0 {
+		if a[2]&unregister != 0 {
+			t.kareas.rseq = hostarch.AddrRange{}
+		} else {
+			t.kareas.rseq = ar
+		}
+	}
+	return ret(r)
+}
+
+// sysSetTidAddress notes set_tid_address(tidptr), which the host runs.
+func (s *Sandbox) sysSetTidAddress(t *task, a [6]uint64) sysResult {
+	t.kareas.ctid = hostarch.Addr(a[0])
+	return pass()
+}
+
+// sysSetRobustList notes set_robust_list(head, len), which the host runs
+// (and fails with EINVAL unless len is the size of the head).
+func (s *Sandbox) sysSetRobustList(t *task, a [6]uint64) sysResult {
+	if a[1] == robustListHeadSize {
+		t.kareas.robust = areaRange(a[0], robustListHeadSize)
+	}
+	return pass()
+}
+
+// keepUnflushedKernelAreas keeps the kernel areas of the address spaces
+// with host unmaps pending, before they are made (shootdown).
+func (s *Sandbox) keepUnflushedKernelAreas() {
+	for as := range s.unflushed {
+		s.keepKernelAreas(as.sp)
+	}
+}
+
+// keepKernelAreas maps, as far as the memory manager allows, the kernel
+// areas of every live task using sp with the access the host kernel needs.
+func (s *Sandbox) keepKernelAreas(sp *space) {
+	if sp == nil || sp.as == nil || sp.as.released {
+		return
+	}
+	for p := range sp.procs {
+		for _, t := range p.tasks {
+			if t.dead {
+				continue
+			}
+			ka := t.kareas
+			s.keepArea(p, ka.rseq, hostarch.Write)
+			if ka.ctid != 0 {
+				s.keepArea(p, areaRange(uint64(ka.ctid), 4), hostarch.Write)
+			}
+			s.keepArea(p, ka.robust, hostarch.Read)
+		}
+	}
+}
+
+// keepArea maps the pages of ar that the host does not map with at, by
+// faulting them in as accesses of that kind. Errors are left to the host
+// kernel's access, which fails as Linux's would.
+func (s *Sandbox) keepArea(p *process, ar hostarch.AddrRange, at hostarch.AccessType) {
+	as := p.as
+	if ar.Length() == 0 || as == nil || p.mm == nil || as.released || as.covers(ar, at) {
+		return
+	}
+	start, end := ar.Start.RoundDown(), ar.End
+	for pg := start; pg < end && pg >= start; pg += hostarch.PageSize {
+		page := hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize}
+		if pg >= codeAddr-hostarch.PageSize || as.covers(page, at) {
+			continue
+		}
+		p.mm.HandleUserFault(s.ctx, pg, at, pg)
+	}
+}
