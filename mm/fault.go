@@ -246,3 +246,29 @@ func (mm *MemoryManager) firstGuardLocked(ar hostarch.AddrRange) hostarch.Addr {
 	}
 	return ar.End
 }
+
+// MapPresent maps into the AddressSpace, with their permissions, the pmas
+// that already exist in [addr, addr+length), without faulting in anything
+// new: an embedder whose host kernel reads and writes the application's
+// memory by itself (system calls run natively) calls it after a change
+// that unmapped pages it still holds (a permission change, a move), so
+// that the host's view of readable memory never lags the manager's.
+func (mm *MemoryManager) MapPresent(ctx context.Context, addr hostarch.Addr, length uint64) error {
+	ar, ok := addr.ToRange(length)
+	if !ok || length == 0 {
+		return nil
+	}
+	if ar.End > mm.p.MaxUserAddress() {
+		ar.End = mm.p.MaxUserAddress()
+	}
+	ar = hostarch.AddrRange{Start: ar.Start.RoundDown(), End: ar.End.MustRoundUp()}
+	if ar.Start >= ar.End {
+		return nil
+	}
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
+	if mm.as == nil {
+		return nil
+	}
+	return mm.mapASLocked(ar, false)
+}

@@ -177,10 +177,15 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			return retErr(unix.EINVAL)
 		}
 		perms := hostarch.AccessTypeFromProt(prot & 7)
-		return retFrom(m.MProtect(ctx, hostarch.Addr(a[0]), a[1], perms, mm.MProtectOpts{
+		err := m.MProtect(ctx, hostarch.Addr(a[0]), a[1], perms, mm.MProtectOpts{
 			GrowsDown: prot&mm.ProtGrowsDown != 0,
 			GrowsUp:   prot&mm.ProtGrowsUp != 0,
-		}))
+		})
+		// The manager unmapped what lost permissions; what stays
+		// accessible is mapped again at once, so that the host kernel
+		// sees it in the system calls it runs (see prevalidate.go).
+		m.MapPresent(ctx, hostarch.Addr(a[0]), a[1])
+		return retFrom(err)
 	case unix.SYS_BRK:
 		old := m.BrkRange().End
 		b, _ := m.Brk(ctx, hostarch.Addr(a[0]))
@@ -206,6 +211,9 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 		if err != nil {
 			return retErr(errno(err))
 		}
+		// The moved pages are mapped at their new place at once (see
+		// prevalidate.go).
+		m.MapPresent(ctx, addr, a[2])
 		return retAddr(addr)
 	case unix.SYS_MADVISE:
 		return retFrom(m.MAdvise(ctx, hostarch.Addr(a[0]), a[1], mm.Advice(int32(a[2]))))
