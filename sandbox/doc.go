@@ -50,11 +50,12 @@
 //
 // A seccomp filter (seccomp.go) installed in the first process and
 // inherited by all returns SECCOMP_RET_TRACE only for the memory system
-// calls, exec, clone3, a set of system calls carrying user buffers,
-// close/dup2/dup3/close_range aimed at memFDConst, and prctl's
-// PR_SET_MDWE and PR_GET_MDWE. Everything else runs at native speed
-// without a stop (the filter's decision for most of those depends only on
-// the system call number, so the kernel's seccomp cache skips it).
+// calls, exec, clone3, the limits the manager follows, every call with a
+// non-NULL pointer argument (the table of every x86-64 system call's
+// arguments in sysargs.go), and every call that names the memory file's
+// descriptor, and prctl's PR_SET_MDWE and PR_GET_MDWE. Everything else runs at native speed without a stop (the
+// filter's decision for those depends only on the system call number, so
+// the kernel's seccomp cache skips it).
 //
 //   - Memory calls (mmap, munmap, mprotect, pkey_mprotect with key -1,
 //     mremap, brk, madvise, the mlock family, msync, mincore, mseal, the
@@ -97,16 +98,19 @@
 // # The EFAULT hazard
 //
 // The host kernel reads and writes the program's buffers itself during the
-// system calls it runs for it; a page the manager has not mapped in the
-// host would make such a call fail with EFAULT. vmspace prevents it
-// (prevalidate.go): the buffers of the system calls that commonly meet
-// fresh memory are mapped before the call runs (read and its variants,
-// recv*, getdents, stat, wait4, pipe2, writes larger than 64 KiB...);
-// brk maps the new heap at once, small file mappings and the program's
-// segments and stack are mapped at once, and forks never leave writable
-// memory read-only in the host (fork.go). A small write of memory the
-// program never touched, by a system call that does not stop, can still
-// fail with EFAULT.
+// system calls it runs for it, and must see exactly the memory the manager
+// holds: a page the manager has not mapped in the host would make such a
+// call fail with EFAULT where Linux would have faulted it in. Two rules
+// keep them equal. The pages the manager holds stay mapped in the host
+// with their permissions: mprotect and mremap map again at once what they
+// unmapped (mm.MapPresent), and forks never leave writable memory
+// read-only in the host (fork.go). And every system call with a pointer
+// argument stops, and its buffers are faulted in as the kernel will use
+// them before it runs (prevalidate.go, driven by the table in
+// sysargs.go): what the manager refuses (PROT_NONE, unmapped, guard
+// pages) stays unmapped, so the host fails the call with EFAULT as Linux
+// does. The memory file's descriptor looks closed to the program: every
+// call naming it fails with EBADF.
 //
 // # Limits
 //

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -40,6 +41,11 @@ const (
 // ensure makes [addr, addr+length) of t's process mapped in the host for
 // reading (or writing if write), as far as the memory manager allows.
 func (s *Sandbox) ensure(t *task, addr, length uint64, write bool) {
+	s.ensureProc(t.p, addr, length, write)
+}
+
+// ensureProc is ensure for process p.
+func (s *Sandbox) ensureProc(p *process, addr, length uint64, write bool) {
 	if addr == 0 || length == 0 {
 		return
 	}
@@ -55,7 +61,6 @@ func (s *Sandbox) ensure(t *task, addr, length uint64, write bool) {
 	if write {
 		at = hostarch.Write
 	}
-	p := t.p
 	if p.as == nil || p.as.covers(ar, at) {
 		return
 	}
@@ -105,9 +110,9 @@ func (s *Sandbox) readU32(t *task, addr uint64) (uint32, bool) {
 }
 
 // ensureIOV makes the iovec array at iov (cnt entries) readable and the
-// buffers it describes accessible, populating at most limit bytes of
-// them.
-func (s *Sandbox) ensureIOV(t *task, iov uint64, cnt uint64, write bool, limit uint64) {
+// buffers it describes accessible (read by the kernel if in, written if
+// out), populating at most limit bytes of them.
+func (s *Sandbox) ensureIOV(t *task, iov uint64, cnt uint64, in, out bool, limit uint64) {
 	if cnt == 0 || cnt > maxIOVecs {
 		return
 	}
@@ -118,7 +123,7 @@ func (s *Sandbox) ensureIOV(t *task, iov uint64, cnt uint64, write bool, limit u
 	}
 	for i := 0; i < int(cnt) && limit > 0; i++ {
 		n := min(w[2*i+1], limit)
-		s.ensure(t, w[2*i], n, write)
+		s.ensureBuf(t, w[2*i], n, in, out)
 		limit -= n
 	}
 }
@@ -126,166 +131,261 @@ func (s *Sandbox) ensureIOV(t *task, iov uint64, cnt uint64, write bool, limit u
 // ensureMsghdr makes a struct msghdr and what it points to accessible
 // (for recvmsg if write).
 func (s *Sandbox) ensureMsghdr(t *task, msg uint64, write bool, limit uint64) {
-	s.ensure(t, msg, 56, write)
+	s.ensureBuf(t, msg, 56, true, write) // recvmsg writes msg_namelen, msg_controllen, msg_flags
 	w, ok := s.readWords(t, msg, 6)
 	if !ok {
 		return
 	}
 	name, namelen, iov, iovlen, ctl, ctllen := w[0], w[1]&0xffffffff, w[2], w[3], w[4], w[5]
-	s.ensure(t, name, namelen, write)
-	s.ensure(t, ctl, ctllen, write)
-	s.ensureIOV(t, iov, iovlen, write, limit)
+	s.ensureBuf(t, name, namelen, !write, write)
+	s.ensureBuf(t, ctl, ctllen, !write, write)
+	s.ensureIOV(t, iov, iovlen, !write, write, limit)
 }
 
-// ensureSockaddr makes an address buffer whose length is at lenp
-// accessible (written by the kernel).
-func (s *Sandbox) ensureSockaddr(t *task, addr, lenp uint64) {
-	if lenp == 0 {
-		return
-	}
-	s.ensure(t, lenp, 4, true)
-	if n, ok := s.readU32(t, lenp); ok {
-		s.ensure(t, addr, uint64(n), true)
-	}
-}
-
-// prevalidate maps the buffers of system call nr before the host runs it.
+// prevalidate maps the buffers of system call nr, which the host is about
+// to run, as its spec (sysargs.go) describes them.
 func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) {
 	if t.p.mm == nil {
 		return
 	}
-	const rd, wr = false, true
+	sp, ok := specs[nr]
+	if !ok {
+		return
+	}
+	special := false
+	for i, as := range sp {
+		addr := a[i]
+		switch as.kind {
+		case argPath:
+			s.ensureString(t, addr)
+		case argBuf:
+			s.ensureBuf(t, addr, s.bufSize(t, as.size, a), as.in, as.out)
+		case argRead:
+			s.ensure(t, addr, s.readCap(t, int32(a[0]), s.bufSize(t, as.size, a)), true)
+		case argIOV, argIOVRd:
+			limit := ^uint64(0)
+			if as.kind == argIOVRd {
+				limit = s.readCap(t, int32(a[0]), ^uint64(0)>>1)
+			}
+			s.ensureIOV(t, addr, a[as.size.arg], as.in, as.out, limit)
+		case argMsg:
+			s.ensureMsghdr(t, addr, as.out, streamCap)
+		case argMMsg:
+			n := min(a[as.size.arg]&0xffffffff, maxIOVecs)
+			s.ensureBuf(t, addr, 64*n, true, true) // msg_len is written
+			for i := uint64(0); i < n; i++ {
+				s.ensureMsghdr(t, addr+64*i, as.out, streamCap)
+			}
+		case argFDSet:
+			n := (min(a[as.size.arg]&0xffffffff, 1<<20) + 63) / 64 * 8
+			s.ensureBuf(t, addr, n, true, true)
+		case argSpecial:
+			special = true
+		}
+	}
+	if special {
+		s.prevalidateSpecial(t, nr, a)
+	}
+}
+
+// bufSize returns the size of a buffer by its rule.
+func (s *Sandbox) bufSize(t *task, r sizeRule, a [6]uint64) uint64 {
+	if r.arg < 0 {
+		return r.fixed
+	}
+	v := a[r.arg]
+	switch {
+	case r.lenPtr:
+		n, ok := s.readU32(t, v)
+		if !ok {
+			return 0
+		}
+		return uint64(n)
+	case r.bits:
+		return (min(v, 1<<32) + 63) / 64 * 8
+	}
+	if r.mul > 1 && v > ^uint64(0)/r.mul {
+		return ^uint64(0)
+	}
+	n := v * r.mul
+	if n+r.add < n {
+		return ^uint64(0)
+	}
+	return n + r.add
+}
+
+// ensureBuf makes a buffer that the kernel reads (in) and/or writes (out)
+// accessible as the memory manager allows: writable if it may be written
+// there, else readable if it may be read.
+func (s *Sandbox) ensureBuf(t *task, addr, length uint64, in, out bool) {
+	if out {
+		s.ensure(t, addr, length, true)
+	}
+	if in {
+		s.ensure(t, addr, length, false)
+	}
+}
+
+// ensureString makes the NUL-terminated string at addr readable, page by
+// page up to its end (at most PATH_MAX bytes, what the kernel reads of a
+// path).
+func (s *Sandbox) ensureString(t *task, addr uint64) {
+	const pathMax = 4096
+	if addr == 0 {
+		return
+	}
+	buf := make([]byte, hostarch.PageSize)
+	for a, left := addr, uint64(pathMax); left > 0; {
+		n := min(hostarch.PageSize-a%hostarch.PageSize, left)
+		s.ensure(t, a, n, false)
+		c, err := t.p.mm.CopyIn(s.ctx, hostarch.Addr(a), buf[:n], mm.IOOpts{})
+		if err != nil || bytes.IndexByte(buf[:c], 0) >= 0 {
+			return
+		}
+		a += n
+		left -= n
+	}
+}
+
+// ioctlSizes are the sizes of the arguments of the common ioctls whose
+// number does not encode it: the terminal ones and FIONREAD/FIONBIO.
+var ioctlSizes = map[uint32]struct {
+	size    uint64
+	in, out bool
+}{
+	unix.TCGETS: {36, false, true}, unix.TCSETS: {36, true, false}, unix.TCSETSW: {36, true, false},
+	unix.TCSETSF: {36, true, false}, unix.TIOCGWINSZ: {8, false, true}, unix.TIOCSWINSZ: {8, true, false},
+	0x541b: {4, false, true}, unix.TIOCOUTQ: {4, false, true}, unix.TIOCGPGRP: {4, false, true},
+	unix.TIOCSPGRP: {4, true, false}, 0x5421: {4, true, false}, 0x5452: {4, true, false},
+	unix.TIOCGSID: {4, false, true}, unix.TIOCSTI: {1, true, false}, unix.TIOCMGET: {4, false, true},
+	unix.TIOCGETD: {4, false, true}, unix.TIOCSETD: {4, true, false}, 0x5460 /* FIOQSIZE */ : {8, false, true},
+	unix.SIOCGSTAMP: {16, false, true}, unix.SIOCGSTAMPNS: {16, false, true},
+	0x2 /* FIGETBSZ */ : {4, false, true}, 0x1 /* FIBMAP */ : {4, true, true},
+}
+
+// prevalidateSpecial maps the buffers of the arguments whose meaning
+// depends on another one.
+func (s *Sandbox) prevalidateSpecial(t *task, nr int, a [6]uint64) {
 	switch nr {
-	case unix.SYS_READ, unix.SYS_PREAD64:
-		s.ensure(t, a[1], s.readCap(t, int32(a[0]), a[2]), wr)
-	case unix.SYS_WRITE, unix.SYS_PWRITE64:
-		s.ensure(t, a[1], a[2], rd)
-	case unix.SYS_READV, unix.SYS_PREADV, unix.SYS_PREADV2:
-		s.ensureIOV(t, a[1], a[2], wr, s.readCap(t, int32(a[0]), ^uint64(0)>>1))
-	case unix.SYS_WRITEV, unix.SYS_PWRITEV, unix.SYS_PWRITEV2:
-		s.ensureIOV(t, a[1], a[2], rd, ^uint64(0))
-	case unix.SYS_SENDTO:
-		s.ensure(t, a[1], a[2], rd)
-		s.ensure(t, a[4], a[5]&0xffffffff, rd)
-	case unix.SYS_RECVFROM:
-		s.ensure(t, a[1], min(a[2], streamCap), wr)
-		s.ensureSockaddr(t, a[4], a[5])
-	case unix.SYS_SENDMSG:
-		s.ensureMsghdr(t, a[1], rd, ^uint64(0))
-	case unix.SYS_RECVMSG:
-		s.ensureMsghdr(t, a[1], wr, streamCap)
-	case unix.SYS_SENDMMSG, unix.SYS_RECVMMSG:
-		n := min(a[2]&0xffffffff, maxIOVecs)
-		write := nr == unix.SYS_RECVMMSG
-		s.ensure(t, a[1], 64*n, true)
-		for i := uint64(0); i < n; i++ {
-			s.ensureMsghdr(t, a[1]+64*i, write, streamCap)
+	case unix.SYS_IOCTL:
+		cmd := uint32(a[1])
+		if sz, ok := ioctlSizes[cmd]; ok {
+			s.ensureBuf(t, a[2], sz.size, sz.in, sz.out)
+			return
 		}
-		if nr == unix.SYS_RECVMMSG {
-			s.ensure(t, a[4], 16, rd)
+		if cmd>>8&0xff == 0x89 { // socket ioctls: a struct ifreq
+			s.ensureBuf(t, a[2], 40, true, true)
+			return
 		}
-	case unix.SYS_GETDENTS, unix.SYS_GETDENTS64, unix.SYS_GETRANDOM:
-		if nr == unix.SYS_GETRANDOM {
-			s.ensure(t, a[0], a[1], wr)
-		} else {
-			s.ensure(t, a[1], a[2], wr)
+		// _IOC(dir, type, nr, size): dir 1 is "write" (the kernel
+		// reads), 2 "read" (the kernel writes).
+		dir, size := cmd>>30, uint64(cmd>>16&0x3fff)
+		s.ensureBuf(t, a[2], size, dir&1 != 0, dir&2 != 0)
+	case unix.SYS_FCNTL:
+		switch a[1] {
+		case unix.F_GETLK, unix.F_OFD_GETLK:
+			s.ensureBuf(t, a[2], 32, true, true)
+		case unix.F_SETLK, unix.F_SETLKW, unix.F_OFD_SETLK, unix.F_OFD_SETLKW:
+			s.ensureBuf(t, a[2], 32, true, false)
+		case unix.F_GETOWN_EX, 1035, 1037: // F_GET_RW_HINT, F_GET_FILE_RW_HINT
+			s.ensureBuf(t, a[2], 8, false, true)
+		case unix.F_SETOWN_EX, 1036, 1038:
+			s.ensureBuf(t, a[2], 8, true, false)
 		}
-	case unix.SYS_STAT, unix.SYS_LSTAT:
-		s.ensure(t, a[0], pathCap, rd)
-		s.ensure(t, a[1], 144, wr)
-	case unix.SYS_FSTAT:
-		s.ensure(t, a[1], 144, wr)
-	case unix.SYS_NEWFSTATAT:
-		s.ensure(t, a[1], pathCap, rd)
-		s.ensure(t, a[2], 144, wr)
-	case unix.SYS_STATX:
-		s.ensure(t, a[1], pathCap, rd)
-		s.ensure(t, a[4], 256, wr)
-	case unix.SYS_STATFS:
-		s.ensure(t, a[0], pathCap, rd)
-		s.ensure(t, a[1], 120, wr)
-	case unix.SYS_FSTATFS:
-		s.ensure(t, a[1], 120, wr)
-	case unix.SYS_WAIT4:
-		s.ensure(t, a[1], 4, wr)
-		s.ensure(t, a[3], 144, wr)
-	case unix.SYS_WAITID:
-		s.ensure(t, a[2], 128, wr)
-		s.ensure(t, a[4], 144, wr)
-	case unix.SYS_PIPE, unix.SYS_PIPE2:
-		s.ensure(t, a[0], 8, wr)
-	case unix.SYS_SOCKETPAIR:
-		s.ensure(t, a[3], 8, wr)
-	case unix.SYS_READLINK:
-		s.ensure(t, a[0], pathCap, rd)
-		s.ensure(t, a[1], a[2], wr)
-	case unix.SYS_READLINKAT:
-		s.ensure(t, a[1], pathCap, rd)
-		s.ensure(t, a[2], a[3], wr)
-	case unix.SYS_GETCWD:
-		s.ensure(t, a[0], a[1], wr)
-	case unix.SYS_UNAME:
-		s.ensure(t, a[0], 390, wr)
-	case unix.SYS_SYSINFO:
-		s.ensure(t, a[0], 112, wr)
-	case unix.SYS_GETRUSAGE:
-		s.ensure(t, a[1], 144, wr)
-	case unix.SYS_TIMES:
-		s.ensure(t, a[0], 32, wr)
-	case unix.SYS_GETRLIMIT:
-		s.ensure(t, a[1], 16, wr)
-	case unix.SYS_SCHED_GETAFFINITY:
-		s.ensure(t, a[2], a[1], wr)
-	case unix.SYS_GETGROUPS:
-		s.ensure(t, a[1], 4*(a[0]&0xffffffff), wr)
-	case unix.SYS_GETRESUID, unix.SYS_GETRESGID:
-		for i := 0; i < 3; i++ {
-			s.ensure(t, a[i], 4, wr)
+	case unix.SYS_PRCTL:
+		switch a[0] {
+		case unix.PR_GET_PDEATHSIG, unix.PR_GET_UNALIGN, unix.PR_GET_FPEMU, unix.PR_GET_FPEXC,
+			unix.PR_GET_ENDIAN, unix.PR_GET_TSC, unix.PR_GET_CHILD_SUBREAPER:
+			s.ensureBuf(t, a[1], 4, false, true)
+		case unix.PR_GET_TID_ADDRESS:
+			s.ensureBuf(t, a[1], 8, false, true)
+		case unix.PR_GET_NAME:
+			s.ensureBuf(t, a[1], 16, false, true)
+		case unix.PR_SET_NAME:
+			s.ensureBuf(t, a[1], 16, true, false)
+		case unix.PR_SET_VMA:
+			s.ensureString(t, a[4])
+		case unix.PR_SET_SECCOMP:
+			s.ensureBuf(t, a[2], 16, true, false)
+		case 0x41555856: // PR_GET_AUXV
+			s.ensureBuf(t, a[1], a[2], false, true)
 		}
-	case unix.SYS_POLL, unix.SYS_PPOLL:
-		s.ensure(t, a[0], 8*min(a[1], 1<<20), wr)
-		if nr == unix.SYS_PPOLL {
-			s.ensure(t, a[2], 16, rd)
-			s.ensure(t, a[3], 8, rd)
+	case unix.SYS_ARCH_PRCTL:
+		for _, c := range archPrctlPointerCodes {
+			if uint32(a[0]) == c {
+				s.ensureBuf(t, a[1], 8, false, true)
+			}
 		}
-	case unix.SYS_SELECT, unix.SYS_PSELECT6:
-		n := (min(a[0]&0xffffffff, 1<<20) + 63) / 64 * 8
-		for i := 1; i <= 3; i++ {
-			s.ensure(t, a[i], n, wr)
+	case unix.SYS_FUTEX:
+		op := a[1] & 0x7f
+		word := func(addr uint64, write bool) { s.ensureBuf(t, addr, 4, true, write) }
+		switch op {
+		case futexWAIT, futexWAIT_BITSET:
+			word(a[0], false)
+			s.ensureBuf(t, a[3], 16, true, false)
+		case futexWAKE, futexWAKE_BITSET:
+			word(a[0], false)
+		case futexREQUEUE, futexCMP_REQUEUE:
+			word(a[0], false)
+			word(a[4], false)
+		case futexWAKE_OP:
+			word(a[0], false)
+			word(a[4], true)
+		case futexLOCK_PI, futexLOCK_PI2, futexTRYLOCK_PI, futexUNLOCK_PI:
+			word(a[0], true)
+			if op != futexUNLOCK_PI {
+				s.ensureBuf(t, a[3], 16, true, false)
+			}
+		case futexWAIT_REQUEUE_PI, futexCMP_REQUEUE_PI:
+			word(a[0], false)
+			word(a[4], true)
+			if op == futexWAIT_REQUEUE_PI {
+				s.ensureBuf(t, a[3], 16, true, false)
+			}
 		}
-		if nr == unix.SYS_SELECT {
-			s.ensure(t, a[4], 16, wr)
-		} else {
-			s.ensure(t, a[4], 16, rd)
-			s.ensure(t, a[5], 16, rd)
+	case unix.SYS_SEMCTL:
+		switch a[2] &^ 0x100 { // IPC_64
+		case unix.IPC_STAT, 18, 20: // SEM_STAT, SEM_STAT_ANY
+			s.ensureBuf(t, a[3], 104, false, true)
+		case unix.IPC_SET:
+			s.ensureBuf(t, a[3], 104, true, false)
+		case 3, 19: // SEM_INFO
+			s.ensureBuf(t, a[3], 40, false, true)
 		}
-	case unix.SYS_ACCEPT, unix.SYS_ACCEPT4, unix.SYS_GETSOCKNAME, unix.SYS_GETPEERNAME:
-		s.ensureSockaddr(t, a[1], a[2])
-	case unix.SYS_GETSOCKOPT:
-		s.ensureSockaddr(t, a[3], a[4])
-	case unix.SYS_PROCESS_VM_READV:
-		s.ensureIOV(t, a[1], a[2], wr, ^uint64(0))
-		s.ensure(t, a[3], 16*min(a[4], maxIOVecs), rd)
-	case unix.SYS_PROCESS_VM_WRITEV:
-		s.ensureIOV(t, a[1], a[2], rd, ^uint64(0))
-		s.ensure(t, a[3], 16*min(a[4], maxIOVecs), rd)
-	case unix.SYS_VMSPLICE:
-		s.ensureIOV(t, a[1], a[2], wr, ^uint64(0))
-	case unix.SYS_MSGRCV:
-		s.ensure(t, a[1], 8+a[2], wr)
-	case unix.SYS_MSGSND:
-		s.ensure(t, a[1], 8+a[2], rd)
-	case unix.SYS_GETXATTR, unix.SYS_LGETXATTR:
-		s.ensure(t, a[0], pathCap, rd)
-		s.ensure(t, a[1], pathCap, rd)
-		s.ensure(t, a[2], a[3], wr)
-	case unix.SYS_FGETXATTR:
-		s.ensure(t, a[1], pathCap, rd)
-		s.ensure(t, a[2], a[3], wr)
-	case unix.SYS_LISTXATTR, unix.SYS_LLISTXATTR:
-		s.ensure(t, a[0], pathCap, rd)
-		s.ensure(t, a[1], a[2], wr)
-	case unix.SYS_FLISTXATTR:
-		s.ensure(t, a[1], a[2], wr)
+	case unix.SYS_MSGCTL:
+		switch a[1] &^ 0x100 {
+		case unix.IPC_STAT, 11, 14: // MSG_STAT, MSG_STAT_ANY
+			s.ensureBuf(t, a[2], 120, false, true)
+		case unix.IPC_SET:
+			s.ensureBuf(t, a[2], 120, true, false)
+		case 3, 12: // MSG_INFO
+			s.ensureBuf(t, a[2], 32, false, true)
+		}
+	case unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV:
+		s.ensureRemoteIOV(t, int(int32(a[0])), a[3], a[4], nr == unix.SYS_PROCESS_VM_WRITEV)
+	}
+}
+
+// ensureRemoteIOV makes the buffers of a remote iovec array (in t's
+// memory) accessible in process pid's memory if it is one of the
+// program's: process_vm_readv reads them, process_vm_writev writes them.
+func (s *Sandbox) ensureRemoteIOV(t *task, pid int, iov, cnt uint64, write bool) {
+	if cnt == 0 || cnt > maxIOVecs {
+		return
+	}
+	s.ensure(t, iov, 16*cnt, false)
+	var p *process
+	if pt := s.tasks[pid]; pt != nil {
+		p = pt.p
+	}
+	if p == nil || p.mm == nil {
+		return
+	}
+	w, ok := s.readWords(t, iov, int(2*cnt))
+	if !ok {
+		return
+	}
+	for i := 0; i < int(cnt); i++ {
+		s.ensureProc(p, w[2*i], w[2*i+1], write)
 	}
 }

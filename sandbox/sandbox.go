@@ -1386,23 +1386,33 @@ func (s *Sandbox) installFilter(t *task) error {
 		return err
 	}
 	prog := filterBytes(f)
-	// struct sock_fprog at the start of the scratch page, the program
-	// after it.
+	// struct sock_fprog and the program, in memory mapped for the
+	// moment (the filter is larger than the scratch page).
+	size := pageUp(uint64(16 + len(prog)))
+	r, err := s.inject(t, unix.SYS_MMAP, 0, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	if err != nil {
+		return err
+	}
+	if e, bad := errnoOf(r); bad {
+		return fmt.Errorf("sandbox: mapping memory for the seccomp filter: %w", e)
+	}
+	at := r
+	defer s.inject(t, unix.SYS_MUNMAP, at, uintptr(size))
 	buf := make([]byte, 16+len(prog))
 	buf[0] = byte(len(f))
 	buf[1] = byte(len(f) >> 8)
-	progAddr := uint64(scratchAddr) + 16
+	progAddr := uint64(at) + 16
 	for i := 0; i < 8; i++ {
 		buf[8+i] = byte(progAddr >> (8 * i))
 	}
 	copy(buf[16:], prog)
-	if err := s.writeMem(t.p.pid, scratchAddr, buf); err != nil {
+	if err := s.writeMem(t.p.pid, hostarch.Addr(at), buf); err != nil {
 		return fmt.Errorf("sandbox: writing the seccomp filter: %w", err)
 	}
 	install := func() (uintptr, error) {
-		return s.inject(t, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, uintptr(scratchAddr))
+		return s.inject(t, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, at)
 	}
-	r, err := install()
+	r, err = install()
 	if err != nil {
 		return err
 	}

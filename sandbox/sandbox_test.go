@@ -326,11 +326,28 @@ func TestFilter(t *testing.T) {
 		arch uint32
 		want string
 	}{
-		{nr: 9, ip: app, want: "trace"},  // mmap
-		{nr: 9, ip: stub, want: "allow"}, // mmap by the stub
-		{nr: 39, ip: app, want: "allow"}, // getpid
-		{nr: 0, ip: app, want: "trace"},  // read
-		{nr: 3, ip: app, want: "allow"},  // close(0)
+		{nr: 9, ip: app, want: "trace"},                                       // mmap
+		{nr: 9, ip: stub, want: "allow"},                                      // mmap by the stub
+		{nr: 39, ip: app, want: "allow"},                                      // getpid
+		{nr: 0, ip: app, args: [6]uint64{0, 0x1000, 10}, want: "trace"},       // read
+		{nr: 0, ip: app, args: [6]uint64{0, 0x1000 << 32, 10}, want: "trace"}, // read, high half
+		{nr: 0, ip: app, args: [6]uint64{0, 0, 10}, want: "allow"},            // read(NULL)
+		{nr: 1, ip: app, args: [6]uint64{1, 0x1000, 10}, want: "trace"},       // small write
+		{nr: 1, ip: app, args: [6]uint64{1, 0, 10}, want: "allow"},
+		{nr: 1, ip: app, args: [6]uint64{1, 0x1000, 1 << 20}, want: "trace"},    // large write
+		{nr: 1, ip: app, args: [6]uint64{memFDConst, 0x1000, 1}, want: "trace"}, // write(memFD)
+		{nr: 3, ip: app, want: "allow"},                                         // close(0)
+		{nr: 5, ip: app, args: [6]uint64{memFDConst, 0}, want: "trace"},         // fstat(memFD, NULL)
+		{nr: 202, ip: app, args: [6]uint64{0x1000, 129, 1}, want: "allow"},      // futex private wake
+		{nr: 202, ip: app, args: [6]uint64{0x1000, 128, 1}, want: "trace"},      // futex private wait
+		{nr: 72, ip: app, args: [6]uint64{3, unix.F_GETFL}, want: "allow"},
+		{nr: 72, ip: app, args: [6]uint64{3, unix.F_GETLK, 0x1000}, want: "trace"},
+		{nr: 72, ip: app, args: [6]uint64{memFDConst, unix.F_GETFL}, want: "trace"},
+		{nr: 257, ip: app, args: [6]uint64{memFDConst, 0, 0}, want: "trace"}, // openat(memFD, NULL)
+		{nr: 257, ip: app, args: [6]uint64{3, 0x1000, 0}, want: "trace"},     // openat(path)
+		{nr: 228, ip: app, args: [6]uint64{1, 0x1000}, want: "trace"},        // clock_gettime
+		{nr: 39, ip: app, args: [6]uint64{1, 0x1000}, want: "allow"},         // getpid
+		{nr: 0, ip: stub, args: [6]uint64{0, 0x1000, 10}, want: "allow"},     // read by the stub
 		{nr: 3, ip: app, args: [6]uint64{memFDConst}, want: "trace"},
 		{nr: 33, ip: app, args: [6]uint64{5, memFDConst}, want: "trace"},
 		{nr: 33, ip: app, args: [6]uint64{5, 6}, want: "allow"},
@@ -383,6 +400,8 @@ func runBPF(t *testing.T, prog []unix.SockFilter, nr int, arch uint32, ip uint64
 		case 0x54: // and k
 			acc &= in.K
 			pc++
+		case 0x05: // ja k
+			pc += 1 + int(in.K)
 		case 0x15, 0x35, 0x25: // jeq, jge, jgt
 			var c bool
 			switch in.Code {

@@ -12,25 +12,28 @@ import (
 // The seccomp filter installed in every program process decides which
 // system calls stop for the tracer (SECCOMP_RET_TRACE):
 //
-//   - the memory system calls, which the memory manager serves;
-//   - exec system calls, and clone3 (refused with ENOSYS, so that the C
-//     libraries use clone, whose flags the tracer sees at the clone event);
-//   - system calls whose user buffers the host kernel reads or writes and
-//     that commonly meet memory the manager has not mapped into the host
-//     yet (read, getdents64, stat, wait4, ..., and write and pwrite64 of
-//     more than smallWrite bytes), so that vmspace can map those buffers
-//     before the host kernel touches them (see prevalidate.go);
-//   - close, dup2, dup3 and close_range when they would close or replace
-//     the descriptor of the memory file (memFD);
+//   - the memory system calls, which the memory manager serves, exec
+//     system calls, clone3 (refused with ENOSYS, so that the C libraries
+//     use clone, whose flags the tracer sees at the clone event), the
+//     limits the manager follows and sigaltstack (trapped);
+//   - every call that uses the memory file's descriptor (memFD), which
+//     vmspace refuses as if it were closed;
+//   - every call with a pointer argument that is not NULL (sysSpecs in
+//     sysargs.go), so that vmspace can map its buffers in the host
+//     exactly as the memory manager holds them before the host kernel
+//     touches them (see prevalidate.go), except the futex operations that
+//     do not touch memory;
 //   - prctl(PR_SET_MDWE) and prctl(PR_GET_MDWE): memory-deny-write-execute
 //     is decided by the memory manager's mmap and mprotect;
 //   - rseq, set_tid_address and set_robust_list, which tell where the
 //     kernel will access a thread's memory by itself (kareas.go).
 //
-// Everything else is allowed without a stop. The filter looks only at the
-// system call number and architecture for the allowed calls, so the
-// kernel's seccomp action cache lets them through without running it.
-// System calls made by the stub's own code page are always allowed.
+// Everything else is allowed without a stop. System calls the filter does
+// not look at (those without pointers or descriptors) are decided on the
+// number alone, so the kernel's seccomp action cache lets them through
+// without running the filter. The filter finds a system call's decision
+// by a binary search of its number. System calls made by the stub's own
+// code page are always allowed.
 
 // Seccomp data offsets (struct seccomp_data).
 const (
@@ -42,9 +45,6 @@ const (
 	sdArg1   = 24
 	sdArg2   = 32
 )
-
-// smallWrite is the largest write or pwrite64 that does not stop.
-const smallWrite = 64 << 10
 
 // trapped lists the system calls that always stop (unless made by the
 // stub's code).
@@ -60,21 +60,6 @@ var trapped = []int{
 	unix.SYS_EXECVE, unix.SYS_EXECVEAT, unix.SYS_CLONE3,
 	// Limits that the manager follows.
 	unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64,
-	// Buffers.
-	unix.SYS_READ, unix.SYS_PREAD64, unix.SYS_READV,
-	unix.SYS_WRITEV, unix.SYS_PREADV, unix.SYS_PWRITEV, unix.SYS_PREADV2, unix.SYS_PWRITEV2,
-	unix.SYS_SENDTO, unix.SYS_RECVFROM, unix.SYS_SENDMSG, unix.SYS_RECVMSG, unix.SYS_SENDMMSG,
-	unix.SYS_RECVMMSG, unix.SYS_GETDENTS, unix.SYS_GETDENTS64, unix.SYS_GETRANDOM,
-	unix.SYS_STAT, unix.SYS_FSTAT, unix.SYS_LSTAT, unix.SYS_NEWFSTATAT, unix.SYS_STATX,
-	unix.SYS_WAIT4, unix.SYS_WAITID, unix.SYS_PIPE, unix.SYS_PIPE2, unix.SYS_SOCKETPAIR,
-	unix.SYS_READLINK, unix.SYS_READLINKAT, unix.SYS_GETCWD, unix.SYS_UNAME, unix.SYS_SYSINFO,
-	unix.SYS_GETRUSAGE, unix.SYS_TIMES, unix.SYS_GETRLIMIT, unix.SYS_SCHED_GETAFFINITY,
-	unix.SYS_GETGROUPS, unix.SYS_GETRESUID, unix.SYS_GETRESGID, unix.SYS_POLL, unix.SYS_PPOLL,
-	unix.SYS_SELECT, unix.SYS_PSELECT6, unix.SYS_ACCEPT, unix.SYS_ACCEPT4, unix.SYS_GETSOCKNAME,
-	unix.SYS_GETPEERNAME, unix.SYS_GETSOCKOPT, unix.SYS_PROCESS_VM_READV,
-	unix.SYS_PROCESS_VM_WRITEV, unix.SYS_VMSPLICE, unix.SYS_MSGRCV, unix.SYS_MSGSND,
-	unix.SYS_GETXATTR, unix.SYS_LGETXATTR, unix.SYS_FGETXATTR, unix.SYS_LISTXATTR,
-	unix.SYS_LLISTXATTR, unix.SYS_FLISTXATTR, unix.SYS_FSTATFS, unix.SYS_STATFS,
 	// Signal delivery: vmspace follows alternate signal stacks.
 	unix.SYS_SIGALTSTACK,
 	// Memory the kernel accesses on a thread's behalf (kareas.go).
@@ -97,13 +82,23 @@ type bpf struct {
 	// jumps records, per instruction index, the labels of its true and
 	// false targets ("" = next instruction).
 	jumps map[int][2]string
+	// far records, per instruction index, the label of an
+	// unconditional jump.
+	far map[int]string
 	// labels maps a label to an instruction index.
 	labels map[string]int
 }
 
-func newBPF() *bpf { return &bpf{jumps: map[int][2]string{}, labels: map[string]int{}} }
+func newBPF() *bpf {
+	return &bpf{jumps: map[int][2]string{}, far: map[int]string{}, labels: map[string]int{}}
+}
 
-func (b *bpf) label(l string) { b.labels[l] = len(b.ins) }
+func (b *bpf) label(l string) {
+	if _, dup := b.labels[l]; dup {
+		panic("bpf: duplicate label " + l)
+	}
+	b.labels[l] = len(b.ins)
+}
 
 func (b *bpf) stmt(code uint16, k uint32) {
 	b.ins = append(b.ins, unix.SockFilter{Code: code, K: k})
@@ -116,11 +111,32 @@ func (b *bpf) jump(op uint16, k uint32, t, f string) {
 	b.ins = append(b.ins, unix.SockFilter{Code: unix.BPF_JMP | op | unix.BPF_K, K: k})
 }
 
+// jumpRel emits a conditional jump with numeric offsets.
+func (b *bpf) jumpRel(op uint16, k uint32, jt, jf uint8) {
+	b.ins = append(b.ins, unix.SockFilter{Code: unix.BPF_JMP | op | unix.BPF_K, K: k, Jt: jt, Jf: jf})
+}
+
+// ja emits an unconditional jump to a label (any distance).
+func (b *bpf) ja(l string) {
+	b.far[len(b.ins)] = l
+	b.ins = append(b.ins, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JA})
+}
+
 func (b *bpf) load(off uint32) { b.stmt(unix.BPF_LD|unix.BPF_W|unix.BPF_ABS, off) }
 func (b *bpf) ret(k uint32)    { b.stmt(unix.BPF_RET|unix.BPF_K, k) }
 
 // finish resolves the jumps.
 func (b *bpf) finish() ([]unix.SockFilter, error) {
+	if len(b.ins) > unix.BPF_MAXINSNS {
+		return nil, fmt.Errorf("bpf: %d instructions", len(b.ins))
+	}
+	for i, l := range b.far {
+		to, ok := b.labels[l]
+		if !ok || to <= i {
+			return nil, fmt.Errorf("bpf: bad jump to %q", l)
+		}
+		b.ins[i].K = uint32(to - i - 1)
+	}
 	for i, j := range b.jumps {
 		for k, l := range j {
 			if l == "" {
@@ -144,8 +160,71 @@ func (b *bpf) finish() ([]unix.SockFilter, error) {
 	return b.ins, nil
 }
 
-// seccompFilter returns the filter program; memFD is the descriptor that
-// close, dup2, dup3 and close_range must not take away silently.
+// Special filter decisions.
+var (
+	// fcntlPointerCmds are the fcntl commands whose third argument points
+	// to memory: F_GETLK, F_SETLK, F_SETLKW, F_SETOWN_EX, F_GETOWN_EX,
+	// F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW and the read/write hints.
+	fcntlPointerCmds = []uint32{5, 6, 7, 15, 16, 36, 37, 38, 1035, 1036, 1037, 1038}
+	// prctlPointerOptions are the prctl options with a pointer argument.
+	prctlPointerOptions = []uint32{
+		unix.PR_GET_PDEATHSIG, unix.PR_GET_UNALIGN, unix.PR_GET_FPEMU, unix.PR_GET_FPEXC,
+		unix.PR_SET_NAME, unix.PR_GET_NAME, unix.PR_GET_ENDIAN, unix.PR_SET_SECCOMP,
+		unix.PR_GET_TSC, unix.PR_SET_MM, unix.PR_GET_CHILD_SUBREAPER, unix.PR_GET_TID_ADDRESS,
+		unix.PR_SET_SYSCALL_USER_DISPATCH, unix.PR_SET_VMA, 0x41555856, /* PR_GET_AUXV */
+		// Not pointers, but served by vmspace: the memory manager
+		// holds memory-deny-write-execute.
+		unix.PR_SET_MDWE, unix.PR_GET_MDWE,
+	}
+	// archPrctlPointerCodes are the arch_prctl codes that write through
+	// their argument: ARCH_GET_FS, ARCH_GET_GS, ARCH_GET_XCOMP_SUPP,
+	// ARCH_GET_XCOMP_PERM, ARCH_GET_XCOMP_GUEST_PERM, ARCH_SHSTK_STATUS.
+	archPrctlPointerCodes = []uint32{0x1003, 0x1004, 0x4001, 0x4002, 0x4022, 0x5005}
+	// futexNoMemory are the futex operations that do not touch memory:
+	// FUTEX_WAKE and FUTEX_WAKE_BITSET of private futexes.
+	futexNoMemory = []uint32{futexWAKE | futexPrivate, futexWAKE_BITSET | futexPrivate}
+)
+
+// Futex operations (linux/futex.h).
+const (
+	futexWAIT            = 0
+	futexWAKE            = 1
+	futexREQUEUE         = 3
+	futexCMP_REQUEUE     = 4
+	futexWAKE_OP         = 5
+	futexLOCK_PI         = 6
+	futexUNLOCK_PI       = 7
+	futexTRYLOCK_PI      = 8
+	futexWAIT_BITSET     = 9
+	futexWAKE_BITSET     = 10
+	futexWAIT_REQUEUE_PI = 11
+	futexCMP_REQUEUE_PI  = 12
+	futexLOCK_PI2        = 13
+	futexPrivate         = 128
+	futexClockRealtime   = 256
+)
+
+// filterNrs returns the system calls the filter looks at, sorted.
+func filterNrs() []int {
+	set := make(map[int]bool, len(specs)+len(trapped))
+	for _, nr := range trapped {
+		set[nr] = true
+	}
+	for nr := range specs {
+		set[nr] = true
+	}
+	set[unix.SYS_CLOSE_RANGE] = true
+	out := make([]int, 0, len(set))
+	for nr := range set {
+		out = append(out, nr)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// seccompFilter returns the filter program; memFD is the descriptor of
+// the memory file, which every call on it stops for (vmspace then refuses
+// it as if the descriptor were closed).
 func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	const (
 		retAllow  = unix.SECCOMP_RET_ALLOW
@@ -154,73 +233,22 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	)
 	b := newBPF()
 	b.load(sdArch)
-	b.jump(unix.BPF_JEQ, unix.AUDIT_ARCH_X86_64, "", "enosys")
+	b.jumpRel(unix.BPF_JEQ, unix.AUDIT_ARCH_X86_64, 1, 0)
+	b.ja("enosys")
 	b.load(sdNr)
-	b.jump(unix.BPF_JGE, 0x40000000, "enosys", "") // x32
-	nrs := append([]int(nil), trapped...)
-	sort.Ints(nrs)
-	for _, nr := range nrs {
-		b.jump(unix.BPF_JEQ, uint32(nr), "stubcheck", "")
-	}
-	b.jump(unix.BPF_JEQ, unix.SYS_RT_SIGACTION, "sigaction", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_RT_SIGPROCMASK, "sigprocmask", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_WRITE, "write", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_PWRITE64, "write", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_CLOSE, "close", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_DUP2, "dup", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_DUP3, "dup", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_CLOSE_RANGE, "closerange", "")
-	b.jump(unix.BPF_JEQ, unix.SYS_PRCTL, "prctl", "")
+	b.jumpRel(unix.BPF_JGE, 0x40000000, 0, 1) // x32
+	b.ja("enosys")
+	nrs := filterNrs()
+	b.search(nrs)
 	b.ret(retAllow)
 
 	b.label("enosys")
 	b.ret(retENOSYS)
 
-	// write and pwrite64: only large writes. The host kernel only reads
-	// the buffer, which the program has almost always written (so it is
-	// mapped); a large buffer is more likely to reach memory never
-	// touched, and costs little to check compared to the copy.
-	b.label("write")
-	b.load(sdArg2 + 4)
-	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
-	b.load(sdArg2)
-	b.jump(unix.BPF_JGT, smallWrite, "stubcheck", "allow")
-
-	// rt_sigaction that installs an action, and rt_sigprocmask that may
-	// block signals: vmspace keeps SIGSEGV from being blocked (see
-	// signals.go).
-	b.label("sigaction")
-	b.load(sdArg1)
-	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
-	b.load(sdArg1 + 4)
-	b.jump(unix.BPF_JEQ, 0, "allow", "stubcheck")
-	b.label("sigprocmask")
-	b.load(sdArg0)
-	b.jump(unix.BPF_JEQ, unix.SIG_UNBLOCK, "allow", "")
-	b.load(sdArg1)
-	b.jump(unix.BPF_JEQ, 0, "", "stubcheck")
-	b.load(sdArg1 + 4)
-	b.jump(unix.BPF_JEQ, 0, "allow", "stubcheck")
-
-	b.label("close")
-	b.load(sdArg0)
-	b.jump(unix.BPF_JEQ, uint32(memFD), "stubcheck", "allow")
-
-	b.label("dup")
-	b.load(sdArg1)
-	b.jump(unix.BPF_JEQ, uint32(memFD), "stubcheck", "allow")
-
-	b.label("closerange")
-	b.load(sdArg0)
-	b.jump(unix.BPF_JGT, uint32(memFD), "allow", "")
-	b.load(sdArg1)
-	b.jump(unix.BPF_JGE, uint32(memFD), "stubcheck", "allow")
-
-	// prctl's MDWE options: the memory manager holds that state.
-	b.label("prctl")
-	b.load(sdArg0)
-	b.jump(unix.BPF_JEQ, unix.PR_SET_MDWE, "stubcheck", "")
-	b.jump(unix.BPF_JEQ, unix.PR_GET_MDWE, "stubcheck", "allow")
+	for _, nr := range nrs {
+		b.label(nrLabel(nr))
+		b.block(nr, memFD)
+	}
 
 	// System calls made by the stub's code page are vmspace's own.
 	b.label("stubcheck")
@@ -235,6 +263,113 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	b.label("allow")
 	b.ret(retAllow)
 	return b.finish()
+}
+
+func nrLabel(nr int) string { return fmt.Sprintf("nr%d", nr) }
+
+// search emits a binary search of the system call number (in the
+// accumulator) among nrs, jumping to each one's block; a number not among
+// them falls through after the search.
+func (b *bpf) search(nrs []int) {
+	if len(nrs) <= 3 {
+		for _, nr := range nrs {
+			b.jumpRel(unix.BPF_JEQ, uint32(nr), 0, 1)
+			b.ja(nrLabel(nr))
+		}
+		return
+	}
+	mid := len(nrs) / 2
+	hi := fmt.Sprintf("ge%d", nrs[mid])
+	b.jumpRel(unix.BPF_JGE, uint32(nrs[mid]), 0, 1)
+	b.ja(hi)
+	b.search(nrs[:mid])
+	b.ja("fallthrough" + hi)
+	b.label(hi)
+	b.search(nrs[mid:])
+	b.label("fallthrough" + hi)
+}
+
+// traceIfEq emits: if the 32-bit word at off equals k, stop (after the
+// stub check).
+func (b *bpf) traceIfEq(off, k uint32) {
+	b.load(off)
+	b.jumpRel(unix.BPF_JEQ, k, 0, 1)
+	b.ja("stubcheck")
+}
+
+// traceIfNonZero emits: if argument i is not zero, stop.
+func (b *bpf) traceIfNonZero(i int) {
+	off := uint32(sdArg0 + 8*i)
+	for _, o := range []uint32{off, off + 4} {
+		b.load(o)
+		b.jumpRel(unix.BPF_JEQ, 0, 1, 0)
+		b.ja("stubcheck")
+	}
+}
+
+// traceIfIn emits: if argument i's low word is one of ks, stop.
+func (b *bpf) traceIfIn(i int, ks []uint32) {
+	b.load(uint32(sdArg0 + 8*i))
+	for _, k := range ks {
+		b.jumpRel(unix.BPF_JEQ, k, 0, 1)
+		b.ja("stubcheck")
+	}
+}
+
+// block emits the decision for system call nr, which ends in a jump to
+// "stubcheck" (stop) or "allow".
+func (b *bpf) block(nr, memFD int) {
+	if isTrapped(nr) {
+		b.ja("stubcheck")
+		return
+	}
+	sp := specs[nr]
+	fd := uint32(memFD)
+	// Any use of the memory file's descriptor stops: vmspace refuses it
+	// (or, for dup2/dup3 onto it, moves the memory file away).
+	for i, a := range sp {
+		switch a.kind {
+		case argFD, argNewFD, argDirFD:
+			b.traceIfEq(uint32(sdArg0+8*i), fd)
+		}
+	}
+	switch nr {
+	case unix.SYS_CLOSE_RANGE:
+		// close_range(lo, hi): stops if it covers memFD.
+		b.load(sdArg0)
+		b.jumpRel(unix.BPF_JGT, fd, 3, 0)
+		b.load(sdArg1)
+		b.jumpRel(unix.BPF_JGE, fd, 0, 1)
+		b.ja("stubcheck")
+		b.ja("allow")
+		return
+	case unix.SYS_FCNTL, unix.SYS_PRCTL, unix.SYS_ARCH_PRCTL:
+		// The command says whether the argument is a pointer.
+		cmds := map[int]struct {
+			arg int
+			ks  []uint32
+		}{
+			unix.SYS_FCNTL:      {1, fcntlPointerCmds},
+			unix.SYS_PRCTL:      {0, prctlPointerOptions},
+			unix.SYS_ARCH_PRCTL: {0, archPrctlPointerCodes},
+		}[nr]
+		b.traceIfIn(cmds.arg, cmds.ks)
+		b.ja("allow")
+		return
+	case unix.SYS_FUTEX:
+		b.load(sdArg1)
+		b.stmt(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, ^uint32(futexClockRealtime))
+		for _, k := range futexNoMemory {
+			b.jumpRel(unix.BPF_JEQ, k, 0, 1)
+			b.ja("allow")
+		}
+	}
+	for i, a := range sp {
+		if a.pointer() || a.kind == argSpecial {
+			b.traceIfNonZero(i)
+		}
+	}
+	b.ja("allow")
 }
 
 // filterBytes encodes a filter as the kernel reads it.

@@ -321,10 +321,10 @@ func (s *Sandbox) aioRun(t *task, cb []uint64) int64 {
 	case 6: // IOCB_CMD_NOOP
 		return 0
 	case 7: // IOCB_CMD_PREADV
-		s.ensureIOV(t, buf, nbytes, true, ^uint64(0))
+		s.ensureIOV(t, buf, nbytes, false, true, ^uint64(0))
 		r, err = s.inject(t, unix.SYS_PREADV, fd, uintptr(buf), uintptr(nbytes), uintptr(off), 0)
 	case 8: // IOCB_CMD_PWRITEV
-		s.ensureIOV(t, buf, nbytes, false, ^uint64(0))
+		s.ensureIOV(t, buf, nbytes, true, false, ^uint64(0))
 		r, err = s.inject(t, unix.SYS_PWRITEV, fd, uintptr(buf), uintptr(nbytes), uintptr(off), 0)
 	default:
 		return -int64(unix.EINVAL)

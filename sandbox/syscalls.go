@@ -67,6 +67,12 @@ func (s *Sandbox) syscall(t *task) {
 	if t.dead {
 		return
 	}
+	if res.act == actPass {
+		s.prevalidate(t, nr, a)
+		if t.dead {
+			return
+		}
+	}
 	switch res.act {
 	case actDone:
 		return
@@ -101,6 +107,9 @@ func (s *Sandbox) syscall(t *task) {
 // dispatch serves system call nr with arguments a.
 func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 	p := t.p
+	if e, ok := s.usesMemFD(t, nr, a); ok {
+		return retErr(e)
+	}
 	switch nr {
 	case unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT, unix.SYS_BRK,
 		unix.SYS_MREMAP, unix.SYS_MADVISE, unix.SYS_MLOCK, unix.SYS_MUNLOCK, unix.SYS_MLOCK2,
@@ -152,8 +161,40 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 	case unix.SYS_SET_ROBUST_LIST:
 		return s.sysSetRobustList(t, a)
 	}
-	s.prevalidate(t, nr, a)
 	return pass()
+}
+
+// usesMemFD reports whether system call nr uses the memory file's
+// descriptor as one of its own, and if so the errno the program gets: as
+// if the descriptor were not open (EBADF), except that a directory
+// descriptor is ignored with an absolute path, as the kernel does.
+func (s *Sandbox) usesMemFD(t *task, nr int, a [6]uint64) (unix.Errno, bool) {
+	p := t.p
+	if !p.memFDOurs {
+		return 0, false
+	}
+	sp, ok := specs[nr]
+	if !ok {
+		return 0, false
+	}
+	for i, as := range sp {
+		if int32(a[i]) != int32(p.memFD) {
+			continue
+		}
+		switch as.kind {
+		case argFD:
+			return unix.EBADF, true
+		case argDirFD:
+			if i+1 < len(a) && sp[i+1].kind == argPath && p.mm != nil {
+				var c [1]byte
+				if _, err := p.mm.CopyIn(s.ctx, hostarch.Addr(a[i+1]), c[:], mm.IOOpts{}); err == nil && c[0] == '/' {
+					continue
+				}
+			}
+			return unix.EBADF, true
+		}
+	}
+	return 0, false
 }
 
 // memCall serves a memory system call.
