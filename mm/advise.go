@@ -157,11 +157,14 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			}
 			return setFlags(vmaWipeOnFork, 0)
 		case AdvKeepOnFork:
+			if v.flags.has(vmaDroppable) {
+				return unix.EINVAL
+			}
 			return setFlags(0, vmaWipeOnFork)
 		case AdvDontDump:
 			return setFlags(vmaDontDump, 0)
 		case AdvDoDump:
-			if v.flags.has(vmaDontExpand) {
+			if v.flags.has(vmaDontExpand | vmaDroppable) {
 				return unix.EINVAL
 			}
 			return setFlags(0, vmaDontDump)
@@ -372,7 +375,7 @@ func (mm *MemoryManager) MLock(ctx context.Context, addr hostarch.Addr, length u
 			break
 		}
 		r := hostarch.AddrRange{Start: nstart, End: min(vseg.End(), end)}
-		if !vseg.ValuePtr().flags.has(vmaDontExpand) {
+		if !vseg.ValuePtr().flags.has(vmaUnlockable) {
 			if _, err = mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) { nv.mlockMode = mode }); err != nil {
 				break
 			}
@@ -460,7 +463,7 @@ func (mm *MemoryManager) MUnlockAll(ctx context.Context) error {
 func (mm *MemoryManager) setAllMLockLocked(ctx context.Context, mode memmap.MLockMode) {
 	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); {
 		v := vseg.ValuePtr()
-		if v.flags.has(vmaDontExpand) || v.mlockMode == mode {
+		if v.flags.has(vmaUnlockable) || v.mlockMode == mode {
 			vseg = vseg.NextSegment()
 			continue
 		}

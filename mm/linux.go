@@ -28,6 +28,7 @@ const (
 	MapShared         = 0x01
 	MapPrivate        = 0x02
 	MapSharedValidate = 0x03
+	MapDroppable      = 0x08
 	MapType           = 0x0f
 	MapFixed          = 0x10
 	MapAnonymous      = 0x20
@@ -286,6 +287,20 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 			// Linux aligns larger anonymous mappings placed
 			// without a hint for transparent huge pages.
 			pl.thp = opts.Length%hugePageSize == 0
+		case MapDroppable:
+			// Linux's do_mmap: private anonymous memory that is never
+			// locked, reserved, inherited or dumped.
+			opts.Private = true
+			opts.Offset = 0
+			opts.NoReserve = true
+			pl.thp = opts.Length%hugePageSize == 0
+			extra = vmaDroppable | vmaWipeOnFork | vmaDontDump
+			configure = func(o *memmap.MMapOpts) error {
+				if flags&MapLocked != 0 || o.GrowsDown {
+					return unix.EINVAL
+				}
+				return nil
+			}
 		default:
 			configure = func(*memmap.MMapOpts) error { return unix.EINVAL }
 		}

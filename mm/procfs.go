@@ -140,6 +140,7 @@ func (v *vma) vmFlags() []string {
 	add(v.flags.has(vmaHugePage), "hg")
 	add(v.flags.has(vmaNoHugePage), "nh")
 	add(v.flags.has(vmaMergeable), "mg")
+	add(v.flags.has(vmaDroppable), "dp")
 	add(v.flags.has(vmaSealed), "sl")
 	return f
 }

@@ -92,7 +92,7 @@ const (
 	// maxFamilies bounds family numbers.
 	maxFamilies = 1 << 20
 	// knownVMAFlags are the vmaFlags bits that exist.
-	knownVMAFlags = vmaAccount<<1 - 1
+	knownVMAFlags = vmaDroppable<<1 - 1
 )
 
 // pma flag bits in recPMAs.

@@ -275,6 +275,9 @@ func TestCheckpointAnonymousFamily(t *testing.T) {
 	st := mustMap(t, p, memmap.MMapOpts{Length: 16 * hostarch.PageSize, Addr: window + 0x100000, Fixed: true, Unmap: true,
 		Private: true, GrowsDown: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess})
 	write(t, p, st+15*hostarch.PageSize, []byte("stack"))
+	dr, err := p.MMapSys(ctx, window+0x200000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapDroppable|MapAnonymous|MapFixed, nil, 0)
+	mustOK(t, "mmap droppable", err)
+	write(t, p, dr, []byte("droppable"))
 	id, err := p.NewAIOContext(ctx, 8)
 	mustOK(t, "io_setup", err)
 	p.SetArgvEnvv(hostarch.AddrRange{Start: st, End: st + 8}, hostarch.AddrRange{Start: st + 8, End: st + 16})

@@ -77,9 +77,10 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 	if mode != memmap.MLockNone && !mm.mlockFutureOKLocked(length) {
 		return 0, unix.EAGAIN
 	}
-	if extra&vmaDontExpand != 0 {
-		// Special mappings are never locked (Linux's mmap_region drops
-		// VM_LOCKED for VM_SPECIAL), though the limit was checked.
+	if extra&vmaUnlockable != 0 {
+		// Special and droppable mappings are never locked (Linux's
+		// mmap_region drops VM_LOCKED for VM_SPECIAL), though the limit
+		// was checked.
 		mode = memmap.MLockNone
 	}
 	opts.Addr = addr

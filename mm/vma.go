@@ -110,8 +110,18 @@ const (
 	// VmFlags ac): private writable when made (or made writable by
 	// mprotect), unless MAP_NORESERVE exempted it.
 	vmaAccount
+	// vmaDroppable: MAP_DROPPABLE (VmFlags dp): private anonymous memory
+	// that is never locked, and keeps MADV_WIPEONFORK and MADV_DONTDUMP.
+	// Linux may drop its pages under memory pressure; vmspace keeps them
+	// (which Linux also may).
+	vmaDroppable
 )
 
+// vmaUnlockable are the flags of vmas that mlock and mlockall leave
+// unlocked (Linux's mlock_fixup skips special and droppable vmas).
+const vmaUnlockable = vmaDontExpand | vmaDroppable
+
+// has reports whether f has any of the flags b.
 func (f vmaFlags) has(b vmaFlags) bool { return f&b != 0 }
 
 func (v *vma) private() bool   { return v.flags.has(vmaPrivate) }

@@ -128,10 +128,57 @@ static int mdwe(const char *self, int bits) {
 	return 0;
 }
 
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+
+// MAP_DROPPABLE (Linux 6.11): private anonymous memory that is never
+// locked, wiped in a forked child, not dumped.
+static int droppable(void) {
+	char *p = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
+	printf("droppable %s\n", err(p));
+	if (p == MAP_FAILED) return 1;
+	memset(p, 'd', 4 * PG);
+	printf("no MAP_ANONYMOUS %s\n", err(mmap(NULL, PG, 3, MAP_DROPPABLE, -1, 0)));
+	printf("locked %s\n", err(mmap(NULL, PG, 3, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0)));
+	printf("growsdown %s\n", err(mmap(NULL, PG, 3, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_GROWSDOWN, -1, 0)));
+	printf("stack %s\n", err(mmap(NULL, PG, 3, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_STACK, -1, 0)));
+	printf("hugetlb %s\n", err(mmap(NULL, 2 << 20, 3, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0)));
+	for (int typ = 4; typ < 16; typ++)
+		if (typ != MAP_DROPPABLE) printf("type %#x %s\n", typ, err(mmap(NULL, PG, 3, typ | MAP_ANONYMOUS, -1, 0)));
+	printf("populate %s\n", err(mmap(NULL, PG, 3, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)));
+	printf("fixed_noreplace over it %s\n", err(mmap(p, PG, 3, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0)));
+	printf("mlock %s\n", rc(mlock(p, 4 * PG)));
+	printf("mlock2 onfault %s\n", rc(mlock2(p, 4 * PG, MLOCK_ONFAULT)));
+	printf("munlock %s\n", rc(munlock(p, 4 * PG)));
+	printf("keeponfork %s\n", rc(madvise(p, PG, MADV_KEEPONFORK)));
+	printf("wipeonfork %s\n", rc(madvise(p, PG, MADV_WIPEONFORK)));
+	printf("dodump %s\n", rc(madvise(p, PG, MADV_DODUMP)));
+	printf("dontdump %s\n", rc(madvise(p, PG, MADV_DONTDUMP)));
+	printf("dontfork %s\n", rc(madvise(p + 3 * PG, PG, MADV_DONTFORK)));
+	printf("dofork %s\n", rc(madvise(p + 3 * PG, PG, MADV_DOFORK)));
+	printf("mprotect %s\n", rc(mprotect(p + 2 * PG, PG, PROT_READ)));
+	pid_t pid = fork();
+	if (pid == 0) {
+		printf("child sees %d %d %d %d\n", p[0], p[PG], p[2 * PG], p[3 * PG]);
+		p[0] = 'c';
+		fflush(stdout);
+		_exit(0);
+	}
+	waitpid(pid, NULL, 0);
+	printf("parent sees %c %c %c %c\n", p[0], p[PG], p[2 * PG], p[3 * PG]);
+	printf("mlockall %s\n", rc(mlockall(MCL_CURRENT | MCL_FUTURE)));
+	char *q = mmap(NULL, PG, 3, MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
+	printf("droppable under MCL_FUTURE %s\n", err(q));
+	printf("munlockall %s\n", rc(munlockall()));
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 2;
 	if (!strcmp(argv[1], "forkshared")) return forkshared();
+	if (!strcmp(argv[1], "droppable")) return droppable();
 	if (!strcmp(argv[1], "mdwe")) return mdwe(argv[0], 1);
 	if (!strcmp(argv[1], "mdwe-noinherit")) return mdwe(argv[0], 3);
 	if (!strcmp(argv[1], "mdwe-exec")) {
@@ -162,4 +209,15 @@ func TestMDWE(t *testing.T) {
 	for _, c := range []string{"mdwe", "mdwe-noinherit"} {
 		t.Run(c, func(t *testing.T) { compare(t, "", "", exe, c) })
 	}
+}
+
+// TestMapDroppable: MAP_DROPPABLE memory as natively (on kernels that
+// have it).
+func TestMapDroppable(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "mmexact", mmexactProgram, true)
+	if r := runNative(t, "", "", exe, "droppable"); r.code != 0 {
+		t.Skipf("no MAP_DROPPABLE on this kernel:\n%s", r.stdout)
+	}
+	compare(t, "", "", exe, "droppable")
 }
