@@ -14,7 +14,7 @@
 // "syscall; int3") and unmaps everything else. From then on the program's
 // address space [MinUserAddress, StubStart) holds only what the memory
 // manager maps there: shared mappings of the memory file (descriptor
-// memFDConst in every process), and shared mappings of host files, which
+// memFDNum in every process), and shared mappings of host files, which
 // are mapped directly (the host's page cache is the only one: see below).
 //
 // System calls are injected into a stopped thread by pointing its rip at

@@ -1,8 +1,12 @@
 package sandbox
 
 import (
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // bufProgram calls many system calls with a buffer argument in memory of
@@ -295,5 +299,93 @@ func TestHostView(t *testing.T) {
 	}
 	if bad > 0 {
 		t.Errorf("%d of %d calls differ", bad, len(wl))
+	}
+}
+
+// fdProgram looks for descriptors it did not open and uses the one where
+// vmspace keeps the memory file (given as argv[1], or 1023) in every way,
+// then counts how many files it can open.
+const fdProgram = `
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static void show(const char *what, long r) { printf("%s %s\n", what, r < 0 ? strerrorname_np(errno) : "ok"); }
+int main(int argc, char **argv) {
+	int open_ = 0;
+	for (int fd = 3; fd < 4096; fd++) { struct stat st; if (fstat(fd, &st) == 0) open_++; }
+	printf("open beyond stdio: %d\n", open_);
+	for (int i = 1; i < argc; i++) {
+		int fd = atoi(argv[i]);
+		char b[16] = "x";
+		struct stat st;
+		show("read", read(fd, b, 1));
+		show("write", write(fd, b, 1));
+		show("pread", pread(fd, b, 1, 0));
+		show("ftruncate", ftruncate(fd, 0));
+		show("fstat", fstat(fd, &st));
+		show("fcntl", fcntl(fd, F_GETFD));
+		show("dupfd", fcntl(fd, F_DUPFD, 0));
+		show("dup", dup(fd));
+		show("mmap", mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED ? -1 : 0);
+		show("openat", openat(fd, "x", O_RDONLY));
+		show("lseek", lseek(fd, 0, SEEK_SET));
+		show("close", close(fd));
+	}
+	int n = 0;
+	while (open("/dev/null", O_RDONLY) >= 0) n++;
+	printf("opened %d more: %s\n", n, strerrorname_np(errno));
+	return 0;
+}
+`
+
+// TestMemFDHidden: the memory file's descriptor looks closed to the
+// program, whatever it does with it, and vmspace's descriptors do not
+// lower how many files the program can open.
+func TestMemFDHidden(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "fds", fdProgram, false)
+	for _, c := range []struct {
+		name string
+		soft uint64
+	}{{"default", 0}, {"soft64", 64}} {
+		t.Run(c.name, func(t *testing.T) {
+			var old syscall.Rlimit
+			if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+				t.Fatal(err)
+			}
+			slot := vmspaceFDSlot(unix.Rlimit{Cur: old.Cur, Max: old.Max}, false)
+			if c.soft != 0 {
+				if old.Max <= c.soft {
+					t.Skip("hard limit too low")
+				}
+				nl := old
+				nl.Cur = c.soft
+				if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &nl); err != nil {
+					t.Fatal(err)
+				}
+				defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+				slot = int(c.soft)
+			}
+			arg := strconv.Itoa(slot)
+			want := runNative(t, "", "", exe, arg)
+			got, _ := sandboxRun(t, "", "", Options{}, exe, arg)
+			g, w := got.stdout, want.stdout
+			if c.soft == 0 && old.Cur == old.Max {
+				// Soft and hard limits equal, and vmspace may not
+				// raise the hard one: the memory file takes the
+				// program's top descriptor (vmspaceFDSlot).
+				cut := func(s string) string { return s[:strings.LastIndex(s, "opened ")] }
+				g, w = cut(g), cut(w)
+			}
+			if got.code != want.code || g != w {
+				t.Errorf("vmspace (%d):\n%s\nnative (%d):\n%s", got.code, got.stdout, want.code, want.stdout)
+			}
+		})
 	}
 }

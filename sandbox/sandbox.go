@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,10 +88,59 @@ type Stats struct {
 }
 
 // memFDConst is the descriptor at which every program process holds the
-// memory file (not close-on-exec, so that it survives vmspace's own host
-// execs). The seccomp filter stops close, dup2, dup3 and close_range that
-// would take it.
+// memory file when the program's limit of descriptors is large (see
+// vmspaceFDSlot; the run's number is Sandbox.memFDNum). It is not
+// close-on-exec, so that it survives vmspace's own host execs. The seccomp
+// filter stops every call that names it, and vmspace refuses them as if it
+// were closed.
 const memFDConst = 1023
+
+// maxFDSlot bounds the descriptor numbers vmspace uses in program
+// processes (the kernel sizes a process's descriptor table by its highest
+// descriptor, and copies it at every fork).
+const maxFDSlot = 1 << 16
+
+// vmspaceFDSlot is where vmspace keeps a descriptor of its own in the
+// program's processes, given the program's RLIMIT_NOFILE (lim) and whether
+// vmspace may raise a process's hard limit (CAP_SYS_RESOURCE): at the
+// program's soft limit, where it cannot open anything without raising its
+// limit (installed by raising the soft limit, and the hard one if needed,
+// for a moment); failing that, memFDConst in a large range, or the top of
+// a small one. It is the one place that decides such numbers.
+func vmspaceFDSlot(lim unix.Rlimit, canRaiseHard bool) int {
+	switch {
+	case lim.Cur < lim.Max && lim.Cur <= maxFDSlot:
+		return int(lim.Cur)
+	case lim.Cur <= maxFDSlot && canRaiseHard:
+		return int(lim.Cur)
+	case lim.Cur > memFDConst:
+		return memFDConst
+	case lim.Cur > 3:
+		return int(lim.Cur) - 1
+	}
+	return 3
+}
+
+// installAt sets process pid's RLIMIT_NOFILE so that descriptor fd can be
+// made, and returns a function putting the limit back.
+func installAt(pid, fd int) (func(), error) {
+	var lim unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		return nil, err
+	}
+	if uint64(fd) < lim.Cur {
+		return func() {}, nil
+	}
+	nl := lim
+	nl.Cur = uint64(fd) + 1
+	if nl.Max < nl.Cur {
+		nl.Max = nl.Cur
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &nl, nil); err != nil {
+		return nil, err
+	}
+	return func() { unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil) }, nil
+}
 
 // ErrNoProgram is returned when Options.Argv is empty.
 var ErrNoProgram = errors.New("sandbox: no program to run")
@@ -202,6 +252,9 @@ type Sandbox struct {
 	start time.Time
 	// imageFile holds Options.Image, if any.
 	imageFile *os.File
+	// memFDNum is the descriptor of the memory file in every program
+	// process (vmspaceFDSlot), set when the first process starts.
+	memFDNum int
 	// debugCounts counts system call stops by number (VMSPACE_DEBUG).
 	debugCounts map[int]int
 	// unflushed are the address spaces with pending unmaps (see
@@ -231,7 +284,7 @@ type process struct {
 	// it serves a stop, or nil.
 	held *task
 	// memFD is the process's descriptor of the memory file; memFDOurs is
-	// true while it is memFDConst (guarded by the seccomp filter).
+	// true while it is the run's memFDNum (guarded by the seccomp filter).
 	memFD     int
 	memFDOurs bool
 	// exe is the host path of the program image (for /proc/PID/exe and
@@ -1143,13 +1196,13 @@ func (s *Sandbox) startRoot() error {
 		}
 	}
 	// The descriptors vmspace inherited for the program (not
-	// close-on-exec, as a shell's redirections) keep their numbers.
+	// close-on-exec, as a shell's redirections) stay where they are; the
+	// memory file comes in at the first number after 2 that none of them
+	// holds (the child's rearrangement of descriptors would move or close
+	// the ones it is given, and cannot place any above the limit).
 	inherited := inheritedFDs()
-	for _, fd := range inherited {
-		for len(files) <= fd {
-			files = append(files, ^uintptr(0))
-		}
-		files[fd] = uintptr(fd)
+	for slices.Contains(inherited, len(files)) {
+		files = append(files, uintptr(len(files)))
 	}
 	memSlot := len(files)
 	files = append(files, uintptr(s.mf.FD()))
@@ -1171,15 +1224,27 @@ func (s *Sandbox) startRoot() error {
 	if s.opts.Started != nil {
 		s.opts.Started(pid)
 	}
-	p := s.newProcess(pid)
-	t := s.newTask(p, pid)
-	t.fresh = false
-	s.stats.Processes++
 	_, ws, err := wait4(pid, 0)
 	if err != nil || !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: the first process did not stop at exec (%v, %v)", ws, err)
 	}
+	// The memory file's number, from the program's own limit (the one
+	// vmspace was started with, which the child has).
+	var lim unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("sandbox: RLIMIT_NOFILE of the first process: %w", err)
+	}
+	caps, _ := effectiveCaps()
+	s.memFDNum = vmspaceFDSlot(lim, caps&(1<<unix.CAP_SYS_RESOURCE) != 0)
+	for slices.Contains(inherited, s.memFDNum) {
+		s.memFDNum++
+	}
+	p := s.newProcess(pid)
+	t := s.newTask(p, pid)
+	t.fresh = false
+	s.stats.Processes++
 	options := traceOptions
 	if s.opts.CoreFile != "" {
 		// Exit-stops, where a dying thread's registers and memory are
@@ -1249,7 +1314,7 @@ func (s *Sandbox) startRoot() error {
 }
 
 // inheritedFDs returns vmspace's descriptors above 2 that are not
-// close-on-exec (below memFDConst): those a shell opened for the program.
+// close-on-exec: those a shell opened for the program.
 func inheritedFDs() []int {
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
@@ -1258,7 +1323,7 @@ func inheritedFDs() []int {
 	var out []int
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd <= 2 || fd >= memFDConst {
+		if err != nil || fd <= 2 {
 			continue
 		}
 		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil && fl&unix.FD_CLOEXEC == 0 {
@@ -1314,7 +1379,7 @@ func lookPath(name string, env []string) (string, error) {
 }
 
 func (s *Sandbox) newProcess(pid int) *process {
-	p := &process{pid: pid, tasks: make(map[int]*task), memFD: memFDConst, memFDOurs: true, pidfd: -1}
+	p := &process{pid: pid, tasks: make(map[int]*task), memFD: s.memFDNum, memFDOurs: true, pidfd: -1}
 	s.procs[pid] = p
 	return p
 }
@@ -1328,7 +1393,7 @@ func (s *Sandbox) newTask(p *process, tid int) *task {
 
 // freshImage prepares a process that has just executed the stub image
 // (stopped at the exec): the code and scratch pages at the top of the
-// range, nothing else mapped, the memory file at memFDConst (moved from
+// range, nothing else mapped, the memory file at memFDNum (moved from
 // inheritedFD if that is not -1).
 func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 	fail := func(what string, err error) error {
@@ -1367,13 +1432,19 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		return err
 	}
 	if inheritedFD >= 0 {
-		if err := call("dup3", unix.SYS_DUP3, uintptr(inheritedFD), memFDConst, 0); err != nil {
+		restore, err := installAt(t.p.pid, s.memFDNum)
+		if err != nil {
+			return fail("RLIMIT_NOFILE", err)
+		}
+		err = call("dup3", unix.SYS_DUP3, uintptr(inheritedFD), uintptr(s.memFDNum), 0)
+		restore()
+		if err != nil {
 			return err
 		}
 		if err := call("close", unix.SYS_CLOSE, uintptr(inheritedFD)); err != nil {
 			return err
 		}
-		t.p.memFD, t.p.memFDOurs = memFDConst, true
+		t.p.memFD, t.p.memFDOurs = s.memFDNum, true
 	}
 	return nil
 }
@@ -1381,7 +1452,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 // installFilter installs the seccomp filter in t's process (inherited by
 // everything it starts).
 func (s *Sandbox) installFilter(t *task) error {
-	f, err := seccompFilter(memFDConst)
+	f, err := seccompFilter(s.memFDNum)
 	if err != nil {
 		return err
 	}
@@ -1561,11 +1632,11 @@ func (s *Sandbox) reinstallMemFD(t *task) error {
 		}
 	}
 	p.memFD = fd
-	p.memFDOurs = fd == memFDConst
+	p.memFDOurs = fd == s.memFDNum
 	return nil
 }
 
-// freeFD returns the highest free descriptor of p at or below memFDConst,
+// freeFD returns the highest free descriptor of p at or below memFDNum,
 // or def if none can be found.
 func (s *Sandbox) freeFD(p *process, def int) int {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
@@ -1579,7 +1650,7 @@ func (s *Sandbox) freeFD(p *process, def int) int {
 			used[n] = true
 		}
 	}
-	for fd := memFDConst; fd > 2; fd-- {
+	for fd := s.memFDNum; fd > 2; fd-- {
 		if !used[fd] {
 			return fd
 		}

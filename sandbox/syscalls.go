@@ -136,7 +136,7 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 	case unix.SYS_EXECVEAT:
 		return s.sysExecve(t, int32(a[0]), a[1], a[2], a[3], int(a[4]))
 	case unix.SYS_CLOSE:
-		if int32(a[0]) == memFDConst && p.memFDOurs {
+		if int32(a[0]) == int32(s.memFDNum) && p.memFDOurs {
 			return retErr(unix.EBADF)
 		}
 		return pass()
@@ -375,7 +375,7 @@ func (s *Sandbox) populate(p *process, ar hostarch.AddrRange, write bool) {
 // (pipes, directories, sockets, other devices) are mm.UnmappableFiles, so
 // that mmap checks its arguments as Linux does before failing.
 func (s *Sandbox) mappableFile(p *process, fd int32, flags int) (mm.MappableFile, func(), unix.Errno) {
-	if fd < 0 || (int(fd) == memFDConst && p.memFDOurs) {
+	if fd < 0 || (int(fd) == s.memFDNum && p.memFDOurs) {
 		return nil, nil, unix.EBADF
 	}
 	hfd, err := s.getFD(p, int(fd))
@@ -432,13 +432,14 @@ func (s *Sandbox) getFD(p *process, fd int) (int, error) {
 	return hfd, nil
 }
 
-// sysDupOver serves dup2 and dup3 whose new descriptor is memFDConst.
+// sysDupOver serves dup2 and dup3 whose new descriptor is memFDNum.
 func (s *Sandbox) sysDupOver(t *task, nr int, a [6]uint64) sysResult {
 	p := t.p
-	if !p.memFDOurs || int32(a[1]) != memFDConst {
+	mfd := s.memFDNum
+	if !p.memFDOurs || int32(a[1]) != int32(mfd) {
 		return pass()
 	}
-	if int32(a[0]) == memFDConst {
+	if int32(a[0]) == int32(mfd) {
 		return retErr(unix.EBADF) // not the program's descriptor
 	}
 	// The program wants this descriptor: move the memory file away, to
@@ -447,7 +448,7 @@ func (s *Sandbox) sysDupOver(t *task, nr int, a [6]uint64) sysResult {
 	target := s.freeFD(p, -1)
 	var lim unix.Rlimit
 	raised := false
-	if target < 0 || target == memFDConst {
+	if target < 0 || target == mfd {
 		if err := unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil || lim.Max <= lim.Cur {
 			return retErr(unix.EMFILE)
 		}
@@ -459,7 +460,7 @@ func (s *Sandbox) sysDupOver(t *task, nr int, a [6]uint64) sysResult {
 		}
 		raised = true
 	}
-	r, err := s.inject(t, unix.SYS_DUP3, memFDConst, uintptr(target), 0)
+	r, err := s.inject(t, unix.SYS_DUP3, uintptr(mfd), uintptr(target), 0)
 	if raised {
 		unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &lim, nil)
 	}
@@ -473,11 +474,12 @@ func (s *Sandbox) sysDupOver(t *task, nr int, a [6]uint64) sysResult {
 	return pass()
 }
 
-// sysCloseRange serves close_range over memFDConst: the memory file stays.
+// sysCloseRange serves close_range over memFDNum: the memory file stays.
 func (s *Sandbox) sysCloseRange(t *task, a [6]uint64) sysResult {
 	p := t.p
+	mfd := s.memFDNum
 	lo, hi, flags := uint32(a[0]), uint32(a[1]), uintptr(a[2])
-	if !p.memFDOurs || lo > memFDConst || hi < memFDConst {
+	if !p.memFDOurs || lo > uint32(mfd) || hi < uint32(mfd) {
 		return pass()
 	}
 	if flags&^(unix.CLOSE_RANGE_UNSHARE|unix.CLOSE_RANGE_CLOEXEC) != 0 {
@@ -485,8 +487,8 @@ func (s *Sandbox) sysCloseRange(t *task, a [6]uint64) sysResult {
 	}
 	var first unix.Errno
 	f := flags
-	if lo < memFDConst {
-		r, err := s.inject(t, unix.SYS_CLOSE_RANGE, uintptr(lo), memFDConst-1, f)
+	if lo < uint32(mfd) {
+		r, err := s.inject(t, unix.SYS_CLOSE_RANGE, uintptr(lo), uintptr(mfd-1), f)
 		if err != nil {
 			return sysResult{act: actDone}
 		}
@@ -495,8 +497,8 @@ func (s *Sandbox) sysCloseRange(t *task, a [6]uint64) sysResult {
 		}
 		f &^= unix.CLOSE_RANGE_UNSHARE
 	}
-	if hi > memFDConst {
-		r, err := s.inject(t, unix.SYS_CLOSE_RANGE, memFDConst+1, uintptr(hi), f)
+	if hi > uint32(mfd) {
+		r, err := s.inject(t, unix.SYS_CLOSE_RANGE, uintptr(mfd+1), uintptr(hi), f)
 		if err != nil {
 			return sysResult{act: actDone}
 		}
