@@ -29,6 +29,9 @@ const recNames = checkpoint.KindApp + 1
 
 // checkpoint implements Executor.Checkpoint for vmspace.
 func (e *vmspaceExec) checkpoint(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	procs := make([]*vproc, 0, len(e.procs))
 	for p := range e.procs {
 		procs = append(procs, p)
@@ -93,6 +96,11 @@ func (e *vmspaceExec) saveAndRelease(ctx context.Context, procs []*vproc) ([]byt
 		return nil, err
 	}
 	if err := e.injected("save"); err != nil {
+		return nil, err
+	}
+	// Saving may have taken long: past the deadline, stop before
+	// anything is released.
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 

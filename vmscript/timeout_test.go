@@ -86,3 +86,47 @@ func TestDeadlineInsideStatement(t *testing.T) {
 		}
 	}
 }
+
+// cancelCheckpoint cancels the run's context as a checkpoint starts and
+// records whether it released any process.
+type cancelCheckpoint struct {
+	Executor
+	cancel   func()
+	released bool
+}
+
+func (e *cancelCheckpoint) Checkpoint(ctx context.Context) error {
+	e.cancel()
+	err := e.Executor.Checkpoint(ctx)
+	for p := range e.Executor.(*vmspaceExec).procs {
+		e.released = e.released || p.mm == nil
+	}
+	return err
+}
+
+// TestDeadlineAtCheckpoint: a checkpoint past the deadline stops the script
+// with the context's error, saves nothing and releases no process.
+func TestDeadlineAtCheckpoint(t *testing.T) {
+	s, err := Parse("cp.vms", []byte("mmap @0x0 0x4000 rw private,anon\nfork p1\ncheckpoint\nread @0x0 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	vex := NewVmspace().(*vmspaceExec)
+	saved := false
+	vex.fault = func(stage string) error {
+		saved = saved || stage == "save"
+		return nil
+	}
+	ex := &cancelCheckpoint{Executor: vex, cancel: cancel}
+	var out bytes.Buffer
+	err = Run(ctx, s, ex, &out)
+	var re *RunError
+	if !errors.As(err, &re) || re.Line != 3 || !errors.Is(err, context.Canceled) {
+		t.Errorf("Run returned %v, want the context's error at line 3", err)
+	}
+	if ex.released || saved {
+		t.Errorf("the checkpoint went on after the deadline: saved %v, released %v", saved, ex.released)
+	}
+}
