@@ -354,6 +354,9 @@ func (mm *MemoryManager) removeAllVMAsLocked(ctx context.Context) {
 			v.id.DecRef(ctx)
 			v.id = nil
 		}
+		if v.flags.has(vmaAccount) {
+			mm.commitLocked().add(uint64(vseg.Range().Length())>>hostarch.PageShift, -1)
+		}
 	}
 	mm.vmas.RemoveAll()
 	mm.guards.RemoveAll()
