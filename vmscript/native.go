@@ -41,11 +41,25 @@ var (
 // agentProgram returns the path of the agent program, building it with the C
 // compiler ($CC, else cc) the first time: a dynamically linked non-PIE
 // program (libc mapped, the break low), as a small C program is. It is kept
-// in the user's cache directory under a name made of its source's hash, or,
-// without one, in a temporary directory of this process.
+// in the user's cache directory (else $TMPDIR/vmspace-UID) under a name made
+// of its source's hash, or, if that directory is not the user's own, in a
+// temporary directory of this process.
 func agentProgram() (string, error) {
 	agentOnce.Do(func() { agentPath, agentErr = buildAgent() })
 	return agentPath, agentErr
+}
+
+// privateDir makes dir if needed and reports whether it is a directory (not
+// a symbolic link) owned by this user and writable by no one else.
+func privateDir(dir string) bool {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR && int(st.Uid) == os.Getuid() && st.Mode&0o022 == 0
 }
 
 func buildAgent() (string, error) {
@@ -70,9 +84,11 @@ func buildAgent() (string, error) {
 	dir := ""
 	if cache, err := os.UserCacheDir(); err == nil {
 		dir = filepath.Join(cache, "vmspace")
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			dir = ""
-		}
+	} else {
+		dir = filepath.Join(os.TempDir(), fmt.Sprintf("vmspace-%d", os.Getuid()))
+	}
+	if !privateDir(dir) {
+		dir = ""
 	}
 	if dir != "" {
 		if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 {
