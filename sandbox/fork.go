@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/platform/ptrace"
 	"github.com/vmspace/vmspace/segment"
 	"golang.org/x/sys/unix"
@@ -53,6 +54,13 @@ import (
 //
 // Other threads of a forking parent run on during the fork; a write they
 // make between the host fork and the child's copy is seen by the child.
+//
+// A fork child with CLONE_CHILD_SETTID (glibc's fork sets the thread id in
+// the child's thread descriptor so) writes its thread id into its memory
+// before its first stop, through the host mapping it shares with its
+// parent: into the parent's page. So at the entry of such a clone (which
+// stops: child_tid is a pointer argument) the word is saved (sysClone),
+// and the parent gets it back once the child has its own copy (forkDone).
 
 // forkFixup is the work for a fork child's first stop.
 type forkFixup struct {
@@ -155,6 +163,10 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 		return
 	}
 	s.joinSpace(cp, s.newSpace(cm))
+	if st := t.settid; st != nil && t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdi&unix.CLONE_CHILD_SETTID != 0 && t.regs.R10 == uint64(st.addr) {
+		t.settidFork = st
+	}
+	t.settid = nil
 	fx := s.planFork(cp, parentMaps)
 	fx.trusted = trusted
 	cp.fixup = fx
@@ -247,13 +259,51 @@ func (s *Sandbox) unpark(t *task) {
 }
 
 // forkDone finishes a fork in the parent, at the exit of its fork system
-// call: it takes back, without copying, the pages the child copied.
+// call: it takes back, without copying, the pages the child copied, and
+// the word the child's CLONE_CHILD_SETTID overwrote.
 func (s *Sandbox) forkDone(t *task) {
 	rs := t.reown
 	t.reown = nil
 	for _, r := range rs {
 		s.populate(t.p, r, true)
 	}
+	if st := t.settidFork; st != nil {
+		t.settidFork = nil
+		if m := t.p.mm; m != nil {
+			m.CopyOut(s.ctx, st.addr, st.old[:], mm.IOOpts{IgnorePermissions: true})
+		}
+	}
+}
+
+// settidSave is the word at a clone's child_tid address in the parent's
+// private memory before the clone.
+type settidSave struct {
+	addr hostarch.Addr
+	old  [4]byte
+}
+
+// sysClone serves the entry of a clone: for a new process with
+// CLONE_CHILD_SETTID (whose child_tid the filter stops for), it saves the
+// parent's
+// word at child_tid, which the child overwrites in the parent's page, if
+// that lies in private memory (in shared memory, the parent sees the
+// child's write on Linux too). The clone itself runs on the host.
+func (s *Sandbox) sysClone(t *task, a [6]uint64) sysResult {
+	t.settid = nil
+	p := t.p
+	addr := hostarch.Addr(a[3])
+	if p.mm == nil || a[0]&(unix.CLONE_VM|unix.CLONE_CHILD_SETTID) != unix.CLONE_CHILD_SETTID || addr+4 < addr {
+		return pass()
+	}
+	regions := p.mm.Regions(hostarch.AddrRange{Start: addr, End: addr + 4})
+	if len(regions) != 1 || !regions[0].Mapped || !strings.HasSuffix(regions[0].Perms, "p") {
+		return pass()
+	}
+	st := &settidSave{addr: addr}
+	if n, err := p.mm.CopyIn(s.ctx, addr, st.old[:], mm.IOOpts{IgnorePermissions: true}); err == nil && n == len(st.old) {
+		t.settid = st
+	}
+	return pass()
 }
 
 // fixFork brings a fork child's host mappings in line with its manager:

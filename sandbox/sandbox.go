@@ -338,6 +338,11 @@ type task struct {
 	// reown are the parent's private ranges that the child copied at the
 	// last fork, which the parent takes back (forkDone).
 	reown []hostarch.AddrRange
+	// settid is the word saved at the entry of the task's clone with
+	// CLONE_CHILD_SETTID (sysClone); settidFork is it, once the clone
+	// event has shown that the clone made a child, to restore at
+	// forkDone.
+	settid, settidFork *settidSave
 	// dead is true once it has exited, or has been given up for dead
 	// while being killed with its process (its exit report, still to
 	// come, is then served by the main loop).

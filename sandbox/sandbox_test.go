@@ -354,14 +354,15 @@ func TestFilter(t *testing.T) {
 		{nr: 436, ip: app, args: [6]uint64{3, ^uint64(0) >> 32}, want: "trace"},
 		{nr: 436, ip: app, args: [6]uint64{3, 100}, want: "allow"},
 		{nr: 436, ip: app, args: [6]uint64{memFDConst + 1, 2000}, want: "allow"},
-		{nr: 157, ip: app, args: [6]uint64{65}, want: "trace"},  // prctl(PR_SET_MDWE)
-		{nr: 157, ip: app, args: [6]uint64{66}, want: "trace"},  // prctl(PR_GET_MDWE)
-		{nr: 157, ip: app, args: [6]uint64{4}, want: "allow"},   // prctl(PR_SET_DUMPABLE)
-		{nr: 157, ip: app, args: [6]uint64{15}, want: "trace"},  // prctl(PR_SET_NAME): reads the name
-		{nr: 157, ip: stub, args: [6]uint64{65}, want: "allow"}, // by the stub
-		{nr: 59, ip: app, want: "trace"},                        // execve
-		{nr: 56, ip: app, args: [6]uint64{0x11}, want: "allow"}, // clone
-		{nr: 0x40000000 + 1, ip: app, want: "errno"},            // x32
+		{nr: 157, ip: app, args: [6]uint64{65}, want: "trace"},                      // prctl(PR_SET_MDWE)
+		{nr: 157, ip: app, args: [6]uint64{66}, want: "trace"},                      // prctl(PR_GET_MDWE)
+		{nr: 157, ip: app, args: [6]uint64{4}, want: "allow"},                       // prctl(PR_SET_DUMPABLE)
+		{nr: 157, ip: app, args: [6]uint64{15}, want: "trace"},                      // prctl(PR_SET_NAME): reads the name
+		{nr: 157, ip: stub, args: [6]uint64{65}, want: "allow"},                     // by the stub
+		{nr: 59, ip: app, want: "trace"},                                            // execve
+		{nr: 56, ip: app, args: [6]uint64{0x11}, want: "allow"},                     // clone
+		{nr: 56, ip: app, args: [6]uint64{0x01200011, 0, 0, 0x7000}, want: "trace"}, // glibc's fork (fork.go's sysClone)
+		{nr: 0x40000000 + 1, ip: app, want: "errno"},                                // x32
 		{nr: 1, ip: app, arch: 0x40000003, want: "errno"},
 	}
 	for _, c := range cases {

@@ -285,3 +285,35 @@ func TestForkStaleMappings(t *testing.T) {
 	exe := buildC(t, "forkstale", forkStaleProgram, false)
 	compare(t, "", "", exe)
 }
+
+// childTidProgram forks 50 times; the child checks that the thread id in
+// its thread descriptor (set by the kernel through glibc's
+// CLONE_CHILD_SETTID) is its own, and the parent that its own is unchanged.
+const childTidProgram = `#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void) {
+	int *self = (int *)pthread_self(), tid = syscall(SYS_gettid), off = -1;
+	for (int i = 0; i < 1024; i++) if (self[i] == tid) { off = i; break; }
+	int bad = 0;
+	for (int i = 0; i < 50; i++) {
+		pid_t pid = fork();
+		if (pid == 0) _exit(self[off] != syscall(SYS_gettid));
+		int st; waitpid(pid, &st, 0);
+		if (self[off] != tid || WEXITSTATUS(st)) bad++;
+	}
+	printf("off %d bad %d\n", off >= 0, bad);
+	return 0;
+}
+`
+
+// TestForkChildTid checks that a fork child's CLONE_CHILD_SETTID write
+// reaches only the child's memory, not its parent's.
+func TestForkChildTid(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "childtid", childTidProgram, false)
+	compare(t, "", "", exe)
+}

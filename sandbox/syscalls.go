@@ -131,6 +131,8 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		// The C libraries fall back to clone, whose flags the filter
 		// can see.
 		return retErr(unix.ENOSYS)
+	case unix.SYS_CLONE:
+		return s.sysClone(t, a)
 	case unix.SYS_EXECVE:
 		return s.sysExecve(t, unix.AT_FDCWD, a[0], a[1], a[2], 0)
 	case unix.SYS_EXECVEAT:
