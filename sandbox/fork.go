@@ -284,10 +284,9 @@ type settidSave struct {
 
 // sysClone serves the entry of a clone: for a new process with
 // CLONE_CHILD_SETTID (whose child_tid the filter stops for), it saves the
-// parent's
-// word at child_tid, which the child overwrites in the parent's page, if
-// that lies in private memory (in shared memory, the parent sees the
-// child's write on Linux too). The clone itself runs on the host.
+// parent's word at child_tid, which the child overwrites in the parent's
+// page, if that lies in private memory (in shared memory, the parent sees
+// the child's write on Linux too). The clone itself runs on the host.
 func (s *Sandbox) sysClone(t *task, a [6]uint64) sysResult {
 	t.settid = nil
 	p := t.p
