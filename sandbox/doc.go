@@ -112,6 +112,17 @@
 // does. The memory file's descriptor looks closed to the program: every
 // call naming it fails with EBADF.
 //
+// # Resource limits
+//
+// vmspace's own process maps the memory file and runs the Go runtime, which
+// must not be charged to the program: it raises its own soft RLIMIT_AS
+// and RLIMIT_DATA to the hard limits and gives the program's first
+// process the limits it was started with (a hard limit it cannot raise
+// binds vmspace too). Its descriptors are its own; the one it keeps in
+// every program process (the memory file's) sits at the program's soft
+// RLIMIT_NOFILE where possible, outside the numbers the program can use
+// (vmspaceFDSlot).
+//
 // # Limits
 //
 // vmspace run is not an isolation boundary: all other system calls reach

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -387,5 +389,43 @@ func TestMemFDHidden(t *testing.T) {
 				t.Errorf("vmspace (%d):\n%s\nnative (%d):\n%s", got.code, got.stdout, want.code, want.stdout)
 			}
 		})
+	}
+}
+
+// asProgram maps growing amounts of memory and prints which fit.
+const asProgram = `
+#include <stdio.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/mman.h>
+int main(void) {
+	for (long mb = 256; mb <= 4096; mb *= 2) {
+		void *p = mmap(NULL, mb << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		printf("%ld MiB: %s\n", mb, p == MAP_FAILED ? strerror(errno) : "ok");
+		if (p != MAP_FAILED) munmap(p, mb << 20);
+	}
+	return 0;
+}
+`
+
+// TestAddressSpaceLimit runs vmspace (the command, built here) under a
+// soft RLIMIT_AS of 1.5 GiB: vmspace's own mappings are not charged to the
+// program, which gets the limit it was given.
+func TestAddressSpaceLimit(t *testing.T) {
+	needPtrace(t)
+	need(t, "go", "sh")
+	exe := buildC(t, "as", asProgram, false)
+	vm := filepath.Join(t.TempDir(), "vmspace")
+	if out, err := exec.Command("go", "build", "-o", vm, "github.com/vmspace/vmspace/cmd/vmspace").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	const limit = `ulimit -S -v 1572864; `
+	want := runNative(t, "", "", "sh", "-c", limit+`exec "$0"; `, exe)
+	got := runNative(t, "", "", "sh", "-c", limit+`exec "$0" run -- "$1"`, vm, exe)
+	if got.code != want.code || got.stdout != want.stdout {
+		t.Errorf("under vmspace (%d):\n%s%s\nnative (%d):\n%s", got.code, got.stdout, got.stderr, want.code, want.stdout)
+	}
+	if !strings.Contains(want.stdout, "2048 MiB: Cannot allocate memory") {
+		t.Errorf("the limit did not apply natively: %s", want.stdout)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
@@ -252,6 +253,9 @@ type Sandbox struct {
 	start time.Time
 	// imageFile holds Options.Image, if any.
 	imageFile *os.File
+	// progLimits are the program's RLIMIT_AS and RLIMIT_DATA (see
+	// ownLimits). Immutable.
+	progLimits [2]unix.Rlimit
 	// memFDNum is the descriptor of the memory file in every program
 	// process (vmspaceFDSlot), set when the first process starts.
 	memFDNum int
@@ -400,6 +404,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		unflushed:   make(map[*stubAS]struct{}),
 	}
 	s.shm.init()
+	progLimits := ownLimits()
 	var err error
 	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory", HoldFreed: true, DisableAsyncRelease: syncRelease})
 	if err != nil {
@@ -419,7 +424,60 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		return nil, err
 	}
 	s.limits = hostLimits()
+	s.progLimits = progLimits
+	s.limits.AS = mm.RLimit{Cur: progLimits[0].Cur, Max: progLimits[0].Max}
+	s.limits.Data = mm.RLimit{Cur: progLimits[1].Cur, Max: progLimits[1].Max}
 	return s, nil
+}
+
+// spaceLimits are the limits on address space that vmspace takes for its
+// own process (its memory file's mappings, the Go runtime) but gives the
+// program as they were: RLIMIT_AS and RLIMIT_DATA.
+var spaceLimits = [2]int{unix.RLIMIT_AS, unix.RLIMIT_DATA}
+
+var (
+	ownLimitsOnce sync.Once
+	ownLimitsOrig [2]unix.Rlimit
+)
+
+// ownLimits returns the address-space limits vmspace was started with (the
+// program's: see spaceLimits), raising vmspace's own soft limits to the
+// hard ones the first time: vmspace's reservations must not be charged to
+// the program. The program's processes get them back (restoreLimits).
+func ownLimits() [2]unix.Rlimit {
+	ownLimitsOnce.Do(func() {
+		for i, res := range spaceLimits {
+			var l unix.Rlimit
+			if unix.Prlimit(0, res, nil, &l) != nil {
+				l = unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+			}
+			ownLimitsOrig[i] = l
+			if l.Cur < l.Max {
+				raised := unix.Rlimit{Cur: l.Max, Max: l.Max}
+				unix.Prlimit(0, res, &raised, nil)
+			}
+		}
+	})
+	return ownLimitsOrig
+}
+
+// restoreLimits gives the first program process the address-space limits
+// vmspace was started with.
+func (s *Sandbox) restoreLimits(pid int) error {
+	for i, res := range spaceLimits {
+		l := s.progLimits[i]
+		var cur unix.Rlimit
+		if err := unix.Prlimit(pid, res, nil, &cur); err != nil {
+			return err
+		}
+		if cur == l {
+			continue
+		}
+		if err := unix.Prlimit(pid, res, &l, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // hostLimits returns the limits of a process started by vmspace, with the
@@ -1233,6 +1291,10 @@ func (s *Sandbox) startRoot() error {
 	if err != nil || !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: the first process did not stop at exec (%v, %v)", ws, err)
+	}
+	if err := s.restoreLimits(pid); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("sandbox: limits of the first process: %w", err)
 	}
 	// The memory file's number, from the program's own limit (the one
 	// vmspace was started with, which the child has).
