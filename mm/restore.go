@@ -766,7 +766,9 @@ func addRefsLocked(r *privateRefs, mf memmap.File, fr memmap.FileRange) {
 			pos = end
 			continue
 		}
-		seg = r.refs.Isolate(seg, sr)
+		// Only what is left of fr: inserting its start may have merged
+		// it with this segment.
+		seg = r.refs.Isolate(seg, segment.Range[uint64]{Start: pos, End: fr.End})
 		*seg.ValuePtr()++
 		pos = seg.End()
 	}
