@@ -68,8 +68,9 @@
 //     one mappings see, so a host file (or a memfd of the program's) is
 //     mapped from the host file itself, read-only for private mappings
 //     until a write copies the page into the memory file. To map it, the
-//     sandbox opens /proc/<vmspace>/fd/N in the program process for the
-//     moment of the injected mmap and closes it again (mapFD). Accesses
+//     sandbox opens /proc/<vmspace>/fd/N (or, for a program that changed
+//     its user ids, the file's path) in the program process for the moment
+//     of the injected mmap and closes it again (mapFD). Accesses
 //     past end-of-file then fault with SIGBUS in the host, which reaches the
 //     program as Linux's would. /dev/zero is anonymous memory. System V segments and AIO are emulated inside the sandbox
 //     (not visible to host processes outside it); AIO requests run at

@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -183,4 +185,71 @@ subprocess.run(["sh", "-c", "printf grown | dd of=f bs=1 seek=12288 conv=notrunc
 print(m[12288:12293], m[8192:8196])
 m.close()
 `)
+}
+
+// fileFDProgram maps a file, closes it, and then either uses up its soft
+// RLIMIT_NOFILE (argument "l") or becomes nobody (argument "u") before
+// touching the mappings: the pages vmspace maps then still come from the
+// file.
+const fileFDProgram = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	int fd = open("big", O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ftruncate(fd, 64 << 20);
+	pwrite(fd, "hello", 5, 40 << 20);
+	char *m = mmap(0, 64 << 20, PROT_READ, MAP_SHARED, fd, 0);
+	char *p = mmap(0, 64 << 20, PROT_READ|PROT_WRITE, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (argv[1][0] == 'l') {
+		struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = 16;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		int n = 0;
+		while (open("/dev/null", O_RDONLY) >= 0) n++;
+		printf("opened %d more\n", n);
+	} else {
+		if (setgid(65534) || setuid(65534)) { perror("setuid"); return 1; }
+		printf("uid %d\n", getuid());
+	}
+	printf("%.5s\n", m + (40 << 20));
+	p[(40 << 20) + 1] = 'E';
+	printf("%.5s\n", p + (40 << 20));
+	return 0;
+}
+`
+
+// TestFileMappingFDs checks that host file pages are mapped whatever the
+// program did to its descriptors and credentials since the mmap: at its
+// soft RLIMIT_NOFILE, and after changing its user id (then vmspace's
+// descriptors are out of its reach, and the file is opened by its path,
+// which must be reachable by the new user: the program and its directory
+// are made so).
+func TestFileMappingFDs(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "fds", fileFDProgram, false)
+	compare(t, t.TempDir(), "", exe, "l")
+	if os.Geteuid() != 0 {
+		t.Skip("changing user ids needs root")
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe = filepath.Join(dir, "fds")
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	compare(t, dir, "", exe, "u")
 }

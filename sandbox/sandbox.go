@@ -1592,11 +1592,15 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 //
 //   - the memory file: the process's memFD (stubFD);
 //   - a host file mapped directly (a hostfile.File of a direct Table): a
-//     descriptor opened for the moment through /proc/<vmspace>/fd/N (read
-//     only, or read-write for a writable mapping), closed again before the
-//     program runs on, so that the program never holds it. If the program
-//     has used up RLIMIT_NOFILE, the soft limit is raised by one for the
-//     open.
+//     descriptor opened for the moment, read-only or read-write for a
+//     writable mapping, and closed again before the program runs on, so
+//     that the program never holds it. It is opened through
+//     /proc/<vmspace>/fd/N, or, where the program may not look into
+//     vmspace's descriptors (it changed its user ids), by the file's path,
+//     checked to be the same inode. A program at its RLIMIT_NOFILE has the
+//     limit raised by one for the moment of the open (beyond the hard limit
+//     only if vmspace has CAP_SYS_RESOURCE: else such a mapping cannot be
+//     made, and the access faults).
 func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
 	n := f.FD()
 	if n == s.mf.FD() {
@@ -1606,42 +1610,88 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 	if n < 0 {
 		return -1, nil, fmt.Errorf("sandbox: mapping a closed file: %w", unix.EBADF)
 	}
-	p := t.p
-	path := fmt.Sprintf("/proc/%d/fd/%d\x00", s.selfPid, n)
-	if err := s.writeMem(p.pid, scratchAddr, []byte(path)); err != nil {
-		return -1, nil, err
-	}
-	flags := uintptr(unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY)
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY
 	if at.Write {
 		flags = unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOCTTY
 	}
-	cwd := unix.AT_FDCWD
-	open := func() (uintptr, error) {
-		return s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), flags, 0)
+	proc := fmt.Sprintf("/proc/%d/fd/%d", s.selfPid, n)
+	fd, err := s.openIn(t, proc, flags)
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		var perr error
+		fd, perr = s.openSameFile(t, n, flags)
+		if perr != nil {
+			err = fmt.Errorf("%w (by its path: %v)", err, perr)
+		} else {
+			err = nil
+		}
 	}
-	r, err := open()
 	if err != nil {
 		return -1, nil, err
 	}
+	return fd, func() { s.inject(t, unix.SYS_CLOSE, uintptr(fd)) }, nil
+}
+
+// openSameFile opens, in t's process, the file that vmspace's descriptor n
+// refers to, by its path, and checks that the result is the same inode.
+func (s *Sandbox) openSameFile(t *task, n, flags int) (int, error) {
+	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", n))
+	if err != nil {
+		return -1, err
+	}
+	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, " (deleted)") {
+		return -1, fmt.Errorf("sandbox: %q cannot be opened by path: %w", path, unix.ENOENT)
+	}
+	fd, err := s.openIn(t, path, flags)
+	if err != nil {
+		return -1, err
+	}
+	var want, got unix.Stat_t
+	same := false
+	if hfd, err := s.getFD(t.p, fd); err == nil {
+		same = unix.Fstat(hfd, &got) == nil && unix.Fstat(n, &want) == nil && got.Dev == want.Dev && got.Ino == want.Ino
+		unix.Close(hfd)
+	}
+	if !same {
+		s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+		return -1, fmt.Errorf("sandbox: %q is no longer the mapped file: %w", path, unix.ESTALE)
+	}
+	return fd, nil
+}
+
+// openIn opens path with flags in t's process (openat injected), raising
+// its RLIMIT_NOFILE by one for the moment if it is used up.
+func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
+	p := t.p
+	if err := s.writeMem(p.pid, scratchAddr, append([]byte(path), 0)); err != nil {
+		return -1, err
+	}
+	cwd := unix.AT_FDCWD
+	open := func() (uintptr, error) {
+		return s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), uintptr(flags), 0)
+	}
+	r, err := open()
+	if err != nil {
+		return -1, err
+	}
 	if e, bad := errnoOf(r); bad && e == unix.EMFILE {
 		var lim unix.Rlimit
-		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim) == nil && lim.Cur < lim.Max {
+		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim) == nil {
 			nl := lim
 			nl.Cur++
+			nl.Max = max(nl.Max, nl.Cur) // possible if vmspace is privileged
 			if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &nl, nil) == nil {
 				r, err = open()
 				unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &lim, nil)
 				if err != nil {
-					return -1, nil, err
+					return -1, err
 				}
 			}
 		}
 	}
 	if e, bad := errnoOf(r); bad {
-		return -1, nil, fmt.Errorf("sandbox: opening %s in process %d: %w", path[:len(path)-1], p.pid, e)
+		return -1, fmt.Errorf("sandbox: opening %s in process %d: %w", path, p.pid, e)
 	}
-	fd := int(r)
-	return fd, func() { s.inject(t, unix.SYS_CLOSE, uintptr(fd)) }, nil
+	return int(r), nil
 }
 
 // stubFD returns the descriptor of the memory file in t's process,
