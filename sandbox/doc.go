@@ -50,12 +50,12 @@
 //
 // A seccomp filter (seccomp.go) installed in the first process and
 // inherited by all returns SECCOMP_RET_TRACE only for the memory system
-// calls, exec, clone3, the limits the manager follows, every call with a
-// non-NULL pointer argument (the table of every x86-64 system call's
-// arguments in sysargs.go), and every call that names the memory file's
-// descriptor, and prctl's PR_SET_MDWE and PR_GET_MDWE. Everything else runs at native speed without a stop (the
-// filter's decision for those depends only on the system call number, so
-// the kernel's seccomp cache skips it).
+// calls, exec, clone3, the limits and privileges the manager follows, every
+// call with a non-NULL pointer argument (the table of every x86-64 system
+// call's arguments in sysargs.go), every call that names the memory file's
+// descriptor, and prctl's PR_SET_MDWE and PR_GET_MDWE. Everything else runs
+// at native speed without a stop (the filter's decision for those depends
+// only on the system call number, so the kernel's seccomp cache skips it).
 //
 //   - Memory calls (mmap, munmap, mprotect, pkey_mprotect with key -1,
 //     mremap, brk, madvise, the mlock family, msync, mincore, mseal, the
@@ -75,6 +75,10 @@
 //     program as Linux's would. /dev/zero is anonymous memory. System V segments and AIO are emulated inside the sandbox
 //     (not visible to host processes outside it); AIO requests run at
 //     submission as injected pread/pwrite/fsync calls.
+//   - Limits and privileges that memory calls consult follow the program:
+//     setrlimit and prlimit64 of RLIMIT_AS, DATA, MEMLOCK and STACK, and the
+//     effective CAP_IPC_LOCK and CAP_SYS_RAWIO, read from the thread's
+//     status after capset, setuid, setreuid, setresuid and exec.
 //   - Memory-deny-write-execute (prctl PR_SET_MDWE) is the manager's state,
 //     which its mmap, mprotect and shmat enforce and fork and exec pass on;
 //     the host process never gets it (it would refuse vmspace's own

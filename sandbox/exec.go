@@ -458,6 +458,8 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	s.leaveSpace(p, "exec")
 	sp := s.newSpace(img.mm)
 	s.joinSpace(p, sp)
+	// The host exec set the thread's capabilities as Linux's exec does.
+	s.syncCaps(t)
 	p.exe, p.name = img.path, img.name
 	p.held = t
 	if err := s.activate(img.mm, sp.as); err != nil {

@@ -14,7 +14,10 @@ const mmexactProgram = `
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -174,11 +177,112 @@ static int droppable(void) {
 	return 0;
 }
 
+// setcap sets (on) or clears capability cap in the effective set, and with
+// all, in the permitted and bounding sets too.
+static long setcap(int cap, int on, int all) {
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	if (syscall(SYS_capget, &h, d)) return -1;
+	unsigned bit = 1u << (cap % 32);
+	if (on) d[cap / 32].effective |= bit;
+	else d[cap / 32].effective &= ~bit;
+	if (all) {
+		d[cap / 32].permitted &= ~bit;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)) return -1;
+	}
+	return syscall(SYS_capset, &h, d);
+}
+
+static void memlock(unsigned long n) {
+	struct rlimit r = {n, 64 << 10};
+	setrlimit(RLIMIT_MEMLOCK, &r);
+}
+
+// capsExec reports what an exec'd program may lock.
+static int capsExec(void) {
+	char *p = mmap(NULL, 1 << 20, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("exec'd: mlock 1 MiB %s\n", rc(mlock(p, 1 << 20)));
+	return 0;
+}
+
+// caps: a root program that drops CAP_IPC_LOCK (capset, setuid) is held
+// to RLIMIT_MEMLOCK from then on, and one that drops CAP_SYS_RAWIO may not
+// map below vm.mmap_min_addr.
+static int caps(const char *self) {
+	if (geteuid() != 0) {
+		printf("not root\n");
+		return 0;
+	}
+	memlock(64 << 10);
+	char *p = mmap(NULL, 1 << 20, 3, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	printf("mlock 1 MiB as root %s\n", rc(mlock(p, 1 << 20)));
+	munlock(p, 1 << 20);
+	printf("drop CAP_IPC_LOCK %s\n", rc(setcap(CAP_IPC_LOCK, 0, 0)));
+	printf("mlock 1 MiB %s\n", rc(mlock(p, 1 << 20)));
+	printf("mlock 16 KiB %s\n", rc(mlock(p, 16 << 10)));
+	munlock(p, 16 << 10);
+	printf("mmap locked 1 MiB %s\n", err(mmap(NULL, 1 << 20, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0)));
+	printf("mlockall %s\n", rc(mlockall(MCL_CURRENT)));
+	char *d = mmap(NULL, 48 << 10, 3, MAP_DROPPABLE | MAP_ANONYMOUS, -1, 0);
+	if (d != MAP_FAILED) {
+		// Droppable memory is never locked, so never counted.
+		printf("mlock 48 KiB droppable %s\n", rc(mlock(d, 48 << 10)));
+		printf("then mlock 32 KiB %s\n", rc(mlock(p, 32 << 10)));
+		munlock(p, 32 << 10);
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		printf("child: mlock 1 MiB %s\n", rc(mlock(p, 1 << 20)));
+		fflush(stdout);
+		_exit(0);
+	}
+	waitpid(pid, NULL, 0);
+	printf("raise CAP_IPC_LOCK %s\n", rc(setcap(CAP_IPC_LOCK, 1, 0)));
+	printf("mlock 1 MiB %s\n", rc(mlock(p, 1 << 20)));
+	munlock(p, 1 << 20);
+	memlock(0);
+	printf("mlock with RLIMIT_MEMLOCK 0 %s\n", rc(mlock(p, 4096)));
+	setcap(CAP_IPC_LOCK, 0, 0);
+	printf("without CAP_IPC_LOCK %s\n", rc(mlock(p, 4096)));
+	setcap(CAP_IPC_LOCK, 1, 0);
+	memlock(64 << 10);
+
+	printf("mmap fixed at 0 %s\n", err(mmap(NULL, 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)));
+	munmap(NULL, 4096);
+	printf("drop CAP_SYS_RAWIO %s\n", rc(setcap(CAP_SYS_RAWIO, 0, 0)));
+	printf("mmap fixed at 0 %s\n", err(mmap(NULL, 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)));
+	setcap(CAP_SYS_RAWIO, 1, 0);
+
+	// An exec recomputes the capabilities: root gets its bounding set.
+	pid = fork();
+	if (pid == 0) {
+		setcap(CAP_IPC_LOCK, 0, 0);
+		execl(self, self, "caps-exec", NULL);
+		_exit(9);
+	}
+	waitpid(pid, NULL, 0);
+	pid = fork();
+	if (pid == 0) {
+		printf("drop CAP_IPC_LOCK everywhere %s\n", rc(setcap(CAP_IPC_LOCK, 0, 1)));
+		fflush(stdout);
+		execl(self, self, "caps-exec", NULL);
+		_exit(9);
+	}
+	waitpid(pid, NULL, 0);
+
+	printf("setuid %s\n", rc(setuid(65534)));
+	printf("mlock 1 MiB %s\n", rc(mlock(p, 1 << 20)));
+	printf("mmap fixed at 0 %s\n", err(mmap(NULL, 4096, 3, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0)));
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 2;
 	if (!strcmp(argv[1], "forkshared")) return forkshared();
 	if (!strcmp(argv[1], "droppable")) return droppable();
+	if (!strcmp(argv[1], "caps")) return caps(argv[0]);
+	if (!strcmp(argv[1], "caps-exec")) return capsExec();
 	if (!strcmp(argv[1], "mdwe")) return mdwe(argv[0], 1);
 	if (!strcmp(argv[1], "mdwe-noinherit")) return mdwe(argv[0], 3);
 	if (!strcmp(argv[1], "mdwe-exec")) {
@@ -220,4 +324,16 @@ func TestMapDroppable(t *testing.T) {
 		t.Skipf("no MAP_DROPPABLE on this kernel:\n%s", r.stdout)
 	}
 	compare(t, "", "", exe, "droppable")
+}
+
+// TestCapabilities: a root program that drops CAP_IPC_LOCK or
+// CAP_SYS_RAWIO (capset, setuid, exec) is held to RLIMIT_MEMLOCK and
+// vm.mmap_min_addr from then on, as natively.
+func TestCapabilities(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "mmexact", mmexactProgram, true)
+	if r := runNative(t, "", "", exe, "caps"); r.stdout == "not root\n" {
+		t.Skip("needs root")
+	}
+	compare(t, "", "", exe, "caps")
 }

@@ -484,16 +484,22 @@ func (s *Sandbox) restoreLimits(pid int) error {
 // privileges vmspace has.
 func hostLimits() mm.Limits {
 	l := mm.HostLimits()
-	if caps, ok := effectiveCaps(); ok {
-		l.CapIPCLock = caps&(1<<unix.CAP_IPC_LOCK) != 0
-		l.CapSysRawIO = caps&(1<<unix.CAP_SYS_RAWIO) != 0
+	if caps, ok := effectiveCaps("/proc/self/status"); ok {
+		setCaps(&l, caps)
 	}
 	return l
 }
 
-// effectiveCaps returns the calling process's effective capabilities.
-func effectiveCaps() (uint64, bool) {
-	b, err := os.ReadFile("/proc/self/status")
+// setCaps sets the privileges of l from effective capabilities caps.
+func setCaps(l *mm.Limits, caps uint64) {
+	l.CapIPCLock = caps&(1<<unix.CAP_IPC_LOCK) != 0
+	l.CapSysRawIO = caps&(1<<unix.CAP_SYS_RAWIO) != 0
+}
+
+// effectiveCaps returns the effective capabilities in the status file at
+// path (/proc/.../status).
+func effectiveCaps(path string) (uint64, bool) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, false
 	}
@@ -1303,7 +1309,7 @@ func (s *Sandbox) startRoot() error {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: RLIMIT_NOFILE of the first process: %w", err)
 	}
-	caps, _ := effectiveCaps()
+	caps, _ := effectiveCaps("/proc/self/status")
 	s.memFDNum = vmspaceFDSlot(lim, caps&(1<<unix.CAP_SYS_RESOURCE) != 0)
 	for slices.Contains(inherited, s.memFDNum) {
 		s.memFDNum++

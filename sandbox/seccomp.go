@@ -15,7 +15,8 @@ import (
 //   - the memory system calls, which the memory manager serves, exec
 //     system calls, clone3 (refused with ENOSYS, so that the C libraries
 //     use clone, whose flags the tracer sees at the clone event), the
-//     limits the manager follows and sigaltstack (trapped);
+//     limits and privileges the manager follows (setrlimit, prlimit64,
+//     capset, setuid, setreuid, setresuid) and sigaltstack (trapped);
 //   - every call that uses the memory file's descriptor (memFD), which
 //     vmspace refuses as if it were closed;
 //   - every call with a pointer argument that is not NULL (sysSpecs in
@@ -58,8 +59,9 @@ var trapped = []int{
 	unix.SYS_IO_PGETEVENTS, unix.SYS_PKEY_MPROTECT, unix.SYS_MSEAL, unix.SYS_MAP_SHADOW_STACK,
 	// Processes.
 	unix.SYS_EXECVE, unix.SYS_EXECVEAT, unix.SYS_CLONE3,
-	// Limits that the manager follows.
-	unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64,
+	// Limits and privileges that the manager follows.
+	unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64, unix.SYS_CAPSET, unix.SYS_SETUID, unix.SYS_SETREUID,
+	unix.SYS_SETRESUID,
 	// Signal delivery: vmspace follows alternate signal stacks.
 	unix.SYS_SIGALTSTACK,
 	// Memory the kernel accesses on a thread's behalf (kareas.go).

@@ -150,6 +150,8 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysRlimit(t, nr, a)
 	case unix.SYS_PRCTL:
 		return s.sysPrctl(t, a)
+	case unix.SYS_CAPSET, unix.SYS_SETUID, unix.SYS_SETREUID, unix.SYS_SETRESUID:
+		return s.sysCreds(t, nr, a)
 	case unix.SYS_SIGALTSTACK:
 		return s.sysSigaltstack(t, a)
 	case unix.SYS_RT_SIGACTION:
@@ -613,4 +615,43 @@ func (s *Sandbox) sysPrctl(t *task, a [6]uint64) sysResult {
 		return ret(uintptr(b))
 	}
 	return pass()
+}
+
+// sysCreds serves capset and the setuid family, which may change the
+// thread's effective capabilities: the host makes the call, then the
+// memory manager takes the capabilities that its checks consult
+// (CAP_IPC_LOCK for memory locks, CAP_SYS_RAWIO for mappings below
+// vm.mmap_min_addr) from the thread's status.
+func (s *Sandbox) sysCreds(t *task, nr int, a [6]uint64) sysResult {
+	if nr == unix.SYS_CAPSET {
+		// The header (which the kernel rewrites on a bad version) and
+		// the two data structures.
+		s.ensure(t, a[0], 8, true)
+		s.ensure(t, a[1], 24, false)
+	}
+	r, err := s.inject(t, uintptr(nr), uintptr(a[0]), uintptr(a[1]), uintptr(a[2]))
+	if err != nil {
+		return sysResult{act: actDone}
+	}
+	if _, bad := errnoOf(r); !bad {
+		s.syncCaps(t)
+	}
+	return ret(r)
+}
+
+// syncCaps copies task t's effective capabilities into its process's
+// memory manager. Capabilities are per thread in Linux; the manager has one
+// set for the process, the last one a thread of it changed (or exec set).
+func (s *Sandbox) syncCaps(t *task) {
+	m := t.p.mm
+	if m == nil {
+		return
+	}
+	caps, ok := effectiveCaps(fmt.Sprintf("/proc/%d/task/%d/status", t.p.pid, t.tid))
+	if !ok {
+		return
+	}
+	l := m.Limits()
+	setCaps(&l, caps)
+	m.SetLimits(l)
 }
