@@ -115,7 +115,9 @@
 // sysargs.go): what the manager refuses (PROT_NONE, unmapped, guard
 // pages) stays unmapped, so the host fails the call with EFAULT as Linux
 // does. The memory file's descriptor looks closed to the program: every
-// call naming it fails with EBADF.
+// call naming it fails with EBADF, and opening or truncating it by a
+// path through a descriptor directory (/proc/self/fd/N, /dev/fd/N, a
+// sibling's) fails with ENOENT.
 //
 // # Resource limits
 //

@@ -338,6 +338,17 @@ int main(int argc, char **argv) {
 		show("openat", openat(fd, "x", O_RDONLY));
 		show("lseek", lseek(fd, 0, SEEK_SET));
 		show("close", close(fd));
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+		show("open /proc/self/fd", open(path, O_RDWR));
+		show("truncate /proc/self/fd", truncate(path, 0));
+		snprintf(path, sizeof path, "/dev/fd/%d", fd);
+		show("open /dev/fd", open(path, O_RDONLY));
+		snprintf(path, sizeof path, "/proc/%d/fd/%d", getppid() == 1 ? 1 : getpid(), fd);
+		show("open /proc/PID/fd", open(path, O_RDONLY));
+		snprintf(path, sizeof path, "fd/%d", fd);
+		int proc = open("/proc/self", O_RDONLY | O_DIRECTORY);
+		show("openat fd/", openat(proc, path, O_RDONLY));
 	}
 	int n = 0;
 	while (open("/dev/null", O_RDONLY) >= 0) n++;

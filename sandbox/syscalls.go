@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -110,6 +111,10 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 	if e, ok := s.usesMemFD(t, nr, a); ok {
 		return retErr(e)
 	}
+	if s.opensMemFile(t, nr, a) {
+		// As for a descriptor that is not open.
+		return retErr(unix.ENOENT)
+	}
 	switch nr {
 	case unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT, unix.SYS_BRK,
 		unix.SYS_MREMAP, unix.SYS_MADVISE, unix.SYS_MLOCK, unix.SYS_MUNLOCK, unix.SYS_MLOCK2,
@@ -166,6 +171,58 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysSetRobustList(t, a)
 	}
 	return pass()
+}
+
+// opensMemFile reports whether system call nr would open or truncate the
+// memory file by a path: /proc/PID/fd/N (self, thread-self, /dev/fd, a
+// sibling's, vmspace's own) or another path to it. Only paths that name a
+// descriptor directory ("fd/") are looked at, as the program would resolve
+// them (its /proc/self, working directory or directory descriptor).
+func (s *Sandbox) opensMemFile(t *task, nr int, a [6]uint64) bool {
+	dirfd, pathp := int32(unix.AT_FDCWD), a[0]
+	switch nr {
+	case unix.SYS_OPEN, unix.SYS_CREAT, unix.SYS_TRUNCATE:
+	case unix.SYS_OPENAT, unix.SYS_OPENAT2:
+		dirfd, pathp = int32(a[0]), a[1]
+	default:
+		return false
+	}
+	p := t.p
+	if p.mm == nil || pathp == 0 {
+		return false
+	}
+	buf := make([]byte, 4096)
+	n, _ := p.mm.CopyIn(s.ctx, hostarch.Addr(pathp), buf, mm.IOOpts{})
+	path := string(buf[:n])
+	if i := strings.IndexByte(path, 0); i >= 0 {
+		path = path[:i]
+	} else {
+		return false
+	}
+	if !strings.Contains(path, "fd/") {
+		return false
+	}
+	for _, r := range []struct{ from, to string }{
+		{"/proc/self/", fmt.Sprintf("/proc/%d/", p.pid)},
+		{"/proc/thread-self/", fmt.Sprintf("/proc/%d/task/%d/", p.pid, t.tid)},
+		{"/dev/fd/", fmt.Sprintf("/proc/%d/fd/", p.pid)},
+	} {
+		if rest, ok := strings.CutPrefix(path, r.from); ok {
+			path = r.to + rest
+		}
+	}
+	if !strings.HasPrefix(path, "/") {
+		base := fmt.Sprintf("/proc/%d/cwd", p.pid)
+		if dirfd != unix.AT_FDCWD {
+			base = fmt.Sprintf("/proc/%d/fd/%d", p.pid, dirfd)
+		}
+		path = base + "/" + path
+	}
+	var st, mst unix.Stat_t
+	if unix.Stat(path, &st) != nil || unix.Fstat(s.mf.FD(), &mst) != nil {
+		return false
+	}
+	return st.Dev == mst.Dev && st.Ino == mst.Ino
 }
 
 // usesMemFD reports whether system call nr uses the memory file's
