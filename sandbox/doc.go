@@ -11,7 +11,10 @@
 // exec, vmspace maps its own two pages at the top of the user range (the
 // ptrace platform's StubComm and StubCode: a scratch page for the
 // arguments of the system calls it injects, and a code page holding
-// "syscall; int3") and unmaps everything else. From then on the program's
+// "syscall; int3"; shared read-only mappings of two pages of the memory
+// file, which the program cannot write by any means, and which the memory
+// system calls treat as a hole: see stub.go) and unmaps everything else.
+// From then on the program's
 // address space [MinUserAddress, StubStart) holds only what the memory
 // manager maps there: shared mappings of the memory file (descriptor
 // memFDNum in every process), and shared mappings of host files, which

@@ -14,6 +14,7 @@ import (
 const faultsProgram = `
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +191,49 @@ static int zapall(void) {
 	return 0;
 }
 
+static void unmap(void) { syscall(SYS_munmap, 0, TOP); }
+
+static int unmapall(void) {
+	child("munmap(0, TASK_SIZE)", unmap);
+	return 0;
+}
+
+static void poke(void) { *(volatile char *)(TOP - 0x2000) = 1; }
+
+static void report(const char *what, long v) {
+	printf("%s: %ld %s\n", what, v, v < 0 ? strerror(errno) : "");
+}
+
+/* The last two pages of the user range: unmapped on Linux (the stack is
+   elsewhere), vmspace's own pages under vmspace. */
+static int topcalls(void) {
+	unsigned long a = TOP - 0x2000;
+	unsigned char vec[2];
+	report("munmap", syscall(SYS_munmap, a, 0x2000));
+	report("mprotect", syscall(SYS_mprotect, a, 0x2000, PROT_READ));
+	report("madvise", syscall(SYS_madvise, a, 0x2000, MADV_DONTNEED));
+	report("mlock", syscall(SYS_mlock, a, 0x2000));
+	report("munlock", syscall(SYS_munlock, a, 0x2000));
+	report("msync", syscall(SYS_msync, a, 0x2000, MS_SYNC));
+	report("mincore", syscall(SYS_mincore, a, 0x2000, vec));
+	report("munmap past the top", syscall(SYS_munmap, a, 0x2001));
+	/* jmp $ over the code vmspace would run next. */
+	int fd = open("/proc/self/mem", O_RDWR);
+	if (fd < 0) die("open /proc/self/mem");
+	char jmp[2] = {(char)0xeb, (char)0xfe};
+	for (unsigned long off = 0; off < 0x2000; off += 0x100)
+		if (pwrite(fd, jmp, 2, a + off) != -1 || errno != EIO) die("pwrite /proc/self/mem");
+	struct iovec l = {jmp, 2}, r = {(void *)a, 2};
+	report("process_vm_writev", process_vm_writev(getpid(), &l, 1, &r, 1, 0));
+	child("store", poke);
+	char *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) die("mmap");
+	memset(p, 1, 1 << 20);
+	if (munmap(p, 1 << 20) != 0) die("munmap");
+	puts("ok");
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (argc < 2) return 1;
@@ -197,6 +241,8 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "cleartid")) return cleartid();
 	if (!strcmp(argv[1], "altstack")) return altstack();
 	if (!strcmp(argv[1], "zapall")) return zapall();
+	if (!strcmp(argv[1], "unmapall")) return unmapall();
+	if (!strcmp(argv[1], "topcalls")) return topcalls();
 	if (!strcmp(argv[1], "dontneed")) return dontneed();
 	if (!strcmp(argv[1], "remap")) return remap();
 	return 1;
@@ -230,8 +276,11 @@ func TestKernelAreas(t *testing.T) {
 // nothing is mapped, never in a loop of vmspace.
 func TestStubOutOfReach(t *testing.T) {
 	needPtrace(t)
+	if b, err := os.ReadFile("/proc/sys/kernel/randomize_va_space"); err != nil || strings.TrimSpace(string(b)) == "0" {
+		t.Skip("without address space randomization the native stack is at the top of the user range")
+	}
 	exe := buildC(t, "faults", faultsProgram, false)
-	for _, c := range []string{"zapall"} {
+	for _, c := range []string{"zapall", "unmapall", "topcalls"} {
 		t.Run(c, func(t *testing.T) { compare(t, "", "", exe, c) })
 	}
 }

@@ -139,6 +139,7 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 func (s *Sandbox) childProcess(p *process, ctid int) *process {
 	cp := s.newProcess(ctid)
 	cp.memFD, cp.memFDOurs = p.memFD, p.memFDOurs
+	cp.stubPrivate = p.stubPrivate
 	cp.exe, cp.name = p.exe, p.name
 	s.newTask(cp, ctid)
 	return cp

@@ -261,6 +261,9 @@ type Sandbox struct {
 	memFDNum int
 	// debugCounts counts system call stops by number (VMSPACE_DEBUG).
 	debugCounts map[int]int
+	// stubPages are the memory-file pages every process maps at
+	// scratchAddr and codeAddr (stub.go). Immutable.
+	stubPages memmap.FileRange
 	// unflushed are the address spaces with pending unmaps (see
 	// stubAS.pending), made before any task using them runs on.
 	unflushed map[*stubAS]struct{}
@@ -303,6 +306,11 @@ type process struct {
 	forkParent *task
 	// memCalls counts the memory system calls served for the process.
 	memCalls uint64
+	// stubPrivate is true while the process's stub pages are private
+	// writable ones (while freshImage prepares the process, or if the
+	// shared ones could not be mapped): the scratch page is then
+	// written with process_vm_writev, not through the memory file.
+	stubPrivate bool
 }
 
 // task is one program thread.
@@ -423,6 +431,13 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		s.mf.Destroy()
 		return nil, err
 	}
+	s.stubPages, err = newStubPages(s.mf)
+	if err != nil {
+		s.exe.close()
+		pp.Close()
+		s.mf.Destroy()
+		return nil, err
+	}
 	s.limits = hostLimits()
 	s.progLimits = progLimits
 	s.limits.AS = mm.RLimit{Cur: progLimits[0].Cur, Max: progLimits[0].Max}
@@ -523,6 +538,7 @@ func (s *Sandbox) close() {
 		}
 	}
 	s.exe.close()
+	s.mf.DecRef(s.stubPages)
 	s.plat.Close()
 	if s.imageFile != nil {
 		s.imageFile.Close()
@@ -1477,6 +1493,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		return fail("registers", err)
 	}
 	t.ip = stubLinkAddr + sysOff
+	t.p.stubPrivate = true
 	call := func(what string, nr uintptr, args ...uintptr) error {
 		r, err := s.inject(t, nr, args...)
 		if err != nil {
@@ -1518,6 +1535,13 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 			return err
 		}
 		t.p.memFD, t.p.memFDOurs = s.memFDNum, true
+	}
+	fd, err := s.stubFD(t)
+	if err != nil {
+		return fail("the memory file", err)
+	}
+	if err := s.shareStubPages(t, fd); err != nil {
+		return fail("sharing the stub pages", err)
 	}
 	return nil
 }
@@ -1578,6 +1602,21 @@ func (s *Sandbox) installFilter(t *task) error {
 // writeMem writes b into process pid's memory at addr, which must be
 // writable there.
 func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
+	if p := s.procs[pid]; p != nil && !p.stubPrivate && addr >= scratchAddr && addr < scratchAddr+hostarch.PageSize {
+		// The shared scratch page, read-only in the process.
+		off := uint64(addr - scratchAddr)
+		if off+uint64(len(b)) > hostarch.PageSize {
+			return unix.EFAULT
+		}
+		n, err := unix.Pwrite(s.mf.FD(), b, int64(s.stubPages.Start+off))
+		if err != nil {
+			return err
+		}
+		if n != len(b) {
+			return unix.EIO
+		}
+		return nil
+	}
 	local := []unix.Iovec{{Base: &b[0]}}
 	local[0].SetLen(len(b))
 	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}

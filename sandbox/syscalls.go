@@ -260,6 +260,9 @@ func (s *Sandbox) usesMemFD(t *task, nr int, a [6]uint64) (unix.Errno, bool) {
 
 // memCall serves a memory system call.
 func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
+	if res, done := s.stubHole(t, nr, a); done {
+		return res
+	}
 	p := t.p
 	m := p.mm
 	ctx := s.ctx
