@@ -73,9 +73,14 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		mm2.accountVMA(&v, vr.Length(), +1)
 		gap = mm2.vmas.InsertWithoutMergingUnchecked(gap, addrSegRange(vr), v).NextGap()
 	}
-	// Guard regions are kept in the child within the vmas it inherited.
+	// Guard regions are kept in the child within the vmas it inherited,
+	// except wiped ones (their page tables, which hold the guard
+	// markers, are not copied).
 	for g := mm.guards.FirstSegment(); g.Ok(); g = g.NextSegment() {
 		for vseg := range mm2.vmas.Segments(g.Range()) {
+			if vseg.ValuePtr().flags.has(vmaWipeOnFork) {
+				continue
+			}
 			mm2.guards.Add(g.Range().Intersect(vseg.Range()), struct{}{})
 		}
 	}

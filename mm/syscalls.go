@@ -70,8 +70,9 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 	if mode != memmap.MLockNone && !mm.canDoMLockLocked() {
 		return 0, unix.EPERM
 	}
-	if mode == memmap.MLockNone {
-		// mlockall(MCL_FUTURE) locks new mappings.
+	if mode == memmap.MLockNone || mm.defMLockMode == memmap.MLockLazy {
+		// mlockall(MCL_FUTURE) locks new mappings; its MCL_ONFAULT
+		// (def_flags' VM_LOCKONFAULT) makes MAP_LOCKED lazy too.
 		mode = mm.defMLockMode
 	}
 	if mode != memmap.MLockNone && !mm.mlockFutureOKLocked(length) {
@@ -566,6 +567,7 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	}
 	nstart := start
 	var err error
+	var populate []hostarch.AddrRange
 	for nstart < end {
 		vseg = mm.vmas.LowerBoundSegment(nstart)
 		if !vseg.Ok() || vseg.Start() > nstart {
@@ -593,6 +595,11 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 				break
 			}
 		}
+		if perms.Write && v.private() && !v.realPerms.Write && v.locked() {
+			// A locked vma turning writable is populated
+			// (mprotect_fixup), even if its mlock failed to.
+			populate = append(populate, r)
+		}
 		account := perms.Write && v.private() && !v.flags.has(vmaAccount) && !v.realPerms.Write && !v.flags.has(vmaNoReserve)
 		if account && !v.flags.has(vmaSealed) && !mm.enoughMemoryLocked(r.Length()) {
 			// A private mapping turning writable commits its
@@ -613,6 +620,11 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	// The vmas of [start, nstart) changed: update their pmas at once.
 	if changed := (hostarch.AddrRange{Start: start, End: nstart}); changed.Length() > 0 {
 		mm.updatePMAPermsLocked(changed)
+	}
+	for _, r := range populate {
+		if r.End <= nstart {
+			mm.populateLocked(ctx, r, true)
+		}
 	}
 	return err
 }
