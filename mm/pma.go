@@ -656,3 +656,30 @@ func (r *privateRefs) count(off uint64) int32 {
 	}
 	return 0
 }
+
+// Backing describes what backs a range of addresses: the pages a platform
+// maps there, and with which permissions.
+type Backing struct {
+	// Range is the range of addresses.
+	Range hostarch.AddrRange
+	// File and Offset are the pages: Range.Start maps File at Offset.
+	File   memmap.File
+	Offset uint64
+	// Perms are the permissions the platform may map them with.
+	Perms hostarch.AccessType
+}
+
+// Backings describes the pmas overlapping ar, clipped to it, in address
+// order: what the AddressSpace may map there (platforms check their own
+// mappings against it).
+func (mm *MemoryManager) Backings(ar hostarch.AddrRange) []Backing {
+	rt := mm.activeMu.RLock()
+	defer mm.activeMu.RUnlock(rt)
+	var out []Backing
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		r := hostarch.AddrRange(pseg.Range()).Intersect(ar)
+		p := pseg.ValuePtr()
+		out = append(out, Backing{Range: r, File: p.file, Offset: pmaRef{pseg}.fileRange(r).Start, Perms: p.effectivePerms})
+	}
+	return out
+}

@@ -311,6 +311,71 @@ func (s *Sandbox) shootdown() {
 	}
 }
 
+// checkShadow, if not nil, receives every disagreement between a host
+// mapping and its memory manager that verifyShadows finds after each stop
+// (tests set it).
+var checkShadow func(error)
+
+// verifyShadows checks every live address space (verify).
+func (s *Sandbox) verifyShadows() {
+	seen := make(map[*space]bool)
+	for _, p := range s.procs {
+		if sp := p.sp; sp != nil && !seen[sp] {
+			seen[sp] = true
+			if err := sp.as.verify(); err != nil {
+				checkShadow(fmt.Errorf("pid %d: %w", p.pid, err))
+			}
+		}
+	}
+}
+
+// verify checks that every host mapping the shadow shows maps the pages
+// that the manager maps there, with no more permissions than it allows
+// (but for the writable private memory a forking parent keeps until it
+// takes it back: task.reown): what makes freed pages unreachable once the
+// pending unmaps are made.
+func (as *stubAS) verify() error {
+	if as.released {
+		return nil
+	}
+	var reown []hostarch.AddrRange
+	for p := range as.sp.procs {
+		for _, t := range p.tasks {
+			reown = append(reown, t.reown...)
+		}
+	}
+	inReown := func(r hostarch.AddrRange) bool {
+		for _, o := range reown {
+			if o.Start <= r.Start && r.End <= o.End {
+				return true
+			}
+		}
+		return false
+	}
+	for seg := as.shadow.FirstSegment(); seg.Ok(); seg = seg.NextSegment() {
+		m, r := seg.Value(), hostarch.AddrRange(seg.Range())
+		if m.stale {
+			return fmt.Errorf("host mapping %v is still an unconfirmed inherited one", r)
+		}
+		next := r.Start
+		for _, b := range as.sp.mm.Backings(r) {
+			switch {
+			case b.Range.Start > next:
+				return fmt.Errorf("host mapping %v maps %v, where the manager has no pma", r, hostarch.AddrRange{Start: next, End: b.Range.Start})
+			case b.File != m.file || b.Offset-uint64(b.Range.Start) != m.delta:
+				return fmt.Errorf("host mapping %v maps %v at offset %#x of %v, the manager offset %#x of %v", r, b.Range, uint64(b.Range.Start)+m.delta, m.file, b.Offset, b.File)
+			case !b.Perms.SupersetOf(m.perms) && !(inReown(b.Range) && b.Perms.Union(hostarch.Write).SupersetOf(m.perms)):
+				return fmt.Errorf("host mapping %v maps %v with %v, the manager allows %v", r, b.Range, m.perms, b.Perms)
+			}
+			next = b.Range.End
+		}
+		if next < r.End {
+			return fmt.Errorf("host mapping %v maps %v, where the manager has no pma", r, hostarch.AddrRange{Start: next, End: r.End})
+		}
+	}
+	return nil
+}
+
 // Release implements platform.AddressSpace. The host process is not
 // touched: it lives on (a new manager replaces this one at exec) or is
 // already gone.

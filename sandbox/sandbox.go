@@ -577,6 +577,9 @@ func (s *Sandbox) run() (int, error) {
 		// tasks touch them again.
 		s.keepUnflushedKernelAreas()
 		s.shootdown()
+		if checkShadow != nil {
+			s.verifyShadows()
+		}
 		for len(s.borrowed) > 0 {
 			t := s.borrowed[0]
 			s.borrowed = s.borrowed[1:]

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -316,4 +317,44 @@ func TestForkChildTid(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "childtid", childTidProgram, false)
 	compare(t, "", "", exe)
+}
+
+// TestShadowsAgree runs programs that map, unmap, fork, share and remove
+// memory in every way with the check that, after every stop, each host
+// mapping maps the pages its memory manager maps there (verifyShadows).
+func TestShadowsAgree(t *testing.T) {
+	needPtrace(t)
+	var mu sync.Mutex
+	var errs []string
+	checkShadow = func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(errs) < 10 {
+			errs = append(errs, err.Error())
+		}
+	}
+	defer func() { checkShadow = nil }()
+	prog := buildC(t, "prog", cProgram, true)
+	dir := fixtures(t)
+	runs := [][]string{
+		{buildC(t, "forkstale", forkStaleProgram, false)},
+		{buildC(t, "remove", sharedRemoveProgram, false), "anon", "3"},
+		{buildC(t, "freed", freedPagesProgram, false), "40"},
+		{buildC(t, "childtid", childTidProgram, false)},
+	}
+	for _, c := range []string{"memory", "forks", "threads", "cow", "shm", "punch"} {
+		runs = append(runs, []string{prog, c})
+	}
+	for _, argv := range runs {
+		got, _ := sandboxRun(t, dir, "", Options{}, argv...)
+		mu.Lock()
+		if len(errs) > 0 {
+			t.Errorf("%q: host mappings disagree with the manager:\n%s", argv, strings.Join(errs, "\n"))
+			errs = nil
+		}
+		mu.Unlock()
+		if want := runNative(t, dir, "", argv...); got.code != want.code || got.stdout != want.stdout {
+			t.Errorf("%q: exit %d, natively %d; output:\n%s\nnatively:\n%s", argv, got.code, want.code, got.stdout, want.stdout)
+		}
+	}
 }
