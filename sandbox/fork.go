@@ -23,8 +23,8 @@ import (
 //     posix_spawn) shares its parent's host address space, hence its
 //     memory manager (space), until it execs.
 //   - A fork child has a copy of its parent's host mappings: shared
-//     mappings of the memory file, through which parent and child would
-//     see each other's writes to private memory. So the parent's manager
+//     mappings of the memory file (and of host files), through which
+//     parent and child would see each other's writes to private memory. So the parent's manager
 //     forks (mm.Fork, copy-on-write), and, with the parent still stopped in
 //     its fork, the child is brought in line with its manager (forkFixup):
 //     the private memory the parent had mapped writable is copied at
