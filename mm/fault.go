@@ -135,7 +135,8 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 		return segv(addr, errNoVMA)
 	}
 	newStart := addr.RoundDown()
-	if newStart < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
+	if newStart < mm.mmapMinAddrLocked() {
+		// expand_downwards: not below mmap_min_addr, privileged or not.
 		return segv(addr, errStackLimit)
 	}
 	if prev := next.PrevSegment(); prev.Ok() {

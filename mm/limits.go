@@ -36,10 +36,14 @@ type Limits struct {
 	// CapSysAdmin is true if the process has CAP_SYS_ADMIN: overcommit
 	// mode 2 then does not keep vm.admin_reserve_kbytes back from it.
 	CapSysAdmin bool
-	// CapSysRawIO is true if the process may map below MinMmapAddr.
+	// CapSysRawIO is true if the process may map (MAP_FIXED, mremap)
+	// below MinMmapAddr.
 	CapSysRawIO bool
-	// MinMmapAddr is vm.mmap_min_addr: unprivileged processes cannot map
-	// below it.
+	// MinMmapAddr is vm.mmap_min_addr: processes without CAP_SYS_RAWIO
+	// cannot map below it. The kernel's own bound, the larger of it and
+	// CONFIG_LSM_MMAP_MIN_ADDR (lsmMmapMinAddr), is where hints are
+	// rounded up to, where placement and stack growth stop, whatever the
+	// privileges.
 	MinMmapAddr hostarch.Addr
 	// MaxMapCount is vm.max_map_count: the most vmas a process may have.
 	MaxMapCount int
@@ -48,8 +52,10 @@ type Limits struct {
 // Linux's defaults.
 const (
 	// lsmMmapMinAddr is CONFIG_LSM_MMAP_MIN_ADDR as distributions build
-	// Linux: unprivileged mappings below it are refused whatever
-	// vm.mmap_min_addr says.
+	// Linux: the kernel's mmap_min_addr (security/min_addr.c) is the larger
+	// of it and vm.mmap_min_addr. It rounds hints and bounds placement and
+	// stack growth; MAP_FIXED below it is allowed down to
+	// vm.mmap_min_addr (without an LSM that refuses more).
 	lsmMmapMinAddr hostarch.Addr = 0x10000
 
 	// DefaultMinMmapAddr is Linux's default vm.mmap_min_addr on x86-64.
@@ -91,9 +97,7 @@ func HostLimits() Limits {
 		}
 	}
 	if v, ok := readSysctl("/proc/sys/vm/mmap_min_addr"); ok {
-		// The kernel's effective floor is the larger of the sysctl and
-		// CONFIG_LSM_MMAP_MIN_ADDR (65536 on Debian's and most kernels).
-		l.MinMmapAddr = max(hostarch.Addr(v), lsmMmapMinAddr)
+		l.MinMmapAddr = hostarch.Addr(v)
 	}
 	if v, ok := readSysctl("/proc/sys/vm/max_map_count"); ok && v > 0 && v < math.MaxInt32 {
 		l.MaxMapCount = int(v)
@@ -123,4 +127,12 @@ func (mm *MemoryManager) SetLimits(l Limits) {
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
 	mm.limits = l
+}
+
+// mmapMinAddrLocked is the kernel's mmap_min_addr: the larger of
+// vm.mmap_min_addr and CONFIG_LSM_MMAP_MIN_ADDR, rounded to a page. Hints
+// below it are rounded up to it; placement and stack growth stay above it.
+// Preconditions: mappingMu held.
+func (mm *MemoryManager) mmapMinAddrLocked() hostarch.Addr {
+	return max(mm.limits.MinMmapAddr, lsmMmapMinAddr).MustRoundUp()
 }

@@ -286,7 +286,7 @@ func New(opts Options) *MemoryManager {
 		limits:      lim,
 		dumpability: UserDumpable,
 	}
-	mm.layout = DefaultMmapLayout(p.MinUserAddress(), p.MaxUserAddress(), lim.MinMmapAddr, lim.Stack.Cur)
+	mm.layout = DefaultMmapLayout(p.MinUserAddress(), p.MaxUserAddress(), max(lim.MinMmapAddr, lsmMmapMinAddr), lim.Stack.Cur)
 	mm.users.Store(1)
 	return mm
 }

@@ -332,8 +332,8 @@ func (mm *MemoryManager) findMMapAddrLocked(opts memmap.MMapOpts, pl placement) 
 	// address if it is below, privileged or not (round_hint_to_min); a
 	// hint below one page is no hint.
 	hint := opts.Addr.RoundDown()
-	if hint != 0 && hint < mm.limits.MinMmapAddr {
-		hint = mm.limits.MinMmapAddr.MustRoundUp()
+	if minAddr := mm.mmapMinAddrLocked(); hint != 0 && hint < minAddr {
+		hint = minAddr
 	}
 	// Anonymous memory is aligned only without a hint; a file (private
 	// /dev/zero) is aligned unless its hint is free.
@@ -390,13 +390,9 @@ func (mm *MemoryManager) unmappedAreaLocked(hint hostarch.Addr, length uint64, m
 	if length > uint64(l.MaxAddr) {
 		return 0, unix.ENOMEM
 	}
-	minAddr := l.MinAddr
-	if minAddr < mm.limits.MinMmapAddr && !mm.limits.CapSysRawIO {
-		minAddr = mm.limits.MinMmapAddr
-	}
-	if minAddr < hostarch.PageSize {
-		minAddr = hostarch.PageSize
-	}
+	// Linux's vm_unmapped_area keeps above mmap_min_addr, privileged or
+	// not.
+	minAddr := max(l.MinAddr, mm.mmapMinAddrLocked())
 	if map32 {
 		// (MAP_ABOVE4G counts only in top-down searches.)
 		if length > uint64(map32End) {

@@ -332,10 +332,18 @@ func (g *gen) pageOff() uint64 {
 }
 
 // badAddrs are absolute addresses every system call rejects or finds
-// unmapped whatever the host's layout: the null page, below mmap_min_addr,
-// non-canonical and kernel addresses. (Not the vsyscall page, and not the
-// top of the user address space, where the stacks are.)
+// unmapped whatever the host's layout: the null page, low memory (below the
+// kernel's mmap_min_addr), non-canonical and kernel addresses. (Not the
+// vsyscall page, and not the top of the user address space, where the
+// stacks are.)
 var badAddrs = []uint64{0, 0x1000, 0x800000000000, 0xffff800000000000, 0xfffffffffffff000}
+
+// lowAddrs are absolute addresses around Linux's two lower bounds:
+// vm.mmap_min_addr (4096 on the reference machines), below which MAP_FIXED
+// and mremap need CAP_SYS_RAWIO, and the kernel's mmap_min_addr (65536,
+// CONFIG_LSM_MMAP_MIN_ADDR), to which hints are rounded up and above which
+// mappings are placed and stacks grow. Nothing else is mapped there.
+var lowAddrs = []uint64{0, 0x800, 0x1000, 0x2000, 0x8000, 0xf000, 0xfff0, 0x10000, 0x11000, 0x1f000}
 
 // hugeLens are lengths every range call rejects from any address at or above
 // the window (they run past the user address space or wrap).
@@ -574,9 +582,15 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		case x < 94 && g.brk:
 			addr = "brk+" + hx(uint64(4+g.r.IntN(12))*PageSize)
 			words = append(words, "fixed")
-		case x < 97:
+		case x < 96:
 			addr, length = g.rangeArgs(false)
 			words = append(words, pick(g, []string{"fixed", "fixed_noreplace", "fixed,fixed_noreplace"}))
+		case x < 98:
+			// Low memory, fixed or as a hint.
+			addr, length = addrAbs(pick(g, lowAddrs)), g.pagesStr(1+g.r.IntN(20))
+			if g.chance(0.6) {
+				words = append(words, pick(g, []string{"fixed", "fixed_noreplace"}))
+			}
 		default:
 			addr, length = g.rangeArgs(false)
 		}
@@ -680,8 +694,11 @@ func (g *gen) stmtMremap(pre, proc string) string {
 			newAddr = " @" + hx(g.pageOff())
 		case x < 90:
 			newAddr = " @" + hx(g.pageOff()+uint64(1+g.r.IntN(int(PageSize)-1)))
-		case x < 95 || len(g.usable()) == 0:
+		case x < 93:
 			newAddr = " " + addrAbs(pick(g, badAddrs))
+			newLen = g.smallLen()
+		case x < 95 || len(g.usable()) == 0:
+			newAddr = " " + addrAbs(pick(g, lowAddrs))
 			newLen = g.smallLen()
 		default:
 			// Moving onto a bound mapping: stay inside it.
