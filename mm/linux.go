@@ -96,10 +96,10 @@ func (f UnmappableFile) Readable() bool { return f.R }
 func (f UnmappableFile) Writable() bool { return f.W }
 
 // ConfigureMMap implements MappableFile.ConfigureMMap: a socket's mmap
-// fails late (see errMapLate).
+// fails late (see lateError).
 func (f UnmappableFile) ConfigureMMap(context.Context, *memmap.MMapOpts) error {
 	if f.Socket {
-		return errMapLate
+		return lateError{unix.ENODEV}
 	}
 	return unix.ENODEV
 }
@@ -317,8 +317,9 @@ func (mm *MemoryManager) sharedAnonLocked(ctx context.Context, o *memmap.MMapOpt
 	}
 	if !o.NoReserve && o.MaxPerms.Write && !mm.enoughMemoryLocked(o.Length) {
 		// shmem_acct_size: the new shared memory is committed whole
-		// (not for read-only /dev/zero, which Linux does not share).
-		return unix.ENOMEM
+		// (not for read-only /dev/zero, which Linux does not share),
+		// once what it replaces is gone.
+		return lateError{unix.ENOMEM}
 	}
 	o.Offset = 0
 	mf, err := f(ctx, o.Length)

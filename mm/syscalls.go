@@ -85,10 +85,10 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		mode = memmap.MLockNone
 	}
 	opts.Addr = addr
-	late := false
+	var late lateError
 	if configure != nil {
-		if err := configure(&opts); err == errMapLate {
-			late = true
+		if err := configure(&opts); errors.As(err, &late) {
+			// Fails below.
 		} else if err != nil {
 			return 0, err
 		}
@@ -133,8 +133,8 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		v.flags |= vmaNoReserve
 	}
 	v.flags |= extra
-	if late {
-		return 0, mm.failLateLocked(ctx, ar, &v)
+	if late.errno != 0 {
+		return 0, mm.failLateLocked(ctx, ar, &v, late.errno)
 	}
 	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force); err != nil {
 		return 0, err
@@ -194,15 +194,18 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 	return nil
 }
 
-// errMapLate is what a configure step returns for a file whose own mmap
-// fails once the mapping's place is prepared (a socket's): mmap then fails
-// with ENODEV after the limit checks and after removing what a MAP_FIXED
-// mapping replaces, as Linux's mmap_region leaves it.
-var errMapLate = errors.New("mm: the file's mmap fails late")
+// lateError is what a configure step returns for a mapping whose making
+// fails once its place is prepared (a socket's mmap, ENODEV; shared
+// anonymous memory that cannot be committed, ENOMEM): mmap then fails with
+// errno after the limit checks and after removing what a MAP_FIXED mapping
+// replaces, as Linux's mmap_region leaves it.
+type lateError struct{ errno unix.Errno }
 
-// failLateLocked is mapRegionLocked for a file whose mmap fails (ENODEV)
+func (e lateError) Error() string { return "mm: the mapping fails late: " + e.errno.Error() }
+
+// failLateLocked is mapRegionLocked for a mapping that fails with errno
 // once the old vmas are gone. Preconditions: mappingMu held for writing.
-func (mm *MemoryManager) failLateLocked(ctx context.Context, ar hostarch.AddrRange, v *vma) error {
+func (mm *MemoryManager) failLateLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, errno unix.Errno) error {
 	replaced := uint64(0)
 	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
 		if err := mm.checkUnmapLocked(ar); err != nil {
@@ -224,7 +227,7 @@ func (mm *MemoryManager) failLateLocked(ctx context.Context, ar hostarch.AddrRan
 	if replaced > 0 {
 		mm.removeVMAsLocked(ctx, ar)
 	}
-	return unix.ENODEV
+	return errno
 }
 
 // accountedInLocked returns how many bytes of accounted vmas lie in ar.

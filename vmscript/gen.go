@@ -46,6 +46,11 @@ type gen struct {
 	// mincore says mincore may be used: no regular file is ever mapped
 	// (Linux reports page-cache residency for them).
 	mincore bool
+	// checkpoints says checkpoint statements are inserted.
+	checkpoints bool
+	// tera says terabyte lengths are used (overcommit), only in scripts
+	// without locks (a privileged native agent would lock them).
+	tera bool
 
 	// procs are the live processes, in creation order.
 	procs []string
@@ -153,6 +158,8 @@ func newGen(seed uint64) *gen {
 		g.dataLimit = g.chance(0.3)
 	}
 	g.mincore = !g.files
+	g.checkpoints = g.chance(0.2)
+	g.tera = !g.locks && g.chance(0.2)
 	return g
 }
 
@@ -238,6 +245,9 @@ var genKinds = []genKind{
 	{7, nil, (*gen).stmtState},
 	{2, nil, func(g *gen, pre, proc string) string { return pre + "vmsize" }},
 	{1, func(g *gen) bool { return g.locks }, func(g *gen, pre, proc string) string { return pre + "vmlck" }},
+	// A checkpoint saves and restores every process (natively nothing);
+	// it takes no process prefix.
+	{1, func(g *gen) bool { return g.checkpoints }, func(g *gen, pre, proc string) string { return "checkpoint" }},
 }
 
 // stmt writes one random statement (or a process statement).
@@ -567,6 +577,24 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 	if !first && g.chance(0.12) {
 		length = g.rangeLen(false)
 	}
+	if !first && g.tera && g.chance(0.15) {
+		// Overcommit: terabytes, without MAP_FIXED beyond the window
+		// and never populated.
+		l := pick(g, []uint64{1 << 40, 1 << 40, 1 << 44, 0x100000000000})
+		a := "0"
+		if l <= WindowSize && g.chance(0.5) {
+			a = "@0x0" // a hint that fits the window
+		}
+		s := pre + "mmap " + a + " " + hx(l) + " " + pick(g, []string{"rw", "r", "none"}) + " " +
+			strings.Join(append(words, pick(g, [][]string{nil, {"noreserve"}})...), ",")
+		if l == 1<<40 && g.chance(0.3) {
+			s = pre + "mmap @0x0 " + hx(l) + " " + pick(g, []string{"rw", "r"}) + " " + strings.Join(append(words, "fixed"), ",")
+		}
+		if file != "" {
+			s += " " + file + " " + hx(off)
+		}
+		return s
+	}
 	if first {
 		words = append(words, "fixed")
 	} else {
@@ -599,7 +627,7 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		for _, w := range []struct {
 			w string
 			p float64
-		}{{"populate", 0.08}, {"noreserve", 0.05}, {"locked", 0.06}, {"growsdown", 0.07}, {"stack", 0.04}, {"32bit", 0.02}} {
+		}{{"populate", 0.08}, {"noreserve", 0.05}, {"locked", 0.06 + 0.1*b2f(g.locks)}, {"growsdown", 0.07}, {"stack", 0.04}, {"32bit", 0.02}} {
 			if g.chance(w.p) {
 				words = append(words, w.w)
 			}
@@ -621,6 +649,13 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		s += g.bind(n)
 	}
 	return s
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func dedup(ws []string) []string {
@@ -730,6 +765,9 @@ func (g *gen) stmtMadvise(pre, proc string) string {
 	a := pick(g, genAdvice)
 	if g.guard && g.chance(0.3) {
 		a = pick(g, []string{"guard_install", "guard_install", "guard_remove"})
+	} else if g.guard && g.forks && g.chance(0.15) {
+		// Guards meet what fork does to a vma.
+		a = pick(g, []string{"wipeonfork", "dontfork", "keeponfork"})
 	}
 	addr, l := g.rangeArgs(true)
 	return pre + "madvise " + addr + " " + l + " " + a
@@ -789,6 +827,9 @@ func (g *gen) stmtBrk(pre, proc string) string {
 		a = "brk-" + hx(uint64(1+g.r.IntN(4))*PageSize)
 	case x < 8:
 		a = "0"
+		if g.tera && g.chance(0.5) {
+			a = "brk+" + hx(pick(g, []uint64{1 << 40, 0x100000000000}))
+		}
 	case x < 9:
 		a = "brk"
 	default:
