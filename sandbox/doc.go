@@ -75,7 +75,11 @@
 //     its user ids, the file's path) in the program process for the moment
 //     of the injected mmap and closes it again (mapFD). Accesses
 //     past end-of-file then fault with SIGBUS in the host, which reaches the
-//     program as Linux's would. /dev/zero is anonymous memory. System V segments and AIO are emulated inside the sandbox
+//     program as Linux's would. /dev/zero is anonymous memory (mm.ZeroFile,
+//     checked as a file); pipes, sockets, directories and other devices
+//     are mm.UnmappableFiles, refused with Linux's errnos in Linux's order.
+//     remap_file_pages is emulated with mmap, as Linux does. System V
+//     segments and AIO are emulated inside the sandbox
 //     (not visible to host processes outside it); AIO requests run at
 //     submission as injected pread/pwrite/fsync calls.
 //   - Limits and privileges that memory calls consult follow the program:
