@@ -80,6 +80,15 @@ func ptraceCont(tid int, sig unix.Signal) error {
 	return nil
 }
 
+// ptraceDetach lets tid go on untraced.
+func ptraceDetach(tid int) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_DETACH, uintptr(tid), 0, 0, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 func ptraceEventMsg(tid int) (uint64, error) {
 	var msg uint64
 	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETEVENTMSG, uintptr(tid), 0, uintptr(unsafe.Pointer(&msg)), 0, 0)
@@ -138,7 +147,8 @@ func event(ws unix.WaitStatus) int {
 
 // traceOptions are the ptrace options of every program task.
 const traceOptions = unix.PTRACE_O_TRACESECCOMP | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK |
-	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD
+	unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACESYSGOOD |
+	unix.PTRACE_O_TRACEEXIT
 
 // sysStopSig is the stop signal of a syscall-stop (PTRACE_O_TRACESYSGOOD).
 const sysStopSig = unix.SIGTRAP | 0x80

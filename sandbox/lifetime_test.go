@@ -65,3 +65,59 @@ func TestKillThreads(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { compare(t, "", "", exe, "30") })
 	}
 }
+
+// pidfdWaitSrc forks children that exit or are killed, waits until each
+// child's pidfd is readable, and counts the children that waitpid with
+// WNOHANG then does not find waitable.
+const pidfdWaitSrc = `
+#define _GNU_SOURCE
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+	int rounds = argc > 1 ? atoi(argv[1]) : 200, late = 0;
+	for (int r = 0; r < rounds; r++) {
+		pid_t pid = fork();
+		if (pid < 0) { perror("fork"); return 1; }
+		if (pid == 0) {
+			if (r % 2) for (;;) pause();
+			_exit(r & 0x7f);
+		}
+		int fd = syscall(SYS_pidfd_open, pid, 0);
+		if (fd < 0) { perror("pidfd_open"); return 1; }
+		if (r % 2) kill(pid, SIGKILL);
+		struct pollfd pfd = {fd, POLLIN, 0};
+		if (poll(&pfd, 1, -1) != 1) { perror("poll"); return 1; }
+		int st;
+		pid_t w = waitpid(pid, &st, WNOHANG);
+		if (w == 0) {
+			late++;
+			w = waitpid(pid, &st, 0);
+		}
+		if (w != pid) { perror("waitpid"); return 1; }
+		if (r % 2 ? !WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL : !WIFEXITED(st) || WEXITSTATUS(st) != (r & 0x7f)) {
+			printf("round %d: status %#x\n", r, st);
+			return 1;
+		}
+		close(fd);
+	}
+	printf("%d rounds, %d children not waitable when their pidfd was readable\n", rounds, late);
+	return 0;
+}
+`
+
+// TestPidfdWait: a child whose pidfd says it has exited (or was killed) is
+// waitable by its parent at once, as natively. A task still traced when it
+// becomes a zombie is waitable by its parent only after its tracer has
+// reaped it (11 children in 200 were not, before vmspace let exiting tasks
+// go at their exit-stops).
+func TestPidfdWait(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "pidfdwait", pidfdWaitSrc, false)
+	compare(t, "", "", exe, "200")
+}

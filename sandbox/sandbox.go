@@ -264,6 +264,10 @@ type Sandbox struct {
 	// stubPages are the memory-file pages every process maps at
 	// scratchAddr and codeAddr (stub.go). Immutable.
 	stubPages memmap.FileRange
+	// exiting are the ended processes whose host processes may still be
+	// exiting (let go at their exit-stops), to release once their pidfds
+	// say they have exited (releaseExiting).
+	exiting []*process
 	// unflushed are the address spaces with pending unmaps (see
 	// stubAS.pending), made before any task using them runs on.
 	unflushed map[*stubAS]struct{}
@@ -299,6 +303,9 @@ type process struct {
 	exe, name string
 	// pidfd is a pidfd of the process, or -1 until needed.
 	pidfd int
+	// letGo is true once the process's last task has been detached at
+	// its exit-stop (exitStop): the host process may still be exiting.
+	letGo bool
 	// fixup, if not nil, is the work to do at the first stop of a new
 	// fork child; forkParent is the parent's forking task, parked until
 	// then.
@@ -537,6 +544,10 @@ func (s *Sandbox) close() {
 			unix.Close(p.pidfd)
 		}
 	}
+	for _, p := range s.exiting {
+		s.releaseProcess(p)
+	}
+	s.exiting = nil
 	s.exe.close()
 	s.mf.DecRef(s.stubPages)
 	s.plat.Close()
@@ -580,6 +591,9 @@ func (s *Sandbox) run() (int, error) {
 		if checkShadow != nil {
 			s.verifyShadows()
 		}
+		if len(s.exiting) > 0 {
+			s.releaseExiting(false)
+		}
 		for len(s.borrowed) > 0 {
 			t := s.borrowed[0]
 			s.borrowed = s.borrowed[1:]
@@ -589,6 +603,7 @@ func (s *Sandbox) run() (int, error) {
 		}
 		s.stats.ManagerTime += time.Since(t0)
 	}
+	s.releaseExiting(true)
 	if !s.rootDone {
 		return 0, errors.New("sandbox: lost track of the program")
 	}
@@ -611,11 +626,17 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 			tid, t != nil, uint32(ws), ws.StopSignal(), event(ws), ws.Exited(), ws.Signaled(), rip, int64(orax))
 	}
 	if t == nil {
-		if ws.Stopped() {
+		switch {
+		case event(ws) == unix.PTRACE_EVENT_EXIT:
+			// A new task killed before its creator's clone event
+			// was served (the creator, killed with it, may never
+			// report it): let it die; its exit report ends it.
+			ptraceCont(tid, 0)
+		case ws.Stopped():
 			// A new task whose parent's clone event has not been
 			// seen yet.
 			s.early[tid] = ws
-		} else {
+		default:
 			delete(s.early, tid)
 		}
 		return
@@ -625,6 +646,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		return
 	}
 	if !ws.Stopped() {
+		return
+	}
+	if event(ws) == unix.PTRACE_EVENT_EXIT {
+		s.exitStop(t)
 		return
 	}
 	if t.dead {
@@ -665,10 +690,6 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		t.sigStop = false
 		t.inKernel = true
 		s.cloneEvent(t, event(ws))
-		return
-	case unix.PTRACE_EVENT_EXIT:
-		t.sigStop = false
-		s.coreOnExit(t)
 		return
 	case eventExec:
 		// Only vmspace's own exec of the stub image execs, and it
@@ -843,6 +864,12 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 		if !ws.Stopped() {
 			continue
 		}
+		if event(ws) == unix.PTRACE_EVENT_EXIT {
+			// Killed: the main loop serves its exit-stop.
+			s.keep(t.tid, ws)
+			t.dead = true
+			return 0, errTaskDead
+		}
 		if event(ws) == eventSeccomp {
 			// Made from outside the code page (at start-up, from the
 			// stub image): let it through.
@@ -934,27 +961,25 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 		if wpid == t.tid {
 			return ws, nil
 		}
-		if u := s.tasks[wpid]; u != nil && event(ws) == unix.PTRACE_EVENT_EXIT {
+		if u := s.tasks[wpid]; u != nil && u.p == t.p && event(ws) == unix.PTRACE_EVENT_EXIT {
+			// Another thread of t's process is exiting: held
+			// stopped, it would hold back t's report if t is the
+			// leader and is being killed with it.
 			msg, err := ptraceEventMsg(wpid)
 			if err != nil || !unix.WaitStatus(msg).Signaled() {
-				// A thread's own exit or an exit_group: nothing is
-				// done at such a stop, and holding it would hold
-				// back the report of a leader that t may be.
+				// Its own exit, or an exit_group: nothing needs
+				// doing at the stop (t is not the last task, so
+				// its process's end is seen later).
 				ptraceCont(wpid, 0)
 				continue
 			}
-			// Its process is dying of a signal (a core may be due:
-			// the main loop serves the stop). If that is t's
-			// process, t is being killed too, and as leader it
-			// would be reported only after this thread, held
-			// stopped here: give t up for dead now; its exit is
-			// reaped by the main loop.
+			// The process is dying of a signal (a core may be due:
+			// the main loop serves the stop), so t is being killed
+			// too: give it up for dead now. Its exit-stop or exit
+			// is served by the main loop.
 			s.keep(wpid, ws)
-			if u.p == t.p {
-				t.dead = true
-				return 0, errTaskDead
-			}
-			continue
+			t.dead = true
+			return 0, errTaskDead
 		}
 		s.keep(wpid, ws)
 	}
@@ -1138,6 +1163,51 @@ func (s *Sandbox) stopTask(t *task) error {
 	}
 }
 
+// exitStop serves t's exit-stop (PTRACE_EVENT_EXIT), where it has begun
+// to exit. The core dump is taken there, if one is due (coreOnExit). Then
+// vmspace lets the task go (PTRACE_DETACH): a task still traced when it
+// becomes a zombie is waitable by its real parent only once its tracer
+// has reaped it, whereas the parent's pidfd says "exited" at once, and a
+// parent that trusts it (waitpid WNOHANG after poll) would find its child
+// not waitable. The first process's leader, whose parent is vmspace, is
+// kept: its exit report is the status Run returns.
+func (s *Sandbox) exitStop(t *task) {
+	t.sigStop = false
+	t.inKernel = true
+	p := t.p
+	if !t.dead {
+		s.coreOnExit(t)
+	}
+	if p.pid == s.root && t.tid == p.pid {
+		if p.held == t {
+			p.held = nil
+		}
+		ptraceCont(t.tid, 0)
+		return
+	}
+	var ws unix.WaitStatus
+	if msg, err := ptraceEventMsg(t.tid); err == nil {
+		ws = unix.WaitStatus(msg)
+	}
+	if len(p.tasks) == 1 && p.pidfd < 0 {
+		// The process ends with t: its host memory is released when
+		// it has (see processExited), which its pidfd tells.
+		fd, err := unix.PidfdOpen(p.pid, 0)
+		if err != nil {
+			ptraceCont(t.tid, 0)
+			return
+		}
+		p.pidfd = fd
+	}
+	if err := ptraceDetach(t.tid); err != nil {
+		// Not stopped any more (killed again): its exit is reported.
+		ptraceCont(t.tid, 0)
+		return
+	}
+	p.letGo = len(p.tasks) == 1
+	s.taskExited(t, ws)
+}
+
 // taskExited records the end of a task, and of its process with the last
 // one.
 func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {
@@ -1165,9 +1235,28 @@ func shellStatus(ws unix.WaitStatus) int {
 	return ws.ExitStatus()
 }
 
-// processExited releases a process whose tasks have all ended.
+// processExited forgets a process whose tasks have all ended, and releases
+// it (releaseProcess) once its host process has ended too.
 func (s *Sandbox) processExited(p *process) {
 	delete(s.procs, p.pid)
+	if par := p.forkParent; par != nil {
+		// Died before its first stop: the parent need not wait.
+		p.forkParent = nil
+		s.unpark(par)
+	}
+	if p.letGo && !pidfdReadable(p.pidfd, 0) {
+		// Its last task was let go at its exit-stop and is still
+		// exiting: until its host mappings are gone (the kernel still
+		// writes into them: clear_child_tid, the robust futex list),
+		// the memory they map must not be reused.
+		s.exiting = append(s.exiting, p)
+		return
+	}
+	s.releaseProcess(p)
+}
+
+// releaseProcess releases what the sandbox holds for an ended process.
+func (s *Sandbox) releaseProcess(p *process) {
 	t0 := time.Now()
 	s.leaveSpace(p, "exit")
 	if debug {
@@ -1177,10 +1266,53 @@ func (s *Sandbox) processExited(p *process) {
 		unix.Close(p.pidfd)
 		p.pidfd = -1
 	}
-	if par := p.forkParent; par != nil {
-		// Died before its first stop: the parent need not wait.
-		p.forkParent = nil
-		s.unpark(par)
+}
+
+// releaseExiting releases the processes of s.exiting whose host processes
+// have ended; if wait, it waits for all of them.
+func (s *Sandbox) releaseExiting(wait bool) {
+	for len(s.exiting) > 0 {
+		fds := make([]unix.PollFd, len(s.exiting))
+		for i, p := range s.exiting {
+			fds[i] = unix.PollFd{Fd: int32(p.pidfd), Events: unix.POLLIN}
+		}
+		timeout := 0
+		if wait {
+			timeout = -1
+		}
+		n, err := unix.Poll(fds, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		left := s.exiting[:0]
+		for i, p := range s.exiting {
+			if fds[i].Revents != 0 {
+				s.releaseProcess(p)
+			} else {
+				left = append(left, p)
+			}
+		}
+		clear(s.exiting[len(left):])
+		s.exiting = left
+		if !wait {
+			return
+		}
+	}
+}
+
+// pidfdReadable reports whether pidfd says its process has exited, waiting
+// for at most timeout milliseconds (-1: no limit).
+func pidfdReadable(pidfd, timeout int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0
 	}
 }
 
@@ -1337,13 +1469,7 @@ func (s *Sandbox) startRoot() error {
 	t := s.newTask(p, pid)
 	t.fresh = false
 	s.stats.Processes++
-	options := traceOptions
-	if s.opts.CoreFile != "" {
-		// Exit-stops, where a dying thread's registers and memory are
-		// still there to dump.
-		options |= unix.PTRACE_O_TRACEEXIT
-	}
-	if err := unix.PtraceSetOptions(pid, options); err != nil {
+	if err := unix.PtraceSetOptions(pid, traceOptions); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: PTRACE_SETOPTIONS: %w", err)
 	}
