@@ -116,11 +116,13 @@ func ptraceSetSigmask(tid int, m uint64) error {
 }
 
 // wait4 waits for a state change of pid (-1: any) with __WALL, retrying on
-// EINTR.
+// EINTR. With __WNOTHREAD: only the tracer thread's own tracees and
+// children, never those of another thread of vmspace (another Run's, or a
+// child the embedding program started and waits for itself).
 func wait4(pid int, flags int) (int, unix.WaitStatus, error) {
 	var ws unix.WaitStatus
 	for {
-		wpid, err := unix.Wait4(pid, &ws, flags|unix.WALL, nil)
+		wpid, err := unix.Wait4(pid, &ws, flags|unix.WALL|unix.WNOTHREAD, nil)
 		if err == unix.EINTR {
 			continue
 		}

@@ -945,6 +945,24 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 // report of a task of t's process is left pending in a way that would hold
 // t's back (see below).
 func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
+	// Exit-stops of t's process kept earlier (by a wait for another
+	// process's task) would hold t's report back just the same.
+	kept := s.deferred[:0]
+	for _, wr := range s.deferred {
+		if u := s.tasks[wr.tid]; u != nil && u != t && u.p == t.p && event(wr.ws) == unix.PTRACE_EVENT_EXIT {
+			if !s.diesOfSignal(wr.tid) {
+				// Its own exit: nothing needs doing at the stop.
+				u.stopKept = false
+				ptraceCont(wr.tid, 0)
+				continue
+			}
+			// Its process is dying of a signal: so is t.
+			t.dead = true
+		}
+		kept = append(kept, wr)
+	}
+	clear(s.deferred[len(kept):])
+	s.deferred = kept
 	for {
 		if t.dead {
 			return 0, errTaskDead
@@ -965,8 +983,7 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 			// Another thread of t's process is exiting: held
 			// stopped, it would hold back t's report if t is the
 			// leader and is being killed with it.
-			msg, err := ptraceEventMsg(wpid)
-			if err != nil || !unix.WaitStatus(msg).Signaled() {
+			if !s.diesOfSignal(wpid) {
 				// Its own exit, or an exit_group: nothing needs
 				// doing at the stop (t is not the last task, so
 				// its process's end is seen later).
@@ -983,6 +1000,13 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 		}
 		s.keep(wpid, ws)
 	}
+}
+
+// diesOfSignal reports whether tid, at its exit-stop, is dying of a
+// signal, hence with its whole process (a core may be due at the stop).
+func (s *Sandbox) diesOfSignal(tid int) bool {
+	msg, err := ptraceEventMsg(tid)
+	return err == nil && unix.WaitStatus(msg).Signaled()
 }
 
 // keep records a report taken while waiting for another task, for the main
