@@ -124,7 +124,7 @@
 // does. The memory file's descriptor looks closed to the program: every
 // call naming it fails with EBADF, and opening or truncating it by a
 // path through a descriptor directory (/proc/self/fd/N, /dev/fd/N, a
-// sibling's) fails with ENOENT.
+// sibling's) fails with ENOENT; passing it in SCM_RIGHTS fails with EBADF.
 //
 // # Resource limits
 //

@@ -315,6 +315,7 @@ const fdProgram = `
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 static void show(const char *what, long r) { printf("%s %s\n", what, r < 0 ? strerrorname_np(errno) : "ok"); }
@@ -349,6 +350,22 @@ int main(int argc, char **argv) {
 		snprintf(path, sizeof path, "fd/%d", fd);
 		int proc = open("/proc/self", O_RDONLY | O_DIRECTORY);
 		show("openat fd/", openat(proc, path, O_RDONLY));
+		int sv[2];
+		socketpair(AF_UNIX, SOCK_DGRAM, 0, sv);
+		char cbuf[CMSG_SPACE(2 * sizeof(int))] = {0};
+		struct iovec iov = {b, 1};
+		struct msghdr m = {0};
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = cbuf;
+		m.msg_controllen = sizeof cbuf;
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		int fds[2] = {1, fd};
+		memcpy(CMSG_DATA(c), fds, sizeof fds);
+		show("sendmsg SCM_RIGHTS", sendmsg(sv[0], &m, 0));
 	}
 	int n = 0;
 	while (open("/dev/null", O_RDONLY) >= 0) n++;

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -111,6 +112,9 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 	if e, ok := s.usesMemFD(t, nr, a); ok {
 		return retErr(e)
 	}
+	if s.sendsMemFD(t, nr, a) {
+		return retErr(unix.EBADF)
+	}
 	if s.opensMemFile(t, nr, a) {
 		// As for a descriptor that is not open.
 		return retErr(unix.ENOENT)
@@ -171,6 +175,59 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysSetRobustList(t, a)
 	}
 	return pass()
+}
+
+// sendsMemFD reports whether sendmsg or sendmmsg would pass the memory
+// file's descriptor to another process (SCM_RIGHTS), which Linux refuses
+// with EBADF for a descriptor that is not open.
+func (s *Sandbox) sendsMemFD(t *task, nr int, a [6]uint64) bool {
+	p := t.p
+	if !p.memFDOurs || p.mm == nil {
+		return false
+	}
+	var msgs []uint64
+	switch nr {
+	case unix.SYS_SENDMSG:
+		msgs = []uint64{a[1]}
+	case unix.SYS_SENDMMSG:
+		for i := uint64(0); i < min(a[2]&0xffffffff, maxIOVecs); i++ {
+			msgs = append(msgs, a[1]+64*i)
+		}
+	default:
+		return false
+	}
+	for _, msg := range msgs {
+		w, ok := s.readWords(t, msg, 6)
+		if !ok {
+			continue
+		}
+		ctl, ctllen := w[4], min(w[5], 1<<16)
+		if ctl == 0 || ctllen < 16 {
+			continue
+		}
+		buf := make([]byte, ctllen)
+		n, _ := p.mm.CopyIn(s.ctx, hostarch.Addr(ctl), buf, mm.IOOpts{})
+		buf = buf[:n]
+		// struct cmsghdr: u64 len, i32 level, i32 type, then data;
+		// each is aligned to 8 bytes.
+		for off := 0; off+16 <= len(buf); {
+			clen := int(binary.LittleEndian.Uint64(buf[off:]))
+			level := int32(binary.LittleEndian.Uint32(buf[off+8:]))
+			typ := int32(binary.LittleEndian.Uint32(buf[off+12:]))
+			if clen < 16 || off+clen > len(buf) {
+				break
+			}
+			if level == unix.SOL_SOCKET && typ == unix.SCM_RIGHTS {
+				for d := off + 16; d+4 <= off+clen; d += 4 {
+					if int32(binary.LittleEndian.Uint32(buf[d:])) == int32(p.memFD) {
+						return true
+					}
+				}
+			}
+			off += (clen + 7) &^ 7
+		}
+	}
+	return false
 }
 
 // opensMemFile reports whether system call nr would open or truncate the
