@@ -276,12 +276,48 @@ static int caps(const char *self) {
 	return 0;
 }
 
+// shmlock: shmctl(SHM_LOCK) counts against RLIMIT_MEMLOCK without
+// CAP_IPC_LOCK.
+static int shmlock(void) {
+	if (geteuid() != 0) {
+		printf("not root\n");
+		return 0;
+	}
+	struct shmid_ds ds;
+	int a = shmget(IPC_PRIVATE, 40 << 10, 0600), b = shmget(IPC_PRIVATE, 40 << 10, 0600);
+	printf("bad id %s\n", rc(shmctl(-1, SHM_LOCK, NULL)));
+	memlock(64 << 10);
+	printf("lock as root %s\n", rc(shmctl(a, SHM_LOCK, NULL)));
+	shmctl(a, IPC_STAT, &ds);
+	printf("mode %o\n", ds.shm_perm.mode);
+	printf("unlock %s\n", rc(shmctl(a, SHM_UNLOCK, NULL)));
+	shmctl(a, IPC_STAT, &ds);
+	printf("mode %o\n", ds.shm_perm.mode);
+	printf("unlock again %s\n", rc(shmctl(a, SHM_UNLOCK, NULL)));
+	setcap(CAP_IPC_LOCK, 0, 0);
+	printf("lock a %s\n", rc(shmctl(a, SHM_LOCK, NULL)));
+	printf("lock a again %s\n", rc(shmctl(a, SHM_LOCK, NULL)));
+	printf("lock b over the limit %s\n", rc(shmctl(b, SHM_LOCK, NULL)));
+	printf("unlock a %s\n", rc(shmctl(a, SHM_UNLOCK, NULL)));
+	printf("lock b %s\n", rc(shmctl(b, SHM_LOCK, NULL)));
+	printf("remove b %s\n", rc(shmctl(b, IPC_RMID, NULL)));
+	printf("lock a %s\n", rc(shmctl(a, SHM_LOCK, NULL)));
+	memlock(0);
+	printf("unlock with RLIMIT_MEMLOCK 0 %s\n", rc(shmctl(a, SHM_UNLOCK, NULL)));
+	printf("lock with RLIMIT_MEMLOCK 0 %s\n", rc(shmctl(a, SHM_LOCK, NULL)));
+	setcap(CAP_IPC_LOCK, 1, 0);
+	printf("lock with CAP_IPC_LOCK %s\n", rc(shmctl(a, SHM_LOCK, NULL)));
+	shmctl(a, IPC_RMID, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) return 2;
 	if (!strcmp(argv[1], "forkshared")) return forkshared();
 	if (!strcmp(argv[1], "droppable")) return droppable();
 	if (!strcmp(argv[1], "caps")) return caps(argv[0]);
+	if (!strcmp(argv[1], "shmlock")) return shmlock();
 	if (!strcmp(argv[1], "caps-exec")) return capsExec();
 	if (!strcmp(argv[1], "mdwe")) return mdwe(argv[0], 1);
 	if (!strcmp(argv[1], "mdwe-noinherit")) return mdwe(argv[0], 3);
@@ -336,4 +372,15 @@ func TestCapabilities(t *testing.T) {
 		t.Skip("needs root")
 	}
 	compare(t, "", "", exe, "caps")
+}
+
+// TestShmLock: shmctl(SHM_LOCK) and SHM_UNLOCK as natively, with and
+// without CAP_IPC_LOCK.
+func TestShmLock(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "mmexact", mmexactProgram, true)
+	if r := runNative(t, "", "", exe, "shmlock"); r.stdout == "not root\n" {
+		t.Skip("needs root")
+	}
+	compare(t, "", "", exe, "shmlock")
 }

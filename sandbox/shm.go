@@ -14,8 +14,12 @@ import (
 // System V shared memory is emulated: segments live in the memory file
 // (as memfd-like hostfile Files) and are visible to every process of the
 // sandbox, not to host processes outside it. shmget, shmat, shmdt and
-// shmctl (IPC_RMID, IPC_STAT, IPC_SET) are served; the manager maps the
-// segments.
+// shmctl (IPC_RMID, IPC_STAT, IPC_SET, SHM_LOCK, SHM_UNLOCK) are served;
+// the manager maps the segments. SHM_LOCK counts a segment against
+// RLIMIT_MEMLOCK (unless the caller has CAP_IPC_LOCK) in one count for the
+// whole sandbox, where Linux keeps one per user, and a locked segment's
+// count is returned at IPC_RMID, where Linux returns it when the segment
+// is destroyed.
 
 // Linux's limits and flags.
 const (
@@ -30,6 +34,10 @@ const (
 	shmRnd     = 0o20000
 	shmRemap   = 0o40000
 	shmExec    = 0o100000
+	shmLock    = 11
+	shmUnlock  = 12
+	// shmLocked is the mode bit IPC_STAT shows for a locked segment.
+	shmLocked = 0o2000
 )
 
 // shmSeg is one segment.
@@ -40,6 +48,8 @@ type shmSeg struct {
 	file *hostfile.File
 	// mode are the permission bits.
 	mode uint32
+	// locked is set by SHM_LOCK (and counted in shmRegistry.lockedPages).
+	locked bool
 	// removed is set by IPC_RMID: the segment is gone once detached
 	// everywhere (its File's last reference drops).
 	removed             bool
@@ -54,6 +64,8 @@ type shmRegistry struct {
 	byID  map[int]*shmSeg
 	byKey map[int32]*shmSeg
 	next  int
+	// lockedPages is the size in pages of the SHM_LOCKed segments.
+	lockedPages uint64
 }
 
 func (r *shmRegistry) init() {
@@ -156,6 +168,10 @@ func (s *Sandbox) shmCall(t *task, nr int, a [6]uint64) sysResult {
 		switch cmd {
 		case ipcRmid:
 			if !seg.removed {
+				if seg.locked {
+					seg.locked = false
+					reg.lockedPages -= pageUp(seg.size) >> hostarch.PageShift
+				}
 				seg.removed = true
 				delete(reg.byID, id)
 				if reg.byKey[seg.key] == seg {
@@ -172,7 +188,11 @@ func (s *Sandbox) shmCall(t *task, nr int, a [6]uint64) sysResult {
 			le.PutUint32(b[8:], seg.gid)
 			le.PutUint32(b[12:], seg.uid)
 			le.PutUint32(b[16:], seg.gid)
-			le.PutUint16(b[20:], uint16(seg.mode))
+			mode := seg.mode
+			if seg.locked {
+				mode |= shmLocked
+			}
+			le.PutUint16(b[20:], uint16(mode))
 			le.PutUint64(b[48:], seg.size)
 			le.PutUint64(b[56:], uint64(seg.atime))
 			le.PutUint64(b[64:], uint64(seg.dtime))
@@ -191,6 +211,30 @@ func (s *Sandbox) shmCall(t *task, nr int, a [6]uint64) sysResult {
 			}
 			seg.mode = uint32(binary.LittleEndian.Uint16(b[20:])) & 0o777
 			seg.ctime = time.Now().Unix()
+			return ret(0)
+		case shmLock, shmUnlock:
+			// Linux's shmctl_do_lock and user_shm_lock; the
+			// capability and limit are the process's now.
+			lim := p.mm.Limits()
+			if !lim.CapIPCLock && cmd == shmLock && lim.MemLock.Cur == 0 {
+				return retErr(unix.EPERM)
+			}
+			pages := pageUp(seg.size) >> hostarch.PageShift
+			switch {
+			case cmd == shmLock && !seg.locked:
+				limit := lim.MemLock.Cur
+				if limit != mm.RLimInfinity {
+					limit >>= hostarch.PageShift
+				}
+				if !lim.CapIPCLock && reg.lockedPages+pages > limit {
+					return retErr(unix.ENOMEM)
+				}
+				reg.lockedPages += pages
+				seg.locked = true
+			case cmd == shmUnlock && seg.locked:
+				reg.lockedPages -= pages
+				seg.locked = false
+			}
 			return ret(0)
 		}
 		return retErr(unix.EINVAL)
