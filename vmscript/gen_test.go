@@ -94,6 +94,9 @@ func checkGenerated(t *testing.T, seed uint64, s *Script) {
 		if st.Len > 1<<32 && st.Len < 0x800000000000 && !tera {
 			t.Errorf("seed %d line %d: length %#x neither small nor past the address space: %s", seed, st.Line, st.Len, st.Text)
 		}
+		if st.Op == OpMadvise && st.Len > 1<<32 && st.Addr.Kind == AddrBound && st.Len < 0xfffffffffffff000 {
+			t.Errorf("seed %d line %d: a huge madvise from a name that may be bound low need not wrap: %s", seed, st.Line, st.Text)
+		}
 		if st.Op == OpMadvise && st.Len > 1<<32 && st.Addr.Kind == AddrWindow && Window+st.Addr.Off+st.Len >= Window+st.Addr.Off {
 			t.Errorf("seed %d line %d: a huge madvise that does not wrap: %s", seed, st.Line, st.Text)
 		}
