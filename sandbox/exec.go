@@ -412,6 +412,13 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 			s.noteSignal(t, ws)
 			ptraceCont(wpid, 0)
 		default:
+			var si siginfo
+			if wpid == t.tid && event(ws) == 0 && ptraceGetSiginfo(wpid, &si) == nil && syncSignal(ws.StopSignal(), &si) {
+				// A fault at the code page before the exec (as in
+				// inject): it would come back at every retry.
+				t.sigStop = true
+				return t, fmt.Errorf("%w: %w", errHostExec, unix.EFAULT)
+			}
 			s.noteSignal(t, ws)
 			ptraceCont(wpid, 0)
 		}
