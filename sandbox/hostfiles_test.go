@@ -188,7 +188,8 @@ m.close()
 }
 
 // fileFDProgram maps a file, closes it, and then either uses up its soft
-// RLIMIT_NOFILE (argument "l") or becomes nobody (argument "u") before
+// RLIMIT_NOFILE (argument "l": lowered to 16; "L": as it is) or becomes
+// nobody (argument "u") before
 // touching the mappings: the pages vmspace maps then still come from the
 // file.
 const fileFDProgram = `
@@ -207,9 +208,9 @@ int main(int argc, char **argv) {
 	char *m = mmap(0, 64 << 20, PROT_READ, MAP_SHARED, fd, 0);
 	char *p = mmap(0, 64 << 20, PROT_READ|PROT_WRITE, MAP_PRIVATE, fd, 0);
 	close(fd);
-	if (argv[1][0] == 'l') {
+	if (argv[1][0] == 'l' || argv[1][0] == 'L') {
 		struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl); rl.rlim_cur = 16;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		if (argv[1][0] == 'l') setrlimit(RLIMIT_NOFILE, &rl);
 		int n = 0;
 		while (open("/dev/null", O_RDONLY) >= 0) n++;
 		printf("opened %d more\n", n);
@@ -226,7 +227,9 @@ int main(int argc, char **argv) {
 
 // TestFileMappingFDs checks that host file pages are mapped whatever the
 // program did to its descriptors and credentials since the mmap: at its
-// soft RLIMIT_NOFILE, and after changing its user id (then vmspace's
+// soft RLIMIT_NOFILE (lowered by the program, or the one vmspace started
+// with, at which vmspace keeps the memory file), and after changing its
+// user id (then vmspace's
 // descriptors are out of its reach, and the file is opened by its path,
 // which must be reachable by the new user: the program and its directory
 // are made so).
@@ -234,6 +237,18 @@ func TestFileMappingFDs(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "fds", fileFDProgram, false)
 	compare(t, t.TempDir(), "", exe, "l")
+	// At the soft limit vmspace was started with, where it keeps the
+	// memory file's descriptor: the open must go past it.
+	vm := filepath.Join(t.TempDir(), "vmspace")
+	if out, err := exec.Command("go", "build", "-o", vm, "github.com/vmspace/vmspace/cmd/vmspace").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	const lower = "ulimit -S -n 64; exec "
+	want := runNative(t, t.TempDir(), "", "sh", "-c", lower+exe+" L")
+	got := runNative(t, t.TempDir(), "", "sh", "-c", lower+vm+" run -- "+exe+" L")
+	if got != want {
+		t.Errorf("at a soft RLIMIT_NOFILE of 64: %+v under vmspace, %+v natively", got, want)
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("changing user ids needs root")
 	}

@@ -1796,9 +1796,9 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 //     /proc/<vmspace>/fd/N, or, where the program may not look into
 //     vmspace's descriptors (it changed its user ids), by the file's path,
 //     checked to be the same inode. A program at its RLIMIT_NOFILE has the
-//     limit raised by one for the moment of the open (beyond the hard limit
-//     only if vmspace has CAP_SYS_RESOURCE: else such a mapping cannot be
-//     made, and the access faults).
+//     limit raised past the first free descriptor for the moment of the
+//     open (beyond the hard limit only if vmspace has CAP_SYS_RESOURCE:
+//     else such a mapping cannot be made, and the access faults).
 func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
 	n := f.FD()
 	if n == s.mf.FD() {
@@ -1827,6 +1827,32 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 		return -1, nil, err
 	}
 	return fd, func() { s.inject(t, unix.SYS_CLOSE, uintptr(fd)) }, nil
+}
+
+// firstFreeFD returns the lowest descriptor number at or above from that p
+// does not use.
+func (s *Sandbox) firstFreeFD(p *process, from int) int {
+	used, _ := usedFDs(p)
+	for used[from] {
+		from++
+	}
+	return from
+}
+
+// usedFDs returns the descriptors p has open, and whether they could be
+// listed.
+func usedFDs(p *process) (map[int]bool, bool) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	if err != nil {
+		return nil, false
+	}
+	used := make(map[int]bool, len(ents))
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			used[n] = true
+		}
+	}
+	return used, true
 }
 
 // openSameFile opens, in t's process, the file that vmspace's descriptor n
@@ -1874,8 +1900,10 @@ func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
 	if e, bad := errnoOf(r); bad && e == unix.EMFILE {
 		var lim unix.Rlimit
 		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim) == nil {
+			// Up to the first free descriptor at or above the limit
+			// (the memory file may sit right at it).
 			nl := lim
-			nl.Cur++
+			nl.Cur = uint64(s.firstFreeFD(p, int(min(lim.Cur, 1<<20)))) + 1
 			nl.Max = max(nl.Max, nl.Cur) // possible if vmspace is privileged
 			if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &nl, nil) == nil {
 				r, err = open()
@@ -1954,16 +1982,9 @@ func (s *Sandbox) reinstallMemFD(t *task) error {
 // freeFD returns the highest free descriptor of p at or below memFDNum,
 // or def if none can be found.
 func (s *Sandbox) freeFD(p *process, def int) int {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
-	if err != nil {
+	used, ok := usedFDs(p)
+	if !ok {
 		return def
-	}
-	used := make(map[int]bool, len(ents))
-	for _, e := range ents {
-		var n int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &n); err == nil {
-			used[n] = true
-		}
 	}
 	for fd := s.memFDNum; fd > 2; fd-- {
 		if !used[fd] {
