@@ -365,22 +365,18 @@ func TestMapDroppable(t *testing.T) {
 // TestCapabilities: a root program that drops CAP_IPC_LOCK or
 // CAP_SYS_RAWIO (capset, setuid, exec) is held to RLIMIT_MEMLOCK and
 // vm.mmap_min_addr from then on, as natively.
-func TestCapabilities(t *testing.T) {
-	needPtrace(t)
-	exe := buildC(t, "mmexact", mmexactProgram, true)
-	if r := runNative(t, "", "", exe, "caps"); r.stdout == "not root\n" {
-		t.Skip("needs root")
-	}
-	compare(t, "", "", exe, "caps")
-}
+func TestCapabilities(t *testing.T) { compareAsRoot(t, "caps") }
 
 // TestShmLock: shmctl(SHM_LOCK) and SHM_UNLOCK as natively, with and
 // without CAP_IPC_LOCK.
-func TestShmLock(t *testing.T) {
+func TestShmLock(t *testing.T) { compareAsRoot(t, "shmlock") }
+
+// compareAsRoot compares case c of mmexactProgram, which needs root.
+func compareAsRoot(t *testing.T, c string) {
 	needPtrace(t)
 	exe := buildC(t, "mmexact", mmexactProgram, true)
-	if r := runNative(t, "", "", exe, "shmlock"); r.stdout == "not root\n" {
+	if r := runNative(t, "", "", exe, c); r.stdout == "not root\n" {
 		t.Skip("needs root")
 	}
-	compare(t, "", "", exe, "shmlock")
+	compare(t, "", "", exe, c)
 }
