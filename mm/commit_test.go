@@ -47,12 +47,22 @@ func TestCommitNever(t *testing.T) {
 	if got := c.Committed(); got != 24<<20 {
 		t.Fatalf("Committed %d after mprotect", got)
 	}
-	// Dropping write keeps the commitment (VM_ACCOUNT stays).
-	if err := m.MProtect(ctx, window+0x4000000, 8<<20, hostarch.Read, MProtectOpts{}); err != nil {
+	// Dropping write keeps the commitment (VM_ACCOUNT stays) once
+	// the memory was written...
+	write(t, m, window+0x4000000, []byte{1})
+	if err := m.MProtect(ctx, window+0x4000000, 4<<20, hostarch.Read, MProtectOpts{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.Committed(); got != 24<<20 {
 		t.Fatalf("Committed %d after dropping write", got)
+	}
+	// ... and gives it back for memory never faulted.
+	b := mustMap(t, m, anon(window+0x8000000, 4<<20, hostarch.ReadWrite))
+	if err := m.MProtect(ctx, b, 4<<20, hostarch.Read, MProtectOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Committed(); got != 24<<20 {
+		t.Fatalf("Committed %d after dropping write from memory never faulted", got)
 	}
 	// Growing an accounted vma commits the growth.
 	if _, err := m.MRemap(ctx, a, 16<<20, 32<<20, MRemapOpts{}); !errors.Is(err, unix.ENOMEM) {

@@ -606,10 +606,16 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 			err = unix.ENOMEM
 			break
 		}
+		// Dropping write gives the commitment back only for anonymous
+		// memory never faulted (no anon_vma yet), as mprotect_fixup.
+		unaccount := !perms.Write && v.flags.has(vmaAccount) && v.isPrivateAnon() && !v.written()
 		if _, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) {
 			nv.realPerms = perms
 			if account {
 				nv.flags |= vmaAccount
+			}
+			if unaccount {
+				nv.flags &^= vmaAccount
 			}
 		}); err != nil {
 			break
