@@ -47,6 +47,13 @@ type Limits struct {
 	MinMmapAddr hostarch.Addr
 	// MaxMapCount is vm.max_map_count: the most vmas a process may have.
 	MaxMapCount int
+	// NoZeroPage is true if the kernel emulated has no shared zero page
+	// (some virtualised kernels boot without one): a read fault of private
+	// anonymous memory then allocates a page, which prepares the vma's
+	// anon_vma, so fork copies the vma's pages and it merges only as a
+	// written vma. With the zero page (Linux's default, false), a read
+	// fault leaves the vma without an anon_vma.
+	NoZeroPage bool
 }
 
 // Linux's defaults.
@@ -102,6 +109,7 @@ func HostLimits() Limits {
 	if v, ok := readSysctl("/proc/sys/vm/max_map_count"); ok && v > 0 && v < math.MaxInt32 {
 		l.MaxMapCount = int(v)
 	}
+	l.NoZeroPage = hostLacksZeroPage()
 	return l
 }
 

@@ -281,11 +281,12 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 		if err != nil {
 			return pmaIterator{}, err
 		}
-		// Linux 6.18 prepares the vma's anon_vma on any fault of private
-		// anonymous memory, a read of the zero page included: from now on
-		// fork copies the vma's pages and it merges only with vmas of the
-		// same lineage.
-		v.markWritten()
+		// A write prepares the vma's anon_vma; so does a read on a kernel
+		// without the zero page, where it allocates a page: from now on
+		// fork copies the vma's pages.
+		if at.Write || mm.limits.NoZeroPage {
+			v.markWritten()
+		}
 		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), pma{
 			file:           mm.mf,
 			off:            fr.Start,

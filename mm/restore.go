@@ -379,6 +379,7 @@ func (rs *Restorer) loadManager(d *checkpoint.Decoder) error {
 	}
 	m.limits.CapIPCLock = d.Bool()
 	m.limits.CapSysRawIO = d.Bool()
+	m.limits.NoZeroPage = d.Bool()
 	m.limits.MinMmapAddr = hostarch.Addr(d.Uvarint())
 	m.limits.MaxMapCount = int(d.UvarintMax(1<<31-1, "max map count"))
 	m.defMLockMode = memmap.MLockMode(d.UvarintMax(uint64(memmap.MLockLazy), "mlock mode"))

@@ -553,6 +553,7 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 	}
 	e.Bool(lim.CapIPCLock)
 	e.Bool(lim.CapSysRawIO)
+	e.Bool(lim.NoZeroPage)
 	e.Uvarint(uint64(lim.MinMmapAddr))
 	e.Uvarint(uint64(lim.MaxMapCount))
 	e.Uvarint(uint64(m.defMLockMode))

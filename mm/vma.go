@@ -46,13 +46,12 @@ type vma struct {
 	id memmap.MappingIdentity
 
 	// anonWritten is non-zero once the vma has Linux's vma->anon_vma: a
-	// private page of it has been written, or private anonymous memory of
-	// it has been faulted in at all (Linux 6.18 prepares the anon_vma on
-	// a read of the zero page too). Only then does fork copy the vma's
-	// pages; until then private pages allocated by reads are mapped
-	// without write, so that the first write comes through a fault and
-	// sets it. Set atomically by faults, which hold mappingMu only for
-	// reading; read atomically.
+	// private page of it has been written, or (Limits.NoZeroPage) private
+	// anonymous memory of it has been faulted in at all. Only then does
+	// fork copy the vma's pages; until then private pages allocated by
+	// reads are mapped without write, like Linux's zero page, so that the
+	// first write comes through a fault and sets it. Set atomically by
+	// faults, which hold mappingMu only for reading; read atomically.
 	anonWritten uint32
 
 	// name is a special mapping's name ("[heap]", "[vdso]", ...) when id is

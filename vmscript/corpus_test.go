@@ -13,6 +13,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vmspace/vmspace/mm"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -87,6 +89,13 @@ func probeFeatures() map[string]string {
 			features["overcommit"] = "vm.overcommit_memory is 2 (strict)"
 		} else {
 			features["overcommit"] = ""
+		}
+		if mm.HostLimits().NoZeroPage {
+			features["zeropage"] = "the kernel has no shared zero page"
+			features["nozeropage"] = ""
+		} else {
+			features["zeropage"] = ""
+			features["nozeropage"] = "the kernel has the shared zero page"
 		}
 		var rl unix.Rlimit
 		if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); rl.Max < 1<<20 {

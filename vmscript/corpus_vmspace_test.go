@@ -37,8 +37,18 @@ func TestCorpusOnVmspace(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
+			ex := NewVmspace().(*vmspaceExec)
+			// A transcript recorded on a kernel with (or without) the
+			// zero page is replayed with vmspace set likewise.
+			for _, req := range scriptRequires(src) {
+				switch req {
+				case "zeropage", "nozeropage":
+					no := req == "nozeropage"
+					ex.noZeroPage = &no
+				}
+			}
 			var got bytes.Buffer
-			if err := Run(ctx, s, NewVmspace(), &got); err != nil {
+			if err := Run(ctx, s, ex, &got); err != nil {
 				t.Fatalf("run: %v\ntranscript so far:\n%s", err, got.Bytes())
 			}
 			if d := Diff(s, want, got.Bytes()); d != nil {

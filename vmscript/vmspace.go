@@ -44,6 +44,10 @@ type vmspaceExec struct {
 	// ("save", "release", "restore") and a non-nil result is that
 	// stage's failure: tests inject failures with it. Set before Start.
 	fault func(stage string) error
+	// noZeroPage, if not nil, replaces the host's Limits.NoZeroPage:
+	// tests pin it for scripts whose Linux transcript depends on it. Set
+	// before Start.
+	noZeroPage *bool
 }
 
 // vproc is one process: a MemoryManager and its named objects (shared with
@@ -64,6 +68,9 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 	e.mf = mf
 	e.procs = map[*vproc]struct{}{}
 	lim := mm.HostLimits()
+	if e.noZeroPage != nil {
+		lim.NoZeroPage = *e.noZeroPage
+	}
 	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim})
 	m.BrkSetup(ctx, VmspaceBrk)
 	e.setup(m)
