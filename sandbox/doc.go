@@ -144,6 +144,7 @@
 // resumed); programs cannot be traced (ptrace) inside the sandbox;
 // /proc/PID/maps, smaps and cmdline are the host's view (the memory file's
 // mappings); processes left running when the first one exits are waited
-// for; a shared file mapping's writes reach the host file when synced or
-// unmapped (the hostfile page cache), not at once.
+// for; a private copy of a file page keeps its data after the host file is
+// truncated below it, where Linux raises SIGBUS (vmspace does not see
+// truncations made by the host).
 package sandbox

@@ -110,6 +110,8 @@ const maxFDSlot = 1 << 16
 // a small one. It is the one place that decides such numbers.
 func vmspaceFDSlot(lim unix.Rlimit, canRaiseHard bool) int {
 	switch {
+	case lim.Cur < 3:
+		// Never over standard input, output or error.
 	case lim.Cur < lim.Max && lim.Cur <= maxFDSlot:
 		return int(lim.Cur)
 	case lim.Cur <= maxFDSlot && canRaiseHard:
