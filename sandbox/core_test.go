@@ -27,7 +27,8 @@ func TestCoreDump(t *testing.T) {
 	exe := buildC(t, "abort", abortSrc, true, "-g", "-O0")
 	core := filepath.Join(t.TempDir(), "core")
 	var out bytes.Buffer
-	status, st, err := Run(Options{Argv: []string{exe}, CoreFile: core, Stdout: nil})
+	res, err := Run(Options{Argv: []string{exe}, CoreFile: core, Stdout: nil})
+	status, st := res.ExitCode(), res.Stats
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,8 @@ func TestCoreDumpSparse(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "sparse", sparseSrc, true, "-g", "-O0")
 	core := filepath.Join(t.TempDir(), "core")
-	status, st, err := Run(Options{Argv: []string{exe}, CoreFile: core})
+	res, err := Run(Options{Argv: []string{exe}, CoreFile: core})
+	status, st := res.ExitCode(), res.Stats
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,8 @@ func TestCoreFileUntouched(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "missing")
 	for _, path := range []string{existing, missing} {
-		status, st, err := Run(Options{Argv: []string{exe}, CoreFile: path, Stdout: devNull()})
+		res, err := Run(Options{Argv: []string{exe}, CoreFile: path, Stdout: devNull()})
+		status, st := res.ExitCode(), res.Stats
 		if err != nil || status != 3 || st.CoreDumped || st.CoreErr != nil {
 			t.Errorf("%s: status %d, %v; core dumped %v (%v)", path, status, err, st.CoreDumped, st.CoreErr)
 		}
@@ -150,7 +153,8 @@ func TestCoreFileFull(t *testing.T) {
 	if err := unix.Mknod(full, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 7))); err != nil {
 		t.Skipf("cannot make a device node: %v", err)
 	}
-	status, st, err := Run(Options{Argv: []string{exe}, CoreFile: full, Stdout: devNull()})
+	res, err := Run(Options{Argv: []string{exe}, CoreFile: full, Stdout: devNull()})
+	status, st := res.ExitCode(), res.Stats
 	if err != nil || status != 128+6 {
 		t.Fatalf("status %d, %v", status, err)
 	}

@@ -137,6 +137,23 @@
 // RLIMIT_NOFILE where possible, outside the numbers the program can use
 // (vmspaceFDSlot).
 //
+// # Waits, exits and signals
+//
+// The tracer never waits for one task alone: a wait for a task it has
+// resumed (an injected call, a stop it asked for) takes any report of its
+// own tracees (__WNOTHREAD) and keeps the others for the main loop, since a
+// thread-group leader killed with its process is reported only after its
+// other threads have been reaped. Every task stops at its exit
+// (PTRACE_O_TRACEEXIT), where a core is taken if one is due, and is then
+// let go (PTRACE_DETACH), so that its real parent can wait for it as soon
+// as its pidfd says it has exited (a traced zombie is waitable by its
+// parent only once its tracer has reaped it); the address space of a
+// process let go is released when its pidfd says the host process has
+// ended. Only the first process's leader, whose parent is vmspace, is
+// reaped by vmspace: its wait status is Run's Result. Options.Signals
+// passes signals sent to vmspace on to every process of the program; vmspace
+// run dies of the signal that killed the program.
+//
 // # Limits
 //
 // vmspace run is not an isolation boundary: all other system calls reach

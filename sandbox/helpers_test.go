@@ -77,7 +77,9 @@ func sandboxRun(t testing.TB, dir, stdin string, opts Options, argv ...string) (
 	var err error
 	go func() {
 		defer close(done)
-		code, st, err = Run(opts)
+		var res Result
+		res, err = Run(opts)
+		code, st = res.ExitCode(), res.Stats
 	}()
 	select {
 	case <-done:
@@ -131,7 +133,7 @@ func need(t testing.TB, progs ...string) {
 func needPtrace(t testing.TB) {
 	t.Helper()
 	ptraceOnce.Do(func() {
-		_, _, ptraceErr = Run(Options{Image: DemoImage(), Stdout: devNull(), Stderr: devNull()})
+		_, ptraceErr = Run(Options{Image: DemoImage(), Stdout: devNull(), Stderr: devNull()})
 	})
 	if ptraceErr != nil {
 		if errors.Is(ptraceErr, syscall.EPERM) || errors.Is(ptraceErr, syscall.ENOSYS) {

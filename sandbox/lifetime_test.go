@@ -3,6 +3,8 @@ package sandbox
 import (
 	"fmt"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // killThreadsSrc forks children with two threads that map, touch and unmap
@@ -120,4 +122,28 @@ func TestPidfdWait(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "pidfdwait", pidfdWaitSrc, false)
 	compare(t, "", "", exe, "200")
+}
+
+// TestResultStatus: Run returns the first process's wait status as its
+// parent saw it (killed by a signal, or the exit code), and ExitCode its
+// shell form.
+func TestResultStatus(t *testing.T) {
+	needPtrace(t)
+	need(t, "sh")
+	for _, c := range []struct {
+		script string
+		sig    unix.Signal
+		code   int
+	}{{"kill -SEGV $$", unix.SIGSEGV, 139}, {"kill -INT $$", unix.SIGINT, 130}, {"exit 7", 0, 7}} {
+		res, err := Run(Options{Argv: []string{"sh", "-c", c.script}, Env: testEnv(), Stdout: devNull(), Stderr: devNull()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.sig != 0 && (!res.Status.Signaled() || res.Status.Signal() != c.sig) || c.sig == 0 && !res.Status.Exited() {
+			t.Errorf("%q: status %#x", c.script, uint32(res.Status))
+		}
+		if res.ExitCode() != c.code {
+			t.Errorf("%q: exit code %d, want %d", c.script, res.ExitCode(), c.code)
+		}
+	}
 }

@@ -44,6 +44,11 @@ type Options struct {
 	Maps io.Writer
 	// Dir is the program's working directory; "" means vmspace's.
 	Dir string
+	// Signals, if not nil, are signals sent to vmspace to pass on to the
+	// program: each is sent to every process of the program (as a
+	// terminal sends its signals to every process of its foreground
+	// process group), until Run returns.
+	Signals <-chan os.Signal
 	// Started, if not nil, is called with the pid of the first process
 	// once it exists (for example to forward signals to it).
 	Started func(pid int)
@@ -148,15 +153,34 @@ func installAt(pid, fd int) (func(), error) {
 // ErrNoProgram is returned when Options.Argv is empty.
 var ErrNoProgram = errors.New("sandbox: no program to run")
 
-// Run runs the program and returns its exit status as a shell shows it (the
-// exit code, or 128 + the signal that killed it), once every process it
-// started has ended.
-func Run(opts Options) (int, Stats, error) {
+// Result is how a run ended.
+type Result struct {
+	// Status is the wait status of the program's first process, as its
+	// parent (vmspace) saw it: its exit code, or the signal that killed
+	// it.
+	Status unix.WaitStatus
+	// Stats are the run's figures.
+	Stats Stats
+}
+
+// ExitCode returns Status as a shell shows it: the exit code, or 128 + the
+// number of the signal that killed the process.
+func (r Result) ExitCode() int {
+	if r.Status.Signaled() {
+		return 128 + int(r.Status.Signal())
+	}
+	return r.Status.ExitStatus()
+}
+
+// Run runs the program and returns how its first process ended, once
+// every process it started has ended. The Result's Stats are valid even
+// with an error, as far as the run went.
+func Run(opts Options) (Result, error) {
 	if len(opts.Argv) == 0 && opts.Image == nil {
-		return 0, Stats{}, ErrNoProgram
+		return Result{}, ErrNoProgram
 	}
 	type result struct {
-		status int
+		status unix.WaitStatus
 		stats  Stats
 		err    error
 	}
@@ -179,6 +203,11 @@ func Run(opts Options) (int, Stats, error) {
 			ch <- result{err: err}
 			return
 		}
+		if opts.Signals != nil {
+			stop := make(chan struct{})
+			defer close(stop)
+			go s.fwd.forward(opts.Signals, stop)
+		}
 		st, err := s.run()
 		tc := time.Now()
 		s.close()
@@ -188,7 +217,7 @@ func Run(opts Options) (int, Stats, error) {
 		ch <- result{st, s.stats, err}
 	}()
 	r := <-ch
-	return r.status, r.stats, r.err
+	return Result{Status: r.status, Stats: r.stats}, r.err
 }
 
 // noStopSignals makes the kernel stop sending vmspace a SIGCHLD for every
@@ -236,11 +265,14 @@ type Sandbox struct {
 	// borrowed are tasks stopped to serve another process's request,
 	// to be resumed once the current stop is handled.
 	borrowed []*task
-	// root is the pid of the first process; rootStatus its exit status as
-	// a shell shows it, valid once rootDone.
+	// root is the pid of the first process; rootStatus its wait status,
+	// valid once rootDone.
 	root       int
-	rootStatus int
+	rootStatus unix.WaitStatus
 	rootDone   bool
+	// fwd passes the signals of Options.Signals on to the program's
+	// processes (it has its own lock).
+	fwd forwarder
 	// selfPid is vmspace's pid.
 	selfPid int
 	// shm are the System V shared memory segments.
@@ -561,7 +593,7 @@ func (s *Sandbox) close() {
 }
 
 // run starts the program and serves its tasks until all have ended.
-func (s *Sandbox) run() (int, error) {
+func (s *Sandbox) run() (unix.WaitStatus, error) {
 	if err := s.startRoot(); err != nil {
 		return 0, err
 	}
@@ -1246,25 +1278,18 @@ func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {
 	}
 	if t.tid == p.pid && p.pid == s.root {
 		s.rootDone = true
-		s.rootStatus = shellStatus(ws)
+		s.rootStatus = ws
 	}
 	if len(p.tasks) == 0 {
 		s.processExited(p)
 	}
 }
 
-// shellStatus returns the exit status a shell shows for ws.
-func shellStatus(ws unix.WaitStatus) int {
-	if ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ws.ExitStatus()
-}
-
 // processExited forgets a process whose tasks have all ended, and releases
 // it (releaseProcess) once its host process has ended too.
 func (s *Sandbox) processExited(p *process) {
 	delete(s.procs, p.pid)
+	s.fwd.remove(p.pid)
 	if par := p.forkParent; par != nil {
 		// Died before its first stop: the parent need not wait.
 		p.forkParent = nil
@@ -1625,6 +1650,7 @@ func lookPath(name string, env []string) (string, error) {
 func (s *Sandbox) newProcess(pid int) *process {
 	p := &process{pid: pid, tasks: make(map[int]*task), memFD: s.memFDNum, memFDOurs: true, pidfd: -1}
 	s.procs[pid] = p
+	s.fwd.add(pid)
 	return p
 }
 

@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"encoding/binary"
+	"os"
+	"sync"
+	"syscall"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
@@ -94,5 +97,53 @@ func (s *Sandbox) sysSigprocmask(t *task, a [6]uint64) sysResult {
 func (s *Sandbox) unblockSEGV(t *task) {
 	if m, err := ptraceGetSigmask(t.tid); err == nil && m&segvBit != 0 {
 		ptraceSetSigmask(t.tid, m&^segvBit)
+	}
+}
+
+// forwarder passes signals sent to vmspace on to every process of the
+// program (Options.Signals). The tracer keeps its set of processes up to
+// date; the forwarding goroutine reads it.
+type forwarder struct {
+	// mu protects pids.
+	mu sync.Mutex
+	// pids are the program's live processes.
+	pids map[int]struct{}
+}
+
+// add records a new process of the program.
+func (f *forwarder) add(pid int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.pids == nil {
+		f.pids = make(map[int]struct{})
+	}
+	f.pids[pid] = struct{}{}
+}
+
+// remove forgets an ended process.
+func (f *forwarder) remove(pid int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.pids, pid)
+}
+
+// forward sends each signal from sigs to every process of the program,
+// until stop is closed.
+func (f *forwarder) forward(sigs <-chan os.Signal, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case sig := <-sigs:
+			n, ok := sig.(syscall.Signal)
+			if !ok {
+				continue
+			}
+			f.mu.Lock()
+			for pid := range f.pids {
+				unix.Kill(pid, n)
+			}
+			f.mu.Unlock()
+		}
 	}
 }

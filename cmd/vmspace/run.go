@@ -5,11 +5,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
-	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"github.com/vmspace/vmspace/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [--core FILE] [-- PROGRAM ARGS...]
@@ -32,8 +34,10 @@ and shows its maps and statistics.
             holes. A failure to write it is reported on stderr; the exit
             status stays the program's.
 
-The exit status is the program's, as a shell shows it (128+N if killed by
-signal N). vmspace run is not an isolation boundary: system calls other
+The exit status is the program's: vmspace exits with the program's exit
+code, or dies of the signal that killed it (without a core file of its
+own). SIGINT, SIGQUIT, SIGHUP, SIGTERM, SIGUSR1, SIGUSR2 and SIGALRM sent
+to vmspace are passed on to every process of the program. vmspace run is not an isolation boundary: system calls other
 than the memory calls go to the host kernel.
 `
 
@@ -87,23 +91,20 @@ func runMain(args []string) int {
 	if maps {
 		opts.Maps = os.Stderr
 	}
-	// The program is in vmspace's process group: a terminal's SIGINT and
-	// SIGQUIT reach it directly, and vmspace must outlive it to report
-	// its status. Termination signals sent to vmspace alone are passed on.
-	signal.Ignore(syscall.SIGINT, syscall.SIGQUIT)
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
-	var root atomic.Int64
-	opts.Started = func(pid int) { root.Store(int64(pid)) }
-	go func() {
-		for sig := range sigs {
-			if pid := root.Load(); pid > 0 {
-				syscall.Kill(int(pid), sig.(syscall.Signal))
-			}
+	// Signals that a terminal or a supervisor (timeout, kill) sends end
+	// or alert the program: vmspace catches them and passes each on to
+	// every process of the program. One that vmspace was started with
+	// ignored stays ignored, for the program too, as it inherits it.
+	sigs := make(chan os.Signal, 8)
+	for _, sig := range forwardSignals {
+		if !signal.Ignored(sig) {
+			signal.Notify(sigs, sig)
 		}
-	}()
-	status, st, err := sandbox.Run(opts)
+	}
+	opts.Signals = sigs
+	res, err := sandbox.Run(opts)
 	signal.Stop(sigs)
+	st := res.Stats
 	if st.CoreErr != nil {
 		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", st.CoreErr)
 	}
@@ -114,7 +115,40 @@ func runMain(args []string) int {
 	if stats {
 		printStats(os.Stderr, st)
 	}
-	return status
+	if res.Status.Signaled() {
+		// Everything else is done: end as the program ended.
+		dieOf(syscall.Signal(res.Status.Signal()))
+	}
+	return res.ExitCode()
+}
+
+// forwardSignals are the signals vmspace passes on to the program: those a
+// terminal sends its foreground processes (SIGINT, SIGQUIT, SIGHUP) and
+// those a user or a supervisor sends to end or alert a program.
+var forwardSignals = []os.Signal{
+	syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGTERM,
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGALRM,
+}
+
+// dieOf ends vmspace by signal sig, so that its parent sees it killed by
+// the signal that killed the program (WIFSIGNALED; a shell says
+// "Segmentation fault"). vmspace dumps no core of its own on the way
+// (RLIMIT_CORE 0) unless GOTRACEBACK=crash asks for one. It returns only
+// if the signal does not kill (then vmspace exits with 128+sig).
+func dieOf(sig syscall.Signal) {
+	runtime.LockOSThread()
+	if os.Getenv("GOTRACEBACK") != "crash" {
+		unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	}
+	signal.Reset(sig)
+	// The Go runtime's handler stays installed for signals it uses
+	// (SIGSEGV, SIGBUS, ...): put the default action back directly.
+	var dfl [4]uint64 // handler SIG_DFL, flags, restorer, mask
+	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+	set := uint64(1) << (uint(sig) - 1)
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_UNBLOCK, uintptr(unsafe.Pointer(&set)), 0, 8, 0, 0)
+	unix.Tgkill(unix.Getpid(), unix.Gettid(), unix.Signal(sig))
+	os.Exit(128 + int(sig))
 }
 
 // printStats prints a run's figures.
