@@ -31,7 +31,7 @@ func main() {
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 	case "run":
-		os.Exit(runMain(args))
+		os.Exit(runCommand(args))
 	case "bench":
 		os.Exit(bench.Main(args, os.Stdout, os.Stderr))
 	case "replay":

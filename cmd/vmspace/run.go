@@ -41,8 +41,28 @@ to vmspace are passed on to every process of the program. vmspace run is not an 
 than the memory calls go to the host kernel.
 `
 
-// runMain implements "vmspace run".
+// runMain implements "vmspace run" and returns its exit status as a shell
+// shows it (128+N for a program killed by signal N).
 func runMain(args []string) int {
+	code, _ := runProgram(args)
+	return code
+}
+
+// runCommand is "vmspace run" as a command: it returns the exit status, or
+// dies of the signal that killed the program, once everything else is
+// done, so that vmspace's parent sees it killed by that signal
+// (WIFSIGNALED; a shell says "Segmentation fault").
+func runCommand(args []string) int {
+	code, sig := runProgram(args)
+	if sig != 0 {
+		dieOf(sig)
+	}
+	return code
+}
+
+// runProgram runs "vmspace run" with args and returns its exit status as a
+// shell shows it, and the signal that killed the program, if one did.
+func runProgram(args []string) (int, syscall.Signal) {
 	var trace, maps, stats bool
 	var prog []string
 	var corePath string
@@ -61,16 +81,16 @@ func runMain(args []string) int {
 		case a == "--core" || a == "-core":
 			if i+1 >= len(args) {
 				fmt.Fprintf(os.Stderr, "vmspace run: --core needs a file\n%s", runUsage)
-				return 2
+				return 2, 0
 			}
 			i++
 			corePath = args[i]
 		case a == "-h" || a == "--help":
 			fmt.Print(runUsage)
-			return 0
+			return 0, 0
 		case strings.HasPrefix(a, "-"):
 			fmt.Fprintf(os.Stderr, "vmspace run: unknown flag %s\n%s", a, runUsage)
-			return 2
+			return 2, 0
 		default:
 			prog = args[i:]
 			i = len(args)
@@ -110,16 +130,15 @@ func runMain(args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", err)
-		return 127
+		return 127, 0
 	}
 	if stats {
 		printStats(os.Stderr, st)
 	}
 	if res.Status.Signaled() {
-		// Everything else is done: end as the program ended.
-		dieOf(syscall.Signal(res.Status.Signal()))
+		return res.ExitCode(), syscall.Signal(res.Status.Signal())
 	}
-	return res.ExitCode()
+	return res.ExitCode(), 0
 }
 
 // forwardSignals are the signals vmspace passes on to the program: those a
