@@ -68,16 +68,27 @@ func TestCommitNever(t *testing.T) {
 	if _, err := m.MRemap(ctx, a, 16<<20, 32<<20, MRemapOpts{}); !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("mremap past CommitLimit: %v, want ENOMEM", err)
 	}
-	// A fork's accounted vmas are committed too, and released with it.
+	// A fork's accounted vmas are committed too: past CommitLimit the
+	// fork fails (ENOMEM) and commits nothing ...
+	if _, err := m.Fork(ctx); !errors.Is(err, unix.ENOMEM) {
+		t.Fatalf("fork past CommitLimit: %v, want ENOMEM", err)
+	}
+	if got := c.Committed(); got != 24<<20 {
+		t.Fatalf("Committed %d after a failed fork", got)
+	}
+	// ... and within it they are committed, and released with the child.
+	if err := m.MUnmap(ctx, a, 16<<20); err != nil {
+		t.Fatal(err)
+	}
 	child, err := m.Fork(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Committed(); got != 48<<20 {
+	if got := c.Committed(); got != 16<<20 {
 		t.Fatalf("Committed %d with a forked child", got)
 	}
 	child.DecUsers(ctx)
-	if got := c.Committed(); got != 24<<20 {
+	if got := c.Committed(); got != 8<<20 {
 		t.Fatalf("Committed %d after the child went", got)
 	}
 	if err := m.MUnmap(ctx, window, 1<<30); err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"golang.org/x/sys/unix"
 )
 
 // Fork returns a copy of the address space, as fork(2) makes for the child:
@@ -61,6 +62,12 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 			continue
 		}
 		vr := hostarch.AddrRange(vseg.Range())
+		if v.flags.has(vmaAccount) && !mm.enoughMemoryLocked(vr.Length()) {
+			// Like Linux's dup_mmap, the child's copy of an accounted
+			// vma is committed, checked against the parent's figures.
+			err = unix.ENOMEM
+			break
+		}
 		v.mlockMode = memmap.MLockNone
 		if v.mappable != nil {
 			if err = v.mappable.CopyMapping(ctx, mm2, vr, vr, v.off, v.canWriteMappable()); err != nil {
