@@ -983,6 +983,12 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 	// process's task) would hold t's report back just the same.
 	kept := s.deferred[:0]
 	for _, wr := range s.deferred {
+		if s.tasks[wr.tid] == nil && event(wr.ws) == unix.PTRACE_EVENT_EXIT {
+			// A new task killed before its creator's clone event
+			// (see handle): it may be a thread of t's process.
+			ptraceCont(wr.tid, 0)
+			continue
+		}
 		if u := s.tasks[wr.tid]; u != nil && u != t && u.p == t.p && event(wr.ws) == unix.PTRACE_EVENT_EXIT {
 			if !s.diesOfSignal(wr.tid) {
 				// Its own exit: nothing needs doing at the stop.
@@ -1012,6 +1018,13 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 		}
 		if wpid == t.tid {
 			return ws, nil
+		}
+		if s.tasks[wpid] == nil && event(ws) == unix.PTRACE_EVENT_EXIT {
+			// A new task killed before its creator's clone event
+			// (see handle), maybe a thread of t's process, held
+			// back by nothing else: let it die.
+			ptraceCont(wpid, 0)
+			continue
 		}
 		if u := s.tasks[wpid]; u != nil && u.p == t.p && event(ws) == unix.PTRACE_EVENT_EXIT {
 			// Another thread of t's process is exiting: held
