@@ -171,8 +171,8 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 	v.off -= grow
 	// Linux's expand_downwards prepares the vma's anon_vma: from now on
 	// fork copies its pages.
-	v.markWritten()
 	next.SetStartUnchecked(newStart)
+	mm.prepareAnonVMA(next)
 	return nil
 }
 

@@ -69,6 +69,13 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 			break
 		}
 		v.mlockMode = memmap.MLockNone
+		// Like Linux's anon_vma_fork, the child's vma gets an anon_vma
+		// of its own chained to the parent's (a wiped one gets none).
+		if v.anonVMA != 0 && !v.flags.has(vmaWipeOnFork) {
+			v.anonVMA, v.anonChained = newAnonVMA(), true
+		} else {
+			v.anonVMA, v.anonChained = 0, false
+		}
 		if v.mappable != nil {
 			if err = v.mappable.CopyMapping(ctx, mm2, vr, vr, v.off, v.canWriteMappable()); err != nil {
 				break

@@ -39,6 +39,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"privateRefs":           {forkShared, "copy-on-write pages are counted across the family"},
 	"users":                 {forkOwn, "1: the child's first user"},
 	"mappingMu":             {forkLock, ""},
+	"anonVMAMu":             {forkLock, ""},
 	"vmas":                  {forkOwn, "copied except MADV_DONTFORK, without mlock (TestForkDontForkAndWipeOnFork)"},
 	"layout":                {forkCopied, "mmap_base and direction are inherited"},
 	"brk":                   {forkCopied, "the break is inherited"},

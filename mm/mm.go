@@ -87,6 +87,10 @@ type MemoryManager struct {
 	// faults and I/O.
 	mappingMu sync.RWMutex
 
+	// anonVMAMu serializes faults giving vmas their anon_vma
+	// (prepareAnonVMA), which hold mappingMu only for reading.
+	anonVMAMu sync.Mutex
+
 	// vmas are the application's mappings. Protected by mappingMu.
 	vmas vmaSet
 

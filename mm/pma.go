@@ -230,7 +230,7 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 		}
 		p := pseg.ValuePtr()
 		if at.Write && v.private() {
-			v.markWritten()
+			mm.prepareAnonVMA(vseg)
 		}
 		if at.Write && p.private && !p.needCOW && !p.effectivePerms.Write && v.effectivePerms().Write {
 			// Private memory first mapped by a read: writable now,
@@ -285,7 +285,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 		// without the zero page, where it allocates a page: from now on
 		// fork copies the vma's pages.
 		if at.Write || mm.limits.NoZeroPage {
-			v.markWritten()
+			mm.prepareAnonVMA(vseg)
 		}
 		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), pma{
 			file:           mm.mf,

@@ -480,21 +480,25 @@ func (rs *Restorer) decodeVMA(d *checkpoint.Decoder, m *rManager) {
 	v.v.maxPerms, ok2 = decodePerms(d.Byte())
 	fl := d.Uvarint()
 	v.v.flags = vmaFlags(fl & 0xffffffff)
-	v.v.anonWritten = uint32(fl >> 32 & 1)
+	hasAnon := fl>>32&1 != 0
+	v.v.anonChained = fl>>33&1 != 0
 	v.v.mlockMode = memmap.MLockMode(d.UvarintMax(uint64(memmap.MLockLazy), "mlock mode"))
 	v.v.numaPolicy = int32(d.UvarintMax(MPolLocal, "NUMA policy"))
 	v.v.numaNodemask = d.Uvarint()
 	v.v.name = d.String(maxNameLen)
-	if d.Bool() {
-		v.v.anonWritten = 1
-	}
+	v.v.anonVMA = d.Uvarint()
 	if d.Err() != nil {
 		return
 	}
+	if hasAnon != (v.v.anonVMA != 0) || (v.v.anonChained && !hasAnon) {
+		d.Fail("vma %#x-%#x: inconsistent anon_vma %d", v.ar.Start, v.ar.End, v.v.anonVMA)
+		return
+	}
+	noteAnonVMA(v.v.anonVMA)
 	switch {
 	case !ok1 || !ok2:
 		d.Fail("vma %v: bad permissions", v.ar)
-	case uint64(v.v.flags)&^uint64(knownVMAFlags) != 0 || fl>>33 != 0:
+	case uint64(v.v.flags)&^uint64(knownVMAFlags) != 0 || fl>>34 != 0:
 		d.Fail("vma %v: unknown flags %#x", v.ar, uint64(v.v.flags))
 	case v.obj > uint64(len(rs.objects)):
 		d.Fail("vma %v refers to object %d of %d", v.ar, v.obj, len(rs.objects))

@@ -609,13 +609,21 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 		e.Uvarint(v.off)
 		e.Byte(encodePerms(v.realPerms))
 		e.Byte(encodePerms(v.maxPerms))
-		// Bit 32: the vma has been written (anonWritten).
-		e.Uvarint(uint64(v.flags) | uint64(atomic.LoadUint32(&v.anonWritten)&1)<<32)
+		// Bit 32: the vma has an anon_vma; bit 33: its chain is not
+		// singular.
+		fl := uint64(v.flags)
+		if v.written() {
+			fl |= 1 << 32
+		}
+		if v.anonChained {
+			fl |= 1 << 33
+		}
+		e.Uvarint(fl)
 		e.Uvarint(uint64(v.mlockMode))
 		e.Uvarint(uint64(uint32(v.numaPolicy)))
 		e.Uvarint(v.numaNodemask)
 		e.String(v.name)
-		e.Bool(v.written())
+		e.Uvarint(atomic.LoadUint64(&v.anonVMA))
 		n++
 		if err := flush(recVMAs, false); err != nil {
 			return err

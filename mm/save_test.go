@@ -812,7 +812,7 @@ func TestSaveConcurrentFaults(t *testing.T) {
 var checkpointFields = map[string]map[string]string{
 	"MemoryManager": {
 		"p": "RestoreOptions.Platform", "mf": "RestoreOptions.MemoryFile", "haveASIO": "from the platform",
-		"privateRefs": "per family, rebuilt from the pmas", "users": "1", "mappingMu": "lock", "vmas": "saved",
+		"privateRefs": "per family, rebuilt from the pmas", "users": "1", "mappingMu": "lock", "anonVMAMu": "lock", "vmas": "saved",
 		"layout": "saved", "brk": "saved", "usageAS": "recomputed", "peakAS": "saved", "lockedAS": "recomputed",
 		"dataAS": "recomputed", "stackAS": "recomputed", "execAS": "recomputed", "dataSegment": "saved",
 		"guards": "saved", "defMLockMode": "saved", "sharedAnon": "a function: the caller sets it again",
@@ -827,7 +827,7 @@ var checkpointFields = map[string]map[string]string{
 	"vma": {
 		"mappable": "saved (object)", "off": "saved", "realPerms": "saved", "maxPerms": "saved", "flags": "saved",
 		"mlockMode": "saved", "numaPolicy": "saved", "numaNodemask": "saved", "id": "saved (object)",
-		"anonWritten": "saved", "name": "saved",
+		"anonVMA": "saved (identity; later ones are made larger)", "anonChained": "saved", "name": "saved",
 	},
 	"pma": {
 		"file": "private: the memory file; else translated again", "off": "private: via runs; else translated",

@@ -45,14 +45,25 @@ type vma struct {
 	// nil for anonymous memory.
 	id memmap.MappingIdentity
 
-	// anonWritten is non-zero once the vma has Linux's vma->anon_vma: a
-	// private page of it has been written, or (Limits.NoZeroPage) private
-	// anonymous memory of it has been faulted in at all. Only then does
-	// fork copy the vma's pages; until then private pages allocated by
-	// reads are mapped without write, like Linux's zero page, so that the
-	// first write comes through a fault and sets it. Set atomically by
-	// faults, which hold mappingMu only for reading; read atomically.
-	anonWritten uint32
+	// anonVMA is the identity of the vma's anon_vma (Linux's
+	// vma->anon_vma), 0 while it has none. A vma gets one when a private
+	// page of it is first written, or (Limits.NoZeroPage) when private
+	// anonymous memory of it is first faulted in at all; it reuses an
+	// adjacent compatible vma's (prepareAnonVMA). Only then does fork copy
+	// the vma's pages; until then private pages allocated by reads are
+	// mapped without write, like Linux's zero page, so that the first write
+	// comes through a fault and prepares it. Splits and mremap keep it;
+	// vmas with different ones never merge (Merge). Set atomically by
+	// faults, which hold mappingMu only for reading, under anonVMAMu;
+	// read atomically, or plainly with mappingMu held for writing.
+	anonVMA uint64
+
+	// anonChained reports that the vma's anon_vma_chain is not singular:
+	// it was inherited by fork from a vma that had an anon_vma, so its
+	// pages may still be shared with ("uncowed") parents, and Linux never
+	// lets it merge with a vma that has no anon_vma. Protected by
+	// mappingMu.
+	anonChained bool
 
 	// name is a special mapping's name ("[heap]", "[vdso]", ...) when id is
 	// nil, or the anonymous name set with PR_SET_VMA_ANON_NAME when
@@ -129,15 +140,93 @@ func (v *vma) growsDown() bool { return v.flags.has(vmaGrowsDown) }
 // effectivePerms returns the access the hardware grants.
 func (v *vma) effectivePerms() hostarch.AccessType { return v.realPerms.Effective() }
 
-// written reports whether a private page of v has been written.
-func (v *vma) written() bool { return atomic.LoadUint32(&v.anonWritten) != 0 }
+// written reports whether v has an anon_vma: a private page of it has
+// been written (or, with Limits.NoZeroPage, faulted in).
+func (v *vma) written() bool { return atomic.LoadUint64(&v.anonVMA) != 0 }
 
-// markWritten records that a private page of v is being written.
-// Preconditions: mappingMu held (for reading suffices).
-func (v *vma) markWritten() {
-	if atomic.LoadUint32(&v.anonWritten) == 0 {
-		atomic.StoreUint32(&v.anonWritten, 1)
+// lastAnonVMA is the last anon_vma identity handed out. Identities are
+// compared only between the vmas of one manager; a single counter keeps
+// them distinct across managers and restores. Accessed atomically.
+var lastAnonVMA atomic.Uint64
+
+// newAnonVMA returns a fresh anon_vma identity.
+func newAnonVMA() uint64 { return lastAnonVMA.Add(1) }
+
+// noteAnonVMA makes future identities larger than id (restore).
+func noteAnonVMA(id uint64) {
+	for {
+		cur := lastAnonVMA.Load()
+		if cur >= id || lastAnonVMA.CompareAndSwap(cur, id) {
+			return
+		}
 	}
+}
+
+// prepareAnonVMA gives the vma at vseg an anon_vma if it has none, like
+// Linux's anon_vma_prepare: the next vma's, else the previous one's, when
+// that neighbour is compatible (reusableAnonVMA), else a fresh one.
+// Preconditions: mappingMu held (for reading suffices).
+func (mm *MemoryManager) prepareAnonVMA(vseg vmaIterator) {
+	v := vseg.ValuePtr()
+	if v.written() {
+		return
+	}
+	mm.anonVMAMu.Lock()
+	defer mm.anonVMAMu.Unlock()
+	if v.written() {
+		return
+	}
+	id := uint64(0)
+	if next := vseg.NextSegment(); next.Ok() {
+		id = reusableAnonVMA(next, vseg, next)
+	}
+	if prev := vseg.PrevSegment(); id == 0 && prev.Ok() {
+		id = reusableAnonVMA(prev, prev, vseg)
+	}
+	if id == 0 {
+		id = newAnonVMA()
+	}
+	atomic.StoreUint64(&v.anonVMA, id)
+}
+
+// reusableAnonVMA returns old's anon_vma if a (below) and b (above) are
+// compatible and old's anon_vma_chain is singular, else 0 (Linux's
+// reusable_anon_vma and anon_vma_compatible: adjacent, the same file and
+// contiguous offsets, the same NUMA policy, and the same flags but for
+// the access ones).
+func reusableAnonVMA(old, a, b vmaIterator) uint64 {
+	av, bv := a.ValuePtr(), b.ValuePtr()
+	if a.End() != b.Start() ||
+		av.mappable != bv.mappable ||
+		av.id != bv.id ||
+		av.off+uint64(a.Range().Length()) != bv.off ||
+		av.numaPolicy != bv.numaPolicy ||
+		av.numaNodemask != bv.numaNodemask ||
+		av.flags != bv.flags ||
+		av.maxPerms != bv.maxPerms ||
+		av.mlockMode != bv.mlockMode {
+		return 0
+	}
+	ov := old.ValuePtr()
+	if ov.anonChained {
+		return 0
+	}
+	return atomic.LoadUint64(&ov.anonVMA)
+}
+
+// mergeableAnonVMA reports whether vmas with anon_vmas a1 and a2 (chains
+// c1, c2) may merge, like Linux's is_mergeable_anon_vma: the same
+// anon_vma, or none on one side and a singular chain on the other.
+func mergeableAnonVMA(a1 uint64, c1 bool, a2 uint64, c2 bool) bool {
+	switch {
+	case a1 == 0 && a2 == 0:
+		return true
+	case a1 == 0:
+		return !c2
+	case a2 == 0:
+		return !c1
+	}
+	return a1 == a2
 }
 
 // pmaPerms returns the permissions a pma with translation permissions tp
@@ -197,7 +286,14 @@ func (vmaSetFunctions) ClearValue(v *vma) {
 // attributes, and contiguous offsets into the same Mappable (or, for
 // anonymous memory, contiguous anonymous offsets).
 func (vmaSetFunctions) Merge(r1 addrSegRange, v1 vma, r2 addrSegRange, v2 vma) (vma, bool) {
-	v1.anonWritten |= v2.anonWritten
+	if !mergeableAnonVMA(v1.anonVMA, v1.anonChained, v2.anonVMA, v2.anonChained) {
+		return vma{}, false
+	}
+	if v1.anonVMA == 0 {
+		v1.anonVMA, v1.anonChained = v2.anonVMA, v2.anonChained
+	} else {
+		v1.anonChained = v1.anonChained || v2.anonChained
+	}
 	if v1.mappable != v2.mappable ||
 		v1.off+uint64(r1.Length()) != v2.off ||
 		v1.realPerms != v2.realPerms ||
