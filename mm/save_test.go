@@ -295,10 +295,31 @@ func TestCheckpointAnonymousFamily(t *testing.T) {
 	mustOK(t, "CheckPrivateRefs", CheckPrivateRefs(p, c1, c2))
 
 	mms := []*MemoryManager{p, c1, c2}
+	var anonBefore [][]string
+	for _, m := range mms {
+		anonBefore = append(anonBefore, anonVMAsOf(m))
+	}
 	restored, img := checkpointCycle(t, mf, mms, nil, nil)
 	t.Logf("image: %d bytes", len(img))
 	mustOK(t, "CheckPrivateRefs after restore", CheckPrivateRefs(restored...))
 	rp, rc1, rc2 := restored[0], restored[1], restored[2]
+	// Every vma keeps its anon_vma identity and chain (merges depend on
+	// them), and the children's inherited vmas are chained.
+	chained := 0
+	for i, want := range anonBefore {
+		got := anonVMAsOf(restored[i])
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("manager %d: anon_vmas after restore %v, want %v", i, got, want)
+		}
+		for _, v := range want {
+			if strings.HasSuffix(v, "chained") {
+				chained++
+			}
+		}
+	}
+	if chained == 0 {
+		t.Errorf("no chained anon_vma in the forked family")
+	}
 
 	// The restored managers behave: COW still separates them.
 	if got := read(t, rc1, a+hostarch.PageSize, 9); string(got) != "child one" {
@@ -844,6 +865,22 @@ var checkpointFields = map[string]map[string]string{
 		"refs": "references of the restored users", "onMap": "set again for AIO rings",
 		"mu": "lock", "msyncErr": "saved", "punchErr": "saved",
 	},
+}
+
+// anonVMAsOf describes the anon_vma of each of m's vmas.
+func anonVMAsOf(m *MemoryManager) []string {
+	m.mappingMu.RLock()
+	defer m.mappingMu.RUnlock()
+	var out []string
+	for vseg := m.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		v := vseg.ValuePtr()
+		d := fmt.Sprintf("%#x-%#x %d", uint64(vseg.Start()), uint64(vseg.End()), v.anonVMA)
+		if v.anonChained {
+			d += " chained"
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // TestCheckpointCoversEveryField fails when a structure that checkpoints
