@@ -235,6 +235,10 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.locked() || v.flags.has(vmaDontExpand) {
 				return unix.EINVAL
 			}
+			// Linux 6.18's madvise_guard_install prepares the vma's
+			// anon_vma (page tables no longer empty): fork copies
+			// them, and merges see it.
+			mm.prepareAnonVMA(vseg)
 			mm.dropPagesLocked(ctx, r)
 			// Part of r may be guarded already.
 			mm.guards.RemoveRange(addrSegRange(r))
