@@ -133,10 +133,7 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		v.flags |= vmaNoReserve
 	}
 	v.flags |= extra
-	if late.errno != 0 {
-		return 0, mm.failLateLocked(ctx, ar, &v, late.errno)
-	}
-	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force); err != nil {
+	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force, late.errno); err != nil {
 		return 0, err
 	}
 
@@ -150,9 +147,10 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 // mapRegionLocked replaces whatever is mapped in ar by a new vma v (Linux's
 // mmap_region): it checks seals and split limits of what it replaces, and
 // RLIMIT_AS and RLIMIT_DATA, then removes the old vmas and inserts v, taking
-// a reference on v.id and registering the mapping with v.mappable.
+// a reference on v.id and registering the mapping with v.mappable. A late
+// errno (see lateError) fails the mapping once the old vmas are gone.
 // Preconditions: mappingMu held for writing; ar page-aligned and non-empty.
-func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, force bool) error {
+func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, force bool, late unix.Errno) error {
 	replaced := uint64(0)
 	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
 		if err := mm.checkUnmapLocked(ar); err != nil {
@@ -161,7 +159,7 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 		replaced = mm.vmaSizeInLocked(ar)
 	}
 	accountable := mm.accountableLocked(v)
-	if !force {
+	if !force || late != 0 {
 		err := mm.mayExpandLocked(v, ar.Length(), replaced)
 		if err == nil && accountable && !mm.enoughMemoryLocked(ar.Length()-mm.accountedInLocked(ar)) {
 			// Commit accounting (mmap_region's accountable_mapping).
@@ -176,6 +174,12 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 			}
 			return err
 		}
+	}
+	if late != 0 {
+		if replaced > 0 {
+			mm.removeVMAsLocked(ctx, ar)
+		}
+		return late
 	}
 	if accountable {
 		v.flags |= vmaAccount
@@ -202,33 +206,6 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 type lateError struct{ errno unix.Errno }
 
 func (e lateError) Error() string { return "mm: the mapping fails late: " + e.errno.Error() }
-
-// failLateLocked is mapRegionLocked for a mapping that fails with errno
-// once the old vmas are gone. Preconditions: mappingMu held for writing.
-func (mm *MemoryManager) failLateLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, errno unix.Errno) error {
-	replaced := uint64(0)
-	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
-		if err := mm.checkUnmapLocked(ar); err != nil {
-			return err
-		}
-		replaced = mm.vmaSizeInLocked(ar)
-	}
-	err := mm.mayExpandLocked(v, ar.Length(), replaced)
-	if err == nil && mm.accountableLocked(v) && !mm.enoughMemoryLocked(ar.Length()-mm.accountedInLocked(ar)) {
-		err = unix.ENOMEM
-	}
-	if err != nil {
-		if replaced > 0 {
-			mm.vmas.SplitAt(ar.Start)
-			mm.vmas.SplitAt(ar.End)
-		}
-		return err
-	}
-	if replaced > 0 {
-		mm.removeVMAsLocked(ctx, ar)
-	}
-	return errno
-}
 
 // accountedInLocked returns how many bytes of accounted vmas lie in ar.
 // Preconditions: mappingMu held.
