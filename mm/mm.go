@@ -35,6 +35,10 @@
 //	                  AIO manager mutex
 //	                    AIO context mutex
 //
+// Two leaves take nothing themselves: MemoryManager.anonVMAMu, taken by
+// faults under mappingMu (read) and activeMu to give a vma its anon_vma,
+// and Commit.mu, taken under mappingMu to charge commitments.
+//
 // Only Fork holds the activeMu of two MemoryManagers at once: the child's
 // first (the child is not yet visible to anyone else, so this cannot
 // deadlock), then the parent's.
