@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/safemem"
-	"github.com/vmspace/vmspace/segment"
 	"golang.org/x/sys/unix"
 )
 
@@ -124,128 +122,6 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 		}
 	}
 	return nil
-}
-
-// growStackLocked extends the growsdown vma above addr down to addr's page,
-// as Linux's expand_downwards, or returns the SIGSEGV the application gets.
-// Preconditions: mappingMu held for writing.
-func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr) error {
-	next := mm.vmas.LowerBoundSegment(addr)
-	if !next.Ok() || next.Start() <= addr || !next.ValuePtr().growsDown() {
-		return segv(addr, errNoVMA)
-	}
-	newStart := addr.RoundDown()
-	if newStart < mm.mmapMinAddrLocked() {
-		// expand_downwards: not below mmap_min_addr, privileged or not.
-		return segv(addr, errStackLimit)
-	}
-	if prev := next.PrevSegment(); prev.Ok() {
-		pv := prev.ValuePtr()
-		if newStart < prev.End() {
-			return segv(addr, errStackLimit)
-		}
-		if !pv.growsDown() && pv.effectivePerms().Any() && newStart-prev.End() < stackGuardGap {
-			return segv(addr, errStackLimit)
-		}
-	}
-	v := next.ValuePtr()
-	grow := uint64(next.Start() - newStart)
-	if uint64(next.End()-newStart) > mm.limits.Stack.Cur {
-		return segv(addr, errStackLimit)
-	}
-	if err := mm.mayExpandLocked(v, grow, 0); err != nil {
-		return segv(addr, errStackLimit)
-	}
-	if v.locked() && !mm.mlockFutureOKLocked(grow) {
-		return segv(addr, errStackLimit)
-	}
-	if v.mappable != nil {
-		// Growing a file mapping would need a new AddMapping; Linux only
-		// grows anonymous stacks in practice.
-		return segv(addr, errStackLimit)
-	}
-	if !mm.enoughMemoryLocked(grow) {
-		return segv(addr, errStackLimit)
-	}
-	mm.accountVMA(v, grow, +1)
-	v.off -= grow
-	// Linux's expand_downwards prepares the vma's anon_vma: from now on
-	// fork copies its pages.
-	next.SetStartUnchecked(newStart)
-	mm.prepareAnonVMA(next)
-	return nil
-}
-
-// mapASLocked maps the pmas overlapping ar into the AddressSpace.
-// Preconditions: activeMu held (for reading or writing); mm.as != nil;
-// pmas cover ar.
-func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) error {
-	unit := mm.p.MapUnit()
-	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
-		p := pseg.ValuePtr()
-		mr := hostarch.AddrRange(pseg.Range())
-		want := mappedValue(p.effectivePerms)
-		if unit == 0 && !precommit && atomic.LoadUint32(&p.mapped) == want {
-			// Already mapped as it should be (a spurious fault).
-			continue
-		}
-		if unit != 0 {
-			start := hostarch.Addr(uint64(ar.Start) &^ (unit - 1))
-			end := hostarch.Addr(uint64(ar.End+hostarch.Addr(unit)-1) &^ (unit - 1))
-			if end < ar.End {
-				end = ar.End
-			}
-			mr = mr.Intersect(hostarch.AddrRange{Start: start, End: end})
-		}
-		if !p.effectivePerms.Any() {
-			continue
-		}
-		if err := mm.as.MapFile(mr.Start, p.file, pmaRef{pseg}.fileRange(mr), p.effectivePerms, precommit); err != nil {
-			return err
-		}
-		if unit == 0 {
-			atomic.StoreUint32(&p.mapped, want)
-		}
-	}
-	return nil
-}
-
-// guardSet records guard regions (MADV_GUARD_INSTALL): pages that fault
-// with SIGSEGV whatever their vma allows, without splitting vmas.
-type guardSet = segment.Set[hostarch.Addr, struct{}, guardFunctions]
-
-type guardFunctions struct{}
-
-func (guardFunctions) MinKey() hostarch.Addr { return 0 }
-func (guardFunctions) MaxKey() hostarch.Addr { return ^hostarch.Addr(0) }
-func (guardFunctions) ClearValue(*struct{})  {}
-func (guardFunctions) Merge(addrSegRange, struct{}, addrSegRange, struct{}) (struct{}, bool) {
-	return struct{}{}, true
-}
-func (guardFunctions) Split(addrSegRange, struct{}, hostarch.Addr) (struct{}, struct{}) {
-	return struct{}{}, struct{}{}
-}
-
-// isGuardLocked reports whether addr is in a guard region. Preconditions:
-// mappingMu held.
-func (mm *MemoryManager) isGuardLocked(addr hostarch.Addr) bool {
-	if mm.guards.IsEmpty() {
-		return false
-	}
-	return mm.guards.FindSegment(addr).Ok()
-}
-
-// firstGuardLocked returns the start of the first guard region in ar, or
-// ar.End. Preconditions: mappingMu held.
-func (mm *MemoryManager) firstGuardLocked(ar hostarch.AddrRange) hostarch.Addr {
-	if mm.guards.IsEmpty() {
-		return ar.End
-	}
-	g := mm.guards.LowerBoundSegment(ar.Start)
-	if g.Ok() && g.Start() < ar.End {
-		return max(g.Start(), ar.Start)
-	}
-	return ar.End
 }
 
 // MapPresent maps into the AddressSpace, with their permissions, the pmas

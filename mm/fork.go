@@ -183,30 +183,3 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	}
 	return mm2, nil
 }
-
-// Invalidate implements memmap.MappingSpace: it drops the pmas in ar that
-// translate Mappables (and, with opts.InvalidatePrivate, private copies of
-// them), so that the next access translates again.
-func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.InvalidateOpts) {
-	mm.activeMu.Lock()
-	defer mm.activeMu.Unlock()
-	if mm.captureInvalidations {
-		mm.capturedInvalidations = append(mm.capturedInvalidations, invalidateArgs{ar, opts})
-	}
-	ctx := context.Background()
-	pseg := mm.pmas.LowerBoundSegment(ar.Start)
-	for pseg.Ok() && pseg.Start() < ar.End {
-		p := pseg.ValuePtr()
-		if p.private && !opts.InvalidatePrivate {
-			pseg = pseg.NextSegment()
-			continue
-		}
-		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
-		r := hostarch.AddrRange(pseg.Range())
-		mm.unmapASLocked(r)
-		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
-		mm.curRSS -= r.Length()
-		pseg = mm.pmas.Remove(pseg).NextSegment()
-	}
-	_ = ctx
-}

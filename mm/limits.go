@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"golang.org/x/sys/unix"
 )
 
 // RLimInfinity is RLIM_INFINITY.
@@ -143,4 +144,35 @@ func (mm *MemoryManager) SetLimits(l Limits) {
 // Preconditions: mappingMu held.
 func (mm *MemoryManager) mmapMinAddrLocked() hostarch.Addr {
 	return max(mm.limits.MinMmapAddr, lsmMmapMinAddr).MustRoundUp()
+}
+
+// mayExpandLocked is Linux's may_expand_vm: adding v's length bytes while
+// replacing replaced bytes (at most length) of existing vmas must keep the
+// address space within RLIMIT_AS and, for data mappings, the data within
+// RLIMIT_DATA. Like Linux it compares even when nothing is added, so a
+// replacement fails while usage is over a lowered limit. Preconditions:
+// mappingMu held.
+func (mm *MemoryManager) mayExpandLocked(v *vma, length, replaced uint64) error {
+	pages := (length - replaced) >> hostarch.PageShift
+	if !mm.asOKLocked(pages) || (v.isData() && !mm.dataOKLocked(pages)) {
+		return unix.ENOMEM
+	}
+	return nil
+}
+
+// asOKLocked reports whether pages more pages keep VmSize within
+// RLIMIT_AS.
+func (mm *MemoryManager) asOKLocked(pages uint64) bool {
+	return mm.usageAS>>hostarch.PageShift+pages <= mm.limits.AS.Cur>>hostarch.PageShift
+}
+
+// dataOKLocked reports whether pages more data pages keep VmData within
+// RLIMIT_DATA (a soft limit of 0 is not enforced below the hard limit, as
+// Linux's exception for valgrind).
+func (mm *MemoryManager) dataOKLocked(pages uint64) bool {
+	dataPages := mm.dataAS>>hostarch.PageShift + pages
+	if dataPages <= mm.limits.Data.Cur>>hostarch.PageShift {
+		return true
+	}
+	return mm.limits.Data.Cur == 0 && dataPages <= mm.limits.Data.Max>>hostarch.PageShift
 }

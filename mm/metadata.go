@@ -11,7 +11,6 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
-	"golang.org/x/sys/unix"
 )
 
 // SetArgvEnvv records where the initial stack holds the argument strings
@@ -75,28 +74,6 @@ func (mm *MemoryManager) Executable() memmap.MappingIdentity {
 	return mm.executable
 }
 
-// MapStack maps the main thread's stack as exec does: private anonymous
-// memory at exactly ar (which must be free: EEXIST otherwise, as
-// MAP_FIXED_NOREPLACE), growing down on faults below it, with permissions
-// perms (read-write, plus execute for an executable stack) and any maximum
-// permissions, named [stack] in /proc/PID/maps. ar must be page-aligned and
-// non-empty (EINVAL).
-func (mm *MemoryManager) MapStack(ctx context.Context, ar hostarch.AddrRange, perms hostarch.AccessType) error {
-	if !ar.WellFormed() || ar.Length() == 0 || !ar.IsPageAligned() {
-		return unix.EINVAL
-	}
-	_, err := mm.mmap(ctx, memmap.MMapOpts{
-		Length:    ar.Length(),
-		Addr:      ar.Start,
-		Fixed:     true,
-		Private:   true,
-		GrowsDown: true,
-		Perms:     perms,
-		MaxPerms:  hostarch.AnyAccess,
-	}, nil, vmaStackMain)
-	return err
-}
-
 // Dumpability returns the process's dumpable state (prctl PR_GET_DUMPABLE).
 func (mm *MemoryManager) Dumpability() Dumpability {
 	mm.metadataMu.Lock()
@@ -111,3 +88,22 @@ func (mm *MemoryManager) SetDumpability(d Dumpability) {
 	defer mm.metadataMu.Unlock()
 	mm.dumpability = d
 }
+
+// AuxEntry is one entry of the ELF auxiliary vector.
+type AuxEntry struct {
+	Key   uint64
+	Value uint64
+}
+
+// Dumpability is the process's core-dump and ptrace-access state, as
+// prctl(PR_SET_DUMPABLE) sets it.
+type Dumpability int
+
+const (
+	// NotDumpable: no core dumps, no ptrace access by others.
+	NotDumpable Dumpability = iota
+	// UserDumpable: the default.
+	UserDumpable
+	// RootDumpable: dumps readable by root only.
+	RootDumpable
+)

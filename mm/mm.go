@@ -19,6 +19,32 @@
 // pmas that refer to each page, so a write to a page whose only sharer is the
 // writer takes the page over without copying.
 //
+// # Where things are
+//
+//   - mm.go: MemoryManager and its fields; lifecycle.go: New, the user
+//     references and the release of everything when the last one goes;
+//     fork.go: Fork.
+//   - syscalls.go: the entry points of mmap, munmap, mprotect, mincore and
+//     remap_file_pages, and their argument checks; the other memory system
+//     calls are in files named for them: brk.go, mremap.go, advise.go
+//     (madvise), mlock.go (mlock, mlockall), msync.go, mseal.go, numa.go
+//     (mbind, get_mempolicy), vmaname.go (PR_SET_VMA_ANON_NAME), mdwe.go,
+//     shm.go (shmat, shmdt), aio.go (io_setup, io_destroy), residency.go
+//     (mincore's walk); linux.go holds MMapSys and the file kinds it maps.
+//   - vma.go: vmas and the changes of the vma set; layout.go: the mmap
+//     layout and the placement of new mappings; stack.go: the main stack
+//     and its growth; guard.go: guard regions; limits.go and commit.go:
+//     resource limits and commit accounting.
+//   - pma.go: pmas, copy-on-write and private page references; fault.go:
+//     page faults; populate.go: populating ranges of pmas; io.go: CopyIn,
+//     CopyOut and atomics on application memory; address_space.go: the
+//     platform AddressSpace (Activate, Deactivate, mapping pmas into it and
+//     unmapping them).
+//   - procfs.go, core.go: /proc text and core dumps; save.go, restore.go:
+//     checkpoints; invariants.go: CheckInvariants for tests; metadata.go:
+//     argv, auxv, the executable and dumpability; special.go: special
+//     mappings ([vdso], AIO rings).
+//
 // # Lock order
 //
 // Outermost first. A goroutine holding a lock may take only locks below it.
@@ -53,7 +79,6 @@
 package mm
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
 
@@ -240,121 +265,3 @@ type invalidateArgs struct {
 	ar   hostarch.AddrRange
 	opts memmap.InvalidateOpts
 }
-
-// AuxEntry is one entry of the ELF auxiliary vector.
-type AuxEntry struct {
-	Key   uint64
-	Value uint64
-}
-
-// Dumpability is the process's core-dump and ptrace-access state, as
-// prctl(PR_SET_DUMPABLE) sets it.
-type Dumpability int
-
-const (
-	// NotDumpable: no core dumps, no ptrace access by others.
-	NotDumpable Dumpability = iota
-	// UserDumpable: the default.
-	UserDumpable
-	// RootDumpable: dumps readable by root only.
-	RootDumpable
-)
-
-// Options configure a new MemoryManager.
-type Options struct {
-	// Platform makes the AddressSpace; nil means platform.NoPlatform.
-	Platform platform.Platform
-	// MemoryFile is where private memory is allocated. Required.
-	MemoryFile *pgalloc.MemoryFile
-	// Limits are the initial resource limits; the zero value means
-	// DefaultLimits().
-	Limits *Limits
-}
-
-// New returns a MemoryManager with no mappings and one user. The caller
-// must call SetMmapLayout (or accept the default layout) before mapping
-// without a fixed address.
-func New(opts Options) *MemoryManager {
-	p := opts.Platform
-	if p == nil {
-		p = platform.NoPlatform{}
-	}
-	if opts.MemoryFile == nil {
-		panic("mm.New: nil MemoryFile")
-	}
-	lim := DefaultLimits()
-	if opts.Limits != nil {
-		lim = *opts.Limits
-	}
-	mm := &MemoryManager{
-		p:           p,
-		mf:          opts.MemoryFile,
-		haveASIO:    p.SupportsAddressSpaceIO(),
-		privateRefs: newPrivateRefs(),
-		limits:      lim,
-		dumpability: UserDumpable,
-	}
-	mm.layout = DefaultMmapLayout(p.MinUserAddress(), p.MaxUserAddress(), max(lim.MinMmapAddr, lsmMmapMinAddr), lim.Stack.Cur)
-	mm.users.Store(1)
-	return mm
-}
-
-// MemoryFile returns the memory file private memory is allocated from.
-func (mm *MemoryManager) MemoryFile() *pgalloc.MemoryFile { return mm.mf }
-
-// Platform returns the manager's platform.
-func (mm *MemoryManager) Platform() platform.Platform { return mm.p }
-
-// IncUsers takes a user reference, unless the address space has already
-// been released; it reports whether it did.
-func (mm *MemoryManager) IncUsers() bool {
-	for {
-		u := mm.users.Load()
-		if u == 0 {
-			return false
-		}
-		if mm.users.CompareAndSwap(u, u+1) {
-			return true
-		}
-	}
-}
-
-// DecUsers drops a user reference. When the last one goes, every mapping
-// is removed and all memory is returned to the memory file.
-func (mm *MemoryManager) DecUsers(ctx context.Context) {
-	u := mm.users.Add(-1)
-	if u > 0 {
-		return
-	}
-	if u < 0 {
-		panic("mm: DecUsers without a matching IncUsers")
-	}
-	mm.destroyAllAIOContexts()
-	mm.metadataMu.Lock()
-	exe := mm.executable
-	mm.executable = nil
-	mm.metadataMu.Unlock()
-	if exe != nil {
-		exe.DecRef(ctx)
-	}
-
-	mm.activeMu.Lock()
-	if mm.active.Load() != 0 {
-		panic("mm: last user released while the address space is active")
-	}
-	if mm.as != nil {
-		mm.as.Release()
-		mm.as = nil
-	}
-	mm.activeMu.Unlock()
-
-	mm.mappingMu.Lock()
-	defer mm.mappingMu.Unlock()
-	mm.activeMu.Lock()
-	mm.removePMAsLocked(ctx, hostarch.AddrRange{Start: 0, End: ^hostarch.Addr(0) &^ hostarch.PageMask})
-	mm.activeMu.Unlock()
-	mm.removeAllVMAsLocked(ctx)
-}
-
-// Users returns the number of user references.
-func (mm *MemoryManager) Users() int32 { return mm.users.Load() }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -495,22 +494,6 @@ func hasData(fd int, start, end uint64) bool {
 	return err != nil || uint64(data) < end
 }
 
-// guardFreeLocked clips r, which contains addr (not in a guard region), to
-// the part around addr that no guard region interrupts. Preconditions:
-// mappingMu held.
-func (mm *MemoryManager) guardFreeLocked(r hostarch.AddrRange, addr hostarch.Addr) hostarch.AddrRange {
-	if mm.guards.IsEmpty() {
-		return r
-	}
-	if g := mm.guards.LowerBoundSegment(addr); g.Ok() && g.Start() < r.End {
-		r.End = max(g.Start(), addr)
-	}
-	if g := mm.guards.UpperBoundSegment(addr); g.Ok() && g.End() > r.Start && g.End() <= addr {
-		r.Start = g.End()
-	}
-	return r
-}
-
 // releasePMAPages drops the reference that p holds on fr.
 func (mm *MemoryManager) releasePMAPages(p *pma, fr memmap.FileRange) {
 	if p.private {
@@ -536,21 +519,6 @@ func (mm *MemoryManager) removePMAsLocked(ctx context.Context, ar hostarch.AddrR
 		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
 		mm.curRSS -= r.Length()
 		pseg = mm.pmas.Remove(pseg).NextSegment()
-	}
-}
-
-// unmapASLocked removes ar from the AddressSpace, and records that the
-// pmas overlapping it are no longer (wholly) mapped. Before the first
-// Activate there is no AddressSpace: the next Activate clears it instead.
-// Preconditions: activeMu held for writing.
-func (mm *MemoryManager) unmapASLocked(ar hostarch.AddrRange) {
-	if mm.as == nil {
-		mm.unmapAllOnActivate = true
-		return
-	}
-	mm.as.Unmap(ar.Start, ar.Length())
-	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
-		atomic.StoreUint32(&pseg.ValuePtr().mapped, 0)
 	}
 }
 
@@ -683,4 +651,72 @@ func (mm *MemoryManager) Backings(ar hostarch.AddrRange) []Backing {
 		out = append(out, Backing{Range: r, File: p.file, Offset: pmaRef{pseg}.fileRange(r).Start, Perms: p.effectivePerms})
 	}
 	return out
+}
+
+// updatePMAPermsLocked brings the permissions of the pmas in ar in line
+// with their vmas' (after mprotect), splitting pmas at vma boundaries, and
+// unmaps from the AddressSpace what lost permissions. Preconditions:
+// mappingMu held for writing; vmas cover ar wherever pmas do.
+func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	reduced := false
+	vseg := mm.vmas.LowerBoundSegment(ar.Start)
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		for vseg.Ok() && vseg.End() <= pseg.Start() {
+			vseg = vseg.NextSegment()
+		}
+		if !vseg.Ok() {
+			break
+		}
+		v := vseg.ValuePtr()
+		p := pseg.ValuePtr()
+		ne := v.pmaPerms(p.translatePerms, p.needCOW, p.private)
+		nm := v.maxPerms.Intersect(p.translatePerms)
+		if p.needCOW {
+			nm = v.maxPerms
+		}
+		if ne == p.effectivePerms && nm == p.maxPerms {
+			continue
+		}
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(hostarch.AddrRange(vseg.Range()).Intersect(ar)))
+		p = pseg.ValuePtr()
+		if !ne.SupersetOf(p.effectivePerms) {
+			reduced = true
+		}
+		p.effectivePerms = ne
+		p.maxPerms = nm
+	}
+	if reduced {
+		mm.unmapASLocked(ar)
+	}
+	mm.pmas.MergeRange(addrSegRange(ar))
+	mm.pmas.MergeAdjacent(addrSegRange(ar))
+}
+
+// Invalidate implements memmap.MappingSpace: it drops the pmas in ar that
+// translate Mappables (and, with opts.InvalidatePrivate, private copies of
+// them), so that the next access translates again.
+func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.InvalidateOpts) {
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	if mm.captureInvalidations {
+		mm.capturedInvalidations = append(mm.capturedInvalidations, invalidateArgs{ar, opts})
+	}
+	ctx := context.Background()
+	pseg := mm.pmas.LowerBoundSegment(ar.Start)
+	for pseg.Ok() && pseg.Start() < ar.End {
+		p := pseg.ValuePtr()
+		if p.private && !opts.InvalidatePrivate {
+			pseg = pseg.NextSegment()
+			continue
+		}
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
+		r := hostarch.AddrRange(pseg.Range())
+		mm.unmapASLocked(r)
+		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
+		mm.curRSS -= r.Length()
+		pseg = mm.pmas.Remove(pseg).NextSegment()
+	}
+	_ = ctx
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/segment"
+	"golang.org/x/sys/unix"
 )
 
 // vma is one virtual memory area: a range of addresses the application
@@ -488,4 +489,192 @@ func (mm *MemoryManager) sealedInLocked(ar hostarch.AddrRange) bool {
 // mappingMu held.
 func (mm *MemoryManager) vmaSizeInLocked(ar hostarch.AddrRange) uint64 {
 	return uint64(mm.vmas.SpanRange(addrSegRange(ar)))
+}
+
+// mapRegionLocked replaces whatever is mapped in ar by a new vma v (Linux's
+// mmap_region): it checks seals and split limits of what it replaces, and
+// RLIMIT_AS and RLIMIT_DATA, then removes the old vmas and inserts v, taking
+// a reference on v.id and registering the mapping with v.mappable. A late
+// errno (see lateError) fails the mapping once the old vmas are gone.
+// Preconditions: mappingMu held for writing; ar page-aligned and non-empty.
+func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, force bool, late unix.Errno) error {
+	replaced := uint64(0)
+	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
+		if err := mm.checkUnmapLocked(ar); err != nil {
+			return err
+		}
+		replaced = mm.vmaSizeInLocked(ar)
+	}
+	accountable := mm.accountableLocked(v)
+	if !force || late != 0 {
+		err := mm.mayExpandLocked(v, ar.Length(), replaced)
+		if err == nil && accountable && !mm.enoughMemoryLocked(ar.Length()-mm.accountedInLocked(ar)) {
+			// Commit accounting (mmap_region's accountable_mapping).
+			err = unix.ENOMEM
+		}
+		if err != nil {
+			if replaced > 0 {
+				// Linux split the vmas it was going to replace
+				// before checking the limits, and leaves them split.
+				mm.vmas.SplitAt(ar.Start)
+				mm.vmas.SplitAt(ar.End)
+			}
+			return err
+		}
+	}
+	if late != 0 {
+		if replaced > 0 {
+			mm.removeVMAsLocked(ctx, ar)
+		}
+		return late
+	}
+	if accountable {
+		v.flags |= vmaAccount
+	}
+	if v.mappable != nil {
+		if err := v.mappable.AddMapping(ctx, mm, ar, v.off, v.canWriteMappable()); err != nil {
+			return err
+		}
+	}
+	if v.id != nil {
+		v.id.IncRef()
+	}
+	gap := mm.removeVMAsLocked(ctx, ar)
+	mm.accountVMA(v, ar.Length(), +1)
+	mm.vmas.Insert(gap, addrSegRange(ar), *v)
+	return nil
+}
+
+// lateError is what a configure step returns for a mapping whose making
+// fails once its place is prepared (a socket's mmap, ENODEV; shared
+// anonymous memory that cannot be committed, ENOMEM): mmap then fails with
+// errno after the limit checks and after removing what a MAP_FIXED mapping
+// replaces, as Linux's mmap_region leaves it.
+type lateError struct{ errno unix.Errno }
+
+func (e lateError) Error() string { return "mm: the mapping fails late: " + e.errno.Error() }
+
+// accountedInLocked returns how many bytes of accounted vmas lie in ar.
+// Preconditions: mappingMu held.
+func (mm *MemoryManager) accountedInLocked(ar hostarch.AddrRange) uint64 {
+	var n uint64
+	for vseg := range mm.vmas.Segments(addrSegRange(ar)) {
+		if vseg.ValuePtr().flags.has(vmaAccount) {
+			n += hostarch.AddrRange(vseg.Range()).Intersect(ar).Length()
+		}
+	}
+	return n
+}
+
+// checkUnmapLocked returns the error unmapping ar would fail with: ENOMEM
+// if it must split a vma in the middle while at the map count, EPERM if a
+// vma in ar is sealed. Preconditions: mappingMu held; ar page-aligned.
+func (mm *MemoryManager) checkUnmapLocked(ar hostarch.AddrRange) error {
+	if vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.Start && vseg.End() > ar.End &&
+		mm.vmas.Len() >= mm.limits.MaxMapCount {
+		return unix.ENOMEM
+	}
+	if mm.sealedInLocked(ar) {
+		return unix.EPERM
+	}
+	return nil
+}
+
+// modifyVMALocked applies change to the part r of vseg's vma, as Linux's
+// vma_modify: if checkSeal, sealed vmas refuse (EPERM); an unchanged vma is
+// left alone; otherwise the vma is split at r's bounds (ENOMEM at the map
+// count), changed, and merged with its neighbours where nothing differs.
+// Callers that change permissions bring the pmas in line afterwards. It
+// returns the segment now covering r.Start. Preconditions: mappingMu held for writing; r lies
+// within vseg.
+func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, checkSeal bool, change func(*vma)) (vmaIterator, error) {
+	old := vseg.Value()
+	if checkSeal && old.flags.has(vmaSealed) {
+		return vseg, unix.EPERM
+	}
+	nv := old
+	change(&nv)
+	if vmaEqual(&old, &nv) {
+		return vseg, nil
+	}
+	if vseg.Start() < r.Start {
+		if mm.vmas.Len() >= mm.limits.MaxMapCount {
+			return vseg, unix.ENOMEM
+		}
+		_, vseg = mm.vmas.Split(vseg, r.Start)
+	}
+	if vseg.End() > r.End {
+		if mm.vmas.Len() >= mm.limits.MaxMapCount {
+			return vseg, unix.ENOMEM
+		}
+		vseg, _ = mm.vmas.Split(vseg, r.End)
+	}
+	// The split's second half took its own id reference; nv shares the
+	// one vseg holds now.
+	nv.id = vseg.ValuePtr().id
+	nv.off = vseg.ValuePtr().off
+	mm.setVMAValueLocked(vseg, nv)
+	// Like Linux's vma_modify, the changed vma merges with its neighbours
+	// where nothing differs; unchanged vmas are left as they are.
+	mm.vmas.MergeAdjacent(addrSegRange(r))
+	return mm.vmas.FindSegment(r.Start), nil
+}
+
+// vmaEqual reports whether two vmas have the same attributes.
+func vmaEqual(a, b *vma) bool {
+	return a.mappable == b.mappable && a.off == b.off && a.realPerms == b.realPerms &&
+		a.maxPerms == b.maxPerms && a.flags == b.flags && a.mlockMode == b.mlockMode &&
+		a.numaPolicy == b.numaPolicy && a.numaNodemask == b.numaNodemask && a.id == b.id && a.name == b.name
+}
+
+// changeMappedRangeLocked applies change to the vmas of ar, which must be
+// wholly mapped (else holeErr, and nothing changes), splitting them at ar's
+// bounds and merging afterwards. Seals do not stop it. Preconditions:
+// mappingMu held for writing.
+func (mm *MemoryManager) changeMappedRangeLocked(ctx context.Context, ar hostarch.AddrRange, holeErr error, change func(*vma)) error {
+	for a := ar.Start; a < ar.End; {
+		vseg := mm.vmas.FindSegment(a)
+		if !vseg.Ok() {
+			return holeErr
+		}
+		a = vseg.End()
+	}
+	for addr := ar.Start; addr < ar.End; {
+		vseg := mm.vmas.FindSegment(addr)
+		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		if _, err := mm.modifyVMALocked(ctx, vseg, r, false, change); err != nil {
+			return err
+		}
+		addr = r.End
+	}
+	return nil
+}
+
+// walkVMAsLocked calls visit on each part of a vma within ar, in order, as
+// Linux's madvise_walk_vmas: it stops at the first error; unmapped parts
+// make the result ENOMEM once the rest is done. visit returns the segment
+// covering the end of what it handled (it may split and merge vmas).
+// Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) walkVMAsLocked(ar hostarch.AddrRange, visit func(vseg vmaIterator, r hostarch.AddrRange) error) error {
+	var unmapped error
+	start := ar.Start
+	for start < ar.End {
+		vseg := mm.vmas.LowerBoundSegment(start)
+		if !vseg.Ok() {
+			return unix.ENOMEM
+		}
+		if start < vseg.Start() {
+			unmapped = unix.ENOMEM
+			start = vseg.Start()
+			if start >= ar.End {
+				break
+			}
+		}
+		r := hostarch.AddrRange{Start: start, End: min(vseg.End(), ar.End)}
+		if err := visit(vseg, r); err != nil {
+			return err
+		}
+		start = r.End
+	}
+	return unmapped
 }

@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 )
@@ -80,4 +81,53 @@ func (mm *MemoryManager) AddressSpace() interface{ Release() } {
 		return nil
 	}
 	return mm.as
+}
+
+// mapASLocked maps the pmas overlapping ar into the AddressSpace.
+// Preconditions: activeMu held (for reading or writing); mm.as != nil;
+// pmas cover ar.
+func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) error {
+	unit := mm.p.MapUnit()
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		p := pseg.ValuePtr()
+		mr := hostarch.AddrRange(pseg.Range())
+		want := mappedValue(p.effectivePerms)
+		if unit == 0 && !precommit && atomic.LoadUint32(&p.mapped) == want {
+			// Already mapped as it should be (a spurious fault).
+			continue
+		}
+		if unit != 0 {
+			start := hostarch.Addr(uint64(ar.Start) &^ (unit - 1))
+			end := hostarch.Addr(uint64(ar.End+hostarch.Addr(unit)-1) &^ (unit - 1))
+			if end < ar.End {
+				end = ar.End
+			}
+			mr = mr.Intersect(hostarch.AddrRange{Start: start, End: end})
+		}
+		if !p.effectivePerms.Any() {
+			continue
+		}
+		if err := mm.as.MapFile(mr.Start, p.file, pmaRef{pseg}.fileRange(mr), p.effectivePerms, precommit); err != nil {
+			return err
+		}
+		if unit == 0 {
+			atomic.StoreUint32(&p.mapped, want)
+		}
+	}
+	return nil
+}
+
+// unmapASLocked removes ar from the AddressSpace, and records that the
+// pmas overlapping it are no longer (wholly) mapped. Before the first
+// Activate there is no AddressSpace: the next Activate clears it instead.
+// Preconditions: activeMu held for writing.
+func (mm *MemoryManager) unmapASLocked(ar hostarch.AddrRange) {
+	if mm.as == nil {
+		mm.unmapAllOnActivate = true
+		return
+	}
+	mm.as.Unmap(ar.Start, ar.Length())
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		atomic.StoreUint32(&pseg.ValuePtr().mapped, 0)
+	}
 }
