@@ -1,9 +1,8 @@
-package vmscript
+package vmscript_test
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"hash/fnv"
@@ -16,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
 var (
@@ -82,14 +82,14 @@ func renumbered(t *testing.T, want []byte, renum map[int]int, cps []int) []byte 
 // runVmspace runs src on vmspace and returns its transcript.
 func runVmspace(t *testing.T, name, src string) []byte {
 	t.Helper()
-	s, err := Parse(name, []byte(src))
+	s, err := vmscript.Parse(name, []byte(src))
 	if err != nil {
 		t.Fatalf("parse: %v\n%s", err, src)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var got bytes.Buffer
-	if err := Run(ctx, s, NewVmspace(), &got); err != nil {
+	if err := vmscript.Run(ctx, s, vmspace.New(vmspace.Options{}), &got); err != nil {
 		t.Fatalf("run: %v\ntranscript so far:\n%s\nscript:\n%s", err, got.Bytes(), src)
 	}
 	return got.Bytes()
@@ -146,8 +146,8 @@ func TestCorpusCheckpoint(t *testing.T) {
 			got := runVmspace(t, path, cpsrc)
 			exp := renumbered(t, want, renum, cps)
 			if !bytes.Equal(got, exp) {
-				s, _ := Parse(path, []byte(cpsrc))
-				d := Diff(s, exp, got)
+				s, _ := vmscript.Parse(path, []byte(cpsrc))
+				d := vmscript.Diff(s, exp, got)
 				t.Errorf("with checkpoints at lines %v (seed %d), vmspace differs at %s", cps, *checkpointSeed, d.Format("expected", "vmspace"))
 			}
 		})
@@ -169,42 +169,5 @@ func TestWithCheckpoints(t *testing.T) {
 	tr := renumbered(t, []byte("1 x\n2 y\n"), renum, cps)
 	if want := "1 ok\n2 x\n3 ok\n4 ok\n5 y\n6 ok\n"; string(tr) != want {
 		t.Errorf("renumbered %q, want %q", tr, want)
-	}
-}
-
-// TestCheckpointFailureStops: a checkpoint that fails at any stage (here an
-// injected ENOSPC, as a full memory file gives) stops the script with that
-// error at the checkpoint's line, instead of printing it as the statement's
-// errno and going on with released processes; closing the executor then
-// does not panic.
-func TestCheckpointFailureStops(t *testing.T) {
-	const src = `mmap @0x10000 0x4000 rw private,anon
-write @0x10000 68656c6c6f
-fork p1
-checkpoint
-read @0x10000 5
-p1: read @0x10000 5
-`
-	s, err := Parse("fail.vms", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, stage := range []string{"save", "release", "restore"} {
-		ex := NewVmspace().(*vmspaceExec)
-		ex.fault = func(st string) error {
-			if st == stage {
-				return fmt.Errorf("injected: %w", unix.ENOSPC)
-			}
-			return nil
-		}
-		var out bytes.Buffer
-		err := Run(context.Background(), s, ex, &out)
-		var re *RunError
-		if !errors.As(err, &re) || re.Line != 4 || !errors.Is(err, unix.ENOSPC) {
-			t.Errorf("%s: Run returned %v, want an ENOSPC error at line 4", stage, err)
-		}
-		if want := "1 = @0x10000\n2 ok\n3 ok\n"; out.String() != want {
-			t.Errorf("%s: transcript\n%s\nwant\n%s", stage, out.String(), want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package vmscript
+package vmscript_test
 
 import (
 	"bytes"
@@ -14,7 +14,8 @@ import (
 	"unsafe"
 
 	"github.com/vmspace/vmspace/mm"
-
+	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/native"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,17 +64,17 @@ func probeFeatures() map[string]string {
 		}
 		_, _, e := unix.Syscall(462, addr+3*4096, 4096, 0) // mseal
 		probe("mseal", errnoOrNil(e))
-		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr, 4096, uintptr(MadvGuardInstall))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr, 4096, uintptr(vmscript.MadvGuardInstall))
 		probe("guard", errnoOrNil(e))
-		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr, 4096, uintptr(MadvGuardRemove))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr, 4096, uintptr(vmscript.MadvGuardRemove))
 		name := []byte("x\x00")
 		_, _, e = unix.Syscall6(unix.SYS_PRCTL, 0x53564d41, 0, addr, 4096, uintptr(unsafe.Pointer(&name[0])), 0)
 		probe("anonname", errnoOrNil(e))
-		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+4096, 4096, uintptr(MadvHugepage))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+4096, 4096, uintptr(vmscript.MadvHugepage))
 		probe("thp", errnoOrNil(e))
-		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+2*4096, 4096, uintptr(MadvMergeable))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+2*4096, 4096, uintptr(vmscript.MadvMergeable))
 		probe("ksm", errnoOrNil(e))
-		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+2*4096, 4096, uintptr(MadvUnmergeable))
+		_, _, e = unix.Syscall(unix.SYS_MADVISE, addr+2*4096, 4096, uintptr(vmscript.MadvUnmergeable))
 		var ctxID uint64
 		_, _, e = unix.Syscall(unix.SYS_IO_SETUP, 1, uintptr(unsafe.Pointer(&ctxID)), 0)
 		probe("aio", errnoOrNil(e))
@@ -115,12 +116,12 @@ func errnoOrNil(e unix.Errno) error {
 }
 
 // runNativeScript runs one script natively and returns its transcript.
-func runNativeScript(t *testing.T, s *Script) []byte {
+func runNativeScript(t *testing.T, s *vmscript.Script) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var buf bytes.Buffer
-	if err := Run(ctx, s, NewNative(NativeOptions{TempDir: t.TempDir()}), &buf); err != nil {
+	if err := vmscript.Run(ctx, s, native.New(native.Options{TempDir: t.TempDir()}), &buf); err != nil {
 		t.Fatalf("native run: %v\ntranscript so far:\n%s", err, buf.String())
 	}
 	return buf.Bytes()
@@ -151,7 +152,7 @@ func TestCorpusNative(t *testing.T) {
 					t.Skipf("kernel lacks %s: %s", req, why)
 				}
 			}
-			s, err := Parse(f, src)
+			s, err := vmscript.Parse(f, src)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +160,7 @@ func TestCorpusNative(t *testing.T) {
 			outPath := strings.TrimSuffix(f, ".vms") + ".out"
 			if *update {
 				again := runNativeScript(t, s)
-				if d := Diff(s, got, again); d != nil {
+				if d := vmscript.Diff(s, got, again); d != nil {
 					t.Fatalf("two native runs differ (the script depends on something nondeterministic):\n%s", d.Format("run 1", "run 2"))
 				}
 				if err := os.WriteFile(outPath, got, 0o644); err != nil {
@@ -168,7 +169,7 @@ func TestCorpusNative(t *testing.T) {
 				return
 			}
 			want := readFile(t, outPath)
-			if d := Diff(s, want, got); d != nil {
+			if d := vmscript.Diff(s, want, got); d != nil {
 				t.Errorf("%s differs from the stored transcript:\n%s", f, d.Format("stored", "native"))
 			}
 		})
@@ -182,7 +183,7 @@ func TestCorpusComplete(t *testing.T) {
 	seen := map[string]bool{}
 	for _, f := range files {
 		src := readFile(t, f)
-		s, err := Parse(f, src)
+		s, err := vmscript.Parse(f, src)
 		if err != nil {
 			t.Error(err)
 			continue
@@ -197,40 +198,40 @@ func TestCorpusComplete(t *testing.T) {
 		}
 		for _, st := range s.Stmts {
 			seen["op "+st.Op.String()] = true
-			for _, w := range mapFlagWords {
-				if st.Op == OpMmap && st.MapFlags&w.val == w.val && w.val != 0 {
-					seen["mmap "+w.name] = true
+			for _, w := range vmscript.MapFlagWords() {
+				if st.Op == vmscript.OpMmap && st.MapFlags&w.Val == w.Val && w.Val != 0 {
+					seen["mmap "+w.Name] = true
 				}
 			}
-			for _, w := range mremapFlagWords {
-				if st.Op == OpMremap && st.MremapFlags&w.val != 0 {
-					seen["mremap "+w.name] = true
+			for _, w := range vmscript.MremapFlagWords() {
+				if st.Op == vmscript.OpMremap && st.MremapFlags&w.Val != 0 {
+					seen["mremap "+w.Name] = true
 				}
 			}
-			for _, w := range mlockallFlagWords {
-				if st.Op == OpMlockall && st.MlockallFlags&w.val != 0 {
-					seen["mlockall "+w.name] = true
+			for _, w := range vmscript.MlockallFlagWords() {
+				if st.Op == vmscript.OpMlockall && st.MlockallFlags&w.Val != 0 {
+					seen["mlockall "+w.Name] = true
 				}
 			}
-			for _, w := range msyncFlagWords {
-				if st.Op == OpMsync && st.MsyncFlags&w.val != 0 {
-					seen["msync "+w.name] = true
+			for _, w := range vmscript.MsyncFlagWords() {
+				if st.Op == vmscript.OpMsync && st.MsyncFlags&w.Val != 0 {
+					seen["msync "+w.Name] = true
 				}
 			}
 			switch st.Op {
-			case OpMadvise:
+			case vmscript.OpMadvise:
 				seen["madvise "+st.Advice.String()] = true
-			case OpSetrlimit:
+			case vmscript.OpSetrlimit:
 				seen["setrlimit "+st.Resource.String()] = true
-			case OpMprotect:
-				if st.Prot&ProtGrowsDown != 0 {
+			case vmscript.OpMprotect:
+				if st.Prot&vmscript.ProtGrowsDown != 0 {
 					seen["mprotect +growsdown"] = true
 				}
-				if st.Prot&ProtGrowsUp != 0 {
+				if st.Prot&vmscript.ProtGrowsUp != 0 {
 					seen["mprotect +growsup"] = true
 				}
 			}
-			if st.Addr.Kind == AddrBrk || st.NewAddr.Kind == AddrBrk {
+			if st.Addr.Kind == vmscript.AddrBrk || st.NewAddr.Kind == vmscript.AddrBrk {
 				seen["addr brk"] = true
 			}
 			if st.Prefixed {
@@ -239,26 +240,26 @@ func TestCorpusComplete(t *testing.T) {
 		}
 	}
 	var want []string
-	for o := OpFork; o < numOps; o++ {
+	for o := vmscript.OpFork; o < vmscript.NumOps; o++ {
 		want = append(want, "op "+o.String())
 	}
-	for _, w := range mapFlagWords {
-		want = append(want, "mmap "+w.name)
+	for _, w := range vmscript.MapFlagWords() {
+		want = append(want, "mmap "+w.Name)
 	}
-	for _, w := range mremapFlagWords {
-		want = append(want, "mremap "+w.name)
+	for _, w := range vmscript.MremapFlagWords() {
+		want = append(want, "mremap "+w.Name)
 	}
-	for _, w := range mlockallFlagWords {
-		want = append(want, "mlockall "+w.name)
+	for _, w := range vmscript.MlockallFlagWords() {
+		want = append(want, "mlockall "+w.Name)
 	}
-	for _, w := range msyncFlagWords {
-		want = append(want, "msync "+w.name)
+	for _, w := range vmscript.MsyncFlagWords() {
+		want = append(want, "msync "+w.Name)
 	}
-	for _, w := range adviceWords {
-		want = append(want, "madvise "+w.name)
+	for _, w := range vmscript.AdviceWords() {
+		want = append(want, "madvise "+w.Name)
 	}
-	for _, w := range resourceWords {
-		want = append(want, "setrlimit "+w.name)
+	for _, w := range vmscript.ResourceWords() {
+		want = append(want, "setrlimit "+w.Name)
 	}
 	want = append(want, "mprotect +growsdown", "mprotect +growsup", "addr brk", "prefix")
 	var missing []string
@@ -270,5 +271,24 @@ func TestCorpusComplete(t *testing.T) {
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Errorf("the corpus never uses: %s", strings.Join(missing, ", "))
+	}
+}
+
+// TestParseCorpus parses every script of the corpus.
+func TestParseCorpus(t *testing.T) {
+	files := corpusFiles(t)
+	for _, f := range files {
+		src := readFile(t, f)
+		s, err := vmscript.Parse(f, src)
+		if err != nil {
+			t.Errorf("%v", err)
+			continue
+		}
+		if len(s.Stmts) == 0 {
+			t.Errorf("%s: no statements", f)
+		}
+		if !bytes.Contains(src, []byte("\n")) {
+			t.Errorf("%s: no newline", f)
+		}
 	}
 }

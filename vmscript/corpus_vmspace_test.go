@@ -1,4 +1,4 @@
-package vmscript
+package vmscript_test
 
 import (
 	"bytes"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
 // TestCorpusOnVmspace runs every corpus script on vmspace and requires the
@@ -31,27 +34,28 @@ func TestCorpusOnVmspace(t *testing.T) {
 			if err != nil {
 				t.Skipf("no stored transcript: %v", err)
 			}
-			s, err := Parse(path, src)
+			s, err := vmscript.Parse(path, src)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			ex := NewVmspace().(*vmspaceExec)
 			// A transcript recorded on a kernel with (or without) the
 			// zero page is replayed with vmspace set likewise.
+			var opts vmspace.Options
 			for _, req := range scriptRequires(src) {
 				switch req {
 				case "zeropage", "nozeropage":
 					no := req == "nozeropage"
-					ex.noZeroPage = &no
+					opts.NoZeroPage = &no
 				}
 			}
+			ex := vmspace.New(opts)
 			var got bytes.Buffer
-			if err := Run(ctx, s, ex, &got); err != nil {
+			if err := vmscript.Run(ctx, s, ex, &got); err != nil {
 				t.Fatalf("run: %v\ntranscript so far:\n%s", err, got.Bytes())
 			}
-			if d := Diff(s, want, got.Bytes()); d != nil {
+			if d := vmscript.Diff(s, want, got.Bytes()); d != nil {
 				t.Errorf("vmspace differs from Linux at %s", d.Format("linux", "vmspace"))
 			}
 		})

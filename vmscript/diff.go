@@ -44,7 +44,7 @@ func Diff(s *Script, a, b []byte) *Difference {
 	if string(a) == string(b) {
 		return nil
 	}
-	la, lb := splitLines(string(a)), splitLines(string(b))
+	la, lb := SplitLines(string(a)), SplitLines(string(b))
 	for i := 0; i < len(la) || i < len(lb); i++ {
 		var x, y string
 		x, y = Missing, Missing
@@ -83,7 +83,9 @@ func Diff(s *Script, a, b []byte) *Difference {
 	return &Difference{A: fmt.Sprintf("%d bytes", len(a)), B: fmt.Sprintf("%d bytes", len(b))}
 }
 
-func splitLines(s string) []string {
+// SplitLines splits a script or a transcript into its lines (without the
+// final newline); nil when s is empty.
+func SplitLines(s string) []string {
 	s = strings.TrimSuffix(s, "\n")
 	if s == "" {
 		return nil

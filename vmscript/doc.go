@@ -5,6 +5,9 @@
 //
 // # Layers
 //
+// Package vmscript is the language alone: it imports no executor (no mm, no
+// agent), so a tool that parses, prints or compares scripts needs neither.
+//
 //   - Parse turns a script into typed statements (Script, Stmt), rejecting any
 //     malformed line with a *ParseError naming the line and what was expected.
 //     Nothing runs on a parse error.
@@ -14,17 +17,24 @@
 //     an executor only answers primitive questions: "mmap returned this
 //     address or this errno", "these are the mappings over this range", "this
 //     many bytes were accessed before a SIGBUS".
-//   - NewNative (and RunNative) is the Executor for Linux: every script
-//     process is a C agent (agent/agent.c, built with the C compiler at
-//     first use and exec'd as a program of its own; forks are its forks)
-//     that serves requests over a socket with raw system calls. NewVmspace
-//     is the Executor for vmspace's mm.MemoryManager.
 //   - Diff compares two transcripts and reports the first difference.
+//
+// The executors and the fuzzer are packages of their own, each importing
+// this one:
+//
+//   - vmscript/native is the Executor for Linux: every script process is a C
+//     agent (native/agent/agent.c, built with the C compiler at first use and
+//     exec'd as a program of its own; forks are its forks) that serves
+//     requests over a socket with raw system calls.
+//   - vmscript/vmspace is the Executor for vmspace's mm.MemoryManager.
+//   - vmscript/fuzz generates scripts, runs them on both executors, and
+//     shrinks every difference to a minimal reproducer.
 //
 // # The corpus
 //
 // testdata/*.vms are scripts named by topic; testdata/*.out are their Linux
-// transcripts, recorded by the native executor:
+// transcripts, recorded by the native executor. The corpus tests live here
+// (an external test package that imports both executors):
 //
 //	go test ./vmscript -run TestCorpusNative -args -update
 //
@@ -60,20 +70,4 @@
 //     unmapped) it is -EINVAL, as on Linux.
 //   - Flag words may not repeat; PROT letters come in any order, once each.
 //     '#' anywhere starts a comment.
-//
-// # The native processes
-//
-// An agent is a small dynamically linked C program (non-PIE, so its break
-// is low): outside the window it has its own binary, libc, the loader, its
-// static buffers and stack, a few MiB in all, as a small Linux program has,
-// and nothing of the coordinator. So mlockall(MCL_CURRENT), which compares
-// everything mapped with RLIMIT_MEMLOCK, succeeds under the usual 8 MiB limit
-// as it does for a small program (and on vmspace, whose stand-ins are
-// similar in size); deltas (vmsize, vmlck) and relative limits (setrlimit
-// RES +N) hide the remaining differences in layout, except brk's RLIMIT_DATA
-// check, which counts the binary's data segment: the corpus avoids it.
-// Every agent is a child of the coordinator (forks use
-// CLONE_PARENT), so Close, a context cancellation or a failure kills and reaps
-// every one of them through pidfds, and removes the shm segments the script
-// made.
 package vmscript

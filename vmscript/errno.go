@@ -151,9 +151,9 @@ func ErrnoName(e unix.Errno) string {
 	return "E" + strconv.Itoa(int(e))
 }
 
-// asErrno reports whether err is a system answer (it unwraps to a non-zero
+// AsErrno reports whether err is a system answer (it unwraps to a non-zero
 // unix.Errno) and which.
-func asErrno(err error) (unix.Errno, bool) {
+func AsErrno(err error) (unix.Errno, bool) {
 	var e unix.Errno
 	if errors.As(err, &e) && e != 0 {
 		return e, true

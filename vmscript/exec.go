@@ -180,7 +180,7 @@ type Proc interface {
 
 // FNV-1a 64 parameters.
 const (
-	fnvOffset uint64 = 0xcbf29ce484222325
+	FNVOffset uint64 = 0xcbf29ce484222325
 	fnvPrime  uint64 = 0x100000001b3
 )
 
@@ -188,8 +188,9 @@ const (
 // executors that hash bytes themselves.
 var NewHash = fnv.New64a
 
-// fnv1a extends an FNV-1a 64 hash h with b.
-func fnv1a(h uint64, b []byte) uint64 {
+// FNV1a extends an FNV-1a 64 hash h (FNVOffset to start) with b: the hash
+// that sum and psum print, for executors that hash as they go.
+func FNV1a(h uint64, b []byte) uint64 {
 	for _, c := range b {
 		h ^= uint64(c)
 		h *= fnvPrime

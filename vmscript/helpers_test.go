@@ -1,4 +1,4 @@
-package vmscript
+package vmscript_test
 
 import (
 	"os"

@@ -338,13 +338,13 @@ func (p *lineParser) parse(text string) (*Stmt, error) {
 				case t == "inf":
 					st.Limit = Limit{Kind: LimitInf}
 				case strings.HasPrefix(t, "+"):
-					n, ok := parseNum(t[1:])
+					n, ok := ParseNum(t[1:])
 					if !ok {
 						return p.bad("VALUE (inf, a number, or +N)", t)
 					}
 					st.Limit = Limit{Kind: LimitPlus, N: n}
 				default:
-					n, ok := parseNum(t)
+					n, ok := ParseNum(t)
 					if !ok {
 						return p.bad("VALUE (inf, a number, or +N)", t)
 					}
@@ -367,7 +367,7 @@ func (p *lineParser) parse(text string) (*Stmt, error) {
 				if err != nil {
 					return err
 				}
-				n, ok := parseNum(t)
+				n, ok := ParseNum(t)
 				if !ok || n > 255 || strings.ContainsAny(t, "kmg") {
 					return p.bad("BYTE (0 to 255)", t)
 				}
@@ -387,7 +387,7 @@ func (p *lineParser) parse(text string) (*Stmt, error) {
 			case t == "ro" && !seenRO:
 				st.ReadOnly, seenRO = true, true
 			case strings.HasPrefix(t, "seed=") && !seenSeed:
-				n, ok := parseNum(t[len("seed="):])
+				n, ok := ParseNum(t[len("seed="):])
 				if !ok {
 					err = p.bad("seed=N", t)
 				}
@@ -474,7 +474,7 @@ func (p *lineParser) size(what string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, ok := parseNum(t)
+	n, ok := ParseNum(t)
 	if !ok {
 		return 0, p.bad(what+" (a number: decimal or 0x hex, optional k/m/g suffix)", t)
 	}
@@ -499,7 +499,7 @@ func (p *lineParser) addr() (Addr, error) {
 func parseAddr(t string) (Addr, bool) {
 	switch {
 	case strings.HasPrefix(t, "@"):
-		n, ok := parseNum(t[1:])
+		n, ok := ParseNum(t[1:])
 		return Addr{Kind: AddrWindow, Off: n}, ok
 	case strings.HasPrefix(t, "$"):
 		rest := t[1:]
@@ -513,7 +513,7 @@ func parseAddr(t string) (Addr, bool) {
 		}
 		a := Addr{Kind: AddrBound, Name: name}
 		if j >= 0 {
-			n, ok := parseNum(rest[j+1:])
+			n, ok := ParseNum(rest[j+1:])
 			if !ok {
 				return Addr{}, false
 			}
@@ -529,14 +529,14 @@ func parseAddr(t string) (Addr, bool) {
 		if rest[0] != '+' && rest[0] != '-' {
 			return Addr{}, false
 		}
-		n, ok := parseNum(rest[1:])
+		n, ok := ParseNum(rest[1:])
 		if !ok {
 			return Addr{}, false
 		}
 		a.Off, a.Neg = n, rest[0] == '-'
 		return a, true
 	default:
-		n, ok := parseNum(t)
+		n, ok := ParseNum(t)
 		return Addr{Kind: AddrAbs, Off: n}, ok
 	}
 }
@@ -596,7 +596,7 @@ func (p *lineParser) prot(allowGrow bool) (Prot, error) {
 }
 
 // flagList parses "0" or a comma list of words, ORing their values.
-func flagList[T ~uint32](p *lineParser, ws []word[T], what string) (T, error) {
+func flagList[T ~uint32](p *lineParser, ws []Word[T], what string) (T, error) {
 	t, err := p.next("FLAGS")
 	if err != nil {
 		return 0, err
@@ -629,9 +629,9 @@ func (p *lineParser) hexData() ([]byte, error) {
 	return b, nil
 }
 
-// parseNum parses a decimal or 0x-hex number with an optional k, m or g
+// ParseNum parses a script's number: a decimal or 0x-hex number with an optional k, m or g
 // suffix, rejecting overflow.
-func parseNum(s string) (uint64, bool) {
+func ParseNum(s string) (uint64, bool) {
 	if s == "" {
 		return 0, false
 	}

@@ -152,7 +152,7 @@ func (d *driver) exec(ctx context.Context, st *Stmt) (string, error) {
 	if ee, ok := err.(*executorError); ok {
 		return "", ee.err
 	}
-	if e, ok := asErrno(err); ok {
+	if e, ok := AsErrno(err); ok {
 		if st.Bind != "" {
 			delete(d.binds, st.Bind)
 		}

@@ -181,7 +181,7 @@ func (p *fakeProc) Pwrite(ctx context.Context, name string, off uint64, data []b
 func (p *fakeProc) Psum(ctx context.Context, name string, off, length uint64) (uint64, uint64, error) {
 	h := uint64(0)
 	for i := uint64(0); i < p.psumN; i++ {
-		h = fnv1a(h, []byte{FileByte(off+i, 0)})
+		h = FNV1a(h, []byte{FileByte(off+i, 0)})
 	}
 	return 0x0123456789abcdef, p.psumN, p.call("psum %s %#x %#x", name, off, length)
 }
@@ -303,7 +303,7 @@ func TestRunFormatting(t *testing.T) {
 			src: "write @0x1000 abcd\nread @0x1000 4\nread @0x1002 4\nread @0 2\nwrite @0x1001 0102\nfill @0 0x2000 7\nfill @0 0x1002 7\nsum @0x1000 2\nsum @0x1000 3\nsum @0x1002 3\nsum @0 0\n",
 			want: "1 ok\n2 abcd segv +0x2\n3 segv +0x0\n4 0000\n5 segv +0x1\n6 segv +0x1002\n7 ok\n" +
 				fmt.Sprintf("8 sum %016x\n9 sum %016x segv +0x2\n10 sum cbf29ce484222325 segv +0x0\n11 sum cbf29ce484222325\n",
-					fnv1a(fnvOffset, []byte{7, 7}), fnv1a(fnvOffset, []byte{7, 7})),
+					FNV1a(FNVOffset, []byte{7, 7}), FNV1a(FNVOffset, []byte{7, 7})),
 		},
 		{
 			name: "bus",

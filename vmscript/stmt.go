@@ -1,6 +1,7 @@
 package vmscript
 
 import (
+	"slices"
 	"strings"
 )
 
@@ -59,10 +60,12 @@ const (
 	OpVmsize
 	OpVmlck
 	OpCheckpoint
-	numOps
+
+	// NumOps is the number of statement kinds: Op values are below it.
+	NumOps
 )
 
-var opNames = [numOps]string{
+var opNames = [NumOps]string{
 	OpInvalid:    "invalid",
 	OpFork:       "fork",
 	OpUse:        "use",
@@ -106,7 +109,7 @@ var opNames = [numOps]string{
 
 // String returns the statement keyword.
 func (o Op) String() string {
-	if o < numOps {
+	if o < NumOps {
 		return opNames[o]
 	}
 	return "invalid"
@@ -114,8 +117,8 @@ func (o Op) String() string {
 
 // opByName maps keywords to ops.
 var opByName = func() map[string]Op {
-	m := make(map[string]Op, numOps)
-	for o := OpFork; o < numOps; o++ {
+	m := make(map[string]Op, NumOps)
+	for o := OpFork; o < NumOps; o++ {
 		m[opNames[o]] = o
 	}
 	return m
@@ -299,33 +302,33 @@ type Limit struct {
 	N uint64
 }
 
-// word tables: spec keyword -> value. Order in the slices is the canonical
-// order used when formatting.
-type word[T any] struct {
-	name string
-	val  T
+// A Word is one entry of a keyword table: a spec keyword and its value.
+// Order in the tables is the canonical order used when formatting.
+type Word[T any] struct {
+	Name string
+	Val  T
 }
 
-var mapFlagWords = []word[MapFlags]{
+var mapFlagWords = []Word[MapFlags]{
 	{"private", MapPrivate}, {"shared", MapShared}, {"shared_validate", MapSharedValidate},
 	{"anon", MapAnonymous}, {"fixed", MapFixed}, {"fixed_noreplace", MapFixedNoReplace},
 	{"growsdown", MapGrowsDown}, {"populate", MapPopulate}, {"noreserve", MapNoReserve},
 	{"locked", MapLocked}, {"stack", MapStack}, {"32bit", Map32Bit},
 }
 
-var mremapFlagWords = []word[MremapFlags]{
+var mremapFlagWords = []Word[MremapFlags]{
 	{"maymove", MremapMaymove}, {"fixed", MremapFixed}, {"dontunmap", MremapDontunmap},
 }
 
-var mlockallFlagWords = []word[MlockallFlags]{
+var mlockallFlagWords = []Word[MlockallFlags]{
 	{"current", MclCurrent}, {"future", MclFuture}, {"onfault", MclOnfault},
 }
 
-var msyncFlagWords = []word[MsyncFlags]{
+var msyncFlagWords = []Word[MsyncFlags]{
 	{"async", MsAsync}, {"sync", MsSync}, {"invalidate", MsInvalidate},
 }
 
-var adviceWords = []word[Advice]{
+var adviceWords = []Word[Advice]{
 	{"normal", MadvNormal}, {"random", MadvRandom}, {"sequential", MadvSequential},
 	{"willneed", MadvWillneed}, {"dontneed", MadvDontneed}, {"free", MadvFree},
 	{"remove", MadvRemove}, {"dontfork", MadvDontfork}, {"dofork", MadvDofork},
@@ -338,24 +341,42 @@ var adviceWords = []word[Advice]{
 	{"guard_install", MadvGuardInstall}, {"guard_remove", MadvGuardRemove},
 }
 
-var resourceWords = []word[Resource]{
+var resourceWords = []Word[Resource]{
 	{"as", RlimitAS}, {"data", RlimitData}, {"memlock", RlimitMemlock}, {"stack", RlimitStack},
 }
 
-func lookupWord[T any](ws []word[T], s string) (T, bool) {
+// MapFlagWords returns mmap's flag words.
+func MapFlagWords() []Word[MapFlags] { return slices.Clone(mapFlagWords) }
+
+// MremapFlagWords returns mremap's flag words.
+func MremapFlagWords() []Word[MremapFlags] { return slices.Clone(mremapFlagWords) }
+
+// MlockallFlagWords returns mlockall's flag words.
+func MlockallFlagWords() []Word[MlockallFlags] { return slices.Clone(mlockallFlagWords) }
+
+// MsyncFlagWords returns msync's flag words.
+func MsyncFlagWords() []Word[MsyncFlags] { return slices.Clone(msyncFlagWords) }
+
+// AdviceWords returns madvise's advice words.
+func AdviceWords() []Word[Advice] { return slices.Clone(adviceWords) }
+
+// ResourceWords returns setrlimit's resource words.
+func ResourceWords() []Word[Resource] { return slices.Clone(resourceWords) }
+
+func lookupWord[T any](ws []Word[T], s string) (T, bool) {
 	for _, w := range ws {
-		if w.name == s {
-			return w.val, true
+		if w.Name == s {
+			return w.Val, true
 		}
 	}
 	var z T
 	return z, false
 }
 
-func wordNames[T any](ws []word[T]) string {
+func wordNames[T any](ws []Word[T]) string {
 	names := make([]string, len(ws))
 	for i, w := range ws {
-		names[i] = w.name
+		names[i] = w.Name
 	}
 	return strings.Join(names, " ")
 }
@@ -363,8 +384,8 @@ func wordNames[T any](ws []word[T]) string {
 // String returns the advice's spec keyword, or its number.
 func (a Advice) String() string {
 	for _, w := range adviceWords {
-		if w.val == a {
-			return w.name
+		if w.Val == a {
+			return w.Name
 		}
 	}
 	return dec(uint64(a))
@@ -373,8 +394,8 @@ func (a Advice) String() string {
 // String returns the resource's spec keyword.
 func (r Resource) String() string {
 	for _, w := range resourceWords {
-		if w.val == r {
-			return w.name
+		if w.Val == r {
+			return w.Name
 		}
 	}
 	return dec(uint64(r))

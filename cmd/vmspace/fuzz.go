@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"time"
 
-	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/fuzz"
 )
 
 // fuzzMain implements `vmspace fuzz [--seconds N] [--seed S] [--out DIR]`:
@@ -36,7 +36,7 @@ func fuzzMain(args []string) int {
 	fmt.Fprintf(os.Stderr, "vmspace fuzz: seed %d, %gs, reproducers to %q\n", *seed, *seconds, *out)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	st, err := vmscript.Fuzz(ctx, vmscript.FuzzOptions{
+	st, err := fuzz.Run(ctx, fuzz.Options{
 		Seed:         *seed,
 		Duration:     time.Duration(*seconds * float64(time.Second)),
 		Scripts:      *scripts,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/native"
+	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
 //go:embed examples/*.vms
@@ -21,14 +23,14 @@ var examples embed.FS
 // replayMain implements `vmspace replay [--native|--diff] [SCRIPT...]`.
 func replayMain(args []string) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	native := fs.Bool("native", false, "run the scripts natively on Linux")
+	onLinux := fs.Bool("native", false, "run the scripts natively on Linux")
 	diff := fs.Bool("diff", false, "run on both systems and report the first difference")
 	timeout := fs.Duration("timeout", time.Minute, "time limit per script")
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *native && *diff {
+	if *onLinux && *diff {
 		fmt.Fprintln(os.Stderr, "vmspace replay: --native and --diff exclude each other")
 		return 2
 	}
@@ -70,8 +72,8 @@ func replayMain(args []string) int {
 		switch {
 		case builtin:
 			// Show both transcripts side by side.
-			lin, lerr := run(vmscript.NewNative(vmscript.NativeOptions{}))
-			vms, verr := run(vmscript.NewVmspace())
+			lin, lerr := run(native.New(native.Options{}))
+			vms, verr := run(vmspace.New(vmspace.Options{}))
 			fmt.Printf("== %s\n", sc.name)
 			sideBySide(os.Stdout, sc.src, lin, vms)
 			for _, e := range []error{lerr, verr} {
@@ -84,8 +86,8 @@ func replayMain(args []string) int {
 				status = 1
 			}
 		case *diff:
-			lin, lerr := run(vmscript.NewNative(vmscript.NativeOptions{}))
-			vms, verr := run(vmscript.NewVmspace())
+			lin, lerr := run(native.New(native.Options{}))
+			vms, verr := run(vmspace.New(vmspace.Options{}))
 			if lerr != nil || verr != nil {
 				fmt.Fprintf(os.Stderr, "vmspace replay: %s: linux: %v; vmspace: %v\n", sc.name, lerr, verr)
 				status = 1
@@ -98,9 +100,9 @@ func replayMain(args []string) int {
 				fmt.Printf("%s: same\n", sc.name)
 			}
 		default:
-			ex := vmscript.NewVmspace()
-			if *native {
-				ex = vmscript.NewNative(vmscript.NativeOptions{})
+			ex := vmspace.New(vmspace.Options{})
+			if *onLinux {
+				ex = native.New(native.Options{})
 			}
 			out, err := run(ex)
 			if len(scripts) > 1 {

@@ -1,4 +1,4 @@
-package vmscript
+package native
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmspace/vmspace/vmscript"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,7 +26,7 @@ func testCtx(t *testing.T) context.Context {
 // them all.
 func TestNativeProcess(t *testing.T) {
 	ctx := testCtx(t)
-	ex := NewNative(NativeOptions{TempDir: t.TempDir()})
+	ex := New(Options{TempDir: t.TempDir()})
 	p0, err := ex.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestNativeProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pids []int
-	for _, p := range []Proc{p0, p1} {
+	for _, p := range []vmscript.Proc{p0, p1} {
 		np := p.(*nativeProc)
 		pids = append(pids, np.pid)
 		status, err := os.ReadFile("/proc/" + strconv.Itoa(np.pid) + "/status")
@@ -72,7 +73,7 @@ func TestNativeProcess(t *testing.T) {
 		if brk != startBrk {
 			t.Errorf("agent %d: break %#x, heap start %#x", np.pid, brk, startBrk)
 		}
-		if rs, err := p.State(ctx, Window, WindowSize); err != nil || len(rs) != 0 {
+		if rs, err := p.State(ctx, vmscript.Window, vmscript.WindowSize); err != nil || len(rs) != 0 {
 			t.Errorf("agent %d: window not empty at start: %+v, %v", np.pid, rs, err)
 		}
 	}
@@ -90,7 +91,7 @@ func TestNativeProcess(t *testing.T) {
 // no process behind.
 func TestNativeCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ex := NewNative(NativeOptions{})
+	ex := New(Options{})
 	p0, err := ex.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +111,7 @@ func TestNativeCancel(t *testing.T) {
 	if err == nil {
 		t.Fatal("request after cancel succeeded")
 	}
-	if _, ok := asErrno(err); ok {
+	if _, ok := vmscript.AsErrno(err); ok {
 		t.Fatalf("infrastructure failure %v reads as an errno", err)
 	}
 	ex.Close()
@@ -119,15 +120,15 @@ func TestNativeCancel(t *testing.T) {
 // TestNativeAgentDeath checks that a dead agent is an executor failure.
 func TestNativeAgentDeath(t *testing.T) {
 	ctx := testCtx(t)
-	s, err := Parse("death", []byte("mmap @0 4k rw private,anon\nfork p1\nmunmap @0 4k\n"))
+	s, err := vmscript.Parse("death", []byte("mmap @0 4k rw private,anon\nfork p1\nmunmap @0 4k\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex := NewNative(NativeOptions{}).(*nativeExec)
+	ex := New(Options{}).(*nativeExec)
 	killer := &killingExec{nativeExec: ex}
 	var buf bytes.Buffer
-	err = Run(ctx, s, killer, &buf)
-	var re *RunError
+	err = vmscript.Run(ctx, s, killer, &buf)
+	var re *vmscript.RunError
 	if !errors.As(err, &re) || re.Line != 3 {
 		t.Fatalf("err = %v, want a RunError at line 3", err)
 	}
@@ -142,7 +143,7 @@ func TestNativeAgentDeath(t *testing.T) {
 // killingExec kills p0 once it has forked.
 type killingExec struct{ *nativeExec }
 
-func (k *killingExec) Start(ctx context.Context) (Proc, error) {
+func (k *killingExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	p, err := k.nativeExec.Start(ctx)
 	if err != nil {
 		return nil, err
@@ -152,7 +153,7 @@ func (k *killingExec) Start(ctx context.Context) (Proc, error) {
 
 type killingProc struct{ *nativeProc }
 
-func (k *killingProc) Fork(ctx context.Context) (Proc, error) {
+func (k *killingProc) Fork(ctx context.Context) (vmscript.Proc, error) {
 	c, err := k.nativeProc.Fork(ctx)
 	unix.Kill(k.pid, unix.SIGKILL)
 	return c, err
@@ -170,15 +171,15 @@ VmFlags: rd wr sh mr mw ms de
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Region{
-		{Start: 0x200000000000, End: 0x200000001000, Perms: "rw-p", Flags: VMHugePage | VMGrowsDown | VMLocked | VMDontCopy | VMWipeOnFork | VMDontDump | VMSealed | VMNoHugePage},
+	want := []vmscript.Region{
+		{Start: 0x200000000000, End: 0x200000001000, Perms: "rw-p", Flags: vmscript.VMHugePage | vmscript.VMGrowsDown | vmscript.VMLocked | vmscript.VMDontCopy | vmscript.VMWipeOnFork | vmscript.VMDontDump | vmscript.VMSealed | vmscript.VMNoHugePage},
 		{Start: 0x7f7778c9f000, End: 0x7f7778ca8000, Perms: "rw-s"},
 	}
 	if len(rs) != 2 || rs[0] != want[0] || rs[1] != want[1] {
 		t.Errorf("got %+v\nwant %+v", rs, want)
 	}
 	u, err := parseStatus([]byte("Name:\tx\nVmSize:\t  100 kB\nVmLck:\t 4 kB\nVmData:\t 8 kB\nVmStk:\t132 kB\n"))
-	if err != nil || u != (Usage{100, 4, 8, 132}) {
+	if err != nil || u != (vmscript.Usage{VmSize: 100, VmLck: 4, VmData: 8, VmStk: 132}) {
 		t.Errorf("parseStatus = %+v, %v", u, err)
 	}
 	if _, err := parseStatus([]byte("VmSize:\t100 kB\n")); err == nil {
@@ -201,7 +202,7 @@ p1: fork p2
 exit p0
 p2: mmap @0x10000 0x1000 rw shared f 0
 `)
-	s, err := Parse("leaks", src)
+	s, err := vmscript.Parse("leaks", src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,8 +211,8 @@ p2: mmap @0x10000 0x1000 rw shared f 0
 	var pids []int
 	for i := 0; i < 3; i++ {
 		var buf bytes.Buffer
-		ex := NewNative(NativeOptions{TempDir: t.TempDir()}).(*nativeExec)
-		if err := Run(testCtx(t), s, ex, &buf); err != nil {
+		ex := New(Options{TempDir: t.TempDir()}).(*nativeExec)
+		if err := vmscript.Run(testCtx(t), s, ex, &buf); err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range ex.procs {
@@ -219,7 +220,7 @@ p2: mmap @0x10000 0x1000 rw shared f 0
 		}
 		// A failing run (the agent is killed mid-script) must clean up too.
 		ctx, cancel := context.WithCancel(context.Background())
-		ex = NewNative(NativeOptions{}).(*nativeExec)
+		ex = New(Options{}).(*nativeExec)
 		p0, err := ex.Start(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -1,9 +1,11 @@
-package vmscript
+package fuzz
 
 import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+
+	"github.com/vmspace/vmspace/vmscript"
 )
 
 // Generate returns a random script, deterministic in seed, for differential
@@ -13,7 +15,7 @@ import (
 // pages and bad inputs. Parse accepts every script Generate returns.
 //
 // Generated scripts avoid what makes Linux's answer depend on the host (see
-// the package documentation): they never name anonymous mappings, never call
+// package vmscript's documentation): they never name anonymous mappings, never call
 // mlockall(MCL_CURRENT) unless RLIMIT_MEMLOCK is known to be below what
 // either system has mapped (so both fail), never move the break in a script
 // that limits RLIMIT_DATA, set RLIMIT_AS and RLIMIT_DATA only relative to
@@ -213,7 +215,7 @@ func (g *gen) revive() bool {
 	return true
 }
 
-func (g *gen) regionSize() uint64 { return uint64(g.pages) * PageSize }
+func (g *gen) regionSize() uint64 { return uint64(g.pages) * vmscript.PageSize }
 
 // weighted statement kinds.
 type genKind struct {
@@ -336,9 +338,9 @@ func (g *gen) procStmt() {
 // pageOff returns a page offset inside the region (or a little past it).
 func (g *gen) pageOff() uint64 {
 	if g.chance(0.05) {
-		return uint64(g.pages+g.r.IntN(4)) * PageSize
+		return uint64(g.pages+g.r.IntN(4)) * vmscript.PageSize
 	}
-	return uint64(g.r.IntN(g.pages)) * PageSize
+	return uint64(g.r.IntN(g.pages)) * vmscript.PageSize
 }
 
 // badAddrs are absolute addresses every system call rejects or finds
@@ -387,7 +389,7 @@ func (g *gen) rangeArgsOf(windowLen func() string, wrap bool) (addr, length stri
 	case x < 92 && len(g.usable()) > 0:
 		return g.boundRange(wrap)
 	case x < 96:
-		return "@" + hx(g.pageOff()+uint64(1+g.r.IntN(int(PageSize)-1))), windowLen()
+		return "@" + hx(g.pageOff()+uint64(1+g.r.IntN(int(vmscript.PageSize)-1))), windowLen()
 	default:
 		return addrAbs(pick(g, badAddrs)), g.smallLen()
 	}
@@ -397,12 +399,12 @@ func (g *gen) rangeArgsOf(windowLen func() string, wrap bool) (addr, length stri
 // with wrap, sometimes a length that wraps).
 func (g *gen) boundRange(wrap bool) (addr, length string) {
 	b := pick(g, g.usable())
-	size := max(b.size, PageSize)
-	npages := int((size + PageSize - 1) / PageSize)
+	size := max(b.size, vmscript.PageSize)
+	npages := int((size + vmscript.PageSize - 1) / vmscript.PageSize)
 	k := g.r.IntN(npages)
 	addr = "$" + b.name
 	if k > 0 {
-		addr += "+" + hx(uint64(k)*PageSize)
+		addr += "+" + hx(uint64(k)*vmscript.PageSize)
 	}
 	switch x := g.r.IntN(10); {
 	case x < 7:
@@ -410,7 +412,7 @@ func (g *gen) boundRange(wrap bool) (addr, length string) {
 	case x < 8:
 		return addr, "0"
 	case x < 9 || !wrap:
-		return addr, hx(uint64(1 + g.r.IntN(int(uint64(npages-k)*PageSize))))
+		return addr, hx(uint64(1 + g.r.IntN(int(uint64(npages-k)*vmscript.PageSize))))
 	default:
 		// A name may be bound below the window (brk+OFF): only
 		// lengths that wrap from any address do.
@@ -422,10 +424,10 @@ func (g *gen) boundRange(wrap bool) (addr, length string) {
 // how many bytes from it NAME mapped.
 func (g *gen) boundAccess(aligned bool) (string, uint64) {
 	b := pick(g, g.usable())
-	size := max(b.size, PageSize)
+	size := max(b.size, vmscript.PageSize)
 	var off uint64
 	if aligned {
-		off = uint64(g.r.IntN(int((size+PageSize-1)/PageSize))) * PageSize
+		off = uint64(g.r.IntN(int((size+vmscript.PageSize-1)/vmscript.PageSize))) * vmscript.PageSize
 	} else {
 		off = uint64(g.r.IntN(int(size)))
 	}
@@ -470,7 +472,7 @@ func (g *gen) smallLen() string {
 		}
 		return g.pagesStr(n)
 	case x < 95:
-		return hx(uint64(g.r.IntN(4*int(PageSize)) + 1))
+		return hx(uint64(g.r.IntN(4*int(vmscript.PageSize)) + 1))
 	default:
 		return "0"
 	}
@@ -481,7 +483,7 @@ func (g *gen) pagesStr(n int) string {
 	if g.chance(0.15) {
 		return strconv.Itoa(n*4) + "k"
 	}
-	return hx(uint64(n) * PageSize)
+	return hx(uint64(n) * vmscript.PageSize)
 }
 
 // accessAddr returns the ADDR of a memory access (any byte of the region, a
@@ -496,7 +498,7 @@ func (g *gen) accessAddr() (string, uint64) {
 	case x < 85:
 		return "@" + hx(uint64(g.r.IntN(int(g.regionSize())))), unlimited
 	case x < 90 && g.brk:
-		return "brk+" + hx(uint64(g.r.IntN(8*int(PageSize)))), unlimited
+		return "brk+" + hx(uint64(g.r.IntN(8*int(vmscript.PageSize)))), unlimited
 	case x < 96 && len(g.usable()) > 0:
 		return g.boundAccess(g.chance(0.5))
 	case x < 98:
@@ -565,9 +567,9 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		case x < 6:
 			off = 0
 		case x < 9:
-			off = uint64(g.r.IntN(8)) * PageSize
+			off = uint64(g.r.IntN(8)) * vmscript.PageSize
 		default:
-			off = uint64(g.r.IntN(3*int(PageSize)) + 1)
+			off = uint64(g.r.IntN(3*int(vmscript.PageSize)) + 1)
 		}
 		if g.chance(0.05) {
 			words = append(words, "anon") // fd ignored
@@ -584,7 +586,7 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		// and never populated.
 		l := pick(g, []uint64{1 << 40, 1 << 40, 1 << 44, 0x100000000000})
 		a := "0"
-		if l <= WindowSize && g.chance(0.5) {
+		if l <= vmscript.WindowSize && g.chance(0.5) {
 			a = "@0x0" // a hint that fits the window
 		}
 		s := pre + "mmap " + a + " " + hx(l) + " " + pick(g, []string{"rw", "r", "none"}) + " " +
@@ -610,7 +612,7 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		case x < 92:
 			addr = "0"
 		case x < 94 && g.brk:
-			addr = "brk+" + hx(uint64(4+g.r.IntN(12))*PageSize)
+			addr = "brk+" + hx(uint64(4+g.r.IntN(12))*vmscript.PageSize)
 			words = append(words, "fixed")
 		case x < 96:
 			addr, length = g.rangeArgs(false)
@@ -644,7 +646,7 @@ func (g *gen) stmtMmap(pre string, first bool) string {
 		s += " " + file + " " + hx(off)
 	}
 	if addr == "0" || (!first && g.chance(0.1)) {
-		n, ok := parseNum(length)
+		n, ok := vmscript.ParseNum(length)
 		if !ok || n > g.regionSize() {
 			n = 0
 		}
@@ -730,7 +732,7 @@ func (g *gen) stmtMremap(pre, proc string) string {
 		case x < 85:
 			newAddr = " @" + hx(g.pageOff())
 		case x < 90:
-			newAddr = " @" + hx(g.pageOff()+uint64(1+g.r.IntN(int(PageSize)-1)))
+			newAddr = " @" + hx(g.pageOff()+uint64(1+g.r.IntN(int(vmscript.PageSize)-1)))
 		case x < 93:
 			newAddr = " " + addrAbs(pick(g, badAddrs))
 			newLen = g.smallLen()
@@ -746,7 +748,7 @@ func (g *gen) stmtMremap(pre, proc string) string {
 	}
 	s := pre + "mremap " + old + " " + oldLen + " " + newLen + " " + flagWords(words) + newAddr
 	if g.chance(0.25) {
-		n, ok := parseNum(newLen)
+		n, ok := vmscript.ParseNum(newLen)
 		if !ok || n > g.regionSize() {
 			n = 0
 		}
@@ -822,11 +824,11 @@ func (g *gen) stmtBrk(pre, proc string) string {
 	var a string
 	switch x := g.r.IntN(10); {
 	case x < 5:
-		a = "brk+" + hx(uint64(g.r.IntN(16))*PageSize)
+		a = "brk+" + hx(uint64(g.r.IntN(16))*vmscript.PageSize)
 	case x < 6:
-		a = "brk+" + hx(uint64(g.r.IntN(16*int(PageSize))))
+		a = "brk+" + hx(uint64(g.r.IntN(16*int(vmscript.PageSize))))
 	case x < 7:
-		a = "brk-" + hx(uint64(1+g.r.IntN(4))*PageSize)
+		a = "brk-" + hx(uint64(1+g.r.IntN(4))*vmscript.PageSize)
 	case x < 8:
 		a = "0"
 		if g.tera && g.chance(0.5) {
@@ -835,18 +837,18 @@ func (g *gen) stmtBrk(pre, proc string) string {
 	case x < 9:
 		a = "brk"
 	default:
-		return pre + "state brk " + hx(16*PageSize)
+		return pre + "state brk " + hx(16*vmscript.PageSize)
 	}
 	s := pre + "brk " + a
 	if g.chance(0.1) {
-		s += g.bind(PageSize)
+		s += g.bind(vmscript.PageSize)
 	}
 	return s
 }
 
 func (g *gen) stmtSetrlimit(pre, proc string) string {
 	plus := func(maxPages int) string {
-		return "+" + hx(uint64(g.r.IntN(maxPages+1))*PageSize)
+		return "+" + hx(uint64(g.r.IntN(maxPages+1))*vmscript.PageSize)
 	}
 	switch x := g.r.IntN(10); {
 	case x < 3:
@@ -867,7 +869,7 @@ func (g *gen) stmtSetrlimit(pre, proc string) string {
 	case x < 8 && g.locks:
 		var v string
 		if g.chance(0.75) {
-			n := pick(g, []uint64{0, PageSize, 2 * PageSize, 4 * PageSize, 8 * PageSize, 16 * PageSize, 64 * PageSize, 256 * PageSize})
+			n := pick(g, []uint64{0, vmscript.PageSize, 2 * vmscript.PageSize, 4 * vmscript.PageSize, 8 * vmscript.PageSize, 16 * vmscript.PageSize, 64 * vmscript.PageSize, 256 * vmscript.PageSize})
 			v = hx(n)
 			g.setMemlockSmall(pre, proc, true)
 		} else {
@@ -876,7 +878,7 @@ func (g *gen) stmtSetrlimit(pre, proc string) string {
 		}
 		return pre + "setrlimit memlock " + v
 	default:
-		v := hx(pick(g, []uint64{PageSize, 2 * PageSize, 4 * PageSize, 16 * PageSize, 64 * PageSize, 1 << 20, 8 << 20}))
+		v := hx(pick(g, []uint64{vmscript.PageSize, 2 * vmscript.PageSize, 4 * vmscript.PageSize, 16 * vmscript.PageSize, 64 * vmscript.PageSize, 1 << 20, 8 << 20}))
 		if g.chance(0.1) {
 			v = "inf"
 		}
@@ -908,9 +910,9 @@ func (g *gen) accessLen(most uint64) uint64 {
 	var n uint64
 	switch x := g.r.IntN(10); {
 	case x < 4:
-		n = uint64(1 + g.r.IntN(int(PageSize)))
+		n = uint64(1 + g.r.IntN(int(vmscript.PageSize)))
 	case x < 8:
-		n = uint64(1+g.r.IntN(4)) * PageSize
+		n = uint64(1+g.r.IntN(4)) * vmscript.PageSize
 	default:
 		n = uint64(1 + g.r.IntN(int(g.regionSize())))
 	}
@@ -924,7 +926,7 @@ func (g *gen) stmtFill(pre, proc string) string {
 
 func (g *gen) stmtRead(pre, proc string) string {
 	a, most := g.accessAddr()
-	return pre + "read " + a + " " + strconv.Itoa(int(min(uint64(1+g.r.IntN(MaxRead)), most)))
+	return pre + "read " + a + " " + strconv.Itoa(int(min(uint64(1+g.r.IntN(vmscript.MaxRead)), most)))
 }
 
 func (g *gen) stmtSum(pre, proc string) string {
@@ -949,9 +951,9 @@ func (g *gen) newFileName() string {
 
 func (g *gen) fileSize() string {
 	if g.chance(0.15) {
-		return hx(uint64(g.r.IntN(8 * int(PageSize))))
+		return hx(uint64(g.r.IntN(8 * int(vmscript.PageSize))))
 	}
-	return hx(uint64(g.r.IntN(g.pages/2+1)) * PageSize)
+	return hx(uint64(g.r.IntN(g.pages/2+1)) * vmscript.PageSize)
 }
 
 func (g *gen) stmtFile(pre, proc string) string {
@@ -985,9 +987,9 @@ func (g *gen) stmtFile(pre, proc string) string {
 	case x < 3:
 		return pre + "ftruncate " + name + " " + g.fileSize()
 	case x < 6:
-		return pre + "pwrite " + name + " " + hx(uint64(g.r.IntN(g.pages/2*int(PageSize)+1))) + " " + g.hexBytes(1+g.r.IntN(8))
+		return pre + "pwrite " + name + " " + hx(uint64(g.r.IntN(g.pages/2*int(vmscript.PageSize)+1))) + " " + g.hexBytes(1+g.r.IntN(8))
 	case x < 9:
-		return pre + "psum " + name + " " + hx(uint64(g.r.IntN(4))*PageSize) + " " + hx(uint64(1+g.r.IntN(g.pages/2*int(PageSize))))
+		return pre + "psum " + name + " " + hx(uint64(g.r.IntN(4))*vmscript.PageSize) + " " + hx(uint64(1+g.r.IntN(g.pages/2*int(vmscript.PageSize))))
 	default:
 		return pre + "close " + name
 	}
@@ -1003,9 +1005,9 @@ func (g *gen) stmtShm(pre, proc string) string {
 		if !found {
 			g.shmNames = append(g.shmNames, name)
 		}
-		size := hx(uint64(1+g.r.IntN(8)) * PageSize)
+		size := hx(uint64(1+g.r.IntN(8)) * vmscript.PageSize)
 		if g.chance(0.15) {
-			size = hx(uint64(1 + g.r.IntN(3*int(PageSize))))
+			size = hx(uint64(1 + g.r.IntN(3*int(vmscript.PageSize))))
 		}
 		return pre + "shmget " + name + " " + size
 	}
@@ -1024,7 +1026,7 @@ func (g *gen) stmtShm(pre, proc string) string {
 			s += " rdonly"
 		}
 		if addr == "0" || g.chance(0.1) {
-			s += g.bind(PageSize)
+			s += g.bind(vmscript.PageSize)
 		}
 		return s
 	case x < 8:
@@ -1046,7 +1048,7 @@ func (g *gen) stmtAio(pre, proc string) string {
 			g.aioNames = append(g.aioNames, name)
 		}
 		nr := pick(g, []int{0, 1, 2, 16, 64, 128, 200})
-		s := pre + "io_setup " + name + " " + strconv.Itoa(nr) + g.bind(PageSize)
+		s := pre + "io_setup " + name + " " + strconv.Itoa(nr) + g.bind(vmscript.PageSize)
 		g.aioRing[name] = g.binds[len(g.binds)-1]
 		return s
 	}
@@ -1056,7 +1058,7 @@ func (g *gen) stmtAio(pre, proc string) string {
 func (g *gen) stmtState(pre, proc string) string {
 	if bs := g.usable(); len(bs) > 0 && g.chance(0.15) {
 		b := pick(g, bs)
-		return pre + "state $" + b.name + " " + hx(max(PageSize, (b.size+PageSize-1)/PageSize*PageSize))
+		return pre + "state $" + b.name + " " + hx(max(vmscript.PageSize, (b.size+vmscript.PageSize-1)/vmscript.PageSize*vmscript.PageSize))
 	}
 	if g.chance(0.85) {
 		return pre + "state @0x0 " + hx(g.regionSize())
@@ -1064,3 +1066,5 @@ func (g *gen) stmtState(pre, proc string) string {
 	a, l := g.observeArgs()
 	return pre + "state " + a + " " + l
 }
+
+func hx(n uint64) string { return "0x" + strconv.FormatUint(n, 16) }

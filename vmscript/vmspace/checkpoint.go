@@ -1,4 +1,4 @@
-package vmscript
+package vmspace
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package vmscript
+package fuzz
 
 import (
 	"bytes"
@@ -12,6 +12,10 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/native"
+	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
 // Outcome is one script run on Linux and on vmspace.
@@ -26,7 +30,7 @@ type Outcome struct {
 	VmspaceErr error
 	// Diff is the first difference between the transcripts, nil when they
 	// are identical.
-	Diff *Difference
+	Diff *vmscript.Difference
 }
 
 // Differs says vmspace disagrees with Linux: the native run succeeded and
@@ -39,7 +43,7 @@ func (o *Outcome) Differs() bool {
 // means 20 seconds), and compares the transcripts. A panic in vmspace is
 // recovered and reported as VmspaceErr; so is a run that does not end in
 // time (its goroutine is abandoned).
-func Compare(ctx context.Context, s *Script, timeout time.Duration, tempDir string) Outcome {
+func Compare(ctx context.Context, s *vmscript.Script, timeout time.Duration, tempDir string) Outcome {
 	if timeout <= 0 {
 		timeout = 20 * time.Second
 	}
@@ -49,15 +53,15 @@ func Compare(ctx context.Context, s *Script, timeout time.Duration, tempDir stri
 		return o
 	}
 	o.Vmspace, o.VmspaceErr = runVmspaceGuarded(ctx, s, timeout)
-	o.Diff = Diff(s, o.Linux, o.Vmspace)
+	o.Diff = vmscript.Diff(s, o.Linux, o.Vmspace)
 	return o
 }
 
-func runNativeOnce(ctx context.Context, s *Script, timeout time.Duration, tempDir string) ([]byte, error) {
+func runNativeOnce(ctx context.Context, s *vmscript.Script, timeout time.Duration, tempDir string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var buf bytes.Buffer
-	err := Run(ctx, s, NewNative(NativeOptions{TempDir: tempDir, Timeout: timeout}), &buf)
+	err := vmscript.Run(ctx, s, native.New(native.Options{TempDir: tempDir, Timeout: timeout}), &buf)
 	return buf.Bytes(), err
 }
 
@@ -74,7 +78,7 @@ func (e *panicError) Error() string {
 	return fmt.Sprintf("vmspace panicked: %v\n%s", e.val, e.stack)
 }
 
-func runVmspaceGuarded(ctx context.Context, s *Script, timeout time.Duration) ([]byte, error) {
+func runVmspaceGuarded(ctx context.Context, s *vmscript.Script, timeout time.Duration) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type result struct {
@@ -89,7 +93,7 @@ func runVmspaceGuarded(ctx context.Context, s *Script, timeout time.Duration) ([
 				ch <- result{bytes.Clone(buf.Bytes()), &panicError{r, debug.Stack()}}
 			}
 		}()
-		err := Run(ctx, s, NewVmspace(), &buf)
+		err := vmscript.Run(ctx, s, vmspace.New(vmspace.Options{}), &buf)
 		ch <- result{buf.Bytes(), err}
 	}()
 	select {
@@ -109,14 +113,14 @@ func runVmspaceGuarded(ctx context.Context, s *Script, timeout time.Duration) ([
 // signature names a difference loosely enough to survive shrinking (which
 // renumbers lines and changes results) and tightly enough not to slide into
 // another bug: the kind of failure and the differing statement's keyword.
-func signature(s *Script, o *Outcome) string {
+func signature(s *vmscript.Script, o *Outcome) string {
 	op := func(line int) string {
 		if st := s.StmtAt(line); st != nil {
 			return st.Op.String()
 		}
 		return "?"
 	}
-	var re *RunError
+	var re *vmscript.RunError
 	switch {
 	case o.VmspaceErr == nil && o.Diff != nil:
 		return "diff " + op(o.Diff.Line)
@@ -133,7 +137,7 @@ func signature(s *Script, o *Outcome) string {
 }
 
 // classify reduces a result to its shape, for telling bugs apart.
-func classify(op Op, r string) string {
+func classify(op vmscript.Op, r string) string {
 	fault := ""
 	if i := strings.Index(r, "segv"); i >= 0 {
 		fault = " segv"
@@ -141,7 +145,7 @@ func classify(op Op, r string) string {
 		fault = " bus"
 	}
 	switch {
-	case r == Missing, r == "ok", strings.HasPrefix(r, "-E"), strings.HasPrefix(r, "unbound"):
+	case r == vmscript.Missing, r == "ok", strings.HasPrefix(r, "-E"), strings.HasPrefix(r, "unbound"):
 		return r
 	case strings.HasPrefix(r, "= "):
 		if strings.HasPrefix(r, "= @") {
@@ -150,13 +154,13 @@ func classify(op Op, r string) string {
 		return r
 	case strings.HasPrefix(r, "sum "):
 		return "sum" + fault
-	case op == OpRead:
+	case op == vmscript.OpRead:
 		return "bytes" + fault
-	case op == OpWrite || op == OpFill:
+	case op == vmscript.OpWrite || op == vmscript.OpFill:
 		return strings.TrimSpace(fault)
-	case op == OpMincore:
+	case op == vmscript.OpMincore:
 		return "mincore"
-	case op == OpVmsize, op == OpVmlck:
+	case op == vmscript.OpVmsize, op == vmscript.OpVmlck:
 		return strings.Fields(r)[0]
 	}
 	return "?"
@@ -176,13 +180,13 @@ func stateAttrs(r string) map[string]bool {
 // findingKey tells distinct differences apart after shrinking: the
 // signature and the shapes of the two results (for state, which attributes
 // one side shows and the other does not).
-func findingKey(s *Script, o *Outcome) string {
+func findingKey(s *vmscript.Script, o *Outcome) string {
 	sig := signature(s, o)
 	if o.VmspaceErr != nil || o.Diff == nil {
 		return sig
 	}
 	st := s.StmtAt(o.Diff.Line)
-	if st != nil && st.Op == OpState {
+	if st != nil && st.Op == vmscript.OpState {
 		a, b := stateAttrs(o.Diff.A), stateAttrs(o.Diff.B)
 		var only []string
 		for k := range a {
@@ -201,15 +205,15 @@ func findingKey(s *Script, o *Outcome) string {
 		}
 		return sig + " " + strings.Join(only, " ")
 	}
-	var op Op
+	var op vmscript.Op
 	if st != nil {
 		op = st.Op
 	}
 	return sig + " linux=" + classify(op, o.Diff.A) + " vmspace=" + classify(op, o.Diff.B)
 }
 
-// FuzzOptions configure Fuzz.
-type FuzzOptions struct {
+// Options configure Run.
+type Options struct {
 	// Seed is the seed of the run; script i is generated from a seed
 	// derived from Seed and i.
 	Seed uint64
@@ -259,8 +263,8 @@ type Finding struct {
 	Path string
 }
 
-// FuzzStats summarise a run.
-type FuzzStats struct {
+// Stats summarise a run.
+type Stats struct {
 	// Scripts is how many generated scripts ran on both systems.
 	Scripts int
 	// Differences counts generated scripts on which vmspace differed.
@@ -291,11 +295,11 @@ func ScriptSeed(seed uint64, i int) uint64 {
 // its key.
 const knownKeyPrefix = "# fuzz key: "
 
-// Fuzz generates scripts (Generate), runs each natively and on vmspace, and
+// Run generates scripts (Generate), runs each natively and on vmspace, and
 // for each difference shrinks the script to a minimal reproducer, which it
 // reports and (with OutDir) saves with its Linux transcript. Native failures
 // are counted and noted on Progress, not saved.
-func Fuzz(ctx context.Context, opts FuzzOptions) (FuzzStats, error) {
+func Run(ctx context.Context, opts Options) (Stats, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 20 * time.Second
 	}
@@ -318,7 +322,7 @@ func Fuzz(ctx context.Context, opts FuzzOptions) (FuzzStats, error) {
 	known := map[string]string{} // key -> where it was found
 	if opts.OutDir != "" {
 		if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
-			return FuzzStats{}, err
+			return Stats{}, err
 		}
 		paths, _ := filepath.Glob(filepath.Join(opts.OutDir, "fuzz_*.vms"))
 		for _, p := range paths {
@@ -334,7 +338,7 @@ func Fuzz(ctx context.Context, opts FuzzOptions) (FuzzStats, error) {
 		}
 	}
 
-	var st FuzzStats
+	var st Stats
 	start := time.Now()
 	lastProgress := start
 	printProgress := func(final bool) {
@@ -355,7 +359,7 @@ func Fuzz(ctx context.Context, opts FuzzOptions) (FuzzStats, error) {
 		seed := ScriptSeed(opts.Seed, i)
 		src := Generate(seed)
 		name := fmt.Sprintf("gen-%d-%d", opts.Seed, i)
-		s, err := Parse(name, src)
+		s, err := vmscript.Parse(name, src)
 		if err != nil {
 			return st, fmt.Errorf("generated script %d (seed %d) does not parse: %v", i, seed, err)
 		}
@@ -395,7 +399,7 @@ func Fuzz(ctx context.Context, opts FuzzOptions) (FuzzStats, error) {
 			f.Script = withHeader(f, opts.Seed)
 			// The header shifts line numbers: record the transcript
 			// of exactly what is saved, and check it still differs.
-			fs, err := Parse(base+".vms", f.Script)
+			fs, err := vmscript.Parse(base+".vms", f.Script)
 			if err != nil {
 				return st, fmt.Errorf("saved reproducer does not parse: %v", err)
 			}
@@ -444,7 +448,7 @@ func describe(o *Outcome) string {
 
 // shrinkFinding shrinks a differing script to a minimal one with the same
 // signature, and computes its key.
-func shrinkFinding(ctx context.Context, s *Script, src []byte, o *Outcome, opts FuzzOptions) (Finding, bool) {
+func shrinkFinding(ctx context.Context, s *vmscript.Script, src []byte, o *Outcome, opts Options) (Finding, bool) {
 	// Shrinking keeps the finding's key, so that it does not slide into
 	// another bug with the same differing statement.
 	key := findingKey(s, o)
@@ -452,7 +456,7 @@ func shrinkFinding(ctx context.Context, s *Script, src []byte, o *Outcome, opts 
 		if ctx.Err() != nil {
 			return false
 		}
-		cs, err := Parse("candidate", cand)
+		cs, err := vmscript.Parse("candidate", cand)
 		if err != nil || len(cs.Stmts) == 0 {
 			return false
 		}
@@ -460,7 +464,7 @@ func shrinkFinding(ctx context.Context, s *Script, src []byte, o *Outcome, opts 
 		return co.Differs() && findingKey(cs, &co) == key
 	}
 	small := Shrink(src, interesting, ShrinkOptions{Budget: opts.ShrinkBudget})
-	ms, err := Parse("minimal", small)
+	ms, err := vmscript.Parse("minimal", small)
 	if err != nil {
 		return Finding{}, false
 	}
@@ -479,7 +483,7 @@ func withHeader(f Finding, runSeed uint64) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# found by `vmspace fuzz --seed %d` (script %d), shrunk\n", runSeed, f.Index)
 	b.WriteString(knownKeyPrefix + f.Key + "\n")
-	if s, err := Parse("", f.Script); err == nil {
+	if s, err := vmscript.Parse("", f.Script); err == nil {
 		if req := requiredFeatures(s); len(req) > 0 {
 			b.WriteString("# requires: " + strings.Join(req, " ") + "\n")
 		}
@@ -490,25 +494,25 @@ func withHeader(f Finding, runSeed uint64) []byte {
 
 // requiredFeatures lists the kernel features (as corpus "# requires:" names
 // them) that a script's statements need.
-func requiredFeatures(s *Script) []string {
+func requiredFeatures(s *vmscript.Script) []string {
 	set := map[string]bool{}
 	for _, st := range s.Stmts {
 		switch st.Op {
-		case OpMseal:
+		case vmscript.OpMseal:
 			set["mseal"] = true
-		case OpShmget, OpShmat, OpShmdt, OpShmrm:
+		case vmscript.OpShmget, vmscript.OpShmat, vmscript.OpShmdt, vmscript.OpShmrm:
 			set["shm"] = true
-		case OpIoSetup, OpIoDestroy:
+		case vmscript.OpIoSetup, vmscript.OpIoDestroy:
 			set["aio"] = true
-		case OpAnonname:
+		case vmscript.OpAnonname:
 			set["anonname"] = true
-		case OpMadvise:
+		case vmscript.OpMadvise:
 			switch st.Advice {
-			case MadvGuardInstall, MadvGuardRemove:
+			case vmscript.MadvGuardInstall, vmscript.MadvGuardRemove:
 				set["guard"] = true
-			case MadvMergeable, MadvUnmergeable:
+			case vmscript.MadvMergeable, vmscript.MadvUnmergeable:
 				set["ksm"] = true
-			case MadvHugepage, MadvNohugepage:
+			case vmscript.MadvHugepage, vmscript.MadvNohugepage:
 				set["thp"] = true
 			}
 		}

@@ -1,4 +1,4 @@
-package vmscript
+package vmspace
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
+	"github.com/vmspace/vmspace/vmscript"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,15 +24,23 @@ const (
 	stackSize = 132 << 10
 )
 
-// VmspaceBrk is where the vmspace executor puts p0's program break: low,
+// Brk is where the vmspace executor puts p0's program break: low,
 // like the break of the native agent (a non-PIE binary), so that lengths
 // relative to brk overflow, or not, as they do natively.
-const VmspaceBrk = 0x4000000
+const Brk = 0x4000000
 
-// NewVmspace returns an Executor that runs scripts on vmspace's
-// MemoryManager, with files, memfds and shared memory from package
-// hostfile, all in one memory file per run.
-func NewVmspace() Executor { return &vmspaceExec{} }
+// Options configure the vmspace executor.
+type Options struct {
+	// NoZeroPage, if not nil, replaces the host's Limits.NoZeroPage: the
+	// corpus tests pin it for scripts whose Linux transcript depends on it
+	// ("# requires: zeropage" or "nozeropage").
+	NoZeroPage *bool
+}
+
+// New returns an Executor that runs scripts on vmspace's MemoryManager,
+// with files, memfds and shared memory from package hostfile, all in one
+// memory file per run.
+func New(opts Options) vmscript.Executor { return &vmspaceExec{noZeroPage: opts.NoZeroPage} }
 
 type vmspaceExec struct {
 	mf    *pgalloc.MemoryFile
@@ -44,9 +53,7 @@ type vmspaceExec struct {
 	// ("save", "release", "restore") and a non-nil result is that
 	// stage's failure: tests inject failures with it. Set before Start.
 	fault func(stage string) error
-	// noZeroPage, if not nil, replaces the host's Limits.NoZeroPage:
-	// tests pin it for scripts whose Linux transcript depends on it. Set
-	// before Start.
+	// noZeroPage is Options.NoZeroPage.
 	noZeroPage *bool
 }
 
@@ -60,7 +67,7 @@ type vproc struct {
 	aios  map[string]uint64
 }
 
-func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
+func (e *vmspaceExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	mf, err := pgalloc.New(pgalloc.Options{Name: "vmscript"})
 	if err != nil {
 		return nil, err
@@ -72,7 +79,7 @@ func (e *vmspaceExec) Start(ctx context.Context) (Proc, error) {
 		lim.NoZeroPage = *e.noZeroPage
 	}
 	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim})
-	m.BrkSetup(ctx, VmspaceBrk)
+	m.BrkSetup(ctx, Brk)
 	e.setup(m)
 	// A real process has its libraries right below mmap_base, so the
 	// first mapping placed top-down has a neighbour above it (and cannot
@@ -140,7 +147,7 @@ func (e *vmspaceExec) Close() error {
 	return nil
 }
 
-func (p *vproc) Fork(ctx context.Context) (Proc, error) {
+func (p *vproc) Fork(ctx context.Context) (vmscript.Proc, error) {
 	// The child inherits the shared anonymous memory factory from Fork.
 	m, err := p.mm.Fork(ctx)
 	if err != nil {
@@ -168,7 +175,7 @@ func (p *vproc) Exit(ctx context.Context) error {
 	return nil
 }
 
-func (p *vproc) Mmap(ctx context.Context, a MmapArgs) (uint64, error) {
+func (p *vproc) Mmap(ctx context.Context, a vmscript.MmapArgs) (uint64, error) {
 	var f mm.MappableFile
 	if a.File != "" {
 		if fo, ok := p.files[a.File]; ok {
@@ -183,30 +190,30 @@ func (p *vproc) Munmap(ctx context.Context, addr, length uint64) error {
 	return p.mm.MUnmap(ctx, hostarch.Addr(addr), length)
 }
 
-func (p *vproc) Mprotect(ctx context.Context, addr, length uint64, prot Prot) error {
-	if prot&^(ProtRead|ProtWrite|ProtExec|ProtGrowsDown|ProtGrowsUp|mm.ProtSem) != 0 {
+func (p *vproc) Mprotect(ctx context.Context, addr, length uint64, prot vmscript.Prot) error {
+	if prot&^(vmscript.ProtRead|vmscript.ProtWrite|vmscript.ProtExec|vmscript.ProtGrowsDown|vmscript.ProtGrowsUp|mm.ProtSem) != 0 {
 		return unix.EINVAL
 	}
 	return p.mm.MProtect(ctx, hostarch.Addr(addr), length, hostarch.AccessTypeFromProt(int(prot)), mm.MProtectOpts{
-		GrowsDown: prot&ProtGrowsDown != 0,
-		GrowsUp:   prot&ProtGrowsUp != 0,
+		GrowsDown: prot&vmscript.ProtGrowsDown != 0,
+		GrowsUp:   prot&vmscript.ProtGrowsUp != 0,
 	})
 }
 
-func (p *vproc) Mremap(ctx context.Context, addr, oldLen, newLen uint64, flags MremapFlags, newAddr uint64) (uint64, error) {
-	if flags&^(MremapMaymove|MremapFixed|MremapDontunmap) != 0 {
+func (p *vproc) Mremap(ctx context.Context, addr, oldLen, newLen uint64, flags vmscript.MremapFlags, newAddr uint64) (uint64, error) {
+	if flags&^(vmscript.MremapMaymove|vmscript.MremapFixed|vmscript.MremapDontunmap) != 0 {
 		return 0, unix.EINVAL
 	}
 	a, err := p.mm.MRemap(ctx, hostarch.Addr(addr), oldLen, newLen, mm.MRemapOpts{
-		MayMove:   flags&MremapMaymove != 0,
-		Fixed:     flags&MremapFixed != 0,
-		DontUnmap: flags&MremapDontunmap != 0,
+		MayMove:   flags&vmscript.MremapMaymove != 0,
+		Fixed:     flags&vmscript.MremapFixed != 0,
+		DontUnmap: flags&vmscript.MremapDontunmap != 0,
 		NewAddr:   hostarch.Addr(newAddr),
 	})
 	return uint64(a), err
 }
 
-func (p *vproc) Madvise(ctx context.Context, addr, length uint64, advice Advice) error {
+func (p *vproc) Madvise(ctx context.Context, addr, length uint64, advice vmscript.Advice) error {
 	return p.mm.MAdvise(ctx, hostarch.Addr(addr), length, mm.Advice(advice))
 }
 
@@ -222,27 +229,27 @@ func (p *vproc) Munlock(ctx context.Context, addr, length uint64) error {
 	return p.mm.MLock(ctx, hostarch.Addr(addr), length, memmap.MLockNone)
 }
 
-func (p *vproc) Mlockall(ctx context.Context, flags MlockallFlags) error {
-	if flags&^(MclCurrent|MclFuture|MclOnfault) != 0 {
+func (p *vproc) Mlockall(ctx context.Context, flags vmscript.MlockallFlags) error {
+	if flags&^(vmscript.MclCurrent|vmscript.MclFuture|vmscript.MclOnfault) != 0 {
 		return unix.EINVAL
 	}
 	return p.mm.MLockAll(ctx, mm.MLockAllOpts{
-		Current: flags&MclCurrent != 0,
-		Future:  flags&MclFuture != 0,
-		OnFault: flags&MclOnfault != 0,
+		Current: flags&vmscript.MclCurrent != 0,
+		Future:  flags&vmscript.MclFuture != 0,
+		OnFault: flags&vmscript.MclOnfault != 0,
 	})
 }
 
 func (p *vproc) Munlockall(ctx context.Context) error { return p.mm.MUnlockAll(ctx) }
 
-func (p *vproc) Msync(ctx context.Context, addr, length uint64, flags MsyncFlags) error {
-	if flags&^(MsAsync|MsSync|MsInvalidate) != 0 {
+func (p *vproc) Msync(ctx context.Context, addr, length uint64, flags vmscript.MsyncFlags) error {
+	if flags&^(vmscript.MsAsync|vmscript.MsSync|vmscript.MsInvalidate) != 0 {
 		return unix.EINVAL
 	}
 	return p.mm.MSync(ctx, hostarch.Addr(addr), length, mm.MSyncOpts{
-		Sync:       flags&MsSync != 0,
-		Async:      flags&MsAsync != 0,
-		Invalidate: flags&MsInvalidate != 0,
+		Sync:       flags&vmscript.MsSync != 0,
+		Async:      flags&vmscript.MsAsync != 0,
+		Invalidate: flags&vmscript.MsInvalidate != 0,
 	})
 }
 
@@ -266,17 +273,17 @@ func (p *vproc) Brk(ctx context.Context, addr uint64) (uint64, error) {
 	return uint64(a), err
 }
 
-func (p *vproc) Setrlimit(ctx context.Context, res Resource, soft uint64) error {
+func (p *vproc) Setrlimit(ctx context.Context, res vmscript.Resource, soft uint64) error {
 	l := p.mm.Limits()
 	var r *mm.RLimit
 	switch res {
-	case RlimitAS:
+	case vmscript.RlimitAS:
 		r = &l.AS
-	case RlimitData:
+	case vmscript.RlimitData:
 		r = &l.Data
-	case RlimitMemlock:
+	case vmscript.RlimitMemlock:
 		r = &l.MemLock
-	case RlimitStack:
+	case vmscript.RlimitStack:
 		r = &l.Stack
 	default:
 		return unix.EINVAL
@@ -289,31 +296,31 @@ func (p *vproc) Setrlimit(ctx context.Context, res Resource, soft uint64) error 
 	return nil
 }
 
-func (p *vproc) Usage(ctx context.Context) (Usage, error) {
+func (p *vproc) Usage(ctx context.Context) (vmscript.Usage, error) {
 	s := p.mm.Stats()
-	return Usage{VmSize: s.VmSize >> 10, VmLck: s.VmLck >> 10, VmData: s.VmData >> 10, VmStk: s.VmStk >> 10}, nil
+	return vmscript.Usage{VmSize: s.VmSize >> 10, VmLck: s.VmLck >> 10, VmData: s.VmData >> 10, VmStk: s.VmStk >> 10}, nil
 }
 
 // faultOf converts the manager's access error after n bytes into a Fault.
-func faultOf(n int, err error) (Fault, error) {
+func faultOf(n int, err error) (vmscript.Fault, error) {
 	if err == nil {
-		return Fault{}, nil
+		return vmscript.Fault{}, nil
 	}
 	var ae *mm.AccessError
 	if !errors.As(err, &ae) {
-		return Fault{}, fmt.Errorf("vmspace access: %v", err)
+		return vmscript.Fault{}, fmt.Errorf("vmspace access: %v", err)
 	}
-	k := FaultSEGV
+	k := vmscript.FaultSEGV
 	if ae.Signal == unix.SIGBUS {
-		k = FaultBUS
+		k = vmscript.FaultBUS
 	}
-	return Fault{Kind: k, Off: uint64(n)}, nil
+	return vmscript.Fault{Kind: k, Off: uint64(n)}, nil
 }
 
 // appIO is how script accesses reach memory: as the application's own.
 var appIO = mm.IOOpts{AsApplication: true}
 
-func (p *vproc) Write(ctx context.Context, addr uint64, data []byte) (Fault, error) {
+func (p *vproc) Write(ctx context.Context, addr uint64, data []byte) (vmscript.Fault, error) {
 	n, err := p.mm.CopyOut(ctx, hostarch.Addr(addr), data, appIO)
 	return faultOf(n, err)
 }
@@ -322,7 +329,7 @@ func (p *vproc) Write(ctx context.Context, addr uint64, data []byte) (Fault, err
 // context's cancellation).
 const chunk = 1 << 20
 
-func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, error) {
+func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (vmscript.Fault, error) {
 	buf := make([]byte, min(length, chunk))
 	for i := range buf {
 		buf[i] = b
@@ -330,7 +337,7 @@ func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, e
 	var done uint64
 	for done < length {
 		if err := ctx.Err(); err != nil {
-			return Fault{}, err
+			return vmscript.Fault{}, err
 		}
 		n := min(length-done, chunk)
 		m, err := p.mm.CopyOut(ctx, hostarch.Addr(addr+done), buf[:n], appIO)
@@ -339,34 +346,34 @@ func (p *vproc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, e
 		}
 		done += n
 	}
-	return Fault{}, nil
+	return vmscript.Fault{}, nil
 }
 
-func (p *vproc) Read(ctx context.Context, addr, length uint64) ([]byte, Fault, error) {
+func (p *vproc) Read(ctx context.Context, addr, length uint64) ([]byte, vmscript.Fault, error) {
 	buf := make([]byte, length)
 	n, err := p.mm.CopyIn(ctx, hostarch.Addr(addr), buf, appIO)
 	f, err := faultOf(n, err)
 	return buf[:n], f, err
 }
 
-func (p *vproc) Sum(ctx context.Context, addr, length uint64) (uint64, Fault, error) {
-	h := fnvOffset
+func (p *vproc) Sum(ctx context.Context, addr, length uint64) (uint64, vmscript.Fault, error) {
+	h := vmscript.FNVOffset
 	buf := make([]byte, min(length, chunk))
 	var done uint64
 	for done < length {
 		if err := ctx.Err(); err != nil {
-			return 0, Fault{}, err
+			return 0, vmscript.Fault{}, err
 		}
 		n := min(length-done, chunk)
 		m, err := p.mm.CopyIn(ctx, hostarch.Addr(addr+done), buf[:n], appIO)
-		h = fnv1a(h, buf[:m])
+		h = vmscript.FNV1a(h, buf[:m])
 		if err != nil {
 			f, err := faultOf(int(done)+m, err)
 			return h, f, err
 		}
 		done += n
 	}
-	return h, Fault{}, nil
+	return h, vmscript.Fault{}, nil
 }
 
 func (p *vproc) File(ctx context.Context, name string, size uint64, ro bool, seed uint64) error {
@@ -379,7 +386,7 @@ func (p *vproc) File(ctx context.Context, name string, size uint64, ro bool, see
 	for off := uint64(0); off < size; off += uint64(len(buf)) {
 		n := min(size-off, uint64(len(buf)))
 		for i := uint64(0); i < n; i++ {
-			buf[i] = FileByte(off+i, seed)
+			buf[i] = vmscript.FileByte(off+i, seed)
 		}
 		if _, err := f.Write(buf[:n]); err != nil {
 			f.Close()
@@ -443,13 +450,13 @@ func (p *vproc) Psum(ctx context.Context, name string, off, length uint64) (uint
 	if !ok || !f.Readable() {
 		return 0, 0, unix.EBADF
 	}
-	h := fnvOffset
+	h := vmscript.FNVOffset
 	buf := make([]byte, min(length, chunk))
 	var done uint64
 	for done < length {
 		n := min(length-done, chunk)
 		m, err := f.ReadAt(buf[:n], int64(off+done))
-		h = fnv1a(h, buf[:m])
+		h = vmscript.FNV1a(h, buf[:m])
 		done += uint64(m)
 		if err != nil || uint64(m) < n {
 			break
@@ -517,21 +524,21 @@ func (p *vproc) IoDestroy(ctx context.Context, name string) error {
 	return nil
 }
 
-func (p *vproc) State(ctx context.Context, addr, length uint64) ([]Region, error) {
+func (p *vproc) State(ctx context.Context, addr, length uint64) ([]vmscript.Region, error) {
 	end := addr + length
 	if end < addr {
 		end = ^uint64(0)
 	}
-	var out []Region
+	var out []vmscript.Region
 	for _, r := range p.mm.Regions(hostarch.AddrRange{Start: hostarch.Addr(addr), End: hostarch.Addr(end)}) {
 		if !r.Mapped {
 			continue
 		}
-		var fl VMFlags
+		var fl vmscript.VMFlags
 		for _, f := range r.Flags {
-			fl |= VMFlagByName(f)
+			fl |= vmscript.VMFlagByName(f)
 		}
-		out = append(out, Region{Start: uint64(r.Range.Start), End: uint64(r.Range.End), Perms: r.Perms, Flags: fl})
+		out = append(out, vmscript.Region{Start: uint64(r.Range.Start), End: uint64(r.Range.End), Perms: r.Perms, Flags: fl})
 	}
 	return out, nil
 }

@@ -1,9 +1,11 @@
-package vmscript
+package fuzz
 
 import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/vmspace/vmspace/vmscript"
 )
 
 // TestShrinkToOneStatement: with an oracle that says "differs" exactly when
@@ -11,7 +13,7 @@ import (
 func TestShrinkToOneStatement(t *testing.T) {
 	for seed := uint64(0); seed < 20; seed++ {
 		src := Generate(seed)
-		lines := splitLines(string(src))
+		lines := vmscript.SplitLines(string(src))
 		// Pick a statement line (not a comment) as the culprit.
 		var culprit string
 		for i := len(lines) / 2; i < len(lines); i++ {
@@ -26,7 +28,7 @@ func TestShrinkToOneStatement(t *testing.T) {
 		calls := 0
 		oracle := func(cand []byte) bool {
 			calls++
-			for _, l := range splitLines(string(cand)) {
+			for _, l := range vmscript.SplitLines(string(cand)) {
 				if l == culprit {
 					return true
 				}
@@ -62,19 +64,19 @@ func TestShrinkKeepsNeededPairs(t *testing.T) {
 func TestShrinkSimplifies(t *testing.T) {
 	src := "mmap @0x5000 0x8000 rw private,anon,populate,noreserve -> m\nmprotect @0x7000 0x9000 rw\nwrite @0x123 0102030405\nread @0x10 4\n"
 	oracle := func(cand []byte) bool {
-		s, err := Parse("cand", cand)
+		s, err := vmscript.Parse("cand", cand)
 		if err != nil {
 			return false
 		}
 		mm, mp, w := false, false, false
 		for _, st := range s.Stmts {
 			switch st.Op {
-			case OpMmap:
-				mm = st.MapFlags&MapPopulate != 0
-			case OpMprotect:
-				mp = st.Len >= 0x3000 && st.Len%PageSize == 0
-			case OpWrite:
-				w = st.Addr.Off%PageSize != 0
+			case vmscript.OpMmap:
+				mm = st.MapFlags&vmscript.MapPopulate != 0
+			case vmscript.OpMprotect:
+				mp = st.Len >= 0x3000 && st.Len%vmscript.PageSize == 0
+			case vmscript.OpWrite:
+				w = st.Addr.Off%vmscript.PageSize != 0
 			}
 		}
 		return mm && mp && w

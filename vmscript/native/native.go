@@ -1,4 +1,4 @@
-package vmscript
+package native
 
 import (
 	"bufio"
@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vmspace/vmspace/vmscript"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,8 +170,8 @@ const (
 	maxRespData = 1 << 30
 )
 
-// NativeOptions configure the native executor.
-type NativeOptions struct {
+// Options configure the native executor.
+type Options struct {
 	// TempDir is where `file` statements create their (unlinked) files;
 	// empty means os.TempDir().
 	TempDir string
@@ -180,13 +181,13 @@ type NativeOptions struct {
 	Timeout time.Duration
 }
 
-// NewNative returns an Executor that runs scripts in real Linux processes:
+// New returns an Executor that runs scripts in real Linux processes:
 // each script process is an agent, a small C program (agent/agent.c, built
 // at first use with the C compiler) started by this process (p0) or forked
 // from another agent (fork), without capabilities and with transparent huge
 // pages disabled. Every process is killed and reaped by Close, and on context
 // cancellation.
-func NewNative(opts NativeOptions) Executor {
+func New(opts Options) vmscript.Executor {
 	if opts.TempDir == "" {
 		opts.TempDir = os.TempDir()
 	}
@@ -196,15 +197,15 @@ func NewNative(opts NativeOptions) Executor {
 	return &nativeExec{opts: opts}
 }
 
-// RunNative runs s natively on Linux and writes its transcript to w.
-func RunNative(ctx context.Context, s *Script, w io.Writer) error {
-	return Run(ctx, s, NewNative(NativeOptions{}), w)
+// Run runs s natively on Linux and writes its transcript to w.
+func Run(ctx context.Context, s *vmscript.Script, w io.Writer) error {
+	return vmscript.Run(ctx, s, New(Options{}), w)
 }
 
 // nativeExec is the native Executor.
 type nativeExec struct {
-	// opts are immutable after NewNative.
-	opts NativeOptions
+	// opts are immutable after New.
+	opts Options
 
 	// mu protects the fields below.
 	mu sync.Mutex
@@ -239,7 +240,7 @@ type nativeProc struct {
 	rsp [respSize]byte
 }
 
-func (ex *nativeExec) Start(ctx context.Context) (Proc, error) {
+func (ex *nativeExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	prog, err := agentProgram()
 	if err != nil {
 		return nil, err
@@ -508,7 +509,7 @@ func b2u(b bool) uint64 {
 	return 0
 }
 
-func (p *nativeProc) Fork(ctx context.Context) (Proc, error) {
+func (p *nativeProc) Fork(ctx context.Context) (vmscript.Proc, error) {
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %v", err)
@@ -538,7 +539,7 @@ func (p *nativeProc) Exit(ctx context.Context) error {
 	return nil
 }
 
-func (p *nativeProc) Mmap(ctx context.Context, a MmapArgs) (uint64, error) {
+func (p *nativeProc) Mmap(ctx context.Context, a vmscript.MmapArgs) (uint64, error) {
 	return p.sys(ctx, opMmap, []uint64{a.Addr, a.Len, uint64(a.Prot), uint64(a.Flags), a.Off}, a.File, nil)
 }
 
@@ -546,15 +547,15 @@ func (p *nativeProc) Munmap(ctx context.Context, addr, length uint64) error {
 	return p.sys0(ctx, opMunmap, []uint64{addr, length}, "", nil)
 }
 
-func (p *nativeProc) Mprotect(ctx context.Context, addr, length uint64, prot Prot) error {
+func (p *nativeProc) Mprotect(ctx context.Context, addr, length uint64, prot vmscript.Prot) error {
 	return p.sys0(ctx, opMprotect, []uint64{addr, length, uint64(prot)}, "", nil)
 }
 
-func (p *nativeProc) Mremap(ctx context.Context, addr, oldLen, newLen uint64, flags MremapFlags, newAddr uint64) (uint64, error) {
+func (p *nativeProc) Mremap(ctx context.Context, addr, oldLen, newLen uint64, flags vmscript.MremapFlags, newAddr uint64) (uint64, error) {
 	return p.sys(ctx, opMremap, []uint64{addr, oldLen, newLen, uint64(flags), newAddr}, "", nil)
 }
 
-func (p *nativeProc) Madvise(ctx context.Context, addr, length uint64, advice Advice) error {
+func (p *nativeProc) Madvise(ctx context.Context, addr, length uint64, advice vmscript.Advice) error {
 	return p.sys0(ctx, opMadvise, []uint64{addr, length, uint64(advice)}, "", nil)
 }
 
@@ -566,7 +567,7 @@ func (p *nativeProc) Munlock(ctx context.Context, addr, length uint64) error {
 	return p.sys0(ctx, opMunlock, []uint64{addr, length}, "", nil)
 }
 
-func (p *nativeProc) Mlockall(ctx context.Context, flags MlockallFlags) error {
+func (p *nativeProc) Mlockall(ctx context.Context, flags vmscript.MlockallFlags) error {
 	return p.sys0(ctx, opMlockall, []uint64{uint64(flags)}, "", nil)
 }
 
@@ -574,7 +575,7 @@ func (p *nativeProc) Munlockall(ctx context.Context) error {
 	return p.sys0(ctx, opMunlockall, nil, "", nil)
 }
 
-func (p *nativeProc) Msync(ctx context.Context, addr, length uint64, flags MsyncFlags) error {
+func (p *nativeProc) Msync(ctx context.Context, addr, length uint64, flags vmscript.MsyncFlags) error {
 	return p.sys0(ctx, opMsync, []uint64{addr, length, uint64(flags)}, "", nil)
 }
 
@@ -601,44 +602,44 @@ func (p *nativeProc) Brk(ctx context.Context, addr uint64) (uint64, error) {
 	return p.sys(ctx, opBrk, []uint64{addr}, "", nil)
 }
 
-func (p *nativeProc) Setrlimit(ctx context.Context, res Resource, soft uint64) error {
+func (p *nativeProc) Setrlimit(ctx context.Context, res vmscript.Resource, soft uint64) error {
 	return p.sys0(ctx, opSetrlimit, []uint64{uint64(res), soft}, "", nil)
 }
 
-func (p *nativeProc) access(ctx context.Context, op uint32, args []uint64, data []byte) (resp, []byte, Fault, error) {
+func (p *nativeProc) access(ctx context.Context, op uint32, args []uint64, data []byte) (resp, []byte, vmscript.Fault, error) {
 	r, out, err := p.call(ctx, op, args, "", data, -1)
 	if err != nil {
-		return r, nil, Fault{}, err
+		return r, nil, vmscript.Fault{}, err
 	}
-	var f Fault
+	var f vmscript.Fault
 	switch r.fault {
 	case 1:
-		f = Fault{Kind: FaultSEGV, Off: r.v[0]}
+		f = vmscript.Fault{Kind: vmscript.FaultSEGV, Off: r.v[0]}
 	case 2:
-		f = Fault{Kind: FaultBUS, Off: r.v[0]}
+		f = vmscript.Fault{Kind: vmscript.FaultBUS, Off: r.v[0]}
 	}
 	return r, out, f, nil
 }
 
-func (p *nativeProc) Write(ctx context.Context, addr uint64, data []byte) (Fault, error) {
+func (p *nativeProc) Write(ctx context.Context, addr uint64, data []byte) (vmscript.Fault, error) {
 	_, _, f, err := p.access(ctx, opWrite, []uint64{addr}, data)
 	return f, err
 }
 
-func (p *nativeProc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, error) {
+func (p *nativeProc) Fill(ctx context.Context, addr, length uint64, b byte) (vmscript.Fault, error) {
 	_, _, f, err := p.access(ctx, opFill, []uint64{addr, length, uint64(b)}, nil)
 	return f, err
 }
 
-func (p *nativeProc) Read(ctx context.Context, addr, length uint64) ([]byte, Fault, error) {
-	if length > MaxRead {
-		return nil, Fault{}, fmt.Errorf("read of %d bytes (at most %d)", length, MaxRead)
+func (p *nativeProc) Read(ctx context.Context, addr, length uint64) ([]byte, vmscript.Fault, error) {
+	if length > vmscript.MaxRead {
+		return nil, vmscript.Fault{}, fmt.Errorf("read of %d bytes (at most %d)", length, vmscript.MaxRead)
 	}
 	_, out, f, err := p.access(ctx, opRead, []uint64{addr, length}, nil)
 	return out, f, err
 }
 
-func (p *nativeProc) Sum(ctx context.Context, addr, length uint64) (uint64, Fault, error) {
+func (p *nativeProc) Sum(ctx context.Context, addr, length uint64) (uint64, vmscript.Fault, error) {
 	r, _, f, err := p.access(ctx, opSum, []uint64{addr, length}, nil)
 	return r.ret, f, err
 }
@@ -705,16 +706,16 @@ func (p *nativeProc) IoDestroy(ctx context.Context, name string) error {
 }
 
 // Usage reads /proc/PID/status.
-func (p *nativeProc) Usage(ctx context.Context) (Usage, error) {
+func (p *nativeProc) Usage(ctx context.Context) (vmscript.Usage, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/status")
 	if err != nil {
-		return Usage{}, fmt.Errorf("agent %d: %v", p.pid, err.Error())
+		return vmscript.Usage{}, fmt.Errorf("agent %d: %v", p.pid, err.Error())
 	}
 	return parseStatus(b)
 }
 
-func parseStatus(b []byte) (Usage, error) {
-	var u Usage
+func parseStatus(b []byte) (vmscript.Usage, error) {
+	var u vmscript.Usage
 	found := 0
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
@@ -736,23 +737,23 @@ func parseStatus(b []byte) (Usage, error) {
 		}
 		f := strings.Fields(v)
 		if len(f) != 2 || f[1] != "kB" {
-			return Usage{}, fmt.Errorf("status: bad %s line %q", k, line)
+			return vmscript.Usage{}, fmt.Errorf("status: bad %s line %q", k, line)
 		}
 		n, err := strconv.ParseUint(f[0], 10, 64)
 		if err != nil {
-			return Usage{}, fmt.Errorf("status: bad %s line %q", k, line)
+			return vmscript.Usage{}, fmt.Errorf("status: bad %s line %q", k, line)
 		}
 		*dst = n
 		found++
 	}
 	if found != 4 {
-		return Usage{}, errors.New("status: missing VmSize, VmLck, VmData or VmStk")
+		return vmscript.Usage{}, errors.New("status: missing VmSize, VmLck, VmData or VmStk")
 	}
 	return u, nil
 }
 
 // State reads /proc/PID/smaps.
-func (p *nativeProc) State(ctx context.Context, addr, length uint64) ([]Region, error) {
+func (p *nativeProc) State(ctx context.Context, addr, length uint64) ([]vmscript.Region, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/smaps")
 	if err != nil {
 		return nil, fmt.Errorf("agent %d: %v", p.pid, err.Error())
@@ -762,7 +763,7 @@ func (p *nativeProc) State(ctx context.Context, addr, length uint64) ([]Region, 
 		return nil, err
 	}
 	end := addr + length
-	var out []Region
+	var out []vmscript.Region
 	for _, r := range all {
 		if r.End > addr && r.Start < end {
 			out = append(out, r)
@@ -773,8 +774,8 @@ func (p *nativeProc) State(ctx context.Context, addr, length uint64) ([]Region, 
 
 // parseSmaps parses /proc/PID/smaps into regions with the VmFlags state
 // reports.
-func parseSmaps(b []byte) ([]Region, error) {
-	var out []Region
+func parseSmaps(b []byte) ([]vmscript.Region, error) {
+	var out []vmscript.Region
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -784,7 +785,7 @@ func parseSmaps(b []byte) ([]Region, error) {
 				return nil, errors.New("smaps: VmFlags before a mapping")
 			}
 			for _, f := range strings.Fields(rest) {
-				out[len(out)-1].Flags |= VMFlagByName(f)
+				out[len(out)-1].Flags |= vmscript.VMFlagByName(f)
 			}
 			continue
 		}
@@ -801,7 +802,7 @@ func parseSmaps(b []byte) ([]Region, error) {
 		if err1 != nil || err2 != nil || len(f[1]) != 4 {
 			continue
 		}
-		out = append(out, Region{Start: s, End: e, Perms: f[1]})
+		out = append(out, vmscript.Region{Start: s, End: e, Perms: f[1]})
 	}
 	return out, sc.Err()
 }

@@ -1,9 +1,11 @@
-package vmscript
+package fuzz
 
 import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/vmspace/vmspace/vmscript"
 )
 
 // ShrinkOptions bound a Shrink.
@@ -27,7 +29,7 @@ func Shrink(src []byte, interesting func([]byte) bool, opts ShrinkOptions) []byt
 		budget = 2000
 	}
 	sh := &shrinker{test: interesting, budget: budget}
-	lines := splitLines(string(src))
+	lines := vmscript.SplitLines(string(src))
 	// Comments and blank lines first.
 	var code []string
 	for _, l := range lines {
@@ -179,7 +181,7 @@ func simplerLines(line string, all []string) []string {
 			if loc[0] > 0 && !strings.ContainsAny(t[:loc[0]], "@+-") {
 				continue
 			}
-			n, ok := parseNum(t[loc[0]:loc[1]])
+			n, ok := vmscript.ParseNum(t[loc[0]:loc[1]])
 			if !ok {
 				continue
 			}
@@ -228,18 +230,18 @@ func simplerNums(n uint64) []uint64 {
 		out = append(out, v)
 	}
 	add(0)
-	if n%PageSize != 0 {
+	if n%vmscript.PageSize != 0 {
 		add(1)
-		add(n &^ (PageSize - 1))
-		add(n % PageSize)
+		add(n &^ (vmscript.PageSize - 1))
+		add(n % vmscript.PageSize)
 	}
-	add(PageSize)
+	add(vmscript.PageSize)
 	if n <= 1<<32 {
-		add(n / 2 &^ (PageSize - 1))
-		if n > PageSize {
-			add(n - PageSize)
+		add(n / 2 &^ (vmscript.PageSize - 1))
+		if n > vmscript.PageSize {
+			add(n - vmscript.PageSize)
 		}
-		if n%PageSize != 0 {
+		if n%vmscript.PageSize != 0 {
 			add(n / 2)
 		}
 	}

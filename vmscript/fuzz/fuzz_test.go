@@ -1,4 +1,4 @@
-package vmscript
+package fuzz
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vmspace/vmspace/vmscript"
 )
 
 // TestFuzzShort runs the differential fuzzer for a few seconds. Differences
@@ -22,7 +24,7 @@ func TestFuzzShort(t *testing.T) {
 	}
 	out := t.TempDir()
 	var progress, report bytes.Buffer
-	st, err := Fuzz(context.Background(), FuzzOptions{
+	st, err := Run(context.Background(), Options{
 		Seed:         12345,
 		Duration:     d,
 		OutDir:       out,
@@ -54,7 +56,7 @@ func TestFuzzShort(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Parse(f.Path, src)
+		s, err := vmscript.Parse(f.Path, src)
 		if err != nil {
 			t.Fatalf("saved reproducer: %v", err)
 		}
@@ -93,7 +95,7 @@ func TestFuzzDeterministicScripts(t *testing.T) {
 
 // TestCompareAgrees: a script both systems handle alike compares equal.
 func TestCompareAgrees(t *testing.T) {
-	s, err := Parse("t", []byte("mmap @0x0 0x2000 rw private,anon\nwrite @0x0 01\nread @0x0 2\nstate @0x0 0x3000\n"))
+	s, err := vmscript.Parse("t", []byte("mmap @0x0 0x2000 rw private,anon\nwrite @0x0 01\nread @0x0 2\nstate @0x0 0x3000\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +109,7 @@ func TestCompareAgrees(t *testing.T) {
 }
 
 func TestFindingKey(t *testing.T) {
-	s, err := Parse("t", []byte("mmap @0x0 0x1000 rw private,anon\nstate @0x0 0x2000\nread @0x0 4\nmprotect @0x0 0x1000 r\n"))
+	s, err := vmscript.Parse("t", []byte("mmap @0x0 0x1000 rw private,anon\nstate @0x0 0x2000\nread @0x0 4\nmprotect @0x0 0x1000 r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,13 +117,13 @@ func TestFindingKey(t *testing.T) {
 		o    Outcome
 		want string
 	}{
-		{Outcome{Diff: &Difference{Line: 2, A: "+0x0 0x1000 rw-p | +0x1000 0x1000 unmapped", B: "+0x0 0x2000 unmapped"}}, "diff state linux:rw-p"},
-		{Outcome{Diff: &Difference{Line: 2, A: "+0x0 0x1000 rw-p:lo", B: "+0x0 0x1000 rw-p"}}, "diff state linux:rw-p:lo vmspace:rw-p"},
-		{Outcome{Diff: &Difference{Line: 2, A: "+0x0 0x1000 rw-p | +0x1000 0x1000 unmapped", B: "+0x0 0x800 rw-p | +0x800 0x1800 unmapped"}}, "diff state boundaries"},
-		{Outcome{Diff: &Difference{Line: 3, A: "00000000", B: "0000 segv +0x2"}}, "diff read linux=bytes vmspace=bytes segv"},
-		{Outcome{Diff: &Difference{Line: 4, A: "ok", B: "-ENOMEM"}}, "diff mprotect linux=ok vmspace=-ENOMEM"},
-		{Outcome{Diff: &Difference{Line: 1, A: "= @0x0", B: "= new"}}, "diff mmap linux== @ vmspace== new"},
-		{Outcome{VmspaceErr: &RunError{Line: 4, Err: os.ErrInvalid}}, "error mprotect"},
+		{Outcome{Diff: &vmscript.Difference{Line: 2, A: "+0x0 0x1000 rw-p | +0x1000 0x1000 unmapped", B: "+0x0 0x2000 unmapped"}}, "diff state linux:rw-p"},
+		{Outcome{Diff: &vmscript.Difference{Line: 2, A: "+0x0 0x1000 rw-p:lo", B: "+0x0 0x1000 rw-p"}}, "diff state linux:rw-p:lo vmspace:rw-p"},
+		{Outcome{Diff: &vmscript.Difference{Line: 2, A: "+0x0 0x1000 rw-p | +0x1000 0x1000 unmapped", B: "+0x0 0x800 rw-p | +0x800 0x1800 unmapped"}}, "diff state boundaries"},
+		{Outcome{Diff: &vmscript.Difference{Line: 3, A: "00000000", B: "0000 segv +0x2"}}, "diff read linux=bytes vmspace=bytes segv"},
+		{Outcome{Diff: &vmscript.Difference{Line: 4, A: "ok", B: "-ENOMEM"}}, "diff mprotect linux=ok vmspace=-ENOMEM"},
+		{Outcome{Diff: &vmscript.Difference{Line: 1, A: "= @0x0", B: "= new"}}, "diff mmap linux== @ vmspace== new"},
+		{Outcome{VmspaceErr: &vmscript.RunError{Line: 4, Err: os.ErrInvalid}}, "error mprotect"},
 		{Outcome{VmspaceErr: &panicError{val: "boom"}}, "panic"},
 		{Outcome{VmspaceErr: errVmspaceHung}, "hang"},
 	} {

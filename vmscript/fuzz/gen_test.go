@@ -1,10 +1,12 @@
-package vmscript
+package fuzz
 
 import (
 	"bytes"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/vmspace/vmspace/vmscript"
 )
 
 func TestGenerateDeterministic(t *testing.T) {
@@ -33,7 +35,7 @@ func genSeeds() uint64 {
 func TestGenerateParses(t *testing.T) {
 	for seed := uint64(0); seed < genSeeds(); seed++ {
 		src := Generate(seed)
-		s, err := Parse("gen", src)
+		s, err := vmscript.Parse("gen", src)
 		if err != nil {
 			t.Fatalf("seed %d: %v\n%s", seed, err, src)
 		}
@@ -44,44 +46,44 @@ func TestGenerateParses(t *testing.T) {
 	}
 }
 
-func checkGenerated(t *testing.T, seed uint64, s *Script) {
+func checkGenerated(t *testing.T, seed uint64, s *vmscript.Script) {
 	t.Helper()
 	hasFile, hasBrk, hasDataLimit := false, false, false
 	for _, st := range s.Stmts {
 		switch st.Op {
-		case OpFile:
+		case vmscript.OpFile:
 			hasFile = true
-		case OpBrk:
+		case vmscript.OpBrk:
 			hasBrk = true
-		case OpSetrlimit:
+		case vmscript.OpSetrlimit:
 			switch st.Resource {
-			case RlimitData:
-				if st.Limit.Kind == LimitValue && st.Limit.N != 0 {
+			case vmscript.RlimitData:
+				if st.Limit.Kind == vmscript.LimitValue && st.Limit.N != 0 {
 					t.Errorf("seed %d line %d: absolute RLIMIT_DATA depends on the host: %s", seed, st.Line, st.Text)
 				}
-				if st.Limit.Kind != LimitInf {
+				if st.Limit.Kind != vmscript.LimitInf {
 					hasDataLimit = true
 				}
-			case RlimitAS:
-				if st.Limit.Kind == LimitValue {
+			case vmscript.RlimitAS:
+				if st.Limit.Kind == vmscript.LimitValue {
 					t.Errorf("seed %d line %d: absolute RLIMIT_AS depends on the host: %s", seed, st.Line, st.Text)
 				}
-			case RlimitStack:
-				if st.Limit.Kind == LimitPlus {
+			case vmscript.RlimitStack:
+				if st.Limit.Kind == vmscript.LimitPlus {
 					t.Errorf("seed %d line %d: relative RLIMIT_STACK depends on the host: %s", seed, st.Line, st.Text)
 				}
-			case RlimitMemlock:
-				if st.Limit.Kind == LimitInf || (st.Limit.Kind == LimitValue && st.Limit.N > 1<<20) {
+			case vmscript.RlimitMemlock:
+				if st.Limit.Kind == vmscript.LimitInf || (st.Limit.Kind == vmscript.LimitValue && st.Limit.N > 1<<20) {
 					t.Errorf("seed %d line %d: large RLIMIT_MEMLOCK: %s", seed, st.Line, st.Text)
 				}
 			}
-		case OpAnonname:
+		case vmscript.OpAnonname:
 			t.Errorf("seed %d line %d: %s is never generated", seed, st.Line, st.Op)
-		case OpIoSetup:
+		case vmscript.OpIoSetup:
 			if st.Len > 512 {
 				t.Errorf("seed %d line %d: large AIO context: %s", seed, st.Line, st.Text)
 			}
-		case OpMincore:
+		case vmscript.OpMincore:
 			if hasFile {
 				t.Errorf("seed %d line %d: mincore in a script with regular files", seed, st.Line)
 			}
@@ -89,31 +91,31 @@ func checkGenerated(t *testing.T, seed uint64, s *Script) {
 		// Lengths are either bounded or fail on every system, or are
 		// mmap's terabytes for overcommit, never populated nor locked,
 		// within the window if placed there.
-		tera := st.Op == OpMmap && st.MapFlags&(MapPopulate|MapLocked) == 0 &&
-			(st.Addr.Kind == AddrAbs && st.Addr.Off == 0 || st.Addr.Kind == AddrWindow && st.Addr.Off == 0 && st.Len <= WindowSize)
+		tera := st.Op == vmscript.OpMmap && st.MapFlags&(vmscript.MapPopulate|vmscript.MapLocked) == 0 &&
+			(st.Addr.Kind == vmscript.AddrAbs && st.Addr.Off == 0 || st.Addr.Kind == vmscript.AddrWindow && st.Addr.Off == 0 && st.Len <= vmscript.WindowSize)
 		if st.Len > 1<<32 && st.Len < 0x800000000000 && !tera {
 			t.Errorf("seed %d line %d: length %#x neither small nor past the address space: %s", seed, st.Line, st.Len, st.Text)
 		}
-		if st.Op == OpMadvise && st.Len > 1<<32 && st.Addr.Kind == AddrBound && st.Len < 0xfffffffffffff000 {
+		if st.Op == vmscript.OpMadvise && st.Len > 1<<32 && st.Addr.Kind == vmscript.AddrBound && st.Len < 0xfffffffffffff000 {
 			t.Errorf("seed %d line %d: a huge madvise from a name that may be bound low need not wrap: %s", seed, st.Line, st.Text)
 		}
-		if st.Op == OpMadvise && st.Len > 1<<32 && st.Addr.Kind == AddrWindow && Window+st.Addr.Off+st.Len >= Window+st.Addr.Off {
+		if st.Op == vmscript.OpMadvise && st.Len > 1<<32 && st.Addr.Kind == vmscript.AddrWindow && vmscript.Window+st.Addr.Off+st.Len >= vmscript.Window+st.Addr.Off {
 			t.Errorf("seed %d line %d: a huge madvise that does not wrap: %s", seed, st.Line, st.Text)
 		}
-		if st.Op == OpMmap && st.Len > 1<<32 && st.MapFlags&MapPopulate != 0 && st.MapFlags&MapFixed == 0 && st.Len < 0x800000000000 {
+		if st.Op == vmscript.OpMmap && st.Len > 1<<32 && st.MapFlags&vmscript.MapPopulate != 0 && st.MapFlags&vmscript.MapFixed == 0 && st.Len < 0x800000000000 {
 			t.Errorf("seed %d line %d: a huge populated mapping: %s", seed, st.Line, st.Text)
 		}
-		if (st.Op == OpState || st.Op == OpMincore) && st.Len > 1<<32 {
+		if (st.Op == vmscript.OpState || st.Op == vmscript.OpMincore) && st.Len > 1<<32 {
 			t.Errorf("seed %d line %d: a huge observation shows the host's mappings: %s", seed, st.Line, st.Text)
 		}
 		// Accesses stay off the vsyscall page and the top of user memory.
-		if st.Addr.Kind == AddrAbs && st.Addr.Off >= 0x7f0000000000 && st.Addr.Off < 0x800000000000 {
+		if st.Addr.Kind == vmscript.AddrAbs && st.Addr.Off >= 0x7f0000000000 && st.Addr.Off < 0x800000000000 {
 			t.Errorf("seed %d line %d: address near the stacks: %s", seed, st.Line, st.Text)
 		}
-		if st.Addr.Kind == AddrAbs && st.Addr.Off>>21 == 0xffffffffff600000>>21 {
+		if st.Addr.Kind == vmscript.AddrAbs && st.Addr.Off>>21 == 0xffffffffff600000>>21 {
 			t.Errorf("seed %d line %d: the vsyscall page: %s", seed, st.Line, st.Text)
 		}
-		if st.Op == OpMlockall && st.MlockallFlags&MclCurrent != 0 && !memlockSmallBefore(s, st) {
+		if st.Op == vmscript.OpMlockall && st.MlockallFlags&vmscript.MclCurrent != 0 && !memlockSmallBefore(s, st) {
 			t.Errorf("seed %d line %d: mlockall current without a small RLIMIT_MEMLOCK: %s", seed, st.Line, st.Text)
 		}
 	}
@@ -125,12 +127,12 @@ func checkGenerated(t *testing.T, seed uint64, s *Script) {
 // memlockSmallBefore says some earlier statement set an absolute
 // RLIMIT_MEMLOCK of at most 1 MiB (a weak check of the generator's rule, which
 // also follows processes).
-func memlockSmallBefore(s *Script, at *Stmt) bool {
+func memlockSmallBefore(s *vmscript.Script, at *vmscript.Stmt) bool {
 	for _, st := range s.Stmts {
 		if st == at {
 			return false
 		}
-		if st.Op == OpSetrlimit && st.Resource == RlimitMemlock && st.Limit.Kind == LimitValue && st.Limit.N <= 1<<20 {
+		if st.Op == vmscript.OpSetrlimit && st.Resource == vmscript.RlimitMemlock && st.Limit.Kind == vmscript.LimitValue && st.Limit.N <= 1<<20 {
 			return true
 		}
 	}
@@ -143,56 +145,56 @@ func memlockSmallBefore(s *Script, at *Stmt) bool {
 func TestGenerateCoverage(t *testing.T) {
 	seen := map[string]bool{}
 	for seed := uint64(0); seed < genSeeds(); seed++ {
-		s, err := Parse("gen", Generate(seed))
+		s, err := vmscript.Parse("gen", Generate(seed))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, st := range s.Stmts {
 			seen["op "+st.Op.String()] = true
-			if st.Op == OpMmap {
-				for _, w := range mapFlagWords {
-					if w.val != MapSharedValidate && st.MapFlags&w.val == w.val {
-						seen["mmap "+w.name] = true
+			if st.Op == vmscript.OpMmap {
+				for _, w := range vmscript.MapFlagWords() {
+					if w.Val != vmscript.MapSharedValidate && st.MapFlags&w.Val == w.Val {
+						seen["mmap "+w.Name] = true
 					}
 				}
-				if st.MapFlags&MapSharedValidate == MapSharedValidate {
+				if st.MapFlags&vmscript.MapSharedValidate == vmscript.MapSharedValidate {
 					seen["mmap shared_validate"] = true
 				}
 				if st.HasFile {
 					seen["mmap file"] = true
 				}
 			}
-			if st.Op == OpMremap {
-				for _, w := range mremapFlagWords {
-					if st.MremapFlags&w.val != 0 {
-						seen["mremap "+w.name] = true
+			if st.Op == vmscript.OpMremap {
+				for _, w := range vmscript.MremapFlagWords() {
+					if st.MremapFlags&w.Val != 0 {
+						seen["mremap "+w.Name] = true
 					}
 				}
 			}
-			if st.Op == OpMlockall {
-				for _, w := range mlockallFlagWords {
-					if st.MlockallFlags&w.val != 0 {
-						seen["mlockall "+w.name] = true
+			if st.Op == vmscript.OpMlockall {
+				for _, w := range vmscript.MlockallFlagWords() {
+					if st.MlockallFlags&w.Val != 0 {
+						seen["mlockall "+w.Name] = true
 					}
 				}
 			}
-			if st.Op == OpMsync {
-				for _, w := range msyncFlagWords {
-					if st.MsyncFlags&w.val != 0 {
-						seen["msync "+w.name] = true
+			if st.Op == vmscript.OpMsync {
+				for _, w := range vmscript.MsyncFlagWords() {
+					if st.MsyncFlags&w.Val != 0 {
+						seen["msync "+w.Name] = true
 					}
 				}
 			}
-			if st.Op == OpMadvise {
+			if st.Op == vmscript.OpMadvise {
 				seen["madvise "+st.Advice.String()] = true
 			}
-			if st.Op == OpSetrlimit {
+			if st.Op == vmscript.OpSetrlimit {
 				seen["setrlimit "+st.Resource.String()] = true
 			}
-			if st.Op == OpMprotect && st.Prot&ProtGrowsDown != 0 {
+			if st.Op == vmscript.OpMprotect && st.Prot&vmscript.ProtGrowsDown != 0 {
 				seen["mprotect +growsdown"] = true
 			}
-			if st.Op == OpMprotect && st.Prot&ProtGrowsUp != 0 {
+			if st.Op == vmscript.OpMprotect && st.Prot&vmscript.ProtGrowsUp != 0 {
 				seen["mprotect +growsup"] = true
 			}
 			if st.Prefixed {
@@ -204,28 +206,28 @@ func TestGenerateCoverage(t *testing.T) {
 		}
 	}
 	var want []string
-	for o := OpFork; o < numOps; o++ {
-		if o != OpAnonname && o != OpCheckpoint {
+	for o := vmscript.OpFork; o < vmscript.NumOps; o++ {
+		if o != vmscript.OpAnonname && o != vmscript.OpCheckpoint {
 			want = append(want, "op "+o.String())
 		}
 	}
-	for _, w := range mapFlagWords {
-		want = append(want, "mmap "+w.name)
+	for _, w := range vmscript.MapFlagWords() {
+		want = append(want, "mmap "+w.Name)
 	}
-	for _, w := range mremapFlagWords {
-		want = append(want, "mremap "+w.name)
+	for _, w := range vmscript.MremapFlagWords() {
+		want = append(want, "mremap "+w.Name)
 	}
-	for _, w := range mlockallFlagWords {
-		want = append(want, "mlockall "+w.name)
+	for _, w := range vmscript.MlockallFlagWords() {
+		want = append(want, "mlockall "+w.Name)
 	}
-	for _, w := range msyncFlagWords {
-		want = append(want, "msync "+w.name)
+	for _, w := range vmscript.MsyncFlagWords() {
+		want = append(want, "msync "+w.Name)
 	}
-	for _, w := range adviceWords {
-		want = append(want, "madvise "+w.name)
+	for _, w := range vmscript.AdviceWords() {
+		want = append(want, "madvise "+w.Name)
 	}
-	for _, w := range resourceWords {
-		want = append(want, "setrlimit "+w.name)
+	for _, w := range vmscript.ResourceWords() {
+		want = append(want, "setrlimit "+w.Name)
 	}
 	want = append(want, "mprotect +growsdown", "mprotect +growsup", "prefix", "bind", "mmap file")
 	var missing []string

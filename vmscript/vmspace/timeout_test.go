@@ -1,22 +1,24 @@
-package vmscript
+package vmspace
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/vmspace/vmspace/vmscript"
 )
 
 // cancelExec cancels the run's context when p0 starts the statement under
 // test (its Mmap, Mlock or Fill), so that the deadline passes inside that
 // statement, and records p0's resident set size after it.
 type cancelExec struct {
-	Executor
+	vmscript.Executor
 	cancel func()
 	rss    uint64
 }
 
-func (e *cancelExec) Start(ctx context.Context) (Proc, error) {
+func (e *cancelExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	p, err := e.Executor.Start(ctx)
 	if err != nil {
 		return nil, err
@@ -25,7 +27,7 @@ func (e *cancelExec) Start(ctx context.Context) (Proc, error) {
 }
 
 type cancelProc struct {
-	Proc
+	vmscript.Proc
 	e *cancelExec
 }
 
@@ -35,8 +37,8 @@ func (p *cancelProc) after() {
 	}
 }
 
-func (p *cancelProc) Mmap(ctx context.Context, a MmapArgs) (uint64, error) {
-	if a.Flags&MapPopulate == 0 {
+func (p *cancelProc) Mmap(ctx context.Context, a vmscript.MmapArgs) (uint64, error) {
+	if a.Flags&vmscript.MapPopulate == 0 {
 		return p.Proc.Mmap(ctx, a)
 	}
 	p.e.cancel()
@@ -50,7 +52,7 @@ func (p *cancelProc) Mlock(ctx context.Context, addr, length uint64, onFault boo
 	return p.Proc.Mlock(ctx, addr, length, onFault)
 }
 
-func (p *cancelProc) Fill(ctx context.Context, addr, length uint64, b byte) (Fault, error) {
+func (p *cancelProc) Fill(ctx context.Context, addr, length uint64, b byte) (vmscript.Fault, error) {
 	p.e.cancel()
 	defer p.after()
 	return p.Proc.Fill(ctx, addr, length, b)
@@ -67,16 +69,16 @@ func TestDeadlineInsideStatement(t *testing.T) {
 		"mmap @0x0 0x20000000 rw private,anon\nmlock @0x0 0x20000000\nread @0x0 1\n",
 		"mmap @0x0 0x20000000 rw private,anon\nfill @0x0 0x20000000 0xab\nread @0x0 1\n",
 	} {
-		s, err := Parse("long.vms", []byte(src))
+		s, err := vmscript.Parse("long.vms", []byte(src))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		ex := &cancelExec{Executor: NewVmspace(), cancel: cancel}
+		ex := &cancelExec{Executor: New(Options{}), cancel: cancel}
 		var out bytes.Buffer
-		err = Run(ctx, s, ex, &out)
+		err = vmscript.Run(ctx, s, ex, &out)
 		cancel()
-		var re *RunError
+		var re *vmscript.RunError
 		long := bytes.Count([]byte(src[:len(src)-len("read @0x0 1\n")]), []byte("\n"))
 		if !errors.As(err, &re) || re.Line != long || !errors.Is(err, context.Canceled) {
 			t.Errorf("%q: Run returned %v, want the context's error at line %d", src, err, long)
@@ -90,7 +92,7 @@ func TestDeadlineInsideStatement(t *testing.T) {
 // cancelCheckpoint cancels the run's context as a checkpoint starts and
 // records whether it released any process.
 type cancelCheckpoint struct {
-	Executor
+	vmscript.Executor
 	cancel   func()
 	released bool
 }
@@ -107,13 +109,13 @@ func (e *cancelCheckpoint) Checkpoint(ctx context.Context) error {
 // TestDeadlineAtCheckpoint: a checkpoint past the deadline stops the script
 // with the context's error, saves nothing and releases no process.
 func TestDeadlineAtCheckpoint(t *testing.T) {
-	s, err := Parse("cp.vms", []byte("mmap @0x0 0x4000 rw private,anon\nfork p1\ncheckpoint\nread @0x0 1\n"))
+	s, err := vmscript.Parse("cp.vms", []byte("mmap @0x0 0x4000 rw private,anon\nfork p1\ncheckpoint\nread @0x0 1\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	vex := NewVmspace().(*vmspaceExec)
+	vex := New(Options{}).(*vmspaceExec)
 	saved := false
 	vex.fault = func(stage string) error {
 		saved = saved || stage == "save"
@@ -121,8 +123,8 @@ func TestDeadlineAtCheckpoint(t *testing.T) {
 	}
 	ex := &cancelCheckpoint{Executor: vex, cancel: cancel}
 	var out bytes.Buffer
-	err = Run(ctx, s, ex, &out)
-	var re *RunError
+	err = vmscript.Run(ctx, s, ex, &out)
+	var re *vmscript.RunError
 	if !errors.As(err, &re) || re.Line != 3 || !errors.Is(err, context.Canceled) {
 		t.Errorf("Run returned %v, want the context's error at line 3", err)
 	}
