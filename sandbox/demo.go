@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"encoding/binary"
-	"fmt"
+
+	"github.com/vmspace/vmspace/internal/x86asm"
+	"golang.org/x/sys/unix"
 )
 
 // The built-in demonstration is a tiny static x86-64 program assembled
@@ -21,81 +23,23 @@ import (
 // demoBase is where the demo is linked.
 const demoBase = 0x400000
 
-// demoAsm is a minimal assembler: raw bytes, labels, and rel8/rel32/RIP
-// references to labels.
-type demoAsm struct {
-	// b is the code so far.
-	b []byte
-	// labels maps labels to offsets in b.
-	labels map[string]int
-	// fix are the displacements to fill in by finish.
-	fix []demoFix
+// demo wraps the assembler with the demo's two system-call idioms.
+type demo struct{ *x86asm.Asm }
+
+// write emits write(1, msg, n) for a message label.
+func (a demo) write(msg string, n int) {
+	a.MovRegImm32(x86asm.RAX, unix.SYS_WRITE)
+	a.MovRegImm32(x86asm.RDI, 1)
+	a.LeaRegLabel(x86asm.RSI, msg)
+	a.MovRegImm32(x86asm.RDX, uint32(n))
+	a.Syscall()
 }
 
-// demoFix is a displacement to a label.
-type demoFix struct {
-	// at and size are the operand's offset in the code and size.
-	at, size int
-	// end is the offset the displacement is relative to (the end of the
-	// instruction).
-	end int
-	// label is the target.
-	label string
-}
-
-func (a *demoAsm) emit(b ...byte) { a.b = append(a.b, b...) }
-
-func (a *demoAsm) imm32(v uint32) { a.b = binary.LittleEndian.AppendUint32(a.b, v) }
-
-func (a *demoAsm) label(l string) { a.labels[l] = len(a.b) }
-
-// ref emits a size-byte displacement to label, relative to the end of the
-// instruction, which ends trailing bytes after the operand.
-func (a *demoAsm) ref(label string, size, trailing int) {
-	a.fix = append(a.fix, demoFix{at: len(a.b), size: size, end: len(a.b) + size + trailing, label: label})
-	a.b = append(a.b, make([]byte, size)...)
-}
-
-func (a *demoAsm) movEAX(v uint32) { a.emit(0xb8); a.imm32(v) }
-func (a *demoAsm) movEDI(v uint32) { a.emit(0xbf); a.imm32(v) }
-func (a *demoAsm) movESI(v uint32) { a.emit(0xbe); a.imm32(v) }
-func (a *demoAsm) movEDX(v uint32) { a.emit(0xba); a.imm32(v) }
-func (a *demoAsm) syscall()        { a.emit(0x0f, 0x05) }
-
-// write emits write(1, msg, len(msg)) for a message label.
-func (a *demoAsm) write(msg string, n int) {
-	a.movEAX(1)
-	a.movEDI(1)
-	a.emit(0x48, 0x8d, 0x35) // lea rsi, [rip+msg]
-	a.ref(msg, 4, 0)
-	a.movEDX(uint32(n))
-	a.syscall()
-}
-
-func (a *demoAsm) exit(code uint32) {
-	a.movEAX(231)
-	a.movEDI(code)
-	a.syscall()
-}
-
-func (a *demoAsm) finish() ([]byte, error) {
-	for _, f := range a.fix {
-		to, ok := a.labels[f.label]
-		if !ok {
-			return nil, fmt.Errorf("demo: undefined label %q", f.label)
-		}
-		d := to - f.end
-		switch f.size {
-		case 1:
-			if d != int(int8(d)) {
-				return nil, fmt.Errorf("demo: jump to %q out of range", f.label)
-			}
-			a.b[f.at] = byte(int8(d))
-		case 4:
-			binary.LittleEndian.PutUint32(a.b[f.at:], uint32(int32(d)))
-		}
-	}
-	return a.b, nil
+// exit emits exit_group(code).
+func (a demo) exit(code uint32) {
+	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT_GROUP)
+	a.MovRegImm32(x86asm.RDI, code)
+	a.Syscall()
 }
 
 // DemoImage returns the built-in demonstration program, a static x86-64
@@ -116,85 +60,80 @@ func DemoImage() []byte {
 	for _, m := range msgs {
 		lens[m.label] = len(m.text)
 	}
-	a := &demoAsm{labels: map[string]int{}}
+	a := demo{x86asm.New(demoBase + hdr)}
 	a.write("hello", lens["hello"])
 	// rbx = mmap(NULL, 4 MiB, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)
-	a.movEAX(9)
-	a.emit(0x31, 0xff) // xor edi, edi
-	a.movESI(4 << 20)
-	a.movEDX(3)
-	a.emit(0x41, 0xba) // mov r10d, 0x22
-	a.imm32(0x22)
-	a.emit(0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff) // mov r8, -1
-	a.emit(0x45, 0x31, 0xc9)                         // xor r9d, r9d
-	a.syscall()
-	a.emit(0x48, 0x89, 0xc3) // mov rbx, rax
-	a.emit(0x31, 0xc9)       // xor ecx, ecx
-	a.label("fill")
-	a.emit(0xc6, 0x04, 0x0b, 'A') // mov byte [rbx+rcx], 'A'
-	a.emit(0x48, 0x81, 0xc1)      // add rcx, 4096
-	a.imm32(4096)
-	a.emit(0x48, 0x81, 0xf9) // cmp rcx, 4 MiB
-	a.imm32(4 << 20)
-	a.emit(0x72) // jb fill
-	a.ref("fill", 1, 0)
+	a.MovRegImm32(x86asm.RAX, unix.SYS_MMAP)
+	a.XorReg32(x86asm.RDI)
+	a.MovRegImm32(x86asm.RSI, 4<<20)
+	a.MovRegImm32(x86asm.RDX, unix.PROT_READ|unix.PROT_WRITE)
+	a.MovRegImm32(x86asm.R10, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	a.Emit(0x49, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff) // mov r8, -1
+	a.XorReg32(x86asm.R9)
+	a.Syscall()
+	a.Emit(0x48, 0x89, 0xc3) // mov rbx, rax
+	a.XorReg32(x86asm.RCX)
+	a.Label("fill")
+	a.Emit(0xc6, 0x04, 0x0b, 'A') // mov byte [rbx+rcx], 'A'
+	a.Emit(0x48, 0x81, 0xc1)      // add rcx, 4096
+	a.Imm32(4096)
+	a.Emit(0x48, 0x81, 0xf9) // cmp rcx, 4 MiB
+	a.Imm32(4 << 20)
+	a.Jcc8(x86asm.CondB, "fill")
 	a.write("touched", lens["touched"])
 	// r12 = brk(0); brk(r12 + 256 KiB); byte [r12] = 'B'
-	a.movEAX(12)
-	a.emit(0x31, 0xff) // xor edi, edi
-	a.syscall()
-	a.emit(0x49, 0x89, 0xc4) // mov r12, rax
-	a.movEAX(12)
-	a.emit(0x49, 0x8d, 0xbc, 0x24) // lea rdi, [r12+256 KiB]
-	a.imm32(256 << 10)
-	a.syscall()
-	a.emit(0x41, 0xc6, 0x04, 0x24, 'B') // mov byte [r12], 'B'
+	a.MovRegImm32(x86asm.RAX, unix.SYS_BRK)
+	a.XorReg32(x86asm.RDI)
+	a.Syscall()
+	a.Emit(0x49, 0x89, 0xc4) // mov r12, rax
+	a.MovRegImm32(x86asm.RAX, unix.SYS_BRK)
+	a.Emit(0x49, 0x8d, 0xbc, 0x24) // lea rdi, [r12+256 KiB]
+	a.Imm32(256 << 10)
+	a.Syscall()
+	a.Emit(0x41, 0xc6, 0x04, 0x24, 'B') // mov byte [r12], 'B'
 	a.write("heap", lens["heap"])
 	// fork
-	a.movEAX(57)
-	a.syscall()
-	a.emit(0x48, 0x85, 0xc0) // test rax, rax
-	a.emit(0x0f, 0x84)       // jz child
-	a.ref("childcode", 4, 0)
-	a.emit(0x49, 0x89, 0xc5) // mov r13, rax
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FORK)
+	a.Syscall()
+	a.Emit(0x48, 0x85, 0xc0) // test rax, rax
+	a.Jcc32(x86asm.CondE, "childcode")
+	a.Emit(0x49, 0x89, 0xc5) // mov r13, rax
 	// wait4(r13, rsp, 0, NULL)
-	a.emit(0x48, 0x83, 0xec, 0x10) // sub rsp, 16
-	a.movEAX(61)
-	a.emit(0x4c, 0x89, 0xef) // mov rdi, r13
-	a.emit(0x48, 0x89, 0xe6) // mov rsi, rsp
-	a.emit(0x31, 0xd2)       // xor edx, edx
-	a.emit(0x45, 0x31, 0xd2) // xor r10d, r10d
-	a.syscall()
-	a.emit(0x80, 0x3b, 'A') // cmp byte [rbx], 'A'
-	a.emit(0x0f, 0x85)      // jne broken
-	a.ref("brokencode", 4, 0)
+	a.Emit(0x48, 0x83, 0xec, 0x10) // sub rsp, 16
+	a.MovRegImm32(x86asm.RAX, unix.SYS_WAIT4)
+	a.Emit(0x4c, 0x89, 0xef) // mov rdi, r13
+	a.Emit(0x48, 0x89, 0xe6) // mov rsi, rsp
+	a.XorReg32(x86asm.RDX)
+	a.XorReg32(x86asm.R10)
+	a.Syscall()
+	a.Emit(0x80, 0x3b, 'A') // cmp byte [rbx], 'A'
+	a.Jcc32(x86asm.CondNE, "brokencode")
 	a.write("cow", lens["cow"])
-	a.emit(0x8b, 0x04, 0x24)    // mov eax, [rsp]
-	a.emit(0xc1, 0xe8, 0x08)    // shr eax, 8
-	a.emit(0x25, 0xff, 0, 0, 0) // and eax, 0xff
-	a.emit(0x83, 0xf8, 0x07)    // cmp eax, 7
-	a.emit(0x0f, 0x85)          // jne broken
-	a.ref("brokencode", 4, 0)
+	a.Emit(0x8b, 0x04, 0x24)    // mov eax, [rsp]
+	a.Emit(0xc1, 0xe8, 0x08)    // shr eax, 8
+	a.Emit(0x25, 0xff, 0, 0, 0) // and eax, 0xff
+	a.Emit(0x83, 0xf8, 0x07)    // cmp eax, 7
+	a.Jcc32(x86asm.CondNE, "brokencode")
 	a.write("status", lens["status"])
 	// munmap(rbx, 4 MiB)
-	a.movEAX(11)
-	a.emit(0x48, 0x89, 0xdf) // mov rdi, rbx
-	a.movESI(4 << 20)
-	a.syscall()
+	a.MovRegImm32(x86asm.RAX, unix.SYS_MUNMAP)
+	a.Emit(0x48, 0x89, 0xdf) // mov rdi, rbx
+	a.MovRegImm32(x86asm.RSI, 4<<20)
+	a.Syscall()
 	a.write("bye", lens["bye"])
 	a.exit(0)
-	a.label("childcode")
-	a.emit(0xc6, 0x03, 'Z') // mov byte [rbx], 'Z'
+	a.Label("childcode")
+	a.Emit(0xc6, 0x03, 'Z') // mov byte [rbx], 'Z'
 	a.write("child", lens["child"])
 	a.exit(7)
-	a.label("brokencode")
+	a.Label("brokencode")
 	a.write("broken", lens["broken"])
 	a.exit(1)
 	for _, m := range msgs {
-		a.label(m.label)
-		a.emit([]byte(m.text)...)
+		a.Label(m.label)
+		a.Emit([]byte(m.text)...)
 	}
-	code, err := a.finish()
+	code, err := a.Finish()
 	if err != nil {
 		panic(err) // the program above is fixed: a bug here is vmspace's
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/internal/x86asm"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,81 +118,91 @@ var prog = buildStub(uint64(StubCode), uint64(StubComm))
 //	         mov eax, SYS_futex; syscall; jmp serve
 //	trap:    mov dword [state], commIdle; int3; jmp serve
 func buildStub(codeBase, commBase uint64) stubProgram {
-	a := newAsm(codeBase + codeOff)
+	a := x86asm.New(codeBase + codeOff)
 	c := func(off uint64) uint64 { return commBase + off }
-	var p stubProgram
 	loadRequest := func() {
-		a.movRegMem64(rAX, c(commNr))
-		for i, r := range []int{rDI, rSI, rDX, r10, r8, r9} {
-			a.movRegMem64(r, c(commArgs+8*uint64(i)))
+		a.MovRegMem64(x86asm.RAX, c(commNr))
+		for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
+			a.MovRegMem64(r, c(commArgs+8*uint64(i)))
 		}
-		a.syscall()
-		a.movMemRAX64(c(commResult))
+		a.Syscall()
+		a.MovMemRAX64(c(commResult))
 	}
 
-	a.label("entry")
-	a.movRegImm32(rAX, unix.SYS_EXIT_GROUP)
-	a.xorReg32(rDI)
-	a.syscall()
-	a.ud2()
-	a.align(16)
+	a.Label("entry")
+	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT_GROUP)
+	a.XorReg32(x86asm.RDI)
+	a.Syscall()
+	a.Ud2()
+	a.Align(16)
 
-	a.label("regsys")
-	a.syscall()
-	a.int3()
-	a.label("regTrap")
-	a.ud2()
-	a.align(16)
+	a.Label("regsys")
+	a.Syscall()
+	a.Int3()
+	a.Label("regTrap")
+	a.Ud2()
+	a.Align(16)
 
-	a.label("inject")
+	a.Label("inject")
 	loadRequest()
-	a.addMem64Imm8(c(commSeq), 1)
-	a.int3()
-	a.label("injTrap")
-	a.jmp8("inject")
-	a.align(16)
+	a.AddMem64Imm8(c(commSeq), 1)
+	a.Int3()
+	a.Label("injTrap")
+	a.Jmp8("inject")
+	a.Align(16)
 
-	a.label("serve")
-	a.movEAXMem32(c(commState))
-	a.cmpEAXImm8(commReq)
-	a.je8("run")
-	a.movEDXEAX()
-	a.leaReg(rDI, c(commState))
-	a.xorReg32(rSI) // FUTEX_WAIT
-	a.xorReg32(r10) // no timeout
-	a.movRegImm32(rAX, unix.SYS_FUTEX)
-	a.syscall()
-	a.jmp8("serve")
-	a.label("run")
-	a.cmpMem64Imm8(c(commCmd), cmdSyscall)
-	a.jne8("trap")
+	a.Label("serve")
+	a.MovEAXMem32(c(commState))
+	a.CmpEAXImm8(commReq)
+	a.Jcc8(x86asm.CondE, "run")
+	a.MovEDXEAX()
+	a.LeaReg(x86asm.RDI, c(commState))
+	a.XorReg32(x86asm.RSI) // FUTEX_WAIT
+	a.XorReg32(x86asm.R10) // no timeout
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.Syscall()
+	a.Jmp8("serve")
+	a.Label("run")
+	a.CmpMem64Imm8(c(commCmd), cmdSyscall)
+	a.Jcc8(x86asm.CondNE, "trap")
 	loadRequest()
-	a.movRegImm32(rAX, commDone)
-	a.xchgMem32EAX(c(commState))
-	a.cmpMem32Imm8(c(commWaiting), 0)
-	a.je8("serve")
-	a.leaReg(rDI, c(commState))
-	a.movRegImm32(rSI, futexWakeOp)
-	a.movRegImm32(rDX, 1)
-	a.movRegImm32(rAX, unix.SYS_FUTEX)
-	a.syscall()
-	a.jmp32("serve")
-	a.label("trap")
-	a.movMem32Imm32(c(commState), commIdle)
-	a.int3()
-	a.label("srvTrap")
-	a.jmp32("serve")
+	a.MovRegImm32(x86asm.RAX, commDone)
+	a.XchgMem32EAX(c(commState))
+	a.CmpMem32Imm8(c(commWaiting), 0)
+	a.Jcc8(x86asm.CondE, "serve")
+	a.LeaReg(x86asm.RDI, c(commState))
+	a.MovRegImm32(x86asm.RSI, futexWakeOp)
+	a.MovRegImm32(x86asm.RDX, 1)
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.Syscall()
+	a.Jmp32("serve")
+	a.Label("trap")
+	a.MovMem32Imm32(c(commState), commIdle)
+	a.Int3()
+	a.Label("srvTrap")
+	a.Jmp32("serve")
 
-	p.code = a.finish()
-	off := func(l string) uint64 { return codeOff + a.offset(l) }
-	p.entry = off("entry")
-	p.regsys = off("regsys")
-	p.regTrap = off("regTrap")
-	p.inject = off("inject")
-	p.injTrap = off("injTrap")
-	p.serve = off("serve")
-	p.srvTrap = off("srvTrap")
-	return p
+	code, err := a.Finish()
+	if err != nil {
+		panic(err) // the program above is fixed: a bug here is ours
+	}
+	off := func(l string) uint64 {
+		o, ok := a.Offset(l)
+		if !ok {
+			panic("ptrace: stub label " + l + " missing")
+		}
+		return codeOff + o
+	}
+	return stubProgram{
+		code:    code,
+		entry:   off("entry"),
+		regsys:  off("regsys"),
+		regTrap: off("regTrap"),
+		inject:  off("inject"),
+		injTrap: off("injTrap"),
+		serve:   off("serve"),
+		srvTrap: off("srvTrap"),
+	}
 }
 
 // stubELF returns the stub executable: a static x86-64 ELF with one
