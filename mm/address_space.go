@@ -28,10 +28,8 @@ func (mm *MemoryManager) Activate(ctx context.Context) error {
 	}
 	if mm.as == nil {
 		// Making an AddressSpace may block for a long time (starting a
-		// stub process); tell watchdogs this is expected.
-		mm.sleepForActivation.Store(true)
+		// stub process).
 		as, err := mm.p.NewAddressSpace()
-		mm.sleepForActivation.Store(false)
 		if err != nil {
 			return err
 		}
@@ -66,21 +64,6 @@ func (mm *MemoryManager) Deactivate() {
 		}
 		mm.activeMu.Unlock()
 	}
-}
-
-// SleepingForActivation reports whether a goroutine is blocked creating the
-// AddressSpace, which a watchdog should not count as stuck.
-func (mm *MemoryManager) SleepingForActivation() bool { return mm.sleepForActivation.Load() }
-
-// AddressSpace returns the platform AddressSpace, or nil before the first
-// Activate.
-func (mm *MemoryManager) AddressSpace() interface{ Release() } {
-	rt := mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock(rt)
-	if mm.as == nil {
-		return nil
-	}
-	return mm.as
 }
 
 // mapASLocked maps the pmas overlapping ar into the AddressSpace.

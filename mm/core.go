@@ -133,8 +133,8 @@ type coreVMA struct {
 	perms hostarch.AccessType
 	// dump is the number of bytes dumped from ar.Start.
 	dump uint64
-	// file, off and name describe a file mapping for NT_FILE; name ""
-	// for none.
+	// off and name describe a file mapping for NT_FILE; name "" for
+	// none.
 	off  uint64
 	name string
 }

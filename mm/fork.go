@@ -26,7 +26,6 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	mm2 := &MemoryManager{
 		p:             mm.p,
 		mf:            mm.mf,
-		haveASIO:      mm.haveASIO,
 		privateRefs:   mm.privateRefs,
 		layout:        mm.layout,
 		brk:           mm.brk,

@@ -35,7 +35,6 @@ const (
 var forkFields = map[string]struct{ kind, why string }{
 	"p":                     {forkCopied, "same platform"},
 	"mf":                    {forkCopied, "same memory file"},
-	"haveASIO":              {forkCopied, "same platform"},
 	"privateRefs":           {forkShared, "copy-on-write pages are counted across the family"},
 	"users":                 {forkOwn, "1: the child's first user"},
 	"mappingMu":             {forkLock, ""},
@@ -65,7 +64,6 @@ var forkFields = map[string]struct{ kind, why string }{
 	"unmapAllOnActivate":    {forkZero, "nothing to unmap"},
 	"captureInvalidations":  {forkZero, "transient in the parent"},
 	"capturedInvalidations": {forkZero, "transient in the parent"},
-	"sleepForActivation":    {forkZero, "transient"},
 	"faults":                {forkZero, "the child's own fault count"},
 	"aio":                   {forkZero, "AIO contexts are not inherited (their rings are DONTFORK)"},
 	"metadataMu":            {forkLock, ""},
@@ -80,7 +78,7 @@ var forkFields = map[string]struct{ kind, why string }{
 // forkZeroMayBeZeroInParent are the forkZero fields the test cannot make
 // non-zero in the parent at the moment of the fork.
 var forkZeroMayBeZeroInParent = map[string]bool{
-	"unmapAllOnActivate": true, "captureInvalidations": true, "capturedInvalidations": true, "sleepForActivation": true,
+	"unmapAllOnActivate": true, "captureInvalidations": true, "capturedInvalidations": true,
 }
 
 // field returns the (unexported) field name of m, readable and settable.
@@ -151,10 +149,6 @@ func TestForkCoversEveryField(t *testing.T) {
 	if _, err := m.NewAIOContext(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
-	// No platform of this package supports AddressSpace I/O; the flag is
-	// only copied, so set it for the fork.
-	m.haveASIO = true
-
 	c, err := m.Fork(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +179,6 @@ func TestForkCoversEveryField(t *testing.T) {
 			}
 		}
 	}
-	m.haveASIO, c.haveASIO = false, false
 	check(t, c)
 	m.Deactivate()
 	c.DecUsers(ctx)

@@ -37,7 +37,6 @@ func New(opts Options) *MemoryManager {
 	mm := &MemoryManager{
 		p:           p,
 		mf:          opts.MemoryFile,
-		haveASIO:    p.SupportsAddressSpaceIO(),
 		privateRefs: newPrivateRefs(),
 		limits:      lim,
 		dumpability: UserDumpable,

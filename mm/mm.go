@@ -97,9 +97,6 @@ type MemoryManager struct {
 	// mf is the memory file private memory is allocated from. Immutable.
 	mf *pgalloc.MemoryFile
 
-	// haveASIO caches p.SupportsAddressSpaceIO(). Immutable.
-	haveASIO bool
-
 	// privateRefs counts the pmas (of this manager and every manager
 	// forked from it or from which it was forked) that refer to each page
 	// of private memory. The pointer is immutable; the object has its own
@@ -224,11 +221,6 @@ type MemoryManager struct {
 	// capturedInvalidations: see captureInvalidations. Protected by
 	// activeMu.
 	capturedInvalidations []invalidateArgs
-
-	// sleepForActivation is true if Activate may block (creating a
-	// platform address space can be slow); a watchdog should not report
-	// a goroutine blocked there. Accessed atomically.
-	sleepForActivation atomic.Bool
 
 	// faults counts HandleUserFault calls that succeeded. Accessed
 	// atomically.

@@ -565,15 +565,8 @@ func (r *privateRefs) newRange(fr memmap.FileRange) {
 	}
 }
 
-// incRef adds one to the count of every page of fr, which must all be
-// counted already.
-func (r *privateRefs) incRef(fr memmap.FileRange) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.incRefLocked(fr)
-}
-
-// incRefLocked is incRef with r.mu held.
+// incRefLocked adds one to the count of every page of fr, which must all
+// be counted already. Preconditions: r.mu held.
 func (r *privateRefs) incRefLocked(fr memmap.FileRange) {
 	sr := segment.Range[uint64](fr)
 	for seg := r.refs.LowerBoundSegmentSplitBefore(fr.Start); seg.Ok() && seg.Start() < fr.End; seg = seg.NextSegment() {

@@ -100,24 +100,23 @@ type rRun struct {
 
 // rManager is a manager read from the image.
 type rManager struct {
-	family                            uint64
-	layout                            MmapLayout
-	brk, dataSegment, argv, envv      hostarch.AddrRange
-	limits                            Limits
-	defMLockMode                      memmap.MLockMode
-	peakAS, maxRSS, faults            uint64
-	auxv                              []AuxEntry
-	executable                        uint64
-	dumpability                       Dumpability
-	vdsoSigReturn                     uint64
-	mdwe                              MDWE
-	vmas                              []rVMA
-	pmas                              []rPMA
-	guards                            []hostarch.AddrRange
-	aio                               []rAIO
-	wantVMAs, wantPMAs                uint64
-	mm                                *MemoryManager
-	builtVMAs, builtPMAs, builtGuards bool
+	family                       uint64
+	layout                       MmapLayout
+	brk, dataSegment, argv, envv hostarch.AddrRange
+	limits                       Limits
+	defMLockMode                 memmap.MLockMode
+	peakAS, maxRSS, faults       uint64
+	auxv                         []AuxEntry
+	executable                   uint64
+	dumpability                  Dumpability
+	vdsoSigReturn                uint64
+	mdwe                         MDWE
+	vmas                         []rVMA
+	pmas                         []rPMA
+	guards                       []hostarch.AddrRange
+	aio                          []rAIO
+	wantVMAs, wantPMAs           uint64
+	mm                           *MemoryManager
 }
 
 // rVMA is a saved vma.
@@ -788,7 +787,6 @@ func (rs *Restorer) buildManager(ctx context.Context, m *rManager) error {
 	mm := &MemoryManager{
 		p:             p,
 		mf:            rs.opts.MemoryFile,
-		haveASIO:      p.SupportsAddressSpaceIO(),
 		privateRefs:   fam.refs,
 		layout:        m.layout,
 		brk:           m.brk,

@@ -256,8 +256,9 @@ func addCount(set *refsSet, fr memmap.FileRange) {
 	set.MergeAdjacent(sr)
 }
 
-// familyOf numbers the families of mms (distinct privateRefs) in order of
-// first appearance.
+// familiesOf numbers the families of mms (distinct privateRefs) in order
+// of first appearance: famOf maps each manager to its family's index in
+// fams.
 func familiesOf(mms []*MemoryManager) (fams []*privateRefs, famOf map[*MemoryManager]int) {
 	famOf = map[*MemoryManager]int{}
 	idx := map[*privateRefs]int{}

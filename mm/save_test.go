@@ -424,8 +424,8 @@ func flip(b []byte, i int) []byte {
 	return c
 }
 
-// newFileMF returns a memory file, a host file with pattern contents, and
-// a codec maker.
+// tempHostFile returns the path of a new host file of size bytes with
+// pattern contents that depend on seed.
 func tempHostFile(t *testing.T, size int, seed byte) string {
 	t.Helper()
 	data := make([]byte, size)
@@ -832,7 +832,7 @@ func TestSaveConcurrentFaults(t *testing.T) {
 // reminder to save it (or to say why not).
 var checkpointFields = map[string]map[string]string{
 	"MemoryManager": {
-		"p": "RestoreOptions.Platform", "mf": "RestoreOptions.MemoryFile", "haveASIO": "from the platform",
+		"p": "RestoreOptions.Platform", "mf": "RestoreOptions.MemoryFile",
 		"privateRefs": "per family, rebuilt from the pmas", "users": "1", "mappingMu": "lock", "anonVMAMu": "lock", "vmas": "saved",
 		"layout": "saved", "brk": "saved", "usageAS": "recomputed", "peakAS": "saved", "lockedAS": "recomputed",
 		"dataAS": "recomputed", "stackAS": "recomputed", "execAS": "recomputed", "dataSegment": "saved",
@@ -841,7 +841,7 @@ var checkpointFields = map[string]map[string]string{
 		"limits": "saved", "activeMu": "lock", "pmas": "saved", "curRSS": "recomputed", "maxRSS": "saved",
 		"as": "none until Activate", "active": "0", "unmapAllOnActivate": "false without an AddressSpace",
 		"captureInvalidations": "transient (Fork)", "capturedInvalidations": "transient (Fork)",
-		"sleepForActivation": "transient", "faults": "saved", "aio": "saved", "metadataMu": "lock",
+		"faults": "saved", "aio": "saved", "metadataMu": "lock",
 		"argv": "saved", "envv": "saved", "auxv": "saved", "executable": "saved (codec)", "dumpability": "saved",
 		"vdsoSigReturn": "saved", "mdwe": "saved",
 	},

@@ -31,7 +31,7 @@ type vma struct {
 	// maxPerms bound realPerms: mprotect to more is EACCES.
 	maxPerms hostarch.AccessType
 
-	// flags holds the boolean attributes (vmaFlag bits).
+	// flags holds the boolean attributes (vmaFlags bits).
 	flags vmaFlags
 
 	// mlockMode is the vma's mlock state.
@@ -245,7 +245,7 @@ func (v *vma) pmaPerms(tp hostarch.AccessType, needCOW, private bool) hostarch.A
 // isPrivateAnon reports whether v is private anonymous memory.
 func (v *vma) isPrivateAnon() bool { return v.mappable == nil }
 
-// canWriteMappableLocked reports whether writes through v reach its
+// canWriteMappable reports whether writes through v reach its
 // Mappable (a shared writable mapping).
 func (v *vma) canWriteMappable() bool {
 	return !v.private() && v.maxPerms.Write
@@ -373,23 +373,6 @@ func (mm *MemoryManager) setVMAValueLocked(vseg vmaIterator, nv vma) {
 	vseg.SetValue(nv)
 }
 
-// isolateVMALocked splits vseg so that the result lies within ar, and
-// reports false if that would exceed the map count. Preconditions:
-// mappingMu held for writing; vseg overlaps ar.
-func (mm *MemoryManager) isolateVMALocked(vseg vmaIterator, ar hostarch.AddrRange) (vmaIterator, bool) {
-	splits := 0
-	if vseg.Start() < ar.Start {
-		splits++
-	}
-	if vseg.End() > ar.End {
-		splits++
-	}
-	if splits > 0 && mm.vmas.Len()+splits > mm.limits.MaxMapCount {
-		return vseg, false
-	}
-	return mm.vmas.Isolate(vseg, addrSegRange(ar)), true
-}
-
 // removeVMAsLocked removes all vmas in ar (splitting those that straddle
 // its bounds) and their pmas, and returns the gap left. Preconditions:
 // mappingMu held for writing; ar is page-aligned; the caller has checked
@@ -457,21 +440,6 @@ func (mm *MemoryManager) removeAllVMAsLocked(ctx context.Context) {
 	mm.vmas.RemoveAll()
 	mm.guards.RemoveAll()
 	mm.usageAS, mm.lockedAS, mm.dataAS, mm.stackAS, mm.execAS = 0, 0, 0, 0, 0
-}
-
-// countSplitsLocked returns how many vmas removing or changing ar would add
-// by splitting (0, 1 or 2). Preconditions: mappingMu held.
-func (mm *MemoryManager) countSplitsLocked(ar hostarch.AddrRange) int {
-	n := 0
-	if vseg := mm.vmas.FindSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.Start && vseg.End() > ar.Start {
-		n++
-	}
-	if ar.End > 0 {
-		if vseg := mm.vmas.FindSegment(ar.End - 1); vseg.Ok() && vseg.End() > ar.End {
-			n++
-		}
-	}
-	return n
 }
 
 // sealedInLocked reports whether any vma overlapping ar is sealed.

@@ -81,7 +81,7 @@ func (s *Sandbox) readCap(t *task, fd int32, length uint64) uint64 {
 	return min(length, streamCap)
 }
 
-// readU64s reads n 8-byte words at addr of t's address space.
+// readWords reads n 8-byte words at addr of t's address space.
 func (s *Sandbox) readWords(t *task, addr uint64, n int) ([]uint64, bool) {
 	if n <= 0 {
 		return nil, true
