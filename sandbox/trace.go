@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -166,4 +168,16 @@ func adviceString(a int) string {
 		return n
 	}
 	return fmt.Sprint(a)
+}
+
+// debug enables a log of every stop on stderr (VMSPACE_DEBUG=1).
+var debug = os.Getenv("VMSPACE_DEBUG") != ""
+
+// stderr is where vmspace's own messages about the program go: the
+// program's standard error.
+func (s *Sandbox) stderr() io.Writer {
+	if s.opts.Stderr != nil {
+		return s.opts.Stderr
+	}
+	return os.Stderr
 }

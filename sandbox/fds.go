@@ -1,0 +1,312 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"golang.org/x/sys/unix"
+)
+
+// memFDConst is the descriptor at which every program process holds the
+// memory file when the program's limit of descriptors is large (see
+// vmspaceFDSlot; the run's number is Sandbox.memFDNum). It is not
+// close-on-exec, so that it survives vmspace's own host execs. The seccomp
+// filter stops every call that names it, and vmspace refuses them as if it
+// were closed.
+const memFDConst = 1023
+
+// maxFDSlot bounds the descriptor numbers vmspace uses in program
+// processes (the kernel sizes a process's descriptor table by its highest
+// descriptor, and copies it at every fork).
+const maxFDSlot = 1 << 16
+
+// vmspaceFDSlot is where vmspace keeps a descriptor of its own in the
+// program's processes, given the program's RLIMIT_NOFILE (lim) and whether
+// vmspace may raise a process's hard limit (CAP_SYS_RESOURCE): at the
+// program's soft limit, where it cannot open anything without raising its
+// limit (installed by raising the soft limit, and the hard one if needed,
+// for a moment); failing that, memFDConst in a large range, or the top of
+// a small one. It is the one place that decides such numbers.
+func vmspaceFDSlot(lim unix.Rlimit, canRaiseHard bool) int {
+	switch {
+	case lim.Cur < 3:
+		// Never over standard input, output or error.
+	case lim.Cur < lim.Max && lim.Cur <= maxFDSlot:
+		return int(lim.Cur)
+	case lim.Cur <= maxFDSlot && canRaiseHard:
+		return int(lim.Cur)
+	case lim.Cur > memFDConst:
+		return memFDConst
+	case lim.Cur > 3:
+		return int(lim.Cur) - 1
+	}
+	return 3
+}
+
+// installAt sets process pid's RLIMIT_NOFILE so that descriptor fd can be
+// made, and returns a function putting the limit back.
+func installAt(pid, fd int) (func(), error) {
+	var lim unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim); err != nil {
+		return nil, err
+	}
+	if uint64(fd) < lim.Cur {
+		return func() {}, nil
+	}
+	nl := lim
+	nl.Cur = uint64(fd) + 1
+	if nl.Max < nl.Cur {
+		nl.Max = nl.Cur
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &nl, nil); err != nil {
+		return nil, err
+	}
+	return func() { unix.Prlimit(pid, unix.RLIMIT_NOFILE, &lim, nil) }, nil
+}
+
+// writeMem writes b into process pid's memory at addr, which must be
+// writable there.
+func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
+	if p := s.procs[pid]; p != nil && !p.stubPrivate && addr >= scratchAddr && addr < scratchAddr+hostarch.PageSize {
+		// The shared scratch page, read-only in the process.
+		off := uint64(addr - scratchAddr)
+		if off+uint64(len(b)) > hostarch.PageSize {
+			return unix.EFAULT
+		}
+		n, err := unix.Pwrite(s.mf.FD(), b, int64(s.stubPages.Start+off))
+		if err != nil {
+			return err
+		}
+		if n != len(b) {
+			return unix.EIO
+		}
+		return nil
+	}
+	local := []unix.Iovec{{Base: &b[0]}}
+	local[0].SetLen(len(b))
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}
+	n, err := unix.ProcessVMWritev(pid, local, remote, 0)
+	if err != nil {
+		return err
+	}
+	if n != len(b) {
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// mapFD returns the descriptor through which t's process maps f for access
+// at, and, if not nil, a function that closes it once the mappings are
+// made. It is the one place that chooses the descriptors vmspace uses in a
+// program process:
+//
+//   - the memory file: the process's memFD (stubFD);
+//   - a host file mapped directly (a hostfile.File of a direct Table): a
+//     descriptor opened for the moment, read-only or read-write for a
+//     writable mapping, and closed again before the program runs on, so
+//     that the program never holds it. It is opened through
+//     /proc/<vmspace>/fd/N, or, where the program may not look into
+//     vmspace's descriptors (it changed its user ids), by the file's path,
+//     checked to be the same inode. A program at its RLIMIT_NOFILE has the
+//     limit raised past the first free descriptor for the moment of the
+//     open (beyond the hard limit only if vmspace has CAP_SYS_RESOURCE:
+//     else such a mapping cannot be made, and the access faults).
+func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
+	n := f.FD()
+	if n == s.mf.FD() {
+		fd, err := s.stubFD(t)
+		return fd, nil, err
+	}
+	if n < 0 {
+		return -1, nil, fmt.Errorf("sandbox: mapping a closed file: %w", unix.EBADF)
+	}
+	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY
+	if at.Write {
+		flags = unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOCTTY
+	}
+	proc := fmt.Sprintf("/proc/%d/fd/%d", s.selfPid, n)
+	fd, err := s.openIn(t, proc, flags)
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		var perr error
+		fd, perr = s.openSameFile(t, n, flags)
+		if perr != nil {
+			err = fmt.Errorf("%w (by its path: %v)", err, perr)
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
+		return -1, nil, err
+	}
+	return fd, func() { s.inject(t, unix.SYS_CLOSE, uintptr(fd)) }, nil
+}
+
+// firstFreeFD returns the lowest descriptor number at or above from that p
+// does not use.
+func (s *Sandbox) firstFreeFD(p *process, from int) int {
+	used, _ := usedFDs(p)
+	for used[from] {
+		from++
+	}
+	return from
+}
+
+// usedFDs returns the descriptors p has open, and whether they could be
+// listed.
+func usedFDs(p *process) (map[int]bool, bool) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	if err != nil {
+		return nil, false
+	}
+	used := make(map[int]bool, len(ents))
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			used[n] = true
+		}
+	}
+	return used, true
+}
+
+// openSameFile opens, in t's process, the file that vmspace's descriptor n
+// refers to, by its path, and checks that the result is the same inode.
+func (s *Sandbox) openSameFile(t *task, n, flags int) (int, error) {
+	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", n))
+	if err != nil {
+		return -1, err
+	}
+	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, " (deleted)") {
+		return -1, fmt.Errorf("sandbox: %q cannot be opened by path: %w", path, unix.ENOENT)
+	}
+	fd, err := s.openIn(t, path, flags)
+	if err != nil {
+		return -1, err
+	}
+	var want, got unix.Stat_t
+	same := false
+	if hfd, err := s.getFD(t.p, fd); err == nil {
+		same = unix.Fstat(hfd, &got) == nil && unix.Fstat(n, &want) == nil && got.Dev == want.Dev && got.Ino == want.Ino
+		unix.Close(hfd)
+	}
+	if !same {
+		s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+		return -1, fmt.Errorf("sandbox: %q is no longer the mapped file: %w", path, unix.ESTALE)
+	}
+	return fd, nil
+}
+
+// openIn opens path with flags in t's process (openat injected), raising
+// its RLIMIT_NOFILE by one for the moment if it is used up.
+func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
+	p := t.p
+	if err := s.writeMem(p.pid, scratchAddr, append([]byte(path), 0)); err != nil {
+		return -1, err
+	}
+	cwd := unix.AT_FDCWD
+	open := func() (uintptr, error) {
+		return s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), uintptr(flags), 0)
+	}
+	r, err := open()
+	if err != nil {
+		return -1, err
+	}
+	if e, bad := errnoOf(r); bad && e == unix.EMFILE {
+		var lim unix.Rlimit
+		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim) == nil {
+			// Up to the first free descriptor at or above the limit
+			// (the memory file may sit right at it).
+			nl := lim
+			nl.Cur = uint64(s.firstFreeFD(p, int(min(lim.Cur, 1<<20)))) + 1
+			nl.Max = max(nl.Max, nl.Cur) // possible if vmspace is privileged
+			if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &nl, nil) == nil {
+				r, err = open()
+				unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &lim, nil)
+				if err != nil {
+					return -1, err
+				}
+			}
+		}
+	}
+	if e, bad := errnoOf(r); bad {
+		return -1, fmt.Errorf("sandbox: opening %s in process %d: %w", path, p.pid, e)
+	}
+	return int(r), nil
+}
+
+// stubFD returns the descriptor of the memory file in t's process,
+// installing it if the program took the usual one away.
+func (s *Sandbox) stubFD(t *task) (int, error) {
+	p := t.p
+	if p.memFDOurs {
+		return p.memFD, nil
+	}
+	// Not guarded by the filter: check that it is still the memory file.
+	if p.memFD >= 0 && s.isMemFD(p, p.memFD) {
+		return p.memFD, nil
+	}
+	if err := s.reinstallMemFD(t); err != nil {
+		return -1, err
+	}
+	return p.memFD, nil
+}
+
+// isMemFD reports whether descriptor fd of p is the memory file.
+func (s *Sandbox) isMemFD(p *process, fd int) bool {
+	var st, mst unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", p.pid, fd), &st) != nil || unix.Fstat(s.mf.FD(), &mst) != nil {
+		return false
+	}
+	return st.Dev == mst.Dev && st.Ino == mst.Ino
+}
+
+// reinstallMemFD opens the memory file again in t's process, at a free
+// descriptor as high as possible.
+func (s *Sandbox) reinstallMemFD(t *task) error {
+	p := t.p
+	path := fmt.Sprintf("/proc/%d/fd/%d\x00", s.selfPid, s.mf.FD())
+	if err := s.writeMem(p.pid, scratchAddr, []byte(path)); err != nil {
+		return err
+	}
+	cwd := unix.AT_FDCWD
+	r, err := s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), unix.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if e, bad := errnoOf(r); bad {
+		return fmt.Errorf("sandbox: reopening the memory file in process %d: %w", p.pid, e)
+	}
+	fd := int(r)
+	target := s.freeFD(p, fd)
+	if target != fd {
+		r, err := s.inject(t, unix.SYS_DUP3, uintptr(fd), uintptr(target), 0)
+		if err != nil {
+			return err
+		}
+		if _, bad := errnoOf(r); !bad {
+			s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+			fd = target
+		}
+	}
+	p.memFD = fd
+	p.memFDOurs = fd == s.memFDNum
+	return nil
+}
+
+// freeFD returns the highest free descriptor of p at or below memFDNum,
+// or def if none can be found.
+func (s *Sandbox) freeFD(p *process, def int) int {
+	used, ok := usedFDs(p)
+	if !ok {
+		return def
+	}
+	for fd := s.memFDNum; fd > 2; fd-- {
+		if !used[fd] {
+			return fd
+		}
+	}
+	return def
+}

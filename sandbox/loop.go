@@ -1,0 +1,276 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// waitResult is one state change from wait4.
+type waitResult struct {
+	// tid is the task that changed state; ws how.
+	tid int
+	ws  unix.WaitStatus
+}
+
+// run starts the program and serves its tasks until all have ended.
+func (s *Sandbox) run() (unix.WaitStatus, error) {
+	if err := s.startRoot(); err != nil {
+		return 0, err
+	}
+	for len(s.tasks) > 0 {
+		var wr waitResult
+		if n := len(s.deferred); n > 0 {
+			wr = s.deferred[0]
+			s.deferred = s.deferred[1:]
+			if t := s.tasks[wr.tid]; t != nil {
+				t.stopKept = false
+			}
+		} else {
+			tid, ws, err := wait4(-1, 0)
+			if err != nil {
+				if err == unix.ECHILD {
+					break
+				}
+				return 0, fmt.Errorf("sandbox: wait4: %w", err)
+			}
+			wr = waitResult{tid, ws}
+		}
+		t0 := time.Now()
+		s.handle(wr.tid, wr.ws)
+		// Another address space may have lost pages (a file hole
+		// punched through a shared mapping): unmap them before its
+		// tasks touch them again.
+		s.keepUnflushedKernelAreas()
+		s.shootdown()
+		if checkShadow != nil {
+			s.verifyShadows()
+		}
+		if len(s.exiting) > 0 {
+			s.releaseExiting(false)
+		}
+		for len(s.borrowed) > 0 {
+			t := s.borrowed[0]
+			s.borrowed = s.borrowed[1:]
+			if !t.dead && t.p.held == t {
+				s.resume(t, 0, nil)
+			}
+		}
+		s.stats.ManagerTime += time.Since(t0)
+	}
+	s.releaseExiting(true)
+	if !s.rootDone {
+		return 0, errors.New("sandbox: lost track of the program")
+	}
+	return s.rootStatus, nil
+}
+
+// handle serves one state change of a task.
+func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
+	t := s.tasks[tid]
+	if debug && os.Getenv("VMSPACE_DEBUG") == "2" {
+		var rip, orax uint64
+		var r unix.PtraceRegs
+		if ws.Stopped() && ptraceGetRegs(tid, &r) == nil {
+			rip, orax = r.Rip, r.Orig_rax
+		}
+		fmt.Fprintf(os.Stderr, "vmspace-debug: tid %d known=%v status %#x (stop %v event %d exited %v signaled %v) rip %#x orig_rax %d\n",
+			tid, t != nil, uint32(ws), ws.StopSignal(), event(ws), ws.Exited(), ws.Signaled(), rip, int64(orax))
+	}
+	if t == nil {
+		switch {
+		case event(ws) == unix.PTRACE_EVENT_EXIT:
+			// A new task killed before its creator's clone event
+			// was served (the creator, killed with it, may never
+			// report it): let it die; its exit report ends it.
+			ptraceCont(tid, 0)
+		case ws.Stopped():
+			// A new task whose parent's clone event has not been
+			// seen yet.
+			s.early[tid] = ws
+		default:
+			delete(s.early, tid)
+		}
+		return
+	}
+	if ws.Exited() || ws.Signaled() {
+		s.taskExited(t, ws)
+		return
+	}
+	if !ws.Stopped() {
+		return
+	}
+	if event(ws) == unix.PTRACE_EVENT_EXIT {
+		s.exitStop(t)
+		return
+	}
+	if t.dead {
+		// Given up for dead while being killed: let it go on dying.
+		ptraceCont(tid, 0)
+		return
+	}
+	t.regsValid = false
+	t.clobbered = false
+	t.changed = false
+	t.inKernel = false
+	t.p.held = t
+	defer func() {
+		if t.p.held == t && !t.dead {
+			// A handler that did not resume the task: resume it as
+			// it is.
+			s.resume(t, 0, nil)
+		}
+	}()
+	if t.fresh {
+		t.fresh = false
+		t.sigStop = true
+		s.firstStop(t, ws)
+		return
+	}
+	switch event(ws) {
+	case eventSeccomp:
+		t.sigStop = false
+		s.stats.Stops++
+		if debug {
+			var r unix.PtraceRegs
+			ptraceGetRegs(t.tid, &r)
+			s.debugCounts[int(r.Orig_rax)]++
+		}
+		s.syscall(t)
+		return
+	case eventFork, eventVfork, eventClone:
+		t.sigStop = false
+		t.inKernel = true
+		s.cloneEvent(t, event(ws))
+		return
+	case eventExec:
+		// Only vmspace's own exec of the stub image execs, and it
+		// waits for this itself.
+		t.sigStop = false
+		s.killProcess(t.p, "exec'd behind vmspace's back")
+		return
+	}
+	sig := ws.StopSignal()
+	if sig == sysStopSig {
+		t.sigStop = false
+		if t.awaitExit {
+			t.awaitExit = false
+			s.forkDone(t)
+		}
+		s.resume(t, 0, nil)
+		return
+	}
+	t.sigStop = true
+	var si siginfo
+	if err := ptraceGetSiginfo(tid, &si); err != nil {
+		// A group-stop (job control). vmspace does not support
+		// stopping the program: let it go on.
+		t.sigStop = false
+		s.resume(t, 0, nil)
+		return
+	}
+	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
+		t.expectStop--
+		s.resume(t, 0, nil)
+		return
+	}
+	if (sig == unix.SIGSEGV || sig == unix.SIGBUS) && si.code() > 0 && si.code() != siKernel {
+		s.fault(t, sig, &si)
+		return
+	}
+	s.resume(t, sig, &si)
+}
+
+// fetchRegs makes t.regs hold the application's registers.
+func (s *Sandbox) fetchRegs(t *task) error {
+	if t.regsValid {
+		return nil
+	}
+	if err := ptraceGetRegs(t.tid, &t.regs); err != nil {
+		return s.lost(t, "PTRACE_GETREGS", err)
+	}
+	t.regsValid = true
+	return nil
+}
+
+// lost handles a ptrace request that failed for t: normally t was killed
+// (ESRCH); it is reaped when its exit is reported.
+func (s *Sandbox) lost(t *task, op string, err error) error {
+	if err == unix.ESRCH {
+		return errTaskDead
+	}
+	return fmt.Errorf("sandbox: %s of task %d: %w", op, t.tid, err)
+}
+
+// resume restores t's application registers and lets it run, delivering
+// sig (with si, if not nil) or else one of its pending signals.
+func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
+	if sig == 0 && len(t.pending) > 0 && t.sigStop {
+		ps := t.pending[0]
+		t.pending = t.pending[1:]
+		sig, si = ps.sig, &ps.si
+	}
+	if sig != 0 && t.sigStop && !t.dead && !t.inKernel && t.p.as != nil {
+		if t.p.held == nil {
+			t.p.held = t
+		}
+		s.prepareSignalFrame(t)
+	}
+	if as := t.p.as; as != nil && !t.dead && !t.inKernel {
+		if t.p.held == nil {
+			t.p.held = t
+		}
+		// Every address space loses the pages the manager unmapped
+		// before t runs on: t's own, and those of the processes
+		// sharing memory with it, which must not see t's next writes
+		// to that memory in their stale pages. Pages the kernel writes
+		// for a thread are replaced in the host first, never left
+		// unmapped (kareas.go).
+		s.keepUnflushedKernelAreas()
+		s.shootdown()
+		t.mapGen = 0
+		if len(as.pending) == 0 {
+			t.mapGen = as.gen + 1
+		}
+	} else if len(s.unflushed) > 0 {
+		s.keepUnflushedKernelAreas()
+		s.shootdown()
+	}
+	if t.p.held == t {
+		t.p.held = nil
+	}
+	if t.dead {
+		return
+	}
+	if t.clobbered {
+		if err := ptraceSetRegs(t.tid, &t.regs); err != nil {
+			return
+		}
+		t.clobbered = false
+	}
+	if sig != 0 && si != nil && t.sigStop {
+		ptraceSetSiginfo(t.tid, si)
+	}
+	if t.awaitExit {
+		ptraceSyscall(t.tid, sig)
+	} else {
+		ptraceCont(t.tid, sig)
+	}
+	t.regsValid = false
+	for _, ps := range t.pending {
+		// Only one signal can be delivered at a stop; send the others
+		// again (their sender's details are lost).
+		unix.Tgkill(t.p.pid, t.tid, ps.sig)
+	}
+	t.pending = nil
+	if afterResume != nil {
+		afterResume()
+	}
+}
+
+// afterResume, if not nil, is called after every resumption of a task
+// (tests widen race windows with it).
+var afterResume func()

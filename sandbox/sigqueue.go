@@ -1,0 +1,94 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// pendingSignal is a signal to deliver later: its number and details.
+type pendingSignal struct {
+	sig unix.Signal
+	si  siginfo
+}
+
+// syncSignal reports whether sig, with si, was raised by the kernel for
+// what the thread was doing (a fault, a trap, a failed rseq update), not
+// sent.
+func syncSignal(sig unix.Signal, si *siginfo) bool {
+	switch sig {
+	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGTRAP:
+		return si.code() > 0
+	}
+	return false
+}
+
+// killsNow reports whether delivering sig to process pid ends it: its
+// default action terminates, and the process neither catches nor ignores
+// it.
+func killsNow(pid int, sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGCHLD, unix.SIGCONT, unix.SIGURG, unix.SIGWINCH,
+		unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return false
+	}
+	if sig <= 0 || sig > 64 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	bit := uint64(1) << (uint(sig) - 1)
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, field := range []string{"SigCgt:", "SigIgn:"} {
+			if v, ok := strings.CutPrefix(line, field); ok {
+				m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				if err != nil || m&bit != 0 {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// noteSignal records the signal of a stop that interrupted vmspace's use of
+// t, to deliver it later.
+func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
+	if event(ws) != 0 {
+		return
+	}
+	var si siginfo
+	if err := ptraceGetSiginfo(t.tid, &si); err != nil {
+		return // group-stop
+	}
+	sig := ws.StopSignal()
+	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
+		t.expectStop--
+		return
+	}
+	if len(t.pending) >= maxPendingSignals {
+		return
+	}
+	if sig < sigRTMin {
+		// A standard signal already pending is not queued twice (as
+		// in Linux).
+		for _, ps := range t.pending {
+			if ps.sig == sig {
+				return
+			}
+		}
+	}
+	t.pending = append(t.pending, pendingSignal{sig, si})
+}
+
+// sigRTMin is the first real-time signal (queued, unlike the others).
+const sigRTMin = 32
+
+// maxPendingSignals bounds the signals kept for one task while vmspace
+// uses it.
+const maxPendingSignals = 1024
