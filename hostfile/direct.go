@@ -1,6 +1,7 @@
 package hostfile
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"sync"
@@ -410,4 +411,60 @@ func (h *hostMem) closeLocked() {
 		unix.Close(h.f.fd)
 		h.f.fd = -1
 	}
+}
+
+// Has reports whether t has a File for the host inode with st_dev dev and
+// st_ino ino.
+func (t *Table) Has(dev, ino uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.files[fileKey{dev: dev, ino: ino}]
+	return ok
+}
+
+// HostTruncated tells t that the host file with st_dev dev and st_ino ino
+// was truncated, or had a range collapsed or inserted at offset from,
+// behind its Files' back: by a host system call that the host kernel ran
+// for a program whose file I/O it does. If t has a directly mapped File
+// for the inode, every mapping of its pages from the first page boundary
+// at or after from, or after the host file's end now if that comes first,
+// is invalidated, private copy-on-write copies included, as Linux's
+// truncate_pagecache does: a later access faults again, and past the end
+// of the file gets SIGBUS. (For a truncation, from is the new size or
+// more.) It reports whether t had a File for the inode.
+func (t *Table) HostTruncated(dev, ino, from uint64) bool {
+	t.mu.Lock()
+	f, ok := t.files[fileKey{dev: dev, ino: ino}]
+	if ok {
+		f.IncRef()
+	}
+	t.mu.Unlock()
+	if !ok {
+		return false
+	}
+	defer f.DecRef(context.Background())
+	if f.direct {
+		f.hostTruncated(from)
+	}
+	return true
+}
+
+// hostTruncated is HostTruncated for one directly mapped File.
+func (f *File) hostTruncated(from uint64) {
+	f.mapsMu.Lock()
+	defer f.mapsMu.Unlock()
+	f.dataMu.RLock()
+	if f.released {
+		f.dataMu.RUnlock()
+		return
+	}
+	size, err := f.hostSizeLocked()
+	f.dataMu.RUnlock()
+	if err != nil {
+		// Not knowing the end, keep the copies: dropping one below
+		// the end would lose the program's writes.
+		return
+	}
+	start := pageRoundUpSize(min(from, size, maxFileSize))
+	f.invalidateMappingsLocked(memmap.MappableRange{Start: start, End: (mappingFuncs{}).MaxKey()}, memmap.InvalidateOpts{InvalidatePrivate: true})
 }

@@ -287,3 +287,58 @@ func TestDirectTable(t *testing.T) {
 		t.Fatal("NewTable makes a direct table")
 	}
 }
+
+// TestDirectHostTruncated checks that a Table told of a truncation made
+// behind its Files' back invalidates every mapping from the first page
+// boundary at or after the truncation point or the host file's end,
+// private copies included, and nothing for inodes it does not hold.
+func TestDirectHostTruncated(t *testing.T) {
+	ctx := context.Background()
+	path := tempFile(t, pattern(6*pg, 7))
+	tab := NewDirectTable(newMF(t))
+	fd, err := tab.Open(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fd.Close(ctx)
+	f := fd.File()
+	ms := &fakeMS{}
+	if err := f.AddMapping(ctx, ms, ar(0x10000, 0x10000+6*pg), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	defer f.RemoveMapping(ctx, ms, ar(0x10000, 0x10000+6*pg), 0, false)
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	dev, ino := uint64(st.Dev), st.Ino
+	if !tab.Has(dev, ino) || tab.Has(dev, ino+1) {
+		t.Fatalf("Has: %v for the file, %v for another inode", tab.Has(dev, ino), tab.Has(dev, ino+1))
+	}
+	if tab.HostTruncated(dev, ino+1, 0) || len(ms.take()) != 0 {
+		t.Fatal("HostTruncated of an inode the table does not hold did something")
+	}
+	for _, c := range []struct {
+		name       string
+		size, from uint64
+		want       hostarch.AddrRange
+	}{
+		// A truncation to 2 pages and 5 bytes: the partial page stays.
+		{"truncate", 2*pg + 5, ^uint64(0), ar(0x10000+3*pg, 0x10000+6*pg)},
+		// A collapse at page 1 (the file is 5 pages then).
+		{"collapse", 5 * pg, pg, ar(0x10000+pg, 0x10000+6*pg)},
+		// A truncation to 0.
+		{"truncate to 0", 0, ^uint64(0), ar(0x10000, 0x10000+6*pg)},
+	} {
+		if err := os.Truncate(path, int64(c.size)); err != nil {
+			t.Fatal(err)
+		}
+		if !tab.HostTruncated(dev, ino, c.from) {
+			t.Fatalf("%s: HostTruncated does not know the file", c.name)
+		}
+		calls := ms.take()
+		if len(calls) != 1 || calls[0].ar != c.want || !calls[0].opts.InvalidatePrivate {
+			t.Errorf("%s: invalidated %v, want %v with private copies", c.name, calls, c.want)
+		}
+	}
+}

@@ -75,7 +75,10 @@
 // WriteAt, Truncate (ftruncate, then, when shrinking, invalidation of the
 // mappings past the new end, private copies included, as Linux) and Punch
 // (fallocate) go to the host; Sync writes nothing back, Msync only flushes
-// (fdatasync); Resident is the host's mincore. The host descriptor and the
+// (fdatasync); Resident is the host's mincore. When the host file is
+// truncated behind the File's back (by a host system call that vmspace
+// sees), Table.HostTruncated invalidates the mappings past the new end,
+// private copies included. The host descriptor and the
 // internal mappings live until the File's last reference and the last page
 // reference (memmap.File.IncRef, per page) have both gone.
 //

@@ -75,7 +75,11 @@
 //     its user ids, the file's path) in the program process for the moment
 //     of the injected mmap and closes it again (mapFD). Accesses
 //     past end-of-file then fault with SIGBUS in the host, which reaches the
-//     program as Linux's would. /dev/zero is anonymous memory (mm.ZeroFile,
+//     program as Linux's would. A truncation of a mapped file by the
+//     program (ftruncate, truncate, O_TRUNC, creat, fallocate's collapse
+//     and insert) runs to its exit-stop, where the private copies of the
+//     pages past the new end are dropped as Linux drops them
+//     (truncate.go). /dev/zero is anonymous memory (mm.ZeroFile,
 //     checked as a file); pipes, sockets, directories and other devices
 //     are mm.UnmappableFiles, refused with Linux's errnos in Linux's order.
 //     remap_file_pages is emulated with mmap, as Linux does. System V

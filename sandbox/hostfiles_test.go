@@ -11,9 +11,10 @@ import (
 // Host files are mapped directly from the host under vmspace run, so that
 // mappings, read/write and every other process see the same page cache.
 
-// coherenceProgram checks that file mappings and file I/O agree, as on
-// Linux: each line is one case's observation.
-const coherenceProgram = `
+// fileProbeC is the start of the C programs that probe file mappings:
+// load returns the byte at an address or -SIGBUS/-SIGSEGV (with handlers
+// installed), show prints it, mkfile makes a file of pages of one byte.
+const fileProbeC = `
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <setjmp.h>
@@ -49,6 +50,11 @@ static int mkfile(const char *name, int pages, char fill) {
 	for (int i = 0; i < pages; i++) if (write(fd, buf, sizeof buf) != sizeof buf) { perror("write"); exit(1); }
 	return fd;
 }
+`
+
+// coherenceProgram checks that file mappings and file I/O agree, as on
+// Linux: each line is one case's observation.
+const coherenceProgram = fileProbeC + `
 int main(void) {
 	struct sigaction sa = {0};
 	sa.sa_handler = onbus;

@@ -160,6 +160,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 			t.awaitExit = false
 			s.forkDone(t)
 		}
+		if f := t.atExit; f != nil {
+			t.atExit = nil
+			f(t)
+		}
 		s.resume(t, 0, nil)
 		return
 	}
@@ -254,7 +258,7 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 	if sig != 0 && si != nil && t.sigStop {
 		ptraceSetSiginfo(t.tid, si)
 	}
-	if t.awaitExit {
+	if t.awaitExit || t.atExit != nil {
 		ptraceSyscall(t.tid, sig)
 	} else {
 		ptraceCont(t.tid, sig)

@@ -16,7 +16,9 @@ import (
 //     system calls, clone3 (refused with ENOSYS, so that the C libraries
 //     use clone, whose flags the tracer sees at the clone event), the
 //     limits and privileges the manager follows (setrlimit, prlimit64,
-//     capset, setuid, setreuid, setresuid) and sigaltstack (trapped);
+//     capset, setuid, setreuid, setresuid), sigaltstack, ftruncate and
+//     fallocate's COLLAPSE_RANGE and INSERT_RANGE (which drop private
+//     copies of mapped file pages: truncate.go) (trapped);
 //   - every call that uses the memory file's descriptor (memFD), which
 //     vmspace refuses as if it were closed;
 //   - every call with a pointer argument that is not NULL (sysSpecs in
@@ -62,6 +64,8 @@ var trapped = []int{
 	// Limits and privileges that the manager follows.
 	unix.SYS_SETRLIMIT, unix.SYS_PRLIMIT64, unix.SYS_CAPSET, unix.SYS_SETUID, unix.SYS_SETREUID,
 	unix.SYS_SETRESUID,
+	// Truncation of files the program may have mapped (truncate.go).
+	unix.SYS_FTRUNCATE,
 	// Signal delivery: vmspace follows alternate signal stacks.
 	unix.SYS_SIGALTSTACK,
 	// Memory the kernel accesses on a thread's behalf (kareas.go).
@@ -358,6 +362,10 @@ func (b *bpf) block(nr, memFD int) {
 		b.traceIfIn(cmds.arg, cmds.ks)
 		b.ja("allow")
 		return
+	case unix.SYS_FALLOCATE:
+		// Collapsing or inserting a range moves the file's contents
+		// (truncate.go).
+		b.traceIfIn(1, []uint32{fallocCollapseRange, fallocInsertRange})
 	case unix.SYS_FUTEX:
 		b.load(sdArg1)
 		b.stmt(unix.BPF_ALU|unix.BPF_AND|unix.BPF_K, ^uint32(futexClockRealtime))

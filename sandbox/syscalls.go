@@ -102,6 +102,7 @@ func (s *Sandbox) syscall(t *task) {
 		if t.changed {
 			ptraceSetRegs(t.tid, &t.regs)
 		}
+		s.watchTruncation(t, nr, a)
 		s.resume(t, 0, nil)
 	}
 }

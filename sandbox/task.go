@@ -35,6 +35,10 @@ type task struct {
 	// the exit of its fork system call (resumed with PTRACE_SYSCALL), where
 	// its fork is finished (forkDone).
 	awaitExit bool
+	// atExit, if not nil, is to be called at the exit of the system call
+	// the task is resumed into (resumed with PTRACE_SYSCALL), with the
+	// task stopped there (truncate.go).
+	atExit func(*task)
 	// inKernel is true while the task is stopped inside a system call
 	// (at a clone event), where no system call can be injected.
 	inKernel bool
