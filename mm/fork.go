@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"iter"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -11,11 +12,12 @@ import (
 // Fork returns a copy of the address space, as fork(2) makes for the child:
 // vmas are copied except MADV_DONTFORK ones, without mlock; private memory
 // is shared copy-on-write (the pmas of both sides need COW, and the parent's
-// AddressSpace loses write access to it); MADV_WIPEONFORK ranges are empty
-// (zero-filled) in the child; shared mappings are shared. The child keeps
-// the layout, break, limits, shared-memory factory, metadata and MDWE
-// (unless PR_MDWE_NO_INHERIT); it starts without AIO contexts,
-// mlockall(MCL_FUTURE) and fault counts (forkFields in
+// AddressSpace loses write access to it), only the pages ever touched, as
+// Linux copies only the page table entries that exist; MADV_WIPEONFORK
+// ranges are empty (zero-filled) in the child; shared mappings are shared.
+// The child keeps the layout, break, limits, shared-memory factory,
+// metadata and MDWE (unless PR_MDWE_NO_INHERIT); it starts without AIO
+// contexts, mlockall(MCL_FUTURE) and fault counts (forkFields in
 // fork_test.go says what happens to every field).
 func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	mm.metadataMu.Lock()
@@ -148,25 +150,32 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 				addr = pr.End
 			}
 			p := pseg.ValuePtr()
-			fr := pmaRef{pseg}.fileRange(pr)
 			if v.private() {
-				if p.private {
-					mm.privateRefs.incRefLocked(fr)
-				} else {
-					p.file.IncRef(fr)
-				}
 				if p.effectivePerms.Write {
 					lostWrite = append(lostWrite, pr)
 				}
 				p.needCOW = true
 				p.effectivePerms.Write = false
-			} else {
-				p.file.IncRef(fr)
 			}
-			cp := *p
-			cp.mapped = 0 // nothing is mapped in the child's AddressSpace
-			pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(pr), cp).NextGap()
-			mm2.curRSS += pr.Length()
+			// Like Linux's copy_page_range, which copies only the
+			// page table entries that exist, the child gets only the
+			// pages of private memory that were ever touched: the
+			// holes stay the parent's alone (faulting them later is
+			// private to each side, and mincore tells the same).
+			for cr := range mm.forkedRuns(pseg, pr, v.private() && p.private) {
+				fr := pmaRef{pseg}.fileRange(cr)
+				if v.private() && p.private {
+					mm.privateRefs.incRefLocked(fr)
+				} else {
+					p.file.IncRef(fr)
+				}
+				cp := *p
+				cp.off = fr.Start
+				cp.imBase = nil
+				cp.mapped = 0 // nothing is mapped in the child's AddressSpace
+				pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(cr), cp).NextGap()
+				mm2.curRSS += cr.Length()
+			}
 		}
 	}
 	mm.privateRefs.mu.Unlock()
@@ -181,4 +190,37 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 		mm2.Invalidate(inv.ar, inv.opts)
 	}
 	return mm2, nil
+}
+
+// forkedRuns yields the parts of pr, a range of the parent's pma pseg, that
+// a fork child gets: all of it, or for private memory (private) the runs
+// of pages that hold data, adjacent runs joined. If the pages cannot be
+// mapped to ask, all of it. Preconditions: activeMu held for writing.
+func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, private bool) iter.Seq[hostarch.AddrRange] {
+	return func(yield func(hostarch.AddrRange) bool) {
+		if !private {
+			yield(pr)
+			return
+		}
+		if _, err := mm.internalMappingsLocked(pseg); err != nil {
+			yield(pr)
+			return
+		}
+		p := pseg.ValuePtr()
+		var cur hostarch.AddrRange
+		for run := range privateDataRuns(internalMappingsOf(pseg, pr), p.file, pmaRef{pseg}.fileRange(pr)) {
+			r := hostarch.AddrRange{Start: pr.Start + hostarch.Addr(run[0]<<hostarch.PageShift), End: pr.Start + hostarch.Addr(run[1]<<hostarch.PageShift)}
+			if cur.Length() != 0 && cur.End == r.Start {
+				cur.End = r.End
+				continue
+			}
+			if cur.Length() != 0 && !yield(cur) {
+				return
+			}
+			cur = r
+		}
+		if cur.Length() != 0 {
+			yield(cur)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"sync"
 	"unsafe"
 
@@ -430,44 +431,57 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 }
 
 // copyData copies src, the host mapping of fr in file, to dst, skipping the
-// holes of a private memory-file range: they read as zero, as dst's fresh
-// pages do, and copying them would make them resident (mincore would then
-// differ from Linux, which copies only pages that exist). Pages the host
-// holds (mincore) are copied; a run of pages it does not hold is copied
-// only if lseek(SEEK_DATA) finds data in it (pages swapped out), which is
-// slow on shmem, so it is asked only about such runs. Other files are
-// copied whole.
+// holes of a private memory-file range (privateDataRuns): they read as
+// zero, as dst's fresh pages do, and copying them would make them resident
+// (mincore would then differ from Linux, which copies only pages that
+// exist). Other files are copied whole.
 func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, private bool) error {
 	copyRun := func(p, q uint64) error {
 		off, n := p<<hostarch.PageShift, (q-p)<<hostarch.PageShift
 		_, err := safemem.CopySeq(dst.DropFirst64(off).TakeFirst64(n), src.DropFirst64(off).TakeFirst64(n))
 		return err
 	}
-	npages := fr.Length() >> hostarch.PageShift
 	if !private {
-		return copyRun(0, npages)
+		return copyRun(0, fr.Length()>>hostarch.PageShift)
 	}
-	vec := make([]byte, npages)
-	i := uint64(0)
-	for b := range src.All {
-		m := uint64(b.Len()) >> hostarch.PageShift
-		hostMincore(b.Pointer(), b.Len(), vec[i:i+m])
-		i += m
-	}
-	for p := uint64(0); p < npages; {
-		q := p
-		resident := vec[p] != 0
-		for q < npages && (vec[q] != 0) == resident {
-			q++
+	for run := range privateDataRuns(src, file, fr) {
+		if err := copyRun(run[0], run[1]); err != nil {
+			return err
 		}
-		if resident || hasData(file.FD(), fr.Start+p<<hostarch.PageShift, fr.Start+q<<hostarch.PageShift) {
-			if err := copyRun(p, q); err != nil {
-				return err
-			}
-		}
-		p = q
 	}
 	return nil
+}
+
+// privateDataRuns yields the runs [p, q) of page indexes of fr, a range of
+// private memory in file whose host mapping is ims, that hold data: pages
+// the host holds (mincore), and of a run it does not hold, those lseek
+// (SEEK_DATA) finds (pages swapped out; the question is slow on shmem, so
+// it is asked only about such runs). The holes between them were never
+// touched: they read as zero, and Linux has no page there.
+func privateDataRuns(ims safemem.BlockSeq, file memmap.File, fr memmap.FileRange) iter.Seq[[2]uint64] {
+	return func(yield func([2]uint64) bool) {
+		npages := fr.Length() >> hostarch.PageShift
+		vec := make([]byte, npages)
+		i := uint64(0)
+		for b := range ims.All {
+			m := uint64(b.Len()) >> hostarch.PageShift
+			hostMincore(b.Pointer(), b.Len(), vec[i:i+m])
+			i += m
+		}
+		for p := uint64(0); p < npages; {
+			q := p
+			resident := vec[p] != 0
+			for q < npages && (vec[q] != 0) == resident {
+				q++
+			}
+			if resident || hasData(file.FD(), fr.Start+p<<hostarch.PageShift, fr.Start+q<<hostarch.PageShift) {
+				if !yield([2]uint64{p, q}) {
+					return
+				}
+			}
+			p = q
+		}
+	}
 }
 
 // allResident reports whether the host holds every page of ims.
