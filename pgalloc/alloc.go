@@ -36,6 +36,16 @@ func (f *MemoryFile) Allocate(length uint64, opts AllocOpts) (memmap.FileRange, 
 	}
 
 	f.mu.Lock()
+	if opts.Populate && !f.closed {
+		if fr, ok := f.takeCachedLocked(length, align); ok {
+			f.mu.Unlock()
+			if err := f.zeroCached(fr); err != nil {
+				f.DecRef(fr)
+				return memmap.FileRange{}, err
+			}
+			return fr, nil
+		}
+	}
 	start, err := f.findFreeLocked(length, align, opts.Dir)
 	if err != nil {
 		f.mu.Unlock()
@@ -84,7 +94,9 @@ func (f *MemoryFile) findFreeLocked(length, align uint64, dir Direction) (uint64
 			return start, nil
 		}
 		// Nothing fits in the file as it is. Memory that is being released
-		// will soon be free: wait for it rather than grow the file.
+		// (or cached, and released now) will soon be free: wait for it
+		// rather than grow the file.
+		f.flushCacheLocked()
 		if len(f.pending) > 0 || f.releasing > 0 {
 			f.kickLocked()
 			f.released.Wait()
@@ -164,6 +176,7 @@ func (f *MemoryFile) DecRef(fr memmap.FileRange) {
 		panic(msg)
 	}
 	var freed uint64
+	queued := false
 	for seg := f.used.LowerBoundSegment(r.Start); seg.Ok() && seg.Start() < r.End; seg = seg.NextSegment() {
 		seg = f.used.Isolate(seg, r)
 		v := seg.ValuePtr()
@@ -171,23 +184,20 @@ func (f *MemoryFile) DecRef(fr memmap.FileRange) {
 		if *v == 0 {
 			fr := memmap.FileRange(seg.Range())
 			freed += fr.Length()
-			if f.hold {
-				f.held = append(f.held, fr)
-				f.heldBytes += fr.Length()
-			} else {
-				f.pending = append(f.pending, fr)
+			if f.freeLocked(fr) {
+				queued = true
 			}
 		}
 	}
 	f.used.MergeAdjacent(r)
 	if freed != 0 {
 		f.allocated.Store(f.allocated.Load() - freed)
-		if !f.hold {
-			f.kickLocked()
-		}
+	}
+	if queued {
+		f.kickLocked()
 	}
 	f.mu.Unlock()
-	if freed != 0 && !f.async && !f.hold {
+	if queued && !f.async {
 		for f.releaseBatch() {
 		}
 	}

@@ -24,6 +24,18 @@
 // are batched and, unless Options.DisableAsyncRelease is set, done by a
 // releaser goroutine; WaitReleased waits for it.
 //
+// # Reuse of freed pages
+//
+// A freed page may instead be kept committed, unreleased, in a reuse cache
+// of bounded size (Options.ReuseLimit), for the next Allocate with
+// Populate: that caller wants committed pages, and zeroing one that is
+// already committed and mapped is far cheaper than committing a new one.
+// Ordinary allocations never take cached pages, so that for lazily
+// allocated memory host commitment still means that the page was touched.
+// Cached pages unused for two trim periods (2 s each), or that stand in the
+// way of an allocation, are released; WaitReleased releases them all.
+// reuse.go has the details.
+//
 // # Held pages (shootdown)
 //
 // With Options.HoldFreed, a page whose count reaches zero is held instead:
@@ -61,6 +73,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -117,6 +130,14 @@ type Options struct {
 	// the next ReleaseHeld, instead of being released at once (see the
 	// package documentation).
 	HoldFreed bool
+
+	// ReuseLimit caps the bytes of freed pages kept committed for reuse by
+	// populating allocations (see the package documentation); 0 means
+	// DefaultReuseLimit, or no cache with DisableAsyncRelease (whose
+	// DecRef then releases what it frees, for tests' determinism).
+	// NoReuse turns the reuse cache off.
+	ReuseLimit uint64
+	NoReuse    bool
 }
 
 // Direction says where Allocate looks for free space.
@@ -199,6 +220,10 @@ type MemoryFile struct {
 	// hold is Options.HoldFreed. Immutable.
 	hold bool
 
+	// reuseLimit is the reuse cache's capacity in bytes (0: no cache).
+	// Immutable.
+	reuseLimit uint64
+
 	// chunks is the current chunkTable; never nil. Loaded without a lock;
 	// replaced (never modified) with mapMu held. Every mapped chunk lies
 	// wholly below the file size.
@@ -242,6 +267,18 @@ type MemoryFile struct {
 	// by mu.
 	held      []memmap.FileRange
 	heldBytes uint64
+
+	// cache holds freed pages (count 0 in used) kept committed for reuse,
+	// each with the trim tick it was cached in; cacheBytes is their total
+	// size. Disjoint from each other, from pending and from held,
+	// unordered. Guarded by mu.
+	cache      []cachedRange
+	cacheBytes uint64
+
+	// trimTick counts the runs of trim; trimTimer is the timer of its next
+	// run, nil when none is due (the cache is empty). Guarded by mu.
+	trimTick  uint64
+	trimTimer *time.Timer
 
 	// releasing is the number of batches being released: taken from
 	// pending but not yet removed from used. Guarded by mu.
@@ -290,6 +327,12 @@ func New(opts Options) (*MemoryFile, error) {
 		async: !opts.DisableAsyncRelease,
 		hold:  opts.HoldFreed,
 	}
+	if !opts.NoReuse {
+		f.reuseLimit = opts.ReuseLimit
+		if f.reuseLimit == 0 && !opts.DisableAsyncRelease {
+			f.reuseLimit = DefaultReuseLimit
+		}
+	}
 	f.size.Store(chunkSize)
 	f.chunks.Store(&chunkTable{})
 	f.released.L = &f.mu
@@ -331,6 +374,11 @@ func (f *MemoryFile) Close() error {
 	}
 	f.pending = nil
 	f.held, f.heldBytes = nil, 0
+	f.cache, f.cacheBytes = nil, 0
+	if f.trimTimer != nil {
+		f.trimTimer.Stop()
+		f.trimTimer = nil
+	}
 	f.used.RemoveAll()
 	f.allocated.Store(0)
 	f.mu.Unlock()

@@ -71,10 +71,22 @@ func checkInvariants(t testing.TB, f *MemoryFile) {
 	if held != f.heldBytes {
 		t.Errorf("heldBytes = %#x, but held ranges span %#x", f.heldBytes, held)
 	}
-	for _, fr := range append(append([]memmap.FileRange(nil), f.pending...), f.held...) {
+	var cached uint64
+	free := append(append([]memmap.FileRange(nil), f.pending...), f.held...)
+	for _, c := range f.cache {
+		cached += c.fr.Length()
+		free = append(free, c.fr)
+	}
+	if cached != f.cacheBytes {
+		t.Errorf("cacheBytes = %#x, but cached ranges span %#x", f.cacheBytes, cached)
+	}
+	if f.cacheBytes > f.reuseLimit {
+		t.Errorf("cacheBytes = %#x, past the limit %#x", f.cacheBytes, f.reuseLimit)
+	}
+	for _, fr := range free {
 		for seg := range f.used.Segments(segment.Range[uint64](fr)) {
 			if seg.Value() != 0 {
-				t.Errorf("pending or held range %v overlaps %v with count %d", fr, seg.Range(), seg.Value())
+				t.Errorf("pending, held or cached range %v overlaps %v with count %d", fr, seg.Range(), seg.Value())
 			}
 		}
 	}
@@ -692,17 +704,21 @@ func TestGrowth(t *testing.T) {
 
 // TestGrowthWaitsForRelease checks that the file is not grown while freed
 // memory is awaiting release.
+// With a reuse cache big enough to keep the freed chunk, the cache is
+// released first.
 func TestGrowthWaitsForRelease(t *testing.T) {
-	f := newFile(t, Options{})
-	for i := 0; i < 5; i++ {
-		fr := mustAllocate(t, f, chunkSize, AllocOpts{})
-		if fr.Start != 0 {
-			t.Errorf("round %d: full-file allocation at %v, want 0", i, fr)
+	for _, reuse := range []uint64{0, 2 * chunkSize} {
+		f := newFile(t, Options{ReuseLimit: reuse})
+		for i := 0; i < 5; i++ {
+			fr := mustAllocate(t, f, chunkSize, AllocOpts{})
+			if fr.Start != 0 {
+				t.Errorf("reuse %#x, round %d: full-file allocation at %v, want 0", reuse, i, fr)
+			}
+			f.DecRef(fr)
 		}
-		f.DecRef(fr)
-	}
-	if f.TotalSize() != chunkSize {
-		t.Errorf("file grew to %#x instead of waiting for the release", f.TotalSize())
+		if f.TotalSize() != chunkSize {
+			t.Errorf("reuse %#x: file grew to %#x instead of waiting for the release", reuse, f.TotalSize())
+		}
 	}
 }
 

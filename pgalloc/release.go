@@ -80,11 +80,18 @@ func (f *MemoryFile) ReleaseHeld() {
 		f.mu.Unlock()
 		return
 	}
-	f.pending = append(f.pending, f.held...)
+	queued := false
+	for _, fr := range f.held {
+		if f.cacheOrQueueLocked(fr) {
+			queued = true
+		}
+	}
 	f.held, f.heldBytes = nil, 0
-	f.kickLocked()
+	if queued {
+		f.kickLocked()
+	}
 	f.mu.Unlock()
-	if !f.async {
+	if queued && !f.async {
 		for f.releaseBatch() {
 		}
 	}
@@ -116,11 +123,17 @@ func coalesce(rs []memmap.FileRange) []memmap.FileRange {
 }
 
 // WaitReleased waits until every page freed so far has been released (its
-// host memory returned, and the page free for reuse), except held pages
-// (Options.HoldFreed), which wait for ReleaseHeld. It returns at once after
-// Close.
+// host memory returned, and the page free for reuse), including the pages
+// of the reuse cache, except held pages (Options.HoldFreed), which wait for
+// ReleaseHeld. It returns at once after Close.
 func (f *MemoryFile) WaitReleased() {
 	f.mu.Lock()
+	if !f.closed && f.flushCacheLocked() && !f.async {
+		f.mu.Unlock()
+		for f.releaseBatch() {
+		}
+		f.mu.Lock()
+	}
 	for !f.closed && (len(f.pending) > 0 || f.releasing > 0) {
 		f.kickLocked()
 		f.released.Wait()

@@ -1,0 +1,159 @@
+package pgalloc
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+)
+
+// fill writes b's pattern into fr through the internal mapping.
+func fill(t *testing.T, f *MemoryFile, fr memmap.FileRange, b byte) {
+	t.Helper()
+	m := mapBytes(t, f, fr)
+	for i := range m {
+		m[i] = b
+	}
+}
+
+// TestReuseCache checks the reuse cache: freed pages stay committed and
+// unallocated; a populating allocation takes them, reading as zero; an
+// ordinary one never does; WaitReleased releases them.
+func TestReuseCache(t *testing.T) {
+	for _, async := range []bool{true, false} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
+			f := newFile(t, Options{DisableAsyncRelease: !async, ReuseLimit: 64 * page})
+			fr := mustAllocate(t, f, 8*page, AllocOpts{Populate: true})
+			fill(t, f, fr, 0xa5)
+			f.DecRef(fr)
+			f.WaitReleased()
+			if got := f.UsageCached(); got != 0 {
+				t.Errorf("UsageCached = %#x after WaitReleased", got)
+			}
+			if c := f.UsageCommitted(); c != 0 {
+				t.Errorf("UsageCommitted = %#x after WaitReleased", c)
+			}
+
+			fr = mustAllocate(t, f, 8*page, AllocOpts{Populate: true})
+			fill(t, f, fr, 0xa5)
+			f.DecRef(fr)
+			if got := f.UsageCached(); got != 8*page {
+				t.Fatalf("UsageCached = %#x after freeing 8 pages, want %#x", got, 8*page)
+			}
+			if got := f.UsageAllocated(); got != 0 {
+				t.Errorf("UsageAllocated = %#x with everything freed", got)
+			}
+			if c := f.UsageCommitted(); c < 8*page {
+				t.Errorf("cached pages were released: UsageCommitted = %#x", c)
+			}
+			checkInvariants(t, f)
+
+			// An ordinary allocation does not take cached pages.
+			lazy := mustAllocate(t, f, 8*page, AllocOpts{})
+			if lazy.Overlaps(fr) {
+				t.Errorf("ordinary allocation %v took cached pages %v", lazy, fr)
+			}
+			// A populating one does, and they read as zero.
+			a := mustAllocate(t, f, 2*page, AllocOpts{Populate: true})
+			b := mustAllocate(t, f, 6*page, AllocOpts{Populate: true})
+			for _, x := range []memmap.FileRange{a, b} {
+				if !fr.IsSupersetOf(x) {
+					t.Errorf("populating allocation %v is not from the cached %v", x, fr)
+				}
+				if !isZero(mapBytes(t, f, x)) || !isZero(fileBytes(t, f, x)) {
+					t.Errorf("reused range %v does not read as zero", x)
+				}
+			}
+			if got := f.UsageCached(); got != 0 {
+				t.Errorf("UsageCached = %#x after reusing everything", got)
+			}
+			checkInvariants(t, f)
+			for _, x := range []memmap.FileRange{a, b, lazy} {
+				f.DecRef(x)
+			}
+			f.WaitReleased()
+			if got, c := f.UsageCached(), f.UsageCommitted(); got != 0 || c != 0 {
+				t.Errorf("after WaitReleased: UsageCached = %#x, UsageCommitted = %#x", got, c)
+			}
+			checkInvariants(t, f)
+		})
+	}
+}
+
+// TestReuseCacheLimitAndAlignment checks that the cache never holds more
+// than its limit (what does not fit is released), and that a huge
+// allocation takes an aligned part of a cached range.
+func TestReuseCacheLimitAndAlignment(t *testing.T) {
+	const huge = hostarch.HugePageSize
+	f := newFile(t, Options{ReuseLimit: 3 * huge})
+	big := mustAllocate(t, f, 4*huge, AllocOpts{Huge: true})
+	f.DecRef(memmap.FileRange{Start: big.Start, End: big.Start + 2*huge + page})
+	if got := f.UsageCached(); got != 2*huge+page {
+		t.Errorf("UsageCached = %#x, want %#x", got, 2*huge+page)
+	}
+	f.DecRef(memmap.FileRange{Start: big.Start + 2*huge + page, End: big.End})
+	if got := f.UsageCached(); got != 2*huge+page {
+		t.Errorf("UsageCached = %#x after freeing past the limit, want %#x", got, 2*huge+page)
+	}
+	checkInvariants(t, f)
+	// From the cached [start, start+2h+4K): a page, then a huge-aligned
+	// unit, which must skip to start+h.
+	p := mustAllocate(t, f, page, AllocOpts{Populate: true})
+	h := mustAllocate(t, f, huge, AllocOpts{Populate: true, Huge: true})
+	if p.Start < big.Start || p.End > big.Start+2*huge+page {
+		t.Errorf("page %v not from the cache", p)
+	}
+	if h.Start != big.Start+huge {
+		t.Errorf("huge allocation %v, want one at %#x", h, big.Start+huge)
+	}
+	if got := f.UsageCached(); got != huge {
+		t.Errorf("UsageCached = %#x, want %#x", got, uint64(huge))
+	}
+	checkInvariants(t, f)
+	f.DecRef(p)
+	f.DecRef(h)
+	f.WaitReleased()
+	checkInvariants(t, f)
+}
+
+// TestReuseCacheTrim checks the ageing: a range cached for two trim ticks
+// without reuse is released; one cached since the last tick is not.
+func TestReuseCacheTrim(t *testing.T) {
+	for _, async := range []bool{true, false} {
+		t.Run(fmt.Sprintf("async=%v", async), func(t *testing.T) {
+			f := newFile(t, Options{DisableAsyncRelease: !async, ReuseLimit: 64 * page})
+			old := mustAllocate(t, f, 4*page, AllocOpts{Populate: true})
+			f.DecRef(old)
+			f.trim() // old was cached in this tick: kept
+			if got := f.UsageCached(); got != 4*page {
+				t.Fatalf("UsageCached = %#x after one tick, want %#x", got, 4*page)
+			}
+			young := mustAllocate(t, f, 2*page, AllocOpts{})
+			fill(t, f, young, 1)
+			f.DecRef(young)
+			f.trim() // old goes, young stays
+			if async {
+				// The releaser was kicked; wait for it without
+				// flushing the cache as WaitReleased would.
+				f.mu.Lock()
+				for len(f.pending) > 0 || f.releasing > 0 {
+					f.released.Wait()
+				}
+				f.mu.Unlock()
+			}
+			if got := f.UsageCached(); got != 2*page {
+				t.Errorf("UsageCached = %#x after two ticks, want %#x", got, 2*page)
+			}
+			if c := f.UsageCommitted(); c != 2*page {
+				t.Errorf("UsageCommitted = %#x, want only the young range's %#x", c, 2*page)
+			}
+			checkInvariants(t, f)
+			f.trim()
+			f.WaitReleased()
+			if got, c := f.UsageCached(), f.UsageCommitted(); got != 0 || c != 0 {
+				t.Errorf("after three ticks: UsageCached = %#x, UsageCommitted = %#x", got, c)
+			}
+		})
+	}
+}
