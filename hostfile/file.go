@@ -400,6 +400,19 @@ func (f *File) MappedName(ctx context.Context) string {
 	return f.name
 }
 
+// MappingKind implements memmap.Kinded: a host file's kind is
+// memmap.KindFile, a memfd's KindMemfd, shared anonymous memory's
+// KindSharedAnon.
+func (f *File) MappingKind() memmap.Kind {
+	switch f.kind {
+	case memfdKind:
+		return memmap.KindMemfd
+	case anonKind:
+		return memmap.KindSharedAnon
+	}
+	return memmap.KindFile
+}
+
 // DeviceID implements memmap.MappingIdentity.DeviceID: the host file's
 // st_dev, or 00:01 for memfds and shared anonymous memory.
 func (f *File) DeviceID() uint64 { return f.dev }

@@ -159,6 +159,10 @@ type shmIdentity struct{ memmap.MappingIdentity }
 
 func (shmIdentity) MappedName(context.Context) string { return "/SYSV00000000 (deleted)" }
 
+// MappingKind implements memmap.Kinded (the memfd behind the segment would
+// say KindMemfd).
+func (shmIdentity) MappingKind() memmap.Kind { return memmap.KindSysVShm }
+
 // The methods below let a checkpoint save and rebuild segments.
 
 // File returns the segment's memfd.

@@ -203,6 +203,57 @@ type MappingIdentity interface {
 	Msync(ctx context.Context, mr MappableRange) error
 }
 
+// Kind is what memory a MappingIdentity stands for, where Linux's behaviour
+// depends on it (core dumps, checkpoints), so that a memory manager need not
+// tell kinds apart by their names.
+type Kind int
+
+const (
+	// KindFile is a file's contents, the kind of identities that do not
+	// implement Kinded.
+	KindFile Kind = iota
+	// KindMemfd is a memfd (memfd_create(2)).
+	KindMemfd
+	// KindSharedAnon is shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS,
+	// or a shared mapping of /dev/zero).
+	KindSharedAnon
+	// KindSysVShm is a System V shared memory segment.
+	KindSysVShm
+)
+
+// Shmem reports whether k is memory with no file behind it (Linux's shmem):
+// its pages live only in memory, and a page never written reads as zeros.
+func (k Kind) Shmem() bool { return k != KindFile }
+
+// String returns k's name.
+func (k Kind) String() string {
+	switch k {
+	case KindFile:
+		return "file"
+	case KindMemfd:
+		return "memfd"
+	case KindSharedAnon:
+		return "shared anonymous"
+	case KindSysVShm:
+		return "System V shm"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Kinded is implemented by MappingIdentities that are not files.
+type Kinded interface {
+	MappingKind() Kind
+}
+
+// KindOf returns the kind of id: its MappingKind if it implements Kinded,
+// else KindFile.
+func KindOf(id MappingIdentity) Kind {
+	if k, ok := id.(Kinded); ok {
+		return k.MappingKind()
+	}
+	return KindFile
+}
+
 // BusError is returned by Translate for an access that must fault with
 // SIGBUS, such as one wholly past end-of-file.
 type BusError struct {

@@ -153,6 +153,7 @@ func (mm *MemoryManager) NewAIOContext(ctx context.Context, events uint32) (uint
 	}
 	ring.msyncErr = unix.EINVAL
 	ring.punchErr = unix.ENODEV
+	ring.aioRing = true
 	ac := &AIOContext{mm: mm, ring: ring, maxReqs: events, index: mm.aio.freeIndex(), wait: make(chan struct{}, 1)}
 	ring.onMap = ac.followRing
 	// Unmapping the ring does not change the context: like Linux, a

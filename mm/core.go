@@ -177,7 +177,7 @@ func (mm *MemoryManager) WriteCoreDump(ctx context.Context, w io.Writer, notes C
 	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
 		v := vseg.ValuePtr()
 		cv := coreVMA{ar: hostarch.AddrRange(vseg.Range()), perms: v.realPerms, off: v.off, dump: mm.dumpSizeLocked(ctx, vseg)}
-		if v.id != nil && !isSpecialName(v) {
+		if v.id != nil && v.kind() != VMASpecial {
 			cv.name = v.id.MappedName(ctx)
 		}
 		vmas = append(vmas, cv)
@@ -357,30 +357,27 @@ func (c *coreWriter) finish() {
 	}
 }
 
-// isSpecialName reports whether v is a special mapping named like "[vdso]",
-// which Linux always dumps and lists in no NT_FILE.
-func isSpecialName(v *vma) bool {
-	sm, ok := v.mappable.(*SpecialMappable)
-	return ok && strings.HasPrefix(sm.name, "[")
-}
-
 // dumpSizeLocked returns how many bytes of vseg a core dump holds, as
 // Linux's vma_dump_size with coredump_filter 0x33. Preconditions: mappingMu
 // and activeMu held for reading.
 func (mm *MemoryManager) dumpSizeLocked(ctx context.Context, vseg vmaIterator) uint64 {
 	v := vseg.ValuePtr()
 	whole := uint64(vseg.End() - vseg.Start())
-	if isSpecialName(v) {
+	kind := v.kind()
+	if kind == VMASpecial {
+		// Linux always dumps special mappings ([vdso]) and lists them
+		// in no NT_FILE.
 		return whole
 	}
 	if v.flags.has(vmaDontDump) {
 		return 0
 	}
 	if !v.private() {
-		// Shared memory with no name left (i_nlink == 0) is anonymous
-		// shared memory (bit 1); a shared mapping of a linked file is
-		// file-backed shared memory (bit 3, off).
-		if v.id == nil || strings.HasSuffix(v.id.MappedName(ctx), " (deleted)") {
+		// Shared memory with no name left (i_nlink == 0: shmem, the
+		// AIO ring, an unlinked file) is anonymous shared memory (bit
+		// 1); a shared mapping of a linked file is file-backed shared
+		// memory (bit 3, off).
+		if kind != VMAFile || unlinked(ctx, v.id) {
 			return whole
 		}
 		return 0
@@ -462,7 +459,7 @@ func (mm *MemoryManager) readCorePageLocked(ctx context.Context, addr hostarch.A
 	v := vseg.ValuePtr()
 	pg := addr.RoundDown()
 	mr := mappableRangeOf(vseg, hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize})
-	if res, ok := v.mappable.(Residency); ok && anonBacked(ctx, v) {
+	if res, ok := v.mappable.(Residency); ok && v.kind().Shmem() {
 		// Memory that is not a file's: a page not in memory is zero, and
 		// translating it would allocate it.
 		var vec [1]byte
@@ -483,14 +480,11 @@ func (mm *MemoryManager) readCorePageLocked(ctx context.Context, addr hostarch.A
 	return false
 }
 
-// anonBacked reports whether v maps memory that is no file's contents: a
-// memfd, shared anonymous memory, a System V segment or a special mapping.
-func anonBacked(ctx context.Context, v *vma) bool {
-	if _, ok := v.mappable.(*SpecialMappable); ok || v.id == nil {
-		return true
-	}
-	name := v.id.MappedName(ctx)
-	return strings.HasPrefix(name, "/memfd:") || name == "/dev/zero (deleted)" || strings.HasPrefix(name, "/SYSV")
+// unlinked reports whether the file id stands for has no name left
+// (i_nlink == 0), which Linux's d_path, and so MappedName, marks with
+// " (deleted)".
+func unlinked(ctx context.Context, id memmap.MappingIdentity) bool {
+	return strings.HasSuffix(id.MappedName(ctx), " (deleted)")
 }
 
 // readResident copies fr (within one page) of f into dst and returns true if

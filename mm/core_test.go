@@ -606,3 +606,87 @@ func TestCoreDumpSeekError(t *testing.T) {
 		}
 	}
 }
+
+// TestVMAKinds checks the kind of each kind of vma (which core dumps use
+// to tell file contents from memory with no file behind it), as VMAInfo
+// shows it, and that a core dump follows it: shared memory of every kind
+// but a linked file's is dumped.
+func TestVMAKinds(t *testing.T) {
+	mf := newMF(t, 0)
+	m := New(Options{MemoryFile: mf})
+	defer m.DecUsers(ctx)
+	mk := hostfile.SharedAnonFactory(mf)
+	m.SetSharedAnonFactory(func(ctx context.Context, n uint64) (MappableFile, error) { return mk(ctx, n) })
+	const pg = hostarch.PageSize
+	dfd, err := hostfile.OpenFile(mf, tempHostFile(t, 2*pg, 3), unix.O_RDWR, 0)
+	mustOK(t, "open", err)
+	defer dfd.Close(ctx)
+	memf, err := hostfile.NewMemfd(mf, "kinds", 2*pg)
+	mustOK(t, "memfd", err)
+	mfd, _ := hostfile.NewFD(memf, true, true)
+	memf.DecRef(ctx)
+	defer mfd.Close(ctx)
+	shm, err := hostfile.NewShm(mf, 2*pg)
+	mustOK(t, "shm", err)
+	defer shm.Remove(ctx)
+	vdso, err := NewSpecialMappable("[vdso]", mf, pg)
+	mustOK(t, "vdso", err)
+
+	at := func(i int) hostarch.Addr { return window + hostarch.Addr(i)*0x100000 }
+	want := map[hostarch.Addr]VMAKind{}
+	mapSys := func(i int, flags int, file MappableFile, kind VMAKind) {
+		t.Helper()
+		a, err := m.MMapSys(ctx, at(i), 2*pg, ProtRead|ProtWrite, flags|MapFixed, file, 0)
+		mustOK(t, "mmap", err)
+		want[a] = kind
+	}
+	mapSys(0, MapPrivate|MapAnonymous, nil, VMAAnonymous)
+	mapSys(1, MapPrivate, ZeroFile{R: true, W: true}, VMAAnonymous)
+	mapSys(2, MapShared|MapAnonymous, nil, VMASharedAnonymous)
+	mapSys(3, MapShared, ZeroFile{R: true, W: true}, VMASharedAnonymous)
+	mapSys(4, MapShared, mfd, VMAMemfd)
+	mapSys(5, MapPrivate, mfd, VMAMemfd)
+	mapSys(6, MapShared, dfd, VMAFile)
+	mapSys(7, MapPrivate, dfd, VMAFile)
+	a, err := m.AttachShm(ctx, shm, at(8), false, false)
+	mustOK(t, "shmat", err)
+	want[a] = VMASysVShm
+	a, err = m.MapSpecial(ctx, vdso, at(9), true, hostarch.ReadExecute)
+	mustOK(t, "vdso", err)
+	vdso.DecRef(ctx)
+	want[a] = VMASpecial
+	id, err := m.NewAIOContext(ctx, 4)
+	mustOK(t, "io_setup", err)
+	want[hostarch.Addr(id)] = VMAAIORing
+
+	got := map[hostarch.Addr]VMAKind{}
+	for _, vi := range m.VMAs(ctx) {
+		got[vi.Range.Start] = vi.Kind
+	}
+	for a, k := range want {
+		if got[a] != k {
+			t.Errorf("vma at %#x is %v, want %v", uint64(a), got[a], k)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d vmas, want %d", len(got), len(want))
+	}
+
+	// Shared mappings of memory with no linked file are dumped whole
+	// (never touched: zeros); a linked file's are not.
+	var buf bytes.Buffer
+	mustOK(t, "core", m.WriteCoreDump(ctx, &buf, CoreNotes{}))
+	dumped := map[hostarch.Addr]uint64{}
+	ef, err := elf.NewFile(bytes.NewReader(buf.Bytes()))
+	mustOK(t, "elf.NewFile", err)
+	for _, p := range ef.Progs {
+		if p.Type == elf.PT_LOAD {
+			dumped[hostarch.Addr(p.Vaddr)] = p.Filesz
+		}
+	}
+	for i, whole := range map[int]bool{2: true, 3: true, 4: true, 6: false, 8: true} {
+		if w := dumped[at(i)] == 2*pg; w != whole {
+			t.Errorf("vma %d (%v): dumped %#x bytes, whole %v", i, want[at(i)], dumped[at(i)], whole)
+		}
+	}
+}

@@ -22,6 +22,9 @@ type VMAInfo struct {
 	Inode              uint64
 	// Name is the path or pseudo-name ("[heap]", "[anon:x]"), or "".
 	Name string
+	// Kind is what the vma maps: consumers tell mappings apart by it,
+	// not by Name.
+	Kind VMAKind
 	// Flags are the smaps VmFlags mnemonics, in Linux's order.
 	Flags []string
 	// Rss is the resident size (bytes covered by pmas); Anonymous the
@@ -52,7 +55,7 @@ func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VMAInfo {
 	v := vseg.ValuePtr()
 	r := hostarch.AddrRange(vseg.Range())
-	info := VMAInfo{Range: r, Perms: v.permString(), Flags: v.vmFlags()}
+	info := VMAInfo{Range: r, Perms: v.permString(), Flags: v.vmFlags(), Kind: v.kind()}
 	if v.id != nil {
 		info.Offset = v.off
 		dev := v.id.DeviceID()

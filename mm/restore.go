@@ -949,6 +949,7 @@ func (mm *MemoryManager) restoreAIOContext(ring *SpecialMappable, a rAIO) error 
 	ring.mu.Lock()
 	ring.onMap = ac.followRing
 	ring.mu.Unlock()
+	ring.aioRing = true
 	mm.aio.mu.Lock()
 	if mm.aio.contexts == nil {
 		mm.aio.contexts = map[*AIOContext]struct{}{}

@@ -863,7 +863,7 @@ var checkpointFields = map[string]map[string]string{
 	"SpecialMappable": {
 		"mf": "RestoreOptions.MemoryFile", "fr": "new allocation, contents saved", "name": "saved",
 		"refs": "references of the restored users", "onMap": "set again for AIO rings",
-		"mu": "lock", "msyncErr": "saved", "punchErr": "saved",
+		"mu": "lock", "msyncErr": "saved", "punchErr": "saved", "aioRing": "set again for AIO rings",
 	},
 }
 

@@ -43,6 +43,12 @@ type SpecialMappable struct {
 	// msyncErr is what Msync returns: nil for mappings without a file,
 	// EINVAL for the AIO ring, whose file cannot be synced. Immutable.
 	msyncErr error
+
+	// aioRing is true for an AIO ring, which Linux maps from a file of
+	// its aio pseudo-filesystem with no name left (VMAAIORing), rather
+	// than as a special mapping without a file (VMASpecial). Immutable
+	// after creation (set with onMap).
+	aioRing bool
 }
 
 // NewSpecialMappable allocates size bytes (rounded up to pages) of zeroed

@@ -2,6 +2,7 @@ package mm
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -240,6 +241,86 @@ func (v *vma) pmaPerms(tp hostarch.AccessType, needCOW, private bool) hostarch.A
 		at.Write = false
 	}
 	return at
+}
+
+// VMAKind is what a vma maps, as core dumps and /proc/PID/maps tell
+// mappings apart.
+type VMAKind int
+
+const (
+	// VMAAnonymous is private anonymous memory: the heap, stacks,
+	// MAP_PRIVATE|MAP_ANONYMOUS and private mappings of /dev/zero.
+	VMAAnonymous VMAKind = iota
+	// VMAFile is a mapping of a file's contents (private or shared).
+	VMAFile
+	// VMAMemfd is a mapping of a memfd.
+	VMAMemfd
+	// VMASharedAnonymous is shared anonymous memory
+	// (MAP_SHARED|MAP_ANONYMOUS, shared /dev/zero).
+	VMASharedAnonymous
+	// VMASysVShm is a System V shared memory attachment (shmat).
+	VMASysVShm
+	// VMAAIORing is an AIO context's ring (io_setup).
+	VMAAIORing
+	// VMASpecial is a special mapping without a file, like [vdso].
+	VMASpecial
+)
+
+// String returns k's name.
+func (k VMAKind) String() string {
+	switch k {
+	case VMAAnonymous:
+		return "anonymous"
+	case VMAFile:
+		return "file"
+	case VMAMemfd:
+		return "memfd"
+	case VMASharedAnonymous:
+		return "shared anonymous"
+	case VMASysVShm:
+		return "System V shm"
+	case VMAAIORing:
+		return "AIO ring"
+	case VMASpecial:
+		return "special"
+	}
+	return fmt.Sprintf("VMAKind(%d)", int(k))
+}
+
+// Shmem reports whether k is memory with no file contents behind it
+// (Linux's shmem, the AIO ring's pages, special mappings): pages never
+// written read as zeros.
+func (k VMAKind) Shmem() bool { return k != VMAAnonymous && k != VMAFile }
+
+// kind returns what v maps.
+func (v *vma) kind() VMAKind {
+	if v.mappable == nil {
+		return VMAAnonymous
+	}
+	if sm, ok := v.mappable.(*SpecialMappable); ok {
+		if sm.aioRing {
+			return VMAAIORing
+		}
+		return VMASpecial
+	}
+	switch {
+	case v.flags.has(vmaShm):
+		return VMASysVShm
+	case v.flags.has(vmaAnonShared):
+		return VMASharedAnonymous
+	case v.id == nil:
+		// A Mappable without an identity maps no file.
+		return VMASpecial
+	}
+	switch memmap.KindOf(v.id) {
+	case memmap.KindMemfd:
+		return VMAMemfd
+	case memmap.KindSharedAnon:
+		return VMASharedAnonymous
+	case memmap.KindSysVShm:
+		return VMASysVShm
+	}
+	return VMAFile
 }
 
 // isPrivateAnon reports whether v is private anonymous memory.

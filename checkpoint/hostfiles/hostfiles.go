@@ -147,7 +147,7 @@ func asShm(ctx context.Context, m memmap.Mappable, id memmap.MappingIdentity) (s
 		return nil, false
 	}
 	sm, ok := m.(shmMapping)
-	if !ok || sm.IsHostFile() || (id != nil && id.MappedName(ctx) != shmName) {
+	if !ok || sm.IsHostFile() || (id != nil && memmap.KindOf(id) != memmap.KindSysVShm) {
 		return nil, false
 	}
 	return sm, true
