@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"time"
 
@@ -306,6 +307,9 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	if t.inKernel {
 		return 0, fmt.Errorf("sandbox: cannot inject a system call into task %d inside a system call: %w", t.tid, unix.EBUSY)
 	}
+	if t.stopKept {
+		return 0, s.keptStop(t)
+	}
 	if err := s.fetchRegs(t); err != nil {
 		return 0, err
 	}
@@ -421,6 +425,17 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 // report of a task of t's process is left pending in a way that would hold
 // t's back (see below).
 func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
+	// A report of t kept earlier is its next one: waiting for another
+	// would wait forever if it is t's exit-stop (t, resumed from it, dies
+	// without stopping again, and if t leads its thread group its death
+	// is reported only once its other threads are reaped).
+	for i, wr := range s.deferred {
+		if wr.tid == t.tid {
+			s.deferred = slices.Delete(s.deferred, i, i+1)
+			t.stopKept = false
+			return wr.ws, nil
+		}
+	}
 	// Exit-stops of t's process kept earlier (by a wait for another
 	// process's task) would hold t's report back just the same.
 	kept := s.deferred[:0]
@@ -498,6 +513,21 @@ func (s *Sandbox) diesOfSignal(tid int) bool {
 	return err == nil && unix.WaitStatus(msg).Signaled()
 }
 
+// keptStop is the error for a use of t (an injected call, a stop) while
+// its current stop waits in s.deferred, reported to a wait for another
+// task: t cannot be used, since resuming it would lose that report. If it
+// is an exit-stop (t was killed while the sandbox held it stopped), t is
+// given up for dead; the main loop serves the stop.
+func (s *Sandbox) keptStop(t *task) error {
+	for _, wr := range s.deferred {
+		if wr.tid == t.tid && (event(wr.ws) == unix.PTRACE_EVENT_EXIT || wr.ws.Exited() || wr.ws.Signaled()) {
+			t.dead = true
+			return errTaskDead
+		}
+	}
+	return fmt.Errorf("sandbox: task %d has a stop to serve first: %w", t.tid, unix.EBUSY)
+}
+
 // keep records a report taken while waiting for another task, for the main
 // loop to serve in order. A task whose exit is kept is dead from now on
 // (reaped); one whose stop is kept stays stopped until the main loop serves
@@ -539,7 +569,15 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 		}
 	}
 	sort.Slice(cands, func(i, j int) bool { return cands[i].tid < cands[j].tid })
+	if holderHook != nil {
+		holderHook(cands)
+	}
 	for _, t := range cands {
+		// Stopping an earlier candidate may have taken this one's
+		// report (its exit-stop, if the process was being killed).
+		if t.dead || t.stopKept {
+			continue
+		}
 		if err := s.stopTask(t); err != nil {
 			continue
 		}
@@ -550,11 +588,18 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 	return nil, fmt.Errorf("sandbox: no task of the address space can be stopped: %w", errTaskDead)
 }
 
+// holderHook, if not nil, is called by holder with the running tasks it
+// is about to stop, in order (tests force races with it).
+var holderHook func(cands []*task)
+
 // stopTask stops a running task with a SIGSTOP of its own and waits for
 // the stop (the SIGSTOP is suppressed when it arrives, if something else
 // came first). A stop at an event that comes first is kept for the main
 // loop, and the task is not usable (EBUSY).
 func (s *Sandbox) stopTask(t *task) error {
+	if t.stopKept {
+		return s.keptStop(t)
+	}
 	if err := unix.Tgkill(t.p.pid, t.tid, unix.SIGSTOP); err != nil {
 		return err
 	}
