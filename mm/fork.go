@@ -3,11 +3,36 @@ package mm
 import (
 	"context"
 	"iter"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
 	"golang.org/x/sys/unix"
 )
+
+// ForkPlan describes what a fork child inherits, range by range, for a
+// platform whose host copies the parent's host address space into the
+// child (a traced process that forks): it says how to bring that copy in
+// line with the child's manager. Its ranges are page-aligned, sorted and
+// disjoint. The child has nothing outside Copy and Keep (unmapped memory,
+// MADV_DONTFORK ranges, and MADV_WIPEONFORK ranges, which are empty in the
+// child): its host address space must map nothing there.
+type ForkPlan struct {
+	// Copy are the private ranges whose pages the parent could write
+	// until the fork: parent and child now share them copy-on-write
+	// (those ever touched; the child has none of the others). A
+	// host may copy them into the child at once (a write fault in the
+	// child), after which the parent, sole owner again, takes them back
+	// without copying (a write fault in the parent). If the parent's
+	// AddressSpace asked for it (AddressSpace.PreFork), they are still
+	// mapped writable in it until then.
+	Copy []hostarch.AddrRange
+	// Keep are the child's other ranges: shared memory, private memory
+	// the parent could not write, memory never written. The child's
+	// manager maps there the parent's pages or none yet, so an inherited
+	// host mapping may stay where the child's manager maps the same.
+	Keep []hostarch.AddrRange
+}
 
 // Fork returns a copy of the address space, as fork(2) makes for the child:
 // vmas are copied except MADV_DONTFORK ones, without mlock; private memory
@@ -20,6 +45,14 @@ import (
 // contexts, mlockall(MCL_FUTURE) and fault counts (forkFields in
 // fork_test.go says what happens to every field).
 func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
+	child, _, err := mm.ForkWithPlan(ctx)
+	return child, err
+}
+
+// ForkWithPlan is Fork, also returning what the child inherits (ForkPlan).
+// It brackets the copy with the PreFork and PostFork of the AddressSpace
+// active when it starts, if any.
+func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, ForkPlan, error) {
 	mm.metadataMu.Lock()
 	defer mm.metadataMu.Unlock()
 	mm.mappingMu.RLock()
@@ -52,6 +85,8 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	// are taken by CopyMapping, so activeMu cannot be held across it) are
 	// captured and applied to the child afterwards.
 	mm.activeMu.Lock()
+	as := mm.as
+	keepWritable := as != nil && as.PreFork()
 	mm.captureInvalidations = true
 	mm.activeMu.Unlock()
 
@@ -109,10 +144,13 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	captured := mm.capturedInvalidations
 	mm.capturedInvalidations = nil
 	if err != nil {
+		if as != nil {
+			as.PostFork()
+		}
 		mm.activeMu.Unlock()
 		mm2.activeMu.Unlock()
 		mm2.DecUsers(ctx)
-		return nil, err
+		return nil, ForkPlan{}, err
 	}
 
 	// Copy the pmas of inherited vmas.
@@ -181,15 +219,85 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 	mm.privateRefs.mu.Unlock()
 	mm2.maxRSS = mm2.curRSS
 	for _, r := range lostWrite {
-		mm.unmapASLocked(r)
+		if keepWritable && mm.as == as {
+			// The AddressSpace keeps them writable until the child
+			// has its copies (ForkPlan.Copy); what it maps is no
+			// longer what the pmas say.
+			mm.forgetMappedLocked(r)
+		} else {
+			mm.unmapASLocked(r)
+		}
 	}
+	if as != nil {
+		as.PostFork()
+	}
+	plan := ForkPlan{Copy: mergeRanges(lostWrite)}
+	plan.Keep = mm2.forkKeep(plan.Copy)
 	mm.activeMu.Unlock()
 	mm2.activeMu.Unlock()
 
 	for _, inv := range captured {
 		mm2.Invalidate(inv.ar, inv.opts)
 	}
-	return mm2, nil
+	return mm2, plan, nil
+}
+
+// forgetMappedLocked records that the pmas overlapping ar are not known to
+// be mapped as they say in the AddressSpace. Preconditions: activeMu held
+// for writing.
+func (mm *MemoryManager) forgetMappedLocked(ar hostarch.AddrRange) {
+	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		atomic.StoreUint32(&pseg.ValuePtr().mapped, 0)
+	}
+}
+
+// forkKeep returns ForkPlan.Keep for a fork child, given the plan's
+// Copy ranges (copied): the child's vmas that are not wiped, less those.
+// Preconditions: mm is the child of a fork in progress, whose vmas nothing
+// else reads or changes.
+func (mm *MemoryManager) forkKeep(copied []hostarch.AddrRange) []hostarch.AddrRange {
+	var keep []hostarch.AddrRange
+	add := func(r hostarch.AddrRange) {
+		if n := len(keep); n > 0 && keep[n-1].End == r.Start {
+			keep[n-1].End = r.End
+			return
+		}
+		keep = append(keep, r)
+	}
+	ci := 0
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		if vseg.ValuePtr().flags.has(vmaWipeOnFork) {
+			continue
+		}
+		vr := hostarch.AddrRange(vseg.Range())
+		for ci < len(copied) && copied[ci].End <= vr.Start {
+			ci++
+		}
+		next := vr.Start
+		for i := ci; i < len(copied) && copied[i].Start < vr.End; i++ {
+			if copied[i].Start > next {
+				add(hostarch.AddrRange{Start: next, End: copied[i].Start})
+			}
+			next = max(next, copied[i].End)
+		}
+		if next < vr.End {
+			add(hostarch.AddrRange{Start: next, End: vr.End})
+		}
+	}
+	return keep
+}
+
+// mergeRanges merges the adjacent ranges of sorted, disjoint rs in place.
+func mergeRanges(rs []hostarch.AddrRange) []hostarch.AddrRange {
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && out[n-1].End == r.Start {
+			out[n-1].End = r.End
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // forkedRuns yields the parts of pr, a range of the parent's pma pseg, that

@@ -45,9 +45,9 @@ func (a *recordingAS) Unmap(addr hostarch.Addr, length uint64) {
 	}
 }
 
-func (a *recordingAS) Release()  {}
-func (a *recordingAS) PreFork()  {}
-func (a *recordingAS) PostFork() {}
+func (a *recordingAS) Release()      {}
+func (a *recordingAS) PreFork() bool { return false }
+func (a *recordingAS) PostFork()     {}
 
 func (a *recordingAS) perms(addr hostarch.Addr) (hostarch.AccessType, bool) {
 	a.mu.Lock()

@@ -50,9 +50,22 @@ type AddressSpace interface {
 	// Release frees the AddressSpace; it must not be used afterwards.
 	Release()
 
-	// PreFork and PostFork bracket the copying of the address space by a
-	// fork, for platforms that must prepare for it.
-	PreFork()
+	// PreFork and PostFork bracket a fork of the memory manager using the
+	// AddressSpace (mm.MemoryManager.Fork calls them, with its active
+	// mutex held, on the AddressSpace active when the fork starts;
+	// PostFork comes whether or not the fork succeeds).
+	//
+	// A fork makes the parent's private memory copy-on-write, so the
+	// parent normally loses write access to it (Unmap). PreFork returns
+	// true if the AddressSpace is to keep the private memory it maps
+	// writable mapped so instead, without Unmap: an AddressSpace whose
+	// host process forks along with the application, and whose platform
+	// copies that memory into the child before the child runs and then
+	// gives it back to the parent (mm.ForkPlan.Copy says which ranges),
+	// so that the host kernel's own writes into the parent's memory
+	// never fail meanwhile. Until the child has its copy, the parent's
+	// writes through those mappings reach the child too.
+	PreFork() (keepWritable bool)
 	PostFork()
 }
 
@@ -90,7 +103,7 @@ func (NoAddressSpace) Unmap(hostarch.Addr, uint64) {}
 func (NoAddressSpace) Release() {}
 
 // PreFork implements AddressSpace.
-func (NoAddressSpace) PreFork() {}
+func (NoAddressSpace) PreFork() bool { return false }
 
 // PostFork implements AddressSpace.
 func (NoAddressSpace) PostFork() {}

@@ -62,10 +62,6 @@ type stubAS struct {
 	sp *space
 	// shadow is the host mappings made so far.
 	shadow shadowSet
-	// forking is set while the memory manager forks: it then unmaps the
-	// parent's writable private memory, which vmspace keeps mapped (the
-	// child copies it at once; see fork.go), so Unmap does nothing.
-	forking bool
 	// released is set by Release; later calls do nothing.
 	released bool
 	// pending are ranges the manager unmapped whose host munmap is
@@ -240,9 +236,6 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 	if as.shadow.IsEmptyRange(segment.Range[hostarch.Addr](ar)) {
 		return
 	}
-	if as.forking {
-		return
-	}
 	as.shadow.RemoveRange(segment.Range[hostarch.Addr](ar))
 	as.gen++
 	as.pending = append(as.pending, ar)
@@ -381,11 +374,13 @@ func (as *stubAS) verify() error {
 // already gone.
 func (as *stubAS) Release() { as.released = true }
 
-// PreFork implements platform.AddressSpace.
-func (as *stubAS) PreFork() { as.forking = true }
+// PreFork implements platform.AddressSpace: the host process forks with
+// the program, and the parent keeps its writable private memory mapped
+// writable until the child has copied it (fork.go).
+func (as *stubAS) PreFork() bool { return true }
 
 // PostFork implements platform.AddressSpace.
-func (as *stubAS) PostFork() { as.forking = false }
+func (as *stubAS) PostFork() {}
 
 // stalePieces returns the stale ranges within ar.
 func (as *stubAS) stalePieces(ar hostarch.AddrRange) []hostarch.AddrRange {

@@ -24,21 +24,24 @@ import (
 //     memory manager (space), until it execs.
 //   - A fork child has a copy of its parent's host mappings: shared
 //     mappings of the memory file (and of host files), through which
-//     parent and child would see each other's writes to private memory. So the parent's manager
-//     forks (mm.Fork, copy-on-write), and, with the parent still stopped in
-//     its fork, the child is brought in line with its manager (forkFixup):
-//     the private memory the parent had mapped writable is copied at
-//     once into the child (breaking copy-on-write in the child's manager);
-//     the parent's other mappings in vmas the child inherited are kept if
-//     the child's manager maps the same pages (populating it: Linux
-//     copies no page-table entries of shared and never-written mappings,
-//     but vmspace keeps them mapped, because the host kernel reads and
-//     writes them for the program) and replaced if it does not; every
-//     other inherited host mapping goes (MADV_DONTFORK, MADV_WIPEONFORK,
-//     and whatever the parent's manager dropped since the host fork: the
-//     parent's pages may be freed and reused at once, while the child
-//     must never see them). Then, at the exit of its fork system call, the
-//     parent takes its pages back (sole owner again, without copying).
+//     parent and child would see each other's writes to private memory.
+//     So the parent's manager forks (mm.ForkWithPlan, copy-on-write),
+//     and its plan says what the child inherits; with the parent still
+//     stopped in its fork, the child is brought in line with its manager
+//     (forkFixup): the plan's Copy ranges (private memory the parent
+//     could write, which the parent's stubAS keeps mapped writable
+//     meanwhile: stubAS.PreFork) are copied at once into the child
+//     (breaking copy-on-write in the child's manager); the parent's
+//     mappings in the plan's Keep ranges are kept if the child's manager
+//     maps the same pages (populating it: Linux copies no page-table
+//     entries of shared and never-written mappings, but vmspace keeps
+//     them mapped, because the host kernel reads and writes them for the
+//     program) and replaced if it does not; every other inherited host
+//     mapping goes (MADV_DONTFORK, MADV_WIPEONFORK, and whatever the
+//     parent's manager dropped since the host fork: the parent's pages
+//     may be freed and reused at once, while the child must never see
+//     them). Then, at the exit of its fork system call, the parent takes
+//     its pages back (sole owner again, without copying).
 //
 // The parent's shadow tells what the child inherited only if the parent's
 // host mappings did not change between the forking thread's last
@@ -64,12 +67,12 @@ import (
 
 // forkFixup is the work for a fork child's first stop.
 type forkFixup struct {
-	// copy are the private ranges the parent had mapped writable, with
-	// the parent's mappings, which the child copies.
+	// copy are the parent's host mappings in the fork plan's Copy
+	// ranges, which the child copies.
 	copy []shadowPiece
-	// keep are the inherited host mappings that may stay as they are,
-	// with their permissions (shared memory; read-only private memory),
-	// if the child's manager maps them the same way.
+	// keep are the parent's host mappings in the plan's Keep ranges,
+	// which may stay as they are, with their permissions, if the child's
+	// manager maps them the same way.
 	keep []shadowPiece
 	// trusted is true if the child inherited exactly the parent's shadow
 	// (the parent's host mappings did not change since the forking
@@ -83,11 +86,14 @@ type shadowPiece struct {
 	m  hostMap
 }
 
-// pieces returns the shadow's ranges.
-func (as *stubAS) pieces() []shadowPiece {
+// piecesIn returns the shadow's ranges within rs (sorted and disjoint),
+// with their mappings.
+func (as *stubAS) piecesIn(rs []hostarch.AddrRange) []shadowPiece {
 	var out []shadowPiece
-	for seg := as.shadow.FirstSegment(); seg.Ok(); seg = seg.NextSegment() {
-		out = append(out, shadowPiece{hostarch.AddrRange(seg.Range()), seg.Value()})
+	for _, r := range rs {
+		for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](r)) {
+			out = append(out, shadowPiece{hostarch.AddrRange(seg.Range()).Intersect(r), seg.Value()})
+		}
 	}
 	return out
 }
@@ -154,11 +160,8 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 	if p.sp == nil {
 		return
 	}
-	parentMaps := p.as.pieces()
 	trusted := t.mapGen != 0 && t.mapGen == p.as.gen+1 && len(p.as.pending) == 0
-	p.as.PreFork()
-	cm, err := p.mm.Fork(s.ctx)
-	p.as.PostFork()
+	cm, plan, err := p.mm.ForkWithPlan(s.ctx)
 	if err != nil {
 		s.killProcess(cp, fmt.Sprintf("fork of the address space failed: %v", err))
 		return
@@ -168,8 +171,9 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 		t.settidFork = st
 	}
 	t.settid = nil
-	fx := s.planFork(cp, parentMaps)
-	fx.trusted = trusted
+	// The fork left the parent's host mappings as they were
+	// (stubAS.PreFork): what the child inherited, if trusted.
+	fx := &forkFixup{copy: p.as.piecesIn(plan.Copy), keep: p.as.piecesIn(plan.Keep), trusted: trusted}
 	cp.fixup = fx
 	cp.forkParent = t
 	for _, pc := range fx.copy {
@@ -177,46 +181,6 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 	}
 	t.parked = true
 	p.held = nil
-}
-
-// planFork classifies the parent's host mappings against the child's vmas.
-func (s *Sandbox) planFork(cp *process, parentMaps []shadowPiece) *forkFixup {
-	vmas := cp.mm.VMAs(s.ctx)
-	fx := &forkFixup{}
-	vi := 0
-	for _, pc := range parentMaps {
-		addr := pc.ar.Start
-		for addr < pc.ar.End {
-			for vi < len(vmas) && vmas[vi].Range.End <= addr {
-				vi++
-			}
-			if vi >= len(vmas) || vmas[vi].Range.Start >= pc.ar.End {
-				break // not inherited
-			}
-			v := vmas[vi]
-			if v.Range.Start > addr {
-				addr = v.Range.Start
-			}
-			r := hostarch.AddrRange{Start: addr, End: min(v.Range.End, pc.ar.End)}
-			private := strings.HasSuffix(v.Perms, "p")
-			wipe := false
-			for _, f := range v.Flags {
-				if f == "wf" {
-					wipe = true
-				}
-			}
-			switch {
-			case private && wipe:
-				// Not inherited: the child's range is empty.
-			case private && pc.m.perms.Write:
-				fx.copy = append(fx.copy, shadowPiece{r, pc.m})
-			default:
-				fx.keep = append(fx.keep, shadowPiece{r, pc.m})
-			}
-			addr = r.End
-		}
-	}
-	return fx
 }
 
 // firstStop serves the first stop of a new task.

@@ -263,7 +263,7 @@ func (as *AddressSpace) Release() {
 }
 
 // PreFork implements platform.AddressSpace; nothing to do.
-func (*AddressSpace) PreFork() {}
+func (*AddressSpace) PreFork() bool { return false }
 
 // PostFork implements platform.AddressSpace; nothing to do.
 func (*AddressSpace) PostFork() {}
