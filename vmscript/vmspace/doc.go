@@ -2,4 +2,11 @@
 // process on an mm.MemoryManager of its own, with files, memfds and shared
 // memory from package hostfile, all in one memory file per run, and
 // implements the checkpoint statement with mm.Saver and package checkpoint.
+//
+// Outside the window, p0 starts with stand-ins for what the native agent
+// has: its stack, and its libraries and their data laid out as the agent's
+// are below mmap_base (the loader, then a small hole where the first
+// mappings placed top-down go, then libc), so that where the kernel places
+// a mapping relative to the others, and which holes it reuses, is as
+// natively.
 package vmspace

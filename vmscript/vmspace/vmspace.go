@@ -24,6 +24,19 @@ const (
 	stackSize = 132 << 10
 )
 
+// The native agent's libraries are laid out, from mmap_base down, as the
+// loader and vDSO (upperLibsSize, with upperDataSize of data below them),
+// then a hole of libcHole bytes where the first mappings placed top-down
+// go, then libc (the rest of libsSize and dataSize): a mapping placed
+// top-down that does not fit in the hole goes below libc, so the hole
+// left by unmapping a page of such a mapping is as far from the others as
+// natively.
+const (
+	upperLibsSize = 0x3d000
+	upperDataSize = 0x2000
+	libcHole      = 0x9000
+)
+
 // Brk is where the vmspace executor puts p0's program break: low,
 // like the break of the native agent (a non-PIE binary), so that lengths
 // relative to brk overflow, or not, as they do natively.
@@ -83,18 +96,27 @@ func (e *vmspaceExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	e.setup(m)
 	// A real process has its libraries right below mmap_base, so the
 	// first mapping placed top-down has a neighbour above it (and cannot
-	// grow in place). Stand in for them.
+	// grow in place). Stand in for them, and for their data segments,
+	// which count in VmData, so that `setrlimit data +N` starts from a
+	// non-zero limit, as in a real process (a zero RLIMIT_DATA is not
+	// enforced).
 	top := m.MmapLayout().TopDownBase
-	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: libsSize, Addr: top - libsSize, Fixed: true, Unmap: true,
-		Private: true, Perms: hostarch.ReadExecute, MaxPerms: hostarch.AnyAccess}); err != nil {
-		return nil, fmt.Errorf("mapping the stand-in libraries: %w", err)
-	}
-	// Its data segment (and libraries' data) counts in VmData, so that
-	// `setrlimit data +N` starts from a non-zero limit, as in a real
-	// process (a zero RLIMIT_DATA is not enforced).
-	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: dataSize, Addr: top - libsSize - dataSize, Fixed: true, Unmap: true,
-		Private: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess}); err != nil {
-		return nil, fmt.Errorf("mapping the stand-in data: %w", err)
+	upperData := top - upperLibsSize - upperDataSize
+	libc := upperData - libcHole - (dataSize - upperDataSize) - (libsSize - upperLibsSize)
+	for _, sm := range []struct {
+		what       string
+		addr, size hostarch.Addr
+		perms      hostarch.AccessType
+	}{
+		{"the stand-in loader", top - upperLibsSize, upperLibsSize, hostarch.ReadExecute},
+		{"the stand-in loader's data", upperData, upperDataSize, hostarch.ReadWrite},
+		{"the stand-in libc", libc, libsSize - upperLibsSize, hostarch.ReadExecute},
+		{"the stand-in libc's data", libc + (libsSize - upperLibsSize), dataSize - upperDataSize, hostarch.ReadWrite},
+	} {
+		if _, err := m.MMap(ctx, memmap.MMapOpts{Length: uint64(sm.size), Addr: sm.addr, Fixed: true, Unmap: true,
+			Private: true, Perms: sm.perms, MaxPerms: hostarch.AnyAccess}); err != nil {
+			return nil, fmt.Errorf("mapping %s: %w", sm.what, err)
+		}
 	}
 	// And its stack sits at the top of the address space: VmStk, and so
 	// `setrlimit stack +N`, count it.
