@@ -270,7 +270,7 @@ func (as *stubAS) munmap(ar hostarch.AddrRange) bool {
 func (s *Sandbox) spaceAlive(sp *space) bool {
 	for p := range sp.procs {
 		for _, t := range p.tasks {
-			if !t.dead {
+			if !t.dead() {
 				return true
 			}
 		}

@@ -333,7 +333,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 	if err := ptraceSetRegs(t.tid, &r); err != nil {
 		return nil, s.lost(t, "PTRACE_SETREGS", err)
 	}
-	t.clobbered = true
+	t.regState = regsOwed
 	if err := ptraceCont(t.tid, 0); err != nil {
 		return nil, s.lost(t, "PTRACE_CONT", err)
 	}
@@ -351,7 +351,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 		if ws.Exited() || ws.Signaled() {
 			if wpid == t.tid {
 				s.keep(wpid, ws)
-				t.dead = true
+				t.state = taskDead
 				return nil, errTaskDead
 			}
 			// Another thread, killed by the exec.
@@ -374,7 +374,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 			// Out of the execve system call first: nothing can be
 			// injected inside it.
 			if err := s.syscallExit(wpid); err != nil {
-				t.dead = true
+				t.state = taskDead
 				return nil, err
 			}
 			// wpid is the leader's id, which t now has.
@@ -391,9 +391,9 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 				s.tasks[t.tid] = t
 				p.tasks[t.tid] = t
 			}
-			t.regsValid, t.clobbered, t.changed = false, false, false
+			t.regState = regsStale
 			t.altStack = hostarch.AddrRange{}
-			t.sigStop = false
+			t.state = taskStopped
 			t.pending = nil
 			p.held = t
 			return t, nil
@@ -402,7 +402,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 		case ws.StopSignal() == unix.SIGTRAP && event(ws) == 0:
 			var rr unix.PtraceRegs
 			if ptraceGetRegs(t.tid, &rr) == nil && rr.Rip == t.ip+3 {
-				t.sigStop = true
+				t.state = taskSignalStop
 				e, bad := errnoOf(uintptr(rr.Rax))
 				if !bad {
 					e = unix.ENOEXEC
@@ -416,7 +416,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 			if wpid == t.tid && event(ws) == 0 && ptraceGetSiginfo(wpid, &si) == nil && syncSignal(ws.StopSignal(), &si) {
 				// A fault at the code page before the exec (as in
 				// inject): it would come back at every retry.
-				t.sigStop = true
+				t.state = taskSignalStop
 				return t, fmt.Errorf("%w: %w", errHostExec, unix.EFAULT)
 			}
 			s.noteSignal(t, ws)
@@ -450,7 +450,7 @@ func (s *Sandbox) syscallExit(tid int) error {
 
 // taskGone forgets a task that died without (or before) a report.
 func (s *Sandbox) taskGone(q *task) {
-	q.dead = true
+	q.state = taskDead
 	delete(s.tasks, q.tid)
 	delete(q.p.tasks, q.tid)
 	if q.p.held == q {
@@ -485,7 +485,7 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	r.Orig_rax = ^uint64(0)
 	r.Fs_base, r.Gs_base = 0, 0
 	t.regs = r
-	t.clobbered = true
+	t.regState = regsOwed
 	s.setComm(t, img.name)
 	s.setProcInfo(t, img)
 	s.populateImage(p, img.res)

@@ -102,7 +102,7 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 			s.resume(t, 0, nil)
 			return
 		}
-		if t.dead {
+		if t.dead() {
 			return
 		}
 		last = err

@@ -179,7 +179,9 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 	for _, pc := range fx.copy {
 		t.reown = append(t.reown, pc.ar)
 	}
-	t.parked = true
+	if !t.dead() {
+		t.state = taskParked
+	}
 	p.held = nil
 }
 
@@ -214,12 +216,10 @@ func (s *Sandbox) firstStop(t *task, ws unix.WaitStatus) {
 // unpark lets a parent parked at its fork event go on to the exit of its
 // fork system call.
 func (s *Sandbox) unpark(t *task) {
-	if !t.parked || t.dead {
+	if t.state != taskParked {
 		return
 	}
-	t.parked = false
-	t.awaitExit = true
-	t.inKernel = true
+	t.state = taskForkExit
 	s.resume(t, 0, nil)
 }
 

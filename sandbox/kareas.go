@@ -119,7 +119,7 @@ func (s *Sandbox) keepKernelAreas(sp *space) {
 	}
 	for p := range sp.procs {
 		for _, t := range p.tasks {
-			if t.dead {
+			if t.dead() {
 				continue
 			}
 			ka := t.kareas

@@ -55,7 +55,7 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 		for len(s.borrowed) > 0 {
 			t := s.borrowed[0]
 			s.borrowed = s.borrowed[1:]
-			if !t.dead && t.p.held == t {
+			if !t.dead() && t.p.held == t {
 				s.resume(t, 0, nil)
 			}
 		}
@@ -107,32 +107,28 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.exitStop(t)
 		return
 	}
-	if t.dead {
+	if t.dead() {
 		// Given up for dead while being killed: let it go on dying.
 		ptraceCont(tid, 0)
 		return
 	}
-	t.regsValid = false
-	t.clobbered = false
-	t.changed = false
-	t.inKernel = false
+	t.regState = regsStale
 	t.p.held = t
 	defer func() {
-		if t.p.held == t && !t.dead {
+		if t.p.held == t && !t.dead() {
 			// A handler that did not resume the task: resume it as
 			// it is.
 			s.resume(t, 0, nil)
 		}
 	}()
-	if t.fresh {
-		t.fresh = false
-		t.sigStop = true
+	if t.state == taskNew {
+		t.state = taskSignalStop
 		s.firstStop(t, ws)
 		return
 	}
 	switch event(ws) {
 	case eventSeccomp:
-		t.sigStop = false
+		t.state = taskStopped
 		s.stats.Stops++
 		if debug {
 			var r unix.PtraceRegs
@@ -142,22 +138,21 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.syscall(t)
 		return
 	case eventFork, eventVfork, eventClone:
-		t.sigStop = false
-		t.inKernel = true
+		t.state = taskInKernel
 		s.cloneEvent(t, event(ws))
 		return
 	case eventExec:
 		// Only vmspace's own exec of the stub image execs, and it
 		// waits for this itself.
-		t.sigStop = false
+		t.state = taskStopped
 		s.killProcess(t.p, "exec'd behind vmspace's back")
 		return
 	}
 	sig := ws.StopSignal()
 	if sig == sysStopSig {
-		t.sigStop = false
-		if t.awaitExit {
-			t.awaitExit = false
+		forkExit := t.state == taskForkExit
+		t.state = taskStopped
+		if forkExit {
 			s.forkDone(t)
 		}
 		if f := t.atExit; f != nil {
@@ -167,12 +162,12 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.resume(t, 0, nil)
 		return
 	}
-	t.sigStop = true
+	t.state = taskSignalStop
 	var si siginfo
 	if err := ptraceGetSiginfo(tid, &si); err != nil {
 		// A group-stop (job control). vmspace does not support
 		// stopping the program: let it go on.
-		t.sigStop = false
+		t.state = taskStopped
 		s.resume(t, 0, nil)
 		return
 	}
@@ -190,13 +185,13 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 
 // fetchRegs makes t.regs hold the application's registers.
 func (s *Sandbox) fetchRegs(t *task) error {
-	if t.regsValid {
+	if t.regState != regsStale {
 		return nil
 	}
 	if err := ptraceGetRegs(t.tid, &t.regs); err != nil {
 		return s.lost(t, "PTRACE_GETREGS", err)
 	}
-	t.regsValid = true
+	t.regState = regsRead
 	return nil
 }
 
@@ -212,18 +207,18 @@ func (s *Sandbox) lost(t *task, op string, err error) error {
 // resume restores t's application registers and lets it run, delivering
 // sig (with si, if not nil) or else one of its pending signals.
 func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
-	if sig == 0 && len(t.pending) > 0 && t.sigStop {
+	if sig == 0 && len(t.pending) > 0 && t.sigStop() {
 		ps := t.pending[0]
 		t.pending = t.pending[1:]
 		sig, si = ps.sig, &ps.si
 	}
-	if sig != 0 && t.sigStop && !t.dead && !t.inKernel && t.p.as != nil {
+	if sig != 0 && t.sigStop() && !t.dead() && !t.inKernel() && t.p.as != nil {
 		if t.p.held == nil {
 			t.p.held = t
 		}
 		s.prepareSignalFrame(t)
 	}
-	if as := t.p.as; as != nil && !t.dead && !t.inKernel {
+	if as := t.p.as; as != nil && !t.dead() && !t.inKernel() {
 		if t.p.held == nil {
 			t.p.held = t
 		}
@@ -246,24 +241,27 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 	if t.p.held == t {
 		t.p.held = nil
 	}
-	if t.dead {
+	if t.dead() {
 		return
 	}
-	if t.clobbered {
+	if t.regState == regsOwed {
 		if err := ptraceSetRegs(t.tid, &t.regs); err != nil {
 			return
 		}
-		t.clobbered = false
+		t.regState = regsRead
 	}
-	if sig != 0 && si != nil && t.sigStop {
+	if sig != 0 && si != nil && t.sigStop() {
 		ptraceSetSiginfo(t.tid, si)
 	}
-	if t.awaitExit || t.atExit != nil {
+	if t.state == taskForkExit || t.atExit != nil {
 		ptraceSyscall(t.tid, sig)
 	} else {
 		ptraceCont(t.tid, sig)
 	}
-	t.regsValid = false
+	if t.state != taskForkExit {
+		t.state = taskRunning
+	}
+	t.regState = regsStale
 	for _, ps := range t.pending {
 		// Only one signal can be delivered at a stop; send the others
 		// again (their sender's details are lost).

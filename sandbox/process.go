@@ -60,10 +60,11 @@ type process struct {
 // not waitable. The first process's leader, whose parent is vmspace, is
 // kept: its exit report is the status Run returns.
 func (s *Sandbox) exitStop(t *task) {
-	t.sigStop = false
-	t.inKernel = true
+	if !t.dead() {
+		t.state = taskInKernel
+	}
 	p := t.p
-	if !t.dead {
+	if !t.dead() {
 		s.coreOnExit(t)
 	}
 	if p.pid == s.root && t.tid == p.pid {
@@ -99,7 +100,7 @@ func (s *Sandbox) exitStop(t *task) {
 // taskExited records the end of a task, and of its process with the last
 // one.
 func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {
-	t.dead = true
+	t.state = taskDead
 	delete(s.tasks, t.tid)
 	p := t.p
 	delete(p.tasks, t.tid)

@@ -301,10 +301,10 @@ func (s *Sandbox) close() {
 // returns its raw result. t's application registers are kept in t.regs and
 // restored when it resumes.
 func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) {
-	if t.dead {
+	if t.dead() {
 		return 0, errTaskDead
 	}
-	if t.inKernel {
+	if t.inKernel() {
 		return 0, fmt.Errorf("sandbox: cannot inject a system call into task %d inside a system call: %w", t.tid, unix.EBUSY)
 	}
 	if t.stopKept {
@@ -324,7 +324,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	if err := ptraceSetRegs(t.tid, &r); err != nil {
 		return 0, s.lost(t, "PTRACE_SETREGS", err)
 	}
-	t.clobbered = true
+	t.regState = regsOwed
 	if err := ptraceCont(t.tid, 0); err != nil {
 		return 0, s.lost(t, "PTRACE_CONT", err)
 	}
@@ -347,7 +347,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 		if event(ws) == unix.PTRACE_EVENT_EXIT {
 			// Killed: the main loop serves its exit-stop.
 			s.keep(t.tid, ws)
-			t.dead = true
+			t.state = taskDead
 			return 0, errTaskDead
 		}
 		if event(ws) == eventSeccomp {
@@ -364,7 +364,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 				return 0, s.lost(t, "PTRACE_GETREGS", err)
 			}
 			if rr.Rip == t.ip+3 {
-				t.sigStop = true
+				t.state = taskSignalStop
 				return uintptr(rr.Rax), nil
 			}
 			if debug {
@@ -372,7 +372,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 			}
 		}
 		if stops++; stops > maxInjectStops {
-			t.sigStop = event(ws) == 0
+			t.setSigStop(event(ws) == 0)
 			return 0, fmt.Errorf("sandbox: system call %d in task %d interrupted %d times: %w", nr, t.tid, stops, unix.EINTR)
 		}
 		var si siginfo
@@ -389,7 +389,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 				// area, say. Retrying would fault again forever. The
 				// signal is not kept: the thread gets it again when
 				// it returns to its own code, as it would on Linux.
-				t.sigStop = true
+				t.state = taskSignalStop
 				var rr unix.PtraceRegs
 				if err := ptraceGetRegs(t.tid, &rr); err != nil {
 					return 0, s.lost(t, "PTRACE_GETREGS", err)
@@ -454,20 +454,20 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 				continue
 			}
 			// Its process is dying of a signal: so is t.
-			t.dead = true
+			t.state = taskDead
 		}
 		kept = append(kept, wr)
 	}
 	clear(s.deferred[len(kept):])
 	s.deferred = kept
 	for {
-		if t.dead {
+		if t.dead() {
 			return 0, errTaskDead
 		}
 		wpid, ws, err := wait4(-1, 0)
 		if err == unix.ECHILD {
 			// Nothing left to wait for: t is gone.
-			t.dead = true
+			t.state = taskDead
 			return 0, errTaskDead
 		}
 		if err != nil {
@@ -499,7 +499,7 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 			// too: give it up for dead now. Its exit-stop or exit
 			// is served by the main loop.
 			s.keep(wpid, ws)
-			t.dead = true
+			t.state = taskDead
 			return 0, errTaskDead
 		}
 		s.keep(wpid, ws)
@@ -537,7 +537,7 @@ func (s *Sandbox) keep(tid int, ws unix.WaitStatus) {
 	if u := s.tasks[tid]; u != nil {
 		switch {
 		case ws.Exited() || ws.Signaled():
-			u.dead = true
+			u.state = taskDead
 		case ws.Stopped():
 			u.stopKept = true
 		}
@@ -559,11 +559,11 @@ var errInjectFault = fmt.Errorf("sandbox: fault during an injected system call: 
 func (s *Sandbox) holder(sp *space) (*task, error) {
 	var cands []*task
 	for p := range sp.procs {
-		if t := p.held; t != nil && !t.dead && !t.inKernel {
+		if t := p.held; t != nil && !t.dead() && !t.inKernel() {
 			return t, nil
 		}
 		for _, t := range p.tasks {
-			if !t.dead && !t.fresh && !t.parked && !t.stopKept && p.held != t {
+			if t.state != taskDead && t.state != taskNew && t.state != taskParked && !t.stopKept && p.held != t {
 				cands = append(cands, t)
 			}
 		}
@@ -616,12 +616,12 @@ func (s *Sandbox) stopTask(t *task) error {
 		if !ws.Stopped() {
 			continue
 		}
-		t.regsValid, t.clobbered = false, false
+		t.regState = regsStale
 		var si siginfo
 		if ws.StopSignal() == unix.SIGSTOP && event(ws) == 0 && ptraceGetSiginfo(t.tid, &si) == nil &&
 			si.code() == siTkill && int(si.pid()) == s.selfPid {
 			t.expectStop--
-			t.sigStop = true
+			t.state = taskSignalStop
 			return nil
 		}
 		if event(ws) != 0 || ws.StopSignal() == sysStopSig {
@@ -638,7 +638,7 @@ func (s *Sandbox) stopTask(t *task) error {
 		if !((sig == unix.SIGSEGV || sig == unix.SIGBUS) && ptraceGetSiginfo(t.tid, &si) == nil && si.code() > 0 && si.code() != siKernel) {
 			s.noteSignal(t, ws)
 		}
-		t.sigStop = true
+		t.state = taskSignalStop
 		return nil
 	}
 }

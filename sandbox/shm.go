@@ -300,7 +300,7 @@ func (s *Sandbox) aioCall(t *task, nr int, a [6]uint64) sysResult {
 				break
 			}
 			res := s.aioRun(t, cb)
-			if t.dead {
+			if t.dead() {
 				return sysResult{act: actDone}
 			}
 			ac.FinishRequest([4]uint64{cb[0], ptr[0], uint64(res), 0})

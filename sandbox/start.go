@@ -101,14 +101,13 @@ func (s *Sandbox) startRoot() error {
 	}
 	p := s.newProcess(pid)
 	t := s.newTask(p, pid)
-	t.fresh = false
 	s.stats.Processes++
 	if err := unix.PtraceSetOptions(pid, traceOptions); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return fmt.Errorf("sandbox: PTRACE_SETOPTIONS: %w", err)
 	}
 	p.held = t
-	t.sigStop = true
+	t.state = taskSignalStop
 	if err := s.freshImage(t, memSlot); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return err
@@ -238,7 +237,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 	fail := func(what string, err error) error {
 		return fmt.Errorf("sandbox: preparing process %d: %s: %w", t.p.pid, what, err)
 	}
-	t.regsValid = false
+	t.regState = regsStale
 	if err := s.fetchRegs(t); err != nil {
 		return fail("registers", err)
 	}

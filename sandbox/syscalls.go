@@ -66,12 +66,12 @@ func (s *Sandbox) syscall(t *task) {
 	nr := int(r.Orig_rax)
 	a := [6]uint64{r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9}
 	res := s.dispatch(t, nr, a)
-	if t.dead {
+	if t.dead() {
 		return
 	}
 	if res.act == actPass {
 		s.prevalidate(t, nr, a)
-		if t.dead {
+		if t.dead() {
 			return
 		}
 	}
@@ -81,7 +81,7 @@ func (s *Sandbox) syscall(t *task) {
 	case actReturn:
 		t.regs.Orig_rax = ^uint64(0)
 		t.regs.Rax = uint64(res.val)
-		if t.clobbered {
+		if t.regState == regsOwed {
 			s.resume(t, 0, nil)
 			return
 		}
@@ -90,7 +90,7 @@ func (s *Sandbox) syscall(t *task) {
 		}
 		s.resume(t, 0, nil)
 	case actPass:
-		if t.clobbered {
+		if t.regState == regsOwed {
 			// Injected calls replaced the stop: run the call again
 			// from its syscall instruction.
 			t.regs.Rax = t.regs.Orig_rax
@@ -98,9 +98,6 @@ func (s *Sandbox) syscall(t *task) {
 			t.regs.Rip -= 2
 			s.resume(t, 0, nil)
 			return
-		}
-		if t.changed {
-			ptraceSetRegs(t.tid, &t.regs)
 		}
 		s.watchTruncation(t, nr, a)
 		s.resume(t, 0, nil)
@@ -130,7 +127,7 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		p.memCalls++
 		s.stats.MemCalls++
 		res := s.memCall(t, nr, a)
-		if !t.dead {
+		if !t.dead() {
 			s.keepKernelAreas(p.sp)
 		}
 		if s.opts.Trace != nil {

@@ -7,44 +7,29 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// task is one program thread.
+// task is one program thread. Like everything the Sandbox holds, it is used
+// only by the tracer goroutine, locked to the tracer thread (see Sandbox):
+// no field needs a lock.
 type task struct {
 	// tid is the thread id (it becomes the pid when a thread execs).
 	tid int
 	// p is the task's process (the same for its whole life).
 	p *process
-	// regs are the application's registers at the current stop, valid if
-	// regsValid (reset at every stop).
-	regs      unix.PtraceRegs
-	regsValid bool
-	// clobbered is true if the hardware registers are not regs (after an
-	// injected system call).
-	clobbered bool
-	// changed is true if a handler changed regs for the host to run the
-	// stopped system call with (without injecting anything).
-	changed bool
-	// sigStop is true if the current stop is a signal-delivery-stop, at
-	// which a signal can be delivered on resumption.
-	sigStop bool
+	// regs are the application's registers at the current stop, as
+	// regState says (stale again at every stop). Tracer goroutine.
+	regs unix.PtraceRegs
+	// regState says what regs holds. Tracer goroutine.
+	regState regState
+	// state is where the task is in its life and what kind of stop it is
+	// at (see taskState). Tracer goroutine.
+	state taskState
 	// ip is the address of the "syscall; int3" used to inject system
 	// calls.
 	ip uint64
-	// fresh is true until the task's first stop has been seen.
-	fresh bool
-	// awaitExit is true while the task, stopped at a fork event, runs to
-	// the exit of its fork system call (resumed with PTRACE_SYSCALL), where
-	// its fork is finished (forkDone).
-	awaitExit bool
 	// atExit, if not nil, is to be called at the exit of the system call
 	// the task is resumed into (resumed with PTRACE_SYSCALL), with the
-	// task stopped there (truncate.go).
+	// task stopped there (truncate.go). Tracer goroutine.
 	atExit func(*task)
-	// inKernel is true while the task is stopped inside a system call
-	// (at a clone event), where no system call can be injected.
-	inKernel bool
-	// parked is true while the task is kept stopped at a fork event until
-	// the child has copied its memory.
-	parked bool
 	// reown are the parent's private ranges that the child copied at the
 	// last fork, which the parent takes back (forkDone).
 	reown []hostarch.AddrRange
@@ -53,13 +38,11 @@ type task struct {
 	// event has shown that the clone made a child, to restore at
 	// forkDone.
 	settid, settidFork *settidSave
-	// dead is true once it has exited, or has been given up for dead
-	// while being killed with its process (its exit report, still to
-	// come, is then served by the main loop).
-	dead bool
 	// stopKept is true while a stop of the task, taken by a wait for
 	// another task, waits in Sandbox.deferred: the task is stopped, and
-	// must stay so until the main loop serves that stop.
+	// must stay so until the main loop serves that stop. It is not part
+	// of state, which still describes the task before that stop (the
+	// stop is not served yet). Tracer goroutine.
 	stopKept bool
 	// pending are signals that arrived while the sandbox was injecting
 	// system calls, to deliver when the task resumes.
@@ -92,8 +75,93 @@ type task struct {
 var errTaskDead = fmt.Errorf("sandbox: task died: %w", unix.ESRCH)
 
 func (s *Sandbox) newTask(p *process, tid int) *task {
-	t := &task{tid: tid, p: p, ip: uint64(codeAddr) + sysOff, fresh: true}
+	t := &task{tid: tid, p: p, ip: uint64(codeAddr) + sysOff, state: taskNew}
 	p.tasks[tid] = t
 	s.tasks[tid] = t
 	return t
 }
+
+// taskState is where a task is in its life and, while it is stopped, what
+// kind of ptrace stop holds it. The transitions:
+//
+//	taskNew ──first stop (handle, or startRoot)──▶ taskSignalStop
+//	a stop served by handle ──▶ taskStopped (seccomp stop, the exit of a
+//	    system call, the exec event, a group-stop), taskSignalStop (a
+//	    signal-delivery-stop: a signal, a fault) or taskInKernel (a fork,
+//	    vfork or clone event)
+//	taskInKernel ──the parent waits for its child (cloneEvent)──▶ taskParked
+//	taskParked ──unpark──▶ taskForkExit ──its syscall-exit-stop──▶
+//	    taskStopped (forkDone)
+//	taskStopped, taskSignalStop, taskInKernel ──resume──▶ taskRunning
+//	    (taskForkExit stays: it runs on with PTRACE_SYSCALL)
+//	taskRunning ──stopTask, or an injected call's end──▶ taskSignalStop
+//	any but taskDead ──its exit-stop (exitStop)──▶ taskInKernel
+//	any ──exit, or given up for dead while killed──▶ taskDead (final)
+//
+// An injected system call (inject) leaves the state as it was at the stop
+// it interrupts; it ends at a signal-delivery-stop (SIGTRAP after the call).
+type taskState uint8
+
+const (
+	// taskNew: created (at its creator's clone event, or at start-up);
+	// its first stop has not been seen.
+	taskNew taskState = iota
+	// taskRunning: resumed; its next stop has not been served.
+	taskRunning
+	// taskStopped: at a stop at which no signal can be delivered (a
+	// seccomp stop, a syscall-exit-stop, the exec event, a group-stop).
+	taskStopped
+	// taskSignalStop: at a signal-delivery-stop, at which a signal can be
+	// delivered on resumption.
+	taskSignalStop
+	// taskInKernel: stopped inside a system call (at a clone event, or at
+	// its exit-stop), where no system call can be injected.
+	taskInKernel
+	// taskParked: inside its fork system call, kept stopped at the fork
+	// event until the child has copied its memory (unpark).
+	taskParked
+	// taskForkExit: let go from its fork event, running to the exit of
+	// its fork system call (resumed with PTRACE_SYSCALL), where its fork
+	// is finished (forkDone); still inside the system call.
+	taskForkExit
+	// taskDead: it has exited, or has been given up for dead while being
+	// killed with its process (its exit report, still to come, is then
+	// served by the main loop). Final.
+	taskDead
+)
+
+// dead reports whether t has exited or has been given up for dead.
+func (t *task) dead() bool { return t.state == taskDead }
+
+// sigStop reports whether t is at a signal-delivery-stop.
+func (t *task) sigStop() bool { return t.state == taskSignalStop }
+
+// inKernel reports whether t is inside a system call (stopped at an event
+// there, parked, or running to its exit), where no system call can be
+// injected.
+func (t *task) inKernel() bool {
+	return t.state == taskInKernel || t.state == taskParked || t.state == taskForkExit
+}
+
+// setSigStop records t's stop as a signal-delivery-stop or another stop.
+func (t *task) setSigStop(yes bool) {
+	if yes {
+		t.state = taskSignalStop
+	} else {
+		t.state = taskStopped
+	}
+}
+
+// regState says what task.regs holds.
+type regState uint8
+
+const (
+	// regsStale: nothing yet at this stop (fetchRegs reads them).
+	regsStale regState = iota
+	// regsRead: the application's registers, as the task has them.
+	regsRead
+	// regsOwed: the application's registers, while the task has others
+	// (an injected system call ran, or a new image's are to be set):
+	// written back before the task runs on (resume).
+	regsOwed
+)
