@@ -94,12 +94,15 @@ func (s *Sandbox) newTask(p *process, tid int) *task {
 //	    taskStopped (forkDone)
 //	taskStopped, taskSignalStop, taskInKernel ──resume──▶ taskRunning
 //	    (taskForkExit stays: it runs on with PTRACE_SYSCALL)
-//	taskRunning ──stopTask, or an injected call's end──▶ taskSignalStop
+//	taskRunning ──stopTask (its SIGSTOP, or a signal first)──▶ taskSignalStop
 //	any but taskDead ──its exit-stop (exitStop)──▶ taskInKernel
 //	any ──exit, or given up for dead while killed──▶ taskDead (final)
 //
-// An injected system call (inject) leaves the state as it was at the stop
-// it interrupts; it ends at a signal-delivery-stop (SIGTRAP after the call).
+// An injected system call (inject, or the host exec of the stub image)
+// starts from taskStopped or taskSignalStop and ends at taskSignalStop (the
+// SIGTRAP after the call, or a fault) or, interrupted too often, at the
+// kind of its last stop. A stop that a wait for another task takes is
+// kept (task.stopKept) and changes the state only when handle serves it.
 type taskState uint8
 
 const (
