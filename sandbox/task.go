@@ -93,7 +93,8 @@ func (s *Sandbox) newTask(p *process, tid int) *task {
 //	taskParked ──unpark──▶ taskForkExit ──its syscall-exit-stop──▶
 //	    taskStopped (forkDone)
 //	taskStopped, taskSignalStop, taskInKernel ──resume──▶ taskRunning
-//	    (taskForkExit stays: it runs on with PTRACE_SYSCALL)
+//	    (with PTRACE_SYSCALL if atExit is set; taskForkExit stays: it
+//	    runs on with PTRACE_SYSCALL)
 //	taskRunning ──stopTask (its SIGSTOP, or a signal first)──▶ taskSignalStop
 //	any but taskDead ──its exit-stop (exitStop)──▶ taskInKernel
 //	any ──exit, or given up for dead while killed──▶ taskDead (final)
