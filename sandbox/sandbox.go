@@ -521,7 +521,7 @@ func (s *Sandbox) diesOfSignal(tid int) bool {
 func (s *Sandbox) keptStop(t *task) error {
 	for _, wr := range s.deferred {
 		if wr.tid == t.tid && (event(wr.ws) == unix.PTRACE_EVENT_EXIT || wr.ws.Exited() || wr.ws.Signaled()) {
-			t.dead = true
+			t.state = taskDead
 			return errTaskDead
 		}
 	}
@@ -575,7 +575,7 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 	for _, t := range cands {
 		// Stopping an earlier candidate may have taken this one's
 		// report (its exit-stop, if the process was being killed).
-		if t.dead || t.stopKept {
+		if t.dead() || t.stopKept {
 			continue
 		}
 		if err := s.stopTask(t); err != nil {
