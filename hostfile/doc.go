@@ -20,8 +20,8 @@
 // A File is the in-memory inode of one mappable object. It implements
 // memmap.Mappable (what vmas map), memmap.MappingIdentity (what
 // /proc/PID/maps names), and the memory manager's optional interfaces
-// Residency (mincore) and Puncher (MADV_REMOVE), structurally: this package
-// does not import mm.
+// Residency (mincore), Puncher (MADV_REMOVE) and PageOuter (MADV_PAGEOUT),
+// structurally: this package does not import mm.
 //
 // A File has one of three kinds:
 //
@@ -120,7 +120,9 @@
 // read as zeros. Punch (MADV_REMOVE) drops the cached pages of a range,
 // punches a hole in the host file (fallocate PUNCH_HOLE|KEEP_SIZE), and
 // invalidates shared translations of the range (private copies stay, as in
-// Linux).
+// Linux). PageOut (MADV_PAGEOUT) drops the cached pages of a range that one
+// pma alone maps and that are clean (a host file's not dirty; memory
+// without a host file, all zeros), as Linux reclaims them without swap.
 //
 // Pages are dropped from the cache in three steps: first they are taken out
 // of the cache set with dataMu held (so that later Translates see the new

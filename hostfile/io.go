@@ -394,6 +394,74 @@ func (f *File) Punch(ctx context.Context, mr memmap.MappableRange) error {
 	return nil
 }
 
+// PageOut implements mm.PageOuter (MADV_PAGEOUT): it drops the cached
+// pages of mr that one pma alone maps (the memory file counts the cache's
+// reference and that one) and that are clean: for a host file, not dirty
+// (the host file has them); for memory without one, all zeros, so never
+// written as far as can be told (a page written with zeros goes too, where
+// Linux would keep it dirty). Linux reclaims such pages without swap.
+func (f *File) PageOut(ctx context.Context, mr memmap.MappableRange) {
+	if f.direct || !checkPageRange(mr) {
+		return
+	}
+	f.mapsMu.Lock()
+	defer f.mapsMu.Unlock()
+	f.dataMu.Lock()
+	if f.released {
+		f.dataMu.Unlock()
+		return
+	}
+	var drop []memmap.MappableRange
+	for seg := range f.cache.Segments(segRange(mr)) {
+		if seg.Value().dirty {
+			continue
+		}
+		r := seg.Range().Intersect(segRange(mr))
+		for off := r.Start; off < r.End; off += hostarch.PageSize {
+			page := segment.Range[uint64]{Start: off, End: off + hostarch.PageSize}
+			if f.mf.RefCount(fileRangeOf(seg, page).Start) != 2 {
+				continue
+			}
+			if f.kind != hostKind && !f.zeroCachedPageLocked(seg, off) {
+				continue
+			}
+			if n := len(drop); n > 0 && drop[n-1].End == off {
+				drop[n-1].End = page.End
+			} else {
+				drop = append(drop, memmap.MappableRange(page))
+			}
+		}
+	}
+	var dropped []memmap.FileRange
+	for _, r := range drop {
+		dropped = append(dropped, f.dropCacheLocked(r)...)
+	}
+	f.dataMu.Unlock()
+	for _, r := range drop {
+		f.invalidateMappingsLocked(r, memmap.InvalidateOpts{})
+	}
+	f.decRefPages(dropped)
+}
+
+// zeroCachedPageLocked reports whether the cached page at off, in seg, holds
+// only zeros (false if it cannot be read). Preconditions: dataMu held.
+func (f *File) zeroCachedPageLocked(seg cacheIter, off uint64) bool {
+	bs, err := f.mapCachedLocked(seg, off, hostarch.PageSize)
+	if err != nil {
+		return false
+	}
+	var buf [hostarch.PageSize]byte
+	if n, err := safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(buf[:])), bs); err != nil || n != hostarch.PageSize {
+		return false
+	}
+	for _, b := range buf {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // InvalidateUnsavable implements memmap.Mappable.InvalidateUnsavable. The
 // cache can always be read again from the host file once dirty pages are
 // written back, which it does; memfd pages live in the memory file, which

@@ -137,6 +137,9 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.locked() || v.pfnMap() {
 				return unix.EINVAL
 			}
+			if adv == AdvPageOut {
+				mm.pageOutLocked(ctx, vseg, r)
+			}
 			return nil
 		case AdvDontNeed:
 			if v.locked() || v.pfnMap() {

@@ -19,6 +19,43 @@ type Residency interface {
 	Resident(mr memmap.MappableRange, out []byte)
 }
 
+// PageOuter is implemented by Mappables whose pages MADV_PAGEOUT can
+// reclaim (a page cache, shared memory).
+type PageOuter interface {
+	// PageOut drops from memory the pages of mr that are clean (what the
+	// host file holds, or, without one, never written) and held by one
+	// mapping only, that of the caller, which has a pma over mr: Linux
+	// reclaims such pages without swap, and keeps dirty ones.
+	PageOut(ctx context.Context, mr memmap.MappableRange)
+}
+
+// pageOutLocked is MADV_PAGEOUT over r, within vseg's vma: like Linux
+// (without swap, which is all it can do then), it reclaims the file and
+// shared-memory pages that only this address space maps and that are
+// clean; private memory stays.
+// Preconditions: mappingMu held; activeMu not held (PageOut invalidates
+// the pmas of the pages it drops).
+func (mm *MemoryManager) pageOutLocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange) {
+	v := vseg.ValuePtr()
+	po, ok := v.mappable.(PageOuter)
+	if v.mappable == nil || !ok {
+		return
+	}
+	// Only pages this address space maps are considered, as Linux walks
+	// only the present page table entries.
+	var mrs []memmap.MappableRange
+	rt := mm.activeMu.RLock()
+	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
+		if !pseg.ValuePtr().private {
+			mrs = append(mrs, mappableRangeOf(vseg, hostarch.AddrRange(pseg.Range()).Intersect(r)))
+		}
+	}
+	mm.activeMu.RUnlock(rt)
+	for _, mr := range mrs {
+		po.PageOut(ctx, mr)
+	}
+}
+
 // touchLocked commits host memory for the pages of the pmas covering r, as
 // an application access would: pages a program has touched are resident.
 // Preconditions: activeMu held for writing; pmas cover r.

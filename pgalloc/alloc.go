@@ -147,6 +147,17 @@ func (f *MemoryFile) IncRef(fr memmap.FileRange) {
 	f.mu.Unlock()
 }
 
+// RefCount returns the number of references on the page at off, 0 if it
+// is free.
+func (f *MemoryFile) RefCount(off uint64) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if seg := f.used.FindSegment(off); seg.Ok() {
+		return uint64(seg.Value())
+	}
+	return 0
+}
+
 // DecRef implements memmap.File.DecRef: it drops a reference on every page
 // of fr, which must be page-aligned and hold at least one reference on every
 // page. A page whose count reaches zero is freed: its host memory is

@@ -1016,3 +1016,24 @@ func TestDirectionString(t *testing.T) {
 		}
 	}
 }
+
+// TestRefCount checks that RefCount reports each page's references and 0
+// for a free page.
+func TestRefCount(t *testing.T) {
+	f := newFile(t, Options{DisableAsyncRelease: true})
+	fr, err := f.Allocate(3*page, AllocOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.IncRef(memmap.FileRange{Start: fr.Start + page, End: fr.Start + 2*page})
+	for i, want := range []uint64{1, 2, 1} {
+		if got := f.RefCount(fr.Start + uint64(i)*page); got != want {
+			t.Errorf("page %d: RefCount = %d, want %d", i, got, want)
+		}
+	}
+	f.DecRef(memmap.FileRange{Start: fr.Start + page, End: fr.Start + 2*page})
+	f.DecRef(fr)
+	if got := f.RefCount(fr.Start + page); got != 0 {
+		t.Errorf("freed page: RefCount = %d, want 0", got)
+	}
+}
