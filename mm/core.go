@@ -497,7 +497,7 @@ func readResident(f memmap.File, fr memmap.FileRange, dst []byte) bool {
 		return false
 	}
 	var vec [1]byte
-	hostMincore(ims.Head().Pointer(), hostarch.PageSize, vec[:])
+	hostMincore(ims.Head().TakeFirst(hostarch.PageSize), vec[:])
 	if vec[0] == 0 {
 		return false
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/safemem"
 	"golang.org/x/sys/unix"
 )
 
@@ -209,7 +210,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 				}
 				cp := *p
 				cp.off = fr.Start
-				cp.imBase = nil
+				cp.im = safemem.Block{}
 				cp.mapped = 0 // nothing is mapped in the child's AddressSpace
 				pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(cr), cp).NextGap()
 				mm2.curRSS += cr.Length()

@@ -2,7 +2,6 @@ package mm
 
 import (
 	"context"
-	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/safemem"
@@ -35,8 +34,8 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			p := pseg.ValuePtr()
-			if p.effectivePerms.Write && p.imBase != nil {
-				dst := safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, addr-pseg.Start()), len(src))
+			if p.effectivePerms.Write && !p.im.IsEmpty() {
+				dst := p.im.DropFirst64(uint64(addr - pseg.Start())).TakeFirst(len(src))
 				n, err := safemem.Copy(dst, safemem.BlockFromSafeSlice(src))
 				mm.activeMu.RUnlock(rt)
 				if err != nil {
@@ -65,8 +64,8 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			p := pseg.ValuePtr()
-			if p.effectivePerms.Read && p.imBase != nil {
-				src := safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, addr-pseg.Start()), len(dst))
+			if p.effectivePerms.Read && !p.im.IsEmpty() {
+				src := p.im.DropFirst64(uint64(addr - pseg.Start())).TakeFirst(len(dst))
 				n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), src)
 				mm.activeMu.RUnlock(rt)
 				if err != nil {
@@ -104,8 +103,8 @@ func (mm *MemoryManager) CopyInTo(ctx context.Context, ars []hostarch.AddrRange,
 }
 
 // vectorIO runs f on the internal mappings of each of ars in turn, as
-// CopyOutFrom and CopyInTo do. f runs with the manager's locks held and
-// must neither call into the manager nor block for long.
+// CopyOutFrom and CopyInTo do. f runs with the manager's locks held for
+// reading and must neither call into the manager nor block for long.
 func (mm *MemoryManager) vectorIO(ctx context.Context, ars []hostarch.AddrRange, at hostarch.AccessType, opts IOOpts, f func(safemem.BlockSeq) (uint64, error)) (uint64, error) {
 	var total uint64
 	for _, ar := range ars {
@@ -221,71 +220,98 @@ func (mm *MemoryManager) withInternalMappings(ctx context.Context, addr hostarch
 }
 
 // ioOnce does as much of withInternalMappings as it can under one lock
-// acquisition. If it stops at an unmapped address where the application
-// would grow a stack, it returns that address as grow, and growOK.
+// acquisition, as gVisor's I/O path: with activeMu held for writing it
+// makes sure pmas with their internal mappings cover as much of ar as
+// possible, then downgrades activeMu to a read lock (other faults and I/O
+// proceed) and calls f on those pmas. Errors are reported in order of
+// progress: one from f, which stops before the end of the pmas, comes
+// before the one that stopped the pmas. If the pmas stop at an unmapped
+// address where the application would grow a stack, it returns that
+// address as grow, and growOK.
 func (mm *MemoryManager) ioOnce(ctx context.Context, ar hostarch.AddrRange, at hostarch.AccessType, opts IOOpts, done uint64, f func(safemem.BlockSeq, uint64) (uint64, error)) (n uint64, err error, grow hostarch.Addr, growOK bool) {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
 	mm.activeMu.Lock()
-	defer mm.activeMu.Unlock()
+	end, stopErr, grow, growOK := mm.prepareIOLocked(ctx, ar, at, opts)
+	if testHookIODowngraded != nil {
+		testHookIODowngraded(mm)
+	}
+	rt := mm.activeMu.DowngradeLock()
+	defer mm.activeMu.RUnlock(rt)
+	if testHookIODowngraded != nil {
+		testHookIODowngraded(mm)
+	}
+	addr := ar.Start
+	for pseg := mm.pmas.FindSegment(addr); addr < end; pseg = pseg.NextSegment() {
+		sub := hostarch.AddrRange{Start: addr, End: min(pseg.End(), end)}
+		m, err := f(internalMappingsOf(pseg, sub), done+n)
+		n += m
+		addr += hostarch.Addr(m)
+		if err != nil {
+			if _, ok := err.(*safemem.FaultError); ok {
+				return n, accessErrorFor(addr, err), 0, false
+			}
+			return n, err, 0, false
+		}
+		if m < sub.Length() {
+			return n, nil, 0, false
+		}
+	}
+	return n, stopErr, grow, growOK
+}
+
+// prepareIOLocked makes sure that pmas permitting at, with cached internal
+// mappings, cover a prefix [ar.Start, end) of ar, as long as possible.
+// Where end < ar.End, err says why the rest could not be covered (nil only
+// with growOK: the application would grow a stack at grow == end).
+// Preconditions: mappingMu held for reading; activeMu held for writing.
+func (mm *MemoryManager) prepareIOLocked(ctx context.Context, ar hostarch.AddrRange, at hostarch.AccessType, opts IOOpts) (end hostarch.Addr, err error, grow hostarch.Addr, growOK bool) {
 	addr := ar.Start
 	for addr < ar.End {
 		vseg := mm.vmas.FindSegment(addr)
 		if !vseg.Ok() {
 			if opts.AsApplication {
 				if next := mm.vmas.LowerBoundSegment(addr); next.Ok() && next.ValuePtr().growsDown() {
-					return n, nil, addr, true
+					return addr, nil, addr, true
 				}
 			}
-			return n, segv(addr, errNoVMA), 0, false
+			return addr, segv(addr, errNoVMA), 0, false
 		}
 		v := vseg.ValuePtr()
 		if !opts.IgnorePermissions && !v.effectivePerms().SupersetOf(at) {
-			return n, segv(addr, errPerms), 0, false
+			return addr, segv(addr, errPerms), 0, false
 		}
 		r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), ar.End)}
 		guard := mm.firstGuardLocked(r)
 		r.End = guard
 		if r.Length() == 0 {
-			return n, segv(addr, errGuard), 0, false
+			return addr, segv(addr, errGuard), 0, false
 		}
 		_, perr := mm.getPMAsLocked(ctx, vseg, r, at)
-		// Copy through whatever pmas cover a prefix of r.
-		for pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.Start() < r.End && addr < r.End; pseg = pseg.NextSegment() {
-			if pseg.Start() > addr {
-				break
-			}
-			p := pseg.ValuePtr()
-			if at.Write && p.needCOW {
+		// Take whatever pmas cover a prefix of r.
+		for pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.Start() <= addr && addr < r.End; pseg = pseg.NextSegment() {
+			if at.Write && pseg.ValuePtr().needCOW {
 				break
 			}
 			if _, err := mm.internalMappingsLocked(pseg); err != nil {
-				return n, accessErrorFor(addr, err), 0, false
+				return addr, accessErrorFor(addr, err), 0, false
 			}
-			sub := hostarch.AddrRange{Start: addr, End: min(pseg.End(), r.End)}
-			ims := internalMappingsOf(pseg, sub)
-			m, err := f(ims, done+n)
-			n += m
-			addr += hostarch.Addr(m)
-			if err != nil {
-				if _, ok := err.(*safemem.FaultError); ok {
-					return n, accessErrorFor(addr, err), 0, false
-				}
-				return n, err, 0, false
-			}
-			if m < sub.Length() {
-				return n, nil, 0, false
-			}
+			addr = min(pseg.End(), r.End)
 		}
 		if addr < r.End {
 			if perr == nil {
 				perr = errNoVMA
 			}
-			return n, accessErrorFor(addr, perr), 0, false
+			return addr, accessErrorFor(addr, perr), 0, false
 		}
 		if guard < min(vseg.End(), ar.End) {
-			return n, segv(addr, errGuard), 0, false
+			return addr, segv(addr, errGuard), 0, false
 		}
 	}
-	return n, nil, 0, false
+	return addr, nil, 0, false
 }
+
+// testHookIODowngraded, if set (by tests), is called by the slow I/O path
+// just before and just after it downgrades activeMu, with mm's locks
+// held.
+var testHookIODowngraded func(mm *MemoryManager)

@@ -2,8 +2,8 @@ package mm
 
 import (
 	"encoding/binary"
-	"unsafe"
 
+	"github.com/vmspace/vmspace/safemem"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,7 +44,7 @@ func hostLacksZeroPage() bool {
 	}
 	defer unix.Close(fd)
 	var b [8]byte
-	addr := uintptr(unsafe.Pointer(&mem[0]))
+	addr := safemem.BlockFromSafeSlice(mem).Addr()
 	if n, err := unix.Pread(fd, b[:], int64(addr/pageSize*8)); err != nil || n != len(b) {
 		return false
 	}

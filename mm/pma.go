@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"sync"
-	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -50,11 +49,11 @@ type pma struct {
 	// memory counted in privateRefs.
 	private bool
 
-	// imBase is the host address of the pma's first byte in file's
-	// internal mapping (file.MapInternal), cached when the whole range is
-	// mapped contiguously; nil until first needed, or if it is not. Set
-	// with activeMu held for writing; read with it held for reading.
-	imBase unsafe.Pointer
+	// im is the pma's whole range in file's internal mapping
+	// (file.MapInternal), cached when it is one contiguous Block; empty
+	// until first needed, or if it is not. Set with activeMu held for
+	// writing; read with it held for reading.
+	im safemem.Block
 
 	// mapped records what the AddressSpace holds for the whole pma: 0 if
 	// nothing is known to be mapped, else mappedBit | the PROT bits of the
@@ -94,8 +93,10 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 		return pma{}, false
 	}
 	// Keep the cached internal mapping only when the two are contiguous.
-	if p1.imBase == nil || p2.imBase != unsafe.Add(p1.imBase, r1.Length()) {
-		p1.imBase = nil
+	if im, ok := p1.im.Join(p2.im); ok && !p1.im.IsEmpty() && !p2.im.IsEmpty() {
+		p1.im = im
+	} else {
+		p1.im = safemem.Block{}
 	}
 	if p1.mapped != p2.mapped {
 		p1.mapped = 0
@@ -107,9 +108,8 @@ func (pmaSetFunctions) Split(r addrSegRange, p pma, split hostarch.Addr) (pma, p
 	n := uint64(split - r.Start)
 	p2 := p
 	p2.off += n
-	if p.imBase != nil {
-		p2.imBase = unsafe.Add(p.imBase, n)
-	}
+	p2.im = p.im.DropFirst64(n)
+	p.im = p.im.TakeFirst64(n)
 	return p, p2
 }
 
@@ -128,16 +128,15 @@ type pmaRef struct{ pmaIterator }
 // activeMu held for writing.
 func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.BlockSeq, error) {
 	p := pseg.ValuePtr()
-	n := int(pseg.End() - pseg.Start())
-	if p.imBase != nil {
-		return safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(p.imBase, n)), nil
+	if !p.im.IsEmpty() {
+		return safemem.BlockSeqOf(p.im), nil
 	}
 	ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.internalPerms())
 	if err != nil {
 		return safemem.BlockSeq{}, err
 	}
 	if ims.NumBlocks() == 1 {
-		p.imBase = ims.Head().Pointer()
+		p.im = ims.Head()
 	}
 	return ims, nil
 }
@@ -147,8 +146,8 @@ func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.Block
 // held.
 func internalMappingsOf(pseg pmaIterator, ar hostarch.AddrRange) safemem.BlockSeq {
 	p := pseg.ValuePtr()
-	if p.imBase != nil {
-		return safemem.BlockSeqOf(safemem.BlockFromUnsafePointer(unsafe.Add(p.imBase, ar.Start-pseg.Start()), int(ar.Length())))
+	if !p.im.IsEmpty() {
+		return safemem.BlockSeqOf(p.im.DropFirst64(uint64(ar.Start - pseg.Start())).TakeFirst64(ar.Length()))
 	}
 	ims, _ := p.file.MapInternal(pmaRef{pseg}.fileRange(ar), p.internalPerms())
 	return ims
@@ -423,7 +422,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 		private:        true,
 	}
 	if dst.NumBlocks() == 1 {
-		p.imBase = dst.Head().Pointer()
+		p.im = dst.Head()
 	}
 	mm.unmapASLocked(unit)
 	mm.pmas.MergeAdjacent(addrSegRange(unit))
@@ -465,7 +464,7 @@ func privateDataRuns(ims safemem.BlockSeq, file memmap.File, fr memmap.FileRange
 		i := uint64(0)
 		for b := range ims.All {
 			m := uint64(b.Len()) >> hostarch.PageShift
-			hostMincore(b.Pointer(), b.Len(), vec[i:i+m])
+			hostMincore(b, vec[i:i+m])
 			i += m
 		}
 		for p := uint64(0); p < npages; {
@@ -488,7 +487,7 @@ func privateDataRuns(ims safemem.BlockSeq, file memmap.File, fr memmap.FileRange
 func allResident(ims safemem.BlockSeq) bool {
 	for b := range ims.All {
 		vec := make([]byte, b.Len()>>hostarch.PageShift)
-		hostMincore(b.Pointer(), b.Len(), vec)
+		hostMincore(b, vec)
 		for _, v := range vec {
 			if v == 0 {
 				return false

@@ -2,10 +2,10 @@ package mm
 
 import (
 	"context"
-	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/safemem"
 	"golang.org/x/sys/unix"
 )
 
@@ -133,7 +133,7 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 				i := 0
 				for b := range internalMappingsOf(pseg, pr).All {
 					n := b.Len() >> hostarch.PageShift
-					hostMincore(b.Pointer(), b.Len(), pout[i:i+n])
+					hostMincore(b, pout[i:i+n])
 					i += n
 				}
 			}
@@ -142,11 +142,10 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 	return out, hole
 }
 
-// hostMincore reports the host residency of n bytes at p into vec, one byte
-// (0 or 1) per page.
-func hostMincore(p unsafe.Pointer, n int, vec []byte) {
-	_, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(p), uintptr(n), uintptr(unsafe.Pointer(&vec[0])))
-	if errno != 0 {
+// hostMincore reports the host residency of the pages of b (a host
+// mapping) into vec, one byte (0 or 1) per page.
+func hostMincore(b safemem.Block, vec []byte) {
+	if err := safemem.Mincore(b, vec); err != nil {
 		clear(vec)
 		return
 	}

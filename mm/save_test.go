@@ -85,7 +85,7 @@ func takeFingerprint(t *testing.T, mms []*MemoryManager) fingerprint {
 			buf := make([]byte, fr.Length())
 			n := 0
 			for b := range ims.All {
-				hostMincore(b.Pointer(), b.Len(), vec[n>>hostarch.PageShift:])
+				hostMincore(b, vec[n>>hostarch.PageShift:])
 				for i := 0; i < b.Len(); i += hostarch.PageSize {
 					if vec[(n+i)>>hostarch.PageShift] != 0 {
 						copy(buf[n+i:n+i+hostarch.PageSize], b.ToSlice()[i:])
@@ -853,7 +853,7 @@ var checkpointFields = map[string]map[string]string{
 	"pma": {
 		"file": "private: the memory file; else translated again", "off": "private: via runs; else translated",
 		"translatePerms": "saved", "effectivePerms": "saved", "maxPerms": "saved", "needCOW": "saved",
-		"private": "saved", "imBase": "cache", "mapped": "none without an AddressSpace",
+		"private": "saved", "im": "cache", "mapped": "none without an AddressSpace",
 	},
 	"AIOContext": {
 		"mm": "the restored manager", "ring": "saved (special object)", "maxReqs": "saved", "index": "saved",

@@ -1,9 +1,9 @@
 package mm
 
 import (
+	"math/rand/v2"
 	"runtime"
 	"sync"
-	"unsafe"
 )
 
 // shardedRWMutex is a reader/writer lock whose readers do not share a
@@ -33,23 +33,21 @@ var rwShardsUsed = func() int {
 	return n
 }()
 
+// paddedRWMutex is a shard: 64 bytes of padding after each keep any two
+// shards' mutexes off a shared 64-byte cache line.
 type paddedRWMutex struct {
 	sync.RWMutex
-	_ [64 - unsafe.Sizeof(sync.RWMutex{})%64]byte
+	_ [64]byte
 }
 
 // rtoken identifies the shard a reader locked; RUnlock needs it.
 type rtoken uint8
 
 // RLock locks one shard for reading and returns it. The shard is chosen
-// from the address of the caller's stack, which differs between
-// goroutines, so that concurrent readers usually use different shards.
+// at random (the runtime's per-thread generator, which takes no lock), so
+// that concurrent readers usually use different shards.
 func (m *shardedRWMutex) RLock() rtoken {
-	var probe byte
-	a := uintptr(unsafe.Pointer(&probe))
-	// Goroutine stacks start 2 KiB apart: mix the 2 KiB block number so that
-	// neighbouring stacks spread over the shards.
-	t := rtoken(uint64(a>>11) * 0x9E3779B97F4A7C15 >> 60 & uint64(rwShardsUsed-1))
+	t := rtoken(rand.Uint64() & uint64(rwShardsUsed-1))
 	m.shards[t].RLock()
 	return t
 }
@@ -62,6 +60,21 @@ func (m *shardedRWMutex) Lock() {
 	for i := 0; i < rwShardsUsed; i++ {
 		m.shards[i].Lock()
 	}
+}
+
+// DowngradeLock turns the caller's write lock into a read lock, letting
+// other readers in while no writer can get in between, and returns the
+// token for RUnlock. Writers lock the shards in order, so none can hold
+// the last shard while the caller holds the others: the last is unlocked
+// and read-locked again before the others are unlocked.
+func (m *shardedRWMutex) DowngradeLock() rtoken {
+	last := rwShardsUsed - 1
+	m.shards[last].Unlock()
+	m.shards[last].RLock()
+	for i := last - 1; i >= 0; i-- {
+		m.shards[i].Unlock()
+	}
+	return rtoken(last)
 }
 
 // Unlock unlocks every shard.

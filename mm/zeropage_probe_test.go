@@ -5,9 +5,10 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmspace/vmspace/safemem"
 )
 
 // TestHostZeroPageProbe checks hostLacksZeroPage against what it predicts
@@ -24,7 +25,7 @@ func TestHostZeroPageProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Munmap(res)
-	base := uintptr(unsafe.Pointer(&res[0]))
+	base := safemem.BlockFromSafeSlice(res).Addr()
 	mmapFixed := func(addr uintptr, prot int) {
 		t.Helper()
 		_, _, e := unix.Syscall6(unix.SYS_MMAP, addr, pg, uintptr(prot), unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uintptr(0), 0)

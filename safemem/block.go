@@ -127,6 +127,22 @@ func (b Block) TakeFirst64(n uint64) Block {
 	return b.TakeFirst(int(n))
 }
 
+// Join returns the Block of b followed by c when c starts where b ends and
+// both need the same access (ok true); else ok is false. An empty Block
+// joins with anything.
+func (b Block) Join(c Block) (joined Block, ok bool) {
+	switch {
+	case c.length == 0:
+		return b, true
+	case b.length == 0:
+		return c, true
+	case uintptr(c.start) != uintptr(b.start)+uintptr(b.length) || c.needSafecopy != b.needSafecopy:
+		return Block{}, false
+	}
+	b.length += c.length
+	return b, true
+}
+
 // String describes b for debugging.
 func (b Block) String() string {
 	return fmt.Sprintf("Block{%#x, %d, safecopy=%v}", uintptr(b.start), b.length, b.needSafecopy)
