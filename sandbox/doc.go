@@ -109,7 +109,9 @@
 //   - fork, vfork and clone are ptrace events (fork.go): threads share
 //     their process's manager; CLONE_VM children (vfork, posix_spawn) share
 //     their parent's host address space and manager until they exec; fork
-//     children get mm.Fork's copy-on-write copy.
+//     children get mm.ForkWithPlan's copy-on-write copy, and their host
+//     mappings follow its plan; a fork that mm refuses (ENOMEM) returns
+//     the error with no child the program can see.
 //
 // # The EFAULT hazard
 //

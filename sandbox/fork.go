@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -42,6 +45,10 @@ import (
 //     may be freed and reused at once, while the child must never see
 //     them). Then, at the exit of its fork system call, the parent takes
 //     its pages back (sole owner again, without copying).
+//
+// A fork whose child cannot have a manager (mm.ForkWithPlan fails: ENOMEM
+// past CommitLimit) fails as Linux's does: the program sees the error and
+// no child (failedFork).
 //
 // The parent's shadow tells what the child inherited only if the parent's
 // host mappings did not change between the forking thread's last
@@ -126,7 +133,11 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 			s.joinSpace(cp, p.sp)
 		}
 	default:
-		s.forkProcess(t, ctid)
+		exitSig := unix.SIGCHLD
+		if t.regs.Orig_rax == unix.SYS_CLONE {
+			exitSig = unix.Signal(flags & 0xff) // CSIGNAL
+		}
+		s.forkProcess(t, ctid, exitSig)
 		if ct := s.tasks[ctid]; ct != nil {
 			ct.altStack = t.altStack // fork keeps the alternate stack
 		}
@@ -151,26 +162,25 @@ func (s *Sandbox) childProcess(p *process, ctid int) *process {
 	return cp
 }
 
-// forkProcess makes the process of a new fork child ctid of t, and parks t
-// until the child has copied what it must.
-func (s *Sandbox) forkProcess(t *task, ctid int) {
+// forkProcess makes the process of a new fork child ctid of t, whose exit
+// signal is exitSig, and parks t until the child has copied what it must.
+func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 	p := t.p
-	s.stats.Processes++
-	cp := s.childProcess(p, ctid)
 	if p.sp == nil {
+		s.stats.Processes++
+		s.childProcess(p, ctid)
 		return
 	}
 	trusted := t.mapGen != 0 && t.mapGen == p.as.gen+1 && len(p.as.pending) == 0
 	cm, plan, err := p.mm.ForkWithPlan(s.ctx)
 	if err != nil {
-		s.killProcess(cp, fmt.Sprintf("fork of the address space failed: %v", err))
+		s.failFork(t, ctid, exitSig, err)
 		return
 	}
+	s.stats.Processes++
+	cp := s.childProcess(p, ctid)
 	s.joinSpace(cp, s.newSpace(cm))
-	if st := t.settid; st != nil && t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdi&unix.CLONE_CHILD_SETTID != 0 && t.regs.R10 == uint64(st.addr) {
-		t.settidFork = st
-	}
-	t.settid = nil
+	s.keepSettid(t)
 	// The fork left the parent's host mappings as they were
 	// (stubAS.PreFork): what the child inherited, if trusted.
 	fx := &forkFixup{copy: p.as.piecesIn(plan.Copy), keep: p.as.piecesIn(plan.Keep), trusted: trusted}
@@ -183,6 +193,148 @@ func (s *Sandbox) forkProcess(t *task, ctid int) {
 		t.state = taskParked
 	}
 	p.held = nil
+}
+
+// keepSettid makes the word that t saved at the entry of its clone
+// (sysClone) the one to restore at the exit of its fork (forkDone), if the
+// clone that made a child was the one that saved it.
+func (s *Sandbox) keepSettid(t *task) {
+	if st := t.settid; st != nil && t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdi&unix.CLONE_CHILD_SETTID != 0 && t.regs.R10 == uint64(st.addr) {
+		t.settidFork = st
+	}
+	t.settid = nil
+}
+
+// failedFork is a fork whose child's memory manager could not be made
+// (mm.Fork failed: ENOMEM past CommitLimit, say). Linux's fork then makes
+// no child and returns the error; the host has made one, which the
+// program must never see: it is killed and reaped at once by the tracer
+// (failFork), which hands its zombie, and its exit signal, to the parent;
+// at the exit of the parent's fork system call the zombie is reaped in the
+// parent, its exit signal taken back, and the call made to return the
+// error (finishFailedFork). Meanwhile no thread of the parent is given the
+// exit signal (hiddenExit).
+//
+// Two races are left: another thread of the parent that waits for any
+// child between the two reaps may get the dead child; and if the exit
+// signal was already pending from another child, it is the same signal
+// (standard signals are not queued), and is left alone.
+type failedFork struct {
+	// pid is the host child's.
+	pid int
+	// sig is its exit signal (0 if none).
+	sig unix.Signal
+	// takeBack is true if sig became pending in the parent with the
+	// child's death alone.
+	takeBack bool
+	// errno is what the fork returns.
+	errno unix.Errno
+}
+
+// failFork serves the clone event of t whose new child ctid, with exit
+// signal exitSig, cannot have a memory manager (err): the child is killed
+// and reaped unseen, and t runs to the exit of its fork system call, which
+// returns the error (finishFailedFork).
+func (s *Sandbox) failFork(t *task, ctid int, exitSig unix.Signal, err error) {
+	e := unix.ENOMEM
+	errors.As(err, &e)
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: fork of %d: child %d killed unseen, fork returns %v: %v\n", t.tid, ctid, e, err)
+	}
+	ff := &failedFork{pid: ctid, sig: exitSig, errno: e}
+	before, _ := sharedPending(t.p.pid)
+	reapUnseen(ctid)
+	// Reports of it the main loop holds are stale.
+	delete(s.early, ctid)
+	kept := s.deferred[:0]
+	for _, wr := range s.deferred {
+		if wr.tid != ctid {
+			kept = append(kept, wr)
+		}
+	}
+	clear(s.deferred[len(kept):])
+	s.deferred = kept
+	if exitSig > 0 && exitSig <= 64 {
+		after, ok := sharedPending(t.p.pid)
+		bit := uint64(1) << (exitSig - 1)
+		ff.takeBack = ok && after&bit != 0 && before&bit == 0
+	}
+	t.failedFork = ff
+	// The child may have written its thread id into the parent's page.
+	s.keepSettid(t)
+	t.state = taskForkExit
+}
+
+// reapUnseen kills the new host child pid, which the sandbox traces but
+// has not taken as a task, and waits until the tracer has reaped it:
+// its zombie is then its parent's.
+func reapUnseen(pid int) {
+	unix.Kill(pid, unix.SIGKILL)
+	for {
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(pid, &ws, unix.WALL, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || ws.Exited() || ws.Signaled() {
+			return
+		}
+		if ws.Stopped() {
+			// Its first stop or its exit-stop: SIGKILL ends it.
+			ptraceCont(pid, 0)
+		}
+	}
+}
+
+// sharedPending returns the signals pending for the whole of process pid
+// (ShdPnd in /proc/PID/status), bit n-1 for signal n.
+func sharedPending(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "ShdPnd:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return m, err == nil
+		}
+	}
+	return 0, false
+}
+
+// finishFailedFork ends t's failed fork at the exit of its system call: t
+// reaps the dead child's zombie and takes its exit signal back, and the
+// call returns the error.
+func (s *Sandbox) finishFailedFork(t *task, ff *failedFork) {
+	s.inject(t, unix.SYS_WAIT4, uintptr(ff.pid), 0, unix.WALL|unix.WNOHANG, 0)
+	if ff.takeBack {
+		// Still pending (no thread has been given it meanwhile:
+		// hiddenExit): take it with a zero timeout.
+		bit := uint64(1) << (ff.sig - 1)
+		if pend, ok := sharedPending(t.p.pid); ok && pend&bit != 0 {
+			var b [24]byte // sigset_t, then a zero timespec
+			binary.LittleEndian.PutUint64(b[:], bit)
+			if s.writeMem(t.p.pid, scratchAddr, b[:]) == nil {
+				s.inject(t, unix.SYS_RT_SIGTIMEDWAIT, uintptr(scratchAddr), 0, uintptr(scratchAddr)+8, 8)
+			}
+		}
+	}
+	t.failedFork = nil
+	if s.fetchRegs(t) == nil {
+		t.regs.Rax = uint64(-int64(ff.errno))
+		t.regState = regsOwed
+	}
+}
+
+// hiddenExit reports whether sig, with si, is the exit signal of a fork
+// child of p killed unseen (failedFork), which no thread of p may be given.
+func (s *Sandbox) hiddenExit(p *process, sig unix.Signal, si *siginfo) bool {
+	for _, u := range p.tasks {
+		if ff := u.failedFork; ff != nil && sig == ff.sig && int(si.pid()) == ff.pid && si.code() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // firstStop serves the first stop of a new task.
@@ -227,6 +379,9 @@ func (s *Sandbox) unpark(t *task) {
 // call: it takes back, without copying, the pages the child copied, and
 // the word the child's CLONE_CHILD_SETTID overwrote.
 func (s *Sandbox) forkDone(t *task) {
+	if ff := t.failedFork; ff != nil {
+		s.finishFailedFork(t, ff)
+	}
 	rs := t.reown
 	t.reown = nil
 	for _, r := range rs {

@@ -180,6 +180,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.fault(t, sig, &si)
 		return
 	}
+	if s.hiddenExit(t.p, sig, &si) {
+		s.resume(t, 0, nil)
+		return
+	}
 	s.resume(t, sig, &si)
 }
 

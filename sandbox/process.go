@@ -253,10 +253,17 @@ func (s *Sandbox) killProcess(p *process, why string) {
 	}
 }
 
+// testCommit, if not nil, is the commitment accounting of every manager
+// (tests set it: the host's overcommit policy cannot be changed here).
+var testCommit *mm.Commit
+
 // newManager returns an empty memory manager for a program image.
 func (s *Sandbox) newManager() *mm.MemoryManager {
 	lim := s.limits
 	m := mm.New(mm.Options{Platform: s.plat, MemoryFile: s.mf, Limits: &lim})
+	if testCommit != nil {
+		m.SetCommit(testCommit)
+	}
 	mk := hostfile.SharedAnonFactory(s.mf)
 	m.SetSharedAnonFactory(func(ctx context.Context, n uint64) (mm.MappableFile, error) {
 		return mk(ctx, n)

@@ -71,7 +71,7 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 		t.expectStop--
 		return
 	}
-	if len(t.pending) >= maxPendingSignals {
+	if len(t.pending) >= maxPendingSignals || s.hiddenExit(t.p, sig, &si) {
 		return
 	}
 	if sig < sigRTMin {

@@ -38,6 +38,10 @@ type task struct {
 	// event has shown that the clone made a child, to restore at
 	// forkDone.
 	settid, settidFork *settidSave
+	// failedFork is the task's fork whose child the sandbox killed
+	// unseen, until the exit of its fork system call (fork.go). Tracer
+	// goroutine.
+	failedFork *failedFork
 	// stopKept is true while a stop of the task, taken by a wait for
 	// another task, waits in Sandbox.deferred: the task is stopped, and
 	// must stay so until the main loop serves that stop. It is not part
