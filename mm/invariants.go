@@ -8,9 +8,12 @@ import (
 )
 
 // CheckInvariants verifies the manager's internal consistency, for tests:
-// vmas are page-aligned, non-empty and ordered; every pma lies inside a vma;
-// the usage figures equal their recomputation; every private pma's pages
-// are counted in privateRefs.
+// vmas are page-aligned, non-empty and ordered; every pma lies inside vmas
+// and its permissions within theirs (what the platform may map within the
+// vma's effective permissions, the most it may ever allow within the vma's
+// maximum permissions) and within its Translation's; the usage figures
+// equal their recomputation; every private pma's pages are counted in
+// privateRefs.
 func (mm *MemoryManager) CheckInvariants() error {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
@@ -63,14 +66,21 @@ func (mm *MemoryManager) CheckInvariants() error {
 		if !r.IsPageAligned() {
 			return fmt.Errorf("pma %v unaligned", r)
 		}
+		p := pseg.ValuePtr()
 		for addr := r.Start; addr < r.End; {
 			vseg := mm.vmas.FindSegment(addr)
 			if !vseg.Ok() {
 				return fmt.Errorf("pma %v: %v is in no vma", r, addr)
 			}
+			v := vseg.ValuePtr()
+			if !v.effectivePerms().SupersetOf(p.effectivePerms) || !v.maxPerms.SupersetOf(p.maxPerms) {
+				return fmt.Errorf("pma %v (%v, max %v) exceeds the permissions of vma %v (%v, max %v)", r, p.effectivePerms, p.maxPerms, vseg.Range(), v.effectivePerms(), v.maxPerms)
+			}
 			addr = vseg.End()
 		}
-		p := pseg.ValuePtr()
+		if !p.maxPerms.SupersetOf(p.effectivePerms) || !p.translatePerms.SupersetOf(p.effectivePerms) {
+			return fmt.Errorf("pma %v: permissions %v exceed its maximum %v or its Translation's %v", r, p.effectivePerms, p.maxPerms, p.translatePerms)
+		}
 		if p.private {
 			fr := pmaRef{pseg}.fileRange(r)
 			for off := fr.Start; off < fr.End; off += hostarch.PageSize {
