@@ -450,7 +450,8 @@ type space struct {
 // platform's user range, and AddressSpaces that are stubASes of existing
 // processes, handed over through next.
 type sbPlatform struct {
-	*ptrace.Platform
+	// minAddr is MinUserAddress. Immutable.
+	minAddr hostarch.Addr
 	// next is the AddressSpace the next NewAddressSpace returns (set by
 	// the sandbox right before activating a manager).
 	next *stubAS
@@ -466,5 +467,16 @@ func (p *sbPlatform) NewAddressSpace() (platform.AddressSpace, error) {
 	return as, nil
 }
 
+// SupportsAddressSpaceIO implements platform.Platform: the manager copies
+// through its own mappings of the memory file.
+func (*sbPlatform) SupportsAddressSpaceIO() bool { return false }
+
 // MapUnit implements platform.Platform: whole pmas.
 func (*sbPlatform) MapUnit() uint64 { return 0 }
+
+// MinUserAddress implements platform.Platform: the ptrace platform's.
+func (p *sbPlatform) MinUserAddress() hostarch.Addr { return p.minAddr }
+
+// MaxUserAddress implements platform.Platform: the ptrace platform's, where
+// the stub's pages begin.
+func (*sbPlatform) MaxUserAddress() hostarch.Addr { return ptrace.StubStart }

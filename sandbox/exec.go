@@ -14,6 +14,7 @@ import (
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/loader"
 	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -305,7 +306,7 @@ var errHostExec = errors.New("sandbox: host exec of the stub image failed")
 func (s *Sandbox) hostExec(t *task) (*task, error) {
 	p := t.p
 	// Scratch: the path, argv[0], argv, envp.
-	path := s.exe.path + "\x00"
+	path := s.exe.Path() + "\x00"
 	argv0 := "vmspace-stub\x00"
 	buf := make([]byte, 1024+32)
 	copy(buf, path)
@@ -401,7 +402,7 @@ func (s *Sandbox) hostExec(t *task) (*task, error) {
 			ptraceCont(wpid, 0)
 		case ws.StopSignal() == unix.SIGTRAP && event(ws) == 0:
 			var rr unix.PtraceRegs
-			if ptraceGetRegs(t.tid, &rr) == nil && rr.Rip == t.ip+3 {
+			if ptraceGetRegs(t.tid, &rr) == nil && rr.Rip == t.ip+ptrace.StubTrapDelta {
 				t.state = taskSignalStop
 				e, bad := errnoOf(uintptr(rr.Rax))
 				if !bad {

@@ -172,7 +172,7 @@ type Sandbox struct {
 	// plat is the memory managers' platform.
 	plat *sbPlatform
 	// exe is the stub image.
-	exe *stubExe
+	exe *ptrace.Exe
 	// limits are the memory managers' initial limits.
 	limits mm.Limits
 	// tasks are the live program tasks by thread id.
@@ -249,22 +249,15 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		return nil, err
 	}
 	s.files = hostfile.NewDirectTable(s.mf)
-	pp, err := ptrace.New()
+	s.plat = &sbPlatform{minAddr: ptrace.MinUserAddress()}
+	s.exe, err = ptrace.NewExe()
 	if err != nil {
-		s.mf.Destroy()
-		return nil, err
-	}
-	s.plat = &sbPlatform{Platform: pp}
-	s.exe, err = newStubExe()
-	if err != nil {
-		pp.Close()
 		s.mf.Destroy()
 		return nil, err
 	}
 	s.stubPages, err = newStubPages(s.mf)
 	if err != nil {
-		s.exe.close()
-		pp.Close()
+		s.exe.Close()
 		s.mf.Destroy()
 		return nil, err
 	}
@@ -287,9 +280,8 @@ func (s *Sandbox) close() {
 		s.releaseProcess(p)
 	}
 	s.exiting = nil
-	s.exe.close()
+	s.exe.Close()
 	s.mf.DecRef(s.stubPages)
-	s.plat.Close()
 	if s.imageFile != nil {
 		s.imageFile.Close()
 	}
@@ -363,7 +355,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 			if err := ptraceGetRegs(t.tid, &rr); err != nil {
 				return 0, s.lost(t, "PTRACE_GETREGS", err)
 			}
-			if rr.Rip == t.ip+3 {
+			if rr.Rip == t.ip+ptrace.StubTrapDelta {
 				t.state = taskSignalStop
 				return uintptr(rr.Rax), nil
 			}
@@ -394,7 +386,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 				if err := ptraceGetRegs(t.tid, &rr); err != nil {
 					return 0, s.lost(t, "PTRACE_GETREGS", err)
 				}
-				if rr.Rip == t.ip+2 {
+				if rr.Rip == t.ip+ptrace.StubSyscallLen {
 					// After the system call: it ran.
 					return uintptr(rr.Rax), nil
 				}

@@ -62,7 +62,7 @@ func (s *Sandbox) startRoot() error {
 	files = append(files, uintptr(s.mf.FD()))
 	// The stub image through vmspace's own descriptor table, which the
 	// child's rearrangement of descriptors does not touch.
-	pid, err := syscall.ForkExec(s.exe.path, []string{"vmspace-stub"}, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(s.exe.Path(), []string{"vmspace-stub"}, &syscall.ProcAttr{
 		Dir:   s.opts.Dir,
 		Env:   []string{},
 		Files: files,
@@ -241,7 +241,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 	if err := s.fetchRegs(t); err != nil {
 		return fail("registers", err)
 	}
-	t.ip = stubLinkAddr + sysOff
+	t.ip = ptrace.StubLinkAddr + sysOff
 	t.p.stubPrivate = true
 	call := func(what string, nr uintptr, args ...uintptr) error {
 		r, err := s.inject(t, nr, args...)
@@ -257,7 +257,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uintptr(0), 0); err != nil {
 		return err
 	}
-	if err := s.writeMem(t.p.pid, codeAddr, codePage()); err != nil {
+	if err := s.writeMem(t.p.pid, codeAddr, ptrace.StubCodePage()); err != nil {
 		return fail("writing the code page", err)
 	}
 	if err := call("mprotect", unix.SYS_MPROTECT, uintptr(codeAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {

@@ -113,7 +113,7 @@ type Platform struct {
 	// mu protects exe.
 	mu sync.Mutex
 	// exe is the stub executable shared by all stubs; nil after Close.
-	exe *stubExe
+	exe *Exe
 }
 
 var (
@@ -135,16 +135,17 @@ func NewWithOptions(opts Options) (*Platform, error) {
 	if opts.Stderr == nil {
 		opts.Stderr = os.Stderr
 	}
-	exe, err := newStubExe()
+	exe, err := NewExe()
 	if err != nil {
 		return nil, err
 	}
-	return &Platform{opts: opts, minAddr: minUserAddress(), exe: exe}, nil
+	return &Platform{opts: opts, minAddr: MinUserAddress(), exe: exe}, nil
 }
 
-// minUserAddress returns the larger of 0x10000 and vm.mmap_min_addr,
-// rounded up to a page.
-func minUserAddress() hostarch.Addr {
+// MinUserAddress returns the lowest address an application of a stub may
+// map, as Linux's default for a process: the larger of 0x10000 and the
+// host's vm.mmap_min_addr, rounded up to a page.
+func MinUserAddress() hostarch.Addr {
 	min := uint64(0x10000)
 	if b, err := os.ReadFile("/proc/sys/vm/mmap_min_addr"); err == nil {
 		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > min && v < uint64(StubStart) {
@@ -164,7 +165,7 @@ func (p *Platform) Close() error {
 	if p.exe == nil {
 		return nil
 	}
-	err := p.exe.close()
+	err := p.exe.Close()
 	p.exe = nil
 	return err
 }

@@ -38,16 +38,21 @@ const (
 	inheritCommFD   = 4
 )
 
-// stubExe is an executable copy of the stub ELF.
-type stubExe struct {
-	// fd is a read-only, close-on-exec descriptor of a memfd holding the
-	// ELF (read-only so that exec does not fail with ETXTBSY); the child
-	// execs /proc/self/fd/<fd>. Immutable until close.
+// Exe is the stub ELF in a memfd, executable by any process as Path: the
+// image of every process a tracer starts (this package's stubs, and the
+// processes of a sandbox).
+type Exe struct {
+	// fd is a read-only, close-on-exec descriptor of the memfd (read-only
+	// so that exec does not fail with ETXTBSY). Immutable until Close.
 	fd int
+	// path is /proc/<our pid>/fd/<fd>: through our own descriptor table,
+	// which a child's rearrangement of its descriptors before exec does
+	// not touch. Immutable.
+	path string
 }
 
-// newStubExe writes the stub ELF to a memfd.
-func newStubExe() (*stubExe, error) {
+// NewExe writes the stub ELF to a memfd.
+func NewExe() (*Exe, error) {
 	wfd, err := unix.MemfdCreate("vmspace-stub", unix.MFD_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("ptrace: memfd_create: %w", err)
@@ -64,14 +69,25 @@ func newStubExe() (*stubExe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ptrace: reopening the stub read-only: %w", err)
 	}
-	return &stubExe{fd: fd}, nil
+	return &Exe{fd: fd, path: fmt.Sprintf("/proc/%d/fd/%d", unix.Getpid(), fd)}, nil
 }
 
-func (e *stubExe) close() error { return unix.Close(e.fd) }
+// Path returns the path through which the stub is executed.
+func (e *Exe) Path() string { return e.path }
+
+// Close closes the memfd. Idempotent.
+func (e *Exe) Close() error {
+	if e.fd < 0 {
+		return nil
+	}
+	err := unix.Close(e.fd)
+	e.fd = -1
+	return err
+}
 
 // stubConfig is what a new stub needs.
 type stubConfig struct {
-	exe *stubExe
+	exe *Exe
 	// stdio become the stub's descriptors 0, 1 and 2.
 	stdio [3]*os.File
 	// sock is the stub's end of the descriptor-passing socket.
@@ -86,8 +102,7 @@ func (t *tracer) startStubLocked(cfg *stubConfig) error {
 		inheritSocketFD: uintptr(cfg.sock),
 		inheritCommFD:   uintptr(t.comm.fd),
 	}
-	path := fmt.Sprintf("/proc/self/fd/%d", cfg.exe.fd)
-	pid, err := syscall.ForkExec(path, []string{"vmspace-stub"}, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(cfg.exe.Path(), []string{"vmspace-stub"}, &syscall.ProcAttr{
 		Env:   []string{},
 		Files: files,
 		Sys: &syscall.SysProcAttr{

@@ -31,12 +31,32 @@ const (
 	StubStart = StubComm
 )
 
-// stubLinkAddr is where the stub ELF is linked, so where the kernel loads it
-// at exec. The stub only makes a few system calls from there, during
+// StubLinkAddr is where the stub ELF is linked, so where the kernel loads
+// it at exec. The stub only makes a few system calls from there, during
 // start-up, before its code is placed at StubCode and the range is
 // emptied; the address only needs to be above any sane vm.mmap_min_addr
 // and far from the stack at the top of the range.
-const stubLinkAddr = 0x400000
+const StubLinkAddr = 0x400000
+
+// stubLinkAddr is StubLinkAddr (the package's own name for it).
+const stubLinkAddr = StubLinkAddr
+
+// The stub's "syscall; int3", for a tracer that sets a stopped thread's
+// registers itself (rax and the arguments, rip here in the code page, or
+// in the image's page at StubLinkAddr during start-up): the thread makes
+// the system call and stops on the int3 (a SIGTRAP signal-delivery-stop)
+// with rip at StubSyscallOff+StubTrapDelta and the result in rax. A fault
+// on the way back to user mode stops it with rip at
+// StubSyscallOff+StubSyscallLen: the call has run.
+const (
+	// StubSyscallOff is the offset of "syscall; int3" in the code page.
+	StubSyscallOff = codeOff + 16
+	// StubSyscallLen is the length of the syscall instruction.
+	StubSyscallLen = 2
+	// StubTrapDelta is rip at the stop after the call, minus the
+	// address of the syscall instruction (rip follows the int3).
+	StubTrapDelta = StubSyscallLen + 1
+)
 
 // Layout of the comm page (see commPage, which mirrors it).
 const (
@@ -186,6 +206,12 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 	if err != nil {
 		panic(err) // the program above is fixed: a bug here is ours
 	}
+	if o, _ := a.Offset("regsys"); codeOff+o != StubSyscallOff {
+		panic("ptrace: the stub's syscall; int3 is not at StubSyscallOff")
+	}
+	if o, _ := a.Offset("regTrap"); codeOff+o != StubSyscallOff+StubTrapDelta {
+		panic("ptrace: the stub's trap is not at StubSyscallOff+StubTrapDelta")
+	}
 	off := func(l string) uint64 {
 		o, ok := a.Offset(l)
 		if !ok {
@@ -245,6 +271,16 @@ func stubELF() []byte {
 	copy(b[codeOff:], prog.code)
 	return b
 }
+
+// StubImage returns the stub executable (a new copy): a static x86-64 ELF
+// loaded at StubLinkAddr whose entry point calls exit_group(0). A tracer
+// starts a stub by executing it traced (see Exe), then maps the code page
+// (StubCodePage) at StubCode and unmaps the rest.
+func StubImage() []byte { return stubELF() }
+
+// StubCodePage returns the contents of the stub's code page at StubCode (a
+// new copy).
+func StubCodePage() []byte { return stubCodePage() }
 
 // stubCodePage returns the contents of the code page at StubCode: the stub
 // ELF's page, so that code offsets are the same there and at stubLinkAddr.

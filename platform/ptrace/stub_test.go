@@ -83,3 +83,21 @@ func TestStubELF(t *testing.T) {
 		t.Errorf("code page does not hold the program at codeOff")
 	}
 }
+
+// TestStubSyscallEntry: the exported offsets name "syscall; int3" in the
+// code page, and the image's page holds the same code, so that a tracer of
+// its own (the sandbox) injects calls at StubLinkAddr+StubSyscallOff
+// during start-up and at StubCode+StubSyscallOff after.
+func TestStubSyscallEntry(t *testing.T) {
+	page, img := StubCodePage(), StubImage()
+	want := []byte{0x0f, 0x05, 0xcc} // syscall; int3
+	if got := page[StubSyscallOff : StubSyscallOff+StubTrapDelta]; !bytes.Equal(got, want) {
+		t.Errorf("code page at StubSyscallOff: %x, want %x", got, want)
+	}
+	if StubSyscallLen != 2 || StubTrapDelta != 3 {
+		t.Errorf("StubSyscallLen %d, StubTrapDelta %d", StubSyscallLen, StubTrapDelta)
+	}
+	if !bytes.Equal(img[codeOff:], page[codeOff:len(img)]) {
+		t.Errorf("the image's code differs from the code page's")
+	}
+}
