@@ -91,10 +91,15 @@ func NewDirectTable(mf *pgalloc.MemoryFile) *Table {
 func (f *File) IsDirect() bool { return f.direct }
 
 // hostSizeLocked returns the host file's size now. Preconditions: dataMu
-// held; f.fd open.
+// held.
 func (f *File) hostSizeLocked() (uint64, error) {
+	fd, done, err := f.useFDLocked()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
 	var st unix.Stat_t
-	if err := unix.Fstat(f.fd, &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, fmt.Errorf("hostfile: fstat of %q: %w", f.name, err)
 	}
 	if st.Size < 0 {
@@ -154,9 +159,14 @@ func (f *File) readAtDirect(p []byte, off int64) (int, error) {
 	if f.released || !f.fdReadable {
 		return 0, fmt.Errorf("hostfile: ReadAt of %q: %w", f.name, unix.EBADF)
 	}
+	fd, release, err := f.useFDLocked()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	done := 0
 	for done < len(p) {
-		m, err := unix.Pread(f.fd, p[done:], off+int64(done))
+		m, err := unix.Pread(fd, p[done:], off+int64(done))
 		if err == unix.EINTR {
 			continue
 		}
@@ -202,8 +212,15 @@ func (f *File) truncateDirect(size int64) error {
 		return fmt.Errorf("hostfile: Truncate of %q, not open for writing: %w", f.name, unix.EINVAL)
 	}
 	oldSize, err := f.hostSizeLocked()
+	fd, release, ferr := f.useFDLocked()
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	if ferr == nil {
+		defer release()
+	}
 	for err == nil {
-		err = unix.Ftruncate(f.fd, size)
+		err = unix.Ftruncate(fd, size)
 		if err == unix.EINTR {
 			err = nil
 			continue
@@ -240,8 +257,13 @@ func (f *File) punchDirect(mr memmap.MappableRange) error {
 	if r.Length() == 0 {
 		return nil
 	}
+	fd, release, err := f.useFDLocked()
+	if err != nil {
+		return err
+	}
+	defer release()
 	for {
-		err := unix.Fallocate(f.fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(r.Start), int64(r.Length()))
+		err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, int64(r.Start), int64(r.Length()))
 		if err == unix.EINTR {
 			continue
 		}
@@ -318,11 +340,25 @@ func pageCount(fr memmap.FileRange) uint64 {
 
 // FD implements memmap.File.FD: the File's own host descriptor (which a
 // platform opens again, or passes on, to map the host file), or -1 once
-// closed.
+// closed or if the descriptor is kept aside (then Path names it).
 func (h *hostMem) FD() int {
 	h.f.dataMu.RLock()
 	defer h.f.dataMu.RUnlock()
 	return h.f.fd
+}
+
+// Path returns a path through which a process with access to vmspace's
+// descriptors can open the host file, whether the File's descriptor is
+// its own (/proc/PID/fd/N) or kept aside (/proc/PID/task/TID/fd/N), or ""
+// once closed. The path stays valid while page references are held.
+func (h *hostMem) Path() string {
+	h.f.dataMu.RLock()
+	defer h.f.dataMu.RUnlock()
+	d := h.f.descLocked()
+	if !d.open() {
+		return ""
+	}
+	return d.procPath()
 }
 
 // MapInternal implements memmap.File.MapInternal: a shared mapping of the
@@ -345,7 +381,7 @@ func (h *hostMem) MapInternal(fr memmap.FileRange, at hostarch.AccessType) (safe
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed || f.fd < 0 {
+	if h.closed || !f.descLocked().open() {
 		return safemem.BlockSeq{}, fmt.Errorf("hostfile: MapInternal of closed file %q: %w", f.name, unix.EBADF)
 	}
 	first, last := fr.Start>>directChunkShift, (fr.End-1)>>directChunkShift
@@ -380,7 +416,12 @@ func (h *hostMem) chunkLocked(ci uint64, write bool) (unsafe.Pointer, error) {
 	if h.f.fdWritable {
 		prot |= unix.PROT_WRITE
 	}
-	p, err := unix.MmapPtr(h.f.fd, int64(ci<<directChunkShift), nil, directChunkSize, prot, unix.MAP_SHARED)
+	fd, done, err := h.f.useFDLocked()
+	if err != nil {
+		return nil, err
+	}
+	p, err := unix.MmapPtr(fd, int64(ci<<directChunkShift), nil, directChunkSize, prot, unix.MAP_SHARED)
+	done()
 	if err != nil {
 		return nil, fmt.Errorf("hostfile: mapping %q at %#x: %w", h.f.name, ci<<directChunkShift, err)
 	}
@@ -407,10 +448,7 @@ func (h *hostMem) closeLocked() {
 		unix.MunmapPtr(p, directChunkSize)
 	}
 	h.chunks, h.retired = nil, nil
-	if h.f.fd >= 0 {
-		unix.Close(h.f.fd)
-		h.f.fd = -1
-	}
+	h.f.closeFDsLocked()
 }
 
 // Has reports whether t has a File for the host inode with st_dev dev and

@@ -80,7 +80,12 @@
 // sees), Table.HostTruncated invalidates the mappings past the new end,
 // private copies included. The host descriptor and the
 // internal mappings live until the File's last reference and the last page
-// reference (memmap.File.IncRef, per page) have both gone.
+// reference (memmap.File.IncRef, per page) have both gone. The Files of a
+// direct Table keep their descriptors aside, in the file tables of keeper
+// threads (keeper.go), so that vmspace's own RLIMIT_NOFILE does not bound
+// how many files a program maps: FD is then -1, Path names the descriptor
+// (/proc/PID/task/TID/fd/N) for a platform to open, and every host call on
+// the file uses a duplicate taken for the moment.
 //
 // # Coherence
 //
@@ -157,6 +162,7 @@
 //	          |                     operations above; a direct File's
 //	          |                     MapInternal, FD and last page DecRef)
 //	          hostMem.mu           (a direct File's internal mappings)
+//	          keepers.mu           (the keeper threads; a leaf)
 //	          pgalloc.MemoryFile locks
 //
 // Translate is called by the memory manager with activeMu held and takes

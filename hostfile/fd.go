@@ -254,6 +254,9 @@ func (t *Table) File(hostFD int) (*File, error) {
 		return nil, err
 	}
 	f := newHostFile(t.mf, hf, st2, t.direct)
+	if t.direct {
+		f.keepAside()
+	}
 	f.table = t
 	t.files[fileKey{dev: uint64(st2.Dev), ino: st2.Ino}] = f
 	return f, nil
@@ -298,16 +301,20 @@ func (f *File) upgrade(hostFD int) error {
 	if err != nil {
 		return err
 	}
+	nd := hostDesc{fd: hf.fd}
+	if f.table != nil && f.table.direct {
+		nd = aside(hf.fd)
+	}
 	f.dataMu.Lock()
 	defer f.dataMu.Unlock()
 	if f.released || (f.fdReadable && f.fdWritable) {
-		unix.Close(hf.fd)
+		nd.close()
 		return nil
 	}
-	if f.fd >= 0 {
-		unix.Close(f.fd)
+	if f.descLocked().open() {
+		f.retired = append(f.retired, f.descLocked())
 	}
-	f.fd, f.fdReadable, f.fdWritable = hf.fd, hf.readable, hf.writable
+	f.fd, f.kept, f.fdReadable, f.fdWritable = nd.fd, nd.kept, hf.readable, hf.writable
 	return nil
 }
 

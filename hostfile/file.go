@@ -85,6 +85,18 @@ type File struct {
 	// dataMu: written with it held for writing, used with it held.
 	fd int
 
+	// kept is the File's descriptor when it is kept aside, in a keeper's
+	// table (keeper.go), rather than in vmspace's; fd is then -1. Only
+	// directly mapped host files of a Table keep their descriptors aside.
+	// Guarded by dataMu, as fd.
+	kept keptFD
+
+	// retired are descriptors the File had before a more capable one
+	// replaced them (Table upgrades a read-only one), kept open until
+	// release: a platform may be opening one by its path at that moment.
+	// Guarded by dataMu.
+	retired []hostDesc
+
 	// fdReadable and fdWritable report fd's access mode. Guarded by
 	// dataMu.
 	fdReadable, fdWritable bool
@@ -374,9 +386,8 @@ func (f *File) release(ctx context.Context) {
 	if f.direct {
 		// Pages that mappings still refer to keep the descriptor.
 		f.releaseDirectLocked()
-	} else if f.fd >= 0 {
-		unix.Close(f.fd)
-		f.fd = -1
+	} else {
+		f.closeFDsLocked()
 	}
 	f.fdReadable, f.fdWritable = false, false
 	f.dataMu.Unlock()
@@ -392,8 +403,8 @@ func (f *File) MappedName(ctx context.Context) string {
 	}
 	f.dataMu.RLock()
 	defer f.dataMu.RUnlock()
-	if f.fd >= 0 {
-		if p, err := readlink(fmt.Sprintf("/proc/self/fd/%d", f.fd)); err == nil {
+	if d := f.descLocked(); d.open() {
+		if p, err := readlink(d.path()); err == nil {
 			return p
 		}
 	}
@@ -434,11 +445,16 @@ func (f *File) Msync(ctx context.Context, mr memmap.MappableRange) error {
 	}
 	f.dataMu.RLock()
 	defer f.dataMu.RUnlock()
-	if f.fd < 0 {
+	if !f.descLocked().open() {
 		return nil
 	}
+	fd, done, err := f.useFDLocked()
+	if err != nil {
+		return err
+	}
+	defer done()
 	for {
-		err := unix.Fdatasync(f.fd)
+		err := unix.Fdatasync(fd)
 		if err != unix.EINTR {
 			if err != nil && err != unix.EINVAL { // EINVAL: no sync support
 				return fmt.Errorf("hostfile: fdatasync: %w", err)

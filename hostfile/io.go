@@ -167,9 +167,14 @@ func (f *File) zeroGrownTailLocked(oldSize, upTo uint64) error {
 // pwriteLocked writes p to the host file at off and returns how much it
 // wrote. Preconditions: dataMu held.
 func (f *File) pwriteLocked(p []byte, off uint64) (int, error) {
+	fd, release, err := f.useFDLocked()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	done := 0
 	for done < len(p) {
-		m, err := unix.Pwrite(f.fd, p[done:], int64(off)+int64(done))
+		m, err := unix.Pwrite(fd, p[done:], int64(off)+int64(done))
 		if err == unix.EINTR {
 			continue
 		}

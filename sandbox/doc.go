@@ -70,10 +70,15 @@
 //     fallocate, by this process or any other), its page cache must be the
 //     one mappings see, so a host file (or a memfd of the program's) is
 //     mapped from the host file itself, read-only for private mappings
-//     until a write copies the page into the memory file. To map it, the
-//     sandbox opens /proc/<vmspace>/fd/N (or, for a program that changed
+//     until a write copies the page into the memory file. vmspace keeps one
+//     descriptor per mapped file outside its own file table (in hostfile's
+//     keeper threads), so that its RLIMIT_NOFILE does not bound how many
+//     files a program maps. To map one, the sandbox opens
+//     /proc/<vmspace>/task/<keeper>/fd/N (or, for a program that changed
 //     its user ids, the file's path) in the program process for the moment
-//     of the injected mmap and closes it again (mapFD). Accesses
+//     of the injected mmap and closes it again (mapFD; at a hard
+//     RLIMIT_NOFILE with every number used, at the memory file's number,
+//     lent for the moment). Accesses
 //     past end-of-file then fault with SIGBUS in the host, which reaches the
 //     program as Linux's would. A truncation of a mapped file by the
 //     program (ftruncate, truncate, O_TRUNC, creat, fallocate's collapse
@@ -135,11 +140,12 @@
 // # Resource limits
 //
 // vmspace's own process maps the memory file and runs the Go runtime, which
-// must not be charged to the program: it raises its own soft RLIMIT_AS
-// and RLIMIT_DATA to the hard limits and gives the program's first
-// process the limits it was started with (a hard limit it cannot raise
-// binds vmspace too). Its descriptors are its own; the one it keeps in
-// every program process (the memory file's) sits at the program's soft
+// must not be charged to the program: it lifts its own RLIMIT_AS and
+// RLIMIT_DATA (to infinity with CAP_SYS_RESOURCE, else the soft limits to
+// the hard ones) and gives the program's first process the limits it was
+// started with, which the manager enforces (a hard limit vmspace cannot
+// raise binds it too: the Go runtime alone reserves about 800 MiB). Its
+// descriptors are its own; the one it keeps in every program process (the memory file's) sits at the program's soft
 // RLIMIT_NOFILE where possible, outside the numbers the program can use
 // (vmspaceFDSlot).
 //

@@ -109,31 +109,39 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 //   - a host file mapped directly (a hostfile.File of a direct Table): a
 //     descriptor opened for the moment, read-only or read-write for a
 //     writable mapping, and closed again before the program runs on, so
-//     that the program never holds it. It is opened through
-//     /proc/<vmspace>/fd/N, or, where the program may not look into
+//     that the program never holds it. It is opened through the
+//     descriptor's path in vmspace's /proc (/proc/<vmspace>/task/<keeper>/fd/N
+//     for the descriptors hostfile keeps aside), or, where the program may not look into
 //     vmspace's descriptors (it changed its user ids), by the file's path,
 //     checked to be the same inode. A program at its RLIMIT_NOFILE has the
 //     limit raised past the first free descriptor for the moment of the
 //     open (beyond the hard limit only if vmspace has CAP_SYS_RESOURCE:
-//     else such a mapping cannot be made, and the access faults).
+//     else the memory file's number is lent for the moment, openAtMemFD).
 func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
 	n := f.FD()
 	if n == s.mf.FD() {
 		fd, err := s.stubFD(t)
 		return fd, nil, err
 	}
-	if n < 0 {
+	// A host file's descriptor may be vmspace's own or kept aside in
+	// another file table (hostfile's keepers): its path says where.
+	proc := ""
+	if pf, ok := f.(interface{ Path() string }); ok {
+		proc = pf.Path()
+	} else if n >= 0 {
+		proc = fmt.Sprintf("/proc/%d/fd/%d", s.selfPid, n)
+	}
+	if proc == "" {
 		return -1, nil, fmt.Errorf("sandbox: mapping a closed file: %w", unix.EBADF)
 	}
 	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY
 	if at.Write {
 		flags = unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOCTTY
 	}
-	proc := fmt.Sprintf("/proc/%d/fd/%d", s.selfPid, n)
 	fd, err := s.openIn(t, proc, flags)
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		var perr error
-		fd, perr = s.openSameFile(t, n, flags)
+		fd, perr = s.openSameFile(t, proc, flags)
 		if perr != nil {
 			err = fmt.Errorf("%w (by its path: %v)", err, perr)
 		} else {
@@ -143,7 +151,7 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 	if err != nil {
 		return -1, nil, err
 	}
-	return fd, func() { s.inject(t, unix.SYS_CLOSE, uintptr(fd)) }, nil
+	return fd, func() { s.closeIn(t, fd) }, nil
 }
 
 // firstFreeFD returns the lowest descriptor number at or above from that p
@@ -172,10 +180,11 @@ func usedFDs(p *process) (map[int]bool, bool) {
 	return used, true
 }
 
-// openSameFile opens, in t's process, the file that vmspace's descriptor n
-// refers to, by its path, and checks that the result is the same inode.
-func (s *Sandbox) openSameFile(t *task, n, flags int) (int, error) {
-	path, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", n))
+// openSameFile opens, in t's process, the file that vmspace's descriptor at
+// proc (/proc/.../fd/N) refers to, by its path, and checks that the result
+// is the same inode.
+func (s *Sandbox) openSameFile(t *task, proc string, flags int) (int, error) {
+	path, err := os.Readlink(proc)
 	if err != nil {
 		return -1, err
 	}
@@ -189,18 +198,20 @@ func (s *Sandbox) openSameFile(t *task, n, flags int) (int, error) {
 	var want, got unix.Stat_t
 	same := false
 	if hfd, err := s.getFD(t.p, fd); err == nil {
-		same = unix.Fstat(hfd, &got) == nil && unix.Fstat(n, &want) == nil && got.Dev == want.Dev && got.Ino == want.Ino
+		same = unix.Fstat(hfd, &got) == nil && unix.Stat(proc, &want) == nil && got.Dev == want.Dev && got.Ino == want.Ino
 		unix.Close(hfd)
 	}
 	if !same {
-		s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+		s.closeIn(t, fd)
 		return -1, fmt.Errorf("sandbox: %q is no longer the mapped file: %w", path, unix.ESTALE)
 	}
 	return fd, nil
 }
 
 // openIn opens path with flags in t's process (openat injected), raising
-// its RLIMIT_NOFILE by one for the moment if it is used up.
+// its RLIMIT_NOFILE by one for the moment if it is used up, or, at a hard
+// limit vmspace cannot raise, at the memory file's number, lent for the
+// moment (closeIn gives it back).
 func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
 	p := t.p
 	if err := s.writeMem(p.pid, scratchAddr, append([]byte(path), 0)); err != nil {
@@ -231,10 +242,78 @@ func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
 			}
 		}
 	}
+	if e, bad := errnoOf(r); bad && e == unix.EMFILE && p.memFDOurs && !p.memFDLent {
+		if r, err = s.openAtMemFD(t, open); err != nil {
+			return -1, err
+		}
+	}
 	if e, bad := errnoOf(r); bad {
 		return -1, fmt.Errorf("sandbox: opening %s in process %d: %w", path, p.pid, e)
 	}
 	return int(r), nil
+}
+
+// openAtMemFD makes open, which failed for want of a free descriptor
+// number in t's process, at the memory file's number, closed for the
+// moment (and the soft RLIMIT_NOFILE raised past it if needed: it is below
+// the hard limit). It returns open's result; closeIn puts the memory file
+// back once the descriptor is closed.
+func (s *Sandbox) openAtMemFD(t *task, open func() (uintptr, error)) (uintptr, error) {
+	p := t.p
+	if r, err := s.inject(t, unix.SYS_CLOSE, uintptr(p.memFD)); err != nil {
+		return 0, err
+	} else if _, bad := errnoOf(r); bad {
+		return r, nil
+	}
+	p.memFDLent = true
+	restore := roomAtMemFD(p)
+	r, err := open()
+	restore()
+	if err != nil {
+		return 0, err
+	}
+	if _, bad := errnoOf(r); bad || int(r) != p.memFD {
+		// Failed, or not at the number (another thread took it): give
+		// the number back.
+		if !bad {
+			s.inject(t, unix.SYS_CLOSE, r)
+			emfile := int64(unix.EMFILE)
+			r = uintptr(-emfile)
+		}
+		s.returnMemFD(t)
+	}
+	return r, nil
+}
+
+// roomAtMemFD raises p's soft RLIMIT_NOFILE past its memory file's number
+// if needed (it is below the hard limit), and returns the function that
+// puts the limit back.
+func roomAtMemFD(p *process) func() {
+	if undo, err := installAt(p.pid, p.memFD); err == nil {
+		return undo
+	}
+	return func() {}
+}
+
+// closeIn closes descriptor fd that vmspace opened in t's process, and
+// gives the memory file its number back if fd had it (openAtMemFD).
+func (s *Sandbox) closeIn(t *task, fd int) {
+	s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+	if t.p.memFDLent && fd == t.p.memFD {
+		s.returnMemFD(t)
+	}
+}
+
+// returnMemFD opens the memory file again at its number in t's process
+// after openAtMemFD lent it.
+func (s *Sandbox) returnMemFD(t *task) {
+	p := t.p
+	p.memFDLent = false
+	restore := roomAtMemFD(p)
+	defer restore()
+	if err := s.reinstallMemFD(t); err != nil {
+		s.killProcess(p, fmt.Sprintf("killed by the tracer: the memory file cannot be reinstalled: %v", err))
+	}
 }
 
 // stubFD returns the descriptor of the memory file in t's process,

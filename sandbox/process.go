@@ -29,6 +29,10 @@ type process struct {
 	// true while it is the run's memFDNum (guarded by the seccomp filter).
 	memFD     int
 	memFDOurs bool
+	// memFDLent is true while the memory file's descriptor number holds
+	// a host file that vmspace opened for a mapping in a process with no
+	// other free number (openIn); closeIn gives it back.
+	memFDLent bool
 	// exe is the host path of the program image (for /proc/PID/exe and
 	// messages); name is the path as the program gave it.
 	exe, name string
