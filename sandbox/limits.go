@@ -21,9 +21,11 @@ var (
 )
 
 // ownLimits returns the address-space limits vmspace was started with (the
-// program's: see spaceLimits), raising vmspace's own soft limits to the
-// hard ones the first time: vmspace's reservations must not be charged to
-// the program. The program's processes get them back (restoreLimits).
+// program's: see spaceLimits), lifting vmspace's own limits the first
+// time: vmspace's reservations must not be charged to the program. With
+// CAP_SYS_RESOURCE both limits go to infinity; without it, the soft limit
+// goes up to the hard one, which binds vmspace too. The program's
+// processes get the limits back (restoreLimits).
 func ownLimits() [2]unix.Rlimit {
 	ownLimitsOnce.Do(func() {
 		for i, res := range spaceLimits {
@@ -32,6 +34,10 @@ func ownLimits() [2]unix.Rlimit {
 				l = unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
 			}
 			ownLimitsOrig[i] = l
+			inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+			if l != inf && unix.Prlimit(0, res, &inf, nil) == nil {
+				continue
+			}
 			if l.Cur < l.Max {
 				raised := unix.Rlimit{Cur: l.Max, Max: l.Max}
 				unix.Prlimit(0, res, &raised, nil)
