@@ -310,6 +310,8 @@ type Region struct {
 	Mapped bool
 	// Perms are the four /proc/PID/maps permission letters.
 	Perms string
+	// Private is true for a private mapping (Perms' "p").
+	Private bool
 	// Flags are the smaps VmFlags mnemonics.
 	Flags []string
 }
@@ -338,7 +340,7 @@ func (mm *MemoryManager) Regions(ar hostarch.AddrRange) []Region {
 		}
 		end := min(vseg.End(), ar.End)
 		v := vseg.ValuePtr()
-		add(Region{Range: hostarch.AddrRange{Start: addr, End: end}, Mapped: true, Perms: v.permString(), Flags: v.vmFlags()})
+		add(Region{Range: hostarch.AddrRange{Start: addr, End: end}, Mapped: true, Perms: v.permString(), Private: v.private(), Flags: v.vmFlags()})
 		addr = end
 	}
 	return out

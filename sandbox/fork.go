@@ -415,7 +415,7 @@ func (s *Sandbox) sysClone(t *task, a [6]uint64) sysResult {
 		return pass()
 	}
 	regions := p.mm.Regions(hostarch.AddrRange{Start: addr, End: addr + 4})
-	if len(regions) != 1 || !regions[0].Mapped || !strings.HasSuffix(regions[0].Perms, "p") {
+	if len(regions) != 1 || !regions[0].Mapped || !regions[0].Private {
 		return pass()
 	}
 	st := &settidSave{addr: addr}
