@@ -1,33 +1,31 @@
 package sandbox
 
 import (
-	"encoding/binary"
 	"unsafe"
 
+	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
 
-// Thin wrappers of the ptrace requests and waits the tracer makes. All must
-// be called on the tracer thread.
+// Thin wrappers of the ptrace requests and waits the tracer makes (those
+// the injector makes too are the ptrace platform's). All must be called on
+// the tracer thread.
 
-// siginfo is a raw siginfo_t (128 bytes).
-type siginfo [128]byte
+// siginfo is a raw siginfo_t, decoded by ptrace.Siginfo.
+type siginfo ptrace.Siginfo
 
-func (s *siginfo) signo() int32 { return int32(binary.LittleEndian.Uint32(s[0:])) }
-func (s *siginfo) code() int32  { return int32(binary.LittleEndian.Uint32(s[8:])) }
+func (s *siginfo) signo() int32 { return (*ptrace.Siginfo)(s).Signo() }
+func (s *siginfo) code() int32  { return (*ptrace.Siginfo)(s).Code() }
 
 // addr is si_addr for SIGSEGV and SIGBUS, si_pid|si_uid for others.
-func (s *siginfo) addr() uint64 { return binary.LittleEndian.Uint64(s[16:]) }
+func (s *siginfo) addr() uint64 { return (*ptrace.Siginfo)(s).Addr() }
 
 // pid is si_pid for signals sent by kill(2) and friends.
-func (s *siginfo) pid() int32 { return int32(binary.LittleEndian.Uint32(s[16:])) }
+func (s *siginfo) pid() int32 { return (*ptrace.Siginfo)(s).Pid() }
 
 // setFault makes s a kernel-generated fault signal.
 func (s *siginfo) setFault(sig unix.Signal, code int32, addr uint64) {
-	*s = siginfo{}
-	binary.LittleEndian.PutUint32(s[0:], uint32(sig))
-	binary.LittleEndian.PutUint32(s[8:], uint32(code))
-	binary.LittleEndian.PutUint64(s[16:], addr)
+	(*ptrace.Siginfo)(s).SetFault(sig, code, addr)
 }
 
 // Signal codes (si_code).
@@ -41,44 +39,18 @@ const (
 )
 
 func ptraceGetSiginfo(tid int, si *siginfo) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(tid), 0, uintptr(unsafe.Pointer(si)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
+	return ptrace.GetSiginfo(tid, (*ptrace.Siginfo)(si))
 }
 
 func ptraceSetSiginfo(tid int, si *siginfo) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SETSIGINFO, uintptr(tid), 0, uintptr(unsafe.Pointer(si)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
+	return ptrace.SetSiginfo(tid, (*ptrace.Siginfo)(si))
 }
 
-func ptraceGetRegs(tid int, r *unix.PtraceRegs) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETREGS, uintptr(tid), 0, uintptr(unsafe.Pointer(r)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
+func ptraceGetRegs(tid int, r *unix.PtraceRegs) error { return ptrace.GetRegs(tid, r) }
 
-func ptraceSetRegs(tid int, r *unix.PtraceRegs) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_SETREGS, uintptr(tid), 0, uintptr(unsafe.Pointer(r)), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
+func ptraceSetRegs(tid int, r *unix.PtraceRegs) error { return ptrace.SetRegs(tid, r) }
 
-func ptraceCont(tid int, sig unix.Signal) error {
-	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_CONT, uintptr(tid), 0, uintptr(sig), 0, 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
+func ptraceCont(tid int, sig unix.Signal) error { return ptrace.Cont(tid, sig) }
 
 // ptraceDetach lets tid go on untraced.
 func ptraceDetach(tid int) error {
@@ -140,12 +112,7 @@ const (
 )
 
 // event returns the ptrace event of a stop status, 0 if none.
-func event(ws unix.WaitStatus) int {
-	if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
-		return 0
-	}
-	return int(ws>>16) & 0xff
-}
+func event(ws unix.WaitStatus) int { return ptrace.Event(ws) }
 
 // traceOptions are the ptrace options of every program task.
 const traceOptions = unix.PTRACE_O_TRACESECCOMP | unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK |

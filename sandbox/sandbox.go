@@ -305,108 +305,70 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	if err := s.fetchRegs(t); err != nil {
 		return 0, err
 	}
-	r := t.regs
 	var a [6]uintptr
 	copy(a[:], args)
-	r.Rip = t.ip
-	r.Rax = uint64(nr)
-	r.Orig_rax = ^uint64(0)
-	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
-	r.Eflags = 0x202
-	if err := ptraceSetRegs(t.tid, &r); err != nil {
-		return 0, s.lost(t, "PTRACE_SETREGS", err)
-	}
 	t.regState = regsOwed
-	if err := ptraceCont(t.tid, 0); err != nil {
-		return 0, s.lost(t, "PTRACE_CONT", err)
+	r, ws, err := ptrace.Inject(t.tid, &t.regs, t.ip, nr, &a, injectWaiter{s, t, nr})
+	var exit *ptrace.ExitError
+	var op *ptrace.OpError
+	switch {
+	case err == nil:
+		t.state = taskSignalStop
+		return r, nil
+	case errors.As(err, &exit):
+		// Killed: the main loop serves its exit-stop, or its end.
+		s.keep(t.tid, exit.Status)
+		t.state = taskDead
+		return 0, errTaskDead
+	case errors.As(err, &op):
+		return 0, s.lost(t, op.Op, op.Err)
+	case errors.Is(err, ptrace.ErrInjectFault):
+		t.state = taskSignalStop
+	case errors.Is(err, ptrace.ErrInjectInterrupted):
+		t.setSigStop(event(ws) == 0)
 	}
-	stops := 0
-	for {
-		ws, err := s.waitFor(t)
-		if debug && os.Getenv("VMSPACE_DEBUG") == "2" {
-			fmt.Fprintf(os.Stderr, "vmspace-debug:   inject %d in %d: status %#x err %v\n", nr, t.tid, uint32(ws), err)
-		}
-		if err != nil {
-			return 0, s.lost(t, "wait4", err)
-		}
-		if ws.Exited() || ws.Signaled() {
-			s.keep(t.tid, ws)
-			return 0, errTaskDead
-		}
-		if !ws.Stopped() {
-			continue
-		}
-		if event(ws) == unix.PTRACE_EVENT_EXIT {
-			// Killed: the main loop serves its exit-stop.
-			s.keep(t.tid, ws)
-			t.state = taskDead
-			return 0, errTaskDead
-		}
-		if event(ws) == eventSeccomp {
-			// Made from outside the code page (at start-up, from the
-			// stub image): let it through.
-			if err := ptraceCont(t.tid, 0); err != nil {
-				return 0, s.lost(t, "PTRACE_CONT", err)
-			}
-			continue
-		}
-		if ws.StopSignal() == unix.SIGTRAP && event(ws) == 0 {
+	return 0, err
+}
+
+// injectWaiter is the injector's Waiter for an injected call in a task:
+// the sandbox's wait (waitFor), which keeps the reports of other tasks for
+// the main loop, and its signal policy.
+type injectWaiter struct {
+	s  *Sandbox
+	t  *task
+	nr uintptr
+}
+
+// Wait implements ptrace.Waiter.
+func (w injectWaiter) Wait() (unix.WaitStatus, error) {
+	ws, err := w.s.waitFor(w.t)
+	if debug && os.Getenv("VMSPACE_DEBUG") == "2" {
+		fmt.Fprintf(os.Stderr, "vmspace-debug:   inject %d in %d: status %#x err %v\n", w.nr, w.t.tid, uint32(ws), err)
+	}
+	if err != nil {
+		return ws, w.s.lost(w.t, "wait4", err)
+	}
+	return ws, nil
+}
+
+// Interrupted implements ptrace.Waiter: a signal that ends the process
+// (SIGTERM, SIGINT... with no handler) is delivered at once, ending
+// whatever the call was waiting for; any other is kept for the task's
+// resumption.
+func (w injectWaiter) Interrupted(ws unix.WaitStatus, si *ptrace.Siginfo) (unix.Signal, error) {
+	sig := ws.StopSignal()
+	if si != nil {
+		if debug {
 			var rr unix.PtraceRegs
-			if err := ptraceGetRegs(t.tid, &rr); err != nil {
-				return 0, s.lost(t, "PTRACE_GETREGS", err)
-			}
-			if rr.Rip == t.ip+ptrace.StubTrapDelta {
-				t.state = taskSignalStop
-				return uintptr(rr.Rax), nil
-			}
-			if debug {
-				fmt.Fprintf(os.Stderr, "vmspace-debug:   unexpected SIGTRAP at %#x (ip %#x) rax %#x\n", rr.Rip, t.ip, rr.Rax)
-			}
+			ptraceGetRegs(w.t.tid, &rr)
+			fmt.Fprintf(os.Stderr, "vmspace-debug:   signal %v addr %#x code %d at rip %#x\n", sig, si.Addr(), si.Code(), rr.Rip)
 		}
-		if stops++; stops > maxInjectStops {
-			t.setSigStop(event(ws) == 0)
-			return 0, fmt.Errorf("sandbox: system call %d in task %d interrupted %d times: %w", nr, t.tid, stops, unix.EINTR)
-		}
-		var si siginfo
-		sig := ws.StopSignal()
-		if event(ws) == 0 && ptraceGetSiginfo(t.tid, &si) == nil {
-			if debug {
-				var rr unix.PtraceRegs
-				ptraceGetRegs(t.tid, &rr)
-				fmt.Fprintf(os.Stderr, "vmspace-debug:   signal %v addr %#x code %d at rip %#x\n", sig, si.addr(), si.code(), rr.Rip)
-			}
-			if syncSignal(sig, &si) {
-				// The thread faulted at the code page: going back to
-				// user mode, the kernel could not write its rseq
-				// area, say. Retrying would fault again forever. The
-				// signal is not kept: the thread gets it again when
-				// it returns to its own code, as it would on Linux.
-				t.state = taskSignalStop
-				var rr unix.PtraceRegs
-				if err := ptraceGetRegs(t.tid, &rr); err != nil {
-					return 0, s.lost(t, "PTRACE_GETREGS", err)
-				}
-				if rr.Rip == t.ip+ptrace.StubSyscallLen {
-					// After the system call: it ran.
-					return uintptr(rr.Rax), nil
-				}
-				return 0, fmt.Errorf("%w: %v (code %d) in task %d at %#x", errInjectFault, sig, si.code(), t.tid, rr.Rip)
-			}
-			if killsNow(t.p.pid, sig) {
-				// A signal that ends the process (SIGTERM, SIGINT...
-				// with no handler): deliver it now, ending whatever
-				// the call was waiting for.
-				if err := ptraceCont(t.tid, sig); err != nil {
-					return 0, s.lost(t, "PTRACE_CONT", err)
-				}
-				continue
-			}
-		}
-		s.noteSignal(t, ws)
-		if err := ptraceCont(t.tid, 0); err != nil {
-			return 0, s.lost(t, "PTRACE_CONT", err)
+		if killsNow(w.t.p.pid, sig) {
+			return sig, nil
 		}
 	}
+	w.s.noteSignal(w.t, ws)
+	return 0, nil
 }
 
 // waitFor waits for the next report of t, which the sandbox has just
@@ -535,15 +497,6 @@ func (s *Sandbox) keep(tid int, ws unix.WaitStatus) {
 		}
 	}
 }
-
-// maxInjectStops bounds the stops (signals arriving) that one injected
-// system call may see before vmspace gives up on it.
-const maxInjectStops = 1 << 16
-
-// errInjectFault is returned when a thread faults while running an
-// injected system call (its code page, or memory the kernel accesses for
-// the thread on the way back to user mode, is not there).
-var errInjectFault = fmt.Errorf("sandbox: fault during an injected system call: %w", unix.EFAULT)
 
 // holder returns a stopped task using sp that the memory manager's
 // platform calls can use: one the sandbox holds, or one it stops now

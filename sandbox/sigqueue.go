@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,11 +20,7 @@ type pendingSignal struct {
 // what the thread was doing (a fault, a trap, a failed rseq update), not
 // sent.
 func syncSignal(sig unix.Signal, si *siginfo) bool {
-	switch sig {
-	case unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE, unix.SIGTRAP:
-		return si.code() > 0
-	}
-	return false
+	return (*ptrace.Siginfo)(si).Synchronous(sig)
 }
 
 // killsNow reports whether delivering sig to process pid ends it: its

@@ -74,6 +74,23 @@
 // directly there, with ptrace injection; raw ptrace requests for Pid are
 // allowed there), ReadMemory/WriteMemory, Scratch and PendingSignals.
 //
+// A tracer of its own (package sandbox, which traces every thread of
+// every process of a program from one thread) uses the pieces directly:
+// the stub image (Exe, StubImage, StubLinkAddr) and code page
+// (StubCodePage) for its processes, and the injector (Inject, inject.go)
+// for the system calls it makes in their threads, through the stub's
+// "syscall; int3" (StubSyscallOff), with its own Waiter. The injector is
+// the one way vmspace injects a system call with registers set for it;
+// this package's stubs use it during start-up, and their comm page's
+// loops after.
+//
+// The stub's code is generated in one place (buildStub, with package
+// internal/x86asm) and its request protocol is the comm page's (comm.go):
+// a trap-free path for a program's threads (a SECCOMP_RET_TRAP filter and
+// a signal handler in the stub's code that passes the call through a
+// shared page to the tracer and sleeps on a futex there) belongs in those
+// two, for the sandbox's processes as for this package's stubs.
+//
 // A seccomp filter that returns SECCOMP_RET_TRACE for the application's
 // memory system calls must let those made by the stub's own code through:
 // allow any system call whose instruction_pointer is in [StubCode,

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -199,16 +198,6 @@ func (t *tracer) watch() {
 	}
 }
 
-// siginfo is the head of a siginfo_t for a fault.
-type siginfo struct {
-	signo int32
-	errno int32
-	code  int32
-	_     int32
-	addr  uint64
-	_     [104]byte
-}
-
 // faultedLocked reports whether the stop ws is the stub's own code
 // faulting (a synchronous SIGSEGV, SIGBUS, SIGILL, SIGFPE or SIGTRAP, as
 // when a careless Syscall unmapped the comm page), in which case it kills
@@ -220,18 +209,18 @@ func (t *tracer) faultedLocked(ws unix.WaitStatus) bool {
 	default:
 		return false
 	}
-	var si siginfo
-	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGINFO, uintptr(t.pid), 0, uintptr(unsafe.Pointer(&si)), 0, 0); e != 0 {
-		t.failLocked("PTRACE_GETSIGINFO", e)
+	var si Siginfo
+	if err := GetSiginfo(t.pid, &si); err != nil {
+		t.failLocked("PTRACE_GETSIGINFO", err)
 		return true
 	}
-	if si.code <= 0 {
+	if !si.Synchronous(ws.StopSignal()) {
 		return false // SI_USER, SI_TKILL, SI_QUEUE...: sent, not a fault
 	}
 	var r unix.PtraceRegs
 	unix.PtraceGetRegs(t.pid, &r)
 	t.killLocked(fmt.Sprintf("killed by the tracer: the stub's code faulted: %v (code %d, address %#x) at rip %#x",
-		ws.StopSignal(), si.code, si.addr, r.Rip))
+		ws.StopSignal(), si.Code(), si.Addr(), r.Rip))
 	return true
 }
 
@@ -517,32 +506,42 @@ func (t *tracer) injectLocked(nr uintptr, args *[6]uintptr) (uintptr, error) {
 	}
 }
 
-// regSyscallLocked makes a system call through regsys at t.bootIP, setting
-// all registers; used during start-up, before the comm page exists.
+// regSyscallLocked makes a system call through regsys at t.bootIP with
+// the injector (Inject), setting all registers; used during start-up,
+// before the comm page exists.
 func (t *tracer) regSyscallLocked(nr uintptr, args ...uintptr) (uintptr, error) {
-	r := t.own
-	r.Rip = t.bootIP
-	r.Rax = uint64(nr)
+	if t.dead != nil {
+		return 0, t.dead
+	}
 	var a [6]uintptr
 	copy(a[:], args)
-	r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9 = uint64(a[0]), uint64(a[1]), uint64(a[2]), uint64(a[3]), uint64(a[4]), uint64(a[5])
-	if err := t.setRegsLocked(&r, regsOther); err != nil {
-		return 0, err
-	}
-	if err := t.contLocked(0); err != nil {
-		return 0, err
-	}
-	ws, err := t.waitLocked()
+	t.regs = regsOther
+	r, _, err := Inject(t.pid, &t.own, t.bootIP, nr, &a, startWaiter{t})
 	if err != nil {
-		return 0, err
+		var op *OpError
+		switch {
+		case t.dead != nil:
+			return 0, t.dead
+		case errors.As(err, &op):
+			return 0, t.failLocked(op.Op, op.Err)
+		default:
+			return 0, t.killLocked(fmt.Sprintf("killed by the tracer during start-up: %v", err))
+		}
 	}
-	if err := unix.PtraceGetRegs(t.pid, &r); err != nil {
-		return 0, t.failLocked("PTRACE_GETREGS", err)
+	return errnoResult(r)
+}
+
+// startWaiter is the injector's Waiter during a stub's start-up: signals
+// that arrive are suppressed and kept for the application.
+type startWaiter struct{ t *tracer }
+
+func (w startWaiter) Wait() (unix.WaitStatus, error) { return w.t.waitLocked() }
+
+func (w startWaiter) Interrupted(ws unix.WaitStatus, si *Siginfo) (unix.Signal, error) {
+	if si != nil {
+		w.t.noteSignal(ws.StopSignal())
 	}
-	if ws.StopSignal() != unix.SIGTRAP || r.Rip != t.bootIP+(prog.regTrap-prog.regsys) {
-		return 0, t.killLocked(fmt.Sprintf("stopped by %v at %#x during start-up", ws.StopSignal(), r.Rip))
-	}
-	return errnoResult(uintptr(r.Rax))
+	return 0, nil
 }
 
 // flushLocked gives the stopped stub the application's registers.
