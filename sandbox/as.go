@@ -229,7 +229,7 @@ func (as *stubAS) Unmap(addr hostarch.Addr, length uint64) {
 	if as.released {
 		return
 	}
-	ar, ok := clipUser(addr, length)
+	ar, ok := ptrace.ClipUser(addr, length)
 	if !ok {
 		return
 	}
@@ -408,23 +408,6 @@ func (as *stubAS) covers(ar hostarch.AddrRange, at hostarch.AccessType) bool {
 		seg = seg.NextSegment()
 	}
 	return next >= ar.End
-}
-
-// clipUser page-aligns [addr, addr+length) outwards and clips it to the
-// program's range [0, StubStart).
-func clipUser(addr hostarch.Addr, length uint64) (hostarch.AddrRange, bool) {
-	start := addr.RoundDown()
-	end, ok := addr.AddLength(length)
-	if !ok || end > ptrace.StubStart {
-		end = ptrace.StubStart
-	}
-	if end, ok = end.RoundUp(); !ok || end > ptrace.StubStart {
-		end = ptrace.StubStart
-	}
-	if start >= end {
-		return hostarch.AddrRange{}, false
-	}
-	return hostarch.AddrRange{Start: start, End: end}, true
 }
 
 // errnoOf returns the errno of a raw system call result, if it is one.

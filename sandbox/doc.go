@@ -5,8 +5,8 @@
 //
 // Every process of the program is a host process traced (ptrace) by one
 // thread of vmspace, the tracer, which serves all of them in one event
-// loop (Run). The first is started from the stub image, a tiny static ELF
-// that vmspace writes to a memfd (stub.go); every exec makes the exec'ing
+// loop (Run). The first is started from the ptrace platform's stub image,
+// a tiny static ELF that vmspace writes to a memfd (ptrace.Exe); every exec makes the exec'ing
 // thread execute the stub image again on the host. Right after the host
 // exec, vmspace maps its own two pages at the top of the user range (the
 // ptrace platform's StubComm and StubCode: a scratch page for the
@@ -22,7 +22,8 @@
 //
 // System calls are injected into a stopped thread by pointing its rip at
 // the code page's "syscall; int3" with the arguments in its registers
-// (inject); the thread's own registers are restored when it resumes. An
+// (inject, with the ptrace platform's injector, ptrace.Inject, whose
+// Waiter is the sandbox's wait); the thread's own registers are restored when it resumes. An
 // injected call always ends: a fault on the way (the kernel failing to
 // update the thread's rseq area, say) ends it with an error, and signals
 // that arrive meanwhile are kept for the thread (a standard signal once),

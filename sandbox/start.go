@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -60,17 +59,7 @@ func (s *Sandbox) startRoot() error {
 	}
 	memSlot := len(files)
 	files = append(files, uintptr(s.mf.FD()))
-	// The stub image through vmspace's own descriptor table, which the
-	// child's rearrangement of descriptors does not touch.
-	pid, err := syscall.ForkExec(s.exe.Path(), []string{"vmspace-stub"}, &syscall.ProcAttr{
-		Dir:   s.opts.Dir,
-		Env:   []string{},
-		Files: files,
-		Sys: &syscall.SysProcAttr{
-			Ptrace:    true,
-			Pdeathsig: syscall.SIGKILL,
-		},
-	})
+	pid, err := s.exe.Start(s.opts.Dir, files)
 	if err != nil {
 		return fmt.Errorf("sandbox: starting the first process: %w", err)
 	}

@@ -360,17 +360,11 @@ func (as *AddressSpace) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.Fil
 // left with mappings the memory manager believes gone, and later calls
 // fail.
 func (as *AddressSpace) Unmap(addr hostarch.Addr, length uint64) {
-	start := addr.RoundDown()
-	end, ok := addr.AddLength(length)
-	if !ok || end > StubStart {
-		end = StubStart
-	}
-	if end, ok = end.RoundUp(); !ok || end > StubStart {
-		end = StubStart
-	}
-	if start >= end {
+	ar, ok := ClipUser(addr, length)
+	if !ok {
 		return
 	}
+	start, end := ar.Start, ar.End
 	_ = as.t.with(func(s syscaller) error {
 		args := [6]uintptr{uintptr(start), uintptr(end - start)}
 		r, err := s.raw(unix.SYS_MUNMAP, &args)
@@ -382,6 +376,24 @@ func (as *AddressSpace) Unmap(addr hostarch.Addr, length uint64) {
 		}
 		return nil
 	})
+}
+
+// ClipUser page-aligns [addr, addr+length) outwards and clips it to the
+// application's range [0, StubStart): the range an Unmap removes. ok is
+// false if nothing is left.
+func ClipUser(addr hostarch.Addr, length uint64) (ar hostarch.AddrRange, ok bool) {
+	start := addr.RoundDown()
+	end, ok := addr.AddLength(length)
+	if !ok || end > StubStart {
+		end = StubStart
+	}
+	if end, ok = end.RoundUp(); !ok || end > StubStart {
+		end = StubStart
+	}
+	if start >= end {
+		return hostarch.AddrRange{}, false
+	}
+	return hostarch.AddrRange{Start: start, End: end}, true
 }
 
 // Syscall makes the stub make system call nr with up to 6 arguments, and

@@ -72,6 +72,26 @@ func NewExe() (*Exe, error) {
 	return &Exe{fd: fd, path: fmt.Sprintf("/proc/%d/fd/%d", unix.Getpid(), fd)}, nil
 }
 
+// Start executes the stub as a traced child (PTRACE_TRACEME) of the
+// calling thread, which must stay locked to its goroutine: it is the
+// tracer. files become the child's descriptors 0, 1, ... (as in
+// syscall.ProcAttr), dir its working directory ("": ours); its
+// environment is empty. The child stops at its exec (SIGTRAP), and dies
+// with the calling thread (until the tracer sets PTRACE_O_EXITKILL, and as
+// a second line).
+func (e *Exe) Start(dir string, files []uintptr) (int, error) {
+	pid, err := syscall.ForkExec(e.path, []string{"vmspace-stub"}, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   []string{},
+		Files: files,
+		Sys:   &syscall.SysProcAttr{Ptrace: true, Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("ptrace: starting the stub: %w", err)
+	}
+	return pid, nil
+}
+
 // Path returns the path through which the stub is executed.
 func (e *Exe) Path() string { return e.path }
 
@@ -102,19 +122,9 @@ func (t *tracer) startStubLocked(cfg *stubConfig) error {
 		inheritSocketFD: uintptr(cfg.sock),
 		inheritCommFD:   uintptr(t.comm.fd),
 	}
-	pid, err := syscall.ForkExec(cfg.exe.Path(), []string{"vmspace-stub"}, &syscall.ProcAttr{
-		Env:   []string{},
-		Files: files,
-		Sys: &syscall.SysProcAttr{
-			// PTRACE_TRACEME: the tracer is this thread.
-			Ptrace: true,
-			// Until PTRACE_O_EXITKILL is set, and as a second line:
-			// the stub dies with the tracer thread.
-			Pdeathsig: syscall.SIGKILL,
-		},
-	})
+	pid, err := cfg.exe.Start("", files)
 	if err != nil {
-		return fmt.Errorf("ptrace: starting the stub: %w", err)
+		return err
 	}
 	t.pid = pid
 	return t.bootstrapLocked()
