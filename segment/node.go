@@ -352,11 +352,7 @@ func (s *Set[K, V, F]) insertAt(l *leaf[K, V, F], i int, r Range[K], v V) Iterat
 			panic("segment: insert through a gap iterator of the set when it was empty")
 		}
 		s.len++
-		if l = s.spare; l != nil {
-			s.spare = nil
-		} else {
-			l = newLeaf[K, V, F]()
-		}
+		l = s.takeLeaf()
 		l.n = 1
 		l.setRng(0, r)
 		l.vals[0] = v
@@ -416,7 +412,7 @@ func (s *Set[K, V, F]) insertFull(l *leaf[K, V, F], i int, r Range[K], v V) Iter
 	}
 
 	// Split l, moving its upper part to a new leaf nl after it.
-	nl := newLeaf[K, V, F]()
+	nl := s.takeLeaf()
 	k := splitPoint(i, leafCap, leafMin)
 	var pos Iterator[K, V, F]
 	if i < k {
@@ -500,8 +496,7 @@ func (s *Set[K, V, F]) removeAt(l *leaf[K, V, F], i int) GapIterator[K, V, F] {
 		// Keep the emptied leaf for the next insertion: a set that
 		// alternates between empty and one segment (an address space
 		// mapping and unmapping one region) then allocates nothing.
-		l.prev, l.next = nil, nil
-		s.spare = l
+		s.keepLeaf(l)
 		return GapIterator[K, V, F]{nil, emptySetGap}
 	}
 	if l.parent != nil && l.n <= leafMerge {
@@ -549,6 +544,7 @@ func (s *Set[K, V, F]) rebalanceLeaf(l *leaf[K, V, F], i int) (*leaf[K, V, F], i
 		moveLeafLeft(left, l, l.n)
 		s.unlinkLeaf(l)
 		s.removeChild(p, l.pidx)
+		s.keepLeaf(l)
 		left.fix()
 		left.fixNext()
 		return left, i
@@ -556,6 +552,7 @@ func (s *Set[K, V, F]) rebalanceLeaf(l *leaf[K, V, F], i int) (*leaf[K, V, F], i
 		moveLeafLeft(l, right, right.n)
 		s.unlinkLeaf(right)
 		s.removeChild(p, right.pidx)
+		s.keepLeaf(right)
 		l.fix()
 		l.fixNext()
 		return l, i
@@ -577,6 +574,7 @@ func (s *Set[K, V, F]) rebalanceLeaf(l *leaf[K, V, F], i int) (*leaf[K, V, F], i
 		moveLeafRight(l, right, l.n)
 		s.unlinkLeaf(l)
 		s.removeChild(p, l.pidx)
+		s.keepLeaf(l)
 		left.fix()
 		right.fix()
 		if inLeft {
@@ -604,6 +602,37 @@ func (s *Set[K, V, F]) rebalanceLeaf(l *leaf[K, V, F], i int) (*leaf[K, V, F], i
 		right.fix()
 		return l, i
 	}
+}
+
+// maxSpareLeaves bounds the empty leaves a Set keeps for reuse. Sets whose
+// segments are split and merged back in bulk (mprotect over thousands of
+// pages, then back) then allocate their leaves once instead of in every
+// round, and the garbage collector, with its write barriers on every value
+// moved while it runs, has that much less to do.
+const maxSpareLeaves = 512
+
+// takeLeaf returns an empty leaf: a spare one, or a new one.
+func (s *Set[K, V, F]) takeLeaf() *leaf[K, V, F] {
+	l := s.spare
+	if l == nil {
+		return newLeaf[K, V, F]()
+	}
+	s.spare, l.next = l.next, nil
+	s.nspare--
+	return l
+}
+
+// keepLeaf keeps l, emptied (its entries cleared by the moves or the
+// removal that emptied it) and unlinked from the tree, for takeLeaf, if
+// there is room.
+func (s *Set[K, V, F]) keepLeaf(l *leaf[K, V, F]) {
+	if s.nspare >= maxSpareLeaves {
+		return
+	}
+	l.prev, l.parent, l.pidx, l.maxGap = nil, nil, 0, 0
+	l.next = s.spare
+	s.spare = l
+	s.nspare++
 }
 
 // unlinkLeaf removes l from the list of leaves.

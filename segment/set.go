@@ -25,9 +25,11 @@ type Set[K Key, V any, F Functions[K, V]] struct {
 	first, last *leaf[K, V, F]
 	// len is the number of segments.
 	len int
-	// spare is an empty leaf kept from the last removal that emptied the
-	// set, reused by the next insertion into the empty set; or nil.
-	spare *leaf[K, V, F]
+	// spare is a list of empty leaves, linked by next, kept from removals
+	// for later insertions to reuse (see takeLeaf); nspare is its length,
+	// at most maxSpareLeaves.
+	spare  *leaf[K, V, F]
+	nspare int
 }
 
 // Iterator points at a segment of a Set, or is terminal (!Ok()). Any

@@ -586,3 +586,50 @@ func TestPanics(t *testing.T) {
 		})
 	}
 }
+
+// TestSpareLeavesReused checks that leaves emptied by removals are kept
+// (up to maxSpareLeaves) and reused by later insertions: a set split into
+// thousands of segments and merged back, over and over, allocates its
+// leaves only in the first round.
+func TestSpareLeavesReused(t *testing.T) {
+	const n = 4096
+	var s benchSet
+	// One segment split into n pieces whose values no longer merge, then
+	// merged back by restoring contiguous offsets.
+	round := func() {
+		s.Add(Range[uint64]{Start: 0, End: n * page}, bval{})
+		for i := 1; i < n; i++ {
+			seg := s.FindSegment(uint64(i) * page)
+			_, second := s.Split(seg, uint64(i)*page)
+			second.ValuePtr().off += 1 << 40 // breaks the merge with the left
+		}
+		if s.Len() != n {
+			t.Fatalf("%d segments after splitting, want %d", s.Len(), n)
+		}
+		for seg := s.FirstSegment(); seg.Ok(); seg = seg.NextSegment() {
+			seg.ValuePtr().off = seg.Start()
+		}
+		s.MergeAll()
+		if s.Len() != 1 {
+			t.Fatalf("%d segments after merging, want 1", s.Len())
+		}
+		s.RemoveRange(Range[uint64]{Start: 0, End: n * page})
+	}
+	round()
+	if s.nspare == 0 || s.nspare > maxSpareLeaves {
+		t.Fatalf("%d spare leaves after a round", s.nspare)
+	}
+	allocs := testing.AllocsPerRun(5, round)
+	if smallCaps {
+		// Tiny nodes: more leaves than spares, and many inner nodes.
+		return
+	}
+	// Without spares every round allocates at least n/leafCap leaves;
+	// with them only inner nodes (a sixteenth as many) are new.
+	if leaves := float64(n / leafCap); allocs >= leaves/4 {
+		t.Errorf("a round allocates %v times; its tree has at least %v leaves", allocs, leaves)
+	}
+	if err := checkTree(&s); err != nil {
+		t.Error(err)
+	}
+}
