@@ -85,12 +85,20 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		mode = memmap.MLockNone
 	}
 	opts.Addr = addr
-	var late lateError
+	var lateErrno unix.Errno
 	if configure != nil {
-		if err := configure(&opts); errors.As(err, &late) {
+		// (Copies declared here, so that only mmaps with a configure pay
+		// for their moving to the heap.)
+		o := opts
+		err := configure(&o)
+		opts = o
+		if err != nil {
+			var late lateError
+			if !errors.As(err, &late) {
+				return 0, err
+			}
 			// Fails below.
-		} else if err != nil {
-			return 0, err
+			lateErrno = late.errno
 		}
 		if opts.MappingIdentity != nil {
 			// configure's reference is ours to drop; the vma takes its
@@ -133,7 +141,7 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 		v.flags |= vmaNoReserve
 	}
 	v.flags |= extra
-	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force, late.errno); err != nil {
+	if err := mm.mapRegionLocked(ctx, ar, &v, opts.Force, lateErrno); err != nil {
 		return 0, err
 	}
 

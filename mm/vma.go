@@ -641,8 +641,13 @@ func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, 
 	if checkSeal && old.flags.has(vmaSealed) {
 		return vseg, unix.EPERM
 	}
-	nv := old
-	change(&nv)
+	// change works on the vma in the set (a pointer to a local copy would
+	// move the copy to the heap, an allocation per call); the old value
+	// goes back until the splits below are done.
+	p := vseg.ValuePtr()
+	change(p)
+	nv := *p
+	*p = old
 	if vmaEqual(&old, &nv) {
 		return vseg, nil
 	}
