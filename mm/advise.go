@@ -139,6 +139,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			}
 			if adv == AdvPageOut {
 				mm.pageOutLocked(ctx, vseg, r)
+				mm.discardLazyFreeLocked(ctx, r)
 			}
 			return nil
 		case AdvDontNeed:
@@ -166,7 +167,9 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 				return unix.EINVAL
 			}
 			// Linux frees MADV_FREE pages lazily, under memory
-			// pressure; until then they keep their contents.
+			// pressure (or MADV_PAGEOUT); until then they keep
+			// their contents.
+			mm.lazyFreeLocked(r)
 			return nil
 		case AdvRemove:
 			if v.locked() {

@@ -92,6 +92,9 @@ func (mm *MemoryManager) CheckInvariants() error {
 		if p.effectivePerms.Write && p.needCOW {
 			return fmt.Errorf("pma %v writable while needing copy-on-write", r)
 		}
+		if p.lazyFree && (!p.private || !p.needCOW) {
+			return fmt.Errorf("pma %v lazily freed but not private memory needing copy-on-write", r)
+		}
 	}
 	for g := mm.guards.FirstSegment(); g.Ok(); g = g.NextSegment() {
 		if mm.vmas.SpanRange(g.Range()) != g.Range().Length() {

@@ -45,6 +45,13 @@ type pma struct {
 	// mapping of a file, or private memory shared with a fork.
 	needCOW bool
 
+	// lazyFree is true for private pages that MADV_FREE found exclusive
+	// and that nothing has written since (Linux's lazily freed anonymous
+	// folios whose page table entries are clean): MADV_PAGEOUT discards
+	// them. needCOW is set with it, so that the first write goes through
+	// breakCOWLocked, which clears it for the pages written.
+	lazyFree bool
+
 	// private is true if file is the memory file and the pages are private
 	// memory counted in privateRefs.
 	private bool
@@ -89,6 +96,7 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 		p1.effectivePerms != p2.effectivePerms ||
 		p1.maxPerms != p2.maxPerms ||
 		p1.needCOW != p2.needCOW ||
+		p1.lazyFree != p2.lazyFree ||
 		p1.private != p2.private {
 		return pma{}, false
 	}
@@ -374,9 +382,10 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	if ar.End > unit.End {
 		unit.End = ar.End
 	}
-	if v.flags.has(vmaNoHugePage) || !pseg.ValuePtr().private {
+	if v.flags.has(vmaNoHugePage) || !pseg.ValuePtr().private || pseg.ValuePtr().lazyFree {
 		// Copy only what is written: the other pages of a private file
-		// mapping keep following the file, as in Linux.
+		// mapping keep following the file, as in Linux, and the other
+		// lazily freed pages stay so.
 		unit = hostarch.AddrRange{Start: addr, End: ar.End}
 	}
 	unit = unit.Intersect(hostarch.AddrRange(pseg.Range())).Intersect(hostarch.AddrRange(vseg.Range()))
@@ -387,6 +396,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	if p.private && mm.privateRefs.soleOwner(fr) {
 		// Nobody else refers to these pages: take them over.
 		p.needCOW = false
+		p.lazyFree = false
 		p.effectivePerms = v.effectivePerms().Intersect(p.translatePerms)
 		mm.pmas.MergeAdjacent(addrSegRange(unit))
 		return mm.pmas.FindSegment(addr), nil

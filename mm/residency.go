@@ -56,6 +56,73 @@ func (mm *MemoryManager) pageOutLocked(ctx context.Context, vseg vmaIterator, r 
 	}
 }
 
+// lazyFreeLocked is MADV_FREE over r, within a private anonymous vma: as
+// Linux marks lazily free every page this address space maps there and
+// cleans its page table entries (a fork sharing a page keeps its own,
+// dirty ones), it marks the private pmas of r lazyFree and takes away
+// their write access, so that a write is seen. Preconditions: mappingMu
+// held; activeMu not held.
+func (mm *MemoryManager) lazyFreeLocked(r hostarch.AddrRange) {
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	var unmap []hostarch.AddrRange
+	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
+		if !pseg.ValuePtr().private {
+			continue
+		}
+		pseg = mm.pmas.Isolate(pseg, addrSegRange(r))
+		p := pseg.ValuePtr()
+		p.lazyFree = true
+		p.needCOW = true
+		if p.effectivePerms.Write {
+			p.effectivePerms.Write = false
+			unmap = append(unmap, hostarch.AddrRange(pseg.Range()))
+		}
+	}
+	for _, u := range unmap {
+		mm.unmapASLocked(u)
+	}
+	mm.pmas.MergeAdjacent(addrSegRange(r))
+}
+
+// discardLazyFreeLocked is MADV_PAGEOUT's part for private memory: the
+// lazily freed pages of r that only this address space still maps are
+// discarded, as Linux's reclaim drops lazily freed folios whose page table
+// entry is clean (other private pages stay: without swap they cannot go).
+// Preconditions: mappingMu held; activeMu not held.
+func (mm *MemoryManager) discardLazyFreeLocked(ctx context.Context, r hostarch.AddrRange) {
+	rt := mm.activeMu.RLock()
+	runs := mm.soleOwnedRunsLocked(r)
+	mm.activeMu.RUnlock(rt)
+	for _, run := range runs {
+		mm.dropPagesLocked(ctx, run)
+	}
+}
+
+// soleOwnedRunsLocked returns the runs of addresses in r whose pmas are
+// private and lazyFree and whose pages privateRefs counts once (no fork
+// maps them). Preconditions: activeMu held.
+func (mm *MemoryManager) soleOwnedRunsLocked(r hostarch.AddrRange) []hostarch.AddrRange {
+	var runs []hostarch.AddrRange
+	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
+		if p := pseg.ValuePtr(); !p.private || !p.lazyFree {
+			continue
+		}
+		pr := hostarch.AddrRange(pseg.Range()).Intersect(r)
+		for a := pr.Start; a < pr.End; a += hostarch.PageSize {
+			if mm.privateRefs.count(pmaRef{pseg}.fileRange(hostarch.AddrRange{Start: a, End: a + hostarch.PageSize}).Start) != 1 {
+				continue
+			}
+			if n := len(runs); n > 0 && runs[n-1].End == a {
+				runs[n-1].End = a + hostarch.PageSize
+			} else {
+				runs = append(runs, hostarch.AddrRange{Start: a, End: a + hostarch.PageSize})
+			}
+		}
+	}
+	return runs
+}
+
 // touchLocked commits host memory for the pages of the pmas covering r, as
 // an application access would: pages a program has touched are resident.
 // Preconditions: activeMu held for writing; pmas cover r.

@@ -131,6 +131,7 @@ type rPMA struct {
 	ar             hostarch.AddrRange
 	private        bool
 	needCOW        bool
+	lazyFree       bool
 	orig           uint64 // private: original memory-file offset
 	translatePerms hostarch.AccessType
 	effectivePerms hostarch.AccessType
@@ -516,7 +517,8 @@ func decodePMA(d *checkpoint.Decoder, m *rManager) {
 	fl := d.Byte()
 	p.private = fl&pmaFlagPrivate != 0
 	p.needCOW = fl&pmaFlagNeedCOW != 0
-	ok := fl&^(pmaFlagPrivate|pmaFlagNeedCOW) == 0
+	p.lazyFree = fl&pmaFlagLazyFree != 0
+	ok := fl&^(pmaFlagPrivate|pmaFlagNeedCOW|pmaFlagLazyFree) == 0
 	var ok1, ok2, ok3 bool
 	if p.private {
 		p.orig = d.Uvarint()
@@ -536,6 +538,8 @@ func decodePMA(d *checkpoint.Decoder, m *rManager) {
 		d.Fail("pma %v: bad offset %#x", p.ar, p.orig)
 	case p.needCOW && p.effectivePerms.Write:
 		d.Fail("pma %v: writable while needing copy-on-write", p.ar)
+	case p.lazyFree && (!p.private || !p.needCOW):
+		d.Fail("pma %v: lazily freed but not private memory needing copy-on-write", p.ar)
 	case len(m.pmas) > 0 && p.ar.Start < m.pmas[len(m.pmas)-1].ar.End:
 		d.Fail("pmas out of order at %v", p.ar)
 	}
@@ -874,6 +878,7 @@ func (rs *Restorer) buildPrivatePMA(mm *MemoryManager, fam *rFamily, rp rPMA) {
 			effectivePerms: rp.effectivePerms,
 			maxPerms:       rp.maxPerms,
 			needCOW:        rp.needCOW,
+			lazyFree:       rp.lazyFree,
 			private:        true,
 		})
 		mm.curRSS += n

@@ -99,6 +99,7 @@ const (
 const (
 	pmaFlagPrivate = 1 << iota
 	pmaFlagNeedCOW
+	pmaFlagLazyFree
 )
 
 // objKey identifies an object: a vma's mappable and identity.
@@ -645,6 +646,9 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 		}
 		if p.needCOW {
 			fl |= pmaFlagNeedCOW
+		}
+		if p.lazyFree {
+			fl |= pmaFlagLazyFree
 		}
 		e.Byte(fl)
 		if p.private {

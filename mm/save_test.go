@@ -96,7 +96,7 @@ func takeFingerprint(t *testing.T, mms []*MemoryManager) fingerprint {
 			for a := pseg.Start(); a < pseg.End(); a += hostarch.PageSize {
 				h := fnv.New64a()
 				h.Write(buf[a-pseg.Start() : a-pseg.Start()+hostarch.PageSize])
-				fmt.Fprintf(&cs, "%v %v %x res=%d eff=%v max=%v cow=%v priv=%v\n", a, p.translatePerms, h.Sum64(), vec[(a-pseg.Start())>>hostarch.PageShift], p.effectivePerms, p.maxPerms, p.needCOW, p.private)
+				fmt.Fprintf(&cs, "%v %v %x res=%d eff=%v max=%v cow=%v lazy=%v priv=%v\n", a, p.translatePerms, h.Sum64(), vec[(a-pseg.Start())>>hostarch.PageShift], p.effectivePerms, p.maxPerms, p.needCOW, p.lazyFree, p.private)
 				if p.private {
 					off := fr.Start + uint64(a-pseg.Start())
 					k := fmt.Sprint(off)
@@ -852,7 +852,7 @@ var checkpointFields = map[string]map[string]string{
 	},
 	"pma": {
 		"file": "private: the memory file; else translated again", "off": "private: via runs; else translated",
-		"translatePerms": "saved", "effectivePerms": "saved", "maxPerms": "saved", "needCOW": "saved",
+		"translatePerms": "saved", "effectivePerms": "saved", "maxPerms": "saved", "needCOW": "saved", "lazyFree": "saved",
 		"private": "saved", "im": "cache", "mapped": "none without an AddressSpace",
 	},
 	"AIOContext": {
