@@ -12,6 +12,9 @@
 // similar in size); deltas (vmsize, vmlck) and relative limits (setrlimit
 // RES +N) hide the remaining differences in layout, except brk's RLIMIT_DATA
 // check, which counts the binary's data segment: the corpus avoids it.
+// Agents run on one CPU (the first they may use): the kernel's per-CPU page
+// batches, which MADV_PAGEOUT drains only on its own CPU, would otherwise
+// make what it reclaims depend on the scheduler.
 // Every agent is a child of the coordinator (forks use
 // CLONE_PARENT), so Close, a context cancellation or a failure kills and reaps
 // every one of them through pidfds, and removes the shm segments the script

@@ -621,6 +621,25 @@ static void agent_main(void) {
 	if (prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) < 0 && !err)
 		err = errno;
 
+	// One CPU for the agent and its forks: the kernel keeps pages in
+	// per-CPU batches (pages new to the LRU, lazily freed ones) that
+	// MADV_PAGEOUT drains on its own CPU only, and a page still in
+	// another CPU's batch is not reclaimed. On one CPU what MADV_PAGEOUT
+	// does no longer depends on where the scheduler moved the agent.
+	cpu_set_t cpus;
+	if (sched_getaffinity(0, sizeof cpus, &cpus) == 0) {
+		for (int c = 0; c < CPU_SETSIZE; c++) {
+			if (CPU_ISSET(c, &cpus)) {
+				cpu_set_t one;
+				CPU_ZERO(&one);
+				CPU_SET(c, &one);
+				if (sched_setaffinity(0, sizeof one, &one) < 0 && !err)
+					err = errno;
+				break;
+			}
+		}
+	}
+
 	// Nothing in the window (a fresh program has nothing there; this
 	// only makes sure). The agent itself never uses it.
 	if (syscall(SYS_munmap, WINDOW, WINDOW_SIZE) < 0 && !err)
