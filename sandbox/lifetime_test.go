@@ -269,3 +269,63 @@ func TestKillWhileStopping(t *testing.T) {
 		t.Fatal("the sandbox never stopped a running process's threads: the window was not reached")
 	}
 }
+
+// signalsDuringCallsSrc queues real-time signals, one at a time, to a
+// thread that maps, touches and unmaps memory without a pause: under
+// vmspace they often arrive while a system call is injected into that
+// thread (a signal sent to the process would go to a thread that is not
+// stopped), and each must still be delivered, once.
+const signalsDuringCallsSrc = `
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static volatile int handled;
+
+static void on(int sig) { (void)sig; __atomic_fetch_add(&handled, 1, __ATOMIC_SEQ_CST); }
+
+static void *churn(void *arg) {
+	(void)arg;
+	for (;;) {
+		char *p = mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) continue;
+		for (int i = 0; i < (1 << 16); i += 4096) p[i] = 1;
+		munmap(p, 1 << 16);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv) {
+	int n = argc > 1 ? atoi(argv[1]) : 2000;
+	struct sigaction sa = {0};
+	sa.sa_handler = on;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGRTMIN, &sa, NULL);
+	pthread_t t;
+	pthread_create(&t, NULL, churn, NULL);
+	union sigval v = {0};
+	for (int i = 0; i < n; i++) {
+		int e = pthread_sigqueue(t, SIGRTMIN, v);
+		if (e) { printf("pthread_sigqueue: %d\n", e); return 1; }
+		while (__atomic_load_n(&handled, __ATOMIC_SEQ_CST) < i + 1) sched_yield();
+	}
+	printf("%d signals queued, %d handled\n", n, handled);
+	fflush(stdout);
+	_exit(0);
+	return 0;
+}
+`
+
+// TestSignalsDuringInjectedCalls: a signal that arrives while vmspace
+// injects a system call into a thread is kept and delivered when the
+// thread resumes (ptrace.Inject's Waiter, injectWaiter.Interrupted): none
+// is lost (the program would wait for it forever) or delivered twice.
+func TestSignalsDuringInjectedCalls(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "sigcalls", signalsDuringCallsSrc, false, "-pthread")
+	compare(t, "", "", exe, "2000")
+}
