@@ -7,6 +7,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/linuxabi"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
 	"golang.org/x/sys/unix"
@@ -42,7 +43,7 @@ func BenchmarkPrivateFileFault(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		a, err := m.MMapSys(ctx, 0, size, mm.ProtRead, mm.MapPrivate, fd, 0)
+		a, err := linuxabi.MMap(ctx, m, 0, size, linuxabi.ProtRead, linuxabi.MapPrivate, fd, 0)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -38,7 +38,7 @@
 //     plus 128 KiB (at most RLIMIT_STACK), read-write (and executable if
 //     PT_GNU_STACK asks).
 //  6. Maps the PT_LOAD segments: private file mappings of the program
-//     (mm.MMapSys with the FD, as vm_mmap) with the segment's permissions;
+//     (linuxabi.MMap with the FD, as vm_mmap) with the segment's permissions;
 //     the part of the last file page past p_filesz zeroed (only if the
 //     segment is writable: Linux's clear_user fails silently otherwise), and
 //     whole pages past it anonymous read-write memory (plus execute if the

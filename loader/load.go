@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/linuxabi"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
@@ -411,14 +412,14 @@ func (l *loader) loadProgram(img *image, hasInterp bool) error {
 	var endCode, startData, endData, elfBrk uint64
 	for i, ph := range loads {
 		prot := makeProt(ph.Flags)
-		flags := mm.MapPrivate
+		flags := linuxabi.MapPrivate
 		vaddr := ph.Vaddr
 		var totalSize uint64
 		switch {
 		case !first:
-			flags |= mm.MapFixed
+			flags |= linuxabi.MapFixed
 		case !etDyn:
-			flags |= mm.MapFixedNoReplace
+			flags |= linuxabi.MapFixedNoReplace
 		default:
 			// The first segment of an ET_DYN sets the load bias for all.
 			totalSize = totalMappingSize(loads)
@@ -432,7 +433,7 @@ func (l *loader) loadProgram(img *image, hasInterp bool) error {
 				if alignment != 0 {
 					loadBias &^= alignment - 1
 				}
-				flags |= mm.MapFixedNoReplace
+				flags |= linuxabi.MapFixedNoReplace
 			} else if alignment > hostarch.PageSize {
 				// A loader with large alignment: find room for the
 				// whole image, then map it aligned there.
@@ -442,7 +443,7 @@ func (l *loader) loadProgram(img *image, hasInterp bool) error {
 				}
 				_ = l.m.MUnmap(l.ctx, got.mapAddr, pageAlign(totalSize))
 				loadBias = uint64(got.mapAddr) &^ (alignment - 1)
-				flags |= mm.MapFixedNoReplace
+				flags |= linuxabi.MapFixedNoReplace
 			} else {
 				// A loader: wherever mmap puts it.
 				loadBias = 0
@@ -500,10 +501,10 @@ func (l *loader) loadInterp(img *image, noBase hostarch.Addr) (hostarch.Addr, er
 	loadAddrSet := false
 	ts := uint64(l.taskSize)
 	for i, ph := range loads {
-		flags := mm.MapPrivate
+		flags := linuxabi.MapPrivate
 		vaddr := ph.Vaddr
 		if !etDyn || loadAddrSet {
-			flags |= mm.MapFixed
+			flags |= linuxabi.MapFixed
 		} else if noBase != 0 {
 			loadAddr = -vaddr
 		}
@@ -621,7 +622,7 @@ func (l *loader) elfMap(img *image, i int, addr hostarch.Addr, ph *elf.Prog64, p
 	if totalSize != 0 {
 		length = pageAlign(totalSize)
 	}
-	got, err := l.m.MMapSys(l.ctx, addr, length, prot, flags, img.fd, off)
+	got, err := linuxabi.MMap(l.ctx, l.m, uint64(addr), length, uint64(prot), uint64(flags), img.fd, off)
 	if err != nil {
 		what := "mapping"
 		if errors.Is(err, unix.EEXIST) {

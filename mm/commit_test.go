@@ -34,7 +34,7 @@ func TestCommitNever(t *testing.T) {
 	}
 	// NORESERVE is ignored in mode 2.
 	nr := anon(window+0x2000000, 16<<20, hostarch.ReadWrite)
-	if _, err := m.MMapSys(ctx, nr.Addr, nr.Length, unix.PROT_READ|unix.PROT_WRITE, MapPrivate|MapAnonymous|MapFixed|MapNoReserve, nil, 0); !errors.Is(err, unix.ENOMEM) {
+	if _, err := m.mmapFlags(ctx, nr.Addr, nr.Length, unix.PROT_READ|unix.PROT_WRITE, MapPrivate|MapAnonymous|MapFixed|MapNoReserve, nil, 0); !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("MAP_NORESERVE in mode 2: %v, want ENOMEM", err)
 	}
 	// Making the read-only mapping writable commits it.

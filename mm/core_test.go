@@ -107,31 +107,31 @@ func TestCoreDumpContents(t *testing.T) {
 	mustOK(t, "dontdump", m.MAdvise(ctx, a2, 2*pg, AdvDontDump))
 	wants = append(wants, want{"dontdump", 0})
 	// 3: shared anonymous memory: dumped.
-	a3, err := m.MMapSys(ctx, at(3), 2*pg, ProtRead|ProtWrite, MapShared|MapAnonymous|MapFixed, nil, 0)
+	a3, err := m.mmapFlags(ctx, at(3), 2*pg, ProtRead|ProtWrite, MapShared|MapAnonymous|MapFixed, nil, 0)
 	mustOK(t, "mmap", err)
 	write(t, m, a3+pg, []byte("shared anonymous"))
 	wants = append(wants, want{"shared anon", 2 * pg})
 	// 4: a memfd, shared: dumped.
-	a4, err := m.MMapSys(ctx, at(4), 2*pg, ProtRead|ProtWrite, MapShared|MapFixed, mfd, 0)
+	a4, err := m.mmapFlags(ctx, at(4), 2*pg, ProtRead|ProtWrite, MapShared|MapFixed, mfd, 0)
 	mustOK(t, "mmap", err)
 	write(t, m, a4, []byte("memfd"))
 	wants = append(wants, want{"memfd", 2 * pg})
 	// 5: a linked host file, shared: not dumped.
-	a5, err := m.MMapSys(ctx, at(5), 2*pg, ProtRead|ProtWrite, MapShared|MapFixed, dfd, 0)
+	a5, err := m.mmapFlags(ctx, at(5), 2*pg, ProtRead|ProtWrite, MapShared|MapFixed, dfd, 0)
 	mustOK(t, "mmap", err)
 	write(t, m, a5, []byte("file"))
 	wants = append(wants, want{"file shared", 0})
 	// 6: an ELF file, private, from offset 0, never touched: its first
 	// page only.
-	_, err = m.MMapSys(ctx, at(6), 3*pg, ProtRead|ProtExec, MapPrivate|MapFixed, efd, 0)
+	_, err = m.mmapFlags(ctx, at(6), 3*pg, ProtRead|ProtExec, MapPrivate|MapFixed, efd, 0)
 	mustOK(t, "mmap", err)
 	wants = append(wants, want{"elf header", pg})
 	// 7: the same file at another offset: not dumped.
-	_, err = m.MMapSys(ctx, at(7), pg, ProtRead, MapPrivate|MapFixed, efd, pg)
+	_, err = m.mmapFlags(ctx, at(7), pg, ProtRead, MapPrivate|MapFixed, efd, pg)
 	mustOK(t, "mmap", err)
 	wants = append(wants, want{"elf offset", 0})
 	// 8: a private file mapping written to (copy-on-write): dumped.
-	a8, err := m.MMapSys(ctx, at(8), 2*pg, ProtRead|ProtWrite, MapPrivate|MapFixed, dfd, 0)
+	a8, err := m.mmapFlags(ctx, at(8), 2*pg, ProtRead|ProtWrite, MapPrivate|MapFixed, dfd, 0)
 	mustOK(t, "mmap", err)
 	write(t, m, a8+pg+8, []byte("cow"))
 	wants = append(wants, want{"file cow", 2 * pg})
@@ -141,7 +141,7 @@ func TestCoreDumpContents(t *testing.T) {
 	vdso.DecRef(ctx)
 	wants = append(wants, want{"vdso", 2 * pg})
 	// 10: a non-ELF file at offset 0, private, read: not dumped.
-	a10, err := m.MMapSys(ctx, at(10), pg, ProtRead, MapPrivate|MapFixed, dfd, 0)
+	a10, err := m.mmapFlags(ctx, at(10), pg, ProtRead, MapPrivate|MapFixed, dfd, 0)
 	mustOK(t, "mmap", err)
 	read(t, m, a10, 4)
 	wants = append(wants, want{"data file", 0})
@@ -469,7 +469,7 @@ int main(void) { answer++; abort(); }
 		memEnd := hostarch.Addr(p.Vaddr + p.Memsz).MustRoundUp()
 		off := p.Off - (p.Vaddr - uint64(start))
 		if fileEnd > start {
-			_, err := m.MMapSys(ctx, start, uint64(fileEnd-start), perms.Prot()|ProtWrite, MapPrivate|MapFixed, pfd, off)
+			_, err := m.mmapFlags(ctx, start, uint64(fileEnd-start), perms.Prot()|ProtWrite, MapPrivate|MapFixed, pfd, off)
 			mustOK(t, "map segment", err)
 			if p.Memsz > p.Filesz {
 				end := hostarch.Addr(p.Vaddr + p.Filesz)

@@ -20,7 +20,7 @@ func TestForkInvalidateRace(t *testing.T) {
 	}
 	fd, _ := hostfile.NewFD(memf, true, true)
 	memf.DecRef(ctx)
-	a, err := mm.MMapSys(ctx, window, 64*hostarch.PageSize, ProtRead|ProtWrite, MapShared, fd, 0)
+	a, err := mm.mmapFlags(ctx, window, 64*hostarch.PageSize, ProtRead|ProtWrite, MapShared, fd, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,7 @@ func TestForkSharedAnonymous(t *testing.T) {
 	})
 	c, err := m.Fork(ctx)
 	mustOK(t, "fork", err)
-	a, err := c.MMapSys(ctx, 0, 0x2000, ProtRead|ProtWrite, MapShared|MapAnonymous, nil, 0)
+	a, err := c.mmapFlags(ctx, 0, 0x2000, ProtRead|ProtWrite, MapShared|MapAnonymous, nil, 0)
 	if err != nil {
 		t.Fatalf("mmap(MAP_SHARED|MAP_ANONYMOUS) in a forked child: %v", err)
 	}
@@ -211,14 +211,14 @@ func TestForkSharedAnonymous(t *testing.T) {
 	if got := string(read(t, c, a+0x1000, 10)); got != "grandchild" {
 		t.Errorf("the child reads %q, want what its child wrote", got)
 	}
-	if _, err := g.MMapSys(ctx, 0, 0x1000, ProtRead, MapShared|MapAnonymous, nil, 0); err != nil {
+	if _, err := g.mmapFlags(ctx, 0, 0x1000, ProtRead, MapShared|MapAnonymous, nil, 0); err != nil {
 		t.Errorf("mmap(MAP_SHARED|MAP_ANONYMOUS) in a grandchild: %v", err)
 	}
 	// Without a factory it stays ENODEV.
 	n := New(Options{MemoryFile: mf})
 	nc, err := n.Fork(ctx)
 	mustOK(t, "fork", err)
-	if _, err := nc.MMapSys(ctx, 0, 0x1000, ProtRead, MapShared|MapAnonymous, nil, 0); !errors.Is(err, unix.ENODEV) {
+	if _, err := nc.mmapFlags(ctx, 0, 0x1000, ProtRead, MapShared|MapAnonymous, nil, 0); !errors.Is(err, unix.ENODEV) {
 		t.Errorf("without a factory: %v, want ENODEV", err)
 	}
 	for _, x := range []*MemoryManager{g, c, m, nc, n} {

@@ -31,7 +31,7 @@ func TestDirectFileBusError(t *testing.T) {
 	m := newTestMM(t)
 	const pg = hostarch.PageSize
 	fd, path := directFD(t, 2*pg, 7, os.O_RDWR)
-	addr, err := m.MMapSys(ctx, window, 4*pg, unix.PROT_READ|unix.PROT_WRITE, MapShared|MapFixed, fd, 0)
+	addr, err := m.mmapFlags(ctx, window, 4*pg, unix.PROT_READ|unix.PROT_WRITE, MapShared|MapFixed, fd, 0)
 	mustOK(t, "mmap", err)
 	buf := make([]byte, 8)
 	if _, err := m.CopyIn(ctx, addr+pg, buf, IOOpts{}); err != nil {
@@ -76,7 +76,7 @@ func TestDirectFilePrivate(t *testing.T) {
 	m := newTestMM(t)
 	const pg = hostarch.PageSize
 	fd, path := directFD(t, 2*pg, 9, os.O_RDONLY)
-	addr, err := m.MMapSys(ctx, window, 2*pg, unix.PROT_READ|unix.PROT_WRITE, MapPrivate|MapFixed, fd, 0)
+	addr, err := m.mmapFlags(ctx, window, 2*pg, unix.PROT_READ|unix.PROT_WRITE, MapPrivate|MapFixed, fd, 0)
 	mustOK(t, "mmap", err)
 	b := make([]byte, 1)
 	if _, err := m.CopyIn(ctx, addr, b, IOOpts{}); err != nil {

@@ -23,41 +23,6 @@ type MappableFile interface {
 // mapping of size bytes (Linux's shmem_zero_setup).
 type SharedAnonFactory func(ctx context.Context, size uint64) (MappableFile, error)
 
-// Linux's mmap flags.
-const (
-	MapShared         = 0x01
-	MapPrivate        = 0x02
-	MapSharedValidate = 0x03
-	MapDroppable      = 0x08
-	MapType           = 0x0f
-	MapFixed          = 0x10
-	MapAnonymous      = 0x20
-	Map32Bit          = 0x40
-	MapGrowsDown      = 0x100
-	MapDenyWrite      = 0x800
-	MapExecutable     = 0x1000
-	MapLocked         = 0x2000
-	MapNoReserve      = 0x4000
-	MapPopulate       = 0x8000
-	MapNonBlock       = 0x10000
-	MapStack          = 0x20000
-	MapHugeTLB        = 0x40000
-	MapSync           = 0x80000
-	MapFixedNoReplace = 0x100000
-	MapUninitialized  = 0x4000000
-	MapAbove4G        = 0x80
-	MapHuge2MB        = 21 << 26
-	MapHuge1GB        = 30 << 26
-
-	// legacyMapMask are the flags MAP_SHARED_VALIDATE accepts (Linux's
-	// LEGACY_MAP_MASK: MAP_FIXED_NOREPLACE and MAP_SYNC are not among
-	// them).
-	legacyMapMask = MapShared | MapPrivate | MapFixed | MapAnonymous | MapDenyWrite |
-		MapExecutable | MapUninitialized | MapGrowsDown | MapLocked | MapNoReserve |
-		MapPopulate | MapNonBlock | MapStack | MapHugeTLB | Map32Bit | MapAbove4G |
-		MapHuge2MB | MapHuge1GB
-)
-
 // UnmappableFile is an open file without an mmap operation (a pipe, a
 // directory, /dev/null and most devices; R and W are its open mode): mmap
 // checks its arguments as for any file, then fails with ENODEV where Linux
@@ -72,22 +37,6 @@ type UnmappableFile struct {
 
 // NoExec reports whether the file's mount forbids execution.
 func (f UnmappableFile) NoExec() bool { return f.NoExecMount }
-
-// hugeTLBFile is the hugetlbfs file behind MAP_HUGETLB|MAP_ANONYMOUS;
-// there are no huge pages to reserve.
-type hugeTLBFile struct{}
-
-func (hugeTLBFile) Readable() bool { return true }
-func (hugeTLBFile) Writable() bool { return true }
-func (hugeTLBFile) ConfigureMMap(_ context.Context, o *memmap.MMapOpts) error {
-	if o.Offset&(hugePageSize-1) != 0 {
-		return unix.EINVAL
-	}
-	return unix.ENOMEM
-}
-
-// mapHugeShift is MAP_HUGE_SHIFT: where MAP_HUGETLB's page size log sits.
-const mapHugeShift = 26
 
 // Readable implements MappableFile.Readable.
 func (f UnmappableFile) Readable() bool { return f.R }
@@ -119,7 +68,7 @@ func (f ZeroFile) Readable() bool { return f.R }
 // Writable implements MappableFile.Writable.
 func (f ZeroFile) Writable() bool { return f.W }
 
-// ConfigureMMap implements MappableFile.ConfigureMMap; MMapSys maps a
+// ConfigureMMap implements MappableFile.ConfigureMMap; DoMMap maps a
 // ZeroFile itself.
 func (f ZeroFile) ConfigureMMap(context.Context, *memmap.MMapOpts) error { return unix.ENODEV }
 
@@ -141,16 +90,6 @@ func fileMaxSize(file MappableFile) uint64 {
 // maxLFSFileSize is Linux's MAX_LFS_FILESIZE on 64-bit.
 const maxLFSFileSize = 1<<63 - 1
 
-// Linux's protection bits.
-const (
-	ProtRead      = 0x1
-	ProtWrite     = 0x2
-	ProtExec      = 0x4
-	ProtSem       = 0x8
-	ProtGrowsDown = 0x01000000
-	ProtGrowsUp   = 0x02000000
-)
-
 // SetSharedAnonFactory sets how shared anonymous memory is made; without
 // one, MAP_SHARED|MAP_ANONYMOUS fails with ENODEV.
 func (mm *MemoryManager) SetSharedAnonFactory(f SharedAnonFactory) {
@@ -159,68 +98,90 @@ func (mm *MemoryManager) SetSharedAnonFactory(f SharedAnonFactory) {
 	mm.sharedAnon = f
 }
 
-// MMapSys is the whole mmap(2) system call on x86-64, with Linux's argument
-// checks in Linux's order. file is the mapped file, or nil: with
-// MAP_ANONYMOUS clear, nil means fd was not an open file (EBADF).
-func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length uint64, prot, flags int, file MappableFile, offset uint64) (hostarch.Addr, error) {
-	if offset&hostarch.PageMask != 0 {
-		return 0, unix.EINVAL
-	}
-	anon := flags&MapAnonymous != 0
-	if !anon && file == nil {
-		return 0, unix.EBADF
-	}
-	if flags&MapHugeTLB != 0 {
-		if !anon {
-			// Not a hugetlbfs file.
-			return 0, unix.EINVAL
-		}
-		// Linux maps a new hugetlbfs file of the 2 MiB page size
-		// (the only one), checked as a file mapping; with no huge
-		// pages to reserve, it fails where hugetlbfs reserves them.
-		if sz := flags >> mapHugeShift & 0x3f; sz != 0 && sz != 21 {
-			return 0, unix.EINVAL
-		}
-		length = (length + hugePageSize - 1) &^ (hugePageSize - 1)
-		if flags&(MapFixed|MapFixedNoReplace) != 0 && length != 0 && length <= uint64(hostarch.MaxUserAddress) &&
-			addr&(hugePageSize-1) != 0 {
-			return 0, unix.EINVAL
-		}
-		anon, file = false, hugeTLBFile{}
-	}
-	perms := hostarch.AccessTypeFromProt(prot)
+// MapType is the kind of memory an mmap(2) call asks for (Linux's
+// MAP_TYPE bits).
+type MapType int
+
+// The types of mapping.
+const (
+	// MapTypeInvalid is a MAP_TYPE Linux does not know (or
+	// MAP_SHARED_VALIDATE of anonymous memory, MAP_DROPPABLE of a file):
+	// EINVAL where Linux checks it.
+	MapTypeInvalid MapType = iota
+	MapTypeShared
+	// MapTypeSharedValidate is MAP_SHARED_VALIDATE: as MapTypeShared,
+	// but flags Linux does not know fail (DoMMapOpts.UnknownFlags).
+	MapTypeSharedValidate
+	MapTypePrivate
+	// MapTypeDroppable is MAP_DROPPABLE: private anonymous memory that is
+	// never locked, reserved, inherited or dumped.
+	MapTypeDroppable
+)
+
+// DoMMapOpts is an mmap(2) call as its system-call layer (package
+// linuxabi) decodes it: the flags as fields, the descriptor as a file.
+type DoMMapOpts struct {
+	Addr   hostarch.Addr
+	Length uint64
+	// Offset is the file offset in bytes (page-aligned: the system-call
+	// layer checked it).
+	Offset uint64
+	Perms  hostarch.AccessType
+	// File is the mapped file, or nil for anonymous memory
+	// (MAP_ANONYMOUS).
+	File MappableFile
+	Type MapType
+	// UnknownFlags says flags were given that MAP_SHARED_VALIDATE refuses
+	// (Linux's LEGACY_MAP_MASK): a MapTypeSharedValidate file mapping
+	// fails with EOPNOTSUPP at the file's checks.
+	UnknownFlags bool
+	// Fixed is MAP_FIXED, NoReplace MAP_FIXED_NOREPLACE (which wins if
+	// both are given).
+	Fixed, NoReplace bool
+	// Map32Bit, Above4G, GrowsDown, Stack and NoReserve are MAP_32BIT,
+	// MAP_ABOVE4G, MAP_GROWSDOWN, MAP_STACK and MAP_NORESERVE (which is
+	// honoured unless overcommit is never allowed).
+	Map32Bit, Above4G, GrowsDown, Stack, NoReserve bool
+	// Locked is MAP_LOCKED; Populate is MAP_POPULATE without
+	// MAP_NONBLOCK.
+	Locked, Populate bool
+}
+
+// DoMMap makes the mapping an mmap(2) call asks for, as Linux's do_mmap:
+// the checks that depend on the file and the type of mapping come in
+// Linux's order (see MMap for the rest).
+func (mm *MemoryManager) DoMMap(ctx context.Context, a DoMMapOpts) (hostarch.Addr, error) {
+	file, perms, typ := a.File, a.Perms, a.Type
 	opts := memmap.MMapOpts{
-		Length:    length,
-		Addr:      addr,
-		Offset:    offset,
-		Fixed:     flags&(MapFixed|MapFixedNoReplace) != 0,
-		Unmap:     flags&(MapFixed|MapFixedNoReplace) == MapFixed,
-		Map32Bit:  flags&Map32Bit != 0,
+		Length:    a.Length,
+		Addr:      a.Addr,
+		Offset:    a.Offset,
+		Fixed:     a.Fixed || a.NoReplace,
+		Unmap:     a.Fixed && !a.NoReplace,
+		Map32Bit:  a.Map32Bit,
 		Perms:     perms,
 		MaxPerms:  hostarch.AnyAccess,
-		GrowsDown: flags&MapGrowsDown != 0,
-		Stack:     flags&MapStack != 0,
-		// MAP_NORESERVE is honoured unless overcommit is never allowed.
-		NoReserve: flags&MapNoReserve != 0 && mm.Commit().Policy().Mode != OvercommitNever,
+		GrowsDown: a.GrowsDown,
+		Stack:     a.Stack,
+		NoReserve: a.NoReserve && mm.Commit().Policy().Mode != OvercommitNever,
 	}
-	if flags&MapLocked != 0 {
+	if a.Locked {
 		opts.MLockMode = memmap.MLockEager
 	}
-	if flags&(MapPopulate|MapNonBlock) == MapPopulate {
+	if a.Populate {
 		opts.PlatformEffect = memmap.MMapPopulate
 	}
-	typ := flags & MapType
 	var configure func(*memmap.MMapOpts) error
 	var extra vmaFlags
-	pl := placement{above4G: flags&MapAbove4G != 0}
-	if !anon {
+	pl := placement{above4G: a.Above4G}
+	if file != nil {
 		_, zero := file.(ZeroFile)
-		if zero && typ == MapPrivate {
+		if zero && typ == MapTypePrivate {
 			// Private /dev/zero: anonymous memory that Linux still
 			// sees as a file mapping, placed by
 			// thp_get_unmapped_area with the file offset.
 			extra |= vmaZeroFile
-			pl.thp, pl.thpOff, pl.file = true, offset, true
+			pl.thp, pl.thpOff, pl.file = true, a.Offset, true
 		}
 		configure = func(o *memmap.MMapOpts) error {
 			// Linux's file_mmap_ok: the mapping must end within
@@ -230,8 +191,8 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 				return unix.EOVERFLOW
 			}
 			switch typ {
-			case MapShared, MapSharedValidate:
-				if typ == MapSharedValidate && flags&^legacyMapMask != 0 {
+			case MapTypeShared, MapTypeSharedValidate:
+				if typ == MapTypeSharedValidate && a.UnknownFlags {
 					return unix.EOPNOTSUPP
 				}
 				if perms.Write && !file.Writable() {
@@ -240,7 +201,7 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 				if !file.Writable() {
 					o.MaxPerms.Write = false
 				}
-			case MapPrivate:
+			case MapTypePrivate:
 				o.Private = true
 			default:
 				return unix.EINVAL
@@ -274,20 +235,20 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 		}
 	} else {
 		switch typ {
-		case MapShared:
+		case MapTypeShared:
 			configure = func(o *memmap.MMapOpts) error {
 				if o.GrowsDown {
 					return unix.EINVAL
 				}
 				return mm.sharedAnonLocked(ctx, o)
 			}
-		case MapPrivate:
+		case MapTypePrivate:
 			opts.Private = true
 			opts.Offset = 0
 			// Linux aligns larger anonymous mappings placed
 			// without a hint for transparent huge pages.
 			pl.thp = opts.Length%hugePageSize == 0
-		case MapDroppable:
+		case MapTypeDroppable:
 			// Linux's do_mmap: private anonymous memory that is never
 			// locked, reserved, inherited or dumped.
 			opts.Private = true
@@ -296,7 +257,7 @@ func (mm *MemoryManager) MMapSys(ctx context.Context, addr hostarch.Addr, length
 			pl.thp = opts.Length%hugePageSize == 0
 			extra = vmaDroppable | vmaWipeOnFork | vmaDontDump
 			configure = func(o *memmap.MMapOpts) error {
-				if flags&MapLocked != 0 || o.GrowsDown {
+				if a.Locked || o.GrowsDown {
 					return unix.EINVAL
 				}
 				return nil

@@ -29,7 +29,7 @@ func TestMDWE(t *testing.T) {
 	const r, rw, rx, x, rwx = ProtRead, ProtRead | ProtWrite, ProtRead | ProtExec, ProtExec, ProtRead | ProtWrite | ProtExec
 	mapAt := func(off hostarch.Addr, prot int) hostarch.Addr {
 		t.Helper()
-		a, err := m.MMapSys(ctx, window+off, hostarch.PageSize, prot, MapPrivate|MapAnonymous|MapFixed, nil, 0)
+		a, err := m.mmapFlags(ctx, window+off, hostarch.PageSize, prot, MapPrivate|MapAnonymous|MapFixed, nil, 0)
 		if err != nil {
 			t.Fatalf("mmap %#x prot %d: %v", off, prot, err)
 		}
@@ -47,7 +47,7 @@ func TestMDWE(t *testing.T) {
 	errIs("clear", m.SetMDWE(0, 0, 0, 0), unix.EPERM)
 
 	mmap := func(addr hostarch.Addr, length uint64, prot, flags int) error {
-		_, err := m.MMapSys(ctx, addr, length, prot, flags|MapPrivate|MapAnonymous, nil, 0)
+		_, err := m.mmapFlags(ctx, addr, length, prot, flags|MapPrivate|MapAnonymous, nil, 0)
 		return err
 	}
 	errIs("mmap rwx", mmap(0, 4096, rwx, 0), unix.EACCES)
@@ -61,7 +61,7 @@ func TestMDWE(t *testing.T) {
 	if got := m.Regions(hostarch.AddrRange{Start: rwA, End: rwA + 0x1000}); len(got) != 1 || got[0].Perms != "rw-p" {
 		t.Errorf("the rw mapping after a refused MAP_FIXED rwx over it: %+v", got)
 	}
-	_, err = m.MMapSys(ctx, 0, 4096, rwx, MapShared|MapAnonymous, nil, 0)
+	_, err = m.mmapFlags(ctx, 0, 4096, rwx, MapShared|MapAnonymous, nil, 0)
 	errIs("mmap shared rwx", err, unix.ENODEV) // no factory: the file's check comes first
 	errIs("mmap locked rwx", mmap(0, 4096, rwx, MapLocked), unix.EACCES)
 	lim := m.Limits()
@@ -105,7 +105,7 @@ func TestMDWE(t *testing.T) {
 	if b, _ := c.GetMDWE(0, 0, 0, 0); b != MDWERefuseExecGain {
 		t.Errorf("child's PR_GET_MDWE = %d", b)
 	}
-	if _, err := c.MMapSys(ctx, 0, 4096, rwx, MapPrivate|MapAnonymous, nil, 0); !errors.Is(err, unix.EACCES) {
+	if _, err := c.mmapFlags(ctx, 0, 4096, rwx, MapPrivate|MapAnonymous, nil, 0); !errors.Is(err, unix.EACCES) {
 		t.Errorf("child's mmap rwx: %v", err)
 	}
 	e := New(Options{MemoryFile: m.MemoryFile()})
@@ -124,7 +124,7 @@ func TestMDWE(t *testing.T) {
 	if b, _ := n.GetMDWE(0, 0, 0, 0); b != MDWERefuseExecGain|MDWENoInherit {
 		t.Errorf("PR_GET_MDWE = %d", b)
 	}
-	if _, err := n.MMapSys(ctx, 0, 4096, rwx, MapPrivate|MapAnonymous, nil, 0); !errors.Is(err, unix.EACCES) {
+	if _, err := n.mmapFlags(ctx, 0, 4096, rwx, MapPrivate|MapAnonymous, nil, 0); !errors.Is(err, unix.EACCES) {
 		t.Errorf("mmap rwx with NO_INHERIT: %v", err)
 	}
 	nc, err := n.Fork(ctx)
@@ -132,7 +132,7 @@ func TestMDWE(t *testing.T) {
 	if b, _ := nc.GetMDWE(0, 0, 0, 0); b != 0 {
 		t.Errorf("child's PR_GET_MDWE with NO_INHERIT = %d", b)
 	}
-	if _, err := nc.MMapSys(ctx, 0, 4096, rwx, MapPrivate|MapAnonymous, nil, 0); err != nil {
+	if _, err := nc.mmapFlags(ctx, 0, 4096, rwx, MapPrivate|MapAnonymous, nil, 0); err != nil {
 		t.Errorf("child's mmap rwx with NO_INHERIT: %v", err)
 	}
 	ne := New(Options{MemoryFile: n.MemoryFile()})

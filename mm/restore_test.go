@@ -75,11 +75,11 @@ func seedImages(t testing.TB) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x, _ := m.MMapSys(ctx, window, 4*hostarch.PageSize, ProtRead|ProtWrite, MapShared, mfd, 0)
+	x, _ := m.mmapFlags(ctx, window, 4*hostarch.PageSize, ProtRead|ProtWrite, MapShared, mfd, 0)
 	m.CopyOut(ctx, x+hostarch.PageSize, []byte("memfd"), IOOpts{})
-	y, _ := m.MMapSys(ctx, window+0x100000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapShared|MapAnonymous, nil, 0)
+	y, _ := m.mmapFlags(ctx, window+0x100000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapShared|MapAnonymous, nil, 0)
 	m.CopyOut(ctx, y, []byte("anon"), IOOpts{})
-	z, _ := m.MMapSys(ctx, window+0x200000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapPrivate, gfd, 0)
+	z, _ := m.mmapFlags(ctx, window+0x200000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapPrivate, gfd, 0)
 	m.CopyOut(ctx, z+hostarch.PageSize, []byte("cow"), IOOpts{})
 	m.CopyIn(ctx, z, make([]byte, 8), IOOpts{})
 	save([]*MemoryManager{m}, hostfiles.New(hostfiles.Options{}))

@@ -275,7 +275,7 @@ func TestCheckpointAnonymousFamily(t *testing.T) {
 	st := mustMap(t, p, memmap.MMapOpts{Length: 16 * hostarch.PageSize, Addr: window + 0x100000, Fixed: true, Unmap: true,
 		Private: true, GrowsDown: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess})
 	write(t, p, st+15*hostarch.PageSize, []byte("stack"))
-	dr, err := p.MMapSys(ctx, window+0x200000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapDroppable|MapAnonymous|MapFixed, nil, 0)
+	dr, err := p.mmapFlags(ctx, window+0x200000, 2*hostarch.PageSize, ProtRead|ProtWrite, MapDroppable|MapAnonymous|MapFixed, nil, 0)
 	mustOK(t, "mmap droppable", err)
 	write(t, p, dr, []byte("droppable"))
 	id, err := p.NewAIOContext(ctx, 8)
@@ -460,22 +460,22 @@ func TestCheckpointFiles(t *testing.T) {
 	memf.DecRef(ctx)
 
 	// Private and shared mappings of the host file.
-	pr, err := m.MMapSys(ctx, window, 6*hostarch.PageSize, ProtRead|ProtWrite, MapPrivate, hfd, 0)
+	pr, err := m.mmapFlags(ctx, window, 6*hostarch.PageSize, ProtRead|ProtWrite, MapPrivate, hfd, 0)
 	mustOK(t, "mmap private", err)
-	sh, err := m.MMapSys(ctx, window+0x100000, 6*hostarch.PageSize, ProtRead|ProtWrite, MapShared, hfd, 0)
+	sh, err := m.mmapFlags(ctx, window+0x100000, 6*hostarch.PageSize, ProtRead|ProtWrite, MapShared, hfd, 0)
 	mustOK(t, "mmap shared", err)
 	read(t, m, pr, 1)                                    // a read translation
 	write(t, m, pr+hostarch.PageSize, []byte("cow"))     // a private copy
 	write(t, m, sh+2*hostarch.PageSize, []byte("dirty")) // a dirty page
 	read(t, m, sh+4*hostarch.PageSize, 10)
-	gm, err := m.MMapSys(ctx, window+0x200000, 3*hostarch.PageSize, ProtRead|ProtWrite, MapShared, gfd, 0)
+	gm, err := m.mmapFlags(ctx, window+0x200000, 3*hostarch.PageSize, ProtRead|ProtWrite, MapShared, gfd, 0)
 	mustOK(t, "mmap ghost", err)
 	write(t, m, gm+hostarch.PageSize, []byte("ghost dirty"))
-	mm2, err := m.MMapSys(ctx, window+0x300000, 8*hostarch.PageSize, ProtRead|ProtWrite, MapShared, mfd, 0)
+	mm2, err := m.mmapFlags(ctx, window+0x300000, 8*hostarch.PageSize, ProtRead|ProtWrite, MapShared, mfd, 0)
 	mustOK(t, "mmap memfd", err)
 	write(t, m, mm2+3*hostarch.PageSize, []byte("memfd"))
 	write(t, m, mm2+5*hostarch.PageSize, make([]byte, 10)) // resident zero page
-	sa, err := m.MMapSys(ctx, window+0x400000, 4*hostarch.PageSize, ProtRead|ProtWrite, MapShared|MapAnonymous, nil, 0)
+	sa, err := m.mmapFlags(ctx, window+0x400000, 4*hostarch.PageSize, ProtRead|ProtWrite, MapShared|MapAnonymous, nil, 0)
 	mustOK(t, "mmap shared anon", err)
 	write(t, m, sa, []byte("shared anon"))
 	c, err := m.Fork(ctx)

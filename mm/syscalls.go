@@ -10,7 +10,7 @@ import (
 )
 
 // MMap creates a mapping as mmap(2) does, after the system-call layer has
-// checked the flags and the file (see MMapSys for the whole system call).
+// checked the flags and the file (see DoMMap for the whole system call).
 // It returns the mapping's address.
 //
 // Checks are made in Linux's order (do_mmap, mmap_region): zero length
@@ -188,6 +188,10 @@ func (mm *MemoryManager) unmapRange(addr hostarch.Addr, length uint64) (hostarch
 type MProtectOpts struct {
 	GrowsDown bool
 	GrowsUp   bool
+	// Refused says the call named a protection or a protection key that
+	// Linux refuses once the range is checked (arch_validate_prot, a key
+	// not allocated): EINVAL there.
+	Refused bool
 }
 
 // MProtect changes the permissions of [addr, addr+length) to perms, as
@@ -207,6 +211,9 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	end := addr + hostarch.Addr(la)
 	if !ok || end <= addr {
 		return unix.ENOMEM
+	}
+	if opts.Refused {
+		return unix.EINVAL
 	}
 	start := addr
 
@@ -299,59 +306,13 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	return err
 }
 
-// MInCoreSys is the whole mincore(2) system call, writing the vector to
-// vec in the address space, in Linux's order: addr page-aligned (EINVAL);
-// the range within user addresses (ENOMEM) and then the vector (EFAULT),
-// both as x86-64's access_ok; then vma by vma, so that the vector's fault (EFAULT) for
-// mapped pages comes before a hole after them (ENOMEM).
-func (mm *MemoryManager) MInCoreSys(ctx context.Context, addr hostarch.Addr, length uint64, vec hostarch.Addr) error {
-	if !addr.IsPageAligned() {
-		return unix.EINVAL
-	}
-	if !accessOK(addr, length, hostarch.MaxUserAddress) {
-		return unix.ENOMEM
-	}
-	pages := length>>hostarch.PageShift + boolToUint64(length&hostarch.PageMask != 0)
-	if !accessOK(vec, pages, hostarch.MaxUserAddress) {
-		return unix.EFAULT
-	}
-	if length == 0 {
-		return nil
-	}
-	out, err := mm.MInCore(ctx, addr, length)
-	if len(out) > 0 {
-		if _, cerr := mm.CopyOut(ctx, vec, out, IOOpts{}); cerr != nil {
-			return unix.EFAULT
-		}
-	}
-	return err
-}
-
-// accessOK is x86-64's access_ok for a length that is not a small
-// constant: addr+length must not wrap nor pass top (TASK_SIZE, whatever
-// part of the top the platform keeps for itself).
-func accessOK(addr hostarch.Addr, length uint64, top hostarch.Addr) bool {
-	sum := uint64(addr) + length
-	return sum >= uint64(addr) && sum <= uint64(top)
-}
-
-func boolToUint64(b bool) uint64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// RemapFilePages is remap_file_pages(2), which Linux emulates with mmap:
-// prot must be 0; [start, start+size) (both rounded down to pages) must lie
-// in contiguous shared writable mappings of one file with equal
-// attributes (EINVAL otherwise), and is mapped again, with those
-// attributes, at file page pgoff, populated (flags may only carry
-// MAP_NONBLOCK, which skips that).
-func (mm *MemoryManager) RemapFilePages(ctx context.Context, start hostarch.Addr, size, prot, pgoff, flags uint64) error {
-	if prot != 0 {
-		return unix.EINVAL
-	}
+// RemapFilePages is remap_file_pages(2) (whose prot the system-call layer
+// checked), which Linux emulates with mmap: [start, start+size) (both
+// rounded down to pages) must lie in contiguous shared writable mappings
+// of one file with equal attributes (EINVAL otherwise), and is mapped
+// again, with those attributes, at file page pgoff, populated unless
+// nonBlock (MAP_NONBLOCK).
+func (mm *MemoryManager) RemapFilePages(ctx context.Context, start hostarch.Addr, size, pgoff uint64, nonBlock bool) error {
 	start = start.RoundDown()
 	size &^= hostarch.PageSize - 1
 	end := start + hostarch.Addr(size)
@@ -399,7 +360,7 @@ func (mm *MemoryManager) RemapFilePages(ctx context.Context, start hostarch.Addr
 		SharedAnonymous: v.flags.has(vmaAnonShared),
 		NoReserve:       v.flags.has(vmaNoReserve),
 	}
-	if flags&MapNonBlock == 0 {
+	if !nonBlock {
 		opts.PlatformEffect = memmap.MMapPopulate
 	}
 	if v.locked() {

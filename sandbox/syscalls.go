@@ -1,13 +1,13 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
-	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/linuxabi"
 	"github.com/vmspace/vmspace/mm"
 	"golang.org/x/sys/unix"
 )
@@ -37,17 +37,7 @@ func pass() sysResult                   { return sysResult{act: actPass} }
 func retAddr(a hostarch.Addr) sysResult { return ret(uintptr(a)) }
 
 // errno converts an error from the memory manager to an errno.
-func errno(err error) unix.Errno {
-	var e unix.Errno
-	if errors.As(err, &e) {
-		return e
-	}
-	var ae *mm.AccessError
-	if errors.As(err, &ae) {
-		return unix.EFAULT
-	}
-	return unix.EINVAL
-}
+func errno(err error) unix.Errno { return linuxabi.Errno(err) }
 
 // retFrom returns 0 or err's errno.
 func retFrom(err error) sysResult {
@@ -322,144 +312,68 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 	m := p.mm
 	ctx := s.ctx
 	switch nr {
-	case unix.SYS_MMAP:
-		return s.sysMmap(t, a)
-	case unix.SYS_MUNMAP:
-		return retFrom(m.MUnmap(ctx, hostarch.Addr(a[0]), a[1]))
-	case unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT:
-		prot := int(a[2])
-		if prot&^(unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC|mm.ProtSem|mm.ProtGrowsDown|mm.ProtGrowsUp) != 0 {
-			return retErr(unix.EINVAL)
-		}
-		if nr == unix.SYS_PKEY_MPROTECT && int32(a[3]) != -1 {
-			// Protection keys are not supported: no key can have
-			// been allocated for the manager's mappings.
-			return retErr(unix.EINVAL)
-		}
-		perms := hostarch.AccessTypeFromProt(prot & 7)
-		err := m.MProtect(ctx, hostarch.Addr(a[0]), a[1], perms, mm.MProtectOpts{
-			GrowsDown: prot&mm.ProtGrowsDown != 0,
-			GrowsUp:   prot&mm.ProtGrowsUp != 0,
-		})
-		// The manager unmapped what lost permissions; what stays
-		// accessible is mapped again at once, so that the host kernel
-		// sees it in the system calls it runs (see prevalidate.go).
-		m.MapPresent(ctx, hostarch.Addr(a[0]), a[1])
-		return retFrom(err)
-	case unix.SYS_BRK:
-		old := m.BrkRange().End
-		b, _ := m.Brk(ctx, hostarch.Addr(a[0]))
-		if b > old && uint64(b-old) <= eagerBrk {
-			// A heap grows to be used at once (malloc writes its
-			// headers there): map it now, saving a fault, and
-			// commit it (one batched allocation and MAP_POPULATE
-			// cost much less than a host page fault per page).
-			s.populate(p, hostarch.AddrRange{Start: old.MustRoundUp(), End: b.MustRoundUp()}, true)
-		}
-		return retAddr(b)
-	case unix.SYS_MREMAP:
-		flags := a[3]
-		if flags&^(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED|4 /* MREMAP_DONTUNMAP */) != 0 {
-			return retErr(unix.EINVAL)
-		}
-		addr, err := m.MRemap(ctx, hostarch.Addr(a[0]), a[1], a[2], mm.MRemapOpts{
-			MayMove:   flags&unix.MREMAP_MAYMOVE != 0,
-			Fixed:     flags&unix.MREMAP_FIXED != 0,
-			DontUnmap: flags&4 != 0,
-			NewAddr:   hostarch.Addr(a[4]),
-		})
-		if err != nil {
-			return retErr(errno(err))
-		}
-		// The moved pages are mapped at their new place at once (see
-		// prevalidate.go).
-		m.MapPresent(ctx, addr, a[2])
-		return retAddr(addr)
-	case unix.SYS_MADVISE:
-		return retFrom(m.MAdvise(ctx, hostarch.Addr(a[0]), a[1], mm.Advice(int32(a[2]))))
-	case unix.SYS_MLOCK:
-		return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockEager))
-	case unix.SYS_MLOCK2:
-		switch a[2] {
-		case 0:
-			return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockEager))
-		case 1: // MLOCK_ONFAULT
-			return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockLazy))
-		}
-		return retErr(unix.EINVAL)
-	case unix.SYS_MUNLOCK:
-		return retFrom(m.MLock(ctx, hostarch.Addr(a[0]), a[1], memmap.MLockNone))
-	case unix.SYS_MLOCKALL:
-		f := a[0]
-		if f&^(unix.MCL_CURRENT|unix.MCL_FUTURE|unix.MCL_ONFAULT) != 0 || f == unix.MCL_ONFAULT || f == 0 {
-			return retErr(unix.EINVAL)
-		}
-		return retFrom(m.MLockAll(ctx, mm.MLockAllOpts{
-			Current: f&unix.MCL_CURRENT != 0,
-			Future:  f&unix.MCL_FUTURE != 0,
-			OnFault: f&unix.MCL_ONFAULT != 0,
-		}))
-	case unix.SYS_MUNLOCKALL:
-		return retFrom(m.MUnlockAll(ctx))
-	case unix.SYS_MSYNC:
-		f := a[2]
-		if f&^(unix.MS_ASYNC|unix.MS_INVALIDATE|unix.MS_SYNC) != 0 {
-			return retErr(unix.EINVAL)
-		}
-		return retFrom(m.MSync(ctx, hostarch.Addr(a[0]), a[1], mm.MSyncOpts{
-			Sync:       f&unix.MS_SYNC != 0,
-			Async:      f&unix.MS_ASYNC != 0,
-			Invalidate: f&unix.MS_INVALIDATE != 0,
-		}))
-	case unix.SYS_MINCORE:
-		return retFrom(m.MInCoreSys(ctx, hostarch.Addr(a[0]), a[1], hostarch.Addr(a[2])))
-	case unix.SYS_MSEAL:
-		return retFrom(m.MSeal(ctx, hostarch.Addr(a[0]), a[1], a[2]))
-	case unix.SYS_REMAP_FILE_PAGES:
-		return retFrom(m.RemapFilePages(ctx, hostarch.Addr(a[0]), a[1], a[2], a[3], a[4]))
-	case unix.SYS_MAP_SHADOW_STACK:
-		return retErr(unix.ENOSYS)
 	case unix.SYS_SHMGET, unix.SYS_SHMAT, unix.SYS_SHMDT, unix.SYS_SHMCTL:
 		return s.shmCall(t, nr, a)
 	case unix.SYS_IO_SETUP, unix.SYS_IO_DESTROY, unix.SYS_IO_SUBMIT, unix.SYS_IO_CANCEL,
 		unix.SYS_IO_GETEVENTS, unix.SYS_IO_PGETEVENTS:
 		return s.aioCall(t, nr, a)
 	}
-	return retErr(unix.ENOSYS)
+	files := &mmapFiles{s: s, p: p}
+	oldBrk := m.BrkRange().End
+	v, err := linuxabi.Call(ctx, m, files, nr, a)
+	switch nr {
+	case unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT:
+		// The manager unmapped what lost permissions; what stays
+		// accessible is mapped again at once, so that the host kernel
+		// sees it in the system calls it runs (see prevalidate.go).
+		m.MapPresent(ctx, hostarch.Addr(a[0]), a[1])
+	case unix.SYS_MREMAP:
+		if err == nil {
+			// The moved pages are mapped at their new place at once
+			// (see prevalidate.go).
+			m.MapPresent(ctx, hostarch.Addr(v), a[2])
+		}
+	case unix.SYS_BRK:
+		if b := hostarch.Addr(v); b > oldBrk && uint64(b-oldBrk) <= eagerBrk {
+			// A heap grows to be used at once (malloc writes its
+			// headers there): map it now, saving a fault, and
+			// commit it (one batched allocation and MAP_POPULATE
+			// cost much less than a host page fault per page).
+			s.populate(p, hostarch.AddrRange{Start: oldBrk.MustRoundUp(), End: b.MustRoundUp()}, true)
+		}
+	case unix.SYS_MMAP:
+		if err == nil && files.regular && a[1] <= eagerFileMap && a[2]&(unix.PROT_READ|unix.PROT_EXEC) != 0 {
+			// Map small file mappings at once: the host kernel may
+			// read them (a path or a message in read-only data)
+			// before the program touches them.
+			addr := hostarch.Addr(v)
+			s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, false)
+		}
+	}
+	if err != nil {
+		return retErr(linuxabi.Errno(err))
+	}
+	return ret(uintptr(v))
 }
 
-// sysMmap serves mmap(2).
-func (s *Sandbox) sysMmap(t *task, a [6]uint64) sysResult {
-	p := t.p
-	length := a[1]
-	prot, flags := int(a[2]), int(a[3])
-	fd := int32(a[4])
-	if a[5]&hostarch.PageMask != 0 {
-		// x86-64's sys_mmap checks the offset before the descriptor.
-		return retErr(unix.EINVAL)
+// mmapFiles gives mmap the files of a process's descriptors
+// (linuxabi.Files).
+type mmapFiles struct {
+	s *Sandbox
+	p *process
+	// regular is set once MMapFile returns a regular file (not
+	// /dev/zero nor a file without mmap).
+	regular bool
+}
+
+// MMapFile implements linuxabi.Files.MMapFile.
+func (f *mmapFiles) MMapFile(ctx context.Context, fd int32) (mm.MappableFile, func(), error) {
+	file, done, e := f.s.mappableFile(f.p, fd)
+	if e != 0 {
+		return nil, nil, e
 	}
-	var file mm.MappableFile
-	if flags&mm.MapAnonymous == 0 {
-		mf, cleanup, e := s.mappableFile(p, fd, flags)
-		if e != 0 {
-			return retErr(e)
-		}
-		if cleanup != nil {
-			defer cleanup()
-		}
-		file = mf
-	}
-	addr, err := p.mm.MMapSys(s.ctx, hostarch.Addr(a[0]), length, prot, flags, file, a[5])
-	if err != nil {
-		return retErr(errno(err))
-	}
-	if _, zero := file.(mm.ZeroFile); file != nil && !zero && length <= eagerFileMap && prot&(unix.PROT_READ|unix.PROT_EXEC) != 0 {
-		// Map small file mappings at once: the host kernel may read
-		// them (a path or a message in read-only data) before the
-		// program touches them.
-		s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(length))}, false)
-	}
-	return retAddr(addr)
+	f.regular = done != nil
+	return file, done, nil
 }
 
 // eagerBrk is the largest heap growth that brk maps at once.
@@ -493,7 +407,7 @@ func (s *Sandbox) populate(p *process, ar hostarch.AddrRange, write bool) {
 // /dev/zero is an mm.ZeroFile, and files without an mmap of their own
 // (pipes, directories, sockets, other devices) are mm.UnmappableFiles, so
 // that mmap checks its arguments as Linux does before failing.
-func (s *Sandbox) mappableFile(p *process, fd int32, flags int) (mm.MappableFile, func(), unix.Errno) {
+func (s *Sandbox) mappableFile(p *process, fd int32) (mm.MappableFile, func(), unix.Errno) {
 	if fd < 0 || (int(fd) == s.memFDNum && p.memFDOurs) {
 		return nil, nil, unix.EBADF
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/linuxabi"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
@@ -204,7 +205,7 @@ func (p *vproc) Mmap(ctx context.Context, a vmscript.MmapArgs) (uint64, error) {
 			f = fo
 		}
 	}
-	addr, err := p.mm.MMapSys(ctx, hostarch.Addr(a.Addr), a.Len, int(a.Prot), int(a.Flags), f, a.Off)
+	addr, err := linuxabi.MMap(ctx, p.mm, a.Addr, a.Len, uint64(a.Prot), uint64(a.Flags), f, a.Off)
 	return uint64(addr), err
 }
 
@@ -213,7 +214,7 @@ func (p *vproc) Munmap(ctx context.Context, addr, length uint64) error {
 }
 
 func (p *vproc) Mprotect(ctx context.Context, addr, length uint64, prot vmscript.Prot) error {
-	if prot&^(vmscript.ProtRead|vmscript.ProtWrite|vmscript.ProtExec|vmscript.ProtGrowsDown|vmscript.ProtGrowsUp|mm.ProtSem) != 0 {
+	if prot&^(vmscript.ProtRead|vmscript.ProtWrite|vmscript.ProtExec|vmscript.ProtGrowsDown|vmscript.ProtGrowsUp|linuxabi.ProtSem) != 0 {
 		return unix.EINVAL
 	}
 	return p.mm.MProtect(ctx, hostarch.Addr(addr), length, hostarch.AccessTypeFromProt(int(prot)), mm.MProtectOpts{
