@@ -198,6 +198,9 @@ func (p *vproc) Exit(ctx context.Context) error {
 	return nil
 }
 
+// The memory calls go through linuxabi, as a program's under `vmspace run`
+// do: the flags are decoded once, the same way for both.
+
 func (p *vproc) Mmap(ctx context.Context, a vmscript.MmapArgs) (uint64, error) {
 	var f mm.MappableFile
 	if a.File != "" {
@@ -210,78 +213,50 @@ func (p *vproc) Mmap(ctx context.Context, a vmscript.MmapArgs) (uint64, error) {
 }
 
 func (p *vproc) Munmap(ctx context.Context, addr, length uint64) error {
-	return p.mm.MUnmap(ctx, hostarch.Addr(addr), length)
+	return linuxabi.Munmap(ctx, p.mm, addr, length)
 }
 
 func (p *vproc) Mprotect(ctx context.Context, addr, length uint64, prot vmscript.Prot) error {
-	if prot&^(vmscript.ProtRead|vmscript.ProtWrite|vmscript.ProtExec|vmscript.ProtGrowsDown|vmscript.ProtGrowsUp|linuxabi.ProtSem) != 0 {
-		return unix.EINVAL
-	}
-	return p.mm.MProtect(ctx, hostarch.Addr(addr), length, hostarch.AccessTypeFromProt(int(prot)), mm.MProtectOpts{
-		GrowsDown: prot&vmscript.ProtGrowsDown != 0,
-		GrowsUp:   prot&vmscript.ProtGrowsUp != 0,
-	})
+	return linuxabi.Mprotect(ctx, p.mm, addr, length, uint64(prot))
 }
 
 func (p *vproc) Mremap(ctx context.Context, addr, oldLen, newLen uint64, flags vmscript.MremapFlags, newAddr uint64) (uint64, error) {
-	if flags&^(vmscript.MremapMaymove|vmscript.MremapFixed|vmscript.MremapDontunmap) != 0 {
-		return 0, unix.EINVAL
-	}
-	a, err := p.mm.MRemap(ctx, hostarch.Addr(addr), oldLen, newLen, mm.MRemapOpts{
-		MayMove:   flags&vmscript.MremapMaymove != 0,
-		Fixed:     flags&vmscript.MremapFixed != 0,
-		DontUnmap: flags&vmscript.MremapDontunmap != 0,
-		NewAddr:   hostarch.Addr(newAddr),
-	})
+	a, err := linuxabi.Mremap(ctx, p.mm, addr, oldLen, newLen, uint64(flags), newAddr)
 	return uint64(a), err
 }
 
 func (p *vproc) Madvise(ctx context.Context, addr, length uint64, advice vmscript.Advice) error {
-	return p.mm.MAdvise(ctx, hostarch.Addr(addr), length, mm.Advice(advice))
+	return linuxabi.Madvise(ctx, p.mm, addr, length, uint64(uint32(advice)))
 }
 
 func (p *vproc) Mlock(ctx context.Context, addr, length uint64, onFault bool) error {
-	mode := memmap.MLockEager
 	if onFault {
-		mode = memmap.MLockLazy
+		return linuxabi.Mlock2(ctx, p.mm, addr, length, linuxabi.MlockOnFault)
 	}
-	return p.mm.MLock(ctx, hostarch.Addr(addr), length, mode)
+	return linuxabi.Mlock(ctx, p.mm, addr, length)
 }
 
 func (p *vproc) Munlock(ctx context.Context, addr, length uint64) error {
-	return p.mm.MLock(ctx, hostarch.Addr(addr), length, memmap.MLockNone)
+	return linuxabi.Munlock(ctx, p.mm, addr, length)
 }
 
 func (p *vproc) Mlockall(ctx context.Context, flags vmscript.MlockallFlags) error {
-	if flags&^(vmscript.MclCurrent|vmscript.MclFuture|vmscript.MclOnfault) != 0 {
-		return unix.EINVAL
-	}
-	return p.mm.MLockAll(ctx, mm.MLockAllOpts{
-		Current: flags&vmscript.MclCurrent != 0,
-		Future:  flags&vmscript.MclFuture != 0,
-		OnFault: flags&vmscript.MclOnfault != 0,
-	})
+	return linuxabi.Mlockall(ctx, p.mm, uint64(flags))
 }
 
-func (p *vproc) Munlockall(ctx context.Context) error { return p.mm.MUnlockAll(ctx) }
+func (p *vproc) Munlockall(ctx context.Context) error { return linuxabi.Munlockall(ctx, p.mm) }
 
 func (p *vproc) Msync(ctx context.Context, addr, length uint64, flags vmscript.MsyncFlags) error {
-	if flags&^(vmscript.MsAsync|vmscript.MsSync|vmscript.MsInvalidate) != 0 {
-		return unix.EINVAL
-	}
-	return p.mm.MSync(ctx, hostarch.Addr(addr), length, mm.MSyncOpts{
-		Sync:       flags&vmscript.MsSync != 0,
-		Async:      flags&vmscript.MsAsync != 0,
-		Invalidate: flags&vmscript.MsInvalidate != 0,
-	})
+	return linuxabi.Msync(ctx, p.mm, addr, length, uint64(flags))
 }
 
 func (p *vproc) Mincore(ctx context.Context, addr, length uint64) ([]byte, error) {
-	return p.mm.MInCore(ctx, hostarch.Addr(addr), length)
+	// The native agent's vector is its own buffer, always writable.
+	return linuxabi.MincoreVector(ctx, p.mm, addr, length, 0)
 }
 
 func (p *vproc) Mseal(ctx context.Context, addr, length uint64) error {
-	return p.mm.MSeal(ctx, hostarch.Addr(addr), length, 0)
+	return linuxabi.Mseal(ctx, p.mm, addr, length, 0)
 }
 
 func (p *vproc) SetAnonName(ctx context.Context, addr, length uint64, name string, clear bool) error {
@@ -292,8 +267,7 @@ func (p *vproc) SetAnonName(ctx context.Context, addr, length uint64, name strin
 }
 
 func (p *vproc) Brk(ctx context.Context, addr uint64) (uint64, error) {
-	a, err := p.mm.Brk(ctx, hostarch.Addr(addr))
-	return uint64(a), err
+	return uint64(linuxabi.Brk(ctx, p.mm, addr)), nil
 }
 
 func (p *vproc) Setrlimit(ctx context.Context, res vmscript.Resource, soft uint64) error {
