@@ -61,10 +61,11 @@ func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hos
 // the first vma at or above addr that maps a segment at the offset its
 // distance from addr gives (a fragment left by munmap or mprotect counts);
 // it and every other such fragment of the same segment within the
-// segment's size are unmapped. EINVAL if there is none.
-func (mm *MemoryManager) DetachShm(ctx context.Context, addr hostarch.Addr) error {
+// segment's size are unmapped. It returns the segment's Mappable (that
+// of the attachment's vma), or EINVAL if there is none.
+func (mm *MemoryManager) DetachShm(ctx context.Context, addr hostarch.Addr) (memmap.Mappable, error) {
 	if !addr.IsPageAligned() {
-		return unix.EINVAL
+		return nil, unix.EINVAL
 	}
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
@@ -77,7 +78,7 @@ func (mm *MemoryManager) DetachShm(ctx context.Context, addr hostarch.Addr) erro
 		vseg = vseg.NextSegment()
 	}
 	if !vseg.Ok() {
-		return unix.EINVAL
+		return nil, unix.EINVAL
 	}
 	m := vseg.ValuePtr().mappable
 	size := uint64(vseg.End() - vseg.Start())
@@ -94,5 +95,5 @@ func (mm *MemoryManager) DetachShm(ctx context.Context, addr hostarch.Addr) erro
 	for _, r := range rs {
 		mm.removeVMAsLocked(ctx, r)
 	}
-	return nil
+	return m, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/kernel"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
@@ -197,8 +198,9 @@ type Sandbox struct {
 	fwd forwarder
 	// selfPid is vmspace's pid.
 	selfPid int
-	// shm are the System V shared memory segments.
-	shm shmRegistry
+	// shm are the System V shared memory segments (the registry has its
+	// own lock).
+	shm *kernel.ShmRegistry
 	// stats are the running figures.
 	stats Stats
 	// coreDone is set once a core dump has been attempted
@@ -241,7 +243,6 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		debugCounts: make(map[int]int),
 		unflushed:   make(map[*stubAS]struct{}),
 	}
-	s.shm.init()
 	progLimits := ownLimits()
 	var err error
 	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory", HoldFreed: true, DisableAsyncRelease: syncRelease})
@@ -249,6 +250,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		return nil, err
 	}
 	s.files = hostfile.NewDirectTable(s.mf)
+	s.shm = kernel.NewShmRegistry(s.mf)
 	s.plat = &sbPlatform{minAddr: ptrace.MinUserAddress()}
 	s.exe, err = ptrace.NewExe()
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/vmspace/vmspace/checkpoint"
 	"github.com/vmspace/vmspace/checkpoint/hostfiles"
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/kernel"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 )
@@ -309,6 +310,13 @@ func (e *vmspaceExec) restore(ctx context.Context, procs []*vproc, img []byte) (
 		e.setup(p.mm)
 		p.files = files[i]
 		p.shms = shms[i]
+	}
+	// The segments get ids again (the script knows them by name only).
+	e.shm = kernel.NewShmRegistry(e.mf)
+	for _, s := range segs {
+		if _, ok := e.shm.ID(s); !ok {
+			e.shm.Adopt(s, 1)
+		}
 	}
 	e.files = fds
 	return nil

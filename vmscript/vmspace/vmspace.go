@@ -8,6 +8,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/kernel"
 	"github.com/vmspace/vmspace/linuxabi"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
@@ -59,6 +60,8 @@ func New(opts Options) vmscript.Executor { return &vmspaceExec{noZeroPage: opts.
 type vmspaceExec struct {
 	mf    *pgalloc.MemoryFile
 	procs map[*vproc]struct{}
+	// shm holds the run's System V shared memory segments.
+	shm *kernel.ShmRegistry
 	// files are every open file handle, closed at the end.
 	files []*hostfile.FD
 	// dir holds the temporary files.
@@ -72,7 +75,9 @@ type vmspaceExec struct {
 }
 
 // vproc is one process: a MemoryManager and its named objects (shared with
-// forks, like descriptors).
+// forks, like descriptors): files, segments (by their memory, whose id
+// the executor's registry knows while the segment lives) and AIO
+// contexts.
 type vproc struct {
 	ex    *vmspaceExec
 	mm    *mm.MemoryManager
@@ -88,6 +93,7 @@ func (e *vmspaceExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	}
 	e.mf = mf
 	e.procs = map[*vproc]struct{}{}
+	e.shm = kernel.NewShmRegistry(mf)
 	lim := mm.HostLimits()
 	if e.noZeroPage != nil {
 		lim.NoZeroPage = *e.noZeroPage
@@ -157,6 +163,9 @@ func (e *vmspaceExec) Close() error {
 		}
 	}
 	e.procs = nil
+	if e.shm != nil {
+		e.shm.Release(ctx)
+	}
 	for _, f := range e.files {
 		f.Close(ctx)
 	}
@@ -470,39 +479,52 @@ func (p *vproc) Close(ctx context.Context, name string) error {
 	return nil
 }
 
+// The System V shared memory and AIO calls go through package kernel, as
+// a program's under `vmspace run` do. The script's process is pid 1.
+
+// shmID returns the id of the segment named name, if it lives.
+func (p *vproc) shmID(name string) uint64 {
+	if s, ok := p.shms[name]; ok {
+		if id, ok := p.ex.shm.ID(s); ok {
+			return id
+		}
+	}
+	return ^uint64(0) // -1, as the native agent passes for an unknown name
+}
+
 func (p *vproc) Shmget(ctx context.Context, name string, size uint64) error {
-	s, err := hostfile.NewShm(p.ex.mf, size)
+	id, err := p.ex.shm.Shmget(ctx, 1, kernel.IPCPrivate, size, kernel.IPCCreat|0o600)
 	if err != nil {
 		return err
+	}
+	s, ok := p.ex.shm.Segment(id)
+	if !ok {
+		return unix.EIDRM
 	}
 	p.shms[name] = s
 	return nil
 }
 
 func (p *vproc) Shmat(ctx context.Context, name string, addr uint64, rdonly bool) (uint64, error) {
-	s, ok := p.shms[name]
-	if !ok || s.Gone() {
-		return 0, unix.EINVAL
+	var flags uint64
+	if rdonly {
+		flags = kernel.ShmRdonly
 	}
-	a, err := p.mm.AttachShm(ctx, s, hostarch.Addr(addr), rdonly, false)
+	a, err := p.ex.shm.Shmat(ctx, p.mm, 1, p.shmID(name), addr, flags)
 	return uint64(a), err
 }
 
 func (p *vproc) Shmdt(ctx context.Context, addr uint64) error {
-	return p.mm.DetachShm(ctx, hostarch.Addr(addr))
+	return p.ex.shm.Shmdt(ctx, p.mm, 1, addr)
 }
 
 func (p *vproc) Shmrm(ctx context.Context, name string) error {
-	s, ok := p.shms[name]
-	if !ok || s.Gone() {
-		return unix.EINVAL
-	}
-	s.Remove(ctx)
-	return nil
+	_, err := p.ex.shm.Shmctl(ctx, p.mm, 1, p.shmID(name), kernel.IPCRmid, 0)
+	return err
 }
 
 func (p *vproc) IoSetup(ctx context.Context, name string, nr uint32) (uint64, error) {
-	id, err := p.mm.NewAIOContext(ctx, nr)
+	id, err := kernel.IoSetupID(ctx, p.mm, uint64(nr))
 	if err != nil {
 		return 0, err
 	}
@@ -515,10 +537,7 @@ func (p *vproc) IoDestroy(ctx context.Context, name string) error {
 	if !ok {
 		return unix.EINVAL
 	}
-	if p.mm.DestroyAIOContext(ctx, id) == nil {
-		return unix.EINVAL
-	}
-	return nil
+	return kernel.IoDestroy(ctx, p.mm, id)
 }
 
 func (p *vproc) State(ctx context.Context, addr, length uint64) ([]vmscript.Region, error) {
