@@ -636,7 +636,7 @@ func TestVMAKinds(t *testing.T) {
 	want := map[hostarch.Addr]VMAKind{}
 	mapSys := func(i int, flags int, file MappableFile, kind VMAKind) {
 		t.Helper()
-		a, err := m.MMapSys(ctx, at(i), 2*pg, ProtRead|ProtWrite, flags|MapFixed, file, 0)
+		a, err := m.mmapFlags(ctx, at(i), 2*pg, ProtRead|ProtWrite, flags|MapFixed, file, 0)
 		mustOK(t, "mmap", err)
 		want[a] = kind
 	}

@@ -24,13 +24,15 @@
 //   - mm.go: MemoryManager and its fields; lifecycle.go: New, the user
 //     references and the release of everything when the last one goes;
 //     fork.go: Fork.
-//   - syscalls.go: the entry points of mmap, munmap, mprotect, mincore and
-//     remap_file_pages, and their argument checks; the other memory system
+//   - syscalls.go: the entry points of mmap, munmap, mprotect and
+//     remap_file_pages, and their checks (the raw arguments are decoded by
+//     package linuxabi, which calls these typed methods); the other memory system
 //     calls are in files named for them: brk.go, mremap.go, advise.go
 //     (madvise), mlock.go (mlock, mlockall), msync.go, mseal.go, numa.go
 //     (mbind, get_mempolicy), vmaname.go (PR_SET_VMA_ANON_NAME), mdwe.go,
 //     shm.go (shmat, shmdt), aio.go (io_setup, io_destroy), residency.go
-//     (mincore's walk); linux.go holds MMapSys and the file kinds it maps.
+//     (mincore's walk); linux.go holds DoMMap (do_mmap: the type of
+//     mapping and the file's checks) and the file kinds it maps.
 //   - vma.go: vmas and the changes of the vma set; layout.go: the mmap
 //     layout and the placement of new mappings; stack.go: the main stack
 //     and its growth; guard.go: guard regions; limits.go and commit.go:

@@ -63,8 +63,10 @@
 //
 //   - Memory calls (mmap, munmap, mprotect, pkey_mprotect with key -1,
 //     mremap, brk, madvise, the mlock family, msync, mincore, mseal, the
-//     System V shared memory calls, the AIO calls) are served by the
-//     manager and return its result (syscalls.go, shm.go). mmap of a file
+//     System V shared memory calls, the AIO calls) are decoded by package
+//     linuxabi (the memory calls) or served by package kernel (System V
+//     shared memory, AIO), both calling the manager, and return its result
+//     (syscalls.go, shm.go). mmap of a file
 //     takes the program's descriptor with pidfd_getfd and maps it through a
 //     direct hostfile.Table shared by the whole sandbox: since the host
 //     kernel does the program's file I/O (read, write, ftruncate,
@@ -89,9 +91,10 @@
 //     checked as a file); pipes, sockets, directories and other devices
 //     are mm.UnmappableFiles, refused with Linux's errnos in Linux's order.
 //     remap_file_pages is emulated with mmap, as Linux does. System V
-//     segments and AIO are emulated inside the sandbox
-//     (not visible to host processes outside it); AIO requests run at
-//     submission as injected pread/pwrite/fsync calls.
+//     segments (one kernel.ShmRegistry for the sandbox) and AIO are
+//     emulated inside the sandbox (not visible to host processes outside
+//     it); AIO requests run at submission as injected pread/pwrite/fsync
+//     calls (aioRunner, a kernel.IORunner).
 //   - Limits and privileges that memory calls consult follow the program:
 //     setrlimit and prlimit64 of RLIMIT_AS, DATA, MEMLOCK and STACK, and the
 //     effective CAP_IPC_LOCK and CAP_SYS_RAWIO, read from the thread's
