@@ -73,7 +73,7 @@ func forkPlanMM(t *testing.T, keepWritable bool, c *Commit) (*MemoryManager, *fo
 	w := mustMap(t, m, anon(window+0x20000, 0x2000, hostarch.ReadWrite))
 	fault(w, 0x2000)
 	mustOK(t, "MADV_WIPEONFORK", m.MAdvise(ctx, w, 0x2000, AdvWipeOnFork))
-	d, err := m.MMapSys(ctx, window+0x30000, 0x2000, ProtRead|ProtWrite, MapShared|MapAnonymous|MapFixed, nil, 0)
+	d, err := m.mmapFlags(ctx, window+0x30000, 0x2000, ProtRead|ProtWrite, MapShared|MapAnonymous|MapFixed, nil, 0)
 	mustOK(t, "mmap shared", err)
 	fault(d, 0x2000)
 	mustMap(t, m, anon(window+0x40000, 0x2000, hostarch.ReadWrite))
