@@ -68,7 +68,7 @@ func TestSlowIOErrorOrder(t *testing.T) {
 	m := newTestMM(t)
 	const pg = hostarch.PageSize
 	fd, path := directFD(t, 2*pg, 5, os.O_RDWR)
-	addr, err := m.MMapSys(ctx, window, 4*pg, unix.PROT_READ|unix.PROT_WRITE, MapShared|MapFixed, fd, 0)
+	addr, err := m.mmapFlags(ctx, window, 4*pg, unix.PROT_READ|unix.PROT_WRITE, MapShared|MapFixed, fd, 0)
 	mustOK(t, "mmap", err)
 	buf := make([]byte, 2*pg)
 	if n, err := m.CopyIn(ctx, addr, buf, IOOpts{}); n != 2*pg || err != nil {
