@@ -384,6 +384,8 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 			fmt.Fprintf(progress, "fuzz: script %d (seed %d): two native runs differ (%v); skipped\n", i, seed, err)
 			continue
 		}
+		// Shrinking may take minutes: say what it is about first.
+		fmt.Fprintf(progress, "fuzz: script %d (seed %d) differs, shrinking: %s", i, seed, describe(&o))
 		f, ok := shrinkFinding(ctx, s, src, &o, opts)
 		if !ok {
 			continue
