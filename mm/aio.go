@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -29,7 +28,7 @@ const (
 
 // aioNr is the system-wide count of AIO events (Linux's aio_nr).
 var aioNr struct {
-	mu sync.Mutex
+	mu rankedMutex[aioNrRank]
 	n  uint64
 }
 
@@ -37,7 +36,7 @@ var aioNr struct {
 type aioManager struct {
 	// mu is the AIO manager mutex (see the lock order); it protects
 	// contexts.
-	mu sync.Mutex
+	mu rankedMutex[aioManagerRank]
 	// contexts are the live contexts, by their ring's original address.
 	contexts map[*AIOContext]struct{}
 }
@@ -58,7 +57,7 @@ type AIOContext struct {
 	index uint32
 
 	// mu is the AIO context mutex; it protects the fields below.
-	mu sync.Mutex
+	mu rankedMutex[aioContextRank]
 	// addr is the ring's current address (the context id), 0 once the
 	// ring has been unmapped.
 	addr hostarch.Addr

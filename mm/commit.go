@@ -97,7 +97,8 @@ func HostOvercommit() Overcommit {
 // parent's; a manager without one uses the process-wide one read from the
 // host at first use.
 type Commit struct {
-	mu sync.Mutex
+	// mu is a leaf of the lock order (rankCommit).
+	mu rankedMutex[commitRank]
 	// policy is the overcommit policy. Protected by mu.
 	policy Overcommit
 	// committed is the number of pages committed. Protected by mu.

@@ -150,7 +150,9 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 		}
 		mm.activeMu.Unlock()
 		mm2.activeMu.Unlock()
-		mm2.DecUsers(ctx)
+		// The child's locks come before the parent's held ones in the
+		// lock order, but no one else can reach the child.
+		lockRankUnshared(func() { mm2.DecUsers(ctx) })
 		return nil, ForkPlan{}, err
 	}
 

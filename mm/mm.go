@@ -49,27 +49,35 @@
 //
 // # Lock order
 //
-// Outermost first. A goroutine holding a lock may take only locks below it.
+// mm's own locks are ranked once, in code: lockRanks in lockrank.go, from
+// outermost to innermost. A goroutine holding locks may take only a lock
+// ranked after all of them. Race builds (as tests run) and builds with
+// -tags lockrank check every acquisition against the table and panic on
+// one out of order; other builds compile the checks away. Other packages'
+// locks fit in as follows (not checked):
 //
 //	file-system locks (except a Mappable's)
-//	  MemoryManager.metadataMu
-//	    MemoryManager.mappingMu (RW)
+//	  MemoryManager.metadataMu (rankMetadata)
+//	    MemoryManager.mappingMu, RW (rankMapping)
 //	      Mappable locks, other than those taken by Translate
-//	        MemoryManager.activeMu (RW)
+//	      (SpecialMappable.mu: rankSpecialMappable)
+//	        MemoryManager.activeMu, RW (rankActive)
 //	          locks taken by Mappable.Translate
-//	            privateRefs.mu
+//	            privateRefs.mu (rankPrivateRefs)
 //	              platform AddressSpace locks
 //	                pgalloc.MemoryFile locks
-//	                  AIO manager mutex
-//	                    AIO context mutex
+//	  AIO manager mutex (rankAIOManager)
+//	    AIO context mutex (rankAIOContext)
 //
-// Two leaves take nothing themselves: MemoryManager.anonVMAMu, taken by
-// faults under mappingMu (read) and activeMu to give a vma its anon_vma,
-// and Commit.mu, taken under mappingMu to charge commitments.
+// Three leaves take nothing themselves: aioNr.mu (the system-wide AIO
+// event count), MemoryManager.anonVMAMu, taken by faults under mappingMu
+// (read) and activeMu to give a vma its anon_vma, and Commit.mu, taken
+// under mappingMu to charge commitments.
 //
-// Only Fork holds the activeMu of two MemoryManagers at once: the child's
-// first (the child is not yet visible to anyone else, so this cannot
-// deadlock), then the parent's.
+// Locks of one rank are held together only by Fork, which takes the
+// child's activeMu (the child is not yet visible to anyone else, so this
+// cannot deadlock) and then the parent's, and by Save, which takes those
+// of all its managers class by class in the caller's order.
 //
 // Why this order: mappingMu guards the vmas, which every operation consults
 // first; activeMu guards the pmas and the AddressSpace, which faults and I/O
@@ -81,7 +89,6 @@
 package mm
 
 import (
-	"sync"
 	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -113,11 +120,11 @@ type MemoryManager struct {
 	// mappingMu protects the vmas and everything decided by them. It is
 	// taken for writing by operations that change vmas and for reading by
 	// faults and I/O.
-	mappingMu sync.RWMutex
+	mappingMu rankedRWMutex[mappingRank]
 
 	// anonVMAMu serializes faults giving vmas their anon_vma
 	// (prepareAnonVMA), which hold mappingMu only for reading.
-	anonVMAMu sync.Mutex
+	anonVMAMu rankedMutex[anonVMARank]
 
 	// vmas are the application's mappings. Protected by mappingMu.
 	vmas vmaSet
@@ -232,7 +239,7 @@ type MemoryManager struct {
 	aio aioManager
 
 	// metadataMu protects the metadata below.
-	metadataMu sync.Mutex
+	metadataMu rankedMutex[metadataRank]
 
 	// argv, envv are the ranges of the initial stack holding the argument
 	// and environment strings. Protected by metadataMu.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -560,7 +559,7 @@ func (mm *MemoryManager) addRSSLocked(n uint64) {
 // file.
 type privateRefs struct {
 	// mu protects refs. It comes after activeMu in the lock order.
-	mu sync.Mutex
+	mu rankedMutex[privateRefsRank]
 	// refs maps memory-file ranges to their positive counts; pages not in
 	// refs have no private pma.
 	refs segment.Set[uint64, int32, refsFunctions]

@@ -299,18 +299,27 @@ func (s *Saver) SaveManagers(ctx context.Context, mms ...*MemoryManager) error {
 			return s.err
 		}
 	}
+	// The managers' locks are taken class by class, as the lock order
+	// says (all metadataMu, then all mappingMu, then all activeMu).
 	tokens := make([]rtoken, len(mms))
-	for i, m := range mms {
+	for _, m := range mms {
 		m.metadataMu.Lock()
+	}
+	for _, m := range mms {
 		m.mappingMu.RLock()
+	}
+	for i, m := range mms {
 		tokens[i] = m.activeMu.RLock()
 	}
 	defer func() {
 		for i := len(mms) - 1; i >= 0; i-- {
-			m := mms[i]
-			m.activeMu.RUnlock(tokens[i])
-			m.mappingMu.RUnlock()
-			m.metadataMu.Unlock()
+			mms[i].activeMu.RUnlock(tokens[i])
+		}
+		for i := len(mms) - 1; i >= 0; i-- {
+			mms[i].mappingMu.RUnlock()
+		}
+		for i := len(mms) - 1; i >= 0; i-- {
+			mms[i].metadataMu.Unlock()
 		}
 	}()
 	if err := s.saveLocked(ctx, mms); err != nil {

@@ -11,7 +11,8 @@ import (
 // all. Readers on different threads (the I/O fast path of CopyIn and
 // CopyOut) then scale instead of bouncing one counter between CPUs, at the
 // cost of slower writers. It is used for activeMu, which faults and I/O
-// take for reading far more often than anything takes it for writing.
+// take for reading far more often than anything takes it for writing; it
+// has activeMu's rank in the lock order (rankActive, lockrank.go).
 //
 // The zero value is unlocked.
 type shardedRWMutex struct {
@@ -48,15 +49,26 @@ type rtoken uint8
 // that concurrent readers usually use different shards.
 func (m *shardedRWMutex) RLock() rtoken {
 	t := rtoken(rand.Uint64() & uint64(rwShardsUsed-1))
+	if lockRankChecks {
+		lockRankAcquire(rankActive, m, true)
+	}
 	m.shards[t].RLock()
 	return t
 }
 
 // RUnlock unlocks the shard RLock returned.
-func (m *shardedRWMutex) RUnlock(t rtoken) { m.shards[t].RUnlock() }
+func (m *shardedRWMutex) RUnlock(t rtoken) {
+	if lockRankChecks {
+		lockRankRelease(m)
+	}
+	m.shards[t].RUnlock()
+}
 
 // Lock locks every shard for writing, in order.
 func (m *shardedRWMutex) Lock() {
+	if lockRankChecks {
+		lockRankAcquire(rankActive, m, false)
+	}
 	for i := 0; i < rwShardsUsed; i++ {
 		m.shards[i].Lock()
 	}
@@ -68,6 +80,9 @@ func (m *shardedRWMutex) Lock() {
 // the last shard while the caller holds the others: the last is unlocked
 // and read-locked again before the others are unlocked.
 func (m *shardedRWMutex) DowngradeLock() rtoken {
+	if lockRankChecks {
+		lockRankDowngrade(m)
+	}
 	last := rwShardsUsed - 1
 	m.shards[last].Unlock()
 	m.shards[last].RLock()
@@ -79,6 +94,9 @@ func (m *shardedRWMutex) DowngradeLock() rtoken {
 
 // Unlock unlocks every shard.
 func (m *shardedRWMutex) Unlock() {
+	if lockRankChecks {
+		lockRankRelease(m)
+	}
 	for i := rwShardsUsed - 1; i >= 0; i-- {
 		m.shards[i].Unlock()
 	}

@@ -3,7 +3,6 @@ package mm
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -33,7 +32,7 @@ type SpecialMappable struct {
 	onMap func(ms memmap.MappingSpace, src, dst hostarch.AddrRange) error
 
 	// mu serialises onMap.
-	mu sync.Mutex
+	mu rankedMutex[specialMappableRank]
 
 	// punchErr is what MADV_REMOVE gets: EINVAL for mappings without a
 	// file, ENODEV for the AIO ring, whose file cannot be punched.
