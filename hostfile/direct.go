@@ -22,12 +22,27 @@ import (
 // the only one. Its size, holes and contents are whatever the host says at
 // the moment; writes by anybody show through at once.
 
-// directChunkShift sizes the internal mappings of a directly mapped host
-// file: vmspace maps it into its own address space 64 MiB at a time.
-const directChunkShift = 26
+// Internal mappings of a directly mapped host file (vmspace maps the file
+// into its own address space for the memory manager's accesses) are 2 MiB
+// to 64 MiB each: the smallest size that covers the file, as large as it
+// is when first mapped, in at most maxInitialChunks of them. Small files
+// then cost little of vmspace's address space (which RLIMIT_AS may bound),
+// large ones few mappings.
+const (
+	minDirectChunkShift = 21
+	maxDirectChunkShift = 26
+	maxInitialChunks    = 32
+)
 
-// directChunkSize is the size of one internal mapping of a host file.
-const directChunkSize = 1 << directChunkShift
+// directChunkShiftFor returns the chunk size (as a shift) for a file of
+// size bytes.
+func directChunkShiftFor(size uint64) uint {
+	s := uint(minDirectChunkShift)
+	for s < maxDirectChunkShift && size > maxInitialChunks<<s {
+		s++
+	}
+	return s
+}
 
 // hostMem is the memmap.File of a directly mapped host file: offsets are
 // offsets in the host file, FD is the File's own host descriptor, and
@@ -60,9 +75,13 @@ type hostMem struct {
 	// closed is set once the descriptor is closed and the mappings are
 	// gone. Guarded by mu.
 	closed bool
+
+	// shift is log2 of the size of the internal mappings, chosen when the
+	// first is made (directChunkShiftFor), 0 before. Guarded by mu.
+	shift uint
 }
 
-// hostChunk is one internal mapping of directChunkSize bytes.
+// hostChunk is one internal mapping of 1<<hostMem.shift bytes.
 type hostChunk struct {
 	// p is its address.
 	p unsafe.Pointer
@@ -363,7 +382,7 @@ func (h *hostMem) Path() string {
 
 // MapInternal implements memmap.File.MapInternal: a shared mapping of the
 // host file in vmspace, readable, and writable if at.Write (EACCES if the
-// File's descriptor cannot write). A range within one 64 MiB chunk is one
+// File's descriptor cannot write). A range within one chunk (2 to 64 MiB) is one
 // Block. Accesses past the host file's end fault (SIGBUS): the Blocks need
 // fault-tolerant access.
 func (h *hostMem) MapInternal(fr memmap.FileRange, at hostarch.AccessType) (safemem.BlockSeq, error) {
@@ -384,15 +403,23 @@ func (h *hostMem) MapInternal(fr memmap.FileRange, at hostarch.AccessType) (safe
 	if h.closed || !f.descLocked().open() {
 		return safemem.BlockSeq{}, fmt.Errorf("hostfile: MapInternal of closed file %q: %w", f.name, unix.EBADF)
 	}
-	first, last := fr.Start>>directChunkShift, (fr.End-1)>>directChunkShift
+	if h.shift == 0 {
+		size, err := f.hostSizeLocked()
+		if err != nil {
+			return safemem.BlockSeq{}, err
+		}
+		h.shift = directChunkShiftFor(size)
+	}
+	shift := h.shift
+	first, last := fr.Start>>shift, (fr.End-1)>>shift
 	var blocks []safemem.Block
 	for ci := first; ci <= last; ci++ {
 		p, err := h.chunkLocked(ci, at.Write)
 		if err != nil {
 			return safemem.BlockSeq{}, err
 		}
-		piece := fr.Intersect(memmap.FileRange{Start: ci << directChunkShift, End: (ci + 1) << directChunkShift})
-		off := piece.Start & (directChunkSize - 1)
+		piece := fr.Intersect(memmap.FileRange{Start: ci << shift, End: (ci + 1) << shift})
+		off := piece.Start & (1<<shift - 1)
 		blocks = append(blocks, safemem.BlockFromUnsafePointer(unsafe.Add(p, off), int(piece.Length())))
 	}
 	if len(blocks) == 1 {
@@ -420,10 +447,10 @@ func (h *hostMem) chunkLocked(ci uint64, write bool) (unsafe.Pointer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := unix.MmapPtr(fd, int64(ci<<directChunkShift), nil, directChunkSize, prot, unix.MAP_SHARED)
+	p, err := unix.MmapPtr(fd, int64(ci<<h.shift), nil, 1<<h.shift, prot, unix.MAP_SHARED)
 	done()
 	if err != nil {
-		return nil, fmt.Errorf("hostfile: mapping %q at %#x: %w", h.f.name, ci<<directChunkShift, err)
+		return nil, fmt.Errorf("hostfile: mapping %q at %#x: %w", h.f.name, ci<<h.shift, err)
 	}
 	if ok {
 		h.retired = append(h.retired, c.p)
@@ -442,10 +469,10 @@ func (h *hostMem) closeLocked() {
 	}
 	h.closed = true
 	for _, c := range h.chunks {
-		unix.MunmapPtr(c.p, directChunkSize)
+		unix.MunmapPtr(c.p, 1<<h.shift)
 	}
 	for _, p := range h.retired {
-		unix.MunmapPtr(p, directChunkSize)
+		unix.MunmapPtr(p, 1<<h.shift)
 	}
 	h.chunks, h.retired = nil, nil
 	h.f.closeFDsLocked()

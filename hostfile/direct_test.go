@@ -342,3 +342,52 @@ func TestDirectHostTruncated(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectChunkSize checks that the internal mappings of a directly
+// mapped host file are sized by the file: 2 MiB for a small file (not 64
+// MiB of vmspace's address space), larger for a large one, and that
+// accesses across chunks see the file.
+func TestDirectChunkSize(t *testing.T) {
+	for _, c := range []struct {
+		size  int64
+		shift uint
+	}{{pg, 21}, {64 << 20, 21}, {64<<20 + 1, 22}, {1 << 40, 26}} {
+		if got := directChunkShiftFor(uint64(c.size)); got != c.shift {
+			t.Errorf("directChunkShiftFor(%#x) = %d, want %d", c.size, got, c.shift)
+		}
+	}
+	data := pattern(3*pg, 4)
+	path := tempFile(t, data)
+	if err := os.Truncate(path, 5<<20); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := openDirect(t, path, os.O_RDWR)
+	defer f.DecRef(context.Background())
+	fr := memmap.FileRange{Start: 2<<20 - pg, End: 2<<20 + pg}
+	ims, err := f.hm.MapInternal(fr, hostarch.Write)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ims.NumBlocks() != 2 {
+		t.Fatalf("a range across 2 MiB is %d blocks, want 2 (one per chunk)", ims.NumBlocks())
+	}
+	if _, err := safemem.CopySeq(ims, safemem.BlockSeqOf(safemem.BlockFromSafeSlice(pattern(2*pg, 9)))); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 2*pg)
+	hf, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hf.Close()
+	if _, err := hf.ReadAt(got, int64(fr.Start)); err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, "written across chunks", got, pattern(2*pg, 9))
+	f.hm.mu.Lock()
+	shift, n := f.hm.shift, len(f.hm.chunks)
+	f.hm.mu.Unlock()
+	if shift != 21 || n != 2 {
+		t.Fatalf("chunks of 1<<%d bytes, %d of them; want 2 MiB ones, 2", shift, n)
+	}
+}

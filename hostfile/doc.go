@@ -69,8 +69,9 @@
 // mappings read-only: the memory manager copies written pages into the
 // memory file), so later truncation, growth, holes and writes by anybody
 // show through, and an access past end-of-file faults with SIGBUS in the
-// host. MapInternal maps the host file into vmspace, 64 MiB at a time
-// (writable if the descriptor is), for the memory manager's own accesses,
+// host. MapInternal maps the host file into vmspace in chunks of 2 to 64
+// MiB, by the file's size (writable if the descriptor is), for the memory
+// manager's own accesses,
 // which fault past end-of-file too (safemem reports SIGBUS). ReadAt,
 // WriteAt, Truncate (ftruncate, then, when shrinking, invalidation of the
 // mappings past the new end, private copies included, as Linux) and Punch
