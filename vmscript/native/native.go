@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,7 +229,10 @@ type nativeProc struct {
 	// pidfd refers to the agent; immutable until kill closes it.
 	pidfd int
 	// conn is the socket to the agent; immutable until kill closes it.
-	conn *net.UnixConn
+	// (An os.File, not a net.UnixConn: package net would link cgo into
+	// vmspace, whose glibc thread stacks and malloc arenas cost hundreds
+	// of MiB of address space, which RLIMIT_AS may bound.)
+	conn *os.File
 
 	// killOnce makes kill idempotent.
 	killOnce sync.Once
@@ -290,12 +292,13 @@ func (ex *nativeExec) adopt(pid, sock int) (*nativeProc, error) {
 		unix.Wait4(pid, &ws, 0, nil)
 		return nil, fmt.Errorf("pidfd_open(%d): %v", pid, err)
 	}
-	f := os.NewFile(uintptr(sock), "vmscript-agent")
-	c, err := net.FileConn(f)
-	f.Close()
+	// Non-blocking, so that os.NewFile makes it pollable (deadlines).
+	err = unix.SetNonblock(sock, true)
 	p := &nativeProc{ex: ex, pid: pid, pidfd: pidfd}
 	if err == nil {
-		p.conn = c.(*net.UnixConn)
+		p.conn = os.NewFile(uintptr(sock), "vmscript-agent")
+	} else {
+		unix.Close(sock)
 	}
 	ex.mu.Lock()
 	ex.procs = append(ex.procs, p)
@@ -408,7 +411,7 @@ func (p *nativeProc) call(ctx context.Context, op uint32, args []uint64, name st
 	if oob != nil {
 		// Only the fork request passes a descriptor; it has no payload,
 		// so one sendmsg carries it whole.
-		_, _, err = p.conn.WriteMsgUnix(msg, oob, nil)
+		err = sendmsg(p.conn, msg, oob)
 	} else {
 		_, err = p.conn.Write(msg)
 	}
@@ -805,4 +808,20 @@ func parseSmaps(b []byte) ([]vmscript.Region, error) {
 		out = append(out, vmscript.Region{Start: s, End: e, Perms: f[1]})
 	}
 	return out, sc.Err()
+}
+
+// sendmsg sends msg with the control message oob on the socket f, whole.
+func sendmsg(f *os.File, msg, oob []byte) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), msg, oob, nil, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	return serr
 }
