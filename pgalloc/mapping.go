@@ -14,7 +14,7 @@ import (
 // MapInternal implements memmap.File.MapInternal: it returns a mapping of fr
 // in this process, valid while the caller holds a reference on fr (and until
 // Close). The mapping is always readable and writable, whatever at says. A
-// range within one 1 GiB chunk of the file is one Block; a range spanning
+// range within one 64 MiB chunk of the file is one Block; a range spanning
 // chunks is one Block per chunk. Blocks need fault-tolerant access
 // (NeedSafecopy), since the host may fail to allocate a page.
 //

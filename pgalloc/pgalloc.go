@@ -9,7 +9,7 @@
 // bottom of the file or from the top (AllocOpts.Dir), optionally aligned to
 // huge pages. Free space is the gaps of one segment.Set (MemoryFile.used)
 // whose segments are the pages that are not free; allocation is a gap search
-// in that set. The file is sized sparsely and grows, in 1 GiB steps, only
+// in that set. The file is sized sparsely and grows, in 64 MiB steps, only
 // when no free range fits and no freed memory is waiting to be released
 // (held pages, below, are not waited for).
 //
@@ -51,8 +51,9 @@
 // # Internal mappings
 //
 // MapInternal returns mappings of file ranges in this process. The file is
-// mapped MAP_SHARED read-write in 1 GiB chunks, each on first use, kept until
-// Close. The chunk table is an immutable slice behind an atomic pointer, so
+// mapped MAP_SHARED read-write in 64 MiB chunks (small ones, since
+// RLIMIT_AS may bound vmspace's address space), each on first use, kept
+// until Close. The chunk table is an immutable slice behind an atomic pointer, so
 // that MapInternal takes no lock and makes no system call once the chunk is
 // mapped.
 //
@@ -85,7 +86,7 @@ import (
 
 const (
 	// chunkShift is log2(chunkSize).
-	chunkShift = 30
+	chunkShift = 26
 	// chunkSize is the size of one internal mapping of the file, and the
 	// unit in which the file grows. A range that lies in one chunk maps to
 	// one Block.
