@@ -184,6 +184,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.resume(t, 0, nil)
 		return
 	}
+	if s.fwd.delivering(t.p.pid, sig, &si) {
+		s.resume(t, 0, nil)
+		return
+	}
 	s.resume(t, sig, &si)
 }
 

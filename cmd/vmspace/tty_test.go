@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// countIntSrc counts the SIGINTs it gets: it says "ready", waits for the
+// first SIGINT, says "got", and prints the count when SIGUSR2 comes. A
+// second SIGINT sent before SIGUSR2 is always counted (SIGUSR2 is blocked
+// until then, and a lower-numbered pending signal is delivered first).
+const countIntSrc = `
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+static volatile sig_atomic_t ints, done;
+static void onint(int s) { ints++; }
+static void onusr2(int s) { done = 1; }
+int main(void) {
+	struct sigaction sa = {0};
+	sa.sa_handler = onint;
+	sigaction(SIGINT, &sa, 0);
+	sa.sa_handler = onusr2;
+	sigaction(SIGUSR2, &sa, 0);
+	sigset_t m, wait;
+	sigemptyset(&m);
+	sigaddset(&m, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &m, &wait);
+	write(1, "ready\n", 6);
+	while (!ints) pause();
+	write(1, "got\n", 4);
+	while (!done) sigsuspend(&wait);
+	printf("count %d\n", (int)ints);
+	return 0;
+}
+`
+
+// TestTerminalInterrupt: a Ctrl-C typed at the terminal reaches the
+// program once, as natively. The terminal sends SIGINT to its foreground
+// process group, vmspace and the program alike; vmspace, which passes
+// signals sent to it on to the program, must not pass this one on too
+// (before, the program counted two).
+func TestTerminalInterrupt(t *testing.T) {
+	prog := buildC(t, "countint", countIntSrc)
+	native := typeCtrlC(t, exec.Command(prog), false)
+	if native != "count 1" {
+		t.Fatalf("natively: %q", native)
+	}
+	// The second copy came in about half the runs: try a few.
+	for round := range 6 {
+		if got := typeCtrlC(t, vmspaceCmd(t, prog), true); got != native {
+			t.Fatalf("round %d: under vmspace: %q, natively %q", round, got, native)
+		}
+	}
+}
+
+// typeCtrlC runs cmd as the session leader on a new terminal, types Ctrl-C
+// once it is ready and, once it got a SIGINT, sends it SIGUSR2 (to its
+// process, vmspace under vmspace: forwarded), and returns its "count"
+// line.
+func typeCtrlC(t *testing.T, cmd *exec.Cmd, vmspace bool) string {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		slave.Close()
+		t.Fatal(err)
+	}
+	slave.Close()
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	r := bufio.NewReader(master)
+	expect := func(want string) string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%v (vmspace %v): waiting for %q: %v", cmd.Args, vmspace, want, err)
+			}
+			if strings.Contains(line, want) {
+				return strings.TrimSpace(line[strings.Index(line, want):])
+			}
+		}
+	}
+	expect("ready")
+	if _, err := master.Write([]byte{3}); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	expect("got")
+	if err := cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	return expect("count")
+}
