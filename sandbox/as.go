@@ -411,12 +411,7 @@ func (as *stubAS) covers(ar hostarch.AddrRange, at hostarch.AccessType) bool {
 }
 
 // errnoOf returns the errno of a raw system call result, if it is one.
-func errnoOf(r uintptr) (unix.Errno, bool) {
-	if r > ^uintptr(4095) {
-		return unix.Errno(-r), true
-	}
-	return 0, false
-}
+func errnoOf(r uintptr) (unix.Errno, bool) { return ptrace.Errno(r) }
 
 // space is one host address space and the memory manager that serves it,
 // shared by the processes created with CLONE_VM (vfork, posix_spawn) until

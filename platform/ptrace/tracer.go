@@ -597,10 +597,19 @@ func (t *tracer) takePending() []unix.Signal {
 	return p
 }
 
+// Errno returns the errno of a raw system call result (rax), if it is one
+// (-4095 to -1).
+func Errno(r uintptr) (unix.Errno, bool) {
+	if r > ^uintptr(4095) {
+		return unix.Errno(-r), true
+	}
+	return 0, false
+}
+
 // errnoResult converts a raw system call result to (value, error).
 func errnoResult(r uintptr) (uintptr, error) {
-	if r > ^uintptr(4095) {
-		return 0, unix.Errno(-r)
+	if e, ok := Errno(r); ok {
+		return 0, e
 	}
 	return r, nil
 }
