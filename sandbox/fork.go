@@ -123,6 +123,7 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 		flags = unix.CLONE_VM | unix.CLONE_VFORK
 	}
 	p := t.p
+	forgetHiddenExits(p, ctid)
 	switch {
 	case flags&unix.CLONE_THREAD != 0:
 		s.newTask(p, ctid)
@@ -211,24 +212,28 @@ func (s *Sandbox) keepSettid(t *task) {
 // program must never see: it is killed and reaped at once by the tracer
 // (failFork), which hands its zombie, and its exit signal, to the parent;
 // at the exit of the parent's fork system call the zombie is reaped in the
-// parent, its exit signal taken back, and the call made to return the
-// error (finishFailedFork). Meanwhile no thread of the parent is given the
-// exit signal (hiddenExit).
+// parent and the call made to return the error (finishFailedFork). The
+// exit signal is taken back there if still pending, and is otherwise kept
+// from whichever thread of the parent it reaches (hiddenExit).
 //
-// Two races are left: another thread of the parent that waits for any
-// child between the two reaps may get the dead child; and if the exit
-// signal was already pending from another child, it is the same signal
-// (standard signals are not queued), and is left alone.
+// Races are left: another thread of the parent that waits for any child
+// between the two reaps may get the dead child, and one that takes the
+// exit signal with sigwaitinfo or a signalfd gets it. If the exit signal
+// was already pending (from another child), the child's is the same
+// signal (standard signals are not queued), and is left alone.
 type failedFork struct {
 	// pid is the host child's.
 	pid int
 	// sig is its exit signal (0 if none).
 	sig unix.Signal
-	// takeBack is true if sig became pending in the parent with the
-	// child's death alone.
-	takeBack bool
 	// errno is what the fork returns.
 	errno unix.Errno
+}
+
+// hiddenExit is the exit signal sig of a fork child pid killed unseen.
+type hiddenExit struct {
+	pid int
+	sig unix.Signal
 }
 
 // failFork serves the clone event of t whose new child ctid, with exit
@@ -241,8 +246,8 @@ func (s *Sandbox) failFork(t *task, ctid int, exitSig unix.Signal, err error) {
 	if debug {
 		fmt.Fprintf(os.Stderr, "vmspace-debug: fork of %d: child %d killed unseen, fork returns %v: %v\n", t.tid, ctid, e, err)
 	}
-	ff := &failedFork{pid: ctid, sig: exitSig, errno: e}
-	before, _ := sharedPending(t.p.pid)
+	p := t.p
+	before, ok := sharedPending(p.pid)
 	reapUnseen(ctid)
 	// Reports of it the main loop holds are stale.
 	delete(s.early, ctid)
@@ -254,16 +259,18 @@ func (s *Sandbox) failFork(t *task, ctid int, exitSig unix.Signal, err error) {
 	}
 	clear(s.deferred[len(kept):])
 	s.deferred = kept
-	if exitSig > 0 && exitSig <= 64 {
-		after, ok := sharedPending(t.p.pid)
-		bit := uint64(1) << (exitSig - 1)
-		ff.takeBack = ok && after&bit != 0 && before&bit == 0
+	if exitSig > 0 && exitSig <= 64 && ok && before&(1<<(exitSig-1)) == 0 && len(p.hiddenExits) < maxHiddenExits {
+		p.hiddenExits = append(p.hiddenExits, hiddenExit{ctid, exitSig})
 	}
-	t.failedFork = ff
+	t.failedFork = &failedFork{pid: ctid, sig: exitSig, errno: e}
 	// The child may have written its thread id into the parent's page.
 	s.keepSettid(t)
 	t.state = taskForkExit
 }
+
+// maxHiddenExits bounds a process's hiddenExits (one is left behind only
+// when the program takes the signal itself: see failedFork).
+const maxHiddenExits = 64
 
 // reapUnseen kills the new host child pid, which the sandbox traces but
 // has not taken as a task, and waits until the tracer has reaped it:
@@ -303,21 +310,26 @@ func sharedPending(pid int) (uint64, bool) {
 }
 
 // finishFailedFork ends t's failed fork at the exit of its system call: t
-// reaps the dead child's zombie and takes its exit signal back, and the
-// call returns the error.
+// reaps the dead child's zombie and takes its exit signal back if it is
+// still pending, and the call returns the error.
 func (s *Sandbox) finishFailedFork(t *task, ff *failedFork) {
+	p := t.p
 	s.inject(t, unix.SYS_WAIT4, uintptr(ff.pid), 0, unix.WALL|unix.WNOHANG, 0)
-	if ff.takeBack {
-		// Still pending (no thread has been given it meanwhile:
-		// hiddenExit): take it with a zero timeout.
-		bit := uint64(1) << (ff.sig - 1)
-		if pend, ok := sharedPending(t.p.pid); ok && pend&bit != 0 {
+	for i, h := range p.hiddenExits {
+		if h.pid != ff.pid {
+			continue
+		}
+		bit := uint64(1) << (h.sig - 1)
+		if pend, ok := sharedPending(p.pid); ok && pend&bit != 0 {
 			var b [24]byte // sigset_t, then a zero timespec
 			binary.LittleEndian.PutUint64(b[:], bit)
-			if s.writeMem(t.p.pid, scratchAddr, b[:]) == nil {
-				s.inject(t, unix.SYS_RT_SIGTIMEDWAIT, uintptr(scratchAddr), 0, uintptr(scratchAddr)+8, 8)
+			if s.writeMem(p.pid, scratchAddr, b[:]) == nil {
+				if r, err := s.inject(t, unix.SYS_RT_SIGTIMEDWAIT, uintptr(scratchAddr), 0, uintptr(scratchAddr)+8, 8); err == nil && r == uintptr(h.sig) {
+					p.hiddenExits = append(p.hiddenExits[:i], p.hiddenExits[i+1:]...)
+				}
 			}
 		}
+		break
 	}
 	t.failedFork = nil
 	if s.fetchRegs(t) == nil {
@@ -327,14 +339,28 @@ func (s *Sandbox) finishFailedFork(t *task, ff *failedFork) {
 }
 
 // hiddenExit reports whether sig, with si, is the exit signal of a fork
-// child of p killed unseen (failedFork), which no thread of p may be given.
+// child of p killed unseen, which no thread of p may be given; it is then
+// forgotten (a signal is given once).
 func (s *Sandbox) hiddenExit(p *process, sig unix.Signal, si *siginfo) bool {
-	for _, u := range p.tasks {
-		if ff := u.failedFork; ff != nil && sig == ff.sig && int(si.pid()) == ff.pid && si.code() > 0 {
+	for i, h := range p.hiddenExits {
+		if sig == h.sig && int(si.pid()) == h.pid && si.code() > 0 {
+			p.hiddenExits = append(p.hiddenExits[:i], p.hiddenExits[i+1:]...)
 			return true
 		}
 	}
 	return false
+}
+
+// forgetHiddenExits forgets the hidden exit signals of pid in p: pid is
+// in use again (a new child of p could have it).
+func forgetHiddenExits(p *process, pid int) {
+	out := p.hiddenExits[:0]
+	for _, h := range p.hiddenExits {
+		if h.pid != pid {
+			out = append(out, h)
+		}
+	}
+	p.hiddenExits = out
 }
 
 // firstStop serves the first stop of a new task.

@@ -25,6 +25,10 @@ type process struct {
 	// held is the task the sandbox holds stopped for this process while
 	// it serves a stop, or nil.
 	held *task
+	// hiddenExits are the exit signals of fork children killed unseen
+	// (fork.go: failedFork) that may still reach the process, and must
+	// not.
+	hiddenExits []hiddenExit
 	// memFD is the process's descriptor of the memory file; memFDOurs is
 	// true while it is the run's memFDNum (guarded by the seccomp filter).
 	memFD     int
