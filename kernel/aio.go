@@ -144,7 +144,8 @@ func IoSubmit(ctx context.Context, m *mm.MemoryManager, run IORunner, id, nr, io
 
 // IoGetevents is io_getevents(2) and io_pgetevents(2) in m: it copies up to
 // nr finished requests' events to events (without waiting: every request
-// finished when it was submitted) and returns how many.
+// finished when it was submitted) and returns how many. If they cannot be
+// written (EFAULT), they stay in the context, as Linux's stay in the ring.
 func IoGetevents(ctx context.Context, m *mm.MemoryManager, id, minNr, nr, events uint64) (uint64, error) {
 	ac, ok := m.LookupAIOContext(ctx, id)
 	if !ok {
@@ -154,26 +155,27 @@ func IoGetevents(ctx context.Context, m *mm.MemoryManager, id, minNr, nr, events
 	if int64(minNr) < 0 || max < int64(minNr) {
 		return 0, unix.EINVAL
 	}
-	got := int64(0)
-	for got < max {
-		d, ok := ac.PopRequest()
+	var b []byte
+	for got := int64(0); got < max; got++ {
+		d, ok := ac.PeekRequest(int(got))
 		if !ok {
 			break
 		}
-		ev := d.([4]uint64)
-		var b [32]byte
-		for i, v := range ev {
-			binary.LittleEndian.PutUint64(b[8*i:], v)
+		for _, v := range d.([4]uint64) {
+			b = binary.LittleEndian.AppendUint64(b, v)
 		}
-		if _, err := m.CopyOut(ctx, hostarch.Addr(events+32*uint64(got)), b[:], mm.IOOpts{}); err != nil {
-			if got == 0 {
-				return 0, unix.EFAULT
-			}
-			break
-		}
-		got++
 	}
-	return uint64(got), nil
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if _, err := m.CopyOut(ctx, hostarch.Addr(events), b, mm.IOOpts{}); err != nil {
+		return 0, unix.EFAULT
+	}
+	n := len(b) / 32
+	for range n {
+		ac.PopRequest()
+	}
+	return uint64(n), nil
 }
 
 // IoCancel is io_cancel(2): every request finished when it was submitted,

@@ -88,6 +88,11 @@ func TestAIO(t *testing.T) {
 	}
 	_, err = IoGetevents(ctx, m, id, 2, 1, b+0x2000)
 	is("io_getevents min > nr", err, unix.EINVAL)
+	_, err = IoGetevents(ctx, m, id, 1, 4, 0x1000)
+	is("io_getevents to unmapped events", err, unix.EFAULT)
+	_, err = IoGetevents(ctx, m, id, 1, 4, b+4*4096-64)
+	is("io_getevents to events that end unmapped", err, unix.EFAULT)
+	// The events that could not be written are still there.
 	n, err = IoGetevents(ctx, m, id, 1, 8, b+0x2000)
 	if n != 4 || err != nil {
 		t.Fatalf("io_getevents: %d, %v", n, err)

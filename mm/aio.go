@@ -327,6 +327,19 @@ func (ac *AIOContext) PopRequest() (any, bool) {
 	return d, true
 }
 
+// PeekRequest returns the i-th oldest finished request (0 the oldest), if
+// there is one, leaving it in place: io_getevents copies events out before
+// it takes them, so that a fault leaves them all (Linux's
+// aio_read_events_ring). The caller serializes its readers.
+func (ac *AIOContext) PeekRequest(i int) (any, bool) {
+	ac.mu.Lock()
+	defer ac.mu.Unlock()
+	if i < 0 || i >= len(ac.done) {
+		return nil, false
+	}
+	return ac.done[i], true
+}
+
 // WaitChannel returns a channel that receives when a request finishes or
 // the context dies.
 func (ac *AIOContext) WaitChannel() <-chan struct{} { return ac.wait }

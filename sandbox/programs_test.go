@@ -354,6 +354,7 @@ static int aio(void) {
 	cb.aio_nbytes = 11;
 	struct iocb *cbs[1] = {&cb};
 	if (syscall(SYS_io_submit, ctx, 1, cbs) != 1) die("io_submit");
+	printf("events to a bad address: %s\n", syscall(SYS_io_getevents, ctx, 1, 1, (void *)8, NULL) < 0 ? strerror(errno) : "ok");
 	struct io_event ev[1];
 	long n = syscall(SYS_io_getevents, ctx, 1, 1, ev, NULL);
 	printf("events %ld data %llu res %lld buf %s\n", n, (unsigned long long)ev[0].data, (long long)ev[0].res, buf);
