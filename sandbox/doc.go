@@ -172,23 +172,26 @@
 //
 // # Files
 //
-//   - sandbox.go: Options, Run, the Sandbox; the driver's injection of
-//     system calls and its waits (inject, waitFor, holder, stopTask).
+//   - sandbox.go: Options, Run, the Sandbox; system calls injected through
+//     platform/ptrace's injector (inject), and the waits that keep other
+//     tasks' reports for the main loop (waitFor, keep, holder, stopTask).
 //   - loop.go: the event loop (wait4, the dispatch of each stop, resume).
-//   - task.go: a task and its stop state; process.go: a process's
-//     lifecycle (address space, exit, release).
+//   - task.go: a task and its stop state (taskState, regState);
+//     process.go: a process's lifecycle (address space, exit, release).
 //   - start.go: start-up (the first process, a fresh image, the seccomp
 //     filter's installation); exec.go: execve.
-//   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go: the system
-//     calls the sandbox serves; seccomp.go: the filter that stops them.
+//   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go,
+//     truncate.go: the system calls the sandbox serves (the memory calls
+//     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
+//     the filter that stops them.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
 //   - fds.go: descriptors in program processes (the memory file's, files
 //     opened there) and writes to their memory; limits.go: address-space
 //     limits and capabilities; hostptrace.go: ptrace requests.
-//   - as.go, stub.go: the address space in the host and the stub process;
-//     demo.go: the built-in demonstration program.
+//   - as.go: the AddressSpace in the host (stubAS); stub.go: the stub
+//     pages; demo.go: the built-in demonstration program.
 //   - trace.go: Options.Trace lines, VMSPACE_DEBUG; core.go: core dumps.
 //
 // # Limits
