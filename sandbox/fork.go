@@ -220,7 +220,9 @@ func (s *Sandbox) keepSettid(t *task) {
 // between the two reaps may get the dead child, and one that takes the
 // exit signal with sigwaitinfo or a signalfd gets it. If the exit signal
 // was already pending (from another child), the child's is the same
-// signal (standard signals are not queued), and is left alone.
+// signal (standard signals are not queued), and is left alone. What the
+// host's clone wrote into the parent for a child besides CLONE_CHILD_SETTID's
+// word (CLONE_PARENT_SETTID's word, CLONE_PIDFD's descriptor) stays.
 type failedFork struct {
 	// pid is the host child's.
 	pid int
