@@ -159,6 +159,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 	// Copy the pmas of inherited vmas.
 	var lostWrite []hostarch.AddrRange
 	pgap := mm2.pmas.FirstGap()
+	var rw residencyWindow
 	mm.privateRefs.mu.Lock()
 	for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
 		vseg := mm2.vmas.FindSegment(pseg.Start())
@@ -203,7 +204,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 			// pages of private memory that were ever touched: the
 			// holes stay the parent's alone (faulting them later is
 			// private to each side, and mincore tells the same).
-			for cr := range mm.forkedRuns(pseg, pr, v.private() && p.private) {
+			for cr := range mm.forkedRuns(pseg, pr, v.private() && p.private, &rw) {
 				fr := pmaRef{pseg}.fileRange(cr)
 				if v.private() && p.private {
 					mm.privateRefs.incRefLocked(fr)
@@ -306,8 +307,9 @@ func mergeRanges(rs []hostarch.AddrRange) []hostarch.AddrRange {
 // forkedRuns yields the parts of pr, a range of the parent's pma pseg, that
 // a fork child gets: all of it, or for private memory (private) the runs
 // of pages that hold data, adjacent runs joined. If the pages cannot be
-// mapped to ask, all of it. Preconditions: activeMu held for writing.
-func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, private bool) iter.Seq[hostarch.AddrRange] {
+// mapped to ask, all of it. rw caches residency across the calls of one
+// fork. Preconditions: activeMu held for writing.
+func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, private bool, rw *residencyWindow) iter.Seq[hostarch.AddrRange] {
 	return func(yield func(hostarch.AddrRange) bool) {
 		if !private {
 			yield(pr)
@@ -319,7 +321,7 @@ func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, pri
 		}
 		p := pseg.ValuePtr()
 		var cur hostarch.AddrRange
-		for run := range privateDataRuns(internalMappingsOf(pseg, pr), p.file, pmaRef{pseg}.fileRange(pr)) {
+		for run := range rw.dataRuns(internalMappingsOf(pseg, pr), p.file, pmaRef{pseg}.fileRange(pr)) {
 			r := hostarch.AddrRange{Start: pr.Start + hostarch.Addr(run[0]<<hostarch.PageShift), End: pr.Start + hostarch.Addr(run[1]<<hostarch.PageShift)}
 			if cur.Length() != 0 && cur.End == r.Start {
 				cur.End = r.End

@@ -467,15 +467,22 @@ func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, 
 // it is asked only about such runs). The holes between them were never
 // touched: they read as zero, and Linux has no page there.
 func privateDataRuns(ims safemem.BlockSeq, file memmap.File, fr memmap.FileRange) iter.Seq[[2]uint64] {
+	npages := fr.Length() >> hostarch.PageShift
+	vec := make([]byte, npages)
+	i := uint64(0)
+	for b := range ims.All {
+		m := uint64(b.Len()) >> hostarch.PageShift
+		hostMincore(b, vec[i:i+m])
+		i += m
+	}
+	return dataRuns(vec, file, fr)
+}
+
+// dataRuns is privateDataRuns given the host residency of fr's pages, one
+// byte (0 or 1) each in vec.
+func dataRuns(vec []byte, file memmap.File, fr memmap.FileRange) iter.Seq[[2]uint64] {
 	return func(yield func([2]uint64) bool) {
-		npages := fr.Length() >> hostarch.PageShift
-		vec := make([]byte, npages)
-		i := uint64(0)
-		for b := range ims.All {
-			m := uint64(b.Len()) >> hostarch.PageShift
-			hostMincore(b, vec[i:i+m])
-			i += m
-		}
+		npages := uint64(len(vec))
 		for p := uint64(0); p < npages; {
 			q := p
 			resident := vec[p] != 0
