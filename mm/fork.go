@@ -156,6 +156,9 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 		return nil, ForkPlan{}, err
 	}
 
+	if testHookForkCopyingPMAs != nil {
+		testHookForkCopyingPMAs(mm2)
+	}
 	// Copy the pmas of inherited vmas.
 	var lostWrite []hostarch.AddrRange
 	pgap := mm2.pmas.FirstGap()

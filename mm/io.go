@@ -310,8 +310,3 @@ func (mm *MemoryManager) prepareIOLocked(ctx context.Context, ar hostarch.AddrRa
 	}
 	return addr, nil, 0, false
 }
-
-// testHookIODowngraded, if set (by tests), is called by the slow I/O path
-// just before and just after it downgrades activeMu, with mm's locks
-// held.
-var testHookIODowngraded func(mm *MemoryManager)

@@ -1,17 +1,22 @@
 package mm
 
 import (
+	"bytes"
 	"errors"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/safemem"
 )
 
 // TestSlowIODowngrades checks that the slow I/O path copies with activeMu
@@ -110,5 +115,76 @@ func TestNoUnsafe(t *testing.T) {
 				t.Errorf("%s imports unsafe", f)
 			}
 		}
+	}
+}
+
+// unmapDuringCopy is a safemem.Writer that, in the middle of a copy,
+// unmaps the range being copied from another goroutine, then takes the
+// bytes. If mappingMu does not exclude the munmap, it waits until the
+// munmap has it (entered).
+type unmapDuringCopy struct {
+	t        *testing.T
+	m        *MemoryManager
+	ar       hostarch.AddrRange
+	got      []byte
+	unmapped atomic.Bool
+	wg       sync.WaitGroup
+	once     bool
+	entered  bool
+}
+
+func (w *unmapDuringCopy) WriteFromBlocks(srcs safemem.BlockSeq) (uint64, error) {
+	if !w.once {
+		w.once = true
+		free := w.m.mappingMu.m.TryLock()
+		if free {
+			w.m.mappingMu.m.Unlock()
+		}
+		done := make(chan struct{})
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			defer close(done)
+			if err := w.m.MUnmap(ctx, w.ar.Start, w.ar.Length()); err != nil {
+				w.t.Errorf("munmap: %v", err)
+			}
+			w.unmapped.Store(true)
+		}()
+		if free {
+			for w.m.mappingMu.m.TryRLock() {
+				w.m.mappingMu.m.RUnlock()
+				runtime.Gosched()
+			}
+			w.entered = true
+		}
+		_ = done
+	}
+	buf := make([]byte, srcs.NumBytes())
+	n, err := safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(buf)), srcs)
+	w.got = append(w.got, buf[:n]...)
+	return n, err
+}
+
+// TestIOExcludesUnmap checks that I/O holds mappingMu for reading while it
+// copies: an munmap of the range, started during the copy, waits for it,
+// and the copy sees the memory as it was.
+func TestIOExcludesUnmap(t *testing.T) {
+	m := newTestMM(t)
+	const pg = hostarch.PageSize
+	a := mustMap(t, m, anon(window, 2*pg, hostarch.ReadWrite))
+	want := bytes.Repeat([]byte("contents"), 2*pg/8)
+	write(t, m, a, want)
+	ar := hostarch.AddrRange{Start: a, End: a + 2*pg}
+	w := &unmapDuringCopy{t: t, m: m, ar: ar}
+	n, err := m.CopyInTo(ctx, []hostarch.AddrRange{ar}, w, IOOpts{})
+	w.wg.Wait()
+	if n != 2*pg || err != nil || !bytes.Equal(w.got, want) {
+		t.Errorf("CopyInTo during an munmap: %d bytes, %v, contents equal %v", n, err, bytes.Equal(w.got, want))
+	}
+	if w.entered {
+		t.Errorf("the munmap took mappingMu during the copy")
+	}
+	if _, err := m.CopyIn(ctx, a, make([]byte, 1), IOOpts{}); err == nil {
+		t.Errorf("the range is still mapped after the munmap")
 	}
 }

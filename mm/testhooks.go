@@ -1,0 +1,13 @@
+package mm
+
+// Test hooks let race tests force the window they guard: each is nil
+// except while a test sets it, and is called with the locks of the moment
+// held.
+
+// testHookIODowngraded is called by the slow I/O path just before and just
+// after it downgrades activeMu.
+var testHookIODowngraded func(mm *MemoryManager)
+
+// testHookForkCopyingPMAs is called by Fork with the child, just before it
+// copies the parent's pmas into it.
+var testHookForkCopyingPMAs func(child *MemoryManager)
