@@ -3,7 +3,6 @@ package safemem
 import (
 	"fmt"
 	"testing"
-	"unsafe"
 )
 
 // BenchmarkCopy copies between two host mappings as unsafe Blocks, between
@@ -94,29 +93,5 @@ func BenchmarkFault(b *testing.B) {
 		if n, _ := Copy(BlockFromSafeSlice(dst), src); n != 8*pg {
 			b.Fatal(n)
 		}
-	}
-}
-
-// BenchmarkCopyKernel compares the copy kernels of copyDisjoint at the
-// sizes around its threshold and at the sizes of the benchmark workloads
-// (a 1 MiB CopyIn, a 2 MiB copy-on-write unit), from a host mapping into a
-// Go buffer.
-func BenchmarkCopyKernel(b *testing.B) {
-	for _, size := range []int{256, 1 << 10, 2 << 10, 4 << 10, 64 << 10, 1 << 20, 2 << 20} {
-		sm := mapAnon(b, (size+pg-1)/pg)
-		src := unsafe.Pointer(&sm[0])
-		dst := make([]byte, size)
-		b.Run(fmt.Sprintf("%d/memmove", size), func(b *testing.B) {
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				memmove(unsafe.Pointer(&dst[0]), src, size)
-			}
-		})
-		b.Run(fmt.Sprintf("%d/copyDisjoint", size), func(b *testing.B) {
-			b.SetBytes(int64(size))
-			for b.Loop() {
-				copyDisjoint(unsafe.Pointer(&dst[0]), src, size)
-			}
-		})
 	}
 }
