@@ -93,23 +93,30 @@ func (f *MemoryFile) findFreeLocked(length, align uint64, dir Direction) (uint64
 		if ok {
 			return start, nil
 		}
-		// Nothing fits in the file as it is. Memory that is being released
-		// (or cached, and released now) will soon be free: wait for it
-		// rather than grow the file.
-		f.flushCacheLocked()
-		if len(f.pending) > 0 || f.releasing > 0 {
-			f.kickLocked()
-			f.released.Wait()
-			continue
-		}
-		// Grow the file enough for the lowest fit.
+		// Nothing fits in the file as it is: grow it enough for the lowest
+		// fit. Memory that is being released (or cached, and released now,
+		// in the background) will soon be free: wait for it rather than
+		// grow the file past growFreely. Below that, waiting would cost
+		// more than it saves: releasing hundreds of MiB takes tens of
+		// milliseconds, which growing overlaps, and a small file's growth
+		// costs little of vmspace's own address space.
 		start, ok = f.used.FindLowestGap(segment.Range[uint64]{Start: 0, End: maxFileSize}, length, align)
 		if !ok {
 			return 0, fmt.Errorf("pgalloc: no free range of %#x bytes below the file's maximum size: %w", length, ErrLimit)
 		}
 		newSize := (start + length + chunkMask) &^ uint64(chunkMask)
-		if err := unix.Ftruncate(f.fd, int64(newSize)); err != nil {
-			return 0, fmt.Errorf("pgalloc: growing the memory file to %#x bytes: %w", newSize, err)
+		if f.flushCacheLocked() {
+			f.kickLocked()
+		}
+		if (len(f.pending) > 0 || f.releasing > 0) && newSize > f.growFreely {
+			f.kickLocked()
+			f.released.Wait()
+			continue
+		}
+		if !f.presized {
+			if err := unix.Ftruncate(f.fd, int64(newSize)); err != nil {
+				return 0, fmt.Errorf("pgalloc: growing the memory file to %#x bytes: %w", newSize, err)
+			}
 		}
 		f.size.Store(newSize)
 	}

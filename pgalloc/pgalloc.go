@@ -94,6 +94,10 @@ const (
 	// chunkMask masks an offset's position within its chunk.
 	chunkMask = chunkSize - 1
 
+	// defaultGrowFreely is the file size below which the file grows
+	// rather than waits for memory being released (see findFreeLocked).
+	defaultGrowFreely = 1 << 30
+
 	// maxFileSize bounds the file (and the keys of the used set): 4 TiB.
 	// Allocation fails with ErrLimit when no free range below it fits.
 	maxFileSize = 1 << 42
@@ -281,6 +285,19 @@ type MemoryFile struct {
 	trimTick  uint64
 	trimTimer *time.Timer
 
+	// growFreely is the file size up to which the file grows rather than
+	// waits for memory being released (defaultGrowFreely). Immutable after
+	// New (tests in the package may set it before the file is used).
+	growFreely uint64
+
+	// presized is true if the memfd was given its maximum size at New, so
+	// that growing the file only moves size: a ftruncate takes the
+	// memfd's inode lock, which a hole punch holds for as long as it runs
+	// (tens of milliseconds for hundreds of MiB), so growing by ftruncate
+	// waited for every release in progress. Without it (a RLIMIT_FSIZE
+	// below maxFileSize), the file grows by ftruncate. Immutable.
+	presized bool
+
 	// releasing is the number of batches being released: taken from
 	// pending but not yet removed from used. Guarded by mu.
 	releasing int
@@ -318,15 +335,22 @@ func New(opts Options) (*MemoryFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgalloc: memfd_create: %w", err)
 	}
-	if err := unix.Ftruncate(fd, chunkSize); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("pgalloc: ftruncate: %w", err)
+	// A sparse memfd costs nothing for its size; see presized.
+	presized := unix.Ftruncate(fd, maxFileSize) == nil
+	if !presized {
+		if err := unix.Ftruncate(fd, chunkSize); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("pgalloc: ftruncate: %w", err)
+		}
 	}
 	f := &MemoryFile{
 		fd:    fd,
 		limit: opts.Limit,
 		async: !opts.DisableAsyncRelease,
 		hold:  opts.HoldFreed,
+
+		growFreely: defaultGrowFreely,
+		presized:   presized,
 	}
 	if !opts.NoReuse {
 		f.reuseLimit = opts.ReuseLimit
