@@ -9,9 +9,10 @@
 // bottom of the file or from the top (AllocOpts.Dir), optionally aligned to
 // huge pages. Free space is the gaps of one segment.Set (MemoryFile.used)
 // whose segments are the pages that are not free; allocation is a gap search
-// in that set. The file is sized sparsely and grows, in 64 MiB steps, only
-// when no free range fits and no freed memory is waiting to be released
-// (held pages, below, are not waited for).
+// in that set. The file grows, in 64 MiB steps, only when no free range
+// fits; past 1 GiB, only when no freed memory is waiting to be released
+// either (held pages, below, are not waited for). The memfd itself is
+// given its maximum size once, sparse, so that growing is only a number.
 //
 // # Reference counts and release
 //
