@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -998,11 +999,7 @@ func (g *gen) stmtFile(pre, proc string) string {
 func (g *gen) stmtShm(pre, proc string) string {
 	if len(g.shmNames) == 0 || g.chance(0.2) {
 		name := "s" + strconv.Itoa(g.r.IntN(2))
-		found := false
-		for _, n := range g.shmNames {
-			found = found || n == name
-		}
-		if !found {
+		if !slices.Contains(g.shmNames, name) {
 			g.shmNames = append(g.shmNames, name)
 		}
 		size := hx(uint64(1+g.r.IntN(8)) * vmscript.PageSize)
@@ -1040,11 +1037,7 @@ func (g *gen) stmtShm(pre, proc string) string {
 func (g *gen) stmtAio(pre, proc string) string {
 	if len(g.aioNames) == 0 || g.chance(0.4) {
 		name := "c" + strconv.Itoa(g.r.IntN(2))
-		found := false
-		for _, n := range g.aioNames {
-			found = found || n == name
-		}
-		if !found {
+		if !slices.Contains(g.aioNames, name) {
 			g.aioNames = append(g.aioNames, name)
 		}
 		nr := pick(g, []int{0, 1, 2, 16, 64, 128, 200})
