@@ -239,29 +239,7 @@ func TestCorpusComplete(t *testing.T) {
 			}
 		}
 	}
-	var want []string
-	for o := vmscript.OpFork; o < vmscript.NumOps; o++ {
-		want = append(want, "op "+o.String())
-	}
-	for _, w := range vmscript.MapFlagWords() {
-		want = append(want, "mmap "+w.Name)
-	}
-	for _, w := range vmscript.MremapFlagWords() {
-		want = append(want, "mremap "+w.Name)
-	}
-	for _, w := range vmscript.MlockallFlagWords() {
-		want = append(want, "mlockall "+w.Name)
-	}
-	for _, w := range vmscript.MsyncFlagWords() {
-		want = append(want, "msync "+w.Name)
-	}
-	for _, w := range vmscript.AdviceWords() {
-		want = append(want, "madvise "+w.Name)
-	}
-	for _, w := range vmscript.ResourceWords() {
-		want = append(want, "setrlimit "+w.Name)
-	}
-	want = append(want, "mprotect +growsdown", "mprotect +growsup", "addr brk", "prefix")
+	want := append(vmscript.Keywords(), "addr brk", "prefix")
 	var missing []string
 	for _, w := range want {
 		if !seen[w] {

@@ -363,6 +363,31 @@ func AdviceWords() []Word[Advice] { return slices.Clone(adviceWords) }
 // ResourceWords returns setrlimit's resource words.
 func ResourceWords() []Word[Resource] { return slices.Clone(resourceWords) }
 
+// Keywords lists what a script can say, for the coverage checks of the
+// corpus and of the generator: "op NAME" for every operation, "mmap W",
+// "mremap W", "mlockall W", "msync W", "madvise W" and "setrlimit W" for
+// every word of those calls, and "mprotect +growsdown" and "+growsup".
+func Keywords() []string {
+	var ks []string
+	for o := OpFork; o < NumOps; o++ {
+		ks = append(ks, "op "+o.String())
+	}
+	ks = appendWords(ks, "mmap ", mapFlagWords)
+	ks = appendWords(ks, "mremap ", mremapFlagWords)
+	ks = appendWords(ks, "mlockall ", mlockallFlagWords)
+	ks = appendWords(ks, "msync ", msyncFlagWords)
+	ks = appendWords(ks, "madvise ", adviceWords)
+	ks = appendWords(ks, "setrlimit ", resourceWords)
+	return append(ks, "mprotect +growsdown", "mprotect +growsup")
+}
+
+func appendWords[T any](ks []string, prefix string, ws []Word[T]) []string {
+	for _, w := range ws {
+		ks = append(ks, prefix+w.Name)
+	}
+	return ks
+}
+
 func lookupWord[T any](ws []Word[T], s string) (T, bool) {
 	for _, w := range ws {
 		if w.Name == s {
