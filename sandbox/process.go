@@ -11,7 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// process is one program process (thread group).
+// process is one program process (thread group). Like task, it is used
+// only by the tracer goroutine: no field needs a lock.
 type process struct {
 	// pid is the thread group id.
 	pid int

@@ -57,6 +57,9 @@ type Options struct {
 // memory file per run.
 func New(opts Options) vmscript.Executor { return &vmspaceExec{noZeroPage: opts.NoZeroPage} }
 
+// vmspaceExec is the Executor. The script driver calls an Executor and its
+// Procs from one goroutine, one call at a time, so neither it nor vproc
+// nor namedObjects has a field that needs a lock.
 type vmspaceExec struct {
 	mf    *pgalloc.MemoryFile
 	procs map[*vproc]struct{}
