@@ -113,6 +113,11 @@
 //   - rseq, set_tid_address and set_robust_list stop so that vmspace
 //     knows the memory the host kernel writes on each thread's behalf; it
 //     keeps that memory mapped in the host (kareas.go).
+//   - process_vm_readv and process_vm_writev whose target is one of the
+//     program's processes (itself included) are served through the two
+//     memory managers (procvm.go), which hold memory the host has not
+//     mapped; the host kernel only decides whether the caller may access
+//     the target (an injected probe). Other targets are the host's.
 //   - exec is served by the loader (exec.go): see there for how a program
 //     image replaces the process's address space.
 //   - fork, vfork and clone are ptrace events (fork.go): threads share
@@ -181,7 +186,7 @@
 //   - start.go: start-up (the first process, a fresh image, the seccomp
 //     filter's installation); exec.go: execve.
 //   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go,
-//     truncate.go: the system calls the sandbox serves (the memory calls
+//     truncate.go, procvm.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
 //     the filter that stops them.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses.

@@ -161,6 +161,8 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysSetTidAddress(t, a)
 	case unix.SYS_SET_ROBUST_LIST:
 		return s.sysSetRobustList(t, a)
+	case unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV:
+		return s.sysProcessVM(t, nr, a)
 	}
 	return pass()
 }
