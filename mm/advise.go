@@ -137,7 +137,15 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.locked() || v.pfnMap() {
 				return unix.EINVAL
 			}
-			if adv == AdvPageOut {
+			switch {
+			case adv != AdvPageOut:
+			case v.flags.has(vmaDroppable):
+				// Reclaim frees droppable pages without swap, as it
+				// frees lazily freed ones (a fork never shares them:
+				// droppable memory is wiped on fork); a later access
+				// finds a fresh zero page.
+				mm.dropPagesLocked(ctx, r)
+			default:
 				mm.pageOutLocked(ctx, vseg, r)
 				mm.discardLazyFreeLocked(ctx, r)
 			}

@@ -98,5 +98,24 @@ func TestMapDroppable(t *testing.T) {
 		}
 	}
 	mustOK(t, "munlockall", m.MUnlockAll(ctx))
+
+	// MADV_PAGEOUT drops droppable pages (Linux's reclaim frees them
+	// without swap); they are no longer resident and read zero. Ordinary
+	// private memory beside them keeps its data.
+	o, err := mmap(a+0x4000, 0x1000, MapPrivate|MapAnonymous|MapFixed)
+	mustOK(t, "mmap private", err)
+	write(t, m, o, []byte{'o'})
+	mustOK(t, "pageout", m.MAdvise(ctx, a, 0x5000, AdvPageOut))
+	vec, err := m.MInCore(ctx, a, 0x5000)
+	mustOK(t, "mincore", err)
+	if !bytes.Equal(vec, []byte{0, 0, 0, 0, 1}) {
+		t.Errorf("mincore after pageout %v, want droppable pages gone and the private page resident", vec)
+	}
+	if got := read(t, m, a, 0x4000); !bytes.Equal(got, make([]byte, 0x4000)) {
+		t.Errorf("droppable memory after pageout is not zero")
+	}
+	if got := read(t, m, o, 1)[0]; got != 'o' {
+		t.Errorf("private memory after pageout reads %#x", got)
+	}
 	check(t, m)
 }
