@@ -54,7 +54,7 @@
 //
 // A seccomp filter (seccomp.go) installed in the first process and
 // inherited by all returns SECCOMP_RET_TRACE only for the memory system
-// calls, exec, clone3, the limits and privileges the manager follows, every
+// calls, process_mrelease, exec, clone3, the limits and privileges the manager follows, every
 // call with a non-NULL pointer argument (the table of every x86-64 system
 // call's arguments in sysargs.go), every call that names the memory file's
 // descriptor, and prctl's PR_SET_MDWE and PR_GET_MDWE. Everything else runs
@@ -118,6 +118,11 @@
 //     memory managers (procvm.go), which hold memory the host has not
 //     mapped; the host kernel only decides whether the caller may access
 //     the target (an injected probe). Other targets are the host's.
+//     process_madvise with a pidfd of one of the program's processes
+//     advises its manager (procmadvise.go), the host again deciding only
+//     the pidfd and the permissions; process_mrelease (which always
+//     stops) is the host's, and a released process's manager then drops
+//     its private memory.
 //   - exec is served by the loader (exec.go): see there for how a program
 //     image replaces the process's address space.
 //   - fork, vfork and clone are ptrace events (fork.go): threads share
@@ -186,7 +191,7 @@
 //   - start.go: start-up (the first process, a fresh image, the seccomp
 //     filter's installation); exec.go: execve.
 //   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go,
-//     truncate.go, procvm.go: the system calls the sandbox serves (the memory calls
+//     truncate.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
 //     the filter that stops them.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses.

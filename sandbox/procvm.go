@@ -68,6 +68,19 @@ func (s *Sandbox) readIOVecs(p *process, addr, cnt uint64) ([]iovec, unix.Errno)
 	return out, 0
 }
 
+// importIOVecs reads an iovec array as Linux's import_iovec does
+// (readIOVecs), cutting the lengths so that they total at most
+// MAX_RW_COUNT, and returns the total.
+func (s *Sandbox) importIOVecs(p *process, addr, cnt uint64) ([]iovec, uint64, unix.Errno) {
+	vecs, e := s.readIOVecs(p, addr, cnt)
+	var total uint64
+	for i := range vecs {
+		vecs[i].len = min(vecs[i].len, maxRWCount-total)
+		total += vecs[i].len
+	}
+	return vecs, total, e
+}
+
 // sysProcessVM serves process_vm_readv and process_vm_writev.
 func (s *Sandbox) sysProcessVM(t *task, nr int, a [6]uint64) sysResult {
 	p := t.p
@@ -87,14 +100,9 @@ func (s *Sandbox) sysProcessVM(t *task, nr int, a [6]uint64) sysResult {
 	if a[5] != 0 {
 		return retErr(unix.EINVAL)
 	}
-	local, e := s.readIOVecs(p, a[1], a[2])
+	local, total, e := s.importIOVecs(p, a[1], a[2])
 	if e != 0 {
 		return retErr(e)
-	}
-	var total uint64
-	for i := range local {
-		local[i].len = min(local[i].len, maxRWCount-total)
-		total += local[i].len
 	}
 	if total == 0 {
 		return ret(0)

@@ -59,6 +59,8 @@ var trapped = []int{
 	unix.SYS_MUNLOCKALL, unix.SYS_MLOCK2, unix.SYS_REMAP_FILE_PAGES, unix.SYS_IO_SETUP,
 	unix.SYS_IO_DESTROY, unix.SYS_IO_SUBMIT, unix.SYS_IO_CANCEL, unix.SYS_IO_GETEVENTS,
 	unix.SYS_IO_PGETEVENTS, unix.SYS_PKEY_MPROTECT, unix.SYS_MSEAL, unix.SYS_MAP_SHADOW_STACK,
+	// Another process's memory (procmadvise.go).
+	unix.SYS_PROCESS_MRELEASE,
 	// Processes.
 	unix.SYS_EXECVE, unix.SYS_EXECVEAT, unix.SYS_CLONE3,
 	// Limits and privileges that the manager follows.

@@ -163,6 +163,10 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysSetRobustList(t, a)
 	case unix.SYS_PROCESS_VM_READV, unix.SYS_PROCESS_VM_WRITEV:
 		return s.sysProcessVM(t, nr, a)
+	case unix.SYS_PROCESS_MADVISE:
+		return s.sysProcessMadvise(t, a)
+	case unix.SYS_PROCESS_MRELEASE:
+		return s.sysProcessMrelease(t, a)
 	}
 	return pass()
 }
