@@ -239,8 +239,10 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 	nstart := start
 	var err error
 	var populate []hostarch.AddrRange
+	var merges vmaMerges
 	for nstart < end {
-		vseg = mm.vmas.LowerBoundSegment(nstart)
+		// vseg is the vma that follows the last one changed (or the
+		// first one).
 		if !vseg.Ok() || vseg.Start() > nstart {
 			// A hole: Linux stops here with ENOMEM.
 			err = unix.ENOMEM
@@ -281,7 +283,7 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 		// Dropping write gives the commitment back only for anonymous
 		// memory never faulted (no anon_vma yet), as mprotect_fixup.
 		unaccount := !perms.Write && v.flags.has(vmaAccount) && v.isPrivateAnon() && !v.written()
-		if _, err = mm.modifyVMALocked(ctx, vseg, r, true, func(nv *vma) {
+		if vseg, err = mm.modifyVMAMergingLaterLocked(ctx, vseg, r, true, func(nv *vma) {
 			nv.realPerms = perms
 			if account {
 				nv.flags |= vmaAccount
@@ -289,11 +291,13 @@ func (mm *MemoryManager) MProtect(ctx context.Context, addr hostarch.Addr, lengt
 			if unaccount {
 				nv.flags &^= vmaAccount
 			}
-		}); err != nil {
+		}, &merges); err != nil {
 			break
 		}
 		nstart = segEnd
+		vseg = vseg.NextSegment()
 	}
+	mm.flushVMAMergesLocked(&merges)
 	// The vmas of [start, nstart) changed: update their pmas at once.
 	if changed := (hostarch.AddrRange{Start: start, End: nstart}); changed.Length() > 0 {
 		mm.updatePMAPermsLocked(changed)

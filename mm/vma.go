@@ -448,9 +448,12 @@ func (mm *MemoryManager) accountVMA(v *vma, length uint64, sign int) {
 // setVMAValueLocked replaces vseg's value by nv, keeping the accounting
 // true. Preconditions: mappingMu held for writing.
 func (mm *MemoryManager) setVMAValueLocked(vseg vmaIterator, nv vma) {
-	l := uint64(vseg.Range().Length())
-	mm.accountVMA(vseg.ValuePtr(), l, -1)
-	mm.accountVMA(&nv, l, +1)
+	if ov := vseg.ValuePtr(); ov.locked() != nv.locked() || ov.isData() != nv.isData() ||
+		ov.growsDown() != nv.growsDown() || ov.isExec() != nv.isExec() || ov.flags.has(vmaAccount) != nv.flags.has(vmaAccount) {
+		l := uint64(vseg.Range().Length())
+		mm.accountVMA(ov, l, -1)
+		mm.accountVMA(&nv, l, +1)
+	}
 	vseg.SetValue(nv)
 }
 
@@ -637,6 +640,33 @@ func (mm *MemoryManager) checkUnmapLocked(ar hostarch.AddrRange) error {
 // returns the segment now covering r.Start. Preconditions: mappingMu held for writing; r lies
 // within vseg.
 func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, checkSeal bool, change func(*vma)) (vmaIterator, error) {
+	var m vmaMerges
+	vseg, err := mm.modifyVMAMergingLaterLocked(ctx, vseg, r, checkSeal, change, &m)
+	if err != nil || m.pending.Length() == 0 {
+		return vseg, err
+	}
+	mm.flushVMAMergesLocked(&m)
+	return mm.vmas.FindSegment(r.Start), nil
+}
+
+// vmaMerges collects the ranges that a walk of modifyVMAMergingLaterLocked
+// changed, so that they merge with their neighbours in one
+// segment.Set.MergeRange (one compaction per leaf of the set) rather than
+// one merge per change: mprotect over thousands of alternating vmas merges
+// them all back at once. The zero value has nothing pending.
+type vmaMerges struct {
+	// pending is the span from the first to the last changed range not yet
+	// merged; between two changed ranges it holds at most one unchanged
+	// vma, so that every adjacent pair of vmas in it has a changed one.
+	pending hostarch.AddrRange
+}
+
+// modifyVMAMergingLaterLocked is modifyVMALocked, except that the changed
+// vma is added to m instead of being merged with its neighbours; the
+// caller merges with flushVMAMergesLocked. Before a split, what m holds is
+// merged first, so that the map count a split checks is what merging at
+// once would leave (as Linux, which merges each vma as it goes).
+func (mm *MemoryManager) modifyVMAMergingLaterLocked(ctx context.Context, vseg vmaIterator, r hostarch.AddrRange, checkSeal bool, change func(*vma), m *vmaMerges) (vmaIterator, error) {
 	old := vseg.Value()
 	if checkSeal && old.flags.has(vmaSealed) {
 		return vseg, unix.EPERM
@@ -650,6 +680,10 @@ func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, 
 	*p = old
 	if vmaEqual(&old, &nv) {
 		return vseg, nil
+	}
+	if (vseg.Start() < r.Start || vseg.End() > r.End) && m.pending.Length() != 0 {
+		mm.flushVMAMergesLocked(m)
+		vseg = mm.vmas.FindSegment(r.Start)
 	}
 	if vseg.Start() < r.Start {
 		if mm.vmas.Len() >= mm.limits.MaxMapCount {
@@ -669,9 +703,39 @@ func (mm *MemoryManager) modifyVMALocked(ctx context.Context, vseg vmaIterator, 
 	nv.off = vseg.ValuePtr().off
 	mm.setVMAValueLocked(vseg, nv)
 	// Like Linux's vma_modify, the changed vma merges with its neighbours
-	// where nothing differs; unchanged vmas are left as they are.
-	mm.vmas.MergeAdjacent(addrSegRange(r))
-	return mm.vmas.FindSegment(r.Start), nil
+	// where nothing differs; unchanged vmas are left as they are (merged
+	// only with a changed neighbour).
+	if m.pending.Length() != 0 && m.pending.End != r.Start {
+		if between := mm.vmas.FindSegment(m.pending.End); !between.Ok() || between.Start() != m.pending.End || between.End() != r.Start {
+			mm.flushVMAMergesLocked(m)
+			vseg = mm.vmas.FindSegment(r.Start)
+		}
+	}
+	if m.pending.Length() == 0 {
+		m.pending.Start = r.Start
+	}
+	m.pending.End = r.End
+	return vseg, nil
+}
+
+// flushVMAMergesLocked merges what m holds with its neighbours, and empties
+// m. Iterators into the vma set are invalid afterwards.
+func (mm *MemoryManager) flushVMAMergesLocked(m *vmaMerges) {
+	r := m.pending
+	m.pending = hostarch.AddrRange{}
+	if r.Length() == 0 {
+		return
+	}
+	// One byte beyond each end reaches the neighbours (if adjacent), as
+	// MergeAdjacent does.
+	sr := addrSegRange(r)
+	if sr.Start > 0 {
+		sr.Start--
+	}
+	if sr.End < ^hostarch.Addr(0) {
+		sr.End++
+	}
+	mm.vmas.MergeRange(sr)
 }
 
 // vmaEqual reports whether two vmas have the same attributes.

@@ -678,26 +678,72 @@ func (s *Set[K, V, F]) Merge(first, second Iterator[K, V, F]) Iterator[K, V, F] 
 }
 
 // MergeRange merges every mergeable adjacent pair of segments both of which
-// overlap r.
+// overlap r. Within a leaf it compacts in one pass (each value that stays
+// moves at most once, and the leaf is rebalanced once), so that merging
+// thousands of segments back into one (mprotect over many pages, then back)
+// costs one structural change per leaf rather than one per segment.
 func (s *Set[K, V, F]) MergeRange(r Range[K]) {
 	if r.Start >= r.End {
 		return
 	}
 	seg := s.LowerBoundSegment(r.Start)
-	if !seg.Ok() {
-		return
-	}
-	for {
+	for seg.Ok() && seg.Start() < r.End {
+		seg = s.compactLeaf(seg, r.End)
 		next := seg.NextSegment()
 		if !next.Ok() || next.Start() >= r.End {
 			return
 		}
+		// Across the leaf boundary.
 		if m := s.Merge(seg, next); m.Ok() {
 			seg = m
 		} else {
 			seg = next
 		}
 	}
+}
+
+// compactLeaf merges, within seg's leaf, every mergeable adjacent pair from
+// seg on whose second segment starts before end, and rebalances the leaf.
+// It returns the segment (re-found) that holds what was the leaf's last
+// entry examined, merged with what followed it.
+func (s *Set[K, V, F]) compactLeaf(seg Iterator[K, V, F], end K) Iterator[K, V, F] {
+	var f F
+	l, w := seg.l, seg.i
+	j := w + 1
+	for ; j < l.n && l.starts[j] < end; j++ {
+		if l.ends[w] == l.starts[j] {
+			if mv, ok := f.Merge(l.rng(w), l.vals[w], l.rng(j), l.vals[j]); ok {
+				l.vals[w] = mv
+				l.ends[w] = l.ends[j]
+				f.ClearValue(&l.vals[j])
+				continue
+			}
+		}
+		w++
+		if w != j {
+			l.starts[w], l.ends[w], l.vals[w] = l.starts[j], l.ends[j], l.vals[j]
+		}
+	}
+	removed := j - (w + 1)
+	if removed == 0 {
+		return Iterator[K, V, F]{l, w}
+	}
+	// Close up the entries after j.
+	n := l.n
+	copy(l.starts[w+1:], l.starts[j:n])
+	copy(l.ends[w+1:], l.ends[j:n])
+	copy(l.vals[w+1:], l.vals[j:n])
+	l.n = n - removed
+	l.clearTail(l.n)
+	s.len -= removed
+	key := l.starts[w]
+	if l.parent != nil && l.n <= leafMerge {
+		s.rebalanceLeaf(l, w)
+	} else {
+		l.fix()
+		l.fixNext()
+	}
+	return s.FindSegment(key)
 }
 
 // MergeAdjacent tries to merge the segment containing r.Start with its
