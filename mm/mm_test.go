@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -424,6 +425,11 @@ func TestConcurrentIOAndMappingChanges(t *testing.T) {
 				}
 			}
 		}(g)
+	}
+	// The mapping changes below must overlap the I/O: let it start (the
+	// loop may otherwise finish before any goroutine has run).
+	for okIO.Load()+failedIO.Load() == 0 {
+		runtime.Gosched()
 	}
 	for i := 0; i < 300; i++ {
 		off := hostarch.Addr(i%64) * 0x4000
