@@ -154,6 +154,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.locked() || v.pfnMap() {
 				return unix.EINVAL
 			}
+			mm.uffdRemoveLocked(v, r)
 			mm.dropPagesLocked(ctx, r)
 			return nil
 		case AdvDontNeedLocked:
@@ -161,6 +162,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.pfnMap() {
 				return unix.EINVAL
 			}
+			mm.uffdRemoveLocked(v, r)
 			mm.dropPagesLocked(ctx, r)
 			return nil
 		case AdvCollapse:
@@ -177,6 +179,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			// Linux frees MADV_FREE pages lazily, under memory
 			// pressure (or MADV_PAGEOUT); until then they keep
 			// their contents.
+			mm.uffdRemoveLocked(v, r)
 			mm.lazyFreeLocked(r)
 			return nil
 		case AdvRemove:
@@ -194,7 +197,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			if v.private() || !v.maxPerms.Write {
 				return unix.EACCES
 			}
-
+			mm.uffdRemoveLocked(v, r)
 			mm.dropPagesLocked(ctx, r)
 			return p.Punch(ctx, mappableRangeOf(vseg, r))
 		case AdvGuardInstall:

@@ -71,6 +71,7 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 		if err := mm.checkUnmapLocked(ar); err != nil {
 			return orig, nil
 		}
+		mm.uffdUnmapLocked(ar)
 		mm.removeVMAsLocked(ctx, ar)
 		mm.brk.End = addr
 		return addr, nil

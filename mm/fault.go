@@ -61,7 +61,9 @@ func accessErrorFor(addr hostarch.Addr, err error) *AccessError {
 // with the faulting thread's stack pointer sp (unused on x86-64: Linux
 // grows a stack for any fault below it within the limits). On success the
 // page is mapped in the AddressSpace, if active. On failure it returns an
-// *AccessError saying which signal the application gets.
+// *AccessError saying which signal the application gets, or, in a range
+// registered with a userfaultfd, a *UserfaultError whose Fault the
+// faulting thread waits on before it retries the access (uffd.go).
 func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr, at hostarch.AccessType, sp hostarch.Addr) error {
 	ar := hostarch.AddrRange{Start: addr.RoundDown(), End: addr.RoundDown() + hostarch.PageSize}
 	if ar.End < ar.Start || ar.End > mm.p.MaxUserAddress() {
@@ -113,6 +115,10 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	if _, err := mm.getPMAsLocked(ctx, vseg, ar, at); err != nil {
+		if uerr, ok := err.(*UserfaultError); ok {
+			// The fault waits for the range's userfaultfd (uffd.go).
+			return mm.userfaultLocked(ctx, vseg, addr, uerr)
+		}
 		return accessErrorFor(addr, err)
 	}
 	mm.faults.Add(1)

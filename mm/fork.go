@@ -92,6 +92,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 	mm.activeMu.Unlock()
 
 	var err error
+	var uf uffdForks
 	gap := mm2.vmas.FirstGap()
 	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
 		v := vseg.Value()
@@ -106,6 +107,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 			break
 		}
 		v.mlockMode = memmap.MLockNone
+		uf.inherit(&v, mm2)
 		// Like Linux's anon_vma_fork, the child's vma gets an anon_vma
 		// of its own chained to the parent's (a wiped one gets none).
 		if v.anonVMA != 0 && !v.flags.has(vmaWipeOnFork) {
@@ -218,6 +220,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 				cp.off = fr.Start
 				cp.im = safemem.Block{}
 				cp.mapped = 0 // nothing is mapped in the child's AddressSpace
+				cp.uffdWP = cp.uffdWP && v.flags.has(vmaUffdWP)
 				pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(cr), cp).NextGap()
 				mm2.curRSS += cr.Length()
 			}
@@ -246,6 +249,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 	for _, inv := range captured {
 		mm2.Invalidate(inv.ar, inv.opts)
 	}
+	uf.complete()
 	return mm2, plan, nil
 }
 

@@ -290,7 +290,7 @@ func (mm *MemoryManager) prepareIOLocked(ctx context.Context, ar hostarch.AddrRa
 		_, perr := mm.getPMAsLocked(ctx, vseg, r, at)
 		// Take whatever pmas cover a prefix of r.
 		for pseg := mm.pmas.FindSegment(addr); pseg.Ok() && pseg.Start() <= addr && addr < r.End; pseg = pseg.NextSegment() {
-			if at.Write && pseg.ValuePtr().needCOW {
+			if p := pseg.ValuePtr(); (at.Write && (p.needCOW || p.uffdWP)) || p.poison {
 				break
 			}
 			if _, err := mm.internalMappingsLocked(pseg); err != nil {

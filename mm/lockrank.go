@@ -39,6 +39,9 @@ const (
 	rankAnonVMA
 	// rankCommit is Commit.mu, taken under mappingMu: a leaf.
 	rankCommit
+	// rankUffd is Userfaultfd.mu, taken under mappingMu and activeMu: a
+	// leaf.
+	rankUffd
 	numLockRanks
 )
 
@@ -60,6 +63,7 @@ var lockRanks = [numLockRanks]struct {
 	rankAIONr:           {name: "aioNr.mu", leaf: true},
 	rankAnonVMA:         {name: "MemoryManager.anonVMAMu", leaf: true},
 	rankCommit:          {name: "Commit.mu", leaf: true},
+	rankUffd:            {name: "Userfaultfd.mu", leaf: true},
 }
 
 func (r lockRank) String() string {
@@ -83,6 +87,7 @@ type (
 	aioNrRank           struct{}
 	anonVMARank         struct{}
 	commitRank          struct{}
+	uffdRank            struct{}
 )
 
 func (metadataRank) rank() lockRank        { return rankMetadata }
@@ -94,6 +99,7 @@ func (aioContextRank) rank() lockRank      { return rankAIOContext }
 func (aioNrRank) rank() lockRank           { return rankAIONr }
 func (anonVMARank) rank() lockRank         { return rankAnonVMA }
 func (commitRank) rank() lockRank          { return rankCommit }
+func (uffdRank) rank() lockRank            { return rankUffd }
 
 // rankedMutex is a sync.Mutex of rank R. In builds with lock-rank checks
 // (lockrank_check.go: race builds, as tests run, or -tags lockrank), an

@@ -45,7 +45,9 @@
 //   - procfs.go, core.go: /proc text and core dumps; save.go, restore.go:
 //     checkpoints; invariants.go: CheckInvariants for tests; metadata.go:
 //     argv, auxv, the executable and dumpability; special.go: special
-//     mappings ([vdso], AIO rings).
+//     mappings ([vdso], AIO rings); uffd.go, uffd_fill.go,
+//     uffd_events.go: userfaultfd contexts (Userfaultfd), their ioctls,
+//     the faults that wait on them and their events.
 //
 // # Lock order
 //
@@ -69,10 +71,11 @@
 //	  AIO manager mutex (rankAIOManager)
 //	    AIO context mutex (rankAIOContext)
 //
-// Three leaves take nothing themselves: aioNr.mu (the system-wide AIO
+// Four leaves take nothing themselves: aioNr.mu (the system-wide AIO
 // event count), MemoryManager.anonVMAMu, taken by faults under mappingMu
-// (read) and activeMu to give a vma its anon_vma, and Commit.mu, taken
-// under mappingMu to charge commitments.
+// (read) and activeMu to give a vma its anon_vma, Commit.mu, taken
+// under mappingMu to charge commitments, and Userfaultfd.mu, taken under
+// mappingMu and activeMu to queue userfaults and events and wake them.
 //
 // Locks of one rank are held together only by Fork, which takes the
 // child's activeMu (the child is not yet visible to anyone else, so this

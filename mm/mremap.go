@@ -299,6 +299,7 @@ func (mm *MemoryManager) munmapLocked(ctx context.Context, addr hostarch.Addr, l
 	if err := mm.checkUnmapLocked(ar); err != nil {
 		return err
 	}
+	mm.uffdUnmapLocked(ar)
 	mm.removeVMAsLocked(ctx, ar)
 	return nil
 }
@@ -364,11 +365,13 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	}
 
 	// Remove the old range (its pmas are gone: nothing is released).
+	mm.uffdRemapLocked(&v, &nv, oldAddr, newAddr, oldSize)
 	if dontUnmap {
 		if len(guards) > 0 {
 			mm.guards.RemoveRange(addrSegRange(oldAR))
 		}
 	} else {
+		mm.uffdUnmapLocked(oldAR)
 		mm.removeVMAsLocked(ctx, oldAR)
 	}
 

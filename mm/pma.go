@@ -55,6 +55,15 @@ type pma struct {
 	// memory counted in privateRefs.
 	private bool
 
+	// uffdWP is true for pages write-protected by userfaultfd
+	// (UFFDIO_WRITEPROTECT, UFFDIO_COPY_MODE_WP): effectivePerms lacks
+	// Write, and a write is a userfault (uffd.go).
+	uffdWP bool
+
+	// poison is true for a UFFDIO_POISON marker: effectivePerms is
+	// NoAccess, and any access is SIGBUS (uffd.go).
+	poison bool
+
 	// im is the pma's whole range in file's internal mapping
 	// (file.MapInternal), cached when it is one contiguous Block; empty
 	// until first needed, or if it is not. Set with activeMu held for
@@ -96,7 +105,9 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 		p1.maxPerms != p2.maxPerms ||
 		p1.needCOW != p2.needCOW ||
 		p1.lazyFree != p2.lazyFree ||
-		p1.private != p2.private {
+		p1.private != p2.private ||
+		p1.uffdWP != p2.uffdWP ||
+		p1.poison != p2.poison {
 		return pma{}, false
 	}
 	// Keep the cached internal mapping only when the two are contiguous.
@@ -227,6 +238,13 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 	var first pmaIterator
 	for addr < ar.End {
 		pseg, pgap := mm.pmas.Find(addr)
+		if v.uffd != nil || (pseg.Ok() && pseg.ValuePtr().poison) {
+			// A userfault, a poisoned page (uffd.go).
+			if err := mm.userfaultCheckLocked(vseg, pseg, addr, at); err != nil {
+				return first, err
+			}
+			pseg, pgap = mm.pmas.Find(addr)
+		}
 		if pgap.Ok() {
 			var err error
 			pseg, err = mm.fillGapLocked(ctx, vseg, pgap, addr, ar, at)
@@ -694,6 +712,7 @@ func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
 		v := vseg.ValuePtr()
 		p := pseg.ValuePtr()
 		ne := v.pmaPerms(p.translatePerms, p.needCOW, p.private)
+		ne = p.uffdPerms(ne)
 		nm := v.maxPerms.Intersect(p.translatePerms)
 		if p.needCOW {
 			nm = v.maxPerms

@@ -129,6 +129,8 @@ func (v *vma) vmFlags() []string {
 	add(v.maxPerms.Execute, "me")
 	add(shared, "ms")
 	add(v.growsDown(), "gd")
+	add(v.flags.has(vmaUffdMissing), "um")
+	add(v.flags.has(vmaUffdWP), "uw")
 	add(v.locked(), "lo")
 	add(v.flags.has(vmaSeqRead), "sr")
 	add(v.flags.has(vmaRandRead), "rr")
@@ -143,6 +145,7 @@ func (v *vma) vmFlags() []string {
 	add(v.flags.has(vmaHugePage), "hg")
 	add(v.flags.has(vmaNoHugePage), "nh")
 	add(v.flags.has(vmaMergeable), "mg")
+	add(v.flags.has(vmaUffdMinor), "ui")
 	add(v.flags.has(vmaDroppable), "dp")
 	add(v.flags.has(vmaSealed), "sl")
 	return f

@@ -370,6 +370,11 @@ func aioContextsLocked(m *MemoryManager) ([]aioSnapshot, error) {
 // saveLocked saves mms. Preconditions: every manager's metadataMu,
 // mappingMu (read) and activeMu (read) held.
 func (s *Saver) saveLocked(ctx context.Context, mms []*MemoryManager) error {
+	for _, m := range mms {
+		if err := m.uffdSaveCheckLocked(); err != nil {
+			return err
+		}
+	}
 	// Objects, in order of first appearance, with how they are used.
 	var order []objKey
 	uses := map[objKey]*checkpoint.ObjectUse{}

@@ -849,11 +849,13 @@ var checkpointFields = map[string]map[string]string{
 		"mappable": "saved (object)", "off": "saved", "realPerms": "saved", "maxPerms": "saved", "flags": "saved",
 		"mlockMode": "saved", "numaPolicy": "saved", "numaNodemask": "saved", "id": "saved (object)",
 		"anonVMA": "saved (identity; later ones are made larger)", "anonChained": "saved", "name": "saved",
+		"uffd": "refused (uffdSaveCheckLocked)",
 	},
 	"pma": {
 		"file": "private: the memory file; else translated again", "off": "private: via runs; else translated",
 		"translatePerms": "saved", "effectivePerms": "saved", "maxPerms": "saved", "needCOW": "saved", "lazyFree": "saved",
 		"private": "saved", "im": "cache", "mapped": "none without an AddressSpace",
+		"uffdWP": "refused (uffdSaveCheckLocked)", "poison": "refused (uffdSaveCheckLocked)",
 	},
 	"AIOContext": {
 		"mm": "the restored manager", "ring": "saved (special object)", "maxReqs": "saved", "index": "saved",

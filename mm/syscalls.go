@@ -166,6 +166,7 @@ func (mm *MemoryManager) MUnmap(ctx context.Context, addr hostarch.Addr, length 
 	if err := mm.checkUnmapLocked(ar); err != nil {
 		return err
 	}
+	mm.uffdUnmapLocked(ar)
 	mm.removeVMAsLocked(ctx, ar)
 	return nil
 }

@@ -67,6 +67,11 @@ type vma struct {
 	// mappingMu.
 	anonChained bool
 
+	// uffd is the userfaultfd context the vma is registered with (Linux's
+	// vm_userfaultfd_ctx), nil if none; flags then has at least one of
+	// vmaUffdMissing, vmaUffdWP and vmaUffdMinor (uffd.go).
+	uffd *Userfaultfd
+
 	// name is a special mapping's name ("[heap]", "[vdso]", ...) when id is
 	// nil, or the anonymous name set with PR_SET_VMA_ANON_NAME when
 	// flags has vmaAnonName.
@@ -127,6 +132,11 @@ const (
 	// Linux may drop its pages under memory pressure; vmspace keeps them
 	// (which Linux also may).
 	vmaDroppable
+	// vmaUffdMissing, vmaUffdWP, vmaUffdMinor: registered with uffd for
+	// missing, write-protect and minor faults (VmFlags um, uw, ui).
+	vmaUffdMissing
+	vmaUffdWP
+	vmaUffdMinor
 )
 
 // vmaUnlockable are the flags of vmas that mlock and mlockall leave
@@ -385,6 +395,7 @@ func (vmaSetFunctions) Merge(r1 addrSegRange, v1 vma, r2 addrSegRange, v2 vma) (
 		v1.numaPolicy != v2.numaPolicy ||
 		v1.numaNodemask != v2.numaNodemask ||
 		v1.id != v2.id ||
+		v1.uffd != v2.uffd ||
 		v1.name != v2.name {
 		return vma{}, false
 	}
@@ -591,6 +602,9 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 	if v.id != nil {
 		v.id.IncRef()
 	}
+	if replaced > 0 {
+		mm.uffdUnmapLocked(ar)
+	}
 	gap := mm.removeVMAsLocked(ctx, ar)
 	mm.accountVMA(v, ar.Length(), +1)
 	mm.vmas.Insert(gap, addrSegRange(ar), *v)
@@ -742,7 +756,7 @@ func (mm *MemoryManager) flushVMAMergesLocked(m *vmaMerges) {
 func vmaEqual(a, b *vma) bool {
 	return a.mappable == b.mappable && a.off == b.off && a.realPerms == b.realPerms &&
 		a.maxPerms == b.maxPerms && a.flags == b.flags && a.mlockMode == b.mlockMode &&
-		a.numaPolicy == b.numaPolicy && a.numaNodemask == b.numaNodemask && a.id == b.id && a.name == b.name
+		a.numaPolicy == b.numaPolicy && a.numaNodemask == b.numaNodemask && a.id == b.id && a.name == b.name && a.uffd == b.uffd
 }
 
 // changeMappedRangeLocked applies change to the vmas of ar, which must be
