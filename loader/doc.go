@@ -30,7 +30,8 @@
 //     PT_LOAD (EINVAL). The interpreter's problems are ELIBBAD.
 //  4. Sets the mmap layout (mm.SetMmapLayout): top-down below mmap_base =
 //     TASK_SIZE - clamp(RLIMIT_STACK + stack guard gap, 128 MiB, 5/6
-//     TASK_SIZE), or bottom-up from TASK_SIZE/3 with Options.LegacyLayout.
+//     TASK_SIZE), or bottom-up from TASK_SIZE/3 with Options.LegacyLayout
+//     (both moved at random with Options.ASLR: see below).
 //  5. Copies the exec file name, the environment and the arguments to the
 //     top of the stack (an empty argv gets "" as argv[0], as Linux 5.18+),
 //     with Linux's E2BIG limits, and maps the stack: a growsdown anonymous
@@ -79,11 +80,18 @@
 //
 // # Differences from Linux
 //
-//   - No randomization: the layout is Linux's with ASLR off (setarch -R,
-//     or randomize_va_space=0): stack top, mmap_base, ELF_ET_DYN_BASE and
-//     the break are at fixed places, and the stack is not shifted by
-//     arch_align_stack's random offset. AT_RANDOM's bytes do come from
-//     Options.Random (crypto/rand by default).
+//   - Randomization (Options.ASLR, what Linux does with PF_RANDOMIZE)
+//     draws Linux's amounts: mmap_base (and the legacy base) lowered by
+//     vm.mmap_rnd_bits bits of pages, with room left for the randomized
+//     stack (16 GiB); a PIE's load address raised by the same number of
+//     bits; the stack top lowered by up to 2^22 pages and then by
+//     arch_align_stack (one page about half the time), and the tables
+//     below the strings by up to 8 KiB; with ASLR.Brk, the break a page
+//     above the data (unless a static PIE's, at ELF_ET_DYN_BASE) and then
+//     up to 1 GiB higher. The random numbers come from ASLR.Rand, not the
+//     kernel's generator. Without Options.ASLR the layout is Linux's with
+//     ASLR off (setarch -R, or randomize_va_space=0). AT_RANDOM's bytes
+//     come from Options.Random (crypto/rand by default).
 //   - No vDSO unless Options.VDSO maps one; without it AT_SYSINFO_EHDR is
 //     left out (glibc and musl then use system calls).
 //   - "#!" scripts, other binary formats, setuid/setgid and file

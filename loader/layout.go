@@ -74,14 +74,22 @@ func pageAlign(x uint64) uint64 {
 // stack limit and the guard gap, clamped to [128 MiB, 5/6 TASK_SIZE],
 // rounded up to a page.
 func mmapBase(taskSize hostarch.Addr, rlimStack uint64) hostarch.Addr {
+	return mmapBaseRnd(taskSize, rlimStack, 0, 0)
+}
+
+// mmapBaseRnd is Linux's mmap_base: the gap below TASK_SIZE is the stack
+// limit plus the guard gap and stackRandom (how far the stack's top may
+// be randomized down), clamped to [128 MiB, 5/6 TASK_SIZE]; mmap_base is
+// that far below TASK_SIZE, less rnd, rounded up to a page.
+func mmapBaseRnd(taskSize hostarch.Addr, rlimStack, stackRandom, rnd uint64) hostarch.Addr {
 	gap := rlimStack
-	if gap+stackGuardGap > gap {
-		gap += stackGuardGap
+	if pad := stackGuardGap + stackRandom; gap+pad > gap {
+		gap += pad
 	}
 	gapMax := uint64(taskSize) / 6 * 5
 	gap = max(gap, minGap)
 	gap = min(gap, gapMax)
-	return hostarch.Addr(pageAlign(uint64(taskSize) - gap))
+	return hostarch.Addr(pageAlign(uint64(taskSize) - gap - rnd))
 }
 
 // Layout returns the mmap layout exec gives a program (Linux's
@@ -89,12 +97,20 @@ func mmapBase(taskSize hostarch.Addr, rlimStack uint64) hostarch.Addr {
 // layout is cur: top-down below mmap_base, or bottom-up from TASK_SIZE/3
 // if legacy. MinAddr and MaxAddr stay as they are.
 func Layout(cur mm.MmapLayout, rlimStack uint64, legacy bool) mm.MmapLayout {
+	return layout(cur, rlimStack, legacy, nil)
+}
+
+// layout is Layout with r's randomization: both bases move down (the
+// legacy one up) by the same arch_mmap_rnd, and mmap_base leaves room
+// for the randomized stack.
+func layout(cur mm.MmapLayout, rlimStack uint64, legacy bool, r *randomizer) mm.MmapLayout {
 	ts := taskSizeFor(cur.MaxAddr)
+	rnd := r.mmapRnd()
 	l := mm.MmapLayout{
 		MinAddr:          cur.MinAddr,
 		MaxAddr:          cur.MaxAddr,
-		BottomUpBase:     hostarch.Addr(pageAlign(uint64(ts / 3))),
-		TopDownBase:      min(mmapBase(ts, rlimStack), cur.MaxAddr),
+		BottomUpBase:     hostarch.Addr(pageAlign(uint64(ts/3)) + rnd),
+		TopDownBase:      min(mmapBaseRnd(ts, rlimStack, r.stackMaxRandom(), rnd), cur.MaxAddr),
 		DefaultDirection: mm.MmapTopDown,
 	}
 	if legacy {

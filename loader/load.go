@@ -47,6 +47,9 @@ type Options struct {
 	// opened through, so that their pages are shared with every other
 	// user of the same host files; nil opens private Files.
 	Files *hostfile.Table
+	// ASLR, if not nil, randomizes the layout as Linux does with
+	// PF_RANDOMIZE; nil gives Linux's layout with randomization off.
+	ASLR *ASLR
 	// VDSO, if not nil, is called after the program and interpreter are
 	// mapped, where Linux maps the vDSO; it may map one and return its
 	// address for AT_SYSINFO_EHDR (0 leaves AT_SYSINFO_EHDR out).
@@ -120,6 +123,8 @@ type loader struct {
 	// taskSize is TASK_SIZE for this address space.
 	taskSize hostarch.Addr
 	res      *Result
+	// rnd draws the layout's randomization (off if its ASLR is nil).
+	rnd *randomizer
 }
 
 // Load loads the ELF program at opts.Path, and its interpreter, into m (a
@@ -138,7 +143,7 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 	if opts.Path == "" {
 		return nil, errorf(opts.Path, unix.ENOENT, "empty path")
 	}
-	l := &loader{ctx: ctx, m: m, mf: mf, files: opts.Files, res: &Result{}}
+	l := &loader{ctx: ctx, m: m, mf: mf, files: opts.Files, res: &Result{}, rnd: &randomizer{a: opts.ASLR}}
 
 	// Read and check everything first.
 	prog, err := l.open(opts.Path, false)
@@ -200,10 +205,15 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 	if execFn == "" {
 		execFn = opts.Path
 	}
-	args, err := copyStrings(prog.path, stackTopFor(l.taskSize, cur.MaxAddr), opts.Argv, opts.Envv, execFn, rlimStack)
+	stackTop := stackTopFor(l.taskSize, cur.MaxAddr)
+	if l.rnd.on() {
+		stackTop = min(l.rnd.stackTop(l.taskSize), stackTop)
+	}
+	args, err := copyStrings(prog.path, stackTop, opts.Argv, opts.Envv, execFn, rlimStack)
 	if err != nil {
 		return nil, err
 	}
+	args.tablesTop = l.rnd.alignStack(args.argStart)
 	var random [16]byte
 	rr := opts.Random
 	if rr == nil {
@@ -215,7 +225,7 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 
 	// Now change the address space: layout, stack, program, interpreter.
 	res := l.res
-	res.Layout = Layout(cur, rlimStack, opts.LegacyLayout)
+	res.Layout = layout(cur, rlimStack, opts.LegacyLayout, l.rnd)
 	m.SetMmapLayout(res.Layout)
 	res.ExecutableStack = prog.executableStack()
 	stackPerms := hostarch.ReadWrite
@@ -280,8 +290,20 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 	// The break: after the highest segment, or, for a program without
 	// interpreter that is ET_DYN (a static PIE, or ld.so run directly),
 	// at ELF_ET_DYN_BASE, away from the mmap area it was loaded in.
+	brkMoved := false
 	if elf.Type(prog.hdr.Type) == elf.ET_DYN && interp == nil {
 		res.Brk = hostarch.Addr(pageAlign(uint64(etDynBase(l.taskSize))))
+		brkMoved = true
+	}
+	if l.rnd.on() && opts.ASLR.Brk {
+		// Randomized, a page above the data at least (unless moved).
+		if !brkMoved {
+			res.Brk += hostarch.PageSize
+		}
+		res.Brk = l.rnd.brk(res.Brk)
+	}
+	if l.rnd.err != nil {
+		return nil, wrapErr(prog.path, l.rnd.err, "reading random numbers for the layout")
 	}
 	m.BrkSetup(ctx, res.Brk)
 	m.SetDataSegment(hostarch.AddrRange{Start: res.StartData, End: res.EndData})
@@ -429,7 +451,7 @@ func (l *loader) loadProgram(img *image, hasInterp bool) error {
 			alignment := maximumAlignment(loads)
 			if hasInterp {
 				// A PIE: at ELF_ET_DYN_BASE, aligned.
-				loadBias = uint64(etDynBase(l.taskSize))
+				loadBias = uint64(etDynBase(l.taskSize)) + l.rnd.mmapRnd()
 				if alignment != 0 {
 					loadBias &^= alignment - 1
 				}

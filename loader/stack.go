@@ -32,6 +32,10 @@ type argStrings struct {
 	// vmaStart is where setup_arg_pages starts the stack vma: the
 	// strings' lowest page, extended by 128 KiB within RLIMIT_STACK.
 	vmaStart hostarch.Addr
+	// tablesTop is where create_elf_tables starts below the strings:
+	// argStart 16-byte aligned (arch_align_stack), up to 8 KiB lower
+	// with randomization. Set by the caller of copyStrings.
+	tablesTop hostarch.Addr
 }
 
 // copyStrings lays out argv, envv and execFn below top as Linux's
@@ -120,10 +124,9 @@ func copyStrings(path string, top hostarch.Addr, argv, envv []string, execFn str
 }
 
 // platformAddr is where create_elf_tables puts the AT_PLATFORM string:
-// just below the strings, 16-byte aligned (arch_align_stack without
-// randomization).
+// just below tablesTop.
 func (a *argStrings) platformAddr() hostarch.Addr {
-	return (a.argStart &^ 15) - hostarch.Addr(len(platformString)+1)
+	return a.tablesTop - hostarch.Addr(len(platformString)+1)
 }
 
 // randomAddr is where the 16 AT_RANDOM bytes go: below the platform

@@ -125,6 +125,9 @@
 //     its private memory.
 //   - exec is served by the loader (exec.go): see there for how a program
 //     image replaces the process's address space.
+//     The layout is randomized as the host's kernel.randomize_va_space
+//     and the process's personality say (aslr.go; Options.NoASLR turns
+//     it off).
 //   - fork, vfork and clone are ptrace events (fork.go): threads share
 //     their process's manager; CLONE_VM children (vfork, posix_spawn) share
 //     their parent's host address space and manager until they exec; fork
@@ -197,6 +200,7 @@
 //   - fault.go, kareas.go: page faults and the areas the kernel uses.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
+//   - aslr.go: whether an exec's layout is randomized.
 //   - fds.go: descriptors in program processes (the memory file's, files
 //     opened there) and writes to their memory; limits.go: address-space
 //     limits and capabilities; hostptrace.go: ptrace requests.

@@ -81,13 +81,16 @@ func (s *Sandbox) prepareExec(p *process, hostPath, execFn string, argv, envv []
 	lim := m.Limits()
 	s.readLimits(p.pid, &lim)
 	m.SetLimits(lim)
+	aslr, legacy := s.layoutOpts(p)
 	res, err := loader.Load(s.ctx, m, s.mf, loader.Options{
-		Path:       hostPath,
-		Argv:       argv,
-		Envv:       envv,
-		ExecFn:     name,
-		Files:      s.files,
-		StackLimit: lim.Stack.Cur,
+		ASLR:         aslr,
+		LegacyLayout: legacy,
+		Path:         hostPath,
+		Argv:         argv,
+		Envv:         envv,
+		ExecFn:       name,
+		Files:        s.files,
+		StackLimit:   lim.Stack.Cur,
 	})
 	if err != nil {
 		m.DecUsers(s.ctx)

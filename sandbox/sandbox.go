@@ -58,6 +58,9 @@ type Options struct {
 	// and never removed; in a regular file the pages the process never
 	// touched are holes. Stats.CoreErr reports a failure to write it.
 	CoreFile string
+	// NoASLR gives every program Linux's layout with randomization off
+	// (as setarch -R does), whatever kernel.randomize_va_space says.
+	NoASLR bool
 }
 
 // Stats are the figures of one Run.

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [--core FILE] [-- PROGRAM ARGS...]
+const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [--core FILE] [--no-aslr] [-- PROGRAM ARGS...]
 
 Runs PROGRAM with its whole address space managed by vmspace (the ptrace
 platform). Without a program, runs a built-in demonstration (a tiny
@@ -33,6 +33,8 @@ and shows its maps and statistics.
             regular file) and never removed; pages never touched are
             holes. A failure to write it is reported on stderr; the exit
             status stays the program's.
+  --no-aslr give every program Linux's layout without randomization (as
+            setarch -R), whatever kernel.randomize_va_space says
 
 The exit status is the program's: vmspace exits with the program's exit
 code, or dies of the signal that killed it (without a core file of its
@@ -63,7 +65,7 @@ func runCommand(args []string) int {
 // runProgram runs "vmspace run" with args and returns its exit status as a
 // shell shows it, and the signal that killed the program, if one did.
 func runProgram(args []string) (int, syscall.Signal) {
-	var trace, maps, stats bool
+	var trace, maps, stats, noASLR bool
 	var prog []string
 	var corePath string
 	for i := 0; i < len(args); i++ {
@@ -78,6 +80,8 @@ func runProgram(args []string) (int, syscall.Signal) {
 			maps = true
 		case a == "--stats" || a == "-stats":
 			stats = true
+		case a == "--no-aslr" || a == "-no-aslr":
+			noASLR = true
 		case a == "--core" || a == "-core":
 			if i+1 >= len(args) {
 				fmt.Fprintf(os.Stderr, "vmspace run: --core needs a file\n%s", runUsage)
@@ -96,7 +100,7 @@ func runProgram(args []string) (int, syscall.Signal) {
 			i = len(args)
 		}
 	}
-	opts := sandbox.Options{Argv: prog}
+	opts := sandbox.Options{Argv: prog, NoASLR: noASLR}
 	demo := len(prog) == 0
 	if demo {
 		opts.Image = sandbox.DemoImage()
