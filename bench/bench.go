@@ -31,6 +31,13 @@
 //	go tool pprof -tagfocus timed=fork_cow_break -top -cum bench.test cpu.out
 //
 // "vmspace bench --cpuprofile FILE" writes the same kind of profile.
+//
+// # Program workloads
+//
+// RunPrograms ("vmspace bench --programs") runs real programs (docs/programs.md)
+// natively, under "vmspace run" and optionally under gVisor's runsc,
+// interleaved, and reports medians, spreads, ratios to native and
+// vmspace's stop counts (FormatProgramTable, WriteProgramJSON).
 package bench
 
 import (

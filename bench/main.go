@@ -14,11 +14,16 @@ import (
 
 // usage is Main's help text.
 const usage = `usage: vmspace bench [--json] [-w NAME,...] [--scale F] [--no-pin] [--cpuprofile FILE]
+       vmspace bench --programs [--json] [-w NAME,...] [--rounds N] [--runsc PATH]
 
 Runs the benchmark workloads of shared/spec/workloads.md on vmspace, in
 canonical order (all of them unless -w names some), and prints a table
 against the reference figures, or with --json one JSON object per line.
 Progress goes to stderr.
+
+With --programs, runs the program workloads of docs/programs.md instead:
+real programs natively, under "vmspace run" and (with --runsc) under
+gVisor's runsc, interleaved, with medians, spreads and ratios to native.
 
 flags:
 `
@@ -49,6 +54,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	scale := fs.Float64("scale", 1, "shrink iteration counts and sizes by this factor (quick checks; results do not compare with the references)")
 	noPin := fs.Bool("no-pin", false, "do not pin the process to CPU 0 for fault_as")
 	list := fs.Bool("list", false, "list the workload names and exit")
+	programsMode := fs.Bool("programs", false, "run the program workloads (docs/programs.md) natively and under vmspace run")
+	rounds := fs.Int("rounds", DefaultProgramRounds, "with --programs: timed runs per system and workload")
+	runsc := fs.String("runsc", "", "with --programs: also run the programs under this runsc binary")
+	vmspaceBin := fs.String("vmspace", "", "with --programs: the vmspace binary to run programs with (default: this one)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file; timed regions carry the label timed=NAME (pprof -tagfocus timed=NAME)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -64,6 +73,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "vmspace bench: unexpected argument %q\n", fs.Arg(0))
 		fs.Usage()
 		return 2
+	}
+	if *programsMode {
+		return programsMain(names, *rounds, *runsc, *vmspaceBin, *jsonOut, *list, stdout, stderr)
 	}
 	if *list {
 		for _, n := range Workloads() {
@@ -128,6 +140,63 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "scale %v: figures do not compare with the references\n", *scale)
 	}
 	if err := FormatTable(stdout, rs); err != nil {
+		fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
+		return 1
+	}
+	return status
+}
+
+// programsMain is "vmspace bench --programs".
+func programsMain(names []string, rounds int, runsc, vmspaceBin string, jsonOut, list bool, stdout, stderr io.Writer) int {
+	if list {
+		for _, n := range ProgramWorkloads() {
+			fmt.Fprintln(stdout, n)
+		}
+		return 0
+	}
+	if rounds < 1 {
+		fmt.Fprintf(stderr, "vmspace bench: --rounds must be at least 1, not %d\n", rounds)
+		return 2
+	}
+	if _, unknown := selectPrograms(names); len(unknown) > 0 {
+		fmt.Fprintf(stderr, "vmspace bench: unknown program workload(s): %s (valid: %s)\n",
+			strings.Join(unknown, ", "), strings.Join(ProgramWorkloads(), ", "))
+		return 2
+	}
+	if vmspaceBin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
+			return 1
+		}
+		vmspaceBin = self
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	opts := ProgramOptions{Names: names, Rounds: rounds, Vmspace: vmspaceBin, Runsc: runsc, Progress: stderr}
+	rs := RunPrograms(ctx, opts)
+	status := 0
+	for _, r := range rs {
+		if r.Err != nil {
+			status = 1
+		}
+		for _, s := range r.Samples {
+			if s.Err != nil {
+				status = 1
+			}
+		}
+	}
+	var err error
+	if jsonOut {
+		systems := []string{SystemNative, SystemVmspace}
+		if runsc != "" {
+			systems = append(systems, SystemRunsc)
+		}
+		err = WriteProgramJSON(stdout, rs, systems)
+	} else {
+		err = FormatProgramTable(stdout, rs)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
 		return 1
 	}

@@ -74,6 +74,9 @@ type Stats struct {
 	// Stops is the number of system call stops (memory calls, buffer
 	// checks, process calls).
 	Stops uint64
+	// Injected is the number of system calls vmspace injected into
+	// program tasks (host mmap, munmap, mprotect...).
+	Injected uint64
 	// Processes is the number of processes (the first and its forks).
 	Processes int
 	// Execs is the number of program images loaded.
@@ -312,6 +315,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	}
 	var a [6]uintptr
 	copy(a[:], args)
+	s.stats.Injected++
 	t.regState = regsOwed
 	r, ws, err := ptrace.Inject(t.tid, &t.regs, t.ip, nr, &a, injectWaiter{s, t, nr})
 	var exit *ptrace.ExitError
