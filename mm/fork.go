@@ -322,11 +322,15 @@ func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, pri
 			yield(pr)
 			return
 		}
+		p := pseg.ValuePtr()
+		if p.allData {
+			yield(pr)
+			return
+		}
 		if _, err := mm.internalMappingsLocked(pseg); err != nil {
 			yield(pr)
 			return
 		}
-		p := pseg.ValuePtr()
 		var cur hostarch.AddrRange
 		for run := range rw.dataRuns(internalMappingsOf(pseg, pr), p.file, pmaRef{pseg}.fileRange(pr)) {
 			r := hostarch.AddrRange{Start: pr.Start + hostarch.Addr(run[0]<<hostarch.PageShift), End: pr.Start + hostarch.Addr(run[1]<<hostarch.PageShift)}
@@ -340,6 +344,10 @@ func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, pri
 			cur = r
 		}
 		if cur.Length() != 0 {
+			if cur == pr && pr == hostarch.AddrRange(pseg.Range()) {
+				// Every page holds data: the next fork need not ask.
+				p.allData = true
+			}
 			yield(cur)
 		}
 	}

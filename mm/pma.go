@@ -64,6 +64,16 @@ type pma struct {
 	// NoAccess, and any access is SIGBUS (uffd.go).
 	poison bool
 
+	// allData is true if every page of the pma is known to hold data
+	// (private memory: a host query found them all resident or written
+	// back, or a copy wrote them all). A page of the memory file holds
+	// data until it is freed, which only the removal of every pma
+	// referring to it does, so the flag stays true while the pma maps the
+	// same pages (splits keep it; a merge keeps it only if both had it):
+	// fork and copy-on-write then need not ask the host again which pages
+	// hold data (privateDataRuns).
+	allData bool
+
 	// im is the pma's whole range in file's internal mapping
 	// (file.MapInternal), cached when it is one contiguous Block; empty
 	// until first needed, or if it is not. Set with activeMu held for
@@ -119,6 +129,7 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 	if p1.mapped != p2.mapped {
 		p1.mapped = 0
 	}
+	p1.allData = p1.allData && p2.allData
 	return p1, true
 }
 
@@ -426,13 +437,16 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	}
 	// When every source page is resident, every destination page will be
 	// written: commit them in one batch rather than one host fault each.
-	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), p.private && allResident(src))
+	// A source whose pages all hold data is copied whole, and so is the
+	// copy.
+	srcAll := p.allData
+	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), p.private && (srcAll || allResident(src)))
 	if err != nil {
 		return pmaIterator{}, err
 	}
 	dst, err := mm.mf.MapInternal(nfr, hostarch.ReadWrite)
 	if err == nil {
-		err = copyData(dst, src, p.file, fr, p.private)
+		err = copyData(dst, src, p.file, fr, p.private && !srcAll)
 	}
 	if err != nil {
 		mm.privateRefs.decRef(mm.mf, nfr)
@@ -447,6 +461,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 		effectivePerms: v.effectivePerms(),
 		maxPerms:       v.maxPerms,
 		private:        true,
+		allData:        srcAll || !p.private,
 	}
 	if dst.NumBlocks() == 1 {
 		p.im = dst.Head()

@@ -212,6 +212,9 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 // hostMincore reports the host residency of the pages of b (a host
 // mapping) into vec, one byte (0 or 1) per page.
 func hostMincore(b safemem.Block, vec []byte) {
+	if testHookResidencyQuery != nil {
+		testHookResidencyQuery()
+	}
 	if err := safemem.Mincore(b, vec); err != nil {
 		clear(vec)
 		return

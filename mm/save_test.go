@@ -854,7 +854,7 @@ var checkpointFields = map[string]map[string]string{
 	"pma": {
 		"file": "private: the memory file; else translated again", "off": "private: via runs; else translated",
 		"translatePerms": "saved", "effectivePerms": "saved", "maxPerms": "saved", "needCOW": "saved", "lazyFree": "saved",
-		"private": "saved", "im": "cache", "mapped": "none without an AddressSpace",
+		"private": "saved", "im": "cache", "allData": "cache: false, fork asks the host again", "mapped": "none without an AddressSpace",
 		"uffdWP": "refused (uffdSaveCheckLocked)", "poison": "refused (uffdSaveCheckLocked)",
 	},
 	"AIOContext": {

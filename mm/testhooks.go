@@ -11,3 +11,7 @@ var testHookIODowngraded func(mm *MemoryManager)
 // testHookForkCopyingPMAs is called by Fork with the child, just before it
 // copies the parent's pmas into it.
 var testHookForkCopyingPMAs func(child *MemoryManager)
+
+// testHookResidencyQuery is called each time fork or copy-on-write asks
+// the host which pages of private memory hold data (mincore).
+var testHookResidencyQuery func()
