@@ -207,6 +207,10 @@
 //   - as.go: the AddressSpace in the host (stubAS); stub.go: the stub
 //     pages; demo.go: the built-in demonstration program.
 //   - trace.go: Options.Trace lines, VMSPACE_DEBUG; core.go: core dumps.
+//   - report.go: the hooks that feed Options.Report (package report:
+//     forks, execs, exits, address spaces' ends, memory calls' times,
+//     the timeline's samples after stops); each is a nil check without
+//     a report.
 //
 // # Limits
 //

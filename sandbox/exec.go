@@ -477,6 +477,7 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 		return fmt.Errorf("sandbox: activating the address space: %w", err)
 	}
 	s.stats.Execs++
+	s.reportExec(p)
 	if err := s.fetchRegs(t); err != nil {
 		return err
 	}

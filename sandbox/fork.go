@@ -160,6 +160,7 @@ func (s *Sandbox) childProcess(p *process, ctid int) *process {
 	cp.stubPrivate = p.stubPrivate
 	cp.exe, cp.name = p.exe, p.name
 	s.newTask(cp, ctid)
+	s.reportFork(p, cp)
 	return cp
 }
 

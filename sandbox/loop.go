@@ -60,6 +60,7 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 			}
 		}
 		s.stats.ManagerTime += time.Since(t0)
+		s.reportTick()
 	}
 	s.releaseExiting(true)
 	if !s.rootDone {

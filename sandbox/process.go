@@ -121,6 +121,7 @@ func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {
 		s.rootStatus = ws
 	}
 	if len(p.tasks) == 0 {
+		s.reportExit(p, ws)
 		s.processExited(p)
 	}
 }
@@ -234,6 +235,7 @@ func (s *Sandbox) leaveSpace(p *process, why string) {
 	}
 	m := sp.mm
 	s.noteStats(m)
+	s.reportEnd(p, m, why)
 	if s.opts.Maps != nil {
 		fmt.Fprintf(s.opts.Maps, "=== /proc/%d/maps of %s at %s ===\n%s", p.pid, p.name, why, m.MapsText(s.ctx))
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
 	"github.com/vmspace/vmspace/platform/ptrace"
+	"github.com/vmspace/vmspace/report"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,6 +62,10 @@ type Options struct {
 	// NoASLR gives every program Linux's layout with randomization off
 	// (as setarch -R does), whatever kernel.randomize_va_space says.
 	NoASLR bool
+	// Report, if not nil, collects a report of the run (package report):
+	// snapshots of the address spaces at forks, execs and exits, a
+	// timeline of their figures, and the memory system calls' times.
+	Report *report.Collector
 }
 
 // Stats are the figures of one Run.

@@ -116,7 +116,7 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		unix.SYS_IO_CANCEL, unix.SYS_IO_GETEVENTS, unix.SYS_IO_PGETEVENTS:
 		p.memCalls++
 		s.stats.MemCalls++
-		res := s.memCall(t, nr, a)
+		res := s.servedMemCall(t, nr, a)
 		if !t.dead() {
 			s.keepKernelAreas(p.sp)
 		}

@@ -10,11 +10,13 @@ import (
 	"syscall"
 	"unsafe"
 
+	"github.com/vmspace/vmspace/report"
 	"github.com/vmspace/vmspace/sandbox"
 	"golang.org/x/sys/unix"
 )
 
-const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [--core FILE] [--no-aslr] [-- PROGRAM ARGS...]
+const runUsage = `usage: vmspace run [--trace] [--maps] [--stats] [--core FILE] [--no-aslr]
+                   [--report FILE.html] [--report-json FILE] [-- PROGRAM ARGS...]
 
 Runs PROGRAM with its whole address space managed by vmspace (the ptrace
 platform). Without a program, runs a built-in demonstration (a tiny
@@ -35,6 +37,16 @@ and shows its maps and statistics.
             status stays the program's.
   --no-aslr give every program Linux's layout without randomization (as
             setarch -R), whatever kernel.randomize_va_space says
+  --report FILE.html
+            write a report of the run to FILE.html when it ends: one
+            self-contained page (no network) with a map of each process's
+            address space (every vma, resident, copy-on-write shared,
+            locked and guard pages; hover or click a vma for its smaps
+            entry), a timeline of VmSize, RSS, locked memory, the memory
+            file's usage and faults with the forks, execs and exits, and
+            the memory system calls by count and time
+  --report-json FILE
+            write the same report as JSON to FILE
 
 The exit status is the program's: vmspace exits with the program's exit
 code, or dies of the signal that killed it (without a core file of its
@@ -67,7 +79,7 @@ func runCommand(args []string) int {
 func runProgram(args []string) (int, syscall.Signal) {
 	var trace, maps, stats, noASLR bool
 	var prog []string
-	var corePath string
+	var corePath, reportPath, reportJSON string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -89,6 +101,17 @@ func runProgram(args []string) (int, syscall.Signal) {
 			}
 			i++
 			corePath = args[i]
+		case a == "--report" || a == "-report" || a == "--report-json" || a == "-report-json":
+			if i+1 >= len(args) {
+				fmt.Fprintf(os.Stderr, "vmspace run: %s needs a file\n%s", a, runUsage)
+				return 2, 0
+			}
+			i++
+			if strings.HasSuffix(a, "json") {
+				reportJSON = args[i]
+			} else {
+				reportPath = args[i]
+			}
 		case a == "-h" || a == "--help":
 			fmt.Print(runUsage)
 			return 0, 0
@@ -126,9 +149,15 @@ func runProgram(args []string) (int, syscall.Signal) {
 		}
 	}
 	opts.Signals = sigs
+	if reportPath != "" || reportJSON != "" {
+		opts.Report = report.NewCollector(opts.Argv)
+	}
 	res, err := sandbox.Run(opts)
 	signal.Stop(sigs)
 	st := res.Stats
+	if opts.Report != nil {
+		writeReport(opts.Report, res, reportPath, reportJSON)
+	}
 	if st.CoreErr != nil {
 		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", st.CoreErr)
 	}
@@ -143,6 +172,36 @@ func runProgram(args []string) (int, syscall.Signal) {
 		return res.ExitCode(), syscall.Signal(res.Status.Signal())
 	}
 	return res.ExitCode(), 0
+}
+
+// writeReport writes the report a run collected to the files asked for,
+// saying on stderr what fails (the exit status stays the program's).
+func writeReport(c *report.Collector, res sandbox.Result, htmlPath, jsonPath string) {
+	st := res.Stats
+	exit := fmt.Sprintf("exited %d", res.Status.ExitStatus())
+	if res.Status.Signaled() {
+		exit = "killed by " + unix.SignalName(res.Status.Signal())
+	}
+	r := c.Finish(report.Totals{
+		PeakRSS:   st.PeakRSS,
+		Faults:    st.Faults,
+		MemCalls:  st.MemCalls,
+		Processes: st.Processes,
+		Execs:     st.Execs,
+		ManagerNS: int64(st.ManagerTime),
+		Exit:      exit,
+	})
+	for _, f := range []struct {
+		path  string
+		write func(*report.Report, io.Writer) error
+	}{{htmlPath, (*report.Report).WriteHTML}, {jsonPath, (*report.Report).WriteJSON}} {
+		if f.path == "" {
+			continue
+		}
+		if err := r.WriteFile(f.path, f.write); err != nil {
+			fmt.Fprintf(os.Stderr, "vmspace run: writing the report: %v\n", err)
+		}
+	}
 }
 
 // forwardSignals are the signals vmspace passes on to the program: those a

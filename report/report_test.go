@@ -1,0 +1,234 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/pgalloc"
+)
+
+var ctx = context.Background()
+
+const base = hostarch.Addr(0x200000000000)
+
+// fixture runs a small story through a Collector with real managers: a
+// process with a locked page, a guard page and touched memory forks a
+// child, which writes to part of it and exits with status 3; both make a
+// few memory calls.
+func fixture(t *testing.T) (*Report, *mm.MemoryManager, *mm.MemoryManager) {
+	t.Helper()
+	mf, err := pgalloc.New(pgalloc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mf.Destroy)
+	m := mm.New(mm.Options{MemoryFile: mf})
+	t.Cleanup(func() { m.DecUsers(ctx) })
+	const unit = hostarch.HugePageSize
+	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: 3 * unit, Addr: base, Fixed: true, Private: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess}); err != nil {
+		t.Fatal(err)
+	}
+	// A second vma, far away, locked.
+	far := base + 0x10000000000
+	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: 4096, Addr: far, Fixed: true, Private: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MLock(ctx, far, 4096, memmap.MLockEager); err != nil {
+		t.Fatal(err)
+	}
+	m.CopyOut(ctx, base, []byte("one"), mm.IOOpts{})
+	m.CopyOut(ctx, base+unit, []byte("two"), mm.IOOpts{})
+	if err := m.MAdvise(ctx, base+2*unit, 4096, mm.AdvGuardInstall); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCollector([]string{"prog", "arg"})
+	c.Exec(100, "prog", "/bin/prog")
+	c.Call(100, "mmap", 5*time.Microsecond, false)
+	c.Call(100, "mmap", 7*time.Microsecond, false)
+	c.Call(100, "munmap", time.Millisecond, true)
+	c.Sample(time.Now(), []Space{{100, m}}, 4096)
+	child, err := m.Fork(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { child.DecUsers(ctx) })
+	c.Fork(100, 101, "prog", m, "/bin/prog")
+	child.CopyOut(ctx, base, []byte("ONE"), mm.IOOpts{})
+	if err := child.HandleUserFault(ctx, base+unit+4096, hostarch.Write, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Call(101, "brk", 3*time.Microsecond, false)
+	c.Sample(time.Now(), []Space{{101, child}, {100, m}}, 8192)
+	c.Exit(101, syscall.WaitStatus(3<<8))
+	c.End(101, child, "exit", "/bin/prog")
+	return c.Finish(Totals{Processes: 2, Execs: 1, MemCalls: 4, Exit: "exited 0"}), m, child
+}
+
+// TestCollector: the report holds the processes, their snapshots (vmas
+// with kinds, resident, shared, locked and guard pages), the timeline and
+// the calls as they happened.
+func TestCollector(t *testing.T) {
+	r, m, child := fixture(t)
+	if len(r.Processes) != 2 {
+		t.Fatalf("%d processes, want 2", len(r.Processes))
+	}
+	par, ch := r.Processes[0], r.Processes[1]
+	if par.PID != 100 || par.Parent != 0 || ch.PID != 101 || ch.Parent != 100 {
+		t.Errorf("processes %d (parent %d), %d (parent %d), want 100 (0), 101 (100)", par.PID, par.Parent, ch.PID, ch.Parent)
+	}
+	if ch.Exit != "exited 3" || ch.EndNS < ch.StartNS || par.EndNS != -1 {
+		t.Errorf("child ended %q at %d (started %d); parent end %d", ch.Exit, ch.EndNS, ch.StartNS, par.EndNS)
+	}
+	if par.MemCalls != 3 || ch.MemCalls != 1 {
+		t.Errorf("memory calls %d, %d, want 3, 1", par.MemCalls, ch.MemCalls)
+	}
+	if got := ch.Faults + par.Faults; got != m.Faults()+child.Faults() {
+		t.Errorf("faults %d+%d, the managers served %d+%d", par.Faults, ch.Faults, m.Faults(), child.Faults())
+	}
+	// The parent's snapshot at the fork: everything it touched is shared.
+	if len(par.Snapshots) != 1 || par.Snapshots[0].Why != "fork" {
+		t.Fatalf("parent snapshots %+v", par.Snapshots)
+	}
+	ps := par.Snapshots[0]
+	if len(ps.VMAs) != 2 {
+		t.Fatalf("parent's snapshot has %d vmas, want 2", len(ps.VMAs))
+	}
+	v, lk := ps.VMAs[0], ps.VMAs[1]
+	const unit = hostarch.HugePageSize
+	if v.Start != uint64(base) || v.End != uint64(base+3*unit) || v.Kind != "anonymous" || v.Perms != "rw-p" {
+		t.Errorf("vma %#x-%#x %s %s", v.Start, v.End, v.Kind, v.Perms)
+	}
+	wantRuns := []Run{
+		{uint64(base), uint64(base) + 4096, "shared"},
+		{uint64(base) + 4096, uint64(base + unit), "resident"},
+		{uint64(base + unit), uint64(base+unit) + 4096, "shared"},
+		{uint64(base+unit) + 4096, uint64(base + 2*unit), "resident"},
+		{uint64(base + 2*unit), uint64(base+2*unit) + 4096, "guard"},
+	}
+	if !reflect.DeepEqual(v.Runs, wantRuns) {
+		t.Errorf("runs %+v, want %+v", v.Runs, wantRuns)
+	}
+	if v.Shared != 8192 || v.Guard != 4096 || v.Rss != 2*uint64(unit) || ps.Shared != 8192+4096 || ps.Guard != 4096 {
+		t.Errorf("vma shared %d guard %d rss %d; snapshot shared %d guard %d", v.Shared, v.Guard, v.Rss, ps.Shared, ps.Guard)
+	}
+	if lk.Locked != 4096 || ps.Locked != 4096 || !strings.Contains(strings.Join(lk.Flags, " "), "lo") {
+		t.Errorf("locked vma: Locked %d, flags %v; snapshot locked %d", lk.Locked, lk.Flags, ps.Locked)
+	}
+	// The child's snapshot at its exit: its first page is its own copy,
+	// the second unit's first page still shared, its second page the
+	// child's own.
+	if len(ch.Snapshots) != 1 || ch.Snapshots[0].Why != "exit" || ch.Snapshots[0].Image != "/bin/prog" {
+		t.Fatalf("child snapshots %+v", ch.Snapshots)
+	}
+	cv := ch.Snapshots[0].VMAs[0]
+	if cv.Shared != 4096 || cv.Runs[0] != (Run{uint64(base), uint64(base) + 4096, "resident"}) {
+		t.Errorf("child's vma: shared %d, runs %+v", cv.Shared, cv.Runs)
+	}
+	// The timeline.
+	if len(r.Samples) != 2 {
+		t.Fatalf("%d samples, want 2", len(r.Samples))
+	}
+	s := r.Samples[1]
+	if s.MemFile != 8192 || len(s.Procs) != 2 || s.Procs[0].PID != 100 || s.RSS != s.Procs[0].RSS+s.Procs[1].RSS {
+		t.Errorf("sample %+v", s)
+	}
+	// The calls, the most time first.
+	want := []Syscall{
+		{Name: "munmap", Count: 1, Errors: 1, TotalNS: int64(time.Millisecond), MaxNS: int64(time.Millisecond)},
+		{Name: "mmap", Count: 2, TotalNS: 12000, MaxNS: 7000},
+		{Name: "brk", Count: 1, TotalNS: 3000, MaxNS: 3000},
+	}
+	if !reflect.DeepEqual(r.Syscalls, want) {
+		t.Errorf("syscalls %+v, want %+v", r.Syscalls, want)
+	}
+	var kinds []string
+	for _, e := range r.Events {
+		kinds = append(kinds, e.Kind)
+	}
+	if strings.Join(kinds, " ") != "exec fork exit" {
+		t.Errorf("events %v", kinds)
+	}
+}
+
+// TestJSONRoundTrip: ReadJSON reads back what WriteJSON wrote.
+func TestJSONRoundTrip(t *testing.T) {
+	r, _, _ := fixture(t)
+	var b bytes.Buffer
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadJSON(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		for i := range r.Processes {
+			if !reflect.DeepEqual(got.Processes[i], r.Processes[i]) {
+				t.Errorf("process %d: read back %+v\nwrote %+v", i, got.Processes[i], r.Processes[i])
+			}
+		}
+		t.Errorf("read back %+v\nwrote %+v", got, r)
+	}
+}
+
+// TestMergePairs: a timeline at its size limit is halved, keeping every
+// fault, and the interval doubles.
+func TestMergePairs(t *testing.T) {
+	c := NewCollector(nil)
+	mf, err := pgalloc.New(pgalloc.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Destroy()
+	m := mm.New(mm.Options{MemoryFile: mf})
+	defer m.DecUsers(ctx)
+	if _, err := m.MMap(ctx, memmap.MMapOpts{Length: maxSamples * 4096, Addr: base, Fixed: true, Private: true, Perms: hostarch.ReadWrite, MaxPerms: hostarch.AnyAccess}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range maxSamples {
+		// One fault per sample (each unit is 2 MiB: fault them apart).
+		m.HandleUserFault(ctx, base+hostarch.Addr(i)*4096, hostarch.Write, 0)
+		now = now.Add(DefaultInterval)
+		c.Sample(now, []Space{{1, m}}, 0)
+	}
+	r := c.Finish(Totals{})
+	var faults uint64
+	for _, s := range r.Samples {
+		faults += s.Faults
+	}
+	if len(r.Samples) != maxSamples/2 || faults != m.Faults() || r.IntervalNS != int64(2*DefaultInterval) {
+		t.Errorf("%d samples, %d faults (the manager served %d), interval %v", len(r.Samples), faults, m.Faults(), time.Duration(r.IntervalNS))
+	}
+}
+
+// TestHTMLNumbers: the page holds every vma, sample and call of the
+// report, with the report's numbers.
+func TestHTMLNumbers(t *testing.T) {
+	r, _, _ := fixture(t)
+	var b bytes.Buffer
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if strings.Contains(page, "http://") || strings.Contains(page, "https://") || strings.Contains(page, "src=") {
+		t.Error("the page refers to something outside it")
+	}
+	if err := CheckPage(page, r); err != nil {
+		t.Error(err)
+	}
+	// CheckPage sees a difference.
+	r.Processes[1].Snapshots[0].VMAs[0].Rss += 4096
+	r.Samples[0].Faults++
+	if err := CheckPage(page, r); err == nil || !strings.Contains(err.Error(), "rss") || !strings.Contains(err.Error(), "faults") {
+		t.Errorf("CheckPage of a changed report: %v", err)
+	}
+}

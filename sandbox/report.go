@@ -1,0 +1,81 @@
+package sandbox
+
+import (
+	"syscall"
+	"time"
+
+	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/report"
+	"golang.org/x/sys/unix"
+)
+
+// The hooks that feed Options.Report (package report). Without a report
+// each is a nil check.
+
+// reportTick samples every live address space for the report's timeline,
+// when a sample is due. It runs after each stop the loop serves.
+func (s *Sandbox) reportTick() {
+	r := s.opts.Report
+	if r == nil {
+		return
+	}
+	if now := time.Now(); r.Due(now) {
+		s.reportSample(r, now)
+	}
+}
+
+// reportSample takes a sample of every live address space at now.
+func (s *Sandbox) reportSample(r *report.Collector, now time.Time) {
+	spaces := make([]report.Space, 0, len(s.procs))
+	for _, p := range s.procs {
+		if p.mm != nil {
+			spaces = append(spaces, report.Space{PID: p.pid, MM: p.mm})
+		}
+	}
+	r.Sample(now, spaces, s.mf.UsageAllocated())
+}
+
+// servedMemCall serves memory system call nr (memCall), timing it for
+// the report.
+func (s *Sandbox) servedMemCall(t *task, nr int, a [6]uint64) sysResult {
+	r := s.opts.Report
+	if r == nil {
+		return s.memCall(t, nr, a)
+	}
+	t0 := time.Now()
+	res := s.memCall(t, nr, a)
+	_, failed := errnoOf(res.val)
+	r.Call(t.p.pid, sysNames[nr], time.Since(t0), failed && res.act == actReturn)
+	return res
+}
+
+// reportFork records that p made the child process cp.
+func (s *Sandbox) reportFork(p, cp *process) {
+	if r := s.opts.Report; r != nil {
+		r.Fork(p.pid, cp.pid, cp.name, p.mm, p.exe)
+	}
+}
+
+// reportExec records that p now runs its new image.
+func (s *Sandbox) reportExec(p *process) {
+	if r := s.opts.Report; r != nil {
+		r.Exec(p.pid, p.name, p.exe)
+	}
+}
+
+// reportExit records that p ended with wait status ws, after a last
+// sample of its figures.
+func (s *Sandbox) reportExit(p *process, ws unix.WaitStatus) {
+	if r := s.opts.Report; r != nil {
+		s.reportSample(r, time.Now())
+		r.Exit(p.pid, syscall.WaitStatus(ws))
+	}
+}
+
+// reportEnd records the end of m, p's address space, for why ("exit",
+// "exec", "kill").
+func (s *Sandbox) reportEnd(p *process, m *mm.MemoryManager, why string) {
+	if r := s.opts.Report; r != nil {
+		r.End(p.pid, m, why, p.exe)
+	}
+}
