@@ -254,6 +254,26 @@ func KindOf(id MappingIdentity) Kind {
 	return KindFile
 }
 
+// Linked is implemented by MappingIdentities that can tell whether their
+// file still has a name in a directory (its link count, st_nlink, is not
+// 0). Linux treats a shared mapping of a file with no name left as
+// anonymous shared memory in core dumps, and /proc/PID/maps marks it
+// " (deleted)"; that mark is for display, and a linked file's own name
+// may end in it.
+type Linked interface {
+	Unlinked() bool
+}
+
+// Unlinked reports whether id is a file with no name left: its Unlinked
+// if it implements Linked; memory with no file behind it (Kind.Shmem)
+// has none; other identities are taken as named.
+func Unlinked(id MappingIdentity) bool {
+	if l, ok := id.(Linked); ok {
+		return l.Unlinked()
+	}
+	return KindOf(id).Shmem()
+}
+
 // BusError is returned by Translate for an access that must fault with
 // SIGBUS, such as one wholly past end-of-file.
 type BusError struct {

@@ -377,7 +377,7 @@ func (mm *MemoryManager) dumpSizeLocked(ctx context.Context, vseg vmaIterator) u
 		// AIO ring, an unlinked file) is anonymous shared memory (bit
 		// 1); a shared mapping of a linked file is file-backed shared
 		// memory (bit 3, off).
-		if kind != VMAFile || unlinked(ctx, v.id) {
+		if kind != VMAFile || memmap.Unlinked(v.id) {
 			return whole
 		}
 		return 0
@@ -478,13 +478,6 @@ func (mm *MemoryManager) readCorePageLocked(ctx context.Context, addr hostarch.A
 		}
 	}
 	return false
-}
-
-// unlinked reports whether the file id stands for has no name left
-// (i_nlink == 0), which Linux's d_path, and so MappedName, marks with
-// " (deleted)".
-func unlinked(ctx context.Context, id memmap.MappingIdentity) bool {
-	return strings.HasSuffix(id.MappedName(ctx), " (deleted)")
 }
 
 // readResident copies fr (within one page) of f into dst and returns true if

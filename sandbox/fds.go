@@ -188,7 +188,10 @@ func (s *Sandbox) openSameFile(t *task, proc string, flags int) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, " (deleted)") {
+	var st unix.Stat_t
+	if !strings.HasPrefix(path, "/") || unix.Stat(proc, &st) != nil || st.Nlink == 0 {
+		// Not a path, or no name left (st_nlink 0; the link's
+		// " (deleted)" is for display, and may be a file's own name).
 		return -1, fmt.Errorf("sandbox: %q cannot be opened by path: %w", path, unix.ENOENT)
 	}
 	fd, err := s.openIn(t, path, flags)

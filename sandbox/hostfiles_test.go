@@ -258,19 +258,6 @@ func TestFileMappingFDs(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("changing user ids needs root")
 	}
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	exe = filepath.Join(dir, "fds")
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, exe := reachableByNobody(t, exe)
 	compare(t, dir, "", exe, "u")
 }

@@ -46,7 +46,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -332,9 +331,9 @@ func saveFile(ctx context.Context, w *checkpoint.Writer, f *hostfile.File, use c
 	if f.IsHostFile() {
 		kind = kindHost
 		path = name
-		deleted := strings.HasSuffix(path, deletedSuffix)
-		path = strings.TrimSuffix(path, deletedSuffix)
-		if deleted || path == "" || unix.Stat(path, &st) != nil || uint64(st.Dev) != f.DeviceID() || st.Ino != f.InodeID() ||
+		// A file with no name left (st_nlink 0) is a ghost; a linked
+		// file's own name may end in " (deleted)".
+		if f.Unlinked() || path == "" || unix.Stat(path, &st) != nil || uint64(st.Dev) != f.DeviceID() || st.Ino != f.InodeID() ||
 			st.Mode&unix.S_IFMT != unix.S_IFREG {
 			kind = kindGhost
 		}
