@@ -14,7 +14,7 @@ import (
 
 // usage is Main's help text.
 const usage = `usage: vmspace bench [--json] [-w NAME,...] [--scale F] [--no-pin] [--cpuprofile FILE]
-       vmspace bench --programs [--json] [-w NAME,...] [--rounds N] [--runsc PATH]
+       vmspace bench --programs [--json] [-w NAME,...] [--rounds N] [--runsc PATH] [--baseline PATH]
 
 Runs the benchmark workloads of shared/spec/workloads.md on vmspace, in
 canonical order (all of them unless -w names some), and prints a table
@@ -57,6 +57,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	programsMode := fs.Bool("programs", false, "run the program workloads (docs/programs.md) natively and under vmspace run")
 	rounds := fs.Int("rounds", DefaultProgramRounds, "with --programs: timed runs per system and workload")
 	runsc := fs.String("runsc", "", "with --programs: also run the programs under this runsc binary")
+	baseline := fs.String("baseline", "", "with --programs: also run the programs under this other vmspace binary (a change's before)")
 	vmspaceBin := fs.String("vmspace", "", "with --programs: the vmspace binary to run programs with (default: this one)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file; timed regions carry the label timed=NAME (pprof -tagfocus timed=NAME)")
 	fs.Usage = func() {
@@ -75,7 +76,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if *programsMode {
-		return programsMain(names, *rounds, *runsc, *vmspaceBin, *jsonOut, *list, stdout, stderr)
+		return programsMain(ProgramOptions{Names: names, Rounds: *rounds, Runsc: *runsc, Baseline: *baseline, Vmspace: *vmspaceBin}, *jsonOut, *list, stdout, stderr)
 	}
 	if *list {
 		for _, n := range Workloads() {
@@ -147,33 +148,33 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 // programsMain is "vmspace bench --programs".
-func programsMain(names []string, rounds int, runsc, vmspaceBin string, jsonOut, list bool, stdout, stderr io.Writer) int {
+func programsMain(opts ProgramOptions, jsonOut, list bool, stdout, stderr io.Writer) int {
 	if list {
 		for _, n := range ProgramWorkloads() {
 			fmt.Fprintln(stdout, n)
 		}
 		return 0
 	}
-	if rounds < 1 {
-		fmt.Fprintf(stderr, "vmspace bench: --rounds must be at least 1, not %d\n", rounds)
+	if opts.Rounds < 1 {
+		fmt.Fprintf(stderr, "vmspace bench: --rounds must be at least 1, not %d\n", opts.Rounds)
 		return 2
 	}
-	if _, unknown := selectPrograms(names); len(unknown) > 0 {
+	if _, unknown := selectPrograms(opts.Names); len(unknown) > 0 {
 		fmt.Fprintf(stderr, "vmspace bench: unknown program workload(s): %s (valid: %s)\n",
 			strings.Join(unknown, ", "), strings.Join(ProgramWorkloads(), ", "))
 		return 2
 	}
-	if vmspaceBin == "" {
+	if opts.Vmspace == "" {
 		self, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "vmspace bench: %v\n", err)
 			return 1
 		}
-		vmspaceBin = self
+		opts.Vmspace = self
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := ProgramOptions{Names: names, Rounds: rounds, Vmspace: vmspaceBin, Runsc: runsc, Progress: stderr}
+	opts.Progress = stderr
 	rs := RunPrograms(ctx, opts)
 	status := 0
 	for _, r := range rs {
@@ -188,11 +189,7 @@ func programsMain(names []string, rounds int, runsc, vmspaceBin string, jsonOut,
 	}
 	var err error
 	if jsonOut {
-		systems := []string{SystemNative, SystemVmspace}
-		if runsc != "" {
-			systems = append(systems, SystemRunsc)
-		}
-		err = WriteProgramJSON(stdout, rs, systems)
+		err = WriteProgramJSON(stdout, rs, opts.systems())
 	} else {
 		err = FormatProgramTable(stdout, rs)
 	}

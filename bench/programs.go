@@ -28,6 +28,9 @@ const (
 	SystemNative  = "native"
 	SystemVmspace = "vmspace"
 	SystemRunsc   = "runsc"
+	// SystemBaseline is a second vmspace binary (ProgramOptions.Baseline),
+	// to measure a change before and after in one run.
+	SystemBaseline = "baseline"
 )
 
 // DefaultProgramRounds is how many timed runs each system gets per
@@ -45,6 +48,9 @@ type ProgramOptions struct {
 	// use it to make their own binary act as vmspace).
 	Vmspace    string
 	VmspaceEnv []string
+	// Baseline, if not "", is another vmspace binary, run like Vmspace
+	// as the system "baseline" (a change's before, Vmspace its after).
+	Baseline string
 	// Runsc, if not "", is gVisor's runsc binary: the programs also run
 	// as "runsc --network=none do ARGV".
 	Runsc string
@@ -57,7 +63,8 @@ type ProgramOptions struct {
 
 // ProgramSample is one system's figures for one workload.
 type ProgramSample struct {
-	// System is SystemNative, SystemVmspace or SystemRunsc.
+	// System is SystemNative, SystemVmspace, SystemBaseline or
+	// SystemRunsc.
 	System string
 	// Values are the timed runs, in ms, in the order they ran.
 	Values []float64
@@ -332,10 +339,7 @@ func RunPrograms(ctx context.Context, opts ProgramOptions) []ProgramResult {
 		dir = d
 	}
 	w := &progWork{dir: dir, tools: make(map[string]string), built: make(map[string]string)}
-	systems := []string{SystemNative, SystemVmspace}
-	if opts.Runsc != "" {
-		systems = append(systems, SystemRunsc)
-	}
+	systems := opts.systems()
 	for _, p := range ps {
 		r := ProgramResult{Workload: p.name, Unit: "ms"}
 		if err := ctx.Err(); err != nil {
@@ -427,6 +431,18 @@ func RunPrograms(ctx context.Context, opts ProgramOptions) []ProgramResult {
 	return out
 }
 
+// systems returns the systems opts runs, native first.
+func (opts ProgramOptions) systems() []string {
+	systems := []string{SystemNative, SystemVmspace}
+	if opts.Baseline != "" {
+		systems = append(systems, SystemBaseline)
+	}
+	if opts.Runsc != "" {
+		systems = append(systems, SystemRunsc)
+	}
+	return systems
+}
+
 // runOnce runs argv once on sys and returns its figure in ms, and for
 // vmspace the run's statistics.
 func runOnce(ctx context.Context, opts ProgramOptions, w *progWork, sys string, p *program, argv []string) (float64, *RunStats, error) {
@@ -434,11 +450,15 @@ func runOnce(ctx context.Context, opts ProgramOptions, w *progWork, sys string, 
 	switch sys {
 	case SystemNative:
 		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
-	case SystemVmspace:
-		if opts.Vmspace == "" {
+	case SystemVmspace, SystemBaseline:
+		bin := opts.Vmspace
+		if sys == SystemBaseline {
+			bin = opts.Baseline
+		}
+		if bin == "" {
 			return 0, nil, errors.New("no vmspace binary")
 		}
-		cmd = exec.CommandContext(ctx, opts.Vmspace, append([]string{"run", "--stats", "--"}, argv...)...)
+		cmd = exec.CommandContext(ctx, bin, append([]string{"run", "--stats", "--"}, argv...)...)
 		if len(opts.VmspaceEnv) > 0 {
 			cmd.Env = append(os.Environ(), opts.VmspaceEnv...)
 		}
@@ -466,7 +486,7 @@ func runOnce(ctx context.Context, opts ProgramOptions, w *progWork, sys string, 
 		v = ns / 1e6
 	}
 	var st *RunStats
-	if sys == SystemVmspace {
+	if sys == SystemVmspace || sys == SystemBaseline {
 		st = parseRunStats(stderr.String())
 	}
 	return v, st, nil

@@ -12,16 +12,18 @@ import (
 // each system's median and spread (min-max), the ratios to native, and
 // vmspace's stop counts.
 func FormatProgramTable(w io.Writer, rs []ProgramResult) error {
-	hasRunsc := false
+	hasRunsc, hasBase := false, false
 	for _, r := range rs {
 		for _, s := range r.Samples {
-			if s.System == SystemRunsc {
-				hasRunsc = true
-			}
+			hasRunsc = hasRunsc || s.System == SystemRunsc
+			hasBase = hasBase || s.System == SystemBaseline
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "workload\tnative ms\tvmspace ms\tvmspace/native\t"
+	if hasBase {
+		head += "baseline ms\tbaseline/native\tbaseline stops\tbaseline injected\t"
+	}
 	if hasRunsc {
 		head += "runsc ms\trunsc/native\t"
 	}
@@ -65,6 +67,15 @@ func FormatProgramTable(w io.Writer, rs []ProgramResult) error {
 		}
 		vm := get(SystemVmspace)
 		cols = append(cols, cell(get(SystemNative)), cell(vm), ratio(vm))
+		if hasBase {
+			b := get(SystemBaseline)
+			cols = append(cols, cell(b), ratio(b))
+			if b != nil && b.Stats != nil {
+				cols = append(cols, fmtCount(b.Stats.Stops), fmtCount(b.Stats.Injected))
+			} else {
+				cols = append(cols, "-", "-")
+			}
+		}
 		if hasRunsc {
 			rn := get(SystemRunsc)
 			cols = append(cols, cell(rn), ratio(rn))
