@@ -104,7 +104,9 @@
 //     the host process never gets it (it would refuse vmspace's own
 //     mappings).
 //   - Page faults are SIGSEGV signal-delivery-stops (fault.go): the access
-//     type is inferred from the host's si_code and rip (see fault.go), the
+//     type is inferred from the host's si_code and rip (see fault.go; a
+//     fault in a shared writable mapping is served as a write, mapping
+//     the page writable at once as Linux does), the
 //     manager serves the fault and maps the whole pma; a fault it refuses
 //     becomes the SIGSEGV or SIGBUS the program gets on Linux, which, like
 //     Linux's, cannot be blocked or ignored. A fault that comes back with

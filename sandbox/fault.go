@@ -21,7 +21,9 @@ import (
 //   - an address within the 16 bytes at rip (the longest instruction) is
 //     an instruction fetch first;
 //   - no host mapping: a read (a write to copy-on-write memory then faults
-//     again, with SEGV_ACCERR);
+//     again, with SEGV_ACCERR), except in a shared writable mapping, where
+//     it is served as a write, which Linux's read fault there does too
+//     (the page is mapped writable: writableShared);
 //   - a host mapping without the permission: a write, since every mapping
 //     vmspace makes is readable.
 //
@@ -81,6 +83,12 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 		if near {
 			tries = append(tries, hostarch.Execute)
 		}
+		if s.writableShared(p, hostarch.Addr(addr)) {
+			// Served as a write: mapped writable at once, as Linux
+			// maps a shared page at a read fault, so that the first
+			// store costs one fault, not a read and a write fault.
+			tries = append(tries, hostarch.Write)
+		}
 		tries = append(tries, hostarch.Read)
 	case code == segvMapErr:
 		// Mapped for reading, and faulting again as unmapped: try a
@@ -116,6 +124,26 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 		fmt.Fprintf(os.Stderr, "vmspace-debug: fault in %d at %#x (code %d, rip %#x, repeats %d): %v\n", t.tid, addr, code, t.regs.Rip, t.faultRepeats, last)
 	}
 	s.deliverFault(t, hostarch.Addr(addr), last)
+}
+
+// writableShared reports whether the vma at addr is a shared writable
+// mapping whose fault, read or write, Linux serves by mapping the page
+// writable (no copy-on-write, no dirty tracking the program can see):
+// serving a read there as a write changes nothing but saves the write
+// fault that would follow. A range registered with userfaultfd is left
+// alone (the access type is part of what its handler is told).
+func (s *Sandbox) writableShared(p *process, addr hostarch.Addr) bool {
+	pg := addr.RoundDown()
+	rs := p.mm.Regions(hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize})
+	if len(rs) != 1 || !rs[0].Mapped || rs[0].Private || len(rs[0].Perms) < 2 || rs[0].Perms[1] != 'w' {
+		return false
+	}
+	for _, f := range rs[0].Flags {
+		if f == "um" || f == "uw" || f == "ui" {
+			return false
+		}
+	}
+	return true
 }
 
 // deliverFault gives t the signal Linux would for a refused access at
