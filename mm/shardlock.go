@@ -3,7 +3,8 @@ package mm
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
+
+	"github.com/vmspace/vmspace/safemem"
 )
 
 // shardedRWMutex is a reader/writer lock whose readers do not share a
@@ -44,27 +45,21 @@ type paddedRWMutex struct {
 // rtoken identifies the shard a reader locked; RUnlock needs it.
 type rtoken uint8
 
-// readerShards hands out shard numbers with affinity to the processor (P)
-// a goroutine runs on: a sync.Pool keeps one item per P, so a reader takes
-// the one its P used last, and readers on different CPUs keep to different
-// shards, each shard's cache line staying with its CPU. (A shard picked at
-// random for every read made each reader's lock word miss in its cache:
-// bench's parallel_copyin_8 went from about 22 to 55 ns/op.) The numbers
-// are handed out in turn, from nextShard.
-var (
-	nextShard    atomic.Uint32
-	readerShards = sync.Pool{New: func() any {
-		return rtoken(nextShard.Add(1) & uint32(rwShards-1))
-	}}
-)
+// readerShard returns the shard a reader locks: its processor's (P's), so
+// that readers on different CPUs keep to different shards, each shard's
+// cache line staying with its CPU. (A shard picked at random for every
+// read made each reader's lock word miss in its cache: bench's
+// parallel_copyin_8 went from about 22 to 55 ns/op; a sync.Pool of shard
+// numbers, one per P, cost 4.5 ns of copyin_8's 35.)
+func readerShard() rtoken {
+	return rtoken(safemem.Processor() & (rwShardsUsed - 1))
+}
 
 // RLock locks one shard for reading and returns it: the shard of the
-// caller's processor (readerShards), so that concurrent readers usually use
+// caller's processor (readerShard), so that concurrent readers usually use
 // different shards.
 func (m *shardedRWMutex) RLock() rtoken {
-	t := readerShards.Get().(rtoken)
-	readerShards.Put(t)
-	t &= rtoken(rwShardsUsed - 1)
+	t := readerShard()
 	if lockRankChecks {
 		lockRankAcquire(rankActive, m, true)
 	}
