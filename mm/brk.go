@@ -92,7 +92,11 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 	if v.locked() && !mm.mlockFutureOKLocked(ar.Length()) {
 		return orig, nil
 	}
-	if next := mm.vmas.LowerBoundSegment(oldBrk); next.Ok() && newBrk+hostarch.PageSize > startGap(next) {
+	gap := mm.vmas.FindGap(oldBrk)
+	if !gap.Ok() {
+		return orig, nil
+	}
+	if next := gap.NextSegment(); next.Ok() && newBrk+hostarch.PageSize > startGap(next) {
 		return orig, nil
 	}
 	if err := mm.mayExpandLocked(&v, ar.Length(), 0); err != nil {
@@ -101,11 +105,12 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 	if mm.vmas.Len() > mm.limits.MaxMapCount {
 		return orig, nil
 	}
-	if !mm.enoughMemoryLocked(ar.Length()) {
+	// enoughMemoryLocked and the commitment of accountVMA, at once.
+	if !mm.commitLocked().charge(ar.Length()>>hostarch.PageShift, mm.usageAS, mm.limits.CapSysAdmin) {
 		return orig, nil
 	}
-	mm.accountVMA(&v, ar.Length(), +1)
-	mm.vmas.Insert(mm.vmas.FindGap(oldBrk), addrSegRange(ar), v)
+	mm.accountVMAUsage(&v, ar.Length(), +1)
+	mm.vmas.Insert(gap, addrSegRange(ar), v)
 	mm.brk.End = addr
 	if v.mlockMode == memmap.MLockEager {
 		mm.populateLocked(ctx, ar, true)

@@ -169,6 +169,23 @@ func (c *Commit) limitPagesLocked() uint64 {
 func (c *Commit) enough(pages, totalVM uint64, capSysAdmin bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.enoughLocked(pages, totalVM, capSysAdmin)
+}
+
+// charge is enough, committing the pages if the policy allows (one
+// locking for both).
+func (c *Commit) charge(pages, totalVM uint64, capSysAdmin bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.enoughLocked(pages, totalVM, capSysAdmin) {
+		return false
+	}
+	c.committed += pages
+	return true
+}
+
+// enoughLocked is enough. Preconditions: c.mu held.
+func (c *Commit) enoughLocked(pages, totalVM uint64, capSysAdmin bool) bool {
 	p := &c.policy
 	switch p.Mode {
 	case OvercommitAlways:

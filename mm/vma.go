@@ -427,6 +427,15 @@ func mappableRangeOf(vseg vmaIterator, ar hostarch.AddrRange) memmap.MappableRan
 // from the manager's usage figures. Preconditions: mappingMu held for
 // writing.
 func (mm *MemoryManager) accountVMA(v *vma, length uint64, sign int) {
+	mm.accountVMAUsage(v, length, sign)
+	if v.flags.has(vmaAccount) {
+		mm.commitLocked().add(length>>hostarch.PageShift, sign)
+	}
+}
+
+// accountVMAUsage is accountVMA without the commitment (which the caller
+// makes). Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) accountVMAUsage(v *vma, length uint64, sign int) {
 	d := length
 	add := func(x *uint64) {
 		if sign > 0 {
@@ -447,9 +456,6 @@ func (mm *MemoryManager) accountVMA(v *vma, length uint64, sign int) {
 	}
 	if v.isExec() {
 		add(&mm.execAS)
-	}
-	if v.flags.has(vmaAccount) {
-		mm.commitLocked().add(d>>hostarch.PageShift, sign)
 	}
 	if mm.usageAS > mm.peakAS {
 		mm.peakAS = mm.usageAS
