@@ -32,7 +32,8 @@ const (
 // go, then libc (the rest of libsSize and dataSize): a mapping placed
 // top-down that does not fit in the hole goes below libc, so the hole
 // left by unmapping a page of such a mapping is as far from the others as
-// natively.
+// natively. (The native agent keeps its hole at libcHole bytes whatever
+// the size of the machine's loader cache: LIBC_HOLE in agent.c.)
 const (
 	upperLibsSize = 0x3d000
 	upperDataSize = 0x2000

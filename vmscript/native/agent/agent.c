@@ -613,6 +613,93 @@ static void serve(void) {
 
 // ---- start-up in the child ----
 
+// LIBC_HOLE is the gap the agent keeps between libc's last mapping and the
+// mapping above it, where the first mappings placed top-down go: the
+// dynamic loader leaves it by unmapping its view of /etc/ld.so.cache, so
+// its size follows how many libraries the machine has installed, and a
+// script's placements (which gap a moved mapping fits in) would follow it
+// too. vmscript/vmspace's stand-in layout has a hole of this size
+// (libcHole). Hex digits parsed by hand: the agent never calls malloc.
+#define LIBC_HOLE 0x9000UL
+
+static unsigned long parse_hex(const char **p) {
+	unsigned long v = 0;
+	for (;; (*p)++) {
+		char c = **p;
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (unsigned long)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (unsigned long)(c - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+static char maps_buf[64 << 10];
+
+// fill_libc_hole maps a PROT_NONE filler at the bottom of the gap above
+// libc (and its data) so that the gap is LIBC_HOLE bytes, whatever the
+// size of the loader's cache was. A smaller gap is left as it is (a
+// machine with very few libraries; scripts that depend on it then differ
+// from their transcripts). The filler is file-less but never merges: its
+// neighbours below are libc's writable data, above it the gap.
+static int fill_libc_hole(void) {
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno;
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, maps_buf + n, sizeof maps_buf - 1 - n);
+		if (r < 0) {
+			int e = errno;
+			close(fd);
+			return e;
+		}
+		if (r == 0 || n + (size_t)r >= sizeof maps_buf - 1) {
+			n += (size_t)(r > 0 ? r : 0);
+			break;
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	maps_buf[n] = 0;
+	// Walk the lines: after the last line naming libc, skip the mapping
+	// that directly follows it (libc's zero-filled data) if it has no
+	// name; the next mapping's start ends the gap.
+	unsigned long libc_end = 0, gap_end = 0;
+	int after_libc = 0;
+	for (const char *line = maps_buf; *line;) {
+		const char *eol = strchr(line, '\n');
+		const char *p = line;
+		unsigned long start = parse_hex(&p);
+		p++;
+		unsigned long end = parse_hex(&p);
+		const char *path = memchr(line, '/', (size_t)((eol ? eol : line + strlen(line)) - line));
+		int is_libc = path && eol && eol - path >= 9 && memcmp(eol - 9, "libc.so.6", 9) == 0;
+		if (is_libc) {
+			libc_end = end;
+			after_libc = 1;
+			gap_end = 0;
+		} else if (after_libc == 1 && start == libc_end && !path && !memchr(line, '[', (size_t)((eol ? eol : line + strlen(line)) - line))) {
+			libc_end = end;
+			after_libc = 2;
+		} else if (after_libc) {
+			gap_end = start;
+			after_libc = 0;
+		}
+		if (!eol)
+			break;
+		line = eol + 1;
+	}
+	if (!libc_end || gap_end <= libc_end || gap_end - libc_end <= LIBC_HOLE)
+		return 0;
+	void *m = (void *)syscall(SYS_mmap, libc_end, gap_end - libc_end - LIBC_HOLE, PROT_NONE,
+				  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+	if (m == MAP_FAILED)
+		return errno;
+	return 0;
+}
+
 static void agent_main(void) {
 	struct vms_resp hello = {0};
 	int err = 0;
@@ -639,6 +726,11 @@ static void agent_main(void) {
 			}
 		}
 	}
+
+	// The same gap above libc on every machine.
+	int herr = fill_libc_hole();
+	if (herr && !err)
+		err = herr;
 
 	// Nothing in the window (a fresh program has nothing there; this
 	// only makes sure). The agent itself never uses it.
