@@ -13,7 +13,9 @@
 // arguments of the system calls it injects, and a code page holding
 // "syscall; int3"; shared read-only mappings of two pages of the memory
 // file, which the program cannot write by any means, and which the memory
-// system calls treat as a hole: see stub.go) and unmaps everything else.
+// system calls treat as a hole: see stub.go) and unmaps everything else
+// but the host's vDSO, which the new image's manager maps where Linux
+// would put it and the host's is moved to (vdso.go).
 // From then on the program's
 // address space [MinUserAddress, StubStart) holds only what the memory
 // manager maps there: shared mappings of the memory file (descriptor
@@ -202,7 +204,8 @@
 //   - fault.go, kareas.go: page faults and the areas the kernel uses.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
-//   - aslr.go: whether an exec's layout is randomized.
+//   - aslr.go: whether an exec's layout is randomized; vdso.go: the
+//     host's vDSO in every program.
 //   - fds.go: descriptors in program processes (the memory file's, files
 //     opened there) and writes to their memory; limits.go: address-space
 //     limits and capabilities; hostptrace.go: ptrace requests.

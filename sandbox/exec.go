@@ -91,6 +91,7 @@ func (s *Sandbox) prepareExec(p *process, hostPath, execFn string, argv, envv []
 		ExecFn:       name,
 		Files:        s.files,
 		StackLimit:   lim.Stack.Cur,
+		VDSO:         s.mapVDSO,
 	})
 	if err != nil {
 		m.DecUsers(s.ctx)
@@ -475,6 +476,9 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	p.held = t
 	if err := s.activate(img.mm, sp.as); err != nil {
 		return fmt.Errorf("sandbox: activating the address space: %w", err)
+	}
+	if err := s.placeVDSO(t, img.mm); err != nil {
+		return err
 	}
 	s.stats.Execs++
 	s.reportExec(p)

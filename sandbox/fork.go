@@ -483,7 +483,7 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 	}
 	sort.Slice(inherited, func(i, j int) bool { return inherited[i].ar.Start < inherited[j].ar.Start })
 	next := hostarch.Addr(0)
-	for _, r := range append(inherited, shadowPiece{ar: hostarch.AddrRange{Start: ptrace.StubStart, End: ptrace.StubStart}}) {
+	for _, r := range append(s.withVDSO(inherited, p.mm), shadowPiece{ar: hostarch.AddrRange{Start: ptrace.StubStart, End: ptrace.StubStart}}) {
 		if r.ar.Start > next {
 			if debug {
 				fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: unmap %v\n", p.pid, hostarch.AddrRange{Start: next, End: r.ar.Start})

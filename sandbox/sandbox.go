@@ -183,6 +183,9 @@ type Sandbox struct {
 	files *hostfile.Table
 	// plat is the memory managers' platform.
 	plat *sbPlatform
+	// vdsoSt is the record of the host's vDSO blocks (vdso.go), made
+	// on first use; nil without a vDSO. Used by the tracer thread only.
+	vdsoSt *vdsoState
 	// exe is the stub image.
 	exe *ptrace.Exe
 	// limits are the memory managers' initial limits.

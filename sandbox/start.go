@@ -256,7 +256,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 	// The host exec ended the rseq registration, clear_child_tid and the
 	// robust list.
 	t.kareas = kernelAreas{}
-	if err := call("munmap", unix.SYS_MUNMAP, 0, uintptr(ptrace.StubStart)); err != nil {
+	if err := s.keepVDSO(t, call); err != nil {
 		return err
 	}
 	if inheritedFD >= 0 {

@@ -25,7 +25,8 @@ import (
 // platform's stub image (ptrace.Exe), whose only page holds the same code
 // at the same offset, linked at ptrace.StubLinkAddr. Right after the host
 // exec, vmspace maps the code page at codeAddr and the scratch page, and
-// unmaps everything else below StubStart (the image, its stack, the vDSO).
+// unmaps everything else below StubStart (the image, its stack) but the
+// vDSO (vdso.go).
 // The rest of the stub's code (its request loops, which read their
 // requests from the page at StubComm) is not used by the sandbox; a
 // program jumping into it gains nothing it lacks (any code in the code

@@ -314,6 +314,10 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 	if res, done := s.stubHole(t, nr, a); done {
 		return res
 	}
+	if res, done := s.vdsoCall(t, nr, a); done {
+		return res
+	}
+	defer s.serveVDSO(t)()
 	p := t.p
 	m := p.mm
 	ctx := s.ctx
@@ -333,6 +337,9 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 		// accessible is mapped again at once, so that the host kernel
 		// sees it in the system calls it runs (see prevalidate.go).
 		m.MapPresent(ctx, hostarch.Addr(a[0]), a[1])
+		if err == nil {
+			s.syncVDSOPerms(t, hostarch.AddrRange{Start: hostarch.Addr(a[0]), End: hostarch.Addr(a[0] + pageUp(a[1]))})
+		}
 	case unix.SYS_MREMAP:
 		if err == nil {
 			// The moved pages are mapped at their new place at once
