@@ -25,17 +25,16 @@ func CheckPage(page string, r *Report) error {
 	}
 
 	// The run's figures.
-	sum := section(page, `<table id="summary">`, `</table>`)
 	rows := map[string]map[string]string{}
-	for _, part := range splitAfter(sum, `<tr `) {
+	for _, part := range splitAfter(section(page, `<div id="summary">`, `<h2>`), `<div class="fig"`) {
 		a := attrs(part)
-		rows[a["key"]] = attrs(part[strings.Index(part, "<td"):])
+		rows[a["key"]] = a
 	}
 	t := r.Totals
 	for _, kv := range []struct {
 		key  string
 		want any
-	}{{"wall_ns", r.WallNS}, {"exit", t.Exit}, {"processes", t.Processes}, {"execs", t.Execs}, {"mem_calls", t.MemCalls}, {"faults", t.Faults}, {"peak_rss", t.PeakRSS}, {"manager_ns", t.ManagerNS}} {
+	}{{"wall_ns", r.WallNS}, {"exit", t.Exit}, {"processes", t.Processes}, {"execs", t.Execs}, {"mem_calls", t.MemCalls}, {"faults", t.Faults}, {"peak_rss", t.PeakRSS}, {"manager_ns", t.ManagerNS}, {"collect_ns", r.CollectNS}} {
 		if rows[kv.key] == nil {
 			bad("summary: no %s", kv.key)
 			continue

@@ -116,8 +116,11 @@ func (h *htmlWriter) page() {
 		esc(strings.Join(r.Command, " ")), esc(r.Started.UTC().Format(time.RFC3339)))
 	h.summary()
 	h.timeline()
-	h.syscalls()
+	h.s("<div class=\"tables\"><section>\n")
 	h.processes()
+	h.s("</section><section>\n")
+	h.syscalls()
+	h.s("</section></div>\n")
 	h.spaces()
 	h.p("<aside id=\"smaps-panel\"><div class=\"panel-head\">smaps entry <span class=\"hint\">(hover or click a vma)</span></div><pre id=\"smaps\"></pre></aside>\n")
 	h.p("<script>%s</script>\n</body>\n</html>\n", pageJS)
@@ -135,19 +138,20 @@ func (h *htmlWriter) defs() {
 // summary writes the run's figures.
 func (h *htmlWriter) summary() {
 	t := h.r.Totals
-	h.s("<table id=\"summary\">\n")
+	h.s("<div id=\"summary\">\n")
 	row := func(key, label, value string, raw any) {
-		h.p("<tr data-key=\"%s\"><th>%s</th><td data-value=\"%v\">%s</td></tr>\n", key, label, raw, esc(value))
+		h.p("<div class=\"fig\" data-key=\"%s\" data-value=\"%v\"><b>%s</b><span>%s</span></div>\n", key, raw, esc(value), label)
 	}
 	row("wall_ns", "run time", Duration(h.r.WallNS), h.r.WallNS)
-	row("exit", "first process", t.Exit, esc(t.Exit))
+	row("exit", "the program", t.Exit, esc(t.Exit))
 	row("processes", "processes", strconv.Itoa(t.Processes), t.Processes)
 	row("execs", "program images", strconv.Itoa(t.Execs), t.Execs)
-	row("mem_calls", "memory calls served", strconv.FormatUint(t.MemCalls, 10), t.MemCalls)
-	row("faults", "page faults served", strconv.FormatUint(t.Faults, 10), t.Faults)
+	row("mem_calls", "memory calls", strconv.FormatUint(t.MemCalls, 10), t.MemCalls)
+	row("faults", "page faults", strconv.FormatUint(t.Faults, 10), t.Faults)
 	row("peak_rss", "peak RSS", Size(t.PeakRSS), t.PeakRSS)
 	row("manager_ns", "time in vmspace", Duration(t.ManagerNS), t.ManagerNS)
-	h.s("</table>\n")
+	row("collect_ns", "taking this report", Duration(h.r.CollectNS), h.r.CollectNS)
+	h.s("</div>\n")
 }
 
 // end returns the time the timeline spans.
@@ -350,7 +354,7 @@ func (h *htmlWriter) spaces() {
 	for _, k := range Kinds {
 		h.p("<span><i style=\"background:%s\"></i>%s</span>", kindColors[k], k)
 	}
-	h.s("<span><i class=\"faint\"></i>mapped, not resident</span><span><i style=\"background:url(#pat-shared)\" class=\"pat-shared\"></i>shared copy-on-write</span><span><i class=\"pat-guard\"></i>guard pages</span><span><i style=\"background:#222\"></i>locked (left stripe)</span></div>\n")
+	h.s("<span><i class=\"faint\"></i>mapped, not resident</span><span><i class=\"pat-shared\"></i>shared copy-on-write</span><span><i class=\"pat-guard\"></i>guard pages</span><span><i style=\"background:#222\"></i>locked (left stripe)</span></div>\n")
 	h.s("<p class=\"note\">Each vma and each gap between vmas is a row whose height grows with the logarithm of its size; within a row, pages are drawn to scale.</p>\n")
 	for _, p := range h.r.Processes {
 		h.p("<section class=\"space\" id=\"space-%d\" data-pid=\"%d\">\n<h3>%d %s</h3>\n", p.PID, p.PID, p.PID, esc(p.Name))
@@ -491,7 +495,8 @@ h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:22px 0 8px;border-bott
 code,pre,.addr,.label,.gap-label{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace}
 .cmd{color:#555;margin:0 0 10px}
 table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}
-#summary th{font-weight:normal;color:#555}#syscalls td.count,#syscalls td.errors,#processes td.faults,#processes td.mem-calls{text-align:right}
+#summary{display:flex;flex-wrap:wrap;gap:6px 26px;margin:8px 0 4px}.fig b{display:block;font-size:16px}.fig span{color:#666;font-size:12px}
+.tables{display:flex;flex-wrap:wrap;gap:0 40px}#syscalls td.count,#syscalls td.errors,#processes td.faults,#processes td.mem-calls{text-align:right}
 .bar{display:inline-block;height:9px;background:#4e79a7;vertical-align:middle}
 .legend{margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}.legend i{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle;border:1px solid #0003}
 .legend i.faint{background:#d4a92a40}.legend i.pat-guard{background:repeating-linear-gradient(45deg,#c00 0 3px,#000 3px 5px)}.legend i.pat-shared{background:repeating-linear-gradient(45deg,#333 0 3px,#fff 3px 6px)}
@@ -508,7 +513,7 @@ svg.map{display:block}svg.map rect.bg{opacity:.28}.gap rect{fill:#f3f3f3;stroke:
 .addr,.label,.gap-label{font-size:11px;fill:#333}.gap-label{fill:#999;font-style:italic}.vname{fill:#000;font-weight:600}
 rect.locked{fill:#222}
 .note{color:#666;margin:2px 0}
-#smaps-panel{position:fixed;right:12px;bottom:12px;width:430px;max-height:55vh;overflow:auto;background:#fffffff2;border:1px solid #bbb;box-shadow:0 2px 8px #0002;font-size:11px}
+#smaps-panel{position:fixed;right:12px;bottom:12px;width:460px;max-height:55vh;overflow:auto;background:#fffffff2;border:1px solid #bbb;box-shadow:0 2px 8px #0002;font-size:11px}
 #smaps-panel .panel-head{padding:3px 8px;background:#eee;font-weight:600}#smaps-panel .hint{font-weight:normal;color:#777}#smaps{margin:0;padding:6px 8px;white-space:pre}
 #smaps:empty{display:none}
 `

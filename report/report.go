@@ -51,6 +51,10 @@ type Report struct {
 	WallNS int64 `json:"wall_ns"`
 	// IntervalNS is the sampling interval the timeline ended with.
 	IntervalNS int64 `json:"interval_ns"`
+	// CollectNS is the time the run spent taking samples and snapshots
+	// for the report (the report's own cost, with the timing of the
+	// memory calls).
+	CollectNS int64 `json:"collect_ns"`
 	// Totals are the run's figures.
 	Totals Totals `json:"totals"`
 	// Processes are the program's processes, in the order they started.
@@ -413,6 +417,7 @@ func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
 		c.rep.Samples = mergePairs(c.rep.Samples)
 		c.interval *= 2
 	}
+	c.rep.CollectNS += int64(time.Since(now))
 }
 
 // mergePairs halves the timeline: each pair of samples becomes the later
@@ -442,6 +447,7 @@ func mergePairs(ss []Sample) []Sample {
 
 // snapshot takes m's vmas and page runs for p.
 func (c *Collector) snapshot(p *Process, now time.Time, why, image string, m *mm.MemoryManager) {
+	defer func() { c.rep.CollectNS += int64(time.Since(now)) }()
 	st := m.Stats()
 	snap := Snapshot{TNS: c.since(now), Why: why, Image: image, VmSize: st.VmSize, RSS: st.VmRSS, Locked: st.VmLck, HWM: st.VmHWM}
 	p.PeakRSS = max(p.PeakRSS, st.VmHWM)

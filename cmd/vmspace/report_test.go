@@ -278,3 +278,114 @@ func pngSize(b []byte) (int, int) {
 	}
 	return int(binary.BigEndian.Uint32(b[16:])), int(binary.BigEndian.Uint32(b[20:]))
 }
+
+// reportBenchSrc makes many memory calls and faults, and forks: 5000
+// mmap, touch, munmap rounds, then a child that does the same.
+const reportBenchSrc = `
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void work(void) {
+	for (int i = 0; i < 5000; i++) {
+		char *p = mmap(0, 1 << 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) _exit(1);
+		p[0] = 1; p[40000] = 2;
+		munmap(p, 1 << 16);
+	}
+}
+int main(void) {
+	work();
+	pid_t pid = fork();
+	if (pid == 0) { work(); _exit(0); }
+	int st;
+	waitpid(pid, &st, 0);
+	return 0;
+}
+`
+
+// BenchmarkReportOverhead runs a program that makes many memory calls and
+// faults and forks, and python3 allocating and forking, under "vmspace run"
+// without and with --report (interleaved, alternating which goes first),
+// and reports the medians of the wall times and of the CPU times (user and
+// system, vmspace's and the program's) and their ratios (report/plain,
+// which should stay below 1.02), and the report's own collection time
+// (collect_ns) as a share of the wall time.
+func BenchmarkReportOverhead(b *testing.B) {
+	dir := b.TempDir()
+	prog := filepath.Join(dir, "prog.py")
+	if err := os.WriteFile(prog, []byte(reportProg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	py := "/usr/bin/python3"
+	for _, w := range []struct {
+		name string
+		argv func(b *testing.B) []string
+	}{
+		{"calls", func(b *testing.B) []string { return []string{buildC(b, "calls", reportBenchSrc)} }},
+		{"python", func(b *testing.B) []string {
+			if _, err := os.Stat(py); err != nil {
+				b.Skip("no /usr/bin/python3")
+			}
+			return []string{py, prog}
+		}},
+	} {
+		b.Run(w.name, func(b *testing.B) {
+			argv := w.argv(b)
+			var collect []float64
+			run := func(withReport bool) (time.Duration, time.Duration) {
+				args := []string{"run"}
+				if withReport {
+					args = append(args, "--report", filepath.Join(dir, "r.html"), "--report-json", filepath.Join(dir, "r.json"))
+				}
+				self, _ := os.Executable()
+				cmd := exec.Command(self, append(append(args, "--"), argv...)...)
+				cmd.Env = append(os.Environ(), "VMSPACE_TEST_MAIN=1")
+				t0 := time.Now()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+				}
+				wall := time.Since(t0)
+				if withReport {
+					f, err := os.Open(filepath.Join(dir, "r.json"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					r, err := report.ReadJSON(f)
+					f.Close()
+					if err != nil {
+						b.Fatal(err)
+					}
+					collect = append(collect, float64(r.CollectNS)/float64(r.WallNS))
+				}
+				return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			}
+			var plain, rep, plainCPU, repCPU []time.Duration
+			one := func(withReport bool) {
+				w, c := run(withReport)
+				if withReport {
+					rep, repCPU = append(rep, w), append(repCPU, c)
+				} else {
+					plain, plainCPU = append(plain, w), append(plainCPU, c)
+				}
+			}
+			for i := 0; i < b.N; i++ {
+				one(i%2 == 1)
+				one(i%2 == 0)
+			}
+			median := func(ds []time.Duration) time.Duration {
+				slices.Sort(ds)
+				return ds[len(ds)/2]
+			}
+			mp, mr := median(plain), median(rep)
+			cp, cr := median(plainCPU), median(repCPU)
+			slices.Sort(collect)
+			b.ReportMetric(float64(mp.Milliseconds()), "plain-ms")
+			b.ReportMetric(float64(mr.Milliseconds()), "report-ms")
+			b.ReportMetric(float64(mr)/float64(mp), "report/plain")
+			b.ReportMetric(float64(cp.Milliseconds()), "plain-cpu-ms")
+			b.ReportMetric(float64(cr.Milliseconds()), "report-cpu-ms")
+			b.ReportMetric(float64(cr)/float64(cp), "cpu-report/plain")
+			b.ReportMetric(100*collect[len(collect)/2], "collect-%")
+		})
+	}
+}

@@ -35,7 +35,7 @@ func vmspaceCmd(t *testing.T, argv ...string) *exec.Cmd {
 }
 
 // buildC compiles a C program, or skips the test without gcc.
-func buildC(t *testing.T, name, src string) string {
+func buildC(t testing.TB, name, src string) string {
 	t.Helper()
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc")
