@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/loader"
+	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
@@ -497,8 +498,45 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	t.regState = regsOwed
 	s.setComm(t, img.name)
 	s.setProcInfo(t, img)
-	s.populateImage(p, img.res)
+	s.withFDCache(t, func() { s.populateImage(p, img.res) })
 	return nil
+}
+
+// fdCache keeps the descriptors that mapFD opens in a task's process for
+// the host mappings of files, so that several mappings of one file (an
+// image's segments) open it once. Used by the tracer goroutine only.
+type fdCache struct {
+	// t is the task whose process holds the descriptors. Immutable.
+	t *task
+	// fds are the descriptors, by file and write access.
+	fds map[fdCacheKey]int
+}
+
+// fdCacheKey identifies a descriptor of an fdCache.
+type fdCacheKey struct {
+	file  memmap.File
+	write bool
+}
+
+// withFDCache runs fn with the descriptors that mapFD opens in t's process
+// kept open (and reused) until fn returns, then closes them: an exec's
+// image maps several segments of each of its files. Only a process with
+// t as its one task does this (right after exec): no other thread of the
+// program can see, close or reuse the descriptors meanwhile.
+func (s *Sandbox) withFDCache(t *task, fn func()) {
+	if len(t.p.tasks) != 1 || s.fdCache != nil {
+		fn()
+		return
+	}
+	c := &fdCache{t: t, fds: make(map[fdCacheKey]int)}
+	s.fdCache = c
+	defer func() {
+		s.fdCache = nil
+		for _, fd := range c.fds {
+			s.closeIn(t, fd)
+		}
+	}()
+	fn()
 }
 
 // setComm sets the thread's name (/proc/PID/comm) as exec does: the last

@@ -138,6 +138,12 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 	if at.Write {
 		flags = unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOCTTY
 	}
+	c := s.fdCache
+	if c != nil && c.t == t {
+		if fd, ok := c.fds[fdCacheKey{f, at.Write}]; ok {
+			return fd, nil, nil
+		}
+	}
 	fd, err := s.openIn(t, proc, flags)
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		var perr error
@@ -150,6 +156,10 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 	}
 	if err != nil {
 		return -1, nil, err
+	}
+	if c != nil && c.t == t && !t.p.memFDLent {
+		c.fds[fdCacheKey{f, at.Write}] = fd
+		return fd, nil, nil
 	}
 	return fd, func() { s.closeIn(t, fd) }, nil
 }

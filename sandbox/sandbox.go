@@ -240,6 +240,9 @@ type Sandbox struct {
 	// exiting (let go at their exit-stops), to release once their pidfds
 	// say they have exited (releaseExiting).
 	exiting []*process
+	// fdCache, while not nil, keeps the descriptors mapFD opens in one
+	// task's process open for reuse (withFDCache).
+	fdCache *fdCache
 	// unflushed are the address spaces with pending unmaps (see
 	// stubAS.pending), made before any task using them runs on.
 	unflushed map[*stubAS]struct{}
@@ -324,6 +327,9 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	var a [6]uintptr
 	copy(a[:], args)
 	s.stats.Injected++
+	if injectHook != nil {
+		injectHook(nr)
+	}
 	t.regState = regsOwed
 	r, ws, err := ptrace.Inject(t.tid, &t.regs, t.ip, nr, &a, injectWaiter{s, t, nr})
 	var exit *ptrace.ExitError
@@ -346,6 +352,10 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 	}
 	return 0, err
 }
+
+// injectHook, if not nil, is called with the number of every system call
+// injected (tests count them).
+var injectHook func(nr uintptr)
 
 // injectWaiter is the injector's Waiter for an injected call in a task:
 // the sandbox's wait (waitFor), which keeps the reports of other tasks for

@@ -3,6 +3,8 @@ package sandbox
 import (
 	"strconv"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // sharedStoresSrc maps argv[1] pages of MAP_SHARED|MAP_ANONYMOUS memory
@@ -64,5 +66,37 @@ func TestSharedFirstStoreOneFault(t *testing.T) {
 	extra := int64(st.Faults) - int64(base.Faults)
 	if extra > pages+pages/4 || extra < pages-pages/16 {
 		t.Errorf("%d pages stored took %d faults more than none (want about %d, one per page)", pages, extra, pages)
+	}
+}
+
+// TestExecOpensEachFileOnce checks that an exec opens each file of its
+// image once in the process for the host mappings of all its segments: a
+// static program linked with its code in a segment of its own (four
+// loadable segments) costs as many opens and closes as the same program
+// linked with fewer (noseparate-code: two).
+func TestExecOpensEachFileOnce(t *testing.T) {
+	needPtrace(t)
+	src := "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"
+	many := buildC(t, "manysegs", src, true, "-Wl,-z,separate-code")
+	few := buildC(t, "fewsegs", src, true, "-Wl,-z,noseparate-code")
+	var opens, closes int
+	injectHook = func(nr uintptr) {
+		switch nr {
+		case unix.SYS_OPENAT:
+			opens++
+		case unix.SYS_CLOSE:
+			closes++
+		}
+	}
+	defer func() { injectHook = nil }()
+	count := func(exe string) (int, int) {
+		opens, closes = 0, 0
+		compare(t, "", "", exe)
+		return opens, closes
+	}
+	mo, mc := count(many)
+	fo, fc := count(few)
+	if mo != fo || mc != fc {
+		t.Errorf("a static program of four segments took %d opens and %d closes, of two segments %d and %d: want the same", mo, mc, fo, fc)
 	}
 }
