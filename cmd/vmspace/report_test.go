@@ -141,7 +141,7 @@ func checkPythonReport(t *testing.T, r *report.Report) {
 			if rss != s.RSS {
 				t.Errorf("%d at %s: the vmas' Rss add up to %d, VmRSS is %d", p.PID, s.Why, rss, s.RSS)
 			}
-			for _, k := range []string{"text", "data", "heap", "stack", "file", "shared", "anonymous"} {
+			for _, k := range []string{"text", "data", "heap", "stack", "file", "shared", "anonymous", "special"} {
 				if !kinds[k] {
 					t.Errorf("%d at %s: no %s vma", p.PID, s.Why, k)
 				}
