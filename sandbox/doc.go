@@ -182,7 +182,10 @@
 // as its pidfd says it has exited (a traced zombie is waitable by its
 // parent only once its tracer has reaped it); the address space of a
 // process let go is released when its pidfd says the host process has
-// ended. Only the first process's leader, whose parent is vmspace, is
+// ended. A task that leaves its exit-stop unseen (a SIGKILL woke it from a
+// stop vmspace held it at, whose resumption then let it go on) ends as a
+// traced zombie: before every wait4 and waitid of the program, vmspace
+// reaps those (reapExited). Only the first process's leader, whose parent is vmspace, is
 // reaped by vmspace: its wait status is Run's Result. Options.Signals
 // passes signals sent to vmspace on to every process of the program; vmspace
 // run dies of the signal that killed the program.

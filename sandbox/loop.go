@@ -130,6 +130,9 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 	switch event(ws) {
 	case eventSeccomp:
 		t.state = taskStopped
+		if stopHook != nil {
+			stopHook(s, t)
+		}
 		s.stats.Stops++
 		if debug {
 			var r unix.PtraceRegs
@@ -281,6 +284,10 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		afterResume()
 	}
 }
+
+// stopHook, if not nil, is called at every system call stop before it is
+// served (tests force races with it).
+var stopHook func(s *Sandbox, t *task)
 
 // afterResume, if not nil, is called after every resumption of a task
 // (tests widen race windows with it).

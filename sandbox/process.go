@@ -106,6 +106,28 @@ func (s *Sandbox) exitStop(t *task) {
 	s.taskExited(t, ws)
 }
 
+// reapExited reaps every task of the program that has ended as a zombie
+// still traced, keeping its exit for the main loop. It is called at the
+// entry of every wait of the program (wait4, waitid): a traced zombie can
+// be waited for by its real parent only once its tracer has reaped it,
+// while its pidfd says it has ended as soon as it is one (and its parent
+// may have been told so). Tasks end traced when they leave their
+// exit-stop unseen: a SIGKILL that wakes a task from a stop the sandbox
+// holds it at takes it to its exit-stop, from which the sandbox's
+// resumption of the stop it served then lets it go on. A wait cannot
+// leave ptrace stops pending while taking exits (ptrace stops are
+// reported whatever the options), so the stops it takes are kept for the
+// main loop too.
+func (s *Sandbox) reapExited() {
+	for {
+		wpid, ws, err := wait4(-1, unix.WNOHANG)
+		if err != nil || wpid <= 0 {
+			return
+		}
+		s.keep(wpid, ws)
+	}
+}
+
 // taskExited records the end of a task, and of its process with the last
 // one.
 func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {

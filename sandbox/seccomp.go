@@ -29,7 +29,9 @@ import (
 //   - prctl(PR_SET_MDWE) and prctl(PR_GET_MDWE): memory-deny-write-execute
 //     is decided by the memory manager's mmap and mprotect;
 //   - rseq, set_tid_address and set_robust_list, which tell where the
-//     kernel will access a thread's memory by itself (kareas.go).
+//     kernel will access a thread's memory by itself (kareas.go);
+//   - wait4 and waitid, before which vmspace reaps the program's tasks
+//     that ended still traced (process.go: reapExited).
 //
 // Everything else is allowed without a stop. System calls the filter does
 // not look at (those without pointers or descriptors) are decided on the
@@ -72,6 +74,8 @@ var trapped = []int{
 	unix.SYS_SIGALTSTACK,
 	// Memory the kernel accesses on a thread's behalf (kareas.go).
 	unix.SYS_RSEQ, unix.SYS_SET_TID_ADDRESS, unix.SYS_SET_ROBUST_LIST,
+	// Waits: children that ended traced are reaped first (reapExited).
+	unix.SYS_WAIT4, unix.SYS_WAITID,
 }
 
 // isTrapped reports whether nr is in trapped (for tests and tracing).

@@ -167,6 +167,9 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysProcessMadvise(t, a)
 	case unix.SYS_PROCESS_MRELEASE:
 		return s.sysProcessMrelease(t, a)
+	case unix.SYS_WAIT4, unix.SYS_WAITID:
+		s.reapExited()
+		return pass()
 	}
 	return pass()
 }
