@@ -106,8 +106,10 @@ func TestWaitAfterKillWhileHeld(t *testing.T) {
 				if unames.Add(1) < 3 {
 					return // the buffer's page is mapped by now
 				}
-				for procSyscall(s.root) != unix.SYS_POLL || procState(s.root) != 'S' {
-					time.Sleep(time.Millisecond)
+				if procSyscall(s.root) != unix.SYS_POLL || procState(s.root) != 'S' {
+					// The parent is not polling yet (its stops
+					// wait for this one): at a later uname.
+					return
 				}
 				fired.Store(true)
 				unix.Kill(tk.tid, unix.SIGKILL)
