@@ -221,9 +221,14 @@ func (s *Sandbox) keepSettid(t *task) {
 // between the two reaps may get the dead child, and one that takes the
 // exit signal with sigwaitinfo or a signalfd gets it. If the exit signal
 // was already pending (from another child), the child's is the same
-// signal (standard signals are not queued), and is left alone. What the
-// host's clone wrote into the parent for a child besides CLONE_CHILD_SETTID's
-// word (CLONE_PARENT_SETTID's word, CLONE_PIDFD's descriptor) stays.
+// signal (standard signals are not queued), and is left alone.
+//
+// What the host's clone gave the parent for the child is taken back as
+// well, since Linux's fork fails before it gives any: the word at
+// parent_tid (CLONE_PARENT_SETTID's thread id, CLONE_PIDFD's descriptor
+// number) is restored and CLONE_PIDFD's descriptor closed
+// (undoParentTid); CLONE_CHILD_SETTID's word is restored as after any
+// fork (forkDone).
 type failedFork struct {
 	// pid is the host child's.
 	pid int
@@ -231,6 +236,12 @@ type failedFork struct {
 	sig unix.Signal
 	// errno is what the fork returns.
 	errno unix.Errno
+	// ptid is the parent's word at parent_tid before the clone, if the
+	// clone wrote it (CLONE_PARENT_SETTID, CLONE_PIDFD), to restore;
+	// pidfd is true if the word is now a descriptor of the child, to
+	// close.
+	ptid  *settidSave
+	pidfd bool
 }
 
 // hiddenExit is the exit signal sig of a fork child pid killed unseen.
@@ -265,7 +276,13 @@ func (s *Sandbox) failFork(t *task, ctid int, exitSig unix.Signal, err error) {
 	if exitSig > 0 && exitSig <= 64 && ok && before&(1<<(exitSig-1)) == 0 && len(p.hiddenExits) < maxHiddenExits {
 		p.hiddenExits = append(p.hiddenExits, hiddenExit{ctid, exitSig})
 	}
-	t.failedFork = &failedFork{pid: ctid, sig: exitSig, errno: e}
+	ff := &failedFork{pid: ctid, sig: exitSig, errno: e}
+	if st := t.ptid; st != nil && t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdx == uint64(st.addr) &&
+		t.regs.Rdi&(unix.CLONE_PARENT_SETTID|unix.CLONE_PIDFD) != 0 {
+		ff.ptid, ff.pidfd = st, t.regs.Rdi&unix.CLONE_PIDFD != 0
+	}
+	t.ptid = nil
+	t.failedFork = ff
 	// The child may have written its thread id into the parent's page.
 	s.keepSettid(t)
 	t.state = taskForkExit
@@ -334,11 +351,47 @@ func (s *Sandbox) finishFailedFork(t *task, ff *failedFork) {
 		}
 		break
 	}
+	s.undoParentTid(t, ff)
 	t.failedFork = nil
 	if s.fetchRegs(t) == nil {
 		t.regs.Rax = uint64(-int64(ff.errno))
 		t.regState = regsOwed
 	}
+}
+
+// saveParentTid returns the word at the parent_tid address of a clone
+// for a new process with CLONE_PARENT_SETTID or CLONE_PIDFD (arguments a),
+// which the host's clone overwrites, or nil.
+func (s *Sandbox) saveParentTid(t *task, a [6]uint64) *settidSave {
+	addr := hostarch.Addr(a[2])
+	if t.p.mm == nil || a[0]&(unix.CLONE_VM|unix.CLONE_THREAD) != 0 ||
+		a[0]&(unix.CLONE_PARENT_SETTID|unix.CLONE_PIDFD) == 0 || addr+4 < addr {
+		return nil
+	}
+	st := &settidSave{addr: addr}
+	if n, err := t.p.mm.CopyIn(s.ctx, addr, st.old[:], mm.IOOpts{IgnorePermissions: true}); err != nil || n != len(st.old) {
+		return nil
+	}
+	return st
+}
+
+// undoParentTid takes back from t, at the exit of its refused fork, what
+// the host's clone gave it at parent_tid: CLONE_PIDFD's descriptor is
+// closed, and the word is restored.
+func (s *Sandbox) undoParentTid(t *task, ff *failedFork) {
+	st, m := ff.ptid, t.p.mm
+	if st == nil || m == nil {
+		return
+	}
+	if ff.pidfd {
+		var b [4]byte
+		if n, err := m.CopyIn(s.ctx, st.addr, b[:], mm.IOOpts{IgnorePermissions: true}); err == nil && n == len(b) {
+			if fd := int32(binary.LittleEndian.Uint32(b[:])); fd >= 0 && (fd != int32(t.p.memFD) || !t.p.memFDOurs) {
+				s.inject(t, unix.SYS_CLOSE, uintptr(fd))
+			}
+		}
+	}
+	m.CopyOut(s.ctx, st.addr, st.old[:], mm.IOOpts{IgnorePermissions: true})
 }
 
 // hiddenExit reports whether sig, with si, is the exit signal of a fork
@@ -439,6 +492,7 @@ type settidSave struct {
 func (s *Sandbox) sysClone(t *task, a [6]uint64) sysResult {
 	t.settid = nil
 	p := t.p
+	t.ptid = s.saveParentTid(t, a)
 	addr := hostarch.Addr(a[3])
 	if p.mm == nil || a[0]&(unix.CLONE_VM|unix.CLONE_CHILD_SETTID) != unix.CLONE_CHILD_SETTID || addr+4 < addr {
 		return pass()

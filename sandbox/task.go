@@ -38,6 +38,10 @@ type task struct {
 	// event has shown that the clone made a child, to restore at
 	// forkDone.
 	settid, settidFork *settidSave
+	// ptid is the word at the parent_tid address of the task's clone
+	// with CLONE_PARENT_SETTID or CLONE_PIDFD, saved at its entry
+	// (sysClone), which a refused fork puts back (failFork).
+	ptid *settidSave
 	// failedFork is the task's fork whose child the sandbox killed
 	// unseen, until the exit of its fork system call (fork.go). Tracer
 	// goroutine.
