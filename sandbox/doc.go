@@ -80,7 +80,8 @@
 //     keeper threads), so that its RLIMIT_NOFILE does not bound how many
 //     files a program maps. To map one, the sandbox opens
 //     /proc/<vmspace>/task/<keeper>/fd/N (or, for a program that changed
-//     its user ids, the file's path) in the program process for the moment
+//     its user ids, the file's path, or, if that is out of its reach,
+//     vmspace's descriptor passed over a socket: fdpass.go) in the program process for the moment
 //     of the injected mmap and closes it again (mapFD; at a hard
 //     RLIMIT_NOFILE with every number used, at the memory file's number,
 //     lent for the moment). Accesses
@@ -209,8 +210,8 @@
 //     that arrive while vmspace uses a task.
 //   - aslr.go: whether an exec's layout is randomized; vdso.go: the
 //     host's vDSO in every program.
-//   - fds.go: descriptors in program processes (the memory file's, files
-//     opened there) and writes to their memory; limits.go: address-space
+//   - fds.go, fdpass.go: descriptors in program processes (the memory
+//     file's, files opened or passed there) and writes to their memory; limits.go: address-space
 //     limits and capabilities; hostptrace.go: ptrace requests.
 //   - as.go: the AddressSpace in the host (stubAS); stub.go: the stub
 //     pages; demo.go: the built-in demonstration program.

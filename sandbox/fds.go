@@ -113,9 +113,10 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 //     descriptor's path in vmspace's /proc (/proc/<vmspace>/task/<keeper>/fd/N
 //     for the descriptors hostfile keeps aside), or, where the program may not look into
 //     vmspace's descriptors (it changed its user ids), by the file's path,
-//     checked to be the same inode. A program at its RLIMIT_NOFILE has the
-//     limit raised past the first free descriptor for the moment of the
-//     open (beyond the hard limit only if vmspace has CAP_SYS_RESOURCE:
+//     checked to be the same inode, or, if that is out of its reach too,
+//     vmspace's own descriptor passed over a socket (passFD). A program
+//     at its RLIMIT_NOFILE has the limit raised past the first free
+//     descriptor for the moment of the open (beyond the hard limit only if vmspace has CAP_SYS_RESOURCE:
 //     else the memory file's number is lent for the moment, openAtMemFD).
 func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
 	n := f.FD()
@@ -149,7 +150,13 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 		var perr error
 		fd, perr = s.openSameFile(t, proc, flags)
 		if perr != nil {
-			err = fmt.Errorf("%w (by its path: %v)", err, perr)
+			// Out of its reach: passed over a socket (fdpass.go).
+			var serr error
+			if fd, serr = s.passFD(t, proc, flags); serr != nil {
+				err = fmt.Errorf("%w (by its path: %v; passed: %v)", err, perr, serr)
+			} else {
+				err = nil
+			}
 		} else {
 			err = nil
 		}
