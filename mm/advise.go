@@ -208,6 +208,9 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 			// anon_vma (page tables no longer empty): fork copies
 			// them, and merges see it.
 			mm.prepareAnonVMA(vseg)
+			// The whole vma is marked as possibly holding guard
+			// pages (VM_MAYBE_GUARD, VmFlags gu), without a split.
+			v.flags |= vmaMaybeGuard
 			mm.dropPagesLocked(ctx, r)
 			// Part of r may be guarded already.
 			mm.guards.RemoveRange(addrSegRange(r))

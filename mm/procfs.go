@@ -1,10 +1,13 @@
 package mm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -35,14 +38,17 @@ type VMAInfo struct {
 	PrivateDirty, SharedDirty, SharedClean uint64
 	// Pss is the proportional share of Rss.
 	Pss uint64
+	// Shmem is the part of Rss that is shared memory (shared anonymous
+	// memory, System V segments).
+	Shmem uint64
 }
 
 // VMAs returns a description of every vma, in address order.
 func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	rt := mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock(rt)
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
 	var out []VMAInfo
 	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
 		out = append(out, mm.vmaInfoLocked(ctx, vseg))
@@ -50,8 +56,8 @@ func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 	return out
 }
 
-// vmaInfoLocked describes vseg. Preconditions: mappingMu and activeMu held
-// for reading.
+// vmaInfoLocked describes vseg. Preconditions: mappingMu held for reading,
+// activeMu for writing.
 func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VMAInfo {
 	v := vseg.ValuePtr()
 	r := hostarch.AddrRange(vseg.Range())
@@ -78,11 +84,15 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
 		pr := hostarch.AddrRange(pseg.Range()).Intersect(r)
 		p := pseg.ValuePtr()
-		info.Rss += pr.Length()
+		res := mm.residentLocked(pseg, pr)
 		if p.private {
-			info.Anonymous += pr.Length()
 			fr := pmaRef{pseg}.fileRange(pr)
-			for off := fr.Start; off < fr.End; off += hostarch.PageSize {
+			for i, off := 0, fr.Start; off < fr.End; i, off = i+1, off+hostarch.PageSize {
+				if res != nil && res[i] == 0 {
+					continue
+				}
+				info.Rss += hostarch.PageSize
+				info.Anonymous += hostarch.PageSize
 				if n := mm.privateRefs.count(off); n > 1 {
 					info.SharedDirty += hostarch.PageSize
 					info.Pss += hostarch.PageSize / uint64(n)
@@ -91,15 +101,66 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 					info.Pss += hostarch.PageSize
 				}
 			}
+			continue
+		}
+		n := pr.Length()
+		if res != nil {
+			n = 0
+			for _, b := range res {
+				n += uint64(b) * hostarch.PageSize
+			}
+		}
+		info.Rss += n
+		info.Pss += n
+		if p.file == memmap.File(mm.mf) {
+			// Shared memory: its pages are dirty, and taken as
+			// mapped by this address space only.
+			info.Shmem += n
+			info.PrivateDirty += n
 		} else {
-			info.SharedClean += pr.Length()
-			info.Pss += pr.Length()
+			info.SharedClean += n
 		}
 	}
 	if v.locked() {
-		info.Locked = info.Rss
+		// Linux counts the proportional share of a locked vma's pages.
+		info.Locked = info.Pss
 	}
 	return info
+}
+
+// hostSoftDirty reports whether the host kernel tracks soft-dirty pages
+// (CONFIG_MEM_SOFT_DIRTY), whose vmas smaps marks "sd": its own smaps
+// says so. It answers true when it cannot tell.
+var hostSoftDirty = sync.OnceValue(func() bool {
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil || !bytes.Contains(b, []byte("VmFlags:")) {
+		return true
+	}
+	return bytes.Contains(b, []byte(" sd "))
+})
+
+// residentLocked returns, for the memory-file pages of pseg in r, one byte
+// per page: 1 if the page has been touched (the memory file commits a page
+// at its first access, as Linux allocates one at its first fault), else 0.
+// It returns nil for other files' pages, which are all counted as
+// resident while a pma holds them. Preconditions: activeMu held for
+// writing.
+func (mm *MemoryManager) residentLocked(pseg pmaIterator, r hostarch.AddrRange) []byte {
+	p := pseg.ValuePtr()
+	if p.file != memmap.File(mm.mf) {
+		return nil
+	}
+	if _, err := mm.internalMappingsLocked(pseg); err != nil {
+		return nil
+	}
+	out := make([]byte, r.Length()/hostarch.PageSize)
+	i := 0
+	for b := range internalMappingsOf(pseg, r).All {
+		n := b.Len() / hostarch.PageSize
+		hostMincore(b, out[i:i+n])
+		i += n
+	}
+	return out
 }
 
 // permString returns the four /proc/PID/maps permission letters.
@@ -130,8 +191,11 @@ func (v *vma) vmFlags() []string {
 	add(shared, "ms")
 	add(v.growsDown(), "gd")
 	add(v.flags.has(vmaUffdMissing), "um")
+	add(v.pfnMap(), "pf")
+	add(v.flags.has(vmaMaybeGuard), "gu")
 	add(v.flags.has(vmaUffdWP), "uw")
 	add(v.locked(), "lo")
+	add(v.pfnMap(), "io")
 	add(v.flags.has(vmaSeqRead), "sr")
 	add(v.flags.has(vmaRandRead), "rr")
 	add(v.flags.has(vmaDontFork), "dc")
@@ -141,7 +205,7 @@ func (v *vma) vmFlags() []string {
 	add(v.flags.has(vmaNoReserve), "nr")
 	add(v.flags.has(vmaWipeOnFork), "wf")
 	add(v.flags.has(vmaDontDump), "dd")
-	add(true, "sd")
+	add(hostSoftDirty(), "sd")
 	add(v.flags.has(vmaHugePage), "hg")
 	add(v.flags.has(vmaNoHugePage), "nh")
 	add(v.flags.has(vmaMergeable), "mg")
@@ -180,37 +244,13 @@ func (mm *MemoryManager) SmapsText(ctx context.Context) string {
 	var b strings.Builder
 	for _, vi := range mm.VMAs(ctx) {
 		writeMapsLine(&b, &vi)
-		kb := func(label string, n uint64) {
-			b.WriteString(label)
-			s := strconv.FormatUint(n>>10, 10)
-			if len(s) < 8 {
-				b.WriteString(strings.Repeat(" ", 8-len(s)))
-			}
-			b.WriteString(s)
-			b.WriteString(" kB\n")
-		}
-		kb("Size:           ", vi.Range.Length())
-		kb("KernelPageSize: ", hostarch.PageSize)
-		kb("MMUPageSize:    ", hostarch.PageSize)
-		kb("Rss:            ", vi.Rss)
-		kb("Pss:            ", vi.Pss)
-		kb("Pss_Dirty:      ", vi.PrivateDirty+vi.SharedDirty)
-		kb("Shared_Clean:   ", vi.SharedClean)
-		kb("Shared_Dirty:   ", vi.SharedDirty)
-		kb("Private_Clean:  ", 0)
-		kb("Private_Dirty:  ", vi.PrivateDirty)
-		kb("Referenced:     ", vi.Rss)
-		kb("Anonymous:      ", vi.Anonymous)
-		kb("KSM:            ", 0)
-		kb("LazyFree:       ", 0)
-		kb("AnonHugePages:  ", 0)
-		kb("ShmemPmdMapped: ", 0)
-		kb("FilePmdMapped:  ", 0)
-		fmt.Fprintf(&b, "Shared_Hugetlb: %8d kB\n", 0)
-		fmt.Fprintf(&b, "Private_Hugetlb: %7d kB\n", 0)
-		kb("Swap:           ", 0)
-		kb("SwapPss:        ", 0)
-		kb("Locked:         ", vi.Locked)
+		writeKB(&b, "Size:", vi.Range.Length())
+		writeKB(&b, "KernelPageSize:", hostarch.PageSize)
+		writeKB(&b, "MMUPageSize:", hostarch.PageSize)
+		writeKB(&b, "Rss:", vi.Rss)
+		writeKB(&b, "Pss:", vi.Pss)
+		writeKB(&b, "Pss_Dirty:", vi.PrivateDirty+vi.SharedDirty)
+		writeSmapsCounts(&b, &vi)
 		fmt.Fprintf(&b, "THPeligible:    %8d\n", 0)
 		b.WriteString("VmFlags: ")
 		for _, f := range vi.Flags {
@@ -233,8 +273,8 @@ type MemoryStats struct {
 func (mm *MemoryManager) Stats() MemoryStats {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	rt := mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock(rt)
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
 	s := MemoryStats{
 		VmPeak: mm.peakAS,
 		VmSize: mm.usageAS,
@@ -245,13 +285,26 @@ func (mm *MemoryManager) Stats() MemoryStats {
 		VmStk:  mm.stackAS,
 		VmExe:  mm.execAS,
 	}
+	// Only touched pages are resident (see residentLocked): private
+	// memory is RssAnon, shared memory of the memory file RssShmem,
+	// other files' pages RssFile.
 	for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
-		if pseg.ValuePtr().private {
-			s.RssAnon += uint64(pseg.Range().Length())
-		} else {
-			s.RssFile += uint64(pseg.Range().Length())
+		p := pseg.ValuePtr()
+		var n uint64
+		for _, r := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range())) {
+			n += r.Length()
+		}
+		switch {
+		case p.private:
+			s.RssAnon += n
+		case p.file == memmap.File(mm.mf):
+			s.RssShmem += n
+		default:
+			s.RssFile += n
 		}
 	}
+	s.VmRSS = s.RssAnon + s.RssFile + s.RssShmem
+	s.VmHWM = max(s.VmHWM, s.VmRSS)
 	// Page-table pages: one 4 KiB table per 2 MiB of mapped address
 	// space, as a lower bound of Linux's figure.
 	s.VmPTE = (mm.usageAS + hostarch.HugePageSize - 1) / hostarch.HugePageSize * hostarch.PageSize
@@ -347,4 +400,359 @@ func (mm *MemoryManager) Regions(ar hostarch.AddrRange) []Region {
 		addr = end
 	}
 	return out
+}
+
+// writeKB writes one "Label:   N kB" line of smaps and smaps_rollup: the
+// label padded to 16 columns, the size in kB right-aligned in 8.
+func writeKB(b *strings.Builder, label string, n uint64) {
+	b.WriteString(label)
+	if pad := 16 - len(label); pad > 0 {
+		b.WriteString(strings.Repeat(" ", pad))
+	}
+	s := strconv.FormatUint(n>>10, 10)
+	if len(s) < 8 {
+		b.WriteString(strings.Repeat(" ", 8-len(s)))
+	}
+	b.WriteString(s)
+	b.WriteString(" kB\n")
+}
+
+// SmapsRollupText returns the text of /proc/PID/smaps_rollup: the sums of
+// smaps' figures over every vma, under a header line spanning them.
+func (mm *MemoryManager) SmapsRollupText(ctx context.Context) string {
+	vmas := mm.VMAs(ctx)
+	var b strings.Builder
+	var sum VMAInfo
+	var pssAnon, pssFile uint64
+	for i := range vmas {
+		vi := &vmas[i]
+		sum.Rss += vi.Rss
+		sum.Pss += vi.Pss
+		sum.PrivateDirty += vi.PrivateDirty
+		sum.SharedDirty += vi.SharedDirty
+		sum.SharedClean += vi.SharedClean
+		sum.Anonymous += vi.Anonymous
+		sum.Locked += vi.Locked
+		// Files' and shared memory's pages count in full; private
+		// ones proportionally.
+		pssAnon += vi.Pss - vi.SharedClean - vi.Shmem
+		pssFile += vi.SharedClean
+		sum.Shmem += vi.Shmem
+	}
+	if len(vmas) > 0 {
+		sum.Range = hostarch.AddrRange{Start: vmas[0].Range.Start, End: vmas[len(vmas)-1].Range.End}
+	}
+	sum.Perms, sum.Name = "---p", "[rollup]"
+	writeMapsLine(&b, &sum)
+	writeKB(&b, "Rss:", sum.Rss)
+	writeKB(&b, "Pss:", sum.Pss)
+	writeKB(&b, "Pss_Dirty:", sum.PrivateDirty+sum.SharedDirty)
+	writeKB(&b, "Pss_Anon:", pssAnon)
+	writeKB(&b, "Pss_File:", pssFile)
+	writeKB(&b, "Pss_Shmem:", sum.Shmem)
+	writeSmapsCounts(&b, &sum)
+	return b.String()
+}
+
+// writeSmapsCounts writes the figures that smaps and smaps_rollup share,
+// from Shared_Clean to Locked.
+func writeSmapsCounts(b *strings.Builder, vi *VMAInfo) {
+	writeKB(b, "Shared_Clean:", vi.SharedClean)
+	writeKB(b, "Shared_Dirty:", vi.SharedDirty)
+	writeKB(b, "Private_Clean:", 0)
+	writeKB(b, "Private_Dirty:", vi.PrivateDirty)
+	writeKB(b, "Referenced:", vi.Rss)
+	writeKB(b, "Anonymous:", vi.Anonymous)
+	writeKB(b, "KSM:", 0)
+	writeKB(b, "LazyFree:", 0)
+	writeKB(b, "AnonHugePages:", 0)
+	writeKB(b, "ShmemPmdMapped:", 0)
+	writeKB(b, "FilePmdMapped:", 0)
+	writeKB(b, "Shared_Hugetlb:", 0)
+	writeKB(b, "Private_Hugetlb:", 0)
+	writeKB(b, "Swap:", 0)
+	writeKB(b, "SwapPss:", 0)
+	writeKB(b, "Locked:", vi.Locked)
+}
+
+// StatmText returns the text of /proc/PID/statm: sizes in pages of the
+// address space, the resident set, its shared (file) part, the program's
+// text, 0 (library, unused since Linux 2.6) and data plus stack.
+func (mm *MemoryManager) StatmText() string {
+	s := mm.Stats()
+	pg := func(n uint64) uint64 { return n / hostarch.PageSize }
+	return fmt.Sprintf("%d %d %d %d 0 %d 0\n", pg(s.VmSize), pg(s.RssAnon+s.RssFile+s.RssShmem),
+		pg(s.RssFile+s.RssShmem), pg(s.VmExe), pg(s.VmData+s.VmStk))
+}
+
+// NumaMapsText returns the text of /proc/PID/numa_maps for a machine with
+// one node: per vma, its start, policy, what it maps, and its resident
+// pages (anonymous, dirty, mapped, the most mappings of one page).
+func (mm *MemoryManager) NumaMapsText(ctx context.Context) string {
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	var b strings.Builder
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		v := vseg.ValuePtr()
+		vi := mm.vmaInfoLocked(ctx, vseg)
+		fmt.Fprintf(&b, "%08x %s", uint64(vi.Range.Start), numaPolicyString(v.numaPolicy, v.numaNodemask))
+		switch {
+		case v.id != nil:
+			b.WriteString(" file=")
+			b.WriteString(escapePath(vi.Name, "\n\t= "))
+		case vi.Name == "[heap]":
+			b.WriteString(" heap")
+		case vi.Name == "[stack]":
+			b.WriteString(" stack")
+		}
+		// Resident pages: private (anonymous, dirty), shared memory
+		// (dirty), files' (clean, mapped).
+		var pages, anon, dirty uint64
+		maxMap := 1
+		r := vi.Range
+		for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
+			p := pseg.ValuePtr()
+			pr := hostarch.AddrRange(pseg.Range()).Intersect(r)
+			res := mm.residentLocked(pseg, pr)
+			fr := pmaRef{pseg}.fileRange(pr)
+			for i, off := 0, fr.Start; off < fr.End; i, off = i+1, off+hostarch.PageSize {
+				if res != nil && res[i] == 0 {
+					continue
+				}
+				pages++
+				switch {
+				case p.private:
+					anon++
+					dirty++
+					maxMap = max(maxMap, int(mm.privateRefs.count(off)))
+				case p.file == memmap.File(mm.mf):
+					dirty++
+				}
+			}
+		}
+		if pages != 0 {
+			if anon != 0 {
+				fmt.Fprintf(&b, " anon=%d", anon)
+			}
+			if dirty != 0 {
+				fmt.Fprintf(&b, " dirty=%d", dirty)
+			}
+			if pages != anon && pages != dirty {
+				fmt.Fprintf(&b, " mapped=%d", pages)
+			}
+			if maxMap > 1 {
+				fmt.Fprintf(&b, " mapmax=%d", maxMap)
+			}
+			fmt.Fprintf(&b, " N0=%d kernelpagesize_kB=%d", pages, hostarch.PageSize>>10)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// numaPolicyString formats a policy as numa_maps shows it.
+func numaPolicyString(policy int32, nodemask uint64) string {
+	nodes := func() string {
+		var parts []string
+		for n := 0; n < 64; n++ {
+			if nodemask&(1<<n) == 0 {
+				continue
+			}
+			e := n
+			for e+1 < 64 && nodemask&(1<<(e+1)) != 0 {
+				e++
+			}
+			if e == n {
+				parts = append(parts, strconv.Itoa(n))
+			} else {
+				parts = append(parts, fmt.Sprintf("%d-%d", n, e))
+			}
+			n = e
+		}
+		return strings.Join(parts, ",")
+	}
+	switch policy {
+	case MPolPreferred:
+		return "prefer:" + nodes()
+	case MPolBind:
+		return "bind:" + nodes()
+	case MPolInterleave:
+		return "interleave:" + nodes()
+	case MPolLocal:
+		return "local"
+	}
+	return "default"
+}
+
+// PageState describes one page of an address space as /proc/PID/pagemap
+// and its PAGEMAP_SCAN ioctl see it.
+type PageState uint8
+
+const (
+	// PageInVMA: a vma maps the page.
+	PageInVMA PageState = 1 << iota
+	// PagePresent: the page is resident (a pma holds it).
+	PagePresent
+	// PageFile: the resident page is a file's or shared memory, not
+	// private anonymous memory.
+	PageFile
+	// PageExclusive: the resident private page is this address space's
+	// alone (not shared with a fork).
+	PageExclusive
+	// PageGuard: the page is in a guard region (MADV_GUARD_INSTALL).
+	PageGuard
+	// PageTable: Linux would have a page table for the page: another
+	// page of its 2 MiB-aligned block is resident or guarded.
+	PageTable
+	// PagePFNMap: the vma maps pages without struct pages (the vDSO's
+	// data), which PAGEMAP_SCAN skips.
+	PagePFNMap
+	// PageHostFile: the resident page is a host file's page mapped
+	// directly: the host's own pagemap describes it exactly.
+	PageHostFile
+)
+
+// PageStates returns the state of every page of ar (page-aligned), in
+// order.
+func (mm *MemoryManager) PageStates(ar hostarch.AddrRange) []PageState {
+	n := ar.Length() / hostarch.PageSize
+	out := make([]PageState, n)
+	if n == 0 {
+		return out
+	}
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	idx := func(a hostarch.Addr) uint64 { return uint64(a-ar.Start) / hostarch.PageSize }
+	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		st := PageInVMA
+		if vseg.ValuePtr().pfnMap() {
+			st |= PagePFNMap
+		}
+		for i := idx(r.Start); i < idx(r.End); i++ {
+			out[i] = st
+		}
+	}
+	// Page tables cover 2 MiB-aligned blocks: look at the blocks ar
+	// touches.
+	blocks := hostarch.AddrRange{Start: ar.Start &^ (hugePageSize - 1), End: (ar.End + hugePageSize - 1) &^ (hugePageSize - 1)}
+	if blocks.End < ar.End {
+		blocks.End = ^hostarch.Addr(0) &^ (hugePageSize - 1)
+	}
+	tables := make(map[hostarch.Addr]bool)
+	for pseg := mm.pmas.LowerBoundSegment(blocks.Start); pseg.Ok() && pseg.Start() < blocks.End; pseg = pseg.NextSegment() {
+		pr := hostarch.AddrRange(pseg.Range())
+		r := pr.Intersect(ar)
+		// Only touched pages are present, and only their blocks have
+		// page tables.
+		for _, tr := range mm.residentRunsLocked(pseg, pr.Intersect(blocks)) {
+			markTables(tables, tr)
+		}
+		if r.Length() == 0 {
+			continue
+		}
+		res := mm.residentLocked(pseg, r)
+		p := pseg.ValuePtr()
+		st := PagePresent
+		if !p.private {
+			st |= PageFile
+			if p.file != memmap.File(mm.mf) {
+				st |= PageHostFile
+			} else {
+				// Shared memory, taken as mapped by this address
+				// space only.
+				st |= PageExclusive
+			}
+		}
+		if p.private {
+			fr := pmaRef{pseg}.fileRange(r)
+			for off, i := fr.Start, idx(r.Start); off < fr.End; off, i = off+hostarch.PageSize, i+1 {
+				if res != nil && res[i-idx(r.Start)] == 0 {
+					continue
+				}
+				out[i] |= st
+				if mm.privateRefs.count(off) <= 1 {
+					out[i] |= PageExclusive
+				}
+			}
+			continue
+		}
+		for i := idx(r.Start); i < idx(r.End); i++ {
+			if res != nil && res[i-idx(r.Start)] == 0 {
+				continue
+			}
+			out[i] |= st
+		}
+	}
+	for g := mm.guards.LowerBoundSegment(blocks.Start); g.Ok() && g.Start() < blocks.End; g = g.NextSegment() {
+		gr := hostarch.AddrRange(g.Range())
+		markTables(tables, gr.Intersect(blocks))
+		r := gr.Intersect(ar)
+		for i := idx(r.Start); i < idx(r.End); i++ {
+			out[i] |= PageGuard
+		}
+	}
+	for i := range out {
+		if tables[(ar.Start+hostarch.Addr(uint64(i)*hostarch.PageSize))&^(hugePageSize-1)] {
+			out[i] |= PageTable
+		}
+	}
+	return out
+}
+
+// markTables records in tables the 2 MiB-aligned blocks that r touches.
+func markTables(tables map[hostarch.Addr]bool, r hostarch.AddrRange) {
+	for b := r.Start &^ (hugePageSize - 1); b < r.End; b += hugePageSize {
+		tables[b] = true
+		if b+hugePageSize < b {
+			break
+		}
+	}
+}
+
+// residentRunsLocked returns the runs of touched pages of pseg in r (all of
+// r for other files than the memory file). Preconditions: activeMu held
+// for writing.
+func (mm *MemoryManager) residentRunsLocked(pseg pmaIterator, r hostarch.AddrRange) []hostarch.AddrRange {
+	if r.Length() == 0 {
+		return nil
+	}
+	res := mm.residentLocked(pseg, r)
+	if res == nil {
+		return []hostarch.AddrRange{r}
+	}
+	var out []hostarch.AddrRange
+	for i, b := range res {
+		if b == 0 {
+			continue
+		}
+		a := r.Start + hostarch.Addr(uint64(i)*hostarch.PageSize)
+		if n := len(out); n > 0 && out[n-1].End == a {
+			out[n-1].End += hostarch.PageSize
+		} else {
+			out = append(out, hostarch.AddrRange{Start: a, End: a + hostarch.PageSize})
+		}
+	}
+	return out
+}
+
+// escapePath escapes the characters of esc and backslashes in path as
+// Linux's seq_file_path does: as a backslash and three octal digits.
+func escapePath(path, esc string) string {
+	if !strings.ContainsAny(path, esc+"\\") {
+		return path
+	}
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c == '\\' || strings.IndexByte(esc, c) >= 0 {
+			fmt.Fprintf(&b, "\\%03o", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }

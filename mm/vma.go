@@ -137,6 +137,10 @@ const (
 	vmaUffdMissing
 	vmaUffdWP
 	vmaUffdMinor
+	// vmaMaybeGuard: MADV_GUARD_INSTALL was used in the vma (Linux's
+	// VM_MAYBE_GUARD, VmFlags gu). Sticky: merges ignore it and keep it
+	// if either side has it.
+	vmaMaybeGuard
 )
 
 // vmaUnlockable are the flags of vmas that mlock and mlockall leave
@@ -390,7 +394,7 @@ func (vmaSetFunctions) Merge(r1 addrSegRange, v1 vma, r2 addrSegRange, v2 vma) (
 		v1.off+uint64(r1.Length()) != v2.off ||
 		v1.realPerms != v2.realPerms ||
 		v1.maxPerms != v2.maxPerms ||
-		v1.flags != v2.flags ||
+		v1.flags&^vmaMaybeGuard != v2.flags&^vmaMaybeGuard ||
 		v1.mlockMode != v2.mlockMode ||
 		v1.numaPolicy != v2.numaPolicy ||
 		v1.numaNodemask != v2.numaNodemask ||
@@ -399,6 +403,7 @@ func (vmaSetFunctions) Merge(r1 addrSegRange, v1 vma, r2 addrSegRange, v2 vma) (
 		v1.name != v2.name {
 		return vma{}, false
 	}
+	v1.flags |= v2.flags & vmaMaybeGuard
 	if v2.id != nil {
 		// The merged vma keeps v1's reference; drop v2's.
 		v2.id.DecRef(context.Background())

@@ -220,14 +220,18 @@
 //     forks, execs, exits, address spaces' ends, memory calls' times,
 //     the timeline's samples after stops); each is a nil check without
 //     a report.
+//   - procview.go, procview_io.go, procview_ioctl.go: the program's
+//     /proc/PID/maps, smaps, smaps_rollup, numa_maps, status, statm,
+//     pagemap and mem, served from the memory managers (opens watched at
+//     their exit, reads and ioctls at their stop).
 //
 // # Limits
 //
 // vmspace run is not an isolation boundary: all other system calls reach
 // the host kernel. Job control does not stop programs (group-stops are
 // resumed); programs cannot be traced (ptrace) inside the sandbox;
-// /proc/PID/maps, smaps and cmdline are the host's view (the memory file's
-// mappings); processes left running when the first one exits are waited
+// /proc/PID/cmdline and the /proc files procview.go does not serve are the
+// host's view (the memory file's mappings); processes left running when the first one exits are waited
 // for; a private copy of a file page keeps its data after the host file is
 // truncated below it, where Linux raises SIGBUS (vmspace does not see
 // truncations made by the host).

@@ -246,6 +246,9 @@ type Sandbox struct {
 	// unflushed are the address spaces with pending unmaps (see
 	// stubAS.pending), made before any task using them runs on.
 	unflushed map[*stubAS]struct{}
+	// views are the program's open /proc files that vmspace serves
+	// (procview.go). Tracer goroutine.
+	views procViews
 }
 
 func newSandbox(opts Options) (*Sandbox, error) {

@@ -90,6 +90,7 @@ func (s *Sandbox) syscall(t *task) {
 			return
 		}
 		s.watchTruncation(t, nr, a)
+		s.watchProcOpen(t, nr, a)
 		s.resume(t, 0, nil)
 	}
 }
@@ -106,6 +107,9 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 	if s.opensMemFile(t, nr, a) {
 		// As for a descriptor that is not open.
 		return retErr(unix.ENOENT)
+	}
+	if res, ok := s.viewCall(t, nr, a); ok {
+		return res
 	}
 	switch nr {
 	case unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT, unix.SYS_BRK,

@@ -1,0 +1,460 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/mm"
+	"golang.org/x/sys/unix"
+)
+
+// Views of managed processes' memory through /proc.
+//
+// The host kernel knows a managed process's memory only as vmspace maps it
+// (shared mappings of the memory file, made as late as possible), so its
+// /proc/PID/maps, smaps, pagemap, mem, ... would describe the stub, not
+// the program's memory. vmspace serves those files itself: an open of one
+// of them (by any path: /proc/self, /proc/thread-self, /proc/PID,
+// /proc/PID/task/TID, relative to a directory descriptor) runs on the host
+// as usual, so that its errors are Linux's, and stops at its exit
+// (watchProcOpen), where the descriptor the kernel returned names the file
+// it opened (its /proc/PID/fd link). If that is one of the files below of a
+// process the sandbox manages, vmspace replaces the descriptor, at the same
+// number and with the same flags, by one of a memfd of its own (a view),
+// and remembers the memfd's inode (Sandbox.views). Every read, write or
+// ioctl with a buffer already stops for the tracer (seccomp.go), and
+// finds out from the descriptor's inode whether it is a view: nothing
+// needs to follow descriptors through dup, fork, exec or close.
+//
+//   - Text views (maps, smaps, smaps_rollup, numa_maps, status, statm)
+//     hold their text in the memfd, which the host reads: vmspace writes
+//     it at the open and again before every read from offset 0, like
+//     Linux's seq_file, which regenerates the text when a reader starts
+//     over; later reads continue in that text. status is the host's with
+//     the Vm and Rss lines taken from the memory manager.
+//   - pagemap and mem are served entirely by vmspace: reads and writes at
+//     the descriptor's position (or the call's), which the memfd keeps
+//     (lseek works as on any file), are made through the memory
+//     managers, and PAGEMAP_SCAN on pagemap and PROCMAP_QUERY on maps are
+//     answered by vmspace.
+//
+// Like Linux's, the files that describe an address space (all but status
+// and statm) keep describing the one the process had when they were
+// opened: after that process execs or exits they read as empty.
+//
+// Limits: fstat and readlink show a memfd; the views are not updated for
+// reads that do not stop (sendfile, splice, copy_file_range with no
+// offset pointer, io_uring); lseek with SEEK_END works on them, where Linux
+// refuses it on mem and pagemap.
+
+// viewKind is which /proc file a view shows.
+type viewKind uint8
+
+const (
+	viewMaps viewKind = iota + 1
+	viewSmaps
+	viewSmapsRollup
+	viewNumaMaps
+	viewStatus
+	viewStatm
+	viewPagemap
+	viewMem
+)
+
+// viewNames are the /proc/PID files served as views.
+var viewNames = map[string]viewKind{
+	"maps": viewMaps, "smaps": viewSmaps, "smaps_rollup": viewSmapsRollup, "numa_maps": viewNumaMaps,
+	"status": viewStatus, "statm": viewStatm, "pagemap": viewPagemap, "mem": viewMem,
+}
+
+// binary reports whether the kind is served by vmspace at every access.
+func (k viewKind) binary() bool { return k == viewPagemap || k == viewMem }
+
+// procView is one open /proc file of a managed process.
+type procView struct {
+	kind viewKind
+	// m is the address space the file was opened on.
+	m *mm.MemoryManager
+	// pid and tid are the process and thread its path named (tid ==
+	// pid for /proc/PID/...).
+	pid, tid int
+	// showPFN is whether the opener could see page frame numbers in
+	// pagemap (CAP_SYS_ADMIN).
+	showPFN bool
+}
+
+// viewKey identifies a view's memfd.
+type viewKey struct{ dev, ino uint64 }
+
+// procViews are the views of a sandbox. Like everything the Sandbox holds,
+// they are used only by the tracer goroutine.
+type procViews struct {
+	// byFile maps a memfd's inode to its view.
+	byFile map[viewKey]*procView
+	// pruneAt is the size of byFile at which views no program descriptor
+	// refers to any more are forgotten.
+	pruneAt int
+}
+
+// viewPruneMin is the least pruneAt.
+const viewPruneMin = 64
+
+// watchProcOpen is called at the entry of a system call that the host
+// will run for t: an open whose last path component names a file served
+// as a view stops at its exit, where procOpened looks at what it opened.
+func (s *Sandbox) watchProcOpen(t *task, nr int, a [6]uint64) {
+	var pathp, flags uint64
+	switch nr {
+	case unix.SYS_OPEN:
+		pathp, flags = a[0], a[1]
+	case unix.SYS_OPENAT:
+		pathp, flags = a[1], a[2]
+	case unix.SYS_OPENAT2:
+		w, ok := s.readWords(t, a[2], 1)
+		if !ok {
+			return
+		}
+		pathp, flags = a[1], w[0]
+	default:
+		return
+	}
+	if flags&unix.O_PATH != 0 || t.p.mm == nil || pathp == 0 {
+		return
+	}
+	buf := make([]byte, unix.PathMax)
+	n, _ := t.p.mm.CopyIn(s.ctx, hostarch.Addr(pathp), buf, mm.IOOpts{})
+	path, _, ok := strings.Cut(string(buf[:n]), "\x00")
+	if !ok {
+		return
+	}
+	if _, ok := viewNames[path[strings.LastIndexByte(path, '/')+1:]]; !ok {
+		return
+	}
+	prev := t.atExit
+	t.atExit = func(t *task) {
+		if prev != nil {
+			prev(t)
+		}
+		s.procOpened(t, flags)
+	}
+}
+
+// procOpened is called at the exit of an open that watchProcOpen watched:
+// if it opened a view's file of a managed process, the descriptor is
+// replaced by a view.
+func (s *Sandbox) procOpened(t *task, flags uint64) {
+	if s.fetchRegs(t) != nil {
+		return
+	}
+	if _, bad := errnoOf(uintptr(t.regs.Rax)); bad {
+		return
+	}
+	fd := int(t.regs.Rax)
+	link := fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd)
+	var sfs unix.Statfs_t
+	if unix.Statfs(link, &sfs) != nil || sfs.Type != unix.PROC_SUPER_MAGIC {
+		return
+	}
+	target, err := os.Readlink(link)
+	if err != nil {
+		return
+	}
+	kind, pid, tid, ok := parseViewPath(target)
+	if !ok {
+		return
+	}
+	tt := s.tasks[tid]
+	if tt == nil || tt.p.pid != pid || tt.p.mm == nil {
+		return
+	}
+	v := &procView{kind: kind, m: tt.p.mm, pid: pid, tid: tid}
+	if kind == viewPagemap {
+		v.showPFN = hasCapSysAdmin(t)
+	}
+	if err := s.installView(t, fd, flags, v); err != nil && debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: /proc view %s of %d: %v\n", target, pid, err)
+	}
+}
+
+// parseViewPath parses the path of an open /proc file:
+// /proc/PID/NAME or /proc/PID/task/TID/NAME.
+func parseViewPath(path string) (kind viewKind, pid, tid int, ok bool) {
+	rest, ok := strings.CutPrefix(path, "/proc/")
+	if !ok {
+		return 0, 0, 0, false
+	}
+	parts := strings.Split(rest, "/")
+	var err error
+	switch {
+	case len(parts) == 2:
+		pid, err = strconv.Atoi(parts[0])
+		tid = pid
+	case len(parts) == 4 && parts[1] == "task":
+		pid, err = strconv.Atoi(parts[0])
+		if err == nil {
+			tid, err = strconv.Atoi(parts[2])
+		}
+	default:
+		return 0, 0, 0, false
+	}
+	kind = viewNames[parts[len(parts)-1]]
+	if err != nil || kind == 0 || pid <= 0 || tid <= 0 {
+		return 0, 0, 0, false
+	}
+	return kind, pid, tid, true
+}
+
+// hasCapSysAdmin reports whether t has CAP_SYS_ADMIN in effect.
+func hasCapSysAdmin(t *task) bool {
+	caps, ok := effectiveCaps(fmt.Sprintf("/proc/%d/task/%d/status", t.p.pid, t.tid))
+	return ok && caps&(1<<unix.CAP_SYS_ADMIN) != 0
+}
+
+// installView puts a view's memfd at descriptor fd of t's process, in
+// place of the host file the program opened with flags.
+func (s *Sandbox) installView(t *task, fd int, flags uint64, v *procView) error {
+	mfd, err := unix.MemfdCreate("vmspace-proc-view", unix.MFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(mfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(mfd, &st); err != nil {
+		return err
+	}
+	if !v.kind.binary() {
+		if _, err := unix.Pwrite(mfd, s.viewText(v), 0); err != nil {
+			return err
+		}
+	}
+	open := int(flags)&(unix.O_ACCMODE|unix.O_NONBLOCK|unix.O_APPEND) | unix.O_CLOEXEC
+	nfd, err := s.openIn(t, fmt.Sprintf("/proc/%d/fd/%d", s.selfPid, mfd), open)
+	if err != nil {
+		return err
+	}
+	dflags := uintptr(0)
+	if flags&unix.O_CLOEXEC != 0 {
+		dflags = unix.O_CLOEXEC
+	}
+	r, err := s.inject(t, unix.SYS_DUP3, uintptr(nfd), uintptr(fd), dflags)
+	s.closeIn(t, nfd)
+	if err != nil {
+		return err
+	}
+	if e, bad := errnoOf(r); bad {
+		return e
+	}
+	vs := &s.views
+	if vs.byFile == nil {
+		vs.byFile = make(map[viewKey]*procView)
+		vs.pruneAt = viewPruneMin
+	}
+	vs.byFile[viewKey{uint64(st.Dev), st.Ino}] = v
+	if len(vs.byFile) >= vs.pruneAt {
+		s.pruneViews()
+	}
+	return nil
+}
+
+// pruneViews forgets the views that no descriptor of a managed process
+// refers to any more.
+func (s *Sandbox) pruneViews() {
+	vs := &s.views
+	live := make(map[viewKey]bool)
+	for _, p := range s.procs {
+		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+		if err != nil {
+			// Cannot tell: keep everything.
+			vs.pruneAt = 2 * len(vs.byFile)
+			return
+		}
+		for _, e := range ents {
+			var st unix.Stat_t
+			if unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", p.pid, e.Name()), &st) == nil {
+				live[viewKey{uint64(st.Dev), st.Ino}] = true
+			}
+		}
+	}
+	for k := range vs.byFile {
+		if !live[k] {
+			delete(vs.byFile, k)
+		}
+	}
+	vs.pruneAt = max(viewPruneMin, 2*len(vs.byFile))
+}
+
+// viewOf returns the view that descriptor fd of t's process holds, or nil.
+func (s *Sandbox) viewOf(t *task, fd int32) *procView {
+	if fd < 0 || len(s.views.byFile) == 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd), &st) != nil {
+		return nil
+	}
+	return s.views.byFile[viewKey{uint64(st.Dev), st.Ino}]
+}
+
+// viewCall serves system call nr if it reads, writes or controls a view;
+// ok is false if it does not concern a view.
+func (s *Sandbox) viewCall(t *task, nr int, a [6]uint64) (res sysResult, ok bool) {
+	switch nr {
+	case unix.SYS_READ, unix.SYS_PREAD64, unix.SYS_READV, unix.SYS_PREADV, unix.SYS_PREADV2,
+		unix.SYS_WRITE, unix.SYS_PWRITE64, unix.SYS_WRITEV, unix.SYS_PWRITEV, unix.SYS_PWRITEV2,
+		unix.SYS_IOCTL:
+	default:
+		return sysResult{}, false
+	}
+	v := s.viewOf(t, int32(a[0]))
+	if v == nil || t.p.mm == nil {
+		return sysResult{}, false
+	}
+	fd := int(int32(a[0]))
+	if nr == unix.SYS_IOCTL {
+		switch {
+		case v.kind == viewMaps && uint32(a[1]) == procmapQuery:
+			return s.procmapQuery(t, v, a[2]), true
+		case v.kind == viewPagemap && uint32(a[1]) == pagemapScan:
+			return s.pagemapScan(t, v, a[2]), true
+		}
+		return pass(), true
+	}
+	if v.kind.binary() {
+		return s.viewIO(t, nr, a, v), true
+	}
+	// A text view: regenerated by a read from offset 0.
+	var off int64
+	switch nr {
+	case unix.SYS_PREAD64, unix.SYS_PREADV:
+		off = int64(a[3])
+	case unix.SYS_PREADV2:
+		off = int64(a[3])
+		if off == -1 {
+			off = s.viewPos(t, fd)
+		}
+	case unix.SYS_READ, unix.SYS_READV:
+		off = s.viewPos(t, fd)
+	default:
+		return pass(), true
+	}
+	if off == 0 {
+		s.refreshView(t, fd, v)
+	}
+	return pass(), true
+}
+
+// viewPos returns the position of descriptor fd of t's process, or -1.
+func (s *Sandbox) viewPos(t *task, fd int) int64 {
+	hfd, err := s.getFD(t.p, fd)
+	if err != nil {
+		return -1
+	}
+	defer unix.Close(hfd)
+	off, err := unix.Seek(hfd, 0, unix.SEEK_CUR)
+	if err != nil {
+		return -1
+	}
+	return off
+}
+
+// refreshView writes the present text of v into the memfd at descriptor fd
+// of t's process.
+func (s *Sandbox) refreshView(t *task, fd int, v *procView) {
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd), os.O_RDWR|os.O_TRUNC, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	f.WriteAt(s.viewText(v), 0)
+}
+
+// viewText returns the present text of a text view.
+func (s *Sandbox) viewText(v *procView) []byte {
+	if v.kind == viewStatus || v.kind == viewStatm {
+		// These follow the thread, whatever its address space is now.
+		host, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/%s", v.pid, v.tid, map[viewKind]string{viewStatus: "status", viewStatm: "statm"}[v.kind]))
+		if err != nil {
+			return nil
+		}
+		tt := s.tasks[v.tid]
+		if tt == nil || tt.p.mm == nil {
+			return host
+		}
+		if v.kind == viewStatm {
+			return []byte(tt.p.mm.StatmText())
+		}
+		return mergeStatus(host, tt.p.mm.StatusText())
+	}
+	m := v.m
+	if m.Users() == 0 {
+		return nil
+	}
+	switch v.kind {
+	case viewMaps:
+		return []byte(m.MapsText(s.ctx) + gateVMA().maps)
+	case viewSmaps:
+		return []byte(m.SmapsText(s.ctx) + gateVMA().smaps)
+	case viewSmapsRollup:
+		return []byte(m.SmapsRollupText(s.ctx))
+	case viewNumaMaps:
+		return []byte(m.NumaMapsText(s.ctx))
+	}
+	return nil
+}
+
+// mergeStatus returns the host's /proc/PID/status text with the lines that
+// vm (the memory manager's Vm and Rss lines) has replaced.
+func mergeStatus(host []byte, vm string) []byte {
+	ours := make(map[string]string)
+	var order []string
+	for _, l := range strings.SplitAfter(vm, "\n") {
+		if name, _, ok := strings.Cut(l, ":"); ok {
+			ours[name] = l
+			order = append(order, name)
+		}
+	}
+	var out bytes.Buffer
+	done := false
+	sc := bufio.NewScanner(bytes.NewReader(host))
+	for sc.Scan() {
+		l := sc.Text()
+		name, _, _ := strings.Cut(l, ":")
+		if _, mine := ours[name]; mine {
+			if !done {
+				// All of ours where the host's first one was.
+				for _, n := range order {
+					out.WriteString(ours[n])
+				}
+				done = true
+			}
+			continue
+		}
+		out.WriteString(l)
+		out.WriteByte('\n')
+	}
+	return out.Bytes()
+}
+
+// gateText is the host's gate vma ([vsyscall]), which Linux lists in maps
+// and smaps after every vma of the address space.
+type gateText struct{ maps, smaps string }
+
+// gateVMA returns the host's gate vma lines (empty if it has none), read
+// once from vmspace's own smaps.
+var gateVMA = sync.OnceValue(func() gateText {
+	g := gateText{}
+	if b, err := os.ReadFile("/proc/self/smaps"); err == nil {
+		if i := bytes.LastIndex(b, []byte("[vsyscall]\n")); i >= 0 {
+			start := bytes.LastIndexByte(b[:i], '\n') + 1
+			g.smaps = string(b[start:])
+			g.maps = string(b[start : i+len("[vsyscall]\n")])
+		}
+	}
+	return g
+})
