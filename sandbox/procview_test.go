@@ -283,7 +283,10 @@ static void q(int fd, const char *what, uint64_t addr, uint64_t flags, uint32_t 
 	int r = ioctl(fd, PROCMAP_QUERY, &a);
 	printf("query %s flags %llx: %d %s", what, (unsigned long long)flags, r, r ? strerror(errno) : "");
 	if (r == 0) {
-		printf(" [%lx,%lx) flags %llx page %llu offset %llx inode %d dev %u:%u namesz %u", rel(a.vma_start), rel(a.vma_end),
+		// (Beyond BASE's region: the program, placed by ASLR natively.)
+		if (rel(a.vma_start) < 0 || rel(a.vma_start) >= 0x100000) printf(" elsewhere");
+		else printf(" [%lx,%lx)", rel(a.vma_start), rel(a.vma_end));
+		printf(" flags %llx page %llu offset %llx inode %d dev %u:%u namesz %u",
 			(unsigned long long)a.vma_flags, (unsigned long long)a.vma_page_size, (unsigned long long)a.vma_offset, a.inode != 0,
 			a.dev_major, a.dev_minor, a.vma_name_size);
 		if (namesz && a.vma_name_size) printf(" name %s", name);
@@ -394,7 +397,7 @@ var procviewNorm = regexp.MustCompile(` active=\d+|(00:01) \d+ +`)
 func TestProcViews(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "procview", procviewProgram+procviewIoctls+procviewMain, false)
-	for _, c := range []string{"maps", "numa_maps", "paths", "pagemap", "mem"} {
+	for _, c := range []string{"maps", "numa_maps", "paths", "pagemap", "mem", "query"} {
 		t.Run(c, func(t *testing.T) {
 			want := runNative(t, "", "", exe, c)
 			got, _ := sandboxRun(t, "", "", Options{}, exe, c)
