@@ -92,7 +92,7 @@ const (
 	// maxFamilies bounds family numbers.
 	maxFamilies = 1 << 20
 	// knownVMAFlags are the vmaFlags bits that exist.
-	knownVMAFlags = vmaDroppable<<1 - 1
+	knownVMAFlags = vmaMaybeGuard<<1 - 1
 )
 
 // pma flag bits in recPMAs.
