@@ -218,4 +218,153 @@ func buildID(vi *mm.VMAInfo) ([]byte, bool) {
 	return nil, false
 }
 
-func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult { return pass() }
+// PAGEMAP_SCAN: struct pm_scan_arg's size, its flags and the page
+// categories (linux/fs.h).
+const (
+	pmScanArgSize     = 96
+	pmScanWPMatching  = 1 << 0
+	pmScanCheckWPSync = 1 << 1
+	pageIsWPAllowed   = 1 << 0
+	pageIsWritten     = 1 << 1
+	pageIsFile        = 1 << 2
+	pageIsPresent     = 1 << 3
+	pageIsSwapped     = 1 << 4
+	pageIsGuard       = 1 << 8
+	pmScanCategories  = 1<<9 - 1
+	// pageRegionSize is sizeof(struct page_region).
+	pageRegionSize = 24
+	// pmScanChunk is how many pages are looked at at a time.
+	pmScanChunk = 1 << 16
+)
+
+// pageRegion is a struct page_region.
+type pageRegion struct{ start, end, categories uint64 }
+
+// pagemapScan serves ioctl(PAGEMAP_SCAN) on a pagemap view: the runs of
+// pages of a range whose categories match the masks, as Linux 6.18 finds
+// them (no page is ever write-protected for userfaultfd here, and soft
+// dirty pages are not tracked).
+func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult {
+	caller := t.p.mm
+	k := make([]byte, pmScanArgSize)
+	if c, err := caller.CopyIn(s.ctx, hostarch.Addr(arg), k, mm.IOOpts{}); err != nil || c != len(k) {
+		return retErr(unix.EFAULT)
+	}
+	le := binary.LittleEndian
+	w := func(i int) uint64 { return le.Uint64(k[8*i:]) }
+	size, flags, start, end := w(0), w(1), w(2), w(3)
+	vec, vecLen, maxPages := w(5), w(6), w(7)
+	inverted, mask, anyof, retMask := w(8), w(9), w(10), w(11)
+	if size != pmScanArgSize || flags&^(pmScanWPMatching|pmScanCheckWPSync) != 0 ||
+		(inverted|mask|anyof|retMask)&^pmScanCategories != 0 {
+		return retErr(unix.EINVAL)
+	}
+	if start%hostarch.PageSize != 0 {
+		return retErr(unix.EINVAL)
+	}
+	if end-start > taskSize || start > taskSize-(end-start) {
+		return retErr(unix.EFAULT)
+	}
+	if vec == 0 && vecLen != 0 {
+		return retErr(unix.EINVAL)
+	}
+	if vec != 0 && (vecLen > taskSize/pageRegionSize || vec > taskSize-vecLen*pageRegionSize) {
+		return retErr(unix.EFAULT)
+	}
+	end = (end + hostarch.PageSize - 1) &^ (hostarch.PageSize - 1)
+	if maxPages == 0 {
+		maxPages = ^uint64(0)
+	}
+	if v.m.Users() == 0 {
+		return retErr(unix.ESRCH)
+	}
+	interesting := func(c uint64) bool {
+		c ^= inverted
+		return c&mask == mask && (anyof == 0 || c&anyof != 0)
+	}
+	var out []pageRegion
+	var found uint64
+	walkEnd := end
+	var errno unix.Errno
+walk:
+	for _, vi := range v.m.VMAs(s.ctx) {
+		r := vi.Range.Intersect(hostarch.AddrRange{Start: hostarch.Addr(start), End: hostarch.Addr(end)})
+		if r.Length() == 0 {
+			continue
+		}
+		// No vma allows asynchronous write protection here.
+		if flags&pmScanCheckWPSync != 0 {
+			errno = unix.EPERM
+			break
+		}
+		if flags&pmScanWPMatching != 0 {
+			continue
+		}
+		// A vma's own categories: none here (no asynchronous
+		// write protection, no soft-dirty tracking), so a mask
+		// asking for WPALLOWED skips it.
+		if inverted&mask&pageIsWPAllowed != mask&pageIsWPAllowed {
+			continue
+		}
+		for cs := r.Start; cs < r.End; {
+			ce := min(r.End, cs+pmScanChunk*hostarch.PageSize)
+			states := v.m.PageStates(hostarch.AddrRange{Start: cs, End: ce})
+			if len(states) > 0 && states[0]&mm.PagePFNMap != 0 {
+				break
+			}
+			for i, st := range states {
+				addr := uint64(cs) + uint64(i)*hostarch.PageSize
+				var c uint64
+				switch {
+				case st&mm.PagePresent != 0:
+					c = pageIsPresent | pageIsWritten
+					if st&mm.PageFile != 0 {
+						c |= pageIsFile
+					}
+				case st&mm.PageGuard != 0:
+					c = pageIsSwapped | pageIsWritten | pageIsGuard
+				case st&mm.PageTable != 0:
+					c = pageIsWritten
+				}
+				if !interesting(c) || vecLen == 0 {
+					continue
+				}
+				c &= retMask
+				if found == maxPages {
+					walkEnd = addr
+					break walk
+				}
+				if n := len(out); n > 0 && out[n-1].end == addr && out[n-1].categories == c {
+					out[n-1].end += hostarch.PageSize
+				} else if uint64(n) == vecLen {
+					walkEnd = addr
+					break walk
+				} else {
+					out = append(out, pageRegion{addr, addr + hostarch.PageSize, c})
+				}
+				found++
+			}
+			cs = ce
+		}
+	}
+	if len(out) > 0 {
+		b := make([]byte, pageRegionSize*len(out))
+		for i, pr := range out {
+			le.PutUint64(b[24*i:], pr.start)
+			le.PutUint64(b[24*i+8:], pr.end)
+			le.PutUint64(b[24*i+16:], pr.categories)
+		}
+		if c, err := caller.CopyOut(s.ctx, hostarch.Addr(vec), b, mm.IOOpts{}); err != nil || c != len(b) {
+			errno = unix.EFAULT
+		}
+	}
+	var we [8]byte
+	le.PutUint64(we[:], walkEnd)
+	if c, err := caller.CopyOut(s.ctx, hostarch.Addr(arg+32), we[:], mm.IOOpts{}); err != nil || c != 8 {
+		errno = unix.EFAULT
+	}
+	if errno != 0 {
+		return retErr(errno)
+	}
+	return ret(uintptr(len(out)))
+}

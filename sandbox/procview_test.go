@@ -397,7 +397,7 @@ var procviewNorm = regexp.MustCompile(` active=\d+|(00:01) \d+ +`)
 func TestProcViews(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "procview", procviewProgram+procviewIoctls+procviewMain, false)
-	for _, c := range []string{"maps", "numa_maps", "paths", "pagemap", "mem", "query"} {
+	for _, c := range []string{"maps", "numa_maps", "paths", "pagemap", "mem", "query", "scan"} {
 		t.Run(c, func(t *testing.T) {
 			want := runNative(t, "", "", exe, c)
 			got, _ := sandboxRun(t, "", "", Options{}, exe, c)
