@@ -36,8 +36,11 @@ import (
 //     hold their text in the memfd, which the host reads: vmspace writes
 //     it at the open and again before every read from offset 0, like
 //     Linux's seq_file, which regenerates the text when a reader starts
-//     over; later reads continue in that text. status is the host's with
-//     the Vm and Rss lines taken from the memory manager.
+//     over; later reads continue in that text. A read or pread returns
+//     as much as Linux's seq_file would (whole records filling a page:
+//     seqRead), by lowering its count before the host runs it. status
+//     is the host's with the Vm and Rss lines taken from the memory
+//     manager.
 //   - pagemap and mem are served entirely by vmspace: reads and writes at
 //     the descriptor's position (or the call's), which the memfd keeps
 //     (lseek works as on any file), are made through the memory
@@ -87,6 +90,25 @@ type procView struct {
 	// showPFN is whether the opener could see page frame numbers in
 	// pagemap (CAP_SYS_ADMIN).
 	showPFN bool
+	// seq is the state of a text view's reads (seqRead).
+	seq seqState
+}
+
+// seqState follows what Linux's seq_file would hold for a text view, so
+// that each read returns as much as Linux's would: whole records (lines of
+// maps, vma blocks of smaps, the whole text of status) filling a buffer of
+// a page, or more for one larger record.
+type seqState struct {
+	// text is the text the memfd holds, and ends the end offsets of its
+	// records.
+	text []byte
+	ends []int
+	// pos is the position after the last read served, bufEnd the end of
+	// what Linux's buffer holds (bytes from pos to bufEnd are pending).
+	pos, bufEnd int64
+	// bufSize is the size of Linux's buffer (a page, doubled for a
+	// larger record, and kept).
+	bufSize int
 }
 
 // viewKey identifies a view's memfd.
@@ -229,7 +251,8 @@ func (s *Sandbox) installView(t *task, fd int, flags uint64, v *procView) error 
 		return err
 	}
 	if !v.kind.binary() {
-		if _, err := unix.Pwrite(mfd, s.viewText(v), 0); err != nil {
+		v.setText(s.viewText(v))
+		if _, err := unix.Pwrite(mfd, v.seq.text, 0); err != nil {
 			return err
 		}
 	}
@@ -346,6 +369,19 @@ func (s *Sandbox) viewCall(t *task, nr int, a [6]uint64) (res sysResult, ok bool
 	if off == 0 {
 		s.refreshView(t, fd, v)
 	}
+	if nr == unix.SYS_READ || nr == unix.SYS_PREAD64 {
+		// Return what Linux's read would: whole records, a buffer
+		// at a time.
+		if n := v.seqRead(off, a[2]); n != a[2] && off >= 0 {
+			t.regs.Rdx = n
+			if ptraceSetRegs(t.tid, &t.regs) != nil {
+				return sysResult{act: actDone}, true
+			}
+		}
+	} else {
+		// Vectored reads are not followed: the next read starts over.
+		v.seq.pos = -1
+	}
 	return pass(), true
 }
 
@@ -371,7 +407,106 @@ func (s *Sandbox) refreshView(t *task, fd int, v *procView) {
 		return
 	}
 	defer f.Close()
-	f.WriteAt(s.viewText(v), 0)
+	v.setText(s.viewText(v))
+	f.WriteAt(v.seq.text, 0)
+}
+
+// setText makes text the view's text, read from its start.
+func (v *procView) setText(text []byte) {
+	q := &v.seq
+	q.text, q.ends, q.pos, q.bufEnd = text, nil, 0, 0
+	if q.bufSize == 0 {
+		q.bufSize = hostarch.PageSize
+	}
+	switch v.kind {
+	case viewMaps, viewNumaMaps, viewSmaps:
+		// A record per line, or per vma block of smaps (which starts
+		// with the vma's maps line, the only line starting with a
+		// hexadecimal digit).
+		for i := 0; i < len(text); {
+			j := bytes.IndexByte(text[i:], '\n')
+			if j < 0 {
+				j = len(text) - i - 1
+			}
+			next := i + j + 1
+			if v.kind == viewSmaps {
+				for next < len(text) && !isHexDigit(text[next]) {
+					k := bytes.IndexByte(text[next:], '\n')
+					if k < 0 {
+						next = len(text)
+						break
+					}
+					next += k + 1
+				}
+			}
+			q.ends = append(q.ends, next)
+			i = next
+		}
+	default:
+		if len(text) > 0 {
+			q.ends = []int{len(text)}
+		}
+	}
+}
+
+func isHexDigit(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' }
+
+// seqRead returns how many bytes a read of count bytes at offset off
+// returns from Linux's seq_file holding the view's text, and updates the
+// state as that read would.
+func (v *procView) seqRead(off int64, count uint64) uint64 {
+	q := &v.seq
+	n := int64(len(q.text))
+	if count == 0 || off < 0 {
+		return 0
+	}
+	if off != q.pos {
+		// A jump: Linux walks the records to off, and holds the rest
+		// of the one containing it.
+		q.bufEnd = off
+		for _, e := range q.ends {
+			if int64(e) > off {
+				q.bufEnd = int64(e)
+				break
+			}
+		}
+	}
+	var copied int64
+	if pending := q.bufEnd - off; pending > 0 {
+		copied = min(pending, int64(min(count, 1<<40)))
+		if copied < pending {
+			q.pos = off + copied
+			return uint64(copied)
+		}
+	}
+	at := off + copied
+	if at >= n {
+		q.pos, q.bufEnd = at, at
+		return uint64(copied)
+	}
+	// Fill the buffer: the record at at (growing the buffer to hold
+	// it), then more while they fit and the reader wants more.
+	i := 0
+	for i < len(q.ends) && int64(q.ends[i]) <= at {
+		i++
+	}
+	total := int64(q.ends[i]) - at
+	for int64(q.bufSize) <= total {
+		q.bufSize *= 2
+	}
+	want := int64(min(count, 1<<40)) - copied
+	for i+1 < len(q.ends) && total < want {
+		r := int64(q.ends[i+1] - q.ends[i])
+		if total+r >= int64(q.bufSize) {
+			break
+		}
+		total += r
+		i++
+	}
+	c := min(total, want)
+	q.bufEnd = at + total
+	q.pos = at + c
+	return uint64(copied + c)
 }
 
 // viewText returns the present text of a text view.
