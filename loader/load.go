@@ -307,6 +307,7 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 	}
 	m.BrkSetup(ctx, res.Brk)
 	m.SetDataSegment(hostarch.AddrRange{Start: res.StartData, End: res.EndData})
+	m.SetCodeSegment(hostarch.AddrRange{Start: res.StartCode, End: res.EndCode})
 	m.SetArgvEnvv(res.Argv, res.Envv)
 	m.SetAuxv(res.Auxv)
 	m.SetExecutable(ctx, prog.fd.File())

@@ -66,6 +66,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 		layout:        mm.layout,
 		brk:           mm.brk,
 		dataSegment:   mm.dataSegment,
+		codeSegment:   mm.codeSegment,
 		sharedAnon:    mm.sharedAnon,
 		limits:        mm.limits,
 		mdwe:          mm.mdwe.inherited(),

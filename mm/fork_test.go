@@ -49,6 +49,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"stackAS":               {forkOwn, "recomputed from the child's vmas"},
 	"execAS":                {forkOwn, "recomputed from the child's vmas"},
 	"dataSegment":           {forkCopied, "inherited with the break"},
+	"codeSegment":           {forkCopied, "the child runs the same program"},
 	"guards":                {forkOwn, "kept within the inherited vmas"},
 	"defMLockMode":          {forkZero, "mlockall(MCL_FUTURE) is not inherited"},
 	"sharedAnon":            {forkCopied, "the child can make shared anonymous memory"},
@@ -130,6 +131,7 @@ func TestForkCoversEveryField(t *testing.T) {
 	mustOK(t, "PR_SET_MDWE", m.SetMDWE(uint64(MDWERefuseExecGain), 0, 0, 0))
 	m.BrkSetup(ctx, window+0x100000)
 	m.SetDataSegment(hostarch.AddrRange{Start: window + 0x80000, End: window + 0x90000})
+	m.SetCodeSegment(hostarch.AddrRange{Start: window + 0x10000, End: window + 0x20000})
 	m.SetCommit(NewCommit(DefaultOvercommit(1 << 30)))
 	refs := 0
 	exe := testIdentity{name: "/bin/prog", refs: &refs}

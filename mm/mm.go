@@ -169,6 +169,10 @@ type MemoryManager struct {
 	// RLIMIT_DATA with the heap. Protected by mappingMu.
 	dataSegment hostarch.AddrRange
 
+	// codeSegment is the program's text (Linux's start_code and
+	// end_code), which status and statm report. Protected by mappingMu.
+	codeSegment hostarch.AddrRange
+
 	// guards are the guard regions (MADV_GUARD_INSTALL). Invariant: every
 	// guard region lies within vmas. Protected by mappingMu.
 	guards guardSet

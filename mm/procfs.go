@@ -262,6 +262,15 @@ func (mm *MemoryManager) SmapsText(ctx context.Context) string {
 	return b.String()
 }
 
+// SetCodeSegment records the program's text [start, end) (Linux's
+// start_code and end_code), which /proc/PID/status (VmExe, and VmLib
+// beside it) and statm report.
+func (mm *MemoryManager) SetCodeSegment(ar hostarch.AddrRange) {
+	mm.mappingMu.Lock()
+	defer mm.mappingMu.Unlock()
+	mm.codeSegment = ar
+}
+
 // MemoryStats are the figures of /proc/PID/status's Vm lines, in bytes.
 type MemoryStats struct {
 	VmPeak, VmSize, VmLck, VmPin, VmHWM, VmRSS uint64
@@ -283,8 +292,13 @@ func (mm *MemoryManager) Stats() MemoryStats {
 		VmRSS:  mm.curRSS,
 		VmData: mm.dataAS,
 		VmStk:  mm.stackAS,
-		VmExe:  mm.execAS,
 	}
+	// VmExe is the program's text, in whole pages; VmLib the rest of
+	// the executable mappings.
+	if cs := mm.codeSegment; cs.End > cs.Start {
+		s.VmExe = uint64(cs.End.MustRoundUp() - cs.Start.RoundDown())
+	}
+	s.VmLib = mm.execAS - min(mm.execAS, s.VmExe)
 	// Only touched pages are resident (see residentLocked): private
 	// memory is RssAnon, shared memory of the memory file RssShmem,
 	// other files' pages RssFile.

@@ -139,7 +139,8 @@ static void counts(void) {
 	slurp(fd);
 	long sa[7];
 	sscanf(buf, "%ld %ld %ld %ld %ld %ld %ld", &sa[0], &sa[1], &sa[2], &sa[3], &sa[4], &sa[5], &sa[6]);
-	printf("statm size +%ld data +%ld\n", sa[0] - sb[0], sa[5] - sb[5]);
+	printf("statm size +%ld data +%ld text %ld\n", sa[0] - sb[0], sa[5] - sb[5], sa[3]);
+	printf("status VmExe %ld\n", field("/proc/self/status", "VmExe"));
 	// The other lines of status are the host's.
 	fd = open("/proc/self/status", O_RDONLY);
 	slurp(fd);
