@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/pgalloc"
 	"github.com/vmspace/vmspace/safemem"
@@ -62,7 +62,7 @@ type hostMem struct {
 	pages atomic.Int64
 
 	// mu guards the fields below. It comes after f.dataMu.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.HostMemTag]
 
 	// chunks are the internal mappings by chunk index. Guarded by mu.
 	chunks map[uint64]hostChunk

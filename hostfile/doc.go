@@ -149,7 +149,9 @@
 //
 // # Locks
 //
-// Lock order, outermost first, including the memory manager's locks:
+// Lock order, outermost first, including the memory manager's locks (the
+// system's order is declared in internal/lockrank, and race builds check
+// every acquisition of these locks against it):
 //
 //	mm.MemoryManager.mappingMu     (held by mm around AddMapping, RemoveMapping,
 //	  |                             CopyMapping, Punch, and MappingIdentity.DecRef)

@@ -3,11 +3,11 @@ package hostfile
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/pgalloc"
 )
@@ -205,7 +205,7 @@ type Table struct {
 
 	// mu guards files. It comes before every File lock (see the package
 	// documentation).
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.FileTableTag]
 
 	// files maps host inodes to their Files, each with at least one
 	// reference. Guarded by mu.

@@ -3,11 +3,11 @@ package hostfile
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/pgalloc"
 )
@@ -70,14 +70,14 @@ type File struct {
 
 	// mapsMu guards mappings. See the package documentation for the lock
 	// order.
-	mapsMu sync.Mutex
+	mapsMu lockrank.Mutex[lockrank.MappableTag]
 
 	// mappings records which MappingSpaces map which ranges of the File.
 	// Guarded by mapsMu.
 	mappings mappingSet
 
 	// dataMu guards the fields below.
-	dataMu sync.RWMutex
+	dataMu lockrank.RWMutex[lockrank.FileDataTag]
 
 	// fd is the File's own host descriptor, or -1 for memfds and shared
 	// anonymous memory and after release. It may be replaced by a more

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmspace/vmspace/internal/lockrank"
 )
 
 // Descriptors kept aside.
@@ -69,7 +70,7 @@ const pidfdThread = unix.O_EXCL
 // keepers are the keeper threads of the process.
 var keepers struct {
 	// mu guards the fields below and every keeper's full.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.KeepersTag]
 	// all are the keepers started, oldest first.
 	all []*keeper
 	// broken is set if keepers cannot work on this host (no

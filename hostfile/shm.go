@@ -2,9 +2,9 @@ package hostfile
 
 import (
 	"context"
-	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/pgalloc"
 	"golang.org/x/sys/unix"
@@ -26,7 +26,7 @@ type Shm struct {
 	fd   *FD
 
 	// mu protects removed and attached.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.ShmTag]
 	// removed is true after IPC_RMID.
 	removed bool
 	// attached counts bytes mapped (AddMapping less RemoveMapping), so

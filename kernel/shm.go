@@ -3,11 +3,11 @@ package kernel
 import (
 	"context"
 	"encoding/binary"
-	"sync"
 	"time"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/hostfile"
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/pgalloc"
 	"golang.org/x/sys/unix"
@@ -57,7 +57,7 @@ type ShmRegistry struct {
 	// mu protects the fields below and every segment's fields. It is
 	// taken before any manager's locks (shmctl copies to and from the
 	// caller's memory with it held).
-	mu    sync.Mutex
+	mu    lockrank.Mutex[lockrank.ShmRegistryTag]
 	byID  map[int32]*shmSeg
 	byKey map[int32]*shmSeg
 	// bySeg finds a segment's entry from its memory.

@@ -136,9 +136,9 @@ type unmapDuringCopy struct {
 func (w *unmapDuringCopy) WriteFromBlocks(srcs safemem.BlockSeq) (uint64, error) {
 	if !w.once {
 		w.once = true
-		free := w.m.mappingMu.m.TryLock()
+		free := w.m.mappingMu.TryLock()
 		if free {
-			w.m.mappingMu.m.Unlock()
+			w.m.mappingMu.Unlock()
 		}
 		done := make(chan struct{})
 		w.wg.Add(1)
@@ -151,8 +151,8 @@ func (w *unmapDuringCopy) WriteFromBlocks(srcs safemem.BlockSeq) (uint64, error)
 			w.unmapped.Store(true)
 		}()
 		if free {
-			for w.m.mappingMu.m.TryRLock() {
-				w.m.mappingMu.m.RUnlock()
+			for w.m.mappingMu.TryRLock() {
+				w.m.mappingMu.RUnlock()
 				runtime.Gosched()
 			}
 			w.entered = true

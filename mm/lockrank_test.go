@@ -18,7 +18,7 @@ func TestLockRankChecked(t *testing.T) {
 		t.Helper()
 		defer func() {
 			r := recover()
-			if s, _ := r.(string); !strings.Contains(s, "lock rank") {
+			if s, _ := r.(string); !strings.Contains(s, "lockrank: ") {
 				t.Errorf("%s: recovered %v, want a lock-rank panic", what, r)
 			}
 		}()

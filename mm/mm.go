@@ -51,31 +51,37 @@
 //
 // # Lock order
 //
-// mm's own locks are ranked once, in code: lockRanks in lockrank.go, from
-// outermost to innermost. A goroutine holding locks may take only a lock
-// ranked after all of them. Race builds (as tests run) and builds with
-// -tags lockrank check every acquisition against the table and panic on
-// one out of order; other builds compile the checks away. Other packages'
-// locks fit in as follows (not checked):
+// The lock order is declared once, in code, for every package:
+// internal/lockrank's table, from outermost to innermost (mm's short
+// names for its ranks are in lockrank.go). A goroutine holding locks may
+// take only a lock ranked after all of them. Race builds (as tests run)
+// and builds with -tags lockrank check every acquisition against the
+// table, across packages, and panic on one out of order; other builds
+// compile the checks away. mm's locks and the others' fit in as follows:
 //
-//	file-system locks (except a Mappable's)
-//	  MemoryManager.metadataMu (rankMetadata)
-//	    MemoryManager.mappingMu, RW (rankMapping)
-//	      Mappable locks, other than those taken by Translate
-//	      (SpecialMappable.mu: rankSpecialMappable)
-//	        MemoryManager.activeMu, RW (rankActive)
-//	          locks taken by Mappable.Translate
-//	            privateRefs.mu (rankPrivateRefs)
-//	              platform AddressSpace locks
-//	                pgalloc.MemoryFile locks
-//	  AIO manager mutex (rankAIOManager)
-//	    AIO context mutex (rankAIOContext)
+//	kernel.ShmRegistry.mu (lockrank.ShmRegistry)
+//	  MemoryManager.metadataMu (lockrank.Metadata)
+//	    MemoryManager.mappingMu, RW (lockrank.Mapping)
+//	      hostfile.Table.mu (lockrank.FileTable)
+//	        Mappable locks, other than those taken by Translate
+//	        (SpecialMappable.mu, hostfile's File.mapsMu: lockrank.Mappable)
+//	          MemoryManager.activeMu, RW (lockrank.Active)
+//	            locks taken by Mappable.Translate (hostfile's
+//	            File.dataMu: lockrank.FileData)
+//	              privateRefs.mu (lockrank.PrivateRefs)
+//	                platform AddressSpace locks (lockrank.Platform)
+//	                  AIO manager mutex (lockrank.AIOManager)
+//	                    AIO context mutex (lockrank.AIOContext)
+//	                      hostfile's hostMem.mu (lockrank.HostMem)
+//	                        leaves
 //
-// Four leaves take nothing themselves: aioNr.mu (the system-wide AIO
-// event count), MemoryManager.anonVMAMu, taken by faults under mappingMu
-// (read) and activeMu to give a vma its anon_vma, Commit.mu, taken
-// under mappingMu to charge commitments, and Userfaultfd.mu, taken under
-// mappingMu and activeMu to queue userfaults and events and wake them.
+// The leaves take nothing ranked themselves: mm's aioNr.mu (the
+// system-wide AIO event count), MemoryManager.anonVMAMu, taken by faults
+// under mappingMu (read) and activeMu to give a vma its anon_vma,
+// Commit.mu, taken under mappingMu to charge commitments, and
+// Userfaultfd.mu, taken under mappingMu and activeMu to queue userfaults
+// and events and wake them; and the memory file's locks, hostfile's
+// Shm.mu and keepers.mu, the platform's signal list.
 //
 // Locks of one rank are held together only by Fork, which takes the
 // child's activeMu (the child is not yet visible to anyone else, so this

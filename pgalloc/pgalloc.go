@@ -63,10 +63,10 @@
 // MemoryFile.mu guards the allocation state (the used set, the list of
 // pages awaiting release, the file size and the usage counters). mapMu
 // serialises the creation of chunk mappings. Neither is ever held while
-// taking the other. Both are leaves in the system's lock order: they
-// come after every memory manager and platform lock (see mm's package
-// documentation), and the memory file never calls out of the package while
-// holding them. The system calls that return memory (fallocate) and populate
+// taking the other. Both are leaves in the system's lock order
+// (internal/lockrank, checked in race builds): they come after every
+// memory manager and platform lock, and the memory file never calls out
+// of the package while holding them. The system calls that return memory (fallocate) and populate
 // it (madvise) run without mu held.
 package pgalloc
 
@@ -81,6 +81,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/segment"
 )
@@ -237,7 +238,7 @@ type MemoryFile struct {
 
 	// mapMu serialises the replacement of chunks, so that each chunk is
 	// mapped once.
-	mapMu sync.Mutex
+	mapMu lockrank.Mutex[lockrank.MemoryFileMapTag]
 
 	// mapClosed is set by Close, after which no chunk is mapped. Guarded
 	// by mapMu.
@@ -256,7 +257,7 @@ type MemoryFile struct {
 	noPopulateWrite atomic.Bool
 
 	// mu guards the fields below.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.MemoryFileTag]
 
 	// used holds every page that is not free: allocated pages with their
 	// reference counts (> 0), and freed pages awaiting release (0). Its

@@ -107,6 +107,7 @@ import (
 	"sync"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/platform"
 	"golang.org/x/sys/unix"
@@ -128,7 +129,7 @@ type Platform struct {
 	minAddr hostarch.Addr
 
 	// mu protects exe.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.PlatformTag]
 	// exe is the stub executable shared by all stubs; nil after Close.
 	exe *Exe
 }

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmspace/vmspace/internal/lockrank"
 )
 
 // ErrStubDead is wrapped by every error from an AddressSpace whose stub
@@ -76,7 +77,7 @@ type tracer struct {
 	// free, the stub is parked or dead. mu protects the state of the
 	// AddressSpace that operations use (its file cache); code running on
 	// the tracer thread inside call is covered by the caller's hold.
-	mu sync.Mutex
+	mu lockrank.Mutex[lockrank.PlatformTag]
 	// reqCh carries a function from a goroutine holding mu to the tracer
 	// goroutine, after a cmdTrap request.
 	reqCh chan func()
@@ -95,7 +96,7 @@ type tracer struct {
 	killReason atomic.Pointer[string]
 
 	// sigMu protects pending.
-	sigMu sync.Mutex
+	sigMu lockrank.Mutex[lockrank.PlatformSignalsTag]
 	// pending lists signals the stub received and the tracer suppressed,
 	// at most once each, for a sandbox to deliver.
 	pending []unix.Signal
