@@ -722,7 +722,9 @@ func runParallelCopyin(e *env) ([]measure, error) {
 // 13. fault_as: on the real (ptrace) platform, 3 passes of
 // HandleUserFault(write) on every page of a fresh 16 MiB mapping; the
 // process is pinned to CPU 0 (unless Options.NoPin) before the platform is
-// created.
+// created. The host mappings are driven as in vmspace run
+// (ptrace.HostMappings), but reach the stub through its comm page rather
+// than by injection into a stopped program thread (see newPtrace).
 func runFaultAS(e *env) ([]measure, error) {
 	if e.newPlatform == nil {
 		return nil, errNoPlatform

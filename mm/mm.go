@@ -81,7 +81,7 @@
 // Commit.mu, taken under mappingMu to charge commitments, and
 // Userfaultfd.mu, taken under mappingMu and activeMu to queue userfaults
 // and events and wake them; and the memory file's locks, hostfile's
-// Shm.mu and keepers.mu, the platform's signal list.
+// Shm.mu and keepers.mu.
 //
 // Locks of one rank are held together only by Fork, which takes the
 // child's activeMu (the child is not yet visible to anyone else, so this

@@ -30,11 +30,12 @@
 // update the thread's rseq area, say) ends it with an error, and signals
 // that arrive meanwhile are kept for the thread (a standard signal once),
 // except one that would end the process, which is delivered at once.
-// stubAS is the platform.AddressSpace of a process built on that: MapFile
-// is an injected mmap, Unmap an injected munmap. It keeps a shadow of the
-// host mappings it made, which tells the sandbox whether a buffer is mapped
-// in the host, and lets MapFile map only what is missing (the manager maps
-// whole pmas).
+// stubAS is the platform.AddressSpace of a process built on that: the
+// ptrace platform's driver of a process's host mappings
+// (ptrace.HostMappings), whose mmap and munmap calls are injected. Its
+// record of the host mappings it made tells the sandbox whether a buffer
+// is mapped in the host, and lets MapFile map only what is missing (the
+// manager maps whole pmas).
 //
 // # Freed memory (the shootdown)
 //

@@ -12,7 +12,6 @@ import (
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/platform/ptrace"
-	"github.com/vmspace/vmspace/segment"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,20 +86,18 @@ type forkFixup struct {
 	trusted bool
 }
 
-// shadowPiece is one range of a shadow set: the range and its mapping.
+// shadowPiece is one range of a process's host mappings and its mapping.
 type shadowPiece struct {
 	ar hostarch.AddrRange
-	m  hostMap
+	m  ptrace.Mapping
 }
 
 // piecesIn returns the shadow's ranges within rs (sorted and disjoint),
 // with their mappings.
 func (as *stubAS) piecesIn(rs []hostarch.AddrRange) []shadowPiece {
 	var out []shadowPiece
-	for _, r := range rs {
-		for seg := range as.shadow.Segments(segment.Range[hostarch.Addr](r)) {
-			out = append(out, shadowPiece{hostarch.AddrRange(seg.Range()).Intersect(r), seg.Value()})
-		}
+	for _, pc := range as.h.PiecesIn(rs) {
+		out = append(out, shadowPiece{pc.Range, pc.Mapping})
 	}
 	return out
 }
@@ -173,7 +170,7 @@ func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 		s.childProcess(p, ctid)
 		return
 	}
-	trusted := t.mapGen != 0 && t.mapGen == p.as.gen+1 && len(p.as.pending) == 0
+	trusted := t.mapGen != 0 && t.mapGen == p.as.h.Generation()+1 && !p.as.h.Pending()
 	cm, plan, err := p.mm.ForkWithPlan(s.ctx)
 	if err != nil {
 		s.failFork(t, ctid, exitSig, err)
@@ -556,12 +553,10 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 	// them read-only first would make the kernel's own writes to the rseq
 	// area fail).
 	for _, pc := range inherited {
-		m := pc.m
-		m.stale = true
-		p.as.record(pc.ar, m)
+		p.as.h.Inherit([]ptrace.Piece{{Range: pc.ar, Mapping: pc.m}})
 	}
-	p.as.trustStale = fx.trusted
-	defer func() { p.as.trustStale = false }()
+	p.as.h.SetTrustStale(fx.trusted)
+	defer p.as.h.SetTrustStale(false)
 	for _, pc := range fx.copy {
 		if debug {
 			fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: copy %v\n", p.pid, pc.ar)
@@ -570,23 +565,22 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 	}
 	for _, pc := range fx.keep {
 		// Shared memory the parent could write stays writable.
-		s.populate(p, pc.ar, pc.m.perms.Write)
+		s.populate(p, pc.ar, pc.m.Perms.Write)
 	}
 	// What the manager could not copy stays shared with the parent,
 	// read-only (copy-on-write).
 	for _, pc := range fx.copy {
-		for _, r := range p.as.stalePieces(pc.ar) {
+		for _, r := range p.as.h.StalePieces(pc.ar) {
 			s.populate(p, r, false)
 		}
 	}
 	// Whatever the manager does not map goes.
 	for _, pc := range inherited {
-		for _, r := range p.as.stalePieces(pc.ar) {
+		for _, r := range p.as.h.StalePieces(pc.ar) {
 			if err := call("munmap", unix.SYS_MUNMAP, uintptr(r.Start), uintptr(r.Length())); err != nil {
 				return err
 			}
-			p.as.shadow.RemoveRange(segment.Range[hostarch.Addr](r))
-			p.as.gen++
+			p.as.h.Forget(r)
 		}
 	}
 	return nil

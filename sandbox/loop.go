@@ -243,8 +243,8 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		s.keepUnflushedKernelAreas()
 		s.shootdown()
 		t.mapGen = 0
-		if len(as.pending) == 0 {
-			t.mapGen = as.gen + 1
+		if !as.h.Pending() {
+			t.mapGen = as.h.Generation() + 1
 		}
 	} else if len(s.unflushed) > 0 {
 		s.keepUnflushedKernelAreas()

@@ -69,10 +69,10 @@ type task struct {
 	// faultRepeats counts consecutive repeats of lastFault without
 	// progress.
 	faultRepeats int
-	// mapGen is 1 + its address space's stubAS.gen when the task was
-	// last resumed with no unmap pending, or 0: a fork the task makes
-	// while the count is unchanged gives the child exactly the mappings
-	// the shadow shows.
+	// mapGen is 1 + the generation of its address space's host
+	// mappings (stubAS.h) when the task was last resumed with no unmap
+	// pending, or 0: a fork the task makes while the count is unchanged
+	// gives the child exactly the mappings the record shows.
 	mapGen uint64
 	// kareas are the areas the host kernel writes or reads on the
 	// thread's behalf, kept mapped in the host (kareas.go).

@@ -80,9 +80,6 @@ const (
 	// MemoryFileMap is pgalloc's MemoryFile.mapMu: the creation of chunk
 	// mappings.
 	MemoryFileMap
-	// PlatformSignals is platform/ptrace's tracer.sigMu: signals kept for
-	// a stub.
-	PlatformSignals
 	numRanks
 )
 
@@ -94,27 +91,26 @@ var ranks = [numRanks]struct {
 	name        string
 	multi, leaf bool
 }{
-	ShmRegistry:     {name: "kernel.ShmRegistry.mu"},
-	Metadata:        {name: "mm.MemoryManager.metadataMu", multi: true},
-	Mapping:         {name: "mm.MemoryManager.mappingMu", multi: true},
-	FileTable:       {name: "hostfile.Table.mu"},
-	Mappable:        {name: "a Mappable's lock (hostfile.File.mapsMu, mm.SpecialMappable.mu)"},
-	Active:          {name: "mm.MemoryManager.activeMu", multi: true},
-	FileData:        {name: "hostfile.File.dataMu"},
-	PrivateRefs:     {name: "mm.privateRefs.mu"},
-	Platform:        {name: "a platform lock (ptrace tracer.mu, Platform.mu)"},
-	AIOManager:      {name: "mm.aioManager.mu"},
-	AIOContext:      {name: "mm.AIOContext.mu"},
-	AIONr:           {name: "mm.aioNr.mu", leaf: true},
-	AnonVMA:         {name: "mm.MemoryManager.anonVMAMu", leaf: true},
-	Commit:          {name: "mm.Commit.mu", leaf: true},
-	Uffd:            {name: "mm.Userfaultfd.mu", leaf: true},
-	HostMem:         {name: "hostfile.hostMem.mu"},
-	Shm:             {name: "hostfile.Shm.mu", leaf: true},
-	Keepers:         {name: "hostfile.keepers.mu", leaf: true},
-	MemoryFile:      {name: "pgalloc.MemoryFile.mu", leaf: true},
-	MemoryFileMap:   {name: "pgalloc.MemoryFile.mapMu", leaf: true},
-	PlatformSignals: {name: "ptrace tracer.sigMu", leaf: true},
+	ShmRegistry:   {name: "kernel.ShmRegistry.mu"},
+	Metadata:      {name: "mm.MemoryManager.metadataMu", multi: true},
+	Mapping:       {name: "mm.MemoryManager.mappingMu", multi: true},
+	FileTable:     {name: "hostfile.Table.mu"},
+	Mappable:      {name: "a Mappable's lock (hostfile.File.mapsMu, mm.SpecialMappable.mu)"},
+	Active:        {name: "mm.MemoryManager.activeMu", multi: true},
+	FileData:      {name: "hostfile.File.dataMu"},
+	PrivateRefs:   {name: "mm.privateRefs.mu"},
+	Platform:      {name: "a platform lock (ptrace tracer.mu, Platform.mu)"},
+	AIOManager:    {name: "mm.aioManager.mu"},
+	AIOContext:    {name: "mm.AIOContext.mu"},
+	AIONr:         {name: "mm.aioNr.mu", leaf: true},
+	AnonVMA:       {name: "mm.MemoryManager.anonVMAMu", leaf: true},
+	Commit:        {name: "mm.Commit.mu", leaf: true},
+	Uffd:          {name: "mm.Userfaultfd.mu", leaf: true},
+	HostMem:       {name: "hostfile.hostMem.mu"},
+	Shm:           {name: "hostfile.Shm.mu", leaf: true},
+	Keepers:       {name: "hostfile.keepers.mu", leaf: true},
+	MemoryFile:    {name: "pgalloc.MemoryFile.mu", leaf: true},
+	MemoryFileMap: {name: "pgalloc.MemoryFile.mapMu", leaf: true},
 }
 
 func (r Rank) String() string {
@@ -131,48 +127,46 @@ type Tag interface{ rank() Rank }
 
 // The tags, one per rank.
 type (
-	ShmRegistryTag     struct{}
-	MetadataTag        struct{}
-	MappingTag         struct{}
-	FileTableTag       struct{}
-	MappableTag        struct{}
-	FileDataTag        struct{}
-	PrivateRefsTag     struct{}
-	PlatformTag        struct{}
-	AIOManagerTag      struct{}
-	AIOContextTag      struct{}
-	AIONrTag           struct{}
-	AnonVMATag         struct{}
-	CommitTag          struct{}
-	UffdTag            struct{}
-	HostMemTag         struct{}
-	ShmTag             struct{}
-	KeepersTag         struct{}
-	MemoryFileTag      struct{}
-	MemoryFileMapTag   struct{}
-	PlatformSignalsTag struct{}
+	ShmRegistryTag   struct{}
+	MetadataTag      struct{}
+	MappingTag       struct{}
+	FileTableTag     struct{}
+	MappableTag      struct{}
+	FileDataTag      struct{}
+	PrivateRefsTag   struct{}
+	PlatformTag      struct{}
+	AIOManagerTag    struct{}
+	AIOContextTag    struct{}
+	AIONrTag         struct{}
+	AnonVMATag       struct{}
+	CommitTag        struct{}
+	UffdTag          struct{}
+	HostMemTag       struct{}
+	ShmTag           struct{}
+	KeepersTag       struct{}
+	MemoryFileTag    struct{}
+	MemoryFileMapTag struct{}
 )
 
-func (ShmRegistryTag) rank() Rank     { return ShmRegistry }
-func (MetadataTag) rank() Rank        { return Metadata }
-func (MappingTag) rank() Rank         { return Mapping }
-func (FileTableTag) rank() Rank       { return FileTable }
-func (MappableTag) rank() Rank        { return Mappable }
-func (FileDataTag) rank() Rank        { return FileData }
-func (PrivateRefsTag) rank() Rank     { return PrivateRefs }
-func (PlatformTag) rank() Rank        { return Platform }
-func (AIOManagerTag) rank() Rank      { return AIOManager }
-func (AIOContextTag) rank() Rank      { return AIOContext }
-func (AIONrTag) rank() Rank           { return AIONr }
-func (AnonVMATag) rank() Rank         { return AnonVMA }
-func (CommitTag) rank() Rank          { return Commit }
-func (UffdTag) rank() Rank            { return Uffd }
-func (HostMemTag) rank() Rank         { return HostMem }
-func (ShmTag) rank() Rank             { return Shm }
-func (KeepersTag) rank() Rank         { return Keepers }
-func (MemoryFileTag) rank() Rank      { return MemoryFile }
-func (MemoryFileMapTag) rank() Rank   { return MemoryFileMap }
-func (PlatformSignalsTag) rank() Rank { return PlatformSignals }
+func (ShmRegistryTag) rank() Rank   { return ShmRegistry }
+func (MetadataTag) rank() Rank      { return Metadata }
+func (MappingTag) rank() Rank       { return Mapping }
+func (FileTableTag) rank() Rank     { return FileTable }
+func (MappableTag) rank() Rank      { return Mappable }
+func (FileDataTag) rank() Rank      { return FileData }
+func (PrivateRefsTag) rank() Rank   { return PrivateRefs }
+func (PlatformTag) rank() Rank      { return Platform }
+func (AIOManagerTag) rank() Rank    { return AIOManager }
+func (AIOContextTag) rank() Rank    { return AIOContext }
+func (AIONrTag) rank() Rank         { return AIONr }
+func (AnonVMATag) rank() Rank       { return AnonVMA }
+func (CommitTag) rank() Rank        { return Commit }
+func (UffdTag) rank() Rank          { return Uffd }
+func (HostMemTag) rank() Rank       { return HostMem }
+func (ShmTag) rank() Rank           { return Shm }
+func (KeepersTag) rank() Rank       { return Keepers }
+func (MemoryFileTag) rank() Rank    { return MemoryFile }
+func (MemoryFileMapTag) rank() Rank { return MemoryFileMap }
 
 // Mutex is a sync.Mutex of rank R. In builds with checks, an acquisition
 // out of order panics.

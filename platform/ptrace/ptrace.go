@@ -30,8 +30,8 @@
 // take turns under a mutex): with the process on one CPU, a MapFile costs
 // two context switches and the mmap. Meanwhile the tracer goroutine sits
 // in wait4, so it learns at once of the stub's death (and fails the
-// request), of a signal (which it suppresses, recording it for
-// PendingSignals), or of the stub's own code faulting (say, because a
+// request), of a signal (which it suppresses), or of the stub's own code
+// faulting (say, because a
 // Syscall unmapped the comm page: the stub is killed, with an error saying
 // so).
 //
@@ -41,7 +41,6 @@
 // loop (once per stop, after saving the application's registers), and
 // resumes the stub with PTRACE_CONT; the stub makes the call, stores the
 // result and stops on an int3 (a SIGTRAP signal-delivery-stop, suppressed).
-// The application's registers are put back (lazily) before it resumes.
 // One stop per system call, and no PTRACE_SETREGS/GETREGS per call: the
 // alternatives (registers set for every call; PTRACE_SYSCALL's two stops
 // per call) measured about 1.5x and 2 to 3x slower.
@@ -63,16 +62,25 @@
 // replacing the least recently used when full (a mapping does not need its
 // descriptor once made).
 //
-// # For a sandbox
+// # The driver, and a sandbox
 //
-// An application can run in the stub, its address space being
-// [MinUserAddress, StubStart). AddressSpace exposes the stub's Pid,
-// Syscall (any system call made by the stub), GetRegs/SetRegs (the
-// application's registers, whatever the stub's own code did meanwhile),
-// Resume (restore them, PTRACE_CONT, wait for the next stop), Do (run a
-// function on the tracer thread: AddressSpace methods it calls run
-// directly there, with ptrace injection; raw ptrace requests for Pid are
-// allowed there), ReadMemory/WriteMemory, Scratch and PendingSignals.
+// Which host mappings a stub process has below StubStart is driven by
+// HostMappings (hostmappings.go): a record of every mapping made there,
+// so that MapFile maps only what is missing, with deferred unmaps and the
+// stale mappings a host fork child inherits. An AddressSpace drives its
+// stub with it (its unmaps made at once); package sandbox drives each of
+// a program's processes with it, through calls injected into a stopped
+// thread of the program.
+//
+// Besides the AddressSpace methods, an AddressSpace exposes the stub's
+// Pid, Syscall (any system call made by the stub), Do (run a function on
+// the tracer thread, with the stub stopped: AddressSpace methods it calls
+// run directly there, with ptrace injection, the path of a fault served
+// at a ptrace stop; raw ptrace requests for Pid are allowed there),
+// ReadMemory/WriteMemory and Scratch (memory for Syscall's pointer
+// arguments). No application runs in this package's stubs: a program
+// traced by vmspace runs under package sandbox, whose one tracer thread
+// serves every thread of every process of the program.
 //
 // A tracer of its own (package sandbox, which traces every thread of
 // every process of a program from one thread) uses the pieces directly:
@@ -259,6 +267,8 @@ type AddressSpace struct {
 	// files are the descriptors installed in the stub. Protected by t.mu
 	// (see tracer.mu).
 	files fileCache
+	// maps are the stub's mappings below StubStart. Protected by t.mu.
+	maps HostMappings
 }
 
 // Pid returns the stub's process id.
@@ -304,77 +314,95 @@ func protOf(at hostarch.AccessType) uintptr {
 
 // MapFile implements platform.AddressSpace: mmap(addr, fr.Length(),
 // prot(at), MAP_SHARED|MAP_FIXED[|MAP_POPULATE if precommit], fd,
-// fr.Start) in the stub. addr and fr must be page-aligned, fr non-empty,
-// and the range within [0, StubStart); otherwise the error wraps EINVAL. A
-// failed mmap's errno is wrapped (errors.Is works); a dead stub's error
-// wraps ErrStubDead.
+// fr.Start) in the stub, for the parts of the range that the stub does
+// not map that way already (HostMappings). addr and fr must be
+// page-aligned, fr non-empty, and the range within [0, StubStart);
+// otherwise the error wraps EINVAL. A failed mmap's errno is wrapped
+// (errors.Is works); a dead stub's error wraps ErrStubDead.
 func (as *AddressSpace) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
-	if f == nil || !addr.IsPageAligned() || !hostarch.IsPageAligned(fr.Start) || !hostarch.IsPageAligned(fr.End) || fr.End <= fr.Start {
-		return fmt.Errorf("ptrace: MapFile(%v, %v): %w", addr, fr, unix.EINVAL)
+	hostFD := -1
+	if f != nil {
+		if hostFD = f.FD(); hostFD < 0 {
+			return fmt.Errorf("ptrace: MapFile: File has no descriptor: %w", unix.EBADF)
+		}
 	}
-	if end, ok := addr.AddLength(fr.Length()); !ok || end > StubStart || fr.Start > 1<<63-1 {
-		return fmt.Errorf("ptrace: MapFile(%v, %v): beyond the user range: %w", addr, fr, unix.EINVAL)
-	}
-	hostFD := f.FD()
-	if hostFD < 0 {
-		return fmt.Errorf("ptrace: MapFile: File has no descriptor: %w", unix.EBADF)
-	}
+	return as.t.with(func(s syscaller) error {
+		return as.maps.MapFile(addr, f, fr, at, precommit, stubCaller{as, s, hostFD})
+	})
+}
+
+// stubCaller is the ptrace.Caller of an AddressSpace: system calls made
+// by the stub, for a caller that has it to itself.
+type stubCaller struct {
+	as *AddressSpace
+	s  syscaller
+	// hostFD is the descriptor of the File being mapped, in vmspace.
+	hostFD int
+}
+
+// Map implements Caller.
+func (c stubCaller) Map(rs []hostarch.AddrRange, m Mapping, precommit bool) (int, error) {
 	flags := uintptr(unix.MAP_SHARED | unix.MAP_FIXED)
 	if precommit {
 		flags |= unix.MAP_POPULATE
 	}
-	return as.t.with(func(s syscaller) error {
+	for i, ar := range rs {
 		for attempt := 0; ; attempt++ {
-			sf, err := as.stubFD(s, f, hostFD)
+			sf, err := c.as.stubFD(c.s, m.File, c.hostFD)
 			if err != nil {
-				return err
+				return i, err
 			}
-			args := [6]uintptr{uintptr(addr), uintptr(fr.Length()), protOf(at), flags, uintptr(StubFileFDBase + sf.slot), uintptr(fr.Start)}
-			r, err := s.raw(unix.SYS_MMAP, &args)
+			args := [6]uintptr{uintptr(ar.Start), uintptr(ar.Length()), protOf(m.Perms), flags, uintptr(StubFileFDBase + sf.slot), uintptr(uint64(ar.Start) + m.Delta)}
+			r, err := c.s.raw(unix.SYS_MMAP, &args)
 			if err != nil {
-				return err
+				return i, err
 			}
 			if r, err = errnoResult(r); err != nil {
 				if err == unix.EBADF && attempt == 0 {
 					// The application closed our descriptor:
 					// reinstall it.
-					if err := as.dropFile(s, sf); err != nil {
-						return err
+					if err := c.as.dropFile(c.s, sf); err != nil {
+						return i, err
 					}
 					continue
 				}
-				return fmt.Errorf("ptrace: mmap(%v, %#x) in the stub: %w", addr, fr.Length(), err)
+				return i, fmt.Errorf("ptrace: mmap(%v, %#x) in the stub: %w", ar.Start, ar.Length(), err)
 			}
-			if r != uintptr(addr) {
+			if r != uintptr(ar.Start) {
 				// MAP_FIXED cannot do this: the stub is not what we
 				// think it is.
-				return s.kill(fmt.Sprintf("killed by the tracer: mmap(%v, MAP_FIXED) returned %#x", addr, r))
+				return i, c.s.kill(fmt.Sprintf("killed by the tracer: mmap(%v, MAP_FIXED) returned %#x", ar.Start, r))
 			}
-			return nil
+			break
 		}
-	})
+	}
+	return len(rs), nil
 }
 
-// Unmap implements platform.AddressSpace: munmap in the stub. The range is
-// rounded out to pages and clipped to [0, StubStart). munmap fails only for
-// lack of memory to split a mapping; then the stub is killed rather than
-// left with mappings the memory manager believes gone, and later calls
-// fail.
-func (as *AddressSpace) Unmap(addr hostarch.Addr, length uint64) {
-	ar, ok := ClipUser(addr, length)
-	if !ok {
-		return
+// Unmap implements Caller. munmap fails only for lack of memory to split
+// a mapping; then the stub is killed rather than left with mappings the
+// memory manager believes gone, and later calls fail.
+func (c stubCaller) Unmap(ar hostarch.AddrRange) bool {
+	args := [6]uintptr{uintptr(ar.Start), uintptr(ar.Length())}
+	r, err := c.s.raw(unix.SYS_MUNMAP, &args)
+	if err != nil {
+		return true // dead: nothing is mapped.
 	}
-	start, end := ar.Start, ar.End
+	if _, err := errnoResult(r); err != nil {
+		c.s.kill(fmt.Sprintf("killed by the tracer: munmap(%v, %#x) failed: %v", ar.Start, ar.Length(), err))
+	}
+	return true
+}
+
+// Unmap implements platform.AddressSpace: munmap in the stub of what
+// MapFile mapped in the range, rounded out to pages and clipped to [0,
+// StubStart), at once (HostMappings' unmaps are not deferred here).
+func (as *AddressSpace) Unmap(addr hostarch.Addr, length uint64) {
 	_ = as.t.with(func(s syscaller) error {
-		args := [6]uintptr{uintptr(start), uintptr(end - start)}
-		r, err := s.raw(unix.SYS_MUNMAP, &args)
-		if err != nil {
-			return err // dead: nothing is mapped.
+		if as.maps.Unmap(addr, length) {
+			as.maps.Flush(stubCaller{as, s, -1})
 		}
-		if _, err := errnoResult(r); err != nil {
-			return s.kill(fmt.Sprintf("killed by the tracer: munmap(%v, %#x) failed: %v", start, end-start, err))
-		}
+		as.maps.DropPending()
 		return nil
 	})
 }
@@ -435,72 +463,15 @@ func (as *AddressSpace) callLocked(fn func() error) error {
 	return err
 }
 
-// GetRegs returns the application's registers: those the stub had when it
-// last stopped on its own (Resume), or as set by SetRegs since. Before the
-// first Resume or SetRegs they are the stub's at exec, which mean nothing.
-func (as *AddressSpace) GetRegs(r *unix.PtraceRegs) error {
-	return as.callLocked(func() error {
-		if err := as.t.ensureAppLocked(); err != nil {
-			return err
-		}
-		*r = as.t.app
-		return nil
-	})
-}
-
-// SetRegs sets the application's registers, which the stub gets when it
-// next resumes (Resume, or FlushRegs before resuming it by hand).
-func (as *AddressSpace) SetRegs(r *unix.PtraceRegs) error {
-	return as.callLocked(func() error {
-		as.t.app = *r
-		as.t.appValid = true
-		if as.t.regs == regsApp {
-			as.t.regs = regsOther
-		}
-		return nil
-	})
-}
-
-// FlushRegs gives the stopped stub the application's registers. A function
-// run by Do that resumes the stub with raw ptrace requests must call it
-// first, and wait for the stub to stop again before returning; Resume does
-// all this itself.
-func (as *AddressSpace) FlushRegs() error {
-	return as.callLocked(func() error { return as.t.flushLocked() })
-}
-
-// Resume gives the stub the application's registers, resumes it with
-// PTRACE_CONT delivering signal sig (0 for none), and waits for its next
-// stop, whose status it returns. If the stub dies, the error wraps
-// ErrStubDead. Other operations wait while the stub runs; called from
-// outside Do, the stub is parked again after the stop, so a fault handler
-// should rather run in a function run by Do.
-func (as *AddressSpace) Resume(sig unix.Signal) (unix.WaitStatus, error) {
-	var ws unix.WaitStatus
-	err := as.callLocked(func() error {
-		var err error
-		ws, err = as.t.resumeLocked(sig)
-		return err
-	})
-	return ws, err
-}
-
 // Do runs fn on the tracer thread, the only thread that may make ptrace
 // requests for the stub, with the stub stopped, and returns fn's error.
 // AddressSpace methods that fn calls run directly on the tracer thread
 // (other goroutines' calls wait until fn returns). fn must leave the stub
-// stopped; if it resumes it with raw ptrace requests it must call FlushRegs
-// first, and it must keep PTRACE_O_EXITKILL if it sets ptrace options.
-// After fn, the stub is parked again (saving the application's
-// registers).
+// stopped, and must keep PTRACE_O_EXITKILL if it sets ptrace options.
+// After fn, the stub is parked again.
 func (as *AddressSpace) Do(fn func() error) error {
 	return as.callLocked(fn)
 }
-
-// PendingSignals returns and forgets the signals that arrived at the stub
-// while it was parked or making system calls for the memory manager; the
-// tracer suppressed them.
-func (as *AddressSpace) PendingSignals() []unix.Signal { return as.t.takePending() }
 
 // ReadMemory reads the stub's memory at addr into b through /proc/PID/mem
 // (which ignores page protections).

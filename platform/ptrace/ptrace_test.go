@@ -502,16 +502,11 @@ func checkDead(t *testing.T, as *AddressSpace, wantMsg string) {
 	go func() {
 		defer close(done)
 		fr := memmap.FileRange{Start: 0, End: hostarch.PageSize}
-		var r unix.PtraceRegs
-		_, resumeErr := as.Resume(0)
 		_, syscallErr := as.Syscall(unix.SYS_GETPID)
 		for name, err := range map[string]error{
 			"MapFile": as.MapFile(0x10000000, f, fr, hostarch.Read, false),
 			"Syscall": syscallErr,
-			"GetRegs": as.GetRegs(&r),
-			"SetRegs": as.SetRegs(&r),
 			"Do":      as.Do(func() error { return nil }),
-			"Resume":  resumeErr,
 		} {
 			if !errors.Is(err, ErrStubDead) || !strings.Contains(err.Error(), wantMsg) {
 				t.Errorf("%s on a dead stub: %v; want ErrStubDead saying %q", name, err, wantMsg)
@@ -677,113 +672,10 @@ func TestSignalsSuppressed(t *testing.T) {
 	if err := unix.Kill(as.Pid(), unix.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	var got []unix.Signal
-	for len(got) < 2 && time.Now().Before(deadline) {
-		got = append(got, as.PendingSignals()...)
-		time.Sleep(time.Millisecond)
-	}
-	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
-	if fmt.Sprint(got) != fmt.Sprint([]unix.Signal{unix.SIGUSR1, unix.SIGTERM}) {
-		t.Errorf("PendingSignals = %v, want [SIGUSR1 SIGTERM]", got)
-	}
 	if _, err := as.Syscall(unix.SYS_GETPID); err != nil {
 		t.Errorf("stub after signals: %v", err)
 	}
 }
-
-// TestRunApplication runs machine code in the stub as a sandbox would:
-// registers set, Resume, a page fault handled by mapping the page on the
-// tracer thread, resumed again.
-func TestRunApplication(t *testing.T) {
-	as := newTestStub(t)
-	const (
-		codeAddr = 0x400000
-		dataAddr = 0x600000
-	)
-	// The program: getpid; store rax at [dataAddr]; int3.
-	//	mov eax, 39; syscall; mov [dataAddr], rax (absolute); int3
-	code := []byte{0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0x48, 0x89, 0x04, 0x25}
-	code = binary.LittleEndian.AppendUint32(code, dataAddr)
-	code = append(code, 0xcc)
-	text := newTestFile(t, 1, 1)
-	if _, err := unix.Pwrite(text.fd, code, 0); err != nil {
-		t.Fatal(err)
-	}
-	data := newTestFile(t, 2, 1)
-	if err := as.MapFile(codeAddr, text, memmap.FileRange{Start: 0, End: hostarch.PageSize}, hostarch.ReadExecute, true); err != nil {
-		t.Fatal(err)
-	}
-	var regs unix.PtraceRegs
-	if err := as.GetRegs(&regs); err != nil {
-		t.Fatal(err)
-	}
-	regs.Rip = codeAddr
-	regs.Rsp = 0
-	if err := as.SetRegs(&regs); err != nil {
-		t.Fatal(err)
-	}
-	var got unix.PtraceRegs
-	if err := as.GetRegs(&got); err != nil || got.Rip != codeAddr {
-		t.Fatalf("GetRegs after SetRegs: rip %#x, %v", got.Rip, err)
-	}
-	err := as.Do(func() error {
-		ws, err := as.Resume(0)
-		if err != nil {
-			return err
-		}
-		if ws.StopSignal() != unix.SIGSEGV {
-			return fmt.Errorf("first stop %v, want SIGSEGV", ws.StopSignal())
-		}
-		var r unix.PtraceRegs
-		if err := as.GetRegs(&r); err != nil {
-			return err
-		}
-		if r.Rip != codeAddr+7 || int(r.Rax) != as.Pid() {
-			return fmt.Errorf("fault at rip %#x with rax %d, want %#x and %d", r.Rip, r.Rax, codeAddr+7, as.Pid())
-		}
-		// Handle the fault: map the page (injected with ptrace), check
-		// that the injection left the registers alone, and resume.
-		if err := as.MapFile(dataAddr, data, memmap.FileRange{Start: 0, End: hostarch.PageSize}, hostarch.ReadWrite, false); err != nil {
-			return err
-		}
-		if _, err := as.Syscall(unix.SYS_GETPPID); err != nil {
-			return err
-		}
-		var r2 unix.PtraceRegs
-		if err := as.GetRegs(&r2); err != nil {
-			return err
-		}
-		if r2 != r {
-			return fmt.Errorf("registers changed by injected system calls:\n%+v\n%+v", r, r2)
-		}
-		ws, err = as.Resume(0)
-		if err != nil {
-			return err
-		}
-		if ws.StopSignal() != unix.SIGTRAP {
-			return fmt.Errorf("second stop %v, want SIGTRAP", ws.StopSignal())
-		}
-		return as.GetRegs(&r)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [8]byte
-	if _, err := unix.Pread(data.fd, b[:], 0); err != nil || binary.LittleEndian.Uint64(b[:]) != uint64(as.Pid()) {
-		t.Fatalf("the program stored %d, %v; want its pid %d", binary.LittleEndian.Uint64(b[:]), err, as.Pid())
-	}
-	// Parked again: requests from other goroutines work, and the
-	// application's registers are kept.
-	if _, err := as.Syscall(unix.SYS_GETPID); err != nil {
-		t.Fatal(err)
-	}
-	if err := as.GetRegs(&got); err != nil || got.Rip != codeAddr+len64(code) {
-		t.Fatalf("application registers after parking: rip %#x, %v; want %#x", got.Rip, err, codeAddr+len64(code))
-	}
-}
-
-func len64(b []byte) uint64 { return uint64(len(b)) }
 
 func TestConcurrent(t *testing.T) {
 	as := newTestStub(t)
@@ -823,8 +715,7 @@ func TestConcurrent(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 20; i++ {
-			var r unix.PtraceRegs
-			if err := as.GetRegs(&r); err != nil {
+			if err := as.Do(func() error { return nil }); err != nil {
 				errs <- err
 				return
 			}

@@ -95,12 +95,6 @@ type tracer struct {
 	// goroutine (release, or a failed operation); set before the kill.
 	killReason atomic.Pointer[string]
 
-	// sigMu protects pending.
-	sigMu lockrank.Mutex[lockrank.PlatformSignalsTag]
-	// pending lists signals the stub received and the tracer suppressed,
-	// at most once each, for a sandbox to deliver.
-	pending []unix.Signal
-
 	// The fields below are used only on the tracer thread.
 
 	// dead is non-nil (and wraps ErrStubDead) once the stub has been
@@ -192,7 +186,7 @@ func (t *tracer) watch() {
 		if t.faultedLocked(ws) {
 			break
 		}
-		t.noteSignal(ws.StopSignal())
+		// A signal: suppressed.
 		if err := unix.PtraceCont(t.pid, 0); err != nil {
 			t.failLocked("PTRACE_CONT", err)
 		}
@@ -499,8 +493,7 @@ func (t *tracer) injectLocked(nr uintptr, args *[6]uintptr) (uintptr, error) {
 			return 0, t.dead
 		}
 		// A signal arrived meanwhile (or a SIGTRAP from kill(2) before
-		// the system call ran): keep it for the application and go on.
-		t.noteSignal(ws.StopSignal())
+		// the system call ran): suppress it and go on.
 		if err := t.contLocked(0); err != nil {
 			return 0, err
 		}
@@ -533,70 +526,12 @@ func (t *tracer) regSyscallLocked(nr uintptr, args ...uintptr) (uintptr, error) 
 }
 
 // startWaiter is the injector's Waiter during a stub's start-up: signals
-// that arrive are suppressed and kept for the application.
+// that arrive are suppressed.
 type startWaiter struct{ t *tracer }
 
 func (w startWaiter) Wait() (unix.WaitStatus, error) { return w.t.waitLocked() }
 
-func (w startWaiter) Interrupted(ws unix.WaitStatus, si *Siginfo) (unix.Signal, error) {
-	if si != nil {
-		w.t.noteSignal(ws.StopSignal())
-	}
-	return 0, nil
-}
-
-// flushLocked gives the stopped stub the application's registers.
-func (t *tracer) flushLocked() error {
-	if t.dead != nil {
-		return t.dead
-	}
-	if t.regs == regsApp {
-		return nil
-	}
-	if !t.appValid {
-		return t.killLocked("lost the application's registers")
-	}
-	return t.setRegsLocked(&t.app, regsApp)
-}
-
-// resumeLocked runs the application until its next stop.
-func (t *tracer) resumeLocked(sig unix.Signal) (unix.WaitStatus, error) {
-	if err := t.flushLocked(); err != nil {
-		return 0, err
-	}
-	if err := t.contLocked(sig); err != nil {
-		return 0, err
-	}
-	t.regs = regsRunning
-	ws, err := t.waitLocked()
-	if err != nil {
-		return 0, err
-	}
-	t.regs = regsApp
-	t.appValid = false
-	return ws, nil
-}
-
-// noteSignal records a suppressed signal for the application.
-func (t *tracer) noteSignal(sig unix.Signal) {
-	t.sigMu.Lock()
-	defer t.sigMu.Unlock()
-	for _, s := range t.pending {
-		if s == sig {
-			return
-		}
-	}
-	t.pending = append(t.pending, sig)
-}
-
-// takePending returns and forgets the recorded signals.
-func (t *tracer) takePending() []unix.Signal {
-	t.sigMu.Lock()
-	defer t.sigMu.Unlock()
-	p := t.pending
-	t.pending = nil
-	return p
-}
+func (startWaiter) Interrupted(unix.WaitStatus, *Siginfo) (unix.Signal, error) { return 0, nil }
 
 // Errno returns the errno of a raw system call result (rax), if it is one
 // (-4095 to -1).
