@@ -424,6 +424,19 @@ func (f *File) MappingKind() memmap.Kind {
 	return memmap.KindFile
 }
 
+// IsShmem implements mm.ShmemIdentity: memfds, shared anonymous memory and
+// host files on tmpfs hold shmem pages (Linux's vma_is_shmem).
+func (f *File) IsShmem() bool {
+	if f.kind != hostKind {
+		return true
+	}
+	f.dataMu.RLock()
+	defer f.dataMu.RUnlock()
+	d := f.descLocked()
+	var st unix.Statfs_t
+	return d.open() && unix.Statfs(d.path(), &st) == nil && st.Type == unix.TMPFS_MAGIC
+}
+
 // DeviceID implements memmap.MappingIdentity.DeviceID: the host file's
 // st_dev, or 00:01 for memfds and shared anonymous memory.
 func (f *File) DeviceID() uint64 { return f.dev }

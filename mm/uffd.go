@@ -227,33 +227,43 @@ func (u *Userfaultfd) rangeOf(start, length uint64) (hostarch.AddrRange, error) 
 	return u.mm.validateUffdRange(start, length)
 }
 
-// validateUffdRange is Linux's validate_range: start and length page-aligned,
-// length non-zero, within [mmap_min_addr, TASK_SIZE); else EINVAL.
+// validateUffdRange is Linux's validate_range: start page-aligned, and
+// validate_unaligned_range; else EINVAL.
 func (mm *MemoryManager) validateUffdRange(start, length uint64) (hostarch.AddrRange, error) {
-	if start%hostarch.PageSize != 0 || length%hostarch.PageSize != 0 {
+	if start%hostarch.PageSize != 0 {
 		return hostarch.AddrRange{}, unix.EINVAL
 	}
 	return mm.validateUnalignedUffdRange(start, length)
 }
 
-// validateUnalignedUffdRange is Linux's validate_unaligned_range.
+// validateUnalignedUffdRange is Linux's validate_unaligned_range: length
+// page-aligned and non-zero, the range below TASK_SIZE; else EINVAL.
 func (mm *MemoryManager) validateUnalignedUffdRange(start, length uint64) (hostarch.AddrRange, error) {
 	top := uint64(mm.p.MaxUserAddress())
-	mm.mappingMu.RLock()
-	minAddr := uint64(mm.mmapMinAddrLocked())
-	mm.mappingMu.RUnlock()
-	if length == 0 || start < minAddr || start >= top || length > top-start {
+	if length%hostarch.PageSize != 0 || length == 0 || start >= top || length > top-start {
 		return hostarch.AddrRange{}, unix.EINVAL
 	}
 	return hostarch.AddrRange{Start: hostarch.Addr(start), End: hostarch.Addr(start + length)}, nil
 }
 
-// isShmem reports whether v maps shmem (Linux's vma_is_shmem): memfds and
-// shared anonymous memory (System V segments are not: their vm_ops are
-// shm's).
+// ShmemIdentity is implemented by the identities of files whose pages are
+// shmem's (hostfile.File: memfds, shared anonymous memory, tmpfs files).
+type ShmemIdentity interface {
+	IsShmem() bool
+}
+
+// isShmem reports whether v maps shmem (Linux's vma_is_shmem): memfds,
+// shared anonymous memory and tmpfs files (System V segments are not:
+// their vm_ops are shm's).
 func (v *vma) isShmem() bool {
-	k := v.kind()
-	return k == VMAMemfd || k == VMASharedAnonymous
+	switch v.kind() {
+	case VMAMemfd, VMASharedAnonymous:
+		return true
+	case VMAFile:
+		si, ok := v.id.(ShmemIdentity)
+		return ok && si.IsShmem()
+	}
+	return false
 }
 
 // canUserfault is Linux's vma_can_userfault for registration flags f.

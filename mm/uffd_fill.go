@@ -13,8 +13,9 @@ import (
 //
 // Like Linux, Copy, ZeroPage, Continue, Poison and Move work page by page
 // and stop at the first page they cannot fill: they return how many bytes
-// they did, and the error that stopped them. UffdioResult turns that into
-// what the ioctl returns.
+// they did, whether they got that far (ran: the arguments passed their
+// checks, so the ioctl writes its result field), and the error that
+// stopped them. UffdioResult turns that into what the ioctl returns.
 
 // UffdioResult returns what a filling ioctl of length bytes that did n
 // bytes and stopped with err reports: the value of its result field (n, or
@@ -56,61 +57,61 @@ const (
 // registered for write protection, or memory that is neither anonymous nor
 // shmem; then, per page, EEXIST for a page already there and EFAULT if src
 // cannot be read.
-func (u *Userfaultfd) Copy(ctx context.Context, dst, src, length, mode uint64, srcMM *MemoryManager) (uint64, error) {
+func (u *Userfaultfd) Copy(ctx context.Context, dst, src, length, mode uint64, srcMM *MemoryManager) (n uint64, ran bool, err error) {
 	if !u.Initialized() {
-		return 0, unix.EINVAL
+		return 0, false, unix.EINVAL
 	}
 	if _, err := u.mm.validateUnalignedUffdRange(src, length); err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	dr, err := u.mm.validateUffdRange(dst, length)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if mode&^(UffdioCopyModeDontWake|UffdioCopyModeWP) != 0 {
-		return 0, unix.EINVAL
+		return 0, false, unix.EINVAL
 	}
-	n, err := u.mm.mfill(ctx, dr, fillCopy, mode&UffdioCopyModeWP != 0, hostarch.Addr(src), srcMM)
+	n, err = u.mm.mfill(ctx, dr, fillCopy, mode&UffdioCopyModeWP != 0, hostarch.Addr(src), srcMM)
 	if n > 0 && mode&UffdioCopyModeDontWake == 0 {
 		u.wake(hostarch.AddrRange{Start: dr.Start, End: dr.Start + hostarch.Addr(n)})
 	}
-	return n, err
+	return n, true, err
 }
 
 // ZeroPage is UFFDIO_ZEROPAGE: Copy of zeros (mode UffdioZeropageModeDontWake
 // only).
-func (u *Userfaultfd) ZeroPage(ctx context.Context, start, length, mode uint64) (uint64, error) {
+func (u *Userfaultfd) ZeroPage(ctx context.Context, start, length, mode uint64) (n uint64, ran bool, err error) {
 	return u.fill(ctx, start, length, mode, UffdioZeropageModeDontWake, 0, fillZero)
 }
 
 // Continue is UFFDIO_CONTINUE: it maps the pages shmem already holds in a
 // range registered for minor faults. EINVAL (after Copy's ENOENT checks)
 // for memory that is not shmem.
-func (u *Userfaultfd) Continue(ctx context.Context, start, length, mode uint64) (uint64, error) {
+func (u *Userfaultfd) Continue(ctx context.Context, start, length, mode uint64) (n uint64, ran bool, err error) {
 	return u.fill(ctx, start, length, mode, UffdioContinueModeDontWake, UffdioContinueModeWP, fillContinue)
 }
 
 // Poison is UFFDIO_POISON: it marks the missing pages of the range
 // poisoned, so that any access to them is SIGBUS (BUS_MCEERR_AR on Linux).
-func (u *Userfaultfd) Poison(ctx context.Context, start, length, mode uint64) (uint64, error) {
+func (u *Userfaultfd) Poison(ctx context.Context, start, length, mode uint64) (n uint64, ran bool, err error) {
 	return u.fill(ctx, start, length, mode, UffdioPoisonModeDontWake, 0, fillPoison)
 }
 
 // fill is the ioctl of a fill of mode fm other than a copy, whose modes are
 // dontWake and wp (0 if it has none).
-func (u *Userfaultfd) fill(ctx context.Context, start, length, mode, dontWake, wp uint64, fm fillMode) (uint64, error) {
+func (u *Userfaultfd) fill(ctx context.Context, start, length, mode, dontWake, wp uint64, fm fillMode) (n uint64, ran bool, err error) {
 	ar, err := u.rangeOf(start, length)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if mode&^(dontWake|wp) != 0 {
-		return 0, unix.EINVAL
+		return 0, false, unix.EINVAL
 	}
-	n, err := u.mm.mfill(ctx, ar, fm, mode&wp != 0, 0, nil)
+	n, err = u.mm.mfill(ctx, ar, fm, mode&wp != 0, 0, nil)
 	if n > 0 && mode&dontWake == 0 {
 		u.wake(hostarch.AddrRange{Start: ar.Start, End: ar.Start + hostarch.Addr(n)})
 	}
-	return n, err
+	return n, true, err
 }
 
 // mfill is Linux's mfill_atomic over dr. Copies read src from srcMM page by
@@ -308,30 +309,30 @@ func (u *Userfaultfd) WriteProtect(ctx context.Context, start, length, mode uint
 // or dst's is not registered with u; then, per page, EEXIST for a page at
 // dst, ENOENT for a hole at src (skipped with
 // UffdioMoveModeAllowSrcHoles), EBUSY for a page shared with a fork.
-func (u *Userfaultfd) Move(ctx context.Context, dst, src, length, mode uint64, callerMM *MemoryManager) (uint64, error) {
+func (u *Userfaultfd) Move(ctx context.Context, dst, src, length, mode uint64, callerMM *MemoryManager) (n uint64, ran bool, err error) {
 	if !u.Initialized() {
-		return 0, unix.EINVAL
+		return 0, false, unix.EINVAL
 	}
 	mm := u.mm
 	if callerMM != mm {
-		return 0, unix.EINVAL
+		return 0, false, unix.EINVAL
 	}
 	dr, err := mm.validateUffdRange(dst, length)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	sr, err := mm.validateUffdRange(src, length)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if mode&^(UffdioMoveModeDontWake|UffdioMoveModeAllowSrcHoles) != 0 {
-		return 0, unix.EINVAL
+		return 0, false, unix.EINVAL
 	}
-	n, err := mm.movePages(u, dr, sr, mode&UffdioMoveModeAllowSrcHoles != 0)
+	n, err = mm.movePages(u, dr, sr, mode&UffdioMoveModeAllowSrcHoles != 0)
 	if n > 0 && mode&UffdioMoveModeDontWake == 0 {
 		u.wake(hostarch.AddrRange{Start: dr.Start, End: dr.Start + hostarch.Addr(n)})
 	}
-	return n, err
+	return n, true, err
 }
 
 // movePages is Linux's move_pages.

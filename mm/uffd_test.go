@@ -194,18 +194,19 @@ func TestUffdMissingCopyZeropage(t *testing.T) {
 		want                error
 	}{
 		{"unaligned dst", w + 1, uint64(src), pg, 0, unix.EINVAL},
-		{"zero src", w, 0, pg, 0, unix.EINVAL},
+		{"zero length", w, uint64(src), 0, 0, unix.EINVAL},
+		{"null src", w, 0, pg, 0, unix.EFAULT},
 		{"bad mode", w, uint64(src), pg, 4, unix.EINVAL},
 		{"past the vma", w + 6*pg, uint64(src), 4 * pg, 0, unix.ENOENT},
 		{"unregistered", uint64(src), uint64(src), pg, 0, unix.ENOENT},
 		{"wp without wp registration", w, uint64(src), pg, UffdioCopyModeWP, unix.EINVAL},
 		{"unreadable src", w, w + 0x400000, pg, 0, unix.EFAULT},
 	} {
-		if n, err := u.Copy(ctx, tc.dst, tc.src, tc.len, tc.mode, mm); n != 0 || err != tc.want {
+		if n, _, err := u.Copy(ctx, tc.dst, tc.src, tc.len, tc.mode, mm); n != 0 || err != tc.want {
 			t.Errorf("COPY %s = %d, %v; want %v", tc.name, n, err, tc.want)
 		}
 	}
-	n, err := u.Copy(ctx, w+pg, uint64(src), pg, 0, mm)
+	n, _, err := u.Copy(ctx, w+pg, uint64(src), pg, 0, mm)
 	if n != pg || err != nil {
 		t.Fatalf("COPY = %d, %v", n, err)
 	}
@@ -219,7 +220,7 @@ func TestUffdMissingCopyZeropage(t *testing.T) {
 	if _, err := mm.CopyIn(ctx, window+pg, got, IOOpts{}); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("copied page reads %q..., %v", got[:8], err)
 	}
-	if n, err := u.Copy(ctx, w, uint64(src), 2*pg, 0, mm); n != pg || err != unix.EEXIST {
+	if n, _, err := u.Copy(ctx, w, uint64(src), 2*pg, 0, mm); n != pg || err != unix.EEXIST {
 		t.Errorf("COPY over a present page = %d, %v; want one page, EEXIST", n, err)
 	}
 	if v, err := UffdioResult(pg, 2*pg, unix.EEXIST); v != int64(pg) || err != unix.EAGAIN {
@@ -229,10 +230,10 @@ func TestUffdMissingCopyZeropage(t *testing.T) {
 		t.Errorf("failed result %d %v", v, err)
 	}
 	// ZEROPAGE with DONTWAKE leaves the fault waiting until WAKE.
-	if n, err := u.ZeroPage(ctx, w+5*pg, pg, 2); n != 0 || err != unix.EINVAL {
+	if n, _, err := u.ZeroPage(ctx, w+5*pg, pg, 2); n != 0 || err != unix.EINVAL {
 		t.Errorf("ZEROPAGE bad mode = %d, %v", n, err)
 	}
-	if n, err := u.ZeroPage(ctx, w+4*pg, 2*pg, UffdioZeropageModeDontWake); n != 2*pg || err != nil {
+	if n, _, err := u.ZeroPage(ctx, w+4*pg, 2*pg, UffdioZeropageModeDontWake); n != 2*pg || err != nil {
 		t.Fatalf("ZEROPAGE = %d, %v", n, err)
 	}
 	if u.Waiting() != 1 {
@@ -316,7 +317,7 @@ func TestUffdWriteProtect(t *testing.T) {
 	if err := mm.MAdvise(ctx, window+2*pg, pg, AdvDontNeed); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := u.Copy(ctx, w+2*pg, w, pg, UffdioCopyModeWP, mm); n != pg || err != nil {
+	if n, _, err := u.Copy(ctx, w+2*pg, w, pg, UffdioCopyModeWP, mm); n != pg || err != nil {
 		t.Fatalf("COPY WP = %d, %v", n, err)
 	}
 	if err := mm.HandleUserFault(ctx, window+2*pg, hostarch.Read, 0); err != nil {
@@ -490,13 +491,13 @@ func TestUffdMovePoison(t *testing.T) {
 	}
 	f := mustUserfault(t, mm, window, hostarch.Read)
 	other := newTestMM(t)
-	if n, err := u.Move(ctx, w, uint64(src), pg, 0, other); n != 0 || err != unix.EINVAL {
+	if n, _, err := u.Move(ctx, w, uint64(src), pg, 0, other); n != 0 || err != unix.EINVAL {
 		t.Errorf("MOVE from another mm = %d, %v", n, err)
 	}
-	if n, err := u.Move(ctx, w, uint64(src)+pg, pg, 0, mm); n != 0 || err != unix.ENOENT {
+	if n, _, err := u.Move(ctx, w, uint64(src)+pg, pg, 0, mm); n != 0 || err != unix.ENOENT {
 		t.Errorf("MOVE of a hole = %d, %v", n, err)
 	}
-	if n, err := u.Move(ctx, w, uint64(src), 2*pg, UffdioMoveModeAllowSrcHoles, mm); n != 2*pg || err != nil {
+	if n, _, err := u.Move(ctx, w, uint64(src), 2*pg, UffdioMoveModeAllowSrcHoles, mm); n != 2*pg || err != nil {
 		t.Fatalf("MOVE = %d, %v", n, err)
 	}
 	if !f.Woken() {
@@ -509,20 +510,20 @@ func TestUffdMovePoison(t *testing.T) {
 	if _, err := mm.CopyIn(ctx, src, got, IOOpts{}); err != nil || string(got) != "\x00\x00\x00\x00\x00" {
 		t.Errorf("source page after MOVE reads %q, %v", got, err)
 	}
-	if n, err := u.Move(ctx, w, uint64(src), pg, 0, mm); n != 0 || err != unix.EEXIST {
+	if n, _, err := u.Move(ctx, w, uint64(src), pg, 0, mm); n != 0 || err != unix.EEXIST {
 		t.Errorf("MOVE onto a page = %d, %v", n, err)
 	}
-	if n, err := u.Poison(ctx, w+4*pg, pg, 0); n != pg || err != nil {
+	if n, _, err := u.Poison(ctx, w+4*pg, pg, 0); n != pg || err != nil {
 		t.Fatalf("POISON = %d, %v", n, err)
 	}
-	if n, err := u.Poison(ctx, w+4*pg, pg, 0); n != 0 || err != unix.EEXIST {
+	if n, _, err := u.Poison(ctx, w+4*pg, pg, 0); n != 0 || err != unix.EEXIST {
 		t.Errorf("POISON twice = %d, %v", n, err)
 	}
 	var ae *AccessError
 	if err := mm.HandleUserFault(ctx, window+4*pg, hostarch.Read, 0); !errors.As(err, &ae) || ae.Signal != unix.SIGBUS {
 		t.Errorf("access to a poisoned page = %v", err)
 	}
-	if n, err := u.Continue(ctx, w+5*pg, pg, 0); n != 0 || err != unix.EINVAL {
+	if n, _, err := u.Continue(ctx, w+5*pg, pg, 0); n != 0 || err != unix.EINVAL {
 		t.Errorf("CONTINUE on anonymous memory = %d, %v", n, err)
 	}
 	if err := mm.MAdvise(ctx, window+4*pg, pg, AdvDontNeed); err != nil {

@@ -60,7 +60,8 @@
 // calls, process_mrelease, exec, clone3, the limits and privileges the manager follows, every
 // call with a non-NULL pointer argument (the table of every x86-64 system
 // call's arguments in sysargs.go), every call that names the memory file's
-// descriptor, and prctl's PR_SET_MDWE and PR_GET_MDWE. Everything else runs
+// descriptor, prctl's PR_SET_MDWE and PR_GET_MDWE, userfaultfd, and
+// ioctl's USERFAULTFD_IOC_NEW. Everything else runs
 // at native speed without a stop (the filter's decision for those depends
 // only on the system call number, so the kernel's seccomp cache skips it).
 //
@@ -116,6 +117,12 @@
 //     Linux's, cannot be blocked or ignored. A fault that comes back with
 //     no host mapping changed since it was served is retried as a write,
 //     then given to the program.
+//   - userfaultfd(2) and /dev/userfaultfd's USERFAULTFD_IOC_NEW make a
+//     context of the process's manager (mm.Userfaultfd) whose descriptor
+//     is the read end of a pipe vmspace writes its messages into, so
+//     that read, poll and epoll are the host's; the UFFDIO ioctls on it
+//     are served by the context, and a thread whose fault waits on it
+//     stays stopped until the fault is resolved (uffd.go).
 //   - rseq, set_tid_address and set_robust_list stop so that vmspace
 //     knows the memory the host kernel writes on each thread's behalf; it
 //     keeps that memory mapped in the host (kareas.go).
@@ -206,7 +213,8 @@
 //     truncate.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
 //     the filter that stops them.
-//   - fault.go, kareas.go: page faults and the areas the kernel uses.
+//   - fault.go, kareas.go: page faults and the areas the kernel uses;
+//     uffd.go: userfaultfd.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
 //   - aslr.go: whether an exec's layout is randomized; vdso.go: the

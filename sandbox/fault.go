@@ -102,7 +102,7 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 	}
 	var last error
 	for _, at := range tries {
-		err := p.mm.HandleUserFault(s.ctx, hostarch.Addr(addr), at, hostarch.Addr(t.regs.Rsp))
+		err := p.mm.HandleUserFault(s.faultCtx(t), hostarch.Addr(addr), at, hostarch.Addr(t.regs.Rsp))
 		if err == nil {
 			if p.as != nil {
 				t.lastFaultGen = p.as.generation()
@@ -110,7 +110,7 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 			s.resume(t, 0, nil)
 			return
 		}
-		if t.dead() {
+		if t.dead() || s.parkUffd(t, err) {
 			return
 		}
 		last = err

@@ -472,6 +472,7 @@ func (s *Sandbox) forkDone(t *task) {
 			m.CopyOut(s.ctx, st.addr, st.old[:], mm.IOOpts{IgnorePermissions: true})
 		}
 	}
+	s.uffdForkDone(t)
 }
 
 // settidSave is the word at a clone's child_tid address in the parent's

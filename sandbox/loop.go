@@ -41,6 +41,7 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 		}
 		t0 := time.Now()
 		s.handle(wr.tid, wr.ws)
+		s.uffdService()
 		// Another address space may have lost pages (a file hole
 		// punched through a shared mapping): unmap them before its
 		// tasks touch them again.

@@ -212,6 +212,9 @@ type Sandbox struct {
 	fwd forwarder
 	// selfPid is vmspace's pid.
 	selfPid int
+	// uffd holds the program's userfaultfd contexts (uffd.go), nil
+	// until it makes one. Tracer goroutine.
+	uffd *uffdState
 	// shm are the System V shared memory segments (the registry has its
 	// own lock).
 	shm *kernel.ShmRegistry

@@ -76,6 +76,8 @@ var trapped = []int{
 	unix.SYS_RSEQ, unix.SYS_SET_TID_ADDRESS, unix.SYS_SET_ROBUST_LIST,
 	// Waits: children that ended traced are reaped first (reapExited).
 	unix.SYS_WAIT4, unix.SYS_WAITID,
+	// userfaultfd contexts are the memory manager's (uffd.go).
+	unix.SYS_USERFAULTFD,
 }
 
 // isTrapped reports whether nr is in trapped (for tests and tracing).
@@ -368,6 +370,9 @@ func (b *bpf) block(nr, memFD int) {
 		b.traceIfIn(cmds.arg, cmds.ks)
 		b.ja("allow")
 		return
+	case unix.SYS_IOCTL:
+		// USERFAULTFD_IOC_NEW, whose argument is flags (uffd.go).
+		b.traceIfIn(1, []uint32{uffdIocNew})
 	case unix.SYS_FALLOCATE:
 		// Collapsing or inserting a range moves the file's contents
 		// (truncate.go).

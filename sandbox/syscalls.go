@@ -169,6 +169,12 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysProcessVM(t, nr, a)
 	case unix.SYS_PROCESS_MADVISE:
 		return s.sysProcessMadvise(t, a)
+	case unix.SYS_USERFAULTFD:
+		return s.sysUserfaultfd(t, a)
+	case unix.SYS_IOCTL:
+		if res, ok := s.uffdIoctl(t, a); ok {
+			return res
+		}
 	case unix.SYS_PROCESS_MRELEASE:
 		return s.sysProcessMrelease(t, a)
 	case unix.SYS_WAIT4, unix.SYS_WAITID:

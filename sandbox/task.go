@@ -130,7 +130,8 @@ const (
 	// its exit-stop), where no system call can be injected.
 	taskInKernel
 	// taskParked: inside its fork system call, kept stopped at the fork
-	// event until the child has copied its memory (unpark).
+	// event until the child has copied its memory (unpark); or at the
+	// stop of a fault waiting on a userfaultfd (uffd.go: parkUffd).
 	taskParked
 	// taskForkExit: let go from its fork event, running to the exit of
 	// its fork system call (resumed with PTRACE_SYSCALL), where its fork

@@ -1,0 +1,410 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/mm"
+	"golang.org/x/sys/unix"
+)
+
+// userfaultfd for managed memory.
+//
+// The userfaultfd system call and /dev/userfaultfd's USERFAULTFD_IOC_NEW
+// stop (userfaultfd is trapped; the ioctl stops for its command, see
+// seccomp.go). vmspace first makes the host's own call in the program
+// process and closes what it made, so that the program gets the host's
+// errno (EPERM without CAP_SYS_PTRACE or UFFD_USER_MODE_ONLY where
+// vm.unprivileged_userfaultfd is 0, EINVAL for bad flags, EMFILE); then
+// it makes an mm.Userfaultfd of the process's manager, and gives the
+// program the read end of a pipe whose write end vmspace keeps (opened in
+// the program through /proc/<vmspace>/fd/N with the call's O_CLOEXEC and
+// O_NONBLOCK): read, poll, select and epoll on it are the host's, and
+// vmspace writes the context's struct uffd_msg messages into the pipe
+// (never blocking: what the pipe cannot take waits for the next turn of
+// the main loop). The ioctls on the descriptor (command type 0xAA, which
+// carry a pointer and stop) are served by the context (uffdIoctl): the
+// pipe is recognised by its inode. The context is released (mm.Userfaultfd
+// Release) when the program has closed every read end: the write end then
+// polls POLLERR.
+//
+// A thread whose fault the manager answers with a userfault is not
+// resumed (parkUffd: it stays at its SIGSEGV stop, in state taskParked,
+// which nothing else resumes or borrows) until the context wakes the
+// fault (a COPY, ZEROPAGE, WAKE, ... by another thread, or the release);
+// then it runs on from the faulting instruction, which faults again and
+// is served. The main loop checks the parked threads and flushes the
+// messages after every stop it serves (uffdService).
+//
+// Fork events: the child's context gets its descriptor in the parent
+// process at the exit of its fork (uffdForkDone), before its FORK message
+// (which carries the number) is written.
+//
+// What differs from Linux: the inferred access of a fault on a page never
+// mapped is a read (fault.go), so a missing fault's message lacks
+// UFFD_PAGEFAULT_FLAG_WRITE; a system call whose buffer lies in a range
+// waiting on a userfault fails with EFAULT instead of waiting (as with
+// UFFD_USER_MODE_ONLY); a parked thread takes signals only once woken;
+// the fork event's descriptor number is chosen at the fork, not at the
+// read; and the events do not wait for their reading.
+
+// uffdState is the sandbox's userfaultfd contexts and parked threads. Like
+// everything the Sandbox holds, it is used only by the tracer goroutine.
+type uffdState struct {
+	// files are the contexts, by the inode of their pipe.
+	files map[uffdKey]*uffdFile
+	// parked are the threads waiting on a userfault.
+	parked map[*task]*mm.Userfault
+}
+
+// uffdKey identifies a pipe.
+type uffdKey struct{ dev, ino uint64 }
+
+// uffdFile is one context and its pipe.
+type uffdFile struct {
+	u *mm.Userfaultfd
+	// w is vmspace's descriptor of the pipe's write end (non-blocking).
+	w int
+	// flags are the userfaultfd(2) flags it was made with.
+	flags int
+	// pend are the messages not yet written, in order.
+	pend []uffdPending
+}
+
+// uffdPending is a message waiting to be written; a fork event's waits
+// for its descriptor (fd, ready).
+type uffdPending struct {
+	m     mm.UffdMsg
+	fd    int32
+	ready bool
+}
+
+// The userfaultfd ioctls (linux/userfaultfd.h).
+const (
+	uffdIocNew          = 0xAA00
+	uffdioAPI           = 0xC018AA3F
+	uffdioRegister      = 0xC020AA00
+	uffdioUnregister    = 0x8010AA01
+	uffdioWake          = 0x8010AA02
+	uffdioCopy          = 0xC028AA03
+	uffdioZeropage      = 0xC020AA04
+	uffdioMove          = 0xC028AA05
+	uffdioWriteprotect  = 0xC018AA06
+	uffdioContinue      = 0xC020AA07
+	uffdioPoison        = 0xC020AA08
+	uffdSharedFcntlMask = unix.O_CLOEXEC | unix.O_NONBLOCK
+)
+
+// uffdOn returns the sandbox's userfaultfd state, made on first use.
+func (s *Sandbox) uffdOn() *uffdState {
+	if s.uffd == nil {
+		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*mm.Userfault{}}
+	}
+	return s.uffd
+}
+
+// sysUserfaultfd serves userfaultfd(2).
+func (s *Sandbox) sysUserfaultfd(t *task, a [6]uint64) sysResult {
+	return s.newUffdCall(t, int(int32(a[0])), func() (uintptr, error) {
+		return s.inject(t, unix.SYS_USERFAULTFD, uintptr(a[0]))
+	})
+}
+
+// newUffdCall makes a context for t's process after probe, the host's own
+// call, says the host would have made one (its descriptor is closed).
+func (s *Sandbox) newUffdCall(t *task, flags int, probe func() (uintptr, error)) sysResult {
+	if t.p.mm == nil {
+		return pass()
+	}
+	r, err := probe()
+	if err != nil {
+		return retErr(unix.EFAULT)
+	}
+	if e, bad := errnoOf(r); bad {
+		return retErr(e)
+	}
+	s.inject(t, unix.SYS_CLOSE, r)
+	u, err := mm.NewUserfaultfd(t.p.mm, flags)
+	if err != nil {
+		return retErr(errno(err))
+	}
+	fd, err := s.newUffdFile(t, u, flags, unix.O_RDONLY)
+	if err != nil {
+		var e unix.Errno
+		if !errors.As(err, &e) {
+			e = unix.ENOMEM
+		}
+		return retErr(e)
+	}
+	return ret(uintptr(fd))
+}
+
+// newUffdFile gives u a pipe, whose read end it opens in t's process with
+// mode and flags' O_CLOEXEC and O_NONBLOCK, and returns that descriptor.
+func (s *Sandbox) newUffdFile(t *task, u *mm.Userfaultfd, flags, mode int) (int, error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return -1, err
+	}
+	defer unix.Close(p[0])
+	path := fmt.Sprintf("/proc/%d/fd/%d", s.selfPid, p[0])
+	var fd uintptr
+	cwd := unix.AT_FDCWD
+	err := s.writeMem(t.p.pid, scratchAddr, append([]byte(path), 0))
+	if err == nil {
+		fd, err = s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), uintptr(mode|flags&uffdSharedFcntlMask), 0)
+	}
+	if err == nil {
+		if e, bad := errnoOf(fd); bad {
+			err = e
+		}
+	}
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(p[1], &st)
+	}
+	if err != nil {
+		unix.Close(p[1])
+		return -1, err
+	}
+	s.uffdOn().files[uffdKey{st.Dev, st.Ino}] = &uffdFile{u: u, w: p[1], flags: flags}
+	return int(fd), nil
+}
+
+// uffdFileOf returns the context whose pipe descriptor fd of p is, or nil.
+func (s *Sandbox) uffdFileOf(p *process, fd int32) *uffdFile {
+	if s.uffd == nil || fd < 0 {
+		return nil
+	}
+	var st unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", p.pid, fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return nil
+	}
+	return s.uffd.files[uffdKey{st.Dev, st.Ino}]
+}
+
+// uffdIoctl serves an ioctl with a userfaultfd command: USERFAULTFD_IOC_NEW
+// on /dev/userfaultfd, and the UFFDIO ones on a context's descriptor. It
+// reports false for others, which the host runs.
+func (s *Sandbox) uffdIoctl(t *task, a [6]uint64) (sysResult, bool) {
+	cmd := uint32(a[1])
+	if cmd>>8&0xff != 0xAA || t.p.mm == nil {
+		return sysResult{}, false
+	}
+	fd := int32(a[0])
+	if cmd == uffdIocNew {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd)); err != nil || l != "/dev/userfaultfd" {
+			return sysResult{}, false
+		}
+		return s.newUffdCall(t, int(int32(a[2])), func() (uintptr, error) {
+			return s.inject(t, unix.SYS_IOCTL, uintptr(fd), uintptr(cmd), uintptr(a[2]))
+		}), true
+	}
+	f := s.uffdFileOf(t.p, fd)
+	if f == nil {
+		return sysResult{}, false
+	}
+	return s.serveUffdio(t, f.u, cmd, hostarch.Addr(a[2])), true
+}
+
+// serveUffdio serves UFFDIO command cmd on u with its argument at arg.
+func (s *Sandbox) serveUffdio(t *task, u *mm.Userfaultfd, cmd uint32, arg hostarch.Addr) sysResult {
+	if cmd != uffdioAPI && !u.Initialized() {
+		return retErr(unix.EINVAL)
+	}
+	size := map[uint32]int{
+		uffdioAPI: 24, uffdioRegister: 24, uffdioUnregister: 16, uffdioWake: 16, uffdioCopy: 32,
+		uffdioZeropage: 24, uffdioMove: 32, uffdioWriteprotect: 24, uffdioContinue: 24, uffdioPoison: 24,
+	}[cmd]
+	if size == 0 {
+		return retErr(unix.EINVAL)
+	}
+	m := t.p.mm
+	buf := make([]byte, size)
+	if _, err := m.CopyIn(s.ctx, arg, buf, mm.IOOpts{}); err != nil {
+		return retErr(unix.EFAULT)
+	}
+	w := func(i int) uint64 { return binary.LittleEndian.Uint64(buf[8*i:]) }
+	put := func(off int, v ...uint64) error {
+		b := make([]byte, 8*len(v))
+		for i, x := range v {
+			binary.LittleEndian.PutUint64(b[8*i:], x)
+		}
+		_, err := m.CopyOut(s.ctx, arg+hostarch.Addr(off), b, mm.IOOpts{})
+		return err
+	}
+	// fill finishes a filling ioctl whose result field is at off.
+	fill := func(off int, length, n uint64, ran bool, err error) sysResult {
+		if !ran {
+			return retErr(errno(err))
+		}
+		v, rerr := mm.UffdioResult(n, length, err)
+		if put(off, uint64(v)) != nil {
+			return retErr(unix.EFAULT)
+		}
+		return retFrom(rerr)
+	}
+	switch cmd {
+	case uffdioAPI:
+		caps, _ := effectiveCaps(fmt.Sprintf("/proc/%d/status", t.tid))
+		feat, ioctls, err := u.API(w(0), w(1), caps&(1<<unix.CAP_SYS_PTRACE) != 0)
+		api := w(0)
+		if err != nil {
+			api = 0
+		}
+		if put(0, api, feat, ioctls) != nil {
+			return retErr(unix.EFAULT)
+		}
+		return retFrom(err)
+	case uffdioRegister:
+		ioctls, err := u.Register(s.ctx, w(0), w(1), w(2))
+		if err == nil && put(24, ioctls) != nil {
+			return retErr(unix.EFAULT)
+		}
+		return retFrom(err)
+	case uffdioUnregister:
+		return retFrom(u.Unregister(s.ctx, w(0), w(1)))
+	case uffdioWake:
+		return retFrom(u.Wake(w(0), w(1)))
+	case uffdioCopy:
+		n, ran, err := u.Copy(s.ctx, w(0), w(1), w(2), w(3), m)
+		return fill(32, w(2), n, ran, err)
+	case uffdioZeropage:
+		n, ran, err := u.ZeroPage(s.ctx, w(0), w(1), w(2))
+		return fill(24, w(1), n, ran, err)
+	case uffdioMove:
+		n, ran, err := u.Move(s.ctx, w(0), w(1), w(2), w(3), m)
+		return fill(32, w(2), n, ran, err)
+	case uffdioWriteprotect:
+		return retFrom(u.WriteProtect(s.ctx, w(0), w(1), w(2)))
+	case uffdioContinue:
+		n, ran, err := u.Continue(s.ctx, w(0), w(1), w(2))
+		return fill(24, w(1), n, ran, err)
+	case uffdioPoison:
+		n, ran, err := u.Poison(s.ctx, w(0), w(1), w(2))
+		return fill(24, w(1), n, ran, err)
+	}
+	return retErr(unix.EINVAL)
+}
+
+// faultCtx returns the context of t's page faults: it names the thread
+// for UFFD_FEATURE_THREAD_ID once the program has a userfaultfd.
+func (s *Sandbox) faultCtx(t *task) context.Context {
+	if s.uffd == nil {
+		return s.ctx
+	}
+	return mm.WithFaultingThread(s.ctx, int32(t.tid))
+}
+
+// parkUffd keeps t, at the stop of a fault that err says waits on a
+// userfault, stopped until the fault is woken; it reports whether it did.
+func (s *Sandbox) parkUffd(t *task, err error) bool {
+	var ue *mm.UserfaultError
+	if !errors.As(err, &ue) || ue.Fault == nil {
+		return false
+	}
+	st := s.uffdOn()
+	st.parked[t] = ue.Fault
+	t.lastFault, t.faultRepeats = faultKey{}, 0
+	if t.p.held == t {
+		t.p.held = nil
+	}
+	t.state = taskParked
+	return true
+}
+
+// uffdService runs after every stop the main loop serves: it lets go the
+// parked threads whose fault was woken (and forgets those gone), writes
+// the contexts' messages into their pipes, and releases the contexts
+// whose read ends are all closed.
+func (s *Sandbox) uffdService() {
+	st := s.uffd
+	if st == nil {
+		return
+	}
+	if len(st.files) > 0 {
+		fds := make([]unix.PollFd, 0, len(st.files))
+		keys := make([]uffdKey, 0, len(st.files))
+		for k, f := range st.files {
+			s.uffdFlush(f)
+			fds = append(fds, unix.PollFd{Fd: int32(f.w), Events: unix.POLLOUT})
+			keys = append(keys, k)
+		}
+		if _, err := unix.Poll(fds, 0); err == nil {
+			for i, pfd := range fds {
+				if pfd.Revents&unix.POLLERR != 0 {
+					f := st.files[keys[i]]
+					f.u.Release(s.ctx)
+					unix.Close(f.w)
+					delete(st.files, keys[i])
+				}
+			}
+		}
+	}
+	for t, f := range st.parked {
+		switch {
+		case t.dead() || s.tasks[t.tid] != t:
+			f.Cancel()
+			delete(st.parked, t)
+		case f.Woken():
+			delete(st.parked, t)
+			t.state = taskSignalStop
+			s.resume(t, 0, nil)
+		}
+	}
+}
+
+// uffdFlush writes f's messages into its pipe, as far as it takes them and
+// up to a fork event whose descriptor is not made yet.
+func (s *Sandbox) uffdFlush(f *uffdFile) {
+	for _, m := range f.u.Messages() {
+		f.pend = append(f.pend, uffdPending{m: m, ready: m.Event != mm.UffdEventFork})
+	}
+	n := 0
+	for _, pm := range f.pend {
+		if !pm.ready {
+			break
+		}
+		b := pm.m.Marshal(pm.fd)
+		if _, err := unix.Write(f.w, b[:]); err != nil {
+			break
+		}
+		n++
+	}
+	f.pend = f.pend[n:]
+}
+
+// uffdForkDone gives the child contexts of the fork t just finished their
+// descriptors in t's process (the parent), so that the FORK messages can
+// be written.
+func (s *Sandbox) uffdForkDone(t *task) {
+	if s.uffd == nil || t.p.mm == nil {
+		return
+	}
+	for _, f := range s.uffd.files {
+		if f.u.MemoryManager() != t.p.mm {
+			continue
+		}
+		for _, m := range f.u.Messages() {
+			f.pend = append(f.pend, uffdPending{m: m, ready: m.Event != mm.UffdEventFork})
+		}
+		for i := range f.pend {
+			pm := &f.pend[i]
+			if pm.ready || pm.m.Child == nil {
+				continue
+			}
+			fd, err := s.newUffdFile(t, pm.m.Child, f.flags, unix.O_RDWR)
+			if err != nil {
+				// No descriptor for it: the child's context goes.
+				pm.m.Child.Release(s.ctx)
+				fd = -int(errno(err))
+			}
+			pm.fd, pm.ready = int32(fd), true
+		}
+		s.uffdFlush(f)
+	}
+}

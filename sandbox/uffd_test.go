@@ -1,0 +1,386 @@
+package sandbox
+
+import (
+	"strings"
+	"testing"
+)
+
+// uffdProgram exercises userfaultfd: run with a case name, it prints what
+// it sees, which must be the same natively and under vmspace.
+const uffdProgram = `
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+struct my_uffdio_poison { struct uffdio_range range; __u64 mode; __s64 updated; };
+#define MY_UFFDIO_POISON _IOWR(0xAA, 0x08, struct my_uffdio_poison)
+struct my_uffdio_move { __u64 dst, src, len, mode; __s64 move; };
+#define MY_UFFDIO_MOVE _IOWR(0xAA, 0x05, struct my_uffdio_move)
+#define F_POISON (1<<14)
+#define F_MOVE (1<<16)
+
+#define PG 4096L
+static char *base;
+static int uffd;
+
+// Lines a resolving thread writes while the woken thread runs on are kept
+// in deferred and printed at the end, so that the output does not depend
+// on which thread runs first.
+static char deferred[8192];
+static int deferring;
+#define out(...) (deferring ? (void)snprintf(deferred + strlen(deferred), sizeof deferred - strlen(deferred), __VA_ARGS__) : (void)printf(__VA_ARGS__))
+
+static int mkuffd(int flags) { return syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY); }
+
+static int api(int fd, __u64 features) {
+	struct uffdio_api a = { .api = UFFD_API, .features = features };
+	int r = ioctl(fd, UFFDIO_API, &a);
+	printf("API(%#llx) = %d %s features&0x1ffff=%#llx ioctls=%#llx\n", (unsigned long long)features, r, r ? strerror(errno) : "",
+		(unsigned long long)(a.features & 0x1ffff), (unsigned long long)a.ioctls);
+	return r;
+}
+
+static int reg(int fd, void *p, long len, __u64 mode) {
+	struct uffdio_register r = { .range = { (unsigned long)p, len }, .mode = mode };
+	int ret = ioctl(fd, UFFDIO_REGISTER, &r);
+	printf("REGISTER(+%#lx, %#lx, %llu) = %d %s ioctls=%#llx\n", (long)((char *)p - base), len, (unsigned long long)mode,
+		ret, ret ? strerror(errno) : "", ret ? 0ULL : (unsigned long long)r.ioctls);
+	return ret;
+}
+
+static long copy(int fd, void *dst, void *src, long len, __u64 mode) {
+	struct uffdio_copy c = { (unsigned long)dst, (unsigned long)src, len, mode, 12345 };
+	int r = ioctl(fd, UFFDIO_COPY, &c);
+	out("COPY(+%#lx, %#lx) = %d %s copy=%lld\n", (long)((char *)dst - base), len, r, r ? strerror(errno) : "", (long long)c.copy);
+	return r;
+}
+
+static long zero(int fd, void *dst, long len, __u64 mode) {
+	struct uffdio_zeropage z = { { (unsigned long)dst, len }, mode, 12345 };
+	int r = ioctl(fd, UFFDIO_ZEROPAGE, &z);
+	out("ZEROPAGE(+%#lx, %#lx) = %d %s zeropage=%lld\n", (long)((char *)dst - base), len, r, r ? strerror(errno) : "", (long long)z.zeropage);
+	return r;
+}
+
+static struct uffd_msg getmsg(int fd) {
+	struct uffd_msg m;
+	struct pollfd p = { fd, POLLIN };
+	if (poll(&p, 1, -1) != 1) { perror("poll"); exit(1); }
+	if (read(fd, &m, sizeof m) != sizeof m) { perror("read"); exit(1); }
+	return m;
+}
+
+static void printmsg(struct uffd_msg *m) {
+	switch (m->event) {
+	case UFFD_EVENT_PAGEFAULT:
+		printf("msg PAGEFAULT +%#lx flags %#llx\n", (long)((char *)m->arg.pagefault.address - base), (unsigned long long)m->arg.pagefault.flags);
+		break;
+	case UFFD_EVENT_REMOVE: case UFFD_EVENT_UNMAP:
+		printf("msg %s +%#lx-+%#lx\n", m->event == UFFD_EVENT_REMOVE ? "REMOVE" : "UNMAP",
+			(long)((char *)m->arg.remove.start - base), (long)((char *)m->arg.remove.end - base));
+		break;
+	case UFFD_EVENT_REMAP:
+		printf("msg REMAP +%#lx -> +%#lx len %#llx\n", (long)((char *)m->arg.remap.from - base), (long)((char *)m->arg.remap.to - base),
+			(unsigned long long)m->arg.remap.len);
+		break;
+	case UFFD_EVENT_FORK:
+		printf("msg FORK ufd valid %d\n", fcntl(m->arg.fork.ufd, F_GETFD) >= 0);
+		break;
+	default:
+		printf("msg event %#x\n", m->event);
+	}
+	fflush(stdout);
+}
+
+// missing: a handler thread resolves the missing faults of the main
+// thread: COPY for pages 0 and 1, ZEROPAGE for 2, COPY with DONTWAKE then
+// WAKE for 3.
+static char srcpage[PG] __attribute__((aligned(4096)));
+static void *missing_handler(void *arg) {
+	for (int i = 0; i < 4; i++) {
+		struct uffd_msg m = getmsg(uffd);
+		printmsg(&m);
+		char *pg = (char *)(m.arg.pagefault.address & ~(PG - 1));
+		memset(srcpage, 'a' + i, PG);
+		if (i == 2) {
+			zero(uffd, pg, PG, 0);
+		} else if (i == 3) {
+			copy(uffd, pg, srcpage, PG, UFFDIO_COPY_MODE_DONTWAKE);
+			struct uffdio_range r = { (unsigned long)pg, PG };
+			int rc = ioctl(uffd, UFFDIO_WAKE, &r);
+			out("WAKE = %d\n", rc);
+		} else {
+			copy(uffd, pg, srcpage, PG, 0);
+		}
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int c_missing(void) {
+	base = mmap(0, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uffd = mkuffd(O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	api(uffd, UFFD_FEATURE_THREAD_ID);
+	reg(uffd, base, 8 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	fflush(stdout);
+	deferring = 1;
+	pthread_t th;
+	pthread_create(&th, 0, missing_handler, 0);
+	for (int i = 0; i < 4; i++) {
+		volatile char *p = base + i * PG + 100;
+		char c = *p;
+		printf("read page %d: %d\n", i, c);
+		fflush(stdout);
+	}
+	pthread_join(th, 0);
+	printf("%s", deferred);
+	return 0;
+}
+
+// A thread writes to pages the main thread write-protects; the handler
+// un-protects them.
+static void *wp_writer(void *arg) {
+	for (int i = 0; i < 2; i++) {
+		base[i * PG + 8] = 'W';
+		printf("wrote page %d\n", i);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int c_wp(void) {
+	base = mmap(0, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	memset(base, 'x', 4 * PG);
+	uffd = mkuffd(O_CLOEXEC);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	api(uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	reg(uffd, base, 4 * PG, UFFDIO_REGISTER_MODE_WP);
+	struct uffdio_writeprotect w = { { (unsigned long)base, 4 * PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	printf("WRITEPROTECT = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	w.mode = UFFDIO_WRITEPROTECT_MODE_WP | UFFDIO_WRITEPROTECT_MODE_DONTWAKE;
+	int rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &w);
+	printf("WRITEPROTECT WP|DONTWAKE = %d %s\n", rc, strerror(errno));
+	printf("read while protected: %c\n", base[PG]);
+	fflush(stdout);
+	deferring = 1;
+	pthread_t th;
+	pthread_create(&th, 0, wp_writer, 0);
+	for (int i = 0; i < 2; i++) {
+		struct uffd_msg m = getmsg(uffd);
+		printmsg(&m);
+		struct uffdio_writeprotect u = { { m.arg.pagefault.address & ~(PG - 1), PG }, 0 };
+		int rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &u);
+		out("un-protect = %d\n", rc);
+	}
+	pthread_join(th, 0);
+	printf("%s", deferred);
+	printf("page 0 %c page 1 %c page 2 %c\n", base[8], base[PG + 8], base[2 * PG + 8]);
+	return 0;
+}
+
+// events: a monitor thread reads the events of madvise, munmap, mremap and
+// fork, and serves the child's missing fault through the forked context.
+static int ack[2];
+static void *event_monitor(void *arg) {
+	for (;;) {
+		struct uffd_msg m = getmsg(uffd);
+		printmsg(&m);
+		if (m.event == UFFD_EVENT_FORK) {
+			int cfd = m.arg.fork.ufd;
+			struct uffd_msg cm = getmsg(cfd);
+			printf("child ");
+			printmsg(&cm);
+			memset(srcpage, 'c', PG);
+			copy(cfd, (char *)(cm.arg.pagefault.address & ~(PG - 1)), srcpage, PG, 0);
+			close(cfd);
+		}
+		fflush(stdout);
+		char c = 1;
+		if (write(ack[1], &c, 1) != 1) exit(1);
+		if (m.event == UFFD_EVENT_FORK)
+			return 0;
+	}
+}
+
+static void waitack(void) { char c; if (read(ack[0], &c, 1) != 1) exit(1); }
+
+static int c_events(void) {
+	base = mmap(0, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(base + 8 * PG, 8 * PG);
+	memset(base, 'p', 8 * PG);
+	uffd = mkuffd(O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	if (api(uffd, UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP))
+		return 0;
+	reg(uffd, base, 8 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	if (pipe(ack)) return 1;
+	pthread_t th;
+	pthread_create(&th, 0, event_monitor, 0);
+	// Linux's calls return once the monitor has read their events;
+	// vmspace's do not wait: the acknowledgement orders the output.
+	int rc = madvise(base + PG, 2 * PG, MADV_DONTNEED);
+	waitack();
+	printf("madvise = %d\n", rc); fflush(stdout);
+	rc = munmap(base + 7 * PG, PG);
+	waitack();
+	printf("munmap = %d\n", rc); fflush(stdout);
+	char *to = base + 9 * PG;
+	char *r = mremap(base + 4 * PG, 2 * PG, 2 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	waitack();
+	waitack();
+	printf("mremap moved %d\n", r == to); fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(base[PG]);
+	waitack();
+	int st;
+	waitpid(pid, &st, 0);
+	printf("child read %c\n", WEXITSTATUS(st));
+	pthread_join(th, 0);
+	return 0;
+}
+
+// errnos of registrations and ioctls.
+static int c_errnos(void) {
+	base = mmap(0, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(base + 4 * PG, PG);
+	int rc = mkuffd(0x4000);
+	printf("userfaultfd(bad) = %d %s\n", rc, strerror(errno));
+	int fd = mkuffd(O_CLOEXEC);
+	if (fd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	struct uffdio_range rng = { (unsigned long)base, PG };
+	rc = ioctl(fd, UFFDIO_WAKE, &rng);
+	printf("WAKE before API = %d %s\n", rc, strerror(errno));
+	reg(fd, base, PG, UFFDIO_REGISTER_MODE_MISSING);
+	struct uffdio_api a = { .api = 0xAB };
+	rc = ioctl(fd, UFFDIO_API, &a);
+	printf("API(bad) = %d %s api=%#llx\n", rc, strerror(errno), (unsigned long long)a.api);
+	a.api = UFFD_API; a.features = 1ULL << 40;
+	rc = ioctl(fd, UFFDIO_API, &a);
+	printf("API(bad feature) = %d %s api=%#llx\n", rc, strerror(errno), (unsigned long long)a.api);
+	api(fd, F_POISON | F_MOVE);
+	api(fd, 0);
+	rc = ioctl(fd, _IOWR(0xAA, 0x20, struct uffdio_range), &rng);
+	printf("ioctl(bad) = %d %s\n", rc, strerror(errno));
+	reg(fd, base, PG, 0);
+	reg(fd, base, PG, 8);
+	reg(fd, base + 1, PG, UFFDIO_REGISTER_MODE_MISSING);
+	reg(fd, base, 100, UFFDIO_REGISTER_MODE_MISSING);
+	reg(fd, base + 4 * PG, PG, UFFDIO_REGISTER_MODE_MISSING);
+	reg(fd, base, PG, UFFDIO_REGISTER_MODE_MINOR);
+	reg(fd, base, 2 * PG, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP);
+	reg(fd, base + 3 * PG, 3 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	int fd2 = mkuffd(O_CLOEXEC);
+	api(fd2, 0);
+	reg(fd2, base, PG, UFFDIO_REGISTER_MODE_MISSING);
+	// A private file mapping, and a shared read-only one.
+	int f = open("/etc/passwd", O_RDONLY);
+	char *fm = mmap(0, PG, PROT_READ, MAP_PRIVATE, f, 0);
+	struct uffdio_register r = { { (unsigned long)fm, PG }, UFFDIO_REGISTER_MODE_MISSING };
+	rc = ioctl(fd, UFFDIO_REGISTER, &r);
+	printf("REGISTER(file) = %d %s\n", rc, strerror(errno));
+	int mfd = memfd_create("m", 0);
+	if (ftruncate(mfd, PG)) return 1;
+	char *sm = mmap(0, PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	struct uffdio_register r2 = { { (unsigned long)sm, PG }, UFFDIO_REGISTER_MODE_MINOR };
+	rc = ioctl(fd, UFFDIO_REGISTER, &r2);
+	printf("REGISTER(memfd, minor) = %d ioctls=%#llx\n", rc, (unsigned long long)r2.ioctls);
+	int ro = open("/etc/passwd", O_RDONLY);
+	char *rom = mmap(0, PG, PROT_READ, MAP_SHARED, ro, 0);
+	struct uffdio_register r3 = { { (unsigned long)rom, PG }, UFFDIO_REGISTER_MODE_MISSING };
+	rc = ioctl(fd, UFFDIO_REGISTER, &r3);
+	printf("REGISTER(read-only shared) = %d %s\n", rc, strerror(errno));
+	// COPY and ZEROPAGE errors.
+	memset(srcpage, 's', PG);
+	copy(fd, base, srcpage, PG, 0);
+	copy(fd, base, srcpage, PG, 0);
+	copy(fd, base + PG, srcpage, PG, 4);
+	copy(fd, base + PG + 1, srcpage, PG, 0);
+	copy(fd, base + 3 * PG, srcpage, 2 * PG, 0);
+	copy(fd, base + 7 * PG, srcpage, PG, 0);
+	copy(fd, base + PG, (void *)8, PG, 0);
+	zero(fd, base, 2 * PG, 0);
+	zero(fd, base + PG, PG, 2);
+	zero(fd, base + PG, PG, 0);
+	printf("base[PG+5] = %d base[5] = %c\n", base[PG + 5], base[5]);
+	struct uffdio_writeprotect w = { { (unsigned long)base + 3 * PG, PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	rc = ioctl(fd, UFFDIO_WRITEPROTECT, &w);
+	printf("WRITEPROTECT(missing only) = %d %s\n", rc, strerror(errno));
+	struct my_uffdio_poison po = { { (unsigned long)base + 3 * PG, PG }, 0, 7 };
+	rc = ioctl(fd, MY_UFFDIO_POISON, &po);
+	printf("POISON = %d updated=%lld\n", rc, (long long)po.updated);
+	rc = ioctl(fd, MY_UFFDIO_POISON, &po);
+	printf("POISON again = %d %s updated=%lld\n", rc, strerror(errno), (long long)po.updated);
+	char *mv = mmap(0, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mv[0] = 'M';
+	struct my_uffdio_move m = { (unsigned long)base + 5 * PG, (unsigned long)mv, PG, 0, 7 };
+	rc = ioctl(fd, MY_UFFDIO_MOVE, &m);
+	printf("MOVE = %d move=%lld\n", rc, (long long)m.move);
+	printf("moved %c, source %d\n", base[5 * PG], mv[0]);
+	rc = ioctl(fd, UFFDIO_UNREGISTER, &(struct uffdio_range){ (unsigned long)base + 4 * PG, PG });
+	printf("UNREGISTER(hole) = %d %s\n", rc, strerror(errno));
+	rc = ioctl(fd, UFFDIO_UNREGISTER, &(struct uffdio_range){ (unsigned long)base, 8 * PG });
+	printf("UNREGISTER = %d %s\n", rc, rc ? strerror(errno) : "");
+	printf("read after UNREGISTER: %d\n", base[6 * PG]);
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	if (dev < 0) {
+		printf("/dev/userfaultfd: %s\n", strerror(errno));
+	} else {
+		rc = ioctl(dev, USERFAULTFD_IOC_NEW, 0x4000);
+		printf("IOC_NEW(bad) = %d %s\n", rc, strerror(errno));
+		int nfd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+		printf("IOC_NEW ok %d\n", nfd > 0);
+		api(nfd, 0);
+		rc = ioctl(dev, _IO(0xAA, 1), 0);
+		printf("ioctl(dev, other) = %d %s\n", rc, strerror(errno));
+	}
+	return 0;
+}
+
+int main(int argc, char **argv) {
+	setvbuf(stdout, 0, _IOLBF, 0);
+	if (argc < 2) return 2;
+	if (!strcmp(argv[1], "missing")) return c_missing();
+	if (!strcmp(argv[1], "wp")) return c_wp();
+	if (!strcmp(argv[1], "events")) return c_events();
+	if (!strcmp(argv[1], "errnos")) return c_errnos();
+	return 2;
+}
+`
+
+// TestUserfaultfd compares the uffd program's cases natively and under
+// vmspace: missing faults of one thread resolved by another with COPY,
+// ZEROPAGE and WAKE; write-protect faults; the madvise, munmap, mremap and
+// fork events with the child's fault resolved through the forked context;
+// the errnos of bad registrations and ioctls.
+func TestUserfaultfd(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "uffd", uffdProgram, true)
+	for _, c := range []string{"missing", "wp", "events", "errnos"} {
+		t.Run(c, func(t *testing.T) {
+			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
+				t.Skipf("no userfaultfd here: %s", r.stdout)
+			}
+			compare(t, "", "", exe, c)
+		})
+	}
+}
