@@ -251,7 +251,7 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 		pseg, pgap := mm.pmas.Find(addr)
 		if v.uffd != nil || (pseg.Ok() && pseg.ValuePtr().poison) {
 			// A userfault, a poisoned page (uffd.go).
-			if err := mm.userfaultCheckLocked(vseg, pseg, addr, at); err != nil {
+			if err := mm.userfaultCheckLocked(ctx, vseg, pseg, addr, at); err != nil {
 				return first, err
 			}
 			pseg, pgap = mm.pmas.Find(addr)
@@ -337,6 +337,11 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	// A Mappable: translate the required range and as much of the
 	// allocation unit as is cheap.
 	optAR := mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr)
+	if v.uffd != nil {
+		// Like Linux's, faults in a registered range map only their
+		// page, so that each page faults (uffd.go).
+		optAR = required
+	}
 	translateAt := at
 	if v.private() {
 		// Private mappings read the file and copy on write.

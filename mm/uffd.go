@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
 	"golang.org/x/sys/unix"
 )
 
@@ -344,6 +345,14 @@ func (u *Userfaultfd) Register(ctx context.Context, start, length, mode uint64) 
 		if v.uffd == u && v.flags&f == f {
 			return false, nil
 		}
+		if v.isShmem() && f.has(vmaUffdMissing|vmaUffdMinor) {
+			// The embedder may have mapped shmem pages the program
+			// never touched (vmspace run maps small file mappings at
+			// once); drop the file's pmas, so that the pages fault
+			// as on Linux, where a new mapping has no page table
+			// entries. The file keeps the data.
+			mm.Invalidate(r, memmap.InvalidateOpts{})
+		}
 		_, err := mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) {
 			nv.uffd = u
 			nv.flags = nv.flags&^vmaUffdFlags | f
@@ -643,9 +652,12 @@ var errPoisoned = errors.New("poisoned page (UFFDIO_POISON)")
 // userfaultCheckLocked decides whether an access at (page addr, in vseg's
 // vma, whose pma is pseg if Ok) is a userfault or a poisoned page; a
 // write-protect fault in a context with UFFD_FEATURE_WP_ASYNC is resolved
-// on the spot (the page loses its protection). Preconditions: mappingMu
-// held (read); activeMu held for writing.
-func (mm *MemoryManager) userfaultCheckLocked(vseg vmaIterator, pseg pmaIterator, addr hostarch.Addr, at hostarch.AccessType) error {
+// on the spot (the page loses its protection). A missing fault is an
+// access to a page without a pma, of private anonymous memory or, in shmem,
+// one its file does not hold (not Resident); a minor fault one to a page
+// without a pma that the shmem file holds. Fills (ctx from fillCtx) never
+// fault. Preconditions: mappingMu held (read); activeMu held for writing.
+func (mm *MemoryManager) userfaultCheckLocked(ctx context.Context, vseg vmaIterator, pseg pmaIterator, addr hostarch.Addr, at hostarch.AccessType) error {
 	v := vseg.ValuePtr()
 	var flags uint64
 	if at.Write {
@@ -666,11 +678,42 @@ func (mm *MemoryManager) userfaultCheckLocked(vseg vmaIterator, pseg pmaIterator
 		}
 		return nil
 	}
-	if v.flags.has(vmaUffdMissing) && v.isPrivateAnon() {
+	if ctx.Value(fillKey{}) != nil || !v.flags.has(vmaUffdMissing|vmaUffdMinor) {
+		return nil
+	}
+	if v.isPrivateAnon() {
+		if v.flags.has(vmaUffdMissing) {
+			return &UserfaultError{Addr: addr, Flags: flags}
+		}
+		return nil
+	}
+	in, ok := shmemHolds(vseg, addr)
+	switch {
+	case !ok:
+	case !in && v.flags.has(vmaUffdMissing):
 		return &UserfaultError{Addr: addr, Flags: flags}
+	case in && v.flags.has(vmaUffdMinor):
+		return &UserfaultError{Addr: addr, Flags: flags | UffdPagefaultFlagMinor}
 	}
 	return nil
 }
+
+// shmemHolds reports whether the shmem file mapped by vseg's vma holds the
+// page at addr (in, and ok if that can be told).
+func shmemHolds(vseg vmaIterator, addr hostarch.Addr) (in, ok bool) {
+	v := vseg.ValuePtr()
+	res, isRes := v.mappable.(Residency)
+	if !isRes || !v.isShmem() {
+		return false, false
+	}
+	var out [1]byte
+	pg := addr.RoundDown()
+	res.Resident(mappableRangeOf(vseg, hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize}), out[:])
+	return out[0] != 0, true
+}
+
+// fillKey marks the context of a fill's own page access.
+type fillKey struct{}
 
 // faultThreadKey is the context key of WithFaultingThread.
 type faultThreadKey struct{}

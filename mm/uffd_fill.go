@@ -230,12 +230,20 @@ func (mm *MemoryManager) mfillPage(ctx context.Context, dr hostarch.AddrRange, p
 		mm.addRSSLocked(hostarch.PageSize)
 		return nil
 	}
-	// shmem: through the file.
+	// shmem: through the file, which must not hold the page yet (for a
+	// continue: must hold it).
+	in, _ := shmemHolds(vseg, pg)
+	switch {
+	case mode == fillContinue && !in:
+		return unix.EFAULT
+	case mode != fillContinue && in:
+		return unix.EEXIST
+	}
 	at := hostarch.Read
 	if mode != fillContinue {
 		at = hostarch.Write
 	}
-	pseg, err = mm.getPMAsLocked(ctx, vseg, pr, at)
+	pseg, err = mm.getPMAsLocked(context.WithValue(ctx, fillKey{}, true), vseg, pr, at)
 	if err != nil {
 		return unix.EFAULT
 	}

@@ -549,3 +549,55 @@ func TestUffdRefusesSave(t *testing.T) {
 		t.Error("a registered manager may be saved")
 	}
 }
+
+func TestUffdShmem(t *testing.T) {
+	mm := sharedAnonMM(t)
+	w := uint64(window)
+	if _, err := mm.DoMMap(ctx, DoMMapOpts{Addr: window, Length: 4 * pg, Perms: hostarch.ReadWrite, Type: MapTypeShared, Fixed: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Page 0 is in the file before registration.
+	if _, err := mm.CopyOut(ctx, window, []byte("held"), IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mm.MAdvise(ctx, window, 4*pg, AdvDontNeed); err != nil {
+		t.Fatal(err)
+	}
+	src := mustMap(t, mm, anon(window+0x100000, pg, hostarch.ReadWrite))
+	u := newUffd(t, mm, 0)
+	if _, err := u.Register(ctx, w, 4*pg, UffdioRegisterModeMissing|UffdioRegisterModeMinor); err != nil {
+		t.Fatal(err)
+	}
+	mustUserfault(t, mm, window, hostarch.Read)
+	mustUserfault(t, mm, window+pg, hostarch.Read)
+	m := u.Messages()
+	if len(m) != 2 || m[0].Flags != UffdPagefaultFlagMinor || m[1].Flags != 0 {
+		t.Fatalf("messages %+v, want a minor fault then a missing one", m)
+	}
+	for _, tc := range []struct {
+		name string
+		fill func() (uint64, bool, error)
+		n    uint64
+		want error
+	}{
+		{"COPY of a held page", func() (uint64, bool, error) { return u.Copy(ctx, w, uint64(src), pg, 0, mm) }, 0, unix.EEXIST},
+		{"CONTINUE of a missing page", func() (uint64, bool, error) { return u.Continue(ctx, w+pg, pg, 0) }, 0, unix.EFAULT},
+		{"CONTINUE", func() (uint64, bool, error) { return u.Continue(ctx, w, pg, 0) }, pg, nil},
+		{"CONTINUE of a mapped page", func() (uint64, bool, error) { return u.Continue(ctx, w, pg, 0) }, 0, unix.EEXIST},
+		{"ZEROPAGE", func() (uint64, bool, error) { return u.ZeroPage(ctx, w+pg, pg, 0) }, pg, nil},
+	} {
+		if n, _, err := tc.fill(); n != tc.n || err != tc.want {
+			t.Errorf("%s = %d, %v; want %d, %v", tc.name, n, err, tc.n, tc.want)
+		}
+	}
+	got := make([]byte, 4)
+	if _, err := mm.CopyIn(ctx, window, got, IOOpts{}); err != nil || string(got) != "held" {
+		t.Errorf("continued page reads %q, %v", got, err)
+	}
+	if u.Waiting() != 0 {
+		t.Errorf("%d faults still wait", u.Waiting())
+	}
+	// Page 3 faults on its own: the fills mapped only their pages.
+	mustUserfault(t, mm, window+3*pg, hostarch.Read)
+	check(t, mm)
+}

@@ -356,6 +356,44 @@ static int c_errnos(void) {
 	return 0;
 }
 
+// shmem: a memfd whose page 0 is in its page cache: a read of page 0 is a
+// minor fault, resolved with CONTINUE. (Missing faults of shmem are the
+// memory manager's too, but vmspace run maps small file mappings at once,
+// which puts every page of the memfd in its page cache.)
+static void *shmem_handler(void *arg) {
+	struct uffd_msg m = getmsg(uffd);
+	printmsg(&m);
+	char *pg = (char *)(m.arg.pagefault.address & ~(PG - 1));
+	struct uffdio_continue c = { { (unsigned long)pg, PG }, 0, 7 };
+	int rc = ioctl(uffd, UFFDIO_CONTINUE, &c);
+	out("CONTINUE = %d mapped=%lld\n", rc, (long long)c.mapped);
+	rc = ioctl(uffd, UFFDIO_CONTINUE, &c);
+	out("CONTINUE again = %d %s mapped=%lld\n", rc, strerror(errno), (long long)c.mapped);
+	return 0;
+}
+
+static int c_shmem(void) {
+	int mfd = memfd_create("uffd", 0);
+	if (ftruncate(mfd, 4 * PG) || pwrite(mfd, "cached", 6, 0) != 6) return 1;
+	base = mmap(0, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	uffd = mkuffd(O_CLOEXEC);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	api(uffd, UFFD_FEATURE_MINOR_SHMEM | UFFD_FEATURE_MISSING_SHMEM);
+	reg(uffd, base, 4 * PG, UFFDIO_REGISTER_MODE_MINOR);
+	fflush(stdout);
+	deferring = 1;
+	pthread_t th;
+	pthread_create(&th, 0, shmem_handler, 0);
+	// Faults outside printf, which holds stdout's lock.
+	char p0[7] = { 0 };
+	memcpy(p0, base, 6);
+	printf("page 0: %s\n", p0);
+	fflush(stdout);
+	pthread_join(th, 0);
+	printf("%s", deferred);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -363,6 +401,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "wp")) return c_wp();
 	if (!strcmp(argv[1], "events")) return c_events();
 	if (!strcmp(argv[1], "errnos")) return c_errnos();
+	if (!strcmp(argv[1], "shmem")) return c_shmem();
 	return 2;
 }
 `
@@ -371,11 +410,12 @@ int main(int argc, char **argv) {
 // vmspace: missing faults of one thread resolved by another with COPY,
 // ZEROPAGE and WAKE; write-protect faults; the madvise, munmap, mremap and
 // fork events with the child's fault resolved through the forked context;
-// the errnos of bad registrations and ioctls.
+// the errnos of bad registrations and ioctls; a minor fault of a memfd
+// resolved with CONTINUE.
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
