@@ -218,7 +218,7 @@ func reusableAnonVMA(old, a, b vmaIterator) uint64 {
 		av.off+uint64(a.Range().Length()) != bv.off ||
 		av.numaPolicy != bv.numaPolicy ||
 		av.numaNodemask != bv.numaNodemask ||
-		av.flags != bv.flags ||
+		av.flags&^vmaMaybeGuard != bv.flags&^vmaMaybeGuard ||
 		av.maxPerms != bv.maxPerms ||
 		av.mlockMode != bv.mlockMode {
 		return 0
@@ -766,7 +766,7 @@ func (mm *MemoryManager) flushVMAMergesLocked(m *vmaMerges) {
 // vmaEqual reports whether two vmas have the same attributes.
 func vmaEqual(a, b *vma) bool {
 	return a.mappable == b.mappable && a.off == b.off && a.realPerms == b.realPerms &&
-		a.maxPerms == b.maxPerms && a.flags == b.flags && a.mlockMode == b.mlockMode &&
+		a.maxPerms == b.maxPerms && a.flags&^vmaMaybeGuard == b.flags&^vmaMaybeGuard && a.mlockMode == b.mlockMode &&
 		a.numaPolicy == b.numaPolicy && a.numaNodemask == b.numaNodemask && a.id == b.id && a.name == b.name && a.uffd == b.uffd
 }
 
