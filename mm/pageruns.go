@@ -23,8 +23,9 @@ type PageRun struct {
 func (mm *MemoryManager) PageRuns(ar hostarch.AddrRange) []PageRun {
 	mm.mappingMu.RLock()
 	defer mm.mappingMu.RUnlock()
-	rt := mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock(rt)
+	// residentRunsLocked needs activeMu for writing.
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
 	var res []PageRun
 	add := func(r hostarch.AddrRange, shared bool) {
 		if n := len(res); n > 0 && res[n-1].Range.End == r.Start && res[n-1].Shared == shared {
@@ -35,10 +36,23 @@ func (mm *MemoryManager) PageRuns(ar hostarch.AddrRange) []PageRun {
 	}
 	mm.privateRefs.mu.Lock()
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
-		pr := hostarch.AddrRange(pseg.Range()).Intersect(ar)
+		// Only touched pages are resident, as smaps' Rss counts them.
+		for _, pr := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range()).Intersect(ar)) {
+			mm.addPageRunsLocked(pseg, pr, add)
+		}
+	}
+	mm.privateRefs.mu.Unlock()
+	return mergeGuardRuns(mm, ar, res)
+}
+
+// addPageRunsLocked adds the runs of pr, a resident part of pseg, to add:
+// for private pmas split where another manager shares the pages.
+// Preconditions: privateRefs.mu held.
+func (mm *MemoryManager) addPageRunsLocked(pseg pmaIterator, pr hostarch.AddrRange, add func(hostarch.AddrRange, bool)) {
+	{
 		if !pseg.ValuePtr().private {
 			add(pr, false)
-			continue
+			return
 		}
 		// Walk the reference counts of the pma's pages: a count above
 		// one is a page shared with another manager.
@@ -58,7 +72,11 @@ func (mm *MemoryManager) PageRuns(ar hostarch.AddrRange) []PageRun {
 			add(hostarch.AddrRange{Start: at, End: pr.End}, false)
 		}
 	}
-	mm.privateRefs.mu.Unlock()
+}
+
+// mergeGuardRuns merges the guard regions of ar into res, in address order.
+// Preconditions: mappingMu held.
+func mergeGuardRuns(mm *MemoryManager, ar hostarch.AddrRange, res []PageRun) []PageRun {
 	if mm.guards.IsEmpty() {
 		return res
 	}

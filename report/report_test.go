@@ -108,9 +108,7 @@ func TestCollector(t *testing.T) {
 	}
 	wantRuns := []Run{
 		{uint64(base), uint64(base) + 4096, "shared"},
-		{uint64(base) + 4096, uint64(base + unit), "resident"},
 		{uint64(base + unit), uint64(base+unit) + 4096, "shared"},
-		{uint64(base+unit) + 4096, uint64(base + 2*unit), "resident"},
 		{uint64(base + 2*unit), uint64(base+2*unit) + 4096, "guard"},
 	}
 	if !reflect.DeepEqual(v.Runs, wantRuns) {
