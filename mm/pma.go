@@ -322,14 +322,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 		if at.Write || mm.limits.NoZeroPage {
 			mm.prepareAnonVMA(vseg)
 		}
-		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), pma{
-			file:           mm.mf,
-			off:            fr.Start,
-			translatePerms: hostarch.AnyAccess,
-			effectivePerms: v.pmaPerms(hostarch.AnyAccess, false, true),
-			maxPerms:       v.maxPerms,
-			private:        true,
-		})
+		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), mm.newPrivatePMA(v, fr.Start))
 		mm.addRSSLocked(unit.Length())
 		return mm.pmas.FindSegment(addr), checkSeg(pseg)
 	}
@@ -780,4 +773,17 @@ func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.Invalidat
 		pseg = mm.pmas.Remove(pseg).NextSegment()
 	}
 	_ = ctx
+}
+
+// newPrivatePMA returns a pma of v's private memory at offset off of the
+// memory file, with every access v's permissions allow.
+func (mm *MemoryManager) newPrivatePMA(v *vma, off uint64) pma {
+	return pma{
+		file:           mm.mf,
+		off:            off,
+		translatePerms: hostarch.AnyAccess,
+		effectivePerms: v.pmaPerms(hostarch.AnyAccess, false, true),
+		maxPerms:       v.maxPerms,
+		private:        true,
+	}
 }

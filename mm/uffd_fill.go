@@ -211,16 +211,9 @@ func (mm *MemoryManager) mfillPage(ctx context.Context, dr hostarch.AddrRange, p
 				return unix.EFAULT
 			}
 		}
-		p := pma{
-			file:           mm.mf,
-			off:            fr.Start,
-			translatePerms: hostarch.AnyAccess,
-			effectivePerms: v.pmaPerms(hostarch.AnyAccess, false, true),
-			maxPerms:       v.maxPerms,
-			private:        true,
-			uffdWP:         wp,
-			poison:         mode == fillPoison,
-		}
+		p := mm.newPrivatePMA(v, fr.Start)
+		p.uffdWP = wp
+		p.poison = mode == fillPoison
 		if mode == fillZero && !mm.limits.NoZeroPage {
 			// The zero page, mapped read-only: a write copies it.
 			p.effectivePerms.Write = false
