@@ -81,12 +81,24 @@ func typeCtrlC(t *testing.T, cmd *exec.Cmd, vmspace bool) (line string, ok bool)
 		t.Skipf("no pseudo-terminals: %v", err)
 	}
 	defer master.Close()
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	// The ioctls go through the raw connection, not master.Fd(): Fd puts
+	// the descriptor in blocking mode, after which a read deadline is
+	// accepted and never fires (the CI run hung here for 20 min).
+	rc, err := master.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
+	}
+	var n int
+	var ioctlErr error
+	if err := rc.Control(func(fd uintptr) {
+		if ioctlErr = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); ioctlErr == nil {
+			n, ioctlErr = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ioctlErr != nil {
+		t.Fatal(ioctlErr)
 	}
 	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
