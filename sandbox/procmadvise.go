@@ -32,7 +32,9 @@ import (
 //  5. each vector in turn as madvise(2) (an unknown advice EINVAL, even
 //     for the caller's own memory, but only once there is a vector),
 //     stopping at the first error; the result is the bytes of the vectors
-//     advised, or that error if none was.
+//     advised, or that error if none was. Like Linux's iov_iter walk, a
+//     zero total advises nothing (0, whatever the advice), and an empty
+//     vector after the first is skipped, not advised.
 //
 // PIDFD_SELF_THREAD (-10000) is the caller. A pidfd of a process outside
 // the program, and any descriptor that is not a pidfd of a live process,
@@ -106,7 +108,7 @@ func (s *Sandbox) sysProcessMadvise(t *task, a [6]uint64) sysResult {
 	if uint32(a[4]) != 0 {
 		return retErr(unix.EINVAL)
 	}
-	vecs, _, e := s.importIOVecs(p, a[1], a[2])
+	vecs, total, e := s.importIOVecs(p, a[1], a[2])
 	if e != 0 {
 		return retErr(e)
 	}
@@ -128,7 +130,10 @@ func (s *Sandbox) sysProcessMadvise(t *task, a [6]uint64) sysResult {
 	}
 	var done uint64
 	var err unix.Errno
-	for _, v := range vecs {
+	for i, v := range vecs {
+		if v.len == 0 && (i > 0 || total == 0) {
+			continue
+		}
 		args := [6]uint64{v.base, v.len, uint64(uint32(adv))}
 		if remote {
 			_, ferr := linuxabi.Call(s.ctx, target.mm, nil, unix.SYS_MADVISE, args)

@@ -105,6 +105,10 @@ static int self(void) {
 	show("PIDFD_SELF_PROCESS", pmadv(-20000, v, 1, MADV_DONTNEED, 0));
 	struct iovec z = {a, 0};
 	show("zero length", pmadv(me, &z, 1, MADV_DONTNEED, 0));
+	show("zero length, unknown advice", pmadv(me, &z, 1, 999, 0));
+	struct iovec e2[3] = {{a + 1, 0}, {a, 4096}, {a + 1, 0}};
+	show("empty unaligned first vector", pmadv(me, e2, 2, MADV_DONTNEED, 0));
+	show("empty unaligned later vector", pmadv(me, e2 + 1, 2, MADV_DONTNEED, 0));
 	// Guard regions through process_madvise.
 	char *g = anon(4 * 4096, 'g');
 	v[0].iov_base = g + 4096; v[0].iov_len = 2 * 4096;
