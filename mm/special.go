@@ -17,6 +17,9 @@ import (
 // Mappable and the MappingIdentity of its vmas, and owns its pages until
 // its last reference goes.
 type SpecialMappable struct {
+	// mf and fr are the memory-file pages the mappable owns, and name is
+	// what /proc/PID/maps shows for its vmas ("[vdso]", "/[aio] (deleted)"). All
+	// three are immutable.
 	mf   *pgalloc.MemoryFile
 	fr   memmap.FileRange
 	name string
