@@ -129,14 +129,32 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 }
 
 // hostSoftDirty reports whether the host kernel tracks soft-dirty pages
-// (CONFIG_MEM_SOFT_DIRTY), whose vmas smaps marks "sd": its own smaps
-// says so. It answers true when it cannot tell.
+// (CONFIG_MEM_SOFT_DIRTY), whose vmas smaps marks "sd": the first vma of
+// its own smaps says so (every vma is soft-dirty from its creation until
+// clear_refs, which vmspace never writes). Only that entry is read: all of
+// vmspace's smaps (the Go runtime's many vmas) cost milliseconds at every
+// start. It answers true when it cannot tell.
 var hostSoftDirty = sync.OnceValue(func() bool {
-	b, err := os.ReadFile("/proc/self/smaps")
-	if err != nil || !bytes.Contains(b, []byte("VmFlags:")) {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
 		return true
 	}
-	return bytes.Contains(b, []byte(" sd "))
+	defer f.Close()
+	var b []byte
+	buf := make([]byte, 4096)
+	for len(b) < 1<<16 {
+		n, err := f.Read(buf)
+		b = append(b, buf[:n]...)
+		if i := bytes.Index(b, []byte("VmFlags:")); i >= 0 {
+			if j := bytes.IndexByte(b[i:], '\n'); j >= 0 {
+				return bytes.Contains(b[i:i+j+1], []byte(" sd "))
+			}
+		}
+		if err != nil || n == 0 {
+			break
+		}
+	}
+	return true
 })
 
 // residentLocked returns, for the memory-file pages of pseg in r, one byte
