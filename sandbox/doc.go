@@ -86,7 +86,9 @@
 //     vmspace's descriptor passed over a socket: fdpass.go) in the program process for the moment
 //     of the injected mmap and closes it again (mapFD; at a hard
 //     RLIMIT_NOFILE with every number used, at the memory file's number,
-//     lent for the moment). Accesses
+//     lent for the moment); the mappings made at the program's own mmap
+//     of a file use the descriptor it passed (progfd.go), and an exec's
+//     image opens each of its files once (withFDCache). Accesses
 //     past end-of-file then fault with SIGBUS in the host, which reaches the
 //     program as Linux's would. A truncation of a mapped file by the
 //     program (ftruncate, truncate, O_TRUNC, creat, fallocate's collapse
@@ -219,8 +221,9 @@
 //     that arrive while vmspace uses a task.
 //   - aslr.go: whether an exec's layout is randomized; vdso.go: the
 //     host's vDSO in every program.
-//   - fds.go, fdpass.go: descriptors in program processes (the memory
-//     file's, files opened or passed there) and writes to their memory; limits.go: address-space
+//   - fds.go, fdpass.go, progfd.go: descriptors in program processes (the memory
+//     file's, files opened or passed there, the program's own lent to
+//     mapFD) and writes to their memory; limits.go: address-space
 //     limits and capabilities; hostptrace.go: ptrace requests.
 //   - as.go: the AddressSpace in the host (stubAS); stub.go: the stub
 //     pages; demo.go: the built-in demonstration program.

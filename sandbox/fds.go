@@ -145,6 +145,9 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 			return fd, nil, nil
 		}
 	}
+	if fd, ok := s.lentFD(t, proc, at.Write); ok {
+		return fd, nil, nil
+	}
 	fd, err := s.openIn(t, proc, flags)
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		var perr error

@@ -246,6 +246,9 @@ type Sandbox struct {
 	// fdCache, while not nil, keeps the descriptors mapFD opens in one
 	// task's process open for reuse (withFDCache).
 	fdCache *fdCache
+	// progFD, while not nil, is a program's descriptor that mapFD uses
+	// for its file (withProgFD). Tracer goroutine.
+	progFD *progFD
 	// unflushed are the address spaces with pending unmaps (see
 	// stubAS.pending), made before any task using them runs on.
 	unflushed map[*stubAS]struct{}

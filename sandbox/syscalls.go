@@ -373,7 +373,9 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			// read them (a path or a message in read-only data)
 			// before the program touches them.
 			addr := hostarch.Addr(v)
-			s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, false)
+			s.withProgFD(t, int(int32(a[4])), func() {
+				s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, false)
+			})
 		}
 	}
 	if err != nil {
