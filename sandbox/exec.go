@@ -497,9 +497,36 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	t.regs = r
 	t.regState = regsOwed
 	s.setComm(t, img.name)
-	s.setProcInfo(t, img)
-	s.withFDCache(t, func() { s.populateImage(p, img.res) })
+	s.withFDCache(t, func() {
+		s.populateImage(p, img.res)
+		// After the segments: the descriptor they opened for the
+		// program's file serves PR_SET_MM_MAP's executable too.
+		s.setProcInfo(t, img)
+	})
 	return nil
+}
+
+// cachedFDOf returns the descriptor that the fdCache holds in t's process
+// for the file at host path, read-only, or -1.
+func (s *Sandbox) cachedFDOf(t *task, path string) int {
+	c := s.fdCache
+	if c == nil || c.t != t || len(c.fds) == 0 {
+		return -1
+	}
+	var want unix.Stat_t
+	if unix.Stat(path, &want) != nil {
+		return -1
+	}
+	for k, fd := range c.fds {
+		var st unix.Stat_t
+		if k.write || unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd), &st) != nil {
+			continue
+		}
+		if st.Dev == want.Dev && st.Ino == want.Ino {
+			return fd
+		}
+	}
+	return -1
 }
 
 // fdCache keeps the descriptors that mapFD opens in a task's process for
@@ -569,17 +596,22 @@ func (s *Sandbox) setProcInfo(t *task, img *execImage) {
 	buf := make([]byte, pathOff+len(img.path)+1)
 	copy(buf[pathOff:], img.path)
 	cwd := unix.AT_FDCWD
-	if s.writeMem(t.p.pid, scratchAddr, buf) != nil {
-		return
-	}
-	r, err := s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr)+pathOff, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
 	exeFD := ^uint32(0)
-	if _, bad := errnoOf(r); !bad {
-		exeFD = uint32(r)
-		defer s.inject(t, unix.SYS_CLOSE, r)
+	if fd := s.cachedFDOf(t, img.path); fd >= 0 {
+		// Opened for the segments' host mappings (withFDCache).
+		exeFD = uint32(fd)
+	} else {
+		if s.writeMem(t.p.pid, scratchAddr, buf) != nil {
+			return
+		}
+		r, err := s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr)+pathOff, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return
+		}
+		if _, bad := errnoOf(r); !bad {
+			exeFD = uint32(r)
+			defer s.inject(t, unix.SYS_CLOSE, r)
+		}
 	}
 	le := binary.LittleEndian
 	auxv := make([]byte, 0, 16*(len(res.Auxv)+1))
@@ -604,7 +636,7 @@ func (s *Sandbox) setProcInfo(t *task, img *execImage) {
 	if s.writeMem(t.p.pid, scratchAddr, m) != nil || s.writeMem(t.p.pid, scratchAddr+auxOff, auxv) != nil {
 		return
 	}
-	r, err = s.inject(t, unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, uintptr(scratchAddr)+mapOff, 104, 0)
+	r, err := s.inject(t, unix.SYS_PRCTL, unix.PR_SET_MM, unix.PR_SET_MM_MAP, uintptr(scratchAddr)+mapOff, 104, 0)
 	if err == nil && exeFD != ^uint32(0) {
 		if e, bad := errnoOf(r); bad && e == unix.EPERM {
 			// Without the right to change the executable: the rest.
