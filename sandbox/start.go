@@ -222,6 +222,13 @@ func lookPath(name string, env []string) (string, error) {
 // (stopped at the exec): the code and scratch pages at the top of the
 // range, nothing else mapped, the memory file at memFDNum (moved from
 // inheritedFD if that is not -1).
+//
+// With the memory file at hand (inheritedFD, or the descriptor the
+// process kept across its exec), the shared pages are mapped at once: the
+// code page by a call from the stub image's own "syscall; int3" (which
+// the seccomp filter stops, the image being outside the code page), then
+// the rest from the code page. Otherwise private pages come first, from
+// which the memory file is found or opened again, then the shared ones.
 func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 	fail := func(what string, err error) error {
 		return fmt.Errorf("sandbox: preparing process %d: %s: %w", t.p.pid, what, err)
@@ -231,7 +238,6 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		return fail("registers", err)
 	}
 	t.ip = ptrace.StubLinkAddr + sysOff
-	t.p.stubPrivate = true
 	call := func(what string, nr uintptr, args ...uintptr) error {
 		r, err := s.inject(t, nr, args...)
 		if err != nil {
@@ -242,17 +248,36 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		}
 		return nil
 	}
-	if err := call("mmap", unix.SYS_MMAP, uintptr(scratchAddr), 2*hostarch.PageSize,
-		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uintptr(0), 0); err != nil {
-		return err
+	memFD := inheritedFD
+	if memFD < 0 && t.p.memFDOurs {
+		memFD = t.p.memFD
 	}
-	if err := s.writeMem(t.p.pid, codeAddr, ptrace.StubCodePage()); err != nil {
-		return fail("writing the code page", err)
+	shared := memFD >= 0
+	if shared {
+		if err := call("mmap", unix.SYS_MMAP, uintptr(codeAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_EXEC,
+			unix.MAP_SHARED|unix.MAP_FIXED, uintptr(memFD), uintptr(s.stubPages.Start+hostarch.PageSize)); err != nil {
+			return err
+		}
+		t.ip = uint64(codeAddr) + sysOff
+		if err := call("mmap", unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ,
+			unix.MAP_SHARED|unix.MAP_FIXED, uintptr(memFD), uintptr(s.stubPages.Start)); err != nil {
+			return err
+		}
+		t.p.stubPrivate = false
+	} else {
+		t.p.stubPrivate = true
+		if err := call("mmap", unix.SYS_MMAP, uintptr(scratchAddr), 2*hostarch.PageSize,
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED, ^uintptr(0), 0); err != nil {
+			return err
+		}
+		if err := s.writeMem(t.p.pid, codeAddr, ptrace.StubCodePage()); err != nil {
+			return fail("writing the code page", err)
+		}
+		if err := call("mprotect", unix.SYS_MPROTECT, uintptr(codeAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
+			return err
+		}
+		t.ip = uint64(codeAddr) + sysOff
 	}
-	if err := call("mprotect", unix.SYS_MPROTECT, uintptr(codeAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_EXEC); err != nil {
-		return err
-	}
-	t.ip = uint64(codeAddr) + sysOff
 	// The host exec ended the rseq registration, clear_child_tid and the
 	// robust list.
 	t.kareas = kernelAreas{}
@@ -273,6 +298,9 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 			return err
 		}
 		t.p.memFD, t.p.memFDOurs = s.memFDNum, true
+	}
+	if shared {
+		return nil
 	}
 	fd, err := s.stubFD(t)
 	if err != nil {
