@@ -2,6 +2,8 @@ package mm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/safemem"
@@ -24,7 +26,9 @@ type IOOpts struct {
 
 // CopyOut copies src to the application's memory at addr, as the
 // application writing it. It returns the number of bytes copied; if that
-// is short, the error is an *AccessError at the first byte not copied.
+// is short, the error is an *AccessError at the first byte not copied, or
+// one wrapping unix.ENOMEM if vmspace had no address space left to map the
+// memory there (pgalloc.ErrAddressSpace).
 func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []byte, opts IOOpts) (int, error) {
 	if len(src) == 0 {
 		return 0, nil
@@ -54,7 +58,9 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 
 // CopyIn copies the application's memory at addr into dst, as the
 // application reading it. It returns the number of bytes copied; if that is
-// short, the error is an *AccessError at the first byte not copied.
+// short, the error is an *AccessError at the first byte not copied, or
+// one wrapping unix.ENOMEM if vmspace had no address space left to map the
+// memory there (pgalloc.ErrAddressSpace).
 func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []byte, opts IOOpts) (int, error) {
 	if len(dst) == 0 {
 		return 0, nil
@@ -293,10 +299,16 @@ func (mm *MemoryManager) prepareIOLocked(ctx context.Context, ar hostarch.AddrRa
 			if p := pseg.ValuePtr(); (at.Write && (p.needCOW || p.uffdWP)) || p.poison {
 				break
 			}
-			if _, err := mm.internalMappingsLocked(pseg); err != nil {
+			end := min(pseg.End(), r.End)
+			if err := mm.internalMappingsForLocked(pseg, hostarch.AddrRange{Start: addr, End: end}); err != nil {
+				if errors.Is(err, unix.ENOMEM) {
+					// vmspace has no address space left to map the
+					// memory: not the application's fault.
+					return addr, fmt.Errorf("mm: accessing %v: %w", addr, err), 0, false
+				}
 				return addr, accessErrorFor(addr, err), 0, false
 			}
-			addr = min(pseg.End(), r.End)
+			addr = end
 		}
 		if addr < r.End {
 			if perr == nil {

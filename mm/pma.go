@@ -170,9 +170,25 @@ func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.Block
 	return ims, nil
 }
 
+// internalMappingsForLocked makes sure that the host mapping of ar, a
+// range within pseg, exists: that of pseg's whole range (cached, as
+// internalMappingsLocked), or, when vmspace's address space has no room for
+// that (ENOMEM: a hard RLIMIT_AS binds vmspace too), that of ar alone.
+// Preconditions: activeMu held for writing.
+func (mm *MemoryManager) internalMappingsForLocked(pseg pmaIterator, ar hostarch.AddrRange) error {
+	_, err := mm.internalMappingsLocked(pseg)
+	if err == nil || !errors.Is(err, unix.ENOMEM) || ar == hostarch.AddrRange(pseg.Range()) {
+		return err
+	}
+	p := pseg.ValuePtr()
+	_, err = p.file.MapInternal(pmaRef{pseg}.fileRange(ar), p.internalPerms())
+	return err
+}
+
 // internalMappingsOf returns the host mapping of ar within pseg.
-// Preconditions: internalMappingsLocked(pseg) succeeded, and activeMu is
-// held.
+// Preconditions: internalMappingsLocked(pseg), or internalMappingsForLocked
+// of a range including ar, succeeded (mappings of the file last as long as
+// the pma holds its pages), and activeMu is held.
 func internalMappingsOf(pseg pmaIterator, ar hostarch.AddrRange) safemem.BlockSeq {
 	p := pseg.ValuePtr()
 	if !p.im.IsEmpty() {

@@ -54,9 +54,14 @@
 // MapInternal returns mappings of file ranges in this process. The file is
 // mapped MAP_SHARED read-write in 64 MiB chunks (small ones, since
 // RLIMIT_AS may bound vmspace's address space), each on first use, kept
-// until Close. The chunk table is an immutable slice behind an atomic pointer, so
-// that MapInternal takes no lock and makes no system call once the chunk is
-// mapped.
+// until Close. When vmspace's address space has no room for a whole chunk
+// (mmap fails with ENOMEM: a hard RLIMIT_AS that the Go runtime's own
+// reservations nearly fill), that chunk is mapped instead in 2 MiB windows,
+// each on first use, so that only what is used takes address space; when
+// even a window does not fit, MapInternal fails with ErrAddressSpace
+// (ENOMEM). The chunk table is an immutable slice behind an atomic pointer,
+// and windows are atomic pointers set once, so that MapInternal takes no
+// lock and makes no system call once the mapping exists.
 //
 // # Locks
 //
@@ -76,7 +81,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -145,6 +149,13 @@ type Options struct {
 	// NoReuse turns the reuse cache off.
 	ReuseLimit uint64
 	NoReuse    bool
+
+	// MapBudget caps the bytes of vmspace's address space that the
+	// internal mappings of the file (MapInternal) may take; 0 means no
+	// cap but the host's (RLIMIT_AS, vm.max_map_count). A mapping past
+	// it fails as the host's mmap would then, with ENOMEM (see the
+	// package documentation).
+	MapBudget uint64
 }
 
 // Direction says where Allocate looks for free space.
@@ -207,9 +218,9 @@ func (usedFuncs) Merge(_ segment.Range[uint64], v1 refCount, _ segment.Range[uin
 type usedSet = segment.Set[uint64, refCount, usedFuncs]
 
 // chunkTable is an immutable table of internal mappings: element i maps
-// file offsets [i*chunkSize, (i+1)*chunkSize), or is nil if that chunk is
-// not mapped yet.
-type chunkTable []unsafe.Pointer
+// file offsets [i*chunkSize, (i+1)*chunkSize), or is nil if nothing of
+// that chunk is mapped yet.
+type chunkTable []*chunkMap
 
 // MemoryFile is a memfd from which pages are allocated, with per-page
 // reference counts. It implements memmap.File. All methods are safe for
@@ -243,6 +254,13 @@ type MemoryFile struct {
 	// mapClosed is set by Close, after which no chunk is mapped. Guarded
 	// by mapMu.
 	mapClosed bool
+
+	// mapBudget is Options.MapBudget (0: none). Immutable.
+	mapBudget uint64
+
+	// mapped is the address space the internal mappings take, in bytes.
+	// Guarded by mapMu.
+	mapped uint64
 
 	// allocated is the number of bytes with a reference (refs > 0 in used).
 	// Written with mu held; read atomically without it.
@@ -351,6 +369,8 @@ func New(opts Options) (*MemoryFile, error) {
 		async: !opts.DisableAsyncRelease,
 		hold:  opts.HoldFreed,
 
+		mapBudget: opts.MapBudget,
+
 		growFreely: defaultGrowFreely,
 		presized:   presized,
 	}
@@ -410,16 +430,10 @@ func (f *MemoryFile) Close() error {
 	f.allocated.Store(0)
 	f.mu.Unlock()
 
-	var errs []error
 	f.mapMu.Lock()
-	for i, p := range *f.chunks.Load() {
-		if p != nil {
-			if err := unix.MunmapPtr(p, chunkSize); err != nil {
-				errs = append(errs, fmt.Errorf("pgalloc: munmap of chunk %d: %w", i, err))
-			}
-		}
-	}
+	errs := unmapAll(*f.chunks.Load())
 	f.chunks.Store(&chunkTable{})
+	f.mapped = 0
 	f.mapClosed = true
 	f.mapMu.Unlock()
 	if err := unix.Close(f.fd); err != nil {

@@ -2,6 +2,7 @@ package pgalloc
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 
 	"golang.org/x/sys/unix"
@@ -193,6 +194,11 @@ func (f *MemoryFile) populate(fr memmap.FileRange) error {
 		return nil
 	}
 	bs, err := f.MapInternal(fr, hostarch.Write)
+	if errors.Is(err, ErrAddressSpace) {
+		// The memory is committed; the madvise would only have saved
+		// the first writes their host faults.
+		return nil
+	}
 	if err != nil {
 		return err
 	}

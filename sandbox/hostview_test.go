@@ -451,8 +451,12 @@ func TestAddressSpaceLimit(t *testing.T) {
 	// A soft limit, which vmspace raises for itself, and hard limits it
 	// cannot raise without CAP_SYS_RESOURCE (1 GiB: the Go runtime alone
 	// reserves about 800 MiB): its internal mappings are small (2 MiB per
-	// small mapped file, 64 MiB chunks of the memory file, no cgo).
-	for _, limit := range []string{`ulimit -S -v 1572864; `, `ulimit -v 2000000; `, `ulimit -v 1000000; `} {
+	// small mapped file, 64 MiB chunks of the memory file, no cgo). At
+	// 1.28-1.32 GB the runtime's reservations leave less than a chunk:
+	// the memory file is then mapped in 2 MiB windows (it was "bad
+	// address").
+	for _, limit := range []string{`ulimit -S -v 1572864; `, `ulimit -v 2000000; `, `ulimit -v 1000000; `,
+		`ulimit -v 1280000; `, `ulimit -v 1300000; `, `ulimit -v 1320000; `} {
 		want := runNative(t, "", "", "sh", "-c", limit+`exec "$0"; `, exe)
 		got := runNative(t, "", "", "sh", "-c", limit+`exec "$0" run -- "$1"`, vm, exe)
 		if got.code != want.code || got.stdout != want.stdout {
