@@ -70,7 +70,7 @@ type hostMem struct {
 	// retired are read-only chunk mappings replaced by writable ones,
 	// kept until close since cached pointers may still refer to them.
 	// Guarded by mu.
-	retired []unsafe.Pointer
+	retired []retiredChunk
 
 	// closed is set once the descriptor is closed and the mappings are
 	// gone. Guarded by mu.
@@ -79,6 +79,12 @@ type hostMem struct {
 	// shift is log2 of the size of the internal mappings, chosen when the
 	// first is made (directChunkShiftFor), 0 before. Guarded by mu.
 	shift uint
+}
+
+// retiredChunk is a retired internal mapping of chunk ci at p.
+type retiredChunk struct {
+	ci uint64
+	p  unsafe.Pointer
 }
 
 // hostChunk is one internal mapping of 1<<hostMem.shift bytes.
@@ -453,7 +459,7 @@ func (h *hostMem) chunkLocked(ci uint64, write bool) (unsafe.Pointer, error) {
 		return nil, fmt.Errorf("hostfile: mapping %q at %#x: %w", h.f.name, ci<<h.shift, err)
 	}
 	if ok {
-		h.retired = append(h.retired, c.p)
+		h.retired = append(h.retired, retiredChunk{ci: ci, p: c.p})
 	}
 	h.chunks[ci] = hostChunk{p: p, writable: prot&unix.PROT_WRITE != 0}
 	return p, nil
@@ -471,8 +477,8 @@ func (h *hostMem) closeLocked() {
 	for _, c := range h.chunks {
 		unix.MunmapPtr(c.p, 1<<h.shift)
 	}
-	for _, p := range h.retired {
-		unix.MunmapPtr(p, 1<<h.shift)
+	for _, r := range h.retired {
+		unix.MunmapPtr(r.p, 1<<h.shift)
 	}
 	h.chunks, h.retired = nil, nil
 	h.f.closeFDsLocked()

@@ -129,6 +129,11 @@
 // Linux). PageOut (MADV_PAGEOUT) drops the cached pages of a range that one
 // pma alone maps and that are clean (a host file's not dirty; memory
 // without a host file, all zeros), as Linux reclaims them without swap.
+// For a directly mapped file the host kernel decides: the memory manager
+// first unmaps the caller's pmas (PageOutUnmapsFirst), flushing the
+// platform's deferred host unmaps (mm.UnmapFlusher), and PageOut then asks
+// the host for MADV_PAGEOUT of the range through vmspace's internal view,
+// which then is the only mapping of pages nobody else maps.
 //
 // Pages are dropped from the cache in three steps: first they are taken out
 // of the cache set with dataMu held (so that later Translates see the new

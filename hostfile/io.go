@@ -405,8 +405,13 @@ func (f *File) Punch(ctx context.Context, mr memmap.MappableRange) error {
 // (the host file has them); for memory without one, all zeros, so never
 // written as far as can be told (a page written with zeros goes too, where
 // Linux would keep it dirty). Linux reclaims such pages without swap.
+// A directly mapped file leaves it to the host (pageOutDirect).
 func (f *File) PageOut(ctx context.Context, mr memmap.MappableRange) {
-	if f.direct || !checkPageRange(mr) {
+	if !checkPageRange(mr) {
+		return
+	}
+	if f.direct {
+		f.pageOutDirect(mr)
 		return
 	}
 	f.mapsMu.Lock()

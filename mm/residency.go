@@ -44,13 +44,17 @@ func (mm *MemoryManager) pageOutLocked(ctx context.Context, vseg vmaIterator, r 
 	// Only pages this address space maps are considered, as Linux walks
 	// only the present page table entries.
 	var mrs []memmap.MappableRange
+	var ars []hostarch.AddrRange
 	rt := mm.activeMu.RLock()
 	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
 		if !pseg.ValuePtr().private {
-			mrs = append(mrs, mappableRangeOf(vseg, hostarch.AddrRange(pseg.Range()).Intersect(r)))
+			ar := hostarch.AddrRange(pseg.Range()).Intersect(r)
+			mrs = append(mrs, mappableRangeOf(vseg, ar))
+			ars = append(ars, ar)
 		}
 	}
 	mm.activeMu.RUnlock(rt)
+	mm.unmapForPageOutLocked(po, ars)
 	for _, mr := range mrs {
 		po.PageOut(ctx, mr)
 	}
