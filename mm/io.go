@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/safemem"
 	"golang.org/x/sys/unix"
 )
@@ -37,9 +38,7 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 	if end > addr && !opts.IgnorePermissions {
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
-			p := pseg.ValuePtr()
-			if p.effectivePerms.Write && !p.im.IsEmpty() {
-				dst := p.im.DropFirst64(uint64(addr - pseg.Start())).TakeFirst(len(src))
+			if dst, ok := fastMapping(pseg, addr, len(src), true); ok {
 				n, err := safemem.Copy(dst, safemem.BlockFromSafeSlice(src))
 				mm.activeMu.RUnlock(rt)
 				if err != nil {
@@ -69,9 +68,7 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 	if end > addr && !opts.IgnorePermissions {
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
-			p := pseg.ValuePtr()
-			if p.effectivePerms.Read && !p.im.IsEmpty() {
-				src := p.im.DropFirst64(uint64(addr - pseg.Start())).TakeFirst(len(dst))
+			if src, ok := fastMapping(pseg, addr, len(dst), false); ok {
 				n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), src)
 				mm.activeMu.RUnlock(rt)
 				if err != nil {
@@ -86,6 +83,34 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 		return safemem.CopySeq(safemem.BlockSeqOf(safemem.BlockFromSafeSlice(dst[done:])), ims)
 	})
 	return int(n), err
+}
+
+// fastMapping returns the internal mapping of the n bytes at addr, which
+// lie within pseg, for the I/O fast path: false if the pma does not permit
+// the access (a write if write, else a read) or the mapping is not at
+// hand. It is the pma's cached mapping, or, for private memory whose pma
+// has none (a pma spanning several of the memory file's internal
+// mappings, which merges of adjacent allocations make), the memory file's
+// own mapping of those bytes when it is one Block (MapInternal takes no
+// lock then), so that I/O to a large pma does not take the slow path every
+// time. Preconditions: activeMu held for reading.
+func fastMapping(pseg pmaIterator, addr hostarch.Addr, n int, write bool) (safemem.Block, bool) {
+	p := pseg.ValuePtr()
+	if (write && !p.effectivePerms.Write) || (!write && !p.effectivePerms.Read) {
+		return safemem.Block{}, false
+	}
+	off := uint64(addr - pseg.Start())
+	if !p.im.IsEmpty() {
+		return p.im.DropFirst64(off).TakeFirst(n), true
+	}
+	if !p.private {
+		return safemem.Block{}, false
+	}
+	ims, err := p.file.MapInternal(memmap.FileRange{Start: p.off + off, End: p.off + off + uint64(n)}, p.internalPerms())
+	if err != nil || ims.NumBlocks() != 1 {
+		return safemem.Block{}, false
+	}
+	return ims.Head(), true
 }
 
 // ZeroOut writes length zero bytes at addr, as the application would.
