@@ -201,27 +201,11 @@ func (s *Sandbox) verifyShadows() {
 }
 
 // verify checks that every host mapping the record shows maps the pages
-// that the manager maps there, with no more permissions than it allows
-// (but for the writable private memory a forking parent keeps until it
-// takes it back: task.reown): what makes freed pages unreachable once the
-// pending unmaps are made.
+// that the manager maps there, with no more permissions than it allows:
+// what makes freed pages unreachable once the pending unmaps are made.
 func (as *stubAS) verify() error {
 	if as.released {
 		return nil
-	}
-	var reown []hostarch.AddrRange
-	for p := range as.sp.procs {
-		for _, t := range p.tasks {
-			reown = append(reown, t.reown...)
-		}
-	}
-	inReown := func(r hostarch.AddrRange) bool {
-		for _, o := range reown {
-			if o.Start <= r.Start && r.End <= o.End {
-				return true
-			}
-		}
-		return false
 	}
 	for pc := range as.h.All() {
 		m, r := pc.Mapping, pc.Range
@@ -235,7 +219,7 @@ func (as *stubAS) verify() error {
 				return fmt.Errorf("host mapping %v maps %v, where the manager has no pma", r, hostarch.AddrRange{Start: next, End: b.Range.Start})
 			case b.File != m.File || b.Offset-uint64(b.Range.Start) != m.Delta:
 				return fmt.Errorf("host mapping %v maps %v at offset %#x of %v, the manager offset %#x of %v", r, b.Range, uint64(b.Range.Start)+m.Delta, m.File, b.Offset, b.File)
-			case !b.Perms.SupersetOf(m.Perms) && !(inReown(b.Range) && b.Perms.Union(hostarch.Write).SupersetOf(m.Perms)):
+			case !b.Perms.SupersetOf(m.Perms):
 				return fmt.Errorf("host mapping %v maps %v with %v, the manager allows %v", r, b.Range, m.Perms, b.Perms)
 			}
 			next = b.Range.End
@@ -253,8 +237,9 @@ func (as *stubAS) verify() error {
 func (as *stubAS) Release() { as.released = true }
 
 // PreFork implements platform.AddressSpace: the host process forks with
-// the program, and the parent keeps its writable private memory mapped
-// writable until the child has copied it (fork.go).
+// the program, and the parent's writable private mappings stay in the
+// record until the sandbox has read from it what the child inherited
+// (fork.go).
 func (as *stubAS) PreFork() bool { return true }
 
 // PostFork implements platform.AddressSpace.

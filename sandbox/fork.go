@@ -27,23 +27,39 @@ import (
 //   - A fork child has a copy of its parent's host mappings: shared
 //     mappings of the memory file (and of host files), through which
 //     parent and child would see each other's writes to private memory.
-//     So the parent's manager forks (mm.ForkWithPlan, copy-on-write),
-//     and its plan says what the child inherits; with the parent still
-//     stopped in its fork, the child is brought in line with its manager
-//     (forkFixup): the plan's Copy ranges (private memory the parent
-//     could write, which the parent's stubAS keeps mapped writable
-//     meanwhile: stubAS.PreFork) are copied at once into the child
-//     (breaking copy-on-write in the child's manager); the parent's
-//     mappings in the plan's Keep ranges are kept if the child's manager
-//     maps the same pages (populating it: Linux copies no page-table
-//     entries of shared and never-written mappings, but vmspace keeps
-//     them mapped, because the host kernel reads and writes them for the
-//     program) and replaced if it does not; every other inherited host
-//     mapping goes (MADV_DONTFORK, MADV_WIPEONFORK, and whatever the
-//     parent's manager dropped since the host fork: the parent's pages
-//     may be freed and reused at once, while the child must never see
-//     them). Then, at the exit of its fork system call, the parent takes
-//     its pages back (sole owner again, without copying).
+//     So the parent's manager forks (mm.ForkWithPlan), sharing private
+//     pages copy-on-write, and its plan says what the child inherits.
+//     The host then follows the managers, as Linux's page tables do: the
+//     plan's Copy ranges (private memory the parent could write, now
+//     shared) are made read-only in both processes, and a write fault
+//     (or a system call that will write there: prevalidate.go) breaks
+//     copy-on-write in the writer's manager, which maps its own page.
+//     With the parent still stopped in its fork, its mappings of the
+//     Copy ranges are removed from its shadow (the host munmap deferred
+//     as any: stubAS.PreFork kept them until the plan was read), and the
+//     child is brought in line with its manager (fixFork): its inherited
+//     mappings of the Copy ranges are mapped again read-only, those in
+//     the plan's Keep ranges are kept if the child's manager maps the
+//     same pages (populating it: Linux copies no page-table entries of
+//     shared and never-written mappings, but vmspace keeps them mapped,
+//     because the host kernel reads and writes them for the program) and
+//     replaced if it does not; every other inherited host mapping goes
+//     (MADV_DONTFORK, MADV_WIPEONFORK, and whatever the parent's manager
+//     dropped since the host fork: the parent's pages may be freed and
+//     reused at once, while the child must never see them). At the exit
+//     of its fork system call, the parent maps the Copy ranges again,
+//     read-only (forkDone), so that its reads do not fault.
+//
+// The memory the host kernel writes by itself for a thread (its rseq
+// area, clear_child_tid word and robust list: kareas.go) must never be
+// read-only in the host when the kernel writes it, or the thread is
+// killed or the write lost. So it is made private and writable on both
+// sides before either runs on: in the child by fixFork, in the parent by
+// the keeping of kernel areas that precedes every flush of deferred
+// unmaps (Sandbox.resume). The pages holding them are copied at each
+// fork (a thread's areas share a few pages); the rest of private memory
+// is copied only when written, and the memory file's usage grows only by
+// what is written.
 //
 // A fork whose child cannot have a manager (mm.ForkWithPlan fails: ENOMEM
 // past CommitLimit) fails as Linux's does: the program sees the error and
@@ -54,15 +70,11 @@ import (
 // resumption and its clone event (task.mapGen); otherwise no inherited
 // mapping is trusted, and everything the child keeps is mapped again.
 //
-// So no process ever has writable memory mapped read-only in the host
-// behind the program's back, which matters because the host kernel writes
-// into the program's memory by itself: the rseq area on every preemption,
-// the clear_child_tid word and the robust futex list at thread exit, system
-// call results. The cost is a copy of the parent's writable resident
-// memory at each fork (vfork and posix_spawn cost nothing).
-//
 // Other threads of a forking parent run on during the fork; a write they
-// make between the host fork and the child's copy is seen by the child.
+// make between the host fork and the moment the parent's writable
+// mappings go (before the child first runs: the flush of deferred
+// unmaps, which stops one of them, Sandbox.shootdown) is seen by the
+// child.
 //
 // A fork child with CLONE_CHILD_SETTID (glibc's fork sets the thread id in
 // the child's thread descriptor so) writes its thread id into its memory
@@ -74,7 +86,7 @@ import (
 // forkFixup is the work for a fork child's first stop.
 type forkFixup struct {
 	// copy are the parent's host mappings in the fork plan's Copy
-	// ranges, which the child copies.
+	// ranges, shared copy-on-write, which the child maps read-only.
 	copy []shadowPiece
 	// keep are the parent's host mappings in the plan's Keep ranges,
 	// which may stay as they are, with their permissions, if the child's
@@ -162,7 +174,8 @@ func (s *Sandbox) childProcess(p *process, ctid int) *process {
 }
 
 // forkProcess makes the process of a new fork child ctid of t, whose exit
-// signal is exitSig, and parks t until the child has copied what it must.
+// signal is exitSig, and parks t until the child's host mappings follow
+// its manager.
 func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 	p := t.p
 	if p.sp == nil {
@@ -185,8 +198,13 @@ func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 	fx := &forkFixup{copy: p.as.piecesIn(plan.Copy), keep: p.as.piecesIn(plan.Keep), trusted: trusted}
 	cp.fixup = fx
 	cp.forkParent = t
+	// The parent's writable mappings of what is now shared go (before
+	// any task runs on: Sandbox.resume); its manager already counts
+	// them as unmapped. The parent maps them again read-only at the exit
+	// of its fork (forkDone).
 	for _, pc := range fx.copy {
-		t.reown = append(t.reown, pc.ar)
+		p.as.Unmap(pc.ar.Start, pc.ar.Length())
+		t.forkShared = append(t.forkShared, pc.ar)
 	}
 	if !t.dead() {
 		t.state = taskParked
@@ -431,6 +449,9 @@ func (s *Sandbox) firstStop(t *task, ws unix.WaitStatus) {
 			return
 		}
 	}
+	// Its clear_child_tid word may lie in memory that is read-only in
+	// the host (shared copy-on-write since a fork).
+	s.keepTaskAreas(t)
 	if ws.StopSignal() == unix.SIGSTOP || event(ws) != 0 {
 		s.resume(t, 0, nil)
 		return
@@ -455,16 +476,22 @@ func (s *Sandbox) unpark(t *task) {
 }
 
 // forkDone finishes a fork in the parent, at the exit of its fork system
-// call: it takes back, without copying, the pages the child copied, and
-// the word the child's CLONE_CHILD_SETTID overwrote.
+// call: it maps the memory it now shares with the child again, read-only
+// (what its manager has there, with its permissions), and takes back the
+// word the child's CLONE_CHILD_SETTID overwrote.
 func (s *Sandbox) forkDone(t *task) {
 	if ff := t.failedFork; ff != nil {
 		s.finishFailedFork(t, ff)
 	}
-	rs := t.reown
-	t.reown = nil
-	for _, r := range rs {
-		s.populate(t.p, r, true)
+	rs := t.forkShared
+	t.forkShared = nil
+	if m := t.p.mm; m != nil && len(rs) > 0 {
+		// The kernel areas first: never read-only at the return from
+		// an injected call.
+		s.keepKernelAreas(t.p.sp)
+		for _, r := range rs {
+			m.MapPresent(s.ctx, r.Start, r.Length())
+		}
 	}
 	if st := t.settidFork; st != nil {
 		t.settidFork = nil
@@ -549,31 +576,31 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 	// The rest is stale until the child's manager maps it: confirmed
 	// where it maps the same pages with the same permissions (if the
 	// child inherited exactly what the shadow shows), mapped over
-	// elsewhere. Writable private memory is copied (mapped over); until
-	// then those pages are the parent's, still mapped writable (making
-	// them read-only first would make the kernel's own writes to the rseq
-	// area fail).
+	// elsewhere. What the child shares with its parent is mapped again
+	// read-only (no page is faulted in: MapPresent), until a write
+	// breaks copy-on-write.
 	for _, pc := range inherited {
 		p.as.h.Inherit([]ptrace.Piece{{Range: pc.ar, Mapping: pc.m}})
 	}
 	p.as.h.SetTrustStale(fx.trusted)
 	defer p.as.h.SetTrustStale(false)
+	// First, the memory the host kernel writes for the child becomes its
+	// own and writable (its thread id, written before its first stop
+	// through the mapping it inherited, is in its copy): the kernel
+	// updates the rseq area at the return from every injected call, and
+	// a read-only one would kill the child.
+	s.keepKernelAreas(p.sp)
 	for _, pc := range fx.copy {
 		if debug {
-			fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: copy %v\n", p.pid, pc.ar)
+			fmt.Fprintf(os.Stderr, "vmspace-debug:   fork child %d: share %v\n", p.pid, pc.ar)
 		}
-		s.populate(p, pc.ar, true)
+		if err := p.mm.MapPresent(s.ctx, pc.ar.Start, pc.ar.Length()); err != nil {
+			return err
+		}
 	}
 	for _, pc := range fx.keep {
 		// Shared memory the parent could write stays writable.
 		s.populate(p, pc.ar, pc.m.Perms.Write)
-	}
-	// What the manager could not copy stays shared with the parent,
-	// read-only (copy-on-write).
-	for _, pc := range fx.copy {
-		for _, r := range p.as.h.StalePieces(pc.ar) {
-			s.populate(p, r, false)
-		}
 	}
 	// Whatever the manager does not map goes.
 	for _, pc := range inherited {

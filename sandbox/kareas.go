@@ -21,8 +21,10 @@ import (
 // So vmspace tracks these areas per thread (the system calls that set them
 // stop, and clone's flags are seen at the clone event) and keeps them
 // mapped in the host with the access the kernel needs, as far as the
-// memory manager allows (keepKernelAreas): after every memory system call,
-// and before every deferred host unmap is made (so that a page taken away
+// memory manager allows (keepKernelAreas): when they are set (and at a
+// new task's first stop), after every memory system call, at a fork
+// (whose copy-on-write makes private memory read-only in the host: see
+// fork.go), and before every deferred host unmap is made (so that a page taken away
 // by MADV_DONTNEED, an mmap over it or a copy-on-write break is replaced in
 // the host at once, never left unmapped while the thread runs). Where the
 // manager refuses (the program unmapped the area or made it read-only),
@@ -88,17 +90,21 @@ func (s *Sandbox) sysRseq(t *task, a [6]uint64) sysResult {
 	return ret(r)
 }
 
-// sysSetTidAddress notes set_tid_address(tidptr), which the host runs.
+// sysSetTidAddress notes set_tid_address(tidptr), which the host runs,
+// and maps the word for the kernel's write at the thread's exit.
 func (s *Sandbox) sysSetTidAddress(t *task, a [6]uint64) sysResult {
 	t.kareas.ctid = hostarch.Addr(a[0])
+	s.keepTaskAreas(t)
 	return pass()
 }
 
 // sysSetRobustList notes set_robust_list(head, len), which the host runs
-// (and fails with EINVAL unless len is the size of the head).
+// (and fails with EINVAL unless len is the size of the head), and maps
+// the head for the kernel's read at the thread's exit.
 func (s *Sandbox) sysSetRobustList(t *task, a [6]uint64) sysResult {
 	if a[1] == robustListHeadSize {
 		t.kareas.robust = areaRange(a[0], robustListHeadSize)
+		s.keepTaskAreas(t)
 	}
 	return pass()
 }
@@ -119,17 +125,24 @@ func (s *Sandbox) keepKernelAreas(sp *space) {
 	}
 	for p := range sp.procs {
 		for _, t := range p.tasks {
-			if t.dead() {
-				continue
-			}
-			ka := t.kareas
-			s.keepArea(p, ka.rseq, hostarch.Write)
-			if ka.ctid != 0 {
-				s.keepArea(p, areaRange(uint64(ka.ctid), 4), hostarch.Write)
-			}
-			s.keepArea(p, ka.robust, hostarch.Read)
+			s.keepTaskAreas(t)
 		}
 	}
+}
+
+// keepTaskAreas maps, as far as the memory manager allows, the kernel
+// areas of t with the access the host kernel needs: writable ones are
+// made private (copy-on-write broken) and writable.
+func (s *Sandbox) keepTaskAreas(t *task) {
+	if t.dead() {
+		return
+	}
+	p, ka := t.p, t.kareas
+	s.keepArea(p, ka.rseq, hostarch.Write)
+	if ka.ctid != 0 {
+		s.keepArea(p, areaRange(uint64(ka.ctid), 4), hostarch.Write)
+	}
+	s.keepArea(p, ka.robust, hostarch.Read)
 }
 
 // keepArea maps the pages of ar that the host does not map with at, by

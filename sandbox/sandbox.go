@@ -544,7 +544,9 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 			return t, nil
 		}
 		for _, t := range p.tasks {
-			if t.state != taskDead && t.state != taskNew && t.state != taskParked && !t.stopKept && p.held != t {
+			// A task running to the exit of its fork would stop
+			// there first (and may still be stopped at its event).
+			if t.state != taskDead && t.state != taskNew && t.state != taskParked && t.state != taskForkExit && !t.stopKept && p.held != t {
 				cands = append(cands, t)
 			}
 		}

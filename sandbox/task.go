@@ -30,9 +30,10 @@ type task struct {
 	// the task is resumed into (resumed with PTRACE_SYSCALL), with the
 	// task stopped there (truncate.go). Tracer goroutine.
 	atExit func(*task)
-	// reown are the parent's private ranges that the child copied at the
-	// last fork, which the parent takes back (forkDone).
-	reown []hostarch.AddrRange
+	// forkShared are the private ranges the task's last fork made
+	// copy-on-write, which it maps again read-only at the exit of its
+	// fork (forkDone). Tracer goroutine.
+	forkShared []hostarch.AddrRange
 	// settid is the word saved at the entry of the task's clone with
 	// CLONE_CHILD_SETTID (sysClone); settidFork is it, once the clone
 	// event has shown that the clone made a child, to restore at
