@@ -147,8 +147,11 @@
 //     their process's manager; CLONE_VM children (vfork, posix_spawn) share
 //     their parent's host address space and manager until they exec; fork
 //     children get mm.ForkWithPlan's copy-on-write copy, and their host
-//     mappings follow its plan; a fork that mm refuses (ENOMEM) returns
-//     the error with no child the program can see.
+//     mappings follow its plan: the private memory both now share is
+//     read-only in both host processes until a write (a fault, or a
+//     system call's buffer) breaks copy-on-write in the writer's
+//     manager; a fork that mm refuses (ENOMEM) returns the error with no
+//     child the program can see.
 //
 // # The EFAULT hazard
 //
@@ -158,8 +161,10 @@
 // call fail with EFAULT where Linux would have faulted it in. Two rules
 // keep them equal. The pages the manager holds stay mapped in the host
 // with their permissions: mprotect and mremap map again at once what they
-// unmapped (mm.MapPresent), and forks never leave writable memory
-// read-only in the host (fork.go). And every system call with a pointer
+// unmapped (mm.MapPresent), and the memory the kernel writes by itself
+// for a thread (rseq, clear_child_tid, robust list: kareas.go) is made
+// private and writable before a fork's copy-on-write makes it read-only
+// in the host (fork.go). And every system call with a pointer
 // argument stops, and its buffers are faulted in as the kernel will use
 // them before it runs (prevalidate.go, driven by the table in
 // sysargs.go): what the manager refuses (PROT_NONE, unmapped, guard
