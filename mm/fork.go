@@ -21,12 +21,13 @@ import (
 type ForkPlan struct {
 	// Copy are the private ranges whose pages the parent could write
 	// until the fork: parent and child now share them copy-on-write
-	// (those ever touched; the child has none of the others). A
-	// host may copy them into the child at once (a write fault in the
-	// child), after which the parent, sole owner again, takes them back
-	// without copying (a write fault in the parent). If the parent's
-	// AddressSpace asked for it (AddressSpace.PreFork), they are still
-	// mapped writable in it until then.
+	// (those ever touched; the child has none of the others), and
+	// neither may map them writable until a write fault breaks
+	// copy-on-write in its manager (the sandbox maps them read-only in
+	// both host processes). If the parent's AddressSpace asked for it
+	// (AddressSpace.PreFork), its mappings of them are left as they
+	// were, and its manager counts them as unmapped: the host must
+	// remove or replace them before the parent runs on.
 	Copy []hostarch.AddrRange
 	// Keep are the child's other ranges: shared memory, private memory
 	// the parent could not write, memory never written. The child's
