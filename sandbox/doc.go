@@ -139,7 +139,10 @@
 //     stops) is the host's, and a released process's manager then drops
 //     its private memory.
 //   - exec is served by the loader (exec.go): see there for how a program
-//     image replaces the process's address space.
+//     image replaces the process's address space. The image's file
+//     segments and stack are mapped at once; the writable segments the
+//     dynamic loader relocates at once (its own, and a library's that it
+//     maps with MAP_DENYWRITE) are copied for writing when mapped.
 //     The layout is randomized as the host's kernel.randomize_va_space
 //     and the process's personality say (aslr.go; Options.NoASLR turns
 //     it off).

@@ -651,14 +651,31 @@ func (s *Sandbox) setProcInfo(t *task, img *execImage) {
 // populateImage maps what the program and its interpreter need at once:
 // their file-backed segments (which the host kernel may read before the
 // program does: paths and messages in read-only data) and the initial
-// stack.
+// stack. The writable segments of the interpreter (which relocates
+// itself at once: its GOT, RELRO and data) are copied for writing at
+// once, saving a fault a page; the program's are left to its writes.
 func (s *Sandbox) populateImage(p *process, res *loader.Result) {
 	for _, seg := range res.Segments {
 		if seg.File.Length() > 0 && seg.File.Length() <= eagerFileMap {
-			s.populate(p, seg.File, false)
+			write := seg.Perms.Write && res.Interpreter != "" && seg.Path != res.Segments[0].Path && seg.File.Length() <= eagerCOW
+			s.populate(p, seg.File, write)
 		}
 	}
 	s.populate(p, res.Stack, true)
+}
+
+// eagerCOW is the largest private writable file mapping that is copied
+// for writing at once (loaderData, populateImage).
+const eagerCOW = 1 << 20
+
+// loaderData reports whether mmap arguments a are the dynamic loader's
+// mapping of a library's writable segment (private, writable, with
+// MAP_DENYWRITE, which only ld.so passes, and at most eagerCOW bytes),
+// which it writes at once (relocations of the GOT, RELRO and data): such
+// a mapping is populated for writing, saving a fault a page.
+func loaderData(a [6]uint64) bool {
+	const want = unix.MAP_PRIVATE | unix.MAP_DENYWRITE
+	return a[2]&unix.PROT_WRITE != 0 && a[3]&(unix.MAP_TYPE|unix.MAP_DENYWRITE) == want && a[1] <= eagerCOW
 }
 
 // errName returns the symbolic name of an errno, like strace.

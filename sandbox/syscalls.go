@@ -374,7 +374,7 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			// before the program touches them.
 			addr := hostarch.Addr(v)
 			s.withProgFD(t, int(int32(a[4])), func() {
-				s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, false)
+				s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, loaderData(a))
 			})
 		}
 	}
