@@ -7,7 +7,9 @@
 // thread of vmspace, the tracer, which serves all of them in one event
 // loop (Run). The first is started from the ptrace platform's stub image,
 // a tiny static ELF that vmspace writes to a memfd (ptrace.Exe); every exec makes the exec'ing
-// thread execute the stub image again on the host. Right after the host
+// thread execute the stub image again on the host (through a symbolic
+// link named as the program's thread must be, which names it as Linux's
+// exec would: comm.go). Right after the host
 // exec, vmspace maps its own two pages at the top of the user range (the
 // ptrace platform's StubComm and StubCode: a scratch page for the
 // arguments of the system calls it injects, and a code page holding
@@ -218,7 +220,8 @@
 //   - task.go: a task and its stop state (taskState, regState);
 //     process.go: a process's lifecycle (address space, exit, release).
 //   - start.go: start-up (the first process, a fresh image, the seccomp
-//     filter's installation); exec.go: execve.
+//     filter's installation); exec.go: execve; comm.go: the links that
+//     name an exec's thread.
 //   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go,
 //     truncate.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:

@@ -279,7 +279,7 @@ func (s *Sandbox) sysExecve(t *task, dirfd int32, pathp, argvp, envp uint64, fla
 		return retErr(e)
 	}
 	// The point of no return.
-	nt, err := s.hostExec(t)
+	nt, named, err := s.hostExec(t, img.name)
 	if err != nil {
 		img.mm.DecUsers(s.ctx)
 		var e unix.Errno
@@ -293,7 +293,7 @@ func (s *Sandbox) sysExecve(t *task, dirfd int32, pathp, argvp, envp uint64, fla
 		s.killProcess(p, err.Error())
 		return sysResult{act: actDone}
 	}
-	if err := s.commitExec(nt, img); err != nil {
+	if err := s.commitExec(nt, img, named); err != nil {
 		s.killProcess(p, err.Error())
 		return sysResult{act: actDone}
 	}
@@ -306,12 +306,20 @@ var errHostExec = errors.New("sandbox: host exec of the stub image failed")
 
 // hostExec makes t execute the stub image on the host and returns the task,
 // now the process's only one (with the leader's id), stopped after the
-// exec. If the exec fails, the task is returned with an error wrapping the
-// errno, its process untouched.
-func (s *Sandbox) hostExec(t *task) (*task, error) {
+// exec, and whether the exec named the thread after file name name (see
+// stubPath). If the exec fails, the task is returned with an error
+// wrapping the errno, its process untouched.
+func (s *Sandbox) hostExec(t *task, name string) (*task, bool, error) {
+	stub, named := s.stubPath(name)
+	nt, err := s.hostExecPath(t, stub)
+	return nt, named, err
+}
+
+// hostExecPath is hostExec through path, a path of the stub image.
+func (s *Sandbox) hostExecPath(t *task, stub string) (*task, error) {
 	p := t.p
 	// Scratch: the path, argv[0], argv, envp.
-	path := s.exe.Path() + "\x00"
+	path := stub + "\x00"
 	argv0 := "vmspace-stub\x00"
 	buf := make([]byte, 1024+32)
 	copy(buf, path)
@@ -465,8 +473,9 @@ func (s *Sandbox) taskGone(q *task) {
 }
 
 // commitExec makes img the image of t's process (just emptied by
-// freshImage) and sets t up to start it.
-func (s *Sandbox) commitExec(t *task, img *execImage) error {
+// freshImage) and sets t up to start it; named says that the host exec
+// gave the thread its name already.
+func (s *Sandbox) commitExec(t *task, img *execImage, named bool) error {
 	p := t.p
 	s.leaveSpace(p, "exec")
 	sp := s.newSpace(img.mm)
@@ -496,7 +505,9 @@ func (s *Sandbox) commitExec(t *task, img *execImage) error {
 	r.Fs_base, r.Gs_base = 0, 0
 	t.regs = r
 	t.regState = regsOwed
-	s.setComm(t, img.name)
+	if !named {
+		s.setComm(t, img.name)
+	}
 	s.withFDCache(t, func() {
 		s.populateImage(p, img.res)
 		// After the segments: the descriptor they opened for the
@@ -569,10 +580,7 @@ func (s *Sandbox) withFDCache(t *task, fn func()) {
 // setComm sets the thread's name (/proc/PID/comm) as exec does: the last
 // component of the file name, at most 15 bytes.
 func (s *Sandbox) setComm(t *task, name string) {
-	base := filepath.Base(name)
-	if len(base) > 15 {
-		base = base[:15]
-	}
+	base := commName(name)
 	if s.writeMem(t.p.pid, scratchAddr, append([]byte(base), 0)) == nil {
 		s.inject(t, unix.SYS_PRCTL, unix.PR_SET_NAME, uintptr(scratchAddr))
 	}

@@ -246,6 +246,9 @@ type Sandbox struct {
 	// fdCache, while not nil, keeps the descriptors mapFD opens in one
 	// task's process open for reuse (withFDCache).
 	fdCache *fdCache
+	// links are the paths through which execs name their threads
+	// (comm.go). Tracer goroutine.
+	links stubLinks
 	// progFD, while not nil, is a program's descriptor that mapFD uses
 	// for its file (withProgFD). Tracer goroutine.
 	progFD *progFD
@@ -309,6 +312,7 @@ func (s *Sandbox) close() {
 	}
 	s.exiting = nil
 	s.exe.Close()
+	s.removeStubLinks()
 	s.mf.DecRef(s.stubPages)
 	if s.imageFile != nil {
 		s.imageFile.Close()

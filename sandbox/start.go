@@ -142,7 +142,7 @@ func (s *Sandbox) startRoot() error {
 		return fmt.Errorf("sandbox: cannot execute %s: %w", argv[0], errno)
 	}
 	tc := time.Now()
-	if err := s.commitExec(t, img); err != nil {
+	if err := s.commitExec(t, img, false); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}

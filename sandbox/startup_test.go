@@ -126,3 +126,20 @@ func TestLoaderDataWrittenAtOnce(t *testing.T) {
 		t.Errorf("the dynamically linked program took %d faults, %d more than its static build (want at most 4 more)", sd.Faults, d)
 	}
 }
+
+// TestExecNamesThread checks that the host exec names the thread as
+// Linux's exec does (the first 15 bytes of the file name's last
+// component), through a link named so, with no injected PR_SET_NAME: a
+// program executing itself four times takes at most one injected prctl an
+// exec more than once (PR_SET_MM_MAP's), and its comm, long name cut, is
+// Linux's.
+func TestExecNamesThread(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "selfmap-with-a-long-name", selfMapSrc, true)
+	once := countInjected(t, exe, "0", "0")
+	const execs = 4
+	more := countInjected(t, exe, "0", strconv.Itoa(execs))
+	if d := more[unix.SYS_PRCTL] - once[unix.SYS_PRCTL]; d > execs {
+		t.Errorf("%d execs took %d injected prctls, want at most %d", execs, d, execs)
+	}
+}
