@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 
+	"github.com/vmspace/vmspace/hostarch"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,17 +26,34 @@ type progFD struct {
 	dev, ino uint64
 }
 
-// withProgFD runs fn (host mappings made at t's stop) with the program's
-// descriptor fd lent to mapFD for read-only host mappings of its file. It
-// lends it only while t is the only task of its process, so that no other
-// thread can close or replace the descriptor meanwhile.
-func (s *Sandbox) withProgFD(t *task, fd int, fn func()) {
-	if fd < 0 || len(t.p.tasks) != 1 || s.progFD != nil || t.p.memFDLent || (fd == s.memFDNum && t.p.memFDOurs) {
-		fn()
+// populateFileMap populates ar (for writing if write), a program's new
+// mapping of its descriptor fd at file offset off, at the mmap's stop:
+// the pages up to the file's end (past it the host would fail the whole
+// population, and Linux raises SIGBUS there anyway), with the program's
+// descriptor lent to mapFD.
+func (s *Sandbox) populateFileMap(t *task, fd int32, off uint64, ar hostarch.AddrRange, write bool) {
+	var st unix.Stat_t
+	if fd < 0 || unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		s.populate(t.p, ar, write)
 		return
 	}
-	var st unix.Stat_t
-	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	size := uint64(st.Size)
+	if off >= size {
+		return
+	}
+	if n := pageUp(size - off); n < ar.Length() {
+		ar.End = ar.Start + hostarch.Addr(n)
+	}
+	s.withProgFD(t, int(fd), &st, func() { s.populate(t.p, ar, write) })
+}
+
+// withProgFD runs fn (host mappings made at t's stop) with the program's
+// descriptor fd, of the file st describes, lent to mapFD for read-only
+// host mappings of its file. It lends it only while t is the only task of
+// its process, so that no other thread can close or replace the
+// descriptor meanwhile.
+func (s *Sandbox) withProgFD(t *task, fd int, st *unix.Stat_t, fn func()) {
+	if fd < 0 || len(t.p.tasks) != 1 || s.progFD != nil || t.p.memFDLent || (fd == s.memFDNum && t.p.memFDOurs) {
 		fn()
 		return
 	}

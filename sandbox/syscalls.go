@@ -373,9 +373,7 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			// read them (a path or a message in read-only data)
 			// before the program touches them.
 			addr := hostarch.Addr(v)
-			s.withProgFD(t, int(int32(a[4])), func() {
-				s.populate(p, hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, loaderData(a))
-			})
+			s.populateFileMap(t, int32(a[4]), a[5], hostarch.AddrRange{Start: addr, End: addr + hostarch.Addr(pageUp(a[1]))}, loaderData(a))
 		}
 	}
 	if err != nil {
