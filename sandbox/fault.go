@@ -23,7 +23,9 @@ import (
 //   - no host mapping: a read (a write to copy-on-write memory then faults
 //     again, with SEGV_ACCERR), except in a shared writable mapping, where
 //     it is served as a write, which Linux's read fault there does too
-//     (the page is mapped writable: writableShared);
+//     (the page is mapped writable: faultVMA), and in a range registered
+//     with a userfaultfd, whose message tells the access: there the
+//     faulting instruction is decoded (uffd_access.go);
 //   - a host mapping without the permission: a write, since every mapping
 //     vmspace makes is readable.
 //
@@ -83,13 +85,20 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 		if near {
 			tries = append(tries, hostarch.Execute)
 		}
-		if s.writableShared(p, hostarch.Addr(addr)) {
+		shared, uffd := s.faultVMA(p, hostarch.Addr(addr))
+		switch {
+		case shared:
 			// Served as a write: mapped writable at once, as Linux
 			// maps a shared page at a read fault, so that the first
 			// store costs one fault, not a read and a write fault.
+			tries = append(tries, hostarch.Write, hostarch.Read)
+		case uffd && !near && s.uffdFaultWrites(t, addr):
+			// A userfaultfd's message says whether the access was
+			// a write: the instruction tells (uffd_access.go).
 			tries = append(tries, hostarch.Write)
+		default:
+			tries = append(tries, hostarch.Read)
 		}
-		tries = append(tries, hostarch.Read)
 	case code == segvMapErr:
 		// Mapped for reading, and faulting again as unmapped: try a
 		// write (which remaps).
@@ -126,24 +135,25 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 	s.deliverFault(t, hostarch.Addr(addr), last)
 }
 
-// writableShared reports whether the vma at addr is a shared writable
-// mapping whose fault, read or write, Linux serves by mapping the page
-// writable (no copy-on-write, no dirty tracking the program can see):
-// serving a read there as a write changes nothing but saves the write
-// fault that would follow. A range registered with userfaultfd is left
-// alone (the access type is part of what its handler is told).
-func (s *Sandbox) writableShared(p *process, addr hostarch.Addr) bool {
+// faultVMA looks at the vma at addr. writableShared reports whether it is
+// a shared writable mapping whose fault, read or write, Linux serves by
+// mapping the page writable (no copy-on-write, no dirty tracking the
+// program can see): serving a read there as a write changes nothing but
+// saves the write fault that would follow. uffd reports whether it is
+// registered with a userfaultfd, whose handler is told the access type
+// (such a range is never writableShared).
+func (s *Sandbox) faultVMA(p *process, addr hostarch.Addr) (writableShared, uffd bool) {
 	pg := addr.RoundDown()
 	rs := p.mm.Regions(hostarch.AddrRange{Start: pg, End: pg + hostarch.PageSize})
-	if len(rs) != 1 || !rs[0].Mapped || rs[0].Private || len(rs[0].Perms) < 2 || rs[0].Perms[1] != 'w' {
-		return false
+	if len(rs) != 1 || !rs[0].Mapped {
+		return false, false
 	}
 	for _, f := range rs[0].Flags {
 		if f == "um" || f == "uw" || f == "ui" {
-			return false
+			return false, true
 		}
 	}
-	return true
+	return !rs[0].Private && len(rs[0].Perms) >= 2 && rs[0].Perms[1] == 'w', false
 }
 
 // deliverFault gives t the signal Linux would for a refused access at

@@ -44,9 +44,12 @@ import (
 // process at the exit of its fork (uffdForkDone), before its FORK message
 // (which carries the number) is written.
 //
-// What differs from Linux: the inferred access of a fault on a page never
-// mapped is a read (fault.go), so a missing fault's message lacks
-// UFFD_PAGEFAULT_FLAG_WRITE; a system call whose buffer lies in a range
+// The access type of a fault on a page never mapped, which ptrace does not
+// tell, is found by decoding the faulting instruction (uffd_access.go), so
+// that a missing fault's message carries UFFD_PAGEFAULT_FLAG_WRITE as on
+// Linux.
+//
+// What differs from Linux: a system call whose buffer lies in a range
 // waiting on a userfault fails with EFAULT instead of waiting (as with
 // UFFD_USER_MODE_ONLY); a parked thread takes signals only once woken;
 // the fork event's descriptor number is chosen at the fork, not at the

@@ -394,6 +394,60 @@ static int c_shmem(void) {
 	return 0;
 }
 
+// access: the main thread faults on missing pages with reads, stores,
+// read-modify-writes and string instructions; the handler prints each
+// message's flags (UFFD_PAGEFAULT_FLAG_WRITE for the writes) and
+// resolves it with COPY.
+#define NACCESS 9
+static void *access_handler(void *arg) {
+	for (int i = 0; i < NACCESS; i++) {
+		struct uffd_msg m = getmsg(uffd);
+		printmsg(&m);
+		memset(srcpage, 'a' + i, PG);
+		copy(uffd, (char *)(m.arg.pagefault.address & ~(PG - 1)), srcpage, PG, 0);
+	}
+	return 0;
+}
+
+static int c_access(void) {
+	base = mmap(0, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uffd = mkuffd(O_CLOEXEC);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	api(uffd, 0);
+	reg(uffd, base, 16 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	fflush(stdout);
+	deferring = 1;
+	pthread_t th;
+	pthread_create(&th, 0, access_handler, 0);
+	char local[256];
+	volatile char *p;
+	p = base + 0 * PG + 10; char c = *p;
+	printf("read: %c\n", c);
+	p = base + 1 * PG + 10; *p = 'S';
+	printf("store: %c\n", base[PG + 10]);
+	memset(base + 2 * PG + 100, 'm', 200);
+	printf("memset: %c %c\n", base[2 * PG + 100], base[2 * PG + 99]);
+	int old = __atomic_fetch_add((int *)(base + 3 * PG + 8), 1, __ATOMIC_SEQ_CST);
+	printf("atomic add: old %#x\n", old);
+	memcpy(local, base + 4 * PG + 64, sizeof local);
+	printf("memcpy from: %c\n", local[0]);
+	memset(local, 'L', sizeof local);
+	memcpy(base + 5 * PG + 64, local, sizeof local);
+	printf("memcpy to: %c %c\n", base[5 * PG + 64], base[5 * PG]);
+	char *d = base + 6 * PG; long n = 100;
+	asm volatile("rep stosb" : "+D"(d), "+c"(n) : "a"('R') : "memory");
+	printf("rep stosb: %c\n", base[6 * PG]);
+	const char *src = base + 7 * PG; d = local; n = 100;
+	asm volatile("rep movsb" : "+S"(src), "+D"(d), "+c"(n) : : "memory");
+	printf("rep movsb from: %c\n", local[0]);
+	src = local; d = base + 8 * PG; n = 100;
+	asm volatile("rep movsb" : "+S"(src), "+D"(d), "+c"(n) : : "memory");
+	printf("rep movsb to: %c %c\n", base[8 * PG], base[8 * PG + 100]);
+	pthread_join(th, 0);
+	printf("%s", deferred);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -402,6 +456,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "events")) return c_events();
 	if (!strcmp(argv[1], "errnos")) return c_errnos();
 	if (!strcmp(argv[1], "shmem")) return c_shmem();
+	if (!strcmp(argv[1], "access")) return c_access();
 	return 2;
 }
 `
@@ -411,11 +466,13 @@ int main(int argc, char **argv) {
 // ZEROPAGE and WAKE; write-protect faults; the madvise, munmap, mremap and
 // fork events with the child's fault resolved through the forked context;
 // the errnos of bad registrations and ioctls; a minor fault of a memfd
-// resolved with CONTINUE.
+// resolved with CONTINUE; the access type (UFFD_PAGEFAULT_FLAG_WRITE) of
+// missing faults by reads, stores, read-modify-writes and string
+// instructions.
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
