@@ -35,9 +35,12 @@ import (
 // a vma registered for missing faults; a write-protect fault is a write to
 // a page write-protected by UFFDIO_WRITEPROTECT or UFFDIO_COPY_MODE_WP (a
 // pma with uffdWP) in a vma registered for them. Accesses other than a
-// thread's own (I/O by the embedder, MADV_POPULATE, the buffers a host
-// system call uses) never wait: they fail with EFAULT, as Linux's do for a
-// context made with UFFD_USER_MODE_ONLY.
+// thread's own (I/O by the embedder, MADV_POPULATE) never wait: they fail
+// with EFAULT, as Linux's do for a context made with UFFD_USER_MODE_ONLY.
+// An embedder whose host kernel accesses the buffers of system calls
+// itself finds with KernelUserfault where such an access would wait on a
+// context made without UFFD_USER_MODE_ONLY, and raises that fault as the
+// thread's own (HandleUserFault) before it lets the call run.
 //
 // Events (UFFD_EVENT_FORK, REMAP, REMOVE, UNMAP) are queued on the context
 // when the operation that causes them happens (Fork, mremap, madvise,

@@ -42,6 +42,9 @@ const (
 // reading (or writing if write), as far as the memory manager allows.
 func (s *Sandbox) ensure(t *task, addr, length uint64, write bool) {
 	s.ensureProc(t.p, addr, length, write)
+	if s.uffd != nil {
+		s.uffdKernelFault(t, addr, length, write)
+	}
 }
 
 // ensureProc is ensure for process p.

@@ -65,6 +65,9 @@ func (s *Sandbox) syscall(t *task) {
 			return
 		}
 	}
+	if s.uffd != nil && s.uffdParkSyscall(t, res.act == actPass) {
+		return
+	}
 	switch res.act {
 	case actDone:
 		return

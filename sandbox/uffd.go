@@ -9,6 +9,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,11 +50,22 @@ import (
 // that a missing fault's message carries UFFD_PAGEFAULT_FLAG_WRITE as on
 // Linux.
 //
-// What differs from Linux: a system call whose buffer lies in a range
-// waiting on a userfault fails with EFAULT instead of waiting (as with
-// UFFD_USER_MODE_ONLY); a parked thread takes signals only once woken;
-// the fork event's descriptor number is chosen at the fork, not at the
-// read; and the events do not wait for their reading.
+// A system call passed to the host whose buffer lies in a page that would
+// wait on a context made without UFFD_USER_MODE_ONLY (Linux's kernel
+// accesses wait there; with the flag they fail with EFAULT, as here) is
+// held at its entry: prevalidate's ensure finds the page
+// (uffdKernelFault), the fault is raised with the kernel's access (a
+// write for a buffer the call fills), the thread is parked, and once the
+// fault is woken the call runs again from its syscall instruction
+// (uffdParkSyscall), meeting the buffer's next such page if any.
+//
+// What differs from Linux: a system call waits for its buffer before it
+// starts, where Linux's waits when it reaches the buffer (a read from an
+// empty pipe raises the fault before data arrives, not after), and a call
+// vmspace serves itself fails with EFAULT there; a parked thread takes
+// signals only once woken; the fork event's descriptor number is chosen
+// at the fork, not at the read; and the events do not wait for their
+// reading.
 
 // uffdState is the sandbox's userfaultfd contexts and parked threads. Like
 // everything the Sandbox holds, it is used only by the tracer goroutine.
@@ -61,7 +73,20 @@ type uffdState struct {
 	// files are the contexts, by the inode of their pipe.
 	files map[uffdKey]*uffdFile
 	// parked are the threads waiting on a userfault.
-	parked map[*task]*mm.Userfault
+	parked map[*task]*uffdPark
+	// sysFaults are the userfaults the buffers of the system calls
+	// being prevalidated met (uffdKernelFault), at most one a thread,
+	// for which the call waits (uffdParkSyscall).
+	sysFaults map[*task]*mm.Userfault
+}
+
+// uffdPark is a thread waiting on a userfault.
+type uffdPark struct {
+	f *mm.Userfault
+	// syscall is true for a system call waiting for its buffer, which
+	// runs again once woken; state is its stop's taskState.
+	syscall bool
+	state   taskState
 }
 
 // uffdKey identifies a pipe.
@@ -105,7 +130,7 @@ const (
 // uffdOn returns the sandbox's userfaultfd state, made on first use.
 func (s *Sandbox) uffdOn() *uffdState {
 	if s.uffd == nil {
-		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*mm.Userfault{}}
+		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*uffdPark{}, sysFaults: map[*task]*mm.Userfault{}}
 	}
 	return s.uffd
 }
@@ -310,13 +335,77 @@ func (s *Sandbox) parkUffd(t *task, err error) bool {
 	if !errors.As(err, &ue) || ue.Fault == nil {
 		return false
 	}
-	st := s.uffdOn()
-	st.parked[t] = ue.Fault
+	s.uffdOn().parked[t] = &uffdPark{f: ue.Fault}
+	s.park(t)
+	return true
+}
+
+// park keeps t stopped as taskParked.
+func (s *Sandbox) park(t *task) {
 	t.lastFault, t.faultRepeats = faultKey{}, 0
 	if t.p.held == t {
 		t.p.held = nil
 	}
 	t.state = taskParked
+}
+
+// uffdKernelFault is called for a buffer [addr, addr+length) that the host
+// kernel will read (or write if write) in the system call t is about to
+// make, once prevalidate has faulted in what the manager allows: if the
+// kernel's access would wait on a userfaultfd there (mm.KernelUserfault),
+// the fault is raised (its message queued) as the kernel's access raises
+// it, and the call waits for it (uffdParkSyscall). Only the first such
+// fault of a call is raised; the call meets the next one when it runs
+// again.
+func (s *Sandbox) uffdKernelFault(t *task, addr, length uint64, write bool) {
+	st := s.uffd
+	if st == nil || t.p.mm == nil || st.sysFaults[t] != nil || t.atExit != nil || length == 0 {
+		return
+	}
+	// The buffer, up to the stub (an overflowing one too).
+	ar := hostarch.AddrRange{Start: hostarch.Addr(addr), End: ptrace.StubStart}
+	if e := hostarch.Addr(addr + length); e > ar.Start && e < ar.End {
+		ar.End = e
+	}
+	if ar.Start >= ar.End {
+		return
+	}
+	at := hostarch.AccessType{Read: !write, Write: write}
+	if t.p.as != nil && t.p.as.covers(hostarch.AddrRange{Start: ar.Start.RoundDown(), End: ar.End.MustRoundUp()}, at) {
+		return
+	}
+	a, ok := t.p.mm.KernelUserfault(s.ctx, ar, at)
+	if !ok {
+		return
+	}
+	var ue *mm.UserfaultError
+	if err := t.p.mm.HandleUserFault(s.faultCtx(t), a, at, hostarch.Addr(t.regs.Rsp)); errors.As(err, &ue) && ue.Fault != nil {
+		st.sysFaults[t] = ue.Fault
+	}
+}
+
+// uffdParkSyscall is called at the entry of every system call once it is
+// dispatched: if the call is passed to the host (pass) and a buffer of it
+// met a userfault (uffdKernelFault), it keeps t stopped until the fault
+// is woken, and the call then runs again from its syscall instruction. It
+// reports whether t waits. (A call that vmspace serves itself fails with
+// EFAULT there, as if the context were UFFD_USER_MODE_ONLY.)
+func (s *Sandbox) uffdParkSyscall(t *task, pass bool) bool {
+	st := s.uffd
+	if st == nil {
+		return false
+	}
+	f := st.sysFaults[t]
+	if f == nil {
+		return false
+	}
+	delete(st.sysFaults, t)
+	if !pass || t.dead() {
+		f.Cancel()
+		return false
+	}
+	st.parked[t] = &uffdPark{f: f, syscall: true, state: t.state}
+	s.park(t)
 	return true
 }
 
@@ -348,12 +437,28 @@ func (s *Sandbox) uffdService() {
 			}
 		}
 	}
-	for t, f := range st.parked {
+	for t, f := range st.sysFaults {
+		if t.dead() || s.tasks[t.tid] != t {
+			f.Cancel()
+			delete(st.sysFaults, t)
+		}
+	}
+	for t, pk := range st.parked {
 		switch {
 		case t.dead() || s.tasks[t.tid] != t:
-			f.Cancel()
+			pk.f.Cancel()
 			delete(st.parked, t)
-		case f.Woken():
+		case pk.f.Woken() && pk.syscall:
+			// Run the call again: skip this entry, back to its
+			// syscall instruction with its number in rax.
+			delete(st.parked, t)
+			t.state = pk.state
+			t.regs.Rax = t.regs.Orig_rax
+			t.regs.Orig_rax = ^uint64(0)
+			t.regs.Rip -= 2
+			t.regState = regsOwed
+			s.resume(t, 0, nil)
+		case pk.f.Woken():
 			delete(st.parked, t)
 			t.state = taskSignalStop
 			s.resume(t, 0, nil)

@@ -448,6 +448,50 @@ static int c_access(void) {
 	return 0;
 }
 
+// syscall: system calls whose buffers lie in missing pages of a context
+// made without UFFD_USER_MODE_ONLY wait for the handler (read writes the
+// page, write reads it); with UFFD_USER_MODE_ONLY they fail with EFAULT.
+static void *syscall_handler(void *arg) {
+	for (int i = 0; i < 2; i++) {
+		struct uffd_msg m = getmsg(uffd);
+		printmsg(&m);
+		memset(srcpage, 'a' + i, PG);
+		copy(uffd, (char *)(m.arg.pagefault.address & ~(PG - 1)), srcpage, PG, 0);
+	}
+	return 0;
+}
+
+static int c_syscall(void) {
+	base = mmap(0, 8 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	api(uffd, 0);
+	reg(uffd, base, 4 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	int um = mkuffd(O_CLOEXEC);
+	api(um, 0);
+	reg(um, base + 4 * PG, 4 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	int p[2];
+	if (pipe(p) || write(p[1], "hello from the pipe", 19) != 19) return 1;
+	fflush(stdout);
+	deferring = 1;
+	pthread_t th;
+	pthread_create(&th, 0, syscall_handler, 0);
+	ssize_t n = read(p[0], base + PG + 10, 19);
+	printf("read = %zd: %.19s, before %c\n", n, base + PG + 10, base[PG + 9]);
+	n = write(p[1], base + 2 * PG + 4, 5);
+	char local[8] = { 0 };
+	ssize_t m = read(p[0], local, 5);
+	printf("write = %zd, read back %zd: %s\n", n, m, local);
+	pthread_join(th, 0);
+	if (write(p[1], "more", 4) != 4) return 1;
+	n = read(p[0], base + 5 * PG, 4);
+	printf("read into user-mode-only = %zd %s\n", n, n < 0 ? strerror(errno) : "");
+	n = write(p[1], base + 6 * PG, 4);
+	printf("write from user-mode-only = %zd %s\n", n, n < 0 ? strerror(errno) : "");
+	printf("%s", deferred);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -457,6 +501,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "errnos")) return c_errnos();
 	if (!strcmp(argv[1], "shmem")) return c_shmem();
 	if (!strcmp(argv[1], "access")) return c_access();
+	if (!strcmp(argv[1], "syscall")) return c_syscall();
 	return 2;
 }
 `
@@ -468,11 +513,11 @@ int main(int argc, char **argv) {
 // the errnos of bad registrations and ioctls; a minor fault of a memfd
 // resolved with CONTINUE; the access type (UFFD_PAGEFAULT_FLAG_WRITE) of
 // missing faults by reads, stores, read-modify-writes and string
-// instructions.
+// instructions; system calls whose buffers wait for the handler.
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
