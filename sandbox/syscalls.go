@@ -344,7 +344,7 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 		unix.SYS_IO_GETEVENTS, unix.SYS_IO_PGETEVENTS:
 		return s.aioCall(t, nr, a)
 	}
-	files := &mmapFiles{s: s, p: p}
+	files := &mmapFiles{s: s, p: p, args: a}
 	oldBrk := m.BrkRange().End
 	v, err := linuxabi.Call(ctx, m, files, nr, a)
 	switch nr {
@@ -393,11 +393,13 @@ type mmapFiles struct {
 	// regular is set once MMapFile returns a regular file (not
 	// /dev/zero nor a file without mmap).
 	regular bool
+	// args are the mmap call's arguments.
+	args [6]uint64
 }
 
 // MMapFile implements linuxabi.Files.MMapFile.
 func (f *mmapFiles) MMapFile(ctx context.Context, fd int32) (mm.MappableFile, func(), error) {
-	file, done, e := f.s.mappableFile(f.p, fd)
+	file, done, e := f.s.mappableFile(f.p, fd, f.args)
 	if e != 0 {
 		return nil, nil, e
 	}
@@ -435,8 +437,10 @@ func (s *Sandbox) populate(p *process, ar hostarch.AddrRange, write bool) {
 // mappableFile returns the file behind descriptor fd of p for mmap:
 // /dev/zero is an mm.ZeroFile, and files without an mmap of their own
 // (pipes, directories, sockets, other devices) are mm.UnmappableFiles, so
-// that mmap checks its arguments as Linux does before failing.
-func (s *Sandbox) mappableFile(p *process, fd int32) (mm.MappableFile, func(), unix.Errno) {
+// that mmap checks its arguments as Linux does before failing. args are
+// the mmap call's (a hugetlbfs file is mapped only where the host would:
+// hugetlbProbe).
+func (s *Sandbox) mappableFile(p *process, fd int32, args [6]uint64) (mm.MappableFile, func(), unix.Errno) {
 	if fd < 0 || (int(fd) == s.memFDNum && p.memFDOurs) {
 		return nil, nil, unix.EBADF
 	}
@@ -459,6 +463,9 @@ func (s *Sandbox) mappableFile(p *process, fd int32) (mm.MappableFile, func(), u
 	noexec := unix.Fstatfs(hfd, &sfs) == nil && sfs.Flags&unix.ST_NOEXEC != 0
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
+		if e := hugetlbProbe(hfd, &sfs, args); e != 0 {
+			return nil, nil, e
+		}
 	case unix.S_IFCHR:
 		if unix.Major(st.Rdev) == 1 && unix.Minor(st.Rdev) == 5 { // /dev/zero
 			return mm.ZeroFile{R: r, W: w}, nil, 0

@@ -11,6 +11,7 @@ const uffdProgram = `
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/memfd.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -492,6 +493,28 @@ static int c_syscall(void) {
 	return 0;
 }
 
+// hugetlb: mmap of a MFD_HUGETLB memfd succeeds or fails as the host's
+// huge page pool allows (ENOMEM without huge pages, EINVAL for an offset
+// that is not a multiple of the huge page size).
+static int c_hugetlb(void) {
+	long hp = 2L << 20;
+	int fd = memfd_create("h", MFD_HUGETLB);
+	if (fd < 0) { printf("memfd_create(MFD_HUGETLB): %s\n", strerror(errno)); return 0; }
+	printf("ftruncate = %d\n", ftruncate(fd, hp));
+	struct { const char *name; long len, off; int flags; } cs[] = {
+		{ "shared", hp, 0, MAP_SHARED }, { "private", hp, 0, MAP_PRIVATE },
+		{ "shared 4k", PG, 0, MAP_SHARED }, { "offset 4k", hp, PG, MAP_SHARED },
+		{ "shared noreserve", hp, 0, MAP_SHARED | MAP_NORESERVE },
+	};
+	for (int i = 0; i < 5; i++) {
+		void *p = mmap(0, cs[i].len, PROT_READ | PROT_WRITE, cs[i].flags, fd, cs[i].off);
+		printf("mmap %s: %s\n", cs[i].name, p == MAP_FAILED ? strerror(errno) : "ok");
+		if (p != MAP_FAILED)
+			munmap(p, cs[i].len);
+	}
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -502,6 +525,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "shmem")) return c_shmem();
 	if (!strcmp(argv[1], "access")) return c_access();
 	if (!strcmp(argv[1], "syscall")) return c_syscall();
+	if (!strcmp(argv[1], "hugetlb")) return c_hugetlb();
 	return 2;
 }
 `
@@ -513,11 +537,12 @@ int main(int argc, char **argv) {
 // the errnos of bad registrations and ioctls; a minor fault of a memfd
 // resolved with CONTINUE; the access type (UFFD_PAGEFAULT_FLAG_WRITE) of
 // missing faults by reads, stores, read-modify-writes and string
-// instructions; system calls whose buffers wait for the handler.
+// instructions; system calls whose buffers wait for the handler; mmap of a
+// hugetlbfs memfd (uffd-unit-tests' hugetlb cases).
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
