@@ -183,6 +183,12 @@ type MemoryManager struct {
 	// guard region lies within vmas. Protected by mappingMu.
 	guards guardSet
 
+	// uffdMarkers are the never-populated pages that userfaultfd write
+	// protection covers (UFFD_FEATURE_WP_UNPOPULATED: uffd_wp.go). Only
+	// those in vmas registered for write protection count. Protected by
+	// activeMu.
+	uffdMarkers guardSet
+
 	// defMLockMode is the mlock mode new vmas get: mlockall(MCL_FUTURE)
 	// sets it. Protected by mappingMu.
 	defMLockMode memmap.MLockMode

@@ -57,7 +57,9 @@ import (
 //     through the file whether or not its page cache holds the page.
 //   - Event-causing operations do not wait for the message to be read,
 //     and the ioctls never fail with EAGAIN for a pending event.
-//   - UFFD_FEATURE_WP_UNPOPULATED does not protect pages never faulted in.
+//   - UFFD_FEATURE_WP_UNPOPULATED protects pages never faulted in only in
+//     private anonymous memory (uffd_wp.go), and only where they stay:
+//     mremap and fork do not carry markers along.
 //
 // # Locking
 //
@@ -348,6 +350,13 @@ func (u *Userfaultfd) Register(ctx context.Context, start, length, mode uint64) 
 		if v.uffd == u && v.flags&f == f {
 			return false, nil
 		}
+		if !v.flags.has(vmaUffdWP) {
+			// Markers left by an earlier registration (in memory
+			// since unmapped and mapped again) do not count.
+			mm.activeMu.Lock()
+			mm.clearUffdMarkersLocked(r)
+			mm.activeMu.Unlock()
+		}
 		if v.isShmem() && f.has(vmaUffdMissing|vmaUffdMinor) {
 			// The embedder may have mapped shmem pages the program
 			// never touched (vmspace run maps small file mappings at
@@ -443,6 +452,7 @@ func (mm *MemoryManager) clearUffdLocked(ctx context.Context, vseg vmaIterator, 
 	if v.flags.has(vmaUffdWP) {
 		mm.activeMu.Lock()
 		mm.setUffdWPLocked(vseg, r, false)
+		mm.clearUffdMarkersLocked(r)
 		mm.activeMu.Unlock()
 	}
 	_, err := mm.modifyVMALocked(ctx, vseg, r, false, func(nv *vma) {
@@ -681,13 +691,20 @@ func (mm *MemoryManager) userfaultCheckLocked(ctx context.Context, vseg vmaItera
 		}
 		return nil
 	}
-	if ctx.Value(fillKey{}) != nil || !v.flags.has(vmaUffdMissing|vmaUffdMinor) {
+	if ctx.Value(fillKey{}) != nil {
 		return nil
 	}
 	if v.isPrivateAnon() {
 		if v.flags.has(vmaUffdMissing) {
 			return &UserfaultError{Addr: addr, Flags: flags}
 		}
+		if mm.uffdMarkedLocked(vseg, addr) {
+			// WP_UNPOPULATED (uffd_wp.go).
+			return mm.uffdMarkerFaultLocked(vseg, addr, at)
+		}
+		return nil
+	}
+	if !v.flags.has(vmaUffdMissing | vmaUffdMinor) {
 		return nil
 	}
 	in, ok := shmemHolds(vseg, addr)
@@ -760,9 +777,29 @@ func (mm *MemoryManager) userfaultLocked(ctx context.Context, vseg vmaIterator, 
 
 // setUffdWPLocked sets (or clears) the userfaultfd write protection of the
 // pages in r, a part of vseg's vma, that have pmas, and brings their
-// permissions and the AddressSpace in line. Preconditions: mappingMu held;
-// activeMu held for writing.
+// permissions and the AddressSpace in line. In private anonymous memory
+// whose never-populated pages are not protected (no
+// UFFD_FEATURE_WP_UNPOPULATED), only the pages the program touched are:
+// a pma may hold more pages than the program populated on Linux.
+// Preconditions: mappingMu held; activeMu held for writing.
 func (mm *MemoryManager) setUffdWPLocked(vseg vmaIterator, r hostarch.AddrRange, wp bool) {
+	v := vseg.ValuePtr()
+	if !wp || !v.isPrivateAnon() || v.usesMarkers() {
+		mm.setUffdWPRangeLocked(vseg, r, wp)
+		return
+	}
+	var touched []hostarch.AddrRange
+	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
+		touched = append(touched, mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range()).Intersect(r))...)
+	}
+	for _, tr := range touched {
+		mm.setUffdWPRangeLocked(vseg, tr, true)
+	}
+}
+
+// setUffdWPRangeLocked is setUffdWPLocked for every page of r that has a
+// pma.
+func (mm *MemoryManager) setUffdWPRangeLocked(vseg vmaIterator, r hostarch.AddrRange, wp bool) {
 	v := vseg.ValuePtr()
 	reduced := false
 	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {

@@ -221,6 +221,7 @@ func (mm *MemoryManager) mfillPage(ctx context.Context, dr hostarch.AddrRange, p
 		p.effectivePerms = p.uffdPerms(p.effectivePerms)
 		mm.pmas.Insert(pgap, addrSegRange(pr), p)
 		mm.addRSSLocked(hostarch.PageSize)
+		mm.clearUffdMarkersLocked(pr)
 		return nil
 	}
 	// shmem: through the file, which must not hold the page yet (for a
@@ -287,7 +288,9 @@ func (u *Userfaultfd) WriteProtect(ctx context.Context, start, length, mode uint
 			err = unix.ENOENT
 			break
 		}
-		mm.setUffdWPLocked(vseg, hostarch.AddrRange(vseg.Range()).Intersect(ar), wp)
+		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		mm.setUffdWPLocked(vseg, r, wp)
+		mm.setUffdMarkersLocked(vseg, r, wp)
 		err = nil
 	}
 	mm.activeMu.Unlock()

@@ -61,3 +61,58 @@ func TestUffdKernelUserfault(t *testing.T) {
 		t.Errorf("KernelUserfault queued %d messages", n)
 	}
 }
+
+// TestUffdWPUnpopulated checks UFFD_FEATURE_WP_UNPOPULATED: a write to a
+// page never populated in a write-protected range is a write-protect
+// fault, a read maps it still protected; without the feature such pages
+// are not protected, and unregistering drops the markers.
+func TestUffdWPUnpopulated(t *testing.T) {
+	mm := newTestMM(t)
+	w := uint64(window)
+	mustMap(t, mm, anon(window, 8*pg, hostarch.ReadWrite))
+	u := newUffd(t, mm, UffdFeaturePagefaultFlagWP|UffdFeatureWPUnpopulated)
+	if _, err := u.Register(ctx, w, 4*pg, UffdioRegisterModeWP); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.WriteProtect(ctx, w, 4*pg, UffdioWriteprotectModeWP); err != nil {
+		t.Fatal(err)
+	}
+	mustUserfault(t, mm, window+pg, hostarch.Write)
+	if m := u.Messages(); len(m) != 1 || m[0].Flags != UffdPagefaultFlagWrite|UffdPagefaultFlagWP {
+		t.Fatalf("messages %+v", m)
+	}
+	if err := mm.HandleUserFault(ctx, window+2*pg, hostarch.Read, 0); err != nil {
+		t.Fatalf("read of a marked page: %v", err)
+	}
+	mustUserfault(t, mm, window+2*pg, hostarch.Write)
+	if err := u.WriteProtect(ctx, w, 4*pg, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := mm.HandleUserFault(ctx, window+3*pg, hostarch.Write, 0); err != nil {
+		t.Fatalf("write after un-protect: %v", err)
+	}
+	// Without the feature.
+	u2 := newUffd(t, mm, UffdFeaturePagefaultFlagWP)
+	if _, err := u2.Register(ctx, w+4*pg, 4*pg, UffdioRegisterModeWP); err != nil {
+		t.Fatal(err)
+	}
+	if err := u2.WriteProtect(ctx, w+4*pg, 4*pg, UffdioWriteprotectModeWP); err != nil {
+		t.Fatal(err)
+	}
+	if err := mm.HandleUserFault(ctx, window+5*pg, hostarch.Write, 0); err != nil {
+		t.Fatalf("write to an unpopulated page without WP_UNPOPULATED: %v", err)
+	}
+	// Unregistering drops markers.
+	if err := u.WriteProtect(ctx, w, 4*pg, UffdioWriteprotectModeWP); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Unregister(ctx, w, 4*pg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Register(ctx, w, 4*pg, UffdioRegisterModeWP); err != nil {
+		t.Fatal(err)
+	}
+	if err := mm.HandleUserFault(ctx, window, hostarch.Write, 0); err != nil {
+		t.Fatalf("write after re-registration: %v", err)
+	}
+}

@@ -36,6 +36,9 @@ struct my_uffdio_poison { struct uffdio_range range; __u64 mode; __s64 updated; 
 struct my_uffdio_move { __u64 dst, src, len, mode; __s64 move; };
 #define MY_UFFDIO_MOVE _IOWR(0xAA, 0x05, struct my_uffdio_move)
 #define F_POISON (1<<14)
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1<<13)
+#endif
 #define F_MOVE (1<<16)
 
 #define PG 4096L
@@ -157,6 +160,19 @@ static int c_missing(void) {
 	return 0;
 }
 
+// unprotect_faults takes two write-protect faults' messages and removes
+// the protection of their pages.
+static void *unprotect_faults(void *arg) {
+	for (int i = 0; i < 2; i++) {
+		struct uffd_msg m = getmsg(uffd);
+		printmsg(&m);
+		struct uffdio_writeprotect u = { { m.arg.pagefault.address & ~(PG - 1), PG }, 0 };
+		int rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &u);
+		out("un-protect = %d\n", rc);
+	}
+	return arg;
+}
+
 // A thread writes to pages the main thread write-protects; the handler
 // un-protects them.
 static void *wp_writer(void *arg) {
@@ -185,13 +201,7 @@ static int c_wp(void) {
 	deferring = 1;
 	pthread_t th;
 	pthread_create(&th, 0, wp_writer, 0);
-	for (int i = 0; i < 2; i++) {
-		struct uffd_msg m = getmsg(uffd);
-		printmsg(&m);
-		struct uffdio_writeprotect u = { { m.arg.pagefault.address & ~(PG - 1), PG }, 0 };
-		int rc = ioctl(uffd, UFFDIO_WRITEPROTECT, &u);
-		out("un-protect = %d\n", rc);
-	}
+	unprotect_faults(0);
 	pthread_join(th, 0);
 	printf("%s", deferred);
 	printf("page 0 %c page 1 %c page 2 %c\n", base[8], base[PG + 8], base[2 * PG + 8]);
@@ -515,6 +525,52 @@ static int c_hugetlb(void) {
 	return 0;
 }
 
+// wpunpop: with UFFD_FEATURE_WP_UNPOPULATED, UFFDIO_WRITEPROTECT protects
+// pages never touched (a write is a write-protect fault, a read is not)
+// but a page MADV_DONTNEED drops is not; without it, a never touched
+// page is not protected.
+static void *wpunpop_handler(void *arg) { return unprotect_faults(arg); }
+
+static int c_wpunpop(void) {
+	base = mmap(0, 16 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	base[0] = 'x';
+	uffd = mkuffd(O_CLOEXEC);
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return 0; }
+	api(uffd, UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED);
+	reg(uffd, base, 8 * PG, UFFDIO_REGISTER_MODE_WP);
+	struct uffdio_writeprotect w = { { (unsigned long)base, 8 * PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	printf("WRITEPROTECT = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	printf("read untouched page 2: %d\n", base[2 * PG]);
+	fflush(stdout);
+	deferring = 1;
+	pthread_t th;
+	pthread_create(&th, 0, wpunpop_handler, 0);
+	base[3 * PG] = 'a';
+	printf("wrote untouched page 3\n");
+	base[2 * PG] = 'b';
+	printf("wrote read page 2\n");
+	printf("DONTNEED page 0 = %d\n", madvise(base, PG, MADV_DONTNEED));
+	base[0] = 'c';
+	printf("wrote dropped page 0: %c\n", base[0]);
+	pthread_join(th, 0);
+	printf("%s", deferred);
+	deferred[0] = 0;
+	// Without the feature: untouched pages are not protected.
+	int u2 = mkuffd(O_CLOEXEC);
+	api(u2, UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+	reg(u2, base + 8 * PG, 8 * PG, UFFDIO_REGISTER_MODE_WP);
+	struct uffdio_writeprotect w2 = { { (unsigned long)base + 8 * PG, 8 * PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	printf("WRITEPROTECT = %d\n", ioctl(u2, UFFDIO_WRITEPROTECT, &w2));
+	base[9 * PG] = 'd';
+	printf("wrote untouched page 9 without the feature: %c\n", base[9 * PG]);
+	// Unregistering drops the markers.
+	printf("WRITEPROTECT = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	printf("UNREGISTER = %d\n", ioctl(uffd, UFFDIO_UNREGISTER, &w.range));
+	base[5 * PG] = 'e';
+	printf("wrote page 5 after UNREGISTER: %c\n", base[5 * PG]);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -526,6 +582,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "access")) return c_access();
 	if (!strcmp(argv[1], "syscall")) return c_syscall();
 	if (!strcmp(argv[1], "hugetlb")) return c_hugetlb();
+	if (!strcmp(argv[1], "wpunpop")) return c_wpunpop();
 	return 2;
 }
 `
@@ -538,11 +595,12 @@ int main(int argc, char **argv) {
 // resolved with CONTINUE; the access type (UFFD_PAGEFAULT_FLAG_WRITE) of
 // missing faults by reads, stores, read-modify-writes and string
 // instructions; system calls whose buffers wait for the handler; mmap of a
-// hugetlbfs memfd (uffd-unit-tests' hugetlb cases).
+// hugetlbfs memfd (uffd-unit-tests' hugetlb cases); write protection of
+// unpopulated pages (UFFD_FEATURE_WP_UNPOPULATED).
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
