@@ -126,7 +126,11 @@
 //     is the read end of a pipe vmspace writes its messages into, so
 //     that read, poll and epoll are the host's; the UFFDIO ioctls on it
 //     are served by the context, and a thread whose fault waits on it
-//     stays stopped until the fault is resolved (uffd.go).
+//     stays stopped until the fault is resolved (uffd.go); the faulting
+//     instruction is decoded to tell a write from a read
+//     (uffd_access.go), and a system call whose buffer would wait is held
+//     at its entry until then. A hugetlbfs file is mapped only where the
+//     host's mmap of it succeeds (uffd_hugetlb.go).
 //   - rseq, set_tid_address and set_robust_list stop so that vmspace
 //     knows the memory the host kernel writes on each thread's behalf; it
 //     keeps that memory mapped in the host (kareas.go).
@@ -227,7 +231,7 @@
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
 //     the filter that stops them.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses;
-//     uffd.go: userfaultfd.
+//     uffd.go, uffd_access.go, uffd_hugetlb.go: userfaultfd.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
 //   - aslr.go: whether an exec's layout is randomized; vdso.go: the
