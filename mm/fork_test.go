@@ -51,6 +51,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"dataSegment":           {forkCopied, "inherited with the break"},
 	"codeSegment":           {forkCopied, "the child runs the same program"},
 	"guards":                {forkOwn, "kept within the inherited vmas"},
+	"uffdMarkers":           {forkZero, "userfaultfd markers are not inherited (the child's registrations are new contexts')"},
 	"defMLockMode":          {forkZero, "mlockall(MCL_FUTURE) is not inherited"},
 	"sharedAnon":            {forkCopied, "the child can make shared anonymous memory"},
 	"commit":                {forkCopied, "the child's accounted vmas are committed where the parent's are"},
@@ -147,6 +148,13 @@ func TestForkCoversEveryField(t *testing.T) {
 	mustOK(t, "Activate", m.Activate(ctx))
 	a := mustMap(t, m, anon(window, 0x4000, hostarch.ReadWrite))
 	mustOK(t, "fault", m.HandleUserFault(ctx, a, hostarch.Write, 0))
+	// A userfaultfd marker (WP_UNPOPULATED) on an untouched page.
+	wpa := mustMap(t, m, anon(window+0x400000, 0x2000, hostarch.ReadWrite))
+	uf := newUffd(t, m, UffdFeatureWPUnpopulated)
+	if _, err := uf.Register(ctx, uint64(wpa), 0x2000, UffdioRegisterModeWP); err != nil {
+		t.Fatal(err)
+	}
+	mustOK(t, "UFFDIO_WRITEPROTECT", uf.WriteProtect(ctx, uint64(wpa), 0x2000, UffdioWriteprotectModeWP))
 	mustOK(t, "mlockall", m.MLockAll(ctx, MLockAllOpts{Future: true}))
 	if _, err := m.NewAIOContext(ctx, 4); err != nil {
 		t.Fatal(err)

@@ -837,6 +837,7 @@ var checkpointFields = map[string]map[string]string{
 		"layout": "saved", "brk": "saved", "usageAS": "recomputed", "peakAS": "saved", "lockedAS": "recomputed",
 		"dataAS": "recomputed", "stackAS": "recomputed", "execAS": "recomputed", "dataSegment": "saved",
 		"codeSegment": "not saved (only status's VmExe and statm's text report it: a restored manager shows its executable mappings as VmLib until its next exec)",
+		"uffdMarkers": "not saved: a manager with userfaultfd registrations is refused (uffdSaveCheckLocked), and markers count only in registered vmas",
 		"guards":      "saved", "defMLockMode": "saved", "sharedAnon": "a function: the caller sets it again",
 		"commit": "shared with other managers: the caller sets it again (restored vmas are charged to it)",
 		"limits": "saved", "activeMu": "lock", "pmas": "saved", "curRSS": "recomputed", "maxRSS": "saved",
