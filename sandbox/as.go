@@ -60,10 +60,20 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 // the moment.
 type injector struct{ as *stubAS }
 
+// task returns the task whose process the calls are made in: one the
+// sandbox holds or stops, or, on the fast path, any task of the address
+// space (its helper thread makes the calls: fastpath.go).
+func (c injector) task() (*task, error) {
+	if c.as.s.fp.serving() != nil {
+		return c.as.s.fp.anyTask(c.as.sp)
+	}
+	return c.as.s.holder(c.as.sp)
+}
+
 // Map implements ptrace.Caller.
 func (c injector) Map(rs []hostarch.AddrRange, m ptrace.Mapping, precommit bool) (int, error) {
 	as := c.as
-	t, err := as.s.holder(as.sp)
+	t, err := c.task()
 	if err != nil {
 		return 0, err
 	}
@@ -100,7 +110,7 @@ func (c injector) Map(rs []hostarch.AddrRange, m ptrace.Mapping, precommit bool)
 // parked at a fork or inside a system call.
 func (c injector) Unmap(ar hostarch.AddrRange) bool {
 	as := c.as
-	t, err := as.s.holder(as.sp)
+	t, err := c.task()
 	if err != nil {
 		// The processes are gone (and so are their mappings), or
 		// none can be stopped now.

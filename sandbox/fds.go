@@ -78,7 +78,7 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 		if off+uint64(len(b)) > hostarch.PageSize {
 			return unix.EFAULT
 		}
-		n, err := unix.Pwrite(s.mf.FD(), b, int64(s.stubPages.Start+off))
+		n, err := unix.Pwrite(s.mf.FD(), b, int64(s.scratchOff(p)+off))
 		if err != nil {
 			return err
 		}

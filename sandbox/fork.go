@@ -437,6 +437,12 @@ func forgetHiddenExits(p *process, pid int) {
 // firstStop serves the first stop of a new task.
 func (s *Sandbox) firstStop(t *task, ws unix.WaitStatus) {
 	p := t.p
+	if p.fixup != nil {
+		if err := s.fastpathFork(t); err != nil {
+			s.killProcess(p, err.Error())
+			return
+		}
+	}
 	if fx := p.fixup; fx != nil {
 		p.fixup = nil
 		err := s.fixFork(t, fx)

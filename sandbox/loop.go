@@ -18,6 +18,7 @@ type waitResult struct {
 
 // run starts the program and serves its tasks until all have ended.
 func (s *Sandbox) run() (unix.WaitStatus, error) {
+	defer s.fp.unlock()
 	if err := s.startRoot(); err != nil {
 		return 0, err
 	}
@@ -30,7 +31,9 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 				t.stopKept = false
 			}
 		} else {
+			s.fp.unlock() // the fast path's server may run meanwhile
 			tid, ws, err := wait4(-1, 0)
+			s.fp.lock()
 			if err != nil {
 				if err == unix.ECHILD {
 					break
@@ -176,6 +179,7 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.resume(t, 0, nil)
 		return
 	}
+	s.fp.restartable(t)
 	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
 		t.expectStop--
 		s.resume(t, 0, nil)

@@ -76,6 +76,7 @@ func (s *Sandbox) exitStop(t *task) {
 	if !t.dead() {
 		s.coreOnExit(t)
 	}
+	s.fp.taskExiting(t)
 	if p.pid == s.root && t.tid == p.pid {
 		if p.held == t {
 			p.held = nil
@@ -173,6 +174,7 @@ func (s *Sandbox) processExited(p *process) {
 func (s *Sandbox) releaseProcess(p *process) {
 	t0 := time.Now()
 	s.leaveSpace(p, "exit")
+	s.fp.release(p.pid)
 	if debug {
 		fmt.Fprintf(os.Stderr, "vmspace-debug: process %d released in %v\n", p.pid, time.Since(t0))
 	}

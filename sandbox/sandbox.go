@@ -82,6 +82,10 @@ type Stats struct {
 	// Injected is the number of system calls vmspace injected into
 	// program tasks (host mmap, munmap, mprotect...).
 	Injected uint64
+	// FastCalls is the number of memory system calls served on the fast
+	// path (fastpath.go), without a stop; HelperCalls the host calls
+	// its helper threads made for them.
+	FastCalls, HelperCalls uint64
 	// Processes is the number of processes (the first and its forks).
 	Processes int
 	// Execs is the number of program images loaded.
@@ -190,6 +194,10 @@ type Sandbox struct {
 	exe *ptrace.Exe
 	// limits are the memory managers' initial limits.
 	limits mm.Limits
+	// fp is the fast path (fastpath.go), nil when off; set at start-up.
+	// With it on, the tracer thread's state is shared with its server
+	// under fp.mu.
+	fp *fastpath
 	// tasks are the live program tasks by thread id.
 	tasks map[int]*task
 	// procs are the live processes by pid.
@@ -311,6 +319,7 @@ func (s *Sandbox) close() {
 		s.releaseProcess(p)
 	}
 	s.exiting = nil
+	s.fp.shutdown()
 	s.exe.Close()
 	s.removeStubLinks()
 	s.mf.DecRef(s.stubPages)
@@ -325,6 +334,16 @@ func (s *Sandbox) close() {
 // returns its raw result. t's application registers are kept in t.regs and
 // restored when it resumes.
 func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) {
+	if h := s.fp.serving(); h != nil {
+		// Served on the fast path: the process's helper thread makes it.
+		return s.fp.helperCall(t, nr, args...)
+	}
+	return s.injectAt(t, t.ip, t.ip+ptrace.StubTrapDelta, nr, args...)
+}
+
+// injectAt is inject from the syscall instruction at ip, whose caller
+// stops with rip at trap (ptrace.InjectAt).
+func (s *Sandbox) injectAt(t *task, ip, trap uint64, nr uintptr, args ...uintptr) (uintptr, error) {
 	if t.dead() {
 		return 0, errTaskDead
 	}
@@ -344,7 +363,7 @@ func (s *Sandbox) inject(t *task, nr uintptr, args ...uintptr) (uintptr, error) 
 		injectHook(nr)
 	}
 	t.regState = regsOwed
-	r, ws, err := ptrace.Inject(t.tid, &t.regs, t.ip, nr, &a, injectWaiter{s, t, nr})
+	r, ws, err := ptrace.InjectAt(t.tid, &t.regs, ip, trap, nr, &a, injectWaiter{s, t, nr})
 	var exit *ptrace.ExitError
 	var op *ptrace.OpError
 	switch {

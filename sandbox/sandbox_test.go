@@ -406,9 +406,11 @@ func runBPF(t *testing.T, prog []unix.SockFilter, nr int, arch uint32, ip uint64
 			pc++
 		case 0x05: // ja k
 			pc += 1 + int(in.K)
-		case 0x15, 0x35, 0x25: // jeq, jge, jgt
+		case 0x15, 0x35, 0x25, 0x45: // jeq, jge, jgt, jset
 			var c bool
 			switch in.Code {
+			case 0x45:
+				c = acc&in.K != 0
 			case 0x15:
 				c = acc == in.K
 			case 0x35:
@@ -427,6 +429,8 @@ func runBPF(t *testing.T, prog []unix.SockFilter, nr int, arch uint32, ip uint64
 				return "allow"
 			case in.K == 0x7ff00000:
 				return "trace"
+			case in.K == 0x7fc00000:
+				return "notify"
 			case in.K&0xffff0000 == 0x00050000:
 				return "errno"
 			}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/vmspace/vmspace/hostarch"
+
 	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -403,4 +405,51 @@ func filterBytes(f []unix.SockFilter) []byte {
 		binary.LittleEndian.PutUint32(out[8*i+4:], in.K)
 	}
 	return out
+}
+
+// injectFilter installs filter f in t's process with flags (seccomp(2)'s
+// SECCOMP_SET_MODE_FILTER, setting no_new_privs first if the host wants
+// it) and returns the call's result (a descriptor with
+// SECCOMP_FILTER_FLAG_NEW_LISTENER); a failure of the call is an error.
+func (s *Sandbox) injectFilter(t *task, f []unix.SockFilter, flags uintptr) (uintptr, error) {
+	prog := filterBytes(f)
+	// struct sock_fprog and the program, in memory mapped for the
+	// moment (a filter can be larger than the scratch page).
+	size := pageUp(uint64(16 + len(prog)))
+	r, err := s.inject(t, unix.SYS_MMAP, 0, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	if err != nil {
+		return 0, err
+	}
+	if e, bad := errnoOf(r); bad {
+		return 0, fmt.Errorf("mapping memory for the filter: %w", e)
+	}
+	at := r
+	defer s.inject(t, unix.SYS_MUNMAP, at, uintptr(size))
+	buf := make([]byte, 16+len(prog))
+	binary.LittleEndian.PutUint16(buf, uint16(len(f)))
+	binary.LittleEndian.PutUint64(buf[8:], uint64(at)+16)
+	copy(buf[16:], prog)
+	if err := s.writeMem(t.p.pid, hostarch.Addr(at), buf); err != nil {
+		return 0, fmt.Errorf("writing the filter: %w", err)
+	}
+	install := func() (uintptr, error) {
+		return s.inject(t, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, at)
+	}
+	r, err = install()
+	if err != nil {
+		return 0, err
+	}
+	if e, bad := errnoOf(r); bad && e == unix.EACCES {
+		// Without CAP_SYS_ADMIN, a filter needs no_new_privs.
+		if _, err := s.inject(t, unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return 0, err
+		}
+		if r, err = install(); err != nil {
+			return 0, err
+		}
+	}
+	if e, bad := errnoOf(r); bad {
+		return 0, e
+	}
+	return r, nil
 }

@@ -105,6 +105,10 @@ func (s *Sandbox) startRoot() error {
 		unix.Kill(pid, unix.SIGKILL)
 		return err
 	}
+	if err := s.fastpathInstall(t); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return err
+	}
 	s.unblockSEGV(t)
 	argv := s.opts.Argv
 	env := s.opts.Env
@@ -319,48 +323,8 @@ func (s *Sandbox) installFilter(t *task) error {
 	if err != nil {
 		return err
 	}
-	prog := filterBytes(f)
-	// struct sock_fprog and the program, in memory mapped for the
-	// moment (the filter is larger than the scratch page).
-	size := pageUp(uint64(16 + len(prog)))
-	r, err := s.inject(t, unix.SYS_MMAP, 0, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
-	if err != nil {
-		return err
-	}
-	if e, bad := errnoOf(r); bad {
-		return fmt.Errorf("sandbox: mapping memory for the seccomp filter: %w", e)
-	}
-	at := r
-	defer s.inject(t, unix.SYS_MUNMAP, at, uintptr(size))
-	buf := make([]byte, 16+len(prog))
-	buf[0] = byte(len(f))
-	buf[1] = byte(len(f) >> 8)
-	progAddr := uint64(at) + 16
-	for i := 0; i < 8; i++ {
-		buf[8+i] = byte(progAddr >> (8 * i))
-	}
-	copy(buf[16:], prog)
-	if err := s.writeMem(t.p.pid, hostarch.Addr(at), buf); err != nil {
-		return fmt.Errorf("sandbox: writing the seccomp filter: %w", err)
-	}
-	install := func() (uintptr, error) {
-		return s.inject(t, unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW, at)
-	}
-	r, err = install()
-	if err != nil {
-		return err
-	}
-	if e, bad := errnoOf(r); bad && e == unix.EACCES {
-		// Without CAP_SYS_ADMIN, a filter needs no_new_privs.
-		if _, err := s.inject(t, unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return err
-		}
-		if r, err = install(); err != nil {
-			return err
-		}
-	}
-	if e, bad := errnoOf(r); bad {
-		return fmt.Errorf("sandbox: installing the seccomp filter: %w", e)
+	if _, err := s.injectFilter(t, f, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW); err != nil {
+		return fmt.Errorf("sandbox: installing the seccomp filter: %w", err)
 	}
 	return nil
 }

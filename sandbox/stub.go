@@ -96,7 +96,7 @@ func (s *Sandbox) shareStubPages(t *task, fd int) error {
 		}
 	}
 	t.p.stubPrivate = false
-	return nil
+	return s.fastpathImage(t)
 }
 
 // stubHole serves the memory system calls whose range reaches from the

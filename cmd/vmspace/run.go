@@ -241,6 +241,9 @@ func printStats(w io.Writer, st sandbox.Stats) {
 	fmt.Fprintf(w, "memory calls served: %d\n", st.MemCalls)
 	fmt.Fprintf(w, "system call stops:   %d\n", st.Stops)
 	fmt.Fprintf(w, "injected calls:      %d\n", st.Injected)
+	if st.FastCalls > 0 {
+		fmt.Fprintf(w, "fast-path calls:     %d (%d helper calls)\n", st.FastCalls, st.HelperCalls)
+	}
 	fmt.Fprintf(w, "processes:           %d (%d program images)\n", st.Processes, st.Execs)
 	fmt.Fprintf(w, "time in vmspace:     %v of %v\n", st.ManagerTime.Round(10e3), st.Wall.Round(10e3))
 }

@@ -89,6 +89,12 @@ func (e *OpError) Unwrap() error { return e.Err }
 // The error is the Waiter's, an *ExitError, an *OpError, or wraps
 // ErrInjectFault or ErrInjectInterrupted; last is the last report seen.
 func Inject(tid int, regs *unix.PtraceRegs, ip uint64, nr uintptr, args *[6]uintptr, w Waiter) (result uintptr, last unix.WaitStatus, err error) {
+	return InjectAt(tid, regs, ip, ip+StubTrapDelta, nr, args, w)
+}
+
+// InjectAt is Inject from a syscall instruction at ip whose caller stops
+// with rip at trap (the helper thread's clone: StubHelperCloneOff).
+func InjectAt(tid int, regs *unix.PtraceRegs, ip, trap uint64, nr uintptr, args *[6]uintptr, w Waiter) (result uintptr, last unix.WaitStatus, err error) {
 	r := *regs
 	r.Rip = ip
 	r.Rax = uint64(nr)
@@ -127,7 +133,7 @@ func Inject(tid int, regs *unix.PtraceRegs, ip uint64, nr uintptr, args *[6]uint
 				if err := GetRegs(tid, &rr); err != nil {
 					return 0, ws, &OpError{"PTRACE_GETREGS", err}
 				}
-				if rr.Rip == ip+StubTrapDelta {
+				if rr.Rip == trap {
 					return uintptr(rr.Rax), ws, nil
 				}
 			}

@@ -109,6 +109,10 @@ type stubProgram struct {
 	injTrap uint64 // rip at the stop after inject's int3
 	serve   uint64 // the futex-driven request loop
 	srvTrap uint64 // rip at the stop after a cmdTrap request
+	// helperClone is the clone of a helper thread (see
+	// StubHelperCloneOff), helperTrap rip at its caller's stop after it.
+	helperClone uint64
+	helperTrap  uint64
 }
 
 // codeOff is the offset of the code in the code page (and in the stub ELF,
@@ -202,6 +206,9 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 	a.Label("srvTrap")
 	a.Jmp32("serve")
 
+	a.Align(16)
+	buildHelper(a, commBase+HelperCommOff)
+
 	code, err := a.Finish()
 	if err != nil {
 		panic(err) // the program above is fixed: a bug here is ours
@@ -228,7 +235,112 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 		injTrap: off("injTrap"),
 		serve:   off("serve"),
 		srvTrap: off("srvTrap"),
+
+		helperClone: off("helperClone"),
+		helperTrap:  off("helperTrap"),
 	}
+}
+
+// A helper thread is a thread of a traced process that its tracer starts
+// untraced (CLONE_UNTRACED) with every signal blocked, and that makes
+// system calls in the process on request, without any ptrace stop: it
+// sleeps on the state word of its comm area (HelperCommOff in the page
+// at StubComm, which must then be writable and the process's own), runs
+// the request's system call when the state is commReq, stores the raw
+// result, sets the state to commDone and wakes a requester that set the
+// waiting word; it exits (exit, the thread only) when the state is
+// commDead. The comm area has the layout of the comm page's first bytes
+// (commState... commResult); cmd is ignored.
+const (
+	// HelperCommOff is the offset of a helper thread's comm area in the
+	// page at StubComm: its last bytes, past the scratch memory callers
+	// use for the arguments of injected calls.
+	HelperCommOff = 0xf80
+	// HelperState, HelperWaiting, HelperNr, HelperArgs and HelperResult
+	// are the offsets of its words in the comm area.
+	HelperState   = commState
+	HelperWaiting = commWaiting
+	HelperNr      = commNr
+	HelperArgs    = commArgs
+	HelperResult  = commResult
+	// HelperIdle, HelperReq, HelperDone and HelperExit are the values
+	// of the state word.
+	HelperIdle = commIdle
+	HelperReq  = commReq
+	HelperDone = commDone
+	HelperExit = commDead
+)
+
+// StubHelperCloneOff is the offset in the code page of the syscall
+// instruction that starts a helper thread: a tracer injects clone there
+// (with CLONE_UNTRACED, the thread's signals all blocked), and the calling
+// thread stops on an int3 with rip at StubHelperCloneOff+StubHelperTrapDelta
+// and the new thread's id in rax, while the new thread (rax 0) goes on to
+// the helper loop.
+var (
+	StubHelperCloneOff  = prog.helperClone
+	StubHelperTrapDelta = prog.helperTrap - prog.helperClone
+)
+
+// buildHelper assembles the helper thread's entry and loop, whose comm
+// area is at h:
+//
+//	helperClone: syscall; test eax, eax; je helper; int3
+//	helperTrap:  ud2
+//	helper:  mov eax, [state]; cmp eax, commReq; je hrun
+//	         cmp eax, commDead; je hexit
+//	         mov edx, eax; lea rdi, [state]; xor esi, esi  // FUTEX_WAIT
+//	         xor r10d, r10d; mov eax, SYS_futex; syscall; jmp helper
+//	hrun:    mov rax, [nr]; mov rdi, [a0] ... mov r9, [a5]; syscall
+//	         mov [result], rax
+//	         mov eax, commDone; xchg [state], eax   // full barrier
+//	         cmp dword [waiting], 0; je helper
+//	         lea rdi, [state]; mov esi, 1; mov edx, 1 // FUTEX_WAKE 1
+//	         mov eax, SYS_futex; syscall; jmp helper
+//	hexit:   mov eax, SYS_exit; xor edi, edi; syscall; ud2
+func buildHelper(a *x86asm.Asm, h uint64) {
+	a.Label("helperClone")
+	a.Syscall()
+	a.Emit(0x85, 0xc0) // test eax, eax
+	a.Jcc8(x86asm.CondE, "helper")
+	a.Int3()
+	a.Label("helperTrap")
+	a.Ud2()
+	a.Label("helper")
+	a.MovEAXMem32(h + commState)
+	a.CmpEAXImm8(commReq)
+	a.Jcc32(x86asm.CondE, "hrun")
+	a.CmpEAXImm8(commDead)
+	a.Jcc32(x86asm.CondE, "hexit")
+	a.MovEDXEAX()
+	a.LeaReg(x86asm.RDI, h+commState)
+	a.XorReg32(x86asm.RSI) // FUTEX_WAIT
+	a.XorReg32(x86asm.R10) // no timeout
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.Syscall()
+	a.Jmp8("helper")
+	a.Label("hrun")
+	a.MovRegMem64(x86asm.RAX, h+commNr)
+	for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
+		a.MovRegMem64(r, h+commArgs+8*uint64(i))
+	}
+	a.Syscall()
+	a.MovMemRAX64(h + commResult)
+	a.MovRegImm32(x86asm.RAX, commDone)
+	a.XchgMem32EAX(h + commState)
+	a.CmpMem32Imm8(h+commWaiting, 0)
+	a.Jcc32(x86asm.CondE, "helper")
+	a.LeaReg(x86asm.RDI, h+commState)
+	a.MovRegImm32(x86asm.RSI, futexWakeOp)
+	a.MovRegImm32(x86asm.RDX, 1)
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.Syscall()
+	a.Jmp32("helper")
+	a.Label("hexit")
+	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT)
+	a.XorReg32(x86asm.RDI)
+	a.Syscall()
+	a.Ud2()
 }
 
 // stubELF returns the stub executable: a static x86-64 ELF with one

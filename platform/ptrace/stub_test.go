@@ -26,13 +26,13 @@ func TestStubMatchesGNUAs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(prog.code, want) {
+	// The helper thread's code follows (buildHelper).
+	if len(prog.code) < len(want) || !bytes.Equal(prog.code[:len(want)], want) {
 		for i := range want {
 			if i >= len(prog.code) || prog.code[i] != want[i] {
 				t.Fatalf("stub code differs from GNU as at byte %#x:\n got %x\nwant %x", i, prog.code, want)
 			}
 		}
-		t.Fatalf("stub code longer than GNU as's: got %d bytes, want %d", len(prog.code), len(want))
 	}
 	for name, off := range map[string]uint64{
 		"entry": prog.entry, "regsys": prog.regsys, "inject": prog.inject, "serve": prog.serve,

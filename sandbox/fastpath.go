@@ -1,0 +1,635 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/pgalloc"
+	"github.com/vmspace/vmspace/platform/ptrace"
+	"golang.org/x/sys/unix"
+)
+
+// The fast path serves the hottest memory system calls (brk, anonymous
+// mmap, munmap, mprotect, madvise) without a ptrace stop and without an
+// injected call. It is on with VMSPACE_FASTPATH=1 (fastpathOn).
+//
+// A second seccomp filter (fastFilter), installed in the first process
+// after the main one and inherited by all, returns SECCOMP_RET_USER_NOTIF
+// for those calls when they are not made from the stub's code page; that
+// action takes precedence over the main filter's SECCOMP_RET_TRACE, so the
+// calling thread neither stops for the tracer nor runs the call: it waits
+// in the kernel while a goroutine of vmspace (fastpath.serve), reading the
+// filter's listener descriptor, runs the memory manager's call and answers
+// with its result. The host mapping changes the manager makes meanwhile
+// (stubAS's mmap and munmap, the opening of a mapped file...) are made by
+// the process's helper thread: a thread vmspace starts in every program
+// process (CLONE_UNTRACED, so never stopped by ptrace, with every signal
+// blocked) that runs the stub's helper loop (ptrace.StubHelperCloneOff):
+// it sleeps on a futex word of its comm area, in the page at scratchAddr,
+// which is, with the fast path on, the process's own writable page of the
+// memory file (fpHelper.page; vmspace maps it too) instead of the shared
+// read-only scratch page, and makes the system call it finds there
+// (fastpath.helperCall). Nothing on the way stops a program thread.
+//
+// The tracer thread and the goroutine take turns: fastpath.mu is held by
+// the tracer thread whenever it is not blocked in its main wait for the
+// next report (loop.go), and by the goroutine from the moment it receives
+// a notification to the moment it answers it. So the tracer's state (the
+// tasks, processes and address spaces, the stubASes' records of host
+// mappings, the pending unmaps and the held freed pages of the shootdown)
+// is used by one of them at a time, as before, and the goroutine serves a
+// call exactly as the tracer would (dispatch), then makes the shootdown.
+// Because a notification is only received with mu held, the tracer never
+// waits (holding mu) for a thread whose notification was received: such
+// a thread is in a killable sleep that a PTRACE_INTERRUPT or SIGSTOP would
+// not end (SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV). A thread whose
+// notification was not received yet sleeps interruptibly: a signal ends
+// its wait with ERESTARTSYS, which the tracer turns into ERESTARTNOINTR
+// at the signal's stop (fastpath.restartable), so the call is made again
+// after the handler whatever its SA_RESTART, as Linux's memory calls are
+// never interrupted.
+//
+// A fork child gets its own page and helper at its first stop, before it
+// runs (fastpathFork); a new image gets them with its stub pages
+// (shareStubPages). A helper ends with its process (exit_group, exec) or,
+// when the process's last program thread exits alone, on request
+// (taskExiting): else it would keep the process alive.
+//
+// Limits: a process whose helper is gone (a CLONE_VM sibling that exec'd
+// away with it) gets ENOMEM from the fast calls; a SIGSTOP that stops a
+// helper holds the process's fast calls until SIGCONT.
+
+// fastpathOn turns the fast path on for new sandboxes.
+var fastpathOn = os.Getenv("VMSPACE_FASTPATH") == "1"
+
+// fastpath is a sandbox's fast path.
+type fastpath struct {
+	// s is the sandbox. Immutable.
+	s *Sandbox
+	// mu makes the tracer thread and the server take turns (see above).
+	mu sync.Mutex
+	// held is set while the tracer thread holds mu. Used by the tracer
+	// thread only.
+	held bool
+	// listener is the filter's notification descriptor; stopR and stopW
+	// the pipe that ends the server. Immutable.
+	listener, stopR, stopW int
+	// done is closed when the server has returned.
+	done chan struct{}
+	// helpers are the helpers by the pid of their process. Protected by
+	// mu.
+	helpers map[int]*fpHelper
+	// retired are the pages of helpers of an earlier image of a
+	// process, released with it. Protected by mu.
+	retired map[int][]*fpHelper
+	// cur is the helper of the call being served on the fast path, nil
+	// while the tracer runs. Protected by mu.
+	cur *fpHelper
+}
+
+// fpHelper is a process's helper thread and its page.
+type fpHelper struct {
+	// pid is the process's; tid the helper's (0 until started).
+	// Protected by fastpath.mu.
+	pid, tid int
+	// page is the process's page at scratchAddr. Immutable.
+	page memmap.FileRange
+	// mem is vmspace's mapping of page. Immutable until release.
+	mem []byte
+	// dead is set once the helper is known to be gone. Protected by
+	// fastpath.mu.
+	dead bool
+}
+
+// fastCalls are the system calls the fast path serves.
+var fastCalls = []int{unix.SYS_BRK, unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_MADVISE}
+
+// isFastCall reports whether nr is one of fastCalls.
+func isFastCall(nr int) bool {
+	for _, c := range fastCalls {
+		if c == nr {
+			return true
+		}
+	}
+	return false
+}
+
+// fastFilter returns the fast path's filter: SECCOMP_RET_USER_NOTIF for
+// brk, munmap, mprotect, madvise and mmap with MAP_ANONYMOUS made outside
+// the stub's code page and the stub image's page (ptrace.StubLinkAddr),
+// SECCOMP_RET_ALLOW for everything else (decided by the main filter).
+func fastFilter() ([]unix.SockFilter, error) {
+	b := newBPF()
+	b.load(sdArch)
+	b.jump(unix.BPF_JEQ, unix.AUDIT_ARCH_X86_64, "", "allow")
+	b.load(sdNr)
+	for _, nr := range fastCalls {
+		if nr == unix.SYS_MMAP {
+			b.jump(unix.BPF_JEQ, uint32(nr), "anon", "")
+			continue
+		}
+		b.jump(unix.BPF_JEQ, uint32(nr), "ip", "")
+	}
+	b.ja("allow")
+	b.label("anon")
+	b.load(sdArg0 + 8*3)
+	b.jump(unix.BPF_JSET, unix.MAP_ANONYMOUS, "ip", "allow")
+	b.label("ip")
+	b.load(sdIPHigh)
+	b.jump(unix.BPF_JEQ, 0, "low", "")
+	b.jump(unix.BPF_JEQ, uint32(uint64(codeAddr)>>32), "", "notify")
+	b.load(sdIPLow)
+	b.jump(unix.BPF_JGE, uint32(uint64(codeAddr)&0xffffffff), "", "notify")
+	b.jump(unix.BPF_JGE, uint32(uint64(ptrace.StubEnd)&0xffffffff), "notify", "allow")
+	// The stub image's page, whose calls the tracer injects while
+	// it prepares a new image, holding mu: left to the main filter
+	// (as are a program's calls from code in that page, rare).
+	b.label("low")
+	b.load(sdIPLow)
+	b.jump(unix.BPF_JGE, ptrace.StubLinkAddr, "", "notify")
+	b.jump(unix.BPF_JGE, ptrace.StubLinkAddr+hostarch.PageSize, "notify", "allow")
+	b.label("notify")
+	b.ret(unix.SECCOMP_RET_USER_NOTIF)
+	b.label("allow")
+	b.ret(unix.SECCOMP_RET_ALLOW)
+	return b.finish()
+}
+
+// fastpathInstall installs the fast path's filter in t's process (the
+// first), after the main one, takes its listener and starts the server.
+// It does nothing with the fast path off.
+func (s *Sandbox) fastpathInstall(t *task) error {
+	if !fastpathOn {
+		return nil
+	}
+	f, err := fastFilter()
+	if err != nil {
+		return err
+	}
+	r, err := s.injectFilter(t, f, unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW|unix.SECCOMP_FILTER_FLAG_NEW_LISTENER|unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV)
+	if err != nil {
+		return fmt.Errorf("sandbox: installing the fast path's filter: %w", err)
+	}
+	pidfd, err := unix.PidfdOpen(t.p.pid, 0)
+	if err != nil {
+		return fmt.Errorf("sandbox: fast path: %w", err)
+	}
+	lfd, err := unix.PidfdGetfd(pidfd, int(r), 0)
+	unix.Close(pidfd)
+	s.inject(t, unix.SYS_CLOSE, r)
+	if err != nil {
+		return fmt.Errorf("sandbox: taking the fast path's listener: %w", err)
+	}
+	var pp [2]int
+	if err := unix.Pipe2(pp[:], unix.O_CLOEXEC); err != nil {
+		unix.Close(lfd)
+		return fmt.Errorf("sandbox: fast path: %w", err)
+	}
+	fp := &fastpath{s: s, listener: lfd, stopR: pp[0], stopW: pp[1], done: make(chan struct{}),
+		helpers: make(map[int]*fpHelper), retired: make(map[int][]*fpHelper)}
+	fp.lock()
+	s.fp = fp
+	// The first image's helper: its stub pages were shared before the
+	// filter existed.
+	if err := s.fastpathImage(t); err != nil {
+		return err
+	}
+	go fp.serve()
+	return nil
+}
+
+// lock takes mu for the tracer thread (a no-op with the fast path off).
+func (fp *fastpath) lock() {
+	if fp != nil && !fp.held {
+		fp.mu.Lock()
+		fp.held = true
+	}
+}
+
+// unlock lets the server run (the tracer thread is about to wait).
+func (fp *fastpath) unlock() {
+	if fp != nil && fp.held {
+		fp.held = false
+		fp.mu.Unlock()
+	}
+}
+
+// serving returns the helper of the call served on the fast path, nil
+// when the tracer runs.
+func (fp *fastpath) serving() *fpHelper {
+	if fp == nil {
+		return nil
+	}
+	return fp.cur
+}
+
+// shutdown ends the server and releases the helpers' pages. Called by
+// the tracer thread when the sandbox closes.
+func (fp *fastpath) shutdown() {
+	if fp == nil {
+		return
+	}
+	fp.unlock()
+	unix.Close(fp.stopW)
+	<-fp.done
+	unix.Close(fp.stopR)
+	unix.Close(fp.listener)
+	for pid := range fp.helpers {
+		fp.release(pid)
+	}
+	for pid := range fp.retired {
+		fp.release(pid)
+	}
+}
+
+// seccompNotif is struct seccomp_notif.
+type seccompNotif struct {
+	id    uint64
+	pid   uint32
+	flags uint32
+	nr    int32
+	arch  uint32
+	ip    uint64
+	args  [6]uint64
+}
+
+// seccompNotifResp is struct seccomp_notif_resp.
+type seccompNotifResp struct {
+	id    uint64
+	val   int64
+	error int32
+	flags uint32
+}
+
+// serve is the server: it answers the filter's notifications until
+// shutdown.
+func (fp *fastpath) serve() {
+	defer close(fp.done)
+	for {
+		pfd := []unix.PollFd{{Fd: int32(fp.listener), Events: unix.POLLIN}, {Fd: int32(fp.stopR), Events: unix.POLLIN}}
+		if _, err := unix.Poll(pfd, -1); err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		if pfd[1].Revents != 0 {
+			return
+		}
+		if pfd[0].Revents&unix.POLLIN == 0 {
+			if pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 {
+				// No process uses the filter any more.
+				pfd = pfd[1:]
+				for {
+					if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+						return
+					}
+				}
+			}
+			continue
+		}
+		fp.mu.Lock()
+		fp.one()
+		fp.mu.Unlock()
+	}
+}
+
+// one receives a notification (there is one: poll said so, and only the
+// server receives) and answers it.
+func (fp *fastpath) one() {
+	var n seccompNotif
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fp.listener), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&n)))
+		if e == unix.EINTR {
+			n = seccompNotif{}
+			continue
+		}
+		if e != 0 {
+			// ENOENT: the caller was interrupted meanwhile.
+			return
+		}
+		break
+	}
+	v := fp.call(&n)
+	resp := seccompNotifResp{id: n.id}
+	if e, bad := errnoOf(v); bad {
+		resp.error = -int32(e)
+	} else {
+		resp.val = int64(v)
+	}
+	// ENOENT: the caller was killed meanwhile.
+	unix.Syscall(unix.SYS_IOCTL, uintptr(fp.listener), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
+}
+
+// call serves system call n, as the tracer would at its stop, and
+// returns its raw result.
+func (fp *fastpath) call(n *seccompNotif) uintptr {
+	s := fp.s
+	t := s.tasks[int(n.pid)]
+	nr := int(n.nr)
+	if t == nil || t.dead() || t.p.sp == nil || !isFastCall(nr) {
+		// Not a task vmspace knows: one killed, or a new task of a
+		// process being killed before its creator's event.
+		return enomemResult
+	}
+	h := fp.helperOf(t.p.sp)
+	if h == nil {
+		if debug {
+			fmt.Fprintf(os.Stderr, "vmspace-debug: fast path: no helper for task %d's call %d\n", t.tid, nr)
+		}
+		return enomemResult
+	}
+	s.stats.FastCalls++
+	if fastHook != nil {
+		fastHook(t, nr)
+	}
+	fp.cur = h
+	res := s.dispatch(t, nr, n.args)
+	// Unmap what the manager freed before anything runs on.
+	s.keepUnflushedKernelAreas()
+	s.shootdown()
+	fp.cur = nil
+	if res.act != actReturn {
+		return enosysResult
+	}
+	return res.val
+}
+
+// fastHook, if not nil, is called by the server before it serves each
+// call (tests).
+var fastHook func(t *task, nr int)
+
+// helperOf returns the live helper of sp's host address space, nil if
+// there is none.
+func (fp *fastpath) helperOf(sp *space) *fpHelper {
+	if fp == nil || sp == nil {
+		return nil
+	}
+	for p := range sp.procs {
+		if h := fp.helpers[p.pid]; h != nil && h.tid != 0 && !h.dead {
+			return h
+		}
+	}
+	return nil
+}
+
+// anyTask returns a live task of sp for the host calls of its address
+// space on the fast path (made by its helper: the task only names the
+// process).
+func (fp *fastpath) anyTask(sp *space) (*task, error) {
+	if fp.helperOf(sp) != nil {
+		for p := range sp.procs {
+			for _, t := range p.tasks {
+				if !t.dead() {
+					return t, nil
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("sandbox: no helper thread for the address space: %w", errTaskDead)
+}
+
+// helperCall makes system call nr in t's process through the helper of
+// its address space, and returns its raw result.
+func (fp *fastpath) helperCall(t *task, nr uintptr, args ...uintptr) (uintptr, error) {
+	h := fp.helperOf(t.p.sp)
+	if h == nil {
+		return 0, fmt.Errorf("sandbox: no helper thread in process %d: %w", t.p.pid, errTaskDead)
+	}
+	fp.s.stats.HelperCalls++
+	return h.call(nr, args...)
+}
+
+// word returns the helper comm area's word at off.
+func (h *fpHelper) word(off uint64) *uint32 {
+	return (*uint32)(unsafe.Pointer(&h.mem[ptrace.HelperCommOff+off]))
+}
+
+// quad returns the helper comm area's 64-bit word at off.
+func (h *fpHelper) quad(off uint64) *uint64 {
+	return (*uint64)(unsafe.Pointer(&h.mem[ptrace.HelperCommOff+off]))
+}
+
+// helperPoll is how long (ns) a wait for a helper sleeps before checking
+// that the helper lives.
+const helperPoll = 20_000_000
+
+// call makes the helper run system call nr and waits for its result.
+func (h *fpHelper) call(nr uintptr, args ...uintptr) (uintptr, error) {
+	if h.dead {
+		return 0, errTaskDead
+	}
+	var a [6]uintptr
+	copy(a[:], args)
+	atomic.StoreUint64(h.quad(ptrace.HelperNr), uint64(nr))
+	for i, v := range a {
+		atomic.StoreUint64(h.quad(ptrace.HelperArgs+8*uint64(i)), uint64(v))
+	}
+	atomic.StoreUint32(h.word(ptrace.HelperWaiting), 1)
+	state := h.word(ptrace.HelperState)
+	atomic.StoreUint32(state, ptrace.HelperReq)
+	futexWake(state)
+	ts := unix.NsecToTimespec(helperPoll)
+	for {
+		v := atomic.LoadUint32(state)
+		if v == ptrace.HelperDone {
+			return uintptr(atomic.LoadUint64(h.quad(ptrace.HelperResult))), nil
+		}
+		_, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(state)), 0 /* FUTEX_WAIT */, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
+		if e == unix.ETIMEDOUT && unix.Tgkill(h.pid, h.tid, 0) == unix.ESRCH {
+			h.dead = true
+			return 0, errTaskDead
+		}
+	}
+}
+
+// futexWake wakes a waiter on the shared futex word w.
+func futexWake(w *uint32) {
+	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 1 /* FUTEX_WAKE */, 1, 0, 0, 0)
+}
+
+// newPage allocates and maps a process's page at scratchAddr.
+func (fp *fastpath) newPage(pid int) (*fpHelper, error) {
+	s := fp.s
+	fr, err := s.mf.Allocate(hostarch.PageSize, pgalloc.AllocOpts{Dir: pgalloc.BottomUp})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: allocating a helper page: %w", err)
+	}
+	mem, err := unix.Mmap(s.mf.FD(), int64(fr.Start), hostarch.PageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		s.mf.DecRef(fr)
+		return nil, fmt.Errorf("sandbox: mapping a helper page: %w", err)
+	}
+	return &fpHelper{pid: pid, page: fr, mem: mem}, nil
+}
+
+// free releases h's page (the process that mapped it has gone, or the
+// sandbox closes).
+func (fp *fastpath) free(h *fpHelper) {
+	unix.Munmap(h.mem)
+	h.mem = nil
+	fp.s.mf.DecRef(h.page)
+}
+
+// release releases the helper pages of process pid, which has gone.
+func (fp *fastpath) release(pid int) {
+	if fp == nil {
+		return
+	}
+	if h := fp.helpers[pid]; h != nil {
+		fp.free(h)
+		delete(fp.helpers, pid)
+	}
+	for _, h := range fp.retired[pid] {
+		fp.free(h)
+	}
+	delete(fp.retired, pid)
+}
+
+// scratchOff returns the offset in the memory file of the page p maps
+// at scratchAddr (the shared scratch page, or its own with the fast
+// path on).
+func (s *Sandbox) scratchOff(p *process) uint64 {
+	if fp := s.fp; fp != nil && p.sp != nil {
+		for q := range p.sp.procs {
+			if h := fp.helpers[q.pid]; h != nil {
+				return h.page.Start
+			}
+		}
+	}
+	if fp := s.fp; fp != nil {
+		if h := fp.helpers[p.pid]; h != nil {
+			return h.page.Start
+		}
+	}
+	return s.stubPages.Start
+}
+
+// fastpathImage gives t's process, whose stub pages were just mapped
+// (start-up, exec), its own page at scratchAddr and a helper thread.
+func (s *Sandbox) fastpathImage(t *task) error {
+	fp := s.fp
+	if fp == nil {
+		return nil
+	}
+	pid := t.p.pid
+	if old := fp.helpers[pid]; old != nil {
+		// The host exec ended the old image's helper.
+		old.dead = true
+		fp.retired[pid] = append(fp.retired[pid], old)
+		delete(fp.helpers, pid)
+	}
+	return s.startHelper(t)
+}
+
+// fastpathFork gives the fork child of t (at its first stop, before it
+// runs) its own page and helper: it inherited its parent's.
+func (s *Sandbox) fastpathFork(t *task) error {
+	fp := s.fp
+	if fp == nil || fp.helpers[t.p.pid] != nil {
+		return nil
+	}
+	return s.startHelper(t)
+}
+
+// startHelper maps a new page of t's process at scratchAddr and starts
+// its helper thread there.
+func (s *Sandbox) startHelper(t *task) error {
+	fp := s.fp
+	p := t.p
+	h, err := fp.newPage(p.pid)
+	if err != nil {
+		return err
+	}
+	fail := func(what string, err error) error {
+		fp.free(h)
+		return fmt.Errorf("sandbox: starting the helper thread of process %d: %s: %w", p.pid, what, err)
+	}
+	fd, err := s.stubFD(t)
+	if err != nil {
+		return fail("the memory file", err)
+	}
+	r, err := s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(h.page.Start))
+	if err == nil {
+		if e, bad := errnoOf(r); bad {
+			err = e
+		}
+	}
+	if err != nil {
+		return fail("mmap", err)
+	}
+	fp.helpers[p.pid] = h
+	// The helper is made with every signal blocked, which it keeps.
+	mask, err := ptraceGetSigmask(t.tid)
+	if err != nil {
+		return fmt.Errorf("sandbox: helper of process %d: %w", p.pid, err)
+	}
+	if err := ptraceSetSigmask(t.tid, ^uint64(0)); err != nil {
+		return fmt.Errorf("sandbox: helper of process %d: %w", p.pid, err)
+	}
+	ip := uint64(codeAddr) + ptrace.StubHelperCloneOff
+	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_THREAD |
+		unix.CLONE_SYSVSEM | unix.CLONE_UNTRACED
+	r, err = s.injectAt(t, ip, ip+ptrace.StubHelperTrapDelta, unix.SYS_CLONE, flags, 0, 0, 0, 0)
+	ptraceSetSigmask(t.tid, mask)
+	if err == nil {
+		if e, bad := errnoOf(r); bad {
+			err = e
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: cloning the helper of process %d: %w", p.pid, err)
+	}
+	h.tid = int(r)
+	return nil
+}
+
+// taskExiting is called at t's exit-stop: if t is the last task of its
+// process, the helper is told to exit, which it would not otherwise do
+// when the thread exits alone (exit, not exit_group).
+func (fp *fastpath) taskExiting(t *task) {
+	if fp == nil || len(t.p.tasks) != 1 {
+		return
+	}
+	h := fp.helpers[t.p.pid]
+	if h == nil || h.tid == 0 || h.dead {
+		return
+	}
+	h.dead = true
+	state := h.word(ptrace.HelperState)
+	atomic.StoreUint32(state, ptrace.HelperExit)
+	futexWake(state)
+}
+
+// restartable is called at a signal-delivery-stop of t: a fast call whose
+// wait for the server the signal interrupted (ERESTARTSYS) is made to
+// restart after the signal's handler, whatever its SA_RESTART (Linux's
+// memory calls are not interrupted by signals).
+func (fp *fastpath) restartable(t *task) {
+	if fp == nil || fp.s.fetchRegs(t) != nil {
+		return
+	}
+	const erestartsys, erestartnointr = 512, 513
+	if !isFastCall(int(t.regs.Orig_rax)) || int64(t.regs.Rax) != -erestartsys {
+		return
+	}
+	t.regs.Rax = negErrno(erestartnointr)
+	if t.regState == regsRead {
+		ptraceSetRegs(t.tid, &t.regs)
+	}
+}
+
+// Raw results of failed calls.
+var (
+	enomemResult = uintptr(negErrno(uint64(unix.ENOMEM)))
+	enosysResult = uintptr(negErrno(uint64(unix.ENOSYS)))
+)
+
+// negErrno returns the raw result of a call failing with errno e.
+func negErrno(e uint64) uint64 { return -e }
