@@ -142,10 +142,7 @@ func fastFilter() ([]unix.SockFilter, error) {
 	b.label("ip")
 	b.load(sdIPHigh)
 	b.jump(unix.BPF_JEQ, 0, "low", "")
-	b.jump(unix.BPF_JEQ, uint32(uint64(codeAddr)>>32), "", "notify")
-	b.load(sdIPLow)
-	b.jump(unix.BPF_JGE, uint32(uint64(codeAddr)&0xffffffff), "", "notify")
-	b.jump(unix.BPF_JGE, uint32(uint64(ptrace.StubEnd)&0xffffffff), "notify", "allow")
+	b.inCodePage("", "notify", "allow")
 	// The stub image's page, whose calls the tracer injects while
 	// it prepares a new image, holding mu: left to the main filter
 	// (as are a program's calls from code in that page, rare).

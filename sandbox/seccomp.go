@@ -269,16 +269,26 @@ func seccompFilter(memFD int) ([]unix.SockFilter, error) {
 	// System calls made by the stub's code page are vmspace's own.
 	b.label("stubcheck")
 	b.load(sdIPHigh)
-	b.jump(unix.BPF_JEQ, uint32(uint64(codeAddr)>>32), "", "trace")
-	b.load(sdIPLow)
-	b.jump(unix.BPF_JGE, uint32(uint64(codeAddr)&0xffffffff), "", "trace")
-	b.jump(unix.BPF_JGE, uint32(uint64(ptrace.StubEnd)&0xffffffff), "trace", "allow")
+	b.inCodePage("", "trace", "allow")
 
 	b.label("trace")
 	b.ret(retTrace)
 	b.label("allow")
 	b.ret(retAllow)
 	return b.finish()
+}
+
+// inCodePage emits, with the high word of the instruction pointer loaded:
+// jump to in if the call comes from the stub's code page, else to out;
+// other is where a high word other than the code page's goes ("": out).
+func (b *bpf) inCodePage(other, out, in string) {
+	if other == "" {
+		other = out
+	}
+	b.jump(unix.BPF_JEQ, uint32(uint64(codeAddr)>>32), "", other)
+	b.load(sdIPLow)
+	b.jump(unix.BPF_JGE, uint32(uint64(codeAddr)&0xffffffff), "", out)
+	b.jump(unix.BPF_JGE, uint32(uint64(ptrace.StubEnd)&0xffffffff), out, in)
 }
 
 func nrLabel(nr int) string { return fmt.Sprintf("nr%d", nr) }

@@ -144,14 +144,7 @@ var prog = buildStub(uint64(StubCode), uint64(StubComm))
 func buildStub(codeBase, commBase uint64) stubProgram {
 	a := x86asm.New(codeBase + codeOff)
 	c := func(off uint64) uint64 { return commBase + off }
-	loadRequest := func() {
-		a.MovRegMem64(x86asm.RAX, c(commNr))
-		for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
-			a.MovRegMem64(r, c(commArgs+8*uint64(i)))
-		}
-		a.Syscall()
-		a.MovMemRAX64(c(commResult))
-	}
+	loadRequest := func() { callRequest(a, commBase) }
 
 	a.Label("entry")
 	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT_GROUP)
@@ -190,16 +183,7 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 	a.CmpMem64Imm8(c(commCmd), cmdSyscall)
 	a.Jcc8(x86asm.CondNE, "trap")
 	loadRequest()
-	a.MovRegImm32(x86asm.RAX, commDone)
-	a.XchgMem32EAX(c(commState))
-	a.CmpMem32Imm8(c(commWaiting), 0)
-	a.Jcc8(x86asm.CondE, "serve")
-	a.LeaReg(x86asm.RDI, c(commState))
-	a.MovRegImm32(x86asm.RSI, futexWakeOp)
-	a.MovRegImm32(x86asm.RDX, 1)
-	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
-	a.Syscall()
-	a.Jmp32("serve")
+	doneRequest(a, commBase, "serve", false)
 	a.Label("trap")
 	a.MovMem32Imm32(c(commState), commIdle)
 	a.Int3()
@@ -282,6 +266,37 @@ var (
 	StubHelperTrapDelta = prog.helperTrap - prog.helperClone
 )
 
+// callRequest emits the system call of the request in the comm area at
+// c, storing its result.
+func callRequest(a *x86asm.Asm, c uint64) {
+	a.MovRegMem64(x86asm.RAX, c+commNr)
+	for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
+		a.MovRegMem64(r, c+commArgs+8*uint64(i))
+	}
+	a.Syscall()
+	a.MovMemRAX64(c + commResult)
+}
+
+// doneRequest emits the end of a request in the comm area at c: the
+// state set to commDone, a waiting requester woken, and a jump to loop
+// (near if far).
+func doneRequest(a *x86asm.Asm, c uint64, loop string, far bool) {
+	a.MovRegImm32(x86asm.RAX, commDone)
+	a.XchgMem32EAX(c + commState)
+	a.CmpMem32Imm8(c+commWaiting, 0)
+	if far {
+		a.Jcc32(x86asm.CondE, loop)
+	} else {
+		a.Jcc8(x86asm.CondE, loop)
+	}
+	a.LeaReg(x86asm.RDI, c+commState)
+	a.MovRegImm32(x86asm.RSI, futexWakeOp)
+	a.MovRegImm32(x86asm.RDX, 1)
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.Syscall()
+	a.Jmp32(loop)
+}
+
 // buildHelper assembles the helper thread's entry and loop, whose comm
 // area is at h:
 //
@@ -320,22 +335,8 @@ func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Syscall()
 	a.Jmp8("helper")
 	a.Label("hrun")
-	a.MovRegMem64(x86asm.RAX, h+commNr)
-	for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
-		a.MovRegMem64(r, h+commArgs+8*uint64(i))
-	}
-	a.Syscall()
-	a.MovMemRAX64(h + commResult)
-	a.MovRegImm32(x86asm.RAX, commDone)
-	a.XchgMem32EAX(h + commState)
-	a.CmpMem32Imm8(h+commWaiting, 0)
-	a.Jcc32(x86asm.CondE, "helper")
-	a.LeaReg(x86asm.RDI, h+commState)
-	a.MovRegImm32(x86asm.RSI, futexWakeOp)
-	a.MovRegImm32(x86asm.RDX, 1)
-	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
-	a.Syscall()
-	a.Jmp32("helper")
+	callRequest(a, h)
+	doneRequest(a, h, "helper", true)
 	a.Label("hexit")
 	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT)
 	a.XorReg32(x86asm.RDI)
