@@ -31,10 +31,11 @@ import (
 // process (CLONE_UNTRACED, so never stopped by ptrace, with every signal
 // blocked) that runs the stub's helper loop (ptrace.StubHelperCloneOff):
 // it sleeps on a futex word of its comm area, in the page at scratchAddr,
-// which is, with the fast path on, the process's own writable page of the
-// memory file (fpHelper.page; vmspace maps it too) instead of the shared
-// read-only scratch page, and makes the system call it finds there
-// (fastpath.helperCall). Nothing on the way stops a program thread.
+// which is, with the fast path on, the process's own page of the memory
+// file (fpHelper.page; vmspace maps it too) instead of the shared scratch
+// page, read-only as that one, and makes the system call it finds there
+// (fastpath.helperCall), making the page writable only for the moment it
+// stores the result (an mprotect each way). Nothing on the way stops a program thread.
 //
 // The tracer thread and the goroutine take turns: fastpath.mu is held by
 // the tracer thread whenever it is not blocked in its main wait for the
@@ -551,7 +552,7 @@ func (s *Sandbox) startHelper(t *task) error {
 	if err != nil {
 		return fail("the memory file", err)
 	}
-	r, err := s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_WRITE,
+	r, err := s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ,
 		unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(h.page.Start))
 	if err == nil {
 		if e, bad := errnoOf(r); bad {

@@ -135,6 +135,24 @@ func (a *Asm) MovMemRAX64(target uint64) {
 	a.ripAbs(target, 0)
 }
 
+// MovMemReg64 emits mov qword [target], reg.
+func (a *Asm) MovMemReg64(target uint64, reg int) {
+	a.Emit(rexW(reg), 0x89, modrmRIP(reg))
+	a.ripAbs(target, 0)
+}
+
+// MovRegReg64 emits mov dst, src (64-bit registers).
+func (a *Asm) MovRegReg64(dst, src int) {
+	rex := byte(0x48)
+	if src >= 8 {
+		rex |= 4 // REX.R
+	}
+	if dst >= 8 {
+		rex |= 1 // REX.B
+	}
+	a.Emit(rex, 0x89, byte(0xc0|(src&7)<<3|(dst&7)))
+}
+
 // MovEAXMem32 emits mov eax, dword [target].
 func (a *Asm) MovEAXMem32(target uint64) {
 	a.Emit(0x8b, modrmRIP(RAX))

@@ -54,3 +54,20 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRegisterMoves: the 64-bit register moves give GNU as's bytes.
+func TestRegisterMoves(t *testing.T) {
+	a := New(0x1000)
+	a.MovRegReg64(R12, RAX)    // mov %rax,%r12: 49 89 c4
+	a.MovRegReg64(RDI, R13)    // mov %r13,%rdi: 4c 89 ef
+	a.MovMemReg64(0x2000, R12) // mov %r12,0x2000(%rip-relative): 4c 89 25 rel32
+	a.MovMemReg64(0x2000, RAX) // 48 89 05 rel32
+	got, err := a.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{0x49, 0x89, 0xc4, 0x4c, 0x89, 0xef, 0x4c, 0x89, 0x25, 0xf3, 0x0f, 0, 0, 0x48, 0x89, 0x05, 0xec, 0x0f, 0, 0}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("got  %x\nwant %x", got, want)
+	}
+}

@@ -183,7 +183,7 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 	a.CmpMem64Imm8(c(commCmd), cmdSyscall)
 	a.Jcc8(x86asm.CondNE, "trap")
 	loadRequest()
-	doneRequest(a, commBase, "serve", false)
+	doneRequest(a, commBase, "serve")
 	a.Label("trap")
 	a.MovMem32Imm32(c(commState), commIdle)
 	a.Int3()
@@ -229,10 +229,10 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 // untraced (CLONE_UNTRACED) with every signal blocked, and that makes
 // system calls in the process on request, without any ptrace stop: it
 // sleeps on the state word of its comm area (HelperCommOff in the page
-// at StubComm, which must then be writable and the process's own), runs
-// the request's system call when the state is commReq, stores the raw
-// result, sets the state to commDone and wakes a requester that set the
-// waiting word; it exits (exit, the thread only) when the state is
+// at StubComm, which must then be the process's own, mapped read-only),
+// runs the request's system call when the state is commReq, makes the
+// page writable for the moment (mprotect) to store the raw result and set
+// the state to commDone, and wakes a requester that set the waiting word; it exits (exit, the thread only) when the state is
 // commDead. The comm area has the layout of the comm page's first bytes
 // (commState... commResult); cmd is ignored.
 const (
@@ -278,17 +278,12 @@ func callRequest(a *x86asm.Asm, c uint64) {
 }
 
 // doneRequest emits the end of a request in the comm area at c: the
-// state set to commDone, a waiting requester woken, and a jump to loop
-// (near if far).
-func doneRequest(a *x86asm.Asm, c uint64, loop string, far bool) {
+// state set to commDone, a waiting requester woken, and a jump to loop.
+func doneRequest(a *x86asm.Asm, c uint64, loop string) {
 	a.MovRegImm32(x86asm.RAX, commDone)
 	a.XchgMem32EAX(c + commState)
 	a.CmpMem32Imm8(c+commWaiting, 0)
-	if far {
-		a.Jcc32(x86asm.CondE, loop)
-	} else {
-		a.Jcc8(x86asm.CondE, loop)
-	}
+	a.Jcc8(x86asm.CondE, loop)
 	a.LeaReg(x86asm.RDI, c+commState)
 	a.MovRegImm32(x86asm.RSI, futexWakeOp)
 	a.MovRegImm32(x86asm.RDX, 1)
@@ -307,8 +302,11 @@ func doneRequest(a *x86asm.Asm, c uint64, loop string, far bool) {
 //	         mov edx, eax; lea rdi, [state]; xor esi, esi  // FUTEX_WAIT
 //	         xor r10d, r10d; mov eax, SYS_futex; syscall; jmp helper
 //	hrun:    mov rax, [nr]; mov rdi, [a0] ... mov r9, [a5]; syscall
-//	         mov [result], rax
+//	         mov r12, rax
+//	         mprotect(page, 4096, PROT_READ|PROT_WRITE)
+//	         mov [result], r12
 //	         mov eax, commDone; xchg [state], eax   // full barrier
+//	         mprotect(page, 4096, PROT_READ)
 //	         cmp dword [waiting], 0; je helper
 //	         lea rdi, [state]; mov esi, 1; mov edx, 1 // FUTEX_WAKE 1
 //	         mov eax, SYS_futex; syscall; jmp helper
@@ -335,8 +333,34 @@ func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Syscall()
 	a.Jmp8("helper")
 	a.Label("hrun")
-	callRequest(a, h)
-	doneRequest(a, h, "helper", true)
+	// The page is read-only but while the helper writes it.
+	page := h &^ (hostarch.PageSize - 1)
+	protect := func(prot uint32) {
+		a.MovRegImm32(x86asm.RAX, unix.SYS_MPROTECT)
+		a.LeaReg(x86asm.RDI, page)
+		a.MovRegImm32(x86asm.RSI, hostarch.PageSize)
+		a.MovRegImm32(x86asm.RDX, prot)
+		a.Syscall()
+	}
+	a.MovRegMem64(x86asm.RAX, h+commNr)
+	for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
+		a.MovRegMem64(r, h+commArgs+8*uint64(i))
+	}
+	a.Syscall()
+	a.MovRegReg64(x86asm.R12, x86asm.RAX)
+	protect(unix.PROT_READ | unix.PROT_WRITE)
+	a.MovMemReg64(h+commResult, x86asm.R12)
+	a.MovRegImm32(x86asm.RAX, commDone)
+	a.XchgMem32EAX(h + commState)
+	protect(unix.PROT_READ)
+	a.CmpMem32Imm8(h+commWaiting, 0)
+	a.Jcc32(x86asm.CondE, "helper")
+	a.LeaReg(x86asm.RDI, h+commState)
+	a.MovRegImm32(x86asm.RSI, futexWakeOp)
+	a.MovRegImm32(x86asm.RDX, 1)
+	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.Syscall()
+	a.Jmp32("helper")
 	a.Label("hexit")
 	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT)
 	a.XorReg32(x86asm.RDI)
