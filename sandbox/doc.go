@@ -162,6 +162,14 @@
 //     manager; a fork that mm refuses (ENOMEM) returns the error with no
 //     child the program can see.
 //
+// # The fast path
+//
+// With VMSPACE_FASTPATH=1, brk, anonymous mmap, munmap, mprotect and
+// madvise do not stop: a second filter hands them to a goroutine of
+// vmspace through seccomp's user notifications, and each process's helper
+// thread makes the host mapping changes (fastpath.go). ptrace remains
+// for everything else.
+//
 // # The EFAULT hazard
 //
 // The host kernel reads and writes the program's buffers itself during the
@@ -241,7 +249,8 @@
 //     mapFD) and writes to their memory; limits.go: address-space
 //     limits and capabilities; hostptrace.go: ptrace requests.
 //   - as.go: the AddressSpace in the host (stubAS); stub.go: the stub
-//     pages; demo.go: the built-in demonstration program.
+//     pages; fastpath.go: the fast path (user notifications, helper
+//     threads); demo.go: the built-in demonstration program.
 //   - trace.go: Options.Trace lines, VMSPACE_DEBUG; core.go: core dumps.
 //   - report.go: the hooks that feed Options.Report (package report:
 //     forks, execs, exits, address spaces' ends, memory calls' times,

@@ -245,6 +245,9 @@ func atExitStop(pid, tid int) bool {
 func TestKillWhileStopping(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "killheld", killHeldSrc, false, "-pthread")
+	// The window is the slow path's: the fast path stops no task.
+	defer func(on bool) { fastpathOn = on }(fastpathOn)
+	fastpathOn = false
 	var fired atomic.Bool
 	holderHook = func(cands []*task) {
 		if fired.Load() || len(cands) < 2 {
