@@ -38,7 +38,7 @@
 // Stopped, on the tracer thread (a function run by Do, as a sandbox's
 // fault handler would be), system calls are injected with ptrace: the
 // tracer writes the request into the comm page, points rip at the inject
-// loop (once per stop, after saving the application's registers), and
+// loop (once per stop; the registers it had before are not kept), and
 // resumes the stub with PTRACE_CONT; the stub makes the call, stores the
 // result and stops on an int3 (a SIGTRAP signal-delivery-stop, suppressed).
 // One stop per system call, and no PTRACE_SETREGS/GETREGS per call: the
@@ -426,8 +426,8 @@ func ClipUser(addr hostarch.Addr, length uint64) (ar hostarch.AddrRange, ok bool
 }
 
 // Syscall makes the stub make system call nr with up to 6 arguments, and
-// returns its result, or its errno as a unix.Errno. The application's
-// registers are preserved. The call must not block forever: nothing else
+// returns its result, or its errno as a unix.Errno. The call must not
+// block forever: nothing else
 // can use the stub meanwhile. It fails with an error wrapping ErrStubDead
 // if the stub is dead, and with EINVAL for more than 6 arguments.
 func (as *AddressSpace) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {

@@ -144,13 +144,11 @@ func (t *tracer) bootstrapLocked() error {
 	if err := unix.PtraceSetOptions(t.pid, unix.PTRACE_O_EXITKILL); err != nil {
 		return fmt.Errorf("ptrace: PTRACE_SETOPTIONS: %w", err)
 	}
-	if err := unix.PtraceGetRegs(t.pid, &t.app); err != nil {
+	// The stub's own code runs with the segment registers of its start.
+	if err := unix.PtraceGetRegs(t.pid, &t.own); err != nil {
 		return fmt.Errorf("ptrace: PTRACE_GETREGS: %w", err)
 	}
-	// The "application" registers are the exec's until a sandbox sets
-	// its own; the stub's own code runs with its segment registers.
-	t.regs, t.appValid = regsApp, true
-	t.own = t.app
+	t.regs = regsOther
 	t.own.Eflags = 0x202 // IF, and the always-set bit 1
 	t.own.Orig_rax = ^uint64(0)
 	// Until the code is at StubCode, use the copy the kernel loaded.

@@ -22,16 +22,17 @@ var ErrStubDead = errors.New("ptrace: stub process is dead")
 type regsState int
 
 const (
-	// regsApp: the application's (tracer.app, if appValid, equals them).
-	regsApp regsState = iota
+	// regsOther: anything else (those of the stub's start, of a system
+	// call made with its registers set); registers must be set before
+	// resuming. Nothing keeps the registers the stub had before: no
+	// application runs in it.
+	regsOther regsState = iota
 	// regsInject: stopped in the inject loop; PTRACE_CONT runs the comm
 	// page's request.
 	regsInject
 	// regsServeTrap: stopped at a cmdTrap; PTRACE_CONT resumes the serve
 	// loop.
 	regsServeTrap
-	// regsOther: anything else; registers must be set before resuming.
-	regsOther
 	// regsRunning: parked, running the serve loop (not stopped).
 	regsRunning
 )
@@ -102,10 +103,6 @@ type tracer struct {
 	dead error
 	// regs says what registers the stub has.
 	regs regsState
-	// appValid is true if app holds the application's registers.
-	appValid bool
-	// app is the application's registers, if appValid.
-	app unix.PtraceRegs
 	// own is the register set for running the stub's own code: segment
 	// registers from the stub's start, eflags = IF, rip set per use.
 	own unix.PtraceRegs
@@ -415,22 +412,6 @@ func (t *tracer) setRegsLocked(r *unix.PtraceRegs, state regsState) error {
 	return nil
 }
 
-// ensureAppLocked makes t.app hold the application's registers.
-func (t *tracer) ensureAppLocked() error {
-	if t.appValid {
-		return nil
-	}
-	if t.regs != regsApp {
-		// Unreachable: registers are replaced only after saving.
-		return t.killLocked("lost the application's registers")
-	}
-	if err := unix.PtraceGetRegs(t.pid, &t.app); err != nil {
-		return t.failLocked("PTRACE_GETREGS", err)
-	}
-	t.appValid = true
-	return nil
-}
-
 // ownRegs returns t.own with rip at offset off of the code page.
 func (t *tracer) ownRegs(off uint64) *unix.PtraceRegs {
 	r := t.own
@@ -442,9 +423,6 @@ func (t *tracer) ownRegs(off uint64) *unix.PtraceRegs {
 func (t *tracer) parkLocked() error {
 	if t.dead != nil {
 		return t.dead
-	}
-	if err := t.ensureAppLocked(); err != nil {
-		return err
 	}
 	if t.regs != regsServeTrap {
 		if err := t.setRegsLocked(t.ownRegs(prog.serve), regsOther); err != nil {
@@ -465,9 +443,6 @@ func (t *tracer) injectLocked(nr uintptr, args *[6]uintptr) (uintptr, error) {
 		return 0, t.dead
 	}
 	if t.regs != regsInject {
-		if err := t.ensureAppLocked(); err != nil {
-			return 0, err
-		}
 		if err := t.setRegsLocked(t.ownRegs(prog.inject), regsInject); err != nil {
 			return 0, err
 		}
