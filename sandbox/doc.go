@@ -67,7 +67,8 @@
 // at native speed without a stop (the filter's decision for those depends
 // only on the system call number, so the kernel's seccomp cache skips it).
 //
-//   - Memory calls (mmap, munmap, mprotect, pkey_mprotect with key -1,
+//   - Memory calls (but those of the fast path, which do not stop: see
+//     below) (mmap, munmap, mprotect, pkey_mprotect with key -1,
 //     mremap, brk, madvise, the mlock family, msync, mincore, mseal, the
 //     System V shared memory calls, the AIO calls) are decoded by package
 //     linuxabi (the memory calls) or served by package kernel (System V
@@ -164,7 +165,7 @@
 //
 // # The fast path
 //
-// With VMSPACE_FASTPATH=1, brk, anonymous mmap, munmap, mprotect and
+// Unless VMSPACE_FASTPATH=0, brk, anonymous mmap, munmap, mprotect and
 // madvise do not stop: a second filter hands them to a goroutine of
 // vmspace through seccomp's user notifications, and each process's helper
 // thread makes the host mapping changes (fastpath.go). ptrace remains
