@@ -494,17 +494,19 @@ func (fp *fastpath) release(pid int) {
 // at scratchAddr (the shared scratch page, or its own with the fast
 // path on).
 func (s *Sandbox) scratchOff(p *process) uint64 {
-	if fp := s.fp; fp != nil && p.sp != nil {
-		for q := range p.sp.procs {
-			if h := fp.helpers[q.pid]; h != nil {
-				return h.page.Start
-			}
-		}
+	fp := s.fp
+	if fp == nil {
+		return s.stubPages.Start
 	}
-	if fp := s.fp; fp != nil {
-		if h := fp.helpers[p.pid]; h != nil {
-			return h.page.Start
-		}
+	// Its own (a process with an image of its own: the first, a fork
+	// child, an exec'd one, even while it still shares the space it
+	// left), else that of the host address space it shares (a vfork
+	// child before its exec).
+	if h := fp.helpers[p.pid]; h != nil {
+		return h.page.Start
+	}
+	if h := fp.helperOf(p.sp); h != nil {
+		return h.page.Start
 	}
 	return s.stubPages.Start
 }

@@ -17,8 +17,8 @@ func withFastPath(t *testing.T, f func()) {
 
 // fastProg makes the fast calls in every way a program makes them: in a
 // loop of its own, from several threads at once, in a fork child, while
-// a SIGALRM handler without SA_RESTART interrupts it, after a vfork and
-// exec, and ends with its main thread gone first (pthread_exit), so that
+// a SIGALRM handler without SA_RESTART interrupts it, in images exec'd
+// after a posix_spawn (vfork) and after a fork, and ends with its main thread gone first (pthread_exit), so that
 // the process ends with the exit of its last thread alone.
 const fastProg = `
 #define _GNU_SOURCE
@@ -80,7 +80,11 @@ static void *last(void *arg) {
 	return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+	if (argc > 1) {
+		printf("exec'd %s: %ld\n", argv[1], work(100, 4));
+		return 0;
+	}
 	printf("loop: %ld\n", work(300, 0));
 
 	struct sigaction sa;
@@ -111,11 +115,20 @@ int main(void) {
 	waitpid(pid, &st, 0);
 	printf("child status: %d\n", WEXITSTATUS(st));
 
-	char *argv[] = {"true", 0};
-	if (posix_spawn(&pid, "/bin/true", 0, 0, argv, environ) == 0) {
+	char *args[] = {argv[0], "spawned", 0};
+	fflush(stdout);
+	if (posix_spawn(&pid, "/proc/self/exe", 0, 0, args, environ) == 0) {
 		waitpid(pid, &st, 0);
 		printf("spawned: %d\n", WEXITSTATUS(st));
 	}
+	args[1] = "forked";
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		execv("/proc/self/exe", args);
+		_exit(127);
+	}
+	waitpid(pid, &st, 0);
+	printf("fork+exec: %d\n", WEXITSTATUS(st));
 	printf("after: %ld\n", work(10, 0));
 	fflush(stdout);
 

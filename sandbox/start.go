@@ -304,7 +304,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 		t.p.memFD, t.p.memFDOurs = s.memFDNum, true
 	}
 	if shared {
-		return nil
+		return s.fastpathImage(t)
 	}
 	fd, err := s.stubFD(t)
 	if err != nil {
