@@ -165,7 +165,7 @@
 //
 // # The fast path
 //
-// Unless VMSPACE_FASTPATH=0, brk, anonymous mmap, munmap, mprotect and
+// With VMSPACE_FASTPATH=1, brk, anonymous mmap, munmap, mprotect and
 // madvise do not stop: a second filter hands them to a goroutine of
 // vmspace through seccomp's user notifications, and each process's helper
 // thread makes the host mapping changes (fastpath.go). ptrace remains
