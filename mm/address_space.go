@@ -66,7 +66,8 @@ func (mm *MemoryManager) Deactivate() {
 	}
 }
 
-// mapASLocked maps the pmas overlapping ar into the AddressSpace.
+// mapASLocked maps the pmas overlapping ar into the AddressSpace, and with
+// precommit has the host commit ar's pages (only ar's) at once.
 // Preconditions: activeMu held (for reading or writing); mm.as != nil;
 // pmas cover ar.
 func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) error {
@@ -90,8 +91,21 @@ func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) erro
 		if !p.effectivePerms.Any() {
 			continue
 		}
-		if err := mm.as.MapFile(mr.Start, p.file, pmaRef{pseg}.fileRange(mr), p.effectivePerms, precommit); err != nil {
-			return err
+		// With precommit, only ar's pages are committed, as Linux
+		// populates only the range asked for: committing the rest of the
+		// pma (up to a huge page around ar) would make those pages
+		// resident, for mincore and smaps as for the host's memory.
+		cr := mr
+		if precommit {
+			cr = mr.Intersect(ar)
+		}
+		for _, r := range [3]hostarch.AddrRange{{Start: mr.Start, End: cr.Start}, cr, {Start: cr.End, End: mr.End}} {
+			if r.Length() == 0 {
+				continue
+			}
+			if err := mm.as.MapFile(r.Start, p.file, pmaRef{pseg}.fileRange(r), p.effectivePerms, precommit && r == cr); err != nil {
+				return err
+			}
 		}
 		if unit == 0 {
 			atomic.StoreUint32(&p.mapped, want)

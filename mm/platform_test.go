@@ -17,14 +17,16 @@ type recordingPlatform struct {
 }
 
 func (p *recordingPlatform) NewAddressSpace() (platform.AddressSpace, error) {
-	p.as = &recordingAS{pages: map[hostarch.Addr]hostarch.AccessType{}}
+	p.as = &recordingAS{pages: map[hostarch.Addr]hostarch.AccessType{}, committed: map[hostarch.Addr]bool{}}
 	return p.as, nil
 }
 
 type recordingAS struct {
-	mu       sync.Mutex
-	pages    map[hostarch.Addr]hostarch.AccessType
-	mapFiles int
+	mu    sync.Mutex // protects the fields below
+	pages map[hostarch.Addr]hostarch.AccessType
+	// committed holds the pages mapped with precommit.
+	committed map[hostarch.Addr]bool
+	mapFiles  int
 }
 
 func (a *recordingAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
@@ -33,6 +35,9 @@ func (a *recordingAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileR
 	a.mapFiles++
 	for off := uint64(0); off < fr.Length(); off += hostarch.PageSize {
 		a.pages[addr+hostarch.Addr(off)] = at
+		if precommit {
+			a.committed[addr+hostarch.Addr(off)] = true
+		}
 	}
 	return nil
 }
@@ -56,14 +61,24 @@ func (a *recordingAS) perms(addr hostarch.Addr) (hostarch.AccessType, bool) {
 	return at, ok
 }
 
-func TestAddressSpaceTracksPMAs(t *testing.T) {
+// newRecordingMM returns an active manager on a recordingPlatform, which
+// the test's cleanup deactivates and releases.
+func newRecordingMM(t *testing.T) (*MemoryManager, *recordingPlatform) {
 	p := &recordingPlatform{}
 	mm := New(Options{MemoryFile: newMF(t, 0), Platform: p})
-	defer mm.DecUsers(ctx)
 	if err := mm.Activate(ctx); err != nil {
+		mm.DecUsers(ctx)
 		t.Fatal(err)
 	}
-	defer mm.Deactivate()
+	t.Cleanup(func() {
+		mm.Deactivate()
+		mm.DecUsers(ctx)
+	})
+	return mm, p
+}
+
+func TestAddressSpaceTracksPMAs(t *testing.T) {
+	mm, p := newRecordingMM(t)
 	a := mustMap(t, mm, anon(window, 0x4000, hostarch.ReadWrite))
 	if err := mm.HandleUserFault(ctx, a, hostarch.Write, 0); err != nil {
 		t.Fatal(err)
