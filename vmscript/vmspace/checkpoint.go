@@ -137,7 +137,7 @@ func (e *vmspaceExec) saveAndRelease(ctx context.Context, procs []*vproc) ([]byt
 
 	// Release everything.
 	for _, p := range procs {
-		p.mm.DecUsers(ctx)
+		release(ctx, p.mm)
 		p.mm = nil
 	}
 	for _, fd := range e.files {
@@ -186,7 +186,7 @@ func (e *vmspaceExec) restore(ctx context.Context, procs []*vproc, img []byte) (
 	}
 	defer r.Close()
 	codec := hostfiles.New(hostfiles.Options{MemoryFile: e.mf})
-	rs, err := mm.NewRestorer(r, mm.RestoreOptions{MemoryFile: e.mf, Codec: codec})
+	rs, err := mm.NewRestorer(r, mm.RestoreOptions{MemoryFile: e.mf, Codec: codec, Platform: committingPlatform{}})
 	if err != nil {
 		return err
 	}
@@ -207,12 +207,22 @@ func (e *vmspaceExec) restore(ctx context.Context, procs []*vproc, img []byte) (
 	} else {
 		err = e.injected("restore")
 	}
+	// The restored managers are active, as the ones saved were.
+	active := 0
+	for err == nil && active < len(mms) {
+		if err = mms[active].Activate(ctx); err == nil {
+			active++
+		}
+	}
 	// On failure, everything made here goes.
 	var fds []*hostfile.FD
 	var segs []*hostfile.Shm
 	defer func() {
 		if err != nil {
-			for _, m := range mms {
+			for i, m := range mms {
+				if i < active {
+					m.Deactivate()
+				}
 				m.DecUsers(ctx)
 			}
 			for _, fd := range fds {

@@ -102,7 +102,11 @@ func (e *vmspaceExec) Start(ctx context.Context) (vmscript.Proc, error) {
 	if e.noZeroPage != nil {
 		lim.NoZeroPage = *e.noZeroPage
 	}
-	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim})
+	m := mm.New(mm.Options{MemoryFile: mf, Limits: &lim, Platform: committingPlatform{}})
+	if err := m.Activate(ctx); err != nil {
+		m.DecUsers(ctx)
+		return nil, err
+	}
 	m.BrkSetup(ctx, Brk)
 	e.setup(m)
 	// A real process has its libraries right below mmap_base, so the
@@ -163,7 +167,7 @@ func (e *vmspaceExec) Close() error {
 	for p := range e.procs {
 		// A failed checkpoint leaves released processes (nil mm).
 		if p.mm != nil {
-			p.mm.DecUsers(ctx)
+			release(ctx, p.mm)
 		}
 	}
 	e.procs = nil
@@ -189,6 +193,10 @@ func (p *vproc) Fork(ctx context.Context) (vmscript.Proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.Activate(ctx); err != nil {
+		m.DecUsers(ctx)
+		return nil, err
+	}
 	c := &vproc{ex: p.ex, mm: m, files: map[string]*hostfile.FD{}, shms: map[string]*hostfile.Shm{}, aios: map[string]uint64{}}
 	for k, v := range p.files {
 		c.files[k] = v
@@ -206,7 +214,7 @@ func (p *vproc) Fork(ctx context.Context) (vmscript.Proc, error) {
 func (p *vproc) Exit(ctx context.Context) error {
 	if _, ok := p.ex.procs[p]; ok {
 		delete(p.ex.procs, p)
-		p.mm.DecUsers(ctx)
+		release(ctx, p.mm)
 	}
 	return nil
 }
