@@ -104,7 +104,9 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 		case AdvDoFork:
 			return setFlags(0, vmaDontFork)
 		case AdvWipeOnFork:
-			if v.mappable != nil || !v.private() || v.flags.has(vmaZeroFile) {
+			// Linux refuses a file or shared mapping; a special
+			// mapping ([vdso]) has no file.
+			if (v.mappable != nil && v.kind() != VMASpecial) || !v.private() || v.flags.has(vmaZeroFile) {
 				return unix.EINVAL
 			}
 			return setFlags(vmaWipeOnFork, 0)
@@ -230,10 +232,19 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 }
 
 // pfnMap reports whether v is the vDSO's data ([vvar], [vvar_vclock]),
-// which Linux maps VM_PFNMAP: madvise may not drop or reclaim its pages.
+// which Linux maps VM_PFNMAP: madvise may not drop or reclaim its pages
+// (the memory manager's own, or a host's through MapHostSpecial).
 func (v *vma) pfnMap() bool {
-	sm, ok := v.mappable.(*SpecialMappable)
-	return ok && v.flags.has(vmaDontExpand) && strings.HasPrefix(sm.name, "[vvar")
+	if !v.flags.has(vmaDontExpand) {
+		return false
+	}
+	switch m := v.mappable.(type) {
+	case *SpecialMappable:
+		return strings.HasPrefix(m.name, "[vvar")
+	case PFNMapper:
+		return m.PFNMap()
+	}
+	return false
 }
 
 // collapsible reports whether MADV_COLLAPSE may collapse v, whose range is

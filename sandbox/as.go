@@ -51,6 +51,10 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	if as.released {
 		return fmt.Errorf("sandbox: MapFile on a released address space: %w", unix.ESRCH)
 	}
+	if _, ok := f.(*vdsoImage); ok {
+		// The host maps its own vDSO there (vdso_io.go).
+		return nil
+	}
 	return as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
 }
 

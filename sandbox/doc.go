@@ -244,7 +244,8 @@
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
 //   - aslr.go: whether an exec's layout is randomized; vdso.go: the
-//     host's vDSO in every program.
+//     host's vDSO in every program (vdso_io.go: reading it; vdso_advise.go:
+//     madvise of it).
 //   - fds.go, fdpass.go, progfd.go: descriptors in program processes (the memory
 //     file's, files opened or passed there, the program's own lent to
 //     mapFD) and writes to their memory; limits.go: address-space

@@ -142,9 +142,9 @@ func (s *Sandbox) viewRW(t *task, v *procView, seg hostarch.AddrRange, off uint6
 			if c, err := caller.CopyIn(s.ctx, seg.Start+hostarch.Addr(done), chunk, mm.IOOpts{}); err != nil || c != len(chunk) {
 				return 0, unix.EFAULT
 			}
-			n, _ = v.m.ForcedCopyOut(s.ctx, addr, chunk)
+			n = s.managedWrite(v.m, addr, chunk, true)
 		} else {
-			n, _ = v.m.ForcedCopyIn(s.ctx, addr, chunk)
+			n = s.managedRead(v.m, addr, chunk, true)
 			if n > 0 {
 				if c, err := caller.CopyOut(s.ctx, seg.Start+hostarch.Addr(done), chunk[:n], mm.IOOpts{}); err != nil || c != n {
 					return 0, unix.EFAULT

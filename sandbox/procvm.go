@@ -217,7 +217,7 @@ func (s *Sandbox) pvmVec(local, target *mm.MemoryManager, v iovec, lc *iovCursor
 // of it first, as Linux's pinning does) to the local vectors.
 func (s *Sandbox) pvmRead(local, target *mm.MemoryManager, addr hostarch.Addr, chunk uint64, lc *iovCursor) (uint64, unix.Errno) {
 	buf := make([]byte, chunk)
-	got, _ := target.CopyIn(s.ctx, addr, buf, mm.IOOpts{})
+	got := s.managedRead(target, addr, buf, false)
 	// The manager's copies stop at the first page that cannot be
 	// faulted in, as Linux's pinning does.
 	pinned := uint64(got)
@@ -262,7 +262,7 @@ func (s *Sandbox) pvmWrite(local, target *mm.MemoryManager, addr hostarch.Addr, 
 			break
 		}
 	}
-	w, _ := target.CopyOut(s.ctx, addr, buf, mm.IOOpts{})
+	w := s.managedWrite(target, addr, buf, false)
 	done := uint64(w)
 	if done < uint64(len(buf)) {
 		// The target page at addr+done could not be faulted in.

@@ -26,17 +26,21 @@ import (
 // the host's block there with mremap (the host kernel follows a moved
 // vDSO).
 //
-// The memory manager never maps these vmas in the host: their Mappable
-// (hostSpecial) translates nothing, so the manager makes no pmas for them
-// (reading them through the manager, as process_vm_readv does, fails with
-// EFAULT; Linux reads [vdso] but not [vvar]). What the program does to
-// them is done to the host's block too, as the manager tells the Mappable:
-// an unmapping (munmap, a mapping placed over them) unmaps it in the host
-// at once, before anything new is mapped there, and an mremap moves it
-// (vdsoState.removed, moved). mprotect is repeated in the host, and, as
-// Linux refuses to split a special mapping, a munmap, mprotect or mremap
-// that covers only part of one fails with EINVAL (growing one with mremap
-// fails with EFAULT). A fork child keeps its inherited block (fixFork).
+// The vmas are special mappings to the manager (MapHostSpecial: never
+// expanded, locked or merged; [vvar] and [vvar_vclock] VM_PFNMAP, VM_IO
+// and VM_DONTDUMP), and it never maps them in the host: their Mappable
+// (hostSpecial) translates [vdso] to a copy of the host's image that
+// stubAS.MapFile does not map, and the data pages to nothing (how the
+// vDSO is read, through the manager or the host: vdso_io.go). What the
+// program does to them is done to the host's block too, as the manager
+// tells the Mappable: an unmapping (munmap, a mapping placed over them)
+// unmaps it in the host at once, before anything new is mapped there, and
+// an mremap moves it (vdsoState.removed, moved). mprotect is repeated in
+// the host, and, as Linux refuses to split a special mapping, a munmap,
+// mprotect, mremap or madvise (one that would change the flags of part of
+// a piece: vdso_advise.go) that covers only part of one fails with EINVAL
+// (growing one with mremap fails with EFAULT). A fork child keeps its
+// inherited block (fixFork).
 
 // vdsoPiece is one mapping of the host's vDSO block.
 type vdsoPiece struct {
@@ -127,6 +131,11 @@ type vdsoState struct {
 	// the host at once.
 	serving *mm.MemoryManager
 	task    *task
+	// image is the copy of the host's [vdso] that the manager reads
+	// (imageFile), made at first use; imageTried is set once it was
+	// tried.
+	image      *vdsoImage
+	imageTried bool
 }
 
 // vdso returns the sandbox's vDSO state, nil if the host has no vDSO.
@@ -207,7 +216,7 @@ func (s *Sandbox) mapVDSO(ctx context.Context, m *mm.MemoryManager) (hostarch.Ad
 			// The whole block's room first.
 			opts.Length = total
 		}
-		addr, err := m.MMap(ctx, opts)
+		addr, err := m.MapHostSpecial(ctx, opts)
 		if err != nil {
 			return 0, err
 		}
@@ -341,6 +350,8 @@ func (s *Sandbox) vdsoCall(t *task, nr int, a [6]uint64) (res sysResult, done bo
 		return false
 	}
 	switch nr {
+	case unix.SYS_MADVISE:
+		return s.vdsoAdvise(t, a, ranges)
 	case unix.SYS_MUNMAP, unix.SYS_MPROTECT, unix.SYS_PKEY_MPROTECT:
 		if ar, ok := rangeOf(a[0], a[1]); ok && partial(ar) {
 			return retErr(unix.EINVAL), true
@@ -499,10 +510,25 @@ func (h *hostSpecial) CopyMapping(_ context.Context, ms memmap.MappingSpace, src
 	return nil
 }
 
-// Translate implements memmap.Mappable: nothing, the host maps the pages.
-func (h *hostSpecial) Translate(context.Context, memmap.MappableRange, memmap.MappableRange, hostarch.AccessType) ([]memmap.Translation, error) {
-	return nil, unix.EFAULT
+// Translate implements memmap.Mappable: for [vdso], the sandbox's copy of
+// the host's image (vdsoImage), so that the manager reads it as Linux
+// reads the vDSO's pages (a core dump, a system call's buffer); nothing
+// for the data pages, which Linux maps VM_PFNMAP and nothing reads.
+func (h *hostSpecial) Translate(_ context.Context, required, optional memmap.MappableRange, _ hostarch.AccessType) ([]memmap.Translation, error) {
+	img := h.st.imageFile()
+	whole := memmap.MappableRange{Start: 0, End: h.piece.size}
+	if h.piece.name != "[vdso]" || img == nil || img.fr.Length() != h.piece.size || !whole.IsSupersetOf(required) {
+		return nil, unix.EFAULT
+	}
+	r := optional.Intersect(whole)
+	if !r.IsSupersetOf(required) {
+		r = required
+	}
+	return []memmap.Translation{{Source: r, File: img, Offset: img.fr.Start + r.Start, Perms: hostarch.ReadExecute}}, nil
 }
+
+// PFNMap implements mm.PFNMapper: the vDSO's data pages are VM_PFNMAP.
+func (h *hostSpecial) PFNMap() bool { return strings.HasPrefix(h.piece.name, "[vvar") }
 
 // InvalidateUnsavable implements memmap.Mappable.
 func (h *hostSpecial) InvalidateUnsavable(context.Context) error { return nil }
