@@ -53,8 +53,9 @@ import (
 //
 // Limits: fstat and readlink show a memfd; the views are not updated for
 // reads that do not stop (sendfile, splice, copy_file_range with no
-// offset pointer, io_uring); lseek with SEEK_END works on them, where Linux
-// refuses it on mem and pagemap.
+// offset pointer, io_uring). lseek with SEEK_END, SEEK_DATA or SEEK_HOLE
+// stops and fails with EINVAL as Linux's; SEEK_SET to a negative offset
+// fails too (the memfd's lseek), where Linux's mem allows it.
 
 // viewKind is which /proc file a view shows.
 type viewKind uint8
@@ -330,7 +331,7 @@ func (s *Sandbox) viewCall(t *task, nr int, a [6]uint64) (res sysResult, ok bool
 	switch nr {
 	case unix.SYS_READ, unix.SYS_PREAD64, unix.SYS_READV, unix.SYS_PREADV, unix.SYS_PREADV2,
 		unix.SYS_WRITE, unix.SYS_PWRITE64, unix.SYS_WRITEV, unix.SYS_PWRITEV, unix.SYS_PWRITEV2,
-		unix.SYS_IOCTL:
+		unix.SYS_IOCTL, unix.SYS_LSEEK:
 	default:
 		return sysResult{}, false
 	}
@@ -339,6 +340,14 @@ func (s *Sandbox) viewCall(t *task, nr int, a [6]uint64) (res sysResult, ok bool
 		return sysResult{}, false
 	}
 	fd := int(int32(a[0]))
+	if nr == unix.SYS_LSEEK {
+		// Linux's mem_lseek and seq_lseek know only SEEK_SET and
+		// SEEK_CUR (the filter stops the others).
+		if w := int(int32(a[2])); w != unix.SEEK_SET && w != unix.SEEK_CUR {
+			return retErr(unix.EINVAL), true
+		}
+		return pass(), true
+	}
 	if nr == unix.SYS_IOCTL {
 		switch {
 		case v.kind == viewMaps && uint32(a[1]) == procmapQuery:

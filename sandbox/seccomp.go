@@ -385,6 +385,10 @@ func (b *bpf) block(nr, memFD int) {
 	case unix.SYS_IOCTL:
 		// USERFAULTFD_IOC_NEW, whose argument is flags (uffd.go).
 		b.traceIfIn(1, []uint32{uffdIocNew})
+	case unix.SYS_LSEEK:
+		// SEEK_END, SEEK_DATA and SEEK_HOLE, which /proc views
+		// refuse (procview.go).
+		b.traceIfIn(2, []uint32{unix.SEEK_END, unix.SEEK_DATA, unix.SEEK_HOLE})
 	case unix.SYS_FALLOCATE:
 		// Collapsing or inserting a range moves the file's contents
 		// (truncate.go).
