@@ -3,6 +3,11 @@ package kernel
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -29,19 +34,26 @@ import (
 const (
 	// shmMax is SHMMAX's default (ULONG_MAX - 2^24); shmem refuses
 	// sizes past MAX_LFS_FILESIZE too.
-	shmMax        = ^uint64(0) - 1<<24
-	maxLFSFile    = 1<<63 - 1
-	IPCPrivate    = 0
-	IPCCreat      = 0o1000
-	IPCExcl       = 0o2000
-	IPCRmid       = 0
-	IPCSet        = 1
-	IPCStat       = 2
-	ipc64         = 0x100
-	ShmRdonly     = 0o10000
-	ShmRnd        = 0o20000
-	ShmRemap      = 0o40000
-	ShmExec       = 0o100000
+	shmMax       = ^uint64(0) - 1<<24
+	maxLFSFile   = 1<<63 - 1
+	IPCPrivate   = 0
+	IPCCreat     = 0o1000
+	IPCExcl      = 0o2000
+	IPCRmid      = 0
+	IPCSet       = 1
+	IPCStat      = 2
+	ipc64        = 0x100
+	ShmRdonly    = 0o10000
+	ShmRnd       = 0o20000
+	ShmRemap     = 0o40000
+	ShmExec      = 0o100000
+	ShmHugeTLB   = 0o4000
+	ShmNoReserve = 0o10000
+	// shmHugeShift is where shmget's flags hold the log2 of the huge
+	// page size asked for (SHM_HUGE_SHIFT; 0 is the default size).
+	shmHugeShift = 26
+	// hugePageShift is the log2 of the only huge page size (2 MiB).
+	hugePageShift = 21
 	ShmLock       = 11
 	ShmUnlock     = 12
 	shmDestMode   = 0o1000 // the mode bit IPC_STAT shows for a removed segment
@@ -65,6 +77,10 @@ type ShmRegistry struct {
 	next  int32
 	// lockedPages is the size in pages of the SHM_LOCKed segments.
 	lockedPages uint64
+
+	// mayHugeTLB reports whether process pid may make SHM_HUGETLB
+	// segments (hostMayHugeTLB; tests replace it). Immutable.
+	mayHugeTLB func(pid int32) bool
 }
 
 // shmSeg is one segment. Its fields are protected by the registry's mu.
@@ -91,6 +107,8 @@ func NewShmRegistry(mf *pgalloc.MemoryFile) *ShmRegistry {
 		byID:  map[int32]*shmSeg{},
 		byKey: map[int32]*shmSeg{},
 		bySeg: map[*hostfile.Shm]*shmSeg{},
+
+		mayHugeTLB: hostMayHugeTLB,
 	}
 }
 
@@ -131,6 +149,24 @@ func (r *ShmRegistry) Shmget(ctx context.Context, pid int32, key, size, flags ui
 	}
 	if size < 1 || size > shmMax || size > maxLFSFile {
 		return 0, unix.EINVAL
+	}
+	if fl&ShmHugeTLB != 0 {
+		// Linux's newseg: a huge page size it does not have is EINVAL;
+		// then hugetlbfs lets only CAP_IPC_LOCK or the group of
+		// vm.hugetlb_shm_group make segments (EPERM); then it reserves
+		// the huge pages, and there are none (ENOMEM) unless
+		// SHM_NORESERVE asks for no reservation. A segment made so is
+		// ordinary memory here, where Linux's faults would find no
+		// huge page (SIGBUS).
+		if sz := fl >> shmHugeShift & 0x3f; sz != 0 && sz != hugePageShift {
+			return 0, unix.EINVAL
+		}
+		if !r.mayHugeTLB(pid) {
+			return 0, unix.EPERM
+		}
+		if fl&ShmNoReserve == 0 {
+			return 0, unix.ENOMEM
+		}
 	}
 	s, err := hostfile.NewShm(r.mf, size)
 	if err != nil {
@@ -357,4 +393,53 @@ func pageUp(n uint64) uint64 {
 		return n &^ (hostarch.PageSize - 1)
 	}
 	return r
+}
+
+// hostMayHugeTLB reports whether host process pid may make SHM_HUGETLB
+// segments, as Linux's can_do_hugetlb_shm decides: it has CAP_IPC_LOCK,
+// or its filesystem group or one of its supplementary groups is
+// vm.hugetlb_shm_group. Its /proc status says; if that cannot be read,
+// it may not.
+func hostMayHugeTLB(pid int32) bool {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	group := int64(-1)
+	if b, err := os.ReadFile("/proc/sys/vm/hugetlb_shm_group"); err == nil {
+		if g, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			group = g
+		}
+	}
+	return mayHugeTLBFromStatus(string(status), group)
+}
+
+// mayHugeTLBFromStatus decides hostMayHugeTLB from the text of a
+// /proc/PID/status and vm.hugetlb_shm_group's value (-1: unknown).
+func mayHugeTLBFromStatus(status string, group int64) bool {
+	for _, line := range strings.Split(status, "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(val)
+		switch key {
+		case "CapEff":
+			if len(fields) == 1 {
+				if c, err := strconv.ParseUint(fields[0], 16, 64); err == nil && c&(1<<unix.CAP_IPC_LOCK) != 0 {
+					return true
+				}
+			}
+		case "Gid":
+			// Real, effective, saved and filesystem group.
+			if len(fields) == 4 && group >= 0 && fields[3] == strconv.FormatInt(group, 10) {
+				return true
+			}
+		case "Groups":
+			if group >= 0 && slices.Contains(fields, strconv.FormatInt(group, 10)) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -202,3 +202,29 @@ func TestShmLikeLinux(t *testing.T) {
 		}
 	}
 }
+
+// TestMayHugeTLBFromStatus: SHM_HUGETLB is for CAP_IPC_LOCK or for the
+// filesystem or a supplementary group equal to vm.hugetlb_shm_group.
+func TestMayHugeTLBFromStatus(t *testing.T) {
+	status := func(capEff, gid, groups string) string {
+		return "Name:\tx\nGid:\t" + gid + "\nGroups:\t" + groups + "\nCapEff:\t" + capEff + "\n"
+	}
+	for _, c := range []struct {
+		status string
+		group  int64
+		want   bool
+	}{
+		{status("000001ffffffffff", "0\t0\t0\t0", ""), 0, true},
+		{status("0000000000004000", "1000\t1000\t1000\t1000", ""), 5, true},
+		{status("0000000000000000", "1000\t1000\t1000\t1000", "4 27"), 5, false},
+		{status("0000000000000000", "1000\t1000\t1000\t1000", "4 5 27"), 5, true},
+		{status("0000000000000000", "5\t1000\t1000\t1000", ""), 5, false},
+		{status("0000000000000000", "1000\t1000\t1000\t5", ""), 5, true},
+		{status("0000000000000000", "0\t0\t0\t0", ""), -1, false},
+		{"", 0, false},
+	} {
+		if got := mayHugeTLBFromStatus(c.status, c.group); got != c.want {
+			t.Errorf("%q, group %d: %v, want %v", c.status, c.group, got, c.want)
+		}
+	}
+}
