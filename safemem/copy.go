@@ -26,7 +26,7 @@ func Copy(dst, src Block) (int, error) {
 }
 
 // copyUnsafe is Copy for memory that may fault. The common case, disjoint
-// spans that do not fault, is one guarded memmove in this frame; the
+// spans that do not fault, is one guarded copy (moveDisjoint) in this frame; the
 // deferred endCopy finds the exact prefix after a fault.
 func copyUnsafe(dst, src unsafe.Pointer, n int) (copied int, err error) {
 	d, s := uintptr(dst), uintptr(src)
@@ -35,7 +35,7 @@ func copyUnsafe(dst, src unsafe.Pointer, n int) (copied int, err error) {
 	}
 	done := false
 	defer endCopy(debug.SetPanicOnFault(true), &done, dst, src, n, &copied, &err)
-	memmove(dst, src, n)
+	moveDisjoint(dst, src, n)
 	done = true
 	return n, nil
 }

@@ -103,7 +103,7 @@ func recovered(r any) (addr uintptr, faulted bool) {
 	if _, ok := r.(runtime.Error); !ok {
 		panic(r)
 	}
-	// The guarded code is a single memmove, clear, load or atomic (copies
+	// The guarded code is a single copy, clear, load or atomic (copies
 	// of nil Blocks are refused before), whose only possible runtime error
 	// is a memory fault. A fault at an address below 4 KiB comes as a "nil
 	// pointer dereference" without Addr.
