@@ -11,9 +11,13 @@
 // of every live address space (VmSize, RSS, locked memory, faults, and the
 // memory file's usage) once per interval. The interval starts at
 // DefaultInterval and doubles whenever the samples reach maxSamples (pairs
-// of samples are merged), so a long run costs as little as a short one.
-// Snapshots are also taken of a parent when it forks (when its private
-// memory becomes shared copy-on-write), at most maxSnapshots per process.
+// of samples are merged), so a long run costs as little as a short one;
+// a sample that took long puts the next off by a hundred times its cost
+// (RSS counts touched pages, which the host's mincore tells), so sampling
+// takes at most 1% of the run. Snapshots are also taken of a parent when
+// it forks (when its private memory becomes shared copy-on-write), at
+// most maxSnapshots per process, and after the first only while
+// collecting has taken less than 1% of the run so far.
 //
 // Report is the data (the JSON document); WriteHTML draws it: the address
 // space of each process on a segmented axis (each vma and each gap gets
@@ -231,6 +235,11 @@ const (
 	// maxSnapshots is how many snapshots a process keeps: fork snapshots
 	// beyond it are not taken (the end of an image always is).
 	maxSnapshots = 8
+	// collectShare bounds what collecting may cost: samples are put off
+	// and fork snapshots after a process's first left out so that the
+	// report takes at most about 1/collectShare of the run's time (the
+	// first fork snapshot and the end of each image excepted).
+	collectShare = 100
 )
 
 // Space is a live address space as the runner sees it: a process and its
@@ -305,7 +314,7 @@ func (c *Collector) Fork(parent, child int, name string, m *mm.MemoryManager, im
 	c.procs[child] = cp
 	c.rep.Processes = append(c.rep.Processes, cp)
 	c.rep.Events = append(c.rep.Events, Event{TNS: cp.StartNS, Kind: "fork", PID: parent, Child: child})
-	if m != nil && len(pp.Snapshots) < maxSnapshots-1 {
+	if m != nil && len(pp.Snapshots) < maxSnapshots-1 && (len(pp.Snapshots) == 0 || !c.overBudget(now)) {
 		c.snapshot(pp, now, "fork", image, m)
 	}
 }
@@ -379,7 +388,6 @@ func (c *Collector) Due(now time.Time) bool { return !now.Before(c.next) }
 // Sample takes a sample at now of the live address spaces, and of the
 // memory file, of which memFile bytes are allocated.
 func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
-	c.next = now.Add(c.interval)
 	slices.SortFunc(spaces, func(a, b Space) int { return cmp.Compare(a.PID, b.PID) })
 	s := Sample{TNS: c.since(now), MemFile: memFile}
 	seen := make(map[*mm.MemoryManager]bool, len(spaces))
@@ -417,7 +425,18 @@ func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
 		c.rep.Samples = mergePairs(c.rep.Samples)
 		c.interval *= 2
 	}
-	c.rep.CollectNS += int64(time.Since(now))
+	cost := time.Since(now)
+	c.rep.CollectNS += int64(cost)
+	// A sample that took long (an address space of many pages, whose
+	// residency the host is asked for) puts the next one off, so that
+	// sampling takes at most 1/collectShare of the run.
+	c.next = now.Add(max(c.interval, cost*(collectShare-1)))
+}
+
+// overBudget reports whether collecting has taken more than
+// 1/collectShare of the run at now: optional snapshots are not taken.
+func (c *Collector) overBudget(now time.Time) bool {
+	return c.rep.CollectNS*collectShare > c.since(now)
 }
 
 // mergePairs halves the timeline: each pair of samples becomes the later

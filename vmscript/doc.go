@@ -44,6 +44,13 @@
 // anonname_* transcripts were written from the kernel source because the
 // reference machine's kernel lacks CONFIG_ANON_VMA_NAME (the spec asks vmspace
 // to behave as if it had it); -update on a kernel with it records them.
+// Likewise the transcripts of the scripts that require "zeropage" (Linux
+// with the shared zero page, which the reference machine boots without)
+// were derived from the kernel source, each script's comment naming the
+// functions that decide it; their twins NAME_nozeropage are the same
+// statements recorded natively. TestZeroPageOracle runs each on vmspace
+// in both modes (Limits.NoZeroPage): the zero-page mode must give the
+// stored transcript and the other mode must not.
 //
 // # Decisions where the spec is silent
 //
