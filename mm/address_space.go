@@ -2,9 +2,11 @@ package mm
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"golang.org/x/sys/unix"
 )
 
 // Activate makes the platform AddressSpace available for the application
@@ -71,6 +73,41 @@ func (mm *MemoryManager) Deactivate() {
 // Preconditions: activeMu held (for reading or writing); mm.as != nil;
 // pmas cover ar.
 func (mm *MemoryManager) mapASLocked(ar hostarch.AddrRange, precommit bool) error {
+	return mm.mapASOnceLocked(ar, precommit)
+}
+
+// mapASEvictingLocked is mapASLocked that, when the host refuses a
+// mapping, drops the address space's host mappings and tries again.
+// Preconditions: mappingMu held (for reading or writing); activeMu held
+// for writing; mm.as != nil; pmas cover ar.
+func (mm *MemoryManager) mapASEvictingLocked(ar hostarch.AddrRange, precommit bool) error {
+	err := mm.mapASOnceLocked(ar, precommit)
+	if err == nil || !errors.Is(err, unix.ENOMEM) {
+		return err
+	}
+	// The host refused a mapping (ENOMEM: past its vm.max_map_count,
+	// since the memory file's pieces never merge into one host mapping
+	// as an anonymous region's pages do in Linux; or short of memory).
+	// The host mappings are only a cache of the pmas: drop them all
+	// (faults make them again) and try once more, so that a program with
+	// more scattered touched pages than the host allows mappings still
+	// progresses instead of failing, or retrying, the same access.
+	mm.evictASLocked()
+	return mm.mapASOnceLocked(ar, precommit)
+}
+
+// evictASLocked removes every host mapping of the address space: the
+// ranges of its vmas (not the whole user range, where the host may have
+// mappings of its own, such as its vDSO). Preconditions: mappingMu held
+// (for reading or writing); activeMu held for writing; mm.as != nil.
+func (mm *MemoryManager) evictASLocked() {
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		mm.unmapASLocked(hostarch.AddrRange(vseg.Range()))
+	}
+}
+
+// mapASOnceLocked is mapASLocked without the retry.
+func (mm *MemoryManager) mapASOnceLocked(ar hostarch.AddrRange, precommit bool) error {
 	unit := mm.p.MapUnit()
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
 		p := pseg.ValuePtr()

@@ -79,13 +79,17 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 			err = mm.mapASLocked(ar, false)
 		}
 		mm.activeMu.RUnlock(rt)
-		if err != nil {
+		if err == nil {
+			mm.faults.Add(1)
+			return nil
+		}
+		if !errors.Is(err, unix.ENOMEM) {
 			return accessErrorFor(addr, err)
 		}
-		mm.faults.Add(1)
-		return nil
+		// The host refused the mapping: the slow path may evict.
+	} else {
+		mm.activeMu.RUnlock(rt)
 	}
-	mm.activeMu.RUnlock(rt)
 
 	mm.mappingMu.RLock()
 	vseg := mm.vmas.FindSegment(addr)
@@ -123,7 +127,7 @@ func (mm *MemoryManager) HandleUserFault(ctx context.Context, addr hostarch.Addr
 	}
 	mm.faults.Add(1)
 	if mm.as != nil {
-		if err := mm.mapASLocked(ar, false); err != nil {
+		if err := mm.mapASEvictingLocked(ar, false); err != nil {
 			return accessErrorFor(addr, err)
 		}
 	}

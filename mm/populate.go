@@ -85,7 +85,7 @@ func (mm *MemoryManager) populateOnceLocked(ctx context.Context, vseg vmaIterato
 	}
 	mm.touchLocked(r, at)
 	if mm.as != nil {
-		return mm.mapASLocked(r, true)
+		return mm.mapASEvictingLocked(r, true)
 	}
 	return nil
 }

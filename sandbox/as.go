@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -55,7 +56,15 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 		// The host maps its own vDSO there (vdso_io.go).
 		return nil
 	}
-	return as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
+	err := as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
+	if _, pending := as.s.unflushed[as]; pending && errors.Is(err, unix.ENOMEM) {
+		// The host refused the mapping (past vm.max_map_count) while
+		// unmaps were pending, such as the manager's eviction of all
+		// its host mappings after a refusal: make them, then retry.
+		as.flush()
+		err = as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
+	}
+	return err
 }
 
 // injector is the ptrace.Caller of a stubAS: calls injected into a task
