@@ -172,7 +172,8 @@ func CheckPage(page string, r *Report) error {
 		}{{"vm_size", sn.VmSize}, {"rss", sn.RSS}, {"shared", sn.Shared}, {"locked", sn.Locked}, {"guard", sn.Guard}} {
 			eq(what, figs, kv.key, kv.want)
 		}
-		vmas := splitAfter(part, `<g class="vma"`)
+		// A clicked vma's class is "vma sel".
+		vmas := splitAfter(part, `<g class="vma`)
 		if len(vmas) != len(sn.VMAs) {
 			bad("%s: %d vmas in the page, %d in the report", what, len(vmas), len(sn.VMAs))
 		}

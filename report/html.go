@@ -521,6 +521,9 @@ rect.locked{fill:#222}
 // pageJS is the page's script: the smaps entry of a vma on hover or
 // click, the choice of snapshot and of the timeline's process, and the
 // figures of a timeline interval on hover. The page is whole without it.
+// A page opened as FILE.html#vma=N starts with the N-th vma of the page
+// (in the order of the processes, their snapshots and their vmas)
+// clicked, its smaps entry shown.
 const pageJS = `
 (function(){
 "use strict";
@@ -571,6 +574,8 @@ document.querySelectorAll("rect.sample").forEach(function(r){
     out.textContent=s+" · faults "+d.faults;
   });
 });
+var want=/^#vma=(\d+)$/.exec(location.hash);
+if(want){var g=document.querySelectorAll("g.vma")[Number(want[1])];if(g)g.dispatchEvent(new MouseEvent("click",{bubbles:true}));}
 document.body.setAttribute("data-ready","1");
 })();
 `

@@ -11,13 +11,13 @@
 // of every live address space (VmSize, RSS, locked memory, faults, and the
 // memory file's usage) once per interval. The interval starts at
 // DefaultInterval and doubles whenever the samples reach maxSamples (pairs
-// of samples are merged), so a long run costs as little as a short one;
-// a sample that took long puts the next off by a hundred times its cost
-// (RSS counts touched pages, which the host's mincore tells), so sampling
-// takes at most 1% of the run. Snapshots are also taken of a parent when
-// it forks (when its private memory becomes shared copy-on-write), at
-// most maxSnapshots per process, and after the first only while
-// collecting has taken less than 1% of the run so far.
+// of samples are merged), so a long run costs as little as a short one.
+// (A sample asks the host for the residency of every page, RSS counting
+// touched pages: a process of tens of MiB makes it cost milliseconds.)
+// Snapshots are also taken of a parent when it forks (when its private
+// memory becomes shared copy-on-write), at most maxSnapshots per process,
+// and after the first only while collecting has taken less than 1% of
+// the run so far.
 //
 // Report is the data (the JSON document); WriteHTML draws it: the address
 // space of each process on a segmented axis (each vma and each gap gets
@@ -235,10 +235,9 @@ const (
 	// maxSnapshots is how many snapshots a process keeps: fork snapshots
 	// beyond it are not taken (the end of an image always is).
 	maxSnapshots = 8
-	// collectShare bounds what collecting may cost: samples are put off
-	// and fork snapshots after a process's first left out so that the
-	// report takes at most about 1/collectShare of the run's time (the
-	// first fork snapshot and the end of each image excepted).
+	// collectShare bounds what optional snapshots may cost: a process's
+	// fork snapshots after its first are left out while collecting has
+	// taken more than 1/collectShare of the run.
 	collectShare = 100
 )
 
@@ -425,12 +424,8 @@ func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
 		c.rep.Samples = mergePairs(c.rep.Samples)
 		c.interval *= 2
 	}
-	cost := time.Since(now)
-	c.rep.CollectNS += int64(cost)
-	// A sample that took long (an address space of many pages, whose
-	// residency the host is asked for) puts the next one off, so that
-	// sampling takes at most 1/collectShare of the run.
-	c.next = now.Add(max(c.interval, cost*(collectShare-1)))
+	c.next = now.Add(c.interval)
+	c.rep.CollectNS += int64(time.Since(now))
 }
 
 // overBudget reports whether collecting has taken more than

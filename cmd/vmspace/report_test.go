@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,7 +239,7 @@ func checkInChromium(t *testing.T, r *report.Report, htmlPath string) {
 	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--user-data-dir="+filepath.Join(dir, "profile"), "--window-size=1280,1500", "--hide-scrollbars",
-		"--screenshot="+shot, "--dump-dom", "file://"+htmlPath)
+		"--screenshot="+shot, "--dump-dom", "file://"+htmlPath+"#vma=0")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -256,6 +257,25 @@ func checkInChromium(t *testing.T, r *report.Report, htmlPath string) {
 	if err := report.CheckPage(dom, r); err != nil {
 		t.Errorf("the page in Chromium differs from the JSON:\n%v", err)
 	}
+	// "#vma=0" had the page click the first vma: its smaps entry shows.
+	if len(r.Processes) > 0 && len(r.Processes[0].Snapshots) > 0 && len(r.Processes[0].Snapshots[0].VMAs) > 0 {
+		v := r.Processes[0].Snapshots[0].VMAs[0]
+		entry := section(dom, `<pre id="smaps">`, `</pre>`)
+		for _, want := range []string{
+			fmt.Sprintf("%08x-%08x %s %08x %s %d ", v.Start, v.End, v.Perms, v.Offset, v.Dev, v.Inode),
+			fmt.Sprintf("Size:           %8d kB\n", (v.End-v.Start)/1024),
+			fmt.Sprintf("Rss:            %8d kB\n", v.Rss/1024),
+			fmt.Sprintf("Pss:            %8d kB\n", v.Pss/1024),
+			fmt.Sprintf("Private_Dirty:  %8d kB\n", v.PrivateDirty/1024),
+			fmt.Sprintf("Anonymous:      %8d kB\n", v.Anonymous/1024),
+			fmt.Sprintf("Locked:         %8d kB\n", v.Locked/1024),
+			"VmFlags: " + strings.Join(v.Flags, " ") + "\n",
+		} {
+			if !strings.Contains(entry, want) {
+				t.Errorf("the clicked vma's smaps entry has no %q:\n%s", want, entry)
+			}
+		}
+	}
 	png, err := os.ReadFile(shot)
 	if err != nil {
 		t.Fatalf("no screenshot: %v\n%s", err, errb.String())
@@ -269,6 +289,16 @@ func checkInChromium(t *testing.T, r *report.Report, htmlPath string) {
 			t.Error(err)
 		}
 	}
+}
+
+// section returns the text of page from open to the next close.
+func section(page, open, close string) string {
+	_, rest, ok := strings.Cut(page, open)
+	if !ok {
+		return ""
+	}
+	text, _, _ := strings.Cut(rest, close)
+	return text
 }
 
 // pngSize returns the width and height of a PNG image, or 0, 0.
