@@ -58,6 +58,8 @@ var forkFields = map[string]struct{ kind, why string }{
 	"limits":                {forkCopied, "rlimits and privileges are inherited"},
 	"mdwe":                  {forkCopied, "inherited, unless PR_MDWE_NO_INHERIT (TestMDWE)"},
 	"activeMu":              {forkLock, ""},
+	"lastRead":              {forkZero, "a cache of the manager's own pmas (fastread.go)"},
+	"lastLockedRead":        {forkZero, "a hint for lastRead"},
 	"pmas":                  {forkOwn, "copy-on-write copies (TestForkCopyOnWrite)"},
 	"curRSS":                {forkOwn, "the size of the child's pmas (CheckInvariants)"},
 	"maxRSS":                {forkOwn, "the child's own VmHWM, as Linux's"},

@@ -66,9 +66,18 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 	}
 	end := addr + hostarch.Addr(len(dst))
 	if end > addr && !opts.IgnorePermissions {
+		if n, err, ok := mm.copyInUnlocked(addr, end, dst); ok {
+			if err != nil {
+				return n, accessErrorFor(addr+hostarch.Addr(n), err)
+			}
+			return n, nil
+		}
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			if src, ok := fastMapping(pseg, addr, len(dst), false); ok {
+				if !pseg.ValuePtr().im.IsEmpty() {
+					mm.rememberRead(pseg)
+				}
 				n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), src)
 				mm.activeMu.RUnlock(rt)
 				if err != nil {

@@ -213,6 +213,17 @@ type MemoryManager struct {
 	// sharded so that concurrent readers (I/O, faults) scale.
 	activeMu shardedRWMutex
 
+	// lastRead is the pma CopyIn last read through, for reads that take
+	// no lock (fastread.go); nil if none. Set with activeMu held for
+	// reading; read atomically, valid only while activeMu.seq equals its
+	// seq.
+	lastRead atomic.Pointer[readCache]
+
+	// lastLockedRead is the start of the pma CopyIn's locked fast path
+	// read last when lastRead held another (rememberRead). A hint: read
+	// and written atomically, by readers of activeMu, racing harmlessly.
+	lastLockedRead atomic.Uintptr
+
 	// pmas are the cached translations of the vmas. Invariant: every pma
 	// lies within a vma. Protected by activeMu; changing the set of pmas
 	// also requires mappingMu (read or write), so that the vmas a pma

@@ -3,6 +3,7 @@ package mm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/safemem"
 )
@@ -18,6 +19,14 @@ import (
 // The zero value is unlocked.
 type shardedRWMutex struct {
 	shards [rwShards]paddedRWMutex
+
+	// seq counts write-lock changes: it is odd while a writer holds the
+	// lock (from just after Lock acquires every shard to just before
+	// Unlock or DowngradeLock lets go), even otherwise, so that a reader
+	// that takes no lock can tell whether what it read stayed unchanged
+	// (the CopyIn fast path, fastread.go). Changed only by the writer
+	// holding every shard; read atomically by anyone.
+	seq atomic.Uint64
 }
 
 // rwShards is the most shards a lock has; rwShardsUsed, the number used,
@@ -83,6 +92,7 @@ func (m *shardedRWMutex) Lock() {
 	for i := 0; i < rwShardsUsed; i++ {
 		m.shards[i].Lock()
 	}
+	m.seq.Add(1)
 }
 
 // DowngradeLock turns the caller's write lock into a read lock, letting
@@ -94,6 +104,7 @@ func (m *shardedRWMutex) DowngradeLock() rtoken {
 	if lockRankChecks {
 		lockRankDowngrade(m)
 	}
+	m.seq.Add(1)
 	last := rwShardsUsed - 1
 	m.shards[last].Unlock()
 	m.shards[last].RLock()
@@ -108,6 +119,7 @@ func (m *shardedRWMutex) Unlock() {
 	if lockRankChecks {
 		lockRankRelease(m)
 	}
+	m.seq.Add(1)
 	for i := rwShardsUsed - 1; i >= 0; i-- {
 		m.shards[i].Unlock()
 	}

@@ -8,6 +8,10 @@ package mm
 // after it downgrades activeMu.
 var testHookIODowngraded func(mm *MemoryManager)
 
+// testHookUnlockedReadCopied is called by CopyIn's lock-free path
+// (fastread.go) after its copy, before it checks that no writer came.
+var testHookUnlockedReadCopied func(mm *MemoryManager)
+
 // testHookForkCopyingPMAs is called by Fork with the child, just before it
 // copies the parent's pmas into it.
 var testHookForkCopyingPMAs func(child *MemoryManager)

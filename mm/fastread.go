@@ -1,0 +1,75 @@
+package mm
+
+import (
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/safemem"
+)
+
+// The lock-free read path of CopyIn
+//
+// A read of a page the last CopyIn read (copyin_8's case, and any loop
+// reading one buffer) takes no lock: CopyIn's locked fast path remembers
+// the readable pma it used, with its whole internal mapping, in
+// MemoryManager.lastRead, stamped with activeMu's write sequence count
+// (shardedRWMutex.seq). A later CopyIn within that pma copies from the
+// mapping with no lock held and keeps the result only if the count is
+// still the stamp afterwards: no writer held activeMu since the pma was
+// looked up, so the pma and its pages were the same throughout the copy.
+// Otherwise the copy is discarded and CopyIn takes its locked path. Reading
+// a page that a writer meanwhile freed is harmless: the internal mappings
+// of the memory file last as long as the file, other mappings are read
+// fault-tolerantly, and the bytes are thrown away. Writes (CopyOut) keep
+// the lock: a store to a page freed meanwhile could land in another
+// address space's memory.
+
+// readCache is a pma remembered for lock-free reads. Immutable.
+type readCache struct {
+	// seq is activeMu.seq when the pma was looked up (even).
+	seq uint64
+	// start and end are the pma's range.
+	start, end hostarch.Addr
+	// im is the internal mapping of the whole pma.
+	im safemem.Block
+}
+
+// rememberRead records pseg, a pma that permits reading and whose whole
+// internal mapping is cached, for lock-free reads. Preconditions: activeMu
+// held for reading.
+//
+// A valid entry for another pma is replaced only when the locked path read
+// the same pma twice in a row, so that reads scattered over many pmas
+// (bench's vma_lookup_100k) do not allocate an entry each.
+func (mm *MemoryManager) rememberRead(pseg pmaIterator) {
+	seq := mm.activeMu.seq.Load()
+	start := pseg.Start()
+	if c := mm.lastRead.Load(); c != nil && c.seq == seq {
+		if c.start == start {
+			return
+		}
+		if mm.lastLockedRead.Load() != uintptr(start) {
+			mm.lastLockedRead.Store(uintptr(start))
+			return
+		}
+	}
+	mm.lastRead.Store(&readCache{seq: seq, start: start, end: pseg.End(), im: pseg.ValuePtr().im})
+}
+
+// copyInUnlocked copies into dst from [addr, end) without taking activeMu,
+// as described above. ok is false if it could not (the range is not in
+// the remembered pma, or a writer came); the caller then takes the locked
+// path, whatever dst holds.
+func (mm *MemoryManager) copyInUnlocked(addr, end hostarch.Addr, dst []byte) (n int, err error, ok bool) {
+	seq := mm.activeMu.seq.Load()
+	c := mm.lastRead.Load()
+	if c == nil || c.seq != seq || addr < c.start || end > c.end {
+		return 0, nil, false
+	}
+	n, err = safemem.Copy(safemem.BlockFromSafeSlice(dst), c.im.DropFirst64(uint64(addr-c.start)))
+	if testHookUnlockedReadCopied != nil {
+		testHookUnlockedReadCopied(mm)
+	}
+	if mm.activeMu.seq.Load() != seq {
+		return 0, nil, false
+	}
+	return n, err, true
+}
