@@ -59,21 +59,23 @@
 // table, across packages, and panic on one out of order; other builds
 // compile the checks away. mm's locks and the others' fit in as follows:
 //
-//	kernel.ShmRegistry.mu (lockrank.ShmRegistry)
-//	  MemoryManager.metadataMu (lockrank.Metadata)
-//	    MemoryManager.mappingMu, RW (lockrank.Mapping)
-//	      hostfile.Table.mu (lockrank.FileTable)
-//	        Mappable locks, other than those taken by Translate
-//	        (SpecialMappable.mu, hostfile's File.mapsMu: lockrank.Mappable)
-//	          MemoryManager.activeMu, RW (lockrank.Active)
-//	            locks taken by Mappable.Translate (hostfile's
-//	            File.dataMu: lockrank.FileData)
-//	              privateRefs.mu (lockrank.PrivateRefs)
-//	                platform AddressSpace locks (lockrank.Platform)
-//	                  AIO manager mutex (lockrank.AIOManager)
-//	                    AIO context mutex (lockrank.AIOContext)
-//	                      hostfile's hostMem.mu (lockrank.HostMem)
-//	                        leaves
+//	sandbox's fastpath.mu, held by vmspace run's tracer thread or its
+//	fast path's server around all they do (lockrank.FastPath)
+//	  kernel.ShmRegistry.mu (lockrank.ShmRegistry)
+//	    MemoryManager.metadataMu (lockrank.Metadata)
+//	      MemoryManager.mappingMu, RW (lockrank.Mapping)
+//	        hostfile.Table.mu (lockrank.FileTable)
+//	          Mappable locks, other than those taken by Translate
+//	          (SpecialMappable.mu, hostfile's File.mapsMu: lockrank.Mappable)
+//	            MemoryManager.activeMu, RW (lockrank.Active)
+//	              locks taken by Mappable.Translate (hostfile's
+//	              File.dataMu: lockrank.FileData)
+//	                privateRefs.mu (lockrank.PrivateRefs)
+//	                  platform AddressSpace locks (lockrank.Platform)
+//	                    AIO manager mutex (lockrank.AIOManager)
+//	                      AIO context mutex (lockrank.AIOContext)
+//	                        hostfile's hostMem.mu (lockrank.HostMem)
+//	                          leaves
 //
 // The leaves take nothing ranked themselves: mm's aioNr.mu (the
 // system-wide AIO event count), MemoryManager.anonVMAMu, taken by faults

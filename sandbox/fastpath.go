@@ -3,11 +3,11 @@ package sandbox
 import (
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"unsafe"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/internal/lockrank"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/pgalloc"
 	"github.com/vmspace/vmspace/platform/ptrace"
@@ -74,8 +74,9 @@ var fastpathOn = os.Getenv("VMSPACE_FASTPATH") == "1"
 type fastpath struct {
 	// s is the sandbox. Immutable.
 	s *Sandbox
-	// mu makes the tracer thread and the server take turns (see above).
-	mu sync.Mutex
+	// mu makes the tracer thread and the server take turns (see above):
+	// the outermost lock of all (lockrank.FastPath).
+	mu lockrank.Mutex[lockrank.FastPathTag]
 	// held is set while the tracer thread holds mu. Used by the tracer
 	// thread only.
 	held bool
@@ -322,8 +323,15 @@ func (fp *fastpath) one() {
 	} else {
 		resp.val = int64(v)
 	}
-	// ENOENT: the caller was killed meanwhile.
-	unix.Syscall(unix.SYS_IOCTL, uintptr(fp.listener), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
+	// The send takes the filter's lock interruptibly: a signal of the Go
+	// runtime (preemption) fails it with EINTR, and the caller would wait
+	// for its answer for ever. ENOENT: the caller was killed meanwhile.
+	for {
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fp.listener), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
+		if e != unix.EINTR {
+			break
+		}
+	}
 }
 
 // call serves system call n, as the tracer would at its stop, and
@@ -345,8 +353,11 @@ func (fp *fastpath) call(n *seccompNotif) uintptr {
 		return enomemResult
 	}
 	s.stats.FastCalls++
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: fast %d in %d %#x\n", nr, t.tid, n.args)
+	}
 	if fastHook != nil {
-		fastHook(t, nr)
+		fastHook(s, t, nr, n.args)
 	}
 	fp.cur = h
 	res := s.dispatch(t, nr, n.args)
@@ -361,8 +372,9 @@ func (fp *fastpath) call(n *seccompNotif) uintptr {
 }
 
 // fastHook, if not nil, is called by the server before it serves each
-// call (tests).
-var fastHook func(t *task, nr int)
+// call, with its number and arguments (tests: the fast path's counterpart
+// of stopHook).
+var fastHook func(s *Sandbox, t *task, nr int, a [6]uint64)
 
 // helperOf returns the live helper of sp's host address space, nil if
 // there is none.
@@ -402,7 +414,11 @@ func (fp *fastpath) helperCall(t *task, nr uintptr, args ...uintptr) (uintptr, e
 		return 0, fmt.Errorf("sandbox: no helper thread in process %d: %w", t.p.pid, errTaskDead)
 	}
 	fp.s.stats.HelperCalls++
-	return h.call(nr, args...)
+	r, err := h.call(nr, args...)
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug:   helper %d %#x -> %#x %v\n", nr, args, r, err)
+	}
+	return r, err
 }
 
 // word returns the helper comm area's word at off.

@@ -24,6 +24,11 @@ type Rank uint8
 // The ranks, outermost first.
 const (
 	None Rank = iota
+	// FastPath is sandbox's fastpath.mu: the tracer thread holds it
+	// whenever it is not waiting for the next report, the fast path's
+	// server while it serves a call, so it is held around everything
+	// the sandbox does.
+	FastPath
 	// ShmRegistry is kernel.ShmRegistry.mu: System V segments (shmctl
 	// copies to and from a manager's memory with it held).
 	ShmRegistry
@@ -91,6 +96,7 @@ var ranks = [numRanks]struct {
 	name        string
 	multi, leaf bool
 }{
+	FastPath:      {name: "sandbox.fastpath.mu"},
 	ShmRegistry:   {name: "kernel.ShmRegistry.mu"},
 	Metadata:      {name: "mm.MemoryManager.metadataMu", multi: true},
 	Mapping:       {name: "mm.MemoryManager.mappingMu", multi: true},
@@ -127,6 +133,7 @@ type Tag interface{ rank() Rank }
 
 // The tags, one per rank.
 type (
+	FastPathTag      struct{}
 	ShmRegistryTag   struct{}
 	MetadataTag      struct{}
 	MappingTag       struct{}
@@ -148,6 +155,7 @@ type (
 	MemoryFileMapTag struct{}
 )
 
+func (FastPathTag) rank() Rank      { return FastPath }
 func (ShmRegistryTag) rank() Rank   { return ShmRegistry }
 func (MetadataTag) rank() Rank      { return Metadata }
 func (MappingTag) rank() Rank       { return Mapping }
