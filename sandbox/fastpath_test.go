@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"os/exec"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -145,6 +147,12 @@ func TestFastPath(t *testing.T) {
 	exe := buildC(t, "fastpath", fastProg, false)
 	var st Stats
 	withFastPath(t, func() { st = compare(t, t.TempDir(), "", exe) })
+	if t.Failed() {
+		// The kernel's report of a fault that killed a process says
+		// which thread died where: an untraced helper thread (its rip
+		// in the code page, 0x7fffffffe000) or a program thread.
+		logKernelFaults(t, "fastpath")
+	}
 	// fastProg makes about 4,000 fast calls; the slow path stops for
 	// each.
 	if st.FastCalls < 3000 {
@@ -202,4 +210,25 @@ func TestFastFilter(t *testing.T) {
 	if got := runBPF(t, f, 12, unix.AUDIT_ARCH_I386, 0x401000, [6]uint64{}); got != "allow" {
 		t.Errorf("brk of another architecture: %s, want allow (the main filter's)", got)
 	}
+}
+
+// logKernelFaults logs the kernel's last reports of fatal faults of
+// processes named name (dmesg, where the test may read it).
+func logKernelFaults(t *testing.T, name string) {
+	t.Helper()
+	out, err := exec.Command("dmesg").Output()
+	if err != nil {
+		t.Logf("dmesg: %v", err)
+		return
+	}
+	var lines []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, name+"[") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 10 {
+		lines = lines[len(lines)-10:]
+	}
+	t.Logf("kernel reports of %s:\n%s", name, strings.Join(lines, "\n"))
 }
