@@ -65,9 +65,11 @@ import (
 // away with it) gets ENOMEM from the fast calls; a SIGSTOP that stops a
 // helper holds the process's fast calls until SIGCONT.
 
-// fastpathOn turns the fast path on for new sandboxes: VMSPACE_FASTPATH=1
-// (off by default: TestForkMemoryNotDoubled fails with it on since the
-// copy-on-write fork landed).
+// fastpathOn turns the fast path on for new sandboxes: VMSPACE_FASTPATH=1.
+// It is off by default: in two CI runs a program on the fast path died
+// with SIGSEGV (no ptrace stop, so an untraced helper thread's fault or a
+// kernel-forced one) in a single-threaded loop of fast calls and faults,
+// and the cause is not found yet (TestFastPath runs only with it on).
 var fastpathOn = os.Getenv("VMSPACE_FASTPATH") == "1"
 
 // fastpath is a sandbox's fast path.

@@ -143,6 +143,17 @@ int main(int argc, char **argv) {
 // TestFastPath runs fastProg natively and under vmspace with the fast path
 // on: the results agree, and the fast calls are served without stops.
 func TestFastPath(t *testing.T) {
+	// The fast path is opt-in (VMSPACE_FASTPATH=1) because of a known
+	// bug: in two clean-clone CI runs of 2026-12-07 this program died
+	// with SIGSEGV (exit 139, no output) in round 108 of its first,
+	// single-threaded loop, with the fast path on; 300 runs here under
+	// every load we could make did not reproduce it (issue 15's note).
+	// Until it is found, this test runs with the fast path opted in:
+	// VMSPACE_FASTPATH=1 go test ./sandbox runs the whole suite on the
+	// fast path and this test with it.
+	if !fastpathOn {
+		t.Skip("the fast path is off (VMSPACE_FASTPATH=1 turns it on and runs this test): known intermittent SIGSEGV, see the comment")
+	}
 	needPtrace(t)
 	exe := buildC(t, "fastpath", fastProg, false)
 	var st Stats
