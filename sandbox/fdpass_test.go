@@ -11,19 +11,23 @@ import (
 // image (both in a directory only root may enter), and then reads and
 // writes pages of the mapping that it never touched before, and runs code
 // in pages of its own image that were not touched before either (a
-// function placed far from the rest).
+// function placed far from the rest). With an argument N, it first uses
+// up every descriptor number below a RLIMIT_NOFILE of 64 (soft and hard)
+// but N.
 const unreachableProgram = `
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 __attribute__((noinline, aligned(65536))) static int far(int x) { return x * 3 + 1; }
 static char pad[1 << 20] __attribute__((used)) = {1};
 
-int main(void) {
+int main(int argc, char **argv) {
 	int fd = open("big", O_RDWR | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0) { perror("open"); return 1; }
 	if (ftruncate(fd, 64 << 20) || pwrite(fd, "hello", 5, 40 << 20) != 5) { perror("write"); return 1; }
@@ -33,6 +37,14 @@ int main(void) {
 	close(fd);
 	if (setgroups(0, NULL) || setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534)) { perror("setresuid"); return 1; }
 	printf("uid %d; the file %s\n", getuid(), open("big", O_RDONLY) < 0 ? "is out of reach" : "can be opened");
+	if (argc > 1) {
+		struct rlimit rl = {64, 4096};
+		if (setrlimit(RLIMIT_NOFILE, &rl)) { perror("setrlimit"); return 1; }
+		int fds[64], n = 0, last;
+		while ((last = dup(0)) >= 0) fds[n++] = last;
+		for (int i = 0; i < atoi(argv[1]) && n > 0; i++) close(fds[--n]);
+		printf("%d free below the limit\n", atoi(argv[1]));
+	}
 	printf("%.5s\n", m + (40 << 20));
 	p[(40 << 20) + 1] = 'E';
 	printf("%.5s\n", p + (40 << 20));
@@ -67,4 +79,10 @@ func TestUnreachableMappedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	compare(t, dir, "", exe)
+	// With one descriptor number free, and none: passing the descriptor
+	// needs two at once (before, three), so vmspace raises the limit for
+	// the moment (the program's mmap needs none).
+	for _, free := range []string{"1", "0"} {
+		compare(t, dir, "", exe, free)
+	}
 }

@@ -115,7 +115,8 @@ func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 //     vmspace's descriptors (it changed its user ids), by the file's path,
 //     checked to be the same inode, or, if that is out of its reach too,
 //     vmspace's own descriptor passed over a socket (passFD). A program
-//     at its RLIMIT_NOFILE has the limit raised past the first free
+//     at its RLIMIT_NOFILE has the limit raised (by the process itself up
+//     to its hard limit: roomForFDs) past the first free
 //     descriptor for the moment of the open (beyond the hard limit only if vmspace has CAP_SYS_RESOURCE:
 //     else the memory file's number is lent for the moment, openAtMemFD).
 func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, func(), error) {
@@ -174,16 +175,6 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 	return fd, func() { s.closeIn(t, fd) }, nil
 }
 
-// firstFreeFD returns the lowest descriptor number at or above from that p
-// does not use.
-func (s *Sandbox) firstFreeFD(p *process, from int) int {
-	used, _ := usedFDs(p)
-	for used[from] {
-		from++
-	}
-	return from
-}
-
 // usedFDs returns the descriptors p has open, and whether they could be
 // listed.
 func usedFDs(p *process) (map[int]bool, bool) {
@@ -237,11 +228,12 @@ func (s *Sandbox) openSameFile(t *task, proc string, flags int) (int, error) {
 // moment (closeIn gives it back).
 func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
 	p := t.p
-	if err := s.writeMem(p.pid, scratchAddr, append([]byte(path), 0)); err != nil {
-		return -1, err
-	}
 	cwd := unix.AT_FDCWD
 	open := func() (uintptr, error) {
+		// Written each time: raising the limit uses the scratch page.
+		if err := s.writeMem(p.pid, scratchAddr, append([]byte(path), 0)); err != nil {
+			return 0, err
+		}
 		return s.inject(t, unix.SYS_OPENAT, uintptr(cwd), uintptr(scratchAddr), uintptr(flags), 0)
 	}
 	r, err := open()
@@ -249,19 +241,13 @@ func (s *Sandbox) openIn(t *task, path string, flags int) (int, error) {
 		return -1, err
 	}
 	if e, bad := errnoOf(r); bad && e == unix.EMFILE {
-		var lim unix.Rlimit
-		if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, nil, &lim) == nil {
-			// Up to the first free descriptor at or above the limit
-			// (the memory file may sit right at it).
-			nl := lim
-			nl.Cur = uint64(s.firstFreeFD(p, int(min(lim.Cur, 1<<20)))) + 1
-			nl.Max = max(nl.Max, nl.Cur) // possible if vmspace is privileged
-			if unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &nl, nil) == nil {
-				r, err = open()
-				unix.Prlimit(p.pid, unix.RLIMIT_NOFILE, &lim, nil)
-				if err != nil {
-					return -1, err
-				}
+		// Up to the first free descriptor at or above the limit (the
+		// memory file may sit right at it; fdpass.go).
+		if restore, rerr := s.roomForFDs(t, 1); rerr == nil {
+			r, err = open()
+			restore()
+			if err != nil {
+				return -1, err
 			}
 		}
 	}
