@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -409,58 +410,66 @@ func checkSeg(pseg pmaIterator) error {
 	return nil
 }
 
-// breakCOWLocked gives the caller a private, writable copy of the part of
-// pseg that the allocation unit around addr covers within ar's unit, and
-// returns the pma now covering addr. Preconditions: as for getPMAsLocked;
-// pseg covers addr and needs copy-on-write.
+// breakCOWLocked gives the caller a private, writable copy of the pages of
+// pseg from addr to ar.End (within pseg and vseg), and returns the pma now
+// covering addr. Like Linux, which breaks copy-on-write a page at a time,
+// only the pages written are copied: the memory file's usage grows by what
+// is written, and the pages left alone stay shared (smaps, pagemap's
+// exclusive bit). Pages no one else refers to are taken over without a
+// copy; for them a whole allocation unit around addr is taken over at
+// once when every page of it is the writer's alone, which changes nothing
+// observable but saves faults. Preconditions: as for getPMAsLocked; pseg
+// covers addr and needs copy-on-write.
 func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, pseg pmaIterator, addr hostarch.Addr, ar hostarch.AddrRange) (pmaIterator, error) {
 	v := vseg.ValuePtr()
-	// The range to copy: the allocation unit around addr, within the pma,
-	// extended over the rest of ar inside the pma.
-	unit := hostarch.AddrRange{Start: addr.HugeRoundDown(), End: addr.HugeRoundDown() + hostarch.HugePageSize}
-	if unit.End < unit.Start { // overflow at the very top
-		unit.End = ^hostarch.Addr(0) &^ hostarch.PageMask
-	}
-	if ar.End > unit.End {
-		unit.End = ar.End
-	}
-	if v.flags.has(vmaNoHugePage) || !pseg.ValuePtr().private || pseg.ValuePtr().lazyFree {
-		// Copy only what is written: the other pages of a private file
-		// mapping keep following the file, as in Linux, and the other
-		// lazily freed pages stay so.
-		unit = hostarch.AddrRange{Start: addr, End: ar.End}
-	}
-	unit = unit.Intersect(hostarch.AddrRange(pseg.Range())).Intersect(hostarch.AddrRange(vseg.Range()))
-	pseg = mm.pmas.Isolate(pseg, addrSegRange(unit))
-	p := pseg.ValuePtr()
-	fr := pmaRef{pseg}.fileRange(unit)
-
-	if p.private && mm.privateRefs.soleOwner(fr) {
-		// Nobody else refers to these pages: take them over.
-		p.needCOW = false
-		p.lazyFree = false
-		p.effectivePerms = v.effectivePerms().Intersect(p.translatePerms)
-		mm.pmas.MergeAdjacent(addrSegRange(unit))
-		return mm.pmas.FindSegment(addr), nil
+	bound := hostarch.AddrRange(pseg.Range()).Intersect(hostarch.AddrRange(vseg.Range()))
+	unit := hostarch.AddrRange{Start: addr, End: ar.End}.Intersect(bound)
+	if p := pseg.ValuePtr(); p.private {
+		// Take over pages that nobody else refers to. The other lazily
+		// freed pages stay so: only those written are taken.
+		owned := false
+		if !p.lazyFree {
+			if hu := cowTakeOverUnit(addr, ar).Intersect(bound); mm.privateRefs.soleOwner(pmaRef{pseg}.fileRange(hu)) {
+				unit, owned = hu, true
+			}
+		}
+		if owned || mm.privateRefs.soleOwner(pmaRef{pseg}.fileRange(unit)) {
+			pseg = mm.pmas.Isolate(pseg, addrSegRange(unit))
+			p = pseg.ValuePtr()
+			p.needCOW = false
+			p.lazyFree = false
+			p.effectivePerms = v.effectivePerms().Intersect(p.translatePerms)
+			mm.pmas.MergeAdjacent(addrSegRange(unit))
+			return mm.pmas.FindSegment(addr), nil
+		}
 	}
 
 	// Copy.
+	pseg = mm.pmas.Isolate(pseg, addrSegRange(unit))
+	p := pseg.ValuePtr()
+	fr := pmaRef{pseg}.fileRange(unit)
 	src, err := mm.internalMappingsLocked(pseg)
 	if err != nil {
 		return pmaIterator{}, err
 	}
-	// When every source page is resident, every destination page will be
-	// written: commit them in one batch rather than one host fault each.
 	// A source whose pages all hold data is copied whole, and so is the
-	// copy.
+	// copy. Otherwise one residency query says which source pages hold
+	// data (only those are copied: see copyData) and whether every
+	// destination page will be written, in which case they are
+	// committed in one batch rather than one host fault each.
 	srcAll := p.allData
-	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), p.private && (srcAll || allResident(src)))
+	var vec []byte
+	if p.private && !srcAll {
+		vec = residency(src, fr.Length())
+	}
+	populate := p.private && (srcAll || !slices.Contains(vec, 0))
+	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), populate)
 	if err != nil {
 		return pmaIterator{}, err
 	}
 	dst, err := mm.mf.MapInternal(nfr, hostarch.ReadWrite)
 	if err == nil {
-		err = copyData(dst, src, p.file, fr, p.private && !srcAll)
+		err = copyData(dst, src, p.file, fr, vec)
 	}
 	if err != nil {
 		mm.privateRefs.decRef(mm.mf, nfr)
@@ -485,21 +494,49 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	return mm.pmas.FindSegment(addr), nil
 }
 
-// copyData copies src, the host mapping of fr in file, to dst, skipping the
-// holes of a private memory-file range (privateDataRuns): they read as
-// zero, as dst's fresh pages do, and copying them would make them resident
-// (mincore would then differ from Linux, which copies only pages that
-// exist). Other files are copied whole.
-func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, private bool) error {
+// cowTakeOverUnit returns the range that a write at addr (to ar) takes over
+// when all of it is the writer's alone: the huge page around addr,
+// extended over the rest of ar.
+func cowTakeOverUnit(addr hostarch.Addr, ar hostarch.AddrRange) hostarch.AddrRange {
+	unit := hostarch.AddrRange{Start: addr.HugeRoundDown(), End: addr.HugeRoundDown() + hostarch.HugePageSize}
+	if unit.End < unit.Start { // overflow at the very top
+		unit.End = ^hostarch.Addr(0) &^ hostarch.PageMask
+	}
+	if ar.End > unit.End {
+		unit.End = ar.End
+	}
+	return unit
+}
+
+// residency returns the host residency of the n bytes mapped by ims, one
+// byte (0 or 1) a page.
+func residency(ims safemem.BlockSeq, n uint64) []byte {
+	vec := make([]byte, n>>hostarch.PageShift)
+	i := 0
+	for b := range ims.All {
+		m := b.Len() >> hostarch.PageShift
+		hostMincore(b, vec[i:i+m])
+		i += m
+	}
+	return vec
+}
+
+// copyData copies src, the host mapping of fr in file, to dst. If vec is
+// nil, the whole of it; else vec is the host residency of fr's pages, a
+// range of private memory, and its holes (privateDataRuns) are skipped:
+// they read as zero, as dst's fresh pages do, and copying them would make
+// them resident (mincore would then differ from Linux, which copies only
+// pages that exist).
+func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, vec []byte) error {
 	copyRun := func(p, q uint64) error {
 		off, n := p<<hostarch.PageShift, (q-p)<<hostarch.PageShift
 		_, err := safemem.CopySeq(dst.DropFirst64(off).TakeFirst64(n), src.DropFirst64(off).TakeFirst64(n))
 		return err
 	}
-	if !private {
+	if vec == nil {
 		return copyRun(0, fr.Length()>>hostarch.PageShift)
 	}
-	for run := range privateDataRuns(src, file, fr) {
+	for run := range dataRuns(vec, file, fr) {
 		if err := copyRun(run[0], run[1]); err != nil {
 			return err
 		}
@@ -514,15 +551,7 @@ func copyData(dst, src safemem.BlockSeq, file memmap.File, fr memmap.FileRange, 
 // it is asked only about such runs). The holes between them were never
 // touched: they read as zero, and Linux has no page there.
 func privateDataRuns(ims safemem.BlockSeq, file memmap.File, fr memmap.FileRange) iter.Seq[[2]uint64] {
-	npages := fr.Length() >> hostarch.PageShift
-	vec := make([]byte, npages)
-	i := uint64(0)
-	for b := range ims.All {
-		m := uint64(b.Len()) >> hostarch.PageShift
-		hostMincore(b, vec[i:i+m])
-		i += m
-	}
-	return dataRuns(vec, file, fr)
+	return dataRuns(residency(ims, fr.Length()), file, fr)
 }
 
 // dataRuns is privateDataRuns given the host residency of fr's pages, one
@@ -544,20 +573,6 @@ func dataRuns(vec []byte, file memmap.File, fr memmap.FileRange) iter.Seq[[2]uin
 			p = q
 		}
 	}
-}
-
-// allResident reports whether the host holds every page of ims.
-func allResident(ims safemem.BlockSeq) bool {
-	for b := range ims.All {
-		vec := make([]byte, b.Len()>>hostarch.PageShift)
-		hostMincore(b, vec)
-		for _, v := range vec {
-			if v == 0 {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // hasData reports whether the file has data (not a hole) in [start, end);
