@@ -244,6 +244,9 @@
 //     truncate.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
 //     the filter that stops them.
+//   - brk.go: heap shrinks whose host unmap is the program's own brk,
+//     rewritten into an mmap of an inaccessible reservation (a hole the
+//     fault path counts as no mapping), with no injected call.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses;
 //     uffd.go, uffd_access.go, uffd_hugetlb.go: userfaultfd.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals

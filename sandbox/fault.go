@@ -27,7 +27,8 @@ import (
 //     with a userfaultfd, whose message tells the access: there the
 //     faulting instruction is decoded (uffd_access.go);
 //   - a host mapping without the permission: a write, since every mapping
-//     vmspace makes is readable.
+//     vmspace makes is readable (but a hole, a reservation brk.go leaves
+//     where the record has no mapping, is no mapping).
 //
 // The manager then maps the whole pma into the process. A fault that the
 // manager refuses becomes the signal the program gets on Linux.
@@ -70,6 +71,10 @@ func (s *Sandbox) fault(t *task, sig unix.Signal, si *siginfo) {
 	}
 	addr := si.addr()
 	code := si.code()
+	if code == segvAccErr && p.as != nil && p.as.hole(hostarch.Addr(addr)) {
+		// A reservation the record counts as unmapped (brk.go).
+		code = segvMapErr
+	}
 	key := faultKey{page: addr &^ (hostarch.PageSize - 1), ip: t.regs.Rip, code: code}
 	if key == t.lastFault && p.as != nil && p.as.generation() == t.lastFaultGen {
 		t.faultRepeats++

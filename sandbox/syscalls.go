@@ -23,12 +23,17 @@ const (
 	actPass
 	// actDone: the handler resumed (or replaced) the task itself.
 	actDone
+	// actBrkTail: a brk that shrank the heap to val, whose host unmap of
+	// the tail the program's own call may make (brk.go).
+	actBrkTail
 )
 
 // sysResult is a handler's decision.
 type sysResult struct {
 	act sysAction
 	val uintptr
+	// tail is the heap's freed tail, for actBrkTail.
+	tail hostarch.AddrRange
 }
 
 func ret(v uintptr) sysResult           { return sysResult{act: actReturn, val: v} }
@@ -67,6 +72,9 @@ func (s *Sandbox) syscall(t *task) {
 	}
 	if s.uffd != nil && s.uffdParkSyscall(t, res.act == actPass) {
 		return
+	}
+	if res.act == actBrkTail {
+		res = s.brkTail(t, res)
 	}
 	switch res.act {
 	case actDone:
@@ -363,6 +371,9 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 			m.MapPresent(ctx, hostarch.Addr(v), a[2])
 		}
 	case unix.SYS_BRK:
+		if res, ok := s.brkShrinkResult(t, oldBrk, hostarch.Addr(v), err); ok {
+			return res
+		}
 		if b := hostarch.Addr(v); b > oldBrk && uint64(b-oldBrk) <= eagerBrk {
 			// A heap grows to be used at once (malloc writes its
 			// headers there): map it now, saving a fault, and

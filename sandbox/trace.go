@@ -17,7 +17,7 @@ func (s *Sandbox) traceCall(t *task, nr int, a [6]uint64, res sysResult) {
 // formatResult formats a result like strace: an errno with its name, an
 // address in hex.
 func formatResult(nr int, res sysResult) string {
-	if res.act != actReturn {
+	if res.act != actReturn && res.act != actBrkTail {
 		return "?"
 	}
 	if e, bad := errnoOf(res.val); bad {

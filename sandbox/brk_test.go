@@ -1,0 +1,179 @@
+package sandbox
+
+import (
+	"strconv"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// brkShrinkSrc grows its (page-aligned) heap by two pages, writes them and
+// shrinks it again argv[1] times (with argv[2] "thread", while a second
+// thread waits), then checks what Linux promises about the freed tail:
+// reading it is a SIGSEGV with SEGV_MAPERR at the address, mincore fails
+// with ENOMEM, a write(2) from it fails with EFAULT, a regrow reads
+// zeros, and a private file mapping placed there with MAP_FIXED (made
+// accessible by mprotect) shows the file's later changes while it is only
+// read. It prints what it saw.
+const brkShrinkSrc = `
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static sigjmp_buf jb;
+static volatile int code;
+static void *volatile faddr;
+
+static void onsegv(int sig, siginfo_t *si, void *uc) {
+	code = si->si_code;
+	faddr = si->si_addr;
+	siglongjmp(jb, 1);
+}
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *waiter(void *arg) {
+	pthread_mutex_lock(&mu);
+	pthread_mutex_unlock(&mu);
+	return NULL;
+}
+
+static char outbuf[1 << 16];
+
+int main(int argc, char **argv) {
+	// stdio must not take heap memory (malloc's brk) on its own.
+	setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+	int n = atoi(argv[1]);
+	pthread_t th;
+	int threaded = argc > 2 && !strcmp(argv[2], "thread");
+	if (threaded) {
+		pthread_mutex_lock(&mu);
+		if (pthread_create(&th, NULL, waiter, NULL))
+			return 10;
+	}
+	long pg = 4096;
+	char *b = sbrk(0);
+	long pad = (pg - (long)b % pg) % pg;
+	if (pad && sbrk(pad) == (void *)-1)
+		return 1;
+	char *base = sbrk(0);
+	for (int i = 0; i < n; i++) {
+		char *p = sbrk(2 * pg);
+		if (p != base)
+			return 2;
+		memset(p, i + 1, 2 * pg);
+		if (sbrk(-2 * pg) == (void *)-1 || sbrk(0) != base)
+			return 3;
+	}
+	// Leave dirty pages in the tail, then free it.
+	char *p = sbrk(2 * pg);
+	memset(p, 0x5a, 2 * pg);
+	if (sbrk(-2 * pg) == (void *)-1)
+		return 4;
+	struct sigaction sa = {0};
+	sa.sa_sigaction = onsegv;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGSEGV, &sa, NULL);
+	int faults = 0;
+	for (int k = 0; k < 2; k++) {
+		code = 0;
+		if (sigsetjmp(jb, 1) == 0) {
+			volatile char c = base[k * pg + 8];
+			(void)c;
+			printf("read %d: no fault\n", k);
+		} else {
+			faults++;
+			printf("read %d: SIGSEGV code %d at base%+ld\n", k, code, (long)((char *)faddr - base));
+		}
+	}
+	unsigned char vec[2];
+	errno = 0;
+	int r = mincore(base, 2 * pg, vec);
+	printf("mincore: %d errno %d\n", r, errno);
+	int fds[2];
+	if (pipe(fds))
+		return 5;
+	errno = 0;
+	ssize_t w = write(fds[1], base, 16);
+	printf("write from the tail: %zd errno %d\n", w, errno);
+	// Regrow: zeros.
+	p = sbrk(2 * pg);
+	if (p != base)
+		return 6;
+	int nonzero = 0;
+	for (long i = 0; i < 2 * pg; i++)
+		nonzero += p[i] != 0;
+	printf("regrown: %d nonzero bytes\n", nonzero);
+	memset(p, 0x33, 2 * pg);
+	if (sbrk(-2 * pg) == (void *)-1)
+		return 7;
+	// A private file mapping over the freed tail.
+	char path[] = "/tmp/brkshrinkXXXXXX";
+	int fd = mkstemp(path);
+	if (fd < 0)
+		return 8;
+	unlink(path);
+	if (pwrite(fd, "first", 5, 0) != 5 || ftruncate(fd, pg))
+		return 9;
+	// Inaccessible first, so that nothing is mapped before the read.
+	char *m = mmap(base, pg, PROT_NONE, MAP_PRIVATE | MAP_FIXED, fd, 0);
+	if (m != base || mprotect(m, pg, PROT_READ | PROT_WRITE))
+		return 11;
+	printf("file: %.5s", m);
+	if (pwrite(fd, "later", 5, 0) != 5)
+		return 12;
+	printf(" then %.5s\n", m);
+	munmap(m, pg);
+	if (threaded) {
+		pthread_mutex_unlock(&mu);
+		pthread_join(th, NULL);
+	}
+	printf("cycles %d faults %d\n", n, faults);
+	return 0;
+}
+`
+
+// TestBrkShrinkInPlace checks that a heap shrink costs no injected call
+// (the program's own brk makes the host unmap: brk.go): 200 grow and
+// shrink cycles take at most a few injected munmaps more than none, and
+// what the program sees of the freed tail is Linux's (SIGSEGV with
+// SEGV_MAPERR, mincore's ENOMEM, write's EFAULT, zeros at a regrow, a
+// private file mapping over it that follows the file). With a second
+// thread the shrinks take the injected unmap, and the program still sees
+// Linux's behaviour.
+func TestBrkShrinkInPlace(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "brkshrink", brkShrinkSrc, false, "-pthread")
+	const cycles = 200
+	none := countInjected(t, exe, "0")
+	many := countInjected(t, exe, strconv.Itoa(cycles))
+	if d := many[unix.SYS_MUNMAP] - none[unix.SYS_MUNMAP]; d > 4 {
+		t.Errorf("%d heap shrinks took %d injected munmaps more than none, want at most 4", cycles, d)
+	}
+	if r := runNative(t, "", "", exe, "1"); r.stdout != brkShrinkWant(1) {
+		t.Errorf("natively the program printed\n%s\nwant\n%s", r.stdout, brkShrinkWant(1))
+	}
+	threaded := countInjected(t, exe, strconv.Itoa(cycles), "thread")
+	if d := threaded[unix.SYS_MUNMAP] - none[unix.SYS_MUNMAP]; d < cycles {
+		t.Errorf("%d heap shrinks with a second thread took %d injected munmaps more than none, want at least %d (the tail must not stay mapped while another thread runs)", cycles, d, cycles)
+	}
+}
+
+// brkShrinkWant is what brkShrinkSrc prints on Linux after n cycles.
+func brkShrinkWant(n int) string {
+	return "read 0: SIGSEGV code 1 at base+8\n" +
+		"read 1: SIGSEGV code 1 at base+4104\n" +
+		"mincore: -1 errno 12\n" +
+		"write from the tail: -1 errno 14\n" +
+		"regrown: 0 nonzero bytes\n" +
+		"file: first then later\n" +
+		"cycles " + strconv.Itoa(n) + " faults 2\n"
+}
