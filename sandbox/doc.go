@@ -238,8 +238,9 @@
 //   - task.go: a task and its stop state (taskState, regState);
 //     process.go: a process's lifecycle (address space, exit, release).
 //   - start.go: start-up (the first process, a fresh image, the seccomp
-//     filter's installation); exec.go: execve; comm.go: the links that
-//     name an exec's thread.
+//     filter's installation; filtercache.go: the filter built once, in
+//     the background, for any descriptor); exec.go: execve; comm.go:
+//     the links that name an exec's thread.
 //   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go,
 //     truncate.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:

@@ -59,6 +59,7 @@ func (s *Sandbox) startRoot() error {
 	}
 	memSlot := len(files)
 	files = append(files, uintptr(s.mf.FD()))
+	prebuildFilter()
 	pid, err := s.exe.Start(s.opts.Dir, files)
 	if err != nil {
 		return fmt.Errorf("sandbox: starting the first process: %w", err)
@@ -319,7 +320,7 @@ func (s *Sandbox) freshImage(t *task, inheritedFD int) error {
 // installFilter installs the seccomp filter in t's process (inherited by
 // everything it starts).
 func (s *Sandbox) installFilter(t *task) error {
-	f, err := seccompFilter(s.memFDNum)
+	f, err := filterFor(s.memFDNum)
 	if err != nil {
 		return err
 	}
