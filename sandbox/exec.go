@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -570,11 +571,45 @@ func (s *Sandbox) withFDCache(t *task, fn func()) {
 	s.fdCache = c
 	defer func() {
 		s.fdCache = nil
-		for _, fd := range c.fds {
-			s.closeIn(t, fd)
-		}
+		s.closeCached(t, c)
 	}()
 	fn()
+}
+
+// closeCached closes the descriptors of c, each run of consecutive
+// numbers with one injected close_range (an image's files are opened one
+// after the other, at the lowest free numbers), and a lent memory file
+// number with closeIn, which gives it back.
+func (s *Sandbox) closeCached(t *task, c *fdCache) {
+	fds := make([]int, 0, len(c.fds))
+	for _, fd := range c.fds {
+		if t.p.memFDLent && fd == t.p.memFD {
+			s.closeIn(t, fd)
+			continue
+		}
+		fds = append(fds, fd)
+	}
+	slices.Sort(fds)
+	for len(fds) > 0 {
+		n := 1
+		for n < len(fds) && fds[n] == fds[n-1]+1 {
+			n++
+		}
+		if n > 1 {
+			r, err := s.inject(t, unix.SYS_CLOSE_RANGE, uintptr(fds[0]), uintptr(fds[n-1]), 0)
+			if err != nil {
+				return
+			}
+			if _, bad := errnoOf(r); !bad {
+				fds = fds[n:]
+				continue
+			}
+		}
+		for _, fd := range fds[:n] {
+			s.closeIn(t, fd)
+		}
+		fds = fds[n:]
+	}
 }
 
 // setComm sets the thread's name (/proc/PID/comm) as exec does: the last
