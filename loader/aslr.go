@@ -21,6 +21,16 @@ type ASLR struct {
 	// Rand is where the random numbers come from; nil means
 	// crypto/rand.
 	Rand io.Reader
+	// VDSOAt, if not 0, is where the caller would like the block of
+	// VDSOSize bytes that Options.VDSO maps (top-down, right below the
+	// interpreter, or below mmap_base for a static ET_EXEC program) to
+	// land: if one of Linux's draws of the mmap randomization puts it
+	// there, that draw is taken instead of a random one. VDSOAt must
+	// itself be random with at least the randomization's entropy (the
+	// host's vDSO of a fresh exec is), so that the layout stays as
+	// random as Linux's.
+	VDSOAt   hostarch.Addr
+	VDSOSize uint64
 }
 
 // Linux's x86-64 randomization ranges.
@@ -47,6 +57,10 @@ type randomizer struct {
 	a *ASLR
 	// err is the first error reading a.Rand.
 	err error
+	// mmapSet says that mmapRnd returns mmapFixed rather than a draw
+	// (ASLR.VDSOAt).
+	mmapSet   bool
+	mmapFixed uint64
 }
 
 // long returns a random 64-bit number (get_random_long).
@@ -76,12 +90,43 @@ func (r *randomizer) mmapRnd() uint64 {
 	if !r.on() {
 		return 0
 	}
+	if r.mmapSet {
+		return r.mmapFixed
+	}
+	return (r.long() & (1<<r.mmapBits() - 1)) << hostarch.PageShift
+}
+
+// mmapBits is the number of bits of page-granular mmap randomization.
+func (r *randomizer) mmapBits() uint {
 	bits := r.a.MmapRndBits
 	if bits == 0 {
 		bits = defaultMmapRndBits
 	}
-	bits = min(bits, maxMmapRndBits)
-	return (r.long() & (1<<bits - 1)) << hostarch.PageShift
+	return min(bits, maxMmapRndBits)
+}
+
+// placeVDSO makes mmapRnd the draw that puts the vDSO block at
+// ASLR.VDSOAt, if there is one: with the top-down mappings above it
+// spanning above bytes (page-aligned) below mmap_base, for a task size
+// ts and stack limit rlimStack.
+func (r *randomizer) placeVDSO(ts hostarch.Addr, rlimStack, above uint64) {
+	if !r.on() || r.a.VDSOAt == 0 || r.a.VDSOSize == 0 {
+		return
+	}
+	base := uint64(mmapBaseRnd(ts, rlimStack, r.stackMaxRandom(), 0))
+	want := uint64(r.a.VDSOAt)
+	if want%hostarch.PageSize != 0 || r.a.VDSOSize%hostarch.PageSize != 0 || want+r.a.VDSOSize < want {
+		return
+	}
+	end := want + r.a.VDSOSize + above
+	if end < want || end > base {
+		return
+	}
+	rnd := base - end
+	if rnd>>hostarch.PageShift >= 1<<r.mmapBits() {
+		return
+	}
+	r.mmapSet, r.mmapFixed = true, rnd
 }
 
 // stackMaxRandom is stack_maxrandom_size: how far below STACK_TOP the

@@ -89,7 +89,10 @@
 //     below the strings by up to 8 KiB; with ASLR.Brk, the break a page
 //     above the data (unless a static PIE's, at ELF_ET_DYN_BASE) and then
 //     up to 1 GiB higher. The random numbers come from ASLR.Rand, not the
-//     kernel's generator. Without Options.ASLR the layout is Linux's with
+//     kernel's generator, but for mmap_base with ASLR.VDSOAt: the draw
+//     that puts the vDSO block (mapped top-down below the interpreter)
+//     at that random address, if one of Linux's draws does. Without
+//     Options.ASLR the layout is Linux's with
 //     ASLR off (setarch -R, or randomize_va_space=0). AT_RANDOM's bytes
 //     come from Options.Random (crypto/rand by default).
 //   - No vDSO unless Options.VDSO maps one; without it AT_SYSINFO_EHDR is

@@ -223,6 +223,19 @@ func Load(ctx context.Context, m *mm.MemoryManager, mf *pgalloc.MemoryFile, opts
 		return nil, wrapErr(prog.path, err, "reading AT_RANDOM bytes")
 	}
 
+	// The vDSO's place, if the caller asks for one: below the
+	// interpreter, or below mmap_base for a static ET_EXEC program (a
+	// program without interpreter that is ET_DYN is mapped top-down
+	// with its own alignment: left to chance).
+	if !opts.LegacyLayout {
+		switch {
+		case interp != nil && elf.Type(interp.hdr.Type) == elf.ET_DYN:
+			l.rnd.placeVDSO(l.taskSize, rlimStack, pageAlign(totalMappingSize(interp.loads())))
+		case interp == nil && elf.Type(prog.hdr.Type) == elf.ET_EXEC:
+			l.rnd.placeVDSO(l.taskSize, rlimStack, 0)
+		}
+	}
+
 	// Now change the address space: layout, stack, program, interpreter.
 	res := l.res
 	res.Layout = layout(cur, rlimStack, opts.LegacyLayout, l.rnd)

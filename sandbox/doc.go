@@ -17,7 +17,8 @@
 // file, which the program cannot write by any means, and which the memory
 // system calls treat as a hole: see stub.go) and unmaps everything else
 // but the host's vDSO, which the new image's manager maps where Linux
-// would put it and the host's is moved to (vdso.go).
+// would put it and the host's is moved to (vdso.go; the first
+// process's layout is drawn to put it where the host's is: freshVDSO).
 // From then on the program's
 // address space [MinUserAddress, StubStart) holds only what the memory
 // manager maps there: shared mappings of the memory file (descriptor

@@ -84,6 +84,9 @@ func (s *Sandbox) prepareExec(p *process, hostPath, execFn string, argv, envv []
 	s.readLimits(p.pid, &lim)
 	m.SetLimits(lim)
 	aslr, legacy := s.layoutOpts(p)
+	if aslr != nil {
+		aslr.VDSOAt, aslr.VDSOSize = s.freshVDSO(p)
+	}
 	res, err := loader.Load(s.ctx, m, s.mf, loader.Options{
 		ASLR:         aslr,
 		LegacyLayout: legacy,
@@ -727,4 +730,23 @@ func errName(e unix.Errno) string {
 		return n + " (" + e.Error() + ")"
 	}
 	return e.Error()
+}
+
+// freshVDSO returns where the host's vDSO block of p is and its size, if
+// p has just executed the stub image and nothing moved the block yet (the
+// first process, loaded after its host exec), else 0, 0. The loader then
+// takes the layout randomization that puts the manager's vDSO there (the
+// host's place is as random as Linux's), which saves placeVDSO's
+// mremaps.
+func (s *Sandbox) freshVDSO(p *process) (hostarch.Addr, uint64) {
+	st := s.vdsoSt
+	if st == nil || len(st.pieces) == 0 {
+		return 0, 0
+	}
+	at, ok := st.fresh[p]
+	if !ok {
+		return 0, 0
+	}
+	last := st.pieces[len(st.pieces)-1].piece
+	return at, last.off + last.size
 }
