@@ -327,7 +327,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	v := vseg.ValuePtr()
 	required := hostarch.AddrRange{Start: addr, End: ar.End}.Intersect(hostarch.AddrRange(pgap.Range()))
 	if v.mappable == nil {
-		unit := mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr)
+		unit := mm.markerFreeLocked(mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr), addr)
 		huge := unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned()
 		fr, err := mm.allocatePrivate(unit.Length(), huge, false)
 		if err != nil {

@@ -620,7 +620,7 @@ func numaPolicyString(policy int32, nodemask uint64) string {
 
 // PageState describes one page of an address space as /proc/PID/pagemap
 // and its PAGEMAP_SCAN ioctl see it.
-type PageState uint8
+type PageState uint16
 
 const (
 	// PageInVMA: a vma maps the page.
@@ -644,6 +644,18 @@ const (
 	// PageHostFile: the resident page is a host file's page mapped
 	// directly: the host's own pagemap describes it exactly.
 	PageHostFile
+	// PageUffdWP: userfaultfd write-protects the page: a resident page
+	// with the protection, or (without PagePresent) the marker of a page
+	// never populated (UFFD_FEATURE_WP_UNPOPULATED), which Linux keeps as
+	// a swap-like entry in the page table.
+	PageUffdWP
+	// PageUffdWPVMA: the vma is registered for userfaultfd write
+	// protection (Linux's userfaultfd_wp(vma)).
+	PageUffdWPVMA
+	// PageWPAsync: the vma's write protection is asynchronous
+	// (UFFD_FEATURE_WP_ASYNC), so PAGEMAP_SCAN may write-protect its
+	// pages (PAGE_IS_WPALLOWED).
+	PageWPAsync
 )
 
 // PageStates returns the state of every page of ar (page-aligned), in
@@ -658,16 +670,88 @@ func (mm *MemoryManager) PageStates(ar hostarch.AddrRange) []PageState {
 	defer mm.mappingMu.RUnlock()
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
+	mm.pageStatesLocked(ar, out)
+	return out
+}
+
+// ScanProtect is PAGEMAP_SCAN's walk of ar with PM_SCAN_WP_MATCHING: it
+// passes the states of ar's pages (as PageStates returns them) to match,
+// and write-protects for userfaultfd, in the same step (no access or
+// change in between), the pages of the ranges match returns that lie in
+// vmas whose write protection is asynchronous (PageWPAsync): a resident
+// page gets the protection, a page never populated a marker, as Linux's
+// make_uffd_wp_pte does. match must not use mm.
+func (mm *MemoryManager) ScanProtect(ar hostarch.AddrRange, match func([]PageState) []hostarch.AddrRange) {
+	n := ar.Length() / hostarch.PageSize
+	if n == 0 {
+		return
+	}
+	out := make([]PageState, n)
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	mm.pageStatesLocked(ar, out)
+	for _, pr := range match(out) {
+		pr = pr.Intersect(ar)
+		for vseg := mm.vmas.LowerBoundSegment(pr.Start); vseg.Ok() && vseg.Start() < pr.End; vseg = vseg.NextSegment() {
+			if !vseg.ValuePtr().wpAsync() {
+				continue
+			}
+			r := hostarch.AddrRange(vseg.Range()).Intersect(pr)
+			mm.setUffdWPLocked(vseg, r, true)
+			mm.setUffdMarkersLocked(vseg, r, true)
+		}
+	}
+}
+
+// pageStatesLocked fills out (zeroed) with the states of ar's pages.
+// Preconditions: mappingMu held; activeMu held for writing.
+func (mm *MemoryManager) pageStatesLocked(ar hostarch.AddrRange, out []PageState) {
 	idx := func(a hostarch.Addr) uint64 { return uint64(a-ar.Start) / hostarch.PageSize }
+	// marking are the ranges of vmas whose write protection leaves
+	// markers on pages that are not populated.
+	var marking []hostarch.AddrRange
 	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
 		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		v := vseg.ValuePtr()
 		st := PageInVMA
-		if vseg.ValuePtr().pfnMap() {
+		if v.pfnMap() {
 			st |= PagePFNMap
+		}
+		if v.flags.has(vmaUffdWP) {
+			st |= PageUffdWPVMA
+		}
+		if v.wpAsync() {
+			st |= PageWPAsync
+		}
+		if v.usesMarkers() {
+			if n := len(marking); n > 0 && marking[n-1].End == r.Start {
+				marking[n-1].End = r.End
+			} else {
+				marking = append(marking, r)
+			}
 		}
 		for i := idx(r.Start); i < idx(r.End); i++ {
 			out[i] = st
 		}
+	}
+	// markAll marks the pages of r that lie in marking vmas as
+	// write-protected markers (unless present) and reports the runs it
+	// marked.
+	markAll := func(r hostarch.AddrRange) []hostarch.AddrRange {
+		var got []hostarch.AddrRange
+		for _, m := range marking {
+			mr := m.Intersect(r)
+			if mr.Length() == 0 {
+				continue
+			}
+			for i := idx(mr.Start); i < idx(mr.End); i++ {
+				out[i] |= PageUffdWP
+			}
+			got = append(got, mr)
+		}
+		return got
 	}
 	// Page tables cover 2 MiB-aligned blocks: look at the blocks ar
 	// touches.
@@ -689,6 +773,19 @@ func (mm *MemoryManager) PageStates(ar hostarch.AddrRange) []PageState {
 		}
 		res := mm.residentLocked(pseg, r)
 		p := pseg.ValuePtr()
+		if p.uffdWP {
+			// Every page of a protected pma is protected: the
+			// resident ones as present pages, the others (if their
+			// vma marks unpopulated pages) as markers.
+			if len(marking) > 0 {
+				markAll(r)
+			}
+			for i := idx(r.Start); i < idx(r.End); i++ {
+				if res == nil || res[i-idx(r.Start)] != 0 {
+					out[i] |= PageUffdWP
+				}
+			}
+		}
 		st := PagePresent
 		if !p.private {
 			st |= PageFile
@@ -728,12 +825,25 @@ func (mm *MemoryManager) PageStates(ar hostarch.AddrRange) []PageState {
 			out[i] |= PageGuard
 		}
 	}
+	if len(marking) > 0 && !mm.uffdMarkers.IsEmpty() {
+		// Markers are page table entries: their blocks have tables.
+		// (Only the markers of ar's blocks in marking vmas count.)
+		// Markers count only where no pma is (a pma's own state
+		// says what its pages are).
+		for m := mm.uffdMarkers.LowerBoundSegment(ar.Start); m.Ok() && m.Start() < ar.End; m = m.NextSegment() {
+			mr := hostarch.AddrRange(m.Range()).Intersect(ar)
+			for gap := mm.pmas.LowerBoundGap(mr.Start); gap.Ok() && gap.Start() < mr.End; gap = gap.NextLargeEnoughGap(1) {
+				for _, gr := range markAll(hostarch.AddrRange(gap.Range()).Intersect(mr)) {
+					markTables(tables, gr)
+				}
+			}
+		}
+	}
 	for i := range out {
 		if tables[(ar.Start+hostarch.Addr(uint64(i)*hostarch.PageSize))&^(hugePageSize-1)] {
 			out[i] |= PageTable
 		}
 	}
-	return out
 }
 
 // markTables records in tables the 2 MiB-aligned blocks that r touches.

@@ -28,6 +28,14 @@ func (v *vma) usesMarkers() bool {
 	return u != nil && v.flags.has(vmaUffdWP) && v.isPrivateAnon() && u.has(UffdFeatureWPUnpopulated)
 }
 
+// wpAsync reports whether v's write protection is asynchronous, which
+// PAGEMAP_SCAN may then apply (Linux's userfaultfd_wp_async and
+// userfaultfd_wp_use_markers of the vma: UFFD_FEATURE_WP_ASYNC implies
+// UFFD_FEATURE_WP_UNPOPULATED).
+func (v *vma) wpAsync() bool {
+	return v.uffd != nil && v.flags.has(vmaUffdWP) && v.uffd.has(UffdFeatureWPAsync)
+}
+
 // setUffdMarkersLocked sets (or, if !wp, clears) the markers of the pma
 // gaps of r, a part of vseg's vma. Preconditions: mappingMu held; activeMu
 // held for writing.
@@ -56,6 +64,24 @@ func (mm *MemoryManager) clearUffdMarkersLocked(r hostarch.AddrRange) {
 	if !mm.uffdMarkers.IsEmpty() {
 		mm.uffdMarkers.RemoveRange(addrSegRange(r))
 	}
+}
+
+// markerFreeLocked shrinks r, the range a fault at addr (a page without a
+// marker) would allocate, so that it leaves out the marked pages around
+// addr: they stay unpopulated and protected, as Linux's fault populates
+// only the page it serves. Preconditions: activeMu held for writing.
+func (mm *MemoryManager) markerFreeLocked(r hostarch.AddrRange, addr hostarch.Addr) hostarch.AddrRange {
+	if mm.uffdMarkers.IsEmpty() {
+		return r
+	}
+	pg := addr.RoundDown()
+	if m := mm.uffdMarkers.LowerBoundSegment(pg + hostarch.PageSize); m.Ok() && m.Start() < r.End {
+		r.End = max(m.Start(), pg+hostarch.PageSize)
+	}
+	if m := mm.uffdMarkers.UpperBoundSegment(pg); m.Ok() && m.End() > r.Start && m.End() <= pg {
+		r.Start = m.End()
+	}
+	return r
 }
 
 // uffdMarkedLocked reports whether the page at addr, in vseg's vma, has a

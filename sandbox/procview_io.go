@@ -20,6 +20,7 @@ const taskSize = 0x7ffffffff000
 const (
 	pmPFNMask   = 1<<55 - 1
 	pmExclusive = 1 << 56
+	pmUffdWP    = 1 << 57
 	pmGuard     = 1 << 58
 	pmFile      = 1 << 61
 	pmSwap      = 1 << 62
@@ -28,6 +29,9 @@ const (
 	// shows it to who may see frames: the marker's swap type (31) and
 	// offset (the guard marker, 4).
 	pmGuardFrame = 0x1f | 4<<5
+	// pmUffdWPFrame is the frame field of a userfaultfd write-protect
+	// marker's entry (the marker of an unpopulated page: offset 1).
+	pmUffdWPFrame = 0x1f | 1<<5
 )
 
 // viewIO serves a read or write of a binary view (mem, pagemap).
@@ -233,6 +237,9 @@ func (s *Sandbox) pagemapEntries(v *procView, ar hostarch.AddrRange) []uint64 {
 			if st&mm.PageExclusive != 0 {
 				e |= pmExclusive
 			}
+			if st&mm.PageUffdWP != 0 {
+				e |= pmUffdWP
+			}
 			if st&mm.PageHostFile != 0 || v.showPFN {
 				h := hostEntry(i)
 				if h&pmPresent != 0 {
@@ -248,6 +255,11 @@ func (s *Sandbox) pagemapEntries(v *procView, ar hostarch.AddrRange) []uint64 {
 			e = pmSwap | pmGuard
 			if v.showPFN {
 				e |= pmGuardFrame
+			}
+		case st&mm.PageUffdWP != 0:
+			e = pmSwap | pmUffdWP
+			if v.showPFN {
+				e |= pmUffdWPFrame
 			}
 		}
 		out[i] = e

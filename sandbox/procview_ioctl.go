@@ -242,8 +242,9 @@ type pageRegion struct{ start, end, categories uint64 }
 
 // pagemapScan serves ioctl(PAGEMAP_SCAN) on a pagemap view: the runs of
 // pages of a range whose categories match the masks, as Linux 6.18 finds
-// them (no page is ever write-protected for userfaultfd here, and soft
-// dirty pages are not tracked).
+// them, and with PM_SCAN_WP_MATCHING the userfaultfd write protection of
+// the written pages it reports, in vmas registered for asynchronous write
+// protection (soft dirty pages are not tracked).
 func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult {
 	caller := t.p.mm
 	k := make([]byte, pmScanArgSize)
@@ -278,75 +279,29 @@ func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult {
 	if v.m.Users() == 0 {
 		return retErr(unix.ESRCH)
 	}
-	interesting := func(c uint64) bool {
-		c ^= inverted
-		return c&mask == mask && (anyof == 0 || c&anyof != 0)
-	}
-	var out []pageRegion
-	var found uint64
-	walkEnd := end
-	var errno unix.Errno
-walk:
+	sc := pmScan{flags: flags, vecLen: vecLen, maxPages: maxPages, inverted: inverted, mask: mask, anyof: anyof, retMask: retMask, walkEnd: end}
 	for _, vi := range v.m.VMAs(s.ctx) {
 		r := vi.Range.Intersect(hostarch.AddrRange{Start: hostarch.Addr(start), End: hostarch.Addr(end)})
 		if r.Length() == 0 {
 			continue
 		}
-		// No vma allows asynchronous write protection here.
-		if flags&pmScanCheckWPSync != 0 {
-			errno = unix.EPERM
-			break
-		}
-		if flags&pmScanWPMatching != 0 {
-			continue
-		}
-		// A vma's own categories: none here (no asynchronous
-		// write protection, no soft-dirty tracking), so a mask
-		// asking for WPALLOWED skips it.
-		if inverted&mask&pageIsWPAllowed != mask&pageIsWPAllowed {
-			continue
-		}
-		for cs := r.Start; cs < r.End; {
+		sc.vmaStart = true
+		for cs := r.Start; cs < r.End && !sc.skipVMA && !sc.stop; {
 			ce := min(r.End, cs+pmScanChunk*hostarch.PageSize)
-			states := v.m.PageStates(hostarch.AddrRange{Start: cs, End: ce})
-			if len(states) > 0 && states[0]&mm.PagePFNMap != 0 {
-				break
-			}
-			for i, st := range states {
-				addr := uint64(cs) + uint64(i)*hostarch.PageSize
-				var c uint64
-				switch {
-				case st&mm.PagePresent != 0:
-					c = pageIsPresent | pageIsWritten
-					if st&mm.PageFile != 0 {
-						c |= pageIsFile
-					}
-				case st&mm.PageGuard != 0:
-					c = pageIsSwapped | pageIsWritten | pageIsGuard
-				case st&mm.PageTable != 0:
-					c = pageIsWritten
-				}
-				if !interesting(c) || vecLen == 0 {
-					continue
-				}
-				c &= retMask
-				if found == maxPages {
-					walkEnd = addr
-					break walk
-				}
-				if n := len(out); n > 0 && out[n-1].end == addr && out[n-1].categories == c {
-					out[n-1].end += hostarch.PageSize
-				} else if uint64(n) == vecLen {
-					walkEnd = addr
-					break walk
-				} else {
-					out = append(out, pageRegion{addr, addr + hostarch.PageSize, c})
-				}
-				found++
+			chunk := hostarch.AddrRange{Start: cs, End: ce}
+			if flags&pmScanWPMatching != 0 {
+				v.m.ScanProtect(chunk, func(states []mm.PageState) []hostarch.AddrRange { return sc.walk(cs, states) })
+			} else {
+				sc.walk(cs, v.m.PageStates(chunk))
 			}
 			cs = ce
 		}
+		sc.skipVMA = false
+		if sc.stop {
+			break
+		}
 	}
+	out, walkEnd, errno := sc.out, sc.walkEnd, sc.errno
 	if len(out) > 0 {
 		b := make([]byte, pageRegionSize*len(out))
 		for i, pr := range out {
@@ -367,4 +322,130 @@ walk:
 		return retErr(errno)
 	}
 	return ret(uintptr(len(out)))
+}
+
+// pmScan is the state of one PAGEMAP_SCAN walk.
+type pmScan struct {
+	// The request: pm_scan_arg's flags, vec_len, max_pages (all ones for
+	// no limit) and masks.
+	flags, vecLen, maxPages, inverted, mask, anyof, retMask uint64
+	// out are the regions found; found counts their pages.
+	out   []pageRegion
+	found uint64
+	// walkEnd is where the walk stopped (the end of the range if it did
+	// not stop early).
+	walkEnd uint64
+	// errno is the walk's error (EPERM for PM_SCAN_CHECK_WPASYNC).
+	errno unix.Errno
+	// vmaStart is set before the first chunk of a vma, whose first page
+	// decides whether the vma is walked (Linux's test_walk); skipVMA
+	// skips the rest of a vma; stop ends the walk.
+	vmaStart, skipVMA, stop bool
+}
+
+// interesting reports whether categories c match the masks.
+func (sc *pmScan) interesting(c uint64) bool {
+	c ^= sc.inverted
+	return c&sc.mask == sc.mask && (sc.anyof == 0 || c&sc.anyof != 0)
+}
+
+// walk looks at the states of the pages from addr on (a chunk of one vma's
+// part of the range), records the regions found and returns the pages to
+// write-protect with PM_SCAN_WP_MATCHING.
+func (sc *pmScan) walk(base hostarch.Addr, states []mm.PageState) []hostarch.AddrRange {
+	if len(states) == 0 {
+		return nil
+	}
+	wpMatching := sc.flags&pmScanWPMatching != 0
+	var vmaCat uint64
+	if states[0]&mm.PageWPAsync != 0 {
+		vmaCat = pageIsWPAllowed
+	}
+	if sc.vmaStart {
+		sc.vmaStart = false
+		if vmaCat == 0 {
+			if sc.flags&pmScanCheckWPSync != 0 {
+				sc.errno, sc.stop = unix.EPERM, true
+				return nil
+			}
+			if wpMatching {
+				sc.skipVMA = true
+				return nil
+			}
+		}
+		// VM_PFNMAP vmas (the vDSO's data) are skipped, and so are
+		// those whose own categories cannot match.
+		if states[0]&mm.PagePFNMap != 0 || (vmaCat^sc.inverted)&sc.mask&pageIsWPAllowed != sc.mask&pageIsWPAllowed {
+			sc.skipVMA = true
+			return nil
+		}
+	}
+	var prot []hostarch.AddrRange
+	protect := func(a hostarch.Addr) {
+		if n := len(prot); n > 0 && prot[n-1].End == a {
+			prot[n-1].End += hostarch.PageSize
+		} else {
+			prot = append(prot, hostarch.AddrRange{Start: a, End: a + hostarch.PageSize})
+		}
+	}
+	for i, st := range states {
+		addr := uint64(base) + uint64(i)*hostarch.PageSize
+		c := vmaCat
+		wp := st&mm.PageUffdWP != 0
+		table := st&mm.PageTable != 0
+		switch {
+		case st&mm.PagePresent != 0:
+			c |= pageIsPresent
+			if !wp {
+				c |= pageIsWritten
+			}
+			if st&mm.PageFile != 0 {
+				c |= pageIsFile
+			}
+		case st&mm.PageGuard != 0:
+			c |= pageIsSwapped | pageIsGuard
+			if !wp {
+				c |= pageIsWritten
+			}
+		case wp:
+			// A write-protect marker: a swap-like entry.
+			c |= pageIsSwapped
+			table = true
+		case table || st&mm.PageUffdWPVMA != 0:
+			// No entry: not write-protected, hence written (a
+			// vma registered for write protection counts its pages
+			// without page tables so too).
+			c |= pageIsWritten
+		}
+		if wpMatching && sc.vecLen == 0 {
+			// Without an output vector Linux write-protects every
+			// entry of the page tables it walks, and the pages
+			// without tables that match.
+			if !wp && st&mm.PageGuard == 0 && (table || sc.interesting(c)) {
+				protect(hostarch.Addr(addr))
+			}
+			continue
+		}
+		if !sc.interesting(c) || sc.vecLen == 0 {
+			continue
+		}
+		if sc.found == sc.maxPages {
+			sc.walkEnd, sc.stop = addr, true
+			break
+		}
+		rc := c & sc.retMask
+		if n := len(sc.out); n > 0 && sc.out[n-1].end == addr && sc.out[n-1].categories == rc {
+			sc.out[n-1].end += hostarch.PageSize
+		} else if uint64(n) == sc.vecLen {
+			sc.walkEnd, sc.stop = addr, true
+			break
+		} else {
+			sc.out = append(sc.out, pageRegion{addr, addr + hostarch.PageSize, rc})
+		}
+		sc.found++
+		if wpMatching && c&pageIsWritten != 0 && st&mm.PageGuard == 0 {
+			protect(hostarch.Addr(addr))
+		}
+	}
+	return prot
 }

@@ -1,0 +1,266 @@
+package sandbox
+
+import (
+	"strings"
+	"testing"
+)
+
+// uffdWPScanProgram exercises userfaultfd's asynchronous write protection
+// as /proc/self/pagemap shows it (bit 57, PM_UFFD_WP, on present pages
+// and on the markers of unpopulated ones) and PAGEMAP_SCAN with the
+// write-protect categories and PM_SCAN_WP_MATCHING. Run with a case name,
+// it prints what it sees, which must be the same natively and under
+// vmspace.
+const uffdWPScanProgram = `
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define PG 4096UL
+#define HP (2UL << 20)
+struct page_region { uint64_t start, end, categories; };
+struct pm_scan_arg { uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages, category_inverted, category_mask, category_anyof_mask, return_mask; };
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define WP_MATCHING 1
+#define CHECK_WPASYNC 2
+#define WPALLOWED 1
+#define WRITTEN 2
+#define PRESENT 8
+#define ALLC 0x1ff
+#define F_WP_UNPOPULATED (1 << 13)
+#define F_WP_ASYNC (1 << 15)
+#define F_EVENT_FORK (1 << 1)
+#define F_EVENT_REMAP (1 << 2)
+
+static int pmfd, uffd;
+
+// show prints a letter per page: p present, W present and write-protected,
+// M a write-protect marker, s swapped, . nothing; raw prints the entries'
+// flag bits (the frame only for markers, whose frame is fixed).
+static void show(const char *what, char *b, int n) {
+	printf("%-28s", what);
+	for (int i = 0; i < n; i++) {
+		uint64_t e = 0;
+		if (pread(pmfd, &e, 8, (uintptr_t)(b + i * PG) / PG * 8) != 8) { printf("pread: %s", strerror(errno)); break; }
+		int wp = (e >> 57) & 1, pres = (e >> 63) & 1, sw = (e >> 62) & 1;
+		putchar(pres ? (wp ? 'W' : 'p') : sw ? (wp ? 'M' : 's') : wp ? '?' : '.');
+	}
+	putchar('\n');
+}
+
+static void raw(const char *what, char *b) {
+	uint64_t e = 0;
+	pread(pmfd, &e, 8, (uintptr_t)b / PG * 8);
+	printf("%-28s%016llx\n", what, (unsigned long long)((e >> 62) == 1 ? e : e & ~((1ULL << 55) - 1)));
+}
+
+static long scan(const char *what, char *b, int n, uint64_t flags, uint64_t mask, uint64_t anyof, uint64_t inv, uint64_t ret, int veclen, uint64_t maxp) {
+	struct page_region vec[64];
+	struct pm_scan_arg a = { .size = sizeof(a), .flags = flags, .start = (uintptr_t)b, .end = (uintptr_t)(b + n * PG),
+		.vec = veclen ? (uintptr_t)vec : 0, .vec_len = veclen, .max_pages = maxp,
+		.category_inverted = inv, .category_mask = mask, .category_anyof_mask = anyof, .return_mask = ret };
+	long r = ioctl(pmfd, PAGEMAP_SCAN, &a);
+	printf("%-28s= %ld", what, r);
+	if (r < 0) printf(" (%s)", strerror(errno));
+	printf(" walk_end=%+ld:", (long)((char *)a.walk_end - b) / (long)PG);
+	for (long i = 0; i < r; i++)
+		printf(" [%ld,%ld)%#llx", (long)((char *)vec[i].start - b) / (long)PG, (long)((char *)vec[i].end - b) / (long)PG, (unsigned long long)vec[i].categories);
+	printf("\n");
+	return r;
+}
+
+static int setup(uint64_t features) {
+	pmfd = open("/proc/self/pagemap", O_RDONLY);
+	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | ((features & F_EVENT_FORK) ? 0 : 1));
+	if (uffd < 0) { printf("userfaultfd: %s\n", strerror(errno)); return -1; }
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+	if (ioctl(uffd, UFFDIO_API, &api)) { printf("API: %s\n", strerror(errno)); return -1; }
+	return 0;
+}
+
+static int reg(char *b, unsigned long len) {
+	struct uffdio_register r = { .range = { (uintptr_t)b, len }, .mode = UFFDIO_REGISTER_MODE_WP };
+	int x = ioctl(uffd, UFFDIO_REGISTER, &r);
+	printf("REGISTER = %d %s\n", x, x ? strerror(errno) : "");
+	return x;
+}
+
+static char *aligned(void) {
+	char *m = mmap(0, 4 * HP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return (char *)(((uintptr_t)m + HP - 1) & ~(HP - 1));
+}
+
+// scancase: the categories of pages before and after registration, of a
+// 2 MiB block without page tables, write protection by PAGEMAP_SCAN (all
+// at once without an output vector; the written pages it reports, with
+// max_pages; the generic walk), and how writes, reads, MADV_DONTNEED and
+// UFFDIO_WRITEPROTECT show.
+static int scancase(void) {
+	if (setup(F_WP_ASYNC | F_WP_UNPOPULATED)) return 0;
+	char *base = aligned();
+	for (int i = 0; i < 4; i++) base[i * PG] = 1;
+	(void)*(volatile char *)(base + 8 * PG);
+	show("touched 0-3, read 8", base, 16);
+	scan("unregistered CHECK", base, 16, CHECK_WPASYNC, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	scan("unregistered MATCHING", base, 16, WP_MATCHING, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	scan("unregistered all", base, 16, 0, 0, 0, 0, ALLC, 8, 0);
+	scan("unregistered WPALLOWED", base, 16, 0, WPALLOWED, 0, 0, ALLC, 8, 0);
+	if (reg(base, 2 * HP)) return 0;
+	show("registered", base, 16);
+	scan("all", base, 16, 0, 0, 0, 0, ALLC, 8, 0);
+	scan("untouched block all", base + HP, 4, 0, 0, 0, 0, ALLC, 8, 0);
+	scan("WRITTEN", base, 16, 0, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	scan("untouched block WRITTEN", base + HP, 4, 0, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	scan("CHECK all", base, 16, CHECK_WPASYNC, 0, 0, 0, ALLC, 8, 0);
+	scan("WP all (no vector)", base, 16, WP_MATCHING | CHECK_WPASYNC, WRITTEN, 0, 0, WRITTEN, 0, 0);
+	show("after", base, 16);
+	raw("marker entry", base + 4 * PG);
+	raw("protected entry", base);
+	scan("all", base, 16, 0, 0, 0, 0, ALLC, 8, 0);
+	base[1 * PG] = 2; base[5 * PG] = 2; (void)*(volatile char *)(base + 6 * PG);
+	show("wrote 1,5 read 6", base, 16);
+	scan("WRITTEN", base, 16, 0, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	scan("all (vector full)", base, 16, 0, 0, 0, 0, ALLC, 8, 0);
+	scan("WP written", base, 16, WP_MATCHING, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	show("after", base, 16);
+	base[2 * PG] = 3; base[3 * PG] = 3; base[9 * PG] = 3;
+	scan("WP present+written generic", base, 16, WP_MATCHING, PRESENT, WRITTEN, 0, ALLC, 8, 0);
+	show("after", base, 16);
+	base[10 * PG] = 3; base[11 * PG] = 3; base[12 * PG] = 3;
+	scan("WP written max_pages 2", base, 16, WP_MATCHING, WRITTEN, 0, 0, WRITTEN, 8, 2);
+	show("after", base, 16);
+	scan("not written", base, 16, 0, WRITTEN, 0, WRITTEN, ALLC, 8, 0);
+	madvise(base + 2 * PG, 2 * PG, MADV_DONTNEED);
+	show("DONTNEED 2-3", base, 16);
+	scan("all", base, 16, 0, 0, 0, 0, ALLC, 8, 0);
+	scan("untouched block WP", base + HP, 4, WP_MATCHING, WRITTEN, 0, 0, WRITTEN, 0, 0);
+	show("untouched block after", base + HP, 4);
+	scan("untouched block all", base + HP, 4, 0, 0, 0, 0, ALLC, 8, 0);
+	base[HP + PG] = 1;
+	show("wrote its page 1", base + HP, 4);
+	scan("untouched block all", base + HP, 4, 0, 0, 0, 0, ALLC, 8, 0);
+	struct uffdio_writeprotect w = { { (uintptr_t)base + 12 * PG, 4 * PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	printf("WRITEPROTECT = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	show("protected 12-15", base, 16);
+	w.mode = 0; w.range.start = (uintptr_t)base + 14 * PG; w.range.len = PG;
+	printf("unprotect 14 = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	show("unprotected 14", base, 16);
+	struct uffdio_range ur = { (uintptr_t)base, 2 * HP };
+	printf("UNREGISTER = %d\n", ioctl(uffd, UFFDIO_UNREGISTER, &ur));
+	show("unregistered", base, 16);
+	return 0;
+}
+
+// patterncase: every other page of a protected region never populated is
+// written; each write populates its page only, and the others stay
+// protected.
+static int patterncase(void) {
+	if (setup(F_WP_ASYNC | F_WP_UNPOPULATED)) return 0;
+	long n = 1000;
+	char *mem = mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (reg(mem, n * PG)) return 0;
+	struct uffdio_writeprotect w = { { (uintptr_t)mem, n * PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	printf("WRITEPROTECT = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	for (long i = 0; i < n; i += 2) mem[i * PG]++;
+	struct page_region vec[500];
+	struct pm_scan_arg a = { sizeof a, WP_MATCHING | CHECK_WPASYNC, (uintptr_t)mem, (uintptr_t)(mem + n * PG), 0, (uintptr_t)vec, 500, 0, 0, WRITTEN, 0, WRITTEN };
+	long r = ioctl(pmfd, PAGEMAP_SCAN, &a);
+	long odd = 0;
+	for (long i = 0; i < r; i++) odd += (vec[i].start - (uintptr_t)mem) / PG % 2 + (vec[i].end - vec[i].start != PG);
+	printf("written regions %ld, not single even pages %ld\n", r, odd);
+	show("first pages", mem, 16);
+	printf("again = %ld\n", (long)ioctl(pmfd, PAGEMAP_SCAN, &a));
+	return 0;
+}
+
+// reader consumes the events of the context, which Linux's fork and mremap
+// wait for when they are asked for.
+static void *reader(void *arg) {
+	for (;;) {
+		struct pollfd p = { uffd, POLLIN };
+		poll(&p, 1, -1);
+		struct uffd_msg m;
+		if (read(uffd, &m, sizeof m) < 0 && errno != EAGAIN) return 0;
+	}
+}
+
+// movecase: protected pages and markers after mremap and fork, with and
+// without the event that keeps the registration.
+static int movecase(uint64_t event) {
+	if (setup(F_WP_ASYNC | F_WP_UNPOPULATED | event)) return 0;
+	pthread_t th;
+	pthread_create(&th, 0, reader, 0);
+	char *b = aligned();
+	for (int i = 0; i < 4; i++) b[i * PG] = 1;
+	if (reg(b, 16 * PG)) return 0;
+	scan("WP all", b, 16, WP_MATCHING, WRITTEN, 0, 0, WRITTEN, 0, 0);
+	b[2 * PG] = 1;
+	show("wrote 2", b, 16);
+	pid_t c = fork();
+	if (c == 0) {
+		pmfd = open("/proc/self/pagemap", O_RDONLY);
+		show("child", b, 16);
+		scan("child all", b, 16, 0, 0, 0, 0, ALLC, 8, 0);
+		b[3 * PG] = 5;
+		b[6 * PG] = 5;
+		show("child wrote 3, 6", b, 16);
+		_exit(0);
+	}
+	waitpid(c, 0, 0);
+	show("parent after fork", b, 16);
+	char *t = mmap(0, 16 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *nb = mremap(b + 2 * PG, 8 * PG, 8 * PG, MREMAP_MAYMOVE | MREMAP_FIXED, t + 4 * PG);
+	if (nb == MAP_FAILED) { printf("mremap: %s\n", strerror(errno)); return 0; }
+	show("moved 2-9", nb, 8);
+	scan("moved all", nb, 8, 0, 0, 0, 0, ALLC, 8, 0);
+	nb[1 * PG] = 7;
+	nb[5 * PG] = 7;
+	show("wrote moved 1, 5", nb, 8);
+	scan("moved all", nb, 8, 0, 0, 0, 0, ALLC, 8, 0);
+	return 0;
+}
+
+int main(int argc, char **argv) {
+	setvbuf(stdout, 0, _IOLBF, 0);
+	if (argc < 2) return 2;
+	if (!strcmp(argv[1], "scan")) return scancase();
+	if (!strcmp(argv[1], "pattern")) return patterncase();
+	if (!strcmp(argv[1], "move")) return movecase(0);
+	if (!strcmp(argv[1], "move-events")) return movecase(F_EVENT_FORK | F_EVENT_REMAP);
+	return 2;
+}
+`
+
+// TestUffdWPScan compares, natively and under vmspace, what pagemap and
+// PAGEMAP_SCAN show of userfaultfd's asynchronous write protection: bit
+// 57 of present pages and of the markers of unpopulated ones, the
+// WPALLOWED and WRITTEN categories, PM_SCAN_CHECK_WPASYNC's EPERM, and
+// the protection PM_SCAN_WP_MATCHING applies (everything without an
+// output vector, the reported written pages otherwise, within max_pages);
+// and, after fork and mremap, the protection and markers the child and
+// the moved range keep with UFFD_EVENT_FORK and UFFD_EVENT_REMAP and lose
+// without.
+func TestUffdWPScan(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "uffdwpscan", uffdWPScanProgram, true)
+	for _, c := range []string{"scan", "pattern"} {
+		t.Run(c, func(t *testing.T) {
+			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") || strings.Contains(r.stdout, "API: ") {
+				t.Skipf("no asynchronous userfaultfd write protection here: %s", r.stdout)
+			}
+			compare(t, "", "", exe, c)
+		})
+	}
+}
