@@ -229,6 +229,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 		}
 	}
 	mm.privateRefs.mu.Unlock()
+	mm.forkUffdMarkersLocked(mm2)
 	mm2.maxRSS = mm2.curRSS
 	for _, r := range lostWrite {
 		if keepWritable && mm.as == as {

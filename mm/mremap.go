@@ -394,6 +394,7 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	mm.activeMu.Lock()
 	for _, m := range ms {
 		r := hostarch.AddrRange{Start: m.r.Start - oldAddr + newAddr, End: m.r.End - oldAddr + newAddr}
+		uffdMovedPMA(&nv, &m.p)
 		mm.pmas.Insert(mm.pmas.FindGap(r.Start), addrSegRange(r), m.p)
 	}
 	if dontUnmap {

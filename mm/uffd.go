@@ -58,8 +58,10 @@ import (
 //   - Event-causing operations do not wait for the message to be read,
 //     and the ioctls never fail with EAGAIN for a pending event.
 //   - UFFD_FEATURE_WP_UNPOPULATED protects pages never faulted in only in
-//     private anonymous memory (uffd_wp.go), and only where they stay:
-//     mremap and fork do not carry markers along.
+//     private anonymous memory (uffd_wp.go); mremap and fork carry the
+//     markers along where the registration stays (UFFD_EVENT_REMAP,
+//     UFFD_EVENT_FORK), but shmem has none: a page of a shmem mapping
+//     that was not mapped when UFFDIO_WRITEPROTECT ran is not protected.
 //
 // # Locking
 //

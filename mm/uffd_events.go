@@ -52,6 +52,11 @@ func (mm *MemoryManager) uffdRemoveLocked(v *vma, r hostarch.AddrRange) {
 // the moved vma stays registered and UFFD_EVENT_REMAP is queued; without
 // it, the moved vma loses its registration. Preconditions: mappingMu held
 // for writing.
+//
+// The write-protect markers of the old range move with its pages while
+// the moved vma stays registered for write protection, and are dropped
+// otherwise (Linux's move_ptes clears uffd-wp bits and markers when the
+// registration goes); uffdMovedPMA does the same for the moved pmas.
 func (mm *MemoryManager) uffdRemapLocked(v, nv *vma, from, to hostarch.Addr, oldSize uint64) {
 	u := v.uffd
 	if u == nil {
@@ -60,9 +65,74 @@ func (mm *MemoryManager) uffdRemapLocked(v, nv *vma, from, to hostarch.Addr, old
 	if !u.has(UffdFeatureEventRemap) {
 		nv.uffd = nil
 		nv.flags &^= vmaUffdFlags
+	} else {
+		u.queue(UffdMsg{Event: UffdEventRemap, From: uint64(from), To: uint64(to), Len: oldSize})
+	}
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	old := hostarch.AddrRange{Start: from, End: from + hostarch.Addr(oldSize)}
+	if mm.uffdMarkers.IsEmpty() || !v.usesMarkers() {
 		return
 	}
-	u.queue(UffdMsg{Event: UffdEventRemap, From: uint64(from), To: uint64(to), Len: oldSize})
+	var moved []hostarch.AddrRange
+	for m := mm.uffdMarkers.LowerBoundSegment(old.Start); m.Ok() && m.Start() < old.End; m = m.NextSegment() {
+		moved = append(moved, hostarch.AddrRange(m.Range()).Intersect(old))
+	}
+	mm.clearUffdMarkersLocked(old)
+	if !nv.usesMarkers() {
+		return
+	}
+	for _, r := range moved {
+		nr := hostarch.AddrRange{Start: r.Start - from + to, End: r.End - from + to}
+		mm.uffdMarkers.RemoveRange(addrSegRange(nr))
+		mm.uffdMarkers.Add(addrSegRange(nr), struct{}{})
+		mm.uffdMarkers.MergeAdjacent(addrSegRange(nr))
+	}
+}
+
+// uffdMovedPMA adjusts p, a pma mremap moves into the vma nv, to nv's
+// registration: without write protection there, p loses its own.
+func uffdMovedPMA(nv *vma, p *pma) {
+	if p.uffdWP && !nv.flags.has(vmaUffdWP) {
+		p.uffdWP = false
+		p.effectivePerms = nv.pmaPerms(p.translatePerms, p.needCOW, p.private)
+	}
+}
+
+// forkUffdMarkersLocked gives mm2, the child of a fork that copied its
+// vmas and pmas, the write-protect markers of its vmas that stay
+// registered for write protection (UFFD_FEATURE_EVENT_FORK): the parent's
+// markers, and the pages of the parent's protected pmas that the child
+// did not copy (never populated), as Linux's fork copies markers where
+// the child's vma keeps userfaultfd_wp. Preconditions: activeMu of mm and
+// mm2 held for writing; mm2's vmas and pmas are the fork's.
+func (mm *MemoryManager) forkUffdMarkersLocked(mm2 *MemoryManager) {
+	for vseg := mm2.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		if !vseg.ValuePtr().usesMarkers() {
+			continue
+		}
+		vr := hostarch.AddrRange(vseg.Range())
+		for gap := mm2.pmas.LowerBoundGap(vr.Start); gap.Ok() && gap.Start() < vr.End; gap = gap.NextLargeEnoughGap(1) {
+			gr := hostarch.AddrRange(gap.Range()).Intersect(vr)
+			if gr.Length() == 0 {
+				continue
+			}
+			var add []hostarch.AddrRange
+			for m := mm.uffdMarkers.LowerBoundSegment(gr.Start); m.Ok() && m.Start() < gr.End; m = m.NextSegment() {
+				add = append(add, hostarch.AddrRange(m.Range()).Intersect(gr))
+			}
+			for pseg := mm.pmas.LowerBoundSegment(gr.Start); pseg.Ok() && pseg.Start() < gr.End; pseg = pseg.NextSegment() {
+				if pseg.ValuePtr().uffdWP {
+					add = append(add, hostarch.AddrRange(pseg.Range()).Intersect(gr))
+				}
+			}
+			for _, r := range add {
+				mm2.uffdMarkers.RemoveRange(addrSegRange(r))
+				mm2.uffdMarkers.Add(addrSegRange(r), struct{}{})
+				mm2.uffdMarkers.MergeAdjacent(addrSegRange(r))
+			}
+		}
+	}
 }
 
 // uffdForks maps the contexts of a forking parent to the child's copies

@@ -255,7 +255,7 @@ int main(int argc, char **argv) {
 func TestUffdWPScan(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffdwpscan", uffdWPScanProgram, true)
-	for _, c := range []string{"scan", "pattern"} {
+	for _, c := range []string{"scan", "pattern", "move", "move-events"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") || strings.Contains(r.stdout, "API: ") {
 				t.Skipf("no asynchronous userfaultfd write protection here: %s", r.stdout)
