@@ -56,7 +56,9 @@ import (
 // killed or the write lost. So it is made private and writable on both
 // sides before either runs on: in the child by fixFork, in the parent by
 // the keeping of kernel areas that precedes every flush of deferred
-// unmaps (Sandbox.resume). The pages holding them are copied at each
+// unmaps (Sandbox.resume). So are, in the parent at the exit of its fork,
+// the futex words of the robust mutexes its threads hold, which the
+// kernel marks FUTEX_OWNER_DIED when a holder exits. The pages holding them are copied at each
 // fork (a thread's areas share a few pages); the rest of private memory
 // is copied only when written, and the memory file's usage grows only by
 // what is written.
@@ -493,8 +495,10 @@ func (s *Sandbox) forkDone(t *task) {
 	t.forkShared = nil
 	if m := t.p.mm; m != nil && len(rs) > 0 {
 		// The kernel areas first: never read-only at the return from
-		// an injected call.
+		// an injected call. Then the words of the robust mutexes the
+		// threads hold, which the kernel marks at their exit.
 		s.keepKernelAreas(t.p.sp)
+		s.keepRobustLists(t.p.sp)
 		for _, r := range rs {
 			m.MapPresent(s.ctx, r.Start, r.Length())
 		}

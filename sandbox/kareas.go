@@ -1,7 +1,10 @@
 package sandbox
 
 import (
+	"encoding/binary"
+
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/mm"
 	"golang.org/x/sys/unix"
 )
 
@@ -29,6 +32,19 @@ import (
 // the host at once, never left unmapped while the thread runs). Where the
 // manager refuses (the program unmapped the area or made it read-only),
 // the host kernel fails as Linux's would.
+//
+// At a thread's exit the kernel also walks its robust list and marks the
+// futex word of each mutex the thread still holds FUTEX_OWNER_DIED. Those
+// words lie wherever the program put its mutexes, often in private memory
+// that a fork has since made read-only in the host; the kernel's write
+// would then be dropped, and the next locker would wait for a dead owner
+// instead of getting EOWNERDEAD. A mutex's word is written when it is
+// locked, which breaks copy-on-write, so only a fork can make the word of
+// a held mutex read-only: at the exit of a fork, the parent's threads'
+// robust lists are walked as the kernel will walk them and the words they
+// hold made private and writable (keepRobustLists). (A fork child's only
+// thread holds no mutex of its own: the words its list inherited name the
+// parent's thread, and the kernel leaves them alone.)
 
 // kernelAreas are the memory areas the host kernel accesses on behalf of a
 // task.
@@ -130,6 +146,22 @@ func (s *Sandbox) keepKernelAreas(sp *space) {
 	}
 }
 
+// keepRobustLists makes writable, as far as the memory manager allows, the
+// futex words held by the robust lists of every live task using sp
+// (keepRobustWords).
+func (s *Sandbox) keepRobustLists(sp *space) {
+	if sp == nil || sp.as == nil || sp.as.released {
+		return
+	}
+	for p := range sp.procs {
+		for _, t := range p.tasks {
+			if !t.dead() {
+				s.keepRobustWords(t)
+			}
+		}
+	}
+}
+
 // keepTaskAreas maps, as far as the memory manager allows, the kernel
 // areas of t with the access the host kernel needs: writable ones are
 // made private (copy-on-write broken) and writable.
@@ -160,5 +192,61 @@ func (s *Sandbox) keepArea(p *process, ar hostarch.AddrRange, at hostarch.Access
 			continue
 		}
 		p.mm.HandleUserFault(s.ctx, pg, at, pg)
+	}
+}
+
+// Robust futex constants (linux/futex.h).
+const (
+	futexTIDMask = 0x3fffffff
+	// robustListLimit is the kernel's ROBUST_LIST_LIMIT: it walks at
+	// most that many entries.
+	robustListLimit = 2048
+)
+
+// keepRobustWords makes writable, as far as the memory manager allows, the
+// futex words that the host kernel will mark FUTEX_OWNER_DIED when t
+// exits: it walks t's robust list as the kernel's exit_robust_list does
+// (the entries, then the pending one; at most robustListLimit, each word
+// at its entry plus the head's futex_offset, 4-byte aligned) and keeps
+// every word whose owner is t, the words the kernel writes. The entries
+// are kept readable for the kernel's walk.
+func (s *Sandbox) keepRobustWords(t *task) {
+	p, head := t.p, t.kareas.robust
+	if head.Length() == 0 || p.mm == nil || p.as == nil || p.as.released {
+		return
+	}
+	read := func(addr uint64, b []byte) bool {
+		n, err := p.mm.CopyIn(s.ctx, hostarch.Addr(addr), b, mm.IOOpts{})
+		return err == nil && n == len(b)
+	}
+	var h [robustListHeadSize]byte
+	if !read(uint64(head.Start), h[:]) {
+		return
+	}
+	next := binary.LittleEndian.Uint64(h[0:]) &^ 1
+	off := binary.LittleEndian.Uint64(h[8:])
+	pending := binary.LittleEndian.Uint64(h[16:]) &^ 1
+	word := func(entry uint64) {
+		addr := entry + off // the kernel's arithmetic wraps too
+		var w [4]byte
+		if addr%4 != 0 || !read(addr, w[:]) || binary.LittleEndian.Uint32(w[:])&futexTIDMask != uint32(t.tid) {
+			return
+		}
+		s.keepArea(p, areaRange(addr, 4), hostarch.Write)
+	}
+	var b [8]byte
+	for i := 0; next != uint64(head.Start) && i < robustListLimit; i++ {
+		s.keepArea(p, areaRange(next, 8), hostarch.Read)
+		ok := read(next, b[:])
+		if next != pending {
+			word(next)
+		}
+		if !ok {
+			break
+		}
+		next = binary.LittleEndian.Uint64(b[:]) &^ 1
+	}
+	if pending != 0 {
+		word(pending)
 	}
 }
