@@ -171,14 +171,7 @@ func (mm *MemoryManager) residentLocked(pseg pmaIterator, r hostarch.AddrRange) 
 	if _, err := mm.internalMappingsLocked(pseg); err != nil {
 		return nil
 	}
-	out := make([]byte, r.Length()/hostarch.PageSize)
-	i := 0
-	for b := range internalMappingsOf(pseg, r).All {
-		n := b.Len() / hostarch.PageSize
-		hostMincore(b, out[i:i+n])
-		i += n
-	}
-	return out
+	return residency(internalMappingsOf(pseg, r), r.Length())
 }
 
 // permString returns the four /proc/PID/maps permission letters.
