@@ -1,6 +1,8 @@
 package mm
 
 import (
+	"runtime"
+
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/safemem"
 )
@@ -21,6 +23,13 @@ import (
 // fault-tolerantly, and the bytes are thrown away. Writes (CopyOut) keep
 // the lock: a store to a page freed meanwhile could land in another
 // address space's memory.
+
+// unlockedReads is true where the lock-free read is sound: the count read
+// after the copy must not be satisfied before the copy's plain loads are.
+// x86-64 keeps loads in order; elsewhere (arm64) an atomic load is only
+// an acquire, which later loads may pass but earlier ones may not finish
+// after, so the check could miss a writer.
+const unlockedReads = runtime.GOARCH == "amd64"
 
 // readCache is a pma remembered for lock-free reads. Immutable.
 type readCache struct {
@@ -59,6 +68,9 @@ func (mm *MemoryManager) rememberRead(pseg pmaIterator) {
 // the remembered pma, or a writer came); the caller then takes the locked
 // path, whatever dst holds.
 func (mm *MemoryManager) copyInUnlocked(addr, end hostarch.Addr, dst []byte) (n int, err error, ok bool) {
+	if !unlockedReads {
+		return 0, nil, false
+	}
 	seq := mm.activeMu.seq.Load()
 	c := mm.lastRead.Load()
 	if c == nil || c.seq != seq || addr < c.start || end > c.end {

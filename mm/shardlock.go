@@ -25,7 +25,10 @@ type shardedRWMutex struct {
 	// Unlock or DowngradeLock lets go), even otherwise, so that a reader
 	// that takes no lock can tell whether what it read stayed unchanged
 	// (the CopyIn fast path, fastread.go). Changed only by the writer
-	// holding every shard; read atomically by anyone.
+	// holding every shard; read atomically by anyone. DowngradeLock
+	// makes it even again: what a caller changes after downgrading is
+	// not seen by such readers, so nothing may change pmas or free
+	// pages under a downgraded lock.
 	seq atomic.Uint64
 }
 

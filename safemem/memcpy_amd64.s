@@ -7,7 +7,9 @@
 // Copies n >= 256 bytes from src to dst, which do not overlap, 256 bytes a
 // step through four ZMM registers, then the last 256 bytes again (stores
 // of bytes already copied, harmless as the spans are disjoint) when n is
-// not a multiple of 256. A fault stops it anywhere: the caller redoes the
+// not a multiple of 256; it copies nothing when n < 256 (the caller
+// never asks). A fault stops it anywhere (leaving the upper halves of the
+// vector registers dirty until the next VZEROUPPER): the caller redoes the
 // copy piecewise to find how far it can get.
 TEXT ·copyAVX512(SB), NOSPLIT, $0-24
 	MOVQ	dst+0(FP), DI
@@ -16,6 +18,8 @@ TEXT ·copyAVX512(SB), NOSPLIT, $0-24
 	LEAQ	-256(SI)(CX*1), R8
 	LEAQ	-256(DI)(CX*1), R9
 	MOVQ	CX, DX
+	CMPQ	CX, $256
+	JB	done
 	SHRQ	$8, CX
 loop:
 	VMOVDQU64	0(SI), Z0
