@@ -30,8 +30,9 @@ import (
 // and an access to the tail in between gets Linux's SIGSEGV.
 //
 // This is done only where it is safe without a stop after the call:
-//   - the call came through ptrace (the fast path's helper makes its
-//     unmaps itself);
+//   - the fast path is off: its helper makes its unmaps itself, and its
+//     filter would take the rewritten call for the program's own mmap
+//     (a notification served as one, a PROT_NONE vma in the manager);
 //   - the new break is page-aligned, so that mmap's result is brk's;
 //   - t is the only live task of its address space, so that no other
 //     thread can touch the tail between the release of its pages (the
@@ -47,7 +48,7 @@ import (
 // break from oldBrk to newBrk (with err), as a heap shrink whose host
 // unmap the program's own call makes (brkTail), if it is one.
 func (s *Sandbox) brkShrinkResult(t *task, oldBrk, newBrk hostarch.Addr, err error) (sysResult, bool) {
-	if err != nil || newBrk >= oldBrk || !newBrk.IsPageAligned() || s.fp.serving() != nil || t.state != taskStopped {
+	if err != nil || newBrk >= oldBrk || !newBrk.IsPageAligned() || s.fp != nil || t.state != taskStopped {
 		return sysResult{}, false
 	}
 	end, ok := oldBrk.RoundUp()
