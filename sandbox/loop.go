@@ -185,7 +185,7 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.resume(t, 0, nil)
 		return
 	}
-	if accessFault(sig, &si) {
+	if (sig == unix.SIGSEGV || sig == unix.SIGBUS) && si.code() > 0 && si.code() != siKernel {
 		s.fault(t, sig, &si)
 		return
 	}

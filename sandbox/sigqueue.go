@@ -71,16 +71,6 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 	if len(t.pending) >= maxPendingSignals || s.hiddenExit(t.p, sig, &si) {
 		return
 	}
-	if accessFault(sig, &si) {
-		// A fault of the thread's own access (it hit the stop vmspace
-		// was waiting for): not kept, for kept signals are sent again
-		// with tgkill, which loses si_code and si_addr (a JVM's handler
-		// then took its implicit null check for a kill and died). The
-		// thread is at the faulting instruction; when it runs on, it
-		// makes the access again and the fault comes back, to be
-		// served or delivered with its details, as Linux would.
-		return
-	}
 	if sig < sigRTMin {
 		// A standard signal already pending is not queued twice (as
 		// in Linux).
@@ -91,13 +81,6 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 		}
 	}
 	t.pending = append(t.pending, pendingSignal{sig, si})
-}
-
-// accessFault reports whether sig, with si, is a fault of an access the
-// thread makes again when it resumes at the same instruction: SIGSEGV or
-// SIGBUS from a page fault (not one the kernel forced, SI_KERNEL).
-func accessFault(sig unix.Signal, si *siginfo) bool {
-	return (sig == unix.SIGSEGV || sig == unix.SIGBUS) && si.code() > 0 && si.code() != siKernel
 }
 
 // sigRTMin is the first real-time signal (queued, unlike the others).
