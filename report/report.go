@@ -12,8 +12,12 @@
 // memory file's usage) once per interval. The interval starts at
 // DefaultInterval and doubles whenever the samples reach maxSamples (pairs
 // of samples are merged), so a long run costs as little as a short one.
-// (A sample asks the host for the residency of every page, RSS counting
-// touched pages: a process of tens of MiB makes it cost milliseconds.)
+// A sample asks the host for the residency of every page (RSS counts
+// touched pages), so a process of tens of MiB makes it cost milliseconds:
+// the next sample then waits collectShare times what this one cost, which
+// keeps sampling within 1% of the run, unless a memory call gives back a
+// MiB or more, which is sampled before and after (Freeing), at most once
+// per interval.
 // Snapshots are also taken of a parent when it forks (when its private
 // memory becomes shared copy-on-write), at most maxSnapshots per process,
 // and after the first only while collecting has taken less than 1% of
@@ -229,15 +233,19 @@ type Syscall struct {
 const (
 	// DefaultInterval is the timeline's first sampling interval.
 	DefaultInterval = 10 * time.Millisecond
+	// eventBytes is the smallest release of memory that is sampled
+	// before and after (Freeing).
+	eventBytes = 1 << 20
 	// maxSamples is how many samples the timeline holds before pairs
 	// are merged and the interval doubles.
 	maxSamples = 1024
 	// maxSnapshots is how many snapshots a process keeps: fork snapshots
 	// beyond it are not taken (the end of an image always is).
 	maxSnapshots = 8
-	// collectShare bounds what optional snapshots may cost: a process's
-	// fork snapshots after its first are left out while collecting has
-	// taken more than 1/collectShare of the run.
+	// collectShare bounds what collecting may cost: a process's fork
+	// snapshots after its first are left out while collecting has taken
+	// more than 1/collectShare of the run, and a sample that cost c puts
+	// the next one at least collectShare*c later.
 	collectShare = 100
 )
 
@@ -253,8 +261,10 @@ type Space struct {
 type Collector struct {
 	// ctx is the context of the managers' calls.
 	ctx context.Context
-	// start is when the run started; next when the next sample is due.
-	start, next time.Time
+	// start is when the run started; next when the next sample is due;
+	// lastEvent when the last pair of samples around a release was taken
+	// (Freeing).
+	start, next, lastEvent time.Time
 	// interval is the sampling interval.
 	interval time.Duration
 	// rep is the report so far.
@@ -381,6 +391,19 @@ func (c *Collector) Call(pid int, name string, d time.Duration, failed bool) {
 	}
 }
 
+// Freeing reports whether a memory call about to give back n bytes of
+// address space or memory (munmap, MADV_DONTNEED, a shrinking mremap)
+// should be sampled before and after (Sample), so that the timeline shows
+// the memory's peak and its drop whatever the sampling interval has grown
+// to: true from eventBytes on, at most once per interval.
+func (c *Collector) Freeing(n uint64, now time.Time) bool {
+	if n < eventBytes || now.Before(c.lastEvent.Add(c.interval)) {
+		return false
+	}
+	c.lastEvent = now
+	return true
+}
+
 // Due reports whether a sample is due at now.
 func (c *Collector) Due(now time.Time) bool { return !now.Before(c.next) }
 
@@ -424,8 +447,19 @@ func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
 		c.rep.Samples = mergePairs(c.rep.Samples)
 		c.interval *= 2
 	}
-	c.next = now.Add(c.interval)
-	c.rep.CollectNS += int64(time.Since(now))
+	// The next sample is due after the interval, or later if this one
+	// cost more than 1/collectShare of the time to the next: sampling a
+	// large address space (which asks the host for the residency of
+	// every page) stays a bounded share of the run.
+	cost := time.Since(now)
+	c.next = now.Add(nextGap(c.interval, cost))
+	c.rep.CollectNS += int64(cost)
+}
+
+// nextGap is the time from a sample that cost cost to the next one: the
+// interval, or collectShare times the cost if that is longer.
+func nextGap(interval, cost time.Duration) time.Duration {
+	return max(interval, cost*collectShare)
 }
 
 // overBudget reports whether collecting has taken more than
@@ -462,10 +496,21 @@ func mergePairs(ss []Sample) []Sample {
 // snapshot takes m's vmas and page runs for p.
 func (c *Collector) snapshot(p *Process, now time.Time, why, image string, m *mm.MemoryManager) {
 	defer func() { c.rep.CollectNS += int64(time.Since(now)) }()
-	st := m.Stats()
-	snap := Snapshot{TNS: c.since(now), Why: why, Image: image, VmSize: st.VmSize, RSS: st.VmRSS, Locked: st.VmLck, HWM: st.VmHWM}
-	p.PeakRSS = max(p.PeakRSS, st.VmHWM)
+	snap := Snapshot{TNS: c.since(now), Why: why, Image: image}
+	// The status figures are sums over the vmas, as Stats computes them
+	// (VmLck is the size of the locked vmas, "lo"), without a second
+	// pass over the pages' residency.
 	infos := m.VMAs(c.ctx)
+	for i := range infos {
+		vi := &infos[i]
+		snap.VmSize += vi.Range.Length()
+		snap.RSS += vi.Rss
+		if slices.Contains(vi.Flags, "lo") {
+			snap.Locked += vi.Range.Length()
+		}
+	}
+	snap.HWM = max(m.MaxResidentSetSize(), snap.RSS)
+	p.PeakRSS = max(p.PeakRSS, snap.HWM)
 	if len(infos) > 0 {
 		all := hostarch.AddrRange{Start: infos[0].Range.Start, End: infos[len(infos)-1].Range.End}
 		runs := m.PageRuns(all)

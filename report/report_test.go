@@ -255,3 +255,64 @@ func TestCollectBudget(t *testing.T) {
 		t.Errorf("%d fork snapshots over budget, want 1", n)
 	}
 }
+
+// TestSnapshotStatus: a snapshot's status figures, summed from its vmas,
+// are what the manager's Stats says (VmSize, VmRSS, VmLck, VmHWM).
+func TestSnapshotStatus(t *testing.T) {
+	r, m, child := fixture(t)
+	for _, tc := range []struct {
+		who string
+		s   Snapshot
+		m   *mm.MemoryManager
+	}{
+		{"parent at the fork", r.Processes[0].Snapshots[0], m},
+		{"child at its exit", r.Processes[1].Snapshots[len(r.Processes[1].Snapshots)-1], child},
+	} {
+		st := tc.m.Stats()
+		got := [4]uint64{tc.s.VmSize, tc.s.RSS, tc.s.Locked, tc.s.HWM}
+		want := [4]uint64{st.VmSize, st.VmRSS, st.VmLck, st.VmHWM}
+		if got != want {
+			t.Errorf("%s: VmSize, RSS, Locked, HWM = %v, Stats says %v", tc.who, got, want)
+		}
+		if want[1] == 0 || (tc.m == m && want[2] == 0) {
+			// (Locks are not inherited: the child has none.)
+			t.Errorf("%s: the fixture should have resident (and the parent locked) memory: %v", tc.who, want)
+		}
+	}
+}
+
+// TestNextGap: samples are spaced by the interval, or by collectShare
+// times what the last one cost when that is longer, so sampling stays
+// within 1/collectShare of the run however large the address spaces.
+func TestNextGap(t *testing.T) {
+	for _, tc := range []struct{ interval, cost, want time.Duration }{
+		{10 * time.Millisecond, 0, 10 * time.Millisecond},
+		{10 * time.Millisecond, 50 * time.Microsecond, 10 * time.Millisecond},
+		{10 * time.Millisecond, 100 * time.Microsecond, 10 * time.Millisecond},
+		{10 * time.Millisecond, 3 * time.Millisecond, 300 * time.Millisecond},
+		{time.Second, 20 * time.Millisecond, 2 * time.Second},
+	} {
+		if got := nextGap(tc.interval, tc.cost); got != tc.want {
+			t.Errorf("nextGap(%v, %v) = %v, want %v", tc.interval, tc.cost, got, tc.want)
+		}
+	}
+}
+
+// TestFreeing: a release of a MiB or more is sampled around, at most
+// once per interval; smaller releases are not.
+func TestFreeing(t *testing.T) {
+	c := NewCollector([]string{"prog"})
+	t0 := c.start.Add(time.Second)
+	if c.Freeing(eventBytes-4096, t0) {
+		t.Errorf("a release below eventBytes is sampled")
+	}
+	if !c.Freeing(eventBytes, t0) {
+		t.Errorf("a release of %d bytes is not sampled", eventBytes)
+	}
+	if c.Freeing(eventBytes, t0.Add(DefaultInterval/2)) {
+		t.Errorf("two releases within the interval are both sampled")
+	}
+	if !c.Freeing(eventBytes, t0.Add(DefaultInterval)) {
+		t.Errorf("a release an interval after the last sampled one is not sampled")
+	}
+}

@@ -43,10 +43,39 @@ func (s *Sandbox) servedMemCall(t *task, nr int, a [6]uint64) sysResult {
 		return s.memCall(t, nr, a)
 	}
 	t0 := time.Now()
+	around := r.Freeing(freedBy(nr, a), t0)
+	if around {
+		s.reportSample(r, t0)
+		t0 = time.Now()
+	}
 	res := s.memCall(t, nr, a)
+	d := time.Since(t0)
+	if around {
+		s.reportSample(r, time.Now())
+	}
 	_, failed := errnoOf(res.val)
-	r.Call(t.p.pid, sysNames[nr], time.Since(t0), failed && res.act == actReturn)
+	r.Call(t.p.pid, sysNames[nr], d, failed && res.act == actReturn)
 	return res
+}
+
+// freedBy returns how many bytes memory call nr with arguments a gives
+// back if it succeeds (for the report's timeline: see
+// report.Collector.Freeing), 0 for calls that free nothing.
+func freedBy(nr int, a [6]uint64) uint64 {
+	switch nr {
+	case unix.SYS_MUNMAP:
+		return a[1]
+	case unix.SYS_MADVISE:
+		switch a[2] {
+		case unix.MADV_DONTNEED, unix.MADV_FREE, unix.MADV_REMOVE, unix.MADV_PAGEOUT, unix.MADV_DONTNEED_LOCKED:
+			return a[1]
+		}
+	case unix.SYS_MREMAP:
+		if a[2] < a[1] {
+			return a[1] - a[2]
+		}
+	}
+	return 0
 }
 
 // reportFork records that p made the child process cp.
