@@ -238,7 +238,12 @@ var errMemoryExhausted = fmt.Errorf("memory file exhausted: %w", unix.ENOMEM)
 // allocatePrivate allocates length bytes of private memory counted once in
 // privateRefs.
 func (mm *MemoryManager) allocatePrivate(length uint64, huge, populate bool) (memmap.FileRange, error) {
-	fr, err := mm.mf.Allocate(length, pgalloc.AllocOpts{Huge: huge, Populate: populate})
+	return mm.allocatePrivateOpts(length, pgalloc.AllocOpts{Huge: huge, Populate: populate})
+}
+
+// allocatePrivateOpts is allocatePrivate with the memory file's options.
+func (mm *MemoryManager) allocatePrivateOpts(length uint64, opts pgalloc.AllocOpts) (memmap.FileRange, error) {
+	fr, err := mm.mf.Allocate(length, opts)
 	if err != nil {
 		if errors.Is(err, pgalloc.ErrLimit) {
 			return fr, errMemoryExhausted
@@ -462,8 +467,15 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	if p.private && !srcAll {
 		vec = residency(src, fr.Length())
 	}
+	// A populated copy is a whole one (copyData copies every page when
+	// every source page holds data): what the reused pages held before
+	// need not be zeroed first.
 	populate := p.private && (srcAll || !slices.Contains(vec, 0))
-	nfr, err := mm.allocatePrivate(unit.Length(), unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(), populate)
+	nfr, err := mm.allocatePrivateOpts(unit.Length(), pgalloc.AllocOpts{
+		Huge:      unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned(),
+		Populate:  populate,
+		Overwrite: populate,
+	})
 	if err != nil {
 		return pmaIterator{}, err
 	}

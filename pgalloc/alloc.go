@@ -39,6 +39,9 @@ func (f *MemoryFile) Allocate(length uint64, opts AllocOpts) (memmap.FileRange, 
 	if opts.Populate && !f.closed {
 		if fr, ok := f.takeCachedLocked(length, align); ok {
 			f.mu.Unlock()
+			if opts.Overwrite {
+				return fr, nil
+			}
 			if err := f.zeroCached(fr); err != nil {
 				f.DecRef(fr)
 				return memmap.FileRange{}, err
@@ -46,20 +49,32 @@ func (f *MemoryFile) Allocate(length uint64, opts AllocOpts) (memmap.FileRange, 
 			return fr, nil
 		}
 	}
-	start, err := f.findFreeLocked(length, align, opts.Dir)
+	total := length
+	if opts.Populate {
+		total = f.commitBatchLocked(length)
+	}
+	start, err := f.findFreeLocked(total, align, opts.Dir)
+	if err != nil && total != length {
+		total = length
+		start, err = f.findFreeLocked(total, align, opts.Dir)
+	}
 	if err != nil {
 		f.mu.Unlock()
 		return memmap.FileRange{}, err
 	}
-	fr := memmap.FileRange{Start: start, End: start + length}
-	f.used.Insert(f.used.FindGap(start), segment.Range[uint64](fr), 1)
-	f.allocated.Store(f.allocated.Load() + length)
+	all := memmap.FileRange{Start: start, End: start + total}
+	f.used.Insert(f.used.FindGap(start), segment.Range[uint64](all), 1)
+	f.allocated.Store(f.allocated.Load() + total)
 	f.mu.Unlock()
 
+	fr := memmap.FileRange{Start: start, End: start + length}
 	if opts.Populate {
-		if err := f.populate(fr); err != nil {
-			f.DecRef(fr)
+		if err := f.populate(all); err != nil {
+			f.DecRef(all)
 			return memmap.FileRange{}, err
+		}
+		if total != length {
+			f.cacheSurplus(memmap.FileRange{Start: fr.End, End: all.End})
 		}
 	}
 	return fr, nil

@@ -33,6 +33,11 @@
 // already committed and mapped is far cheaper than committing a new one.
 // Ordinary allocations never take cached pages, so that for lazily
 // allocated memory host commitment still means that the page was touched.
+// A small populating allocation that finds the cache empty commits a whole
+// 2 MiB batch and caches the surplus, so that one-page allocations (a
+// copy-on-write break each) share one commitment; one with
+// AllocOpts.Overwrite, which writes every byte itself, takes cached pages
+// without zeroing them.
 // Cached pages unused for two trim periods (2 s each), or that stand in the
 // way of an allocation, are released; WaitReleased releases them all.
 // reuse.go has the details.
@@ -192,7 +197,17 @@ type AllocOpts struct {
 	// mapping), so that later writes through the internal mapping take no
 	// host fault per page. Mappings of the file in other address spaces
 	// still take one (cheaper, minor) fault per page.
+	//
+	// With a reuse cache, a populating allocation smaller than
+	// commitBatch that finds no cached pages commits a whole batch and
+	// caches what it does not take (see reuse.go), so that small ones
+	// (copy-on-write breaks of one page) share one commitment.
 	Populate bool
+	// Overwrite, with Populate, says that the caller writes every byte of
+	// the range before it reads it or lets anyone else see it: pages
+	// taken from the reuse cache are then not zeroed first. The pages
+	// may hold what other address spaces left in them until then.
+	Overwrite bool
 }
 
 // refCount is the value of a segment of MemoryFile.used: the number of

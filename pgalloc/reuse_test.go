@@ -157,3 +157,80 @@ func TestReuseCacheTrim(t *testing.T) {
 		})
 	}
 }
+
+// TestPopulateBatch checks batched commitment: a small populating
+// allocation that finds the cache empty commits a whole batch and caches
+// the surplus, committed and unallocated; the next small ones take from
+// it without committing more; ordinary allocations never get it; and
+// everything is released in the end. An Overwrite allocation from the
+// cache is not zeroed, and one without it is.
+func TestPopulateBatch(t *testing.T) {
+	f := newFile(t, Options{ReuseLimit: 4 * commitBatch})
+	a := mustAllocate(t, f, page, AllocOpts{Populate: true})
+	if got := f.UsageAllocated(); got != page {
+		t.Errorf("UsageAllocated = %#x, want one page", got)
+	}
+	if got := f.UsageCached(); got != commitBatch-page {
+		t.Errorf("UsageCached = %#x after a one-page populating allocation, want the batch's surplus %#x", got, commitBatch-page)
+	}
+	committed := f.UsageCommitted()
+	if committed < commitBatch {
+		t.Errorf("UsageCommitted = %#x, want the whole batch %#x", committed, commitBatch)
+	}
+	checkInvariants(t, f)
+	lazy := mustAllocate(t, f, 16*page, AllocOpts{})
+	b := mustAllocate(t, f, 2*page, AllocOpts{Populate: true})
+	if b.Start != a.End {
+		t.Errorf("second populating allocation %v does not follow %v in the batch", b, a)
+	}
+	if lazy.Start < a.Start+commitBatch && lazy.End > a.Start {
+		t.Errorf("ordinary allocation %v took from the batch at %#x", lazy, a.Start)
+	}
+	if c := f.UsageCommitted(); c != committed {
+		t.Errorf("taking from the batch changed UsageCommitted %#x -> %#x", committed, c)
+	}
+	if got := f.UsageCached(); got != commitBatch-3*page {
+		t.Errorf("UsageCached = %#x, want %#x", got, commitBatch-3*page)
+	}
+	// Reuse: b's pages, written and freed, come back as they were with
+	// Overwrite and zeroed without.
+	fill(t, f, b, 0x5a)
+	f.DecRef(b)
+	var others []memmap.FileRange
+	o := allocateFrom(t, f, b, AllocOpts{Populate: true, Overwrite: true}, &others)
+	if m := mapBytes(t, f, o); m[0] != 0x5a {
+		t.Errorf("Overwrite allocation %v was zeroed (or is not the freed page)", o)
+	}
+	fill(t, f, o, 0x5a)
+	f.DecRef(o)
+	z := allocateFrom(t, f, b, AllocOpts{Populate: true}, &others)
+	if !isZero(mapBytes(t, f, z)) {
+		t.Errorf("reused %v without Overwrite does not read as zero", z)
+	}
+	f.DecRef(z)
+	f.DecRef(a)
+	f.DecRef(lazy)
+	for _, x := range others {
+		f.DecRef(x)
+	}
+	checkInvariants(t, f)
+	f.WaitReleased()
+	if got, c := f.UsageCached(), f.UsageCommitted(); got != 0 || c != 0 || f.UsageAllocated() != 0 {
+		t.Errorf("after freeing everything: UsageCached = %#x, UsageCommitted = %#x, UsageAllocated = %#x", got, c, f.UsageAllocated())
+	}
+}
+
+// allocateFrom allocates pages with opts until one comes from within fr,
+// and returns it; the others are appended to others.
+func allocateFrom(t *testing.T, f *MemoryFile, fr memmap.FileRange, opts AllocOpts, others *[]memmap.FileRange) memmap.FileRange {
+	t.Helper()
+	for range commitBatch / page {
+		x := mustAllocate(t, f, page, opts)
+		if fr.Contains(x.Start) {
+			return x
+		}
+		*others = append(*others, x)
+	}
+	t.Fatalf("no allocation reused %v", fr)
+	return memmap.FileRange{}
+}
