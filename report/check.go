@@ -83,6 +83,25 @@ func CheckPage(page string, r *Report) error {
 		eq(what, cellAttrs(row, "max"), "ns", sc.MaxNS)
 	}
 
+	// The call sites.
+	sites := splitAfter(section(page, `<table id="sites">`, `</table>`), `<tr data-site=`)
+	if len(sites) != len(r.Sites) {
+		bad("call sites: %d rows in the page, %d in the report", len(sites), len(r.Sites))
+	}
+	for i := 0; i < min(len(sites), len(r.Sites)); i++ {
+		st, row := r.Sites[i], sites[i]
+		what := fmt.Sprintf("site %d", i)
+		for _, kv := range []struct {
+			class string
+			want  any
+		}{{"name", st.Name}, {"where", st.Where}, {"caller", st.Caller}, {"count", st.Count}, {"errors", st.Errors}} {
+			if got := cellText(row, kv.class); got != fmt.Sprint(kv.want) {
+				bad("%s: %s is %q in the page, %v in the report", what, kv.class, got, kv.want)
+			}
+		}
+		eq(what, cellAttrs(row, "total"), "ns", st.TotalNS)
+	}
+
 	// The timeline: the totals' group and each process's.
 	groups := map[string][]map[string]string{}
 	for _, part := range splitAfter(page, `<g class="tl-group"`) {

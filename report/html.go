@@ -121,6 +121,7 @@ func (h *htmlWriter) page() {
 	h.s("</section><section>\n")
 	h.syscalls()
 	h.s("</section></div>\n")
+	h.sites()
 	h.spaces()
 	h.p("<aside id=\"smaps-panel\"><div class=\"panel-head\">smaps entry <span class=\"hint\">(hover or click a vma)</span></div><pre id=\"smaps\"></pre></aside>\n")
 	h.p("<script>%s</script>\n</body>\n</html>\n", pageJS)
@@ -334,6 +335,19 @@ func (h *htmlWriter) syscalls() {
 	h.s("</tbody></table>\n")
 }
 
+// sites writes the table of call sites.
+func (h *htmlWriter) sites() {
+	h.s("<h2>Where the memory calls come from</h2>\n<table id=\"sites\"><thead><tr><th>call</th><th>made at</th><th>called from</th><th>count</th><th>errors</th><th>time in vmspace</th></tr></thead><tbody>\n")
+	for i, st := range h.r.Sites {
+		h.p("<tr data-site=\"%d\"><td class=\"name\">%s</td><td class=\"where\"><code>%s</code></td><td class=\"caller\"><code>%s</code></td><td class=\"count\">%d</td><td class=\"errors\">%d</td><td class=\"total\" data-ns=\"%d\">%s</td></tr>\n",
+			i, esc(st.Name), esc(st.Where), esc(st.Caller), st.Count, st.Errors, st.TotalNS, Duration(st.TotalNS))
+	}
+	if len(h.r.Sites) == 0 {
+		h.s("<tr><td colspan=\"6\">no call sites</td></tr>\n")
+	}
+	h.s("</tbody></table>\n")
+}
+
 // processes writes the table of processes.
 func (h *htmlWriter) processes() {
 	h.s("<h2>Processes</h2>\n<table id=\"processes\"><thead><tr><th>pid</th><th>parent</th><th>program</th><th>started</th><th>ended</th><th>how</th><th>peak RSS</th><th>faults</th><th>memory calls</th></tr></thead><tbody>\n")
@@ -496,7 +510,7 @@ code,pre,.addr,.label,.gap-label{font-family:ui-monospace,"DejaVu Sans Mono",Men
 .cmd{color:#555;margin:0 0 10px}
 table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}
 #summary{display:flex;flex-wrap:wrap;gap:6px 26px;margin:8px 0 4px}.fig b{display:block;font-size:16px}.fig span{color:#666;font-size:12px}
-.tables{display:flex;flex-wrap:wrap;gap:0 40px}#syscalls td.count,#syscalls td.errors,#processes td.faults,#processes td.mem-calls{text-align:right}
+.tables{display:flex;flex-wrap:wrap;gap:0 40px}#syscalls td.count,#syscalls td.errors,#sites td.count,#sites td.errors,#processes td.faults,#processes td.mem-calls{text-align:right}
 .bar{display:inline-block;height:9px;background:#4e79a7;vertical-align:middle}
 .legend{margin:6px 0;display:flex;flex-wrap:wrap;gap:4px 14px}.legend i{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle;border:1px solid #0003}
 .legend i.faint{background:#d4a92a40}.legend i.pat-guard{background:repeating-linear-gradient(45deg,#c00 0 3px,#000 3px 5px)}.legend i.pat-shared{background:repeating-linear-gradient(45deg,#333 0 3px,#fff 3px 6px)}

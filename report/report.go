@@ -7,7 +7,9 @@
 // or exec), where the whole vma list is taken (Snapshot: every vma with
 // its smaps figures and the runs of resident, copy-on-write shared and
 // guard pages); Call for each memory system call served, with the time
-// spent on it; and Tick after each stop, which samples the memory figures
+// spent on it and where it came from (CallSite: the program counter and
+// the return address on the stack, named by the files' ELF symbols, see
+// Site); and Tick after each stop, which samples the memory figures
 // of every live address space (VmSize, RSS, locked memory, faults, and the
 // memory file's usage) once per interval. The interval starts at
 // DefaultInterval and doubles whenever the samples reach maxSamples (pairs
@@ -74,6 +76,9 @@ type Report struct {
 	// Syscalls are the memory system calls served, by name, the most
 	// time-consuming first.
 	Syscalls []Syscall `json:"syscalls"`
+	// Sites are where the memory system calls came from, the most
+	// time-consuming first (at most maxSites).
+	Sites []Site `json:"sites"`
 }
 
 // Totals are the figures of the whole run (sandbox.Stats).
@@ -279,6 +284,8 @@ type Collector struct {
 	owed map[int]uint64
 	// calls are the memory system calls' figures by name.
 	calls map[string]*Syscall
+	// sites are their call sites.
+	sites *sites
 }
 
 // NewCollector returns a Collector for a run of argv starting now.
@@ -295,6 +302,7 @@ func NewCollector(argv []string) *Collector {
 		faults: make(map[*mm.MemoryManager]uint64),
 		owed:   make(map[int]uint64),
 		calls:  make(map[string]*Syscall),
+		sites:  newSites(context.Background()),
 	}
 }
 
@@ -335,6 +343,7 @@ func (c *Collector) Exec(pid int, name, image string) {
 	p := c.process(pid, now)
 	p.Name = name
 	p.Images = append(p.Images, image)
+	c.sites.forget(pid)
 	c.rep.Events = append(c.rep.Events, Event{TNS: c.since(now), Kind: "exec", PID: pid, Detail: image})
 }
 
@@ -370,11 +379,13 @@ func (c *Collector) End(pid int, m *mm.MemoryManager, why, image string) {
 		c.owed[pid] += m.Faults()
 	}
 	c.snapshot(p, now, why, image, m)
+	c.sites.forget(pid)
 }
 
-// Call records a memory system call of pid, named name, that took d and
-// failed or not.
-func (c *Collector) Call(pid int, name string, d time.Duration, failed bool) {
+// Call records a memory system call of pid, named name, made at cs, that
+// took d and failed or not.
+func (c *Collector) Call(pid int, name string, cs CallSite, d time.Duration, failed bool) {
+	c.sites.add(pid, name, cs, d, failed)
 	sc := c.calls[name]
 	if sc == nil {
 		sc = &Syscall{Name: name}
@@ -619,6 +630,7 @@ func (c *Collector) Finish(t Totals) *Report {
 	slices.SortFunc(c.rep.Syscalls, func(a, b Syscall) int {
 		return cmp.Or(cmp.Compare(b.TotalNS, a.TotalNS), cmp.Compare(b.Count, a.Count), cmp.Compare(a.Name, b.Name))
 	})
+	c.rep.Sites = c.sites.list()
 	if c.rep.Processes == nil {
 		c.rep.Processes = []*Process{}
 	}

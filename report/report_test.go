@@ -51,9 +51,9 @@ func fixture(t *testing.T) (*Report, *mm.MemoryManager, *mm.MemoryManager) {
 	}
 	c := NewCollector([]string{"prog", "arg"})
 	c.Exec(100, "prog", "/bin/prog")
-	c.Call(100, "mmap", 5*time.Microsecond, false)
-	c.Call(100, "mmap", 7*time.Microsecond, false)
-	c.Call(100, "munmap", time.Millisecond, true)
+	c.Call(100, "mmap", CallSite{}, 5*time.Microsecond, false)
+	c.Call(100, "mmap", CallSite{}, 7*time.Microsecond, false)
+	c.Call(100, "munmap", CallSite{}, time.Millisecond, true)
 	c.Sample(time.Now(), []Space{{100, m}}, 4096)
 	child, err := m.Fork(ctx)
 	if err != nil {
@@ -65,7 +65,7 @@ func fixture(t *testing.T) (*Report, *mm.MemoryManager, *mm.MemoryManager) {
 	if err := child.HandleUserFault(ctx, base+unit+4096, hostarch.Write, 0); err != nil {
 		t.Fatal(err)
 	}
-	c.Call(101, "brk", 3*time.Microsecond, false)
+	c.Call(101, "brk", CallSite{}, 3*time.Microsecond, false)
 	c.Sample(time.Now(), []Space{{101, child}, {100, m}}, 8192)
 	c.Exit(101, syscall.WaitStatus(3<<8))
 	c.End(101, child, "exit", "/bin/prog")

@@ -362,6 +362,7 @@ func (fp *fastpath) call(n *seccompNotif) uintptr {
 		fastHook(s, t, nr, n.args)
 	}
 	fp.cur = h
+	t.callPC, t.callSP = n.ip, 0
 	res := s.dispatch(t, nr, n.args)
 	// Unmap what the manager freed before anything runs on.
 	s.keepUnflushedKernelAreas()

@@ -54,7 +54,7 @@ func (s *Sandbox) servedMemCall(t *task, nr int, a [6]uint64) sysResult {
 		s.reportSample(r, time.Now())
 	}
 	_, failed := errnoOf(res.val)
-	r.Call(t.p.pid, sysNames[nr], d, failed && res.act == actReturn)
+	r.Call(t.p.pid, sysNames[nr], report.CallSite{MM: t.p.mm, PC: t.callPC, SP: t.callSP}, d, failed && res.act == actReturn)
 	return res
 }
 

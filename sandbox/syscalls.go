@@ -60,6 +60,7 @@ func (s *Sandbox) syscall(t *task) {
 	r := &t.regs
 	nr := int(r.Orig_rax)
 	a := [6]uint64{r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9}
+	t.callPC, t.callSP = r.Rip, r.Rsp
 	res := s.dispatch(t, nr, a)
 	if t.dead() {
 		return

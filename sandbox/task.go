@@ -20,6 +20,11 @@ type task struct {
 	regs unix.PtraceRegs
 	// regState says what regs holds. Tracer goroutine.
 	regState regState
+	// callPC and callSP are the program counter (after the syscall
+	// instruction) and stack pointer of the system call being served, for
+	// the report's call sites; callSP is 0 where vmspace does not see the
+	// registers (the fast path). Tracer goroutine.
+	callPC, callSP uint64
 	// state is where the task is in its life and what kind of stop it is
 	// at (see taskState). Tracer goroutine.
 	state taskState

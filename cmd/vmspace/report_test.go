@@ -49,7 +49,7 @@ func python3(t *testing.T) string {
 
 // runReport runs prog under "vmspace run --report --report-json" and
 // returns the report as JSON says it and the HTML file's path.
-func runReport(t *testing.T, argv ...string) (*report.Report, string) {
+func runReport(t *testing.T, wantOut string, argv ...string) (*report.Report, string) {
 	t.Helper()
 	dir := t.TempDir()
 	htmlPath, jsonPath := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.json")
@@ -61,7 +61,7 @@ func runReport(t *testing.T, argv ...string) (*report.Report, string) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("vmspace run: %v\n%s%s", err, out.String(), errb.String())
 	}
-	if got := out.String(); got != "child 3\n" {
+	if got := out.String(); got != wantOut {
 		t.Fatalf("the program printed %q (stderr %q)", got, errb.String())
 	}
 	f, err := os.Open(jsonPath)
@@ -194,7 +194,7 @@ func TestReport(t *testing.T) {
 	if err := os.WriteFile(prog, []byte(reportProg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, htmlPath := runReport(t, py, prog)
+	r, htmlPath := runReport(t, "child 3\n", py, prog)
 	checkPythonReport(t, r)
 	page, err := os.ReadFile(htmlPath)
 	if err != nil {
@@ -207,6 +207,78 @@ func TestReport(t *testing.T) {
 		t.Error("the page refers to something outside it")
 	}
 	t.Run("chromium", func(t *testing.T) { checkInChromium(t, r, htmlPath) })
+}
+
+// sitesSrc makes memory calls from three functions of its own, through
+// the C library's wrappers: 20 mmaps, 20 munmaps, 3 failing mprotects.
+const sitesSrc = `
+#include <stdio.h>
+#include <sys/mman.h>
+__attribute__((noinline)) void make_maps(void **v, int n) {
+	for (int i = 0; i < n; i++) v[i] = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+__attribute__((noinline)) void drop_maps(void **v, int n) {
+	for (int i = 0; i < n; i++) munmap(v[i], 8192);
+}
+__attribute__((noinline)) int bad_protect(void) {
+	int fails = 0;
+	for (int i = 0; i < 3; i++) fails += mprotect((void *)1, 4096, PROT_READ) != 0;
+	return fails;
+}
+int main(void) {
+	void *v[20];
+	make_maps(v, 20);
+	drop_maps(v, 20);
+	printf("%d\n", bad_protect());
+	return 0;
+}
+`
+
+// TestReportSites: the report names where the memory calls come from:
+// the C library's wrapper (made at) and the program's function that
+// called it (called from), with their counts, errors and times, and the
+// page shows the same.
+func TestReportSites(t *testing.T) {
+	exe := buildC(t, "sites", sitesSrc)
+	r, htmlPath := runReport(t, "3\n", exe)
+	want := map[string]struct {
+		name   string
+		count  uint64
+		errors uint64
+	}{
+		"make_maps":   {"mmap", 20, 0},
+		"drop_maps":   {"munmap", 20, 0},
+		"bad_protect": {"mprotect", 3, 3},
+	}
+	var total uint64
+	for _, st := range r.Sites {
+		total += st.Count
+		fn, _, _ := strings.Cut(strings.TrimPrefix(st.Caller, "sites "), "+")
+		w, ok := want[fn]
+		if !ok || !strings.HasPrefix(st.Caller, "sites ") {
+			continue
+		}
+		delete(want, fn)
+		if st.Name != w.name || st.Count != w.count || st.Errors != w.errors || st.TotalNS <= 0 {
+			t.Errorf("site %+v: want %s called %d times from %s, %d failing", st, w.name, w.count, fn, w.errors)
+		}
+		if !strings.HasPrefix(st.Where, "libc.so.6 ") || !strings.Contains(st.Where, w.name) {
+			t.Errorf("site %+v: made at %q, want the C library's %s", st, st.Where, w.name)
+		}
+	}
+	for fn, w := range want {
+		t.Errorf("no site of %s called from %s in %+v", w.name, fn, r.Sites)
+	}
+	if total != r.Totals.MemCalls {
+		t.Errorf("the sites count %d calls, the run %d", total, r.Totals.MemCalls)
+	}
+	page, err := os.ReadFile(htmlPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report.CheckPage(string(page), r); err != nil {
+		t.Errorf("the page differs from the JSON:\n%v", err)
+	}
 }
 
 // chromium returns the path of Debian's chromium, or skips the test

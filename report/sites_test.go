@@ -1,0 +1,100 @@
+package report
+
+import (
+	"debug/elf"
+	"os"
+	"testing"
+)
+
+// TestFollowsCall: the bytes before a return address end with a call
+// instruction, in each of its encodings, and nothing else passes.
+func TestFollowsCall(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    [7]byte
+		want bool
+	}{
+		{"call rel32", [7]byte{0x90, 0x90, 0xe8, 1, 2, 3, 4}, true},
+		{"call *%rax", [7]byte{0, 0, 0, 0, 0, 0xff, 0xd0}, true},
+		{"call *%r11", [7]byte{0, 0, 0, 0, 0x41, 0xff, 0xd3}, true},
+		{"call *8(%rax)", [7]byte{0, 0, 0, 0, 0xff, 0x50, 0x08}, true},
+		{"call *8(%rsp)", [7]byte{0, 0, 0, 0xff, 0x54, 0x24, 0x08}, true},
+		{"call *0x100(%rbx)", [7]byte{0, 0xff, 0x93, 0, 1, 0, 0}, true},
+		{"call *x(%rip)", [7]byte{0, 0xff, 0x15, 1, 2, 3, 4}, true},
+		{"call *(%rax)", [7]byte{0, 0, 0, 0, 0, 0xff, 0x10}, true},
+		{"jmp *%rax", [7]byte{0, 0, 0, 0, 0, 0xff, 0xe0}, false},
+		{"push %rbp; mov", [7]byte{0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec}, false},
+		{"syscall", [7]byte{0, 0, 0, 0, 0, 0x0f, 0x05}, false},
+		{"call *8(%rax) misplaced", [7]byte{0, 0, 0, 0, 0, 0xff, 0x50}, false},
+	} {
+		if got := followsCall(tc.b); got != tc.want {
+			t.Errorf("%s: followsCall(% x) = %v, want %v", tc.name, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestSymbolLookup: an offset is named by the function covering it, a
+// public alias preferred; a symbol without a size covers up to the next.
+func TestSymbolLookup(t *testing.T) {
+	st := &symTable{funcs: []symbol{
+		{"__mmap", 0x100, 0x140}, {"mmap", 0x100, 0x140}, {"mmap64", 0x100, 0x140},
+		{"outer", 0x200, 0x300}, {"inner", 0x220, 0x240},
+		{"nosize", 0x400, 0x400},
+	}}
+	sortSymbols(st.funcs)
+	for _, tc := range []struct {
+		off  uint64
+		name string
+		at   uint64
+		ok   bool
+	}{
+		{0x0ff, "", 0, false},
+		{0x100, "mmap", 0, true},
+		{0x127, "mmap", 0x27, true},
+		{0x140, "", 0, false},
+		{0x230, "inner", 0x10, true},
+		{0x250, "outer", 0x50, true},
+		{0x480, "nosize", 0x80, true},
+	} {
+		name, at, ok := st.lookup(tc.off)
+		if name != tc.name || at != tc.at || ok != tc.ok {
+			t.Errorf("lookup(%#x) = %q+%#x %v, want %q+%#x %v", tc.off, name, at, ok, tc.name, tc.at, tc.ok)
+		}
+	}
+}
+
+// TestReadSymbols: the test binary's own functions are found at their
+// file offsets.
+func TestReadSymbols(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Skip("no symbol table:", err)
+	}
+	const want = "github.com/vmspace/vmspace/report.followsCall"
+	var off uint64
+	for _, s := range syms {
+		if s.Name == want {
+			for _, p := range f.Progs {
+				if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Filesz {
+					off = s.Value - p.Vaddr + p.Off
+				}
+			}
+		}
+	}
+	if off == 0 {
+		t.Fatalf("%s not in the test binary", want)
+	}
+	name, at, ok := readSymbols(exe).lookup(off + 3)
+	if name != want || at != 3 || !ok {
+		t.Errorf("lookup: %q+%#x %v, want %s+0x3", name, at, ok, want)
+	}
+}
