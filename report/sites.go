@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -47,8 +48,11 @@ type CallSite struct {
 
 // rawSite is a site as addresses, within one process's image.
 type rawSite struct {
-	name   string
-	pc, sp uint64 // sp: the return address found there, 0 for none
+	name string
+	pc   uint64
+	// word is the word at the stack pointer (0 if unknown), which names
+	// the caller if it is a return address.
+	word uint64
 }
 
 // siteKey identifies a Site.
@@ -81,7 +85,7 @@ func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed b
 	}
 	raw := rawSite{name: name, pc: cs.PC}
 	if cs.SP != 0 {
-		raw.sp = returnAddress(cs.MM, cs.SP)
+		raw.word = stackWord(cs.MM, cs.SP)
 	}
 	m := s.byPID[pid]
 	if m == nil {
@@ -89,11 +93,17 @@ func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed b
 		s.byPID[pid] = m
 	}
 	st := m[raw]
+	if st == nil && !isReturnAddress(cs.MM, raw.word) {
+		// No caller: the call is kept under no word, so that a
+		// changing word (a local variable) adds no entry per value.
+		raw.word = 0
+		st = m[raw]
+	}
 	if st == nil {
 		// The system call instruction is the two bytes before pc.
 		k := siteKey{name: name, where: s.name(cs.MM, cs.PC-2)}
-		if raw.sp != 0 {
-			k.caller = s.name(cs.MM, raw.sp-1)
+		if raw.word != 0 {
+			k.caller = s.name(cs.MM, raw.word-1)
 		}
 		if st = s.all[k]; st == nil {
 			st = &Site{Name: k.name, Where: k.where, Caller: k.caller}
@@ -108,28 +118,30 @@ func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed b
 	st.TotalNS += int64(d)
 }
 
-// returnAddress returns the word at sp if it is a return address: it
-// points into an executable file mapping just after a call instruction.
-// Else (the system call was made inline, with no call to a wrapper just
-// before) it returns 0. It reads only memory already there (mm.Peek).
-func returnAddress(m *mm.MemoryManager, sp uint64) uint64 {
+// stackWord returns the word at sp, 0 if it is not there to read
+// (mm.Peek: nothing is faulted in).
+func stackWord(m *mm.MemoryManager, sp uint64) uint64 {
 	var w [8]byte
 	if !m.Peek(hostarch.Addr(sp), w[:]) {
 		return 0
 	}
-	ret := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
-		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+	return binary.LittleEndian.Uint64(w[:])
+}
+
+// isReturnAddress reports whether ret, the word at the stack pointer at a
+// system call, is a return address: it points into an executable file
+// mapping just after a call instruction. It is not where the system call
+// was made inline, with no call to a wrapper just before. It reads only
+// memory already there (mm.Peek).
+func isReturnAddress(m *mm.MemoryManager, ret uint64) bool {
 	if ret < 8 {
-		return 0
+		return false
 	}
 	if _, _, exec, ok := m.FileAt(context.Background(), hostarch.Addr(ret)); !ok || !exec {
-		return 0
+		return false
 	}
 	var code [7]byte
-	if !m.Peek(hostarch.Addr(ret-7), code[:]) || !followsCall(code) {
-		return 0
-	}
-	return ret
+	return m.Peek(hostarch.Addr(ret-7), code[:]) && followsCall(code)
 }
 
 // followsCall reports whether the 7 bytes before an address end with an
