@@ -39,6 +39,10 @@ type stubAS struct {
 	h ptrace.HostMappings
 	// released is set by Release; later calls do nothing.
 	released bool
+	// holes spans the inaccessible reservations that heap shrinks left
+	// in the host where the record shows nothing (brk.go), removed when
+	// the host refuses a mapping (clearHoles). Tracer goroutine.
+	holes hostarch.AddrRange
 }
 
 // generation returns a number that changes whenever a host mapping of the
@@ -57,11 +61,13 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 		return nil
 	}
 	err := as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
-	if _, pending := as.s.unflushed[as]; pending && errors.Is(err, unix.ENOMEM) {
+	if _, pending := as.s.unflushed[as]; (pending || as.holes.Length() > 0) && errors.Is(err, unix.ENOMEM) {
 		// The host refused the mapping (past vm.max_map_count) while
 		// unmaps were pending, such as the manager's eviction of all
-		// its host mappings after a refusal: make them, then retry.
+		// its host mappings after a refusal, or while heap shrinks left
+		// holes (brk.go): make them, remove those, then retry.
 		as.flush()
+		as.clearHoles()
 		err = as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
 	}
 	return err
@@ -200,7 +206,7 @@ func (s *Sandbox) shootdown() {
 	for as := range s.unflushed {
 		as.flush()
 	}
-	if len(s.unflushed) == 0 {
+	if len(s.unflushed) == 0 && !s.holdingTails() {
 		s.mf.ReleaseHeld()
 	}
 }

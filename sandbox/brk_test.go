@@ -1,9 +1,13 @@
 package sandbox
 
 import (
+	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/vmspace/vmspace/hostarch"
 	"golang.org/x/sys/unix"
 )
 
@@ -179,4 +183,89 @@ func brkShrinkWant(n int) string {
 		"regrown: 0 nonzero bytes\n" +
 		"file: first then later\n" +
 		"cycles " + strconv.Itoa(n) + " faults 2\n"
+}
+
+// TestBrkShrinkRefused checks a heap shrink whose rewritten host call
+// (brk.go) the host refuses, as it does past vm.max_map_count: the
+// tail's pages stay held by the memory file until the call's result is
+// seen (none is released while the host may still map them), the tail is
+// unmapped by an injected call instead, and the program sees Linux's
+// behaviour (brk returns the new break, the freed tail faults).
+func TestBrkShrinkRefused(t *testing.T) {
+	if fastpathOn {
+		t.Skip("the fast path unmaps a heap tail with its helper thread")
+	}
+	needPtrace(t)
+	exe := buildC(t, "brkshrink", brkShrinkSrc, false, "-pthread")
+	calls := 0
+	brkTailHook = func(s *Sandbox, r *unix.PtraceRegs) {
+		calls++
+		if held := s.mf.UsageHeld(); held < r.Rsi {
+			t.Errorf("heap shrink of %#x bytes at %#x: %#x bytes held by the memory file when its host call is made, want the tail's at least", r.Rsi, r.Rdi, held)
+		}
+		r.Rsi = 0 // mmap fails (EINVAL), leaving the tail mapped
+	}
+	defer func() { brkTailHook = nil }()
+	compare(t, "", "", exe, "3")
+	if calls == 0 {
+		t.Fatal("no heap shrink was rewritten")
+	}
+}
+
+// TestBrkHolesCleared checks that the inaccessible reservations heap
+// shrinks leave in the host (brk.go), which count against the host's
+// vm.max_map_count, are noted and removed by clearHoles (what a refused
+// host mapping does before its retry), leaving what the program sees
+// Linux's.
+func TestBrkHolesCleared(t *testing.T) {
+	if fastpathOn {
+		t.Skip("the fast path unmaps a heap tail with its helper thread")
+	}
+	needPtrace(t)
+	exe := buildC(t, "brkshrink", brkShrinkSrc, false, "-pthread")
+	checked := false
+	stopHook = func(s *Sandbox, tk *task) {
+		if checked || s.fetchRegs(tk) != nil || tk.regs.Orig_rax != unix.SYS_MINCORE {
+			return
+		}
+		checked = true
+		tail := hostarch.AddrRange{Start: hostarch.Addr(tk.regs.Rdi), End: hostarch.Addr(tk.regs.Rdi + tk.regs.Rsi)}
+		as := tk.p.as
+		if !as.holes.IsSupersetOf(tail) {
+			t.Errorf("holes %v, want them to span the freed tail %v", as.holes, tail)
+		}
+		if !hostMapsAny(t, tk.p.pid, tail) {
+			t.Errorf("no inaccessible host mapping at the freed tail %v before clearHoles", tail)
+		}
+		as.clearHoles()
+		if hostMapsAny(t, tk.p.pid, tail) {
+			t.Errorf("the host still maps the freed tail %v after clearHoles", tail)
+		}
+		if as.holes.Length() != 0 {
+			t.Errorf("holes %v after clearHoles, want none", as.holes)
+		}
+	}
+	defer func() { stopHook = nil }()
+	compare(t, "", "", exe, "1")
+	if !checked {
+		t.Fatal("the program's mincore was not seen")
+	}
+}
+
+// hostMapsAny reports whether the host process pid maps anything in ar.
+func hostMapsAny(t *testing.T, pid int, ar hostarch.AddrRange) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var start, end uint64
+		if _, err := fmt.Sscanf(line, "%x-%x", &start, &end); err != nil {
+			continue
+		}
+		if start < uint64(ar.End) && end > uint64(ar.Start) {
+			return true
+		}
+	}
+	return false
 }

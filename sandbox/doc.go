@@ -50,13 +50,15 @@
 // reaches other processes' address spaces while they run. So the memory
 // file holds the pages the managers free (pgalloc.Options.HoldFreed) and
 // releases them only once every address space's deferred unmaps have been
-// made (Sandbox.shootdown, before any task resumes): a write through a
-// stale mapping lands in a page nobody else has, and is erased by its
-// release. The host caps a process's mappings (vm.max_map_count), and
+// made (Sandbox.shootdown, before any task resumes) and no heap shrink's
+// rewritten brk (brk.go) is still to confirm that the host dropped its
+// tail: a write through a stale mapping lands in a page nobody else has,
+// and is erased by its release. The host caps a process's mappings (vm.max_map_count), and
 // pieces of the memory file never merge into one host mapping as an
 // anonymous region's pages do in Linux: when the host refuses a mapping,
 // the manager drops all its host mappings (mm's mapASEvictingLocked) and
-// stubAS makes the pending unmaps at once before mapping again; faults
+// stubAS makes the pending unmaps at once, and removes the holes heap
+// shrinks left (stubAS.holes), before mapping again; faults
 // remake the rest. Fork children start with copies of their parent's host
 // mappings; fixFork keeps only those that the child's own manager maps
 // the same way before the child runs (fork.go).

@@ -263,6 +263,10 @@ type Sandbox struct {
 	// unflushed are the address spaces with pending unmaps (see
 	// stubAS.pending), made before any task using them runs on.
 	unflushed map[*stubAS]struct{}
+	// tailsHeld are the address spaces whose freed heap tail a rewritten
+	// brk is unmapping (brk.go): no freed page is released until it has.
+	// Tracer goroutine.
+	tailsHeld map[*stubAS]struct{}
 	// views are the program's open /proc files that vmspace serves
 	// (procview.go). Tracer goroutine.
 	views procViews
@@ -279,6 +283,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		start:       time.Now(),
 		debugCounts: make(map[int]int),
 		unflushed:   make(map[*stubAS]struct{}),
+		tailsHeld:   make(map[*stubAS]struct{}),
 	}
 	progLimits := ownLimits()
 	var err error
