@@ -39,11 +39,12 @@ import (
 //     as any: stubAS.PreFork kept them until the plan was read), and the
 //     child is brought in line with its manager (fixFork): its inherited
 //     mappings of the Copy ranges are mapped again read-only, those in
-//     the plan's Keep ranges are kept if the child's manager maps the
-//     same pages (populating it: Linux copies no page-table entries of
-//     shared and never-written mappings, but vmspace keeps them mapped,
-//     because the host kernel reads and writes them for the program) and
-//     replaced if it does not; every other inherited host mapping goes
+//     the plan's Keep ranges are kept where the child's manager maps the
+//     same pages (what it has there is mapped, nothing is faulted in:
+//     like Linux's fork, which copies only the page table entries that
+//     exist, the child has no page of memory the parent never touched
+//     or that the fork did not copy, and mincore and pagemap say so) and
+//     replaced where it maps others; every other inherited host mapping goes
 //     (MADV_DONTFORK, MADV_WIPEONFORK, and whatever the parent's manager
 //     dropped since the host fork: the parent's pages may be freed and
 //     reused at once, while the child must never see them). At the exit
@@ -609,8 +610,16 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 		}
 	}
 	for _, pc := range fx.keep {
-		// Shared memory the parent could write stays writable.
-		s.populate(p, pc.ar, pc.m.Perms.Write)
+		// What the child's manager has there (shared memory, the
+		// pages of private memory the parent could not write) is
+		// mapped as it says, shared memory the parent could write
+		// writable; nothing is faulted in: memory the child has no
+		// page of (never touched, or not copied at the fork) stays
+		// without one, as on Linux, whose fork copies only the page
+		// table entries that exist.
+		if err := p.mm.MapPresent(s.ctx, pc.ar.Start, pc.ar.Length()); err != nil {
+			return err
+		}
 	}
 	// Whatever the manager does not map goes.
 	for _, pc := range inherited {
