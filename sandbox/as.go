@@ -43,6 +43,10 @@ type stubAS struct {
 	// in the host where the record shows nothing (brk.go), removed when
 	// the host refuses a mapping (clearHoles). Tracer goroutine.
 	holes hostarch.AddrRange
+	// evicted is set when the host refuses a mapping (the manager then
+	// drops every host mapping), until the robust futex words are kept
+	// again (keepUnflushedKernelAreas). Tracer goroutine.
+	evicted bool
 }
 
 // generation returns a number that changes whenever a host mapping of the
@@ -60,7 +64,16 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 		// The host maps its own vDSO there (vdso_io.go).
 		return nil
 	}
-	err := as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
+	var err error
+	if mapFileHook != nil {
+		err = mapFileHook(as)
+	}
+	if err == nil {
+		err = as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
+	}
+	if errors.Is(err, unix.ENOMEM) {
+		as.evicted = true // the manager drops its host mappings
+	}
 	if _, pending := as.s.unflushed[as]; (pending || as.holes.Length() > 0) && errors.Is(err, unix.ENOMEM) {
 		// The host refused the mapping (past vm.max_map_count) while
 		// unmaps were pending, such as the manager's eviction of all
@@ -72,6 +85,11 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 	}
 	return err
 }
+
+// mapFileHook, if not nil, is called at every MapFile, which fails with
+// its error if not nil as if the host had refused the mapping (tests make
+// the host refuse mappings with it).
+var mapFileHook func(as *stubAS) error
 
 // injector is the ptrace.Caller of a stubAS: calls injected into a task
 // of its address space (the one the sandbox holds stopped, or one it

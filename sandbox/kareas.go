@@ -45,6 +45,23 @@ import (
 // hold made private and writable (keepRobustLists). (A fork child's only
 // thread holds no mutex of its own: the words its list inherited name the
 // parent's thread, and the kernel leaves them alone.)
+//
+// A word can also be out of the kernel's reach for other reasons: the
+// manager dropped every host mapping after the host refused one (past
+// vm.max_map_count), or the thread exits between a fork's removal of the
+// parent's writable mappings and the end of the fork. So after such an
+// eviction (stubAS.evicted) the lists are walked again before any task
+// runs on (keepUnflushedKernelAreas), and at a thread's exit stop served
+// by the main loop, which comes before the kernel walks its list, the walk
+// is made again (keepRobustAtExit; a sibling's exit stop that a wait for
+// an injected call takes is let go at once: waitFor): the entries are
+// mapped readable and the words the thread holds writable, through another
+// thread of the address space that can take an injected call; where none
+// can (the whole process is exiting), the words the host still cannot
+// write are marked FUTEX_OWNER_DIED through the manager, as the kernel
+// would mark them (with no futex wake: no thread of the process waits,
+// and a process-shared mutex's word is in shared memory, which is
+// writable in the host wherever it was locked unless evicted).
 
 // kernelAreas are the memory areas the host kernel accesses on behalf of a
 // task.
@@ -130,6 +147,13 @@ func (s *Sandbox) sysSetRobustList(t *task, a [6]uint64) sysResult {
 func (s *Sandbox) keepUnflushedKernelAreas() {
 	for as := range s.unflushed {
 		s.keepKernelAreas(as.sp)
+		if as.evicted {
+			// The manager dropped every host mapping: the robust
+			// futex words its threads hold are mapped again, so
+			// that the kernel can mark them at a thread's exit.
+			as.evicted = false
+			s.keepRobustLists(as.sp)
+		}
 	}
 }
 
@@ -203,6 +227,12 @@ const (
 	robustListLimit = 2048
 )
 
+// keepRobustAtExit serves t's robust list at its exit stop, before the
+// kernel walks it (see the top of this file).
+func (s *Sandbox) keepRobustAtExit(t *task) {
+	s.walkRobustList(t, true)
+}
+
 // keepRobustWords makes writable, as far as the memory manager allows, the
 // futex words that the host kernel will mark FUTEX_OWNER_DIED when t
 // exits: it walks t's robust list as the kernel's exit_robust_list does
@@ -211,6 +241,13 @@ const (
 // every word whose owner is t, the words the kernel writes. The entries
 // are kept readable for the kernel's walk.
 func (s *Sandbox) keepRobustWords(t *task) {
+	s.walkRobustList(t, false)
+}
+
+// walkRobustList is keepRobustWords; at t's exit (exiting), a word the
+// host still cannot write is marked FUTEX_OWNER_DIED through the manager
+// as the kernel would (keepRobustAtExit).
+func (s *Sandbox) walkRobustList(t *task, exiting bool) {
 	p, head := t.p, t.kareas.robust
 	if head.Length() == 0 || p.mm == nil || p.as == nil || p.as.released {
 		return
@@ -232,7 +269,11 @@ func (s *Sandbox) keepRobustWords(t *task) {
 		if addr%4 != 0 || !read(addr, w[:]) || binary.LittleEndian.Uint32(w[:])&futexTIDMask != uint32(t.tid) {
 			return
 		}
-		s.keepArea(p, areaRange(addr, 4), hostarch.Write)
+		ar := areaRange(addr, 4)
+		s.keepArea(p, ar, hostarch.Write)
+		if exiting && p.as != nil && !p.as.released && !p.as.covers(ar, hostarch.Write) {
+			s.markOwnerDied(t, hostarch.Addr(addr), binary.LittleEndian.Uint32(w[:]))
+		}
 	}
 	var b [8]byte
 	for i := 0; next != uint64(head.Start) && i < robustListLimit; i++ {
@@ -248,5 +289,28 @@ func (s *Sandbox) keepRobustWords(t *task) {
 	}
 	if pending != 0 {
 		word(pending)
+	}
+}
+
+// Futex word bits (linux/futex.h).
+const (
+	futexWaiters    = 0x80000000
+	futexOwnerDied  = 0x40000000
+	maxOwnerDiedCAS = 16
+)
+
+// markOwnerDied makes what the kernel's exit_robust_list makes of the
+// futex word at addr, which held old and names t as its owner: the owner
+// cleared, FUTEX_OWNER_DIED set, FUTEX_WAITERS kept; the word is changed
+// only while it still names t (compare-and-swap, retried a few times if
+// another process changes it meanwhile).
+func (s *Sandbox) markOwnerDied(t *task, addr hostarch.Addr, old uint32) {
+	m := t.p.mm
+	for i := 0; i < maxOwnerDiedCAS && old&futexTIDMask == uint32(t.tid); i++ {
+		prev, err := m.CompareAndSwapUint32(s.ctx, addr, old, old&futexWaiters|futexOwnerDied, mm.IOOpts{})
+		if err != nil || prev == old {
+			return
+		}
+		old = prev
 	}
 }

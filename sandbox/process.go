@@ -74,6 +74,7 @@ func (s *Sandbox) exitStop(t *task) {
 	}
 	p := t.p
 	if !t.dead() {
+		s.keepRobustAtExit(t)
 		s.coreOnExit(t)
 	}
 	s.fp.taskExiting(t)
