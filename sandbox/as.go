@@ -78,8 +78,9 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 		// The host refused the mapping (past vm.max_map_count) while
 		// unmaps were pending, such as the manager's eviction of all
 		// its host mappings after a refusal, or while heap shrinks left
-		// holes (brk.go): make them, remove those, then retry.
-		as.flush()
+		// holes (brk.go): make them (but for the kernel areas' pages:
+		// flushEarly), remove those, then retry.
+		as.flushEarly()
 		as.clearHoles()
 		err = as.h.MapFile(addr, f, fr, at, precommit, injector{as: as})
 	}
@@ -90,6 +91,60 @@ func (as *stubAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange
 // its error if not nil as if the host had refused the mapping (tests make
 // the host refuse mappings with it).
 var mapFileHook func(as *stubAS) error
+
+// flushEarly makes the pending unmaps at a moment when the manager's locks
+// are held (it cannot map anything again now), except on the pages that
+// the host kernel accesses for a live task of the address space (its
+// kernel areas: kareas.go): those stay mapped as they were, and pending,
+// until the next shootdown, which first has the manager map them again
+// (keepUnflushedKernelAreas). Unmapped meanwhile, the page of a running
+// thread's rseq area would have the kernel kill the thread at its next
+// return to user mode.
+func (as *stubAS) flushEarly() {
+	if as.released {
+		as.flush()
+		return
+	}
+	if as.h.FlushExcept(injector{as: as}, as.kernelPages()) {
+		delete(as.s.unflushed, as)
+	}
+}
+
+// kernelPages returns the pages holding the kernel areas of the live tasks
+// of the address space.
+func (as *stubAS) kernelPages() []hostarch.AddrRange {
+	var out []hostarch.AddrRange
+	add := func(ar hostarch.AddrRange) {
+		if ar.Length() == 0 {
+			return
+		}
+		r := hostarch.AddrRange{Start: ar.Start.RoundDown()}
+		end, ok := ar.End.RoundUp()
+		if !ok {
+			end = ptrace.StubStart
+		}
+		r.End = end
+		out = append(out, r)
+	}
+	for p := range as.sp.procs {
+		for _, t := range p.tasks {
+			if t.dead() {
+				continue
+			}
+			add(t.kareas.rseq)
+			if t.kareas.ctid != 0 {
+				add(areaRange(uint64(t.kareas.ctid), 4))
+			}
+			add(t.kareas.robust)
+		}
+	}
+	return out
+}
+
+// refuseHostMap, if not nil, is asked before every host mapping a stubAS
+// makes, and a true answer fails it with ENOMEM as a host past its
+// vm.max_map_count would (tests set it).
+var refuseHostMap func(as *stubAS, ar hostarch.AddrRange) bool
 
 // injector is the ptrace.Caller of a stubAS: calls injected into a task
 // of its address space (the one the sandbox holds stopped, or one it
@@ -126,6 +181,9 @@ func (c injector) Map(rs []hostarch.AddrRange, m ptrace.Mapping, precommit bool)
 		flags |= unix.MAP_POPULATE
 	}
 	for i, ar := range rs {
+		if refuseHostMap != nil && refuseHostMap(as, ar) {
+			return i, fmt.Errorf("sandbox: mmap(%v, %#x) in pid %d: %w (refused by a test)", ar.Start, ar.Length(), t.p.pid, unix.ENOMEM)
+		}
 		off := uint64(ar.Start) + m.Delta
 		r, err := as.s.inject(t, unix.SYS_MMAP, uintptr(ar.Start), uintptr(ar.Length()), uintptr(m.Perms.Prot()), flags, uintptr(fd), uintptr(off))
 		if err == nil && r != uintptr(ar.Start) {

@@ -223,15 +223,54 @@ func (h *HostMappings) Unmap(addr hostarch.Addr, length uint64) bool {
 
 // Flush makes the pending unmaps through c, and reports whether none is
 // left: those that c cannot make now stay pending.
-func (h *HostMappings) Flush(c Caller) bool {
+func (h *HostMappings) Flush(c Caller) bool { return h.FlushExcept(c, nil) }
+
+// FlushExcept is Flush, except that the parts of the pending unmaps that
+// lie in keep stay pending: the host keeps mapping them until a later
+// Flush (the sandbox keeps the pages that the host kernel writes for a
+// running thread until the manager has mapped them again). It reports
+// whether no unmap is left pending.
+func (h *HostMappings) FlushExcept(c Caller, keep []hostarch.AddrRange) bool {
+	var kept []hostarch.AddrRange
 	for len(h.pending) > 0 {
-		if !c.Unmap(h.pending[0]) {
-			return false
+		todo, held := splitOff(h.pending[0], keep)
+		for i, r := range todo {
+			if !c.Unmap(r) {
+				rest := append(kept, held...)
+				rest = append(rest, todo[i:]...)
+				h.pending = append(rest, h.pending[1:]...)
+				return false
+			}
 		}
+		kept = append(kept, held...)
 		h.pending = h.pending[1:]
 	}
-	h.pending = nil
-	return true
+	h.pending = kept
+	return len(kept) == 0
+}
+
+// splitOff returns the parts of r outside every range of keep, and those
+// inside one.
+func splitOff(r hostarch.AddrRange, keep []hostarch.AddrRange) (out, in []hostarch.AddrRange) {
+	out = []hostarch.AddrRange{r}
+	for _, k := range keep {
+		var next []hostarch.AddrRange
+		for _, o := range out {
+			if !o.Overlaps(k) {
+				next = append(next, o)
+				continue
+			}
+			in = append(in, o.Intersect(k))
+			if o.Start < k.Start {
+				next = append(next, hostarch.AddrRange{Start: o.Start, End: k.Start})
+			}
+			if o.End > k.End {
+				next = append(next, hostarch.AddrRange{Start: k.End, End: o.End})
+			}
+		}
+		out = next
+	}
+	return out, in
 }
 
 // DropPending forgets the pending unmaps (the process is gone, and its
