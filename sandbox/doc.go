@@ -57,9 +57,11 @@
 // pieces of the memory file never merge into one host mapping as an
 // anonymous region's pages do in Linux: when the host refuses a mapping,
 // the manager drops all its host mappings (mm's mapASEvictingLocked) and
-// stubAS makes the pending unmaps at once, and removes the holes heap
-// shrinks left (stubAS.holes), before mapping again; faults
-// remake the rest. Fork children start with copies of their parent's host
+// stubAS makes the pending unmaps at once, except on the pages of the
+// tasks' kernel areas (kareas.go), which stay mapped until the shootdown
+// has the manager map them again, and removes the holes heap shrinks
+// left (stubAS.holes), before mapping again; faults remake the rest.
+// Fork children start with copies of their parent's host
 // mappings; fixFork keeps only those that the child's own manager maps
 // the same way before the child runs (fork.go).
 //
