@@ -12,26 +12,26 @@ import (
 
 // commPage mirrors the head of the comm page (offsets in stub.go), shared
 // with the stub process. The protocol: the requester (a goroutine holding
-// tracer.mu, or the tracer thread on its behalf) writes cmd, nr and args
-// while state is commIdle (or the stub is stopped), then sets state to
-// commReq with a locked instruction; the serve loop makes the call, writes
-// result, sets state to commDone with a locked exchange and wakes the
-// requester if waiting is set; the requester reads result and sets state
-// back to commIdle. The tracer sets commDead when the stub dies.
+// tracer.mu) writes cmd, nr and args while state is commIdle, then sets
+// state to commReq with a locked instruction; the serve loop makes the
+// call, writes result, sets state to commDone with a locked exchange and
+// wakes the requester if waiting is set; the requester reads result and
+// sets state back to commIdle. The tracer sets commDead when the stub dies.
 type commPage struct {
 	// state is commIdle, commReq, commDone or commDead; a futex word.
 	state atomic.Uint32
 	// waiting is nonzero while the requester may sleep on state.
 	waiting atomic.Uint32
-	// cmd is cmdSyscall or cmdTrap. Written by the requester.
+	// cmd is cmdSyscall (the stub's serve loop also knows cmdTrap, which
+	// nothing sends now). Written by the requester.
 	cmd uint64
 	// nr and args are the system call. Written by the requester.
 	nr   uint64
 	args [6]uint64
 	// result is the raw result (rax). Written by the stub.
 	result uint64
-	// seq is incremented by the inject loop after each system call, so
-	// that the tracer can tell its int3 from a SIGTRAP sent by kill(2).
+	// seq is incremented by the stub's inject loop (unused now) after
+	// each system call.
 	seq uint64
 }
 
@@ -114,12 +114,12 @@ var yieldSpins = 20
 // should: this is a safety net).
 const deathPollInterval = 50 * time.Millisecond
 
-// request makes the parked stub run a command and, for cmdSyscall, waits
-// for its result. The caller holds the tracer's mu, so the stub is parked
-// in its serve loop (or dead). exited is closed when the tracer has gone.
-func (c *comm) request(cmd, nr uint64, args *[6]uintptr, exited <-chan struct{}) (uint64, error) {
+// request makes the parked stub make system call nr and waits for its
+// result. The caller holds the tracer's mu, so the stub is parked in its
+// serve loop (or dead). exited is closed when the tracer has gone.
+func (c *comm) request(nr uint64, args *[6]uintptr, exited <-chan struct{}) (uint64, error) {
 	p := c.page
-	p.cmd = cmd
+	p.cmd = cmdSyscall
 	p.nr = nr
 	for i, a := range args {
 		p.args[i] = uint64(a)
@@ -130,9 +130,6 @@ func (c *comm) request(cmd, nr uint64, args *[6]uintptr, exited <-chan struct{})
 		return 0, errDeadComm
 	}
 	futexWake(&p.state, 1)
-	if cmd == cmdTrap {
-		return 0, nil
-	}
 	for spins := 0; ; spins++ {
 		switch s := p.state.Load(); s {
 		case commDone:

@@ -35,24 +35,17 @@
 // Syscall unmapped the comm page: the stub is killed, with an error saying
 // so).
 //
-// Stopped, on the tracer thread (a function run by Do, as a sandbox's
-// fault handler would be), system calls are injected with ptrace: the
-// tracer writes the request into the comm page, points rip at the inject
-// loop (once per stop; the registers it had before are not kept), and
-// resumes the stub with PTRACE_CONT; the stub makes the call, stores the
-// result and stops on an int3 (a SIGTRAP signal-delivery-stop, suppressed).
-// One stop per system call, and no PTRACE_SETREGS/GETREGS per call: the
-// alternatives (registers set for every call; PTRACE_SYSCALL's two stops
-// per call) measured about 1.5x and 2 to 3x slower.
-//
-// A goroutine needing the tracer thread while the stub is parked asks the
-// stub, through the comm page, to stop on an int3; the tracer goroutine
-// sees the stop, runs the goroutine's function, and parks the stub again.
+// Only the stub's start-up, before the comm page exists, injects system
+// calls with ptrace (Inject, registers set for each call). The stub's
+// code page also holds an inject loop (a comm page request, then int3)
+// and a trap request (cmdTrap), which served a stopped mode where
+// functions ran on the tracer thread (Do): this package no longer uses
+// them.
 //
 // Measured on a 2-vCPU VM, process pinned to CPU 0 (bench_test.go): a
 // request from an ordinary goroutine (getppid) about 4 us, MapFile of 4 KiB
 // or 2 MiB about 8 us (of which mmap replacing a mapping is about 3.5),
-// Unmap about 5 us; injected on the tracer thread about 11 us and 16 us.
+// Unmap about 5 us.
 //
 // # Files
 //
@@ -73,14 +66,12 @@
 // thread of the program.
 //
 // Besides the AddressSpace methods, an AddressSpace exposes the stub's
-// Pid, Syscall (any system call made by the stub), Do (run a function on
-// the tracer thread, with the stub stopped: AddressSpace methods it calls
-// run directly there, with ptrace injection, the path of a fault served
-// at a ptrace stop; raw ptrace requests for Pid are allowed there),
-// ReadMemory/WriteMemory and Scratch (memory for Syscall's pointer
-// arguments). No application runs in this package's stubs: a program
-// traced by vmspace runs under package sandbox, whose one tracer thread
-// serves every thread of every process of the program.
+// Pid, Syscall (any system call made by the stub), ReadMemory/WriteMemory
+// and Scratch (memory for Syscall's pointer arguments), which its tests
+// and benchmarks use. No application runs in this package's stubs: a
+// program traced by vmspace runs under package sandbox, whose one tracer
+// thread serves every thread of every process of the program, with this
+// package's stub image, injector and HostMappings.
 //
 // A tracer of its own (package sandbox, which traces every thread of
 // every process of a program from one thread) uses the pieces directly:
@@ -90,7 +81,7 @@
 // "syscall; int3" (StubSyscallOff), with its own Waiter. The injector is
 // the one way vmspace injects a system call with registers set for it;
 // this package's stubs use it during start-up, and their comm page's
-// loops after.
+// serve loop after.
 //
 // The stub's code is generated in one place (buildStub, with package
 // internal/x86asm) and its request protocol is the comm page's (comm.go):
@@ -276,13 +267,8 @@ func (as *AddressSpace) Pid() int { return as.t.pid }
 
 // Release implements platform.AddressSpace: it kills and reaps the stub and
 // frees what the AddressSpace holds. Calls made after Release fail with an
-// error wrapping ErrStubDead. Called from a function run by Do, it only
-// kills and reaps the stub; the rest waits for a Release from elsewhere.
+// error wrapping ErrStubDead.
 func (as *AddressSpace) Release() {
-	if as.t.onTracer() {
-		as.t.killLocked("released")
-		return
-	}
 	as.releaseOnce.Do(func() {
 		as.t.release()
 		as.t.mem.Close()
@@ -445,32 +431,6 @@ func (as *AddressSpace) Syscall(nr uintptr, args ...uintptr) (uintptr, error) {
 		return 0, err
 	}
 	return errnoResult(r)
-}
-
-// callLocked runs fn on the tracer thread, with the stub stopped, and
-// returns its error, or the stub's death.
-func (as *AddressSpace) callLocked(fn func() error) error {
-	var err error
-	if cerr := as.t.call(func() {
-		if as.t.dead != nil {
-			err = as.t.dead
-			return
-		}
-		err = fn()
-	}); cerr != nil {
-		return cerr
-	}
-	return err
-}
-
-// Do runs fn on the tracer thread, the only thread that may make ptrace
-// requests for the stub, with the stub stopped, and returns fn's error.
-// AddressSpace methods that fn calls run directly on the tracer thread
-// (other goroutines' calls wait until fn returns). fn must leave the stub
-// stopped, and must keep PTRACE_O_EXITKILL if it sets ptrace options.
-// After fn, the stub is parked again.
-func (as *AddressSpace) Do(fn func() error) error {
-	return as.callLocked(fn)
 }
 
 // ReadMemory reads the stub's memory at addr into b through /proc/PID/mem

@@ -506,7 +506,6 @@ func checkDead(t *testing.T, as *AddressSpace, wantMsg string) {
 		for name, err := range map[string]error{
 			"MapFile": as.MapFile(0x10000000, f, fr, hostarch.Read, false),
 			"Syscall": syscallErr,
-			"Do":      as.Do(func() error { return nil }),
 		} {
 			if !errors.Is(err, ErrStubDead) || !strings.Contains(err.Error(), wantMsg) {
 				t.Errorf("%s on a dead stub: %v; want ErrStubDead saying %q", name, err, wantMsg)
@@ -569,32 +568,8 @@ func TestRelease(t *testing.T) {
 	}
 }
 
-func TestReleaseInDo(t *testing.T) {
-	as := newTestStub(t)
-	pid := as.Pid()
-	done := make(chan error, 1)
-	go func() {
-		done <- as.Do(func() error {
-			as.Release()
-			_, err := as.Syscall(unix.SYS_GETPID)
-			return err
-		})
-	}()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrStubDead) {
-			t.Errorf("Syscall after Release in Do: %v, want ErrStubDead", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Release in Do hangs")
-	}
-	waitGone(t, pid)
-	checkDead(t, as, "released")
-	as.Release()
-}
-
 func TestKilledStub(t *testing.T) {
-	for _, where := range []string{"parked", "in Do", "during a request"} {
+	for _, where := range []string{"parked", "during a request"} {
 		t.Run(where, func(t *testing.T) {
 			as := newTestStub(t)
 			pid := as.Pid()
@@ -602,17 +577,6 @@ func TestKilledStub(t *testing.T) {
 			case "parked":
 				if err := unix.Kill(pid, unix.SIGKILL); err != nil {
 					t.Fatal(err)
-				}
-			case "in Do":
-				err := as.Do(func() error {
-					if err := unix.Kill(pid, unix.SIGKILL); err != nil {
-						return err
-					}
-					_, err := as.Syscall(unix.SYS_GETPID)
-					return err
-				})
-				if !errors.Is(err, ErrStubDead) {
-					t.Fatalf("Syscall in Do after kill: %v, want ErrStubDead", err)
 				}
 			case "during a request":
 				// nanosleep(10 s) in the stub, killed from elsewhere
@@ -638,30 +602,18 @@ func TestKilledStub(t *testing.T) {
 }
 
 // TestStubFault: a Syscall that breaks the stub (unmapping its comm page)
-// kills it with an error saying so, in either mode.
+// kills it with an error saying so.
 func TestStubFault(t *testing.T) {
-	for _, onTracer := range []bool{false, true} {
-		t.Run(fmt.Sprintf("onTracer=%v", onTracer), func(t *testing.T) {
-			as := newTestStub(t)
-			var err error
-			if onTracer {
-				err = as.Do(func() error {
-					_, err := as.Syscall(unix.SYS_MUNMAP, uintptr(StubComm), hostarch.PageSize)
-					return err
-				})
-			} else {
-				_, err = as.Syscall(unix.SYS_MUNMAP, uintptr(StubComm), hostarch.PageSize)
-			}
-			if !errors.Is(err, ErrStubDead) || !strings.Contains(err.Error(), "faulted: signal 11") && !strings.Contains(err.Error(), "faulted: segmentation fault") {
-				t.Fatalf("Syscall unmapping the comm page: %v; want ErrStubDead saying the stub faulted", err)
-			}
-			if testing.Verbose() {
-				t.Log(err)
-			}
-			checkDead(t, as, "faulted")
-			waitGone(t, as.Pid())
-		})
+	as := newTestStub(t)
+	_, err := as.Syscall(unix.SYS_MUNMAP, uintptr(StubComm), hostarch.PageSize)
+	if !errors.Is(err, ErrStubDead) || !strings.Contains(err.Error(), "faulted: signal 11") && !strings.Contains(err.Error(), "faulted: segmentation fault") {
+		t.Fatalf("Syscall unmapping the comm page: %v; want ErrStubDead saying the stub faulted", err)
 	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
+	checkDead(t, as, "faulted")
+	waitGone(t, as.Pid())
 }
 
 func TestSignalsSuppressed(t *testing.T) {
@@ -711,16 +663,6 @@ func TestConcurrent(t *testing.T) {
 			}
 		}(w)
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; i < 20; i++ {
-			if err := as.Do(func() error { return nil }); err != nil {
-				errs <- err
-				return
-			}
-		}
-	}()
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -148,7 +148,6 @@ func (t *tracer) bootstrapLocked() error {
 	if err := unix.PtraceGetRegs(t.pid, &t.own); err != nil {
 		return fmt.Errorf("ptrace: PTRACE_GETREGS: %w", err)
 	}
-	t.regs = regsOther
 	t.own.Eflags = 0x202 // IF, and the always-set bit 1
 	t.own.Orig_rax = ^uint64(0)
 	// Until the code is at StubCode, use the copy the kernel loaded.

@@ -18,48 +18,19 @@ import (
 // misbehaved) or has been released.
 var ErrStubDead = errors.New("ptrace: stub process is dead")
 
-// regsState says what registers the stopped stub has.
-type regsState int
-
-const (
-	// regsOther: anything else (those of the stub's start, of a system
-	// call made with its registers set); registers must be set before
-	// resuming. Nothing keeps the registers the stub had before: no
-	// application runs in it.
-	regsOther regsState = iota
-	// regsInject: stopped in the inject loop; PTRACE_CONT runs the comm
-	// page's request.
-	regsInject
-	// regsServeTrap: stopped at a cmdTrap; PTRACE_CONT resumes the serve
-	// loop.
-	regsServeTrap
-	// regsRunning: parked, running the serve loop (not stopped).
-	regsRunning
-)
-
 // tracer is a stub process and the goroutine, locked to its own OS thread
 // (the tracer thread), that traces it: every ptrace request for the stub is
 // made there.
 //
-// The stub is in one of two modes:
-//
-//   - parked: running its serve loop, sleeping on the comm page's futex
-//     between requests. Any goroutine holding mu can have it make system
-//     calls through the comm page, without ptrace. The tracer goroutine
-//     sits in wait4, to learn of the stub's death or of signals (which it
-//     suppresses and records), at once.
-//   - stopped: in a ptrace-stop, serving a function run on the tracer
-//     thread (call). System calls are injected with ptrace: the comm
-//     page's request, run by the inject loop, which ends in int3.
-//
-// A goroutine that needs the tracer thread (call) holds mu, asks the
-// parked stub to stop (cmdTrap), and hands its function to the tracer
-// goroutine, which runs it, parks the stub again and replies.
+// After its start-up (system calls injected with registers set, Inject),
+// the stub is parked: running its serve loop, sleeping on the comm page's
+// futex between requests. Any goroutine holding mu can have it make
+// system calls through the comm page, without ptrace. The tracer
+// goroutine sits in wait4, to learn of the stub's death or of signals
+// (which it suppresses), at once.
 type tracer struct {
 	// pid is the stub's process id. Immutable after start.
 	pid int
-	// tid is the thread id of the tracer thread. Immutable after start.
-	tid int
 	// comm is the comm page. Immutable after start (the page itself is
 	// shared memory with its own protocol, see comm.request).
 	comm *comm
@@ -67,24 +38,11 @@ type tracer struct {
 	// start; closed by the owner after the tracer has exited.
 	mem *os.File
 
-	// inFn is nonzero while the tracer goroutine runs a function handed to
-	// it by call: only then can a caller be on the tracer thread, so
-	// onTracer skips the gettid system call when it is zero. Atomic.
-	inFn atomic.Int32
-
-	// mu gives a goroutine the stub to itself for one operation. It is
-	// held by that goroutine (never by the tracer goroutine) while the
-	// tracer thread runs a function on its behalf. Invariant: while mu is
-	// free, the stub is parked or dead. mu protects the state of the
-	// AddressSpace that operations use (its file cache); code running on
-	// the tracer thread inside call is covered by the caller's hold.
+	// mu gives a goroutine the stub to itself for one operation (never
+	// held by the tracer goroutine). Invariant: while mu is free, the
+	// stub is parked or dead. mu protects the state of the AddressSpace
+	// that operations use (its file cache, its HostMappings).
 	mu lockrank.Mutex[lockrank.PlatformTag]
-	// reqCh carries a function from a goroutine holding mu to the tracer
-	// goroutine, after a cmdTrap request.
-	reqCh chan func()
-	// repCh says that the function received on reqCh has run and the stub
-	// is parked again (or dead).
-	repCh chan struct{}
 	// exited is closed when the tracer goroutine has returned (and with it
 	// its thread: the stub, if still alive, dies through
 	// PTRACE_O_EXITKILL and Pdeathsig).
@@ -101,8 +59,6 @@ type tracer struct {
 	// dead is non-nil (and wraps ErrStubDead) once the stub has been
 	// reaped.
 	dead error
-	// regs says what registers the stub has.
-	regs regsState
 	// own is the register set for running the stub's own code: segment
 	// registers from the stub's start, eflags = IF, rip set per use.
 	own unix.PtraceRegs
@@ -118,8 +74,6 @@ type tracer struct {
 func startTracer(c *comm, start func(t *tracer) error) (*tracer, error) {
 	t := &tracer{
 		comm:   c,
-		reqCh:  make(chan func()),
-		repCh:  make(chan struct{}),
 		exited: make(chan struct{}),
 	}
 	errCh := make(chan error, 1)
@@ -128,7 +82,6 @@ func startTracer(c *comm, start func(t *tracer) error) (*tracer, error) {
 		// Never unlocked: when this goroutine returns, the runtime ends
 		// the thread, and with it the ptrace relationship.
 		runtime.LockOSThread()
-		t.tid = unix.Gettid()
 		err := start(t)
 		if err == nil {
 			err = t.parkLocked()
@@ -154,31 +107,12 @@ func startTracer(c *comm, start func(t *tracer) error) (*tracer, error) {
 }
 
 // watch is the tracer goroutine's life while the stub is parked: wait for
-// its stops and serve calls, until it dies.
+// its stops (signals, suppressed; its own code faulting) until it dies.
 func (t *tracer) watch() {
 	for t.dead == nil {
 		ws, err := t.waitLocked()
 		if err != nil {
 			break
-		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 {
-			var r unix.PtraceRegs
-			if err := unix.PtraceGetRegs(t.pid, &r); err != nil {
-				t.failLocked("PTRACE_GETREGS", err)
-				break
-			}
-			if r.Rip == uint64(StubCode)+prog.srvTrap {
-				t.regs = regsServeTrap
-				fn := <-t.reqCh
-				t.inFn.Add(1)
-				fn()
-				t.inFn.Add(-1)
-				if t.dead == nil {
-					t.parkLocked()
-				}
-				t.repCh <- struct{}{}
-				continue
-			}
 		}
 		if t.faultedLocked(ws) {
 			break
@@ -216,12 +150,6 @@ func (t *tracer) faultedLocked(ws unix.WaitStatus) bool {
 	return true
 }
 
-// onTracer reports whether the caller runs on the tracer thread (that is,
-// in a function the tracer goroutine runs).
-func (t *tracer) onTracer() bool {
-	return t.inFn.Load() != 0 && unix.Gettid() == t.tid
-}
-
 // deadError returns why the stub died, or nil.
 func (t *tracer) deadError() error {
 	if p := t.deadErr.Load(); p != nil {
@@ -243,31 +171,6 @@ func (t *tracer) deadErrorOr(err error) error {
 	default:
 	}
 	return err
-}
-
-// call runs fn on the tracer thread with the stub stopped, and returns
-// when it has run. It runs fn directly if the caller is already there.
-func (t *tracer) call(fn func()) error {
-	if t.onTracer() {
-		fn()
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.deadError(); err != nil {
-		return err
-	}
-	var none [6]uintptr
-	if _, err := t.comm.request(cmdTrap, 0, &none, t.exited); err != nil {
-		return t.deadErrorOr(err)
-	}
-	select {
-	case t.reqCh <- fn:
-	case <-t.exited:
-		return t.deadErrorOr(errReleased)
-	}
-	<-t.repCh
-	return nil
 }
 
 // errReleased is returned for calls on a released AddressSpace.
@@ -404,11 +307,10 @@ func (t *tracer) contLocked(sig unix.Signal) error {
 }
 
 // setRegsLocked sets the stopped stub's registers.
-func (t *tracer) setRegsLocked(r *unix.PtraceRegs, state regsState) error {
+func (t *tracer) setRegsLocked(r *unix.PtraceRegs) error {
 	if err := unix.PtraceSetRegs(t.pid, r); err != nil {
 		return t.failLocked("PTRACE_SETREGS", err)
 	}
-	t.regs = state
 	return nil
 }
 
@@ -419,60 +321,16 @@ func (t *tracer) ownRegs(off uint64) *unix.PtraceRegs {
 	return &r
 }
 
-// parkLocked resumes the stopped stub in its serve loop.
+// parkLocked resumes the stub, stopped after its start-up, in its serve
+// loop.
 func (t *tracer) parkLocked() error {
 	if t.dead != nil {
 		return t.dead
 	}
-	if t.regs != regsServeTrap {
-		if err := t.setRegsLocked(t.ownRegs(prog.serve), regsOther); err != nil {
-			return err
-		}
-	}
-	if err := t.contLocked(0); err != nil {
+	if err := t.setRegsLocked(t.ownRegs(prog.serve)); err != nil {
 		return err
 	}
-	t.regs = regsRunning
-	return nil
-}
-
-// injectLocked makes the stopped stub run system call nr with args
-// through its inject loop and returns the raw result.
-func (t *tracer) injectLocked(nr uintptr, args *[6]uintptr) (uintptr, error) {
-	if t.dead != nil {
-		return 0, t.dead
-	}
-	if t.regs != regsInject {
-		if err := t.setRegsLocked(t.ownRegs(prog.inject), regsInject); err != nil {
-			return 0, err
-		}
-	}
-	p := t.comm.page
-	p.nr = uint64(nr)
-	for i, a := range args {
-		p.args[i] = uint64(a)
-	}
-	seq := p.seq
-	if err := t.contLocked(0); err != nil {
-		return 0, err
-	}
-	for {
-		ws, err := t.waitLocked()
-		if err != nil {
-			return 0, err
-		}
-		if ws.StopSignal() == unix.SIGTRAP && ws.TrapCause() <= 0 && p.seq == seq+1 {
-			return uintptr(p.result), nil
-		}
-		if t.faultedLocked(ws) {
-			return 0, t.dead
-		}
-		// A signal arrived meanwhile (or a SIGTRAP from kill(2) before
-		// the system call ran): suppress it and go on.
-		if err := t.contLocked(0); err != nil {
-			return 0, err
-		}
-	}
+	return t.contLocked(0)
 }
 
 // regSyscallLocked makes a system call through regsys at t.bootIP with
@@ -484,7 +342,6 @@ func (t *tracer) regSyscallLocked(nr uintptr, args ...uintptr) (uintptr, error) 
 	}
 	var a [6]uintptr
 	copy(a[:], args)
-	t.regs = regsOther
 	r, _, err := Inject(t.pid, &t.own, t.bootIP, nr, &a, startWaiter{t})
 	if err != nil {
 		var op *OpError
@@ -525,21 +382,16 @@ func errnoResult(r uintptr) (uintptr, error) {
 	return r, nil
 }
 
-// syscaller makes system calls in a stub that the caller has to itself:
-// injected with ptrace on the tracer thread, or through the comm page by
-// a goroutine holding mu.
+// syscaller makes system calls in a stub that the caller has to itself
+// (holding mu): through the comm page.
 type syscaller struct {
-	t      *tracer
-	direct bool
+	t *tracer
 }
 
 // raw makes system call nr and returns its raw result; the error is only
 // for a dead stub.
 func (s syscaller) raw(nr uintptr, args *[6]uintptr) (uintptr, error) {
-	if s.direct {
-		return s.t.injectLocked(nr, args)
-	}
-	r, err := s.t.comm.request(cmdSyscall, uint64(nr), args, s.t.exited)
+	r, err := s.t.comm.request(uint64(nr), args, s.t.exited)
 	if err != nil {
 		return 0, s.t.deadErrorOr(err)
 	}
@@ -548,27 +400,17 @@ func (s syscaller) raw(nr uintptr, args *[6]uintptr) (uintptr, error) {
 
 // kill kills the stub after it misbehaved, so that later calls fail.
 func (s syscaller) kill(why string) error {
-	if s.direct {
-		return s.t.killLocked(why)
-	}
 	s.t.killFromOutside(why)
 	return s.t.deadErrorOr(errReleased)
 }
 
-// with runs fn with the stub to the caller: directly on the tracer thread,
-// else holding mu with the stub parked. It fails without running fn if the
-// stub is dead.
+// with runs fn with the stub to the caller: holding mu with the stub
+// parked. It fails without running fn if the stub is dead.
 func (t *tracer) with(fn func(s syscaller) error) error {
-	if t.onTracer() {
-		if t.dead != nil {
-			return t.dead
-		}
-		return fn(syscaller{t, true})
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.deadError(); err != nil {
 		return err
 	}
-	return fn(syscaller{t, false})
+	return fn(syscaller{t})
 }
