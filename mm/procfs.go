@@ -56,9 +56,31 @@ func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 	return out
 }
 
-// vmaInfoLocked describes vseg. Preconditions: mappingMu held for reading,
-// activeMu for writing.
-func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VMAInfo {
+// VMAsIn returns a description of the vmas that overlap ar, in address
+// order, with their whole ranges. Without usage, the figures of resident
+// memory (Rss and those after it) are left zero, which spares looking at
+// the pages: PROCMAP_QUERY and PAGEMAP_SCAN need only the vmas.
+func (mm *MemoryManager) VMAsIn(ctx context.Context, ar hostarch.AddrRange, usage bool) []VMAInfo {
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	var out []VMAInfo
+	if !usage {
+		for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+			out = append(out, mm.vmaNamesLocked(ctx, vseg))
+		}
+		return out
+	}
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		out = append(out, mm.vmaInfoLocked(ctx, vseg))
+	}
+	return out
+}
+
+// vmaNamesLocked describes vseg without its usage (the figures from Rss
+// on). Preconditions: mappingMu held for reading.
+func (mm *MemoryManager) vmaNamesLocked(ctx context.Context, vseg vmaIterator) VMAInfo {
 	v := vseg.ValuePtr()
 	r := hostarch.AddrRange(vseg.Range())
 	info := VMAInfo{Range: r, Perms: v.permString(), Flags: v.vmFlags(), Kind: v.kind()}
@@ -81,6 +103,15 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 	case v.id == nil && v.flags.has(vmaStackMain):
 		info.Name = "[stack]"
 	}
+	return info
+}
+
+// vmaInfoLocked describes vseg. Preconditions: mappingMu held for reading,
+// activeMu for writing.
+func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VMAInfo {
+	info := mm.vmaNamesLocked(ctx, vseg)
+	v := vseg.ValuePtr()
+	r := info.Range
 	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
 		pr := hostarch.AddrRange(pseg.Range()).Intersect(r)
 		p := pseg.ValuePtr()

@@ -211,7 +211,7 @@ func (s *Sandbox) sysProcessMrelease(t *task, a [6]uint64) sysResult {
 // Linux's reaper does (__oom_reap_task_mm: anonymous and private
 // mappings, locked or not).
 func (s *Sandbox) reap(m *mm.MemoryManager) {
-	for _, v := range m.VMAs(s.ctx) {
+	for _, v := range m.VMAsIn(s.ctx, hostarch.AddrRange{End: ^hostarch.Addr(0)}, false) {
 		if strings.HasSuffix(v.Perms, "p") && v.Kind != mm.VMASpecial {
 			m.MAdvise(s.ctx, v.Range.Start, v.Range.Length(), mm.AdvDontNeedLocked)
 		}

@@ -90,7 +90,7 @@ func (s *Sandbox) procmapQuery(t *task, v *procView, arg uint64) sysResult {
 		return retErr(unix.ESRCH)
 	}
 	var vi *mm.VMAInfo
-	vmas := v.m.VMAs(s.ctx)
+	vmas := v.m.VMAsIn(s.ctx, hostarch.AddrRange{Start: hostarch.Addr(addr), End: ^hostarch.Addr(0)}, false)
 	for i := range vmas {
 		c := &vmas[i]
 		if uint64(c.Range.End) <= addr {
@@ -233,8 +233,11 @@ const (
 	pmScanCategories  = 1<<9 - 1
 	// pageRegionSize is sizeof(struct page_region).
 	pageRegionSize = 24
-	// pmScanChunk is how many pages are looked at at a time.
-	pmScanChunk = 1 << 16
+	// pmScanChunk is how many pages are looked at at a time (Linux's
+	// PAGEMAP_WALK_SIZE, a page table's worth): the regions a chunk
+	// completes are copied out before the next one, so that a walk holds
+	// at most a chunk's worth whatever vec_len says.
+	pmScanChunk = 512
 )
 
 // pageRegion is a struct page_region.
@@ -280,8 +283,9 @@ func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult {
 		return retErr(unix.ESRCH)
 	}
 	sc := pmScan{flags: flags, vecLen: vecLen, maxPages: maxPages, inverted: inverted, mask: mask, anyof: anyof, retMask: retMask, walkEnd: end}
-	for _, vi := range v.m.VMAs(s.ctx) {
-		r := vi.Range.Intersect(hostarch.AddrRange{Start: hostarch.Addr(start), End: hostarch.Addr(end)})
+	ar := hostarch.AddrRange{Start: hostarch.Addr(start), End: hostarch.Addr(end)}
+	for _, vi := range v.m.VMAsIn(s.ctx, ar, false) {
+		r := vi.Range.Intersect(ar)
 		if r.Length() == 0 {
 			continue
 		}
@@ -295,24 +299,23 @@ func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult {
 				sc.walk(cs, v.m.PageStates(chunk))
 			}
 			cs = ce
+			if n := len(sc.out); n > 1 && sc.errno != unix.EFAULT {
+				// The last region may grow with the next chunk.
+				sc.flush(s, caller, vec, sc.out[:n-1])
+				sc.out = append(sc.out[:0], sc.out[n-1])
+			}
 		}
 		sc.skipVMA = false
 		if sc.stop {
 			break
 		}
 	}
-	out, walkEnd, errno := sc.out, sc.walkEnd, sc.errno
-	if len(out) > 0 {
-		b := make([]byte, pageRegionSize*len(out))
-		for i, pr := range out {
-			le.PutUint64(b[24*i:], pr.start)
-			le.PutUint64(b[24*i+8:], pr.end)
-			le.PutUint64(b[24*i+16:], pr.categories)
-		}
-		if c, err := caller.CopyOut(s.ctx, hostarch.Addr(vec), b, mm.IOOpts{}); err != nil || c != len(b) {
-			errno = unix.EFAULT
-		}
+	if len(sc.out) > 0 && sc.errno != unix.EFAULT {
+		// Linux copies out what it found even when the walk failed
+		// (PM_SCAN_CHECK_WPASYNC's EPERM).
+		sc.flush(s, caller, vec, sc.out)
 	}
+	walkEnd, errno := sc.walkEnd, sc.errno
 	var we [8]byte
 	le.PutUint64(we[:], walkEnd)
 	if c, err := caller.CopyOut(s.ctx, hostarch.Addr(arg+32), we[:], mm.IOOpts{}); err != nil || c != 8 {
@@ -321,7 +324,25 @@ func (s *Sandbox) pagemapScan(t *task, v *procView, arg uint64) sysResult {
 	if errno != 0 {
 		return retErr(errno)
 	}
-	return ret(uintptr(len(out)))
+	return ret(uintptr(sc.flushed))
+}
+
+// flush copies regions out to the caller's vector after the ones copied
+// before; a failure is EFAULT, which ends the walk.
+func (sc *pmScan) flush(s *Sandbox, caller *mm.MemoryManager, vec uint64, regions []pageRegion) {
+	le := binary.LittleEndian
+	b := make([]byte, pageRegionSize*len(regions))
+	for i, pr := range regions {
+		le.PutUint64(b[24*i:], pr.start)
+		le.PutUint64(b[24*i+8:], pr.end)
+		le.PutUint64(b[24*i+16:], pr.categories)
+	}
+	at := hostarch.Addr(vec + sc.flushed*pageRegionSize)
+	if c, err := caller.CopyOut(s.ctx, at, b, mm.IOOpts{}); err != nil || c != len(b) {
+		sc.errno, sc.stop = unix.EFAULT, true
+		return
+	}
+	sc.flushed += uint64(len(regions))
 }
 
 // pmScan is the state of one PAGEMAP_SCAN walk.
@@ -329,9 +350,11 @@ type pmScan struct {
 	// The request: pm_scan_arg's flags, vec_len, max_pages (all ones for
 	// no limit) and masks.
 	flags, vecLen, maxPages, inverted, mask, anyof, retMask uint64
-	// out are the regions found; found counts their pages.
-	out   []pageRegion
-	found uint64
+	// out are the regions found and not yet copied out (the last one may
+	// still grow); flushed counts those copied out; found counts the
+	// pages of both.
+	out            []pageRegion
+	flushed, found uint64
 	// walkEnd is where the walk stopped (the end of the range if it did
 	// not stop early).
 	walkEnd uint64
@@ -436,7 +459,7 @@ func (sc *pmScan) walk(base hostarch.Addr, states []mm.PageState) []hostarch.Add
 		rc := c & sc.retMask
 		if n := len(sc.out); n > 0 && sc.out[n-1].end == addr && sc.out[n-1].categories == rc {
 			sc.out[n-1].end += hostarch.PageSize
-		} else if uint64(n) == sc.vecLen {
+		} else if sc.flushed+uint64(n) == sc.vecLen {
 			sc.walkEnd, sc.stop = addr, true
 			break
 		} else {

@@ -185,6 +185,47 @@ static int patterncase(void) {
 	return 0;
 }
 
+// chunkcase: runs of written pages longer than a walk's chunk and many
+// regions, found by one scan with a large vector and by a walk_end loop
+// with a small one that write-protects what it reports (pagemap_ioctl's
+// "Smaller vec").
+static int chunkcase(void) {
+	if (setup(F_WP_ASYNC | F_WP_UNPOPULATED)) return 0;
+	long n = 3000;
+	char *mem = mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (reg(mem, n * PG)) return 0;
+	scan("WP all", mem, n, WP_MATCHING, WRITTEN, 0, 0, WRITTEN, 0, 0);
+	long want = 0;
+	for (long i = 0; i < n; i++)
+		if (i < 600 || (i >= 2000 && i < 2600) || i % 3 == 0) { mem[i * PG] = 1; want++; }
+	static struct page_region vec[4096];
+	struct pm_scan_arg a = { sizeof a, 0, (uintptr_t)mem, (uintptr_t)(mem + n * PG), 0, (uintptr_t)vec, 4096, 0, 0, WRITTEN, 0, WRITTEN };
+	long r = ioctl(pmfd, PAGEMAP_SCAN, &a);
+	unsigned long sum = 0, pages = 0;
+	for (long i = 0; i < r; i++) {
+		long s = (vec[i].start - (uintptr_t)mem) / PG, e = (vec[i].end - (uintptr_t)mem) / PG;
+		sum = sum * 31 + s * 7 + e;
+		pages += e - s;
+		if (e - s > 1) printf("run [%ld,%ld)\n", s, e);
+	}
+	printf("written %ld pages: %ld regions, %lu pages, sum %lx\n", want, r, pages, sum);
+	long calls = 0, found = 0;
+	uintptr_t at = (uintptr_t)mem, end = (uintptr_t)(mem + n * PG);
+	while (at < end && calls < 10000) {
+		struct pm_scan_arg b = { sizeof b, WP_MATCHING | CHECK_WPASYNC, at, end, 0, (uintptr_t)vec, 7, 0, 0, WRITTEN, 0, WRITTEN };
+		long k = ioctl(pmfd, PAGEMAP_SCAN, &b);
+		if (k < 0) { printf("scan: %s\n", strerror(errno)); break; }
+		for (long i = 0; i < k; i++) found += (vec[i].end - vec[i].start) / PG;
+		calls++;
+		at = b.walk_end;
+	}
+	printf("small vector: %ld calls, %ld pages\n", calls, found);
+	scan("WRITTEN after", mem, n, 0, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	mem[511 * PG] = 2; mem[512 * PG] = 2; mem[2999 * PG] = 2;
+	scan("WRITTEN 511-512, 2999", mem, n, 0, WRITTEN, 0, 0, WRITTEN, 8, 0);
+	return 0;
+}
+
 // reader consumes the events of the context, which Linux's fork and mremap
 // wait for when they are asked for.
 static void *reader(void *arg) {
@@ -237,6 +278,7 @@ int main(int argc, char **argv) {
 	if (argc < 2) return 2;
 	if (!strcmp(argv[1], "scan")) return scancase();
 	if (!strcmp(argv[1], "pattern")) return patterncase();
+	if (!strcmp(argv[1], "chunks")) return chunkcase();
 	if (!strcmp(argv[1], "move")) return movecase(0);
 	if (!strcmp(argv[1], "move-events")) return movecase(F_EVENT_FORK | F_EVENT_REMAP);
 	return 2;
@@ -251,11 +293,12 @@ int main(int argc, char **argv) {
 // output vector, the reported written pages otherwise, within max_pages);
 // and, after fork and mremap, the protection and markers the child and
 // the moved range keep with UFFD_EVENT_FORK and UFFD_EVENT_REMAP and lose
-// without.
+// without; runs and regions beyond a walk's chunk, taken with a large
+// vector and with a small one resumed at walk_end.
 func TestUffdWPScan(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffdwpscan", uffdWPScanProgram, true)
-	for _, c := range []string{"scan", "pattern", "move", "move-events"} {
+	for _, c := range []string{"scan", "pattern", "chunks", "move", "move-events"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") || strings.Contains(r.stdout, "API: ") {
 				t.Skipf("no asynchronous userfaultfd write protection here: %s", r.stdout)
