@@ -157,6 +157,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 				return unix.EINVAL
 			}
 			mm.uffdRemoveLocked(v, r)
+			mm.uffdZapLocked(vseg, r)
 			mm.dropPagesLocked(ctx, r)
 			return nil
 		case AdvDontNeedLocked:
@@ -165,6 +166,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 				return unix.EINVAL
 			}
 			mm.uffdRemoveLocked(v, r)
+			mm.uffdZapLocked(vseg, r)
 			mm.dropPagesLocked(ctx, r)
 			return nil
 		case AdvCollapse:
@@ -200,6 +202,7 @@ func (mm *MemoryManager) MAdvise(ctx context.Context, addr hostarch.Addr, length
 				return unix.EACCES
 			}
 			mm.uffdRemoveLocked(v, r)
+			mm.uffdZapLocked(vseg, r)
 			mm.dropPagesLocked(ctx, r)
 			return p.Punch(ctx, mappableRangeOf(vseg, r))
 		case AdvGuardInstall:

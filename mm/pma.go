@@ -354,7 +354,9 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	optAR := mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr)
 	if v.uffd != nil {
 		// Like Linux's, faults in a registered range map only their
-		// page, so that each page faults (uffd.go).
+		// page, so that each page faults (uffd.go), and none maps a
+		// page with a write-protect marker (uffd_wp.go).
+		required = mm.markerFreeLocked(required, addr)
 		optAR = required
 	}
 	translateAt := at
@@ -368,6 +370,9 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	ts, terr := v.mappable.Translate(ctx, reqMR, optMR, translateAt)
 	eff := v.effectivePerms()
 	bound := hostarch.AddrRange(pgap.Range()).Intersect(hostarch.AddrRange(vseg.Range()))
+	if v.uffd != nil {
+		bound = required
+	}
 	boundMR := mappableRangeOf(vseg, bound)
 	for _, t := range ts {
 		src := t.Source.Intersect(boundMR)
@@ -811,6 +816,10 @@ func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.Invalidat
 		pseg = mm.pmas.Isolate(pseg, addrSegRange(ar))
 		r := hostarch.AddrRange(pseg.Range())
 		mm.unmapASLocked(r)
+		if pseg.ValuePtr().uffdWP {
+			// Write protection outlives the page (uffd_wp.go).
+			mm.markProtectedLocked(r)
+		}
 		mm.releasePMAPages(pseg.ValuePtr(), pmaRef{pseg}.fileRange(r))
 		mm.curRSS -= r.Length()
 		pseg = mm.pmas.Remove(pseg).NextSegment()

@@ -57,11 +57,12 @@ import (
 //     through the file whether or not its page cache holds the page.
 //   - Event-causing operations do not wait for the message to be read,
 //     and the ioctls never fail with EAGAIN for a pending event.
-//   - UFFD_FEATURE_WP_UNPOPULATED protects pages never faulted in only in
-//     private anonymous memory (uffd_wp.go); mremap and fork carry the
-//     markers along where the registration stays (UFFD_EVENT_REMAP,
-//     UFFD_EVENT_FORK), but shmem has none: a page of a shmem mapping
-//     that was not mapped when UFFDIO_WRITEPROTECT ran is not protected.
+//   - Pages not mapped are write-protected by markers (uffd_wp.go), as
+//     Linux's: mremap and fork carry them along where the registration
+//     stays (UFFD_EVENT_REMAP, UFFD_EVENT_FORK). A fork's child does not
+//     copy the pmas of memory with a file behind it: its protected pages
+//     are markers there, where Linux's child has them mapped (pagemap
+//     shows them swapped, not present, with the same bit 57).
 //
 // # Locking
 //
@@ -706,16 +707,18 @@ func (mm *MemoryManager) userfaultCheckLocked(ctx context.Context, vseg vmaItera
 		}
 		return nil
 	}
-	if !v.flags.has(vmaUffdMissing | vmaUffdMinor) {
-		return nil
+	if v.flags.has(vmaUffdMissing | vmaUffdMinor) {
+		in, ok := shmemHolds(vseg, addr)
+		switch {
+		case !ok:
+		case !in && v.flags.has(vmaUffdMissing):
+			return &UserfaultError{Addr: addr, Flags: flags}
+		case in && v.flags.has(vmaUffdMinor):
+			return &UserfaultError{Addr: addr, Flags: flags | UffdPagefaultFlagMinor}
+		}
 	}
-	in, ok := shmemHolds(vseg, addr)
-	switch {
-	case !ok:
-	case !in && v.flags.has(vmaUffdMissing):
-		return &UserfaultError{Addr: addr, Flags: flags}
-	case in && v.flags.has(vmaUffdMinor):
-		return &UserfaultError{Addr: addr, Flags: flags | UffdPagefaultFlagMinor}
+	if mm.uffdMarkedLocked(vseg, addr) {
+		return mm.uffdFileMarkerFaultLocked(ctx, vseg, addr, at)
 	}
 	return nil
 }

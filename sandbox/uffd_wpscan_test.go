@@ -17,6 +17,7 @@ const uffdWPScanProgram = `
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -226,6 +227,99 @@ static int chunkcase(void) {
 	return 0;
 }
 
+// shmemhandler takes the events of the context: a write-protect fault is
+// logged and resolved by removing the protection of its page; a fork is
+// logged.
+static char shlog[4096];
+static char *shbase;
+static volatile int forked;
+static void *shmemhandler(void *arg) {
+	for (;;) {
+		struct pollfd p = { uffd, POLLIN };
+		poll(&p, 1, -1);
+		struct uffd_msg m;
+		if (read(uffd, &m, sizeof m) != sizeof m) { if (errno == EAGAIN) continue; return 0; }
+		char *l = shlog + strlen(shlog);
+		if (m.event == UFFD_EVENT_PAGEFAULT) {
+			long pg = (long)((char *)(uintptr_t)m.arg.pagefault.address - shbase) / (long)PG;
+			snprintf(l, 64, "fault page %ld flags %#llx\n", pg, (unsigned long long)m.arg.pagefault.flags);
+			struct uffdio_writeprotect w = { { (uintptr_t)shbase + pg * PG, PG }, 0 };
+			ioctl(uffd, UFFDIO_WRITEPROTECT, &w);
+		} else if (m.event == UFFD_EVENT_FORK) {
+			snprintf(l, 64, "fork event\n");
+			__atomic_store_n(&forked, 1, __ATOMIC_RELEASE);
+		}
+	}
+}
+
+// wpshow prints a letter per page: w if pagemap says userfaultfd
+// write-protects it (a present page or a marker), else '.'. (Whether a
+// page of shared memory outside registered ranges is present is not
+// compared: vmspace maps the file's pages around a fault at once.)
+static void wpshow(const char *what, char *b, int n) {
+	printf("%-28s", what);
+	for (int i = 0; i < n; i++) {
+		uint64_t e = 0;
+		pread(pmfd, &e, 8, (uintptr_t)(b + i * PG) / PG * 8);
+		putchar((e >> 57) & 1 ? 'w' : '.');
+	}
+	putchar('\n');
+}
+
+// shmemcase: write protection of shared memory (a memfd): pages not
+// mapped get markers, a read maps the page protected, a write is a
+// write-protect fault, MADV_DONTNEED of a protected page leaves a marker,
+// a fork's child sees the protection only with UFFD_EVENT_FORK, and
+// removing the protection removes the markers.
+static int shmemcase(uint64_t event) {
+	if (setup((1 << 12) | event)) return 0;
+	// Larger than the mappings vmspace maps at once (eagerFileMap).
+	unsigned long len = 17UL << 20;
+	int fd = memfd_create("wp", 0);
+	ftruncate(fd, len);
+	char *b = mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	shbase = b;
+	if (reg(b, len)) return 0;
+	b[0] = 1; b[PG] = 1;
+	show("touched 0-1", b, 8);
+	pthread_t th;
+	pthread_create(&th, 0, shmemhandler, 0);
+	struct uffdio_writeprotect w = { { (uintptr_t)b, 8 * PG }, UFFDIO_WRITEPROTECT_MODE_WP };
+	printf("WRITEPROTECT = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	show("protected", b, 8);
+	printf("read 3: %d\n", *(volatile char *)(b + 3 * PG));
+	show("read 3", b, 8);
+	b[4 * PG] = 9;
+	show("wrote 4", b, 8);
+	printf("DONTNEED 0-1, 4 = %d %d\n", madvise(b, 2 * PG, MADV_DONTNEED), madvise(b + 4 * PG, PG, MADV_DONTNEED));
+	show("dropped 0-1, 4", b, 8);
+	raw("marker entry", b);
+	b[PG] = 3;
+	show("wrote 1", b, 8);
+	printf("read 0: %d\n", *(volatile char *)b);
+	show("read 0", b, 8);
+	printf("DONTNEED 0 = %d\n", madvise(b, PG, MADV_DONTNEED));
+	pid_t c = fork();
+	if (c == 0) {
+		pmfd = open("/proc/self/pagemap", O_RDONLY);
+		wpshow("child", b, 8);
+		_exit(0);
+	}
+	waitpid(c, 0, 0);
+	// The fork waited for its event to be read, not for the log.
+	while (event && !__atomic_load_n(&forked, __ATOMIC_ACQUIRE))
+		sched_yield();
+	show("parent after fork", b, 8);
+	w.mode = 0;
+	printf("unprotect = %d\n", ioctl(uffd, UFFDIO_WRITEPROTECT, &w));
+	show("unprotected", b, 8);
+	b[5 * PG] = 1; b[0] = 2;
+	show("wrote 0, 5", b, 8);
+	printf("page 0: %d, page 4: %d\n", b[0], b[4 * PG]);
+	printf("%s", shlog);
+	return 0;
+}
+
 // reader consumes the events of the context, which Linux's fork and mremap
 // wait for when they are asked for.
 static void *reader(void *arg) {
@@ -279,6 +373,8 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "scan")) return scancase();
 	if (!strcmp(argv[1], "pattern")) return patterncase();
 	if (!strcmp(argv[1], "chunks")) return chunkcase();
+	if (!strcmp(argv[1], "shmem")) return shmemcase(0);
+	if (!strcmp(argv[1], "shmem-events")) return shmemcase(F_EVENT_FORK);
 	if (!strcmp(argv[1], "move")) return movecase(0);
 	if (!strcmp(argv[1], "move-events")) return movecase(F_EVENT_FORK | F_EVENT_REMAP);
 	return 2;
@@ -298,7 +394,7 @@ int main(int argc, char **argv) {
 func TestUffdWPScan(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffdwpscan", uffdWPScanProgram, true)
-	for _, c := range []string{"scan", "pattern", "chunks", "move", "move-events"} {
+	for _, c := range []string{"scan", "pattern", "chunks", "move", "move-events", "shmem", "shmem-events"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") || strings.Contains(r.stdout, "API: ") {
 				t.Skipf("no asynchronous userfaultfd write protection here: %s", r.stdout)
