@@ -87,6 +87,9 @@ func (f *File) Translate(ctx context.Context, required, optional memmap.Mappable
 	if !checkPageRange(required) || !optional.IsSupersetOf(required) || !hostarch.IsPageAligned(optional.Start) || !hostarch.IsPageAligned(optional.End) {
 		return nil, fmt.Errorf("hostfile: Translate(%v, %v): bad ranges: %w", required, optional, unix.EINVAL)
 	}
+	if f.noPages {
+		return nil, &memmap.BusError{Err: fmt.Errorf("hostfile: no huge page for %v: %w", required, unix.ENOMEM)}
+	}
 	if f.direct {
 		return f.translateDirect(required, optional, at)
 	}

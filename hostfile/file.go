@@ -63,6 +63,11 @@ type File struct {
 	// Immutable.
 	hm *hostMem
 
+	// noPages is true for a file of hugetlbfs while the host has no huge
+	// pages at all (hugetlb.go): every access to its mappings is a bus
+	// error, as Linux's fault finds no page to give. Immutable.
+	noPages bool
+
 	// refs is the number of references. A File is released when it drops
 	// to zero and never used again; it is decremented from 1 to 0 only
 	// with table.mu held when table != nil. Atomic.
@@ -177,6 +182,7 @@ func newHostFile(mf *pgalloc.MemoryFile, hf ownedFD, st *unix.Stat_t, direct boo
 	if direct {
 		f.hm = &hostMem{f: f}
 	}
+	f.noPages = hugetlbWithoutPages(hf.fd)
 	f.refs.Store(1)
 	return f
 }

@@ -67,7 +67,13 @@ func MMap(ctx context.Context, m *mm.MemoryManager, addr, length, prot, flags ui
 			addr&(hugePageSize-1) != 0 {
 			return 0, unix.EINVAL
 		}
-		file = hugeTLBFile{}
+		noPages, errno := probeHugeTLB(length, prot, flags)
+		switch {
+		case errno != 0 || noPages:
+			file = hugeTLBFile{errno: errno}
+		default:
+			file = nil // anonymous memory (hugetlb.go)
+		}
 	}
 	typ := mm.MapTypeInvalid
 	switch flags & MapType {
@@ -107,9 +113,12 @@ func MMap(ctx context.Context, m *mm.MemoryManager, addr, length, prot, flags ui
 // hugePageSize is the only huge page size (x86-64's PMD size).
 const hugePageSize = 2 << 20
 
-// hugeTLBFile is the hugetlbfs file behind MAP_HUGETLB|MAP_ANONYMOUS;
-// there are no huge pages to reserve.
-type hugeTLBFile struct{}
+// hugeTLBFile is the hugetlbfs file behind MAP_HUGETLB|MAP_ANONYMOUS when
+// the host has no huge pages for it (hugetlb.go): errno is the host's
+// mmap's, or 0 for a MAP_NORESERVE mapping whose accesses fault.
+type hugeTLBFile struct {
+	errno unix.Errno
+}
 
 // Readable implements mm.MappableFile.Readable.
 func (hugeTLBFile) Readable() bool { return true }
@@ -118,10 +127,17 @@ func (hugeTLBFile) Readable() bool { return true }
 func (hugeTLBFile) Writable() bool { return true }
 
 // ConfigureMMap implements mm.MappableFile.ConfigureMMap: an offset that
-// is not a huge page's is EINVAL, and then there is no huge page (ENOMEM).
-func (hugeTLBFile) ConfigureMMap(_ context.Context, o *memmap.MMapOpts) error {
+// is not a huge page's is EINVAL, then the host's errno, else a mapping
+// without pages.
+func (h hugeTLBFile) ConfigureMMap(_ context.Context, o *memmap.MMapOpts) error {
 	if o.Offset&(hugePageSize-1) != 0 {
 		return unix.EINVAL
 	}
-	return unix.ENOMEM
+	if h.errno != 0 {
+		return h.errno
+	}
+	m := newHugeTLBNoPages()
+	o.Mappable = m
+	o.MappingIdentity = m
+	return nil
 }

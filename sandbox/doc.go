@@ -141,7 +141,10 @@
 //     instruction is decoded to tell a write from a read
 //     (uffd_access.go), and a system call whose buffer would wait is held
 //     at its entry until then. A hugetlbfs file is mapped only where the
-//     host's mmap of it succeeds (uffd_hugetlb.go).
+//     host's mmap of it succeeds (uffd_hugetlb.go), and so is anonymous
+//     MAP_HUGETLB memory (linuxabi/hugetlb.go); on a host without huge
+//     pages every access to such a mapping is SIGBUS, as on Linux
+//     (hostfile/hugetlb.go).
 //   - rseq, set_tid_address and set_robust_list stop so that vmspace
 //     knows the memory the host kernel writes on each thread's behalf; it
 //     keeps that memory mapped in the host (kareas.go).
