@@ -473,8 +473,17 @@ func (mm *MemoryManager) setVMAValueLocked(vseg vmaIterator, nv vma) {
 	if ov := vseg.ValuePtr(); ov.locked() != nv.locked() || ov.isData() != nv.isData() ||
 		ov.growsDown() != nv.growsDown() || ov.isExec() != nv.isExec() || ov.flags.has(vmaAccount) != nv.flags.has(vmaAccount) {
 		l := uint64(vseg.Range().Length())
-		mm.accountVMA(ov, l, -1)
-		mm.accountVMA(&nv, l, +1)
+		mm.accountVMAUsage(ov, l, -1)
+		mm.accountVMAUsage(&nv, l, +1)
+		// The commitment changes only with vmaAccount (not with the
+		// usage counters: mprotect of an accounted vma keeps it).
+		if oa := ov.flags.has(vmaAccount); oa != nv.flags.has(vmaAccount) {
+			sign := +1
+			if oa {
+				sign = -1
+			}
+			mm.commitLocked().add(l>>hostarch.PageShift, sign)
+		}
 	}
 	vseg.SetValue(nv)
 }
