@@ -85,6 +85,10 @@ import (
 // parent: into the parent's page. So at the entry of such a clone (which
 // stops: child_tid is a pointer argument) the word is saved (sysClone),
 // and the parent gets it back once the child has its own copy (forkDone).
+// The other way round, the parent's word at parent_tid, which the host's
+// clone sets (CLONE_PARENT_SETTID, CLONE_PIDFD) after Linux's would have
+// copied the memory but before the managers fork, is saved at the entry
+// (saveParentTid) and given back to the child's copy (childParentTid).
 
 // forkFixup is the work for a fork child's first stop.
 type forkFixup struct {
@@ -196,6 +200,7 @@ func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 	cp := s.childProcess(p, ctid)
 	s.joinSpace(cp, s.newSpace(cm))
 	s.keepSettid(t)
+	s.childParentTid(t, cm)
 	// The fork left the parent's host mappings as they were
 	// (stubAS.PreFork): what the child inherited, if trusted.
 	fx := &forkFixup{copy: p.as.piecesIn(plan.Copy), keep: p.as.piecesIn(plan.Keep), trusted: trusted}
@@ -295,11 +300,9 @@ func (s *Sandbox) failFork(t *task, ctid int, exitSig unix.Signal, err error) {
 		p.hiddenExits = append(p.hiddenExits, hiddenExit{ctid, exitSig})
 	}
 	ff := &failedFork{pid: ctid, sig: exitSig, errno: e}
-	if st := t.ptid; st != nil && t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdx == uint64(st.addr) &&
-		t.regs.Rdi&(unix.CLONE_PARENT_SETTID|unix.CLONE_PIDFD) != 0 {
+	if st := takeParentTid(t); st != nil {
 		ff.ptid, ff.pidfd = st, t.regs.Rdi&unix.CLONE_PIDFD != 0
 	}
-	t.ptid = nil
 	t.failedFork = ff
 	// The child may have written its thread id into the parent's page.
 	s.keepSettid(t)
@@ -379,7 +382,8 @@ func (s *Sandbox) finishFailedFork(t *task, ff *failedFork) {
 
 // saveParentTid returns the word at the parent_tid address of a clone
 // for a new process with CLONE_PARENT_SETTID or CLONE_PIDFD (arguments a),
-// which the host's clone overwrites, or nil.
+// which the host's clone overwrites, or nil: the child's copy gets it back
+// (childParentTid), or the parent if the fork fails (undoParentTid).
 func (s *Sandbox) saveParentTid(t *task, a [6]uint64) *settidSave {
 	addr := hostarch.Addr(a[2])
 	if t.p.mm == nil || a[0]&(unix.CLONE_VM|unix.CLONE_THREAD) != 0 ||
@@ -391,6 +395,54 @@ func (s *Sandbox) saveParentTid(t *task, a [6]uint64) *settidSave {
 		return nil
 	}
 	return st
+}
+
+// takeParentTid returns, and forgets, the word that t saved at the entry
+// of its clone (saveParentTid) if the clone whose event t is at is the
+// one that saved it.
+func takeParentTid(t *task) *settidSave {
+	st := t.ptid
+	t.ptid = nil
+	if st != nil && t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdx == uint64(st.addr) &&
+		t.regs.Rdi&(unix.CLONE_PARENT_SETTID|unix.CLONE_PIDFD) != 0 {
+		return st
+	}
+	return nil
+}
+
+// childParentTid gives the fork child of t, whose manager is cm, back the
+// word at parent_tid that the host's clone overwrote (CLONE_PARENT_SETTID's
+// thread id, CLONE_PIDFD's descriptor number). Linux's clone writes it
+// after it has copied the parent's memory, so the child's copy holds the
+// word from before the clone; the host's clone wrote it through the
+// parent's host mapping before the managers forked, into the page the
+// child's manager now shares with the parent's. So where the child's
+// manager shares that page, the child breaks copy-on-write and its copy
+// gets the old word back; shared memory (the child sees the write on
+// Linux too) and a page the child did not inherit are left alone.
+func (s *Sandbox) childParentTid(t *task, cm *mm.MemoryManager) {
+	st, pm := takeParentTid(t), t.p.mm
+	if st == nil || pm == nil {
+		return
+	}
+	ar := hostarch.AddrRange{Start: st.addr, End: st.addr + hostarch.Addr(len(st.old))}
+	if rs := cm.Regions(ar); len(rs) != 1 || !rs[0].Mapped || !rs[0].Private || !sameBacking(pm.Backings(ar), cm.Backings(ar)) {
+		return
+	}
+	cm.CopyOut(s.ctx, st.addr, st.old[:], mm.IOOpts{IgnorePermissions: true})
+}
+
+// sameBacking reports whether a and b describe the same pages, all backed.
+func sameBacking(a, b []mm.Backing) bool {
+	if len(a) == 0 || len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Range != b[i].Range || a[i].File != b[i].File || a[i].Offset != b[i].Offset {
+			return false
+		}
+	}
+	return true
 }
 
 // undoParentTid takes back from t, at the exit of its refused fork, what
