@@ -689,6 +689,12 @@ func (s *Set[K, V, F]) MergeRange(r Range[K]) {
 	seg := s.LowerBoundSegment(r.Start)
 	for seg.Ok() && seg.Start() < r.End {
 		seg = s.compactLeaf(seg, r.End)
+		if seg.i == seg.l.n-1 && seg.l.next != nil {
+			if m, ok := s.absorbLeafHead(seg, r.End); ok {
+				seg = m
+				continue
+			}
+		}
 		next := seg.NextSegment()
 		if !next.Ok() || next.Start() >= r.End {
 			return
@@ -744,6 +750,55 @@ func (s *Set[K, V, F]) compactLeaf(seg Iterator[K, V, F], end K) Iterator[K, V, 
 		l.fixNext()
 	}
 	return s.FindSegment(key)
+}
+
+// absorbLeafHead merges into seg, the last entry of its leaf, the entries
+// at the head of the next leaf that merge with it in turn and start before
+// end, and takes them out of that leaf at once (one shift, one rebalance,
+// or the leaf dropped whole), where Merge would remove them one at a time.
+// It returns the merged segment (re-found) and true, or seg and false if
+// the next leaf's first entry does not merge.
+func (s *Set[K, V, F]) absorbLeafHead(seg Iterator[K, V, F], end K) (Iterator[K, V, F], bool) {
+	var f F
+	l, w := seg.l, seg.i
+	nl := l.next
+	k := 0
+	for k < nl.n && nl.starts[k] < end && l.ends[w] == nl.starts[k] {
+		mv, ok := f.Merge(l.rng(w), l.vals[w], nl.rng(k), nl.vals[k])
+		if !ok {
+			break
+		}
+		l.vals[w] = mv
+		l.ends[w] = nl.ends[k]
+		f.ClearValue(&nl.vals[k])
+		k++
+	}
+	if k == 0 {
+		return seg, false
+	}
+	key := l.starts[w]
+	n := nl.n
+	copy(nl.starts[:], nl.starts[k:n])
+	copy(nl.ends[:], nl.ends[k:n])
+	copy(nl.vals[:], nl.vals[k:n])
+	nl.n = n - k
+	nl.clearTail(nl.n)
+	s.len -= k
+	switch {
+	case nl.n == 0:
+		// Both leaves have parents: the tree has two leaves at least.
+		p, idx := nl.parent, nl.pidx
+		s.unlinkLeaf(nl)
+		s.removeChild(p, idx)
+		s.keepLeaf(nl)
+		// The leaf after nl keeps its first gap: l's last segment
+		// now ends where nl's did.
+	case nl.n <= leafMerge:
+		s.rebalanceLeaf(nl, 0)
+	default:
+		nl.fix()
+	}
+	return s.FindSegment(key), true
 }
 
 // MergeAdjacent tries to merge the segment containing r.Start with its

@@ -633,3 +633,47 @@ func TestSpareLeavesReused(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestMergeRangeAcrossLeaves checks MergeRange over many leaves: runs of
+// mergeable segments that span whole leaves collapse into one segment
+// (absorbLeafHead drops the leaves), a run that ends inside a leaf leaves
+// that leaf's tail alone, and nothing at or beyond r.End merges.
+func TestMergeRangeAcrossLeaves(t *testing.T) {
+	// 0..299 unit segments: values 1 for [0, 150), 2 for [150, 250), 1
+	// again for [250, 300), with [200, 201) a 3 that stops the second run.
+	var segs []any
+	for i := uint64(0); i < 300; i++ {
+		v := 1
+		switch {
+		case i == 200:
+			v = 3
+		case i >= 150 && i < 250:
+			v = 2
+		}
+		segs = append(segs, r64{i, i + 1}, v)
+	}
+	s := build(t, segs...)
+	intCleared = nil
+	s.MergeRange(r64{0, 280})
+	if err := checkTree(s); err != nil {
+		t.Fatal(err)
+	}
+	want := "{[0x0, 0x96): 1, [0x96, 0xc8): 2, [0xc8, 0xc9): 3, [0xc9, 0xfa): 2, [0xfa, 0x118): 1"
+	for i := uint64(280); i < 300; i++ {
+		want += fmt.Sprintf(", [%#x, %#x): 1", i, i+1)
+	}
+	want += "}"
+	if got := s.String(); got != want {
+		t.Errorf("MergeRange(0, 280):\n got %s\nwant %s", got, want)
+	}
+	if s.Len() != 5+20 || len(intCleared) != 300-s.Len() {
+		t.Errorf("Len = %d, %d values cleared", s.Len(), len(intCleared))
+	}
+	s.MergeRange(r64{0, 1000})
+	if err := checkTree(s); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.String(); got != "{[0x0, 0x96): 1, [0x96, 0xc8): 2, [0xc8, 0xc9): 3, [0xc9, 0xfa): 2, [0xfa, 0x12c): 1}" {
+		t.Errorf("MergeRange(all): %s", got)
+	}
+}
