@@ -175,7 +175,7 @@ func (f *MemoryFile) mapRange(fr memmap.FileRange) (chunkTable, error) {
 	first, last := fr.Start>>chunkShift, (fr.End-1)>>chunkShift
 	for ci := first; ci <= last; ci++ {
 		c := chunkAt(ci)
-		if c == nil {
+		if c == nil && !f.windowed {
 			p, err := f.mmap(ci<<chunkShift, chunkSize)
 			if err == nil {
 				made = append(made, newMapping{ci: ci, whole: true, p: p})
@@ -185,7 +185,7 @@ func (f *MemoryFile) mapRange(fr memmap.FileRange) (chunkTable, error) {
 				return fail(fmt.Errorf("pgalloc: mapping chunk %d of the memory file: %w", ci, err))
 			}
 			// No room for the whole chunk: map it in windows.
-		} else if c.whole != nil {
+		} else if c != nil && c.whole != nil {
 			continue
 		}
 		piece := fr.Intersect(memmap.FileRange{Start: ci << chunkShift, End: (ci + 1) << chunkShift})

@@ -145,3 +145,26 @@ func TestMapInternalWholeChunkFirst(t *testing.T) {
 	f.DecRef(a)
 	f.DecRef(b)
 }
+
+// TestMapInternalWindowed checks that with Options.Windowed a chunk is
+// mapped in windows though a whole chunk would fit: only the windows used
+// take address space.
+func TestMapInternalWindowed(t *testing.T) {
+	const name = "pgalloc-test-windowed"
+	f := newFile(t, Options{DisableAsyncRelease: true, Name: name, Windowed: true})
+	a := mustAllocate(t, f, chunkSize, AllocOpts{})
+	bs, err := f.MapInternal(memmap.FileRange{Start: a.Start + page, End: a.Start + 2*page}, hostarch.ReadWrite)
+	if err != nil || bs.NumBytes() != page {
+		t.Fatalf("MapInternal of a page = %v, %v", bs, err)
+	}
+	if got := mappedBytes(f); got != windowSize || internalMappings(t, name) != 1 {
+		t.Errorf("%#x bytes in %d mappings after mapping a page; want one window", got, internalMappings(t, name))
+	}
+	if _, err := safemem.Copy(bs.Head(), safemem.BlockFromSafeSlice([]byte("windowed"))); err != nil {
+		t.Fatalf("writing through the window: %v", err)
+	}
+	if got := fileBytes(t, f, memmap.FileRange{Start: a.Start + page, End: a.Start + page + 8}); string(got) != "windowed" {
+		t.Errorf("file = %q", got)
+	}
+	f.DecRef(a)
+}

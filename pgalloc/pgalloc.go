@@ -62,7 +62,8 @@
 // until Close. When vmspace's address space has no room for a whole chunk
 // (mmap fails with ENOMEM: a hard RLIMIT_AS that the Go runtime's own
 // reservations nearly fill), that chunk is mapped instead in 2 MiB windows,
-// each on first use, so that only what is used takes address space; when
+// each on first use, so that only what is used takes address space (with
+// Options.Windowed, every chunk is); when
 // even a window does not fit, MapInternal fails with ErrAddressSpace
 // (ENOMEM). The chunk table is an immutable slice behind an atomic pointer,
 // and windows are atomic pointers set once, so that MapInternal takes no
@@ -161,6 +162,12 @@ type Options struct {
 	// it fails as the host's mmap would then, with ENOMEM (see the
 	// package documentation).
 	MapBudget uint64
+
+	// Windowed maps every chunk in windows, so that the internal mappings
+	// take only the address space of the 2 MiB windows used: for a process
+	// whose address space is bounded (a hard RLIMIT_AS) and must keep room
+	// for others (the Go runtime's heap arenas).
+	Windowed bool
 }
 
 // Direction says where Allocate looks for free space.
@@ -272,6 +279,9 @@ type MemoryFile struct {
 
 	// mapBudget is Options.MapBudget (0: none). Immutable.
 	mapBudget uint64
+
+	// windowed is Options.Windowed. Immutable.
+	windowed bool
 
 	// mapped is the address space the internal mappings take, in bytes.
 	// Guarded by mapMu.
@@ -385,6 +395,7 @@ func New(opts Options) (*MemoryFile, error) {
 		hold:  opts.HoldFreed,
 
 		mapBudget: opts.MapBudget,
+		windowed:  opts.Windowed,
 
 		growFreely: defaultGrowFreely,
 		presized:   presized,

@@ -47,6 +47,16 @@ func ownLimits() [2]unix.Rlimit {
 	return ownLimitsOrig
 }
 
+// addressSpaceBound says whether a hard RLIMIT_AS that vmspace could not
+// lift (ownLimits) bounds its process: the memory file is then mapped in
+// 2 MiB windows only where used (pgalloc.Options.Windowed), so that the
+// room left stays the Go runtime's, for its heap arenas (see
+// internal/runtimeroom).
+func addressSpaceBound() bool {
+	var l unix.Rlimit
+	return unix.Getrlimit(unix.RLIMIT_AS, &l) == nil && l.Max != unix.RLIM_INFINITY
+}
+
 // restoreLimits gives the first program process the address-space limits
 // vmspace was started with.
 func (s *Sandbox) restoreLimits(pid int) error {

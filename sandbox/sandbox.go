@@ -287,7 +287,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 	}
 	progLimits := ownLimits()
 	var err error
-	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory", HoldFreed: true, DisableAsyncRelease: syncRelease})
+	s.mf, err = pgalloc.New(pgalloc.Options{Name: "vmspace-memory", HoldFreed: true, DisableAsyncRelease: syncRelease, Windowed: addressSpaceBound()})
 	if err != nil {
 		return nil, err
 	}

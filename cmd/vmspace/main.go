@@ -7,6 +7,9 @@ import (
 	"os"
 
 	"github.com/vmspace/vmspace/bench"
+	// Initialized before the packages that allocate much: a hard
+	// RLIMIT_AS may leave the Go runtime's heap no room to grow.
+	_ "github.com/vmspace/vmspace/internal/runtimeroom"
 )
 
 const usage = `usage: vmspace COMMAND [ARGS]
