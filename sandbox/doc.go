@@ -107,7 +107,9 @@
 //     program (ftruncate, truncate, O_TRUNC, creat, fallocate's collapse
 //     and insert) runs to its exit-stop, where the private copies of the
 //     pages past the new end are dropped as Linux drops them
-//     (truncate.go). /dev/zero is anonymous memory (mm.ZeroFile,
+//     (truncate.go); a truncation by a process outside the sandbox is
+//     seen through inotify and applied between two stops (outside.go).
+//     /dev/zero is anonymous memory (mm.ZeroFile,
 //     checked as a file); pipes, sockets, directories and other devices
 //     are mm.UnmappableFiles, refused with Linux's errnos in Linux's order.
 //     remap_file_pages is emulated with mmap, as Linux does. System V
@@ -250,7 +252,7 @@
 //     the background, for any descriptor); exec.go: execve; comm.go:
 //     the links that name an exec's thread.
 //   - syscalls.go, sysargs.go, prevalidate.go, shm.go, fork.go,
-//     truncate.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
+//     truncate.go, outside.go, procvm.go, procmadvise.go: the system calls the sandbox serves (the memory calls
 //     decoded by linuxabi, System V shm and AIO in kernel); seccomp.go:
 //     the filter that stops them.
 //   - brk.go: heap shrinks whose host unmap is the program's own brk,
@@ -287,7 +289,8 @@
 // resumed); programs cannot be traced (ptrace) inside the sandbox;
 // /proc/PID/cmdline and the /proc files procview.go does not serve are the
 // host's view (the memory file's mappings); processes left running when the first one exits are waited
-// for; a private copy of a file page keeps its data after the host file is
-// truncated below it, where Linux raises SIGBUS (vmspace does not see
-// truncations made by the host).
+// for; a truncation by a process outside the sandbox reaches the program's
+// private copies of the file's pages a moment later than on Linux (inotify
+// tells vmspace after the fact), and a hole punched from outside does not
+// drop them.
 package sandbox

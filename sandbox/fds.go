@@ -136,6 +136,7 @@ func (s *Sandbox) mapFD(t *task, f memmap.File, at hostarch.AccessType) (int, fu
 	if proc == "" {
 		return -1, nil, fmt.Errorf("sandbox: mapping a closed file: %w", unix.EBADF)
 	}
+	s.outside.watch(proc) // truncations by other processes (outside.go)
 	flags := unix.O_RDONLY | unix.O_CLOEXEC | unix.O_NOCTTY
 	if at.Write {
 		flags = unix.O_RDWR | unix.O_CLOEXEC | unix.O_NOCTTY

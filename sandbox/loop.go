@@ -22,6 +22,8 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 	if err := s.startRoot(); err != nil {
 		return 0, err
 	}
+	s.outside.start()
+	defer s.outside.stop()
 	for len(s.tasks) > 0 {
 		var wr waitResult
 		if n := len(s.deferred); n > 0 {
@@ -31,9 +33,7 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 				t.stopKept = false
 			}
 		} else {
-			s.fp.unlock() // the fast path's server may run meanwhile
-			tid, ws, err := wait4(-1, 0)
-			s.fp.lock()
+			tid, ws, err := s.waitMain()
 			if err != nil {
 				if err == unix.ECHILD {
 					break
@@ -56,13 +56,7 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 		if len(s.exiting) > 0 {
 			s.releaseExiting(false)
 		}
-		for len(s.borrowed) > 0 {
-			t := s.borrowed[0]
-			s.borrowed = s.borrowed[1:]
-			if !t.dead() && t.p.held == t {
-				s.resume(t, 0, nil)
-			}
-		}
+		s.resumeBorrowed()
 		s.stats.ManagerTime += time.Since(t0)
 		s.reportTick()
 	}
@@ -71,6 +65,17 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 		return 0, errors.New("sandbox: lost track of the program")
 	}
 	return s.rootStatus, nil
+}
+
+// resumeBorrowed resumes the tasks stopped to serve another's request.
+func (s *Sandbox) resumeBorrowed() {
+	for len(s.borrowed) > 0 {
+		t := s.borrowed[0]
+		s.borrowed = s.borrowed[1:]
+		if !t.dead() && t.p.held == t {
+			s.resume(t, 0, nil)
+		}
+	}
 }
 
 // handle serves one state change of a task.

@@ -218,6 +218,9 @@ type Sandbox struct {
 	// fwd passes the signals of Options.Signals on to the program's
 	// processes (it has its own lock).
 	fwd forwarder
+	// outside watches mapped host files for truncations by other
+	// processes (outside.go; it has its own lock).
+	outside outsideWatch
 	// selfPid is vmspace's pid.
 	selfPid int
 	// uffd holds the program's userfaultfd contexts (uffd.go), nil

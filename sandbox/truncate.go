@@ -23,8 +23,8 @@ import (
 // the sandbox's table holds, run to their exit-stop, and if they
 // succeeded, the table invalidates every mapping of the file from the
 // truncation point on (hostfile.Table.HostTruncated). Truncations by
-// processes outside the sandbox are not seen: their private copies stay
-// until unmapped (a fault on a page not held checks the host's size).
+// processes outside the sandbox are seen through inotify and applied the
+// same way between two stops (outside.go).
 
 // Flags of fallocate that move the file's contents (truncate_pagecache
 // from the offset).

@@ -1,0 +1,250 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Truncations of mapped host files by processes outside the sandbox.
+//
+// truncate.go sees the program's own truncations at their system calls'
+// exits. Another process's truncation is seen through inotify: every host
+// file the program maps directly is watched for IN_MODIFY, and a goroutine
+// that reads the events compares the file's size with the one it last saw.
+// When a file shrank, the tracer must drop the private copies past the new
+// end (hostfile.Table.HostTruncated) between two stops, as it does for the
+// program's truncations; it may be blocked in wait4 for a long time (every
+// task running or blocked in the host), so the goroutine interrupts that
+// wait with wakeSignal, sent to the tracer thread alone, whose handler
+// (the Go runtime's, which ignores it) vmspace installs without
+// SA_RESTART: the wait fails with EINTR and the tracer applies the
+// truncations (waitMain). The goroutine sends it again, with a growing
+// pause, until the tracer has taken them (a signal that came just before
+// the tracer went into wait4 interrupted nothing).
+
+// wakeSignal is the real-time signal that interrupts the tracer's wait.
+const wakeSignal = unix.Signal(60)
+
+// outsideWatch watches the program's directly mapped host files for
+// truncations by other processes.
+type outsideWatch struct {
+	// f is the inotify instance, nil if inotify is not available.
+	// Immutable once started.
+	f *os.File
+	// tid is the tracer thread's id. Immutable once started.
+	tid int
+	// mu protects the fields below.
+	mu sync.Mutex
+	// files are the watched files by watch descriptor.
+	files map[int32]*watchedFile
+	// watching holds the inodes watched, by (dev, ino).
+	watching map[[2]uint64]int32
+	// shrunk holds the inodes found shorter than before, for the
+	// tracer to apply.
+	shrunk map[[2]uint64]struct{}
+	// stopped is set once the tracer is done: no more wake-ups.
+	stopped bool
+}
+
+// watchedFile is one watched host file.
+type watchedFile struct {
+	// path reaches it (vmspace's descriptor's path); dev and ino
+	// check that the path still does; size is its size when last seen.
+	path     string
+	dev, ino uint64
+	size     int64
+}
+
+// outsideApplied, if not nil, is called by the tracer after it applied
+// truncations made outside the sandbox (tests wait for it).
+var outsideApplied func()
+
+// start begins watching, on the tracer thread (whose id the wake-ups
+// target). Without inotify, outside truncations stay unseen.
+func (w *outsideWatch) start() {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return
+	}
+	var act kernelSigaction
+	if rtSigaction(wakeSignal, nil, &act) != nil || act.handler <= 1 {
+		unix.Close(fd)
+		return
+	}
+	const saRestart = 0x10000000
+	act.flags &^= saRestart
+	if rtSigaction(wakeSignal, &act, nil) != nil {
+		unix.Close(fd)
+		return
+	}
+	w.tid = unix.Gettid()
+	w.files = make(map[int32]*watchedFile)
+	w.watching = make(map[[2]uint64]int32)
+	w.shrunk = make(map[[2]uint64]struct{})
+	w.f = os.NewFile(uintptr(fd), "inotify")
+	go w.read()
+}
+
+// stop ends the watch.
+func (w *outsideWatch) stop() {
+	if w.f != nil {
+		w.mu.Lock()
+		w.stopped = true
+		w.mu.Unlock()
+		w.f.Close()
+	}
+}
+
+// watch watches the host file at path (vmspace's descriptor of a file
+// the program maps directly), if not already.
+func (w *outsideWatch) watch(path string) {
+	if w.f == nil {
+		return
+	}
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	key := [2]uint64{uint64(st.Dev), st.Ino}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.watching[key]; ok {
+		return
+	}
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	wd := -1
+	rc.Control(func(fd uintptr) {
+		wd, err = unix.InotifyAddWatch(int(fd), path, unix.IN_MODIFY)
+	})
+	if err != nil || wd < 0 {
+		return
+	}
+	if old := w.files[int32(wd)]; old != nil {
+		delete(w.watching, [2]uint64{old.dev, old.ino})
+	}
+	w.files[int32(wd)] = &watchedFile{path: path, dev: key[0], ino: key[1], size: st.Size}
+	w.watching[key] = int32(wd)
+}
+
+// read reads inotify's events until the watch is stopped, noting the
+// files that shrank and waking the tracer.
+func (w *outsideWatch) read() {
+	buf := make([]byte, 64*(unix.SizeofInotifyEvent+unix.NAME_MAX+1))
+	for {
+		n, err := w.f.Read(buf)
+		if err != nil {
+			return
+		}
+		if w.note(buf[:n]) {
+			w.wake()
+		}
+	}
+}
+
+// note handles events, and reports whether a file shrank.
+func (w *outsideWatch) note(b []byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	shrank := false
+	for len(b) >= unix.SizeofInotifyEvent {
+		wd := int32(binary.LittleEndian.Uint32(b))
+		mask := binary.LittleEndian.Uint32(b[4:])
+		nameLen := int(binary.LittleEndian.Uint32(b[12:]))
+		b = b[min(len(b), unix.SizeofInotifyEvent+nameLen):]
+		f := w.files[wd]
+		if f == nil {
+			continue
+		}
+		if mask&unix.IN_IGNORED != 0 {
+			delete(w.files, wd)
+			delete(w.watching, [2]uint64{f.dev, f.ino})
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(f.path, &st) != nil || uint64(st.Dev) != f.dev || st.Ino != f.ino {
+			continue
+		}
+		if st.Size < f.size {
+			w.shrunk[[2]uint64{f.dev, f.ino}] = struct{}{}
+			shrank = true
+		}
+		f.size = st.Size
+	}
+	return shrank
+}
+
+// wake interrupts the tracer's wait until it has taken the shrunk files.
+func (w *outsideWatch) wake() {
+	pid := os.Getpid()
+	for pause := 100 * time.Microsecond; ; pause = min(2*pause, 50*time.Millisecond) {
+		w.mu.Lock()
+		left := len(w.shrunk)
+		stopped := w.stopped
+		w.mu.Unlock()
+		if left == 0 || stopped {
+			return
+		}
+		if unix.Tgkill(pid, w.tid, wakeSignal) != nil {
+			return
+		}
+		time.Sleep(pause)
+	}
+}
+
+// take returns the inodes that shrank since the last take.
+func (w *outsideWatch) take() [][2]uint64 {
+	if w.f == nil {
+		return nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var keys [][2]uint64
+	for k := range w.shrunk {
+		keys = append(keys, k)
+		delete(w.shrunk, k)
+	}
+	return keys
+}
+
+// applyOutside drops the mappings past the end of every host file that a
+// process outside the sandbox truncated, private copies included
+// (tracer).
+func (s *Sandbox) applyOutside() {
+	keys := s.outside.take()
+	if len(keys) == 0 {
+		return
+	}
+	for _, k := range keys {
+		s.files.HostTruncated(k[0], k[1], ^uint64(0))
+	}
+	s.keepUnflushedKernelAreas()
+	s.shootdown()
+	s.resumeBorrowed()
+	if outsideApplied != nil {
+		outsideApplied()
+	}
+}
+
+// waitMain waits for the next state change of any task for the main loop,
+// applying outside truncations before, and whenever the wait is
+// interrupted.
+func (s *Sandbox) waitMain() (int, unix.WaitStatus, error) {
+	for {
+		s.applyOutside()
+		var ws unix.WaitStatus
+		s.fp.unlock() // the fast path's server may run meanwhile
+		wpid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
+		s.fp.lock()
+		if err == unix.EINTR {
+			continue
+		}
+		return wpid, ws, err
+	}
+}
