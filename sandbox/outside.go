@@ -234,7 +234,8 @@ func (s *Sandbox) applyOutside() {
 
 // waitMain waits for the next state change of any task for the main loop,
 // applying outside truncations before, and whenever the wait is
-// interrupted.
+// interrupted. The fast path's lock is let go only around the wait4
+// itself: the tracer holds it whenever it acts.
 func (s *Sandbox) waitMain() (int, unix.WaitStatus, error) {
 	for {
 		s.applyOutside()
