@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,6 +26,10 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 	s.outside.start()
 	defer s.outside.stop()
 	for len(s.tasks) > 0 {
+		// Truncations made outside the sandbox are applied between two
+		// stops (outside.go); stopping a task for them may keep other
+		// tasks' reports, served below before any new wait.
+		s.applyOutside()
 		var wr waitResult
 		if n := len(s.deferred); n > 0 {
 			wr = s.deferred[0]
@@ -34,6 +39,9 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 			}
 		} else {
 			tid, ws, err := s.waitMain()
+			if err == unix.EINTR {
+				continue // woken to apply truncations
+			}
 			if err != nil {
 				if err == unix.ECHILD {
 					break
@@ -250,8 +258,21 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		// to that memory in their stale pages. Pages the kernel writes
 		// for a thread are replaced in the host first, never left
 		// unmapped (kareas.go).
+		pending := len(s.unflushed) > 0 && t.state == taskStopped && t.regState != regsOwed && atSeccompStop(t.tid)
 		s.keepUnflushedKernelAreas()
 		s.shootdown()
+		if pending && t.regState == regsOwed && int64(t.regs.Orig_rax) >= 0 {
+			// The unmaps were injected into t at the seccomp stop of
+			// a system call it goes on to make (not one served, whose
+			// Orig_rax is -1 with its result in Rax): the injected calls
+			// replaced the stop, so t makes its call again from the
+			// syscall instruction (as syscall does after its own
+			// injections), stopping at its seccomp stop again.
+			t.regs.Rax = t.regs.Orig_rax
+			t.regs.Orig_rax = ^uint64(0)
+			t.regs.Rip -= 2
+			t.atExit = nil
+		}
 		t.mapGen = 0
 		if !as.h.Pending() {
 			t.mapGen = as.h.Generation() + 1
@@ -293,6 +314,17 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 	if afterResume != nil {
 		afterResume()
 	}
+}
+
+// atSeccompStop reports whether task tid, stopped, is at a seccomp stop
+// (PTRACE_GET_SYSCALL_INFO's op PTRACE_SYSCALL_INFO_SECCOMP), with the
+// system call it stopped not yet made.
+func atSeccompStop(tid int) bool {
+	const opSeccomp = 3
+	var info [88]byte // struct ptrace_syscall_info; op is its first byte
+	n, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_GET_SYSCALL_INFO, uintptr(tid),
+		uintptr(len(info)), uintptr(unsafe.Pointer(&info[0])), 0, 0)
+	return e == 0 && n > 0 && info[0] == opSeccomp
 }
 
 // stopHook, if not nil, is called at every system call stop before it is

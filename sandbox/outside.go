@@ -232,20 +232,15 @@ func (s *Sandbox) applyOutside() {
 	}
 }
 
-// waitMain waits for the next state change of any task for the main loop,
-// applying outside truncations before, and whenever the wait is
-// interrupted. The fast path's lock is let go only around the wait4
-// itself: the tracer holds it whenever it acts.
+// waitMain waits for the next state change of any task for the main loop.
+// It fails with EINTR when woken to apply outside truncations: the loop
+// applies them (which may keep reports in s.deferred) and serves the kept
+// reports before it waits again. The fast path's lock is let go only
+// around the wait4 itself: the tracer holds it whenever it acts.
 func (s *Sandbox) waitMain() (int, unix.WaitStatus, error) {
-	for {
-		s.applyOutside()
-		var ws unix.WaitStatus
-		s.fp.unlock() // the fast path's server may run meanwhile
-		wpid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
-		s.fp.lock()
-		if err == unix.EINTR {
-			continue
-		}
-		return wpid, ws, err
-	}
+	var ws unix.WaitStatus
+	s.fp.unlock() // the fast path's server may run meanwhile
+	wpid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
+	s.fp.lock()
+	return wpid, ws, err
 }

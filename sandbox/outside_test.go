@@ -2,22 +2,43 @@ package sandbox
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // outsideTruncProgram maps a file of 3 pages shared and private, writes
 // private copies of pages 0 and 2, says "ready", and once told "go" on its
 // standard input (another process truncated the file to one page
 // meanwhile), loads the pages: Linux drops the private copy of page 2
-// (SIGBUS then) and keeps page 0's.
+// (SIGBUS then) and keeps page 0's. With the argument "writer", a second
+// thread writes to /dev/null without a pause from before "ready" (each
+// write a stop under vmspace) until the main thread is done.
 const outsideTruncProgram = fileProbeC + `
-int main(void) {
+#include <pthread.h>
+static volatile int writing = 1;
+static int started[2];
+static void *writer(void *arg) {
+	int fd = open("/dev/null", O_WRONLY);
+	if (write(fd, "w", 1) != 1 || write(started[1], "s", 1) != 1) exit(1);
+	while (writing) write(fd, "w", 1);
+	close(fd);
+	return arg;
+}
+int main(int argc, char **argv) {
+	pthread_t th;
+	char c;
+	int threaded = argc > 1 && !strcmp(argv[1], "writer");
+	if (threaded && (pipe(started) || pthread_create(&th, 0, writer, 0) || read(started[0], &c, 1) != 1)) return 1;
 	struct sigaction sa = {0};
 	sa.sa_handler = onbus;
 	sigaction(SIGBUS, &sa, 0);
@@ -32,11 +53,16 @@ int main(void) {
 	show("before: private page 2", load(p + 2 * 4096));
 	printf("ready\n");
 	char line[16];
-	if (!fgets(line, sizeof line, stdin)) return 1;
+	if (!fgets(line, sizeof line, stdin)) { perror("fgets"); return 1; }
 	show("private page 0", load(p));
 	show("private page 2", load(p + 2 * 4096));
 	show("shared page 2", load(s + 2 * 4096));
 	show("private page 1", load(p + 4096));
+	if (threaded) {
+		writing = 0;
+		pthread_join(th, 0);
+		printf("writer joined\n");
+	}
 	return 0;
 }
 `
@@ -49,7 +75,71 @@ int main(void) {
 // program waits in a read.
 func TestOutsideTruncation(t *testing.T) {
 	needPtrace(t)
-	exe := buildC(t, "outsidetrunc", outsideTruncProgram, false)
+	exe := buildC(t, "outsidetrunc", outsideTruncProgram, false, "-pthread")
+	compareOutsideTrunc(t, exe, outsideTruncRun{})
+}
+
+// TestOutsideTruncationKeptStop: applying an outside truncation may stop
+// a task (holder), and the wait for that stop may take another task's
+// report first, which the sandbox keeps for its main loop. The main loop
+// must serve it: before, the truncations were applied inside the main
+// loop's wait (waitMain), which then waited again, and the kept report was
+// never served: the writer thread stayed stopped at its write and the run
+// hung. The hook makes the wait take the writer's report every time: it
+// lets the writer reach a stop (unreported while the tracer is in the
+// hook) before the sandbox stops the main thread, the first candidate,
+// whose stop is reported after the writer's (the newer task's first).
+func TestOutsideTruncationKeptStop(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "outsidetrunc", outsideTruncProgram, false, "-pthread")
+	// The window is the slow path's: the fast path stops no task.
+	defer func(on bool) { fastpathOn = on }(fastpathOn)
+	fastpathOn = false
+	var truncating, fired atomic.Bool
+	var tids sync.Map // the program's tasks, to end a hung run
+	holderHook = func(cands []*task) {
+		for _, c := range cands {
+			tids.Store(c.tid, true)
+		}
+		if !truncating.Load() || fired.Load() || len(cands) < 2 {
+			return
+		}
+		fired.Store(true)
+		for _, c := range cands[1:] {
+			for procState(c.tid) != 't' {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	defer func() { holderHook = nil }()
+	hung := func() {
+		tids.Range(func(k, _ any) bool {
+			unix.Kill(k.(int), unix.SIGKILL)
+			return true
+		})
+	}
+	compareOutsideTrunc(t, exe, outsideTruncRun{args: []string{"writer"}, truncating: func() { truncating.Store(true) }, hung: hung})
+	if !fired.Load() {
+		t.Fatal("the sandbox never stopped a running thread to apply the truncation: the window was not reached")
+	}
+}
+
+// outsideTruncRun says how compareOutsideTrunc runs the program.
+type outsideTruncRun struct {
+	// args are the program's arguments.
+	args []string
+	// truncating, if not nil, is called just before the file is
+	// truncated under vmspace; hung, if not nil, is called to end a run
+	// that has not ended 120 s after the truncation.
+	truncating, hung func()
+}
+
+// compareOutsideTrunc runs exe natively and under vmspace, truncating its
+// file when it is ready, and compares the output. Under vmspace, it waits
+// until the sandbox has applied the truncation before telling the program
+// to go on.
+func compareOutsideTrunc(t *testing.T, exe string, r outsideTruncRun) {
+	argv, truncating, hung := r.args, r.truncating, r.hung
 	truncate := func(dir string) {
 		if err := os.Truncate(filepath.Join(dir, "f"), 4096); err != nil {
 			t.Fatal(err)
@@ -57,7 +147,7 @@ func TestOutsideTruncation(t *testing.T) {
 	}
 	// Natively.
 	dir := t.TempDir()
-	cmd := exec.Command(exe)
+	cmd := exec.Command(exe, argv...)
 	cmd.Dir = dir
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -97,24 +187,40 @@ func TestOutsideTruncation(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		res, err := Run(Options{Argv: []string{exe}, Env: testEnv(), Dir: dir, Stdin: inR, Stdout: outW, Stderr: os.Stderr})
+		res, err := Run(Options{Argv: append([]string{exe}, argv...), Env: testEnv(), Dir: dir, Stdin: inR, Stdout: outW, Stderr: os.Stderr})
 		if err == nil && res.ExitCode() != 0 {
-			err = exec.ErrNotFound
+			err = fmt.Errorf("exit status %d", res.ExitCode())
 		}
 		outW.Close()
 		done <- err
 	}()
+	ended := make(chan struct{})
 	got := driveTrunc(t, outR, inW, func() {
+		if truncating != nil {
+			truncating()
+		}
 		truncate(dir)
 		select {
 		case <-applied:
 		case <-time.After(60 * time.Second):
 			t.Error("vmspace did not apply the truncation within 60 s")
 		}
+		if hung != nil {
+			go func() {
+				select {
+				case <-ended:
+				case <-time.After(120 * time.Second):
+					t.Error("the run did not end within 120 s of the truncation: killed")
+					hung()
+				}
+			}()
+		}
 	})
 	inW.Close()
-	if err := <-done; err != nil {
-		t.Fatalf("under vmspace: %v", err)
+	err = <-done
+	close(ended)
+	if err != nil {
+		t.Fatalf("under vmspace: %v; output:\n%s", err, got)
 	}
 	inR.Close()
 	outR.Close()
