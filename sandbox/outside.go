@@ -25,6 +25,16 @@ import (
 // truncations (waitMain). The goroutine sends it again, with a growing
 // pause, until the tracer has taken them (a signal that came just before
 // the tracer went into wait4 interrupted nothing).
+//
+// The signal is sent only while the tracer is in waitMain (waiting, set
+// and cleared under mu, the signal sent under mu): without SA_RESTART,
+// any other blocking system call of the tracer thread would fail with
+// EINTR too, and vmspace's own calls through golang.org/x/sys/unix are
+// not made again on EINTR (those of os and of the Go runtime are). A
+// signal sent while waiting is set is handled before the tracer gets past
+// clearing it: the thread returns to user mode in between (from wait4,
+// or from the futex of mu). Other threads never get the signal from
+// vmspace (tgkill to the tracer thread).
 
 // wakeSignal is the real-time signal that interrupts the tracer's wait.
 const wakeSignal = unix.Signal(60)
@@ -48,6 +58,9 @@ type outsideWatch struct {
 	shrunk map[[2]uint64]struct{}
 	// stopped is set once the tracer is done: no more wake-ups.
 	stopped bool
+	// waiting is set while the tracer is in waitMain's wait4, the only
+	// time it may be sent wakeSignal.
+	waiting bool
 }
 
 // watchedFile is one watched host file.
@@ -185,15 +198,15 @@ func (w *outsideWatch) wake() {
 	pid := os.Getpid()
 	for pause := 100 * time.Microsecond; ; pause = min(2*pause, 50*time.Millisecond) {
 		w.mu.Lock()
-		left := len(w.shrunk)
-		stopped := w.stopped
+		if len(w.shrunk) == 0 || w.stopped {
+			w.mu.Unlock()
+			return
+		}
+		if w.waiting && unix.Tgkill(pid, w.tid, wakeSignal) != nil {
+			w.mu.Unlock()
+			return
+		}
 		w.mu.Unlock()
-		if left == 0 || stopped {
-			return
-		}
-		if unix.Tgkill(pid, w.tid, wakeSignal) != nil {
-			return
-		}
 		time.Sleep(pause)
 	}
 }
@@ -239,8 +252,38 @@ func (s *Sandbox) applyOutside() {
 // around the wait4 itself: the tracer holds it whenever it acts.
 func (s *Sandbox) waitMain() (int, unix.WaitStatus, error) {
 	var ws unix.WaitStatus
+	if !s.outside.enterWait() {
+		return 0, 0, unix.EINTR // truncations came since the loop took them
+	}
 	s.fp.unlock() // the fast path's server may run meanwhile
 	wpid, err := unix.Wait4(-1, &ws, unix.WALL|unix.WNOTHREAD, nil)
+	s.outside.leaveWait()
 	s.fp.lock()
 	return wpid, ws, err
+}
+
+// enterWait notes that the tracer goes into waitMain's wait4, where it may
+// be woken, unless truncations are waiting to be applied (false).
+func (w *outsideWatch) enterWait() bool {
+	if w.f == nil {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.shrunk) > 0 {
+		return false
+	}
+	w.waiting = true
+	return true
+}
+
+// leaveWait notes that the tracer is out of waitMain's wait4: no signal is
+// sent to it from then on.
+func (w *outsideWatch) leaveWait() {
+	if w.f == nil {
+		return
+	}
+	w.mu.Lock()
+	w.waiting = false
+	w.mu.Unlock()
 }
