@@ -253,3 +253,160 @@ func driveTrunc(t *testing.T, out io.Reader, in io.Writer, between func()) strin
 	all.Write(rest)
 	return all.String()
 }
+
+// outsidePunchProgram maps a file of 4 pages eight ways, makes private
+// copies of page 0 of one mapping, says "ready", and once told "go" (a
+// process outside punched a hole over pages 1 and 2 meanwhile) prints
+// every page of every mapping. Linux shows the hole through the page
+// cache: in shared mappings and in the pages of private ones not copied
+// (read, or populated for reading), while private copies (written, or
+// populated for writing: MAP_POPULATE or mlock of a writable mapping,
+// MADV_POPULATE_WRITE) keep their data. With the argument "fork", a child
+// forked before "ready" prints instead.
+const outsidePunchProgram = fileProbeC + `
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#define MADV_POPULATE_WRITE 23
+#endif
+#define N 8
+int main(int argc, char **argv) {
+	struct sigaction sa = {0};
+	sa.sa_handler = onbus;
+	sigaction(SIGBUS, &sa, 0);
+	sigaction(SIGSEGV, &sa, 0);
+	setvbuf(stdout, 0, _IONBF, 0);
+	int fd = mkfile("f", 4, 'f');
+	const char *names[N] = {"shared", "private", "private-ro", "populate", "populate-ro", "mlock", "populate-read", "populate-write"};
+	char *m[N];
+	int rw = PROT_READ | PROT_WRITE;
+	m[0] = mmap(0, 4 * 4096, PROT_READ, MAP_SHARED, fd, 0);
+	m[1] = mmap(0, 4 * 4096, rw, MAP_PRIVATE, fd, 0);
+	m[2] = mmap(0, 4 * 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+	m[3] = mmap(0, 4 * 4096, rw, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	m[4] = mmap(0, 4 * 4096, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+	m[5] = mmap(0, 4 * 4096, rw, MAP_PRIVATE, fd, 0);
+	m[6] = mmap(0, 4 * 4096, rw, MAP_PRIVATE, fd, 0);
+	m[7] = mmap(0, 4 * 4096, rw, MAP_PRIVATE, fd, 0);
+	for (int j = 0; j < N; j++) if (m[j] == MAP_FAILED) { perror("mmap"); return 1; }
+	if (mlock(m[5], 4 * 4096)) perror("mlock");
+	if (madvise(m[6], 4 * 4096, MADV_POPULATE_READ)) perror("MADV_POPULATE_READ");
+	if (madvise(m[7], 4 * 4096, MADV_POPULATE_WRITE)) perror("MADV_POPULATE_WRITE");
+	close(fd);
+	m[1][0] = 'P';
+	show("before: private page 1", load(m[1] + 4096));
+	int pp[2];
+	pid_t pid = -1;
+	if (argc > 1 && !strcmp(argv[1], "fork")) {
+		if (pipe(pp)) return 1;
+		pid = fork();
+		if (pid < 0) return 1;
+		if (pid == 0) {
+			char c;
+			close(pp[1]);
+			if (read(pp[0], &c, 1) != 0) return 1;
+		}
+	}
+	if (pid != 0) {
+		char line[16];
+		printf("ready\n");
+		if (!fgets(line, sizeof line, stdin)) { perror("fgets"); return 1; }
+		if (pid > 0) {
+			int st;
+			close(pp[1]);
+			if (waitpid(pid, &st, 0) != pid || st != 0) printf("child: %#x\n", st);
+			return 0;
+		}
+	}
+	for (int j = 0; j < N; j++) {
+		printf("%s:", names[j]);
+		for (int i = 0; i < 4; i++) {
+			int v = load(m[j] + i * 4096);
+			printf(" %d", v);
+		}
+		printf("\n");
+	}
+	return 0;
+}
+`
+
+// TestOutsideHolePunch: a hole punched in a mapped file by a process
+// outside the sandbox shows through at once where it does on Linux (the
+// shared pages and the private pages not copied read zeros; private
+// copies keep their data), in the process that mapped the file and in a
+// child that inherited the mappings: vmspace maps host files from their
+// host descriptors, so the host's page cache is the pages' truth (with
+// its own page cache's copies the program read the old data).
+func TestOutsideHolePunch(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "outsidepunch", outsidePunchProgram, false)
+	punch := func(dir string) {
+		fd, err := unix.Open(filepath.Join(dir, "f"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Fallocate(fd, unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 4096, 2*4096); err != nil {
+			t.Skipf("punching a hole: %v", err)
+		}
+	}
+	for _, args := range [][]string{nil, {"fork"}} {
+		t.Run(strings.Join(append([]string{"self"}, args...), "-"), func(t *testing.T) {
+			native, got := compareOutside(t, exe, args, punch)
+			if !strings.Contains(native, "shared: 102 0 0 102") || !strings.Contains(native, "private: 80 0 0 102") {
+				t.Fatalf("natively, no hole seen:\n%s", native)
+			}
+			if got != native {
+				t.Errorf("under vmspace:\n%s\nnatively:\n%s", got, native)
+			}
+		})
+	}
+}
+
+// compareOutside runs exe with args natively and under vmspace, each in a
+// directory of its own, calls act with the directory when the program is
+// ready, and returns both outputs.
+func compareOutside(t *testing.T, exe string, args []string, act func(dir string)) (native, got string) {
+	t.Helper()
+	run := func(start func(dir string, in, out *os.File) (wait func() error)) string {
+		dir := t.TempDir()
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inR.Close()
+		defer outR.Close()
+		wait := start(dir, inR, outW)
+		all := driveTrunc(t, outR, inW, func() { act(dir) })
+		inW.Close()
+		if err := wait(); err != nil {
+			t.Fatalf("%v; output:\n%s", err, all)
+		}
+		return all
+	}
+	native = run(func(dir string, in, out *os.File) func() error {
+		cmd := exec.Command(exe, args...)
+		cmd.Dir, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, in, out, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out.Close()
+		return cmd.Wait
+	})
+	got = run(func(dir string, in, out *os.File) func() error {
+		done := make(chan error, 1)
+		go func() {
+			res, err := Run(Options{Argv: append([]string{exe}, args...), Env: testEnv(), Dir: dir, Stdin: in, Stdout: out, Stderr: os.Stderr})
+			if err == nil && res.ExitCode() != 0 {
+				err = fmt.Errorf("exit status %d", res.ExitCode())
+			}
+			out.Close()
+			done <- err
+		}()
+		return func() error { return <-done }
+	})
+	return native, got
+}
