@@ -214,7 +214,11 @@
 // RLIMIT_DATA (to infinity with CAP_SYS_RESOURCE, else the soft limits to
 // the hard ones) and gives the program's first process the limits it was
 // started with, which the manager enforces (a hard limit vmspace cannot
-// raise binds it too: the Go runtime alone reserves about 800 MiB). Its
+// raise binds it too: the Go runtime alone reserves about 1.1 GiB, and
+// vmspace then maps the memory file only in the 2 MiB windows it uses,
+// keeping the room left for the runtime's heap, whose place the command
+// draws again at start-up when its arena is nearly full:
+// internal/runtimeroom). Its
 // descriptors are its own; the one it keeps in every program process (the memory file's) sits at the program's soft
 // RLIMIT_NOFILE where possible, outside the numbers the program can use
 // (vmspaceFDSlot).
@@ -291,6 +295,6 @@
 // host's view (the memory file's mappings); processes left running when the first one exits are waited
 // for; a truncation by a process outside the sandbox reaches the program's
 // private copies of the file's pages a moment later than on Linux (inotify
-// tells vmspace after the fact), and a hole punched from outside does not
-// drop them.
+// tells vmspace after the fact; a hole punched from outside shows at once,
+// and private copies keep their data through it, as on Linux).
 package sandbox

@@ -34,7 +34,8 @@ import (
 // signal sent while waiting is set is handled before the tracer gets past
 // clearing it: the thread returns to user mode in between (from wait4,
 // or from the futex of mu). Other threads never get the signal from
-// vmspace (tgkill to the tracer thread).
+// vmspace (tgkill to the tracer thread); one sent to vmspace's process by
+// another process may fail the blocking call of whichever thread takes it.
 
 // wakeSignal is the real-time signal that interrupts the tracer's wait.
 const wakeSignal = unix.Signal(60)

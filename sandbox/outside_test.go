@@ -410,3 +410,67 @@ func compareOutside(t *testing.T, exe string, args []string, act func(dir string
 	})
 	return native, got
 }
+
+// outsideTruncPrivateProgram maps 20 MiB of a file of 3 pages privately
+// (more than the sandbox maps at once at the mmap), writes pages 0 and 2
+// without reading the file through any mapping, says "ready", and once
+// told "go" (another process truncated the file to one page meanwhile)
+// loads the pages: Linux drops the private copy of page 2.
+const outsideTruncPrivateProgram = fileProbeC + `
+int main(void) {
+	struct sigaction sa = {0};
+	sa.sa_handler = onbus;
+	sigaction(SIGBUS, &sa, 0);
+	setvbuf(stdout, 0, _IONBF, 0);
+	int fd = mkfile("f", 3, 'f');
+	char *p = mmap(0, 20 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED) { perror("mmap"); return 1; }
+	close(fd);
+	p[0] = 'P';
+	p[2 * 4096] = 'Q';
+	printf("ready\n");
+	char line[16];
+	if (!fgets(line, sizeof line, stdin)) { perror("fgets"); return 1; }
+	show("private page 0", load(p));
+	show("private page 1", load(p + 4096));
+	show("private page 2", load(p + 2 * 4096));
+	return 0;
+}
+`
+
+// TestOutsideTruncationPrivateOnly: the private copies of a file that the
+// program only wrote (no mapping of it read) are dropped past the end
+// that a process outside set, as on Linux: the file is watched from its
+// first host mapping, made at the first write fault.
+func TestOutsideTruncationPrivateOnly(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "outsidetruncpriv", outsideTruncPrivateProgram, false)
+	applied := make(chan struct{}, 1)
+	outsideApplied = func() {
+		select {
+		case applied <- struct{}{}:
+		default:
+		}
+	}
+	defer func() { outsideApplied = nil }()
+	underVmspace := false
+	native, got := compareOutside(t, exe, nil, func(dir string) {
+		if err := os.Truncate(filepath.Join(dir, "f"), 4096); err != nil {
+			t.Fatal(err)
+		}
+		if underVmspace {
+			select {
+			case <-applied:
+			case <-time.After(60 * time.Second):
+				t.Error("vmspace did not apply the truncation within 60 s")
+			}
+		}
+		underVmspace = true
+	})
+	if !strings.Contains(native, "private page 2: SIGBUS") || !strings.Contains(native, "private page 0: 'P'") {
+		t.Fatalf("natively:\n%s", native)
+	}
+	if got != native {
+		t.Errorf("under vmspace:\n%s\nnatively:\n%s", got, native)
+	}
+}
