@@ -32,7 +32,11 @@
 // injected call always ends: a fault on the way (the kernel failing to
 // update the thread's rseq area, say) ends it with an error, and signals
 // that arrive meanwhile are kept for the thread (a standard signal once),
-// except one that would end the process, which is delivered at once.
+// except one that would end the process, which is delivered at once. Kept
+// signals are delivered with their own siginfo, one at each
+// signal-delivery-stop of the thread, a SIGSTOP of vmspace's making the
+// stop for the next (sigqueue.go), never sent again (which would lose
+// si_code, si_addr and the sender).
 // stubAS is the platform.AddressSpace of a process built on that: the
 // ptrace platform's driver of a process's host mappings
 // (ptrace.HostMappings), whose mmap and munmap calls are injected. Its

@@ -235,7 +235,9 @@ func (s *Sandbox) lost(t *task, op string, err error) error {
 }
 
 // resume restores t's application registers and lets it run, delivering
-// sig (with si, if not nil) or else one of its pending signals.
+// sig (with si, if not nil) or else the first of its kept signals (at a
+// signal-delivery-stop, where a signal can be delivered with its
+// details); the others wait for the next stop (carryPending).
 func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 	if sig == 0 && len(t.pending) > 0 && t.sigStop() {
 		ps := t.pending[0]
@@ -305,12 +307,7 @@ func (s *Sandbox) resume(t *task, sig unix.Signal, si *siginfo) {
 		t.state = taskRunning
 	}
 	t.regState = regsStale
-	for _, ps := range t.pending {
-		// Only one signal can be delivered at a stop; send the others
-		// again (their sender's details are lost).
-		unix.Tgkill(t.p.pid, t.tid, ps.sig)
-	}
-	t.pending = nil
+	s.carryPending(t)
 	if afterResume != nil {
 		afterResume()
 	}

@@ -58,8 +58,10 @@ type task struct {
 	// of state, which still describes the task before that stop (the
 	// stop is not served yet). Tracer goroutine.
 	stopKept bool
-	// pending are signals that arrived while the sandbox was injecting
-	// system calls, to deliver when the task resumes.
+	// pending are signals that arrived while the sandbox was stopping
+	// the task or injecting system calls, to deliver with their details
+	// when it resumes, one per signal-delivery-stop (carryPending).
+	// Tracer goroutine.
 	pending []pendingSignal
 	// expectStop counts SIGSTOPs the sandbox sent to stop the task, still
 	// to be suppressed.

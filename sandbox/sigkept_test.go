@@ -1,0 +1,198 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// keptFaultSrc forks a child that takes two kinds of SIGSEGV in a loop: a
+// general-protection fault (a load from a non-canonical address: si_code
+// SI_KERNEL, si_addr 0), which a JVM takes for an implicit null check, and
+// a page fault at address 8 (SEGV_MAPERR, si_addr 8). Its handler checks
+// each signal's details and steps over the load. Meanwhile the parent
+// writes a shared page and removes it (MADV_REMOVE) over and over, which
+// makes vmspace unmap it in the child too, stopping the child for that.
+const keptFaultSrc = `
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define PAGES 4
+#define ROUNDS 1500
+
+static volatile long expect_code, expect_addr;
+static volatile int good, bad;
+static volatile long bad_code, bad_addr;
+static volatile int usr_bad;
+static volatile long usr_bad_code;
+
+static void onusr1(int sig, siginfo_t *si, void *ucv) {
+	(void)ucv;
+	if (sig != SIGUSR1 || si->si_code != SI_QUEUE || si->si_pid != getpid() || si->si_value.sival_int != 42) {
+		if (!usr_bad) usr_bad_code = si->si_code;
+		usr_bad++;
+	}
+}
+
+/* "mov (%rax), %rax": 48 8b 00. */
+static long load(long addr) {
+	long v;
+	__asm__ volatile("movq (%%rax), %%rax" : "=a"(v) : "a"(addr) : "memory");
+	return v;
+}
+
+static void onsegv(int sig, siginfo_t *si, void *ucv) {
+	ucontext_t *uc = ucv;
+	unsigned char *ip = (unsigned char *)uc->uc_mcontext.gregs[REG_RIP];
+	int at = ip[0] == 0x48 && ip[1] == 0x8b && ip[2] == 0x00;
+	if (sig == SIGSEGV && si->si_signo == SIGSEGV && si->si_code == expect_code &&
+	    (long)si->si_addr == expect_addr && at) {
+		good++;
+	} else {
+		if (!bad) {
+			bad_code = si->si_code;
+			bad_addr = (long)si->si_addr;
+		}
+		bad++;
+	}
+	if (at) {
+		uc->uc_mcontext.gregs[REG_RIP] += 3;
+		uc->uc_mcontext.gregs[REG_RAX] = 0;
+	}
+}
+
+static volatile int *done;
+
+/* Queues SIGUSR1 to its own process, which only the main thread takes. */
+static void *sender(void *arg) {
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	union sigval v = {.sival_int = 42};
+	while (*done != 1) {
+		sigqueue(getpid(), SIGUSR1, v);
+		usleep(100);
+	}
+	return NULL;
+}
+
+int main(void) {
+	char *shared = mmap(NULL, PAGES * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	done = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED || done == MAP_FAILED) { perror("mmap"); return 1; }
+	pid_t pid = fork();
+	if (pid < 0) { perror("fork"); return 1; }
+	if (pid == 0) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = onsegv;
+		sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+		sigaction(SIGSEGV, &sa, NULL);
+		sa.sa_sigaction = onusr1;
+		sa.sa_flags = SA_SIGINFO | SA_RESTART;
+		sigaction(SIGUSR1, &sa, NULL);
+		pthread_t th;
+		pthread_create(&th, NULL, sender, NULL);
+		long sum = 0;
+		for (int i = 0; i < ROUNDS; i++) {
+			for (int p = 0; p < PAGES; p++) sum += shared[p * 4096];
+			expect_code = SI_KERNEL; expect_addr = 0;
+			load((long)0x8000000000000000UL);
+			expect_code = SEGV_MAPERR; expect_addr = 8;
+			load(8);
+			expect_code = SI_KERNEL; expect_addr = 0;
+			load((long)0x8000000000000000UL);
+		}
+		*done = 1;
+		pthread_join(th, NULL);
+		printf("child: %d signals as expected, %d not", good, bad);
+		if (bad) printf(" (first: si_code %ld si_addr %#lx)", bad_code, bad_addr);
+		printf("; SIGUSR1 with other details: %d", usr_bad);
+		if (usr_bad) printf(" (first: si_code %ld)", usr_bad_code);
+		printf("\n");
+		fflush(stdout);
+		_exit(sum == -1);
+	}
+	while (*done != 1) {
+		madvise(shared, PAGES * 4096, MADV_REMOVE);
+		for (int p = 0; p < PAGES; p++) shared[p * 4096] = 1;
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	printf("parent: child status %#x\n", st);
+	return 0;
+}
+`
+
+// TestKeptSignalKeepsSiginfo checks that a signal vmspace keeps while it
+// stops a thread reaches the program with its own details. vmspace stops a
+// running thread with a SIGSTOP (stopTask) to change its host mappings;
+// a signal that comes first is kept and delivered when the thread
+// resumes. A general-protection fault is such a signal (its si_code is
+// SI_KERNEL, not a page fault's, which is dropped to come back when the
+// thread runs on). It used to be sent again with tgkill, so the program's
+// handler saw si_code SI_TKILL and vmspace's pid in place of si_addr:
+// TestJava's JVM, whose implicit null checks take such faults, died of
+// "SIGSEGV (sent by kill)". The hook makes every stop of the child take
+// the window: it waits until the child is stopped at its next fault,
+// unreported, before vmspace sends its SIGSTOP.
+func TestKeptSignalKeepsSiginfo(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "keptfault", keptFaultSrc, false)
+	defer func(on bool) { fastpathOn = on }(fastpathOn)
+	fastpathOn = false
+	var forced atomic.Int64
+	holderHook = func(cands []*task) {
+		// The child's main thread, which takes the faults and the
+		// SIGUSR1s, is the first candidate.
+		if len(cands) != 2 || !waitTracingStop(cands[0].tid) {
+			return
+		}
+		// Its other thread queues a SIGUSR1 (that thread does not
+		// stop for it).
+		for i := 0; i < 500 && !signalPending(cands[0].p.pid, unix.SIGUSR1); i++ {
+		}
+		forced.Add(1)
+	}
+	defer func() { holderHook = nil }()
+	compare(t, "", "", exe)
+	if forced.Load() < 10 {
+		t.Fatalf("the child was found stopped before vmspace stopped it only %d times: the window was not reached", forced.Load())
+	}
+	t.Logf("%d stops of the child forced into the window", forced.Load())
+}
+
+// waitTracingStop waits (a bounded number of looks) until thread tid is in
+// a ptrace stop ('t' in /proc/TID/stat), and reports whether it got there.
+func waitTracingStop(tid int) bool {
+	for i := 0; i < 200000; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
+		if err != nil {
+			return false
+		}
+		s := string(b)
+		if j := strings.LastIndexByte(s, ')'); j >= 0 && j+2 < len(s) {
+			switch s[j+2] {
+			case 't':
+				return true
+			case 'Z', 'X':
+				return false
+			}
+		}
+	}
+	return false
+}
