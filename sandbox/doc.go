@@ -244,7 +244,11 @@
 // traced zombie: before every wait4 and waitid of the program, vmspace
 // reaps those (reapExited). Only the first process's leader, whose parent is vmspace, is
 // reaped by vmspace: its wait status is Run's Result. Options.Signals
-// passes signals sent to vmspace on to every process of the program; vmspace
+// passes signals sent to vmspace on to every process of the program,
+// except to those that got their own copy of a signal sent to a whole
+// process group (a terminal's, a kill -SIG -PGID): vmspace records who
+// sent each of its own signals (sigrecord_amd64.s) and matches them to
+// the copies its processes got (forwarder); vmspace
 // run dies of the signal that killed the program.
 //
 // # Files
@@ -268,7 +272,8 @@
 //     fault path counts as no mapping), with no injected call.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses;
 //     uffd.go, uffd_access.go, uffd_hugetlb.go: userfaultfd.
-//   - signals.go: SIGSEGV kept unblocked, forwarding; sigqueue.go: signals
+//   - signals.go: SIGSEGV kept unblocked, forwarding; sigrecord_amd64.go,
+//     sigrecord_amd64.s: the senders of vmspace's signals; sigqueue.go: signals
 //     that arrive while vmspace uses a task.
 //   - aslr.go: whether an exec's layout is randomized; vdso.go: the
 //     host's vDSO in every program (vdso_io.go: reading it; vdso_advise.go:

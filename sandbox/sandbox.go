@@ -159,7 +159,7 @@ func Run(opts Options) (Result, error) {
 		if opts.Signals != nil {
 			stop := make(chan struct{})
 			defer close(stop)
-			go s.fwd.forward(opts.Signals, stop)
+			s.fwd.start(opts.Signals, stop)
 		}
 		st, err := s.run()
 		tc := time.Now()

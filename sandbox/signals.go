@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
@@ -107,37 +108,93 @@ func (s *Sandbox) unblockSEGV(t *task) {
 // program (Options.Signals). The tracer keeps its set of processes up to
 // date; the forwarding goroutine reads it.
 //
-// A terminal sends SIGINT, SIGQUIT and SIGHUP (si_code SI_KERNEL) to its
-// whole foreground process group, vmspace and the program's processes in
-// its group alike: those must not get the signal a second time from
-// vmspace. A process's copy reaches it before vmspace's would (it was
-// queued first, and a standard signal is not queued twice), so the two
-// are matched per process and signal: a terminal's copy seen at the
-// process's signal-delivery-stop leaves a token that the forwarder, or the
-// forwarded copy at its own stop, takes instead of delivering a second;
-// a copy still pending in the process when the forwarder runs makes the
-// forwarder send nothing and leaves no token. A group kill by another
-// process (si_code SI_USER) is not told apart from a kill of the process
-// alone, and still arrives twice.
+// A signal sent to a whole process group that holds vmspace and some of
+// the program's processes (a terminal's SIGINT, SIGQUIT and SIGHUP to its
+// foreground group, si_code SI_KERNEL; kill(-pgid) or a shell's kill
+// -SIG -PGID, SI_USER with the sender's pid) reaches those processes
+// itself: they must not get vmspace's copy as well. The kernel queues
+// every copy of such a signal in one call, before any is delivered, so
+// when the forwarder reads vmspace's copy (its sender from the ring that
+// sigRecorder fills), each process in vmspace's group has its own copy
+// from the same sender either still pending, or taken at a
+// signal-delivery-stop. The two sides are matched per process and signal:
+//
+//   - A copy from another sender seen at a process's signal-delivery-stop
+//     leaves a token naming its sender, which vmspace's copy from the same
+//     sender takes instead of being passed on. The token is certain if
+//     vmspace's own copy was visible then (pending in vmspace, or in the
+//     ring not yet read); otherwise vmspace's copy may have been taken by
+//     one of its threads and not yet recorded, or there is none (the
+//     process alone was sent the signal), and the token holds for
+//     matchWindow only.
+//   - vmspace's copy that finds the process's copy still pending sends
+//     nothing (the kernel would have merged it anyway) and marks the
+//     process, so that the stop taking its copy leaves no token.
+//   - Otherwise vmspace's copy is sent and remembered with its sender: if
+//     a copy from that sender then reaches a stop of the process before
+//     the forwarded one (it was taken before the forwarder looked, its
+//     stop not yet served), the forwarded copy is dropped at its own stop.
+//
+// A signal whose sender is unknown (not recorded: another sandbox in the
+// same process holds the ring, or more than sigRingSize deliveries came
+// between two reads) is passed on to every process.
 type forwarder struct {
 	// mu protects the fields below.
 	mu sync.Mutex
 	// pids are the program's live processes.
 	pids map[int]struct{}
-	// tokens has, per process, a bit (1<<sig) for each terminal signal
-	// whose terminal copy the process got and whose forwarded copy is
-	// yet to be matched.
-	tokens map[int]uint64
-	// pending has, per process, a bit for each terminal signal that the
-	// forwarder did not send because the process had it pending: the
-	// copy it had leaves no token.
-	pending map[int]uint64
+	// match holds the matching state of each process and signal with
+	// any (see forwarder); an entry whose state is all zero is deleted.
+	match map[procSig]*matchState
+	// rec reads the ring of vmspace's deliveries, nil if forwarding
+	// without it (no Options.Signals, or another sandbox holds it).
+	rec *recorder
 	// self is vmspace's pid.
 	self int
 }
 
-// ttySignals are the signals a terminal sends to its foreground group.
-const ttySignals = 1<<unix.SIGINT | 1<<unix.SIGQUIT | 1<<unix.SIGHUP
+// procSig names a standard signal of one process.
+type procSig struct {
+	pid int
+	sig unix.Signal
+}
+
+// matchState is what the forwarder knows about one process's copies of
+// one signal.
+type matchState struct {
+	// token is set when the process took a copy from token.from that
+	// vmspace's copy from the same sender is yet to match.
+	token *token
+	// pending is set when vmspace's copy found the process's pending and
+	// was not sent: the stop that takes the process's copy leaves no
+	// token.
+	pending bool
+	// sent is set when vmspace's copy from sentFrom was sent to the
+	// process; drop when a copy from sentFrom reached a stop of the
+	// process first, so that the forwarded one is not delivered.
+	sent     bool
+	sentFrom sender
+	drop     bool
+}
+
+// token is a process's copy of a signal that vmspace's may match.
+type token struct {
+	from    sender
+	certain bool
+	at      time.Time
+}
+
+// matchWindow is how long a token left while vmspace's copy was not
+// visible waits for it: the time between a thread of vmspace taking a
+// signal and its handler recording it, stretched by any load.
+const matchWindow = 2 * time.Second
+
+// recordedSignals are the signals whose sender vmspace records: those a
+// terminal or another process may send to a whole process group and that
+// vmspace passes on (cmd/vmspace's list).
+var recordedSignals = []unix.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGTERM,
+}
 
 // add records a new process of the program.
 func (f *forwarder) add(pid int) {
@@ -145,8 +202,7 @@ func (f *forwarder) add(pid int) {
 	defer f.mu.Unlock()
 	if f.pids == nil {
 		f.pids = make(map[int]struct{})
-		f.tokens = make(map[int]uint64)
-		f.pending = make(map[int]uint64)
+		f.match = make(map[procSig]*matchState)
 		f.self = unix.Getpid()
 	}
 	f.pids[pid] = struct{}{}
@@ -157,13 +213,40 @@ func (f *forwarder) remove(pid int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.pids, pid)
-	delete(f.tokens, pid)
-	delete(f.pending, pid)
+	for k := range f.match {
+		if k.pid == pid {
+			delete(f.match, k)
+		}
+	}
 }
 
-// forward sends each signal from sigs to every process of the program,
-// until stop is closed, except to those that had it from the terminal.
+// start begins forwarding the signals of sigs (sent to vmspace, as
+// os/signal delivers them) until stop is closed: it starts recording
+// their senders, then forwards from a goroutine of its own.
+func (f *forwarder) start(sigs <-chan os.Signal, stop <-chan struct{}) {
+	rec := startRecorder(recordedSignals)
+	f.mu.Lock()
+	if f.pids == nil {
+		f.pids = make(map[int]struct{})
+		f.match = make(map[procSig]*matchState)
+		f.self = unix.Getpid()
+	}
+	f.rec = rec
+	f.mu.Unlock()
+	go f.forward(sigs, stop)
+}
+
+// forward sends each signal from sigs on to the program's processes,
+// until stop is closed.
 func (f *forwarder) forward(sigs <-chan os.Signal, stop <-chan struct{}) {
+	defer func() {
+		f.mu.Lock()
+		if f.rec != nil {
+			f.rec.stop()
+			f.rec = nil
+		}
+		f.mu.Unlock()
+	}()
 	for {
 		select {
 		case <-stop:
@@ -174,37 +257,89 @@ func (f *forwarder) forward(sigs <-chan os.Signal, stop <-chan struct{}) {
 				continue
 			}
 			f.mu.Lock()
-			for pid := range f.pids {
-				if f.hadIt(pid, n) {
-					continue
-				}
-				unix.Kill(pid, n)
-			}
+			f.received(unix.Signal(n))
 			f.mu.Unlock()
 		}
 	}
 }
 
-// hadIt reports whether process pid already had terminal signal sig from
-// the terminal (see forwarder). Preconditions: mu held.
-func (f *forwarder) hadIt(pid int, sig unix.Signal) bool {
-	bit := uint64(1) << sig
-	if bit&ttySignals == 0 || !f.sameGroup(pid) {
-		return false
+// received passes on the signals vmspace got, once os/signal said sig
+// came: every recorded one, in the order they came (sig's own record, or
+// records, came before os/signal heard of it), or sig to every process if
+// its sender is unknown. Preconditions: mu held.
+func (f *forwarder) received(sig unix.Signal) {
+	if f.rec == nil || f.rec.wrapped&(1<<sig) == 0 {
+		f.sendAll(sig)
+		return
 	}
-	if f.tokens[pid]&bit != 0 {
-		f.tokens[pid] &^= bit
-		return true
+	recs, lost := f.rec.take()
+	for _, r := range recs {
+		f.pass(r)
 	}
-	if signalPending(pid, sig) {
-		f.pending[pid] |= bit
-		return true
+	if lost {
+		f.sendAll(sig)
 	}
-	return false
+}
+
+// sendAll sends sig to every process. Preconditions: mu held.
+func (f *forwarder) sendAll(sig unix.Signal) {
+	for pid := range f.pids {
+		unix.Kill(pid, sig)
+	}
+}
+
+// groupSender reports whether a signal from from may have been sent to a
+// whole process group by someone else than vmspace.
+func (f *forwarder) groupSender(from sender) bool {
+	return from.code == siKernel || from.code == siUser && int(from.pid) != f.self
+}
+
+// state returns the matching state of k, made if need be. Preconditions:
+// mu held.
+func (f *forwarder) state(k procSig) *matchState {
+	m := f.match[k]
+	if m == nil {
+		m = new(matchState)
+		f.match[k] = m
+	}
+	return m
+}
+
+// tidy deletes k's state if it holds nothing. Preconditions: mu held.
+func (f *forwarder) tidy(k procSig) {
+	if m := f.match[k]; m != nil && *m == (matchState{}) {
+		delete(f.match, k)
+	}
+}
+
+// pass passes on vmspace's copy r to every process that did not get its
+// own (see forwarder). Preconditions: mu held.
+func (f *forwarder) pass(r sigRecord) {
+	group := f.groupSender(r.from) && r.sig < sigRTMin
+	for pid := range f.pids {
+		if !group || !f.sameGroup(pid) {
+			unix.Kill(pid, r.sig)
+			continue
+		}
+		k := procSig{pid, r.sig}
+		m := f.state(k)
+		switch tk := m.token; {
+		case tk != nil && tk.from == r.from && (tk.certain || time.Since(tk.at) < matchWindow):
+			m.token = nil
+		case signalPending(pid, r.sig):
+			m.token = nil
+			m.pending = true
+		default:
+			m.token = nil
+			m.sent, m.sentFrom, m.drop = true, r.from, false
+			unix.Kill(pid, r.sig)
+		}
+		f.tidy(k)
+	}
 }
 
 // sameGroup reports whether process pid is in vmspace's process group
-// (where a terminal's signals reach both).
+// (where a signal sent to the group reaches both).
 func (f *forwarder) sameGroup(pid int) bool {
 	pg, err := unix.Getpgid(pid)
 	return err == nil && pg == unix.Getpgrp()
@@ -212,35 +347,52 @@ func (f *forwarder) sameGroup(pid int) bool {
 
 // delivering is called at a signal-delivery-stop of process pid for sig
 // with si, and reports whether the signal is a forwarded copy of one the
-// process already had from the terminal, not to be delivered.
+// process already had from its sender, not to be delivered (see
+// forwarder).
 func (f *forwarder) delivering(pid int, sig unix.Signal, si *siginfo) bool {
-	bit := uint64(1) << sig
-	if bit&ttySignals == 0 {
+	if sig >= sigRTMin || sig <= 0 {
 		return false
 	}
+	from := sender{si.code(), si.pid()}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.pids[pid]; !ok {
 		return false
 	}
-	switch {
-	case si.code() == siKernel && f.sameGroup(pid):
-		if f.pending[pid]&bit != 0 {
-			f.pending[pid] &^= bit
-		} else {
-			f.tokens[pid] |= bit
+	k := procSig{pid, sig}
+	m := f.match[k]
+	if from.code == siUser && int(from.pid) == f.self {
+		// A forwarded copy (or another signal vmspace sent).
+		if m == nil {
+			return false
 		}
-	case si.code() == siUser && int(si.pid()) == f.self:
-		if f.tokens[pid]&bit != 0 {
-			f.tokens[pid] &^= bit
-			return true
-		}
+		drop := m.drop
+		m.sent, m.sentFrom, m.drop = false, sender{}, false
+		f.tidy(k)
+		return drop
 	}
+	if m != nil && m.pending {
+		// The copy vmspace's found pending.
+		m.pending = false
+		f.tidy(k)
+		return false
+	}
+	if !f.groupSender(from) || !f.sameGroup(pid) {
+		return false
+	}
+	m = f.state(k)
+	if m.sent && m.sentFrom == from {
+		// vmspace's copy was sent before this one's stop was served.
+		m.drop = true
+		return false
+	}
+	certain := signalPending(f.self, sig) || f.rec != nil && f.rec.has(sig, from)
+	m.token = &token{from: from, certain: certain, at: time.Now()}
 	return false
 }
 
 // signalPending reports whether sig is pending in process pid (for the
-// process or one of its threads).
+// process or its thread-group leader).
 func signalPending(pid int, sig unix.Signal) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
