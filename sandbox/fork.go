@@ -155,6 +155,7 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 			exitSig = unix.Signal(flags & 0xff) // CSIGNAL
 		}
 		s.forkProcess(t, ctid, exitSig)
+		p.noteForker(ctid, t.tid)
 		if ct := s.tasks[ctid]; ct != nil {
 			ct.altStack = t.altStack // fork keeps the alternate stack
 		}

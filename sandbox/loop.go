@@ -206,6 +206,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.resume(t, 0, nil)
 		return
 	}
+	if s.childSignal(t, sig, &si) {
+		s.resume(t, 0, nil)
+		return
+	}
 	if s.fwd.delivering(t.p.pid, sig, &si) {
 		s.resume(t, 0, nil)
 		return

@@ -51,6 +51,10 @@ type process struct {
 	// then.
 	fixup      *forkFixup
 	forkParent *task
+	// forkers maps the pid of each child the process forked, until the
+	// child's exit signal is seen, to the thread that forked it, which
+	// the kernel sends that signal to first (childSignal).
+	forkers map[int]int
 	// memCalls counts the memory system calls served for the process.
 	memCalls uint64
 	// stubPrivate is true while the process's stub pages are private

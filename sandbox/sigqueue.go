@@ -124,6 +124,102 @@ func threadSignalPending(pid, tid int, sig unix.Signal) bool {
 	return false
 }
 
+// A child's exit signal (SIGCHLD) goes to the process as a whole, and the
+// kernel hands it to the thread that forked the child if that thread can
+// take it at once, else to another. Under vmspace the forking thread is
+// often in a ptrace stop when the child ends (at the exit of its fork,
+// at the entry of its wait4), which no thread that can take a signal is
+// on Linux: the kernel then passes it over, and the signal reaches
+// another thread: its handler runs in the wrong thread, and a forking
+// thread waiting for it in sigsuspend never wakes (3 in 100 forks of a
+// process with a second thread). So the exit signal of a child that
+// reaches a thread other than the one that forked it, which does not
+// block it, is taken from that thread and kept for the forking one
+// (childSignal), delivered at its next stop. It may still come after the
+// forking thread's waitpid has returned, where on Linux it comes before
+// (the kernel sends it before it wakes the parent): vmspace learns of it
+// only when the other thread stops for it.
+
+// maxForkers bounds the children a process's forkers map remembers.
+const maxForkers = 4096
+
+// noteForker records that thread tid of p forked child pid.
+func (p *process) noteForker(pid, tid int) {
+	if p.forkers == nil {
+		p.forkers = make(map[int]int)
+	}
+	if len(p.forkers) >= maxForkers {
+		// Children whose exit signal never came through a stop
+		// (ignored, or taken by sigwaitinfo): forget the gone ones.
+		for c := range p.forkers {
+			if unix.Kill(c, 0) == unix.ESRCH {
+				delete(p.forkers, c)
+			}
+		}
+		if len(p.forkers) >= maxForkers {
+			clear(p.forkers)
+		}
+	}
+	p.forkers[pid] = tid
+}
+
+// Child exit codes of SIGCHLD.
+const (
+	cldExited = 1
+	cldKilled = 2
+	cldDumped = 3
+)
+
+// childSignal is called at t's signal-delivery-stop for sig, with si. If
+// it is the exit signal of a child forked by another thread of t's
+// process that does not block it, it takes the signal from t and keeps it
+// for that thread (delivered with its details: carryPending), and reports
+// true: t resumes without it.
+func (s *Sandbox) childSignal(t *task, sig unix.Signal, si *siginfo) bool {
+	if sig != unix.SIGCHLD || si.code() <= 0 || si.code() == siKernel {
+		return false
+	}
+	child := int(si.pid())
+	ftid, ok := t.p.forkers[child]
+	if !ok {
+		return false
+	}
+	switch si.code() {
+	case cldExited, cldKilled, cldDumped:
+		delete(t.p.forkers, child)
+	}
+	f := s.tasks[ftid]
+	if f == nil || f == t || f.p != t.p || f.dead() || threadBlocks(t.p.pid, ftid, sig) {
+		return false
+	}
+	for _, ps := range f.pending {
+		if ps.sig == sig {
+			return true // merged, as a standard signal pending twice
+		}
+	}
+	f.pending = append(f.pending, pendingSignal{sig, *si})
+	if f.state == taskRunning && !f.stopKept {
+		// Its next stop delivers it.
+		s.carryPending(f)
+	}
+	return true
+}
+
+// threadBlocks reports whether thread tid of process pid blocks sig.
+func threadBlocks(pid, tid int, sig unix.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err != nil || m&(1<<(uint(sig)-1)) != 0
+		}
+	}
+	return true
+}
+
 // sigRTMin is the first real-time signal (queued, unlike the others).
 const sigRTMin = 32
 
