@@ -187,8 +187,10 @@
 // With VMSPACE_FASTPATH=1, brk, anonymous mmap, munmap, mprotect and
 // madvise do not stop: a second filter hands them to a goroutine of
 // vmspace through seccomp's user notifications, and each process's helper
-// thread makes the host mapping changes (fastpath.go). ptrace remains
-// for everything else.
+// thread makes the host mapping changes (fastpath.go), driven through a
+// comm area at the end of the process's own scratch page, which is
+// writable there (the helper reports each result with one system call
+// and is idle from then on). ptrace remains for everything else.
 //
 // # The EFAULT hazard
 //

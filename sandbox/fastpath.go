@@ -33,9 +33,17 @@ import (
 // it sleeps on a futex word of its comm area, in the page at scratchAddr,
 // which is, with the fast path on, the process's own page of the memory
 // file (fpHelper.page; vmspace maps it too) instead of the shared scratch
-// page, read-only as that one, and makes the system call it finds there
-// (fastpath.helperCall), making the page writable only for the moment it
-// stores the result (an mprotect each way). Nothing on the way stops a program thread.
+// page, and makes the system call it finds there (fastpath.helperCall).
+// The page is writable in the process: above the program's range (a hole
+// to its memory calls), it is out of its reach but for deliberate stores
+// to vmspace's pages, which gain a program nothing its own jump into the
+// code page would not. The helper reports a result with one system call
+// (FUTEX_WAKE_OP: the state word set and the waiter woken) and from then
+// on only reads its state word: it is idle the moment vmspace reads the
+// report, so nothing it does can race with the program or the tracer
+// running on (ptrace.HelperCommOff). The comm area takes the page's last
+// bytes; vmspace's writes of injected calls' arguments there end before
+// it (writeMem). Nothing on the way stops a program thread.
 //
 // The tracer thread and the goroutine take turns: fastpath.mu is held by
 // the tracer thread whenever it is not blocked in its main wait for the
@@ -59,7 +67,11 @@ import (
 // runs (fastpathFork); a new image gets them with its stub pages
 // (shareStubPages). A helper ends with its process (exit_group, exec) or,
 // when the process's last program thread exits alone, on request
-// (taskExiting): else it would keep the process alive.
+// (taskExiting): else it would keep the process alive. Pages are recorded
+// by process (fastpath.pages), not by pid, which a new process may reuse
+// before vmspace has released the old one; a page is freed when no
+// process's host address space maps it any more (a CLONE_VM sibling that
+// shares it keeps it past its process's exit or exec).
 //
 // Limits: a process whose helper is gone (a CLONE_VM sibling that exec'd
 // away with it) gets ENOMEM from the fast calls; a SIGSTOP that stops a
@@ -87,28 +99,39 @@ type fastpath struct {
 	listener, stopR, stopW int
 	// done is closed when the server has returned.
 	done chan struct{}
-	// helpers are the helpers by the pid of their process. Protected by
-	// mu.
-	helpers map[int]*fpHelper
-	// retired are the pages of helpers of an earlier image of a
-	// process, released with it. Protected by mu.
-	retired map[int][]*fpHelper
+	// pages are the pages the processes map at scratchAddr (each with
+	// its helper), by process: set when vmspace maps one (startHelper),
+	// and passed on to the processes that still share the host address
+	// space when the process leaves it (exec, release: handOff). A
+	// process without an entry maps the page of a process of its address
+	// space (a CLONE_VM child: pageOf), or the shared scratch page.
+	// Protected by mu.
+	pages map[*process]*fpHelper
+	// live is the number of pages allocated and not yet freed.
+	// Protected by mu.
+	live int
 	// cur is the helper of the call being served on the fast path, nil
 	// while the tracer runs. Protected by mu.
 	cur *fpHelper
 }
 
-// fpHelper is a process's helper thread and its page.
+// fpHelper is a page that host address spaces map at scratchAddr, and
+// the helper thread that serves it.
 type fpHelper struct {
-	// pid is the process's; tid the helper's (0 until started).
-	// Protected by fastpath.mu.
-	pid, tid int
-	// page is the process's page at scratchAddr. Immutable.
-	page memmap.FileRange
-	// mem is vmspace's mapping of page. Immutable until release.
-	mem []byte
-	// dead is set once the helper is known to be gone. Protected by
+	// proc is the process whose thread group holds the helper thread,
+	// and tid the helper's: nil and 0 until it is started. Protected by
 	// fastpath.mu.
+	proc *process
+	tid  int
+	// page is the page. Immutable.
+	page memmap.FileRange
+	// mem is vmspace's mapping of page. Immutable until free.
+	mem []byte
+	// users is the number of entries of fastpath.pages naming it; the
+	// page is freed when it drops to 0. Protected by fastpath.mu.
+	users int
+	// dead is set once the helper is known to be gone (or could not be
+	// started). Protected by fastpath.mu.
 	dead bool
 }
 
@@ -194,16 +217,15 @@ func (s *Sandbox) fastpathInstall(t *task) error {
 		return fmt.Errorf("sandbox: fast path: %w", err)
 	}
 	fp := &fastpath{s: s, listener: lfd, stopR: pp[0], stopW: pp[1], done: make(chan struct{}),
-		helpers: make(map[int]*fpHelper), retired: make(map[int][]*fpHelper)}
+		pages: make(map[*process]*fpHelper)}
 	fp.lock()
 	s.fp = fp
+	// The server runs from here, so that shutdown ends it whatever
+	// happens next (it serves nothing while the tracer holds mu).
+	go fp.serve()
 	// The first image's helper: its stub pages were shared before the
 	// filter existed.
-	if err := s.fastpathImage(t); err != nil {
-		return err
-	}
-	go fp.serve()
-	return nil
+	return s.fastpathImage(t)
 }
 
 // lock takes mu for the tracer thread (a no-op with the fast path off).
@@ -242,13 +264,18 @@ func (fp *fastpath) shutdown() {
 	<-fp.done
 	unix.Close(fp.stopR)
 	unix.Close(fp.listener)
-	for pid := range fp.helpers {
-		fp.release(pid)
+	if fpShutdownHook != nil {
+		fpShutdownHook(fp)
 	}
-	for pid := range fp.retired {
-		fp.release(pid)
+	for p, h := range fp.pages {
+		delete(fp.pages, p)
+		fp.unref(h)
 	}
 }
+
+// fpShutdownHook, if not nil, is called by shutdown before it frees the
+// pages still recorded (tests: which processes were never released).
+var fpShutdownHook func(fp *fastpath)
 
 // seccompNotif is struct seccomp_notif.
 type seccompNotif struct {
@@ -386,11 +413,68 @@ func (fp *fastpath) helperOf(sp *space) *fpHelper {
 		return nil
 	}
 	for p := range sp.procs {
-		if h := fp.helpers[p.pid]; h != nil && h.tid != 0 && !h.dead {
+		if h := fp.pages[p]; h != nil && h.tid != 0 && !h.dead {
 			return h
 		}
 	}
 	return nil
+}
+
+// pageOf returns the page p's host address space maps at scratchAddr if
+// it is one of the fast path's: p's own, or that of a process sharing its
+// address space; nil if it maps the shared scratch page.
+func (fp *fastpath) pageOf(p *process) *fpHelper {
+	if h := fp.pages[p]; h != nil {
+		return h
+	}
+	if p.sp != nil {
+		for q := range p.sp.procs {
+			if h := fp.pages[q]; h != nil {
+				return h
+			}
+		}
+	}
+	return nil
+}
+
+// set records that p's host address space maps h (replacing what it
+// mapped).
+func (fp *fastpath) set(p *process, h *fpHelper) {
+	old := fp.pages[p]
+	if old == h {
+		return
+	}
+	h.users++
+	fp.pages[p] = h
+	if old != nil {
+		fp.unref(old)
+	}
+}
+
+// unref drops an entry naming h, freeing its page with the last.
+func (fp *fastpath) unref(h *fpHelper) {
+	h.users--
+	if h.users <= 0 {
+		fp.free(h)
+	}
+}
+
+// handOff is called when p's host address space stops being the one
+// whose page at scratchAddr is h (p exec'd or ended): the processes still
+// sharing it (CLONE_VM children, recorded with p's address space) keep
+// the page, and a helper in p's thread group is gone.
+func (fp *fastpath) handOff(p *process, h *fpHelper) {
+	if h.proc == p {
+		h.dead = true
+	}
+	if p.sp == nil {
+		return
+	}
+	for q := range p.sp.procs {
+		if q != p && fp.pages[q] == nil {
+			fp.set(q, h)
+		}
+	}
 }
 
 // anyTask returns a live task of sp for the host calls of its address
@@ -449,7 +533,6 @@ func (h *fpHelper) call(nr uintptr, args ...uintptr) (uintptr, error) {
 	for i, v := range a {
 		atomic.StoreUint64(h.quad(ptrace.HelperArgs+8*uint64(i)), uint64(v))
 	}
-	atomic.StoreUint32(h.word(ptrace.HelperWaiting), 1)
 	state := h.word(ptrace.HelperState)
 	atomic.StoreUint32(state, ptrace.HelperReq)
 	futexWake(state)
@@ -460,7 +543,7 @@ func (h *fpHelper) call(nr uintptr, args ...uintptr) (uintptr, error) {
 			return uintptr(atomic.LoadUint64(h.quad(ptrace.HelperResult))), nil
 		}
 		_, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(state)), 0 /* FUTEX_WAIT */, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
-		if e == unix.ETIMEDOUT && unix.Tgkill(h.pid, h.tid, 0) == unix.ESRCH {
+		if e == unix.ETIMEDOUT && unix.Tgkill(h.proc.pid, h.tid, 0) == unix.ESRCH {
 			h.dead = true
 			return 0, errTaskDead
 		}
@@ -472,8 +555,9 @@ func futexWake(w *uint32) {
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(w)), 1 /* FUTEX_WAKE */, 1, 0, 0, 0)
 }
 
-// newPage allocates and maps a process's page at scratchAddr.
-func (fp *fastpath) newPage(pid int) (*fpHelper, error) {
+// newPage allocates a page for a process to map at scratchAddr, and maps
+// it in vmspace.
+func (fp *fastpath) newPage() (*fpHelper, error) {
 	s := fp.s
 	fr, err := s.mf.Allocate(hostarch.PageSize, pgalloc.AllocOpts{Dir: pgalloc.BottomUp})
 	if err != nil {
@@ -484,120 +568,192 @@ func (fp *fastpath) newPage(pid int) (*fpHelper, error) {
 		s.mf.DecRef(fr)
 		return nil, fmt.Errorf("sandbox: mapping a helper page: %w", err)
 	}
-	return &fpHelper{pid: pid, page: fr, mem: mem}, nil
+	fp.live++
+	return &fpHelper{page: fr, mem: mem}, nil
 }
 
-// free releases h's page (the process that mapped it has gone, or the
-// sandbox closes).
+// free releases h's page (no process maps it any more, or the sandbox
+// closes).
 func (fp *fastpath) free(h *fpHelper) {
+	if h.mem == nil {
+		return
+	}
 	unix.Munmap(h.mem)
 	h.mem = nil
+	h.dead = true
 	fp.s.mf.DecRef(h.page)
+	fp.live--
 }
 
-// release releases the helper pages of process pid, which has gone.
-func (fp *fastpath) release(pid int) {
+// release is called when process p has ended (its host process too),
+// before it leaves its address space.
+func (fp *fastpath) release(p *process) {
 	if fp == nil {
 		return
 	}
-	if h := fp.helpers[pid]; h != nil {
-		fp.free(h)
-		delete(fp.helpers, pid)
+	h := fp.pages[p]
+	if h == nil {
+		return
 	}
-	for _, h := range fp.retired[pid] {
-		fp.free(h)
-	}
-	delete(fp.retired, pid)
+	fp.handOff(p, h)
+	delete(fp.pages, p)
+	fp.unref(h)
 }
 
 // scratchOff returns the offset in the memory file of the page p maps
 // at scratchAddr (the shared scratch page, or its own with the fast
 // path on).
 func (s *Sandbox) scratchOff(p *process) uint64 {
-	fp := s.fp
-	if fp == nil {
-		return s.stubPages.Start
-	}
-	// Its own (a process with an image of its own: the first, a fork
-	// child, an exec'd one, even while it still shares the space it
-	// left), else that of the host address space it shares (a vfork
-	// child before its exec).
-	if h := fp.helpers[p.pid]; h != nil {
-		return h.page.Start
-	}
-	if h := fp.helperOf(p.sp); h != nil {
+	if h := s.fp.scratchPage(p); h != nil {
 		return h.page.Start
 	}
 	return s.stubPages.Start
 }
 
+// scratchSize returns how many bytes of p's page at scratchAddr vmspace
+// may use for the arguments of injected calls: all of the shared scratch
+// page, but the helper's comm area of a page of the fast path.
+func (s *Sandbox) scratchSize(p *process) uint64 {
+	if s.fp.scratchPage(p) != nil {
+		return ptrace.HelperCommOff
+	}
+	return hostarch.PageSize
+}
+
+// scratchPage returns p's page at scratchAddr if it is one of the fast
+// path's (nil with the fast path off).
+func (fp *fastpath) scratchPage(p *process) *fpHelper {
+	if fp == nil {
+		return nil
+	}
+	return fp.pageOf(p)
+}
+
 // fastpathImage gives t's process, whose stub pages were just mapped
 // (start-up, exec), its own page at scratchAddr and a helper thread.
+// The process has not left its former address space yet (exec).
 func (s *Sandbox) fastpathImage(t *task) error {
 	fp := s.fp
 	if fp == nil {
 		return nil
 	}
-	pid := t.p.pid
-	if old := fp.helpers[pid]; old != nil {
+	p := t.p
+	if old := fp.pages[p]; old != nil {
 		// The host exec ended the old image's helper.
-		old.dead = true
-		fp.retired[pid] = append(fp.retired[pid], old)
-		delete(fp.helpers, pid)
+		fp.handOff(p, old)
+		delete(fp.pages, p)
+		fp.unref(old)
 	}
 	return s.startHelper(t)
 }
 
 // fastpathFork gives the fork child of t (at its first stop, before it
-// runs) its own page and helper: it inherited its parent's.
+// runs) its own page and helper: it inherited its parent's page.
 func (s *Sandbox) fastpathFork(t *task) error {
 	fp := s.fp
-	if fp == nil || fp.helpers[t.p.pid] != nil {
+	if fp == nil {
 		return nil
 	}
-	return s.startHelper(t)
+	if fp.ownPage(t.p) {
+		return nil
+	}
+	err := s.startHelper(t)
+	if err != nil && t.p.mm != nil {
+		// The caller kills the child before fixFork would activate its
+		// manager, which its release deactivates.
+		if aerr := s.activate(t.p.mm, t.p.as); aerr == nil {
+			t.p.fixup = nil
+		}
+	}
+	return err
 }
 
+// ownPage reports whether p maps a page of its own at scratchAddr (one
+// that vmspace mapped in its process, even if its helper could not be
+// started), not its parent's.
+func (fp *fastpath) ownPage(p *process) bool {
+	h := fp.pages[p]
+	return h != nil && (h.proc == p || h.proc == nil)
+}
+
+// startHelperFault, if not nil, is called by startHelper before each of
+// its steps in process p, and the step fails with the error it returns
+// (tests).
+var startHelperFault func(p *process, step string) error
+
 // startHelper maps a new page of t's process at scratchAddr and starts
-// its helper thread there.
+// its helper thread there. On failure the process is left without a
+// helper (its fast calls fail with ENOMEM; the callers kill it), and the
+// page is freed at once if the process does not map it, else when the
+// process is released.
 func (s *Sandbox) startHelper(t *task) error {
 	fp := s.fp
 	p := t.p
-	h, err := fp.newPage(p.pid)
+	fail := func(what string, err error) error {
+		return fmt.Errorf("sandbox: starting the helper thread of process %d: %s: %w", p.pid, what, err)
+	}
+	step := func(what string) error {
+		if startHelperFault != nil {
+			return startHelperFault(p, what)
+		}
+		return nil
+	}
+	if err := step("page"); err != nil {
+		return fail("page", err)
+	}
+	h, err := fp.newPage()
 	if err != nil {
 		return err
 	}
-	fail := func(what string, err error) error {
-		fp.free(h)
-		return fmt.Errorf("sandbox: starting the helper thread of process %d: %s: %w", p.pid, what, err)
-	}
 	fd, err := s.stubFD(t)
+	if err == nil {
+		err = step("stubfd")
+	}
 	if err != nil {
+		fp.free(h)
 		return fail("the memory file", err)
 	}
-	r, err := s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ,
-		unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(h.page.Start))
-	if err == nil {
-		if e, bad := errnoOf(r); bad {
-			err = e
+	var r uintptr
+	if err = step("mmap"); err == nil {
+		r, err = s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(h.page.Start))
+		if err == nil {
+			if e, bad := errnoOf(r); bad {
+				// Not mapped (a failed MAP_FIXED mmap leaves the
+				// old mapping in place).
+				fp.free(h)
+				return fail("mmap", e)
+			}
 		}
-	}
-	if err != nil {
+	} else {
+		fp.free(h)
 		return fail("mmap", err)
 	}
-	fp.helpers[p.pid] = h
+	// From here the process may map the page (an injection that failed
+	// may have made the call): it is p's until p maps another or ends.
+	fp.set(p, h)
+	if err != nil {
+		h.dead = true
+		return fail("mmap", err)
+	}
 	// The helper is made with every signal blocked, which it keeps.
 	mask, err := ptraceGetSigmask(t.tid)
-	if err != nil {
-		return fmt.Errorf("sandbox: helper of process %d: %w", p.pid, err)
+	if err == nil {
+		err = step("sigmask")
 	}
-	if err := ptraceSetSigmask(t.tid, ^uint64(0)); err != nil {
-		return fmt.Errorf("sandbox: helper of process %d: %w", p.pid, err)
+	if err == nil {
+		err = ptraceSetSigmask(t.tid, ^uint64(0))
+	}
+	if err != nil {
+		h.dead = true
+		return fail("signal mask", err)
 	}
 	ip := uint64(codeAddr) + ptrace.StubHelperCloneOff
 	const flags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_THREAD |
 		unix.CLONE_SYSVSEM | unix.CLONE_UNTRACED
-	r, err = s.injectAt(t, ip, ip+ptrace.StubHelperTrapDelta, unix.SYS_CLONE, flags, 0, 0, 0, 0)
+	if err = step("clone"); err == nil {
+		r, err = s.injectAt(t, ip, ip+ptrace.StubHelperTrapDelta, unix.SYS_CLONE, flags, 0, 0, 0, 0)
+	}
 	ptraceSetSigmask(t.tid, mask)
 	if err == nil {
 		if e, bad := errnoOf(r); bad {
@@ -605,9 +761,10 @@ func (s *Sandbox) startHelper(t *task) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("sandbox: cloning the helper of process %d: %w", p.pid, err)
+		h.dead = true
+		return fail("clone", err)
 	}
-	h.tid = int(r)
+	h.proc, h.tid = p, int(r)
 	return nil
 }
 
@@ -618,8 +775,8 @@ func (fp *fastpath) taskExiting(t *task) {
 	if fp == nil || len(t.p.tasks) != 1 {
 		return
 	}
-	h := fp.helpers[t.p.pid]
-	if h == nil || h.tid == 0 || h.dead {
+	h := fp.pages[t.p]
+	if h == nil || h.proc != t.p || h.dead {
 		return
 	}
 	h.dead = true

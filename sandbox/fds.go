@@ -73,9 +73,10 @@ func installAt(pid, fd int) (func(), error) {
 // writable there.
 func (s *Sandbox) writeMem(pid int, addr hostarch.Addr, b []byte) error {
 	if p := s.procs[pid]; p != nil && !p.stubPrivate && addr >= scratchAddr && addr < scratchAddr+hostarch.PageSize {
-		// The shared scratch page, read-only in the process.
+		// The scratch page, not writable in the process (or, with the
+		// fast path, its own page, whose end is its helper's).
 		off := uint64(addr - scratchAddr)
-		if off+uint64(len(b)) > hostarch.PageSize {
+		if off+uint64(len(b)) > s.scratchSize(p) {
 			return unix.EFAULT
 		}
 		n, err := unix.Pwrite(s.mf.FD(), b, int64(s.scratchOff(p)+off))

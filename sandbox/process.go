@@ -178,8 +178,8 @@ func (s *Sandbox) processExited(p *process) {
 // releaseProcess releases what the sandbox holds for an ended process.
 func (s *Sandbox) releaseProcess(p *process) {
 	t0 := time.Now()
+	s.fp.release(p)
 	s.leaveSpace(p, "exit")
-	s.fp.release(p.pid)
 	if debug {
 		fmt.Fprintf(os.Stderr, "vmspace-debug: process %d released in %v\n", p.pid, time.Since(t0))
 	}

@@ -227,32 +227,46 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 
 // A helper thread is a thread of a traced process that its tracer starts
 // untraced (CLONE_UNTRACED) with every signal blocked, and that makes
-// system calls in the process on request, without any ptrace stop: it
-// sleeps on the state word of its comm area (HelperCommOff in the page
-// at StubComm, which must then be the process's own, mapped read-only),
-// runs the request's system call when the state is commReq, makes the
-// page writable for the moment (mprotect) to store the raw result and set
-// the state to commDone, and wakes a requester that set the waiting word; it exits (exit, the thread only) when the state is
-// commDead. The comm area has the layout of the comm page's first bytes
-// (commState... commResult); cmd is ignored.
+// system calls in the process on request, without any ptrace stop. Its
+// comm area (HelperCommOff in the page at StubComm, which must then be
+// the process's own page, mapped writable: shared with the tracer, above
+// the application's range) has the layout of the comm page's first words
+// (HelperState, HelperNr, HelperArgs, HelperResult). The helper sleeps on
+// the state word; when it reads HelperReq there it makes the request's
+// system call, stores the raw result, and reports with one system call,
+// futex(FUTEX_WAKE_OP), which sets the state to HelperDone and wakes one
+// waiter on it: from then on it only reads the state word (and sleeps on
+// it), so the tracer may reuse the comm area, and the program run on,
+// the moment it reads HelperDone. It exits (exit, the thread only) when
+// it reads HelperExit, or if its report fails (the area is no longer
+// writable: it cannot serve, and a store would fault, which with every
+// signal blocked would kill the process); a requester sees it gone.
 const (
 	// HelperCommOff is the offset of a helper thread's comm area in the
 	// page at StubComm: its last bytes, past the scratch memory callers
-	// use for the arguments of injected calls.
+	// use for the arguments of injected calls (which must end before it).
 	HelperCommOff = 0xf80
-	// HelperState, HelperWaiting, HelperNr, HelperArgs and HelperResult
-	// are the offsets of its words in the comm area.
-	HelperState   = commState
-	HelperWaiting = commWaiting
-	HelperNr      = commNr
-	HelperArgs    = commArgs
-	HelperResult  = commResult
+	// HelperState, HelperNr, HelperArgs and HelperResult are the offsets
+	// of its words in the comm area.
+	HelperState  = commState
+	HelperNr     = commNr
+	HelperArgs   = commArgs
+	HelperResult = commResult
 	// HelperIdle, HelperReq, HelperDone and HelperExit are the values
 	// of the state word.
 	HelperIdle = commIdle
 	HelperReq  = commReq
 	HelperDone = commDone
 	HelperExit = commDead
+)
+
+// futexWakeOpOp is futex(2)'s FUTEX_WAKE_OP, and helperReport its
+// operation word: FUTEX_OP(FUTEX_OP_SET, commDone, FUTEX_OP_CMP_EQ, 0),
+// the state set to commDone (the second wake, whose count is 0, wakes
+// nobody whatever the comparison).
+const (
+	futexWakeOpOp = 5
+	helperReport  = commDone << 12
 )
 
 // StubHelperCloneOff is the offset in the code page of the syscall
@@ -302,14 +316,11 @@ func doneRequest(a *x86asm.Asm, c uint64, loop string) {
 //	         mov edx, eax; lea rdi, [state]; xor esi, esi  // FUTEX_WAIT
 //	         xor r10d, r10d; mov eax, SYS_futex; syscall; jmp helper
 //	hrun:    mov rax, [nr]; mov rdi, [a0] ... mov r9, [a5]; syscall
-//	         mov r12, rax
-//	         mprotect(page, 4096, PROT_READ|PROT_WRITE)
-//	         mov [result], r12
-//	         mov eax, commDone; xchg [state], eax   // full barrier
-//	         mprotect(page, 4096, PROT_READ)
-//	         cmp dword [waiting], 0; je helper
-//	         lea rdi, [state]; mov esi, 1; mov edx, 1 // FUTEX_WAKE 1
-//	         mov eax, SYS_futex; syscall; jmp helper
+//	         mov [result], rax
+//	         lea rdi, [state]; mov esi, FUTEX_WAKE_OP; mov edx, 1
+//	         xor r10d, r10d; lea r8, [state]; mov r9d, helperReport
+//	         mov eax, SYS_futex; syscall       // state = commDone, wake 1
+//	         test rax, rax; jns helper
 //	hexit:   mov eax, SYS_exit; xor edi, edi; syscall; ud2
 func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Label("helperClone")
@@ -322,7 +333,7 @@ func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Label("helper")
 	a.MovEAXMem32(h + commState)
 	a.CmpEAXImm8(commReq)
-	a.Jcc32(x86asm.CondE, "hrun")
+	a.Jcc8(x86asm.CondE, "hrun")
 	a.CmpEAXImm8(commDead)
 	a.Jcc32(x86asm.CondE, "hexit")
 	a.MovEDXEAX()
@@ -333,40 +344,27 @@ func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Syscall()
 	a.Jmp8("helper")
 	a.Label("hrun")
-	// The page is read-only but while the helper writes it.
-	page := h &^ (hostarch.PageSize - 1)
-	protect := func(prot uint32) {
-		a.MovRegImm32(x86asm.RAX, unix.SYS_MPROTECT)
-		a.LeaReg(x86asm.RDI, page)
-		a.MovRegImm32(x86asm.RSI, hostarch.PageSize)
-		a.MovRegImm32(x86asm.RDX, prot)
-		a.Syscall()
-	}
-	a.MovRegMem64(x86asm.RAX, h+commNr)
-	for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
-		a.MovRegMem64(r, h+commArgs+8*uint64(i))
-	}
-	a.Syscall()
-	a.MovRegReg64(x86asm.R12, x86asm.RAX)
-	protect(unix.PROT_READ | unix.PROT_WRITE)
-	a.MovMemReg64(h+commResult, x86asm.R12)
-	a.MovRegImm32(x86asm.RAX, commDone)
-	a.XchgMem32EAX(h + commState)
-	protect(unix.PROT_READ)
-	a.CmpMem32Imm8(h+commWaiting, 0)
-	a.Jcc32(x86asm.CondE, "helper")
+	callRequest(a, h)
+	// The report: one system call, after which the helper only reads.
 	a.LeaReg(x86asm.RDI, h+commState)
-	a.MovRegImm32(x86asm.RSI, futexWakeOp)
+	a.MovRegImm32(x86asm.RSI, futexWakeOpOp)
 	a.MovRegImm32(x86asm.RDX, 1)
+	a.XorReg32(x86asm.R10) // no second wake
+	a.LeaReg(x86asm.R8, h+commState)
+	a.MovRegImm32(x86asm.R9, helperReport)
 	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
 	a.Syscall()
-	a.Jmp32("helper")
+	a.Emit(0x48, 0x85, 0xc0) // test rax, rax
+	a.Jcc32(condNS, "helper")
 	a.Label("hexit")
 	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT)
 	a.XorReg32(x86asm.RDI)
 	a.Syscall()
 	a.Ud2()
 }
+
+// condNS is the condition code "not sign" (x86asm.Jcc32).
+const condNS = 0x9
 
 // stubELF returns the stub executable: a static x86-64 ELF with one
 // read-execute PT_LOAD of its only page at stubLinkAddr, and a PT_GNU_STACK
