@@ -187,10 +187,11 @@
 // With VMSPACE_FASTPATH=1, brk, anonymous mmap, munmap, mprotect and
 // madvise do not stop: a second filter hands them to a goroutine of
 // vmspace through seccomp's user notifications, and each process's helper
-// thread makes the host mapping changes (fastpath.go), driven through a
-// comm area at the end of the process's own scratch page, which is
-// writable there (the helper reports each result with one system call
-// and is idle from then on). ptrace remains for everything else.
+// thread makes the host mapping changes (fastpath.go), reading its
+// requests from the end of the process's own read-only scratch page and
+// reporting each result by a system call the same filter hands to
+// vmspace (it writes no memory, and is idle once it has reported).
+// ptrace remains for everything else.
 //
 // # The EFAULT hazard
 //

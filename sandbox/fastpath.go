@@ -33,17 +33,17 @@ import (
 // it sleeps on a futex word of its comm area, in the page at scratchAddr,
 // which is, with the fast path on, the process's own page of the memory
 // file (fpHelper.page; vmspace maps it too) instead of the shared scratch
-// page, and makes the system call it finds there (fastpath.helperCall).
-// The page is writable in the process: above the program's range (a hole
-// to its memory calls), it is out of its reach but for deliberate stores
-// to vmspace's pages, which gain a program nothing its own jump into the
-// code page would not. The helper reports a result with one system call
-// (FUTEX_WAKE_OP: the state word set and the waiter woken) and from then
-// on only reads its state word: it is idle the moment vmspace reads the
-// report, so nothing it does can race with the program or the tracer
-// running on (ptrace.HelperCommOff). The comm area takes the page's last
-// bytes; vmspace's writes of injected calls' arguments there end before
-// it (writeMem). Nothing on the way stops a program thread.
+// page, read-only as that one, and makes the system call it finds there
+// (fastpath.helperCall). It stores nothing: it reports the result by a
+// second system call (ptrace.HelperReportNr) that this filter hands to
+// vmspace too, its result as an argument; vmspace sets the helper's state
+// word back to idle before it answers, and the helper, once answered,
+// only reads that word and sleeps on it. So it is idle the moment vmspace
+// has its result, never changes its page's protection (the program
+// cannot write the page at any moment), and nothing it does can race
+// with the program or the tracer running on. The comm area takes the
+// page's last bytes; vmspace's writes of injected calls' arguments there
+// end before it (writeMem). Nothing on the way stops a program thread.
 //
 // The tracer thread and the goroutine take turns: fastpath.mu is held by
 // the tracer thread whenever it is not blocked in its main wait for the
@@ -113,6 +113,9 @@ type fastpath struct {
 	// cur is the helper of the call being served on the fast path, nil
 	// while the tracer runs. Protected by mu.
 	cur *fpHelper
+	// kept are the notifications received while a helper's report was
+	// awaited, to be answered next (drain). Protected by mu.
+	kept []seccompNotif
 }
 
 // fpHelper is a page that host address spaces map at scratchAddr, and
@@ -151,12 +154,15 @@ func isFastCall(nr int) bool {
 // fastFilter returns the fast path's filter: SECCOMP_RET_USER_NOTIF for
 // brk, munmap, mprotect, madvise and mmap with MAP_ANONYMOUS made outside
 // the stub's code page and the stub image's page (ptrace.StubLinkAddr),
-// SECCOMP_RET_ALLOW for everything else (decided by the main filter).
+// and for helpers' reports (ptrace.HelperReportNr made at
+// ptrace.StubHelperReportIP), SECCOMP_RET_ALLOW for everything else
+// (decided by the main filter).
 func fastFilter() ([]unix.SockFilter, error) {
 	b := newBPF()
 	b.load(sdArch)
 	b.jump(unix.BPF_JEQ, unix.AUDIT_ARCH_X86_64, "", "allow")
 	b.load(sdNr)
+	b.jump(unix.BPF_JEQ, ptrace.HelperReportNr, "report", "")
 	for _, nr := range fastCalls {
 		if nr == unix.SYS_MMAP {
 			b.jump(unix.BPF_JEQ, uint32(nr), "anon", "")
@@ -179,6 +185,12 @@ func fastFilter() ([]unix.SockFilter, error) {
 	b.load(sdIPLow)
 	b.jump(unix.BPF_JGE, ptrace.StubLinkAddr, "", "notify")
 	b.jump(unix.BPF_JGE, ptrace.StubLinkAddr+hostarch.PageSize, "notify", "allow")
+	// A helper's report (ptrace.HelperReportNr at its address).
+	b.label("report")
+	b.load(sdIPHigh)
+	b.jump(unix.BPF_JEQ, uint32(ptrace.StubHelperReportIP>>32), "", "allow")
+	b.load(sdIPLow)
+	b.jump(unix.BPF_JEQ, uint32(ptrace.StubHelperReportIP&0xffffffff), "notify", "allow")
 	b.label("notify")
 	b.ret(unix.SECCOMP_RET_USER_NOTIF)
 	b.label("allow")
@@ -207,12 +219,13 @@ func (s *Sandbox) fastpathInstall(t *task) error {
 	}
 	lfd, err := unix.PidfdGetfd(pidfd, int(r), 0)
 	unix.Close(pidfd)
-	s.inject(t, unix.SYS_CLOSE, r)
 	if err != nil {
+		s.inject(t, unix.SYS_CLOSE, r)
 		return fmt.Errorf("sandbox: taking the fast path's listener: %w", err)
 	}
 	var pp [2]int
 	if err := unix.Pipe2(pp[:], unix.O_CLOEXEC); err != nil {
+		s.inject(t, unix.SYS_CLOSE, r)
 		unix.Close(lfd)
 		return fmt.Errorf("sandbox: fast path: %w", err)
 	}
@@ -225,7 +238,19 @@ func (s *Sandbox) fastpathInstall(t *task) error {
 	go fp.serve()
 	// The first image's helper: its stub pages were shared before the
 	// filter existed.
-	return s.fastpathImage(t)
+	if err := s.fastpathImage(t); err != nil {
+		s.inject(t, unix.SYS_CLOSE, r)
+		return err
+	}
+	// The listener's number in the program is closed by the helper:
+	// no stop.
+	if h := fp.pages[t.p]; h != nil {
+		if res, err := fp.run(h, unix.SYS_CLOSE, r); err == nil && res == 0 {
+			return nil
+		}
+	}
+	s.inject(t, unix.SYS_CLOSE, r)
+	return nil
 }
 
 // lock takes mu for the tracer thread (a no-op with the fast path off).
@@ -324,29 +349,57 @@ func (fp *fastpath) serve() {
 			continue
 		}
 		fp.mu.Lock()
-		fp.one()
+		fp.drain()
 		fp.mu.Unlock()
 	}
 }
 
-// one receives a notification (there is one: poll said so, and only the
-// server receives) and answers it.
-func (fp *fastpath) one() {
-	var n seccompNotif
+// drain answers the notifications there are: those kept aside while a
+// helper's report was awaited, then those the listener has. Called with
+// mu held: whoever receives holds mu and receives only what poll says is
+// there, so a receipt never blocks (a notification withdrawn meanwhile,
+// its caller killed, fails the receipt with ENOENT).
+func (fp *fastpath) drain() {
 	for {
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fp.listener), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&n)))
-		if e == unix.EINTR {
-			n = seccompNotif{}
-			continue
-		}
-		if e != 0 {
-			// ENOENT: the caller was interrupted meanwhile.
+		var n seccompNotif
+		if len(fp.kept) > 0 {
+			n = fp.kept[0]
+			fp.kept = fp.kept[1:]
+		} else if !fp.readable(0) || !fp.recv(&n) {
 			return
 		}
-		break
+		fp.answer(&n)
 	}
-	v := fp.call(&n)
-	resp := seccompNotifResp{id: n.id}
+}
+
+// readable reports whether the listener has a notification, waiting for
+// at most timeout milliseconds.
+func (fp *fastpath) readable(timeout int) bool {
+	pfd := []unix.PollFd{{Fd: int32(fp.listener), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(pfd, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0 && pfd[0].Revents&unix.POLLIN != 0
+	}
+}
+
+// recv receives a notification into n, false if there was none after all
+// (its caller was interrupted or killed).
+func (fp *fastpath) recv(n *seccompNotif) bool {
+	for {
+		*n = seccompNotif{}
+		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fp.listener), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(n)))
+		if e != unix.EINTR {
+			return e == 0
+		}
+	}
+}
+
+// send answers notification id with the raw result v.
+func (fp *fastpath) send(id uint64, v uintptr) {
+	resp := seccompNotifResp{id: id}
 	if e, bad := errnoOf(v); bad {
 		resp.error = -int32(e)
 	} else {
@@ -361,6 +414,23 @@ func (fp *fastpath) one() {
 			break
 		}
 	}
+}
+
+// isReport reports whether n is a helper's report (or a program's jump
+// to the instruction that makes one).
+func isReport(n *seccompNotif) bool {
+	return n.nr == ptrace.HelperReportNr && n.ip == ptrace.StubHelperReportIP
+}
+
+// answer serves notification n and answers it.
+func (fp *fastpath) answer(n *seccompNotif) {
+	if isReport(n) {
+		// No report is awaited (a program that jumped into the code
+		// page): what getppid would not say.
+		fp.send(n.id, enosysResult)
+		return
+	}
+	fp.send(n.id, fp.call(n))
 }
 
 // call serves system call n, as the tracer would at its stop, and
@@ -501,7 +571,7 @@ func (fp *fastpath) helperCall(t *task, nr uintptr, args ...uintptr) (uintptr, e
 		return 0, fmt.Errorf("sandbox: no helper thread in process %d: %w", t.p.pid, errTaskDead)
 	}
 	fp.s.stats.HelperCalls++
-	r, err := h.call(nr, args...)
+	r, err := fp.run(h, nr, args...)
 	if debug {
 		fmt.Fprintf(os.Stderr, "vmspace-debug:   helper %d %#x -> %#x %v\n", nr, args, r, err)
 	}
@@ -518,12 +588,15 @@ func (h *fpHelper) quad(off uint64) *uint64 {
 	return (*uint64)(unsafe.Pointer(&h.mem[ptrace.HelperCommOff+off]))
 }
 
-// helperPoll is how long (ns) a wait for a helper sleeps before checking
-// that the helper lives.
-const helperPoll = 20_000_000
+// helperPoll is how long (ms) a wait for a helper's report lasts before
+// checking that the helper lives.
+const helperPoll = 20
 
-// call makes the helper run system call nr and waits for its result.
-func (h *fpHelper) call(nr uintptr, args ...uintptr) (uintptr, error) {
+// run makes h's helper run system call nr and waits for its report (a
+// notification of the listener: ptrace.HelperReportNr), keeping the
+// program's notifications that come first for drain. Called with mu
+// held.
+func (fp *fastpath) run(h *fpHelper, nr uintptr, args ...uintptr) (uintptr, error) {
 	if h.dead {
 		return 0, errTaskDead
 	}
@@ -536,16 +609,29 @@ func (h *fpHelper) call(nr uintptr, args ...uintptr) (uintptr, error) {
 	state := h.word(ptrace.HelperState)
 	atomic.StoreUint32(state, ptrace.HelperReq)
 	futexWake(state)
-	ts := unix.NsecToTimespec(helperPoll)
 	for {
-		v := atomic.LoadUint32(state)
-		if v == ptrace.HelperDone {
-			return uintptr(atomic.LoadUint64(h.quad(ptrace.HelperResult))), nil
+		if !fp.readable(helperPoll) {
+			if unix.Tgkill(h.proc.pid, h.tid, 0) == unix.ESRCH {
+				h.dead = true
+				return 0, errTaskDead
+			}
+			continue
 		}
-		_, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(state)), 0 /* FUTEX_WAIT */, uintptr(v), uintptr(unsafe.Pointer(&ts)), 0, 0)
-		if e == unix.ETIMEDOUT && unix.Tgkill(h.proc.pid, h.tid, 0) == unix.ESRCH {
-			h.dead = true
-			return 0, errTaskDead
+		var n seccompNotif
+		if !fp.recv(&n) {
+			continue
+		}
+		switch {
+		case !isReport(&n):
+			fp.kept = append(fp.kept, n)
+		case int(n.pid) != h.tid:
+			fp.send(n.id, enosysResult)
+		default:
+			// The helper waits for the answer: set its state
+			// first, so that it sleeps when it reads it.
+			atomic.StoreUint32(state, ptrace.HelperIdle)
+			fp.send(n.id, 0)
+			return uintptr(n.args[0]), nil
 		}
 	}
 }
@@ -715,7 +801,7 @@ func (s *Sandbox) startHelper(t *task) error {
 	}
 	var r uintptr
 	if err = step("mmap"); err == nil {
-		r, err = s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ|unix.PROT_WRITE,
+		r, err = s.inject(t, unix.SYS_MMAP, uintptr(scratchAddr), hostarch.PageSize, unix.PROT_READ,
 			unix.MAP_SHARED|unix.MAP_FIXED, uintptr(fd), uintptr(h.page.Start))
 		if err == nil {
 			if e, bad := errnoOf(r); bad {

@@ -286,8 +286,7 @@ func (s *Sandbox) pvmWrite(local, target *mm.MemoryManager, addr hostarch.Addr, 
 // to attach to it): an injected process_vm_readv of one byte of pid's
 // scratch page (mapped in every process of the program) into t's own
 // scratch page, which t cannot write, so that a permitted call copies
-// nothing and fails with EFAULT (with the fast path, where t's page is
-// writable, it copies the byte over the iovec it no longer needs).
+// nothing and fails with EFAULT.
 func (s *Sandbox) vmAccessProbe(t *task, pid int32) unix.Errno {
 	var b [32]byte
 	le := binary.LittleEndian

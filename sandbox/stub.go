@@ -34,9 +34,9 @@ import (
 //
 // The two pages are out of the program's reach. They are shared mappings
 // of two pages of the memory file (Sandbox.stubPages, the same for every
-// process) without write permission (with the fast path, the scratch page
-// is each process's own, writable, whose last bytes are its helper
-// thread's: fastpath.go): the program cannot write them
+// process; with the fast path, the scratch page is each process's own,
+// whose last bytes are its helper thread's: fastpath.go) without write
+// permission: the program cannot write them
 // directly (SIGSEGV), with process_vm_writev (EFAULT), nor through
 // /proc/self/mem (EIO: a forced write goes only into a private mapping),
 // so it cannot make the code vmspace runs in it loop or trap, nor change

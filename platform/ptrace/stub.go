@@ -113,6 +113,8 @@ type stubProgram struct {
 	// StubHelperCloneOff), helperTrap rip at its caller's stop after it.
 	helperClone uint64
 	helperTrap  uint64
+	// helperReport is the offset of the end of a helper's report.
+	helperReport uint64
 }
 
 // codeOff is the offset of the code in the code page (and in the stub ELF,
@@ -220,8 +222,9 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 		serve:   off("serve"),
 		srvTrap: off("srvTrap"),
 
-		helperClone: off("helperClone"),
-		helperTrap:  off("helperTrap"),
+		helperClone:  off("helperClone"),
+		helperTrap:   off("helperTrap"),
+		helperReport: off("helperReported"),
 	}
 }
 
@@ -229,44 +232,38 @@ func buildStub(codeBase, commBase uint64) stubProgram {
 // untraced (CLONE_UNTRACED) with every signal blocked, and that makes
 // system calls in the process on request, without any ptrace stop. Its
 // comm area (HelperCommOff in the page at StubComm, which must then be
-// the process's own page, mapped writable: shared with the tracer, above
-// the application's range) has the layout of the comm page's first words
-// (HelperState, HelperNr, HelperArgs, HelperResult). The helper sleeps on
-// the state word; when it reads HelperReq there it makes the request's
-// system call, stores the raw result, and reports with one system call,
-// futex(FUTEX_WAKE_OP), which sets the state to HelperDone and wakes one
-// waiter on it: from then on it only reads the state word (and sleeps on
-// it), so the tracer may reuse the comm area, and the program run on,
-// the moment it reads HelperDone. It exits (exit, the thread only) when
-// it reads HelperExit, or if its report fails (the area is no longer
-// writable: it cannot serve, and a store would fault, which with every
-// signal blocked would kill the process); a requester sees it gone.
+// the process's own, mapped read-only as the scratch page is) has the
+// layout of the comm page's first words (HelperState, HelperNr,
+// HelperArgs); the helper only reads it. It sleeps on the state word;
+// when it reads HelperReq there it makes the request's system call and
+// reports its raw result by making a second one, HelperReportNr with the
+// result as its first argument, from the code page's address
+// StubHelperReportIP: a seccomp filter of the tracer's returns
+// SECCOMP_RET_USER_NOTIF for it, so the report reaches the tracer through
+// the filter's listener, and the helper waits in the kernel until the
+// tracer has set the state word back to HelperIdle (anything but
+// HelperReq) and answered. It then sleeps on the state word again: once
+// it has reported, it stores nothing, anywhere, and it never changes the
+// protection of its page. It exits (exit, the thread only) when it reads
+// HelperExit.
 const (
 	// HelperCommOff is the offset of a helper thread's comm area in the
 	// page at StubComm: its last bytes, past the scratch memory callers
 	// use for the arguments of injected calls (which must end before it).
 	HelperCommOff = 0xf80
-	// HelperState, HelperNr, HelperArgs and HelperResult are the offsets
-	// of its words in the comm area.
-	HelperState  = commState
-	HelperNr     = commNr
-	HelperArgs   = commArgs
-	HelperResult = commResult
-	// HelperIdle, HelperReq, HelperDone and HelperExit are the values
-	// of the state word.
+	// HelperState, HelperNr and HelperArgs are the offsets of its words
+	// in the comm area.
+	HelperState = commState
+	HelperNr    = commNr
+	HelperArgs  = commArgs
+	// HelperIdle, HelperReq and HelperExit are the values of the state
+	// word.
 	HelperIdle = commIdle
 	HelperReq  = commReq
-	HelperDone = commDone
 	HelperExit = commDead
-)
-
-// futexWakeOpOp is futex(2)'s FUTEX_WAKE_OP, and helperReport its
-// operation word: FUTEX_OP(FUTEX_OP_SET, commDone, FUTEX_OP_CMP_EQ, 0),
-// the state set to commDone (the second wake, whose count is 0, wakes
-// nobody whatever the comparison).
-const (
-	futexWakeOpOp = 5
-	helperReport  = commDone << 12
+	// HelperReportNr is the system call of a helper's report (getppid,
+	// which takes no arguments: made anywhere else, it is harmless).
+	HelperReportNr = unix.SYS_GETPPID
 )
 
 // StubHelperCloneOff is the offset in the code page of the syscall
@@ -279,6 +276,10 @@ var (
 	StubHelperCloneOff  = prog.helperClone
 	StubHelperTrapDelta = prog.helperTrap - prog.helperClone
 )
+
+// StubHelperReportIP is the address that follows the syscall instruction
+// of a helper thread's report (what seccomp's instruction_pointer says).
+var StubHelperReportIP = uint64(StubCode) + prog.helperReport
 
 // callRequest emits the system call of the request in the comm area at
 // c, storing its result.
@@ -316,11 +317,9 @@ func doneRequest(a *x86asm.Asm, c uint64, loop string) {
 //	         mov edx, eax; lea rdi, [state]; xor esi, esi  // FUTEX_WAIT
 //	         xor r10d, r10d; mov eax, SYS_futex; syscall; jmp helper
 //	hrun:    mov rax, [nr]; mov rdi, [a0] ... mov r9, [a5]; syscall
-//	         mov [result], rax
-//	         lea rdi, [state]; mov esi, FUTEX_WAKE_OP; mov edx, 1
-//	         xor r10d, r10d; lea r8, [state]; mov r9d, helperReport
-//	         mov eax, SYS_futex; syscall       // state = commDone, wake 1
-//	         test rax, rax; jns helper
+//	         mov rdi, rax; mov eax, HelperReportNr; syscall  // the report
+//	helperReported:
+//	         jmp helper
 //	hexit:   mov eax, SYS_exit; xor edi, edi; syscall; ud2
 func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Label("helperClone")
@@ -335,7 +334,7 @@ func buildHelper(a *x86asm.Asm, h uint64) {
 	a.CmpEAXImm8(commReq)
 	a.Jcc8(x86asm.CondE, "hrun")
 	a.CmpEAXImm8(commDead)
-	a.Jcc32(x86asm.CondE, "hexit")
+	a.Jcc8(x86asm.CondE, "hexit")
 	a.MovEDXEAX()
 	a.LeaReg(x86asm.RDI, h+commState)
 	a.XorReg32(x86asm.RSI) // FUTEX_WAIT
@@ -344,27 +343,23 @@ func buildHelper(a *x86asm.Asm, h uint64) {
 	a.Syscall()
 	a.Jmp8("helper")
 	a.Label("hrun")
-	callRequest(a, h)
-	// The report: one system call, after which the helper only reads.
-	a.LeaReg(x86asm.RDI, h+commState)
-	a.MovRegImm32(x86asm.RSI, futexWakeOpOp)
-	a.MovRegImm32(x86asm.RDX, 1)
-	a.XorReg32(x86asm.R10) // no second wake
-	a.LeaReg(x86asm.R8, h+commState)
-	a.MovRegImm32(x86asm.R9, helperReport)
-	a.MovRegImm32(x86asm.RAX, unix.SYS_FUTEX)
+	a.MovRegMem64(x86asm.RAX, h+commNr)
+	for i, r := range []int{x86asm.RDI, x86asm.RSI, x86asm.RDX, x86asm.R10, x86asm.R8, x86asm.R9} {
+		a.MovRegMem64(r, h+commArgs+8*uint64(i))
+	}
 	a.Syscall()
-	a.Emit(0x48, 0x85, 0xc0) // test rax, rax
-	a.Jcc32(condNS, "helper")
+	// The report: the result in rdi, to the tracer through its filter.
+	a.MovRegReg64(x86asm.RDI, x86asm.RAX)
+	a.MovRegImm32(x86asm.RAX, HelperReportNr)
+	a.Syscall()
+	a.Label("helperReported")
+	a.Jmp8("helper")
 	a.Label("hexit")
 	a.MovRegImm32(x86asm.RAX, unix.SYS_EXIT)
 	a.XorReg32(x86asm.RDI)
 	a.Syscall()
 	a.Ud2()
 }
-
-// condNS is the condition code "not sign" (x86asm.Jcc32).
-const condNS = 0x9
 
 // stubELF returns the stub executable: a static x86-64 ELF with one
 // read-execute PT_LOAD of its only page at stubLinkAddr, and a PT_GNU_STACK
