@@ -571,12 +571,20 @@ func (fp *fastpath) helperCall(t *task, nr uintptr, args ...uintptr) (uintptr, e
 		return 0, fmt.Errorf("sandbox: no helper thread in process %d: %w", t.p.pid, errTaskDead)
 	}
 	fp.s.stats.HelperCalls++
+	if helperHook != nil {
+		helperHook(nr)
+	}
 	r, err := fp.run(h, nr, args...)
 	if debug {
 		fmt.Fprintf(os.Stderr, "vmspace-debug:   helper %d %#x -> %#x %v\n", nr, args, r, err)
 	}
 	return r, err
 }
+
+// helperHook, if not nil, is called with the number of every system call
+// a helper makes for the fast path (tests count them, as injectHook the
+// injected).
+var helperHook func(nr uintptr)
 
 // word returns the helper comm area's word at off.
 func (h *fpHelper) word(off uint64) *uint32 {
