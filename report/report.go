@@ -270,6 +270,8 @@ type Collector struct {
 	// lastEvent when the last pair of samples around a release was taken
 	// (Freeing).
 	start, next, lastEvent time.Time
+	// lastCost is what the last sample cost.
+	lastCost time.Duration
 	// interval is the sampling interval.
 	interval time.Duration
 	// rep is the report so far.
@@ -406,9 +408,11 @@ func (c *Collector) Call(pid int, name string, cs CallSite, d time.Duration, fai
 // address space or memory (munmap, MADV_DONTNEED, a shrinking mremap)
 // should be sampled before and after (Sample), so that the timeline shows
 // the memory's peak and its drop whatever the sampling interval has grown
-// to: true from eventBytes on, at most once per interval.
+// to: true from eventBytes on, at most once per interval, or per
+// collectShare times the last sample's cost if that is longer (the same
+// bound as the periodic samples').
 func (c *Collector) Freeing(n uint64, now time.Time) bool {
-	if n < eventBytes || now.Before(c.lastEvent.Add(c.interval)) {
+	if n < eventBytes || now.Before(c.lastEvent.Add(nextGap(c.interval, c.lastCost))) {
 		return false
 	}
 	c.lastEvent = now
@@ -463,6 +467,7 @@ func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
 	// large address space (which asks the host for the residency of
 	// every page) stays a bounded share of the run.
 	cost := time.Since(now)
+	c.lastCost = cost
 	c.next = now.Add(nextGap(c.interval, cost))
 	c.rep.CollectNS += int64(cost)
 }

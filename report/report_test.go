@@ -315,4 +315,12 @@ func TestFreeing(t *testing.T) {
 	if !c.Freeing(eventBytes, t0.Add(DefaultInterval)) {
 		t.Errorf("a release an interval after the last sampled one is not sampled")
 	}
+	// After a sample that cost 1 ms, the pairs keep 100 ms apart.
+	c.lastCost = time.Millisecond
+	if c.Freeing(eventBytes, t0.Add(2*DefaultInterval)) {
+		t.Errorf("a release is sampled within collectShare times the last sample's cost")
+	}
+	if !c.Freeing(eventBytes, t0.Add(DefaultInterval+collectShare*time.Millisecond)) {
+		t.Errorf("a release is not sampled collectShare times the last sample's cost later")
+	}
 }

@@ -6,9 +6,11 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -69,14 +71,32 @@ type sites struct {
 	all map[siteKey]*Site
 	// syms are the symbol tables of the files read so far, by path.
 	syms map[string]*symTable
+	// notReturn are stack words found not to be return addresses (at
+	// most maxNotReturn, then cleared), so that a call made where the
+	// stack holds a data word is not checked again and again.
+	notReturn map[notReturnKey]bool
 }
+
+// notReturnKey is a stack word in a process's image.
+type notReturnKey struct {
+	pid  int
+	word uint64
+}
+
+// maxNotReturn bounds sites.notReturn.
+const maxNotReturn = 4096
 
 func newSites(ctx context.Context) *sites {
-	return &sites{ctx: ctx, byPID: make(map[int]map[rawSite]*Site), all: make(map[siteKey]*Site), syms: make(map[string]*symTable)}
+	return &sites{ctx: ctx, byPID: make(map[int]map[rawSite]*Site), all: make(map[siteKey]*Site),
+		syms: make(map[string]*symTable), notReturn: make(map[notReturnKey]bool)}
 }
 
-// forget drops the raw sites of pid, whose image is gone.
-func (s *sites) forget(pid int) { delete(s.byPID, pid) }
+// forget drops the raw sites of pid, whose image is gone (and the words
+// known not to be return addresses, of every process: a cache).
+func (s *sites) forget(pid int) {
+	delete(s.byPID, pid)
+	clear(s.notReturn)
+}
 
 // add counts a call of pid named name from cs.
 func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed bool) {
@@ -93,7 +113,11 @@ func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed b
 		s.byPID[pid] = m
 	}
 	st := m[raw]
-	if st == nil && !isReturnAddress(cs.MM, raw.word) {
+	if nr := (notReturnKey{pid, raw.word}); st == nil && (s.notReturn[nr] || !isReturnAddress(cs.MM, raw.word)) {
+		if len(s.notReturn) >= maxNotReturn {
+			clear(s.notReturn)
+		}
+		s.notReturn[nr] = true
 		// No caller: the call is kept under no word, so that a
 		// changing word (a local variable) adds no entry per value.
 		raw.word = 0
@@ -230,13 +254,28 @@ type symbol struct {
 // symbol table if it was not stripped, and the dynamic symbols), placed
 // at their file offsets by the loadable segments. A file that cannot be
 // read gives an empty table.
-func readSymbols(path string) *symTable {
-	t := &symTable{}
-	f, err := elf.Open(path)
+func readSymbols(path string) (t *symTable) {
+	t = &symTable{}
+	// The file is the program's to choose: only a regular file is read
+	// (a FIFO put at the path would block the open), and a parse that
+	// panics gives an empty table.
+	defer func() {
+		if recover() != nil {
+			t = &symTable{}
+		}
+	}()
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return t
 	}
-	defer f.Close()
+	defer file.Close()
+	if st, err := file.Stat(); err != nil || !st.Mode().IsRegular() {
+		return t
+	}
+	f, err := elf.NewFile(file)
+	if err != nil {
+		return t
+	}
 	var syms []elf.Symbol
 	if ss, err := f.Symbols(); err == nil {
 		syms = append(syms, ss...)

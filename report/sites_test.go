@@ -3,6 +3,7 @@ package report
 import (
 	"debug/elf"
 	"os"
+	"syscall"
 	"testing"
 )
 
@@ -96,5 +97,20 @@ func TestReadSymbols(t *testing.T) {
 	name, at, ok := readSymbols(exe).lookup(off + 3)
 	if name != want || at != 3 || !ok {
 		t.Errorf("lookup: %q+%#x %v, want %s+0x3", name, at, ok, want)
+	}
+}
+
+// TestReadSymbolsNotRegular: a path that names a FIFO, a directory or
+// nothing gives an empty table at once (a FIFO's open would block).
+func TestReadSymbolsNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := dir + "/fifo"
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, dir, dir + "/none"} {
+		if st := readSymbols(p); len(st.funcs) != 0 {
+			t.Errorf("readSymbols(%s): %d symbols", p, len(st.funcs))
+		}
 	}
 }
