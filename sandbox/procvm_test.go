@@ -148,7 +148,7 @@ static int family(void) {
 	if (ch == 0) {
 		filled[0] = 'C';
 		char c;
-		if (read(p[0], &c, 1) != 1) _exit(1);
+		if (read(p[0], &c, 1) != 1) { printf("child read: %s\n", strerrorname_np(errno)); fflush(stdout); _exit(1); }
 		printf("child got %c\n", untouched[8192]);
 		fflush(stdout);
 		_exit(0);
