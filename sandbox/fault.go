@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
@@ -221,17 +219,8 @@ func (s *Sandbox) force(t *task, sig unix.Signal) {
 
 // ignored reports whether process pid ignores the signals in mask.
 func ignored(pid int, mask uint64) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigIgn:"); ok {
-			ign, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && ign&mask != 0
-		}
-	}
-	return false
+	m, ok := statusSigMasks(pid, 0, "SigIgn")
+	return ok && m[0]&mask != 0
 }
 
 // signalFrameSize is how much stack a signal frame may take below the

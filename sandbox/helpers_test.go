@@ -100,6 +100,14 @@ func compare(t *testing.T, dir, stdin string, argv ...string) Stats {
 	t.Helper()
 	want := runNative(t, dir, stdin, argv...)
 	got, st := sandboxRun(t, dir, stdin, Options{}, argv...)
+	compareResults(t, argv, got, want)
+	return st
+}
+
+// compareResults fails t where the run of argv under vmspace (got)
+// differs from its native run (want): exit status, stdout, stderr.
+func compareResults(t *testing.T, argv []string, got, want result) {
+	t.Helper()
 	if got.code != want.code {
 		t.Errorf("%q: exit status %d under vmspace, %d natively\nstderr: %s", argv, got.code, want.code, got.stderr)
 	}
@@ -109,7 +117,6 @@ func compare(t *testing.T, dir, stdin string, argv ...string) Stats {
 	if got.stderr != want.stderr {
 		t.Errorf("%q: stderr differs\nvmspace: %q\nnative:  %q", argv, clip(got.stderr), clip(want.stderr))
 	}
-	return st
 }
 
 func clip(s string) string {

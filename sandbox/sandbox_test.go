@@ -546,15 +546,7 @@ func TestJava(t *testing.T) {
 		}
 		t.Skipf("known open bug: the JVM saw a fault as a SIGSEGV sent by kill (exit %d):\n%s", got.code, clip(got.stdout))
 	}
-	if got.code != want.code {
-		t.Errorf("%q: exit status %d under vmspace, %d natively\nstderr: %s", argv, got.code, want.code, got.stderr)
-	}
-	if got.stdout != want.stdout {
-		t.Errorf("%q: stdout differs\nvmspace: %q\nnative:  %q", argv, clip(got.stdout), clip(want.stdout))
-	}
-	if got.stderr != want.stderr {
-		t.Errorf("%q: stderr differs\nvmspace: %q\nnative:  %q", argv, clip(got.stderr), clip(want.stderr))
-	}
+	compareResults(t, argv, got, want)
 }
 
 // TestNode runs a JavaScript engine (a JIT: executable memory made and

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -35,22 +36,40 @@ func killsNow(pid int, sig unix.Signal) bool {
 	if sig <= 0 || sig > 64 {
 		return false
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
+	m, ok := statusSigMasks(pid, 0, "SigCgt", "SigIgn")
+	return ok && (m[0]|m[1])&sigBit(sig) == 0
+}
+
+// sigBit is sig's bit in a signal mask.
+func sigBit(sig unix.Signal) uint64 { return uint64(1) << (uint(sig) - 1) }
+
+// statusSigMasks returns the signal masks named fields ("SigPnd",
+// "SigBlk", "SigIgn", "SigCgt") of /proc/PID/status, or of thread tid's
+// /proc/PID/task/TID/status if tid is not 0, in the order asked; ok is
+// false if the file cannot be read or a field is missing.
+func statusSigMasks(pid, tid int, fields ...string) (masks []uint64, ok bool) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	if tid != 0 {
+		path = fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)
 	}
-	bit := uint64(1) << (uint(sig) - 1)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	masks = make([]uint64, len(fields))
+	found := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		for _, field := range []string{"SigCgt:", "SigIgn:"} {
-			if v, ok := strings.CutPrefix(line, field); ok {
-				m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if err != nil || m&bit != 0 {
-					return false
-				}
+		name, v, _ := strings.Cut(line, ":")
+		if i := slices.Index(fields, name); i >= 0 {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return nil, false
 			}
+			masks[i] = m
+			found++
 		}
 	}
-	return true
+	return masks, found == len(fields)
 }
 
 // noteSignal records the signal of a stop that interrupted vmspace's use of
@@ -111,17 +130,8 @@ func (s *Sandbox) carryPending(t *task) {
 // threadSignalPending reports whether sig is pending for thread tid of
 // process pid itself (sent to the thread, not to the process).
 func threadSignalPending(pid, tid int, sig unix.Signal) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigPnd:"); ok {
-			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && m&(1<<(uint(sig)-1)) != 0
-		}
-	}
-	return false
+	m, ok := statusSigMasks(pid, tid, "SigPnd")
+	return ok && m[0]&sigBit(sig) != 0
 }
 
 // A child's exit signal (SIGCHLD) goes to the process as a whole, and the
@@ -207,17 +217,8 @@ func (s *Sandbox) childSignal(t *task, sig unix.Signal, si *siginfo) bool {
 
 // threadBlocks reports whether thread tid of process pid blocks sig.
 func threadBlocks(pid, tid int, sig unix.Signal) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
-	if err != nil {
-		return true
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
-			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err != nil || m&(1<<(uint(sig)-1)) != 0
-		}
-	}
-	return true
+	m, ok := statusSigMasks(pid, tid, "SigBlk")
+	return !ok || m[0]&sigBit(sig) != 0
 }
 
 // sigRTMin is the first real-time signal (queued, unlike the others).
