@@ -43,24 +43,37 @@ func (f *MemoryFile) Allocate(length uint64, opts AllocOpts) (memmap.FileRange, 
 				return fr, nil
 			}
 			if err := f.zeroCached(fr); err != nil {
-				f.DecRef(fr)
+				// Not written, so maybe not committed: not back
+				// to the cache.
+				f.freeFresh(fr, false)
 				return memmap.FileRange{}, err
 			}
 			return fr, nil
 		}
 	}
+	// A small populating allocation commits a whole batch, but only where
+	// one fits in the file as it is: it neither grows the file nor waits
+	// for releases to make room for pages it did not ask for.
 	total := length
+	var (
+		start uint64
+		err   error
+		found bool
+	)
 	if opts.Populate {
-		total = f.commitBatchLocked(length)
+		if total = f.commitBatchLocked(length); total != length {
+			start, found = f.findGapLocked(total, align, opts.Dir)
+			if !found {
+				total = length
+			}
+		}
 	}
-	start, err := f.findFreeLocked(total, align, opts.Dir)
-	if err != nil && total != length {
-		total = length
+	if !found {
 		start, err = f.findFreeLocked(total, align, opts.Dir)
-	}
-	if err != nil {
-		f.mu.Unlock()
-		return memmap.FileRange{}, err
+		if err != nil {
+			f.mu.Unlock()
+			return memmap.FileRange{}, err
+		}
 	}
 	all := memmap.FileRange{Start: start, End: start + total}
 	f.used.Insert(f.used.FindGap(start), segment.Range[uint64](all), 1)
@@ -68,16 +81,44 @@ func (f *MemoryFile) Allocate(length uint64, opts AllocOpts) (memmap.FileRange, 
 	f.mu.Unlock()
 
 	fr := memmap.FileRange{Start: start, End: start + length}
-	if opts.Populate {
-		if err := f.populate(all); err != nil {
-			f.DecRef(all)
-			return memmap.FileRange{}, err
-		}
-		if total != length {
-			f.cacheSurplus(memmap.FileRange{Start: fr.End, End: all.End})
-		}
+	if !opts.Populate {
+		return fr, nil
+	}
+	err = f.populate(all)
+	if err != nil && total != length {
+		// The batch did not fit in host memory; what was asked for
+		// may. Return the surplus first (part of it may have been
+		// committed), uncached: it is not all committed.
+		f.freeFresh(memmap.FileRange{Start: fr.End, End: all.End}, false)
+		total = length
+		err = f.populate(fr)
+	}
+	if err != nil {
+		f.freeFresh(fr, false)
+		return memmap.FileRange{}, err
+	}
+	if total != length {
+		f.freeFresh(memmap.FileRange{Start: fr.End, End: all.End}, true)
 	}
 	return fr, nil
+}
+
+// findGapLocked returns the start of a free range of length bytes aligned
+// to align, in the direction dir, within the file as it is, or false if
+// there is none or the allocation would pass the limit. Preconditions: mu
+// held; as for findFreeLocked.
+func (f *MemoryFile) findGapLocked(length, align uint64, dir Direction) (uint64, bool) {
+	if f.closed {
+		return 0, false
+	}
+	if alloc := f.allocated.Load(); f.limit != 0 && (length > f.limit || alloc > f.limit-length) {
+		return 0, false
+	}
+	within := segment.Range[uint64]{Start: 0, End: f.size.Load()}
+	if dir == TopDown {
+		return f.used.FindHighestGap(within, length, align)
+	}
+	return f.used.FindLowestGap(within, length, align)
 }
 
 // findFreeLocked returns the start of a free range of length bytes aligned
@@ -95,17 +136,7 @@ func (f *MemoryFile) findFreeLocked(length, align uint64, dir Direction) (uint64
 		if alloc := f.allocated.Load(); f.limit != 0 && (length > f.limit || alloc > f.limit-length) {
 			return 0, fmt.Errorf("pgalloc: allocating %#x bytes with %#x of the %#x-byte limit allocated: %w", length, alloc, f.limit, ErrLimit)
 		}
-		within := segment.Range[uint64]{Start: 0, End: f.size.Load()}
-		var (
-			start uint64
-			ok    bool
-		)
-		if dir == TopDown {
-			start, ok = f.used.FindHighestGap(within, length, align)
-		} else {
-			start, ok = f.used.FindLowestGap(within, length, align)
-		}
-		if ok {
+		if start, ok := f.findGapLocked(length, align, dir); ok {
 			return start, nil
 		}
 		// Nothing fits in the file as it is: grow it enough for the lowest
@@ -115,7 +146,7 @@ func (f *MemoryFile) findFreeLocked(length, align uint64, dir Direction) (uint64
 		// more than it saves: releasing hundreds of MiB takes tens of
 		// milliseconds, which growing overlaps, and a small file's growth
 		// costs little of vmspace's own address space.
-		start, ok = f.used.FindLowestGap(segment.Range[uint64]{Start: 0, End: maxFileSize}, length, align)
+		start, ok := f.used.FindLowestGap(segment.Range[uint64]{Start: 0, End: maxFileSize}, length, align)
 		if !ok {
 			return 0, fmt.Errorf("pgalloc: no free range of %#x bytes below the file's maximum size: %w", length, ErrLimit)
 		}

@@ -35,9 +35,12 @@
 // allocated memory host commitment still means that the page was touched.
 // A small populating allocation that finds the cache empty commits a whole
 // 2 MiB batch and caches the surplus, so that one-page allocations (a
-// copy-on-write break each) share one commitment; one with
-// AllocOpts.Overwrite, which writes every byte itself, takes cached pages
-// without zeroing them.
+// copy-on-write break each) share one commitment; only where a batch fits
+// in the file as it is (it never grows the file or waits for releases),
+// and if the batch cannot be committed, the allocation commits just its
+// own pages. Pages whose commitment failed are released, never cached.
+// One with AllocOpts.Overwrite, which writes every byte itself, takes
+// cached pages without zeroing them.
 // Cached pages unused for two trim periods (2 s each), or that stand in the
 // way of an allocation, are released; WaitReleased releases them all.
 // reuse.go has the details.
@@ -206,9 +209,11 @@ type AllocOpts struct {
 	// still take one (cheaper, minor) fault per page.
 	//
 	// With a reuse cache, a populating allocation smaller than
-	// commitBatch that finds no cached pages commits a whole batch and
-	// caches what it does not take (see reuse.go), so that small ones
-	// (copy-on-write breaks of one page) share one commitment.
+	// commitBatch that finds no cached pages commits a whole batch, if
+	// one fits in the file as it is, and caches what it does not take
+	// (see reuse.go), so that small ones (copy-on-write breaks of one
+	// page) share one commitment. A batch that cannot be committed is
+	// given up for the asked length alone.
 	Populate bool
 	// Overwrite, with Populate, says that the caller writes every byte of
 	// the range before it reads it or lets anyone else see it: pages

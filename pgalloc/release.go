@@ -177,6 +177,11 @@ func (f *MemoryFile) punch(fr memmap.FileRange) {
 //
 // Preconditions: mu not held; the caller holds a reference on fr.
 func (f *MemoryFile) populate(fr memmap.FileRange) error {
+	if testHookPopulate != nil {
+		if err := testHookPopulate(fr); err != nil {
+			return &populateError{fr: fr, err: err}
+		}
+	}
 	for {
 		err := unix.Fallocate(f.fd, 0, int64(fr.Start), int64(fr.Length()))
 		if err == nil {
@@ -223,6 +228,11 @@ func (f *MemoryFile) populate(fr memmap.FileRange) error {
 	}
 	return nil
 }
+
+// testHookPopulate, if set (by tests, before the file is used), is called
+// by populate before it commits anything; an error it returns is taken for
+// the host's (fault injection).
+var testHookPopulate func(fr memmap.FileRange) error
 
 // populateError reports that host memory could not be committed.
 type populateError struct {

@@ -23,6 +23,12 @@ import (
 // host commitment still means "touched" for pages allocated lazily (mm's
 // mincore reads it).
 //
+// Pages freed from a lazy allocation may include some never touched, and
+// so not committed: a populating allocation that takes them commits them
+// by writing them (zeroing, or the caller's own writes with Overwrite), a
+// host fault each. Pages that a populating allocation failed to commit
+// are released instead (freeFresh), never cached.
+//
 // Cached pages are released like any freed page (punched, then free) when
 // they have gone unused for a full trim period, when the cache would grow
 // past its limit, when an allocation finds no free range (before the file
@@ -60,12 +66,15 @@ func (f *MemoryFile) commitBatchLocked(length uint64) uint64 {
 	return commitBatch
 }
 
-// cacheSurplus puts fr, the committed surplus of a batch (one reference
-// held by the allocating call, never seen by anyone else), in the reuse
-// cache, or queues it for release if the cache has filled meanwhile. Held
-// pages (Options.HoldFreed) wait for stale mappings; these never had one,
-// so they skip that. Preconditions: mu not held.
-func (f *MemoryFile) cacheSurplus(fr memmap.FileRange) {
+// freeFresh frees fr, part of an allocation that the allocating call has
+// not returned (one reference, its own; nobody else has seen the pages):
+// to the reuse cache if committed says that every page of it is committed
+// (a batch's surplus), else, or if the cache has no room, queued for
+// release, so that the cache never holds pages that a failed populate
+// left uncommitted. Held pages (Options.HoldFreed) wait for stale
+// mappings; these never had one, so they skip that. Preconditions: mu not
+// held.
+func (f *MemoryFile) freeFresh(fr memmap.FileRange, committed bool) {
 	r := segment.Range[uint64](fr)
 	f.mu.Lock()
 	if f.closed {
@@ -78,7 +87,12 @@ func (f *MemoryFile) cacheSurplus(fr memmap.FileRange) {
 	}
 	f.used.MergeAdjacent(r)
 	f.allocated.Store(f.allocated.Load() - fr.Length())
-	queued := f.cacheOrQueueLocked(fr)
+	queued := true
+	if committed {
+		queued = f.cacheOrQueueLocked(fr)
+	} else {
+		f.pending = append(f.pending, fr)
+	}
 	if queued {
 		f.kickLocked()
 	}

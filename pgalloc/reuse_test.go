@@ -1,8 +1,12 @@
 package pgalloc
 
 import (
+	"errors"
 	"fmt"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -233,4 +237,110 @@ func allocateFrom(t *testing.T, f *MemoryFile, fr memmap.FileRange, opts AllocOp
 	}
 	t.Fatalf("no allocation reused %v", fr)
 	return memmap.FileRange{}
+}
+
+// failPopulate makes populate fail with ENOMEM, for the rest of the test,
+// for every range that fail selects.
+func failPopulate(t *testing.T, fail func(fr memmap.FileRange) bool) {
+	testHookPopulate = func(fr memmap.FileRange) error {
+		if fail(fr) {
+			return unix.ENOMEM
+		}
+		return nil
+	}
+	t.Cleanup(func() { testHookPopulate = nil })
+}
+
+// committed reports whether every page of fr is committed (resident in
+// the memfd, as mincore of the internal mapping says).
+func committed(t *testing.T, f *MemoryFile, fr memmap.FileRange) bool {
+	t.Helper()
+	vec := make([]byte, fr.Length()/page)
+	m := mapBytes(t, f, fr)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatalf("mincore(%v): %v", fr, e)
+	}
+	for _, v := range vec {
+		if v&1 == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// TestPopulateBatchFailure checks what a batch does when host memory is
+// short (injected failures): a one-page allocation whose batch cannot be
+// committed still succeeds if its own page can (nothing is cached then),
+// and a range whose commitment failed is released, not cached, so that
+// no later populating allocation gets pages that are not committed.
+func TestPopulateBatchFailure(t *testing.T) {
+	t.Run("batch", func(t *testing.T) {
+		f := newFile(t, Options{DisableAsyncRelease: true, ReuseLimit: 4 * commitBatch})
+		failPopulate(t, func(fr memmap.FileRange) bool { return fr.Length() > page })
+		a, err := f.Allocate(page, AllocOpts{Populate: true, Overwrite: true})
+		if err != nil {
+			t.Fatalf("one-page populating allocation failed with its batch: %v", err)
+		}
+		if !committed(t, f, a) {
+			t.Errorf("allocation %v is not committed", a)
+		}
+		if got := f.UsageCached(); got != 0 {
+			t.Errorf("UsageCached = %#x after a failed batch", got)
+		}
+		if got := f.UsageAllocated(); got != page {
+			t.Errorf("UsageAllocated = %#x, want one page", got)
+		}
+		checkInvariants(t, f)
+		f.DecRef(a)
+	})
+	t.Run("all", func(t *testing.T) {
+		f := newFile(t, Options{DisableAsyncRelease: true, ReuseLimit: 4 * commitBatch})
+		failPopulate(t, func(memmap.FileRange) bool { return true })
+		for _, n := range []uint64{page, 4 * page, commitBatch} {
+			if fr, err := f.Allocate(n, AllocOpts{Populate: true}); !errors.Is(err, unix.ENOMEM) {
+				t.Fatalf("Allocate(%#x) with commitment failing = %v, %v; want ENOMEM", n, fr, err)
+			}
+		}
+		if got := f.UsageCached(); got != 0 {
+			t.Errorf("UsageCached = %#x: ranges whose commitment failed were cached", got)
+		}
+		if got := f.UsageAllocated(); got != 0 {
+			t.Errorf("UsageAllocated = %#x after failed allocations", got)
+		}
+		checkInvariants(t, f)
+		// Commitment works again: populating allocations get
+		// committed pages, with and without Overwrite.
+		testHookPopulate = nil
+		for _, opts := range []AllocOpts{{Populate: true, Overwrite: true}, {Populate: true}} {
+			for range 8 {
+				a := mustAllocate(t, f, page, opts)
+				if !committed(t, f, a) {
+					t.Fatalf("Allocate(%+v) = %v, not committed", opts, a)
+				}
+				defer f.DecRef(a)
+			}
+		}
+	})
+}
+
+// TestPopulateBatchNoGrowth checks that a small populating allocation
+// commits a batch only where one fits already: it neither grows the file
+// nor waits for releases to make room for the batch's surplus.
+func TestPopulateBatchNoGrowth(t *testing.T) {
+	f := newFile(t, Options{DisableAsyncRelease: true, ReuseLimit: 4 * commitBatch})
+	size := f.TotalSize()
+	big := mustAllocate(t, f, size-4*page, AllocOpts{})
+	a := mustAllocate(t, f, page, AllocOpts{Populate: true})
+	if got := f.TotalSize(); got != size {
+		t.Errorf("a one-page populating allocation grew the file from %#x to %#x", size, got)
+	}
+	if a.Start != big.End {
+		t.Errorf("allocation %v is not the page after %v", a, big)
+	}
+	if got := f.UsageCached(); got != 0 {
+		t.Errorf("UsageCached = %#x: a batch was committed past the free space", got)
+	}
+	checkInvariants(t, f)
+	f.DecRef(a)
+	f.DecRef(big)
 }
