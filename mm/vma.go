@@ -15,6 +15,12 @@ import (
 // mapped, with uniform attributes. A vma's range is its key in
 // MemoryManager.vmas; all fields are protected by mappingMu (the vma set's
 // lock).
+//
+// The fields are ordered to leave no padding but the byte after
+// anonChained: a vma is 104 bytes, so a leaf of the vma set (16 values
+// inline, segment's leafCap) fits the Go allocator's 2048-byte size class
+// rather than 2304 (TestVMASize). Keep it so when adding a field, or say
+// what it costs a vma.
 type vma struct {
 	// mappable is what the vma maps, or nil for private anonymous memory.
 	mappable memmap.Mappable
@@ -32,15 +38,23 @@ type vma struct {
 	// maxPerms bound realPerms: mprotect to more is EACCES.
 	maxPerms hostarch.AccessType
 
+	// anonChained reports that the vma's anon_vma_chain is not singular:
+	// it was inherited by fork from a vma that had an anon_vma, so its
+	// pages may still be shared with ("uncowed") parents, and Linux never
+	// lets it merge with a vma that has no anon_vma. Protected by
+	// mappingMu.
+	anonChained bool
+
 	// flags holds the boolean attributes (vmaFlags bits).
 	flags vmaFlags
+
+	// numaPolicy is the mbind(2) policy (MPOL_*).
+	numaPolicy int32
 
 	// mlockMode is the vma's mlock state.
 	mlockMode memmap.MLockMode
 
-	// numaPolicy and numaNodemask are the mbind(2) policy (MPOL_*) and node
-	// mask.
-	numaPolicy   int32
+	// numaNodemask is the mbind(2) node mask (see numaPolicy).
 	numaNodemask uint64
 
 	// id names the mapping in /proc/PID/maps; the vma holds a reference.
@@ -59,13 +73,6 @@ type vma struct {
 	// faults, which hold mappingMu only for reading, under anonVMAMu;
 	// read atomically, or plainly with mappingMu held for writing.
 	anonVMA uint64
-
-	// anonChained reports that the vma's anon_vma_chain is not singular:
-	// it was inherited by fork from a vma that had an anon_vma, so its
-	// pages may still be shared with ("uncowed") parents, and Linux never
-	// lets it merge with a vma that has no anon_vma. Protected by
-	// mappingMu.
-	anonChained bool
 
 	// uffd is the userfaultfd context the vma is registered with (Linux's
 	// vm_userfaultfd_ctx), nil if none; flags then has at least one of
