@@ -63,6 +63,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"pmas":                  {forkOwn, "copy-on-write copies (TestForkCopyOnWrite)"},
 	"curRSS":                {forkOwn, "the size of the child's pmas (CheckInvariants)"},
 	"maxRSS":                {forkOwn, "the child's own VmHWM, as Linux's"},
+	"resMemo":               {forkZero, "set only inside a reader's critical section"},
 	"as":                    {forkZero, "no AddressSpace until the child's Activate"},
 	"active":                {forkZero, "not active"},
 	"unmapAllOnActivate":    {forkZero, "nothing to unmap"},
@@ -83,7 +84,7 @@ var forkFields = map[string]struct{ kind, why string }{
 // non-zero in the parent at the moment of the fork.
 var forkZeroMayBeZeroInParent = map[string]bool{
 	"unmapAllOnActivate": true, "captureInvalidations": true, "capturedInvalidations": true,
-	"lastRead": true, "lastLockedRead": true,
+	"lastRead": true, "lastLockedRead": true, "resMemo": true,
 }
 
 // field returns the (unexported) field name of m, readable and settable.

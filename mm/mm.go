@@ -240,6 +240,11 @@ type MemoryManager struct {
 	// activeMu.
 	maxRSS uint64
 
+	// resMemo, while a reader of many pmas' residency runs
+	// (withResidencyMemoLocked), holds their residency read in advance;
+	// else nil. Protected by activeMu (held for writing while set).
+	resMemo *residencyMemo
+
 	// as is the platform AddressSpace while the manager is active, else
 	// nil. Protected by activeMu.
 	as platform.AddressSpace

@@ -35,12 +35,14 @@ func (mm *MemoryManager) PageRuns(ar hostarch.AddrRange) []PageRun {
 		res = append(res, PageRun{Range: r, Resident: true, Shared: shared})
 	}
 	mm.privateRefs.mu.Lock()
-	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
-		// Only touched pages are resident, as smaps' Rss counts them.
-		for _, pr := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range()).Intersect(ar)) {
-			mm.addPageRunsLocked(pseg, pr, add)
+	mm.withResidencyMemoLocked(ar, func() {
+		for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+			// Only touched pages are resident, as smaps' Rss counts them.
+			for _, pr := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range()).Intersect(ar)) {
+				mm.addPageRunsLocked(pseg, pr, add)
+			}
 		}
-	}
+	})
 	mm.privateRefs.mu.Unlock()
 	return mergeGuardRuns(mm, ar, res)
 }

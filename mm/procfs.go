@@ -50,9 +50,11 @@ func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	var out []VMAInfo
-	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
-		out = append(out, mm.vmaInfoLocked(ctx, vseg))
-	}
+	mm.withResidencyMemoLocked(hostarch.AddrRange{End: ^hostarch.Addr(0)}, func() {
+		for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+			out = append(out, mm.vmaInfoLocked(ctx, vseg))
+		}
+	})
 	return out
 }
 
@@ -199,6 +201,11 @@ func (mm *MemoryManager) residentLocked(pseg pmaIterator, r hostarch.AddrRange) 
 	if p.file != memmap.File(mm.mf) {
 		return nil
 	}
+	if mm.resMemo != nil {
+		if vec := mm.resMemo.lookup(pmaRef{pseg}.fileRange(r)); vec != nil {
+			return vec
+		}
+	}
 	if _, err := mm.internalMappingsLocked(pseg); err != nil {
 		return nil
 	}
@@ -344,21 +351,23 @@ func (mm *MemoryManager) Stats() MemoryStats {
 	// Only touched pages are resident (see residentLocked): private
 	// memory is RssAnon, shared memory of the memory file RssShmem,
 	// other files' pages RssFile.
-	for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
-		p := pseg.ValuePtr()
-		var n uint64
-		for _, r := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range())) {
-			n += r.Length()
+	mm.withResidencyMemoLocked(hostarch.AddrRange{End: ^hostarch.Addr(0)}, func() {
+		for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
+			p := pseg.ValuePtr()
+			var n uint64
+			for _, r := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range())) {
+				n += r.Length()
+			}
+			switch {
+			case p.private:
+				s.RssAnon += n
+			case p.file == memmap.File(mm.mf):
+				s.RssShmem += n
+			default:
+				s.RssFile += n
+			}
 		}
-		switch {
-		case p.private:
-			s.RssAnon += n
-		case p.file == memmap.File(mm.mf):
-			s.RssShmem += n
-		default:
-			s.RssFile += n
-		}
-	}
+	})
 	s.VmRSS = s.RssAnon + s.RssFile + s.RssShmem
 	s.VmHWM = max(s.VmHWM, s.VmRSS)
 	// Page-table pages: one 4 KiB table per 2 MiB of mapped address

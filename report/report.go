@@ -61,9 +61,10 @@ type Report struct {
 	WallNS int64 `json:"wall_ns"`
 	// IntervalNS is the sampling interval the timeline ended with.
 	IntervalNS int64 `json:"interval_ns"`
-	// CollectNS is the time the run spent taking samples and snapshots
-	// for the report (the report's own cost, with the timing of the
-	// memory calls).
+	// CollectNS is the CPU time the run spent taking samples and
+	// snapshots for the report (the report's own cost), measured on the
+	// collecting thread, so that a loaded machine's waits for a CPU do
+	// not count.
 	CollectNS int64 `json:"collect_ns"`
 	// Totals are the run's figures.
 	Totals Totals `json:"totals"`
@@ -412,7 +413,20 @@ func (c *Collector) Call(pid int, name string, cs CallSite, d time.Duration, fai
 // collectShare times the last sample's cost if that is longer (the same
 // bound as the periodic samples').
 func (c *Collector) Freeing(n uint64, now time.Time) bool {
-	if n < eventBytes || now.Before(c.lastEvent.Add(nextGap(c.interval, c.lastCost))) {
+	return n >= eventBytes && c.eventDue(now)
+}
+
+// Exiting reports whether the exit of a process at now should be sampled
+// (Sample) so that the timeline shows its memory's drop: under the same
+// bound as Freeing's samples, with which it shares its turns (an exit
+// sample after every exit of a run of short processes would cost more than
+// the run, for a process with a large address space alive meanwhile).
+func (c *Collector) Exiting(now time.Time) bool { return c.eventDue(now) }
+
+// eventDue reports whether a sample of an event (Freeing, Exiting) may be
+// taken at now, and if so counts it as taken.
+func (c *Collector) eventDue(now time.Time) bool {
+	if now.Before(c.lastEvent.Add(nextGap(c.interval, c.lastCost))) {
 		return false
 	}
 	c.lastEvent = now
@@ -425,6 +439,7 @@ func (c *Collector) Due(now time.Time) bool { return !now.Before(c.next) }
 // Sample takes a sample at now of the live address spaces, and of the
 // memory file, of which memFile bytes are allocated.
 func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
+	cpu := startCPU()
 	slices.SortFunc(spaces, func(a, b Space) int { return cmp.Compare(a.PID, b.PID) })
 	s := Sample{TNS: c.since(now), MemFile: memFile}
 	seen := make(map[*mm.MemoryManager]bool, len(spaces))
@@ -466,7 +481,7 @@ func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
 	// cost more than 1/collectShare of the time to the next: sampling a
 	// large address space (which asks the host for the residency of
 	// every page) stays a bounded share of the run.
-	cost := time.Since(now)
+	cost := cpu.since()
 	c.lastCost = cost
 	c.next = now.Add(nextGap(c.interval, cost))
 	c.rep.CollectNS += int64(cost)
@@ -511,7 +526,8 @@ func mergePairs(ss []Sample) []Sample {
 
 // snapshot takes m's vmas and page runs for p.
 func (c *Collector) snapshot(p *Process, now time.Time, why, image string, m *mm.MemoryManager) {
-	defer func() { c.rep.CollectNS += int64(time.Since(now)) }()
+	cpu := startCPU()
+	defer func() { c.rep.CollectNS += int64(cpu.since()) }()
 	snap := Snapshot{TNS: c.since(now), Why: why, Image: image}
 	// The status figures are sums over the vmas, as Stats computes them
 	// (VmLck is the size of the locked vmas, "lo"), without a second
@@ -640,4 +656,29 @@ func (c *Collector) Finish(t Totals) *Report {
 		c.rep.Processes = []*Process{}
 	}
 	return &c.rep
+}
+
+// cpuClock is a reading of the calling thread's CPU time (the runner's
+// tracer is locked to its thread), or of the wall clock where the host
+// cannot say.
+type cpuClock struct {
+	thread time.Duration
+	wall   time.Time
+}
+
+// startCPU reads the clock.
+func startCPU() cpuClock {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return cpuClock{wall: time.Now()}
+	}
+	return cpuClock{thread: time.Duration(ts.Nano())}
+}
+
+// since returns the CPU time the thread used since c was read.
+func (c cpuClock) since() time.Duration {
+	if !c.wall.IsZero() {
+		return time.Since(c.wall)
+	}
+	return max(0, startCPU().thread-c.thread)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -322,5 +323,55 @@ func TestFreeing(t *testing.T) {
 	}
 	if !c.Freeing(eventBytes, t0.Add(DefaultInterval+collectShare*time.Millisecond)) {
 		t.Errorf("a release is not sampled collectShare times the last sample's cost later")
+	}
+}
+
+// TestExiting: exits are sampled under the same bound as releases, and
+// share their turns: a run of exits within one interval gets one sample,
+// and a release sampled just before leaves the exit unsampled.
+func TestExiting(t *testing.T) {
+	c := NewCollector([]string{"prog"})
+	t0 := c.start.Add(time.Second)
+	if !c.Exiting(t0) {
+		t.Errorf("the first exit is not sampled")
+	}
+	if c.Exiting(t0.Add(DefaultInterval / 2)) {
+		t.Errorf("two exits within the interval are both sampled")
+	}
+	if !c.Freeing(eventBytes, t0.Add(DefaultInterval)) {
+		t.Errorf("a release an interval after the last sampled exit is not sampled")
+	}
+	if c.Exiting(t0.Add(DefaultInterval + DefaultInterval/2)) {
+		t.Errorf("an exit within the interval after a sampled release is sampled")
+	}
+	c.lastCost = time.Millisecond
+	if c.Exiting(t0.Add(3 * DefaultInterval)) {
+		t.Errorf("an exit is sampled within collectShare times the last sample's cost")
+	}
+	if !c.Exiting(t0.Add(DefaultInterval + collectShare*time.Millisecond)) {
+		t.Errorf("an exit is not sampled collectShare times the last sample's cost later")
+	}
+}
+
+// TestCollectCostIsCPUTime: what a sample costs is the collecting
+// thread's CPU time, so a thread that waits (for a CPU, on a loaded
+// machine) is not charged for the wait.
+func TestCollectCostIsCPUTime(t *testing.T) {
+	// As the runner's tracer is.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c := startCPU()
+	if !c.wall.IsZero() {
+		t.Skip("no thread CPU clock here")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if d := c.since(); d >= 25*time.Millisecond {
+		t.Errorf("a 50 ms sleep cost %v of CPU time", d)
+	}
+	c = startCPU()
+	for t0 := time.Now(); time.Since(t0) < 20*time.Millisecond; {
+	}
+	if d := c.since(); d <= 0 {
+		t.Errorf("20 ms of spinning cost %v of CPU time", d)
 	}
 }

@@ -92,11 +92,13 @@ func (s *Sandbox) reportExec(p *process) {
 	}
 }
 
-// reportExit records that p ended with wait status ws, after a last
-// sample of its figures.
+// reportExit records that p ended with wait status ws, after a sample of
+// the live address spaces if one is due (report.Collector.Exiting).
 func (s *Sandbox) reportExit(p *process, ws unix.WaitStatus) {
 	if r := s.opts.Report; r != nil {
-		s.reportSample(r, time.Now())
+		if now := time.Now(); r.Exiting(now) {
+			s.reportSample(r, now)
+		}
 		r.Exit(p.pid, syscall.WaitStatus(ws))
 	}
 }
