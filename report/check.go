@@ -210,11 +210,12 @@ func CheckPage(page string, r *Report) error {
 			}
 			body := vmas[j][:max(strings.Index(vmas[j], "</g>"), 0)]
 			runs := splitAfter(body, `<rect class="run `)
-			if len(runs) != len(v.Runs) {
-				bad("%s: %d page runs in the page, %d in the report", vw, len(runs), len(v.Runs))
+			drawn := drawnRuns(v)
+			if len(runs) != len(drawn) {
+				bad("%s: %d page runs in the page, %d in the report (%d as drawn)", vw, len(runs), len(v.Runs), len(drawn))
 				continue
 			}
-			for k, run := range v.Runs {
+			for k, run := range drawn {
 				ra := attrs(runs[k])
 				rw := fmt.Sprintf("%s, run %d", vw, k)
 				if state, _, _ := strings.Cut(runs[k], `"`); state != run.State {

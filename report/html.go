@@ -460,7 +460,7 @@ func (h *htmlWriter) vmaRow(v *VMA, y, rh float64) {
 	h.p("<text class=\"addr\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%#x</text>", mapAddrW, y+11, v.Start)
 	h.p("<rect class=\"bg\" x=\"%d\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\"/>", mapBarX, y+1, mapBarW, rh-2, color)
 	px := func(a uint64) float64 { return mapBarX + float64(mapBarW)*float64(a-v.Start)/float64(size) }
-	for _, run := range v.Runs {
+	for _, run := range drawnRuns(v) {
 		x0 := px(run.Start)
 		w := max(px(run.End)-x0, 1)
 		fill := color
@@ -494,6 +494,51 @@ func (h *htmlWriter) vmaRow(v *VMA, y, rh float64) {
 		name = "[" + v.Kind + "]"
 	}
 	h.p("<text class=\"label\" x=\"%d\" y=\"%.1f\">%s <tspan class=\"vname\">%s</tspan></text></g>\n", mapTextX, y+11, esc(label), esc(name))
+}
+
+// drawnRuns returns the page runs of v as its bar draws them: all of them
+// when there are at most mapBarW, else one run per stretch of the bar's
+// mapBarW columns that show the same state. A column shows the strongest
+// state of the pages in it: guard, then shared, then resident (a guard
+// page or a page shared copy-on-write stays visible however small).
+// Drawing one rectangle per run would make a heap of tens of thousands
+// of alternating runs cost more to write, and to render, than the rest of
+// the report, for detail no screen shows; the JSON keeps every run.
+func drawnRuns(v *VMA) []Run {
+	if len(v.Runs) <= mapBarW || v.End <= v.Start {
+		return v.Runs
+	}
+	size := v.End - v.Start
+	col := func(a uint64) int { return int(min((a-v.Start)/(size/mapBarW+1), mapBarW-1)) }
+	colStart := func(c int) uint64 { return v.Start + uint64(c)*(size/mapBarW+1) }
+	rank := map[string]int8{"resident": 1, "shared": 2, "guard": 3}
+	names := [...]string{1: "resident", 2: "shared", 3: "guard"}
+	var states [mapBarW]int8
+	for _, r := range v.Runs {
+		if r.End <= r.Start || r.Start < v.Start || r.End > v.End {
+			continue
+		}
+		for c := col(r.Start); c <= col(r.End-1); c++ {
+			states[c] = max(states[c], rank[r.State])
+		}
+	}
+	var out []Run
+	for c := 0; c < mapBarW; {
+		st := states[c]
+		e := c + 1
+		for e < mapBarW && states[e] == st {
+			e++
+		}
+		if st != 0 {
+			end := v.End
+			if e < mapBarW {
+				end = min(colStart(e), v.End)
+			}
+			out = append(out, Run{Start: colStart(c), End: end, State: names[st]})
+		}
+		c = e
+	}
+	return out
 }
 
 func lockedWord(locked bool) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -373,5 +374,58 @@ func TestCollectCostIsCPUTime(t *testing.T) {
 	}
 	if d := c.since(); d <= 0 {
 		t.Errorf("20 ms of spinning cost %v of CPU time", d)
+	}
+}
+
+// TestDrawnRuns: a vma's bar draws every run when they fit in its
+// columns, and otherwise one run per stretch of columns of one state, the
+// strongest of the column's pages, so that a guard page or a shared page
+// among tens of thousands of runs stays visible and the page stays small.
+func TestDrawnRuns(t *testing.T) {
+	const pg = 4096
+	few := VMA{Start: 0x10000, End: 0x10000 + 8*pg, Runs: []Run{
+		{Start: 0x10000, End: 0x10000 + pg, State: "resident"},
+		{Start: 0x10000 + 2*pg, End: 0x10000 + 3*pg, State: "shared"},
+	}}
+	if got := drawnRuns(&few); !slices.Equal(got, few.Runs) {
+		t.Errorf("a few runs drawn as %v, want them all", got)
+	}
+
+	// 20,000 pages alternating resident and shared, one guard page in
+	// the middle, a resident tail.
+	const n = 20000
+	many := VMA{Start: 0x7f0000000000, End: 0x7f0000000000 + 2*n*pg}
+	for i := uint64(0); i < n; i++ {
+		st := "resident"
+		if i%2 == 1 {
+			st = "shared"
+		}
+		if i == n/2 {
+			st = "guard"
+		}
+		many.Runs = append(many.Runs, Run{Start: many.Start + i*pg, End: many.Start + (i+1)*pg, State: st})
+	}
+	many.Runs = append(many.Runs, Run{Start: many.Start + n*pg, End: many.End, State: "resident"})
+	got := drawnRuns(&many)
+	if len(got) > mapBarW {
+		t.Fatalf("%d runs drawn, more than the bar's %d columns", len(got), mapBarW)
+	}
+	var states []string
+	prev := many.Start
+	for _, r := range got {
+		if r.Start < prev || r.End <= r.Start || r.End > many.End {
+			t.Errorf("drawn run %#x-%#x out of order or outside the vma", r.Start, r.End)
+		}
+		prev = r.End
+		states = append(states, r.State)
+	}
+	// The alternating half shows shared, broken by the guard page's
+	// column; the tail shows resident.
+	want := []string{"shared", "guard", "shared", "resident"}
+	if !slices.Equal(states, want) {
+		t.Errorf("drawn states %v, want %v", states, want)
+	}
+	if got[len(got)-1].End != many.End {
+		t.Errorf("the last drawn run ends at %#x, want the vma's end %#x", got[len(got)-1].End, many.End)
 	}
 }
