@@ -499,8 +499,9 @@ func (c *Collector) overBudget(now time.Time) bool {
 	return c.rep.CollectNS*collectShare > c.since(now)
 }
 
-// mergePairs halves the timeline: each pair of samples becomes the later
-// one, with the faults of both.
+// mergePairs halves the timeline: of each pair of samples it keeps the
+// one with the larger RSS (the later one if equal), so that a peak stays
+// on the timeline however often it is halved, with the faults of both.
 func mergePairs(ss []Sample) []Sample {
 	out := ss[:0]
 	for i := 0; i < len(ss); i += 2 {
@@ -508,18 +509,21 @@ func mergePairs(ss []Sample) []Sample {
 			out = append(out, ss[i])
 			break
 		}
-		a, b := ss[i], ss[i+1]
-		b.Faults += a.Faults
-		for j := range b.Procs {
-			for _, ap := range a.Procs {
-				if ap.PID == b.Procs[j].PID {
-					b.Procs[j].Faults += ap.Faults
+		keep, drop := ss[i+1], ss[i]
+		if drop.RSS > keep.RSS {
+			keep, drop = drop, keep
+		}
+		keep.Faults += drop.Faults
+		for j := range keep.Procs {
+			for _, dp := range drop.Procs {
+				if dp.PID == keep.Procs[j].PID {
+					keep.Procs[j].Faults += dp.Faults
 				}
 			}
 		}
-		// A process that ended between the two keeps its faults in the
-		// total (b.Faults) only.
-		out = append(out, b)
+		// A process in the dropped sample only keeps its faults in the
+		// total (keep.Faults).
+		out = append(out, keep)
 	}
 	return out
 }

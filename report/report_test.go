@@ -429,3 +429,33 @@ func TestDrawnRuns(t *testing.T) {
 		t.Errorf("the last drawn run ends at %#x, want the vma's end %#x", got[len(got)-1].End, many.End)
 	}
 }
+
+// TestMergePairsKeepsPeaks: halving the timeline keeps, of each pair, the
+// sample with the larger RSS, so a one-sample peak survives every
+// halving, with the pair's faults.
+func TestMergePairsKeepsPeaks(t *testing.T) {
+	var ss []Sample
+	for i := range 16 {
+		s := Sample{TNS: int64(i), RSS: 100, Faults: 1, Procs: []ProcSample{{PID: 1, RSS: 100, Faults: 1}}}
+		if i == 6 {
+			s.RSS, s.Procs[0].RSS = 900, 900
+		}
+		ss = append(ss, s)
+	}
+	for len(ss) > 1 {
+		ss = mergePairs(ss)
+		var peak bool
+		var faults, procFaults uint64
+		for _, s := range ss {
+			peak = peak || s.RSS == 900
+			faults += s.Faults
+			procFaults += s.Procs[0].Faults
+		}
+		if !peak || faults != 16 || procFaults != 16 {
+			t.Fatalf("after halving to %d samples: peak kept %v, faults %d and %d, want 16", len(ss), peak, faults, procFaults)
+		}
+	}
+	if ss[0].TNS != 6 {
+		t.Errorf("the last sample left is at %d, want the peak's (6)", ss[0].TNS)
+	}
+}
