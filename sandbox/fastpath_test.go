@@ -147,14 +147,13 @@ func TestFastPath(t *testing.T) {
 	// The fast path is opt-in (VMSPACE_FASTPATH=1) because of a known
 	// bug: in two clean-clone CI runs of 2026-12-07 this program died
 	// with SIGSEGV (exit 139, no output) in round 108 of its first,
-	// single-threaded loop, with the fast path on; 300 runs here under
-	// every load we could make did not reproduce it (issue 15's note).
-	// The helper thread of then stored its results in its page, made
-	// writable for the moment (an mprotect each way, the second after
-	// its report, while the program ran on); today's stores nothing
-	// (fastpath.go). Until that is soaked, this test runs with the fast
-	// path opted in: VMSPACE_FASTPATH=1 go test ./sandbox runs the whole
-	// suite on the fast path and this test with it.
+	// single-threaded loop, with the fast path on. Reproduced since (1
+	// run in about 300 of that loop alone, under load): a fault's SIGSEGV
+	// reached vmspace with a made-up siginfo (SI_USER, no sender, no
+	// address) and was delivered as a sent signal (fastpathOn's comment).
+	// Until that is fixed, this test runs with the fast path opted in:
+	// VMSPACE_FASTPATH=1 go test ./sandbox runs the whole suite on the
+	// fast path and this test with it.
 	if !fastpathOn {
 		t.Skip("the fast path is off (VMSPACE_FASTPATH=1 turns it on and runs this test): known intermittent SIGSEGV, see the comment")
 	}

@@ -100,12 +100,19 @@ func TestRobustOwnerDiedAtExit(t *testing.T) {
 	exe := buildC(t, "robustexit", robustExitSrc, false, "-pthread")
 	var evicting *stubAS
 	marks := 0
-	stopHook = func(s *Sandbox, tk *task) {
-		if s.fetchRegs(tk) == nil && tk.regs.Orig_rax == unix.SYS_MADVISE && tk.regs.Rsi == 3*4096 && tk.regs.Rdx == unix.MADV_NORMAL {
+	marker := func(tk *task, nr int, length, advice uint64) {
+		if nr == unix.SYS_MADVISE && length == 3*4096 && advice == unix.MADV_NORMAL {
 			evicting = tk.p.as
 			marks++
 		}
 	}
+	stopHook = func(s *Sandbox, tk *task) {
+		if s.fetchRegs(tk) == nil {
+			marker(tk, int(tk.regs.Orig_rax), tk.regs.Rsi, tk.regs.Rdx)
+		}
+	}
+	// With the fast path on, the madvise takes no stop.
+	fastHook = func(s *Sandbox, tk *task, nr int, a [6]uint64) { marker(tk, nr, a[1], a[2]) }
 	mapFileHook = func(as *stubAS) error {
 		if as != evicting {
 			return nil
@@ -117,7 +124,7 @@ func TestRobustOwnerDiedAtExit(t *testing.T) {
 		}
 		return unix.ENOMEM
 	}
-	defer func() { stopHook, mapFileHook = nil, nil }()
+	defer func() { stopHook, fastHook, mapFileHook = nil, nil, nil }()
 	compare(t, "", "", exe)
 	if marks != 2 {
 		t.Errorf("saw %d marker madvises, want 2", marks)
