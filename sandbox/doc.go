@@ -274,6 +274,7 @@
 //     rewritten into an mmap of an inaccessible reservation (a hole the
 //     fault path counts as no mapping), with no injected call.
 //   - fault.go, kareas.go: page faults and the areas the kernel uses;
+//     lostsiginfo.go: a fault whose siginfo the kernel lost, retried;
 //     uffd.go, uffd_access.go, uffd_hugetlb.go: userfaultfd.
 //   - signals.go: SIGSEGV kept unblocked, forwarding; sigrecord_amd64.go,
 //     sigrecord_amd64.s: the senders of vmspace's signals; sigqueue.go: signals

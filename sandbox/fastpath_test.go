@@ -150,8 +150,9 @@ func TestFastPath(t *testing.T) {
 	// single-threaded loop, with the fast path on. Reproduced since (1
 	// run in about 300 of that loop alone, under load): a fault's SIGSEGV
 	// reached vmspace with a made-up siginfo (SI_USER, no sender, no
-	// address) and was delivered as a sent signal (fastpathOn's comment).
-	// Until that is fixed, this test runs with the fast path opted in:
+	// address) and was delivered as a sent signal (fastpathOn's comment;
+	// retried as a fault since: lostsiginfo.go, TestLostSiginfo). Until
+	// the fast path is soaked, this test runs with it opted in:
 	// VMSPACE_FASTPATH=1 go test ./sandbox runs the whole suite on the
 	// fast path and this test with it.
 	if !fastpathOn {

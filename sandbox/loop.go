@@ -192,6 +192,13 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.resume(t, 0, nil)
 		return
 	}
+	if siginfoHook != nil {
+		siginfoHook(t, sig, &si)
+	}
+	if s.lostFault(t, sig, &si) {
+		s.resume(t, 0, nil)
+		return
+	}
 	s.fp.restartable(t)
 	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
 		t.expectStop--

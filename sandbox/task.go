@@ -77,6 +77,10 @@ type task struct {
 	// faultRepeats counts consecutive repeats of lastFault without
 	// progress.
 	faultRepeats int
+	// lostAt is rip at the last SIGSEGV or SIGBUS stop whose siginfo the
+	// kernel had lost, retried as a fault (lostsiginfo.go), 0 if none.
+	// Used by the tracer thread only.
+	lostAt uint64
 	// mapGen is 1 + the generation of its address space's host
 	// mappings (stubAS.h) when the task was last resumed with no unmap
 	// pending, or 0: a fork the task makes while the count is unchanged
