@@ -60,7 +60,7 @@ func (mm *MemoryManager) rememberRead(pseg pmaIterator) {
 			return
 		}
 	}
-	mm.lastRead.Store(&readCache{seq: seq, start: start, end: pseg.End(), im: pseg.ValuePtr().im})
+	mm.lastRead.Store(&readCache{seq: seq, start: start, end: pseg.End(), im: pseg.ValuePtr().imBlock(pseg)})
 }
 
 // copyInUnlocked copies into dst from [addr, end) without taking activeMu,

@@ -220,7 +220,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 				}
 				cp := *p
 				cp.off = fr.Start
-				cp.im = safemem.Block{}
+				cp.im = safemem.Origin{}
 				cp.mapped = 0 // nothing is mapped in the child's AddressSpace
 				cp.uffdWP = cp.uffdWP && v.flags.has(vmaUffdWP)
 				pgap = mm2.pmas.InsertWithoutMergingUnchecked(pgap, addrSegRange(cr), cp).NextGap()

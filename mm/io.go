@@ -75,7 +75,7 @@ func (mm *MemoryManager) CopyIn(ctx context.Context, addr hostarch.Addr, dst []b
 		rt := mm.activeMu.RLock()
 		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
 			if src, ok := fastMapping(pseg, addr, len(dst), false); ok {
-				if !pseg.ValuePtr().im.IsEmpty() {
+				if !pseg.ValuePtr().im.IsZero() {
 					mm.rememberRead(pseg)
 				}
 				n, err := safemem.Copy(safemem.BlockFromSafeSlice(dst), src)
@@ -109,8 +109,8 @@ func fastMapping(pseg pmaIterator, addr hostarch.Addr, n int, write bool) (safem
 		return safemem.Block{}, false
 	}
 	off := uint64(addr - pseg.Start())
-	if !p.im.IsEmpty() {
-		return p.im.DropFirst64(off).TakeFirst(n), true
+	if !p.im.IsZero() {
+		return p.im.Add(off).Block(uint64(min(uint64(n), uint64(pseg.End()-addr)))), true
 	}
 	if !p.private {
 		return safemem.Block{}, false

@@ -87,7 +87,7 @@ func TestFastIOSpanningMappings(t *testing.T) {
 	if n := m.pmas.Len(); n != 1 {
 		t.Fatalf("%d pmas for two adjacent allocations; the test wants one", n)
 	}
-	if im := m.pmas.FirstSegment().ValuePtr().im; !im.IsEmpty() {
+	if im := m.pmas.FirstSegment().ValuePtr().im; !im.IsZero() {
 		t.Fatalf("the pma spanning two windows has a cached mapping %v", im)
 	}
 	slow := 0

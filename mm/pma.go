@@ -75,11 +75,13 @@ type pma struct {
 	// hold data (privateDataRuns).
 	allData bool
 
-	// im is the pma's whole range in file's internal mapping
-	// (file.MapInternal), cached when it is one contiguous Block; empty
-	// until first needed, or if it is not. Set with activeMu held for
-	// writing; read with it held for reading.
-	im safemem.Block
+	// im is where the pma's whole range starts in file's internal
+	// mapping (file.MapInternal), cached when that is one contiguous
+	// Block, whose length is the pma's (imBlock); none until first
+	// needed, or if it is not. An Origin, not a Block, keeps the pma at
+	// 56 bytes (a leaf of 16 in a 1280-byte allocation). Set with
+	// activeMu held for writing; read with it held for reading.
+	im safemem.Origin
 
 	// mapped records what the AddressSpace holds for the whole pma: 0 if
 	// nothing is known to be mapped, else mappedBit | the PROT bits of the
@@ -122,10 +124,8 @@ func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (
 		return pma{}, false
 	}
 	// Keep the cached internal mapping only when the two are contiguous.
-	if im, ok := p1.im.Join(p2.im); ok && !p1.im.IsEmpty() && !p2.im.IsEmpty() {
-		p1.im = im
-	} else {
-		p1.im = safemem.Block{}
+	if p1.im.IsZero() || p2.im.IsZero() || p1.im.Add(uint64(r1.Length())) != p2.im {
+		p1.im = safemem.Origin{}
 	}
 	if p1.mapped != p2.mapped {
 		p1.mapped = 0
@@ -138,8 +138,7 @@ func (pmaSetFunctions) Split(r addrSegRange, p pma, split hostarch.Addr) (pma, p
 	n := uint64(split - r.Start)
 	p2 := p
 	p2.off += n
-	p2.im = p.im.DropFirst64(n)
-	p.im = p.im.TakeFirst64(n)
+	p2.im = p.im.Add(n)
 	return p, p2
 }
 
@@ -158,17 +157,23 @@ type pmaRef struct{ pmaIterator }
 // activeMu held for writing.
 func (mm *MemoryManager) internalMappingsLocked(pseg pmaIterator) (safemem.BlockSeq, error) {
 	p := pseg.ValuePtr()
-	if !p.im.IsEmpty() {
-		return safemem.BlockSeqOf(p.im), nil
+	if !p.im.IsZero() {
+		return safemem.BlockSeqOf(p.imBlock(pseg)), nil
 	}
 	ims, err := p.file.MapInternal(pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())), p.internalPerms())
 	if err != nil {
 		return safemem.BlockSeq{}, err
 	}
 	if ims.NumBlocks() == 1 {
-		p.im = ims.Head()
+		p.im, _ = safemem.OriginOf(ims.Head())
 	}
 	return ims, nil
+}
+
+// imBlock returns pseg's cached internal mapping (im) as a Block over its
+// whole range, empty if none is cached.
+func (p *pma) imBlock(pseg pmaIterator) safemem.Block {
+	return p.im.Block(uint64(pseg.Range().Length()))
 }
 
 // internalMappingsForLocked makes sure that the host mapping of ar, a
@@ -192,8 +197,8 @@ func (mm *MemoryManager) internalMappingsForLocked(pseg pmaIterator, ar hostarch
 // the pma holds its pages), and activeMu is held.
 func internalMappingsOf(pseg pmaIterator, ar hostarch.AddrRange) safemem.BlockSeq {
 	p := pseg.ValuePtr()
-	if !p.im.IsEmpty() {
-		return safemem.BlockSeqOf(p.im.DropFirst64(uint64(ar.Start - pseg.Start())).TakeFirst64(ar.Length()))
+	if !p.im.IsZero() {
+		return safemem.BlockSeqOf(p.im.Add(uint64(ar.Start - pseg.Start())).Block(ar.Length()))
 	}
 	ims, _ := p.file.MapInternal(pmaRef{pseg}.fileRange(ar), p.internalPerms())
 	return ims
@@ -504,7 +509,7 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 		allData:        srcAll || !p.private,
 	}
 	if dst.NumBlocks() == 1 {
-		p.im = dst.Head()
+		p.im, _ = safemem.OriginOf(dst.Head())
 	}
 	mm.unmapASLocked(unit)
 	mm.pmas.MergeAdjacent(addrSegRange(unit))

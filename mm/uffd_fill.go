@@ -389,7 +389,7 @@ func (mm *MemoryManager) movePages(u *Userfaultfd, dr, sr hostarch.AddrRange, ho
 		mm.unmapASLocked(spr)
 		mm.pmas.Remove(pseg)
 		mp.mapped = 0
-		mp.im = safemem.Block{}
+		mp.im = safemem.Origin{}
 		mp.needCOW, mp.lazyFree, mp.uffdWP = false, false, false
 		mp.maxPerms = dv.maxPerms
 		mp.effectivePerms = dv.pmaPerms(mp.translatePerms, false, true)

@@ -19,7 +19,7 @@ import (
 // The fields are ordered to leave no padding but the byte after
 // anonChained: a vma is 104 bytes, so a leaf of the vma set (16 values
 // inline, segment's leafCap) fits the Go allocator's 2048-byte size class
-// rather than 2304 (TestVMASize). Keep it so when adding a field, or say
+// rather than 2304 (TestSetValueSizes). Keep it so when adding a field, or say
 // what it costs a vma.
 type vma struct {
 	// mappable is what the vma maps, or nil for private anonymous memory.

@@ -18,8 +18,9 @@
 // touched pages), so a process of tens of MiB makes it cost milliseconds:
 // the next sample then waits collectShare times what this one cost, which
 // keeps sampling within 1% of the run, unless a memory call gives back a
-// MiB or more, which is sampled before and after (Freeing), at most once
-// per interval.
+// MiB or more, which is sampled before and after (Freeing), or a process
+// exits (Exiting), under the same bound, with which these events share
+// their turns; the run's last process's exit is always sampled.
 // Snapshots are also taken of a parent when it forks (when its private
 // memory becomes shared copy-on-write), at most maxSnapshots per process,
 // and after the first only while collecting has taken less than 1% of
@@ -41,6 +42,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"syscall"
 	"time"
@@ -268,8 +270,8 @@ type Collector struct {
 	// ctx is the context of the managers' calls.
 	ctx context.Context
 	// start is when the run started; next when the next sample is due;
-	// lastEvent when the last pair of samples around a release was taken
-	// (Freeing).
+	// lastEvent when the last sample of an event was taken (a release,
+	// Freeing, or an exit, Exiting).
 	start, next, lastEvent time.Time
 	// lastCost is what the last sample cost.
 	lastCost time.Duration
@@ -417,7 +419,8 @@ func (c *Collector) Freeing(n uint64, now time.Time) bool {
 }
 
 // Exiting reports whether the exit of a process at now should be sampled
-// (Sample) so that the timeline shows its memory's drop: under the same
+// (Sample, taken before the process leaves its address space: its last
+// figures; the drop shows at the next sample): under the same
 // bound as Freeing's samples, with which it shares its turns (an exit
 // sample after every exit of a run of short processes would cost more than
 // the run, for a process with a large address space alive meanwhile).
@@ -439,6 +442,8 @@ func (c *Collector) Due(now time.Time) bool { return !now.Before(c.next) }
 // Sample takes a sample at now of the live address spaces, and of the
 // memory file, of which memFile bytes are allocated.
 func (c *Collector) Sample(now time.Time, spaces []Space, memFile uint64) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cpu := startCPU()
 	slices.SortFunc(spaces, func(a, b Space) int { return cmp.Compare(a.PID, b.PID) })
 	s := Sample{TNS: c.since(now), MemFile: memFile}
@@ -530,6 +535,8 @@ func mergePairs(ss []Sample) []Sample {
 
 // snapshot takes m's vmas and page runs for p.
 func (c *Collector) snapshot(p *Process, now time.Time, why, image string, m *mm.MemoryManager) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	cpu := startCPU()
 	defer func() { c.rep.CollectNS += int64(cpu.since()) }()
 	snap := Snapshot{TNS: c.since(now), Why: why, Image: image}
@@ -662,27 +669,36 @@ func (c *Collector) Finish(t Totals) *Report {
 	return &c.rep
 }
 
-// cpuClock is a reading of the calling thread's CPU time (the runner's
-// tracer is locked to its thread), or of the wall clock where the host
-// cannot say.
+// cpuClock is a reading of the calling thread's CPU time, or of the wall
+// clock where the host cannot say. Its user must stay on one OS thread
+// between the reading and since (runtime.LockOSThread: the runner's
+// tracer is locked to its thread; the fast path's server is not, so
+// Sample and snapshot lock it meanwhile); since falls back to the wall
+// clock if the thread changed anyway.
 type cpuClock struct {
+	tid    int
 	thread time.Duration
 	wall   time.Time
 }
 
 // startCPU reads the clock.
 func startCPU() cpuClock {
+	c := cpuClock{tid: unix.Gettid(), wall: time.Now()}
 	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
-		return cpuClock{wall: time.Now()}
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) == nil {
+		c.thread = time.Duration(ts.Nano())
+	} else {
+		c.tid = 0
 	}
-	return cpuClock{thread: time.Duration(ts.Nano())}
+	return c
 }
 
-// since returns the CPU time the thread used since c was read.
+// since returns the CPU time the thread used since c was read, or the
+// wall time if the thread's is not known.
 func (c cpuClock) since() time.Duration {
-	if !c.wall.IsZero() {
+	now := startCPU()
+	if c.tid == 0 || now.tid != c.tid {
 		return time.Since(c.wall)
 	}
-	return max(0, startCPU().thread-c.thread)
+	return max(0, now.thread-c.thread)
 }

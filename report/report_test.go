@@ -358,7 +358,7 @@ func TestExiting(t *testing.T) {
 // thread's CPU time, so a thread that waits (for a CPU, on a loaded
 // machine) is not charged for the wait.
 func TestCollectCostIsCPUTime(t *testing.T) {
-	// As the runner's tracer is.
+	// As Sample and snapshot are while they measure.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	c := startCPU()

@@ -93,10 +93,11 @@ func (s *Sandbox) reportExec(p *process) {
 }
 
 // reportExit records that p ended with wait status ws, after a sample of
-// the live address spaces if one is due (report.Collector.Exiting).
+// the live address spaces if one is due (report.Collector.Exiting) or p is
+// the last process, so that the timeline reaches the run's end.
 func (s *Sandbox) reportExit(p *process, ws unix.WaitStatus) {
 	if r := s.opts.Report; r != nil {
-		if now := time.Now(); r.Exiting(now) {
+		if now := time.Now(); r.Exiting(now) || len(s.procs) == 1 {
 			s.reportSample(r, now)
 		}
 		r.Exit(p.pid, syscall.WaitStatus(ws))
