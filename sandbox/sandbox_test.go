@@ -533,7 +533,14 @@ func TestJava(t *testing.T) {
 		// SI_QUEUE or SI_TKILL, and aborts. Its crash report's signal
 		// lines are logged for whoever takes it on; the test does not
 		// fail on this signature alone, so that the rest of what it
-		// checks keeps CI meaningful.
+		// checks keeps CI meaningful. No path of vmspace resumes a
+		// thread with a signal other than its stop's without setting
+		// the signal's siginfo (ptrace would then make it SI_USER).
+		// Causes found: a fault whose siginfo the kernel lost (SI_USER,
+		// no sender: lostsiginfo.go, b6bf8e0), and signal frames the
+		// host kernel cannot write or read while another thread forks,
+		// which give the handler a SIGSEGV it did not cause (si_code
+		// SI_KERNEL: TestSignalFramesDuringFork, open).
 		logs, _ := filepath.Glob(filepath.Join(dir, "hs_err_pid*.log"))
 		for _, l := range logs {
 			if b, err := os.ReadFile(l); err == nil {
