@@ -146,14 +146,19 @@ func (s *Sandbox) ensureMsghdr(t *task, msg uint64, write bool, limit uint64) {
 }
 
 // prevalidate maps the buffers of system call nr, which the host is about
-// to run, as its spec (sysargs.go) describes them.
-func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) {
+// to run, as its spec (sysargs.go) describes them. It returns EFAULT, and
+// maps nothing, if the call is to fail as Linux fails it for a buffer at
+// an address the program does not have (inStub).
+func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) unix.Errno {
 	if t.p.mm == nil {
-		return
+		return 0
 	}
 	sp, ok := specs[nr]
 	if !ok {
-		return
+		return 0
+	}
+	if (s.readsStub(t, sp, a) || s.vmRWStub(t, nr, a)) && s.fdReads(t, sp, a) {
+		return unix.EFAULT
 	}
 	special := false
 	for i, as := range sp {
@@ -189,6 +194,183 @@ func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) {
 	if special {
 		s.prevalidateSpecial(t, nr, a)
 	}
+	return 0
+}
+
+// inStub reports whether addr is in vmspace's own pages at the top of
+// every process, [StubStart, TASK_SIZE) (stub.go): natively nothing is
+// mapped there.
+func inStub(addr uint64) bool {
+	return addr >= uint64(ptrace.StubStart) && addr < uint64(hostarch.MaxUserAddress)
+}
+
+// readsStub reports whether a call with spec sp and arguments a has the
+// host kernel read memory that starts in vmspace's pages: a path there, a
+// buffer there that the kernel reads (not empty), the iovec array or
+// message header the kernel reads first, or the first buffer of the iovec
+// array or message it sends (iovReadsStub). On Linux the address is not
+// mapped and the call fails with EFAULT; in the host the kernel would read
+// vmspace's pages and go on. (A buffer the kernel only writes needs
+// nothing: the pages are read-only, so the host fails the write with
+// EFAULT as Linux does.) Only where a buffer starts is looked at: one that
+// starts below and runs into the pages is copied in part natively as in
+// the host (until the write side fails, or in full for a read), as are
+// the iovecs after the first. The arguments of the calls whose buffers depend on another
+// argument (ioctl, fcntl, prctl, futex...: argSpecial) are not looked at.
+// Linux may fail such a call with another error first (EINVAL for a bad
+// flag, say); vmspace then gives EFAULT (but see fdReads).
+func (s *Sandbox) readsStub(t *task, sp sysSpec, a [6]uint64) bool {
+	for i, as := range sp {
+		if !as.pointer() {
+			continue
+		}
+		if !inStub(a[i]) {
+			if s.iovReadsStub(t, as, a[i], a) {
+				return true
+			}
+			continue
+		}
+		switch as.kind {
+		case argPath, argMsg:
+			return true
+		case argBuf:
+			if as.in && s.bufSize(t, as.size, a) > 0 {
+				return true
+			}
+		case argIOV, argIOVRd:
+			// More than IOV_MAX entries is EINVAL first.
+			if n := a[as.size.arg]; n > 0 && n <= maxIOVecs {
+				return true
+			}
+		case argMMsg:
+			if uint32(a[as.size.arg]) > 0 {
+				return true
+			}
+		case argFDSet:
+			// A negative count is EINVAL first.
+			if int32(a[as.size.arg]) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fdReads reports whether a call with spec sp and arguments a, which
+// would read a buffer in vmspace's pages, reads it natively given its
+// descriptor argument (if any): a descriptor that is not open fails the
+// call with EBADF first (the host does the same), and a write to
+// /dev/null or /dev/zero reads nothing (the host's write of vmspace's
+// pages does nothing either).
+func (s *Sandbox) fdReads(t *task, sp sysSpec, a [6]uint64) bool {
+	for i, as := range sp {
+		if as.kind != argFD {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, int32(a[i])), &st) != nil {
+			return false
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFCHR && unix.Major(st.Rdev) == 1 && (unix.Minor(st.Rdev) == 3 || unix.Minor(st.Rdev) == 5) {
+			return false
+		}
+		break
+	}
+	return true
+}
+
+// iovReadsStub reports whether the iovec array (of a call that reads its
+// buffers) or the message header to be sent, at addr and outside
+// vmspace's pages, has the kernel read first from a buffer in them: the
+// first iovec that is not empty, or the message's address. Linux fails
+// the call with EFAULT, having sent nothing.
+func (s *Sandbox) iovReadsStub(t *task, as argSpec, addr uint64, a [6]uint64) bool {
+	if !as.in || addr == 0 {
+		return false
+	}
+	var iov, cnt uint64
+	switch as.kind {
+	case argIOV:
+		iov, cnt = addr, a[as.size.arg]
+	case argMsg:
+		w, ok := s.readWords(t, addr, 4)
+		if !ok {
+			return false
+		}
+		if uint32(w[1]) > 0 && inStub(w[0]) {
+			return true
+		}
+		iov, cnt = w[2], w[3]
+		if inStub(iov) && cnt > 0 && cnt <= maxIOVecs {
+			return true
+		}
+	default:
+		return false
+	}
+	if cnt == 0 || cnt > maxIOVecs {
+		return false
+	}
+	w, ok := s.readWords(t, iov, int(2*cnt))
+	if !ok {
+		return false
+	}
+	for i := 0; i < len(w); i += 2 {
+		if w[i+1] != 0 {
+			return inStub(w[i])
+		}
+	}
+	return false
+}
+
+// vmRWStub reports whether process_vm_readv or process_vm_writev (nr)
+// with arguments a, which moves bytes (its local iovecs are not all
+// empty), starts with memory in vmspace's pages on either side: the
+// remote iovec array, the first remote buffer that is not empty (of a
+// process of the program), or the first local buffer that is not empty
+// (for process_vm_writev, which reads it: the host's write side fails
+// as Linux's does). Linux fails such a call with EFAULT, having moved
+// nothing.
+func (s *Sandbox) vmRWStub(t *task, nr int, a [6]uint64) bool {
+	if nr != unix.SYS_PROCESS_VM_READV && nr != unix.SYS_PROCESS_VM_WRITEV || a[5] != 0 {
+		return false
+	}
+	lcnt, rcnt := a[2], a[4]
+	if lcnt == 0 || lcnt > maxIOVecs || rcnt > maxIOVecs {
+		return false
+	}
+	local, ok := s.readWords(t, a[1], int(2*lcnt))
+	if !ok {
+		return false
+	}
+	first := func(iov []uint64) (uint64, bool) {
+		for i := 0; i+1 < len(iov); i += 2 {
+			if iov[i+1] != 0 {
+				return iov[i], true
+			}
+		}
+		return 0, false
+	}
+	lbase, ok := first(local)
+	if !ok {
+		// Nothing to move: Linux returns 0 before reading the remote
+		// array.
+		return false
+	}
+	if rcnt > 0 && inStub(a[3]) {
+		return true
+	}
+	if nr == unix.SYS_PROCESS_VM_WRITEV && inStub(lbase) {
+		return true
+	}
+	if pt := s.tasks[int(int32(a[0]))]; pt == nil || pt.p == nil {
+		return false
+	}
+	remote, ok := s.readWords(t, a[3], int(2*rcnt))
+	if !ok {
+		return false
+	}
+	rbase, ok := first(remote)
+	return ok && inStub(rbase)
 }
 
 // bufSize returns the size of a buffer by its rule.

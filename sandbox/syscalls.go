@@ -66,7 +66,9 @@ func (s *Sandbox) syscall(t *task) {
 		return
 	}
 	if res.act == actPass {
-		s.prevalidate(t, nr, a)
+		if e := s.prevalidate(t, nr, a); e != 0 {
+			res = retErr(e)
+		}
 		if t.dead() {
 			return
 		}
