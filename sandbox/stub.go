@@ -40,13 +40,20 @@ import (
 // directly (SIGSEGV), with process_vm_writev (EFAULT), nor through
 // /proc/self/mem (EIO: a forced write goes only into a private mapping),
 // so it cannot make the code vmspace runs in it loop or trap, nor change
-// the arguments of an injected call. vmspace writes the scratch page
-// through the memory file (writeMem). The memory manager's range ends at
-// StubStart, and the memory system calls treat [StubStart, TASK_SIZE) as
-// a hole (stubHole): munmap there succeeds, mprotect, madvise, mlock,
-// munlock and msync fail with ENOMEM after doing their work below, as
-// Linux's do for unmapped addresses. A mapping cannot be placed there
-// (Linux would allow one).
+// the arguments of an injected call. A system call of the program that
+// would have the host kernel read them (a path or a buffer there) fails
+// with EFAULT as on Linux, where nothing is mapped there (readsStub in
+// prevalidate.go); one that would write there fails so in the host. The
+// program can still load from them (Linux: SIGSEGV), and cannot map
+// anything there: hiding them would need execute-only memory (PKU) or
+// another way to make system calls in the program's threads, with no
+// vmspace page in it while it runs (issue 18). vmspace writes the
+// scratch page through the memory file (writeMem). The memory
+// manager's range ends at StubStart, and the memory system calls treat
+// [StubStart, TASK_SIZE) as a hole (stubHole): munmap there succeeds,
+// mprotect, madvise, mlock, munlock and msync fail with ENOMEM after
+// doing their work below, as Linux's do for unmapped addresses. A
+// mapping cannot be placed there (Linux would allow one).
 const (
 	scratchAddr = ptrace.StubComm
 	codeAddr    = ptrace.StubCode
