@@ -214,6 +214,45 @@ type Table struct {
 	// direct is true for a NewDirectTable: its Files map host files
 	// directly. Immutable.
 	direct bool
+
+	// mappedHook, if set, is told when a directly mapped File gets its
+	// first mapping and when its last one goes (SetMappedHook). Atomic.
+	mappedHook atomic.Pointer[MappedHook]
+}
+
+// MappedHook is called with a directly mapped host file's st_dev, st_ino
+// and a path through which vmspace reaches it, with mapped true when the
+// File gets its first mapping and false when its last mapping goes. It is
+// called with the File's mapping lock held: it must not call back into
+// the File or its Table.
+type MappedHook func(dev, ino uint64, path string, mapped bool)
+
+// SetMappedHook makes t call fn (nil: nothing) when one of its directly
+// mapped Files gets its first mapping or loses its last one.
+func (t *Table) SetMappedHook(fn MappedHook) {
+	if fn == nil {
+		t.mappedHook.Store(nil)
+		return
+	}
+	t.mappedHook.Store(&fn)
+}
+
+// mappedChanged calls f's Table's MappedHook, if any, for a directly
+// mapped f whose mappings became non-empty (mapped) or empty.
+// Preconditions: f.mapsMu held.
+func (f *File) mappedChanged(mapped bool) {
+	if !f.direct || f.table == nil {
+		return
+	}
+	fn := f.table.mappedHook.Load()
+	if fn == nil {
+		return
+	}
+	path := ""
+	if f.hm != nil {
+		path = f.hm.Path()
+	}
+	(*fn)(f.dev, f.ino, path, mapped)
 }
 
 // NewTable returns an empty Table whose Files cache pages in mf.

@@ -77,7 +77,11 @@ func (f *File) AddMapping(ctx context.Context, ms memmap.MappingSpace, ar hostar
 	key := mappingKey{ms: ms, base: uint64(ar.Start) - offset, writable: writable}
 	f.mapsMu.Lock()
 	defer f.mapsMu.Unlock()
+	first := f.mappings.IsEmpty()
 	f.addMappingLocked(mr, key)
+	if first {
+		f.mappedChanged(true)
+	}
 	return nil
 }
 
@@ -136,6 +140,9 @@ func (f *File) RemoveMapping(ctx context.Context, ms memmap.MappingSpace, ar hos
 	}
 	f.mappings.MergeRange(r)
 	f.mappings.MergeAdjacent(r)
+	if found && f.mappings.IsEmpty() {
+		f.mappedChanged(false)
+	}
 	if found && writable && f.kind == hostKind {
 		// Whatever the mapping wrote must reach the host file, even
 		// through a translation that did not ask for write access.

@@ -80,6 +80,33 @@ func (mm *MemoryManager) VMAsIn(ctx context.Context, ar hostarch.AddrRange, usag
 	return out
 }
 
+// FindVMA describes, without its usage (as VMAsIn without usage does),
+// the first vma that ends after addr and that match accepts, given the
+// vma's range, its permissions as maps shows them ("rw-p") and its kind.
+// match also says when to look no further (stop): the vmas after it are
+// not looked at, and only the one returned is described in full (its
+// name may cost a question to the host), so that a lookup near addr
+// costs nothing for the vmas above it (PROCMAP_QUERY).
+func (mm *MemoryManager) FindVMA(ctx context.Context, addr hostarch.Addr, match func(r hostarch.AddrRange, perms string, kind VMAKind) (ok, stop bool)) (VMAInfo, bool) {
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	vseg := mm.vmas.LowerBoundSegment(addr)
+	if vseg.Ok() && vseg.End() <= addr {
+		vseg = vseg.NextSegment()
+	}
+	for ; vseg.Ok(); vseg = vseg.NextSegment() {
+		v := vseg.ValuePtr()
+		ok, stop := match(hostarch.AddrRange(vseg.Range()), v.permString(), v.kind())
+		if ok {
+			return mm.vmaNamesLocked(ctx, vseg), true
+		}
+		if stop {
+			break
+		}
+	}
+	return VMAInfo{}, false
+}
+
 // vmaNamesLocked describes vseg without its usage (the figures from Rss
 // on). Preconditions: mappingMu held for reading.
 func (mm *MemoryManager) vmaNamesLocked(ctx context.Context, vseg vmaIterator) VMAInfo {

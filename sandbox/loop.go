@@ -23,7 +23,7 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 	if err := s.startRoot(); err != nil {
 		return 0, err
 	}
-	s.outside.start()
+	s.outside.start(s.files)
 	defer s.outside.stop()
 	for len(s.tasks) > 0 {
 		// Truncations made outside the sandbox are applied between two

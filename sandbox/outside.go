@@ -7,16 +7,26 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vmspace/vmspace/hostfile"
 )
 
 // Truncations of mapped host files by processes outside the sandbox.
 //
 // truncate.go sees the program's own truncations at their system calls'
 // exits. Another process's truncation is seen through inotify: every host
-// file the program maps directly is watched for IN_MODIFY, and a goroutine
-// that reads the events compares the file's size with the one it last saw.
-// When a file shrank, the tracer must drop the private copies past the new
-// end (hostfile.Table.HostTruncated) between two stops, as it does for the
+// file the program maps directly is watched for IN_MODIFY from its first
+// mapping until its last one goes (hostfile.Table.SetMappedHook; a watch
+// is a scarce resource, fs.inotify.max_user_watches), and a goroutine that
+// reads the events compares the file's size with the one it last saw
+// (every watched file's, when the event queue overflowed). It keeps the
+// lowest size seen since the tracer last looked: Linux drops the private
+// copies past a truncation's end at once, and a file that grows again
+// afterwards reads zeros (or what was written) there, not the copies. A
+// truncation that the file's regrowth hides before the goroutine's stat is
+// not seen (inotify says only that the file changed).
+// When a file shrank, the tracer must drop the private copies past the
+// lowest end (hostfile.Table.HostTruncated) between two stops, as it does for the
 // program's truncations; it may be blocked in wait4 for a long time (every
 // task running or blocked in the host), so the goroutine interrupts that
 // wait with wakeSignal, sent to the tracer thread alone, whose handler
@@ -46,6 +56,9 @@ type outsideWatch struct {
 	// f is the inotify instance, nil if inotify is not available.
 	// Immutable once started.
 	f *os.File
+	// table is the file table whose mapped files are watched.
+	// Immutable once started.
+	table *hostfile.Table
 	// tid is the tracer thread's id. Immutable once started.
 	tid int
 	// mu protects the fields below.
@@ -55,8 +68,9 @@ type outsideWatch struct {
 	// watching holds the inodes watched, by (dev, ino).
 	watching map[[2]uint64]int32
 	// shrunk holds the inodes found shorter than before, for the
-	// tracer to apply.
-	shrunk map[[2]uint64]struct{}
+	// tracer to apply, each with the lowest size seen since the tracer
+	// last took them.
+	shrunk map[[2]uint64]int64
 	// stopped is set once the tracer is done: no more wake-ups.
 	stopped bool
 	// waiting is set while the tracer is in waitMain's wait4, the only
@@ -77,9 +91,19 @@ type watchedFile struct {
 // truncations made outside the sandbox (tests wait for it).
 var outsideApplied func()
 
-// start begins watching, on the tracer thread (whose id the wake-ups
-// target). Without inotify, outside truncations stay unseen.
-func (w *outsideWatch) start() {
+// outsideStarted, if not nil, is called with the watch once it started
+// (tests).
+var outsideStarted func(*outsideWatch)
+
+// outsideNoted, if not nil, is called by the watching goroutine when it
+// found the file at path shorter than before, size bytes long, before
+// it wakes the tracer (tests).
+var outsideNoted func(path string, size int64)
+
+// start begins watching the mapped files of table, on the tracer thread
+// (whose id the wake-ups target). Without inotify, outside truncations
+// stay unseen.
+func (w *outsideWatch) start(table *hostfile.Table) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return
@@ -98,14 +122,26 @@ func (w *outsideWatch) start() {
 	w.tid = unix.Gettid()
 	w.files = make(map[int32]*watchedFile)
 	w.watching = make(map[[2]uint64]int32)
-	w.shrunk = make(map[[2]uint64]struct{})
+	w.shrunk = make(map[[2]uint64]int64)
 	w.f = os.NewFile(uintptr(fd), "inotify")
+	w.table = table
+	table.SetMappedHook(func(dev, ino uint64, path string, mapped bool) {
+		if mapped {
+			w.watch(path)
+		} else {
+			w.unwatch(dev, ino)
+		}
+	})
+	if outsideStarted != nil {
+		outsideStarted(w)
+	}
 	go w.read()
 }
 
 // stop ends the watch.
 func (w *outsideWatch) stop() {
 	if w.f != nil {
+		w.table.SetMappedHook(nil)
 		w.mu.Lock()
 		w.stopped = true
 		w.mu.Unlock()
@@ -162,6 +198,60 @@ func (w *outsideWatch) read() {
 	}
 }
 
+// unwatch stops watching the host inode (dev, ino), if watched: the
+// program maps it no more.
+func (w *outsideWatch) unwatch(dev, ino uint64) {
+	if w.f == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := [2]uint64{dev, ino}
+	wd, ok := w.watching[key]
+	if !ok {
+		return
+	}
+	delete(w.watching, key)
+	delete(w.files, wd)
+	delete(w.shrunk, key) // no mapping left to drop copies from
+	if rc, err := w.f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			unix.InotifyRmWatch(int(fd), uint32(wd))
+		})
+	}
+}
+
+// watched returns the number of files watched (tests).
+func (w *outsideWatch) watched() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.watching)
+}
+
+// resync notes the size that the host inode (dev, ino) has now, after
+// the tracer applied a truncation of it by the program: the shrink that
+// the watch may see of it is applied already, and copies the program
+// makes afterwards must not be dropped by a late low-water mark.
+func (w *outsideWatch) resync(dev, ino uint64) {
+	if w.f == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := [2]uint64{dev, ino}
+	wd, ok := w.watching[key]
+	if !ok {
+		return
+	}
+	f := w.files[wd]
+	var st unix.Stat_t
+	if f == nil || unix.Stat(f.path, &st) != nil || uint64(st.Dev) != f.dev || st.Ino != f.ino {
+		return
+	}
+	f.size = st.Size
+	delete(w.shrunk, key)
+}
+
 // note handles events, and reports whether a file shrank.
 func (w *outsideWatch) note(b []byte) bool {
 	w.mu.Lock()
@@ -172,6 +262,13 @@ func (w *outsideWatch) note(b []byte) bool {
 		mask := binary.LittleEndian.Uint32(b[4:])
 		nameLen := int(binary.LittleEndian.Uint32(b[12:]))
 		b = b[min(len(b), unix.SizeofInotifyEvent+nameLen):]
+		if mask&unix.IN_Q_OVERFLOW != 0 {
+			// Events were lost: any file may have shrunk.
+			for _, f := range w.files {
+				shrank = w.checkLocked(f) || shrank
+			}
+			continue
+		}
 		f := w.files[wd]
 		if f == nil {
 			continue
@@ -181,16 +278,30 @@ func (w *outsideWatch) note(b []byte) bool {
 			delete(w.watching, [2]uint64{f.dev, f.ino})
 			continue
 		}
-		var st unix.Stat_t
-		if unix.Stat(f.path, &st) != nil || uint64(st.Dev) != f.dev || st.Ino != f.ino {
-			continue
-		}
-		if st.Size < f.size {
-			w.shrunk[[2]uint64{f.dev, f.ino}] = struct{}{}
-			shrank = true
-		}
-		f.size = st.Size
+		shrank = w.checkLocked(f) || shrank
 	}
+	return shrank
+}
+
+// checkLocked compares f's size with the one last seen, notes a shrink
+// (with the lowest size seen) for the tracer, and reports it.
+// Preconditions: w.mu held.
+func (w *outsideWatch) checkLocked(f *watchedFile) bool {
+	var st unix.Stat_t
+	if unix.Stat(f.path, &st) != nil || uint64(st.Dev) != f.dev || st.Ino != f.ino {
+		return false
+	}
+	shrank := st.Size < f.size
+	if shrank {
+		key := [2]uint64{f.dev, f.ino}
+		if low, ok := w.shrunk[key]; !ok || st.Size < low {
+			w.shrunk[key] = st.Size
+		}
+		if outsideNoted != nil {
+			outsideNoted(f.path, st.Size)
+		}
+	}
+	f.size = st.Size
 	return shrank
 }
 
@@ -212,31 +323,37 @@ func (w *outsideWatch) wake() {
 	}
 }
 
+// shrink is an inode that shrank and the lowest size it had meanwhile.
+type shrink struct {
+	dev, ino uint64
+	low      int64
+}
+
 // take returns the inodes that shrank since the last take.
-func (w *outsideWatch) take() [][2]uint64 {
+func (w *outsideWatch) take() []shrink {
 	if w.f == nil {
 		return nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var keys [][2]uint64
-	for k := range w.shrunk {
-		keys = append(keys, k)
+	var out []shrink
+	for k, low := range w.shrunk {
+		out = append(out, shrink{dev: k[0], ino: k[1], low: low})
 		delete(w.shrunk, k)
 	}
-	return keys
+	return out
 }
 
-// applyOutside drops the mappings past the end of every host file that a
-// process outside the sandbox truncated, private copies included
+// applyOutside drops the mappings past the lowest end of every host file
+// that a process outside the sandbox truncated, private copies included
 // (tracer).
 func (s *Sandbox) applyOutside() {
-	keys := s.outside.take()
-	if len(keys) == 0 {
+	shrinks := s.outside.take()
+	if len(shrinks) == 0 {
 		return
 	}
-	for _, k := range keys {
-		s.files.HostTruncated(k[0], k[1], ^uint64(0))
+	for _, k := range shrinks {
+		s.files.HostTruncated(k.dev, k.ino, uint64(max(k.low, 0)))
 	}
 	s.keepUnflushedKernelAreas()
 	s.shootdown()

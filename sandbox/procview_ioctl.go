@@ -89,29 +89,24 @@ func (s *Sandbox) procmapQuery(t *task, v *procView, arg uint64) sysResult {
 	if v.m.Users() == 0 {
 		return retErr(unix.ESRCH)
 	}
-	var vi *mm.VMAInfo
-	vmas := v.m.VMAsIn(s.ctx, hostarch.AddrRange{Start: hostarch.Addr(addr), End: ^hostarch.Addr(0)}, false)
-	for i := range vmas {
-		c := &vmas[i]
-		if uint64(c.Range.End) <= addr {
-			continue
+	// The first vma that ends after addr, or with COVERING_NEXT the first
+	// such that passes the filters: looked up without describing the vmas
+	// above it (mm.FindVMA).
+	found, hit := v.m.FindVMA(s.ctx, hostarch.Addr(addr), func(r hostarch.AddrRange, perms string, kind mm.VMAKind) (bool, bool) {
+		ok := !(flags&pmqFileBacked != 0 && !fileBacked(kind)) &&
+			!(flags&pmqReadable != 0 && perms[0] != 'r') &&
+			!(flags&pmqWritable != 0 && perms[1] != 'w') &&
+			!(flags&pmqExecutable != 0 && perms[2] != 'x') &&
+			!(flags&pmqShared != 0 && perms[3] != 's')
+		if ok && (flags&pmqCoveringNext != 0 || uint64(r.Start) <= addr) {
+			return true, true
 		}
-		ok := !(flags&pmqFileBacked != 0 && !fileBacked(c.Kind)) &&
-			!(flags&pmqReadable != 0 && c.Perms[0] != 'r') &&
-			!(flags&pmqWritable != 0 && c.Perms[1] != 'w') &&
-			!(flags&pmqExecutable != 0 && c.Perms[2] != 'x') &&
-			!(flags&pmqShared != 0 && c.Perms[3] != 's')
-		if ok && (flags&pmqCoveringNext != 0 || uint64(c.Range.Start) <= addr) {
-			vi = c
-			break
-		}
-		if flags&pmqCoveringNext == 0 {
-			break
-		}
-	}
-	if vi == nil {
+		return false, flags&pmqCoveringNext == 0
+	})
+	if !hit {
 		return retErr(unix.ENOENT)
 	}
+	vi := &found
 	le.PutUint64(k[24:], uint64(vi.Range.Start))
 	le.PutUint64(k[32:], uint64(vi.Range.End))
 	var vf uint64

@@ -93,6 +93,7 @@ func (s *Sandbox) truncated(t *task, dev, ino, from uint64) {
 		return
 	}
 	s.files.HostTruncated(dev, ino, from)
+	s.outside.resync(dev, ino) // applied: no late low-water mark (outside.go)
 }
 
 // programPath returns the host path, for vmspace, of the path at pathp in
