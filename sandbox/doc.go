@@ -308,6 +308,8 @@
 // host's view (the memory file's mappings); processes left running when the first one exits are waited
 // for; a truncation by a process outside the sandbox reaches the program's
 // private copies of the file's pages a moment later than on Linux (inotify
-// tells vmspace after the fact; a hole punched from outside shows at once,
+// tells vmspace after the fact; the lowest size seen is applied, but a
+// truncation that the file's regrowth hides before vmspace looks at its
+// size is missed; a hole punched from outside shows at once,
 // and private copies keep their data through it, as on Linux).
 package sandbox
