@@ -38,7 +38,9 @@ import (
 //     Linux's seq_file, which regenerates the text when a reader starts
 //     over; later reads continue in that text. A read or pread returns
 //     as much as Linux's seq_file would (whole records filling a page:
-//     seqRead), by lowering its count before the host runs it. status
+//     seqRead), by lowering its count before the host runs it; readv,
+//     preadv and preadv2 (without flags) are served by vmspace
+//     the same way, from the text (textReadv). status
 //     is the host's with the Vm and Rss lines taken from the memory
 //     manager.
 //   - pagemap and mem are served entirely by vmspace: reads and writes at
@@ -387,8 +389,11 @@ func (s *Sandbox) viewCall(t *task, nr int, a [6]uint64) (res sysResult, ok bool
 				return sysResult{act: actDone}, true
 			}
 		}
+	} else if nr != unix.SYS_PREADV2 || a[5] == 0 {
+		return s.textReadv(t, nr, a, v, off), true
 	} else {
-		// Vectored reads are not followed: the next read starts over.
+		// preadv2 with flags: the host's answer, not followed (the next
+		// read starts over).
 		v.seq.pos = -1
 	}
 	return pass(), true
@@ -602,3 +607,63 @@ var gateVMA = sync.OnceValue(func() gateText {
 	}
 	return g
 })
+
+// textReadv serves a vectored read (readv, preadv, preadv2 without
+// flags) of a text view at offset off as Linux does for its /proc files,
+// which have a read and no read_iter: one read per iovec in turn
+// (seqRead: whole records, a buffer at a time, what is left of a buffer
+// first), until one comes back short. It copies the text into the iovecs
+// and moves the descriptor's position unless the call gave one. (The
+// host's read of the memfd would fill every iovec, cutting records.)
+func (s *Sandbox) textReadv(t *task, nr int, a [6]uint64, v *procView, off int64) sysResult {
+	fd := int(int32(a[0]))
+	hfd, err := s.getFD(t.p, fd)
+	if err != nil {
+		return retErr(errno(err))
+	}
+	defer unix.Close(hfd)
+	fl, err := unix.FcntlInt(uintptr(hfd), unix.F_GETFL, 0)
+	if err != nil {
+		return retErr(errno(err))
+	}
+	if fl&unix.O_ACCMODE == unix.O_WRONLY {
+		return retErr(unix.EBADF)
+	}
+	segs, e := s.readIOVs(t, a[1], a[2])
+	if e != 0 {
+		return retErr(e)
+	}
+	if off < 0 {
+		return retErr(unix.EINVAL)
+	}
+	text := v.seq.text
+	var done uint64
+	for _, seg := range segs {
+		at := uint64(off) + done
+		n := v.seqRead(int64(at), seg.Length())
+		if n == 0 {
+			if seg.Length() == 0 {
+				continue
+			}
+			break
+		}
+		chunk := text[min(at, uint64(len(text))):min(uint64(len(text)), at+n)]
+		c, err := t.p.mm.CopyOut(s.ctx, seg.Start, chunk, mm.IOOpts{})
+		done += uint64(c)
+		if err != nil || c < len(chunk) {
+			v.seq.pos = -1 // Linux would keep the rest pending: start over
+			if done == 0 {
+				return retErr(unix.EFAULT)
+			}
+			break
+		}
+		if n < seg.Length() {
+			break
+		}
+	}
+	positional := nr == unix.SYS_PREADV || (nr == unix.SYS_PREADV2 && int64(a[3]) != -1)
+	if !positional && done > 0 {
+		unix.Seek(hfd, off+int64(done), unix.SEEK_SET)
+	}
+	return ret(uintptr(done))
+}
