@@ -32,14 +32,24 @@ func TestOutsideTruncationRegrown(t *testing.T) {
 		}
 	}
 	defer func() { outsideApplied = nil }()
-	var regrow sync.Once
-	var hookDir string
+	// hookDir is the directory of the run under vmspace, set once its
+	// file is about to be truncated; regrown is set once it was grown
+	// again.
+	var (
+		hookMu  sync.Mutex
+		hookDir string
+		regrown bool
+	)
 	outsideNoted = func(string, int64) {
-		regrow.Do(func() {
-			if err := os.Truncate(filepath.Join(hookDir, "f"), 3*4096); err != nil {
-				t.Error(err)
-			}
-		})
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		if hookDir == "" || regrown {
+			return
+		}
+		regrown = true
+		if err := os.Truncate(filepath.Join(hookDir, "f"), 3*4096); err != nil {
+			t.Error(err)
+		}
 	}
 	defer func() { outsideNoted = nil }()
 	underVmspace := false
@@ -55,7 +65,9 @@ func TestOutsideTruncationRegrown(t *testing.T) {
 			}
 			return
 		}
+		hookMu.Lock()
 		hookDir = dir
+		hookMu.Unlock()
 		if err := os.Truncate(f, 4096); err != nil {
 			t.Fatal(err)
 		}
@@ -63,6 +75,11 @@ func TestOutsideTruncationRegrown(t *testing.T) {
 		case <-applied:
 		case <-time.After(60 * time.Second):
 			t.Error("vmspace did not apply the truncation within 60 s")
+		}
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		if !regrown {
+			t.Error("the file was not grown again after the watch saw it shrink")
 		}
 	})
 	if !strings.Contains(native, "private page 2: 0") || !strings.Contains(native, "private page 0: 'P'") {

@@ -616,16 +616,11 @@ var gateVMA = sync.OnceValue(func() gateText {
 // and moves the descriptor's position unless the call gave one. (The
 // host's read of the memfd would fill every iovec, cutting records.)
 func (s *Sandbox) textReadv(t *task, nr int, a [6]uint64, v *procView, off int64) sysResult {
-	fd := int(int32(a[0]))
-	hfd, err := s.getFD(t.p, fd)
-	if err != nil {
-		return retErr(errno(err))
+	hfd, fl, e := s.viewFD(t, a[0])
+	if e != 0 {
+		return retErr(e)
 	}
 	defer unix.Close(hfd)
-	fl, err := unix.FcntlInt(uintptr(hfd), unix.F_GETFL, 0)
-	if err != nil {
-		return retErr(errno(err))
-	}
 	if fl&unix.O_ACCMODE == unix.O_WRONLY {
 		return retErr(unix.EBADF)
 	}

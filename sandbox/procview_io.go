@@ -36,16 +36,12 @@ const (
 
 // viewIO serves a read or write of a binary view (mem, pagemap).
 func (s *Sandbox) viewIO(t *task, nr int, a [6]uint64, v *procView) sysResult {
-	fd := int(int32(a[0]))
-	hfd, err := s.getFD(t.p, fd)
-	if err != nil {
-		return retErr(errno(err))
+	hfd, fl, e := s.viewFD(t, a[0])
+	if e != 0 {
+		return retErr(e)
 	}
 	defer unix.Close(hfd)
-	fl, err := unix.FcntlInt(uintptr(hfd), unix.F_GETFL, 0)
-	if err != nil {
-		return retErr(errno(err))
-	}
+	var err error
 	write := false
 	positional := false
 	var pos int64
@@ -59,7 +55,6 @@ func (s *Sandbox) viewIO(t *task, nr int, a [6]uint64, v *procView) sysResult {
 		segs = []hostarch.AddrRange{{Start: hostarch.Addr(a[1]), End: hostarch.Addr(a[1] + min(a[2], maxRWCount))}}
 		positional = nr == unix.SYS_PREAD64 || nr == unix.SYS_PWRITE64
 	default:
-		var e unix.Errno
 		if segs, e = s.readIOVs(t, a[1], a[2]); e != 0 {
 			return retErr(e)
 		}
@@ -99,6 +94,21 @@ func (s *Sandbox) viewIO(t *task, nr int, a [6]uint64, v *procView) sysResult {
 		unix.Seek(hfd, pos+int64(total), unix.SEEK_SET)
 	}
 	return ret(uintptr(total))
+}
+
+// viewFD returns a duplicate, in vmspace, of t's descriptor fd (a view),
+// which the caller closes, and its file status flags.
+func (s *Sandbox) viewFD(t *task, fd uint64) (int, int, unix.Errno) {
+	hfd, err := s.getFD(t.p, int(int32(fd)))
+	if err != nil {
+		return -1, 0, errno(err)
+	}
+	fl, err := unix.FcntlInt(uintptr(hfd), unix.F_GETFL, 0)
+	if err != nil {
+		unix.Close(hfd)
+		return -1, 0, errno(err)
+	}
+	return hfd, fl, 0
 }
 
 // readIOVs reads an iovec array of cnt entries at iov in t's memory.
