@@ -45,7 +45,7 @@ func (m *residencyMemo) lookup(fr memmap.FileRange) []byte {
 }
 
 // withResidencyMemoLocked runs f with the residency of the memory-file
-// pages of the pmas overlapping ar read in advance (see residencyMemo):
+// pages of the pmas within ar read in advance (see residencyMemo):
 // residentLocked answers from it inside f. Preconditions: mappingMu held
 // for reading, activeMu for writing.
 func (mm *MemoryManager) withResidencyMemoLocked(ar hostarch.AddrRange, f func()) {
@@ -56,7 +56,7 @@ func (mm *MemoryManager) withResidencyMemoLocked(ar hostarch.AddrRange, f func()
 	var frs []memmap.FileRange
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
 		if pseg.ValuePtr().file == memmap.File(mm.mf) {
-			frs = append(frs, pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range())))
+			frs = append(frs, pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range()).Intersect(ar)))
 		}
 	}
 	slices.SortFunc(frs, func(a, b memmap.FileRange) int {
