@@ -177,14 +177,7 @@ func compareOutsideTrunc(t *testing.T, exe string, r outsideTruncRun) {
 	}
 	defer func() { outsideApplied = nil }()
 	dir = t.TempDir()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inR, inW, outR, outW := controlPipes(t)
 	done := make(chan error, 1)
 	go func() {
 		res, err := Run(Options{Argv: append([]string{exe}, argv...), Env: testEnv(), Dir: dir, Stdin: inR, Stdout: outW, Stderr: os.Stderr})
@@ -369,14 +362,7 @@ func compareOutside(t *testing.T, exe string, args []string, act func(dir string
 	t.Helper()
 	run := func(start func(dir string, in, out *os.File) (wait func() error)) string {
 		dir := t.TempDir()
-		inR, inW, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		outR, outW, err := os.Pipe()
-		if err != nil {
-			t.Fatal(err)
-		}
+		inR, inW, outR, outW := controlPipes(t)
 		defer inR.Close()
 		defer outR.Close()
 		wait := start(dir, inR, outW)
@@ -473,4 +459,22 @@ func TestOutsideTruncationPrivateOnly(t *testing.T) {
 	if got != native {
 		t.Errorf("under vmspace:\n%s\nnatively:\n%s", got, native)
 	}
+}
+
+// controlPipes returns the two pipes a test drives its program through:
+// the program reads commands from inR and answers on outW; the test
+// writes inW and reads outR.
+func controlPipes(t *testing.T) (inR, inW, outR, outW *os.File) {
+	t.Helper()
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err = os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		t.Fatal(err)
+	}
+	return inR, inW, outR, outW
 }

@@ -220,14 +220,7 @@ func TestOutsideWatchRemoved(t *testing.T) {
 		return strings.Count(string(b), "inotify wd:")
 	}
 	dir := t.TempDir()
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inR, inW, outR, outW := controlPipes(t)
 	defer inR.Close()
 	defer outR.Close()
 	done := make(chan error, 1)
