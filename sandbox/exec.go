@@ -147,7 +147,8 @@ func readShebang(path string) (interp, arg string, ok bool, e unix.Errno) {
 
 // hostPath turns a path given by process p (relative to its working
 // directory, or to directory descriptor dirfd) into one vmspace can open,
-// mapping /proc/self and /proc/PID/exe of sandboxed processes.
+// mapping /proc/self, /proc/thread-self, /dev/fd and /proc/PID/exe of
+// sandboxed processes.
 func (s *Sandbox) hostPath(p *process, path string, dirfd int32) string {
 	if !strings.HasPrefix(path, "/") {
 		base := fmt.Sprintf("/proc/%d/cwd", p.pid)
@@ -163,6 +164,8 @@ func (s *Sandbox) hostPath(p *process, path string, dirfd int32) string {
 		path = fmt.Sprintf("/proc/%d/%s", p.pid, rest)
 	} else if rest, ok := strings.CutPrefix(path, "/proc/thread-self/"); ok {
 		path = fmt.Sprintf("/proc/%d/%s", p.pid, rest)
+	} else if rest, ok := strings.CutPrefix(path, "/dev/fd/"); ok {
+		path = fmt.Sprintf("/proc/%d/fd/%s", p.pid, rest)
 	}
 	clean := filepath.Clean(path)
 	if f := strings.Split(clean, "/"); len(f) == 4 && f[1] == "proc" && f[3] == "exe" {

@@ -53,11 +53,24 @@ import (
 // and statm) keep describing the one the process had when they were
 // opened: after that process execs or exits they read as empty.
 //
-// Limits: fstat and readlink show a memfd; the views are not updated for
-// reads that do not stop (sendfile, splice, copy_file_range with no
-// offset pointer, io_uring). lseek with SEEK_END, SEEK_DATA or SEEK_HOLE
-// stops and fails with EINVAL as Linux's; SEEK_SET to a negative offset
-// fails too (the memfd's lseek), where Linux's mem allows it.
+// fstat, statx, fstatfs and readlink of a view's descriptor describe the
+// host's /proc file (procview_stat.go). While views are remembered, every
+// read, write, ioctl or stat of a descriptor that stops costs the tracer
+// a host stat of the descriptor's link (viewOf); views whose descriptors
+// are all closed are forgotten after a few hundred such checks.
+//
+// Limits: the views are not updated for reads that do not stop
+// (sendfile, splice, copy_file_range with no offset pointer, io_uring).
+// lseek with SEEK_SET or SEEK_CUR does not stop and runs on the memfd,
+// which gives the values Linux's seq_lseek and mem_lseek give but for
+// mem and pagemap positions of 2^63 and above ("negative"), which the
+// memfd refuses with EINVAL where Linux's mem_lseek takes them (and a
+// later read there is served from the memfd's position instead); lseek
+// with SEEK_END, SEEK_DATA or SEEK_HOLE stops and fails with EINVAL as
+// Linux's. Reopening a view's descriptor link (/proc/self/fd/N) opens the
+// memfd again, which is the same view: its reads share one seq_file
+// state, where Linux's reopen has its own (the counts read come out the
+// same, as seqRead follows jumps).
 
 // viewKind is which /proc file a view shows.
 type viewKind uint8
@@ -95,6 +108,12 @@ type procView struct {
 	showPFN bool
 	// seq is the state of a text view's reads (seqRead).
 	seq seqState
+	// host is vmspace's O_PATH descriptor of the host's /proc file the
+	// program opened (-1 if none), and path that file's path as its
+	// descriptor link reads: what stat-like calls and readlink describe
+	// (procview_stat.go).
+	host int
+	path string
 }
 
 // seqState follows what Linux's seq_file would hold for a text view, so
@@ -125,7 +144,15 @@ type procViews struct {
 	// pruneAt is the size of byFile at which views no program descriptor
 	// refers to any more are forgotten.
 	pruneAt int
+	// misses counts the descriptors found not to be views since the
+	// last pruning, which pruneEvery of them start again (in
+	// proportion to the pruning's own cost: the descriptors it
+	// looked at).
+	misses, pruneEvery int
 }
+
+// viewPruneEvery is the least pruneEvery.
+const viewPruneEvery = 256
 
 // viewPruneMin is the least pruneAt.
 const viewPruneMin = 64
@@ -198,12 +225,15 @@ func (s *Sandbox) procOpened(t *task, flags uint64) {
 	if tt == nil || tt.p.pid != pid || tt.p.mm == nil {
 		return
 	}
-	v := &procView{kind: kind, m: tt.p.mm, pid: pid, tid: tid}
+	v := &procView{kind: kind, m: tt.p.mm, pid: pid, tid: tid, path: target, host: openViewHost(link)}
 	if kind == viewPagemap {
 		v.showPFN = hasCapSysAdmin(t)
 	}
-	if err := s.installView(t, fd, flags, v); err != nil && debug {
-		fmt.Fprintf(os.Stderr, "vmspace-debug: /proc view %s of %d: %v\n", target, pid, err)
+	if err := s.installView(t, fd, flags, v); err != nil {
+		v.forget()
+		if debug {
+			fmt.Fprintf(os.Stderr, "vmspace-debug: /proc view %s of %d: %v\n", target, pid, err)
+		}
 	}
 }
 
@@ -292,7 +322,9 @@ func (s *Sandbox) installView(t *task, fd int, flags uint64, v *procView) error 
 // refers to any more.
 func (s *Sandbox) pruneViews() {
 	vs := &s.views
+	vs.misses = 0
 	live := make(map[viewKey]bool)
+	examined := 0
 	for _, p := range s.procs {
 		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
 		if err != nil {
@@ -300,6 +332,7 @@ func (s *Sandbox) pruneViews() {
 			vs.pruneAt = 2 * len(vs.byFile)
 			return
 		}
+		examined += len(ents)
 		for _, e := range ents {
 			var st unix.Stat_t
 			if unix.Stat(fmt.Sprintf("/proc/%d/fd/%s", p.pid, e.Name()), &st) == nil {
@@ -307,12 +340,14 @@ func (s *Sandbox) pruneViews() {
 			}
 		}
 	}
-	for k := range vs.byFile {
+	for k, v := range vs.byFile {
 		if !live[k] {
+			v.forget()
 			delete(vs.byFile, k)
 		}
 	}
 	vs.pruneAt = max(viewPruneMin, 2*len(vs.byFile))
+	vs.pruneEvery = max(viewPruneEvery, 4*examined)
 }
 
 // viewOf returns the view that descriptor fd of t's process holds, or nil.
@@ -324,12 +359,28 @@ func (s *Sandbox) viewOf(t *task, fd int32) *procView {
 	if unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", t.p.pid, fd), &st) != nil {
 		return nil
 	}
-	return s.views.byFile[viewKey{uint64(st.Dev), st.Ino}]
+	vs := &s.views
+	v := vs.byFile[viewKey{uint64(st.Dev), st.Ino}]
+	if v == nil {
+		// This check costs every read, write or stat of any
+		// descriptor while views are remembered: forget closed ones
+		// soon (programs open /proc/self/maps once and close it).
+		if vs.misses++; vs.misses >= max(vs.pruneEvery, viewPruneEvery) {
+			s.pruneViews()
+		}
+	}
+	return v
 }
 
 // viewCall serves system call nr if it reads, writes or controls a view;
 // ok is false if it does not concern a view.
 func (s *Sandbox) viewCall(t *task, nr int, a [6]uint64) (res sysResult, ok bool) {
+	if len(s.views.byFile) == 0 {
+		return sysResult{}, false
+	}
+	if res, ok := s.viewStatCall(t, nr, a); ok {
+		return res, true
+	}
 	switch nr {
 	case unix.SYS_READ, unix.SYS_PREAD64, unix.SYS_READV, unix.SYS_PREADV, unix.SYS_PREADV2,
 		unix.SYS_WRITE, unix.SYS_PWRITE64, unix.SYS_WRITEV, unix.SYS_PWRITEV, unix.SYS_PWRITEV2,

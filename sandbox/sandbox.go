@@ -328,6 +328,7 @@ func (s *Sandbox) close() {
 	}
 	s.exiting = nil
 	s.fp.shutdown()
+	s.closeViews()
 	s.exe.Close()
 	s.removeStubLinks()
 	s.mf.DecRef(s.stubPages)
