@@ -63,6 +63,7 @@ func abiCases() []abiCase {
 	rw := uint64(ProtRead | ProtWrite)
 	z := uint64(zeroFD)
 	none := ^uint64(0) // fd -1
+	gigantic := gigantPagesErrno()
 	return []abiCase{
 		// mmap: the offset, then the descriptor, then MAP_HUGETLB,
 		// then the type and the file's checks.
@@ -72,7 +73,7 @@ func abiCases() []abiCase {
 		{"mmap anonymous ignores fd", unix.SYS_MMAP, [6]uint64{hole, pg, rw, fixedAnon, 12345, 0}, 0, false},
 		{"mmap anonymous ignores unknown prot bits", unix.SYS_MMAP, [6]uint64{hole, pg, rw | 0x10 | ProtGrowsUp, fixedAnon, none, 0}, 0, false},
 		{"mmap hugetlb of a file", unix.SYS_MMAP, [6]uint64{hole, pg, rw, MapPrivate | MapFixed | MapHugeTLB, z, 0}, unix.EINVAL, false},
-		{"mmap hugetlb 1 GiB pages", unix.SYS_MMAP, [6]uint64{0, pg, rw, anon | MapHugeTLB | MapHuge1GB, none, 0}, unix.EINVAL, false},
+		{"mmap hugetlb 1 GiB pages", unix.SYS_MMAP, [6]uint64{0, pg, rw, anon | MapHugeTLB | MapHuge1GB, none, 0}, gigantic, false},
 		{"mmap hugetlb fixed unaligned", unix.SYS_MMAP, [6]uint64{hole + pg, pg, rw, fixedAnon | MapHugeTLB, none, 0}, unix.EINVAL, false},
 		{"mmap droppable hugetlb", unix.SYS_MMAP, [6]uint64{0, pg, rw, MapDroppable | MapAnonymous | MapHugeTLB, none, 0}, unix.EINVAL, false},
 		{"mmap type 0 anonymous", unix.SYS_MMAP, [6]uint64{hole, pg, rw, MapAnonymous | MapFixed, none, 0}, unix.EINVAL, false},
@@ -258,4 +259,20 @@ func TestErrno(t *testing.T) {
 	if e := Errno(errors.New("other")); e != unix.EINVAL {
 		t.Errorf("another error: %v", e)
 	}
+}
+
+// gigantPagesErrno is what mmap of MAP_HUGETLB|MAP_HUGE_1GB gives on this
+// host: EINVAL without a pool of 1 GiB pages, ENOMEM with an empty one,
+// success if it has pages.
+func gigantPagesErrno() unix.Errno {
+	const dir = "/sys/kernel/mm/hugepages/hugepages-1048576kB/"
+	if _, err := os.Stat(dir); err != nil {
+		return unix.EINVAL
+	}
+	for _, f := range []string{"free_hugepages", "nr_overcommit_hugepages"} {
+		if b, err := os.ReadFile(dir + f); err != nil || strings.TrimSpace(string(b)) != "0" {
+			return 0
+		}
+	}
+	return unix.ENOMEM
 }

@@ -2,6 +2,8 @@ package linuxabi
 
 import (
 	"context"
+	"fmt"
+	"os"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
@@ -56,15 +58,21 @@ func MMap(ctx context.Context, m *mm.MemoryManager, addr, length, prot, flags ui
 			// Not a hugetlbfs file.
 			return 0, unix.EINVAL
 		}
-		// Linux maps a new hugetlbfs file of the 2 MiB page size
-		// (the only one), checked as a file mapping; with no huge
-		// pages to reserve, it fails where hugetlbfs reserves them.
+		// Linux maps a new hugetlbfs file of the page size asked
+		// (MAP_HUGE_2MB, MAP_HUGE_1GB; 0 is the default, 2 MiB),
+		// checked as a file mapping; a size the host's kernel has no
+		// pool for is EINVAL, and with no huge pages to reserve, it
+		// fails where hugetlbfs reserves them.
+		size := uint64(hugePageSize)
 		if sz := flags >> MapHugeShift & 0x3f; sz != 0 && sz != 21 {
-			return 0, unix.EINVAL
+			if sz < hostarch.PageShift || sz > 40 || !hostHasHugePageSize(sz) {
+				return 0, unix.EINVAL
+			}
+			size = 1 << sz
 		}
-		length = (length + hugePageSize - 1) &^ (hugePageSize - 1)
+		length = (length + size - 1) &^ (size - 1)
 		if flags&(MapFixed|MapFixedNoReplace) != 0 && length != 0 && length <= uint64(hostarch.MaxUserAddress) &&
-			addr&(hugePageSize-1) != 0 {
+			addr&(size-1) != 0 {
 			return 0, unix.EINVAL
 		}
 		noPages, errno := probeHugeTLB(length, prot, flags)
@@ -110,8 +118,18 @@ func MMap(ctx context.Context, m *mm.MemoryManager, addr, length, prot, flags ui
 	})
 }
 
-// hugePageSize is the only huge page size (x86-64's PMD size).
+// hugePageSize is the default huge page size (x86-64's PMD size), the
+// one every x86-64 kernel has.
 const hugePageSize = 2 << 20
+
+// hostHasHugePageSize reports whether the host's kernel has a pool of huge
+// pages of 1<<shift bytes (x86-64's 1 GiB pages, where the CPU and the
+// kernel's configuration allow): Linux's mmap refuses MAP_HUGE_* sizes it
+// has no pool for with EINVAL, and answers the others from the pool.
+func hostHasHugePageSize(shift uint64) bool {
+	_, err := os.Stat(fmt.Sprintf("/sys/kernel/mm/hugepages/hugepages-%dkB", uint64(1)<<shift>>10))
+	return err == nil
+}
 
 // hugeTLBFile is the hugetlbfs file behind MAP_HUGETLB|MAP_ANONYMOUS when
 // the host has no huge pages for it (hugetlb.go): errno is the host's
