@@ -1,6 +1,8 @@
 package mm
 
 import (
+	"context"
+
 	"github.com/vmspace/vmspace/hostarch"
 )
 
@@ -26,6 +28,29 @@ func (mm *MemoryManager) PageRuns(ar hostarch.AddrRange) []PageRun {
 	// residentRunsLocked needs activeMu for writing.
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
+	return mm.pageRunsLocked(ar)
+}
+
+// VMAsAndPageRuns returns what VMAs and PageRuns of the whole address
+// space return, taken at one time, with one reading of the pages'
+// residency for both (the run report's snapshots).
+func (mm *MemoryManager) VMAsAndPageRuns(ctx context.Context) ([]VMAInfo, []PageRun) {
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	var infos []VMAInfo
+	var runs []PageRun
+	mm.withResidencyMemoLocked(wholeSpace, func() {
+		infos = mm.vmasLocked(ctx)
+		runs = mm.pageRunsLocked(wholeSpace)
+	})
+	return infos, runs
+}
+
+// pageRunsLocked is PageRuns. Preconditions: mappingMu held for reading,
+// activeMu for writing.
+func (mm *MemoryManager) pageRunsLocked(ar hostarch.AddrRange) []PageRun {
 	var res []PageRun
 	add := func(r hostarch.AddrRange, shared bool) {
 		if n := len(res); n > 0 && res[n-1].Range.End == r.Start && res[n-1].Shared == shared {

@@ -50,11 +50,21 @@ func (mm *MemoryManager) VMAs(ctx context.Context) []VMAInfo {
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	var out []VMAInfo
-	mm.withResidencyMemoLocked(hostarch.AddrRange{End: ^hostarch.Addr(0)}, func() {
-		for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
-			out = append(out, mm.vmaInfoLocked(ctx, vseg))
-		}
-	})
+	mm.withResidencyMemoLocked(wholeSpace, func() { out = mm.vmasLocked(ctx) })
+	return out
+}
+
+// wholeSpace is every address: the range of the readers of the whole
+// address space.
+var wholeSpace = hostarch.AddrRange{End: ^hostarch.Addr(0)}
+
+// vmasLocked is VMAs. Preconditions: mappingMu held for reading, activeMu
+// for writing.
+func (mm *MemoryManager) vmasLocked(ctx context.Context) []VMAInfo {
+	out := make([]VMAInfo, 0, mm.vmas.Len())
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		out = append(out, mm.vmaInfoLocked(ctx, vseg))
+	}
 	return out
 }
 
@@ -146,21 +156,7 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 		p := pseg.ValuePtr()
 		res := mm.residentLocked(pseg, pr)
 		if p.private {
-			fr := pmaRef{pseg}.fileRange(pr)
-			for i, off := 0, fr.Start; off < fr.End; i, off = i+1, off+hostarch.PageSize {
-				if res != nil && res[i] == 0 {
-					continue
-				}
-				info.Rss += hostarch.PageSize
-				info.Anonymous += hostarch.PageSize
-				if n := mm.privateRefs.count(off); n > 1 {
-					info.SharedDirty += hostarch.PageSize
-					info.Pss += hostarch.PageSize / uint64(n)
-				} else {
-					info.PrivateDirty += hostarch.PageSize
-					info.Pss += hostarch.PageSize
-				}
-			}
+			mm.addPrivateUsageLocked(&info, pmaRef{pseg}.fileRange(pr), res)
 			continue
 		}
 		n := pr.Length()
@@ -186,6 +182,52 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 		info.Locked = info.Pss
 	}
 	return info
+}
+
+// addPrivateUsageLocked adds to info the usage of fr, the private pages
+// of a pma, of which res (nil if all) says which are resident: a page
+// whose count in privateRefs is above one is shared with another manager
+// (SharedDirty, a share of it in Pss), else private. The counts are
+// walked a run of equal counts at a time, not looked up page by page: a
+// forked heap has tens of thousands of pages. Preconditions: activeMu
+// held for writing (privateRefs.mu is taken).
+func (mm *MemoryManager) addPrivateUsageLocked(info *VMAInfo, fr memmap.FileRange, res []byte) {
+	const pg = hostarch.PageSize
+	// add counts the resident pages of fr's pages [i, j), all with count n.
+	add := func(i, j uint64, n int32) {
+		k := j - i
+		if res != nil {
+			k = 0
+			for _, b := range res[i:j] {
+				k += uint64(b)
+			}
+		}
+		bytes := k * pg
+		info.Rss += bytes
+		info.Anonymous += bytes
+		if n > 1 {
+			info.SharedDirty += bytes
+			info.Pss += k * (pg / uint64(n))
+		} else {
+			info.PrivateDirty += bytes
+			info.Pss += bytes
+		}
+	}
+	mm.privateRefs.mu.Lock()
+	defer mm.privateRefs.mu.Unlock()
+	at := uint64(0) // pages of fr done
+	for rseg := mm.privateRefs.refs.LowerBoundSegment(fr.Start); rseg.Ok() && rseg.Start() < fr.End; rseg = rseg.NextSegment() {
+		s := (max(rseg.Start(), fr.Start) - fr.Start) >> hostarch.PageShift
+		e := (min(rseg.End(), fr.End) - fr.Start) >> hostarch.PageShift
+		if s > at {
+			add(at, s, 0) // not counted: taken as this manager's own
+		}
+		add(s, e, rseg.Value())
+		at = e
+	}
+	if n := fr.Length() >> hostarch.PageShift; at < n {
+		add(at, n, 0)
+	}
 }
 
 // hostSoftDirty reports whether the host kernel tracks soft-dirty pages
@@ -378,13 +420,10 @@ func (mm *MemoryManager) Stats() MemoryStats {
 	// Only touched pages are resident (see residentLocked): private
 	// memory is RssAnon, shared memory of the memory file RssShmem,
 	// other files' pages RssFile.
-	mm.withResidencyMemoLocked(hostarch.AddrRange{End: ^hostarch.Addr(0)}, func() {
+	mm.withResidencyMemoLocked(wholeSpace, func() {
 		for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
 			p := pseg.ValuePtr()
-			var n uint64
-			for _, r := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range())) {
-				n += r.Length()
-			}
+			n := mm.residentBytesLocked(pseg, hostarch.AddrRange(pseg.Range()))
 			switch {
 			case p.private:
 				s.RssAnon += n
@@ -914,6 +953,20 @@ func markTables(tables map[hostarch.Addr]bool, r hostarch.AddrRange) {
 			break
 		}
 	}
+}
+
+// residentBytesLocked returns how many bytes of pseg's pages in r are
+// resident (see residentLocked). Preconditions: as residentLocked's.
+func (mm *MemoryManager) residentBytesLocked(pseg pmaIterator, r hostarch.AddrRange) uint64 {
+	res := mm.residentLocked(pseg, r)
+	if res == nil {
+		return r.Length()
+	}
+	var n uint64
+	for _, b := range res {
+		n += uint64(b)
+	}
+	return n * hostarch.PageSize
 }
 
 // residentRunsLocked returns the runs of touched pages of pseg in r (all of

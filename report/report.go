@@ -17,14 +17,16 @@
 // A sample asks the host for the residency of every page (RSS counts
 // touched pages), so a process of tens of MiB makes it cost milliseconds:
 // the next sample then waits collectShare times what this one cost, which
-// keeps sampling within 1% of the run, unless a memory call gives back a
+// keeps sampling within 0.5% of the run, unless a memory call gives back a
 // MiB or more, which is sampled before and after (Freeing), or a process
 // exits (Exiting), under the same bound, with which these events share
 // their turns; the run's last process's exit is always sampled.
 // Snapshots are also taken of a parent when it forks (when its private
 // memory becomes shared copy-on-write), at most maxSnapshots per process,
-// and after the first only while collecting has taken less than 1% of
-// the run so far.
+// and after the first only while collecting has taken less than 0.5% of
+// the run so far. With the snapshots at each image's end and the files
+// written at the run's end, the report stays within the 2% the run may
+// slow down by.
 //
 // Report is the data (the JSON document); WriteHTML draws it: the address
 // space of each process on a segmented axis (each vma and each gap gets
@@ -253,8 +255,9 @@ const (
 	// collectShare bounds what collecting may cost: a process's fork
 	// snapshots after its first are left out while collecting has taken
 	// more than 1/collectShare of the run, and a sample that cost c puts
-	// the next one at least collectShare*c later.
-	collectShare = 100
+	// the next one at least collectShare*c later. Periodic samples and
+	// those of events have a budget each: the two stay within 1%.
+	collectShare = 200
 )
 
 // Space is a live address space as the runner sees it: a process and its
@@ -543,7 +546,7 @@ func (c *Collector) snapshot(p *Process, now time.Time, why, image string, m *mm
 	// The status figures are sums over the vmas, as Stats computes them
 	// (VmLck is the size of the locked vmas, "lo"), without a second
 	// pass over the pages' residency.
-	infos := m.VMAs(c.ctx)
+	infos, runs := m.VMAsAndPageRuns(c.ctx)
 	for i := range infos {
 		vi := &infos[i]
 		snap.VmSize += vi.Range.Length()
@@ -555,8 +558,6 @@ func (c *Collector) snapshot(p *Process, now time.Time, why, image string, m *mm
 	snap.HWM = max(m.MaxResidentSetSize(), snap.RSS)
 	p.PeakRSS = max(p.PeakRSS, snap.HWM)
 	if len(infos) > 0 {
-		all := hostarch.AddrRange{Start: infos[0].Range.Start, End: infos[len(infos)-1].Range.End}
-		runs := m.PageRuns(all)
 		for i := range infos {
 			v := vmaOf(&infos[i])
 			for len(runs) > 0 && uint64(runs[0].Range.Start) < v.End {

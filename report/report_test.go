@@ -290,9 +290,9 @@ func TestNextGap(t *testing.T) {
 	for _, tc := range []struct{ interval, cost, want time.Duration }{
 		{10 * time.Millisecond, 0, 10 * time.Millisecond},
 		{10 * time.Millisecond, 50 * time.Microsecond, 10 * time.Millisecond},
-		{10 * time.Millisecond, 100 * time.Microsecond, 10 * time.Millisecond},
-		{10 * time.Millisecond, 3 * time.Millisecond, 300 * time.Millisecond},
-		{time.Second, 20 * time.Millisecond, 2 * time.Second},
+		{10 * time.Millisecond, 100 * time.Microsecond, 20 * time.Millisecond},
+		{10 * time.Millisecond, 3 * time.Millisecond, 600 * time.Millisecond},
+		{time.Second, 20 * time.Millisecond, 4 * time.Second},
 	} {
 		if got := nextGap(tc.interval, tc.cost); got != tc.want {
 			t.Errorf("nextGap(%v, %v) = %v, want %v", tc.interval, tc.cost, got, tc.want)

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -191,14 +192,22 @@ func writeReport(c *report.Collector, res sandbox.Result, htmlPath, jsonPath str
 		ManagerNS: int64(st.ManagerTime),
 		Exit:      exit,
 	})
-	for _, f := range []struct {
+	// The two files are written side by side (each only reads r): the
+	// run is not over for its user until both are.
+	files := []struct {
 		path  string
 		write func(*report.Report, io.Writer) error
-	}{{htmlPath, (*report.Report).WriteHTML}, {jsonPath, (*report.Report).WriteJSON}} {
-		if f.path == "" {
-			continue
+	}{{htmlPath, (*report.Report).WriteHTML}, {jsonPath, (*report.Report).WriteJSON}}
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		if f.path != "" {
+			wg.Go(func() { errs[i] = r.WriteFile(f.path, f.write) })
 		}
-		if err := r.WriteFile(f.path, f.write); err != nil {
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "vmspace run: writing the report: %v\n", err)
 		}
 	}
