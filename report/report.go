@@ -509,7 +509,8 @@ func (c *Collector) overBudget(now time.Time) bool {
 
 // mergePairs halves the timeline: of each pair of samples it keeps the
 // one with the larger RSS (the later one if equal), so that a peak stays
-// on the timeline however often it is halved, with the faults of both.
+// on the timeline however often it is halved, with the faults of both,
+// and each process's larger figures of the two.
 func mergePairs(ss []Sample) []Sample {
 	out := ss[:0]
 	for i := 0; i < len(ss); i += 2 {
@@ -522,15 +523,27 @@ func mergePairs(ss []Sample) []Sample {
 			keep, drop = drop, keep
 		}
 		keep.Faults += drop.Faults
-		for j := range keep.Procs {
-			for _, dp := range drop.Procs {
-				if dp.PID == keep.Procs[j].PID {
-					keep.Procs[j].Faults += dp.Faults
-				}
+		// Each process keeps its own peak too: the pair's larger total
+		// may be another process's (a parent growing while its child
+		// shrinks). A process of the dropped sample only (one that
+		// started or ended between the two) keeps its figures.
+		merged := false
+		for _, dp := range drop.Procs {
+			j := slices.IndexFunc(keep.Procs, func(p ProcSample) bool { return p.PID == dp.PID })
+			if j < 0 {
+				keep.Procs = append(keep.Procs, dp)
+				merged = true
+				continue
 			}
+			kp := &keep.Procs[j]
+			kp.Faults += dp.Faults
+			kp.VmSize = max(kp.VmSize, dp.VmSize)
+			kp.RSS = max(kp.RSS, dp.RSS)
+			kp.Locked = max(kp.Locked, dp.Locked)
 		}
-		// A process in the dropped sample only keeps its faults in the
-		// total (keep.Faults).
+		if merged {
+			slices.SortFunc(keep.Procs, func(a, b ProcSample) int { return cmp.Compare(a.PID, b.PID) })
+		}
 		out = append(out, keep)
 	}
 	return out

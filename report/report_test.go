@@ -459,3 +459,18 @@ func TestMergePairsKeepsPeaks(t *testing.T) {
 		t.Errorf("the last sample left is at %d, want the peak's (6)", ss[0].TNS)
 	}
 }
+
+// TestMergePairsKeepsEachProcessPeak: halving the timeline keeps each
+// process's own peak, not only the larger total's: a child's peak in the
+// sample whose total is smaller, and a process seen in one sample only.
+func TestMergePairsKeepsEachProcessPeak(t *testing.T) {
+	ss := []Sample{
+		{TNS: 0, RSS: 110, Faults: 2, Procs: []ProcSample{{PID: 1, RSS: 100, Faults: 1}, {PID: 3, RSS: 10, Faults: 1}}},
+		{TNS: 1, RSS: 60, Faults: 3, Procs: []ProcSample{{PID: 1, RSS: 10, Faults: 1}, {PID: 2, RSS: 30, Faults: 1}, {PID: 3, RSS: 20, Faults: 1}}},
+	}
+	got := mergePairs(ss)
+	want := []ProcSample{{PID: 1, RSS: 100, Faults: 2}, {PID: 2, RSS: 30, Faults: 1}, {PID: 3, RSS: 20, Faults: 2}}
+	if len(got) != 1 || got[0].RSS != 110 || got[0].Faults != 5 || !slices.Equal(got[0].Procs, want) {
+		t.Errorf("merged to %+v, want total RSS 110, 5 faults, processes %+v", got, want)
+	}
+}
