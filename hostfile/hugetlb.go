@@ -33,3 +33,18 @@ func hugetlbWithoutPages(fd int) bool {
 	}
 	return true
 }
+
+// HasHugePageSize reports whether the host's kernel has a pool of huge
+// pages of 1<<shift bytes (a directory hugepages-NkB in
+// /sys/kernel/mm/hugepages, even with no pages in it): x86-64's 2 MiB
+// pages, and its 1 GiB pages where the CPU and the kernel's configuration
+// give them. Linux's mmap (MAP_HUGE_*) and shmget (SHM_HUGE_*) refuse a
+// size it has no pool for with EINVAL; the pool of a size it has decides
+// the rest.
+func HasHugePageSize(shift uint64) bool {
+	if shift < 12 || shift > 40 {
+		return false
+	}
+	_, err := os.Stat("/sys/kernel/mm/hugepages/hugepages-" + strconv.FormatUint(uint64(1)<<shift>>10, 10) + "kB")
+	return err == nil
+}

@@ -52,8 +52,6 @@ const (
 	// shmHugeShift is where shmget's flags hold the log2 of the huge
 	// page size asked for (SHM_HUGE_SHIFT; 0 is the default size).
 	shmHugeShift = 26
-	// hugePageShift is the log2 of the only huge page size (2 MiB).
-	hugePageShift = 21
 	ShmLock       = 11
 	ShmUnlock     = 12
 	shmDestMode   = 0o1000 // the mode bit IPC_STAT shows for a removed segment
@@ -81,6 +79,10 @@ type ShmRegistry struct {
 	// mayHugeTLB reports whether process pid may make SHM_HUGETLB
 	// segments (hostMayHugeTLB; tests replace it). Immutable.
 	mayHugeTLB func(pid int32) bool
+	// hasHugePageSize reports whether the kernel has a pool of huge
+	// pages of 1<<shift bytes (hostfile.HasHugePageSize; tests replace
+	// it). Immutable.
+	hasHugePageSize func(shift uint64) bool
 }
 
 // shmSeg is one segment. Its fields are protected by the registry's mu.
@@ -108,7 +110,8 @@ func NewShmRegistry(mf *pgalloc.MemoryFile) *ShmRegistry {
 		byKey: map[int32]*shmSeg{},
 		bySeg: map[*hostfile.Shm]*shmSeg{},
 
-		mayHugeTLB: hostMayHugeTLB,
+		mayHugeTLB:      hostMayHugeTLB,
+		hasHugePageSize: hostfile.HasHugePageSize,
 	}
 }
 
@@ -151,14 +154,16 @@ func (r *ShmRegistry) Shmget(ctx context.Context, pid int32, key, size, flags ui
 		return 0, unix.EINVAL
 	}
 	if fl&ShmHugeTLB != 0 {
-		// Linux's newseg: a huge page size it does not have is EINVAL;
+		// Linux's newseg: a huge page size it has no pool for is
+		// EINVAL (hstate_sizelog: 0 is the default size, 2 MiB; 1 GiB
+		// exists on hosts that have its pool, even an empty one);
 		// then hugetlbfs lets only CAP_IPC_LOCK or the group of
 		// vm.hugetlb_shm_group make segments (EPERM); then it reserves
 		// the huge pages, and there are none (ENOMEM) unless
 		// SHM_NORESERVE asks for no reservation. A segment made so is
 		// ordinary memory here, where Linux's faults would find no
 		// huge page (SIGBUS).
-		if sz := fl >> shmHugeShift & 0x3f; sz != 0 && sz != hugePageShift {
+		if sz := uint64(fl >> shmHugeShift & 0x3f); sz != 0 && !r.hasHugePageSize(sz) {
 			return 0, unix.EINVAL
 		}
 		if !r.mayHugeTLB(pid) {

@@ -228,3 +228,51 @@ func TestMayHugeTLBFromStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestShmHugePageSizes: SHM_HUGE_* sizes follow the kernel's pools, as
+// Linux's hstate_sizelog does: a size with a pool (2 MiB on every x86-64
+// kernel, 1 GiB on hosts that have its pool, even an empty one) gets as
+// far as the reservation (ENOMEM without SHM_NORESERVE, a segment with
+// it); a size without one is EINVAL, before the privilege check. Both
+// kinds of host are modelled here, whichever this one is (TestHugeTLBShm
+// compares with the host's own kernel).
+func TestShmHugePageSizes(t *testing.T) {
+	_, mf := newMM(t)
+	const huge, noReserve = ShmHugeTLB, ShmNoReserve
+	for _, gib := range []bool{false, true} {
+		for _, may := range []bool{true, false} {
+			r := NewShmRegistry(mf)
+			r.hasHugePageSize = func(shift uint64) bool { return shift == 21 || gib && shift == 30 }
+			r.mayHugeTLB = func(int32) bool { return may }
+			for _, c := range []struct {
+				fl   uint64
+				want error // nil: a segment
+			}{
+				{huge | noReserve | 21<<shmHugeShift, nil},
+				{huge | 21<<shmHugeShift, unix.ENOMEM},
+				{huge | noReserve | 30<<shmHugeShift, nil},
+				{huge | 30<<shmHugeShift, unix.ENOMEM},
+				{huge | noReserve | 16<<shmHugeShift, unix.EINVAL},
+				{huge | noReserve | 63<<shmHugeShift, unix.EINVAL},
+				{huge | noReserve, nil},
+			} {
+				want := c.want
+				if sz := c.fl >> shmHugeShift & 0x3f; sz == 30 && !gib || sz == 16 || sz == 63 {
+					want = unix.EINVAL
+				} else if !may {
+					want = unix.EPERM
+				}
+				id, err := r.Shmget(ctx, 1, IPCPrivate, 2<<20, c.fl|IPCCreat|0o600)
+				if err != want {
+					t.Errorf("1 GiB pool %v, privileged %v: shmget flags %#x: %v, want %v", gib, may, c.fl, err, want)
+				}
+				if err == nil {
+					if _, err := r.Shmctl(ctx, nil, 1, id, IPCRmid, 0); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			r.Release(ctx)
+		}
+	}
+}
