@@ -2,10 +2,9 @@ package linuxabi
 
 import (
 	"context"
-	"fmt"
-	"os"
 
 	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/hostfile"
 	"github.com/vmspace/vmspace/memmap"
 	"github.com/vmspace/vmspace/mm"
 	"golang.org/x/sys/unix"
@@ -65,7 +64,7 @@ func MMap(ctx context.Context, m *mm.MemoryManager, addr, length, prot, flags ui
 		// fails where hugetlbfs reserves them.
 		size := uint64(hugePageSize)
 		if sz := flags >> MapHugeShift & 0x3f; sz != 0 && sz != 21 {
-			if sz < hostarch.PageShift || sz > 40 || !hostHasHugePageSize(sz) {
+			if !hostfile.HasHugePageSize(sz) {
 				return 0, unix.EINVAL
 			}
 			size = 1 << sz
@@ -121,15 +120,6 @@ func MMap(ctx context.Context, m *mm.MemoryManager, addr, length, prot, flags ui
 // hugePageSize is the default huge page size (x86-64's PMD size), the
 // one every x86-64 kernel has.
 const hugePageSize = 2 << 20
-
-// hostHasHugePageSize reports whether the host's kernel has a pool of huge
-// pages of 1<<shift bytes (x86-64's 1 GiB pages, where the CPU and the
-// kernel's configuration allow): Linux's mmap refuses MAP_HUGE_* sizes it
-// has no pool for with EINVAL, and answers the others from the pool.
-func hostHasHugePageSize(shift uint64) bool {
-	_, err := os.Stat(fmt.Sprintf("/sys/kernel/mm/hugepages/hugepages-%dkB", uint64(1)<<shift>>10))
-	return err == nil
-}
 
 // hugeTLBFile is the hugetlbfs file behind MAP_HUGETLB|MAP_ANONYMOUS when
 // the host has no huge pages for it (hugetlb.go): errno is the host's
