@@ -44,13 +44,16 @@
 // anonname_* transcripts were written from the kernel source because the
 // reference machine's kernel lacks CONFIG_ANON_VMA_NAME (the spec asks vmspace
 // to behave as if it had it); -update on a kernel with it records them.
-// Likewise the transcripts of the scripts that require "zeropage" (Linux
-// with the shared zero page, which the reference machine boots without)
+// Whether the kernel has the shared zero page is a property of the host
+// (Linux has it; some virtualised kernels boot without it, as the first
+// reference machine did): scripts whose transcript depends on it say
+// "# requires: zeropage" (recorded on a kernel with it; the first ones
 // were derived from the kernel source, each script's comment naming the
-// functions that decide it; their twins NAME_nozeropage are the same
-// statements recorded natively. TestZeroPageOracle runs each on vmspace
-// in both modes (Limits.NoZeroPage): the zero-page mode must give the
-// stored transcript and the other mode must not.
+// functions that decide it) or "# requires: nozeropage", usually as twins
+// NAME and NAME_nozeropage. TestZeroPageOracle runs each zero-page script
+// on vmspace in both modes (Limits.NoZeroPage): the zero-page mode must
+// give the stored transcript and the other mode must not. Every other
+// script must give its transcript in both modes (TestCorpusOnVmspace).
 //
 // # Decisions where the spec is silent
 //

@@ -14,13 +14,19 @@ import (
 	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
-// The oracle of mm's zero-page mode (Limits.NoZeroPage false). The
-// reference machine boots without the shared zero page, so no native run
-// here can record how Linux behaves with it: the corpus scripts marked
-// "# requires: zeropage" carry transcripts derived from the kernel source
-// (each script's comment names the functions that decide it), and most
-// have a twin named NAME_nozeropage, the same statements recorded natively
-// on this kernel, which shows where the two kernels part.
+// The oracle of mm's zero-page mode (Limits.NoZeroPage false). Machines of
+// both kinds run the tests: the first reference machine booted without the
+// shared zero page (pvm_no_zero_page=1), the next one has it, as Linux does
+// by default. The corpus scripts marked "# requires: zeropage" hold Linux's
+// answer with the zero page: the first of them were derived from the kernel
+// source (each script's comment names the functions that decide it) and
+// were then confirmed natively on kernel 6.18.44-fc-v1300, which has it;
+// the later ones were recorded there. Most have a twin named
+// NAME_nozeropage ("# requires: nozeropage"), the same statements recorded
+// on a kernel without the zero page, which shows where the two kernels
+// part. TestCorpusNative checks on each machine the half it can run;
+// TestCorpusOnVmspace replays every unmarked script in both modes, so that
+// a transcript that depends on the zero page cannot stay unmarked.
 
 // minZeroPageScripts is how many zero-page scripts the corpus must hold.
 const minZeroPageScripts = 6
