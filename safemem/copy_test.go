@@ -164,6 +164,21 @@ func copyCases() []copyCase {
 			wantN: pg, wantSig: syscall.SIGBUS, wantAddr: srcAt(pg),
 		},
 		copyCase{
+			// Large enough for moveDisjoint's REP MOVSB.
+			name: "pastEOF/large-from",
+			setup: func(t *testing.T) (Block, Block) {
+				return safe(300 * pg), unsafeBlock(mapFilePastEOF(t, 300, 290), 0, 300*pg)
+			},
+			wantN: 290 * pg, wantSig: syscall.SIGBUS, wantAddr: srcAt(290 * pg),
+		},
+		copyCase{
+			name: "pastEOF/large-into",
+			setup: func(t *testing.T) (Block, Block) {
+				return unsafeBlock(mapFilePastEOF(t, 300, 290), 64, 300*pg), safe(300*pg - 64)
+			},
+			wantN: 290*pg - 64, wantSig: syscall.SIGBUS, wantWrite: true, wantAddr: dstAt(290*pg - 64),
+		},
+		copyCase{
 			name: "nil-pointer",
 			setup: func(t *testing.T) (Block, Block) {
 				return BlockFromUnsafePointer(nil, 8), safe(8)
