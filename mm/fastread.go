@@ -2,6 +2,7 @@ package mm
 
 import (
 	"runtime"
+	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/safemem"
@@ -41,26 +42,69 @@ type readCache struct {
 	im safemem.Block
 }
 
-// rememberRead records pseg, a pma that permits reading and whose whole
-// internal mapping is cached, for lock-free reads. Preconditions: activeMu
-// held for reading.
+// pmaMemo remembers one pma, with its whole internal mapping, for I/O
+// that then needs no pma lookup: CopyIn's lock-free reads (lastRead) and
+// CopyOut's locked writes (lastWrite). What it holds is valid only while
+// activeMu.seq equals the entry's seq: no writer has held activeMu since
+// the pma was looked up, so the pma, its permissions and its pages are
+// unchanged.
+type pmaMemo struct {
+	// last is the pma remembered; nil if none. Set with activeMu held for
+	// reading; read atomically.
+	last atomic.Pointer[readCache]
+	// hint is the start of the pma looked up last when last held another
+	// (remember). Read and written atomically, by readers of activeMu,
+	// racing harmlessly.
+	hint atomic.Uintptr
+}
+
+// remember records pseg, whose whole internal mapping is cached, in m.
+// Preconditions: activeMu held for reading, whose seq is seq.
 //
-// A valid entry for another pma is replaced only when the locked path read
-// the same pma twice in a row, so that reads scattered over many pmas
-// (bench's vma_lookup_100k) do not allocate an entry each.
-func (mm *MemoryManager) rememberRead(pseg pmaIterator) {
-	seq := mm.activeMu.seq.Load()
+// A valid entry for another pma is replaced only when the same pma was
+// looked up twice in a row, so that I/O scattered over many pmas (bench's
+// vma_lookup_100k) does not allocate an entry each.
+func (m *pmaMemo) remember(seq uint64, pseg pmaIterator) {
 	start := pseg.Start()
-	if c := mm.lastRead.Load(); c != nil && c.seq == seq {
+	if c := m.last.Load(); c != nil && c.seq == seq {
 		if c.start == start {
 			return
 		}
-		if mm.lastLockedRead.Load() != uintptr(start) {
-			mm.lastLockedRead.Store(uintptr(start))
+		if m.hint.Load() != uintptr(start) {
+			m.hint.Store(uintptr(start))
 			return
 		}
 	}
-	mm.lastRead.Store(&readCache{seq: seq, start: start, end: pseg.End(), im: pseg.ValuePtr().imBlock(pseg)})
+	m.last.Store(&readCache{seq: seq, start: start, end: pseg.End(), im: pseg.ValuePtr().imBlock(pseg)})
+}
+
+// lookup returns the entry of m if [addr, end) lies in its pma and it is
+// still valid for seq, activeMu's current count; otherwise nil.
+func (m *pmaMemo) lookup(seq uint64, addr, end hostarch.Addr) *readCache {
+	if c := m.last.Load(); c != nil && c.seq == seq && addr >= c.start && end <= c.end {
+		return c
+	}
+	return nil
+}
+
+// at returns the internal mapping from addr, which lies in c's pma, to the
+// end of the pma.
+func (c *readCache) at(addr hostarch.Addr) safemem.Block {
+	return c.im.DropFirst64(uint64(addr - c.start))
+}
+
+// rememberRead records pseg, a pma that permits reading and whose whole
+// internal mapping is cached, for lock-free reads. Preconditions: activeMu
+// held for reading.
+func (mm *MemoryManager) rememberRead(pseg pmaIterator) {
+	mm.lastRead.remember(mm.activeMu.seq.Load(), pseg)
+}
+
+// rememberWrite records pseg, a pma that permits writing and whose whole
+// internal mapping is cached, for CopyOut's locked path, which then needs
+// no lookup. Preconditions: activeMu held for reading.
+func (mm *MemoryManager) rememberWrite(pseg pmaIterator) {
+	mm.lastWrite.remember(mm.activeMu.seq.Load(), pseg)
 }
 
 // copyInUnlocked copies into dst from [addr, end) without taking activeMu,
@@ -72,11 +116,11 @@ func (mm *MemoryManager) copyInUnlocked(addr, end hostarch.Addr, dst []byte) (n 
 		return 0, nil, false
 	}
 	seq := mm.activeMu.seq.Load()
-	c := mm.lastRead.Load()
-	if c == nil || c.seq != seq || addr < c.start || end > c.end {
+	c := mm.lastRead.lookup(seq, addr, end)
+	if c == nil {
 		return 0, nil, false
 	}
-	n, err = safemem.Copy(safemem.BlockFromSafeSlice(dst), c.im.DropFirst64(uint64(addr-c.start)))
+	n, err = safemem.Copy(safemem.BlockFromSafeSlice(dst), c.at(addr))
 	if testHookUnlockedReadCopied != nil {
 		testHookUnlockedReadCopied(mm)
 	}

@@ -87,3 +87,66 @@ func TestShardedRWMutexSeq(t *testing.T) {
 	}
 	mu.RUnlock(rt)
 }
+
+// TestCopyOutMemo checks CopyOut's remembered pma (lastWrite): a write to
+// the pma written before needs no lookup, and any writer of activeMu in
+// between (here MProtect, MADV_DONTNEED, MUnmap and MMap) makes the entry
+// stale, so that CopyOut never writes through a pma the manager no longer
+// maps there, nor where the permissions forbid.
+func TestCopyOutMemo(t *testing.T) {
+	m := newTestMM(t)
+	a, err := m.MMap(ctx, anonOpts(hostarch.PageSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	// writeTwice writes s twice, the second time through the memo, and
+	// checks that it reads back.
+	writeTwice := func(s string) {
+		t.Helper()
+		for i := 0; i < 2; i++ {
+			if n, err := m.CopyOut(ctx, a, []byte(s), IOOpts{}); n != len(s) || err != nil {
+				t.Fatalf("CopyOut(%q) = %d, %v", s, n, err)
+			}
+		}
+		if n, err := m.CopyIn(ctx, a, buf, IOOpts{}); n != 8 || err != nil || string(buf) != s {
+			t.Fatalf("CopyIn = %d, %v, %q; want %q", n, err, buf, s)
+		}
+		if m.lastWrite.lookup(m.activeMu.seq.Load(), a, a+8) == nil {
+			t.Fatalf("CopyOut did not remember the pma")
+		}
+	}
+	writeTwice("AAAAAAAA")
+
+	// Permissions taken away: the write faults.
+	if err := m.MProtect(ctx, a, hostarch.PageSize, hostarch.Read, MProtectOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	var ae *AccessError
+	if n, err := m.CopyOut(ctx, a, []byte("BBBBBBBB"), IOOpts{}); n != 0 || !errors.As(err, &ae) {
+		t.Fatalf("CopyOut to a read-only page = %d, %v; want 0, an AccessError", n, err)
+	}
+	if err := m.MProtect(ctx, a, hostarch.PageSize, hostarch.ReadWrite, MProtectOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	writeTwice("CCCCCCCC")
+
+	// The page freed: the write goes to the new zero page, which then
+	// reads back what was written (not zeros, as when the write lands in
+	// the freed page).
+	if err := m.MAdvise(ctx, a, hostarch.PageSize, AdvDontNeed); err != nil {
+		t.Fatal(err)
+	}
+	writeTwice("DDDDDDDD")
+
+	// The mapping replaced by another at the same address.
+	if err := m.MUnmap(ctx, a, hostarch.PageSize); err != nil {
+		t.Fatal(err)
+	}
+	o := anonOpts(hostarch.PageSize)
+	o.Addr, o.Fixed = a, true
+	if b, err := m.MMap(ctx, o); err != nil || b != a {
+		t.Fatalf("MMap at %#x = %#x, %v", a, b, err)
+	}
+	writeTwice("EEEEEEEE")
+}

@@ -59,7 +59,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"mdwe":                  {forkCopied, "inherited, unless PR_MDWE_NO_INHERIT (TestMDWE)"},
 	"activeMu":              {forkLock, ""},
 	"lastRead":              {forkZero, "a cache of the manager's own pmas (fastread.go)"},
-	"lastLockedRead":        {forkZero, "a hint for lastRead"},
+	"lastWrite":             {forkZero, "a cache of the manager's own pmas (fastread.go)"},
 	"pmas":                  {forkOwn, "copy-on-write copies (TestForkCopyOnWrite)"},
 	"curRSS":                {forkOwn, "the size of the child's pmas (CheckInvariants)"},
 	"maxRSS":                {forkOwn, "the child's own VmHWM, as Linux's"},
@@ -84,7 +84,7 @@ var forkFields = map[string]struct{ kind, why string }{
 // non-zero in the parent at the moment of the fork.
 var forkZeroMayBeZeroInParent = map[string]bool{
 	"unmapAllOnActivate": true, "captureInvalidations": true, "capturedInvalidations": true,
-	"lastRead": true, "lastLockedRead": true, "resMemo": true,
+	"lastRead": true, "lastWrite": true, "resMemo": true,
 }
 
 // field returns the (unexported) field name of m, readable and settable.

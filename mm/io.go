@@ -37,15 +37,25 @@ func (mm *MemoryManager) CopyOut(ctx context.Context, addr hostarch.Addr, src []
 	end := addr + hostarch.Addr(len(src))
 	if end > addr && !opts.IgnorePermissions {
 		rt := mm.activeMu.RLock()
-		if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
-			if dst, ok := fastMapping(pseg, addr, len(src), true); ok {
-				n, err := safemem.Copy(dst, safemem.BlockFromSafeSlice(src))
-				mm.activeMu.RUnlock(rt)
-				if err != nil {
-					return n, accessErrorFor(addr+hostarch.Addr(n), err)
+		var dst safemem.Block
+		c := mm.lastWrite.lookup(mm.activeMu.seq.Load(), addr, end)
+		ok := c != nil
+		if ok {
+			dst = c.at(addr)
+		} else {
+			if pseg := mm.pmas.FindSegment(addr); pseg.Ok() && end <= pseg.End() {
+				if dst, ok = fastMapping(pseg, addr, len(src), true); ok && !pseg.ValuePtr().im.IsZero() {
+					mm.rememberWrite(pseg)
 				}
-				return n, nil
 			}
+		}
+		if ok {
+			n, err := safemem.Copy(dst, safemem.BlockFromSafeSlice(src))
+			mm.activeMu.RUnlock(rt)
+			if err != nil {
+				return n, accessErrorFor(addr+hostarch.Addr(n), err)
+			}
+			return n, nil
 		}
 		mm.activeMu.RUnlock(rt)
 	}

@@ -216,15 +216,13 @@ type MemoryManager struct {
 	activeMu shardedRWMutex
 
 	// lastRead is the pma CopyIn last read through, for reads that take
-	// no lock (fastread.go); nil if none. Set with activeMu held for
-	// reading; read atomically, valid only while activeMu.seq equals its
-	// seq.
-	lastRead atomic.Pointer[readCache]
+	// no lock (fastread.go). Its own atomics protect it; it is valid only
+	// while activeMu.seq equals its entry's.
+	lastRead pmaMemo
 
-	// lastLockedRead is the start of the pma CopyIn's locked fast path
-	// read last when lastRead held another (rememberRead). A hint: read
-	// and written atomically, by readers of activeMu, racing harmlessly.
-	lastLockedRead atomic.Uintptr
+	// lastWrite is the pma CopyOut last wrote through, which its locked
+	// path then uses without a lookup (fastread.go). As lastRead.
+	lastWrite pmaMemo
 
 	// pmas are the cached translations of the vmas. Invariant: every pma
 	// lies within a vma. Protected by activeMu; changing the set of pmas

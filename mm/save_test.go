@@ -840,7 +840,7 @@ var checkpointFields = map[string]map[string]string{
 		"uffdMarkers": "not saved: a manager with userfaultfd registrations is refused (uffdSaveCheckLocked), and markers count only in registered vmas",
 		"guards":      "saved", "defMLockMode": "saved", "sharedAnon": "a function: the caller sets it again",
 		"commit": "shared with other managers: the caller sets it again (restored vmas are charged to it)",
-		"limits": "saved", "activeMu": "lock", "lastRead": "a cache (fastread.go): nil in a restored manager", "lastLockedRead": "a hint for lastRead", "pmas": "saved", "curRSS": "recomputed", "maxRSS": "saved", "resMemo": "set only inside a reader's critical section",
+		"limits": "saved", "activeMu": "lock", "lastRead": "a cache (fastread.go): nil in a restored manager", "lastWrite": "a cache (fastread.go): empty in a restored manager", "pmas": "saved", "curRSS": "recomputed", "maxRSS": "saved", "resMemo": "set only inside a reader's critical section",
 		"as": "none until Activate", "active": "0", "unmapAllOnActivate": "false without an AddressSpace",
 		"captureInvalidations": "transient (Fork)", "capturedInvalidations": "transient (Fork)",
 		"faults": "saved", "aio": "saved", "metadataMu": "lock",
