@@ -1,12 +1,15 @@
 package mm
 
 import (
+	"cmp"
 	"context"
 	"iter"
+	"slices"
 	"sync/atomic"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/memmap"
+	"github.com/vmspace/vmspace/pgalloc"
 	"github.com/vmspace/vmspace/safemem"
 	"golang.org/x/sys/unix"
 )
@@ -34,6 +37,11 @@ type ForkPlan struct {
 	// manager maps there the parent's pages or none yet, so an inherited
 	// host mapping may stay where the child's manager maps the same.
 	Keep []hostarch.AddrRange
+	// Pinned are the private ranges the parent could write that the
+	// child got copies of at the fork (ForkPinned): the parent keeps its
+	// pages there as they were, writable and mapped. They lie within
+	// Keep: the child's manager maps its own pages there.
+	Pinned []hostarch.AddrRange
 }
 
 // Fork returns a copy of the address space, as fork(2) makes for the child:
@@ -55,6 +63,21 @@ func (mm *MemoryManager) Fork(ctx context.Context) (*MemoryManager, error) {
 // It brackets the copy with the PreFork and PostFork of the AddressSpace
 // active when it starts, if any.
 func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, ForkPlan, error) {
+	return mm.ForkPinned(ctx, nil)
+}
+
+// ForkPinned is ForkWithPlan, except that the pages of private memory the
+// parent can write within pinned (page-aligned ranges, in any order) are
+// copied for the child at once instead of being shared copy-on-write: the
+// parent keeps them writable and mapped in its AddressSpace, so that
+// accesses to them made behind the pmas' back (the host kernel's, for
+// the parent's other threads, which run on during the fork) never find
+// them read-only. It is Linux's copy at fork of the pages that may be
+// pinned for DMA (page_needs_cow_for_dma). Only pages holding data are
+// copied; the child has no page where the parent has none. If the memory
+// file cannot supply a copy, that range is shared copy-on-write as any.
+func (mm *MemoryManager) ForkPinned(ctx context.Context, pinned []hostarch.AddrRange) (*MemoryManager, ForkPlan, error) {
+	pinned = pageRanges(pinned)
 	mm.metadataMu.Lock()
 	defer mm.metadataMu.Unlock()
 	mm.mappingMu.RLock()
@@ -165,6 +188,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 	}
 	// Copy the pmas of inherited vmas.
 	var lostWrite []hostarch.AddrRange
+	var pins []pinnedCopy
 	pgap := mm2.pmas.FirstGap()
 	var rw residencyWindow
 	mm.privateRefs.mu.Lock()
@@ -185,8 +209,12 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 				continue
 			}
 			r := hostarch.AddrRange{Start: addr, End: min(vseg.End(), pr.End)}
-			addr = r.End
 			v := vseg.ValuePtr()
+			pin := false
+			if pp := pseg.ValuePtr(); v.private() && pp.private && pp.effectivePerms.Write {
+				pin, r.End = cutPinned(pinned, r)
+			}
+			addr = r.End
 			if v.flags.has(vmaWipeOnFork) || !v.written() {
 				// Like Linux, pages of a vma never written (no
 				// anon_vma) are not copied: the child faults them
@@ -199,6 +227,15 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 				addr = pr.End
 			}
 			p := pseg.ValuePtr()
+			if pin {
+				// The parent keeps these pages as they are; the
+				// child gets copies of those holding data (below,
+				// once privateRefs.mu is let go).
+				for cr := range mm.forkedRuns(pseg, pr, true, &rw) {
+					pins = append(pins, pinnedCopy{ar: cr, fr: pmaRef{pseg}.fileRange(cr), p: *p})
+				}
+				continue
+			}
 			if v.private() {
 				if p.effectivePerms.Write {
 					lostWrite = append(lostWrite, pr)
@@ -229,6 +266,17 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 		}
 	}
 	mm.privateRefs.mu.Unlock()
+	var pinnedRanges []hostarch.AddrRange
+	for _, pc := range pins {
+		if mm.copyPinnedLocked(mm2, pc) {
+			pinnedRanges = append(pinnedRanges, pc.ar)
+			continue
+		}
+		lostWrite = append(lostWrite, pc.ar)
+	}
+	if len(pins) > 0 {
+		slices.SortFunc(lostWrite, func(a, b hostarch.AddrRange) int { return cmp.Compare(a.Start, b.Start) })
+	}
 	mm.forkUffdMarkersLocked(mm2)
 	mm2.maxRSS = mm2.curRSS
 	for _, r := range lostWrite {
@@ -244,7 +292,7 @@ func (mm *MemoryManager) ForkWithPlan(ctx context.Context) (*MemoryManager, Fork
 	if as != nil {
 		as.PostFork()
 	}
-	plan := ForkPlan{Copy: mergeRanges(lostWrite)}
+	plan := ForkPlan{Copy: mergeRanges(lostWrite), Pinned: mergeRanges(pinnedRanges)}
 	plan.Keep = mm2.forkKeep(plan.Copy)
 	mm.activeMu.Unlock()
 	mm2.activeMu.Unlock()
@@ -354,4 +402,100 @@ func (mm *MemoryManager) forkedRuns(pseg pmaIterator, pr hostarch.AddrRange, pri
 			yield(cur)
 		}
 	}
+}
+
+// pinnedCopy is a run of a fork parent's pages that the child gets a copy
+// of (ForkPinned): ar, at fr of the memory file, in the parent's pma p.
+type pinnedCopy struct {
+	ar hostarch.AddrRange
+	fr memmap.FileRange
+	p  pma
+}
+
+// pageRanges returns rs rounded out to pages, sorted and merged.
+func pageRanges(rs []hostarch.AddrRange) []hostarch.AddrRange {
+	var out []hostarch.AddrRange
+	for _, r := range rs {
+		end, ok := r.End.RoundUp()
+		if !ok {
+			end = ^hostarch.Addr(0) &^ hostarch.PageMask
+		}
+		if r = (hostarch.AddrRange{Start: r.Start.RoundDown(), End: end}); r.Start < r.End {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b hostarch.AddrRange) int { return cmp.Compare(a.Start, b.Start) })
+	merged := out[:0]
+	for _, r := range out {
+		if n := len(merged); n > 0 && r.Start <= merged[n-1].End {
+			merged[n-1].End = max(merged[n-1].End, r.End)
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return merged
+}
+
+// cutPinned reports whether r.Start lies in one of pinned (sorted and
+// disjoint), and returns where r's part that is all in or all out of
+// pinned ends.
+func cutPinned(pinned []hostarch.AddrRange, r hostarch.AddrRange) (bool, hostarch.Addr) {
+	i, _ := slices.BinarySearchFunc(pinned, r.Start, func(p hostarch.AddrRange, a hostarch.Addr) int {
+		if p.End <= a {
+			return -1
+		}
+		if p.Start > a {
+			return 1
+		}
+		return 0
+	})
+	if i == len(pinned) {
+		return false, r.End
+	}
+	if p := pinned[i]; p.Start <= r.Start {
+		return true, min(r.End, p.End)
+	}
+	return false, min(r.End, pinned[i].Start)
+}
+
+// copyPinnedLocked gives mm2, the child of a fork in progress, its own copy
+// of the parent's pages pc. If the memory file cannot supply one, the
+// pages are shared copy-on-write instead, as in any fork (the parent's pma
+// needs copy-on-write from now on, and the caller takes away the write
+// access its AddressSpace has): it then reports false. Preconditions: as
+// in ForkPinned's pma copy, with privateRefs.mu not held.
+func (mm *MemoryManager) copyPinnedLocked(mm2 *MemoryManager, pc pinnedCopy) bool {
+	cp := pc.p
+	cp.im = safemem.Origin{}
+	cp.mapped = 0
+	nfr, err := mm.allocatePrivateOpts(pc.ar.Length(), pgalloc.AllocOpts{Populate: true, Overwrite: true})
+	if err == nil {
+		var src, dst safemem.BlockSeq
+		if src, err = mm.mf.MapInternal(pc.fr, hostarch.Read); err == nil {
+			if dst, err = mm.mf.MapInternal(nfr, hostarch.ReadWrite); err == nil {
+				_, err = safemem.CopySeq(dst, src)
+			}
+		}
+		if err != nil {
+			mm.privateRefs.decRef(mm.mf, nfr)
+		}
+	}
+	if err == nil {
+		cp.off, cp.allData = nfr.Start, true
+		mm2.pmas.InsertWithoutMerging(mm2.pmas.FindGap(pc.ar.Start), addrSegRange(pc.ar), cp)
+		mm2.curRSS += pc.ar.Length()
+		return true
+	}
+	pseg := mm.pmas.Isolate(mm.pmas.FindSegment(pc.ar.Start), addrSegRange(pc.ar))
+	p := pseg.ValuePtr()
+	p.needCOW = true
+	p.effectivePerms.Write = false
+	mm.privateRefs.mu.Lock()
+	mm.privateRefs.incRefLocked(pc.fr)
+	mm.privateRefs.mu.Unlock()
+	cp.needCOW = true
+	cp.effectivePerms.Write = false
+	mm2.pmas.InsertWithoutMerging(mm2.pmas.FindGap(pc.ar.Start), addrSegRange(pc.ar), cp)
+	mm2.curRSS += pc.ar.Length()
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/vmspace/vmspace/hostarch"
@@ -177,5 +178,72 @@ func TestForkFailsPostFork(t *testing.T) {
 	if at, ok := as.perms(window); !ok || at != hostarch.ReadWrite {
 		t.Errorf("parent maps %v (%v) after a failed fork, want rw-", at, ok)
 	}
+	check(t, m)
+}
+
+// TestForkPinned checks ForkPinned: the parent's writable private pages
+// within the pinned ranges stay as they were (writable in its manager and
+// in its AddressSpace, not in the plan's Copy), the child gets copies of
+// those holding data (counted in the plan's Pinned and Keep), and from
+// then on each side writes its own page without a fault or a copy; the
+// rest forks as ever.
+func TestForkPinned(t *testing.T) {
+	m, as := forkPlanMM(t, true, nil)
+	defer m.DecUsers(ctx)
+	defer m.Deactivate()
+	r := func(start, end hostarch.Addr) hostarch.AddrRange {
+		return hostarch.AddrRange{Start: window + start, End: window + end}
+	}
+	mustOK(t, "CopyOut", func() error { _, err := m.CopyOut(ctx, window+0x1000, []byte("parent"), IOOpts{}); return err }())
+	// Pinned: the second page of the first vma, one byte of the second
+	// half of the last (which has no page: not copied), and shared memory
+	// (not private: shared as ever).
+	pinned := []hostarch.AddrRange{r(0x30000, 0x30010), {Start: window + 0x1800, End: window + 0x1900}, r(0x63000, 0x63001)}
+	used := m.mf.UsageAllocated()
+	c, plan, err := m.ForkPinned(ctx, pinned)
+	mustOK(t, "fork", err)
+	defer c.DecUsers(ctx)
+	if got := m.mf.UsageAllocated() - used; got != hostarch.PageSize {
+		t.Errorf("the fork allocated %#x bytes, want one page", got)
+	}
+	wantCopy := []hostarch.AddrRange{r(0, 0x1000), r(0x60000, 0x62000)}
+	if !reflect.DeepEqual(plan.Copy, wantCopy) {
+		t.Errorf("Copy %v, want %v", plan.Copy, wantCopy)
+	}
+	if want := []hostarch.AddrRange{r(0x1000, 0x2000)}; !reflect.DeepEqual(plan.Pinned, want) {
+		t.Errorf("Pinned %v, want %v", plan.Pinned, want)
+	}
+	if !slices.ContainsFunc(plan.Keep, func(k hostarch.AddrRange) bool { return k.IsSupersetOf(r(0x1000, 0x2000)) }) {
+		t.Errorf("Keep %v lacks the pinned page", plan.Keep)
+	}
+	if at, ok := as.perms(window + 0x1000); !ok || at != hostarch.ReadWrite {
+		t.Errorf("parent maps the pinned page %v (%v) after the fork, want rw- kept", at, ok)
+	}
+	pb, cb := m.Backings(r(0x1000, 0x2000)), c.Backings(r(0x1000, 0x2000))
+	if len(pb) != 1 || len(cb) != 1 || pb[0].Offset == cb[0].Offset || !pb[0].Perms.Write || !cb[0].Perms.Write {
+		t.Fatalf("pinned page: parent %+v, child %+v, want distinct writable pages", pb, cb)
+	}
+	// Each side's writes are its own, and cost nothing more.
+	used = m.mf.UsageAllocated()
+	mustOK(t, "parent CopyOut", func() error { _, err := m.CopyOut(ctx, window+0x1000, []byte("PARENT"), IOOpts{}); return err }())
+	mustOK(t, "child CopyOut", func() error { _, err := c.CopyOut(ctx, window+0x1002, []byte("ild"), IOOpts{}); return err }())
+	if got := m.mf.UsageAllocated(); got != used {
+		t.Errorf("writes to the pinned pages allocated %#x bytes", got-used)
+	}
+	for _, side := range []struct {
+		name string
+		m    *MemoryManager
+		want string
+	}{{"parent", m, "PARENT"}, {"child", c, "paild"}} {
+		b := make([]byte, len(side.want))
+		if _, err := side.m.CopyIn(ctx, window+0x1000, b, IOOpts{}); err != nil || string(b) != side.want {
+			t.Errorf("%s reads %q (%v), want %q", side.name, b, err, side.want)
+		}
+	}
+	// The page the parent had none of stays without one in the child.
+	if cb := c.Backings(r(0x63000, 0x64000)); len(cb) != 0 {
+		t.Errorf("child has %+v where the parent had no page", cb)
+	}
+	check(t, c)
 	check(t, m)
 }
