@@ -343,6 +343,19 @@ func (h *HostMappings) StalePieces(ar hostarch.AddrRange) []hostarch.AddrRange {
 	return out
 }
 
+// Protect records that the host mappings within ar now allow no more
+// than at, after its user changed their protections itself (mprotect).
+func (h *HostMappings) Protect(ar hostarch.AddrRange, at hostarch.AccessType) {
+	for _, pc := range h.PiecesIn([]hostarch.AddrRange{ar}) {
+		m := pc.Mapping
+		if m.Perms.Intersect(at) == m.Perms {
+			continue
+		}
+		m.Perms = m.Perms.Intersect(at)
+		h.record(pc.Range, m)
+	}
+}
+
 // Forget removes ar from the record, after its user unmapped it in the
 // host itself.
 func (h *HostMappings) Forget(ar hostarch.AddrRange) {

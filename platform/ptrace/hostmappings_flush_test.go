@@ -54,3 +54,40 @@ func TestFlushExcept(t *testing.T) {
 		t.Errorf("the later Flush made %q, want %q", c.calls, want)
 	}
 }
+
+// TestProtect checks that Protect lowers the recorded permissions within
+// its range only, so that Covers and MapFile see what the host maps after
+// its user's mprotect: a later MapFile with the lower permissions makes
+// no call, one with write access maps again.
+func TestProtect(t *testing.T) {
+	const pg = hostarch.PageSize
+	f := newTestFile(t, 1, 16)
+	var h HostMappings
+	c := &recordingCaller{}
+	base := hostarch.Addr(0x10000000)
+	page := func(i int) hostarch.Addr { return base + hostarch.Addr(i)*pg }
+	if err := h.MapFile(base, f, memmap.FileRange{Start: 0, End: 8 * pg}, hostarch.ReadWrite, false, c); err != nil {
+		t.Fatal(err)
+	}
+	gen := h.Generation()
+	h.Protect(hostarch.AddrRange{Start: page(2), End: page(4)}, hostarch.Read)
+	if h.Generation() == gen {
+		t.Error("Protect left the generation as it was")
+	}
+	if h.Covers(hostarch.AddrRange{Start: page(2), End: page(3)}, hostarch.Write) {
+		t.Error("a protected page is still recorded writable")
+	}
+	if !h.Covers(hostarch.AddrRange{Start: page(0), End: page(2)}, hostarch.Write) || !h.Covers(hostarch.AddrRange{Start: page(4), End: page(8)}, hostarch.Write) {
+		t.Error("Protect changed pages outside its range")
+	}
+	if !h.Covers(hostarch.AddrRange{Start: page(0), End: page(8)}, hostarch.Read) {
+		t.Error("Protect unmapped pages")
+	}
+	c.calls = nil
+	if err := h.MapFile(page(2), f, memmap.FileRange{Start: 2 * pg, End: 4 * pg}, hostarch.Read, false, c); err != nil || len(c.calls) != 0 {
+		t.Errorf("MapFile read-only of the protected pages made %q (%v), want nothing", c.calls, err)
+	}
+	if err := h.MapFile(page(2), f, memmap.FileRange{Start: 2 * pg, End: 3 * pg}, hostarch.ReadWrite, false, c); err != nil || len(c.calls) != 1 {
+		t.Errorf("MapFile writable of a protected page made %q (%v), want one mmap", c.calls, err)
+	}
+}
