@@ -224,6 +224,51 @@ func (c injector) Unmap(ar hostarch.AddrRange) bool {
 	return true
 }
 
+// protectNow takes write access away from the host mappings pcs (pieces
+// of the record, sorted) at once, with injected mprotect calls (one per
+// run of adjacent pieces left with the same protections), and records it.
+// It reports false, having changed nothing more, when no task of the
+// address space can take an injected call now: the rest of pcs is then
+// left as it was. The pages stay mapped throughout, unlike an unmap and
+// a new mapping.
+func (as *stubAS) protectNow(pcs []shadowPiece) bool {
+	if as.released {
+		return true
+	}
+	for i := 0; i < len(pcs); {
+		at := pcs[i].m.Perms
+		at.Write = false
+		run := pcs[i].ar
+		j := i + 1
+		for ; j < len(pcs); j++ {
+			next := pcs[j].m.Perms
+			next.Write = false
+			if pcs[j].ar.Start != run.End || next != at {
+				break
+			}
+			run.End = pcs[j].ar.End
+		}
+		t, err := injector{as: as}.task()
+		if err != nil {
+			return false
+		}
+		r, err := as.s.inject(t, unix.SYS_MPROTECT, uintptr(run.Start), uintptr(run.Length()), uintptr(at.Prot()))
+		if err != nil {
+			return false
+		}
+		if e, bad := errnoOf(r); bad {
+			// mprotect fails only for lack of memory to split; the
+			// process cannot be trusted with writable mappings of
+			// shared pages.
+			as.s.killProcess(t.p, fmt.Sprintf("mprotect(%v, %#x) failed: %v", run.Start, run.Length(), e))
+			return true
+		}
+		as.h.Protect(run, at)
+		i = j
+	}
+	return true
+}
+
 // flush makes the pending unmaps. Those that cannot be made now (no task
 // of the address space can take an injected call) stay pending.
 func (as *stubAS) flush() {

@@ -175,12 +175,16 @@
 //   - fork, vfork and clone are ptrace events (fork.go): threads share
 //     their process's manager; CLONE_VM children (vfork, posix_spawn) share
 //     their parent's host address space and manager until they exec; fork
-//     children get mm.ForkWithPlan's copy-on-write copy, and their host
+//     children get mm.ForkPinned's copy-on-write copy, and their host
 //     mappings follow its plan: the private memory both now share is
-//     read-only in both host processes until a write (a fault, or a
-//     system call's buffer) breaks copy-on-write in the writer's
-//     manager; a fork that mm refuses (ENOMEM) returns the error with no
-//     child the program can see.
+//     read-only in both host processes (made so in the parent without
+//     ever being unmapped, while its other threads run on) until a write
+//     (a fault, or a system call's buffer) breaks copy-on-write in the
+//     writer's manager, except the pages the host kernel may write for
+//     the parent's threads (signal frames, buffers of calls in flight,
+//     rseq areas), which the child gets copies of at once; a fork that
+//     mm refuses (ENOMEM) returns the error with no child the program
+//     can see.
 //
 // # The fast path
 //

@@ -247,6 +247,12 @@ func (s *Sandbox) prepareSignalFrame(t *task) {
 		low = 0
 	}
 	s.ensureStack(t, hostarch.AddrRange{Start: low.RoundDown(), End: sp.MustRoundUp()})
+	// The kernel writes the frame once t runs, however late: until its
+	// next stop, a fork keeps these pages writable (kernelWrites).
+	t.kframe = append(t.kframe[:0], hostarch.AddrRange{Start: low, End: sp})
+	if as := t.altStack; as.Length() > 0 && !as.Contains(sp) {
+		t.kframe = append(t.kframe, hostarch.AddrRange{Start: max(as.Start, as.End-signalFrameSize), End: as.End})
+	}
 	if debug {
 		fmt.Fprintf(os.Stderr, "vmspace-debug: signal frame for %d: sp %v alt %v covered %v/%v\n", t.tid, sp, t.altStack,
 			p.as.covers(hostarch.AddrRange{Start: low.RoundDown(), End: sp.MustRoundUp()}, hostarch.Write), p.as.covers(t.altStack, hostarch.Write))

@@ -34,9 +34,22 @@ import (
 //     shared) are made read-only in both processes, and a write fault
 //     (or a system call that will write there: prevalidate.go) breaks
 //     copy-on-write in the writer's manager, which maps its own page.
-//     With the parent still stopped in its fork, its mappings of the
-//     Copy ranges are removed from its shadow (the host munmap deferred
-//     as any: stubAS.PreFork kept them until the plan was read), and the
+//     With the parent still stopped in its fork, its host mappings of the
+//     Copy ranges (which stubAS.PreFork kept until the plan was read)
+//     become read-only at once (mprotect injected into another of its
+//     threads: stubAS.protectNow), never unmapped: its other threads run
+//     on, and the host kernel reads that memory for them (a signal frame
+//     at rt_sigreturn, a system call's buffer) where Linux's would find
+//     it mapped. What the host kernel may write for them without the
+//     tracer seeing them stop first (kernelWrites: the rseq areas and
+//     clear_child_tid words, the frame of a signal given but maybe not yet
+//     written, the buffers of a system call made through the host, which
+//     may be blocked in it) is not shared at all: the child gets copies
+//     of those pages and the parent keeps them writable (mm.ForkPinned,
+//     Linux's copy at fork of pages pinned for DMA), since a host write to
+//     a read-only page fails where Linux's would break copy-on-write
+//     (the thread killed with SIGSEGV, the signal replaced by SIGSEGV
+//     SI_KERNEL, the call failed with EFAULT). Then the
 //     child is brought in line with its manager (fixFork): its inherited
 //     mappings of the Copy ranges are mapped again read-only, those in
 //     the plan's Keep ranges are kept where the child's manager maps the
@@ -48,8 +61,11 @@ import (
 //     (MADV_DONTFORK, MADV_WIPEONFORK, and whatever the parent's manager
 //     dropped since the host fork: the parent's pages may be freed and
 //     reused at once, while the child must never see them). At the exit
-//     of its fork system call, the parent maps the Copy ranges again,
-//     read-only (forkDone), so that its reads do not fault.
+//     of its fork system call, the parent's manager records the Copy
+//     ranges as mapped, read-only (forkDone). If no other thread of the
+//     parent can take an injected call at the fork event (none runs),
+//     the Copy ranges are unmapped instead (deferred as any unmap), and
+//     mapped again read-only there.
 //
 // The memory the host kernel writes by itself for a thread (its rseq
 // area, clear_child_tid word and robust list: kareas.go) must never be
@@ -74,10 +90,10 @@ import (
 // mapping is trusted, and everything the child keeps is mapped again.
 //
 // Other threads of a forking parent run on during the fork; a write they
-// make between the host fork and the moment the parent's writable
-// mappings go (before the child first runs: the flush of deferred
-// unmaps, which stops one of them, Sandbox.shootdown) is seen by the
-// child.
+// make between the host fork and the moment the parent's mappings become
+// read-only (at the fork event, before the child first runs), or, in the
+// pages copied for the child, before the copy, is seen by the child, as if
+// made before the fork.
 //
 // A fork child with CLONE_CHILD_SETTID (glibc's fork sets the thread id in
 // the child's thread descriptor so) writes its thread id into its memory
@@ -103,6 +119,31 @@ type forkFixup struct {
 	// (the parent's host mappings did not change since the forking
 	// thread last ran).
 	trusted bool
+	// pinned are the ranges the child got copies of at the fork
+	// (mm.ForkPlan.Pinned).
+	pinned []hostarch.AddrRange
+	// settid is the child's CLONE_CHILD_SETTID word, 0 if none.
+	settid hostarch.Addr
+}
+
+// childSettid returns the address at which the host's clone of t, at its
+// fork event, has the child write its thread id (CLONE_CHILD_SETTID), or
+// 0.
+func childSettid(t *task) hostarch.Addr {
+	if t.regs.Orig_rax == unix.SYS_CLONE && t.regs.Rdi&unix.CLONE_CHILD_SETTID != 0 {
+		return hostarch.Addr(t.regs.R10)
+	}
+	return 0
+}
+
+// inRanges reports whether ar lies within one of rs.
+func inRanges(ar hostarch.AddrRange, rs []hostarch.AddrRange) bool {
+	for _, r := range rs {
+		if r.IsSupersetOf(ar) {
+			return true
+		}
+	}
+	return false
 }
 
 // shadowPiece is one range of a process's host mappings and its mapping.
@@ -192,7 +233,9 @@ func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 		return
 	}
 	trusted := t.mapGen != 0 && t.mapGen == p.as.h.Generation()+1 && !p.as.h.Pending()
-	cm, plan, err := p.mm.ForkWithPlan(s.ctx)
+	// What the host kernel may write for the parent's threads stays
+	// writable in the parent; the child gets copies.
+	cm, plan, err := p.mm.ForkPinned(s.ctx, s.kernelWrites(p.sp, t))
 	if err != nil {
 		s.failFork(t, ctid, exitSig, err)
 		return
@@ -201,24 +244,36 @@ func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 	cp := s.childProcess(p, ctid)
 	s.joinSpace(cp, s.newSpace(cm))
 	s.keepSettid(t)
-	s.childParentTid(t, cm)
+	s.childParentTid(t, cm, plan.Pinned)
 	// The fork left the parent's host mappings as they were
 	// (stubAS.PreFork): what the child inherited, if trusted.
-	fx := &forkFixup{copy: p.as.piecesIn(plan.Copy), keep: p.as.piecesIn(plan.Keep), trusted: trusted}
+	fx := &forkFixup{copy: p.as.piecesIn(plan.Copy), keep: p.as.piecesIn(plan.Keep), trusted: trusted,
+		pinned: plan.Pinned, settid: childSettid(t)}
 	cp.fixup = fx
 	cp.forkParent = t
-	// The parent's writable mappings of what is now shared go (before
-	// any task runs on: Sandbox.resume); its manager already counts
-	// them as unmapped. The parent maps them again read-only at the exit
-	// of its fork (forkDone).
+	// The parent's writable mappings of what is now shared become
+	// read-only at once, never unmapped: its other threads, which run
+	// on, and the host kernel for them, still read them. (Its manager
+	// counts them as unmapped until the exit of its fork: forkDone.) If
+	// no task can make the call now, none runs before the shootdown:
+	// they go then, and are mapped again read-only at the exit of the
+	// fork.
+	if !p.as.protectNow(fx.copy) {
+		for _, pc := range fx.copy {
+			p.as.Unmap(pc.ar.Start, pc.ar.Length())
+		}
+	}
 	for _, pc := range fx.copy {
-		p.as.Unmap(pc.ar.Start, pc.ar.Length())
 		t.forkShared = append(t.forkShared, pc.ar)
 	}
 	if !t.dead() {
 		t.state = taskParked
 	}
-	p.held = nil
+	if p.held == t {
+		p.held = nil
+	}
+	// (A sibling stopped to make the calls stays held until it is
+	// resumed with the borrowed: resumeBorrowed.)
 }
 
 // keepSettid makes the word that t saved at the entry of its clone
@@ -417,17 +472,23 @@ func takeParentTid(t *task) *settidSave {
 // after it has copied the parent's memory, so the child's copy holds the
 // word from before the clone; the host's clone wrote it through the
 // parent's host mapping before the managers forked, into the page the
-// child's manager now shares with the parent's. So where the child's
-// manager shares that page, the child breaks copy-on-write and its copy
-// gets the old word back; shared memory (the child sees the write on
-// Linux too) and a page the child did not inherit are left alone.
-func (s *Sandbox) childParentTid(t *task, cm *mm.MemoryManager) {
+// child's manager now shares with the parent's, or copied (pinned). So
+// where the child's manager shares that page, the child breaks
+// copy-on-write and its copy gets the old word back, as does a copy;
+// shared memory (the child sees the write on Linux too) and a page the
+// child did not inherit are left alone.
+func (s *Sandbox) childParentTid(t *task, cm *mm.MemoryManager, pinned []hostarch.AddrRange) {
 	st, pm := takeParentTid(t), t.p.mm
 	if st == nil || pm == nil {
 		return
 	}
 	ar := hostarch.AddrRange{Start: st.addr, End: st.addr + hostarch.Addr(len(st.old))}
-	if rs := cm.Regions(ar); len(rs) != 1 || !rs[0].Mapped || !rs[0].Private || !sameBacking(pm.Backings(ar), cm.Backings(ar)) {
+	if rs := cm.Regions(ar); len(rs) != 1 || !rs[0].Mapped || !rs[0].Private {
+		return
+	}
+	// A page the child got a copy of at the fork (pinned) was copied
+	// with the word too.
+	if !sameBacking(pm.Backings(ar), cm.Backings(ar)) && !inRanges(ar, pinned) {
 		return
 	}
 	cm.CopyOut(s.ctx, st.addr, st.old[:], mm.IOOpts{IgnorePermissions: true})
@@ -648,6 +709,15 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 	}
 	p.as.h.SetTrustStale(fx.trusted)
 	defer p.as.h.SetTrustStale(false)
+	// The child wrote its thread id (CLONE_CHILD_SETTID) before its
+	// first stop through the mapping it inherited, into its parent's
+	// page: a copy of a page made at the fork (pinned) may have been
+	// made before, and gets it now.
+	if a := fx.settid; a != 0 && inRanges(hostarch.AddrRange{Start: a, End: a + 4}, fx.pinned) {
+		var b [4]byte
+		binary.LittleEndian.PutUint32(b[:], uint32(p.pid))
+		p.mm.CopyOut(s.ctx, a, b[:], mm.IOOpts{})
+	}
 	// First, the memory the host kernel writes for the child becomes its
 	// own and writable (its thread id, written before its first stop
 	// through the mapping it inherited, is in its copy): the kernel

@@ -5,6 +5,7 @@ import (
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
+	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,8 +27,10 @@ import (
 // mapped in the host with the access the kernel needs, as far as the
 // memory manager allows (keepKernelAreas): when they are set (and at a
 // new task's first stop), after every memory system call, at a fork
-// (whose copy-on-write makes private memory read-only in the host: see
-// fork.go), and before every deferred host unmap is made (so that a page taken away
+// (whose copy-on-write makes private memory read-only in the host, but
+// for what the kernel may write for the parent's threads, these areas
+// among them, which the child gets copies of: kernelWrites, fork.go), and
+// before every deferred host unmap is made (so that a page taken away
 // by MADV_DONTNEED, an mmap over it or a copy-on-write break is replaced in
 // the host at once, never left unmapped while the thread runs). Where the
 // manager refuses (the program unmapped the area or made it read-only),
@@ -48,8 +51,8 @@ import (
 //
 // A word can also be out of the kernel's reach for other reasons: the
 // manager dropped every host mapping after the host refused one (past
-// vm.max_map_count), or the thread exits between a fork's removal of the
-// parent's writable mappings and the end of the fork. So after such an
+// vm.max_map_count), or the thread exits between the moment a fork makes
+// the parent's private memory read-only and the end of the fork. So after such an
 // eviction (stubAS.evicted) the lists are walked again before any task
 // runs on (keepUnflushedKernelAreas), and at a thread's exit stop served
 // by the main loop, which comes before the kernel walks its list, the walk
@@ -313,4 +316,51 @@ func (s *Sandbox) markOwnerDied(t *task, addr hostarch.Addr, old uint32) {
 		}
 		old = prev
 	}
+}
+
+// maxKernelWrites bounds the buffers recorded for one system call (an
+// iovec array has at most IOV_MAX).
+const maxKernelWrites = 2 * maxIOVecs
+
+// noteKernelWrite records [addr, addr+length) as a buffer the host kernel
+// may write for t's system call in flight (task.kcall).
+func (t *task) noteKernelWrite(addr, length uint64) {
+	if ar := areaRange(addr, length); ar.Length() > 0 && ar.Start < ptrace.StubStart && len(t.kcall) < maxKernelWrites {
+		ar.End = min(ar.End, ptrace.StubStart)
+		t.kcall = append(t.kcall, ar)
+	}
+}
+
+// kernelWrites returns the memory that the host kernel may write on behalf
+// of a task using sp at any moment from now on, without the tracer seeing
+// the task stop first: every live task's kernel areas that it writes
+// (rseq, clear_child_tid), the frame of a signal it was given and may not
+// have written yet, and the buffers of the system call it made through
+// the host (which may be blocked in it), except those of forker, whose
+// call is the fork being served. A fork keeps these pages writable in the
+// parent, and gives the child copies of them (mm.ForkPinned): made
+// read-only, a host write to them would fail where Linux's would break
+// copy-on-write, killing the thread (rseq, a signal frame) or failing
+// its call with EFAULT. (Reads need nothing: the parent's pages stay
+// mapped, read-only.)
+func (s *Sandbox) kernelWrites(sp *space, forker *task) []hostarch.AddrRange {
+	var out []hostarch.AddrRange
+	for p := range sp.procs {
+		for _, t := range p.tasks {
+			if t.dead() {
+				continue
+			}
+			if r := t.kareas.rseq; r.Length() > 0 {
+				out = append(out, r)
+			}
+			if t.kareas.ctid != 0 {
+				out = append(out, areaRange(uint64(t.kareas.ctid), 4))
+			}
+			out = append(out, t.kframe...)
+			if t != forker {
+				out = append(out, t.kcall...)
+			}
+		}
+	}
+	return out
 }

@@ -132,6 +132,8 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 	}
 	t.regState = regsStale
 	t.p.held = t
+	// A frame of a signal it was given is written by now.
+	t.kframe = t.kframe[:0]
 	defer func() {
 		if t.p.held == t && !t.dead() {
 			// A handler that did not resume the task: resume it as
@@ -171,6 +173,8 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 	}
 	sig := ws.StopSignal()
 	if sig == sysStopSig {
+		// At the exit of its system call: done with its buffers.
+		t.kcall = t.kcall[:0]
 		forkExit := t.state == taskForkExit
 		t.state = taskStopped
 		if forkExit {
@@ -206,6 +210,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		return
 	}
 	if (sig == unix.SIGSEGV || sig == unix.SIGBUS) && si.code() > 0 && si.code() != siKernel {
+		// A fault of its own code: no system call is in flight (one
+		// interrupted is made again through its seccomp stop, or has
+		// failed with EINTR).
+		t.kcall = t.kcall[:0]
 		s.fault(t, sig, &si)
 		return
 	}

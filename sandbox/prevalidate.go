@@ -41,6 +41,9 @@ const (
 // ensure makes [addr, addr+length) of t's process mapped in the host for
 // reading (or writing if write), as far as the memory manager allows.
 func (s *Sandbox) ensure(t *task, addr, length uint64, write bool) {
+	if write {
+		t.noteKernelWrite(addr, length)
+	}
 	s.ensureProc(t.p, addr, length, write)
 	if s.uffd != nil {
 		s.uffdKernelFault(t, addr, length, write)

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"os"
+	"strconv"
 	"testing"
 )
 
@@ -28,7 +29,7 @@ const sigForkSrc = `
 #include <unistd.h>
 
 #define NPOLL 3
-#define ROUNDS 3000
+static int ROUNDS = 3000;
 
 static __thread volatile int kind;         /* 1 poll, 2 null: the fault the thread expects */
 static __thread char *volatile expect;
@@ -116,7 +117,8 @@ static void *kicker(void *arg) {
 	return 0;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+	if (argc > 1) ROUNDS = atoi(argv[1]);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -139,33 +141,31 @@ int main(void) {
 }
 `
 
-// TestSignalFramesDuringFork runs sigForkSrc natively and under vmspace
-// (several rounds). It is the reproducer of TestJava's open failure (the
-// JVM's SIGSEGV handler given a signal that is not its fault), and fails
-// today in most rounds, so it runs only when VMSPACE_SOAK_SIGFORK is set.
-// What it shows: vmspace's fork makes the parent's private memory
-// read-only (for a while unmapped) in the host while the parent's other
-// threads run on (fork.go). The host kernel's own accesses to that
-// memory for those threads then fail where Linux's would fault the page
-// in: the write of a signal frame (the kernel gives the thread a SIGSEGV
-// with si_code SI_KERNEL in place of its signal, or kills it, exit 139,
-// if the signal was SIGSEGV), and the read of one at rt_sigreturn (the
-// same SIGSEGV: seen at the entry of the SIGSEGV handler, after a nested
-// SIGUSR1's handler returned). Keeping the frame's pages writable while
-// the kernel may write them (a kernel area, kareas.go) removed the first
-// kind in trials but not the second, and its copy-on-write break, made
-// while the thread runs, may lose the thread's writes (handlers then saw
-// stale thread-local state); the fix at the mechanism is a fork
-// that keeps the other threads of the parent from running (or from
-// entering the kernel) until its host mappings are settled, as Linux's
-// fork holds the address space's lock.
+// TestSignalFramesDuringFork runs sigForkSrc natively and under vmspace,
+// twice with 300 faults per poller; with VMSPACE_SOAK_SIGFORK=N, N rounds
+// (5 if N is not a number) with 3000. It was the reproducer of TestJava's
+// failure (the JVM's SIGSEGV handler given a signal that is not its
+// fault): vmspace's fork made the parent's private memory read-only, and
+// for a while unmapped, in the host while the parent's other threads ran
+// on, and the host kernel's own accesses to that memory for those threads
+// failed where Linux's would fault the page in: the write of a signal
+// frame (the kernel gave the thread a SIGSEGV with si_code SI_KERNEL in
+// place of its signal, or killed it, exit 139, if the signal was
+// SIGSEGV), and the read of one at rt_sigreturn (the same SIGSEGV). Now
+// the fork keeps what the kernel may write for the parent's threads
+// writable in the parent (a frame of a signal given, the rseq area), and
+// makes the rest read-only without unmapping it (fork.go).
 func TestSignalFramesDuringFork(t *testing.T) {
 	needPtrace(t)
-	if os.Getenv("VMSPACE_SOAK_SIGFORK") == "" {
-		t.Skip("known open bug (see the comment): set VMSPACE_SOAK_SIGFORK=1 to run it")
+	rounds, faults := 2, "300"
+	if v := os.Getenv("VMSPACE_SOAK_SIGFORK"); v != "" {
+		rounds, faults = 5, "3000"
+		if n, err := strconv.Atoi(v); err == nil && n > 1 {
+			rounds = n
+		}
 	}
 	exe := buildC(t, "sigfork", sigForkSrc, false)
-	for round := 0; round < 5 && !t.Failed(); round++ {
-		compare(t, "", "", exe)
+	for round := 0; round < rounds && !t.Failed(); round++ {
+		compare(t, "", "", exe, faults)
 	}
 }

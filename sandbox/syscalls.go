@@ -61,6 +61,9 @@ func (s *Sandbox) syscall(t *task) {
 	nr := int(r.Orig_rax)
 	a := [6]uint64{r.Rdi, r.Rsi, r.Rdx, r.R10, r.R8, r.R9}
 	t.callPC, t.callSP = r.Rip, r.Rsp
+	// The buffers of the call in flight (ensure records those the host
+	// kernel will write): the previous call's are done with.
+	t.kcall = t.kcall[:0]
 	res := s.dispatch(t, nr, a)
 	if t.dead() {
 		return
@@ -72,6 +75,10 @@ func (s *Sandbox) syscall(t *task) {
 		if t.dead() {
 			return
 		}
+	}
+	if res.act != actPass {
+		// Served here: the host kernel writes nothing for it.
+		t.kcall = t.kcall[:0]
 	}
 	if s.uffd != nil && s.uffdParkSyscall(t, res.act == actPass) {
 		return

@@ -89,6 +89,13 @@ type task struct {
 	// kareas are the areas the host kernel writes or reads on the
 	// thread's behalf, kept mapped in the host (kareas.go).
 	kareas kernelAreas
+	// kcall are the buffers the host kernel may write for the system
+	// call the task last made through the host (recorded by ensure at
+	// its seccomp stop, until the next), and kframe where it may write
+	// the frame of the signal the task was last given (recorded by
+	// prepareSignalFrame, until the task's next stop): a fork keeps them
+	// writable in the parent (kernelWrites). Tracer goroutine.
+	kcall, kframe []hostarch.AddrRange
 }
 
 // errTaskDead is returned when a task dies while the sandbox uses it.
