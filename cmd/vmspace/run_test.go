@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"io"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // The test binary is vmspace itself when VMSPACE_TEST_MAIN is set (so that
@@ -135,12 +133,10 @@ int main(void) {
 func TestForwardSignals(t *testing.T) {
 	family := buildC(t, "family", familySrc)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
-		native := exec.Command(family)
-		native.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		nws := runSignalled(t, native, func(pid int) { syscall.Kill(-pid, sig) })
-		cmd := vmspaceCmd(t, family)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		ws := runSignalled(t, cmd, func(pid int) { syscall.Kill(pid, sig) })
+		nws := runSignalled(t, fmt.Sprintf("%v natively", sig), exec.Command(family),
+			func(pid int) { syscall.Kill(-pid, sig) })
+		ws := runSignalled(t, fmt.Sprintf("%v under vmspace", sig), vmspaceCmd(t, family),
+			func(pid int) { syscall.Kill(pid, sig) })
 		if !nws.Signaled() || nws.Signal() != sig {
 			t.Fatalf("%v: native status %#x", sig, nws)
 		}
@@ -150,39 +146,13 @@ func TestForwardSignals(t *testing.T) {
 	}
 }
 
-// runSignalled starts cmd, waits for its "ready", calls send with its pid,
-// and returns its wait status once its standard output is closed (by every
-// process holding it). It fails the test if that does not happen within a
-// generous limit (a hang detector), killing what is left.
-func runSignalled(t *testing.T, cmd *exec.Cmd, send func(pid int)) syscall.WaitStatus {
+// runSignalled starts cmd as the leader of a process group, waits for its
+// "ready", calls send with its pid, and returns its wait status once its
+// standard output is closed (by every process holding it).
+func runSignalled(t *testing.T, name string, cmd *exec.Cmd, send func(pid int)) syscall.WaitStatus {
 	t.Helper()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pgid := cmd.Process.Pid
-	r := bufio.NewReader(out)
-	if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		t.Fatalf("%v: %q, %v", cmd.Args, line, err)
-	}
+	g := startGroup(t, name, cmd)
+	g.expect("ready")
 	send(cmd.Process.Pid)
-	done := make(chan struct{})
-	go func() {
-		io.Copy(io.Discard, r)
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
-		cmd.Wait()
-		t.Fatalf("%v: still running 60 s after the signal", cmd.Args)
-	}
-	cmd.Wait()
-	return cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return g.wait()
 }
