@@ -47,6 +47,10 @@ type stubAS struct {
 	// drops every host mapping), until the robust futex words are kept
 	// again (keepUnflushedKernelAreas). Tracer goroutine.
 	evicted bool
+	// protects are ranges whose host mappings lose write access at the
+	// next flush (protectLater): the record already says so. Tracer
+	// goroutine.
+	protects []hostarch.AddrRange
 }
 
 // generation returns a number that changes whenever a host mapping of the
@@ -269,12 +273,52 @@ func (as *stubAS) protectNow(pcs []shadowPiece) bool {
 	return true
 }
 
-// flush makes the pending unmaps. Those that cannot be made now (no task
-// of the address space can take an injected call) stay pending.
-func (as *stubAS) flush() {
-	if !as.released && !as.h.Flush(injector{as: as}) {
+// protectLater is protectNow for a moment when no task of the address
+// space can take an injected call, hence none runs: the record loses
+// write access to pcs at once, the host at the next flush, before any
+// task runs on.
+func (as *stubAS) protectLater(pcs []shadowPiece) {
+	if as.released {
 		return
 	}
+	for _, pc := range pcs {
+		at := pc.m.Perms
+		at.Write = false
+		as.h.Protect(pc.ar, at)
+		as.protects = append(as.protects, pc.ar)
+	}
+	as.s.unflushed[as] = struct{}{}
+}
+
+// flushProtects makes the host mprotects protectLater left, where the
+// record still shows the read-only mappings it recorded (what was mapped
+// or unmapped there since needs nothing more), and reports whether none
+// is left.
+func (as *stubAS) flushProtects() bool {
+	if len(as.protects) == 0 {
+		return true
+	}
+	var pcs []shadowPiece
+	for _, pc := range as.h.PiecesIn(as.protects) {
+		if !pc.Mapping.Perms.Write {
+			pcs = append(pcs, shadowPiece{pc.Range, pc.Mapping})
+		}
+	}
+	if !as.protectNow(pcs) {
+		return false
+	}
+	as.protects = nil
+	return true
+}
+
+// flush makes the pending mprotects and unmaps. Those that cannot be made
+// now (no task of the address space can take an injected call) stay
+// pending.
+func (as *stubAS) flush() {
+	if !as.released && (!as.flushProtects() || !as.h.Flush(injector{as: as})) {
+		return
+	}
+	as.protects = nil
 	as.h.DropPending()
 	delete(as.s.unflushed, as)
 }

@@ -40,7 +40,10 @@ import (
 //     threads: stubAS.protectNow), never unmapped: its other threads run
 //     on, and the host kernel reads that memory for them (a signal frame
 //     at rt_sigreturn, a system call's buffer) where Linux's would find
-//     it mapped. What the host kernel may write for them without the
+//     it mapped (if no other thread can take the call now, none runs:
+//     the record says read-only at once, the host at the shootdown
+//     before any task runs on: stubAS.protectLater). What the host
+//     kernel may write for them without the
 //     tracer seeing them stop first (kernelWrites: the rseq areas and
 //     clear_child_tid words, the frame of a signal given but maybe not yet
 //     written, the buffers of a system call made through the host, which
@@ -62,10 +65,7 @@ import (
 //     dropped since the host fork: the parent's pages may be freed and
 //     reused at once, while the child must never see them). At the exit
 //     of its fork system call, the parent's manager records the Copy
-//     ranges as mapped, read-only (forkDone). If no other thread of the
-//     parent can take an injected call at the fork event (none runs),
-//     the Copy ranges are unmapped instead (deferred as any unmap), and
-//     mapped again read-only there.
+//     ranges as mapped, read-only (forkDone).
 //
 // The memory the host kernel writes by itself for a thread (its rseq
 // area, clear_child_tid word and robust list: kareas.go) must never be
@@ -255,13 +255,10 @@ func (s *Sandbox) forkProcess(t *task, ctid int, exitSig unix.Signal) {
 	// read-only at once, never unmapped: its other threads, which run
 	// on, and the host kernel for them, still read them. (Its manager
 	// counts them as unmapped until the exit of its fork: forkDone.) If
-	// no task can make the call now, none runs before the shootdown:
-	// they go then, and are mapped again read-only at the exit of the
-	// fork.
+	// no task can make the call now, none runs before the shootdown,
+	// which makes it.
 	if !p.as.protectNow(fx.copy) {
-		for _, pc := range fx.copy {
-			p.as.Unmap(pc.ar.Start, pc.ar.Length())
-		}
+		p.as.protectLater(fx.copy)
 	}
 	for _, pc := range fx.copy {
 		t.forkShared = append(t.forkShared, pc.ar)
