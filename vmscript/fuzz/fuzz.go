@@ -52,7 +52,7 @@ func Compare(ctx context.Context, s *vmscript.Script, timeout time.Duration, tem
 	if o.LinuxErr != nil {
 		return o
 	}
-	o.Vmspace, o.VmspaceErr = runVmspaceGuarded(ctx, s, timeout)
+	o.Vmspace, o.VmspaceErr = runVmspaceGuarded(ctx, s, timeout, vmspace.Options{})
 	o.Diff = vmscript.Diff(s, o.Linux, o.Vmspace)
 	return o
 }
@@ -78,7 +78,12 @@ func (e *panicError) Error() string {
 	return fmt.Sprintf("vmspace panicked: %v\n%s", e.val, e.stack)
 }
 
-func runVmspaceGuarded(ctx context.Context, s *vmscript.Script, timeout time.Duration) ([]byte, error) {
+// runVmspaceGuarded runs s on vmspace (configured by opts), recovering a
+// panic and giving up on a run that does not end in timeout (zero: 20 s).
+func runVmspaceGuarded(ctx context.Context, s *vmscript.Script, timeout time.Duration, opts vmspace.Options) ([]byte, error) {
+	if timeout <= 0 {
+		timeout = 20 * time.Second
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	type result struct {
@@ -93,7 +98,7 @@ func runVmspaceGuarded(ctx context.Context, s *vmscript.Script, timeout time.Dur
 				ch <- result{bytes.Clone(buf.Bytes()), &panicError{r, debug.Stack()}}
 			}
 		}()
-		err := vmscript.Run(ctx, s, vmspace.New(vmspace.Options{}), &buf)
+		err := vmscript.Run(ctx, s, vmspace.New(opts), &buf)
 		ch <- result{buf.Bytes(), err}
 	}()
 	select {
@@ -259,6 +264,11 @@ type Finding struct {
 	Script, Linux []byte
 	// Outcome is the minimal reproducer's comparison.
 	Outcome Outcome
+	// ZeroPage is the host's kind of kernel as a "# requires:" name
+	// ("zeropage", "nozeropage") when the reproducer's transcript depends
+	// on whether the kernel has the shared zero page (zeroPageFeature),
+	// else "".
+	ZeroPage string
 	// Path is where Script was written, or "".
 	Path string
 }
@@ -398,6 +408,7 @@ func Run(ctx context.Context, opts Options) (Stats, error) {
 		}
 		if opts.OutDir != "" {
 			base := fmt.Sprintf("fuzz_%d_%d", opts.Seed, i)
+			f.ZeroPage = zeroPageFeature(ctx, f.Script, opts.Timeout)
 			f.Script = withHeader(f, opts.Seed)
 			// The header shifts line numbers: record the transcript
 			// of exactly what is saved, and check it still differs.
@@ -486,12 +497,46 @@ func withHeader(f Finding, runSeed uint64) []byte {
 	fmt.Fprintf(&b, "# found by `vmspace fuzz --seed %d` (script %d), shrunk\n", runSeed, f.Index)
 	b.WriteString(knownKeyPrefix + f.Key + "\n")
 	if s, err := vmscript.Parse("", f.Script); err == nil {
-		if req := requiredFeatures(s); len(req) > 0 {
+		req := requiredFeatures(s)
+		if f.ZeroPage != "" {
+			req = append(req, f.ZeroPage)
+			sort.Strings(req)
+		}
+		if len(req) > 0 {
 			b.WriteString("# requires: " + strings.Join(req, " ") + "\n")
 		}
 	}
 	b.Write(f.Script)
 	return []byte(b.String())
+}
+
+// zeroPageFeature says whether a script's transcript depends on whether the
+// kernel has the shared zero page, as vmspace, which models both kinds of
+// kernel, shows it: if its two modes print different transcripts, the
+// script's Linux transcript holds only on a kernel of the host's kind, and
+// zeroPageFeature returns that kind's "# requires:" name ("zeropage" or
+// "nozeropage"); else "". A reproducer saved without the mark failed the
+// corpus on the first machine of the other kind.
+func zeroPageFeature(ctx context.Context, script []byte, timeout time.Duration) string {
+	s, err := vmscript.Parse("", script)
+	if err != nil {
+		return ""
+	}
+	var out [2][]byte
+	for i, no := range []bool{false, true} {
+		b, err := runVmspaceGuarded(ctx, s, timeout, vmspace.Options{NoZeroPage: &no})
+		if err != nil {
+			return ""
+		}
+		out[i] = b
+	}
+	if bytes.Equal(out[0], out[1]) {
+		return ""
+	}
+	if vmspace.HostNoZeroPage() {
+		return "nozeropage"
+	}
+	return "zeropage"
 }
 
 // requiredFeatures lists the kernel features (as corpus "# requires:" names

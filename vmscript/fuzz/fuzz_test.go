@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
 // TestFuzzShort runs the differential fuzzer for a few seconds. Differences
@@ -130,5 +131,31 @@ func TestFindingKey(t *testing.T) {
 		if got := findingKey(s, &tc.o); got != tc.want {
 			t.Errorf("findingKey(%+v) = %q, want %q", tc.o.Diff, got, tc.want)
 		}
+	}
+}
+
+// TestZeroPageFeature: a reproducer whose transcript depends on whether the
+// kernel has the shared zero page is saved with the host's kind as a
+// requirement, so that the corpus replays it only on kernels of that kind;
+// one that does not depend on it gets no mark.
+func TestZeroPageFeature(t *testing.T) {
+	host := "zeropage"
+	if vmspace.HostNoZeroPage() {
+		host = "nozeropage"
+	}
+	ctx := context.Background()
+	// The child sees the read page only where the read prepared the
+	// vma's anon_vma: on a kernel without the zero page.
+	dep := []byte("mmap @0x0 0x1000 r private,anon\nsum @0x0 0x1000\nfork p1\np1: mincore @0x0 0x1000\n")
+	if got := zeroPageFeature(ctx, dep, 0); got != host {
+		t.Errorf("read, fork, mincore: %q, want %q", got, host)
+	}
+	indep := []byte("mmap @0x0 0x1000 rw private,anon\nwrite @0x0 01\nfork p1\np1: mincore @0x0 0x1000\n")
+	if got := zeroPageFeature(ctx, indep, 0); got != "" {
+		t.Errorf("write, fork, mincore: %q, want no mark", got)
+	}
+	h := string(withHeader(Finding{Script: dep, ZeroPage: host, Key: "k"}, 1))
+	if !strings.Contains(h, "\n# requires: "+host+"\n") {
+		t.Errorf("the saved reproducer does not require %s:\n%s", host, h)
 	}
 }

@@ -2,12 +2,14 @@ package fuzz
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/vmspace/vmspace/vmscript"
+	"github.com/vmspace/vmspace/vmscript/vmspace"
 )
 
 func TestGenerateDeterministic(t *testing.T) {
@@ -220,5 +222,37 @@ func TestGenerateCoverage(t *testing.T) {
 	sort.Strings(missing)
 	if len(missing) > 0 {
 		t.Errorf("the generator never produced: %s", strings.Join(missing, ", "))
+	}
+}
+
+// TestGenerateReachesZeroPage: the generator makes scripts whose answer
+// depends on whether the kernel has the shared zero page (a read of
+// private anonymous memory, a fork, the child's mincore), as vmspace's two
+// modes show, so that the fuzzer compares vmspace's mode for the host
+// with Linux on machines of either kind. (Before readForkMincore, none of
+// 300 scripts did, and the fuzzer ran only where there was no zero page.)
+func TestGenerateReachesZeroPage(t *testing.T) {
+	const scripts, want = 150, 5
+	n := 0
+	for i := range scripts {
+		s, err := vmscript.Parse("gen", Generate(ScriptSeed(1, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [2][]byte
+		for j, no := range []bool{false, true} {
+			b, err := runVmspaceGuarded(context.Background(), s, 0, vmspace.Options{NoZeroPage: &no})
+			if err != nil {
+				t.Fatalf("script %d (NoZeroPage %v): %v", i, no, err)
+			}
+			out[j] = b
+		}
+		if !bytes.Equal(out[0], out[1]) {
+			n++
+		}
+	}
+	t.Logf("%d of %d scripts depend on the zero page", n, scripts)
+	if n < want {
+		t.Errorf("%d of %d generated scripts depend on the zero page, want at least %d", n, scripts, want)
 	}
 }

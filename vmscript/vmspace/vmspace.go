@@ -53,6 +53,10 @@ type Options struct {
 	NoZeroPage *bool
 }
 
+// HostNoZeroPage reports whether the host's kernel has no shared zero page
+// (mm.Limits.NoZeroPage, the mode New runs in unless Options say).
+func HostNoZeroPage() bool { return mm.HostLimits().NoZeroPage }
+
 // New returns an Executor that runs scripts on vmspace's MemoryManager,
 // with files, memfds and shared memory from package hostfile, all in one
 // memory file per run.
