@@ -164,7 +164,7 @@ func copyCases() []copyCase {
 			wantN: pg, wantSig: syscall.SIGBUS, wantAddr: srcAt(pg),
 		},
 		copyCase{
-			// Large enough for moveDisjoint's REP MOVSB.
+			// Large enough for the runtime's non-temporal stores.
 			name: "pastEOF/large-from",
 			setup: func(t *testing.T) (Block, Block) {
 				return safe(300 * pg), unsafeBlock(mapFilePastEOF(t, 300, 290), 0, 300*pg)

@@ -18,10 +18,6 @@ func copyAVX512(dst, src unsafe.Pointer, n uintptr)
 // saves ZMM state), so that copyAVX512 may run.
 var wideCopy = cpu.X86.HasAVX512F
 
-// stringCopy is true when the CPU has enhanced REP MOVSB (ERMS), so that
-// copyRepMovsb copies at full speed.
-var stringCopy = cpu.X86.HasERMS
-
 // Sizes for which moveDisjoint uses copyAVX512: from wideFrom bytes, below
 // wideTo.
 const (
@@ -30,39 +26,18 @@ const (
 	// stores, which beat cached stores for copies this large (mm's
 	// CopyIn of 1 MiB: about 15.5 µs against 22 µs, min of 200 trials).
 	wideTo = 1 << 20
-	// stringTo is where copies from wideTo on stop using REP MOVSB
-	// (copyRepMovsb) and go back to the runtime's non-temporal stores,
-	// which win once the spans are well past the caches (16 MiB: 0.77 ms
-	// against 1.18 for REP MOVSB; 1 to 4 MiB: REP MOVSB about 1.4 times
-	// as fast, min of 300 trials; AMD EPYC without AVX-512).
-	stringTo = 4 << 20
 )
 
 // moveDisjoint copies n bytes between the disjoint spans dst and src. From
 // 256 bytes to below 1 MiB, where the CPU has AVX-512, it copies 64 bytes a
 // store (copyAVX512): a 4 KiB page in about 19 ns against 34 ns for the
 // runtime's memmove, which stores 32 bytes at a time (AMD EPYC, min of 200
-// trials). From wideTo to stringTo, where the CPU has ERMS, it copies with
-// REP MOVSB: the runtime's memmove turns to non-temporal stores there,
-// which leave both spans out of the caches (mm's CopyIn of 1 MiB, bench's
-// copyin_1m: 45 µs against 87, median of 10 interleaved runs). Not in
-// race-detector builds (memcpy_generic.go), where the detector must see the
-// copy's accesses to Go memory.
+// trials). Not in race-detector builds (memcpy_generic.go), where the
+// detector must see the copy's accesses to Go memory.
 func moveDisjoint(dst, src unsafe.Pointer, n int) {
 	if n >= wideFrom && n < wideTo && wideCopy {
 		copyAVX512(dst, src, uintptr(n))
 		return
 	}
-	if n >= wideTo && n <= stringTo && stringCopy {
-		copyRepMovsb(dst, src, uintptr(n))
-		return
-	}
 	memmove(dst, src, n)
 }
-
-// copyRepMovsb copies n bytes from src to dst, which do not overlap, with
-// one REP MOVSB (memcpy_amd64.s). A fault stops it anywhere; as for
-// copyAVX512, the caller redoes the copy piecewise.
-//
-//go:noescape
-func copyRepMovsb(dst, src unsafe.Pointer, n uintptr)

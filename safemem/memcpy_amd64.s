@@ -47,14 +47,3 @@ loop:
 done:
 	VZEROUPPER
 	RET
-
-// func copyRepMovsb(dst, src unsafe.Pointer, n uintptr)
-//
-// Copies n bytes from src to dst, which do not overlap, with REP MOVSB,
-// which CPUs with ERMS run as a block copy that keeps the lines cached.
-TEXT ·copyRepMovsb(SB), NOSPLIT, $0-24
-	MOVQ	dst+0(FP), DI
-	MOVQ	src+8(FP), SI
-	MOVQ	n+16(FP), CX
-	REP;	MOVSB
-	RET
