@@ -217,6 +217,9 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		s.fault(t, sig, &si)
 		return
 	}
+	if sig == unix.SIGCONT {
+		s.contSeen(t.p)
+	}
 	if s.hiddenExit(t.p, sig, &si) {
 		s.resume(t, 0, nil)
 		return

@@ -80,6 +80,9 @@ func (s *Sandbox) exitStop(t *task) {
 	if !t.dead() {
 		s.keepRobustAtExit(t)
 		s.coreOnExit(t)
+		if len(t.pending) > 0 && !s.diesOfSignal(t.tid) {
+			s.handOver(t)
+		}
 	}
 	s.fp.taskExiting(t)
 	if p.pid == s.root && t.tid == p.pid {

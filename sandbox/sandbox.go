@@ -470,8 +470,10 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 		}
 		if u := s.tasks[wr.tid]; u != nil && u != t && u.p == t.p && event(wr.ws) == unix.PTRACE_EVENT_EXIT {
 			if !s.diesOfSignal(wr.tid) {
-				// Its own exit: nothing needs doing at the stop.
+				// Its own exit: nothing needs doing at the stop
+				// but handing its kept signals over.
 				u.stopKept = false
+				s.handOver(u)
 				ptraceCont(wr.tid, 0)
 				continue
 			}
@@ -511,8 +513,10 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 			// leader and is being killed with it.
 			if !s.diesOfSignal(wpid) {
 				// Its own exit, or an exit_group: nothing needs
-				// doing at the stop (t is not the last task, so
-				// its process's end is seen later).
+				// doing at the stop but handing its kept signals
+				// over (t is not the last task, so its process's
+				// end is seen later).
+				s.handOver(u)
 				ptraceCont(wpid, 0)
 				continue
 			}
@@ -523,6 +527,11 @@ func (s *Sandbox) waitFor(t *task) (unix.WaitStatus, error) {
 			s.keep(wpid, ws)
 			t.state = taskDead
 			return 0, errTaskDead
+		}
+		if u := s.tasks[wpid]; u != nil && ws.Stopped() && event(ws) == 0 && ws.StopSignal() == unix.SIGCONT {
+			// Its SIGCONT discarded the SIGSTOP that t's stop may
+			// wait for.
+			s.contSeen(u.p)
 		}
 		s.keep(wpid, ws)
 	}

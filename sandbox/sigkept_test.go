@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -228,6 +229,7 @@ static void *sleeper(void *arg) {
 }
 
 int main(void) {
+	alarm(60); /* a SIGCHLD that never comes ends the run (exit 142) */
 	forker = syscall(SYS_gettid);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -261,4 +263,121 @@ func TestChildSignalToForker(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "childsig", childSignalSrc, false)
 	compare(t, "", "", exe)
+}
+
+// TestKeptSignalAfterSIGCONT checks that a SIGCONT sent to the program
+// does not leave signals vmspace keeps for a thread undelivered (review
+// finding A1). The SIGCONT discards the SIGSTOP of vmspace's that is to
+// stop the thread for them (carryPending), as it discards every pending
+// stop signal; the forking thread of childSignalSrc, kept a SIGCHLD that
+// another thread took, then spun for ever waiting for its handler (the
+// alarm ended it). The hook sends the SIGCONT right after each of the
+// first SIGSTOPs vmspace sends to carry kept signals.
+func TestKeptSignalAfterSIGCONT(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "childsig", childSignalSrc, false)
+	var sent atomic.Int64
+	afterCarry = func(tk *task) {
+		if sent.Add(1) <= 20 {
+			unix.Kill(tk.p.pid, unix.SIGCONT)
+		}
+	}
+	defer func() { afterCarry = nil }()
+	compare(t, "", "", exe)
+	if sent.Load() == 0 {
+		t.Fatal("vmspace kept no SIGCHLD for the forking thread: the window was not reached")
+	}
+	t.Logf("%d SIGSTOPs carrying kept signals, the first 20 followed by a SIGCONT", sent.Load())
+}
+
+// exitKeptSrc has a second thread take a SIGALRM that its main thread
+// blocks, and exit right after: the signal was sent to the process, so
+// the main thread gets it when it unblocks it if the second thread is
+// gone first. The second thread arms the timer, then unmaps a page (the
+// marker call, 5 pages long), and exits with the exit system call.
+const exitKeptSrc = `
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static volatile int handled;
+static void onalrm(int sig) { (void)sig; handled++; }
+
+static void *second(void *arg) {
+	(void)arg;
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	char *p = mmap(NULL, 5 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return NULL;
+	memset(p, 1, 5 * 4096);
+	struct itimerval it = {.it_value = {0, 20000}};
+	setitimer(ITIMER_REAL, &it, NULL);
+	munmap(p, 5 * 4096);
+	syscall(SYS_exit, 0);
+	return NULL;
+}
+
+int main(void) {
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = onalrm;
+	sigaction(SIGALRM, &sa, NULL);
+	sigset_t set, old;
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
+	pthread_t th;
+	pthread_create(&th, NULL, second, NULL);
+	pthread_join(th, NULL);
+	usleep(100000); /* the timer has fired */
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	printf("SIGALRM handled %d times\n", handled);
+	return 0;
+}
+`
+
+// TestKeptSignalHandedOver checks that a signal sent to the process that
+// vmspace keeps for a thread is not lost when that thread exits before it
+// is delivered (review finding A2): Linux would give it to another thread.
+// The hooks force the window: at the second thread's marker munmap, vmspace
+// waits until the timer fired (the SIGALRM pends for the process: the
+// main thread blocks it and the second is in a ptrace stop), so the calls
+// vmspace injects into the thread take it (kept); and when vmspace carries
+// it (carryPending), it waits until the thread is at its exit-stop.
+// Without the hand-over the program printed "handled 0 times".
+func TestKeptSignalHandedOver(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "exitkept", exitKeptSrc, false)
+	defer func(on bool) { fastpathOn = on }(fastpathOn)
+	fastpathOn = false
+	var marked *task
+	var forced atomic.Int64
+	stopHook = func(s *Sandbox, tk *task) {
+		if tk.tid != tk.p.pid && s.fetchRegs(tk) == nil &&
+			tk.regs.Orig_rax == unix.SYS_MUNMAP && tk.regs.Rsi == 5*4096 {
+			marked = tk
+			time.Sleep(80 * time.Millisecond)
+		}
+	}
+	beforeCarry = func(tk *task) {
+		if tk == marked && len(tk.pending) > 0 {
+			marked = nil
+			if waitTracingStop(tk.tid) {
+				forced.Add(1)
+			}
+		}
+	}
+	defer func() { stopHook, beforeCarry = nil, nil }()
+	compare(t, "", "", exe)
+	if forced.Load() != 1 {
+		t.Fatalf("the second thread exited with a kept signal %d times, want 1: the window was not reached", forced.Load())
+	}
 }

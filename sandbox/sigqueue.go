@@ -90,16 +90,28 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 	if len(t.pending) >= maxPendingSignals || s.hiddenExit(t.p, sig, &si) {
 		return
 	}
-	if sig < sigRTMin {
-		// A standard signal already pending is not queued twice (as
-		// in Linux).
-		for _, ps := range t.pending {
-			if ps.sig == sig {
-				return
+	if sig == unix.SIGCONT {
+		s.contSeen(t.p)
+	}
+	t.keep(pendingSignal{sig, si})
+}
+
+// keep adds ps to the signals kept for t and reports whether it did: a
+// standard signal already kept is not kept twice (as Linux keeps a
+// standard signal pending once), and at most maxPendingSignals are kept.
+func (t *task) keep(ps pendingSignal) bool {
+	if len(t.pending) >= maxPendingSignals {
+		return false
+	}
+	if ps.sig < sigRTMin {
+		for _, q := range t.pending {
+			if q.sig == ps.sig {
+				return false
 			}
 		}
 	}
-	t.pending = append(t.pending, pendingSignal{sig, si})
+	t.pending = append(t.pending, ps)
+	return true
 }
 
 // carryPending makes sure that t, just resumed with kept signals still
@@ -119,12 +131,132 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 // one too high for ever (harmlessly otherwise: every SIGSTOP of the
 // sandbox's is suppressed).
 func (s *Sandbox) carryPending(t *task) {
-	if len(t.pending) == 0 || t.dead() || threadSignalPending(t.p.pid, t.tid, unix.SIGSTOP) {
+	if len(t.pending) == 0 || t.dead() {
+		return
+	}
+	if beforeCarry != nil {
+		beforeCarry(t)
+	}
+	s.sendStop(t)
+	if afterCarry != nil {
+		afterCarry(t)
+	}
+}
+
+// sendStop sends t a SIGSTOP of vmspace's own (expectStop), unless one is
+// pending for it already.
+func (s *Sandbox) sendStop(t *task) {
+	if threadSignalPending(t.p.pid, t.tid, unix.SIGSTOP) {
 		return
 	}
 	if unix.Tgkill(t.p.pid, t.tid, unix.SIGSTOP) == nil {
 		t.expectStop++
 	}
+}
+
+// beforeCarry and afterCarry, if not nil, are called by carryPending
+// before and after it makes sure of a SIGSTOP for t (tests force races
+// with them).
+var beforeCarry, afterCarry func(t *task)
+
+// A SIGCONT sent to a process discards every stop signal pending for its
+// threads, when it is sent (Linux's prepare_signal), whether or not any
+// thread can take the SIGCONT itself: vmspace's own SIGSTOPs too, those
+// that carry kept signals (carryPending) and those that stop a running
+// thread for vmspace's use (stopTask). Without another, kept signals
+// waited for the thread's next stop, for ever if it made no system call
+// vmspace stops (a thread spinning on a flag its SIGCHLD handler sets),
+// and stopTask waited for ever for a thread that never stopped. vmspace
+// learns of the SIGCONT when a thread of the process stops for it (its
+// signal-delivery-stop, served or kept, or one that interrupts vmspace's
+// use of a thread): contSeen sends its SIGSTOPs again there. The stop
+// signals kept for the process's threads are dropped as Linux drops them
+// when pending (vmspace took them from the kernel, but the program has
+// not been given them: to it they are pending).
+
+// contSeen is called when a SIGCONT sent to process p is seen at a stop
+// of one of its threads.
+func (s *Sandbox) contSeen(p *process) {
+	for _, u := range p.tasks {
+		u.pending = slices.DeleteFunc(u.pending, func(ps pendingSignal) bool { return stopSignal(ps.sig) })
+		if u.dead() || u.state != taskRunning || u.stopKept {
+			continue
+		}
+		if len(u.pending) > 0 || u.expectStop > 0 {
+			s.sendStop(u)
+		}
+	}
+}
+
+// stopSignal reports whether sig is one of the signals that stop a
+// process by default, which a SIGCONT discards.
+func stopSignal(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return true
+	}
+	return false
+}
+
+// A signal sent to a process (kill, sigqueue, a child's exit signal, a
+// timer's) that the kernel handed to one thread, and vmspace kept for that
+// thread or moved to it (childSignal), is still the process's: if the
+// thread exits before it is delivered, Linux would give it to another
+// thread (it stays pending for the process until one takes it). Kept
+// signals were lost with their thread: handOver gives them to another.
+// Signals sent to the thread alone (tgkill: SI_TKILL) and faults die with
+// it, as on Linux. A signal queued to the thread by rt_tgsigqueueinfo
+// looks like one queued to the process (SI_QUEUE) and is handed over too.
+
+// handOver is called when t exits with kept signals: those sent to its
+// process go to another of its threads (heir), delivered at that
+// thread's next stop.
+func (s *Sandbox) handOver(t *task) {
+	kept := t.pending
+	t.pending = nil
+	for _, ps := range kept {
+		if ps.si.code() == siTkill || syncSignal(ps.sig, &ps.si) {
+			continue
+		}
+		u := s.heir(t, ps.sig)
+		if u == nil {
+			return
+		}
+		if u.keep(ps) && u.state == taskRunning && !u.stopKept {
+			s.carryPending(u)
+		}
+	}
+}
+
+// heir returns the thread of t's process, other than t, that a signal sig
+// of t's goes to: the first (the leader, then the others by thread id)
+// that does not block sig, else the first; nil if t is the last thread.
+func (s *Sandbox) heir(t *task, sig unix.Signal) *task {
+	var cands []*task
+	for _, u := range t.p.tasks {
+		if u != t && !u.dead() && u.state != taskNew {
+			cands = append(cands, u)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	pid := t.p.pid
+	slices.SortFunc(cands, func(a, b *task) int {
+		if (a.tid == pid) != (b.tid == pid) {
+			if a.tid == pid {
+				return -1
+			}
+			return 1
+		}
+		return a.tid - b.tid
+	})
+	for _, u := range cands {
+		if !threadBlocks(pid, u.tid, sig) {
+			return u
+		}
+	}
+	return cands[0]
 }
 
 // threadSignalPending reports whether sig is pending for thread tid of
@@ -202,13 +334,8 @@ func (s *Sandbox) childSignal(t *task, sig unix.Signal, si *siginfo) bool {
 	if f == nil || f == t || f.p != t.p || f.dead() || threadBlocks(t.p.pid, ftid, sig) {
 		return false
 	}
-	for _, ps := range f.pending {
-		if ps.sig == sig {
-			return true // merged, as a standard signal pending twice
-		}
-	}
-	f.pending = append(f.pending, pendingSignal{sig, *si})
-	if f.state == taskRunning && !f.stopKept {
+	// Merged if one is kept already, as a standard signal pending twice.
+	if f.keep(pendingSignal{sig, *si}) && f.state == taskRunning && !f.stopKept {
 		// Its next stop delivers it.
 		s.carryPending(f)
 	}
