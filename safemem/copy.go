@@ -26,31 +26,38 @@ func Copy(dst, src Block) (int, error) {
 }
 
 // copyUnsafe is Copy for memory that may fault. The common case, disjoint
-// spans that do not fault, is one guarded copy (moveDisjoint) in this frame; the
-// deferred endCopy finds the exact prefix after a fault.
-func copyUnsafe(dst, src unsafe.Pointer, n int) (copied int, err error) {
+// spans that do not fault, is one guarded copy (guardedMoveDisjoint); after
+// a fault the copy is redone piecewise (harmless, as the spans are disjoint
+// and src unchanged) to find how much of it can be done.
+func copyUnsafe(dst, src unsafe.Pointer, n int) (int, error) {
 	d, s := uintptr(dst), uintptr(src)
 	if n == 0 || dst == nil || src == nil || d-s < uintptr(n) || s-d < uintptr(n) {
 		return copyCareful(dst, src, n)
 	}
-	done := false
-	defer endCopy(debug.SetPanicOnFault(true), &done, dst, src, n, &copied, &err)
-	moveDisjoint(dst, src, n)
-	done = true
-	return n, nil
+	if !guardedMoveDisjoint(dst, src, n) {
+		return n, nil
+	}
+	return moveForward(dst, src, n)
 }
 
-// endCopy is deferred by copyUnsafe: like endGuard, and after a fault it
-// redoes the copy piecewise (harmless, as the spans are disjoint and src
-// unchanged) to find how much of it can be done, and sets copyUnsafe's
-// results.
-func endCopy(prev bool, done *bool, dst, src unsafe.Pointer, n int, copied *int, err *error) {
+// guardedMoveDisjoint is moveDisjoint that reports a fault instead of
+// crashing. It keeps its deferred call's arguments to two, as they are
+// stored on every call.
+func guardedMoveDisjoint(dst, src unsafe.Pointer, n int) (faulted bool) {
+	faulted = true
+	defer endMove(debug.SetPanicOnFault(true), &faulted)
+	moveDisjoint(dst, src, n)
+	faulted = false
+	return
+}
+
+// endMove is deferred by guardedMoveDisjoint: like endGuard, it restores
+// the panic-on-fault setting and, if the copy did not get to its end,
+// stops the panic (or lets a panic other than a fault continue).
+func endMove(prev bool, faulted *bool) {
 	debug.SetPanicOnFault(prev)
-	if *done {
-		return
-	}
-	if _, faulted := recovered(recover()); faulted {
-		*copied, *err = moveForward(dst, src, n)
+	if *faulted {
+		recovered(recover())
 	}
 }
 
