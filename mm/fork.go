@@ -278,7 +278,9 @@ func (mm *MemoryManager) ForkPinned(ctx context.Context, pinned []hostarch.AddrR
 		slices.SortFunc(lostWrite, func(a, b hostarch.AddrRange) int { return cmp.Compare(a.Start, b.Start) })
 	}
 	mm.forkUffdMarkersLocked(mm2)
-	mm2.maxRSS = mm2.curRSS
+	// The child's VmHWM is its resident set until that first shrinks
+	// (Linux's dup_mm sets hiwater_rss to the child's RSS).
+	mm2.maxRSS = 0
 	for _, r := range lostWrite {
 		if keepWritable && mm.as == as {
 			// The AddressSpace keeps them writable until the child

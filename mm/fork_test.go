@@ -62,7 +62,7 @@ var forkFields = map[string]struct{ kind, why string }{
 	"lastWrite":             {forkZero, "a cache of the manager's own pmas (fastread.go)"},
 	"pmas":                  {forkOwn, "copy-on-write copies (TestForkCopyOnWrite)"},
 	"curRSS":                {forkOwn, "the size of the child's pmas (CheckInvariants)"},
-	"maxRSS":                {forkOwn, "the child's own VmHWM, as Linux's"},
+	"maxRSS":                {forkOwn, "the child's own VmHWM (0: its resident set until it shrinks), as Linux's"},
 	"resMemo":               {forkZero, "set only inside a reader's critical section"},
 	"as":                    {forkZero, "no AddressSpace until the child's Activate"},
 	"active":                {forkZero, "not active"},

@@ -98,7 +98,7 @@ func (mm *MemoryManager) DecUsers(ctx context.Context) {
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
 	mm.activeMu.Lock()
-	mm.removePMAsLocked(ctx, hostarch.AddrRange{Start: 0, End: ^hostarch.Addr(0) &^ hostarch.PageMask})
+	mm.dropPMAsLocked(ctx, hostarch.AddrRange{Start: 0, End: ^hostarch.Addr(0) &^ hostarch.PageMask})
 	mm.activeMu.Unlock()
 	mm.removeAllVMAsLocked(ctx)
 }

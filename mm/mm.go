@@ -234,8 +234,11 @@ type MemoryManager struct {
 	// Invariant: curRSS == pmas.Span(). Protected by activeMu.
 	curRSS uint64
 
-	// maxRSS is the largest curRSS has been (VmHWM). Protected by
-	// activeMu.
+	// maxRSS is the largest resident set (touched pages, see
+	// residentLocked) seen before the resident set shrank (Linux's
+	// hiwater_rss, which update_hiwater_rss raises before every unmap):
+	// VmHWM is the larger of it and the present resident set
+	// (updateHiwaterLocked). Protected by activeMu.
 	maxRSS uint64
 
 	// resMemo, while a reader of many pmas' residency runs

@@ -621,6 +621,17 @@ func (mm *MemoryManager) releasePMAPages(p *pma, fr memmap.FileRange) {
 // writing, or for reading by a caller that has made sure no vma can
 // change; activeMu held for writing.
 func (mm *MemoryManager) removePMAsLocked(ctx context.Context, ar hostarch.AddrRange) {
+	if pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End {
+		mm.updateHiwaterLocked()
+		mm.dropPMAsLocked(ctx, ar)
+	}
+}
+
+// dropPMAsLocked is removePMAsLocked without raising maxRSS first: for the
+// release of the whole address space, whose VmHWM nobody reads any more
+// (Linux's exit_mmap does not update hiwater_rss either). Preconditions:
+// as removePMAsLocked's.
+func (mm *MemoryManager) dropPMAsLocked(ctx context.Context, ar hostarch.AddrRange) {
 	pseg := mm.pmas.LowerBoundSegment(ar.Start)
 	if !pseg.Ok() || pseg.Start() >= ar.End {
 		return
@@ -639,9 +650,20 @@ func (mm *MemoryManager) removePMAsLocked(ctx context.Context, ar hostarch.AddrR
 // writing.
 func (mm *MemoryManager) addRSSLocked(n uint64) {
 	mm.curRSS += n
-	if mm.curRSS > mm.maxRSS {
-		mm.maxRSS = mm.curRSS
+}
+
+// updateHiwaterLocked raises maxRSS to the present resident set, as
+// Linux's update_hiwater_rss before every unmap: called before pmas are
+// removed, and when VmHWM is read. Between two such points the resident
+// set only grows (the program touches pages), so that VmHWM is its peak.
+// The pmas' size bounds the resident set: while it is not above maxRSS,
+// nothing needs reading. Preconditions: activeMu held for writing.
+func (mm *MemoryManager) updateHiwaterLocked() {
+	if mm.curRSS <= mm.maxRSS {
+		return
 	}
+	anon, file, shmem := mm.rssLocked()
+	mm.maxRSS = max(mm.maxRSS, anon+file+shmem)
 }
 
 // privateRefs counts, for each page of private memory, the pmas referring
@@ -812,6 +834,9 @@ func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.Invalidat
 	}
 	ctx := context.Background()
 	pseg := mm.pmas.LowerBoundSegment(ar.Start)
+	if pseg.Ok() && pseg.Start() < ar.End {
+		mm.updateHiwaterLocked()
+	}
 	for pseg.Ok() && pseg.Start() < ar.End {
 		p := pseg.ValuePtr()
 		if p.private && !opts.InvalidatePrivate {

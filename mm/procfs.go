@@ -270,6 +270,10 @@ func (mm *MemoryManager) residentLocked(pseg pmaIterator, r hostarch.AddrRange) 
 	if p.file != memmap.File(mm.mf) {
 		return nil
 	}
+	if p.allData && p.private {
+		// Every page holds data (nothing to ask the host).
+		return bytes.Repeat([]byte{1}, int(r.Length()/hostarch.PageSize))
+	}
 	if mm.resMemo != nil {
 		if vec := mm.resMemo.lookup(pmaRef{pseg}.fileRange(r)); vec != nil {
 			return vec
@@ -407,7 +411,6 @@ func (mm *MemoryManager) Stats() MemoryStats {
 		VmSize: mm.usageAS,
 		VmLck:  mm.lockedAS,
 		VmHWM:  mm.maxRSS,
-		VmRSS:  mm.curRSS,
 		VmData: mm.dataAS,
 		VmStk:  mm.stackAS,
 	}
@@ -417,29 +420,85 @@ func (mm *MemoryManager) Stats() MemoryStats {
 		s.VmExe = uint64(cs.End.MustRoundUp() - cs.Start.RoundDown())
 	}
 	s.VmLib = mm.execAS - min(mm.execAS, s.VmExe)
-	// Only touched pages are resident (see residentLocked): private
-	// memory is RssAnon, shared memory of the memory file RssShmem,
-	// other files' pages RssFile.
+	s.RssAnon, s.RssFile, s.RssShmem = mm.rssLocked()
+	s.VmRSS = s.RssAnon + s.RssFile + s.RssShmem
+	s.VmHWM = max(s.VmHWM, s.VmRSS)
+	s.VmPTE = mm.pageTableBytesLocked()
+	return s
+}
+
+// pageTableLevels are the address bits that one page-table page below the
+// top level covers, for x86-64's four levels: a PTE table maps 2 MiB, a
+// PMD table 1 GiB, a PUD table 512 GiB (the top-level table is not
+// counted).
+var pageTableLevels = [...]uint{21, 30, 39}
+
+// pageTableBytesLocked returns the size of the page tables Linux would
+// hold for the populated pages (mm_pgtables_bytes, VmPTE): a 4 KiB table
+// at each level for every distinct region of that level's size holding
+// one. Populated are the pmas' pages, and the host's special mappings
+// (the vDSO, which the host maps and the program reads from its start).
+// (Linux also keeps a table whose pages MADV_DONTNEED dropped, until
+// munmap frees it: not counted here.) Preconditions: mappingMu and
+// activeMu held.
+func (mm *MemoryManager) pageTableBytesLocked() uint64 {
+	var specials []hostarch.AddrRange
+	for vseg := mm.vmas.FirstSegment(); vseg.Ok(); vseg = vseg.NextSegment() {
+		if _, ok := vseg.ValuePtr().mappable.(PFNMapper); ok {
+			specials = append(specials, hostarch.AddrRange(vseg.Range()))
+		}
+	}
+	var n uint64
+	var last [len(pageTableLevels)]uint64
+	first := true
+	add := func(r hostarch.AddrRange) {
+		for i, shift := range pageTableLevels {
+			lo, hi := uint64(r.Start)>>shift, uint64(r.End-1)>>shift
+			n += hi - lo + 1
+			if !first && lo == last[i] {
+				n--
+			}
+			last[i] = hi
+		}
+		first = false
+	}
+	for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
+		for len(specials) > 0 && specials[0].Start < pseg.Start() {
+			add(specials[0])
+			specials = specials[1:]
+		}
+		add(hostarch.AddrRange(pseg.Range()))
+	}
+	for _, r := range specials {
+		add(r)
+	}
+	return n * hostarch.PageSize
+}
+
+// rssLocked returns the resident set by kind. Only touched pages are
+// resident (see residentLocked): private memory is anon, shared memory of
+// the memory file shmem, other files' pages file. Preconditions: activeMu
+// held for writing.
+func (mm *MemoryManager) rssLocked() (anon, file, shmem uint64) {
 	mm.withResidencyMemoLocked(wholeSpace, func() {
 		for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
 			p := pseg.ValuePtr()
 			n := mm.residentBytesLocked(pseg, hostarch.AddrRange(pseg.Range()))
+			if p.private && p.file == memmap.File(mm.mf) && n == uint64(pseg.Range().Length()) {
+				// The next pass need not ask (see pma.allData).
+				p.allData = true
+			}
 			switch {
 			case p.private:
-				s.RssAnon += n
+				anon += n
 			case p.file == memmap.File(mm.mf):
-				s.RssShmem += n
+				shmem += n
 			default:
-				s.RssFile += n
+				file += n
 			}
 		}
 	})
-	s.VmRSS = s.RssAnon + s.RssFile + s.RssShmem
-	s.VmHWM = max(s.VmHWM, s.VmRSS)
-	// Page-table pages: one 4 KiB table per 2 MiB of mapped address
-	// space, as a lower bound of Linux's figure.
-	s.VmPTE = (mm.usageAS + hostarch.HugePageSize - 1) / hostarch.HugePageSize * hostarch.PageSize
-	return s
+	return anon, file, shmem
 }
 
 // StatusText returns the Vm lines of /proc/PID/status.
@@ -472,8 +531,9 @@ func (mm *MemoryManager) ResidentSetSize() uint64 {
 
 // MaxResidentSetSize returns VmHWM in bytes.
 func (mm *MemoryManager) MaxResidentSetSize() uint64 {
-	rt := mm.activeMu.RLock()
-	defer mm.activeMu.RUnlock(rt)
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	mm.updateHiwaterLocked()
 	return mm.maxRSS
 }
 
@@ -958,6 +1018,9 @@ func markTables(tables map[hostarch.Addr]bool, r hostarch.AddrRange) {
 // residentBytesLocked returns how many bytes of pseg's pages in r are
 // resident (see residentLocked). Preconditions: as residentLocked's.
 func (mm *MemoryManager) residentBytesLocked(pseg pmaIterator, r hostarch.AddrRange) uint64 {
+	if p := pseg.ValuePtr(); p.allData && p.private {
+		return r.Length() // every page holds data
+	}
 	res := mm.residentLocked(pseg, r)
 	if res == nil {
 		return r.Length()
@@ -975,6 +1038,10 @@ func (mm *MemoryManager) residentBytesLocked(pseg pmaIterator, r hostarch.AddrRa
 func (mm *MemoryManager) residentRunsLocked(pseg pmaIterator, r hostarch.AddrRange) []hostarch.AddrRange {
 	if r.Length() == 0 {
 		return nil
+	}
+	if p := pseg.ValuePtr(); p.allData && p.private {
+		// Every page holds data: touched (without a vector).
+		return []hostarch.AddrRange{r}
 	}
 	res := mm.residentLocked(pseg, r)
 	if res == nil {

@@ -51,8 +51,9 @@ const memoGap = 16 * hostarch.PageSize
 
 // withResidencyMemoLocked runs f with the residency of the memory-file
 // pages of the pmas within ar read in advance (see residencyMemo):
-// residentLocked answers from it inside f. Preconditions: mappingMu held
-// for reading, activeMu for writing.
+// residentLocked answers from it inside f. Preconditions: activeMu held
+// for writing (it reads only the pmas; callers that read vmas inside f
+// hold mappingMu too).
 func (mm *MemoryManager) withResidencyMemoLocked(ar hostarch.AddrRange, f func()) {
 	if mm.resMemo != nil {
 		f()
@@ -60,7 +61,7 @@ func (mm *MemoryManager) withResidencyMemoLocked(ar hostarch.AddrRange, f func()
 	}
 	var frs []memmap.FileRange
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
-		if pseg.ValuePtr().file == memmap.File(mm.mf) {
+		if p := pseg.ValuePtr(); p.file == memmap.File(mm.mf) && !(p.allData && p.private) {
 			frs = append(frs, pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range()).Intersect(ar)))
 		}
 	}

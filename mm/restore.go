@@ -851,7 +851,7 @@ func (rs *Restorer) buildManager(ctx context.Context, m *rManager) error {
 			return err
 		}
 	}
-	mm.maxRSS = max(m.maxRSS, mm.curRSS)
+	mm.maxRSS = m.maxRSS
 	return nil
 }
 

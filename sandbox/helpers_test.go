@@ -104,6 +104,15 @@ func compare(t *testing.T, dir, stdin string, argv ...string) Stats {
 	return st
 }
 
+// runBoth runs argv natively and under vmspace (default options), for a
+// test that compares the two its own way.
+func runBoth(t *testing.T, argv ...string) (want, got result) {
+	t.Helper()
+	want = runNative(t, "", "", argv...)
+	got, _ = sandboxRun(t, "", "", Options{}, argv...)
+	return want, got
+}
+
 // compareResults fails t where the run of argv under vmspace (got)
 // differs from its native run (want): exit status, stdout, stderr.
 func compareResults(t *testing.T, argv []string, got, want result) {

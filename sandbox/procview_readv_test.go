@@ -81,8 +81,7 @@ int main(void) {
 func TestProcViewReadv(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "procviewreadv", procviewReadvProgram, false)
-	want := runNative(t, "", "", exe)
-	got, _ := sandboxRun(t, "", "", Options{}, exe)
+	want, got := runBoth(t, exe)
 	if got.code != want.code || want.code != 0 || got.stdout != want.stdout {
 		t.Errorf("exit %d, natively %d\nvmspace:\n%s\nnative:\n%s\nstderr: %s", got.code, want.code, got.stdout, want.stdout, got.stderr)
 	}
