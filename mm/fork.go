@@ -488,6 +488,9 @@ func (mm *MemoryManager) copyPinnedLocked(mm2 *MemoryManager, pc pinnedCopy) boo
 		mm2.curRSS += pc.ar.Length()
 		return true
 	}
+	// Shared: the child's pma starts at pc's first page, which need not
+	// be the parent pma's (forkedRuns gives only the runs holding data).
+	cp.off = pc.fr.Start
 	pseg := mm.pmas.Isolate(mm.pmas.FindSegment(pc.ar.Start), addrSegRange(pc.ar))
 	p := pseg.ValuePtr()
 	p.needCOW = true
