@@ -75,7 +75,9 @@ import (
 // process's host address space maps it any more (a CLONE_VM sibling that
 // shares it keeps it past its process's exit or exec).
 //
-// Limits: a process whose helper is gone (a CLONE_VM sibling that exec'd
+// Limits: the fast path is off on kernels before 6.18, which could hand
+// a call the server had answered back to the program as interrupted, to
+// be served twice (fastpath_kernel.go); a process whose helper is gone (a CLONE_VM sibling that exec'd
 // away with it) gets ENOMEM from the fast calls; a SIGSTOP that stops a
 // helper holds the process's fast calls until SIGCONT.
 
@@ -212,9 +214,10 @@ func fastFilter() ([]unix.SockFilter, error) {
 
 // fastpathInstall installs the fast path's filter in t's process (the
 // first), after the main one, takes its listener and starts the server.
-// It does nothing with the fast path off.
+// It does nothing with the fast path off, or on a kernel that could
+// answer one call twice (fastpath_kernel.go).
 func (s *Sandbox) fastpathInstall(t *task) error {
-	if !fastpathOn {
+	if !fastpathOn || !fastpathKernelOK() {
 		return nil
 	}
 	f, err := fastFilter()
