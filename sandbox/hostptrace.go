@@ -70,6 +70,28 @@ func ptraceEventMsg(tid int) (uint64, error) {
 	return msg, nil
 }
 
+// ptracePeekSharedSiginfo copies the siginfo of the signals queued for
+// the whole process of stopped tracee tid (PTRACE_PEEKSIGINFO with
+// PTRACE_PEEKSIGINFO_SHARED), the oldest first, into sis, and returns how
+// many it copied.
+func ptracePeekSharedSiginfo(tid int, sis []siginfo) (int, error) {
+	const peekSiginfo, peekShared = 0x4209, 1
+	if len(sis) == 0 {
+		return 0, nil
+	}
+	args := struct {
+		off   uint64
+		flags uint32
+		nr    int32
+	}{0, peekShared, int32(len(sis))}
+	n, _, e := unix.RawSyscall6(unix.SYS_PTRACE, peekSiginfo, uintptr(tid),
+		uintptr(unsafe.Pointer(&args)), uintptr(unsafe.Pointer(&sis[0])), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
 func ptraceGetSigmask(tid int) (uint64, error) {
 	var m uint64
 	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, unix.PTRACE_GETSIGMASK, uintptr(tid), 8, uintptr(unsafe.Pointer(&m)), 0, 0)

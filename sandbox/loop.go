@@ -204,6 +204,10 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		return
 	}
 	s.fp.restartable(t)
+	if t.taken(sig) {
+		s.resume(t, 0, nil)
+		return
+	}
 	if sig == unix.SIGSTOP && t.expectStop > 0 && si.code() == siTkill && int(si.pid()) == s.selfPid {
 		t.expectStop--
 		s.resume(t, 0, nil)

@@ -381,3 +381,74 @@ func TestKeptSignalHandedOver(t *testing.T) {
 		t.Fatalf("the second thread exited with a kept signal %d times, want 1: the window was not reached", forced.Load())
 	}
 }
+
+// childWaitSrc forks children from its main thread, which waits for each
+// with waitpid while a second thread sleeps, and counts the waits that
+// returned before the SIGCHLD handler had run for that child: none on
+// Linux, which sends a child's exit signal before its parent can reap it
+// and runs the handler on the way back from waitpid. Its argument picks
+// the wait: wait4 or waitid.
+const childWaitSrc = `
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FORKS 300
+
+static volatile int handled, stop;
+
+static void onchld(int sig) { (void)sig; handled++; }
+
+static void *sleeper(void *arg) {
+	(void)arg;
+	while (!stop) usleep(1000);
+	return NULL;
+}
+
+int main(int argc, char **argv) {
+	alarm(60);
+	int use_waitid = argc > 1 && !strcmp(argv[1], "waitid");
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = onchld;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
+	pthread_t th;
+	pthread_create(&th, NULL, sleeper, NULL);
+	int late = 0;
+	for (int i = 0; i < FORKS; i++) {
+		pid_t pid = fork();
+		if (pid < 0) { perror("fork"); return 1; }
+		if (pid == 0) _exit(0);
+		if (use_waitid) {
+			siginfo_t si;
+			if (waitid(P_PID, pid, &si, WEXITED) != 0 || si.si_pid != pid) { perror("waitid"); return 1; }
+		} else {
+			int st;
+			if (waitpid(pid, &st, 0) != pid) { perror("waitpid"); return 1; }
+		}
+		if (handled != i + 1) late++;
+		while (handled != i + 1)
+			;
+	}
+	stop = 1;
+	pthread_join(th, NULL);
+	printf("%d forks: %d SIGCHLDs, %d handled after the wait returned\n", FORKS, handled, late);
+	return 0;
+}
+`
+
+// TestChildSignalBeforeWait checks that a SIGCHLD handler runs before the
+// wait that reaps the child returns, as on Linux (issue 11: 11 to 26 of
+// 300 ran after it under vmspace).
+func TestChildSignalBeforeWait(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "childwait", childWaitSrc, false)
+	for _, wait := range []string{"wait4", "waitid"} {
+		compare(t, "", "", exe, wait)
+	}
+}

@@ -1,12 +1,15 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/vmspace/vmspace/hostarch"
+	"github.com/vmspace/vmspace/mm"
 	"github.com/vmspace/vmspace/platform/ptrace"
 	"golang.org/x/sys/unix"
 )
@@ -87,11 +90,14 @@ func (s *Sandbox) noteSignal(t *task, ws unix.WaitStatus) {
 		t.expectStop--
 		return
 	}
-	if len(t.pending) >= maxPendingSignals || s.hiddenExit(t.p, sig, &si) {
+	if len(t.pending) >= maxPendingSignals || t.taken(sig) || s.hiddenExit(t.p, sig, &si) {
 		return
 	}
 	if sig == unix.SIGCONT {
 		s.contSeen(t.p)
+	}
+	if s.childSignal(t, sig, &si) {
+		return // kept for the thread that forked the child
 	}
 	t.keep(pendingSignal{sig, si})
 }
@@ -326,10 +332,7 @@ func (s *Sandbox) childSignal(t *task, sig unix.Signal, si *siginfo) bool {
 	if !ok {
 		return false
 	}
-	switch si.code() {
-	case cldExited, cldKilled, cldDumped:
-		delete(t.p.forkers, child)
-	}
+	s.forgetForker(t.p, si)
 	f := s.tasks[ftid]
 	if f == nil || f == t || f.p != t.p || f.dead() || threadBlocks(t.p.pid, ftid, sig) {
 		return false
@@ -339,6 +342,171 @@ func (s *Sandbox) childSignal(t *task, sig unix.Signal, si *siginfo) bool {
 		// Its next stop delivers it.
 		s.carryPending(f)
 	}
+	return true
+}
+
+// On Linux a child's exit signal is sent before its parent can reap it
+// (the child becomes waitable and its parent is signalled at once), to the
+// thread that forked it if that thread can take it; a thread asleep in
+// wait4 or waitid can, and runs the handler on its way back from the
+// wait. Under vmspace the signal often comes while the forking thread is
+// in a ptrace stop (at the entry of its wait), and the kernel hands it to
+// another thread; childSignal moves it back to the forking thread, but
+// only when that other thread's stop is served, which may come after the
+// wait has returned and the program has gone on (11 to 26 waits in 300
+// returned before the handler ran). So a wait of a forking thread whose
+// process catches SIGCHLD is watched to its exit (watchWait): if it
+// returned a child the thread forked, the child's signal is taken for the
+// thread before it returns to its code (waitDone), from wherever it is:
+// already kept for it (delivered at the stop carryPending makes, before
+// the program's next instruction), still pending for the process (taken
+// with an injected rt_sigtimedwait, its siginfo read first with
+// PTRACE_PEEKSIGINFO), or taken by another thread whose stop for it is
+// not served yet (taken from that stop: takenSig).
+
+// watchWait is called at the entry of t's wait4 or waitid (nr, with
+// arguments a): if t forked children, does not block SIGCHLD and its
+// process catches it, the call's exit is served by waitDone.
+func (s *Sandbox) watchWait(t *task, nr int, a [6]uint64) {
+	forker := keeps(t, unix.SIGCHLD)
+	for _, ftid := range t.p.forkers {
+		if ftid == t.tid {
+			forker = true
+			break
+		}
+	}
+	if !forker || threadBlocks(t.p.pid, t.tid, unix.SIGCHLD) {
+		return
+	}
+	if m, ok := statusSigMasks(t.p.pid, 0, "SigCgt"); !ok || m[0]&sigBit(unix.SIGCHLD) == 0 {
+		return
+	}
+	prev := t.atExit
+	t.atExit = func(t *task) {
+		if prev != nil {
+			prev(t)
+		}
+		s.waitDone(t, nr, a)
+	}
+}
+
+// waitDone is called at the exit of t's wait4 or waitid (nr, with
+// arguments a) that watchWait watched: if it returned a child that t
+// forked, the child's exit signal is kept for t, and a SIGSTOP of
+// vmspace's is queued for t before it resumes, so that the signal is
+// delivered before t runs on (carryPending's, sent once t runs, may come
+// too late).
+func (s *Sandbox) waitDone(t *task, nr int, a [6]uint64) {
+	if keeps(t, unix.SIGCHLD) {
+		s.sendStop(t)
+		return
+	}
+	if s.fetchRegs(t) != nil {
+		return
+	}
+	res := int64(t.regs.Rax)
+	child := 0
+	switch nr {
+	case unix.SYS_WAIT4:
+		child = int(res)
+	case unix.SYS_WAITID:
+		// si_pid of the siginfo_t at infop.
+		var b [4]byte
+		if res == 0 && a[2] != 0 && t.p.mm != nil {
+			if n, _ := t.p.mm.CopyIn(s.ctx, hostarch.Addr(a[2]+16), b[:], mm.IOOpts{}); n == len(b) {
+				child = int(int32(binary.LittleEndian.Uint32(b[:])))
+			}
+		}
+	}
+	if child <= 0 || t.p.forkers[child] != t.tid {
+		return
+	}
+	if pend, ok := sharedPending(t.p.pid); ok && pend&sigBit(unix.SIGCHLD) != 0 {
+		s.takeSharedChildSignal(t)
+	}
+	if !keeps(t, unix.SIGCHLD) {
+		s.takeStoppedChildSignal(t)
+	}
+	if keeps(t, unix.SIGCHLD) {
+		s.sendStop(t)
+	}
+}
+
+// keeps reports whether a signal sig is kept for t.
+func keeps(t *task, sig unix.Signal) bool {
+	return slices.ContainsFunc(t.pending, func(ps pendingSignal) bool { return ps.sig == sig })
+}
+
+// takeSharedChildSignal takes the SIGCHLD pending for t's process and
+// keeps it for t, with its siginfo: t, stopped at the exit of its wait,
+// makes an rt_sigtimedwait for it, at whose return to user mode it
+// usually takes the signal already (kept by noteSignal), else the call
+// takes it (its siginfo read before with PTRACE_PEEKSIGINFO). Another
+// thread woken for the signal may take it first.
+func (s *Sandbox) takeSharedChildSignal(t *task) {
+	var sis [8]siginfo
+	n, err := ptracePeekSharedSiginfo(t.tid, sis[:])
+	if err != nil {
+		return
+	}
+	for _, si := range sis[:n] {
+		if si.signo() != int32(unix.SIGCHLD) {
+			continue
+		}
+		var b [24]byte // sigset_t, then a zero timespec
+		binary.LittleEndian.PutUint64(b[:], sigBit(unix.SIGCHLD))
+		if s.writeMem(t.p.pid, scratchAddr, b[:]) != nil {
+			return
+		}
+		r, err := s.inject(t, unix.SYS_RT_SIGTIMEDWAIT, uintptr(scratchAddr), 0, uintptr(scratchAddr)+8, 8)
+		if err == nil && r == uintptr(unix.SIGCHLD) {
+			t.keep(pendingSignal{unix.SIGCHLD, si})
+		}
+		break
+	}
+	for _, ps := range t.pending {
+		if ps.sig == unix.SIGCHLD {
+			s.forgetForker(t.p, &ps.si)
+		}
+	}
+}
+
+// takeStoppedChildSignal takes a SIGCHLD of a child that t forked from
+// another thread of t's process that took it from the process and is
+// stopped for it, its stop not served yet (takenSig: served without it),
+// and keeps it for t.
+func (s *Sandbox) takeStoppedChildSignal(t *task) {
+	for _, u := range t.p.tasks {
+		var si siginfo
+		if u == t || u.dead() || u.state != taskRunning || u.takenSig != 0 ||
+			ptraceGetSiginfo(u.tid, &si) != nil || si.signo() != int32(unix.SIGCHLD) ||
+			si.code() <= 0 || si.code() == siKernel || t.p.forkers[int(si.pid())] != t.tid {
+			continue
+		}
+		s.forgetForker(t.p, &si)
+		u.takenSig = unix.SIGCHLD
+		t.keep(pendingSignal{unix.SIGCHLD, si})
+		return
+	}
+}
+
+// forgetForker forgets who forked the child whose exit signal si is, if
+// the child has ended.
+func (s *Sandbox) forgetForker(p *process, si *siginfo) {
+	switch si.code() {
+	case cldExited, cldKilled, cldDumped:
+		delete(p.forkers, int(si.pid()))
+	}
+}
+
+// taken reports whether sig, the signal of t's signal-delivery-stop, was
+// taken by another thread (waitDone), and forgets it: the stop is served
+// without it.
+func (t *task) taken(sig unix.Signal) bool {
+	if t.takenSig == 0 || sig != t.takenSig {
+		return false
+	}
+	t.takenSig = 0
 	return true
 }
 

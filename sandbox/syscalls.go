@@ -200,6 +200,7 @@ func (s *Sandbox) dispatch(t *task, nr int, a [6]uint64) sysResult {
 		return s.sysProcessMrelease(t, a)
 	case unix.SYS_WAIT4, unix.SYS_WAITID:
 		s.reapExited()
+		s.watchWait(t, nr, a)
 		return pass()
 	}
 	return pass()

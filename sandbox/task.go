@@ -66,6 +66,10 @@ type task struct {
 	// expectStop counts SIGSTOPs the sandbox sent to stop the task, still
 	// to be suppressed.
 	expectStop int
+	// takenSig is the signal of the task's signal-delivery-stop, not yet
+	// served, that another thread took (waitDone): the stop is served
+	// without it. Tracer goroutine.
+	takenSig unix.Signal
 	// altStack is the thread's alternate signal stack as the program set
 	// it with sigaltstack (empty if none).
 	altStack hostarch.AddrRange
