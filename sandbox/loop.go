@@ -131,6 +131,7 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		return
 	}
 	t.regState = regsStale
+	t.stops++
 	t.p.held = t
 	// A frame of a signal it was given is written by now.
 	t.kframe = t.kframe[:0]

@@ -15,9 +15,13 @@ import "golang.org/x/sys/unix"
 // vmspace's pid namespace), so such a SIGSEGV or SIGBUS is taken for a
 // fault whose details were lost: the thread is resumed without it and
 // makes its access again, which faults again with its siginfo if it was
-// a fault. If the thread stops again with such a signal at the same
+// a fault. If the thread's next stop is such a signal at the same
 // instruction, the signal is delivered (it was no fault, or the access
-// keeps failing the same way).
+// keeps failing the same way); a loss at an instruction that faulted
+// with its siginfo in between is retried again (a loop's store: before,
+// a second loss at the same instruction, however much later, was
+// delivered). A fault's stop that interrupts vmspace's stopping of the
+// thread (stopTask) is dropped the same way.
 
 // siginfoHook, if not nil, is called at every signal-delivery-stop with
 // the stop's siginfo, which it may change (tests make the kernel's loss).
@@ -33,10 +37,10 @@ func (s *Sandbox) lostFault(t *task, sig unix.Signal, si *siginfo) bool {
 	if s.fetchRegs(t) != nil {
 		return false
 	}
-	if t.lostAt == t.regs.Rip {
+	if t.lostAt == t.regs.Rip && t.lostStop+1 == t.stops {
 		t.lostAt = 0
 		return false
 	}
-	t.lostAt = t.regs.Rip
+	t.lostAt, t.lostStop = t.regs.Rip, t.stops
 	return true
 }

@@ -48,3 +48,41 @@ func TestLostSiginfo(t *testing.T) {
 		}
 	}
 }
+
+// TestLostSiginfoAtStop checks the same for a fault's stop that comes
+// first when vmspace stops a running thread to use it (stopTask), which
+// kept the signal and delivered it as a SIGSEGV sent by kill: the child of
+// keptFaultSrc takes page faults at address 8 in a loop while vmspace
+// stops it over and over; the hook waits until the child is stopped at its
+// next fault, unreported, and makes the kernel's siginfo of a page fault
+// the made-up one (PTRACE_SETSIGINFO). The child's handler, which checks
+// every SIGSEGV's si_code and si_addr, counted such signals as not
+// expected.
+func TestLostSiginfoAtStop(t *testing.T) {
+	needPtrace(t)
+	exe := buildC(t, "keptfault", keptFaultSrc, false)
+	defer func(on bool) { fastpathOn = on }(fastpathOn)
+	fastpathOn = false
+	forced := 0
+	holderHook = func(cands []*task) {
+		if len(cands) != 2 || !waitTracingStop(cands[0].tid) {
+			return
+		}
+		var si siginfo
+		tid := cands[0].tid
+		if ptraceGetSiginfo(tid, &si) != nil || si.signo() != int32(unix.SIGSEGV) || si.code() != segvMapErr || si.addr() != 8 {
+			return
+		}
+		si = siginfo{}
+		binary.LittleEndian.PutUint32(si[0:], uint32(unix.SIGSEGV))
+		if ptraceSetSiginfo(tid, &si) == nil {
+			forced++
+		}
+	}
+	defer func() { holderHook = nil }()
+	compare(t, "", "", exe)
+	if forced < 5 {
+		t.Fatalf("only %d page faults found stopped before vmspace stopped the thread: the window was not reached", forced)
+	}
+	t.Logf("%d page faults made to lose their siginfo", forced)
+}

@@ -641,6 +641,7 @@ func (s *Sandbox) stopTask(t *task) error {
 			continue
 		}
 		t.regState = regsStale
+		t.stops++
 		var si siginfo
 		if ws.StopSignal() == unix.SIGSTOP && event(ws) == 0 && ptraceGetSiginfo(t.tid, &si) == nil &&
 			si.code() == siTkill && int(si.pid()) == s.selfPid {
@@ -659,7 +660,13 @@ func (s *Sandbox) stopTask(t *task) error {
 		// instruction faults again when the task resumes); another
 		// signal is delivered when the task resumes.
 		sig := ws.StopSignal()
-		if !((sig == unix.SIGSEGV || sig == unix.SIGBUS) && ptraceGetSiginfo(t.tid, &si) == nil && si.code() > 0 && si.code() != siKernel) {
+		fault := false
+		if (sig == unix.SIGSEGV || sig == unix.SIGBUS) && ptraceGetSiginfo(t.tid, &si) == nil {
+			// A fault whose siginfo the kernel lost is one too
+			// (lostsiginfo.go).
+			fault = si.code() > 0 && si.code() != siKernel || s.lostFault(t, sig, &si)
+		}
+		if !fault {
 			s.noteSignal(t, ws)
 		}
 		t.state = taskSignalStop

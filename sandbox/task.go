@@ -85,6 +85,9 @@ type task struct {
 	// kernel had lost, retried as a fault (lostsiginfo.go), 0 if none.
 	// Used by the tracer thread only.
 	lostAt uint64
+	// lostStop is the value of stops at that stop; stops counts the
+	// task's stops that handle or stopTask served. Tracer thread.
+	lostStop, stops uint64
 	// mapGen is 1 + the generation of its address space's host
 	// mappings (stubAS.h) when the task was last resumed with no unmap
 	// pending, or 0: a fork the task makes while the count is unchanged
