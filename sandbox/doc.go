@@ -36,7 +36,12 @@
 // signals are delivered with their own siginfo, one at each
 // signal-delivery-stop of the thread, a SIGSTOP of vmspace's making the
 // stop for the next (sigqueue.go), never sent again (which would lose
-// si_code, si_addr and the sender).
+// si_code, si_addr and the sender). A SIGCONT discards that SIGSTOP as
+// it discards every pending stop signal: vmspace sends it again when it
+// sees the SIGCONT (contSeen). Kept signals sent to the process go to
+// another thread if theirs exits first (handOver); a child's exit
+// signal goes to the thread that forked it (childSignal), before that
+// thread's wait for the child returns (waitDone).
 // stubAS is the platform.AddressSpace of a process built on that: the
 // ptrace platform's driver of a process's host mappings
 // (ptrace.HostMappings), whose mmap and munmap calls are injected. Its
