@@ -249,7 +249,14 @@ int main(void) {
 	}
 	stop = 1;
 	pthread_join(th, NULL);
-	printf("%d forks: %d SIGCHLDs, %d in the forking thread\n", FORKS, handled, inforker);
+	/* Linux gives a process-directed signal to another thread now and
+	   then (complete_signal passes over a thread that is not running and
+	   has a signal pending): natively 299 of 300 were seen once. A few
+	   elsewhere are Linux's; more are not (vmspace sent 9 there). */
+	if (inforker >= FORKS - 3)
+		printf("%d forks: %d SIGCHLDs, all but at most 3 in the forking thread\n", FORKS, handled);
+	else
+		printf("%d forks: %d SIGCHLDs, %d in the forking thread\n", FORKS, handled, inforker);
 	return 0;
 }
 `
