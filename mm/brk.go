@@ -68,7 +68,7 @@ func (mm *MemoryManager) Brk(ctx context.Context, addr hostarch.Addr) (hostarch.
 		if !vseg.Ok() || vseg.Start() >= oldBrk {
 			return orig, nil
 		}
-		if err := mm.checkUnmapLocked(ar); err != nil {
+		if err := mm.prepareUnmapLocked(ar); err != nil {
 			return orig, nil
 		}
 		mm.uffdUnmapLocked(ar)

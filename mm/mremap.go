@@ -296,7 +296,7 @@ func (mm *MemoryManager) munmapLocked(ctx context.Context, addr hostarch.Addr, l
 	if mm.vmas.IsEmptyRange(addrSegRange(ar)) {
 		return nil
 	}
-	if err := mm.checkUnmapLocked(ar); err != nil {
+	if err := mm.prepareUnmapLocked(ar); err != nil {
 		return err
 	}
 	mm.uffdUnmapLocked(ar)

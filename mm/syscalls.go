@@ -154,21 +154,12 @@ func (mm *MemoryManager) mmapPlaced(ctx context.Context, opts memmap.MMapOpts, c
 
 // MUnmap removes the mappings in [addr, addr+length), as munmap(2).
 func (mm *MemoryManager) MUnmap(ctx context.Context, addr hostarch.Addr, length uint64) error {
-	ar, err := mm.unmapRange(addr, length)
-	if err != nil {
+	if _, err := mm.unmapRange(addr, length); err != nil {
 		return err
 	}
 	mm.mappingMu.Lock()
 	defer mm.mappingMu.Unlock()
-	if mm.vmas.IsEmptyRange(addrSegRange(ar)) {
-		return nil
-	}
-	if err := mm.checkUnmapLocked(ar); err != nil {
-		return err
-	}
-	mm.uffdUnmapLocked(ar)
-	mm.removeVMAsLocked(ctx, ar)
-	return nil
+	return mm.munmapLocked(ctx, addr, length)
 }
 
 // unmapRange validates munmap's arguments: addr page-aligned, length

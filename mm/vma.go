@@ -564,17 +564,6 @@ func (mm *MemoryManager) removeAllVMAsLocked(ctx context.Context) {
 	mm.usageAS, mm.lockedAS, mm.dataAS, mm.stackAS, mm.execAS = 0, 0, 0, 0, 0
 }
 
-// sealedInLocked reports whether any vma overlapping ar is sealed.
-// Preconditions: mappingMu held.
-func (mm *MemoryManager) sealedInLocked(ar hostarch.AddrRange) bool {
-	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
-		if vseg.ValuePtr().flags.has(vmaSealed) {
-			return true
-		}
-	}
-	return false
-}
-
 // vmaSizeInLocked returns the total size of vmas within ar. Preconditions:
 // mappingMu held.
 func (mm *MemoryManager) vmaSizeInLocked(ar hostarch.AddrRange) uint64 {
@@ -582,15 +571,15 @@ func (mm *MemoryManager) vmaSizeInLocked(ar hostarch.AddrRange) uint64 {
 }
 
 // mapRegionLocked replaces whatever is mapped in ar by a new vma v (Linux's
-// mmap_region): it checks seals and split limits of what it replaces, and
-// RLIMIT_AS and RLIMIT_DATA, then removes the old vmas and inserts v, taking
+// mmap_region): it checks seals and split limits of what it replaces,
+// splitting it at ar's bounds (prepareUnmapLocked), and RLIMIT_AS and RLIMIT_DATA, then removes the old vmas and inserts v, taking
 // a reference on v.id and registering the mapping with v.mappable. A late
 // errno (see lateError) fails the mapping once the old vmas are gone.
 // Preconditions: mappingMu held for writing; ar page-aligned and non-empty.
 func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRange, v *vma, force bool, late unix.Errno) error {
 	replaced := uint64(0)
 	if !mm.vmas.IsEmptyRange(addrSegRange(ar)) {
-		if err := mm.checkUnmapLocked(ar); err != nil {
+		if err := mm.prepareUnmapLocked(ar); err != nil {
 			return err
 		}
 		replaced = mm.vmaSizeInLocked(ar)
@@ -603,12 +592,8 @@ func (mm *MemoryManager) mapRegionLocked(ctx context.Context, ar hostarch.AddrRa
 			err = unix.ENOMEM
 		}
 		if err != nil {
-			if replaced > 0 {
-				// Linux split the vmas it was going to replace
-				// before checking the limits, and leaves them split.
-				mm.vmas.SplitAt(ar.Start)
-				mm.vmas.SplitAt(ar.End)
-			}
+			// The vmas it was going to replace stay split, as
+			// Linux leaves them.
 			return err
 		}
 	}
@@ -659,16 +644,33 @@ func (mm *MemoryManager) accountedInLocked(ar hostarch.AddrRange) uint64 {
 	return n
 }
 
-// checkUnmapLocked returns the error unmapping ar would fail with: ENOMEM
-// if it must split a vma in the middle while at the map count, EPERM if a
-// vma in ar is sealed. Preconditions: mappingMu held; ar page-aligned.
-func (mm *MemoryManager) checkUnmapLocked(ar hostarch.AddrRange) error {
-	if vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.Start && vseg.End() > ar.End &&
-		mm.vmas.Len() >= mm.limits.MaxMapCount {
-		return unix.ENOMEM
+// prepareUnmapLocked checks that ar may be unmapped and splits the vmas
+// crossing its bounds, as Linux's vms_gather_munmap_vmas (munmap, and what
+// mmap MAP_FIXED, mremap MREMAP_FIXED and brk replace or remove), in its
+// order: ENOMEM if the first vma must be split in the middle while at the
+// map count; EPERM, with nothing split, if that vma is sealed; then the
+// first vma is split at ar.Start, and the vmas of ar are visited in order:
+// the first sealed one fails the call with EPERM, leaving that split; the
+// vma crossing ar.End is split there when it is reached. Preconditions:
+// mappingMu held for writing; ar page-aligned; a vma overlaps ar.
+func (mm *MemoryManager) prepareUnmapLocked(ar hostarch.AddrRange) error {
+	vseg := mm.vmas.LowerBoundSegment(ar.Start)
+	if vseg.Start() < ar.Start {
+		if vseg.End() > ar.End && mm.vmas.Len() >= mm.limits.MaxMapCount {
+			return unix.ENOMEM
+		}
+		if vseg.ValuePtr().flags.has(vmaSealed) {
+			return unix.EPERM
+		}
+		_, vseg = mm.vmas.Split(vseg, ar.Start)
 	}
-	if mm.sealedInLocked(ar) {
-		return unix.EPERM
+	for ; vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		if vseg.ValuePtr().flags.has(vmaSealed) {
+			return unix.EPERM
+		}
+		if vseg.End() > ar.End {
+			vseg, _ = mm.vmas.Split(vseg, ar.End)
+		}
 	}
 	return nil
 }
