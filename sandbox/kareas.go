@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"encoding/binary"
+	"slices"
+	"sort"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
@@ -318,17 +320,54 @@ func (s *Sandbox) markOwnerDied(t *task, addr hostarch.Addr, old uint32) {
 	}
 }
 
-// maxKernelWrites bounds the buffers recorded for one system call (an
-// iovec array has at most IOV_MAX).
+// maxKernelWrites bounds the ranges recorded for one system call.
+// Recorded ranges are whole pages (a fork pins pages), and a new range
+// is merged with those it overlaps or touches (a recvmmsg's msghdrs lie
+// inside its mmsghdr vector, a buffer's pages are often its
+// neighbour's), so the bound is reached only by that many separate runs
+// of pages; beyond it the two ranges closest together are joined, with
+// the pages between them: nothing the kernel may write is ever dropped
+// (at worst a fork copies a few more pages for the child).
 const maxKernelWrites = 2 * maxIOVecs
 
 // noteKernelWrite records [addr, addr+length) as a buffer the host kernel
-// may write for t's system call in flight (task.kcall).
+// may write for t's system call in flight (task.kcall, kept sorted and
+// disjoint, page-aligned).
 func (t *task) noteKernelWrite(addr, length uint64) {
-	if ar := areaRange(addr, length); ar.Length() > 0 && ar.Start < ptrace.StubStart && len(t.kcall) < maxKernelWrites {
-		ar.End = min(ar.End, ptrace.StubStart)
-		t.kcall = append(t.kcall, ar)
+	ar := areaRange(addr, length)
+	if ar.Length() == 0 || ar.Start >= ptrace.StubStart {
+		return
 	}
+	ar = hostarch.AddrRange{Start: ar.Start.RoundDown(), End: min(ar.End, ptrace.StubStart).MustRoundUp()}
+	t.kcall = addPageRange(t.kcall, ar, maxKernelWrites)
+}
+
+// addPageRange returns rs (sorted, disjoint, none touching another) with
+// ar added: merged with the ranges it overlaps or touches, and if that
+// makes more than limit ranges, the two with the smallest gap between
+// them joined into one.
+func addPageRange(rs []hostarch.AddrRange, ar hostarch.AddrRange, limit int) []hostarch.AddrRange {
+	// i is the first range that ends at or after ar.Start (may touch it),
+	// j the first that starts after ar.End (cannot touch it).
+	i := sort.Search(len(rs), func(k int) bool { return rs[k].End >= ar.Start })
+	j := i
+	for j < len(rs) && rs[j].Start <= ar.End {
+		ar.Start = min(ar.Start, rs[j].Start)
+		ar.End = max(ar.End, rs[j].End)
+		j++
+	}
+	rs = slices.Replace(rs, i, j, ar)
+	if len(rs) > limit && len(rs) > 1 {
+		best := 0
+		for k := 1; k+1 < len(rs); k++ {
+			if rs[k+1].Start-rs[k].End < rs[best+1].Start-rs[best].End {
+				best = k
+			}
+		}
+		rs[best].End = rs[best+1].End
+		rs = slices.Delete(rs, best+1, best+2)
+	}
+	return rs
 }
 
 // kernelWrites returns the memory that the host kernel may write on behalf
