@@ -23,7 +23,13 @@ import (
 // left alone: the host kernel then fails the call with EFAULT, as Linux
 // would.
 
-// Caps on how much of a buffer is populated for one call.
+// Caps on how much of a buffer is populated for one call. They do not
+// bound what is recorded as the call's kernel writes (noteKernelWrite):
+// a fork while the call is blocked keeps the whole buffer writable in the
+// parent, as the host kernel may write any of it (a recv(MSG_WAITALL)
+// fills all), which costs the fork a copy for the child of the pages of
+// the buffer holding data (mm.ForkPinned copies only those; a buffer
+// never touched costs nothing).
 const (
 	// maxIOVecs is IOV_MAX.
 	maxIOVecs = 1024
@@ -127,7 +133,11 @@ func (s *Sandbox) ensureIOV(t *task, iov uint64, cnt uint64, in, out bool, limit
 	if !ok {
 		return
 	}
-	for i := 0; i < int(cnt) && limit > 0; i++ {
+	for i := 0; i < int(cnt); i++ {
+		if out {
+			// All of it may be written, what is populated or not.
+			t.noteKernelWrite(w[2*i], w[2*i+1])
+		}
 		n := min(w[2*i+1], limit)
 		s.ensureBuf(t, w[2*i], n, in, out)
 		limit -= n
@@ -172,7 +182,9 @@ func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) unix.Errno {
 		case argBuf:
 			s.ensureBuf(t, addr, s.bufSize(t, as.size, a), as.in, as.out)
 		case argRead:
-			s.ensure(t, addr, s.readCap(t, int32(a[0]), s.bufSize(t, as.size, a)), true)
+			n := s.bufSize(t, as.size, a)
+			t.noteKernelWrite(addr, n) // all of it may be written
+			s.ensure(t, addr, s.readCap(t, int32(a[0]), n), true)
 		case argIOV, argIOVRd:
 			limit := ^uint64(0)
 			if as.kind == argIOVRd {
