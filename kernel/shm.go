@@ -205,7 +205,7 @@ func (r *ShmRegistry) Shmat(ctx context.Context, m *mm.MemoryManager, pid int32,
 	if seg == nil {
 		return 0, unix.EINVAL
 	}
-	got, err := m.AttachShm(ctx, seg.shm, a, fl&ShmRdonly != 0, fl&ShmExec != 0)
+	got, err := m.AttachShm(ctx, seg.shm, a, fl&ShmRdonly != 0, fl&ShmExec != 0, fl&ShmRemap != 0)
 	if err != nil {
 		return 0, err
 	}

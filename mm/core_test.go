@@ -648,7 +648,7 @@ func TestVMAKinds(t *testing.T) {
 	mapSys(5, MapPrivate, mfd, VMAMemfd)
 	mapSys(6, MapShared, dfd, VMAFile)
 	mapSys(7, MapPrivate, dfd, VMAFile)
-	a, err := m.AttachShm(ctx, shm, at(8), false, false)
+	a, err := m.AttachShm(ctx, shm, at(8), false, false, false)
 	mustOK(t, "shmat", err)
 	want[a] = VMASysVShm
 	a, err = m.MapSpecial(ctx, vdso, at(9), true, hostarch.ReadExecute)

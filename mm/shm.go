@@ -15,11 +15,12 @@ type ShmSegment interface {
 	Size() uint64
 }
 
-// AttachShm implements shmat(2) (without SHM_RND and SHM_REMAP): it maps
-// seg at addr (0: anywhere), read-only if readOnly (SHM_RDONLY), executable
-// too if exec (SHM_EXEC), and returns the address. EINVAL for an unaligned
-// addr or one overlapping a mapping.
-func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hostarch.Addr, readOnly, exec bool) (hostarch.Addr, error) {
+// AttachShm implements shmat(2) (without SHM_RND): it maps seg at addr
+// (0: anywhere), read-only if readOnly (SHM_RDONLY), executable too if exec
+// (SHM_EXEC), and returns the address. EINVAL for an unaligned addr, or one
+// overlapping a mapping unless remap (SHM_REMAP: the attachment replaces
+// what it overlaps, as a MAP_FIXED mmap).
+func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hostarch.Addr, readOnly, exec, remap bool) (hostarch.Addr, error) {
 	if !addr.IsPageAligned() {
 		return 0, unix.EINVAL
 	}
@@ -40,7 +41,7 @@ func (mm *MemoryManager) AttachShm(ctx context.Context, seg ShmSegment, addr hos
 	if readOnly {
 		opts.MaxPerms.Write = false
 	}
-	if addr != 0 {
+	if addr != 0 && !remap {
 		end, ok := addr.AddLength(size)
 		if !ok {
 			return 0, unix.EINVAL

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// TestSealedUnmapSplitsInMaps: munmap, MAP_FIXED mmap and mremap
-// MREMAP_FIXED that a seal fails with EPERM leave, in /proc/self/maps, the
+// TestSealedUnmapSplitsInMaps: munmap, MAP_FIXED mmap, mremap
+// MREMAP_FIXED and shmat SHM_REMAP that a seal fails with EPERM leave, in /proc/self/maps, the
 // vma splits Linux's vms_gather_munmap_vmas made before it reached the
 // seal (two lines for two halves of one mapping), as natively.
 func TestSealedUnmapSplitsInMaps(t *testing.T) {
@@ -24,12 +24,13 @@ const sealSplitProgram = `#define _GNU_SOURCE
 #include <string.h>
 #include <errno.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #define P 4096UL
 static char *base;
 static void maps(const char *what, long rc) {
-	printf("== %s rc=%ld errno=%s\n", what, rc, rc < 0 ? strerror(errno) : "-");
+	printf("== %s: %s\n", what, rc == -1 ? strerror(errno) : "ok");
 	FILE *f = fopen("/proc/self/maps", "r"); char line[512];
 	while (fgets(line, sizeof line, f)) {
 		unsigned long a, b; sscanf(line, "%lx-%lx", &a, &b);
@@ -87,6 +88,15 @@ int main(void) {
 	mmap(base+4*P, 4*P, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, -1, 0);
 	seal(base+6*P, P);
 	rc = munmap(base+3*P, 4*P); maps("8 munmap +3000 4p (gap, vma, sealed)", rc);
+	/* 9: shmat SHM_REMAP replaces what it overlaps; onto a seal, EPERM and the split */
+	int id = shmget(IPC_PRIVATE, 2*P, IPC_CREAT|0600);
+	fresh(4);
+	rc = (long)shmat(id, base+P, SHM_REMAP); maps("9 shmat remap +1000", rc);
+	fresh(7);
+	seal(base+6*P, P);
+	rc = (long)shmat(id, base+5*P, SHM_REMAP); maps("10 shmat remap +5000, +6000 sealed", rc);
+	rc = (long)shmat(id, base+2*P, 0); maps("11 shmat +2000 without remap", rc);
+	shmctl(id, IPC_RMID, NULL);
 	return 0;
 }
 `
