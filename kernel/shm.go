@@ -51,7 +51,7 @@ const (
 	ShmNoReserve = 0o10000
 	// shmHugeShift is where shmget's flags hold the log2 of the huge
 	// page size asked for (SHM_HUGE_SHIFT; 0 is the default size).
-	shmHugeShift = 26
+	shmHugeShift  = 26
 	ShmLock       = 11
 	ShmUnlock     = 12
 	shmDestMode   = 0o1000 // the mode bit IPC_STAT shows for a removed segment

@@ -83,7 +83,7 @@ func TestSealedUnmapSplits(t *testing.T) {
 		},
 		{
 			name: "no seal", mapped: []span{{0, 8 * p}},
-			op:   func(mm *MemoryManager, a hostarch.Addr) error { return mm.MUnmap(ctx, a+2*p, 4*p) },
+			op:      func(mm *MemoryManager, a hostarch.Addr) error { return mm.MUnmap(ctx, a+2*p, 4*p) },
 			wantVMA: "0-2000 6000-8000",
 		},
 	} {
