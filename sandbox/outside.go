@@ -201,16 +201,25 @@ func (w *outsideWatch) read() {
 // unwatch stops watching the host inode (dev, ino), if watched: the
 // program maps it no more.
 func (w *outsideWatch) unwatch(dev, ino uint64) {
+	w.withWatched(dev, ino, w.unwatchLocked)
+}
+
+// withWatched calls f, with w.mu held, with the key and watch descriptor
+// of the host inode (dev, ino) if it is watched.
+func (w *outsideWatch) withWatched(dev, ino uint64, f func(key [2]uint64, wd int32)) {
 	if w.f == nil {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	key := [2]uint64{dev, ino}
-	wd, ok := w.watching[key]
-	if !ok {
-		return
+	if wd, ok := w.watching[key]; ok {
+		f(key, wd)
 	}
+}
+
+// unwatchLocked removes the watch wd of key. Preconditions: w.mu held.
+func (w *outsideWatch) unwatchLocked(key [2]uint64, wd int32) {
 	delete(w.watching, key)
 	delete(w.files, wd)
 	delete(w.shrunk, key) // no mapping left to drop copies from
@@ -233,23 +242,15 @@ func (w *outsideWatch) watched() int {
 // the watch may see of it is applied already, and copies the program
 // makes afterwards must not be dropped by a late low-water mark.
 func (w *outsideWatch) resync(dev, ino uint64) {
-	if w.f == nil {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	key := [2]uint64{dev, ino}
-	wd, ok := w.watching[key]
-	if !ok {
-		return
-	}
-	f := w.files[wd]
-	var st unix.Stat_t
-	if f == nil || unix.Stat(f.path, &st) != nil || uint64(st.Dev) != f.dev || st.Ino != f.ino {
-		return
-	}
-	f.size = st.Size
-	delete(w.shrunk, key)
+	w.withWatched(dev, ino, func(key [2]uint64, wd int32) {
+		f := w.files[wd]
+		var st unix.Stat_t
+		if f == nil || unix.Stat(f.path, &st) != nil || uint64(st.Dev) != f.dev || st.Ino != f.ino {
+			return
+		}
+		f.size = st.Size
+		delete(w.shrunk, key)
+	})
 }
 
 // note handles events, and reports whether a file shrank.
