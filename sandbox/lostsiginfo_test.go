@@ -61,8 +61,7 @@ func TestLostSiginfo(t *testing.T) {
 func TestLostSiginfoAtStop(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "keptfault", keptFaultSrc, false)
-	defer func(on bool) { fastpathOn = on }(fastpathOn)
-	fastpathOn = false
+	fastPathFor(t, false)
 	forced := 0
 	holderHook = func(cands []*task) {
 		if len(cands) != 2 || !waitTracingStop(cands[0].tid) {
@@ -81,8 +80,12 @@ func TestLostSiginfoAtStop(t *testing.T) {
 	}
 	defer func() { holderHook = nil }()
 	compare(t, "", "", exe)
-	if forced < 5 {
-		t.Fatalf("only %d page faults found stopped before vmspace stopped the thread: the window was not reached", forced)
+	// One forced loss is enough: without the fix it is a SIGSEGV the
+	// child's handler counts as not expected, and its output differs.
+	// How often vmspace stops the thread while it faults depends on the
+	// machine's load (1 to 4 times a run on a quiet one).
+	if forced == 0 {
+		t.Fatal("no page fault found stopped before vmspace stopped the thread: the window was not reached")
 	}
 	t.Logf("%d page faults made to lose their siginfo", forced)
 }
