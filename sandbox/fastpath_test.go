@@ -9,6 +9,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// fastPathFor turns the fast path on or off for the rest of test t.
+func fastPathFor(t *testing.T, on bool) {
+	old := fastpathOn
+	fastpathOn = on
+	t.Cleanup(func() { fastpathOn = old })
+}
+
 // withFastPath runs f with the fast path on.
 func withFastPath(t *testing.T, f func()) {
 	t.Helper()

@@ -246,8 +246,7 @@ func TestKillWhileStopping(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "killheld", killHeldSrc, false, "-pthread")
 	// The window is the slow path's: the fast path stops no task.
-	defer func(on bool) { fastpathOn = on }(fastpathOn)
-	fastpathOn = false
+	fastPathFor(t, false)
 	var fired atomic.Bool
 	holderHook = func(cands []*task) {
 		if fired.Load() || len(cands) < 2 {

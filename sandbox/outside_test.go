@@ -93,8 +93,7 @@ func TestOutsideTruncationKeptStop(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "outsidetrunc", outsideTruncProgram, false, "-pthread")
 	// The window is the slow path's: the fast path stops no task.
-	defer func(on bool) { fastpathOn = on }(fastpathOn)
-	fastpathOn = false
+	fastPathFor(t, false)
 	var truncating, fired atomic.Bool
 	var tids sync.Map // the program's tasks, to end a hung run
 	holderHook = func(cands []*task) {

@@ -154,8 +154,7 @@ int main(void) {
 func TestKeptSignalKeepsSiginfo(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "keptfault", keptFaultSrc, false)
-	defer func(on bool) { fastpathOn = on }(fastpathOn)
-	fastpathOn = false
+	fastPathFor(t, false)
 	var forced atomic.Int64
 	holderHook = func(cands []*task) {
 		// The child's main thread, which takes the faults and the
@@ -363,8 +362,7 @@ int main(void) {
 func TestKeptSignalHandedOver(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "exitkept", exitKeptSrc, false)
-	defer func(on bool) { fastpathOn = on }(fastpathOn)
-	fastpathOn = false
+	fastPathFor(t, false)
 	var marked *task
 	var forced atomic.Int64
 	stopHook = func(s *Sandbox, tk *task) {
