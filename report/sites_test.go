@@ -3,6 +3,10 @@ package report
 import (
 	"debug/elf"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -64,40 +68,71 @@ func TestSymbolLookup(t *testing.T) {
 	}
 }
 
-// TestReadSymbols: the test binary's own functions are found at their
-// file offsets.
+// TestReadSymbols: the symbols read straight from the symbol tables are
+// exactly those debug/elf decodes, placed at their file offsets, for a
+// shared library with only dynamic symbols and for a program with a full
+// symbol table (static functions included).
 func TestReadSymbols(t *testing.T) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
+	files := []string{"/lib/x86_64-linux-gnu/libc.so.6"}
+	if gcc, err := exec.LookPath("gcc"); err == nil {
+		dir := t.TempDir()
+		src := filepath.Join(dir, "p.c")
+		if err := os.WriteFile(src, []byte("static int helper(int x) { return x * 3; }\nint main(int c, char **v) { return helper(c); }\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(gcc, "-O0", "-o", filepath.Join(dir, "p"), src).CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, out)
+		}
+		files = append(files, filepath.Join(dir, "p"))
 	}
-	f, err := elf.Open(exe)
-	if err != nil {
-		t.Skip(err)
-	}
-	defer f.Close()
-	syms, err := f.Symbols()
-	if err != nil {
-		t.Skip("no symbol table:", err)
-	}
-	const want = "github.com/vmspace/vmspace/report.followsCall"
-	var off uint64
-	for _, s := range syms {
-		if s.Name == want {
+	for _, path := range files {
+		f, err := elf.Open(path)
+		if err != nil {
+			t.Logf("%s: %v", path, err)
+			continue
+		}
+		var want []symbol
+		var syms []elf.Symbol
+		if ss, err := f.Symbols(); err == nil {
+			syms = append(syms, ss...)
+		}
+		if ss, err := f.DynamicSymbols(); err == nil {
+			syms = append(syms, ss...)
+		}
+		for _, s := range syms {
+			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Name == "" {
+				continue
+			}
 			for _, p := range f.Progs {
 				if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Filesz {
-					off = s.Value - p.Vaddr + p.Off
+					off := s.Value - p.Vaddr + p.Off
+					want = append(want, symbol{s.Name, off, off + s.Size})
+					break
 				}
 			}
 		}
+		f.Close()
+		sortSymbols(want)
+		got := readSymbols(path).funcs
+		if len(want) == 0 {
+			t.Errorf("%s: debug/elf finds no function symbols", path)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: readSymbols gives %d symbols, debug/elf %d; first difference at %d", path, len(got), len(want), firstDiff(got, want))
+		}
+		if strings.HasSuffix(path, "/p") && !slices.ContainsFunc(got, func(s symbol) bool { return s.name == "helper" }) {
+			t.Errorf("%s: the static function helper is missing", path)
+		}
 	}
-	if off == 0 {
-		t.Fatalf("%s not in the test binary", want)
+}
+
+func firstDiff(a, b []symbol) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
 	}
-	name, at, ok := readSymbols(exe).lookup(off + 3)
-	if name != want || at != 3 || !ok {
-		t.Errorf("lookup: %q+%#x %v, want %s+0x3", name, at, ok, want)
-	}
+	return min(len(a), len(b))
 }
 
 // TestReadSymbolsNotRegular: a path that names a FIFO, a directory or
