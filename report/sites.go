@@ -98,10 +98,13 @@ func (s *sites) forget(pid int) {
 	clear(s.notReturn)
 }
 
-// add counts a call of pid named name from cs.
-func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed bool) {
+// add counts a call of pid named name from cs, and returns the time it
+// took to name a site seen for the first time (reading the files' symbol
+// tables), 0 if the site was known: that is collection work, counted in
+// the report's CollectNS.
+func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed bool) (naming time.Duration) {
 	if cs.MM == nil || cs.PC < 2 {
-		return
+		return 0
 	}
 	raw := rawSite{name: name, pc: cs.PC}
 	if cs.SP != 0 {
@@ -124,6 +127,8 @@ func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed b
 		st = m[raw]
 	}
 	if st == nil {
+		t0 := time.Now()
+		defer func() { naming = time.Since(t0) }()
 		// The system call instruction is the two bytes before pc.
 		k := siteKey{name: name, where: s.name(cs.MM, cs.PC-2)}
 		if raw.word != 0 {
@@ -140,6 +145,7 @@ func (s *sites) add(pid int, name string, cs CallSite, d time.Duration, failed b
 		st.Errors++
 	}
 	st.TotalNS += int64(d)
+	return 0
 }
 
 // stackWord returns the word at sp, 0 if it is not there to read

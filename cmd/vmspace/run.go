@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/vmspace/vmspace/report"
@@ -156,8 +157,9 @@ func runProgram(args []string) (int, syscall.Signal) {
 	res, err := sandbox.Run(opts)
 	signal.Stop(sigs)
 	st := res.Stats
+	var rs reportStats
 	if opts.Report != nil {
-		writeReport(opts.Report, res, reportPath, reportJSON)
+		rs = writeReport(opts.Report, res, reportPath, reportJSON)
 	}
 	if st.CoreErr != nil {
 		fmt.Fprintf(os.Stderr, "vmspace run: %v\n", st.CoreErr)
@@ -168,6 +170,9 @@ func runProgram(args []string) (int, syscall.Signal) {
 	}
 	if stats {
 		printStats(os.Stderr, st)
+		if opts.Report != nil {
+			fmt.Fprintf(os.Stderr, "report:              collected in %v (CPU), written in %v\n", rs.collect.Round(10e3), rs.write.Round(10e3))
+		}
 	}
 	if res.Status.Signaled() {
 		return res.ExitCode(), syscall.Signal(res.Status.Signal())
@@ -175,9 +180,14 @@ func runProgram(args []string) (int, syscall.Signal) {
 	return res.ExitCode(), 0
 }
 
+// reportStats is what a report cost: its collection during the run, and
+// the time from the run's end until its files were written.
+type reportStats struct{ collect, write time.Duration }
+
 // writeReport writes the report a run collected to the files asked for,
 // saying on stderr what fails (the exit status stays the program's).
-func writeReport(c *report.Collector, res sandbox.Result, htmlPath, jsonPath string) {
+func writeReport(c *report.Collector, res sandbox.Result, htmlPath, jsonPath string) reportStats {
+	t0 := time.Now()
 	st := res.Stats
 	exit := fmt.Sprintf("exited %d", res.Status.ExitStatus())
 	if res.Status.Signaled() {
@@ -211,6 +221,7 @@ func writeReport(c *report.Collector, res sandbox.Result, htmlPath, jsonPath str
 			fmt.Fprintf(os.Stderr, "vmspace run: writing the report: %v\n", err)
 		}
 	}
+	return reportStats{collect: time.Duration(r.CollectNS), write: time.Since(t0)}
 }
 
 // forwardSignals are the signals vmspace passes on to the program: those a
