@@ -47,15 +47,16 @@ func python3(t *testing.T) string {
 	return p
 }
 
-// runReport runs prog under "vmspace run --report --report-json" and
-// returns the report as JSON says it and the HTML file's path.
+// runReport runs prog under "vmspace run --report --report-json --stats"
+// and returns the report as JSON says it and the HTML file's path. It
+// checks that --stats gives the report's cost as the report has it.
 func runReport(t *testing.T, wantOut string, argv ...string) (*report.Report, string) {
 	t.Helper()
 	dir := t.TempDir()
 	htmlPath, jsonPath := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.json")
 	cmd := vmspaceCmd(t, argv...)
 	// vmspaceCmd's arguments are "run -- argv": put the flags first.
-	cmd.Args = append([]string{cmd.Args[0], "run", "--report", htmlPath, "--report-json", jsonPath}, cmd.Args[2:]...)
+	cmd.Args = append([]string{cmd.Args[0], "run", "--stats", "--report", htmlPath, "--report-json", jsonPath}, cmd.Args[2:]...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -72,6 +73,10 @@ func runReport(t *testing.T, wantOut string, argv ...string) (*report.Report, st
 	r, err := report.ReadJSON(f)
 	if err != nil {
 		t.Fatal(err)
+	}
+	want := fmt.Sprintf("report:              collected in %v (CPU), written in ", time.Duration(r.CollectNS).Round(10e3))
+	if !strings.Contains(errb.String(), want) {
+		t.Errorf("--stats does not say %q:\n%s", want, errb.String())
 	}
 	return r, htmlPath
 }
