@@ -208,14 +208,22 @@ func (f *MemoryFile) takeCachedLocked(length, align uint64) (memmap.FileRange, b
 			continue
 		}
 		fr := memmap.FileRange{Start: start, End: start + length}
-		// Replace the entry by what is left of it on either side.
-		f.cache[i] = f.cache[len(f.cache)-1]
-		f.cache = f.cache[:len(f.cache)-1]
-		if c.fr.Start < fr.Start {
-			f.cache = append(f.cache, cachedRange{fr: memmap.FileRange{Start: c.fr.Start, End: fr.Start}, tick: c.tick})
-		}
-		if fr.End < c.fr.End {
-			f.cache = append(f.cache, cachedRange{fr: memmap.FileRange{Start: fr.End, End: c.fr.End}, tick: c.tick})
+		// Replace the entry by what is left of it on either side. What
+		// is left after fr stays in the entry's place, so that the next
+		// take starts where this one ended: successive small takes (a
+		// copy-on-write break a page at a time) get adjacent pages,
+		// whose pmas merge.
+		switch left, right := c.fr.Start < fr.Start, fr.End < c.fr.End; {
+		case right:
+			f.cache[i].fr.Start = fr.End
+			if left {
+				f.cache = append(f.cache, cachedRange{fr: memmap.FileRange{Start: c.fr.Start, End: fr.Start}, tick: c.tick})
+			}
+		case left:
+			f.cache[i].fr.End = fr.Start
+		default:
+			f.cache[i] = f.cache[len(f.cache)-1]
+			f.cache = f.cache[:len(f.cache)-1]
 		}
 		f.cacheBytes -= length
 		r := segment.Range[uint64](fr)

@@ -344,3 +344,43 @@ func TestPopulateBatchNoGrowth(t *testing.T) {
 	f.DecRef(a)
 	f.DecRef(big)
 }
+
+// TestReuseCacheAdjacentTakes checks that one-page populating allocations
+// served by the reuse cache come in ascending order from one cached range,
+// as long as it lasts, whatever else the cache holds: a copy-on-write
+// break allocates a page at a time, and only adjacent pages let its pmas
+// merge (bench's fork_cow_break had a pma per page otherwise).
+func TestReuseCacheAdjacentTakes(t *testing.T) {
+	f := newFile(t, Options{DisableAsyncRelease: true, ReuseLimit: 64 * page})
+	var frs []memmap.FileRange
+	for range 3 {
+		fr := mustAllocate(t, f, 8*page, AllocOpts{Populate: true})
+		fill(t, f, fr, 0xa5)
+		frs = append(frs, fr)
+	}
+	for _, fr := range frs {
+		f.DecRef(fr)
+	}
+	if got := f.UsageCached(); got != 24*page {
+		t.Fatalf("UsageCached = %#x, want %#x", got, 24*page)
+	}
+	var taken []memmap.FileRange
+	prev := mustAllocate(t, f, page, AllocOpts{Populate: true, Overwrite: true})
+	taken = append(taken, prev)
+	for i := 1; i < 8; i++ {
+		fr := mustAllocate(t, f, page, AllocOpts{Populate: true, Overwrite: true})
+		taken = append(taken, fr)
+		if fr.Start != prev.End {
+			t.Errorf("take %d: %v does not follow %v", i, fr, prev)
+		}
+		prev = fr
+	}
+	checkInvariants(t, f)
+	for _, fr := range taken {
+		f.DecRef(fr)
+	}
+	f.WaitReleased()
+	if got := f.UsageAllocated(); got != 0 {
+		t.Errorf("UsageAllocated = %#x after freeing everything", got)
+	}
+}
