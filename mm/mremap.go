@@ -208,8 +208,10 @@ func (mm *MemoryManager) moveVMAsLocked(ctx context.Context, oldAddr hostarch.Ad
 	// opposite the gaps stays.
 	for _, r := range pieces {
 		// Linux refuses a multi-vma move over a vma whose file places
-		// its own mappings (a SysV segment), before moving it.
-		if mm.vmas.FindSegment(r.Start).ValuePtr().flags.has(vmaShm) {
+		// its own mappings (a SysV segment) or that is registered with a
+		// userfaultfd (its events would need mappingMu dropped), before
+		// moving it (vma_multi_allowed).
+		if v := mm.vmas.FindSegment(r.Start).ValuePtr(); v.flags.has(vmaShm) || v.uffd != nil {
 			return 0, unix.EFAULT
 		}
 		vseg, err := mm.vmaToResizeLocked(r.Start, r.Length(), r.Length(), opts)

@@ -571,6 +571,53 @@ static int c_wpunpop(void) {
 	return 0;
 }
 
+// A move across several vmas (Linux 6.17's remap_move) refuses a vma
+// registered with a userfaultfd (vma_multi_allowed) with EFAULT: nothing
+// moves when the first one is registered, and the vmas before the first
+// registered one move when it is not the first. A registered vma alone
+// still moves.
+static void movedpages(const char *what, char *tgt) {
+	unsigned char v;
+	printf("%s: target pages mapped:", what);
+	for (int i = 0; i < 10; i++)
+		printf(" %d", mincore(tgt + i * PG, PG, &v) == 0);
+	printf("\n");
+}
+
+static void multimove(const char *what, char *tgt, long len) {
+	char *r = mremap(base, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, tgt);
+	printf("%s: mremap = %s\n", what, r == tgt ? "target" : r == MAP_FAILED ? strerror(errno) : "elsewhere");
+	movedpages(what, tgt);
+}
+
+static int c_multimove(void) {
+	uffd = mkuffd(O_NONBLOCK);
+	if (uffd < 0) {
+		printf("userfaultfd: %s\n", strerror(errno));
+		return 0;
+	}
+	api(uffd, 0);
+	base = mmap(NULL, 10 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *tgt = mmap(NULL, 10 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	munmap(tgt, 10 * PG);
+	for (int i = 0; i < 10; i += 2) {
+		reg(uffd, base + i * PG, PG, UFFDIO_REGISTER_MODE_MISSING);
+		munmap(base + (i + 1) * PG, PG);
+	}
+	multimove("all registered", tgt, 10 * PG);
+	mmap(base, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	multimove("first unregistered", tgt, 10 * PG);
+	munmap(tgt, 10 * PG);
+	munmap(base, 8 * PG);
+	for (int i = 0; i < 8; i += 2)
+		mmap(base + i * PG, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	multimove("last registered", tgt, 10 * PG);
+	char *r = mremap(base + 8 * PG, PG, PG, MREMAP_MAYMOVE | MREMAP_FIXED, tgt + 8 * PG);
+	printf("one registered vma alone: mremap = %s\n", r == tgt + 8 * PG ? "target" : strerror(errno));
+	movedpages("one registered vma alone", tgt);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -583,6 +630,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "syscall")) return c_syscall();
 	if (!strcmp(argv[1], "hugetlb")) return c_hugetlb();
 	if (!strcmp(argv[1], "wpunpop")) return c_wpunpop();
+	if (!strcmp(argv[1], "multimove")) return c_multimove();
 	return 2;
 }
 `
@@ -596,11 +644,12 @@ int main(int argc, char **argv) {
 // missing faults by reads, stores, read-modify-writes and string
 // instructions; system calls whose buffers wait for the handler; mmap of a
 // hugetlbfs memfd (uffd-unit-tests' hugetlb cases); write protection of
-// unpopulated pages (UFFD_FEATURE_WP_UNPOPULATED).
+// unpopulated pages (UFFD_FEATURE_WP_UNPOPULATED); a move across several
+// vmas with registered ones (mremap_test's "multiple invalid vmas").
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop", "multimove"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
