@@ -45,6 +45,12 @@
 // way of an allocation, are released; WaitReleased releases them all.
 // reuse.go has the details.
 //
+// A page the host kernel may still hold a reference to when it is freed
+// (Expose: a pipe holding it after vmsplice) is never cached: it is
+// released, which leaves the holder the page and its contents, as Linux's
+// does, and gives the file a new one; cached, it would show the holder
+// what the page's next owner writes there.
+//
 // # Held pages (shootdown)
 //
 // With Options.HoldFreed, a page whose count reaches zero is held instead:
@@ -244,6 +250,23 @@ func (usedFuncs) Merge(_ segment.Range[uint64], v1 refCount, _ segment.Range[uin
 // usedSet is the type of MemoryFile.used.
 type usedSet = segment.Set[uint64, refCount, usedFuncs]
 
+// exposedFuncs are the segment.Functions of MemoryFile.exposed, whose
+// segments merge whenever they touch.
+type exposedFuncs struct{}
+
+func (exposedFuncs) MinKey() uint64       { return 0 }
+func (exposedFuncs) MaxKey() uint64       { return maxFileSize }
+func (exposedFuncs) ClearValue(*struct{}) {}
+func (exposedFuncs) Split(_ segment.Range[uint64], v struct{}, _ uint64) (struct{}, struct{}) {
+	return v, v
+}
+func (exposedFuncs) Merge(segment.Range[uint64], struct{}, segment.Range[uint64], struct{}) (struct{}, bool) {
+	return struct{}{}, true
+}
+
+// exposedSet is the type of MemoryFile.exposed.
+type exposedSet = segment.Set[uint64, struct{}, exposedFuncs]
+
 // chunkTable is an immutable table of internal mappings: element i maps
 // file offsets [i*chunkSize, (i+1)*chunkSize), or is nil if nothing of
 // that chunk is mapped yet.
@@ -329,6 +352,11 @@ type MemoryFile struct {
 	// unordered. Guarded by mu.
 	cache      []cachedRange
 	cacheBytes uint64
+
+	// exposed are allocated pages whose host memory the host kernel may
+	// hold references to besides the file's own (Expose); freed, they
+	// are released, never cached (cacheOrQueueLocked). Guarded by mu.
+	exposed exposedSet
 
 	// trimTick counts the runs of trim; trimTimer is the timer of its next
 	// run, nil when none is due (the cache is empty). Guarded by mu.

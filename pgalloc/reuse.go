@@ -131,6 +131,25 @@ func (f *MemoryFile) freeLocked(fr memmap.FileRange) (queued bool) {
 // has room, else in pending. It reports whether it went to pending.
 // Preconditions: mu held.
 func (f *MemoryFile) cacheOrQueueLocked(fr memmap.FileRange) (queued bool) {
+	if r := segment.Range[uint64](fr); !f.exposed.IsEmpty() && !f.exposed.IsEmptyRange(r) {
+		// The exposed pages are released: a new page replaces each
+		// in the file, and whoever holds the old one keeps it as it
+		// is. The rest may be cached.
+		var rest []memmap.FileRange
+		for g := range f.exposed.Gaps(r) {
+			if gr := g.Range().Intersect(r); gr.Length() > 0 {
+				rest = append(rest, memmap.FileRange(gr))
+			}
+		}
+		for seg := range f.exposed.Segments(r) {
+			f.pending = append(f.pending, memmap.FileRange(seg.Range().Intersect(r)))
+		}
+		f.exposed.RemoveRange(r)
+		for _, g := range rest {
+			f.cacheOrQueueLocked(g)
+		}
+		return true
+	}
 	if f.reuseLimit == 0 || f.cacheBytes+fr.Length() > f.reuseLimit || f.closed {
 		f.pending = append(f.pending, fr)
 		return true
@@ -258,4 +277,41 @@ func (f *MemoryFile) UsageCached() uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.cacheBytes
+}
+
+// Expose declares that the host kernel may hold references to the host
+// memory of the allocated pages fr beyond the file's own mappings, for
+// as long as it likes: a pipe holds the pages given to it with vmsplice
+// until they are read, a socket those of a MSG_ZEROCOPY send until they
+// are sent. Such pages are released when freed, never kept for reuse
+// (see cacheOrQueueLocked), so that the holder goes on seeing what they
+// held, as on Linux, and never what the next owner of their place in the
+// file writes there. Pages not allocated are left alone.
+func (f *MemoryFile) Expose(fr memmap.FileRange) {
+	r := segment.Range[uint64](fr)
+	if r.Length() == 0 || !r.WellFormed() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	var add []segment.Range[uint64]
+	for seg := range f.used.Segments(r) {
+		if seg.Value() > 0 {
+			add = append(add, seg.Range().Intersect(r))
+		}
+	}
+	for _, a := range add {
+		var gaps []segment.Range[uint64]
+		for g := range f.exposed.Gaps(a) {
+			if gr := g.Range().Intersect(a); gr.Length() > 0 {
+				gaps = append(gaps, gr)
+			}
+		}
+		for _, g := range gaps {
+			f.exposed.Add(g, struct{}{})
+		}
+	}
 }

@@ -384,3 +384,61 @@ func TestReuseCacheAdjacentTakes(t *testing.T) {
 		t.Errorf("UsageAllocated = %#x after freeing everything", got)
 	}
 }
+
+// TestExposedNotCached checks that pages the host kernel holds (here a
+// pipe, given the first page with vmsplice from the internal mapping) and
+// that were declared so (Expose) are released when freed, not cached: the
+// pipe then yields what the page held when it was given, however the pages
+// taken from the cache afterwards are written, and the rest of the freed
+// range is cached as before.
+func TestExposedNotCached(t *testing.T) {
+	f := newFile(t, Options{ReuseLimit: 64 * page})
+	fr := mustAllocate(t, f, 8*page, AllocOpts{Populate: true})
+	fill(t, f, fr, 'A')
+	var p [2]int
+	if err := unix.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	m := mapBytes(t, f, fr)
+	iov := []unix.Iovec{{Base: &m[0], Len: page}}
+	if n, err := unix.Vmsplice(p[1], iov, 0); err != nil || n != page {
+		t.Fatalf("vmsplice = %d, %v", n, err)
+	}
+	f.Expose(memmap.FileRange{Start: fr.Start, End: fr.Start + page})
+	// Exposing pages not allocated does nothing.
+	f.Expose(memmap.FileRange{Start: fr.End + 64*page, End: fr.End + 66*page})
+	f.DecRef(fr)
+	if got := f.UsageCached(); got != 7*page {
+		t.Errorf("UsageCached = %#x after freeing 8 pages, one exposed; want %#x", got, 7*page)
+	}
+	checkInvariants(t, f)
+	// Populating allocations take the cached pages, and the released
+	// one once free, and write them.
+	var again []memmap.FileRange
+	for i := 0; i < 16; i++ {
+		x := mustAllocate(t, f, page, AllocOpts{Populate: true})
+		fill(t, f, x, 'S')
+		again = append(again, x)
+	}
+	buf := make([]byte, page)
+	if n, err := unix.Read(p[0], buf); err != nil || n != page {
+		t.Fatalf("read of the pipe = %d, %v", n, err)
+	}
+	for i, b := range buf {
+		if b != 'A' {
+			t.Fatalf("the pipe's page reads %q at %d, want 'A': the page was reused while the pipe held it", b, i)
+		}
+	}
+	f.mu.Lock()
+	n := f.exposed.Len()
+	f.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d exposed ranges left after their pages were freed", n)
+	}
+	for _, x := range again {
+		f.DecRef(x)
+	}
+	checkInvariants(t, f)
+}

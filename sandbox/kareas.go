@@ -334,12 +334,19 @@ const maxKernelWrites = 2 * maxIOVecs
 // may write for t's system call in flight (task.kcall, kept sorted and
 // disjoint, page-aligned).
 func (t *task) noteKernelWrite(addr, length uint64) {
+	if ar, ok := userPages(addr, length); ok {
+		t.kcall = addPageRange(t.kcall, ar, maxKernelWrites)
+	}
+}
+
+// userPages returns the pages of [addr, addr+length) below vmspace's own
+// (ptrace.StubStart), and whether there are any.
+func userPages(addr, length uint64) (hostarch.AddrRange, bool) {
 	ar := areaRange(addr, length)
 	if ar.Length() == 0 || ar.Start >= ptrace.StubStart {
-		return
+		return hostarch.AddrRange{}, false
 	}
-	ar = hostarch.AddrRange{Start: ar.Start.RoundDown(), End: min(ar.End, ptrace.StubStart).MustRoundUp()}
-	t.kcall = addPageRange(t.kcall, ar, maxKernelWrites)
+	return hostarch.AddrRange{Start: ar.Start.RoundDown(), End: min(ar.End, ptrace.StubStart).MustRoundUp()}, true
 }
 
 // addPageRange returns rs (sorted, disjoint, none touching another) with

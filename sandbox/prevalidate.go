@@ -209,6 +209,7 @@ func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) unix.Errno {
 	if special {
 		s.prevalidateSpecial(t, nr, a)
 	}
+	s.exposeHeld(t, nr, a)
 	return 0
 }
 
