@@ -210,6 +210,7 @@ func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) unix.Errno {
 		s.prevalidateSpecial(t, nr, a)
 	}
 	s.exposeHeld(t, nr, a)
+	s.sharedFutex(t, nr, a)
 	return 0
 }
 
