@@ -789,8 +789,11 @@ func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
 	mm.activeMu.Lock()
 	defer mm.activeMu.Unlock()
 	reduced := false
+	// n counts the pmas overlapping ar (isolating one keeps one there).
+	n := 0
 	vseg := mm.vmas.LowerBoundSegment(ar.Start)
 	for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+		n++
 		for vseg.Ok() && vseg.End() <= pseg.Start() {
 			vseg = vseg.NextSegment()
 		}
@@ -819,7 +822,11 @@ func (mm *MemoryManager) updatePMAPermsLocked(ar hostarch.AddrRange) {
 	if reduced {
 		mm.unmapASLocked(ar)
 	}
-	mm.pmas.MergeRange(addrSegRange(ar))
+	if n > 1 {
+		// With one pma in ar (mprotect of a page, or of a range
+		// within one pma) there is no pair to merge inside it.
+		mm.pmas.MergeRange(addrSegRange(ar))
+	}
 	mm.pmas.MergeAdjacent(addrSegRange(ar))
 }
 
