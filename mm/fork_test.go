@@ -247,3 +247,40 @@ func TestForkSharedAnonymous(t *testing.T) {
 		t.Errorf("%#x bytes allocated after release", u)
 	}
 }
+
+// TestForkAllocationsPerPMA checks that forking allocates nothing for each
+// pma it copies (only the child's set nodes, a few a leaf of 16): the
+// iterator forkedRuns was made several heap allocations a pma, a tenth of
+// bench's fork_256m.
+func TestForkAllocationsPerPMA(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates for what it instruments")
+	}
+	allocs := func(vmas int) float64 {
+		mm := newTestMM(t)
+		for i := 0; i < vmas; i++ {
+			o := anonOpts(4 * hostarch.PageSize)
+			o.Addr, o.Fixed = 0x200000000000+hostarch.Addr(i)*8*hostarch.PageSize, true
+			a, err := mm.MMap(ctx, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := mm.CopyOut(ctx, a, make([]byte, 4*hostarch.PageSize), IOOpts{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fork := func() {
+			c, err := mm.Fork(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.DecUsers(ctx)
+		}
+		fork() // The first fork asks the host which pages hold data.
+		return testing.AllocsPerRun(10, fork)
+	}
+	few, many := allocs(8), allocs(72)
+	if per := (many - few) / 64; per > 0.5 {
+		t.Errorf("a fork allocates %.2f times a pma more (%v allocations with 8 pmas, %v with 72)", per, few, many)
+	}
+}
