@@ -458,3 +458,34 @@ func TestConcurrentIOAndMappingChanges(t *testing.T) {
 	}
 	check(t, mm)
 }
+
+// TestMRemapMoveAllocations checks that moving a mapping allocates
+// nothing for the pmas it moves (they were gathered in a slice grown
+// from nil: about two allocations a call of bench's mremap_grow).
+func TestMRemapMoveAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates for what it instruments")
+	}
+	mm := newTestMM(t)
+	const a, b = hostarch.Addr(0x300000000000), hostarch.Addr(0x310000000000)
+	o := anonOpts(4 * hostarch.PageSize)
+	o.Addr, o.Fixed = a, true
+	if _, err := mm.MMap(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mm.CopyOut(ctx, a, make([]byte, 4*hostarch.PageSize), IOOpts{}); err != nil {
+		t.Fatal(err)
+	}
+	move := func(from, to hostarch.Addr) {
+		if got, err := mm.MRemap(ctx, from, 4*hostarch.PageSize, 4*hostarch.PageSize, MRemapOpts{MayMove: true, Fixed: true, NewAddr: to}); err != nil || got != to {
+			t.Fatalf("MRemap(%#x -> %#x) = %#x, %v", from, to, got, err)
+		}
+	}
+	allocs := testing.AllocsPerRun(20, func() {
+		move(a, b)
+		move(b, a)
+	})
+	if allocs >= 1 {
+		t.Errorf("two moves allocate %v times", allocs)
+	}
+}

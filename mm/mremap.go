@@ -349,7 +349,10 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 		r hostarch.AddrRange
 		p pma
 	}
-	var ms []moved
+	// A few pmas usually move: keep them on the stack (an append to a
+	// nil slice allocated about twice a call of bench's mremap_grow).
+	var msBuf [8]moved
+	ms := msBuf[:0]
 	for pseg := mm.pmas.LowerBoundSegment(oldAR.Start); pseg.Ok() && pseg.Start() < oldAR.End; {
 		pseg = mm.pmas.Isolate(pseg, addrSegRange(oldAR))
 		mp := pseg.Value()
