@@ -190,6 +190,9 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 		if p.sp != nil {
 			s.joinSpace(cp, p.sp)
 		}
+		if flags&unix.CLONE_VFORK != 0 {
+			t.vforkChild = ctid
+		}
 	default:
 		exitSig := unix.SIGCHLD
 		if t.regs.Orig_rax == unix.SYS_CLONE {
@@ -208,6 +211,24 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 		delete(s.early, ctid)
 		s.deferred = append([]waitResult{{ctid, ws}}, s.deferred...)
 	}
+}
+
+// inVfork reports whether t may be waiting in the host for its
+// CLONE_VFORK child to exec or exit: the child is still a process of t's
+// address space (it leaves it at its exec, and the sandbox forgets it once
+// it has exited, after the host released its parent). Such a wait ends
+// only when the child lets it (or with a fatal signal), whatever is sent
+// to t: a SIGSTOP stops t only after it, so a task of the sandbox that
+// waits for t to stop while the child is held stopped waits forever.
+func (s *Sandbox) inVfork(t *task) bool {
+	if t.vforkChild == 0 {
+		return false
+	}
+	if c := s.procs[t.vforkChild]; c != nil && c.sp != nil && c.sp == t.p.sp {
+		return true
+	}
+	t.vforkChild = 0
+	return false
 }
 
 // childProcess makes the process of a new child ctid of p, with its first

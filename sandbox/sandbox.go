@@ -586,8 +586,10 @@ func (s *Sandbox) holder(sp *space) (*task, error) {
 		}
 		for _, t := range p.tasks {
 			// A task running to the exit of its fork would stop
-			// there first (and may still be stopped at its event).
-			if t.state != taskDead && t.state != taskNew && t.state != taskParked && t.state != taskForkExit && !t.stopKept && p.held != t {
+			// there first (and may still be stopped at its event);
+			// one waiting for its vfork child cannot stop until the
+			// child execs or exits.
+			if t.state != taskDead && t.state != taskNew && t.state != taskParked && t.state != taskForkExit && !t.stopKept && p.held != t && !s.inVfork(t) {
 				cands = append(cands, t)
 			}
 		}

@@ -103,6 +103,11 @@ type task struct {
 	// prepareSignalFrame, until the task's next stop): a fork keeps them
 	// writable in the parent (kernelWrites). Tracer goroutine.
 	kcall, kframe []hostarch.AddrRange
+	// vforkChild is the pid of the child t made with CLONE_VFORK (vfork,
+	// posix_spawn), from t's clone event on: t waits in the host until
+	// that child execs or exits, and no signal stops it meanwhile
+	// (inVfork). Tracer goroutine.
+	vforkChild int
 }
 
 // errTaskDead is returned when a task dies while the sandbox uses it.
