@@ -418,11 +418,16 @@ func (mm *MemoryManager) readCoreLocked(ctx context.Context, addr hostarch.Addr,
 }
 
 // coreHoleLocked returns how many bytes from addr (page-aligned) up to end
-// are anonymous memory never touched: no pma in a vma with no Mappable, the
-// quick case of readCorePageLocked finding no memory. Preconditions:
+// are anonymous memory never touched or only read (no pma in a vma with no
+// Mappable, or the zero page), the quick case of readCorePageLocked finding
+// no memory. Preconditions:
 // mappingMu and activeMu held for reading.
 func (mm *MemoryManager) coreHoleLocked(addr, end hostarch.Addr) uint64 {
 	pseg, pgap := mm.pmas.Find(addr)
+	if pseg.Ok() && pseg.ValuePtr().isZero() {
+		// Linux's get_dump_page skips the zero page: a hole.
+		return uint64(min(end, pseg.End()) - addr)
+	}
 	if pseg.Ok() {
 		return 0
 	}
@@ -449,6 +454,9 @@ func (mm *MemoryManager) readCorePageLocked(ctx context.Context, addr hostarch.A
 	clear(dst)
 	if pseg := mm.pmas.FindSegment(addr); pseg.Ok() {
 		p := pseg.ValuePtr()
+		if p.isZero() {
+			return false
+		}
 		off := p.off + uint64(addr-pseg.Start())
 		return readResident(p.file, memmap.FileRange{Start: off, End: off + uint64(len(dst))}, dst)
 	}

@@ -238,7 +238,10 @@ func (mm *MemoryManager) ForkPinned(ctx context.Context, pinned []hostarch.AddrR
 				}
 				continue
 			}
-			if v.private() {
+			if v.private() && !p.isZero() {
+				// (The zero page is shared by everyone and never
+				// written: the child gets the same mapping of it, as
+				// Linux's copy_page_range copies its entries.)
 				if p.effectivePerms.Write {
 					lostWrite = append(lostWrite, pr)
 				}

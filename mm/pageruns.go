@@ -62,6 +62,9 @@ func (mm *MemoryManager) pageRunsLocked(ar hostarch.AddrRange) []PageRun {
 	mm.privateRefs.mu.Lock()
 	mm.withResidencyMemoLocked(ar, func() {
 		for pseg := mm.pmas.LowerBoundSegment(ar.Start); pseg.Ok() && pseg.Start() < ar.End; pseg = pseg.NextSegment() {
+			if pseg.ValuePtr().isZero() {
+				continue // the zero page holds no memory of the process
+			}
 			// Only touched pages are resident, as smaps' Rss counts them.
 			for _, pr := range mm.residentRunsLocked(pseg, hostarch.AddrRange(pseg.Range()).Intersect(ar)) {
 				mm.addPageRunsLocked(pseg, pr, add)

@@ -17,7 +17,7 @@ type recordingPlatform struct {
 }
 
 func (p *recordingPlatform) NewAddressSpace() (platform.AddressSpace, error) {
-	p.as = &recordingAS{pages: map[hostarch.Addr]hostarch.AccessType{}, committed: map[hostarch.Addr]bool{}}
+	p.as = &recordingAS{pages: map[hostarch.Addr]hostarch.AccessType{}, committed: map[hostarch.Addr]bool{}, files: map[hostarch.Addr]memmap.File{}}
 	return p.as, nil
 }
 
@@ -26,15 +26,21 @@ type recordingAS struct {
 	pages map[hostarch.Addr]hostarch.AccessType
 	// committed holds the pages mapped with precommit.
 	committed map[hostarch.Addr]bool
-	mapFiles  int
+	// files holds the File mapped at each page.
+	files    map[hostarch.Addr]memmap.File
+	mapFiles int
 }
 
 func (a *recordingAS) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.mapFiles++
+	if a.files == nil {
+		a.files = map[hostarch.Addr]memmap.File{}
+	}
 	for off := uint64(0); off < fr.Length(); off += hostarch.PageSize {
 		a.pages[addr+hostarch.Addr(off)] = at
+		a.files[addr+hostarch.Addr(off)] = f
 		if precommit {
 			a.committed[addr+hostarch.Addr(off)] = true
 		}
@@ -47,6 +53,7 @@ func (a *recordingAS) Unmap(addr hostarch.Addr, length uint64) {
 	defer a.mu.Unlock()
 	for off := uint64(0); off < length; off += hostarch.PageSize {
 		delete(a.pages, addr+hostarch.Addr(off))
+		delete(a.files, addr+hostarch.Addr(off))
 	}
 }
 

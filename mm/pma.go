@@ -56,6 +56,17 @@ type pma struct {
 	// memory counted in privateRefs.
 	private bool
 
+	// A pma whose file is memmap.ZeroPage (isZero) maps Linux's shared
+	// zero page: pages of private anonymous memory that a read faulted in
+	// and nothing wrote since, on a kernel with the zero page (not
+	// Limits.NoZeroPage). It holds no memory: not private, never needCOW,
+	// never writable (translatePerms lack Write); it is not in the
+	// resident set (smaps, status, statm), but present to mincore and
+	// pagemap (PAGE_IS_PFNZERO); MADV_FREE and MADV_PAGEOUT leave it; a
+	// write replaces the pages written, and only those, with private
+	// memory (breakZeroLocked). Its off is meaningless: zero pmas merge
+	// whatever their offsets.
+
 	// uffdWP is true for pages write-protected by userfaultfd
 	// (UFFDIO_WRITEPROTECT, UFFDIO_COPY_MODE_WP): effectivePerms lacks
 	// Write, and a write is a userfault (uffd.go).
@@ -92,6 +103,9 @@ type pma struct {
 	mapped uint32
 }
 
+// isZero reports whether p maps the shared zero page (see pma.private).
+func (p *pma) isZero() bool { return p.file == memmap.ZeroPage }
+
 // mappedBit marks pma.mapped as valid.
 const mappedBit = 1 << 8
 
@@ -112,7 +126,7 @@ func (pmaSetFunctions) ClearValue(p *pma)     { *p = pma{} }
 
 func (pmaSetFunctions) Merge(r1 addrSegRange, p1 pma, r2 addrSegRange, p2 pma) (pma, bool) {
 	if p1.file != p2.file ||
-		p1.off+uint64(r1.Length()) != p2.off ||
+		(p1.off+uint64(r1.Length()) != p2.off && !p1.isZero()) ||
 		p1.translatePerms != p2.translatePerms ||
 		p1.effectivePerms != p2.effectivePerms ||
 		p1.maxPerms != p2.maxPerms ||
@@ -216,8 +230,11 @@ func (p *pma) internalPerms() hostarch.AccessType {
 // addr inside vseg and the gap pgap: the huge-page-aligned range around
 // addr, clipped to the vma and the gap, and extended to cover required.
 func allocUnit(vseg vmaIterator, pgap pmaGapIterator, addr hostarch.Addr, required hostarch.AddrRange) hostarch.AddrRange {
-	v := vseg.ValuePtr()
-	bound := hostarch.AddrRange(vseg.Range()).Intersect(hostarch.AddrRange(pgap.Range()))
+	return allocUnitIn(vseg.ValuePtr(), hostarch.AddrRange(vseg.Range()).Intersect(hostarch.AddrRange(pgap.Range())), addr, required)
+}
+
+// allocUnitIn is allocUnit for a fault at addr in v, within bound.
+func allocUnitIn(v *vma, bound hostarch.AddrRange, addr hostarch.Addr, required hostarch.AddrRange) hostarch.AddrRange {
 	if v.flags.has(vmaNoHugePage) {
 		return required.Intersect(bound)
 	}
@@ -301,6 +318,14 @@ func (mm *MemoryManager) getPMAsLocked(ctx context.Context, vseg vmaIterator, ar
 			p = pseg.ValuePtr()
 			p.effectivePerms = v.pmaPerms(p.translatePerms, false, true)
 		}
+		if at.Write && p.isZero() {
+			var err error
+			pseg, err = mm.breakZeroLocked(ctx, vseg, pseg, addr, ar)
+			if err != nil {
+				return first, err
+			}
+			p = pseg.ValuePtr()
+		}
 		if at.Write && !p.needCOW && !p.translatePerms.Write && !p.private {
 			// A shared mapping first translated for reading: translate
 			// the written range again, for writing.
@@ -337,6 +362,15 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 	v := vseg.ValuePtr()
 	required := hostarch.AddrRange{Start: addr, End: ar.End}.Intersect(hostarch.AddrRange(pgap.Range()))
 	if v.mappable == nil {
+		if !at.Write && !mm.limits.NoZeroPage {
+			// Like Linux's do_anonymous_page, a read maps the zero
+			// page, a page at a time: only the pages read, so that
+			// a later read of a neighbour comes here too.
+			zr := mm.markerFreeLocked(mm.guardFreeLocked(required, addr), addr)
+			pseg := mm.pmas.Insert(pgap, addrSegRange(zr), newZeroPMA(v, zr.Start))
+			mm.addRSSLocked(zr.Length())
+			return mm.pmas.FindSegment(addr), checkSeg(pseg)
+		}
 		unit := mm.markerFreeLocked(mm.guardFreeLocked(allocUnit(vseg, pgap, addr, required), addr), addr)
 		huge := unit.Start.IsHugePageAligned() && unit.End.IsHugePageAligned()
 		fr, err := mm.allocatePrivate(unit.Length(), huge, false)
@@ -346,9 +380,7 @@ func (mm *MemoryManager) fillGapLocked(ctx context.Context, vseg vmaIterator, pg
 		// A write prepares the vma's anon_vma; so does a read on a kernel
 		// without the zero page, where it allocates a page: from now on
 		// fork copies the vma's pages.
-		if at.Write || mm.limits.NoZeroPage {
-			mm.prepareAnonVMA(vseg)
-		}
+		mm.prepareAnonVMA(vseg)
 		pseg := mm.pmas.Insert(pgap, addrSegRange(unit), mm.newPrivatePMA(v, fr.Start))
 		mm.addRSSLocked(unit.Length())
 		return mm.pmas.FindSegment(addr), checkSeg(pseg)
@@ -513,6 +545,54 @@ func (mm *MemoryManager) breakCOWLocked(ctx context.Context, vseg vmaIterator, p
 	}
 	mm.unmapASLocked(unit)
 	mm.pmas.MergeAdjacent(addrSegRange(unit))
+	return mm.pmas.FindSegment(addr), nil
+}
+
+// breakZeroLocked replaces the zero page of pseg from addr to ar.End
+// (within pseg and vseg) by private memory, writable, and returns the pma
+// now covering addr: like Linux's write fault on a zero page table entry,
+// which allocates a page for the entry written and leaves its neighbours
+// mapped to the zero page. As a write into a gap does (fillGapLocked), it
+// also allocates the pages never touched around them in their allocation
+// unit (not other zero pages, which were read): that changes nothing
+// observable but saves faults, since a platform that cannot tell a read
+// fault from a write (ptrace) serves a first store as a read, which maps
+// the zero page, and then as a write. The write prepares the vma's
+// anon_vma. Preconditions: as for getPMAsLocked; pseg covers addr and
+// isZero.
+func (mm *MemoryManager) breakZeroLocked(ctx context.Context, vseg vmaIterator, pseg pmaIterator, addr hostarch.Addr, ar hostarch.AddrRange) (pmaIterator, error) {
+	v := vseg.ValuePtr()
+	r := hostarch.AddrRange{Start: addr, End: ar.End}.Intersect(hostarch.AddrRange(pseg.Range())).Intersect(hostarch.AddrRange(vseg.Range()))
+	ext := r
+	if v.uffd == nil {
+		// The gaps next to r, within r's allocation unit.
+		unit := allocUnitIn(v, hostarch.AddrRange(vseg.Range()), addr, r)
+		if pg := pseg.PrevGap(); r.Start == pseg.Start() && pg.Ok() {
+			ext.Start = max(unit.Start, pg.Start(), vseg.Start())
+		}
+		if ng := pseg.NextGap(); r.End == pseg.End() && ng.Ok() {
+			ext.End = min(unit.End, ng.End(), vseg.End())
+		}
+		ext = mm.markerFreeLocked(mm.guardFreeLocked(ext, addr), addr)
+	}
+	fr, err := mm.allocatePrivate(ext.Length(), ext.Start.IsHugePageAligned() && ext.End.IsHugePageAligned(), false)
+	if err != nil {
+		return pmaIterator{}, err
+	}
+	mm.prepareAnonVMA(vseg)
+	// The zero page holds nothing to release; the host's mapping of it
+	// is replaced when the new pages are mapped.
+	pseg = mm.pmas.Isolate(pseg, addrSegRange(r))
+	mm.unmapASLocked(r)
+	*pseg.ValuePtr() = mm.newPrivatePMA(v, fr.Start+uint64(r.Start-ext.Start))
+	for _, g := range [2]hostarch.AddrRange{{Start: ext.Start, End: r.Start}, {Start: r.End, End: ext.End}} {
+		if g.Length() == 0 {
+			continue
+		}
+		mm.pmas.Insert(mm.pmas.FindGap(g.Start), addrSegRange(g), mm.newPrivatePMA(v, fr.Start+uint64(g.Start-ext.Start)))
+		mm.addRSSLocked(g.Length())
+	}
+	mm.pmas.MergeAdjacent(addrSegRange(ext))
 	return mm.pmas.FindSegment(addr), nil
 }
 
@@ -862,6 +942,20 @@ func (mm *MemoryManager) Invalidate(ar hostarch.AddrRange, opts memmap.Invalidat
 		pseg = mm.pmas.Remove(pseg).NextSegment()
 	}
 	_ = ctx
+}
+
+// newZeroPMA returns a pma of the zero page for addresses from addr in v,
+// a private anonymous vma: readable (and executable) as v allows, never
+// writable.
+func newZeroPMA(v *vma, addr hostarch.Addr) pma {
+	tp := hostarch.AccessType{Read: true, Execute: true}
+	return pma{
+		file:           memmap.ZeroPage,
+		off:            uint64(addr),
+		translatePerms: tp,
+		effectivePerms: v.effectivePerms().Intersect(tp),
+		maxPerms:       v.maxPerms.Intersect(tp),
+	}
 }
 
 // newPrivatePMA returns a pma of v's private memory at offset off of the

@@ -15,6 +15,10 @@ import (
 // vmspace run for one page populated, and cost 2 MiB of host memory each.
 func TestPopulateCommitsOnlyTheRange(t *testing.T) {
 	mm, p := newRecordingMM(t)
+	// A kernel without the zero page, whose read populate allocates
+	// (with it, a read maps the zero page a page at a time:
+	// TestZeroPagePopulateRead).
+	mm.limits.NoZeroPage = true
 	const size = 8 << 20
 	a := mustMap(t, mm, anon(0, size, hostarch.ReadWrite))
 	base := (a + hugePageSize - 1) &^ (hugePageSize - 1)

@@ -154,6 +154,10 @@ func (mm *MemoryManager) vmaInfoLocked(ctx context.Context, vseg vmaIterator) VM
 	for pseg := mm.pmas.LowerBoundSegment(r.Start); pseg.Ok() && pseg.Start() < r.End; pseg = pseg.NextSegment() {
 		pr := hostarch.AddrRange(pseg.Range()).Intersect(r)
 		p := pseg.ValuePtr()
+		if p.isZero() {
+			// Linux's smaps counts no zero page (not a normal page).
+			continue
+		}
 		res := mm.residentLocked(pseg, pr)
 		if p.private {
 			mm.addPrivateUsageLocked(&info, pmaRef{pseg}.fileRange(pr), res)
@@ -483,6 +487,9 @@ func (mm *MemoryManager) rssLocked() (anon, file, shmem uint64) {
 	mm.withResidencyMemoLocked(wholeSpace, func() {
 		for pseg := mm.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
 			p := pseg.ValuePtr()
+			if p.isZero() {
+				continue // not in Linux's RSS counters
+			}
 			n := mm.residentBytesLocked(pseg, hostarch.AddrRange(pseg.Range()))
 			if p.private && p.file == memmap.File(mm.mf) && n == uint64(pseg.Range().Length()) {
 				// The next pass need not ask (see pma.allData).
@@ -815,6 +822,9 @@ const (
 	// (UFFD_FEATURE_WP_ASYNC), so PAGEMAP_SCAN may write-protect its
 	// pages (PAGE_IS_WPALLOWED).
 	PageWPAsync
+	// PageZero: the present page is the shared zero page
+	// (PAGE_IS_PFNZERO): neither a file's nor exclusive.
+	PageZero
 )
 
 // PageStates returns the state of every page of ar (page-aligned), in
@@ -946,7 +956,10 @@ func (mm *MemoryManager) pageStatesLocked(ar hostarch.AddrRange, out []PageState
 			}
 		}
 		st := PagePresent
-		if !p.private {
+		switch {
+		case p.isZero():
+			st |= PageZero
+		case !p.private:
 			st |= PageFile
 			if p.file != memmap.File(mm.mf) {
 				st |= PageHostFile

@@ -196,10 +196,18 @@ func (mm *MemoryManager) MInCore(ctx context.Context, addr hostarch.Addr, length
 		}
 		for pseg := mm.pmas.LowerBoundSegment(vr.Start); pseg.Ok() && pseg.Start() < vr.End; pseg = pseg.NextSegment() {
 			pr := hostarch.AddrRange(pseg.Range()).Intersect(vr)
+			pout := vout[(pr.Start-vr.Start)>>hostarch.PageShift : (pr.End-vr.Start)>>hostarch.PageShift]
+			if pseg.ValuePtr().isZero() {
+				// Mapped to the zero page: present, as Linux's
+				// mincore says of any page table entry.
+				for i := range pout {
+					pout[i] = 1
+				}
+				continue
+			}
 			if _, err := mm.internalMappingsLocked(pseg); err != nil {
 				continue
 			}
-			pout := vout[(pr.Start-vr.Start)>>hostarch.PageShift : (pr.End-vr.Start)>>hostarch.PageShift]
 			if pseg.ValuePtr().private || !hasRes {
 				i := 0
 				for b := range internalMappingsOf(pseg, pr).All {

@@ -132,6 +132,7 @@ type rPMA struct {
 	private        bool
 	needCOW        bool
 	lazyFree       bool
+	zero           bool   // the zero page (pmaFlagZero)
 	orig           uint64 // private: original memory-file offset
 	translatePerms hostarch.AccessType
 	effectivePerms hostarch.AccessType
@@ -518,7 +519,8 @@ func decodePMA(d *checkpoint.Decoder, m *rManager) {
 	p.private = fl&pmaFlagPrivate != 0
 	p.needCOW = fl&pmaFlagNeedCOW != 0
 	p.lazyFree = fl&pmaFlagLazyFree != 0
-	ok := fl&^(pmaFlagPrivate|pmaFlagNeedCOW|pmaFlagLazyFree) == 0
+	p.zero = fl&pmaFlagZero != 0
+	ok := fl&^(pmaFlagPrivate|pmaFlagNeedCOW|pmaFlagLazyFree|pmaFlagZero) == 0
 	var ok1, ok2, ok3 bool
 	if p.private {
 		p.orig = d.Uvarint()
@@ -540,6 +542,8 @@ func decodePMA(d *checkpoint.Decoder, m *rManager) {
 		d.Fail("pma %v: writable while needing copy-on-write", p.ar)
 	case p.lazyFree && (!p.private || !p.needCOW):
 		d.Fail("pma %v: lazily freed but not private memory needing copy-on-write", p.ar)
+	case p.zero && (p.private || p.needCOW || p.translatePerms.Write || p.effectivePerms.Write || p.maxPerms.Write):
+		d.Fail("pma %v: a zero page that is private, writable or needs copy-on-write", p.ar)
 	case len(m.pmas) > 0 && p.ar.Start < m.pmas[len(m.pmas)-1].ar.End:
 		d.Fail("pmas out of order at %v", p.ar)
 	}
@@ -575,7 +579,13 @@ func (rs *Restorer) checkManager(m *rManager, index int) error {
 		return rs.r.Fail("vma %v beyond the platform's address space (%#x)", m.vmas[n-1].ar, maxUser)
 	}
 	for _, p := range m.pmas {
-		ok := m.coveredBy(p.ar, func(v *rVMA) bool { return p.private || v.obj != 0 })
+		ok := m.coveredBy(p.ar, func(v *rVMA) bool {
+			if p.zero {
+				// The zero page backs private anonymous memory only.
+				return v.obj == 0 && v.v.private()
+			}
+			return p.private || v.obj != 0
+		})
 		if !ok {
 			return rs.r.Fail("pma %v is not within vmas that can back it", p.ar)
 		}
@@ -845,6 +855,17 @@ func (rs *Restorer) buildManager(ctx context.Context, m *rManager) error {
 	for _, rp := range m.pmas {
 		if rp.private {
 			rs.buildPrivatePMA(mm, fam, rp)
+			continue
+		}
+		if rp.zero {
+			mm.pmas.InsertWithoutMergingUnchecked(mm.pmas.FindGap(rp.ar.Start), addrSegRange(rp.ar), pma{
+				file:           memmap.ZeroPage,
+				off:            uint64(rp.ar.Start),
+				translatePerms: rp.translatePerms,
+				effectivePerms: rp.effectivePerms,
+				maxPerms:       rp.maxPerms,
+			})
+			mm.curRSS += rp.ar.Length()
 			continue
 		}
 		if err := rs.buildSharedPMA(ctx, mm, rp); err != nil {

@@ -100,6 +100,9 @@ const (
 	pmaFlagPrivate = 1 << iota
 	pmaFlagNeedCOW
 	pmaFlagLazyFree
+	// pmaFlagZero marks a pma of the zero page (pma.isZero), saved
+	// with its permissions alone, as a shared pma.
+	pmaFlagZero
 )
 
 // objKey identifies an object: a vma's mappable and identity.
@@ -663,6 +666,9 @@ func (s *Saver) saveManagerLocked(m *MemoryManager, fam uint64, aios []aioSnapsh
 		}
 		if p.lazyFree {
 			fl |= pmaFlagLazyFree
+		}
+		if p.isZero() {
+			fl |= pmaFlagZero
 		}
 		e.Byte(fl)
 		if p.private {

@@ -74,6 +74,10 @@ func takeFingerprint(t *testing.T, mms []*MemoryManager) fingerprint {
 		tok := m.activeMu.RLock()
 		for pseg := m.pmas.FirstSegment(); pseg.Ok(); pseg = pseg.NextSegment() {
 			p := pseg.ValuePtr()
+			if p.isZero() {
+				fmt.Fprintf(&cs, "%v zero eff=%v max=%v\n", pseg.Range(), p.effectivePerms, p.maxPerms)
+				continue
+			}
 			fr := pmaRef{pseg}.fileRange(hostarch.AddrRange(pseg.Range()))
 			ims, err := p.file.MapInternal(fr, hostarch.Read)
 			if err != nil {

@@ -196,6 +196,16 @@ func (mm *MemoryManager) mfillPage(ctx context.Context, dr hostarch.AddrRange, p
 	if pseg.Ok() {
 		return unix.EEXIST
 	}
+	if v.private() && mode == fillZero && !mm.limits.NoZeroPage {
+		// The zero page, mapped read-only: a write replaces it.
+		p := newZeroPMA(v, pg)
+		p.uffdWP = wp
+		p.effectivePerms = p.uffdPerms(p.effectivePerms)
+		mm.pmas.Insert(pgap, addrSegRange(pr), p)
+		mm.addRSSLocked(hostarch.PageSize)
+		mm.clearUffdMarkersLocked(pr)
+		return nil
+	}
 	if (v.private() && mode != fillContinue) || mode == fillPoison {
 		fr, err := mm.allocatePrivate(hostarch.PageSize, false, false)
 		if err != nil {
@@ -214,10 +224,6 @@ func (mm *MemoryManager) mfillPage(ctx context.Context, dr hostarch.AddrRange, p
 		p := mm.newPrivatePMA(v, fr.Start)
 		p.uffdWP = wp
 		p.poison = mode == fillPoison
-		if mode == fillZero && !mm.limits.NoZeroPage {
-			// The zero page, mapped read-only: a write copies it.
-			p.effectivePerms.Write = false
-		}
 		p.effectivePerms = p.uffdPerms(p.effectivePerms)
 		mm.pmas.Insert(pgap, addrSegRange(pr), p)
 		mm.addRSSLocked(hostarch.PageSize)
@@ -381,7 +387,8 @@ func (mm *MemoryManager) movePages(u *Userfaultfd, dr, sr hostarch.AddrRange, ho
 			continue
 		}
 		p := pseg.ValuePtr()
-		if !p.private || p.poison || !mm.privateRefs.soleOwner(pmaRef{pseg}.fileRange(spr)) {
+		// The zero page moves too (Linux's move_zeropage_pte).
+		if !p.isZero() && (!p.private || p.poison || !mm.privateRefs.soleOwner(pmaRef{pseg}.fileRange(spr))) {
 			return done, unix.EBUSY
 		}
 		pseg = mm.pmas.Isolate(pseg, addrSegRange(spr))
@@ -391,8 +398,8 @@ func (mm *MemoryManager) movePages(u *Userfaultfd, dr, sr hostarch.AddrRange, ho
 		mp.mapped = 0
 		mp.im = safemem.Origin{}
 		mp.needCOW, mp.lazyFree, mp.uffdWP = false, false, false
-		mp.maxPerms = dv.maxPerms
-		mp.effectivePerms = dv.pmaPerms(mp.translatePerms, false, true)
+		mp.maxPerms = dv.maxPerms.Intersect(mp.translatePerms)
+		mp.effectivePerms = dv.pmaPerms(mp.translatePerms, false, mp.private)
 		dpr := hostarch.AddrRange{Start: d, End: d + hostarch.PageSize}
 		mm.pmas.Insert(mm.pmas.FindGap(d), addrSegRange(dpr), mp)
 	}

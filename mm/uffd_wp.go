@@ -98,7 +98,8 @@ func (mm *MemoryManager) uffdMarkedLocked(vseg vmaIterator, addr hostarch.Addr) 
 }
 
 // uffdMarkerFaultLocked serves an access at to the marked page at addr of
-// vseg's vma: a zero page replaces the marker, write-protected unless the
+// vseg's vma: a zero page replaces the marker (the zero page itself for a
+// read, on a kernel that has one), write-protected unless the
 // write of a WP_ASYNC context resolves the protection; a write otherwise
 // is a write-protect fault. Preconditions: mappingMu held; activeMu held
 // for writing; addr has a marker and no pma.
@@ -112,12 +113,18 @@ func (mm *MemoryManager) uffdMarkerFaultLocked(vseg vmaIterator, addr hostarch.A
 		mm.clearUffdMarkersLocked(pr)
 		return nil
 	}
-	mm.prepareAnonVMA(vseg)
-	fr, err := mm.allocatePrivate(hostarch.PageSize, false, false)
-	if err != nil {
-		return errMemoryExhausted
+	var p pma
+	if !at.Write && !mm.limits.NoZeroPage {
+		// A read maps the zero page, with the protection.
+		p = newZeroPMA(v, pg)
+	} else {
+		mm.prepareAnonVMA(vseg)
+		fr, err := mm.allocatePrivate(hostarch.PageSize, false, false)
+		if err != nil {
+			return errMemoryExhausted
+		}
+		p = mm.newPrivatePMA(v, fr.Start)
 	}
-	p := mm.newPrivatePMA(v, fr.Start)
 	p.uffdWP = true
 	p.effectivePerms = p.uffdPerms(p.effectivePerms)
 	mm.pmas.Insert(mm.pmas.FindGap(pg), addrSegRange(pr), p)

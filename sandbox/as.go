@@ -173,6 +173,18 @@ func (c injector) Map(rs []hostarch.AddrRange, m ptrace.Mapping, precommit bool)
 	if err != nil {
 		return 0, err
 	}
+	if m.File == memmap.ZeroPage {
+		return ptrace.MapZeroPage(rs, m, precommit, func(ar hostarch.AddrRange, prot, flags uintptr) (uintptr, error) {
+			if refuseHostMap != nil && refuseHostMap(as, ar) {
+				return 0, unix.ENOMEM
+			}
+			r, err := as.s.inject(t, unix.SYS_MMAP, uintptr(ar.Start), uintptr(ar.Length()), prot, flags, ^uintptr(0), 0)
+			if e, ok := errnoOf(r); ok && err == nil {
+				err = e
+			}
+			return r, err
+		})
+	}
 	fd, done, err := as.s.mapFD(t, m.File, m.Perms)
 	if err != nil {
 		return 0, err

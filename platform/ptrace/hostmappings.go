@@ -362,3 +362,29 @@ func (h *HostMappings) Forget(ar hostarch.AddrRange) {
 	h.set.RemoveRange(segment.Range[hostarch.Addr](ar))
 	h.gen++
 }
+
+// MapZeroPage is Caller.Map for a Mapping of memmap.ZeroPage, which has no
+// descriptor: each of rs in turn becomes private anonymous memory with
+// m.Perms less Write (mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED, and
+// MAP_POPULATE if precommit), made by mmap, which returns the mapping's
+// address or the call's error), whose reads the host answers with its own
+// zero page, allocating nothing. It returns how many of rs it mapped, and
+// the error that stopped it.
+func MapZeroPage(rs []hostarch.AddrRange, m Mapping, precommit bool, mmap func(ar hostarch.AddrRange, prot, flags uintptr) (uintptr, error)) (int, error) {
+	at := m.Perms
+	at.Write = false
+	flags := uintptr(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS | unix.MAP_FIXED)
+	if precommit {
+		flags |= unix.MAP_POPULATE
+	}
+	for i, ar := range rs {
+		r, err := mmap(ar, uintptr(at.Prot()), flags)
+		if err == nil && r != uintptr(ar.Start) {
+			err = fmt.Errorf("mmap(%v, MAP_FIXED) returned %#x", ar.Start, r)
+		}
+		if err != nil {
+			return i, fmt.Errorf("ptrace: mapping the zero page at %v (%#x bytes): %w", ar.Start, ar.Length(), err)
+		}
+	}
+	return len(rs), nil
+}

@@ -307,7 +307,7 @@ func protOf(at hostarch.AccessType) uintptr {
 // (errors.Is works); a dead stub's error wraps ErrStubDead.
 func (as *AddressSpace) MapFile(addr hostarch.Addr, f memmap.File, fr memmap.FileRange, at hostarch.AccessType, precommit bool) error {
 	hostFD := -1
-	if f != nil {
+	if f != nil && f != memmap.ZeroPage {
 		if hostFD = f.FD(); hostFD < 0 {
 			return fmt.Errorf("ptrace: MapFile: File has no descriptor: %w", unix.EBADF)
 		}
@@ -331,6 +331,16 @@ func (c stubCaller) Map(rs []hostarch.AddrRange, m Mapping, precommit bool) (int
 	flags := uintptr(unix.MAP_SHARED | unix.MAP_FIXED)
 	if precommit {
 		flags |= unix.MAP_POPULATE
+	}
+	if m.File == memmap.ZeroPage {
+		return MapZeroPage(rs, m, precommit, func(ar hostarch.AddrRange, prot, flags uintptr) (uintptr, error) {
+			args := [6]uintptr{uintptr(ar.Start), uintptr(ar.Length()), prot, flags, ^uintptr(0), 0}
+			r, err := c.s.raw(unix.SYS_MMAP, &args)
+			if err != nil {
+				return 0, err
+			}
+			return errnoResult(r)
+		})
 	}
 	for i, ar := range rs {
 		for attempt := 0; ; attempt++ {
