@@ -224,6 +224,7 @@ const (
 	pageIsFile        = 1 << 2
 	pageIsPresent     = 1 << 3
 	pageIsSwapped     = 1 << 4
+	pageIsPFNZero     = 1 << 5
 	pageIsGuard       = 1 << 8
 	pmScanCategories  = 1<<9 - 1
 	// pageRegionSize is sizeof(struct page_region).
@@ -419,6 +420,9 @@ func (sc *pmScan) walk(base hostarch.Addr, states []mm.PageState) []hostarch.Add
 			}
 			if st&mm.PageFile != 0 {
 				c |= pageIsFile
+			}
+			if st&mm.PageZero != 0 {
+				c |= pageIsPFNZero
 			}
 		case st&mm.PageGuard != 0:
 			c |= pageIsSwapped | pageIsGuard
