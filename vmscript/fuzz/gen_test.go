@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -255,4 +256,63 @@ func TestGenerateReachesZeroPage(t *testing.T) {
 	if n < want {
 		t.Errorf("%d of %d generated scripts depend on the zero page, want at least %d", n, scripts, want)
 	}
+}
+
+// TestGenerateReachesZeroPageReclaim: the generator makes scripts that
+// read fresh private anonymous memory, then MADV_FREE and MADV_PAGEOUT it
+// and look at it with mincore (readReclaimMincore), whose answer depends
+// on whether the kernel has the shared zero page (Linux keeps the zero
+// page; without it the pages read are lazily freed, then discarded).
+func TestGenerateReachesZeroPageReclaim(t *testing.T) {
+	const scripts, want = 200, 3
+	n := 0
+	for i := range scripts {
+		src := Generate(ScriptSeed(2, i))
+		if !bytes.Contains(src, []byte(" free\n")) && !bytes.Contains(src, []byte(" pageout\n")) {
+			continue
+		}
+		s, err := vmscript.Parse("gen", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out [2][]byte
+		for j, no := range []bool{false, true} {
+			b, err := runVmspaceGuarded(context.Background(), s, 0, vmspace.Options{NoZeroPage: &no})
+			if err != nil {
+				t.Fatalf("script %d (NoZeroPage %v): %v", i, no, err)
+			}
+			out[j] = b
+		}
+		if reclaimDiffers(src, out[0], out[1]) {
+			n++
+		}
+	}
+	t.Logf("%d of %d scripts reclaim pages only read, with a different answer with and without the zero page", n, scripts)
+	if n < want {
+		t.Errorf("%d of %d generated scripts reclaim pages only read with an answer that depends on the zero page, want at least %d", n, scripts, want)
+	}
+}
+
+// reclaimDiffers reports whether the transcripts a and b of src differ at
+// a mincore statement that comes right after a free or pageout advice.
+// Transcript lines start with their statement's number.
+func reclaimDiffers(src, a, b []byte) bool {
+	lines := bytes.Split(src, []byte("\n"))
+	at := func(t []byte, n int) []byte {
+		for _, l := range bytes.Split(t, []byte("\n")) {
+			if bytes.HasPrefix(l, []byte(strconv.Itoa(n)+" ")) {
+				return l
+			}
+		}
+		return nil
+	}
+	for i := 1; i < len(lines); i++ {
+		prev := lines[i-1]
+		if bytes.HasPrefix(lines[i], []byte("mincore ")) && (bytes.HasSuffix(prev, []byte(" free")) || bytes.HasSuffix(prev, []byte(" pageout"))) {
+			if !bytes.Equal(at(a, i+1), at(b, i+1)) {
+				return true
+			}
+		}
+	}
+	return false
 }
