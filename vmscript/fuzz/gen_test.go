@@ -240,14 +240,7 @@ func TestGenerateReachesZeroPage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out [2][]byte
-		for j, no := range []bool{false, true} {
-			b, err := runVmspaceGuarded(context.Background(), s, 0, vmspace.Options{NoZeroPage: &no})
-			if err != nil {
-				t.Fatalf("script %d (NoZeroPage %v): %v", i, no, err)
-			}
-			out[j] = b
-		}
+		out := bothZeroPageModes(t, i, s)
 		if !bytes.Equal(out[0], out[1]) {
 			n++
 		}
@@ -256,6 +249,21 @@ func TestGenerateReachesZeroPage(t *testing.T) {
 	if n < want {
 		t.Errorf("%d of %d generated scripts depend on the zero page, want at least %d", n, scripts, want)
 	}
+}
+
+// bothZeroPageModes returns the transcripts of script i, s, run on
+// vmspace with the zero page and without.
+func bothZeroPageModes(t *testing.T, i int, s *vmscript.Script) [2][]byte {
+	t.Helper()
+	var out [2][]byte
+	for j, no := range []bool{false, true} {
+		b, err := runVmspaceGuarded(context.Background(), s, 0, vmspace.Options{NoZeroPage: &no})
+		if err != nil {
+			t.Fatalf("script %d (NoZeroPage %v): %v", i, no, err)
+		}
+		out[j] = b
+	}
+	return out
 }
 
 // TestGenerateReachesZeroPageReclaim: the generator makes scripts that
@@ -275,14 +283,7 @@ func TestGenerateReachesZeroPageReclaim(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out [2][]byte
-		for j, no := range []bool{false, true} {
-			b, err := runVmspaceGuarded(context.Background(), s, 0, vmspace.Options{NoZeroPage: &no})
-			if err != nil {
-				t.Fatalf("script %d (NoZeroPage %v): %v", i, no, err)
-			}
-			out[j] = b
-		}
+		out := bothZeroPageModes(t, i, s)
 		if reclaimDiffers(src, out[0], out[1]) {
 			n++
 		}
