@@ -55,8 +55,10 @@ import (
 //     Linux's checks, but their faults (missing, minor) are served
 //     without waiting, and Copy, ZeroPage and Continue there write
 //     through the file whether or not its page cache holds the page.
-//   - Event-causing operations do not wait for the message to be read,
-//     and the ioctls never fail with EAGAIN for a pending event.
+//   - Event-causing operations do not wait here for the message to be
+//     read, and the ioctls never fail with EAGAIN for a pending event:
+//     the embedder, which delivers the messages, keeps the thread waiting
+//     and fails the ioctls meanwhile (sandbox/uffd.go).
 //   - Pages not mapped are write-protected by markers (uffd_wp.go), as
 //     Linux's: mremap and fork carry them along where the registration
 //     stays (UFFD_EVENT_REMAP, UFFD_EVENT_FORK). A fork's child does not

@@ -40,7 +40,10 @@ func (s *Sandbox) run() (unix.WaitStatus, error) {
 		} else {
 			tid, ws, err := s.waitMain()
 			if err == unix.EINTR {
-				continue // woken to apply truncations
+				// Woken to apply truncations, or for a
+				// userfaultfd event read without a stop.
+				s.uffdService()
+				continue
 			}
 			if err != nil {
 				if err == unix.ECHILD {

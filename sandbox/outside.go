@@ -324,6 +324,25 @@ func (w *outsideWatch) wake() {
 	}
 }
 
+// kick interrupts the tracer's wait once if it is in waitMain, for an
+// event the main loop notices only between stops (a userfaultfd message
+// read by the program, uffd.go). False if the watch cannot signal the
+// tracer (no inotify here, or stopped): the caller then stops asking.
+func (w *outsideWatch) kick() bool {
+	if w.f == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return false
+	}
+	if w.waiting {
+		unix.Tgkill(os.Getpid(), w.tid, wakeSignal)
+	}
+	return true
+}
+
 // shrink is an inode that shrank and the lowest size it had meanwhile.
 type shrink struct {
 	dev, ino uint64

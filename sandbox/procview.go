@@ -222,6 +222,11 @@ func (s *Sandbox) procOpened(t *task, flags uint64) {
 		return
 	}
 	tt := s.tasks[tid]
+	if tt != nil && pid == tid && tt.p.pid != pid && !strings.Contains(target, "/task/") {
+		// /proc/TID/NAME of a thread other than its group's leader,
+		// which Linux serves as /proc/PID/task/TID/NAME.
+		pid = tt.p.pid
+	}
 	if tt == nil || tt.p.pid != pid || tt.p.mm == nil {
 		return
 	}
@@ -589,7 +594,11 @@ func (s *Sandbox) viewText(v *procView) []byte {
 		if v.kind == viewStatm {
 			return []byte(tt.p.mm.StatmText())
 		}
-		return mergeStatus(host, tt.p.mm.StatusText())
+		text := mergeStatus(host, tt.p.mm.StatusText())
+		if state := s.uffdTaskState(tt); state != "" {
+			text = withStatusLine(text, "State", state)
+		}
+		return text
 	}
 	m := v.m
 	if m.Users() == 0 {
@@ -637,6 +646,21 @@ func mergeStatus(host []byte, vm string) []byte {
 		}
 		out.WriteString(l)
 		out.WriteByte('\n')
+	}
+	return out.Bytes()
+}
+
+// withStatusLine returns status text with the value of its line name
+// replaced by value.
+func withStatusLine(text []byte, name, value string) []byte {
+	prefix := []byte(name + ":")
+	var out bytes.Buffer
+	for _, l := range bytes.SplitAfter(text, []byte("\n")) {
+		if bytes.HasPrefix(l, prefix) {
+			out.WriteString(name + ":\t" + value + "\n")
+			continue
+		}
+		out.Write(l)
 	}
 	return out.Bytes()
 }

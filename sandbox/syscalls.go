@@ -92,11 +92,12 @@ func (s *Sandbox) syscall(t *task) {
 	case actReturn:
 		t.regs.Orig_rax = ^uint64(0)
 		t.regs.Rax = uint64(res.val)
-		if t.regState == regsOwed {
-			s.resume(t, 0, nil)
-			return
+		if t.regState != regsOwed {
+			if err := ptraceSetRegs(t.tid, &t.regs); err != nil {
+				return
+			}
 		}
-		if err := ptraceSetRegs(t.tid, &t.regs); err != nil {
+		if s.uffd != nil && s.uffdEventWait(t) {
 			return
 		}
 		s.resume(t, 0, nil)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"time"
 
 	"github.com/vmspace/vmspace/hostarch"
 	"github.com/vmspace/vmspace/mm"
@@ -59,13 +61,25 @@ import (
 // fault is woken the call runs again from its syscall instruction
 // (uffdParkSyscall), meeting the buffer's next such page if any.
 //
+// Events wait for their reading, as Linux's userfaultfd_event_wait_completion
+// makes them: the thread whose system call raised a REMOVE, REMAP or UNMAP
+// event is kept stopped with its result set (uffdEventWait) until the
+// program has read the message from the pipe (the pipe's bytes read so
+// far, written minus FIONREAD, reach it) or the context is released;
+// meanwhile the ioctls that fill pages fail with EAGAIN (Linux's
+// mmap_changing, uffdChanging) and the thread's /proc status says disk
+// sleep. A read makes no stop: a goroutine watches the pipes and
+// interrupts the main loop's wait (outsideWatch.kick).
+//
 // What differs from Linux: a system call waits for its buffer before it
 // starts, where Linux's waits when it reaches the buffer (a read from an
 // empty pipe raises the fault before data arrives, not after), and a call
 // vmspace serves itself fails with EFAULT there; a parked thread takes
 // signals only once woken; the fork event's descriptor number is chosen
-// at the fork, not at the read; and the events do not wait for their
-// reading.
+// at the fork, not at the read, and a fork does not wait for its FORK
+// event's reading; a madvise waits for its REMOVE event after dropping
+// the pages, where Linux's waits before; without inotify (no kick) a
+// waiting thread is let go only at the program's next stop.
 
 // uffdState is the sandbox's userfaultfd contexts and parked threads. Like
 // everything the Sandbox holds, it is used only by the tracer goroutine.
@@ -78,6 +92,22 @@ type uffdState struct {
 	// being prevalidated met (uffdKernelFault), at most one a thread,
 	// for which the call waits (uffdParkSyscall).
 	sysFaults map[*task]*mm.Userfault
+	// evWait are the threads whose system call raised events they wait
+	// to see read (uffdEventWait), with the state of their stop.
+	evWait map[*task]taskState
+	// waker stops the goroutine that watches the pipes for the reads
+	// evWait waits for (uffdWatchReads), nil if none runs; wakerFor is
+	// what it watches.
+	waker    chan struct{}
+	wakerFor []uffdReadWatch
+}
+
+// uffdReadWatch is a pipe whose reading a waiting event needs: the
+// program has read it when written minus the bytes in the pipe reaches
+// need.
+type uffdReadWatch struct {
+	fd            int
+	written, need uint64
 }
 
 // uffdPark is a thread waiting on a userfault.
@@ -101,6 +131,38 @@ type uffdFile struct {
 	flags int
 	// pend are the messages not yet written, in order.
 	pend []uffdPending
+	// written counts the bytes written into the pipe.
+	written uint64
+	// awaits are the written events whose thread waits for their reading,
+	// in order.
+	awaits []uffdAwait
+}
+
+// uffdAwait is a written event whose thread t waits until the program has
+// read the pipe up to end (counted as written).
+type uffdAwait struct {
+	end uint64
+	t   *task
+}
+
+// changing reports whether an event of f waits for its reading, during
+// which the filling ioctls fail with EAGAIN (Linux's mmap_changing).
+func (f *uffdFile) changing() bool { return f.waitsFor(nil) }
+
+// waitsFor reports whether an event of f that t waits for (any, if t is
+// nil) is not read yet.
+func (f *uffdFile) waitsFor(t *task) bool {
+	for _, a := range f.awaits {
+		if t == nil || a.t == t {
+			return true
+		}
+	}
+	for _, pm := range f.pend {
+		if pm.waiter != nil && (t == nil || pm.waiter == t) {
+			return true
+		}
+	}
+	return false
 }
 
 // uffdPending is a message waiting to be written; a fork event's waits
@@ -109,6 +171,8 @@ type uffdPending struct {
 	m     mm.UffdMsg
 	fd    int32
 	ready bool
+	// waiter is the thread that waits for the event's reading, if any.
+	waiter *task
 }
 
 // The userfaultfd ioctls (linux/userfaultfd.h).
@@ -130,7 +194,7 @@ const (
 // uffdOn returns the sandbox's userfaultfd state, made on first use.
 func (s *Sandbox) uffdOn() *uffdState {
 	if s.uffd == nil {
-		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*uffdPark{}, sysFaults: map[*task]*mm.Userfault{}}
+		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*uffdPark{}, sysFaults: map[*task]*mm.Userfault{}, evWait: map[*task]taskState{}}
 	}
 	return s.uffd
 }
@@ -236,7 +300,30 @@ func (s *Sandbox) uffdIoctl(t *task, a [6]uint64) (sysResult, bool) {
 	if f == nil {
 		return sysResult{}, false
 	}
+	if res, ok := s.uffdChanging(t, f, cmd, hostarch.Addr(a[2])); ok {
+		return res, true
+	}
 	return s.serveUffdio(t, f.u, cmd, hostarch.Addr(a[2])), true
+}
+
+// uffdChanging fails the ioctls that change pages with EAGAIN while an
+// event of f waits for its reading, as Linux's do while mmap_changing is
+// set: first of all their checks but the context's initialization, with
+// the result field (where the command has one) set to -EAGAIN.
+func (s *Sandbox) uffdChanging(t *task, f *uffdFile, cmd uint32, arg hostarch.Addr) (sysResult, bool) {
+	off, ok := map[uint32]int{uffdioCopy: 32, uffdioZeropage: 24, uffdioMove: 32, uffdioContinue: 24, uffdioPoison: 24, uffdioWriteprotect: -1}[cmd]
+	if !ok || !f.u.Initialized() || !f.changing() {
+		return sysResult{}, false
+	}
+	if off >= 0 {
+		var b [8]byte
+		eagain := -int64(unix.EAGAIN)
+		binary.LittleEndian.PutUint64(b[:], uint64(eagain))
+		if _, err := t.p.mm.CopyOut(s.ctx, arg+hostarch.Addr(off), b[:], mm.IOOpts{}); err != nil {
+			return retErr(unix.EFAULT), true
+		}
+	}
+	return retErr(unix.EAGAIN), true
 }
 
 // serveUffdio serves UFFDIO command cmd on u with its argument at arg.
@@ -443,6 +530,7 @@ func (s *Sandbox) uffdService() {
 			delete(st.sysFaults, t)
 		}
 	}
+	s.uffdEventsRead()
 	for t, pk := range st.parked {
 		switch {
 		case t.dead() || s.tasks[t.tid] != t:
@@ -481,6 +569,10 @@ func (s *Sandbox) uffdFlush(f *uffdFile) {
 		if _, err := unix.Write(f.w, b[:]); err != nil {
 			break
 		}
+		f.written += uint64(len(b))
+		if pm.waiter != nil {
+			f.awaits = append(f.awaits, uffdAwait{end: f.written, t: pm.waiter})
+		}
 		n++
 	}
 	f.pend = f.pend[n:]
@@ -516,3 +608,156 @@ func (s *Sandbox) uffdForkDone(t *task) {
 		s.uffdFlush(f)
 	}
 }
+
+// uffdEventWait is called when t's system call has its result: if the call
+// raised events that make their thread wait (a madvise's REMOVE, an
+// mremap's REMAP, an unmapping's UNMAP), t is kept stopped, its result set,
+// until the program has read them from their pipes, or the contexts are
+// released, as Linux's userfaultfd_event_wait_completion keeps it
+// (uffdEventsRead lets it go). Its /proc status shows it in disk sleep, as
+// Linux's TASK_KILLABLE wait does. A fork's FORK event does not wait here.
+func (s *Sandbox) uffdEventWait(t *task) bool {
+	st := s.uffd
+	waits := false
+	for _, f := range st.files {
+		for _, m := range f.u.Messages() {
+			pm := uffdPending{m: m, ready: m.Event != mm.UffdEventFork}
+			switch m.Event {
+			case mm.UffdEventRemove, mm.UffdEventRemap, mm.UffdEventUnmap:
+				pm.waiter = t
+				waits = true
+			}
+			f.pend = append(f.pend, pm)
+		}
+	}
+	if !waits || t.dead() {
+		return false
+	}
+	st.evWait[t] = t.state
+	s.park(t)
+	return true
+}
+
+// uffdEventsRead drops the written events the program has read (its
+// pipe's bytes read so far, written minus what the pipe holds, reach
+// them), lets go the threads that no longer wait for any, and keeps a
+// goroutine watching the pipes while some still wait.
+func (s *Sandbox) uffdEventsRead() {
+	st := s.uffd
+	for _, f := range st.files {
+		if len(f.awaits) == 0 {
+			continue
+		}
+		inPipe, err := pipeHolds(f.w)
+		if err != nil {
+			continue
+		}
+		read := f.written - uint64(inPipe)
+		n := 0
+		for n < len(f.awaits) && f.awaits[n].end <= read {
+			n++
+		}
+		f.awaits = f.awaits[n:]
+	}
+	for t, state := range st.evWait {
+		if t.dead() || s.tasks[t.tid] != t {
+			delete(st.evWait, t)
+			continue
+		}
+		still := false
+		for _, f := range st.files {
+			if f.waitsFor(t) {
+				still = true
+				break
+			}
+		}
+		if !still {
+			delete(st.evWait, t)
+			t.state = state
+			s.resume(t, 0, nil)
+		}
+	}
+	s.uffdWatchReads()
+}
+
+// uffdWatchReads keeps a goroutine that interrupts the main loop's wait
+// once the program has read what a waiting thread needs (a read makes no
+// stop), while threads wait; it is replaced when what to watch changes.
+func (s *Sandbox) uffdWatchReads() {
+	st := s.uffd
+	var watch []uffdReadWatch
+	if len(st.evWait) > 0 {
+		for _, f := range st.files {
+			need := uint64(0)
+			switch {
+			case len(f.awaits) > 0:
+				need = f.awaits[0].end
+			case f.changing():
+				// Unwritten (the pipe is full): any read makes room.
+				inPipe, err := pipeHolds(f.w)
+				if err != nil {
+					continue
+				}
+				need = f.written - uint64(inPipe) + 1
+			default:
+				continue
+			}
+			watch = append(watch, uffdReadWatch{fd: f.w, written: f.written, need: need})
+		}
+	}
+	if slices.Equal(watch, st.wakerFor) && (st.waker != nil) == (len(watch) > 0) {
+		return
+	}
+	if st.waker != nil {
+		close(st.waker)
+		st.waker = nil
+	}
+	st.wakerFor = watch
+	if len(watch) == 0 {
+		return
+	}
+	stop := make(chan struct{})
+	st.waker = stop
+	w := &s.outside
+	go func() {
+		for pause := 100 * time.Microsecond; ; pause = min(2*pause, 20*time.Millisecond) {
+			select {
+			case <-stop:
+				return
+			case <-time.After(pause):
+			}
+			for _, x := range watch {
+				inPipe, err := pipeHolds(x.fd)
+				if err == nil && x.written-uint64(inPipe) < x.need {
+					continue
+				}
+				if !w.kick() {
+					return
+				}
+				break
+			}
+		}
+	}()
+}
+
+// uffdTaskState is the State line of t's /proc status while vmspace keeps
+// it waiting on a userfaultfd ("" otherwise): disk sleep for an event's
+// reading, sleeping for a fault, as Linux's TASK_KILLABLE and
+// TASK_INTERRUPTIBLE waits show; the host would show a tracing stop.
+func (s *Sandbox) uffdTaskState(t *task) string {
+	st := s.uffd
+	if st == nil || t.state != taskParked {
+		return ""
+	}
+	if _, ok := st.evWait[t]; ok {
+		return "D (disk sleep)"
+	}
+	if _, ok := st.parked[t]; ok {
+		return "S (sleeping)"
+	}
+	return ""
+}
+
+// pipeHolds returns how many bytes the pipe of fd holds (FIONREAD, which
+// either end answers).
+func pipeHolds(fd int) (int, error) { return unix.IoctlGetInt(fd, unix.TIOCINQ) }

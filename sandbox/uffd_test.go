@@ -618,6 +618,71 @@ static int c_multimove(void) {
 	return 0;
 }
 
+// An operation that raises an event waits until the event is read
+// (userfaultfd_event_wait_completion): the thread's madvise(MADV_REMOVE)
+// over a registered range does not return before the REMOVE message is
+// read, its /proc/TID/status says disk sleep meanwhile, and the ioctls
+// that fill pages fail with EAGAIN (mmap_changing), their result field
+// -EAGAIN (uffd-unit-tests' mmap-changing).
+static volatile int ew_tid, ew_done;
+static void *ew_thread(void *a) {
+	ew_tid = syscall(SYS_gettid);
+	long r = madvise(base, PG, MADV_REMOVE);
+	ew_done = 1;
+	return (void *)r;
+}
+
+static int c_eventwait(void) {
+	uffd = mkuffd(O_CLOEXEC | O_NONBLOCK);
+	if (uffd < 0) {
+		printf("userfaultfd: %s\n", strerror(errno));
+		return 0;
+	}
+	api(uffd, UFFD_FEATURE_EVENT_REMOVE);
+	int fd = memfd_create("ew", 0);
+	ftruncate(fd, 4 * PG);
+	base = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	reg(uffd, base, 4 * PG, UFFDIO_REGISTER_MODE_MISSING);
+	pthread_t th;
+	pthread_create(&th, NULL, ew_thread, NULL);
+	while (!ew_tid)
+		usleep(1000);
+	char path[64], line[256], state = '?';
+	snprintf(path, sizeof path, "/proc/%d/status", ew_tid);
+	for (int i = 0; i < 5000 && state != 'D'; i++) {
+		FILE *f = fopen(path, "r");
+		while (f && fgets(line, sizeof line, f))
+			if (!strncmp(line, "State:\t", 7))
+				state = line[7];
+		if (f)
+			fclose(f);
+		if (state != 'D')
+			usleep(1000);
+	}
+	printf("waiting thread's state: %c, madvise returned: %d\n", state, ew_done);
+	struct uffdio_copy c = { .copy = 1 };
+	int r = ioctl(uffd, UFFDIO_COPY, &c);
+	int e = errno;
+	printf("COPY while waiting = %d %s copy=%lld\n", r, r ? strerror(e) : "", (long long)c.copy);
+	struct uffdio_zeropage z = { .zeropage = 1 };
+	r = ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+	e = errno;
+	printf("ZEROPAGE while waiting = %d %s zeropage=%lld\n", r, r ? strerror(e) : "", (long long)z.zeropage);
+	usleep(20000);
+	printf("madvise returned before the read: %d\n", ew_done);
+	struct uffd_msg m;
+	r = read(uffd, &m, sizeof m);
+	printf("read = %d event %d\n", r, m.event);
+	void *ret;
+	pthread_join(th, &ret);
+	printf("madvise = %ld\n", (long)ret);
+	c.copy = 1;
+	r = ioctl(uffd, UFFDIO_COPY, &c);
+	e = errno;
+	printf("COPY after the read = %d %s copy=%lld\n", r, r ? strerror(e) : "", (long long)c.copy);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	setvbuf(stdout, 0, _IOLBF, 0);
 	if (argc < 2) return 2;
@@ -631,6 +696,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(argv[1], "hugetlb")) return c_hugetlb();
 	if (!strcmp(argv[1], "wpunpop")) return c_wpunpop();
 	if (!strcmp(argv[1], "multimove")) return c_multimove();
+	if (!strcmp(argv[1], "eventwait")) return c_eventwait();
 	return 2;
 }
 `
@@ -645,11 +711,13 @@ int main(int argc, char **argv) {
 // instructions; system calls whose buffers wait for the handler; mmap of a
 // hugetlbfs memfd (uffd-unit-tests' hugetlb cases); write protection of
 // unpopulated pages (UFFD_FEATURE_WP_UNPOPULATED); a move across several
-// vmas with registered ones (mremap_test's "multiple invalid vmas").
+// vmas with registered ones (mremap_test's "multiple invalid vmas"); a
+// madvise whose REMOVE event waits for its reading (uffd-unit-tests'
+// mmap-changing).
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop", "multimove"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop", "multimove", "eventwait"} {
 		t.Run(c, func(t *testing.T) {
 			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
