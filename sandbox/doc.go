@@ -193,9 +193,10 @@
 //
 // # The fast path
 //
-// With VMSPACE_FASTPATH=1, brk, anonymous mmap, munmap, mprotect and
-// madvise do not stop: a second filter hands them to a goroutine of
-// vmspace through seccomp's user notifications, and each process's helper
+// By default (VMSPACE_FASTPATH=0 turns it off; kernels before 6.18 never
+// have it), brk, anonymous mmap, munmap, mprotect and madvise do not
+// stop: a second filter hands them to a goroutine of vmspace through
+// seccomp's user notifications, and each process's helper
 // thread makes the host mapping changes (fastpath.go), reading its
 // requests from the end of the process's own read-only scratch page and
 // reporting each result by a system call the same filter hands to

@@ -151,19 +151,12 @@ int main(int argc, char **argv) {
 // TestFastPath runs fastProg natively and under vmspace with the fast path
 // on: the results agree, and the fast calls are served without stops.
 func TestFastPath(t *testing.T) {
-	// The fast path is opt-in (VMSPACE_FASTPATH=1) because of a known
-	// bug: in two clean-clone CI runs of 2026-12-07 this program died
-	// with SIGSEGV (exit 139, no output) in round 108 of its first,
-	// single-threaded loop, with the fast path on. Reproduced since (1
-	// run in about 300 of that loop alone, under load): a fault's SIGSEGV
-	// reached vmspace with a made-up siginfo (SI_USER, no sender, no
-	// address) and was delivered as a sent signal (fastpathOn's comment;
-	// retried as a fault since: lostsiginfo.go, TestLostSiginfo). Until
-	// the fast path is soaked, this test runs with it opted in:
-	// VMSPACE_FASTPATH=1 go test ./sandbox runs the whole suite on the
-	// fast path and this test with it.
+	// This program once died with SIGSEGV on the fast path in two CI
+	// runs (a lost siginfo taken for a sent signal: fastpathOn's
+	// comment); with VMSPACE_FASTPATH=0 the suite runs off the fast path
+	// and this test is skipped.
 	if !fastpathOn {
-		t.Skip("the fast path is off (VMSPACE_FASTPATH=1 turns it on and runs this test): known intermittent SIGSEGV, see the comment")
+		t.Skip("VMSPACE_FASTPATH=0: the fast path is off")
 	}
 	needPtrace(t)
 	exe := buildC(t, "fastpath", fastProg, false)

@@ -52,9 +52,16 @@ func python3(t *testing.T) string {
 // checks that --stats gives the report's cost as the report has it.
 func runReport(t *testing.T, wantOut string, argv ...string) (*report.Report, string) {
 	t.Helper()
+	return runReportEnv(t, nil, wantOut, argv...)
+}
+
+// runReportEnv is runReport with env added to vmspace's environment.
+func runReportEnv(t *testing.T, env []string, wantOut string, argv ...string) (*report.Report, string) {
+	t.Helper()
 	dir := t.TempDir()
 	htmlPath, jsonPath := filepath.Join(dir, "report.html"), filepath.Join(dir, "report.json")
 	cmd := vmspaceCmd(t, argv...)
+	cmd.Env = append(cmd.Env, env...)
 	// vmspaceCmd's arguments are "run -- argv": put the flags first.
 	cmd.Args = append([]string{cmd.Args[0], "run", "--stats", "--report", htmlPath, "--report-json", jsonPath}, cmd.Args[2:]...)
 	var out, errb bytes.Buffer
@@ -240,12 +247,14 @@ int main(void) {
 `
 
 // TestReportSites: the report names where the memory calls come from:
-// the C library's wrapper (made at) and the program's function that
-// called it (called from), with their counts, errors and times, and the
-// page shows the same.
+// the C library's wrapper (made at) and, for the calls served at a ptrace
+// stop (VMSPACE_FASTPATH=0), the program's function that called it
+// (called from), with their counts, errors and times, and the page shows
+// the same. On the fast path (the default) vmspace sees no registers but
+// the program counter: the calls are counted at their wrapper, with no
+// caller.
 func TestReportSites(t *testing.T) {
 	exe := buildC(t, "sites", sitesSrc)
-	r, htmlPath := runReport(t, "3\n", exe)
 	want := map[string]struct {
 		name   string
 		count  uint64
@@ -255,7 +264,29 @@ func TestReportSites(t *testing.T) {
 		"drop_maps":   {"munmap", 20, 0},
 		"bad_protect": {"mprotect", 3, 3},
 	}
+	// The fast path: the wrappers' sites count at least the program's
+	// calls (the C library's own calls go through them too).
+	fr, _ := runReport(t, "3\n", exe)
+	atWrapper := map[string]uint64{}
 	var total uint64
+	for _, st := range fr.Sites {
+		total += st.Count
+		if name, ok := strings.CutPrefix(st.Where, "libc.so.6 "); ok {
+			fn, _, _ := strings.Cut(name, "+")
+			atWrapper[fn] += st.Count
+		}
+	}
+	for _, w := range want {
+		if atWrapper[w.name] < w.count {
+			t.Errorf("fast path: %d calls at the C library's %s, want at least %d: %+v", atWrapper[w.name], w.name, w.count, fr.Sites)
+		}
+	}
+	if total != fr.Totals.MemCalls {
+		t.Errorf("fast path: the sites count %d calls, the run %d", total, fr.Totals.MemCalls)
+	}
+
+	r, htmlPath := runReportEnv(t, []string{"VMSPACE_FASTPATH=0"}, "3\n", exe)
+	total = 0
 	for _, st := range r.Sites {
 		total += st.Count
 		fn, _, _ := strings.Cut(strings.TrimPrefix(st.Caller, "sites "), "+")
