@@ -84,6 +84,8 @@ const (
 	viewStatm
 	viewPagemap
 	viewMem
+	// viewFdinfo is /proc/PID/fdinfo/N of a descriptor N that is a view.
+	viewFdinfo
 )
 
 // viewNames are the /proc/PID files served as views.
@@ -114,6 +116,9 @@ type procView struct {
 	// (procview_stat.go).
 	host int
 	path string
+	// fd is the descriptor of process pid whose fdinfo a viewFdinfo
+	// view shows.
+	fd int32
 }
 
 // seqState follows what Linux's seq_file would hold for a text view, so
@@ -185,7 +190,8 @@ func (s *Sandbox) watchProcOpen(t *task, nr int, a [6]uint64) {
 	if !ok {
 		return
 	}
-	if _, ok := viewNames[path[strings.LastIndexByte(path, '/')+1:]]; !ok {
+	_, named := viewNames[path[strings.LastIndexByte(path, '/')+1:]]
+	if !named && (len(s.views.byFile) == 0 || !strings.Contains(path, "fdinfo/")) {
 		return
 	}
 	prev := t.atExit
@@ -219,6 +225,7 @@ func (s *Sandbox) procOpened(t *task, flags uint64) {
 	}
 	kind, pid, tid, ok := parseViewPath(target)
 	if !ok {
+		s.fdinfoOpened(t, fd, flags, link, target)
 		return
 	}
 	tt := s.tasks[tid]
@@ -240,6 +247,51 @@ func (s *Sandbox) procOpened(t *task, flags uint64) {
 			fmt.Fprintf(os.Stderr, "vmspace-debug: /proc view %s of %d: %v\n", target, pid, err)
 		}
 	}
+}
+
+// fdinfoOpened makes the descriptor fd, just opened at target (a /proc
+// file), a view if target is /proc/PID/fdinfo/N (or
+// /proc/PID/task/TID/fdinfo/N) of a descriptor N that is a view: its
+// mnt_id and ino lines are then the /proc file's, not the memfd's.
+func (s *Sandbox) fdinfoOpened(t *task, fd int, flags uint64, link, target string) {
+	parts := strings.Split(strings.TrimPrefix(target, "/proc/"), "/")
+	if len(parts) == 5 && parts[1] == "task" {
+		parts = []string{parts[2], parts[3], parts[4]}
+	}
+	if len(parts) != 3 || parts[1] != "fdinfo" {
+		return
+	}
+	tid, err1 := strconv.Atoi(parts[0])
+	n, err2 := strconv.Atoi(parts[2])
+	tt := s.tasks[tid]
+	if err1 != nil || err2 != nil || tt == nil || tt.p.mm == nil || s.viewOf(tt, int32(n)) == nil {
+		return
+	}
+	v := &procView{kind: viewFdinfo, m: tt.p.mm, pid: tt.p.pid, tid: tid, fd: int32(n), path: target, host: openViewHost(link)}
+	if err := s.installView(t, fd, flags, v); err != nil {
+		v.forget()
+	}
+}
+
+// fdinfoText is the text of a viewFdinfo view: the host's fdinfo of the
+// descriptor (its pos and flags are the memfd's, which follow the
+// view's), with the mnt_id and ino of the /proc file it views.
+func (s *Sandbox) fdinfoText(v *procView) []byte {
+	host, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", v.pid, v.fd))
+	tt := s.tasks[v.tid]
+	if err != nil || tt == nil {
+		return host
+	}
+	tv := s.viewOf(tt, v.fd)
+	if tv == nil || tv.host < 0 {
+		return host
+	}
+	var stx unix.Statx_t
+	if unix.Statx(tv.host, "", unix.AT_EMPTY_PATH, unix.STATX_INO|unix.STATX_MNT_ID, &stx) != nil {
+		return host
+	}
+	host = withStatusLine(host, "mnt_id", strconv.FormatUint(stx.Mnt_id, 10))
+	return withStatusLine(host, "ino", strconv.FormatUint(stx.Ino, 10))
 }
 
 // parseViewPath parses the path of an open /proc file:
@@ -599,6 +651,9 @@ func (s *Sandbox) viewText(v *procView) []byte {
 			text = withStatusLine(text, "State", state)
 		}
 		return text
+	}
+	if v.kind == viewFdinfo {
+		return s.fdinfoText(v)
 	}
 	m := v.m
 	if m.Users() == 0 {

@@ -135,9 +135,61 @@ int main(void) {
 // TestProcViewStat: stat-like calls, readlink and lseek of a /proc view's
 // descriptor answer as Linux's for the /proc file (a regular file of
 // mode 0444, size 0, on proc, its link reading /proc/PID/maps), not as for
-// the memfd that serves it.
+// the memfd that serves it; so does its /proc/self/fdinfo (fdinfo: the
+// /proc file's inode and mount).
 func TestProcViewStat(t *testing.T) {
 	needPtrace(t)
-	exe := buildC(t, "procstat", procStatProgram, false)
-	compare(t, "", "", exe)
+	for _, c := range []struct{ name, src string }{{"procstat", procStatProgram}, {"fdinfo", procFdinfoProgram}} {
+		t.Run(c.name, func(t *testing.T) { compare(t, "", "", buildC(t, c.name, c.src, false)) })
+	}
 }
+
+// procFdinfoProgram prints whether /proc/self/fdinfo of each view's
+// descriptor names the /proc file (its inode as fstat gives it, and the
+// mount of /proc, that of a descriptor of /proc/self/cmdline), and its
+// flags, also through /proc/PID/task/TID/fdinfo.
+const procFdinfoProgram = `
+#include <stdio.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+static void info(const char *path, unsigned long *mnt, unsigned long *ino, char *flags) {
+	char l[256];
+	FILE *f = fopen(path, "r");
+	*mnt = *ino = 0;
+	strcpy(flags, "?");
+	while (f && fgets(l, sizeof l, f)) {
+		sscanf(l, "mnt_id: %lu", mnt);
+		sscanf(l, "ino: %lu", ino);
+		if (!strncmp(l, "flags:", 6))
+			sscanf(l, "flags: %31s", flags);
+	}
+	if (f)
+		fclose(f);
+}
+
+int main(void) {
+	const char *names[] = { "maps", "smaps", "status", "pagemap", "mem" };
+	char p[96], rf[32], fl[32];
+	unsigned long rm, ri, m, ino;
+	int ref = open("/proc/self/cmdline", O_RDONLY);
+	snprintf(p, sizeof p, "/proc/self/fdinfo/%d", ref);
+	info(p, &rm, &ri, rf);
+	for (int i = 0; i < 5; i++) {
+		snprintf(p, sizeof p, "/proc/self/%s", names[i]);
+		int fd = open(p, O_RDONLY | (i % 2 ? O_CLOEXEC : 0));
+		struct stat st;
+		fstat(fd, &st);
+		snprintf(p, sizeof p, "/proc/self/fdinfo/%d", fd);
+		info(p, &m, &ino, fl);
+		printf("%s: ino is the file's: %d, mnt_id is /proc's: %d, flags %s\n", names[i], ino == st.st_ino, m == rm, fl);
+		snprintf(p, sizeof p, "/proc/%d/task/%d/fdinfo/%d", getpid(), getpid(), fd);
+		info(p, &m, &ino, fl);
+		printf("%s through task: ino is the file's: %d, mnt_id is /proc's: %d\n", names[i], ino == st.st_ino, m == rm);
+		close(fd);
+	}
+	return 0;
+}
+`
