@@ -79,7 +79,10 @@ import (
 // at the fork, not at the read, and a fork does not wait for its FORK
 // event's reading; a madvise waits for its REMOVE event after dropping
 // the pages, where Linux's waits before; without inotify (no kick) a
-// waiting thread is let go only at the program's next stop.
+// waiting thread is let go only at the program's next stop; and a call
+// the fast path serves (fastpath.go: brk, mmap, munmap, mprotect,
+// madvise) does not wait for its events, nor do the ioctls fail with
+// EAGAIN for them.
 
 // uffdState is the sandbox's userfaultfd contexts and parked threads. Like
 // everything the Sandbox holds, it is used only by the tracer goroutine.
