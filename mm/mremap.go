@@ -319,6 +319,7 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	newAR := hostarch.AddrRange{Start: newAddr, End: newAddr + hostarch.Addr(newSize)}
 	v := vseg.Value()
 	off := v.off + uint64(oldAddr-vseg.Start())
+	wholeVMA := hostarch.AddrRange(vseg.Range()) == oldAR
 	nv := v
 	nv.off = off
 	if v.mappable == nil && !v.written() {
@@ -385,16 +386,8 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 	gap := mm.removeVMAsLocked(ctx, newAR)
 	mm.accountVMA(&nv, newAR.Length(), +1)
 	mm.vmas.Insert(gap, addrSegRange(newAR), nv)
-	if dontUnmap && (v.locked() || v.flags.has(vmaAccount)) {
-		// Like Linux, the old vma loses its lock and its commitment
-		// (the copy holds it); if the copy merged with it, so does
-		// the copy.
-		if ov := mm.vmas.FindSegment(oldAR.Start); ov.Ok() {
-			lv := ov.Value()
-			lv.mlockMode = memmap.MLockNone
-			lv.flags &^= vmaAccount
-			mm.setVMAValueLocked(ov, lv)
-		}
+	if dontUnmap {
+		mm.dontUnmapCompleteLocked(oldAR, wholeVMA)
 	}
 	mm.activeMu.Lock()
 	for _, m := range ms {
@@ -413,6 +406,30 @@ func (mm *MemoryManager) moveVMALocked(ctx context.Context, vseg vmaIterator, ol
 		mm.populateLocked(ctx, hostarch.AddrRange{Start: newAddr + hostarch.Addr(oldSize), End: newAR.End}, true)
 	}
 	return newAddr, nil
+}
+
+// dontUnmapCompleteLocked finishes an MREMAP_DONTUNMAP move of oldAR, as
+// Linux 6.18's move_vma: the old vma (the whole vma around oldAR, which
+// was not split) loses its lock but keeps VM_ACCOUNT (the copy is charged
+// besides, and /proc/PID/smaps still says ac), and, when the move took the
+// whole vma (wholeVMA) and the copy did not merge with it, its anon_vma
+// (unlink_anon_vmas): pages it faults in afterwards are not copied by fork
+// until it is written again. Preconditions: mappingMu held for writing.
+func (mm *MemoryManager) dontUnmapCompleteLocked(oldAR hostarch.AddrRange, wholeVMA bool) {
+	ov := mm.vmas.FindSegment(oldAR.Start)
+	if !ov.Ok() {
+		return
+	}
+	lv := ov.Value()
+	unlink := wholeVMA && hostarch.AddrRange(ov.Range()) == oldAR && lv.anonVMA != 0
+	if !lv.locked() && !unlink {
+		return
+	}
+	lv.mlockMode = memmap.MLockNone
+	if unlink {
+		lv.anonVMA, lv.anonChained = 0, false
+	}
+	mm.setVMAValueLocked(ov, lv)
 }
 
 // remapPlacement is how Linux's mremap places a moved vma v of length

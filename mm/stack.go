@@ -52,6 +52,10 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 			return segv(addr, errStackLimit)
 		}
 	}
+	// Like Linux's expand_downwards, the vma gets its anon_vma before the
+	// growth is checked against the limits: an attempt that fails there
+	// still leaves one (and from then on fork copies the vma's pages).
+	mm.prepareAnonVMA(next)
 	v := next.ValuePtr()
 	grow := uint64(next.Start() - newStart)
 	if uint64(next.End()-newStart) > mm.limits.Stack.Cur {
@@ -73,9 +77,6 @@ func (mm *MemoryManager) growStackLocked(ctx context.Context, addr hostarch.Addr
 	}
 	mm.accountVMA(v, grow, +1)
 	v.off -= grow
-	// Linux's expand_downwards prepares the vma's anon_vma: from now on
-	// fork copies its pages.
 	next.SetStartUnchecked(newStart)
-	mm.prepareAnonVMA(next)
 	return nil
 }

@@ -68,8 +68,11 @@ type vma struct {
 	// adjacent compatible vma's (prepareAnonVMA). Only then does fork copy
 	// the vma's pages; until then private pages allocated by reads are
 	// mapped without write, like Linux's zero page, so that the first write
-	// comes through a fault and prepares it. Splits and mremap keep it;
-	// vmas with different ones never merge (Merge). Set atomically by
+	// comes through a fault and prepares it, as does a fault below a
+	// growsdown vma, even one refused (growStackLocked). Splits and mremap
+	// keep it, but MREMAP_DONTUNMAP of a whole vma drops the old vma's
+	// (dontUnmapCompleteLocked); vmas with different ones never merge
+	// (Merge). Set atomically by
 	// faults, which hold mappingMu only for reading, under anonVMAMu;
 	// read atomically, or plainly with mappingMu held for writing.
 	anonVMA uint64
