@@ -89,3 +89,46 @@ func (mm *MemoryManager) populateOnceLocked(ctx context.Context, vseg vmaIterato
 	}
 	return nil
 }
+
+// MapAhead gets pmas for the accessible parts of [addr, addr+length) for
+// access at, as faults there would, and maps them into the AddressSpace
+// without committing or touching any page: an embedder whose program is
+// about to use memory (a heap just grown, a new stack) maps it ahead so
+// that the program's first accesses fault only in the host. Unlike
+// MADV_POPULATE_READ/WRITE nothing becomes resident: a page is resident
+// once the program, or the host kernel on its behalf, touches it, as on
+// Linux, so RSS, mincore and smaps are those of the program's accesses.
+// It faults nothing the program could not (no guard pages, no ranges
+// registered with a userfaultfd, no vma that lacks at), counts no fault,
+// and reports no error: where it fails, the program's own access will
+// fault and be served.
+func (mm *MemoryManager) MapAhead(ctx context.Context, addr hostarch.Addr, length uint64, at hostarch.AccessType) {
+	ar, ok := addr.ToRange(length)
+	if !ok || length == 0 || ar.End > mm.p.MaxUserAddress() {
+		return
+	}
+	ar = hostarch.AddrRange{Start: ar.Start.RoundDown(), End: ar.End.MustRoundUp()}
+	mm.mappingMu.RLock()
+	defer mm.mappingMu.RUnlock()
+	mm.activeMu.Lock()
+	defer mm.activeMu.Unlock()
+	for vseg := mm.vmas.LowerBoundSegment(ar.Start); vseg.Ok() && vseg.Start() < ar.End; vseg = vseg.NextSegment() {
+		v := vseg.ValuePtr()
+		if v.uffd != nil || !v.effectivePerms().SupersetOf(at) {
+			continue
+		}
+		r := hostarch.AddrRange(vseg.Range()).Intersect(ar)
+		r.End = mm.firstGuardLocked(r)
+		if r.Length() == 0 {
+			continue
+		}
+		if _, err := mm.getPMAsLocked(ctx, vseg, r, at); err != nil {
+			return
+		}
+		if mm.as != nil && mm.mapASEvictingLocked(r, false) != nil {
+			return
+		}
+		// getPMAsLocked may have changed the vmas (anon_vma).
+		vseg = mm.vmas.FindSegment(r.Start)
+	}
+}

@@ -710,7 +710,9 @@ func (s *Sandbox) populateImage(p *process, res *loader.Result) {
 			s.populate(p, seg.File, write)
 		}
 	}
-	s.populate(p, res.Stack, true)
+	// The stack is mapped, not committed: the program's pushes make
+	// its pages resident, as on Linux (the loader wrote the top ones).
+	p.mm.MapAhead(s.ctx, res.Stack.Start, res.Stack.Length(), hostarch.Write)
 }
 
 // eagerCOW is the largest private writable file mapping that is copied

@@ -388,10 +388,11 @@ func (s *Sandbox) memCall(t *task, nr int, a [6]uint64) sysResult {
 		}
 		if b := hostarch.Addr(v); b > oldBrk && uint64(b-oldBrk) <= eagerBrk {
 			// A heap grows to be used at once (malloc writes its
-			// headers there): map it now, saving a fault, and
-			// commit it (one batched allocation and MAP_POPULATE
-			// cost much less than a host page fault per page).
-			s.populate(p, hostarch.AddrRange{Start: oldBrk.MustRoundUp(), End: b.MustRoundUp()}, true)
+			// headers there): map it now, saving a fault stop. Its
+			// pages are not committed: each becomes resident when
+			// the program touches it, as on Linux (RSS, mincore).
+			start := oldBrk.MustRoundUp()
+			p.mm.MapAhead(s.ctx, start, uint64(b.MustRoundUp()-start), hostarch.Write)
 		}
 	case unix.SYS_MMAP:
 		if err == nil && files.regular && a[1] <= eagerFileMap && a[2]&(unix.PROT_READ|unix.PROT_EXEC) != 0 {
