@@ -452,7 +452,13 @@ func (fp *fastpath) answer(n *seccompNotif) {
 		fp.send(n.id, enosysResult)
 		return
 	}
-	fp.send(n.id, fp.call(n))
+	v := fp.call(n)
+	if t := fp.s.tasks[int(n.pid)]; fp.s.uffd != nil && t != nil && fp.s.uffdFastEventWait(t, n.id, v) {
+		// The answer waits for the program's reading of the
+		// userfaultfd events the call raised.
+		return
+	}
+	fp.send(n.id, v)
 }
 
 // call serves system call n, as the tracer would at its stop, and

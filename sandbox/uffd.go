@@ -79,13 +79,14 @@ import (
 // at the fork, not at the read, and a fork does not wait for its FORK
 // event's reading; a madvise waits for its REMOVE event after dropping
 // the pages, where Linux's waits before; without inotify (no kick) a
-// waiting thread is let go only at the program's next stop; and a call
-// the fast path serves (fastpath.go: brk, mmap, munmap, mprotect,
-// madvise) does not wait for its events, nor do the ioctls fail with
-// EAGAIN for them.
+// waiting thread is let go only at the program's next stop; a call the
+// fast path serves waits for its events in the host kernel, its answer
+// held back (uffdFastEventWait), so the host shows it sleeping where the
+// /proc views show disk sleep.
 
 // uffdState is the sandbox's userfaultfd contexts and parked threads. Like
-// everything the Sandbox holds, it is used only by the tracer goroutine.
+// everything the Sandbox holds, it is used by the tracer goroutine, or by
+// the fast path's server in its turn (fastpath.mu).
 type uffdState struct {
 	// files are the contexts, by the inode of their pipe.
 	files map[uffdKey]*uffdFile
@@ -98,11 +99,22 @@ type uffdState struct {
 	// evWait are the threads whose system call raised events they wait
 	// to see read (uffdEventWait), with the state of their stop.
 	evWait map[*task]taskState
+	// fastWait are the threads whose call, served on the fast path,
+	// raised events they wait to see read (uffdFastEventWait), with the
+	// answer their notification gets then: they wait in the host kernel
+	// for it, not at a stop.
+	fastWait map[*task]fastAnswer
 	// waker stops the goroutine that watches the pipes for the reads
 	// evWait waits for (uffdWatchReads), nil if none runs; wakerFor is
 	// what it watches.
 	waker    chan struct{}
 	wakerFor []uffdReadWatch
+}
+
+// fastAnswer is the answer a fast-path notification waits for.
+type fastAnswer struct {
+	id  uint64
+	val uintptr
 }
 
 // uffdReadWatch is a pipe whose reading a waiting event needs: the
@@ -197,7 +209,7 @@ const (
 // uffdOn returns the sandbox's userfaultfd state, made on first use.
 func (s *Sandbox) uffdOn() *uffdState {
 	if s.uffd == nil {
-		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*uffdPark{}, sysFaults: map[*task]*mm.Userfault{}, evWait: map[*task]taskState{}}
+		s.uffd = &uffdState{files: map[uffdKey]*uffdFile{}, parked: map[*task]*uffdPark{}, sysFaults: map[*task]*mm.Userfault{}, evWait: map[*task]taskState{}, fastWait: map[*task]fastAnswer{}}
 	}
 	return s.uffd
 }
@@ -620,6 +632,39 @@ func (s *Sandbox) uffdForkDone(t *task) {
 // (uffdEventsRead lets it go). Its /proc status shows it in disk sleep, as
 // Linux's TASK_KILLABLE wait does. A fork's FORK event does not wait here.
 func (s *Sandbox) uffdEventWait(t *task) bool {
+	if !s.uffdCollectEvents(t) || t.dead() {
+		return false
+	}
+	s.uffd.evWait[t] = t.state
+	s.park(t)
+	return true
+}
+
+// uffdFastEventWait is uffdEventWait for t's call served on the fast path
+// (notification id, result val): if the call raised events that make
+// their thread wait, the answer is held back, and t waits in the host
+// kernel for it, until the program has read them (uffdEventsRead sends
+// it). It runs on the fast path's server, which makes no ptrace call: the
+// messages are written and the pipes watched from here, the answer sent
+// from the tracer's loop.
+func (s *Sandbox) uffdFastEventWait(t *task, id uint64, val uintptr) bool {
+	if !s.uffdCollectEvents(t) || t.dead() {
+		return false
+	}
+	st := s.uffd
+	st.fastWait[t] = fastAnswer{id: id, val: val}
+	for _, f := range st.files {
+		s.uffdFlush(f)
+	}
+	s.uffdWatchReads()
+	return true
+}
+
+// uffdCollectEvents moves the messages the contexts hold to their pending
+// lists, marking the events that make t wait for their reading (a
+// madvise's REMOVE, an mremap's REMAP, an unmapping's UNMAP), and reports
+// whether there are any.
+func (s *Sandbox) uffdCollectEvents(t *task) bool {
 	st := s.uffd
 	waits := false
 	for _, f := range st.files {
@@ -633,12 +678,7 @@ func (s *Sandbox) uffdEventWait(t *task) bool {
 			f.pend = append(f.pend, pm)
 		}
 	}
-	if !waits || t.dead() {
-		return false
-	}
-	st.evWait[t] = t.state
-	s.park(t)
-	return true
+	return waits
 }
 
 // uffdEventsRead drops the written events the program has read (its
@@ -662,22 +702,32 @@ func (s *Sandbox) uffdEventsRead() {
 		}
 		f.awaits = f.awaits[n:]
 	}
+	still := func(t *task) bool {
+		for _, f := range st.files {
+			if f.waitsFor(t) {
+				return true
+			}
+		}
+		return false
+	}
 	for t, state := range st.evWait {
 		if t.dead() || s.tasks[t.tid] != t {
 			delete(st.evWait, t)
 			continue
 		}
-		still := false
-		for _, f := range st.files {
-			if f.waitsFor(t) {
-				still = true
-				break
-			}
-		}
-		if !still {
+		if !still(t) {
 			delete(st.evWait, t)
 			t.state = state
 			s.resume(t, 0, nil)
+		}
+	}
+	for t, a := range st.fastWait {
+		// A dead caller's notification is gone: its answer fails.
+		if t.dead() || s.tasks[t.tid] != t || !still(t) {
+			delete(st.fastWait, t)
+			if s.fp != nil {
+				s.fp.send(a.id, a.val)
+			}
 		}
 	}
 	s.uffdWatchReads()
@@ -689,7 +739,7 @@ func (s *Sandbox) uffdEventsRead() {
 func (s *Sandbox) uffdWatchReads() {
 	st := s.uffd
 	var watch []uffdReadWatch
-	if len(st.evWait) > 0 {
+	if len(st.evWait) > 0 || len(st.fastWait) > 0 {
 		for _, f := range st.files {
 			need := uint64(0)
 			switch {
@@ -749,7 +799,13 @@ func (s *Sandbox) uffdWatchReads() {
 // TASK_INTERRUPTIBLE waits show; the host would show a tracing stop.
 func (s *Sandbox) uffdTaskState(t *task) string {
 	st := s.uffd
-	if st == nil || t.state != taskParked {
+	if st == nil {
+		return ""
+	}
+	if _, ok := st.fastWait[t]; ok {
+		return "D (disk sleep)"
+	}
+	if t.state != taskParked {
 		return ""
 	}
 	if _, ok := st.evWait[t]; ok {

@@ -713,21 +713,21 @@ int main(int argc, char **argv) {
 // unpopulated pages (UFFD_FEATURE_WP_UNPOPULATED); a move across several
 // vmas with registered ones (mremap_test's "multiple invalid vmas"); a
 // madvise whose REMOVE event waits for its reading (uffd-unit-tests'
-// mmap-changing).
+// mmap-changing), served at a ptrace stop ("eventwait-slow") and on the
+// fast path, whose answer waits ("eventwait" when the fast path is on).
 func TestUserfaultfd(t *testing.T) {
 	needPtrace(t)
 	exe := buildC(t, "uffd", uffdProgram, true)
-	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop", "multimove", "eventwait"} {
+	for _, c := range []string{"missing", "wp", "events", "errnos", "shmem", "access", "syscall", "hugetlb", "wpunpop", "multimove", "eventwait", "eventwait-slow"} {
 		t.Run(c, func(t *testing.T) {
-			if c == "eventwait" {
-				// A call the fast path serves does not wait for its
-				// events yet (uffdEventWait is the tracer's).
+			arg, slow := strings.CutSuffix(c, "-slow")
+			if slow {
 				fastPathFor(t, false)
 			}
-			if r := runNative(t, "", "", exe, c); strings.Contains(r.stdout, "userfaultfd: ") {
+			if r := runNative(t, "", "", exe, arg); strings.Contains(r.stdout, "userfaultfd: ") {
 				t.Skipf("no userfaultfd here: %s", r.stdout)
 			}
-			compare(t, "", "", exe, c)
+			compare(t, "", "", exe, arg)
 		})
 	}
 }
