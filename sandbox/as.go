@@ -468,6 +468,10 @@ type space struct {
 	as *stubAS
 	// procs are the processes using the space.
 	procs map[*process]struct{}
+	// active is true once the manager was activated (activate): a fork
+	// child's is at its first stop, which a child killed first never
+	// has. Tracer goroutine.
+	active bool
 }
 
 // sbPlatform is the platform of the sandbox's memory managers: the ptrace

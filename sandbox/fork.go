@@ -208,7 +208,7 @@ func (s *Sandbox) cloneEvent(t *task, ev int) {
 		s.inheritKernelAreas(t, ct, flags)
 	}
 	if ws, ok := s.early[ctid]; ok {
-		delete(s.early, ctid)
+		s.forgetEarly(ctid)
 		s.deferred = append([]waitResult{{ctid, ws}}, s.deferred...)
 	}
 }
@@ -361,7 +361,7 @@ func (s *Sandbox) failFork(t *task, ctid int, exitSig unix.Signal, err error) {
 	before, ok := sharedPending(p.pid)
 	reapUnseen(ctid)
 	// Reports of it the main loop holds are stale.
-	delete(s.early, ctid)
+	s.forgetEarly(ctid)
 	kept := s.deferred[:0]
 	for _, wr := range s.deferred {
 		if wr.tid != ctid {
@@ -772,4 +772,67 @@ func (s *Sandbox) fixFork(t *task, fx *forkFixup) error {
 		}
 	}
 	return nil
+}
+
+// forgetEarly forgets the first stop of tid kept in s.early.
+func (s *Sandbox) forgetEarly(tid int) {
+	delete(s.early, tid)
+	delete(s.earlyParent, tid)
+}
+
+// creatorOf returns the process that made the new task tid as the host
+// says (/proc/TID/status): its thread group for a thread, else its parent
+// (for a CLONE_PARENT child, its creator's parent); 0 if unknown.
+func creatorOf(tid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	if err != nil {
+		return 0
+	}
+	var tgid, ppid int
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Tgid:"); ok {
+			tgid, _ = strconv.Atoi(strings.TrimSpace(v))
+		} else if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			ppid, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	if tgid != 0 && tgid != tid {
+		return tgid
+	}
+	return ppid
+}
+
+// noteEarly keeps the first stop ws of the new task tid, seen before its
+// creator's clone event, until the event. If the creator has ended
+// already (it will report nothing more), the task is killed at once
+// (dropEarly).
+func (s *Sandbox) noteEarly(tid int, ws unix.WaitStatus) {
+	s.early[tid] = ws
+	c := creatorOf(tid)
+	s.earlyParent[tid] = c
+	if c != 0 && c != s.selfPid && s.procs[c] == nil {
+		s.killEarly(tid, c)
+	}
+}
+
+// dropEarly kills the new tasks whose first stop waits in s.early for a
+// clone event of p, which has ended (or had when the stop came: noteEarly): a process killed in its fork after
+// the host made the child but before the event was reported never reports
+// it, and its child would stay stopped, the run never ending. The child
+// has no memory manager (the parent's is gone) and has run no instruction
+// of the program; it is killed, and its exit report forgets it.
+func (s *Sandbox) dropEarly(p *process) {
+	for tid, c := range s.earlyParent {
+		if c == p.pid {
+			s.killEarly(tid, c)
+		}
+	}
+}
+
+// killEarly kills tid, a new task of ended process c (dropEarly).
+func (s *Sandbox) killEarly(tid, c int) {
+	if debug {
+		fmt.Fprintf(os.Stderr, "vmspace-debug: new task %d of ended process %d killed: no clone event\n", tid, c)
+	}
+	unix.Kill(tid, unix.SIGKILL)
 }

@@ -111,9 +111,9 @@ func (s *Sandbox) handle(tid int, ws unix.WaitStatus) {
 		case ws.Stopped():
 			// A new task whose parent's clone event has not been
 			// seen yet.
-			s.early[tid] = ws
+			s.noteEarly(tid, ws)
 		default:
-			delete(s.early, tid)
+			s.forgetEarly(tid)
 		}
 		return
 	}

@@ -162,6 +162,7 @@ func (s *Sandbox) taskExited(t *task, ws unix.WaitStatus) {
 func (s *Sandbox) processExited(p *process) {
 	delete(s.procs, p.pid)
 	s.fwd.remove(p.pid)
+	s.dropEarly(p)
 	if par := p.forkParent; par != nil {
 		// Died before its first stop: the parent need not wait.
 		p.forkParent = nil
@@ -272,7 +273,9 @@ func (s *Sandbox) leaveSpace(p *process, why string) {
 		fmt.Fprintf(s.opts.Maps, "=== /proc/%d/maps of %s at %s ===\n%s", p.pid, p.name, why, m.MapsText(s.ctx))
 	}
 	sp.as.Release()
-	m.Deactivate()
+	if sp.active {
+		m.Deactivate()
+	}
 	m.DecUsers(s.ctx)
 }
 
@@ -319,6 +322,9 @@ func (s *Sandbox) activate(m *mm.MemoryManager, as *stubAS) error {
 	s.plat.next = as
 	err := m.Activate(s.ctx)
 	s.plat.next = nil
+	if err == nil {
+		as.sp.active = true
+	}
 	return err
 }
 

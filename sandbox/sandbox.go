@@ -205,6 +205,11 @@ type Sandbox struct {
 	// early holds the first stop of tasks seen before their parent's
 	// clone event.
 	early map[int]unix.WaitStatus
+	// earlyParent holds the parent process (pid) of each task of early,
+	// as the host said at its first stop: a parent that dies without
+	// reporting the clone event leaves it to be killed (dropEarly).
+	// Tracer goroutine.
+	earlyParent map[int]int
 	// deferred are wait results to handle before waiting again.
 	deferred []waitResult
 	// borrowed are tasks stopped to serve another process's request,
@@ -282,6 +287,7 @@ func newSandbox(opts Options) (*Sandbox, error) {
 		tasks:       make(map[int]*task),
 		procs:       make(map[int]*process),
 		early:       make(map[int]unix.WaitStatus),
+		earlyParent: make(map[int]int),
 		selfPid:     unix.Getpid(),
 		start:       time.Now(),
 		debugCounts: make(map[int]int),
