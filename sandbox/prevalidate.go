@@ -35,7 +35,8 @@ const (
 	maxIOVecs = 1024
 	// streamCap bounds what is populated for a read from something other
 	// than a regular file: a larger read from a pipe or socket would
-	// return less anyway; if more arrives, the call returns short.
+	// return less anyway; if more arrives, the call returns short. Not
+	// for a receive with MSG_WAITALL, which fills its buffer (waitAll).
 	streamCap = 4 << 20
 	// smallCap is how much of a read buffer is populated without looking
 	// at the file first.
@@ -43,6 +44,30 @@ const (
 	// pathCap is how much of a path argument is made readable.
 	pathCap = 256
 )
+
+// waitAll reports whether receive call nr with arguments a has
+// MSG_WAITALL: on a stream it returns only once the whole buffer is
+// filled (or the peer is done), so streamCap's "a larger read returns
+// short anyway" does not hold, and the host would fail the copy past the
+// populated part with EFAULT, returning short where Linux fills it.
+func waitAll(nr int, a [6]uint64) bool {
+	switch nr {
+	case unix.SYS_RECVFROM, unix.SYS_RECVMMSG:
+		return a[3]&unix.MSG_WAITALL != 0
+	case unix.SYS_RECVMSG:
+		return a[2]&unix.MSG_WAITALL != 0
+	}
+	return false
+}
+
+// msgCap returns how much of the buffers of a message of call nr to
+// populate: streamCap, or all of them with MSG_WAITALL.
+func msgCap(nr int, a [6]uint64) uint64 {
+	if waitAll(nr, a) {
+		return ^uint64(0)
+	}
+	return streamCap
+}
 
 // ensure makes [addr, addr+length) of t's process mapped in the host for
 // reading (or writing if write), as far as the memory manager allows.
@@ -184,7 +209,11 @@ func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) unix.Errno {
 		case argRead:
 			n := s.bufSize(t, as.size, a)
 			t.noteKernelWrite(addr, n) // all of it may be written
-			s.ensure(t, addr, s.readCap(t, int32(a[0]), n), true)
+			limit := s.readCap(t, int32(a[0]), n)
+			if waitAll(nr, a) {
+				limit = n
+			}
+			s.ensure(t, addr, limit, true)
 		case argIOV, argIOVRd:
 			limit := ^uint64(0)
 			if as.kind == argIOVRd {
@@ -192,12 +221,12 @@ func (s *Sandbox) prevalidate(t *task, nr int, a [6]uint64) unix.Errno {
 			}
 			s.ensureIOV(t, addr, a[as.size.arg], as.in, as.out, limit)
 		case argMsg:
-			s.ensureMsghdr(t, addr, as.out, streamCap)
+			s.ensureMsghdr(t, addr, as.out, msgCap(nr, a))
 		case argMMsg:
 			n := min(a[as.size.arg]&0xffffffff, maxIOVecs)
 			s.ensureBuf(t, addr, 64*n, true, true) // msg_len is written
 			for i := uint64(0); i < n; i++ {
-				s.ensureMsghdr(t, addr+64*i, as.out, streamCap)
+				s.ensureMsghdr(t, addr+64*i, as.out, msgCap(nr, a))
 			}
 		case argFDSet:
 			n := (min(a[as.size.arg]&0xffffffff, 1<<20) + 63) / 64 * 8
