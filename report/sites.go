@@ -301,24 +301,14 @@ func readSymbols(path string) (t *symTable) {
 			}
 		}
 	}
-	if f.Class == elf.ELFCLASS64 && f.ByteOrder == binary.LittleEndian {
-		for _, sec := range f.Sections {
-			if sec.Type == elf.SHT_SYMTAB || sec.Type == elf.SHT_DYNSYM {
-				funcSymbols64(f, sec, at)
-			}
-		}
-	} else {
-		var syms []elf.Symbol
-		if ss, err := f.Symbols(); err == nil {
-			syms = append(syms, ss...)
-		}
-		if ss, err := f.DynamicSymbols(); err == nil {
-			syms = append(syms, ss...)
-		}
-		for _, sym := range syms {
-			if elf.ST_TYPE(sym.Info) == elf.STT_FUNC {
-				at(sym.Name, sym.Value, sym.Size)
-			}
+	// The program's code is x86-64: a file of another class or byte
+	// order holds none of it, and is named by offset.
+	if f.Class != elf.ELFCLASS64 || f.ByteOrder != binary.LittleEndian {
+		return t
+	}
+	for _, sec := range f.Sections {
+		if sec.Type == elf.SHT_SYMTAB || sec.Type == elf.SHT_DYNSYM {
+			funcSymbols64(f, sec, at)
 		}
 	}
 	sortSymbols(t.funcs)
